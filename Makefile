@@ -1,0 +1,33 @@
+# The two set-up commands (README): `make demo` and `make test`. Both install everything first.
+PYTHON ?= python3.11
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: install test test-slow demo bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip >/dev/null
+	$(PY) -m pip install -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## make test: install, then the default suite (everything not marked slow)
+test: install
+	$(PY) -m pytest -m "not slow" -q
+
+## make test-slow: soak and chaos tests (second CI step, own time budget)
+test-slow: install
+	$(PY) -m pytest -m slow -q
+
+## make demo: the whole flow on the local world (arrives with issue M6)
+demo: install
+	$(VENV)/bin/indexmaker demo
+
+bench: install
+	$(PY) bench/core.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,320 @@
+"""The solver's brain: one batch from all pending index orders.
+
+Per asset, at most one exchange order carries the netted need of every engaged index order. The cost grows with
+orders + assets, never with their product: orders are summed per index first (an index order needs q_a * Q of each
+asset a, so an index's demand is q_a * sum(Q)), and only the per-index sums meet the per-asset loops.
+
+Rules (spec/domain.md §5.2 and §12, with the reference's gaps closed):
+- Buy limit = best ask * (1 + slippage_cap), rounded DOWN to the tick so it stays inside the cap; if `max_levels`
+  ask levels run out before the limit, the limit is pulled in to the last level counted.
+- An index order engages Q = (min(collateral, max_order_notional) / fee_factor) / P, with P the index price at the
+  limits; Q is rounded DOWN to the index unit so the engagement never exceeds the collateral.
+- One scale factor, applied to every engaged order, fits the batch to visible liquidity plus inventory, to the batch
+  notional cap and to the in-flight room; the per-asset totals are recomputed after scaling (no stale totals).
+- Inventory nets: it is subtracted from the need; the exchange order goes out for the rest (grossed up for the
+  commission the exchange keeps in the asset, then rounded UP to the step and padded up to the exchange's minimum
+  notional: what the orders do not need stays as inventory for the next batch).
+- An asset with no price or no liquidity defers only the indexes that hold it; the rest of the batch goes on.
+- If the rate-limit budget cannot carry every needed asset order, whole indexes are taken in FIFO order while their
+  asset orders fit; the others wait for the next tick.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Mapping, NamedTuple, Sequence
+
+from core.basket import Basket
+from core.money import ONE, ZERO, quantize_down, quantize_up, units_up
+from core.side import Side
+from core.symbol_filters import SymbolFilters, min_quantity_for, round_price
+
+Level = tuple[Decimal, Decimal]
+SCALE_QUANTUM = Decimal("1e-12")
+
+
+@dataclass(frozen=True, slots=True)
+class PendingOrder:
+    """An index order's collateral that may be engaged now, in FIFO priority (the list order)."""
+
+    order_id: str
+    index: str
+    collateral: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class PlannerLimits:
+    slippage_cap: Decimal = Decimal("0.01")
+    max_levels: int = 5
+    fee_factor: Decimal = Decimal("1.002")
+    commission_rate: Decimal = Decimal("0.001")
+    max_order_notional: Decimal = Decimal("100000")
+    max_batch_notional: Decimal = Decimal("250000")
+    in_flight_room: Decimal = Decimal("500000")
+    min_asset_notional: Decimal = Decimal("5")
+    index_unit: Decimal = Decimal("1e-18")
+    collateral_unit: Decimal = Decimal("0.000001")
+    max_orders: int = 10000
+
+    @classmethod
+    def from_settings(cls, settings, in_flight_notional: Decimal = ZERO) -> "PlannerLimits":  # noqa: ANN001
+        s, x = settings.solver, settings.exchange
+        return cls(
+            slippage_cap=s.slippage_cap, max_levels=s.max_levels, fee_factor=s.fee_factor,
+            commission_rate=x.commission_rate, max_order_notional=s.max_order_notional,
+            max_batch_notional=s.max_batch_notional,
+            in_flight_room=max(ZERO, s.max_in_flight_notional - in_flight_notional),
+            min_asset_notional=s.min_asset_notional, index_unit=s.index_unit,
+            collateral_unit=settings.collateral.unit, max_orders=s.max_orders_per_batch,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AssetOrder:
+    symbol: str
+    side: Side
+    price: Decimal  # limit, on the tick
+    quantity: Decimal  # gross, on the step, padded to the exchange minimum
+    need: Decimal  # net quantity the engaged orders need from the exchange (after inventory)
+
+    @property
+    def notional(self) -> Decimal:
+        return self.price * self.quantity
+
+
+class Engagement(NamedTuple):
+    """An index order's part in a batch (a NamedTuple: immutable and cheap to make 10,000 of)."""
+
+    order_id: str
+    index: str
+    units: Decimal  # index units engaged, a multiple of the index unit
+    collateral: Decimal  # collateral reserved for them: units * index price at limits * fee_factor, rounded up
+    index_price: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    order_id: str
+    reason: str  # UNKNOWN_INDEX (a reject), NO_LIQUIDITY:<symbol>, RATE_LIMIT, TOO_SMALL, BATCH_FULL
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    asset_orders: tuple[AssetOrder, ...]
+    engagements: tuple[Engagement, ...]
+    inventory_used: Mapping[str, int]  # units of each asset taken from inventory into this batch
+    deferred: tuple[Deferred, ...]
+    scale: Decimal  # the factor that fitted the batch (1 = nothing was cut)
+    notional: Decimal  # exchange notional at limit prices
+    index_prices: Mapping[str, Decimal] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.engagements
+
+
+@dataclass(slots=True)
+class _Asset:
+    symbol: str
+    price: Decimal
+    liquidity: Decimal  # net of commission, what the book can deliver within the limit
+    filters: SymbolFilters
+
+
+def _price_and_liquidity(
+    symbol: str, levels: Sequence[Level] | None, f: SymbolFilters | None, limits: PlannerLimits
+) -> _Asset | None:
+    if not levels or f is None:
+        return None
+    best = levels[0][0]
+    limit = round_price(f, best * (ONE + limits.slippage_cap), Side.BUY)  # down to the tick: inside the cap
+    quantity = ZERO
+    worst = None
+    counted = 0
+    cut_by_levels = False
+    for price, qty in levels:
+        if price > limit:
+            break
+        if counted == limits.max_levels:
+            cut_by_levels = True
+            break
+        quantity += qty
+        worst = price
+        counted += 1
+    if worst is None or quantity <= 0:
+        return None
+    price = worst if cut_by_levels else limit
+    if f.max_qty > 0:
+        quantity = min(quantity, f.max_qty)
+    return _Asset(symbol, price, quantity * (ONE - limits.commission_rate), f)
+
+
+def plan_batch(
+    orders: Sequence[PendingOrder],
+    baskets: Mapping[str, Basket],
+    asks: Mapping[str, Sequence[Level]],
+    filters: Mapping[str, SymbolFilters],
+    *,
+    inventory_units: Mapping[str, int] | None = None,
+    order_budget: int,
+    limits: PlannerLimits,
+) -> BatchPlan:
+    """Plan one buy batch. `asks` are best-first (price, quantity) levels; `inventory_units` counts whole base units
+    per symbol that are free to use; `order_budget` is how many exchange orders the rate limits allow now."""
+    inventory_units = inventory_units or {}
+    deferred: list[Deferred] = []
+
+    # 1. Orders grouped by index, FIFO kept inside each group and across groups (first order decides).
+    by_index: dict[str, list[PendingOrder]] = {}
+    for i, o in enumerate(orders):
+        if i >= limits.max_orders:
+            deferred.append(Deferred(o.order_id, "BATCH_FULL"))
+            continue
+        if o.index not in baskets:
+            deferred.append(Deferred(o.order_id, "UNKNOWN_INDEX"))
+            continue
+        if o.collateral <= 0:
+            continue
+        by_index.setdefault(o.index, []).append(o)
+
+    # 2. Limit price and liquidity per asset, computed once per asset whatever the number of indexes holding it.
+    assets: dict[str, _Asset | None] = {}
+    index_prices: dict[str, Decimal] = {}
+    for index in list(by_index):
+        basket = baskets[index]
+        missing = None
+        price = ZERO
+        for a in basket.assets:
+            if a.symbol not in assets:
+                assets[a.symbol] = _price_and_liquidity(a.symbol, asks.get(a.symbol), filters.get(a.symbol), limits)
+            info = assets[a.symbol]
+            if info is None:
+                missing = a.symbol
+                break
+            price += a.quantity * info.price
+        if missing is not None:
+            deferred.extend(Deferred(o.order_id, f"NO_LIQUIDITY:{missing}") for o in by_index.pop(index))
+            continue
+        index_prices[index] = price
+
+    # 3. Units per order at the limit prices, as integer counts of the index unit (exact and cheap per order):
+    #    q = floor(min(collateral, cap) / (P * fee_factor) / index_unit).
+    units: dict[str, list[tuple[PendingOrder, int]]] = {}
+    totals: dict[str, int] = {}
+    cap_n, cap_d = limits.max_order_notional.as_integer_ratio()
+    for index, group in by_index.items():
+        n, d = (index_prices[index] * limits.fee_factor * limits.index_unit).as_integer_ratio()
+        cap_q = (cap_n * d) // (cap_d * n)
+        rows = []
+        total = 0
+        for o in group:
+            cn, cd = o.collateral.as_integer_ratio()
+            q = min((cn * d) // (cd * n), cap_q)
+            if q > 0:
+                rows.append((o, q))
+                total += q
+            else:
+                deferred.append(Deferred(o.order_id, "TOO_SMALL"))
+        if rows:
+            units[index] = rows
+            totals[index] = total
+
+    def demand(selected: Mapping[str, list[tuple[PendingOrder, int]]]) -> dict[str, Decimal]:
+        need: dict[str, Decimal] = {}
+        for index in selected:
+            total = Decimal(totals[index]) * limits.index_unit
+            for a in baskets[index].assets:
+                need[a.symbol] = need.get(a.symbol, ZERO) + a.quantity * total
+        return need
+
+    def inventory(symbol: str) -> Decimal:
+        return inventory_units.get(symbol, 0) * assets[symbol].filters.base_unit  # type: ignore[union-attr]
+
+    # 4. The rate-limit budget: whole indexes in FIFO order while their exchange orders fit.
+    need = demand(units)
+    chosen: set[str] = set()
+    selected: dict[str, list[tuple[PendingOrder, int]]] = {}
+    for index, rows in units.items():
+        wanted = {a.symbol for a in baskets[index].assets if need[a.symbol] > inventory(a.symbol)}
+        if len(chosen | wanted) <= order_budget:
+            chosen |= wanted
+            selected[index] = rows
+        else:
+            deferred.extend(Deferred(o.order_id, "RATE_LIMIT") for o, _ in rows)
+    need = demand(selected)
+
+    # 5. One scale factor for liquidity, the batch cap and the in-flight room.
+    scale = ONE
+    notional = ZERO
+    for symbol, d in need.items():
+        info = assets[symbol]
+        assert info is not None
+        available = info.liquidity + inventory(symbol)
+        if d > available:
+            scale = min(scale, available / d)
+        notional += max(ZERO, d - inventory(symbol)) * info.price / (ONE - limits.commission_rate)
+    cap = min(limits.max_batch_notional, limits.in_flight_room)
+    if notional > cap:
+        scale = min(scale, cap / notional)
+    if scale < ONE:
+        # Rounded down to 1e-12: a coarser factor is cheaper per order and only ever engages a little less.
+        scale = quantize_down(scale, SCALE_QUANTUM)
+        rescaled: dict[str, list[tuple[PendingOrder, int]]] = {}
+        sn, sd = scale.as_integer_ratio()
+        for index, rows in selected.items():
+            kept = []
+            total = 0
+            for o, q in rows:
+                q2 = q * sn // sd  # down: a scaled order never engages more than the fit allows
+                if q2 > 0:
+                    kept.append((o, q2))
+                    total += q2
+                else:
+                    deferred.append(Deferred(o.order_id, "TOO_SMALL"))
+            if kept:
+                rescaled[index] = kept
+                totals[index] = total
+        selected = rescaled
+        need = demand(selected)  # totals recomputed after scaling
+
+    # 6. Exchange orders: need net of inventory, grossed up for commission, rounded up and padded to minimums.
+    asset_orders: list[AssetOrder] = []
+    inventory_used: dict[str, int] = {}
+    notional = ZERO
+    for symbol, d in need.items():
+        info = assets[symbol]
+        assert info is not None
+        f = info.filters
+        held = inventory_units.get(symbol, 0)
+        use = min(held, units_up(d, f.base_unit))  # whole units; assignment never draws more than d
+        if use:
+            inventory_used[symbol] = use
+        rest = d - use * f.base_unit
+        if rest <= 0:
+            continue
+        gross = rest / (ONE - limits.commission_rate)
+        qty = quantize_up(gross, f.step_size) if f.step_size > 0 else gross
+        floor_qty = max(
+            min_quantity_for(f, info.price),
+            quantize_up(limits.min_asset_notional / info.price, f.step_size) if f.step_size > 0 else ZERO,
+        )
+        qty = max(qty, floor_qty)
+        if f.max_qty > 0 and qty > f.max_qty:
+            qty = quantize_down(f.max_qty, f.step_size)  # the IOC fills what it can; assignment takes what came
+        asset_orders.append(AssetOrder(symbol, Side.BUY, info.price, qty, rest))
+        notional += info.price * qty
+
+    # 7. Engagements: collateral = units * P * fee_factor rounded UP to the ledger unit, never above the collateral.
+    engagements: list[Engagement] = []
+    iu = limits.index_unit
+    cu = limits.collateral_unit
+    for index, rows in selected.items():
+        p = index_prices[index]
+        n, d = (p * limits.fee_factor * iu / cu).as_integer_ratio()
+        for o, q in rows:
+            reserve = min(o.collateral, Decimal(-(-q * n // d)) * cu)
+            engagements.append(Engagement(o.order_id, index, Decimal(q) * iu, reserve, p))
+
+    return BatchPlan(
+        tuple(asset_orders), tuple(engagements), inventory_used, tuple(deferred), scale, notional, index_prices
+    )

@@ -1,0 +1,208 @@
+"""One user's collateral (USDC), booked exactly in whole units of the token (micro-USDC by default).
+
+Why a ledger of its own: every amount that enters (a deposit) must be found again, to the last unit, in exactly one
+of four places: free (`available`), held for an open index order (`reserved`), paid for fills (`spent`) or paid as
+routing fees (`fees_charged`). `check()` proves it. Amounts that are not whole units are refused, never rounded: a
+rounding here would silently create or destroy a user's money.
+
+Deposits and fees carry an id chosen before they happen (chain tx + log index, route hop id); booking the same id
+twice is a no-op, so replaying events after a restart is safe (DESIGN.md, idempotency keys).
+"""
+from __future__ import annotations
+
+import decimal
+from decimal import Decimal
+from typing import Any, Mapping
+
+from core.money import ZERO, D, is_multiple
+
+#: USDC has 6 decimals on every chain we use.
+USDC_UNIT = Decimal("0.000001")
+
+Amount = Decimal | str | int
+
+
+class CollateralError(ValueError):
+    """A collateral operation that would break the books (bad amount, unknown reservation, conflicting replay)."""
+
+
+class InsufficientCollateral(CollateralError):
+    """Not enough free collateral (or reservation) for the operation; the message names the shortfall."""
+
+
+def whole_units(value: Amount, unit: Decimal, what: str, *, allow_zero: bool = False) -> Decimal:
+    """`value` as a Decimal, checked to be a non-negative (positive unless `allow_zero`) whole number of `unit`."""
+    try:
+        amount = D(value)
+    except (TypeError, ValueError) as exc:
+        raise CollateralError(f"{what}: {exc}") from None
+    if not amount.is_finite():
+        raise CollateralError(f"{what}: {amount} is not a finite amount")
+    if amount < 0 or (amount == 0 and not allow_zero):
+        raise CollateralError(f"{what}: amount must be {'>= 0' if allow_zero else 'positive'}, got {amount}")
+    try:
+        whole = is_multiple(amount, unit)
+    except decimal.InvalidOperation:  # quotient beyond the context's 60 digits: no real amount is that large
+        whole = False
+    if not whole:
+        raise CollateralError(f"{what}: {amount} is not a whole number of {unit} (refusing to round it)")
+    return amount
+
+
+class CollateralLedger:
+    """The collateral of one user. Not thread-safe: its owner (one order-book shard) serialises the calls."""
+
+    __slots__ = ("unit", "available", "reserved", "spent", "fees_charged", "credited", "_reservations", "_deposits",
+                 "_fees")
+
+    def __init__(self, unit: Decimal = USDC_UNIT) -> None:
+        if not isinstance(unit, Decimal) or not unit.is_finite() or unit <= 0:
+            raise CollateralError(f"unit must be a positive Decimal, got {unit!r}")
+        self.unit = unit
+        self.available = ZERO
+        self.reserved = ZERO
+        self.spent = ZERO
+        self.fees_charged = ZERO
+        self.credited = ZERO
+        self._reservations: dict[str, Decimal] = {}  # order id -> amount held; entries at zero are dropped
+        self._deposits: dict[str, Decimal] = {}  # deposit id -> amount, to recognise replays (and conflicting ones)
+        self._fees: dict[str, Decimal] = {}  # fee id -> amount, same reason
+
+    # --- money in ---------------------------------------------------------------------------------------------------
+
+    def credit(self, deposit_id: str, amount: Amount) -> bool:
+        """Book a deposit. False (and nothing changes) when `deposit_id` was booked before with the same amount."""
+        value = whole_units(amount, self.unit, f"deposit {deposit_id}")
+        seen = self._deposits.get(deposit_id)
+        if seen is not None:
+            if seen != value:
+                raise CollateralError(f"deposit {deposit_id} replayed with {value}, booked before with {seen}")
+            return False
+        self._deposits[deposit_id] = value
+        self.credited += value
+        self.available += value
+        return True
+
+    def charge_fee(self, fee_id: str, amount: Amount) -> bool:
+        """Charge a routing fee from free collateral. False (nothing changes) when `fee_id` was charged before."""
+        value = whole_units(amount, self.unit, f"fee {fee_id}")
+        seen = self._fees.get(fee_id)
+        if seen is not None:
+            if seen != value:
+                raise CollateralError(f"fee {fee_id} replayed with {value}, charged before with {seen}")
+            return False
+        if value > self.available:
+            raise InsufficientCollateral(
+                f"fee {fee_id}: {value} needed, {self.available} available, short by {value - self.available}")
+        self._fees[fee_id] = value
+        self.available -= value
+        self.fees_charged += value
+        return True
+
+    # --- per-order reservations -------------------------------------------------------------------------------------
+
+    def reservation(self, order_id: str) -> Decimal:
+        return self._reservations.get(order_id, ZERO)
+
+    def reservations(self) -> dict[str, Decimal]:
+        return dict(self._reservations)
+
+    def reserve(self, order_id: str, amount: Amount) -> None:
+        """Hold free collateral for an order (adds to what the order already holds)."""
+        value = whole_units(amount, self.unit, f"reserve for {order_id}")
+        if value > self.available:
+            raise InsufficientCollateral(
+                f"reserve for {order_id}: {value} needed, {self.available} available, "
+                f"short by {value - self.available}")
+        self.available -= value
+        self.reserved += value
+        self._reservations[order_id] = self.reservation(order_id) + value
+
+    def release(self, order_id: str, amount: Amount) -> None:
+        """Give held collateral back to free (cancelled, returned dust). Zero is a no-op."""
+        value = whole_units(amount, self.unit, f"release for {order_id}", allow_zero=True)
+        self._take(order_id, value, "release")
+        self.available += value
+
+    def spend(self, order_id: str, amount: Amount) -> None:
+        """Move held collateral to spent (the order paid for fills). Zero is a no-op."""
+        value = whole_units(amount, self.unit, f"spend for {order_id}", allow_zero=True)
+        self._take(order_id, value, "spend")
+        self.spent += value
+
+    def _take(self, order_id: str, value: Decimal, verb: str) -> None:
+        held = self.reservation(order_id)
+        if value > held:
+            raise InsufficientCollateral(
+                f"{verb} for {order_id}: {value} asked, only {held} reserved, short by {value - held}")
+        left = held - value
+        if left == 0:
+            self._reservations.pop(order_id, None)
+        else:
+            self._reservations[order_id] = left
+        self.reserved -= value
+
+    # --- invariants and persistence ---------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise AssertionError unless every unit credited is in exactly one balance (exact, no epsilon)."""
+        total = self.available + self.reserved + self.spent + self.fees_charged
+        if self.credited != total:
+            raise AssertionError(
+                f"ledger out of balance: credited {self.credited} != available {self.available} + reserved "
+                f"{self.reserved} + spent {self.spent} + fees {self.fees_charged} = {total}")
+        held = sum(self._reservations.values(), ZERO)
+        if held != self.reserved:
+            raise AssertionError(f"reserved {self.reserved} != sum of reservations {held}")
+        if self.credited != sum(self._deposits.values(), ZERO):
+            raise AssertionError(f"credited {self.credited} != sum of booked deposits")
+        if self.fees_charged != sum(self._fees.values(), ZERO):
+            raise AssertionError(f"fees_charged {self.fees_charged} != sum of booked fees")
+        for name in ("available", "reserved", "spent", "fees_charged", "credited"):
+            value = getattr(self, name)
+            if value < 0 or not is_multiple(value, self.unit):
+                raise AssertionError(f"{name} = {value} is negative or not a whole number of {self.unit}")
+        for order_id, value in self._reservations.items():
+            if value <= 0:
+                raise AssertionError(f"reservation of {order_id} is {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (Decimals as strings) for the store; `from_dict` gives back an equal ledger."""
+        return {
+            "unit": str(self.unit),
+            "available": str(self.available),
+            "reserved": str(self.reserved),
+            "spent": str(self.spent),
+            "fees_charged": str(self.fees_charged),
+            "credited": str(self.credited),
+            "reservations": {k: str(v) for k, v in self._reservations.items()},
+            "deposits": {k: str(v) for k, v in self._deposits.items()},
+            "fees": {k: str(v) for k, v in self._fees.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "CollateralLedger":
+        ledger = cls(D(data["unit"]))
+        for name in ("available", "reserved", "spent", "fees_charged", "credited"):
+            setattr(ledger, name, D(data[name]))
+        ledger._reservations = {k: D(v) for k, v in data["reservations"].items()}
+        ledger._deposits = {k: D(v) for k, v in data["deposits"].items()}
+        ledger._fees = {k: D(v) for k, v in data["fees"].items()}
+        ledger.check()  # a corrupt snapshot is refused at load, not discovered later
+        return ledger
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CollateralLedger):
+            return NotImplemented
+        # Compared as numbers, not strings: "20.10" and "20.1" are the same money.
+        return self._state() == other._state()
+
+    def _state(self) -> tuple:
+        return (self.unit, self.available, self.reserved, self.spent, self.fees_charged, self.credited,
+                self._reservations, self._deposits, self._fees)
+
+    __hash__ = None  # type: ignore[assignment]  (mutable)
+
+    def __repr__(self) -> str:
+        return (f"CollateralLedger(available={self.available}, reserved={self.reserved}, spent={self.spent}, "
+                f"fees_charged={self.fees_charged}, credited={self.credited})")

@@ -1,0 +1,257 @@
+"""One user's index orders and the collateral that backs them (spec/domain.md §3, §12.1, §12.4, §12.5).
+
+The book keeps the order states and the user's `CollateralLedger` moving together: an order's collateral that is
+remaining or engaged is exactly its reservation in the ledger, so the user can never spend the same unit twice, and
+whatever an order does not spend (cancelled, returned dust) goes straight back to free collateral.
+
+Books are per user: a ClOrdID is looked up only among this user's orders, so no user can touch another's order.
+A ClOrdID is unique per user forever (not only while the order is open), so that a message replayed after a restart
+is recognised as a duplicate instead of buying twice.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Collection, Iterator, Mapping
+
+from core.collateral_ledger import CollateralLedger
+from core.index_order import IndexOrder, OrderStateError, order_id_of
+from core.money import ZERO, D, is_multiple
+from core.side import Side
+
+
+class OrderRejected(ValueError):
+    """A user request the book refuses; `code` is stable (it goes on the wire), `text` explains."""
+
+    def __init__(self, code: str, text: str) -> None:
+        super().__init__(f"{code}: {text}")
+        self.code = code
+        self.text = text
+
+
+class UserOrderBook:
+    """Not thread-safe: the owning order-book shard serialises the calls."""
+
+    __slots__ = ("user", "ledger", "unit", "max_open_orders", "known_indexes", "_orders", "_open")
+
+    def __init__(self, user: str, ledger: CollateralLedger, *, unit: Decimal, max_open_orders: int,
+                 known_indexes: Collection[str]) -> None:
+        if ledger.unit != unit:
+            raise ValueError(f"book unit {unit} differs from its ledger's unit {ledger.unit}")
+        if max_open_orders < 1:
+            raise ValueError(f"max_open_orders must be >= 1, got {max_open_orders}")
+        self.user = user
+        self.ledger = ledger
+        self.unit = unit
+        self.max_open_orders = max_open_orders
+        self.known_indexes = frozenset(known_indexes)
+        self._orders: dict[str, IndexOrder] = {}  # cl_ord_id -> order, every order ever accepted, in creation order
+        self._open: dict[str, IndexOrder] = {}  # the non-terminal subset, in creation order (FIFO)
+
+    # --- user requests ----------------------------------------------------------------------------------------------
+
+    def new_order(self, cl_ord_id: str, index: str, side: Side | str, amount: Decimal | str | int,
+                  now_ms: int) -> IndexOrder:
+        """Validate (first failure wins, in the order below), reserve the collateral, and open the order as NEW."""
+        if cl_ord_id in self._orders:
+            raise OrderRejected("DUPLICATE_CL_ORD_ID", f"ClOrdID {cl_ord_id!r} was used before by this user")
+        value = self._parse_amount(amount)
+        if not self._fits_unit(value):
+            raise OrderRejected("TOO_MUCH_PRECISION", f"{value} has more decimals than {self.unit}")
+        if value <= 0:
+            raise OrderRejected("NON_POSITIVE_AMOUNT", f"amount must be positive, got {value}")
+        try:
+            side_value = Side(side)
+        except ValueError:
+            raise OrderRejected("UNSUPPORTED_SIDE", f"unknown side {side!r}") from None
+        if side_value is not Side.BUY:
+            raise OrderRejected("UNSUPPORTED_SIDE", f"{side_value.value} is not supported yet")
+        if index not in self.known_indexes:
+            raise OrderRejected("UNKNOWN_INDEX", f"unknown index {index!r}")
+        if len(self._open) >= self.max_open_orders:
+            raise OrderRejected("TOO_MANY_OPEN_ORDERS", f"{len(self._open)} orders open, limit {self.max_open_orders}")
+        if value > self.ledger.available:
+            raise OrderRejected("INSUFFICIENT_COLLATERAL",
+                                f"{value} needed, {self.ledger.available} available, "
+                                f"short by {value - self.ledger.available}")
+        order = IndexOrder.create(self.user, cl_ord_id, index, side_value, value, now_ms, self.unit)
+        self.ledger.reserve(order.order_id, value)
+        self._orders[cl_ord_id] = order
+        self._open[cl_ord_id] = order
+        return order
+
+    def cancel(self, cl_ord_id: str, amount: Decimal | str | int | None = None,
+               now_ms: int | None = None) -> tuple[IndexOrder, Decimal]:
+        """Cancel `amount` (None: all) of the order's not-yet-engaged collateral and free it in the ledger (§12.4).
+
+        Engaged collateral finishes its batch; after a cancel of all, its unspent part is cancelled on release."""
+        order = self._orders.get(cl_ord_id)
+        if order is None:
+            raise OrderRejected("UNKNOWN_ORDER", f"no order {cl_ord_id!r} for this user")
+        if order.is_terminal:
+            raise OrderRejected("ORDER_CLOSED", f"order {cl_ord_id!r} is {order.status.value}")
+        if amount is not None:
+            value = self._parse_amount(amount)
+            if not self._fits_unit(value):
+                raise OrderRejected("TOO_MUCH_PRECISION", f"{value} has more decimals than {self.unit}")
+            if value <= 0:
+                raise OrderRejected("NON_POSITIVE_AMOUNT", f"cancel amount must be positive, got {value}")
+            if value > order.remaining:
+                raise OrderRejected("CANCEL_EXCEEDS_REMAINING",
+                                    f"cancel {value} exceeds the not-yet-engaged {order.remaining}")
+            amount = value
+        cancelled = order.cancel(amount, now_ms)
+        self.ledger.release(order.order_id, cancelled)
+        self._after(order)
+        return order, cancelled
+
+    # --- engine side (solver / batch manager) -----------------------------------------------------------------------
+
+    def engage(self, cl_ord_id: str, amount: Decimal | str | int, now_ms: int | None = None) -> None:
+        """A batch takes `amount` of the order's remaining collateral (it stays reserved in the ledger)."""
+        self._require(cl_ord_id).engage(amount, now_ms)
+
+    def apply_fill(self, cl_ord_id: str, units: Decimal | str | int, cost: Decimal | str | int,
+                   now_ms: int | None = None) -> Decimal:
+        """Book a fill on the order and move what it charged (rounded up to the unit) from reserved to spent."""
+        order = self._require(cl_ord_id)
+        delta = order.apply_fill(units, cost, now_ms)
+        self.ledger.spend(order.order_id, delta)
+        return delta
+
+    def release(self, cl_ord_id: str, amount: Decimal | str | int, now_ms: int | None = None) -> Decimal:
+        """A batch completed: its unspent engaged collateral goes back to the order's remaining. Returns what was
+        cancelled instead because the user had cancelled all (freed in the ledger), normally 0."""
+        order = self._require(cl_ord_id)
+        cancelled = order.release(amount, now_ms)
+        self.ledger.release(order.order_id, cancelled)
+        self._after(order)
+        return cancelled
+
+    def finish(self, cl_ord_id: str, dust: Decimal | str | int, now_ms: int | None = None) -> Decimal:
+        """Close the order (nothing engaged, remaining below `dust`); the remaining dust goes back to free
+        collateral (no silent keep). Returns that amount."""
+        order = self._require(cl_ord_id)
+        returned = order.finish(dust, now_ms)
+        self.ledger.release(order.order_id, returned)
+        self._after(order)
+        return returned
+
+    def reject(self, cl_ord_id: str, reason: str, now_ms: int | None = None) -> Decimal:
+        """The engine gives up on the order (§3.5); its remaining collateral is freed. Returns that amount."""
+        order = self._require(cl_ord_id)
+        returned = order.reject(reason, now_ms)
+        self.ledger.release(order.order_id, returned)
+        self._after(order)
+        return returned
+
+    def mark_minted(self, cl_ord_id: str, tx: str) -> bool:
+        return self._require_any(cl_ord_id).mark_minted(tx)
+
+    # --- views ------------------------------------------------------------------------------------------------------
+
+    def get(self, cl_ord_id: str) -> IndexOrder | None:
+        return self._orders.get(cl_ord_id)
+
+    def open_orders(self) -> list[IndexOrder]:
+        """Non-terminal orders, oldest first (FIFO by creation)."""
+        return list(self._open.values())
+
+    def mint_pending(self) -> list[IndexOrder]:
+        return [o for o in self._orders.values() if o.mint_pending]
+
+    def __iter__(self) -> Iterator[IndexOrder]:
+        return iter(self._orders.values())
+
+    def __len__(self) -> int:
+        return len(self._orders)
+
+    # --- invariants and persistence ---------------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Raise (AssertionError / OrderStateError) unless ledger and orders agree exactly."""
+        self.ledger.check()
+        held = ZERO
+        for cl_ord_id, order in self._orders.items():
+            order.check()
+            if order.cl_ord_id != cl_ord_id or order.user != self.user:
+                raise AssertionError(f"order {order.order_id} filed under {self.user}:{cl_ord_id}")
+            if (cl_ord_id in self._open) == order.is_terminal:
+                raise AssertionError(f"order {order.order_id} is {order.status.value} but open-index disagrees")
+            need = order.remaining + order.engaged
+            if self.ledger.reservation(order.order_id) != need:
+                raise AssertionError(f"order {order.order_id}: ledger reserves "
+                                     f"{self.ledger.reservation(order.order_id)}, order holds {need}")
+            held += need
+        if self.ledger.reserved != held:
+            raise AssertionError(f"ledger reserved {self.ledger.reserved} != orders' remaining+engaged {held}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "user": self.user,
+            "unit": str(self.unit),
+            "max_open_orders": self.max_open_orders,
+            "known_indexes": sorted(self.known_indexes),
+            "ledger": self.ledger.to_dict(),
+            "orders": [o.to_dict() for o in self._orders.values()],  # creation order: keeps FIFO across restarts
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, max_open_orders: int | None = None,
+                  known_indexes: Collection[str] | None = None) -> "UserOrderBook":
+        """Load a snapshot. Limits and indexes may be overridden by the current configuration."""
+        book = cls(data["user"], CollateralLedger.from_dict(data["ledger"]), unit=D(data["unit"]),
+                   max_open_orders=data["max_open_orders"] if max_open_orders is None else max_open_orders,
+                   known_indexes=data["known_indexes"] if known_indexes is None else known_indexes)
+        for raw in data["orders"]:
+            order = IndexOrder.from_dict(raw)
+            if order.cl_ord_id in book._orders:
+                raise ValueError(f"snapshot holds ClOrdID {order.cl_ord_id!r} twice")
+            book._orders[order.cl_ord_id] = order
+            if not order.is_terminal:
+                book._open[order.cl_ord_id] = order
+        book.check()
+        return book
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, UserOrderBook):
+            return NotImplemented
+        return (self.user == other.user and self.unit == other.unit and self.max_open_orders == other.max_open_orders
+                and self.known_indexes == other.known_indexes and self.ledger == other.ledger
+                and list(self._orders.items()) == list(other._orders.items()))
+
+    __hash__ = None  # type: ignore[assignment]  (mutable)
+
+    # --- helpers ----------------------------------------------------------------------------------------------------
+
+    def _require(self, cl_ord_id: str) -> IndexOrder:
+        order = self._require_any(cl_ord_id)
+        if order.is_terminal:
+            raise OrderStateError(f"{order.order_id} is {order.status.value}")
+        return order
+
+    def _require_any(self, cl_ord_id: str) -> IndexOrder:
+        order = self._orders.get(cl_ord_id)
+        if order is None:
+            raise OrderStateError(f"no order {order_id_of(self.user, cl_ord_id)}")
+        return order
+
+    def _after(self, order: IndexOrder) -> None:
+        if order.is_terminal:
+            self._open.pop(order.cl_ord_id, None)
+
+    def _parse_amount(self, amount: Decimal | str | int) -> Decimal:
+        if isinstance(amount, float):
+            raise TypeError("refusing a float amount: money must come from a string or a Decimal")
+        try:
+            value = D(amount)
+        except (TypeError, ValueError):
+            raise OrderRejected("INVALID_AMOUNT", f"not a number: {amount!r}") from None
+        if not value.is_finite():
+            raise OrderRejected("INVALID_AMOUNT", f"not a finite number: {amount!r}")
+        return value
+
+    def _fits_unit(self, value: Decimal) -> bool:
+        try:
+            return is_multiple(value, self.unit)
+        except ArithmeticError:  # more than 60 digits of units: no amount anyone holds, and no precision to judge
+            raise OrderRejected("INVALID_AMOUNT", f"{value} is out of range") from None
