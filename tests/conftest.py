@@ -25,3 +25,21 @@ def exchange_info() -> dict:
 @pytest.fixture(scope="session")
 def depth_snapshot() -> dict:
     return json.loads((DATA / "binance" / "depth_snapshot_BTCUSDT.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """One real redis-server (AOF, appendfsync always) for the whole test session."""
+    from world.redis_server import RedisServer
+
+    with RedisServer(tmp_path_factory.mktemp("redis")) as server:
+        yield server
+
+
+@pytest.fixture
+def redis_client(redis_server):
+    """A client on a flushed database: each test starts from an empty store."""
+    client = redis_server.client()
+    client.flushdb()
+    yield client
+    client.close()
