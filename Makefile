@@ -6,10 +6,11 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: install test test-slow demo bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(wildcard package-lock.json)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install -e '.[test]'
+	if [ -f package-lock.json ]; then npm ci --ignore-scripts --no-audit --no-fund; fi
 	touch $(STAMP)
 
 install: $(STAMP)
