@@ -1,0 +1,506 @@
+"""The one module that knows ccxt: a Binance spot client pointed at any base URL (the simulator, the testnet or
+live Binance: same code), exposing the few calls the actors need.
+
+Why a wrapper: ccxt turns numbers into floats, and money must not pass through float arithmetic. Orders, trades,
+balances and deposits are therefore read from each structure's `info` (the exchange's raw strings) into Decimal;
+book levels (which ccxt stores as floats parsed from <= 15-digit strings and never sums) are converted with
+`Decimal(repr(x))`, which is exact for them. Errors come out as `exchange.errors` types carrying Binance's code.
+Symbols are the exchange's own ids (`BTCUSDC`), as in the baskets; the ccxt symbol (`BTC/USDC`) stays in here.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Awaitable, Callable, Iterable, TypeVar
+
+import ccxt.pro as ccxtpro
+from ccxt.base import errors as cx
+
+import core  # noqa: F401  (installs the project's decimal context)
+from core.money import ZERO, D, from_float_text
+from core.side import Side
+from exchange import errors
+
+T = TypeVar("T")
+
+
+# ============================================================================================== value types
+@dataclass(frozen=True, slots=True)
+class Fill:
+    symbol: str
+    trade_id: int
+    order_id: int
+    client_order_id: str
+    side: Side | None
+    price: Decimal
+    qty: Decimal
+    commission: Decimal
+    commission_asset: str | None
+    time: int
+    is_maker: bool | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeOrder:
+    """An order as the exchange reports it (REST answer or executionReport), amounts exact."""
+
+    symbol: str
+    order_id: int
+    client_order_id: str
+    side: Side
+    type: str
+    status: str  # Binance's: NEW, PARTIALLY_FILLED, FILLED, CANCELED, EXPIRED, EXPIRED_IN_MATCH, REJECTED
+    time_in_force: str | None
+    price: Decimal
+    orig_qty: Decimal
+    executed_qty: Decimal
+    cum_quote: Decimal
+    update_time: int | None
+    fills: tuple[Fill, ...] = ()
+    #: executionReport only: the execution type (NEW, TRADE, CANCELED, EXPIRED, ...) of the latest event.
+    exec_type: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in ("NEW", "PARTIALLY_FILLED")
+
+    @property
+    def average_price(self) -> Decimal | None:
+        return self.cum_quote / self.executed_qty if self.executed_qty > 0 else None
+
+
+@dataclass(frozen=True, slots=True)
+class BookSnapshot:
+    symbol: str
+    nonce: int | None
+    bids: list[tuple[Decimal, Decimal]]
+    asks: list[tuple[Decimal, Decimal]]
+    timestamp: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked
+
+
+@dataclass(frozen=True, slots=True)
+class DepositAddress:
+    coin: str
+    network: str
+    address: str
+    tag: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DepositRecord:
+    id: str
+    coin: str
+    network: str | None
+    amount: Decimal
+    status: int | None  # Binance: 0 pending, 6 credited but cannot withdraw, 1 success
+    tx_id: str | None
+    address: str | None
+    insert_time: int | None
+    info: dict = field(default_factory=dict, compare=False)
+
+
+# ============================================================================================== error mapping
+#: Binance messages ccxt sometimes raises without the body (it matches the message text first).
+_MESSAGE_CODES = {
+    "Market is closed.": -1013,
+    "Account has insufficient balance for requested action.": -2010,
+    "Order would immediately match and take.": -2010,
+    "Duplicate order sent.": -2010,
+    "Unknown order sent.": -2011,
+    "Order does not exist.": -2013,
+    "Timestamp for this request is outside of the recvWindow.": -1021,
+    "Timestamp for this request was 1000ms ahead of the server's time.": -1021,
+    "Signature for this request is not valid.": -1022,
+    "API-key format invalid.": -2014,
+    "Invalid API-key, IP, or permissions for action.": -2015,
+    "Invalid symbol.": -1121,
+}
+_CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
+_MSG_RE = re.compile(r'"msg"\s*:\s*"((?:[^"\\]|\\.)*)"')
+_STATUS_RE = re.compile(r"^\S+ (\d{3}) ")
+
+
+def map_error(exc: Exception, retry_after: str | None = None) -> errors.ExchangeError:
+    """A ccxt exception as the project's error, with Binance's code and message when the exchange sent them."""
+    text = str(exc)
+    code: int | None = None
+    msg = text
+    m = _CODE_RE.search(text)
+    if m:
+        code = int(m.group(1))
+        mm = _MSG_RE.search(text)
+        if mm:
+            msg = json.loads(f'"{mm.group(1)}"')
+    else:
+        bare = text.split(" ", 1)[1] if " " in text else text
+        if bare.startswith("Filter failure: "):
+            code, msg = -1013, bare
+        elif bare in _MESSAGE_CODES:
+            code, msg = _MESSAGE_CODES[bare], bare
+    st = _STATUS_RE.match(text)
+    http_status = int(st.group(1)) if st else None
+    retry = int(retry_after) if retry_after and str(retry_after).isdigit() else None
+
+    if isinstance(exc, cx.DDoSProtection) or code in (-1003, -1015):
+        if http_status == 418 or "banned" in msg:
+            return errors.IpBanned(msg, code, http_status=http_status or 418, retry_after_s=retry)
+        if isinstance(exc, cx.DDoSProtection) or isinstance(exc, cx.RateLimitExceeded):
+            return errors.RateLimited(msg, code, http_status=http_status or 429, retry_after_s=retry)
+    if code == -1013:
+        cls = errors.MarketClosed if msg == "Market is closed." else errors.FilterRejected
+        return cls(msg, code)
+    if code == -2010:
+        if "insufficient balance" in msg:
+            return errors.InsufficientBalance(msg, code)
+        if "immediately match" in msg:
+            return errors.WouldTakeLiquidity(msg, code)
+        if msg.startswith("Duplicate order"):
+            return errors.DuplicateOrder(msg, code)
+        return errors.OrderRejected(msg, code)
+    if code in (-2011, -2013):
+        return errors.OrderNotFound(msg, code)
+    if code == -1121:
+        return errors.BadSymbol(msg, code)
+    if code == -1021:
+        return errors.InvalidTimestamp(msg, code)
+    if code in (-1022, -2014, -2015):
+        return errors.AuthenticationFailed(msg, code)
+    if code in (-1007, -1008) or (http_status is not None and http_status >= 500):
+        return errors.StatusUnknown(msg, code, http_status=http_status)
+    if code is not None and -1199 <= code <= -1100:
+        return errors.BadRequest(msg, code)
+    # No exchange code: classify by ccxt's class.
+    if isinstance(exc, cx.OrderNotFound):
+        return errors.OrderNotFound(msg, code)
+    if isinstance(exc, cx.InsufficientFunds):
+        return errors.InsufficientBalance(msg, code)
+    if isinstance(exc, cx.BadSymbol):
+        return errors.BadSymbol(msg, code)
+    if isinstance(exc, cx.InvalidNonce):
+        return errors.InvalidTimestamp(msg, code)
+    if isinstance(exc, cx.AuthenticationError):
+        return errors.AuthenticationFailed(msg, code)
+    if isinstance(exc, cx.InvalidOrder):
+        return errors.OrderRejected(msg, code)  # includes ccxt's own pre-checks (precision, limits)
+    if isinstance(exc, cx.BadRequest):
+        return errors.BadRequest(msg, code)
+    if isinstance(exc, (cx.ExchangeNotAvailable, cx.OnMaintenance)) and not isinstance(exc, cx.RequestTimeout):
+        return errors.ExchangeUnavailable(msg, code, http_status=http_status)
+    if isinstance(exc, cx.NetworkError):
+        return errors.StatusUnknown(msg, code, http_status=http_status)
+    return errors.ExchangeError(msg, code, http_status=http_status)
+
+
+# ============================================================================================== parsing
+def _dec(v: Any) -> Decimal:
+    if v is None or v == "":
+        return ZERO
+    return D(str(v)) if not isinstance(v, float) else from_float_text(v)
+
+
+def _int(v: Any) -> int | None:
+    return None if v is None or v == "" else int(v)
+
+
+def parse_order_info(info: dict[str, Any]) -> ExchangeOrder:
+    """From a REST order payload (POST/GET/DELETE /api/v3/order, openOrders) or an executionReport."""
+    if info.get("e") == "executionReport":
+        cid = info.get("C") or info.get("c")  # on a cancel, C carries the order's own id
+        fill = None
+        if info.get("x") == "TRADE":
+            fill = Fill(info["s"], int(info["t"]), int(info["i"]), cid, Side(info["S"]), _dec(info["L"]),
+                        _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]), bool(info.get("m")))
+        return ExchangeOrder(
+            symbol=info["s"], order_id=int(info["i"]), client_order_id=cid, side=Side(info["S"]), type=info["o"],
+            status=info["X"], time_in_force=info.get("f"), price=_dec(info.get("p")), orig_qty=_dec(info.get("q")),
+            executed_qty=_dec(info.get("z")), cum_quote=_dec(info.get("Z")), update_time=_int(info.get("T")),
+            fills=(fill,) if fill else (), exec_type=info.get("x"),
+        )
+    cid = info.get("clientOrderId", "")
+    if "origClientOrderId" in info:  # a cancel answer: clientOrderId is the cancel request's own id
+        cid = info["origClientOrderId"]
+    side = Side(info["side"]) if info.get("side") else Side.BUY
+    fills = tuple(
+        Fill(info["symbol"], int(f["tradeId"]), int(info["orderId"]), cid, side, _dec(f["price"]), _dec(f["qty"]),
+             _dec(f.get("commission")), f.get("commissionAsset"), _int(info.get("transactTime")) or 0, False)
+        for f in info.get("fills") or ()
+    )
+    return ExchangeOrder(
+        symbol=info["symbol"], order_id=int(info["orderId"]), client_order_id=cid, side=side,
+        type=info.get("type", ""), status=info.get("status", ""), time_in_force=info.get("timeInForce"),
+        price=_dec(info.get("price")), orig_qty=_dec(info.get("origQty")), executed_qty=_dec(info.get("executedQty")),
+        cum_quote=_dec(info.get("cummulativeQuoteQty")),
+        update_time=_int(info.get("updateTime") or info.get("transactTime") or info.get("time")), fills=fills,
+    )
+
+
+def parse_trade_info(info: dict[str, Any]) -> Fill:
+    """From a myTrades row or an executionReport with x=TRADE."""
+    if info.get("e") == "executionReport":
+        return Fill(info["s"], int(info["t"]), int(info["i"]), info.get("c", ""), Side(info["S"]), _dec(info["L"]),
+                    _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]), bool(info.get("m")))
+    side = Side.BUY if info.get("isBuyer") else Side.SELL
+    return Fill(info["symbol"], int(info["id"]), int(info["orderId"]), "", side, _dec(info["price"]),
+                _dec(info["qty"]), _dec(info.get("commission")), info.get("commissionAsset"), int(info["time"]),
+                bool(info.get("isMaker")))
+
+
+def _levels(rows: Iterable[Any], depth: int | None) -> list[tuple[Decimal, Decimal]]:
+    out = []
+    for i, row in enumerate(rows):
+        if depth is not None and i >= depth:
+            break
+        out.append((from_float_text(row[0]) if isinstance(row[0], float) else D(str(row[0])),
+                    from_float_text(row[1]) if isinstance(row[1], float) else D(str(row[1]))))
+    return out
+
+
+# ============================================================================================== the gateway
+class BinanceGateway:
+    def __init__(
+        self,
+        rest_url: str | None,
+        ws_url: str | None,
+        api_key: str,
+        secret: str,
+        *,
+        recv_window_ms: int = 10_000,
+        watch_book_limit: int = 100,
+        enable_rate_limit: bool = True,
+        sandbox: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> None:
+        """`rest_url`/`ws_url` like "http://127.0.0.1:18080" / "ws://127.0.0.1:18080"; None keeps ccxt's own URLs
+        (live Binance, or the testnet with `sandbox=True`)."""
+        opts: dict[str, Any] = {
+            "defaultType": "spot",
+            "fetchMarkets": {"types": ["spot"]},  # default also loads fapi + dapi exchangeInfo
+            "fetchCurrencies": False,  # else GET /sapi/v1/capital/config/getall at load_markets
+            "fetchMargins": False,  # else GET /sapi/v1/margin/allPairs + isolated/allPairs
+            "adjustForTimeDifference": False,
+            "watchOrderBookLimit": watch_book_limit,  # REST snapshot size used by watch_order_book
+            "recvWindow": recv_window_ms,
+            "fetchOpenOrders": {"warnWithoutSymbol": False},
+        }
+        opts.update(options or {})
+        self._ex = ccxtpro.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": enable_rate_limit,
+                                    "options": opts})
+        if sandbox:
+            self._ex.set_sandbox_mode(True)
+        if rest_url is not None:
+            api = self._ex.urls["api"]
+            base = rest_url.rstrip("/")
+            api["public"] = api["private"] = base + "/api/v3"
+            api["v1"] = base + "/api/v1"
+            api["sapi"] = base + "/sapi/v1"
+            for n in (2, 3, 4):
+                api[f"sapiV{n}"] = base + f"/sapi/v{n}"
+        if ws_url is not None:
+            ws = ws_url.rstrip("/")
+            api = self._ex.urls["api"]
+            api["ws"]["spot"] = ws + "/ws"  # market streams: ccxt appends "/<n>"
+            api["ws"]["ws-api"]["spot"] = ws + "/ws-api/v3"  # user data (orders, fills, balances)
+        self._markets_loaded = False
+
+    @classmethod
+    def from_config(cls, cfg: Any, api_key: str, secret: str) -> "BinanceGateway":
+        """From core.config.ExchangeConfig (rest_url, ws_url, recv_window_ms, order_book_depth)."""
+        return cls(cfg.rest_url, cfg.ws_url, api_key, secret, recv_window_ms=cfg.recv_window_ms,
+                   watch_book_limit=cfg.order_book_depth)
+
+    @property
+    def ccxt(self) -> Any:
+        """The underlying client (tests and diagnostics only; actors use the methods below)."""
+        return self._ex
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        try:
+            return await fn(*args, **kwargs)
+        except cx.BaseError as e:
+            headers = getattr(self._ex, "last_response_headers", None) or {}
+            retry = headers.get("Retry-After") or headers.get("retry-after")
+            raise map_error(e, retry) from e
+
+    async def _ensure_markets(self) -> None:
+        if not self._markets_loaded:
+            await self.load_markets()
+
+    def _sym(self, exchange_symbol: str) -> str:
+        try:
+            return self._ex.markets_by_id[exchange_symbol][0]["symbol"]
+        except (KeyError, IndexError, TypeError):
+            raise errors.BadSymbol(f"unknown symbol {exchange_symbol}", -1121) from None
+
+    def _id(self, ccxt_symbol: str) -> str:
+        return self._ex.markets[ccxt_symbol]["id"]
+
+    # ------------------------------------------------------------------ public
+    async def load_markets(self, reload: bool = False) -> dict[str, dict[str, Any]]:
+        """exchangeInfo `symbols[]` entries (raw: filters as strings) by exchange symbol."""
+        markets = await self._call(self._ex.load_markets, reload)
+        self._markets_loaded = True
+        return {m["id"]: m["info"] for m in markets.values() if m.get("spot")}
+
+    async def fetch_order_book(self, symbol: str, limit: int = 100) -> BookSnapshot:
+        await self._ensure_markets()
+        ob = await self._call(self._ex.fetch_order_book, self._sym(symbol), limit)
+        return BookSnapshot(symbol, ob.get("nonce"), _levels(ob["bids"], None), _levels(ob["asks"], None),
+                            ob.get("timestamp"))
+
+    async def fetch_avg_price(self, symbol: str) -> Decimal:
+        info = await self._call(self._ex.public_get_avgprice, {"symbol": symbol})
+        return D(info["price"])
+
+    async def fetch_tickers(self, symbols: list[str]) -> dict[str, dict[str, Any]]:
+        """Raw 24 h tickers (`info`, strings) by exchange symbol."""
+        await self._ensure_markets()
+        tickers = await self._call(self._ex.fetch_tickers, [self._sym(s) for s in symbols])
+        return {self._id(k): v["info"] for k, v in tickers.items()}
+
+    # ------------------------------------------------------------------ private
+    async def create_order(
+        self,
+        symbol: str,
+        side: Side,
+        order_type: str,
+        quantity: Decimal | None = None,
+        price: Decimal | None = None,
+        *,
+        client_order_id: str,
+        time_in_force: str | None = None,
+        quote_order_qty: Decimal | None = None,
+    ) -> ExchangeOrder:
+        """LIMIT (GTC/IOC/FOK), LIMIT_MAKER or MARKET (by quantity, or by `quote_order_qty`). The FULL answer, so
+        immediate fills are known at once. `client_order_id` is the idempotency key (newClientOrderId)."""
+        await self._ensure_markets()
+        params: dict[str, Any] = {"newClientOrderId": client_order_id}
+        kind = order_type.upper()
+        if kind == "LIMIT_MAKER":
+            ccxt_type, params["postOnly"] = "limit", True
+        else:
+            ccxt_type = kind.lower()
+        if time_in_force is not None:
+            params["timeInForce"] = time_in_force
+        amount: str | None = str(quantity) if quantity is not None else None
+        if quote_order_qty is not None:
+            params["quoteOrderQty"] = str(quote_order_qty)
+        order = await self._call(self._ex.create_order, self._sym(symbol), ccxt_type, side.value.lower(), amount,
+                                 str(price) if price is not None else None, params)
+        return parse_order_info(order["info"])
+
+    async def cancel_order(self, symbol: str, order_id: int | None = None,
+                           client_order_id: str | None = None) -> ExchangeOrder:
+        await self._ensure_markets()
+        params = {"origClientOrderId": client_order_id} if client_order_id is not None else {}
+        order = await self._call(self._ex.cancel_order, str(order_id) if order_id is not None else None,
+                                 self._sym(symbol), params)
+        return parse_order_info(order["info"])
+
+    async def fetch_order(self, symbol: str, order_id: int | None = None,
+                          client_order_id: str | None = None) -> ExchangeOrder:
+        await self._ensure_markets()
+        params = {"origClientOrderId": client_order_id} if client_order_id is not None else {}
+        order = await self._call(self._ex.fetch_order, str(order_id) if order_id is not None else None,
+                                 self._sym(symbol), params)
+        return parse_order_info(order["info"])
+
+    async def fetch_open_orders(self, symbol: str | None = None) -> list[ExchangeOrder]:
+        await self._ensure_markets()
+        orders = await self._call(self._ex.fetch_open_orders, self._sym(symbol) if symbol else None)
+        return [parse_order_info(o["info"]) for o in orders]
+
+    async def fetch_my_trades(self, symbol: str, since: int | None = None, limit: int | None = None,
+                              order_id: int | None = None) -> list[Fill]:
+        await self._ensure_markets()
+        params = {"orderId": order_id} if order_id is not None else {}
+        trades = await self._call(self._ex.fetch_my_trades, self._sym(symbol), since, limit, params)
+        return [parse_trade_info(t["info"]) for t in trades]
+
+    async def fetch_balance(self) -> dict[str, Balance]:
+        bal = await self._call(self._ex.fetch_balance)
+        return {b["asset"]: Balance(b["asset"], D(b["free"]), D(b["locked"])) for b in bal["info"]["balances"]}
+
+    async def fetch_deposit_address(self, coin: str, network: str) -> DepositAddress:
+        await self._ensure_markets()
+        res = await self._call(self._ex.fetch_deposit_address, coin, {"network": network})
+        info = res["info"]
+        # ccxt derives `network` only with currency data loaded; keep the one we asked for.
+        return DepositAddress(info.get("coin", coin), network, info["address"], info.get("tag") or None)
+
+    async def fetch_deposits(self, coin: str | None = None, since: int | None = None) -> list[DepositRecord]:
+        """Deposit history (GET /sapi/v1/capital/deposit/hisrec) in ccxt's order (oldest first), amounts exact."""
+        await self._ensure_markets()
+        rows = [t["info"] for t in await self._call(self._ex.fetch_deposits, coin, since)]
+        return [DepositRecord(str(r.get("id")), r["coin"], r.get("network"), D(str(r["amount"])),
+                              _int(r.get("status")), r.get("txId"), r.get("address"), _int(r.get("insertTime")), r)
+                for r in rows]
+
+    # ------------------------------------------------------------------ streams
+    async def watch_order_book_for_symbols(self, symbols: list[str], limit: int | None = None,
+                                           depth: int | None = None) -> BookSnapshot:
+        """The next book (of any of `symbols`) that changed, built by ccxt from the REST snapshot + diffs and
+        gap-checked by it; `depth` levels per side are converted (None = all)."""
+        await self._ensure_markets()
+        ob = await self._call(self._ex.watch_order_book_for_symbols, [self._sym(s) for s in symbols], limit)
+        return BookSnapshot(self._id(ob["symbol"]), ob.get("nonce"), _levels(ob["bids"], depth),
+                            _levels(ob["asks"], depth), ob.get("timestamp"))
+
+    async def watch_order_book(self, symbol: str, limit: int | None = None, depth: int | None = None) -> BookSnapshot:
+        return await self.watch_order_book_for_symbols([symbol], limit, depth)
+
+    @staticmethod
+    def _take_pending(cache: Any) -> list[Any]:
+        """Updates ccxt cached after our last read. ccxt's watch_* only return when a NEW message arrives, so the
+        tail of a burst (e.g. the FILLED report right after NEW) would otherwise wait for the next, unrelated
+        event. ccxt counts appends since the last getLimit(); its reset flag is applied lazily at the next append,
+        so a raised flag means nothing new was appended since the last read."""
+        if cache is None or getattr(cache, "_clear_all_updates", True):
+            return []
+        n = cache.getLimit(None, None) or 0
+        return list(cache)[-n:] if n else []
+
+    async def watch_orders(self) -> list[ExchangeOrder]:
+        """Order updates from the user data stream since the last call (the latest executionReport of each
+        order updated); waits for the next one if there is none."""
+        await self._ensure_markets()
+        orders = self._take_pending(getattr(self._ex, "orders", None))
+        if not orders:
+            orders = await self._call(self._ex.watch_orders)
+        return [parse_order_info(o["info"]) for o in orders]
+
+    async def watch_my_trades(self) -> list[Fill]:
+        """Fills (executionReport x=TRADE) since the last call; waits for the next one if there is none."""
+        await self._ensure_markets()
+        trades = self._take_pending(getattr(self._ex, "myTrades", None))
+        if not trades:
+            trades = await self._call(self._ex.watch_my_trades)
+        return [parse_trade_info(t["info"]) for t in trades]
+
+    async def watch_balance(self) -> dict[str, Balance]:
+        """Exact balances of the assets in the next outboundAccountPosition (Binance sends one after every balance
+        change, deposits included). A balanceUpdate is only a delta, and ccxt keeps its sum as a float, so it is
+        not reported on its own: the position event that follows it carries the exact result."""
+        await self._ensure_markets()
+        while True:
+            await self._call(self._ex.watch_balance)
+            # The latest event ccxt has processed (not necessarily the one that woke us: several frames can be
+            # handled before this task resumes, and only the first one resolves the pending watch).
+            info = ((self._ex.balance or {}).get("spot") or {}).get("info") or {}
+            if info.get("e") == "outboundAccountPosition":
+                return {b["a"]: Balance(b["a"], D(b["f"]), D(b["l"])) for b in info.get("B", ())}
+
+    async def close(self) -> None:
+        await self._ex.close()

@@ -1,0 +1,43 @@
+"""`python -m exchange.simulator [--port N] [--symbols A,B] [--seed S] [--update-ms MS]`: run the simulator
+standalone; prints its URLs and the test account's key/secret as one JSON line, then serves until interrupted."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+
+import core  # noqa: F401  (installs the project's decimal context)
+from exchange.simulator.config import TEST_API_KEY, TEST_SECRET, PriceProcessConfig, SimulatorConfig
+from exchange.simulator.server import Simulator
+
+
+def parse_args(argv: list[str]) -> SimulatorConfig:
+    ap = argparse.ArgumentParser(prog="python -m exchange.simulator", description=__doc__)
+    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
+    ap.add_argument("--symbols", default="", help="comma-separated symbols (default: every basket pair)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--update-ms", type=int, default=100, help="price process step; 0 = only via /_admin/step")
+    a = ap.parse_args(argv)
+    symbols = tuple(s for s in a.symbols.split(",") if s) or None
+    return SimulatorConfig(host=a.host, port=a.port, symbols=symbols,
+                           process=PriceProcessConfig(seed=a.seed, update_ms=a.update_ms))
+
+
+async def main(argv: list[str]) -> None:
+    sim = Simulator(parse_args(argv))
+    await sim.start()
+    print(json.dumps({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
+                      "markets": len(sim.markets), "admin": sim.url + "/_admin/config"}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await sim.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1:]))

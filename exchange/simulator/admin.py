@@ -1,0 +1,104 @@
+"""Test-only control endpoints under /_admin (ccxt never calls them): inspect the configuration, inject faults,
+drop websockets, credit deposits, step the price process, read the simulator's own book."""
+from __future__ import annotations
+
+import json
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from core.side import Side
+from exchange.simulator import payloads
+from exchange.simulator.engine import EngineError
+from exchange.simulator.faults import OrderReject
+
+if TYPE_CHECKING:
+    from exchange.simulator.server import Simulator
+
+
+def _ok(data: Any, status: int = 200) -> web.Response:
+    return web.Response(text=json.dumps(data), status=status, content_type="application/json")
+
+
+def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
+    async def body(request: web.Request) -> dict[str, Any]:
+        text = await request.text()
+        return json.loads(text) if text else {}
+
+    async def config(request: web.Request) -> web.Response:
+        return _ok(sim.inspect())
+
+    async def faults(request: web.Request) -> web.Response:
+        """{"delay_ms", "delay_count", "reject_orders": {"count", "status", "code", "msg"}, "force_429",
+        "pause_feed", "clear"}: counts are numbers of upcoming requests (-1 = until cleared)."""
+        b = await body(request)
+        f = sim.faults
+        if b.get("clear"):
+            f.clear()
+        if "delay_ms" in b:
+            f.delay_ms = int(b["delay_ms"])
+            f.delay_count = int(b.get("delay_count", -1))
+        if "reject_orders" in b:
+            r = b["reject_orders"]
+            f.reject = OrderReject(int(r.get("status", 400)), int(r.get("code", -2010)),
+                                   str(r.get("msg", OrderReject.msg)))
+            f.reject_count = int(r.get("count", 1))
+        if "force_429" in b:
+            f.force_429_count = int(b["force_429"])
+        if "pause_feed" in b:
+            f.feed_paused = bool(b["pause_feed"])
+        return _ok({k: str(getattr(f, k)) for k in f.__slots__})
+
+    async def drop_ws(request: web.Request) -> web.Response:
+        b = await body(request)
+        which, abrupt = b.get("which", "all"), bool(b.get("abrupt", False))
+        dropped = 0
+        if which in ("market", "all"):
+            dropped += await sim.streams.drop_all(abrupt)
+        if which in ("user", "all"):
+            dropped += await sim.user_streams.drop_all(abrupt)
+        return _ok({"dropped": dropped})
+
+    async def deposit(request: web.Request) -> web.Response:
+        b = await body(request)
+        try:
+            dep = sim.credit_deposit(str(b["api_key"]), str(b["coin"]), Decimal(str(b["amount"])),
+                                     str(b.get("network", "BASE")), str(b["tx_id"]), b.get("address"))
+        except (KeyError, InvalidOperation) as e:
+            return _ok({"error": f"bad deposit request: {e}"}, 400)
+        except EngineError as e:
+            return _ok({"code": e.code, "msg": e.msg}, e.http_status)
+        return _ok(payloads.deposit_row(dep))
+
+    async def step(request: web.Request) -> web.Response:
+        b = await body(request)
+        sim.step(int(b.get("n", 1)), b.get("symbols"))
+        published = sim.publish_depth() if b.get("publish", True) else 0
+        return _ok({"published": published})
+
+    async def book(request: web.Request) -> web.Response:
+        symbol = request.query.get("symbol", "")
+        limit = int(request.query.get("limit", "1000"))
+        try:
+            last, bids, asks = sim.engine.depth(symbol, limit)
+        except EngineError as e:
+            return _ok({"code": e.code, "msg": e.msg}, 400)
+        return _ok({"lastUpdateId": last, "bids": payloads.levels(bids), "asks": payloads.levels(asks),
+                    "mm_bids": len(sim.engine.mm_levels(symbol, Side.BUY))})
+
+    async def account(request: web.Request) -> web.Response:
+        b = await body(request)
+        balances = {a: Decimal(str(v)) for a, v in (b.get("balances") or {}).items()}
+        sim.add_account(str(b["api_key"]), str(b["secret"]), balances)
+        return _ok({"api_key": b["api_key"]})
+
+    return [
+        web.get("/_admin/config", config),
+        web.post("/_admin/faults", faults),
+        web.post("/_admin/drop_ws", drop_ws),
+        web.post("/_admin/deposit", deposit),
+        web.post("/_admin/step", step),
+        web.get("/_admin/book", book),
+        web.post("/_admin/account", account),
+    ]

@@ -1,0 +1,86 @@
+"""Everything the exchange simulator can be told: where its real data lives, what it trades, how prices move, who
+its accounts are, which limits it enforces. Defaults reproduce Binance spot as of the 2025 captures."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = REPO_ROOT / "data"
+
+#: The test account `python -m exchange.simulator` prints and the tests use (never a real credential).
+TEST_API_KEY = "simTestKey0000000000000000000000000000000000000000000000000000000"
+TEST_SECRET = "simTestSecret000000000000000000000000000000000000000000000000000"
+
+
+@dataclass(slots=True)
+class AccountSpec:
+    api_key: str
+    secret: str
+    #: Starting balances, asset -> amount (free).
+    balances: dict[str, Decimal] = field(default_factory=dict)
+    #: Deposit address per network (e.g. {"BASE": "0x..."}); networks not listed get a derived address.
+    deposit_addresses: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PriceProcessConfig:
+    """The simulator's own market maker: a seeded random walk of the top of book with a ladder of resting levels."""
+
+    seed: int = 7
+    #: Standard deviation of the mid's relative move per second, in basis points (50 bps/s is lively, not wild).
+    volatility_bps_per_s: Decimal = Decimal("5")
+    #: Spread between best bid and best ask, basis points of the price (at least one tick).
+    spread_bps: Decimal = Decimal("2")
+    #: Resting levels the market maker keeps per side.
+    depth_levels: int = 20
+    #: Distance between the market maker's levels, basis points (at least one tick).
+    level_gap_bps: Decimal = Decimal("2")
+    #: Quote notional of one level, on average (each level gets 0.5x..1.5x of it).
+    level_notional: Decimal = Decimal("5000")
+    #: Milliseconds between two steps of every symbol's process; 0 = only when stepped by hand (tests).
+    update_ms: int = 100
+    #: Levels per side whose quantity is redrawn on each step (keeps a diff flowing even when the mid sits still).
+    jitter_levels: int = 1
+    #: Percent chance per step that a synthetic taker trades a slice of the top of book (public trades).
+    trade_percent: int = 20
+
+
+@dataclass(slots=True)
+class SimulatorConfig:
+    host: str = "127.0.0.1"
+    #: 0 = let the OS pick a free port (the started simulator reports its URL).
+    port: int = 0
+    exchange_info_path: Path = DATA_DIR / "binance" / "exchangeInfo_spot_2024-09-08_usdt_usdc.json"
+    #: The later capture whose rateLimits are served (6000 weight/min, 100 orders/10 s, 200000 orders/day).
+    rate_limits_path: Path = DATA_DIR / "binance" / "exchangeInfo_header_2025-06-21.json"
+    indexes_dir: Path = DATA_DIR / "indexes"
+    deployment_path: Path = DATA_DIR / "indexes" / "index_deployment.json"
+    #: Real depth snapshots (file name depth_snapshot_<SYMBOL>.json) used to seed books of that symbol or its twin.
+    depth_snapshot_paths: tuple[Path, ...] = (DATA_DIR / "binance" / "depth_snapshot_BTCUSDT.json",)
+    #: Serve only these symbols (None = every pair of every basket). Unknown ones are twinned or synthesised.
+    symbols: tuple[str, ...] | None = None
+    #: Extra symbols on top of the baskets' pairs.
+    extra_symbols: tuple[str, ...] = ()
+    #: Explicit rateLimits entries (exchangeInfo shape) overriding the file's.
+    rate_limits: list[dict] | None = None
+    #: 429s tolerated within one window before the IP is banned (418).
+    ban_after_429s: int = 3
+    ban_seconds: int = 120
+    #: Commission rates, fraction of the received asset.
+    maker_commission: Decimal = Decimal("0.001")
+    taker_commission: Decimal = Decimal("0.001")
+    #: Depth diff cadence of the `@depth@100ms` streams.
+    depth_interval_ms: int = 100
+    #: Messages a market-stream client may have queued before it is disconnected as too slow.
+    max_ws_queue: int = 10_000
+    #: Incoming messages per second per market-stream connection (Binance: 5); excess disconnects.
+    max_ws_incoming_per_s: int = 5
+    max_streams_per_connection: int = 1024
+    accounts: list[AccountSpec] = field(
+        default_factory=lambda: [
+            AccountSpec(TEST_API_KEY, TEST_SECRET, {"USDC": Decimal("1000000"), "USDT": Decimal("1000000")})
+        ]
+    )
+    process: PriceProcessConfig = field(default_factory=PriceProcessConfig)

@@ -1,0 +1,45 @@
+"""Faults the tests can inject through /_admin (ccxt never calls it): delayed answers, rejected orders, forced
+429s, a paused feed. Counters count down per request; -1 means "until cleared"."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class OrderReject:
+    http_status: int = 400
+    code: int = -2010
+    msg: str = "Order rejected (simulator fault injection)."
+
+
+@dataclass(slots=True)
+class Faults:
+    delay_ms: int = 0
+    delay_count: int = 0
+    reject: OrderReject | None = None
+    reject_count: int = 0
+    force_429_count: int = 0
+    feed_paused: bool = False
+
+    @staticmethod
+    def _take(count: int) -> tuple[bool, int]:
+        if count == 0:
+            return False, 0
+        return True, (count - 1 if count > 0 else count)
+
+    def take_delay(self) -> int:
+        hit, self.delay_count = self._take(self.delay_count)
+        return self.delay_ms if hit else 0
+
+    def take_reject(self) -> OrderReject | None:
+        hit, self.reject_count = self._take(self.reject_count)
+        return self.reject if hit else None
+
+    def take_429(self) -> bool:
+        hit, self.force_429_count = self._take(self.force_429_count)
+        return hit
+
+    def clear(self) -> None:
+        self.delay_ms = self.delay_count = self.reject_count = self.force_429_count = 0
+        self.reject = None
+        self.feed_paused = False

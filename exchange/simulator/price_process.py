@@ -1,0 +1,146 @@
+"""A seeded price process per symbol that moves the simulator's own resting liquidity.
+
+State is the best bid in integer ticks; the best ask sits `spread` ticks above. Each step moves the best bid by a
+random whole number of ticks (normal with the configured volatility), then steers the market maker's ladder:
+levels that would cross the new top are withdrawn, a level is added at the top when the best one has drifted more
+than one gap away, the ladder is trimmed/extended to `depth_levels` per side on a grid of `level_gap` ticks, and a
+few levels get a fresh quantity. Because the grid is anchored to prices (not to the mid), a small move changes
+only a few levels, like a real book, and the diff stream stays small.
+
+The random draw itself is a float (Python's normal variate); it only ever becomes an integer count of ticks or
+a whole percentage, so no price or quantity passes through a float. Same seed, same steps => same book.
+"""
+from __future__ import annotations
+
+import math
+import random
+import zlib
+from decimal import Decimal
+from typing import Any, Mapping, Protocol
+
+from core.money import ZERO, D, quantize_down
+from core.side import Side
+from exchange.simulator.config import PriceProcessConfig
+from exchange.simulator.markets import SimMarket
+
+_BPS = Decimal(10_000)
+
+
+class MarketMakerPort(Protocol):
+    def mm_levels(self, symbol: str, side: Side) -> dict[Decimal, Decimal]: ...
+
+    def mm_set_level(self, symbol: str, side: Side, price: Decimal, qty: Decimal) -> None: ...
+
+    def mm_take(self, symbol: str, taker_side: Side, qty: Decimal) -> None: ...
+
+
+def _ticks(value: Decimal, tick: Decimal) -> int:
+    return int(value / tick)
+
+
+class PriceProcess:
+    def __init__(self, market: SimMarket, cfg: PriceProcessConfig, seed_price: Decimal,
+                 snapshot: Mapping[str, Any] | None = None) -> None:
+        self.market = market
+        self.symbol = market.symbol
+        self.cfg = cfg
+        self.rng = random.Random(cfg.seed * 1_000_003 + zlib.crc32(market.symbol.encode()))
+        self.tick = market.tick if market.tick > 0 else Decimal("0.00000001")
+        f = market.filters
+        self.step_qty = f.step_size if f.step_size > 0 else f.base_unit
+        self.min_qty = max(f.min_qty, self.step_qty)
+        self.max_qty = f.max_qty if f.max_qty > 0 else None
+        self.snapshot = snapshot
+        if snapshot and snapshot.get("bids") and snapshot.get("asks"):
+            best_bid = quantize_down(D(snapshot["bids"][0][0]), self.tick)
+            best_ask = quantize_down(D(snapshot["asks"][0][0]), self.tick)
+            self.bid_top = _ticks(best_bid, self.tick)
+            self.spread = max(1, _ticks(best_ask, self.tick) - self.bid_top)
+            seed_price = (best_bid + best_ask) / 2
+        else:
+            price_ticks = max(2, _ticks(seed_price, self.tick))
+            self.spread = max(1, int(seed_price * cfg.spread_bps / _BPS / self.tick))
+            self.bid_top = max(1, price_ticks - self.spread // 2 - self.spread % 2)
+        self.seed_price = seed_price
+        self.gap = max(1, int(seed_price * cfg.level_gap_bps / _BPS / self.tick))
+        # Mean quantity of a level: the configured notional at the seed price, on the step grid.
+        self.base_qty = max(quantize_down(cfg.level_notional / seed_price, self.step_qty), self.min_qty)
+
+    @property
+    def ask_top(self) -> int:
+        return self.bid_top + self.spread
+
+    def _price(self, ticks: int) -> Decimal:
+        return self.tick * ticks
+
+    def _draw_qty(self) -> Decimal:
+        factor = Decimal(self.rng.randint(50, 150)) / 100  # a whole percentage: exact
+        q = max(quantize_down(self.base_qty * factor, self.step_qty), self.min_qty)
+        return min(q, self.max_qty) if self.max_qty is not None else q
+
+    # ------------------------------------------------------------------ seeding
+    def seed(self, mm: MarketMakerPort) -> None:
+        """Put the initial ladder on the book: the real snapshot's levels when there is one, else a grid."""
+        if self.snapshot and self.snapshot.get("bids") and self.snapshot.get("asks"):
+            for side, key in ((Side.BUY, "bids"), (Side.SELL, "asks")):
+                for p, q in self.snapshot[key][: self.cfg.depth_levels]:
+                    price = quantize_down(D(p), self.tick)
+                    qty = quantize_down(D(q), self.step_qty)
+                    if price > 0 and qty > 0:
+                        mm.mm_set_level(self.symbol, side, price, qty)
+        self._maintain(mm, jitter=False)
+
+    # ------------------------------------------------------------------ stepping
+    def step(self, mm: MarketMakerPort, dt_ms: int) -> None:
+        cfg = self.cfg
+        sigma = float(cfg.volatility_bps_per_s) / 10_000 * self.bid_top * math.sqrt(max(dt_ms, 1) / 1000)
+        move = int(round(self.rng.gauss(0.0, sigma))) if sigma > 0 else 0
+        self.bid_top = max(1, self.bid_top + move)
+        self._maintain(mm, jitter=True)
+        if cfg.trade_percent > 0 and self.rng.randrange(100) < cfg.trade_percent:
+            taker = Side.BUY if self.rng.randrange(2) else Side.SELL
+            top = mm.mm_levels(self.symbol, taker.opposite)
+            if top:
+                best = min(top) if taker is Side.BUY else max(top)
+                qty = quantize_down(top[best] * Decimal(self.rng.randint(10, 50)) / 100, self.step_qty)
+                if qty >= self.min_qty:
+                    mm.mm_take(self.symbol, taker, qty)
+
+    def _maintain(self, mm: MarketMakerPort, jitter: bool) -> None:
+        s = self.symbol
+        bid_top, ask_top, n, gap = self.bid_top, self.ask_top, self.cfg.depth_levels, self.gap
+        bids = {_ticks(p, self.tick): q for p, q in mm.mm_levels(s, Side.BUY).items()}
+        asks = {_ticks(p, self.tick): q for p, q in mm.mm_levels(s, Side.SELL).items()}
+        # 1. withdraw levels inside the new spread (both sides first, so the maker never trades with itself)
+        for t in [t for t in bids if t > bid_top]:
+            mm.mm_set_level(s, Side.BUY, self._price(t), ZERO)
+            del bids[t]
+        for t in [t for t in asks if t < ask_top]:
+            mm.mm_set_level(s, Side.SELL, self._price(t), ZERO)
+            del asks[t]
+        # 2. a level at the top when the best one drifted a gap away; 3. trim / extend on the grid
+        for side, levels, top, away in ((Side.BUY, bids, bid_top, -1), (Side.SELL, asks, ask_top, 1)):
+            best = (max(levels) if away < 0 else min(levels)) if levels else None
+            if best is None or abs(best - top) >= gap:
+                q = self._draw_qty()
+                mm.mm_set_level(s, side, self._price(top), q)
+                levels[top] = q
+            ordered = sorted(levels, reverse=away < 0)  # best first
+            for t in ordered[n:]:
+                mm.mm_set_level(s, side, self._price(t), ZERO)
+                del levels[t]
+            worst = ordered[min(n, len(ordered)) - 1]
+            while len(levels) < n:
+                worst += away * gap
+                if worst < 1:
+                    break
+                if worst not in levels:
+                    q = self._draw_qty()
+                    mm.mm_set_level(s, side, self._price(worst), q)
+                    levels[worst] = q
+            # 4. fresh quantities on a few levels, so the diff stream flows even when the price sits still
+            if jitter and levels:
+                keys = sorted(levels)
+                for _ in range(min(self.cfg.jitter_levels, len(keys))):
+                    t = keys[self.rng.randrange(len(keys))]
+                    mm.mm_set_level(s, side, self._price(t), self._draw_qty())
