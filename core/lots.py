@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping
+from typing import Any, Mapping
 
-from core.money import ZERO, to_units
+from core.money import ZERO, D, to_units
 
 #: Fee shares of slices are computed in this quantum (far below any currency unit) and telescope exactly.
 FEE_QUANTUM_EXP = 24
@@ -53,6 +53,31 @@ class Lot:
         self.consumed += units
         fee = self.fee_upto(self.consumed) - self.fee_upto(start)
         return Slice(self.lot_id, self.symbol, units, self.price * self.unit * units, fee)
+
+    def split(self, units: int) -> tuple["Lot", "Lot | None"]:
+        """The first `units` of what is left as one lot and the rest as another, fees split exactly (inventory taken
+        into a batch). The ids stay traceable: `<id>/<start>`."""
+        if units <= 0 or units > self.remaining:
+            raise ValueError(f"lot {self.lot_id}: cannot split {units} of {self.remaining} remaining units")
+        start = self.consumed
+        cut = start + units
+        head = Lot(f"{self.lot_id}/{start}", self.symbol, units, self.unit, self.price,
+                   self.fee_upto(cut) - self.fee_upto(start), self.timestamp_ms)
+        if cut == self.quantity:
+            return head, None
+        tail = Lot(f"{self.lot_id}/{cut}", self.symbol, self.quantity - cut, self.unit, self.price,
+                   self.fee - self.fee_upto(cut), self.timestamp_ms)
+        return head, tail
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lot_id": self.lot_id, "symbol": self.symbol, "quantity": self.quantity, "unit": str(self.unit),
+                "price": str(self.price), "fee": str(self.fee), "timestamp_ms": self.timestamp_ms,
+                "consumed": self.consumed}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "Lot":
+        return cls(d["lot_id"], d["symbol"], int(d["quantity"]), D(d["unit"]), D(d["price"]), D(d["fee"]),
+                   int(d.get("timestamp_ms", 0)), int(d.get("consumed", 0)))
 
     def leftover(self, lot_id_suffix: str = "") -> "Lot":
         """The unassigned rest as a new lot (inventory carried to the next batch), with exactly the fee not yet shared."""

@@ -1,0 +1,240 @@
+"""The solver's state and rules, without I/O: batches in flight, the fills that reach them, inventory.
+
+The `solver` actor is a thin owner of one SolverEngine: each tick it hands the engine the pending demand and the
+books and gets a batch to send; it passes fills and settled exchange orders in and gets fill deltas, completed
+batches and mintable orders out. Everything here is deterministic, so the engine's snapshot plus a replay of the
+lots each batch received (in the same rounds) rebuilds exactly the same assignment after a restart.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable, Mapping, Sequence
+
+from core.asset_order import ExchangeFill, client_order_id
+from core.basket import Basket
+from core.batch_planner import AssetOrder, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
+from core.lot_assignment import AssetLine, BatchAllocation, OrderFill
+from core.lots import Lot, lot_from_fill
+from core.money import D
+from core.side import Side
+from core.symbol_filters import SymbolFilters
+
+
+@dataclass(frozen=True, slots=True)
+class SentOrder:
+    """An asset order of a batch with the client order id it is sent under."""
+
+    client_order_id: str
+    order: AssetOrder
+
+
+@dataclass(frozen=True, slots=True)
+class CompletedBatch:
+    batch_id: str
+    engagements: tuple[Engagement, ...]
+    filled_units: Mapping[str, Decimal]  # per index order of the batch
+    lines: Mapping[str, tuple[AssetLine, ...]]  # per index order: what it got of each asset
+    inventory_in: Mapping[str, int]  # base units per symbol returned to inventory
+
+
+@dataclass(slots=True)
+class _Batch:
+    batch_id: str
+    plan: BatchPlan
+    allocation: BatchAllocation
+    sent: dict[str, SentOrder]  # symbol -> order (a resend under a new attempt keeps the symbol)
+    open: set[str]  # symbols whose exchange order is not settled yet
+    rounds: list[list[Lot]] = field(default_factory=list)  # lots given to each assign() round, for replay
+    pending_lots: list[Lot] = field(default_factory=list)  # arrived since the last round
+
+
+class SolverEngine:
+    def __init__(self, baskets: Mapping[str, Basket], filters: Mapping[str, SymbolFilters], limits: PlannerLimits,
+                 *, quote_asset: str = "USDC") -> None:
+        self.baskets = dict(baskets)
+        self.filters = dict(filters)
+        self.limits = limits
+        self.quote_asset = quote_asset
+        self.batch_seq = 0
+        self.batches: dict[str, _Batch] = {}
+        self.inventory: dict[str, list[Lot]] = {}
+
+    @staticmethod
+    def parse_client_order_id(cid: str) -> tuple[str, str]:
+        """(batch id, symbol) of a client order id made by core.asset_order.client_order_id, whatever the attempt."""
+        parts = cid.split(".")
+        if len(parts) != 3:
+            raise KeyError(f"not one of the solver's exchange orders: {cid}")
+        return parts[0], parts[1]
+
+    def _batch_of(self, cid: str) -> tuple["_Batch", str]:
+        batch_id, symbol = self.parse_client_order_id(cid)
+        batch = self.batches.get(batch_id)
+        if batch is None or symbol not in batch.sent:
+            raise KeyError(f"exchange order {cid} belongs to no open batch")
+        return batch, symbol
+
+    # ---- views --------------------------------------------------------------------------------------------------
+    def engaged_order_ids(self) -> set[str]:
+        return {e.order_id for b in self.batches.values() for e in b.plan.engagements}
+
+    def inventory_units(self) -> dict[str, int]:
+        return {s: sum(l.remaining for l in lots) for s, lots in self.inventory.items() if lots}
+
+    def in_flight_notional(self) -> Decimal:
+        return sum((b.plan.notional for b in self.batches.values()), Decimal(0))
+
+    def units(self) -> dict[str, Decimal]:
+        return {s: f.base_unit for s, f in self.filters.items()}
+
+    # ---- planning -----------------------------------------------------------------------------------------------
+    def plan(self, pending: Sequence[PendingOrder], asks: Mapping[str, Sequence[Level]], order_budget: int,
+             limits: PlannerLimits | None = None) -> tuple[str | None, BatchPlan]:
+        """Plan the next batch from the orders not already in one. Returns (batch_id or None, plan)."""
+        busy = self.engaged_order_ids()
+        free = [o for o in pending if o.order_id not in busy]
+        plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
+                          order_budget=order_budget, limits=limits or self.limits)
+        if plan.is_empty:
+            return None, plan
+        self.batch_seq += 1
+        batch_id = f"b{self.batch_seq}"
+        self._open_batch(batch_id, plan)
+        return batch_id, plan
+
+    def _open_batch(self, batch_id: str, plan: BatchPlan, carried: Sequence[Lot] | None = None) -> _Batch:
+        allocation = BatchAllocation(batch_id, plan.engagements, self.baskets, self.units(), self.limits.index_unit)
+        if carried is None:
+            carried = self._take_inventory(plan.inventory_used)
+        sent = {o.symbol: SentOrder(client_order_id(batch_id, o.symbol), o) for o in plan.asset_orders}
+        batch = _Batch(batch_id, plan, allocation, sent, set(sent))
+        batch.pending_lots.extend(carried)
+        self.batches[batch_id] = batch
+        return batch
+
+    def _take_inventory(self, wanted: Mapping[str, int]) -> list[Lot]:
+        """Move `wanted` units per symbol out of inventory, oldest lots first, splitting the last one exactly."""
+        taken: list[Lot] = []
+        for symbol, units in wanted.items():
+            lots = self.inventory.get(symbol, [])
+            while units:
+                lot = lots[0]
+                n = min(units, lot.remaining)
+                head, tail = lot.split(n)
+                taken.append(head)
+                units -= n
+                if tail is None:
+                    lots.pop(0)
+                else:
+                    lots[0] = tail
+        return taken
+
+    def sent_orders(self, batch_id: str) -> list[SentOrder]:
+        return list(self.batches[batch_id].sent.values())
+
+    # ---- fills in -----------------------------------------------------------------------------------------------
+    def on_fills(self, fills: Iterable[tuple[str, ExchangeFill]]) -> list[OrderFill]:
+        """(client order id, fill) pairs from the sender; unknown client ids (not ours) are skipped by the caller's
+        choice: they raise here, so nothing is silently dropped. Returns the fill deltas of every touched batch."""
+        touched: list[_Batch] = []
+        for cid, f in fills:
+            batch, symbol = self._batch_of(cid)
+            fl = self.filters[symbol]
+            lot = lot_from_fill(trade_id=f.trade_id, symbol=symbol, base_asset=fl.base_asset,
+                                quote_asset=self.quote_asset, price=f.price, quantity=f.quantity,
+                                commission=f.commission, commission_asset=f.commission_asset, unit=fl.base_unit,
+                                timestamp_ms=f.time_ms)
+            batch.pending_lots.append(lot)
+            if batch not in touched:
+                touched.append(batch)
+        out: list[OrderFill] = []
+        for batch in touched:
+            out.extend(self._assign(batch))
+        return out
+
+    def assign_carried(self, batch_id: str) -> list[OrderFill]:
+        """Inventory carried into a batch fills orders before any exchange fill arrives."""
+        return self._assign(self.batches[batch_id])
+
+    def _assign(self, batch: _Batch) -> list[OrderFill]:
+        if not batch.pending_lots:
+            return []
+        lots, batch.pending_lots = batch.pending_lots, []
+        batch.allocation.add_lots(lots)
+        batch.rounds.append(lots)
+        return batch.allocation.assign()
+
+    # ---- completion ---------------------------------------------------------------------------------------------
+    def on_settled(self, client_order_ids: Iterable[str]) -> list[CompletedBatch]:
+        """Exchange orders that are final with all their fills in hand. A batch whose orders are all settled is
+        complete: its leftovers go to inventory and its orders' results come out."""
+        done: list[CompletedBatch] = []
+        for cid in client_order_ids:
+            try:
+                batch, symbol = self._batch_of(cid)
+            except KeyError:
+                continue  # already completed: a settlement seen twice after a restart
+            batch.open.discard(symbol)
+            if not batch.open:
+                done.append(self._complete(batch))
+        return done
+
+    def complete_if_no_orders(self, batch_id: str) -> CompletedBatch | None:
+        """A batch served wholly from inventory has nothing to wait for."""
+        batch = self.batches[batch_id]
+        if batch.open:
+            return None
+        return self._complete(batch)
+
+    def _complete(self, batch: _Batch) -> CompletedBatch:
+        if batch.pending_lots:
+            raise AssertionError(f"batch {batch.batch_id} completes with unassigned fills: assign first")
+        alloc = batch.allocation
+        alloc.check()
+        back: dict[str, int] = {}
+        for lot in alloc.leftovers():
+            self.inventory.setdefault(lot.symbol, []).append(lot)
+            back[lot.symbol] = back.get(lot.symbol, 0) + lot.quantity
+        filled = {e.order_id: alloc.filled_units(e.order_id) for e in batch.plan.engagements}
+        lines = {e.order_id: tuple(alloc.breakdown(e.order_id)) for e in batch.plan.engagements}
+        del self.batches[batch.batch_id]
+        return CompletedBatch(batch.batch_id, batch.plan.engagements, filled, lines, back)
+
+    # ---- persistence --------------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """Plain data: enough to rebuild every batch by replaying its rounds of lots."""
+        return {
+            "batch_seq": self.batch_seq,
+            "inventory": {s: [l.to_dict() for l in lots] for s, lots in self.inventory.items()},
+            "batches": [
+                {
+                    "batch_id": b.batch_id,
+                    "engagements": [[e.order_id, e.index, str(e.units), str(e.collateral), str(e.index_price)]
+                                    for e in b.plan.engagements],
+                    "asset_orders": [[s.client_order_id, s.order.symbol, s.order.side.value, str(s.order.price),
+                                      str(s.order.quantity), str(s.order.need)] for s in b.sent.values()],
+                    "notional": str(b.plan.notional),
+                    "open": sorted(b.open),
+                    "rounds": [[l.to_dict() for l in r] for r in b.rounds],
+                    "pending_lots": [l.to_dict() for l in b.pending_lots],
+                }
+                for b in self.batches.values()
+            ],
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        self.batch_seq = int(data["batch_seq"])
+        self.inventory = {s: [Lot.from_dict(l) for l in lots] for s, lots in data["inventory"].items()}
+        self.batches = {}
+        for b in data["batches"]:
+            engagements = tuple(Engagement(o, i, D(u), D(c), D(p)) for o, i, u, c, p in b["engagements"])
+            orders = tuple(AssetOrder(sym, Side(side), D(price), D(qty), D(need))
+                           for _, sym, side, price, qty, need in b["asset_orders"])
+            plan = BatchPlan(orders, engagements, {}, (), Decimal(1), D(b["notional"]))
+            batch = self._open_batch(b["batch_id"], plan, carried=[])
+            for r in b["rounds"]:  # replay: the same lots in the same rounds give the same assignment
+                batch.pending_lots = [Lot.from_dict(l) for l in r]
+                self._assign(batch)
+            batch.pending_lots = [Lot.from_dict(l) for l in b["pending_lots"]]
+            batch.open = set(b["open"])
