@@ -1,4 +1,5 @@
-"""`python -m exchange.simulator [--port N] [--symbols A,B] [--seed S] [--update-ms MS]`: run the simulator
+"""`python -m exchange.simulator [--port N] [--symbols A,B] [--seed S] [--update-ms MS] [--deposit-rpc URL
+--deposit-token ADDR]`: run the simulator
 standalone; prints its URLs and the test account's key/secret as one JSON line, then serves until interrupted."""
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import signal
 import sys
 
 import core  # noqa: F401  (installs the project's decimal context)
+from exchange.simulator.chain_deposits import DepositChain
 from exchange.simulator.config import TEST_API_KEY, TEST_SECRET, PriceProcessConfig, SimulatorConfig
 from exchange.simulator.server import Simulator
 
@@ -20,9 +22,20 @@ def parse_args(argv: list[str]) -> SimulatorConfig:
     ap.add_argument("--symbols", default="", help="comma-separated symbols (default: every basket pair)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--update-ms", type=int, default=100, help="price process step; 0 = only via /_admin/step")
+    ap.add_argument("--deposit-rpc", help="EVM RPC watched for deposits (e.g. the local Base anvil)")
+    ap.add_argument("--deposit-token", help="token contract watched on --deposit-rpc (USDC)")
+    ap.add_argument("--deposit-network", default="BASE")
+    ap.add_argument("--deposit-confirmations", type=int, default=1)
+    ap.add_argument("--deposit-from-block", type=int, default=0)
     a = ap.parse_args(argv)
     symbols = tuple(s for s in a.symbols.split(",") if s) or None
-    return SimulatorConfig(host=a.host, port=a.port, symbols=symbols,
+    chains = ()
+    if a.deposit_rpc or a.deposit_token:
+        if not (a.deposit_rpc and a.deposit_token):
+            ap.error("--deposit-rpc and --deposit-token go together")
+        chains = (DepositChain(a.deposit_network, a.deposit_rpc, a.deposit_token,
+                               confirmations=a.deposit_confirmations, from_block=a.deposit_from_block),)
+    return SimulatorConfig(host=a.host, port=a.port, symbols=symbols, deposit_chains=chains,
                            process=PriceProcessConfig(seed=a.seed, update_ms=a.update_ms))
 
 

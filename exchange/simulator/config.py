@@ -66,6 +66,8 @@ class SimulatorConfig:
     #: Explicit rateLimits entries (exchangeInfo shape) overriding the file's.
     rate_limits: list[dict] | None = None
     #: 429s tolerated within one window before the IP is banned (418).
+    #: Chains watched for deposits to the accounts' addresses (exchange.simulator.chain_deposits.DepositChain).
+    deposit_chains: tuple = ()
     ban_after_429s: int = 3
     ban_seconds: int = 120
     #: Commission rates, fraction of the received asset.

@@ -23,6 +23,7 @@ from core.clock import Clock, SystemClock
 from core.side import Side
 from exchange.simulator import payloads
 from exchange.simulator.admin import admin_routes
+from exchange.simulator.chain_deposits import ChainDepositWatcher
 from exchange.simulator.config import SimulatorConfig
 from exchange.simulator.engine import MatchingEngine
 from exchange.simulator.faults import Faults
@@ -83,6 +84,7 @@ class Simulator:
         self._last_top: dict[str, tuple] = {}
         self._runner: web.AppRunner | None = None
         self._tasks: list[asyncio.Task] = []
+        self.deposit_watchers: list[ChainDepositWatcher] = []
         self.port: int | None = None
         self.depth_events_published = 0
         #: Ticks of the depth cadence (also while the feed is paused), for tests to wait on instead of sleeping.
@@ -161,7 +163,15 @@ class Simulator:
         self._tasks.append(asyncio.ensure_future(self._depth_loop()))
         if self.config.process.update_ms > 0:
             self._tasks.append(asyncio.ensure_future(self._feed_loop()))
+        for chain in self.config.deposit_chains:
+            watcher = ChainDepositWatcher(chain, self.deposit_addresses, self.credit_deposit)
+            self.deposit_watchers.append(watcher)
+            self._tasks.append(asyncio.ensure_future(watcher.run()))
         return self
+
+    def deposit_addresses(self, coin: str, network: str) -> dict[str, str]:
+        """Every account's deposit address for (coin, network), lower case -> API key (for the chain watchers)."""
+        return {a.deposit_address(coin, network).lower(): key for key, a in self.engine.accounts.items()}
 
     async def stop(self) -> None:
         for t in self._tasks:
