@@ -29,6 +29,8 @@ demo: install
 
 bench: install
 	$(PY) bench/core.py
+	$(PY) bench/simulator.py
+	$(PY) bench/chain.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

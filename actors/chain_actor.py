@@ -1,0 +1,145 @@
+"""The `chain` actor: events in, calls out (DESIGN.md, Actors).
+
+Events in: it polls the Arbitrum deposit listener (ChainConnector: confirmations, reorgs, persisted cursor) and
+hands each batch of confirmed deposits to the `router` actor in ONE call; the cursor is committed only after the
+router has taken them (the router's accept is idempotent per deposit key, so a crash in between replays safely).
+Calls out: the router's chain hops (Across deposit, fill lookup, transfer to the exchange) and index-token mints,
+all through the keyed TxSenders (a restarted actor resends nothing). Thin: the logic is in chain/ and core/.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import ray
+
+import core  # noqa: F401  (decimal context in the worker)
+from chain.deployment import WorldState
+from chain.deposit_feed import deposits_from_batch
+from chain.keys import mnemonic_from_env
+from chain.route_effects import BridgeSent, FillSeen, TransferSent
+from chain.settings import ChainSettings
+from chain.stack import ChainStack
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MintRequest:
+    index_order_id: str
+    recipient: str
+    quantity: Decimal  # index units, already rounded down to the token's decimals
+
+
+@dataclass(frozen=True, slots=True)
+class MintResult:
+    index_order_id: str
+    tx_hash: str | None
+    ok: bool
+    error: str | None = None
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class ChainActor:
+    def __init__(self, world_file: str, redis_url: str, settings: ChainSettings, *, router_name: str | None = "router",
+                 router_namespace: str | None = None, poll_s: float = 0.1) -> None:
+        import redis.asyncio as aioredis
+
+        self.settings = settings
+        self.state = WorldState.load(world_file)
+        self.redis = aioredis.Redis.from_url(redis_url)
+        self.stack = ChainStack.build(self.state, self.redis, settings, mnemonic=mnemonic_from_env())
+        self.router_name = router_name
+        self.router_namespace = router_namespace
+        self.poll_s = poll_s
+        self._router: Any = None
+        self._task: asyncio.Task | None = None
+        self._stop = asyncio.Event()
+        self.last_error: str | None = None
+        self.deposits_forwarded = 0
+        # Start at once, on creation and on every restart (Ray re-runs __init__ on the actor's running loop), so
+        # a restarted actor resumes by itself; start() stays idempotent for launchers that call it.
+        try:
+            asyncio.get_running_loop().create_task(self.start())
+        except RuntimeError:  # no loop: constructed outside Ray (a test); the caller starts it
+            pass
+
+    async def start(self) -> bool:
+        """Finish what a crash left recorded, then start listening. Idempotent."""
+        if self._task is None or self._task.done():
+            await self.stack.recover()
+            self._stop.clear()
+            self._task = asyncio.create_task(self._listen())
+        return True
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    def _router_handle(self) -> Any:
+        if self._router is None and self.router_name:
+            self._router = ray.get_actor(self.router_name, namespace=self.router_namespace)
+        return self._router
+
+    async def _forward(self, batch: Any) -> None:
+        deposits = deposits_from_batch(batch, self.settings.usdc_unit)
+        if batch.reorg is not None and batch.reorg.orphaned:
+            log.error("chain %s: deposits handed out before were dropped by a reorg: %s", batch.chain_id,
+                      batch.reorg.orphaned)
+        if deposits:
+            router = self._router_handle()
+            if router is None:
+                raise RuntimeError("no router to hand deposits to")
+            await router.accept.remote(deposits)  # one call per batch; raises -> not committed -> comes again
+            self.deposits_forwarded += len(deposits)
+
+    async def _listen(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.stack.deposits.poll(self._forward)
+                self.last_error = None
+            except Exception as exc:  # node or router unreachable: the same range is read again next time
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("deposit poll failed: %s", exc)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.poll_s)  # the polling interval
+            except asyncio.TimeoutError:
+                pass
+
+    # --- calls out: the router's chain hops ---------------------------------------------------------------------
+
+    async def bridge(self, key: str, amount: Decimal) -> BridgeSent:
+        return await self.stack.effects.bridge(key, amount)
+
+    async def find_fill(self, deposit_id: int, from_block: int) -> FillSeen | None:
+        return await self.stack.effects.find_fill(deposit_id, from_block)
+
+    async def fill_expired(self, fill_deadline: int) -> bool:
+        return await self.stack.effects.fill_expired(fill_deadline)
+
+    async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent:
+        return await self.stack.effects.transfer(key, address, amount)
+
+    # --- calls out: mints, batched ------------------------------------------------------------------------------
+
+    async def mint(self, requests: list[MintRequest]) -> list[MintResult]:
+        """Mint for many index orders in one call; each at most once per index order id, whatever restarts."""
+        async def one(r: MintRequest) -> MintResult:
+            try:
+                res = await self.stack.minter.mint(r.index_order_id, r.recipient, r.quantity)
+                return MintResult(r.index_order_id, res.tx_hash, res.ok)
+            except Exception as exc:  # reported per order; the others go on
+                return MintResult(r.index_order_id, await self.stack.minter.minted(r.index_order_id), False,
+                                  f"{type(exc).__name__}: {exc}")
+        return list(await asyncio.gather(*(one(r) for r in requests)))
+
+    async def inspect(self) -> dict[str, Any]:
+        cursor = await self.stack.deposits.state()
+        return {"deposit_cursor": cursor.next_block, "deposits_forwarded": self.deposits_forwarded,
+                "listening": self._task is not None and not self._task.done(), "last_error": self.last_error,
+                "pending_txs": {s.address: await s.pending_keys() for s in
+                                (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)}}

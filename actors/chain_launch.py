@@ -1,0 +1,28 @@
+"""Starts the chain side's two actors, `chain` and `router`, named, num_cpus=0, in the configured namespace."""
+from __future__ import annotations
+
+from typing import Any
+
+import ray
+
+from actors.chain_actor import ChainActor
+from actors.router_actor import RouterActor
+from chain.settings import ChainSettings
+
+
+def start_chain_actors(*, world_file: str, redis_url: str, settings: ChainSettings, exchange: dict[str, Any],
+                       namespace: str | None = None, detached: bool = False, poll_s: float = 0.1,
+                       step_s: float = 0.1) -> tuple[Any, Any]:
+    """Create (or get) the named `chain` and `router` actors and start their loops. Returns (chain, router).
+    `chain` first: the router looks it up by name when it is built."""
+    opts: dict[str, Any] = {"get_if_exists": True}
+    if namespace:
+        opts["namespace"] = namespace
+    if detached:
+        opts["lifetime"] = "detached"
+    chain = ChainActor.options(name="chain", **opts).remote(world_file, redis_url, settings, poll_s=poll_s,
+                                                            router_namespace=namespace)
+    router = RouterActor.options(name="router", **opts).remote(world_file, redis_url, settings, exchange,
+                                                                chain_namespace=namespace, step_s=step_s)
+    ray.get([chain.start.remote(), router.start.remote()])
+    return chain, router

@@ -1,0 +1,127 @@
+"""The `router` actor: the CollateralRouter (chain/collateral_router.py) in a Ray actor.
+
+It takes confirmed deposits from `chain` (one call per batch), steps every route on a timer, and reaches the
+chains through the `chain` actor and the exchange through two callables. Its state is in Redis, so a restarted
+actor (max_restarts=-1 re-runs __init__) resumes each route at its hop; the keyed transactions in `chain` make
+sure nothing is paid twice. Ledgers: RedisLedgers until the order-book shards implement CollateralSink.
+
+Exchange wiring (`exchange` argument): {"kind": "standin", "address": "0x..."} uses the chain-watching stand-in
+(FAKED exchange books: tests, bench); {"kind": "gateway", ...} is for exchange/gateway.py through
+actors/exchange_deposits.py and is left to the launcher that owns the exchange keys.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from decimal import Decimal
+from typing import Any
+
+import ray
+
+import core  # noqa: F401  (decimal context in the worker)
+from chain.collateral_router import CollateralRouter
+from chain.redis_ledgers import RedisLedgers
+from chain.route_effects import BridgeSent, FillSeen, TransferSent
+from chain.settings import ChainSettings, router_config
+from core.chain_events import CollateralDeposit
+from core.clock import SystemClock
+
+log = logging.getLogger(__name__)
+
+
+class ActorRouteEffects:
+    """RouteEffects whose chain hops are calls to the `chain` actor."""
+
+    def __init__(self, chain: Any, deposit_address: Any, exchange_credited: Any) -> None:
+        self.chain = chain
+        self._deposit_address = deposit_address
+        self._exchange_credited = exchange_credited
+
+    async def bridge(self, key: str, amount: Decimal) -> BridgeSent:
+        return await self.chain.bridge.remote(key, amount)
+
+    async def find_fill(self, deposit_id: int, from_block: int) -> FillSeen | None:
+        return await self.chain.find_fill.remote(deposit_id, from_block)
+
+    async def fill_expired(self, fill_deadline: int) -> bool:
+        return await self.chain.fill_expired.remote(fill_deadline)
+
+    async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent:
+        return await self.chain.transfer.remote(key, address, amount)
+
+    async def deposit_address(self, coin: str, network: str) -> str:
+        return await self._deposit_address(coin, network)
+
+    async def exchange_credited(self, coin: str, network: str, tx_hash: str, amount: Decimal) -> Decimal | None:
+        return await self._exchange_credited(coin, network, tx_hash, amount)
+
+
+def _standin_exchange(world_file: str, address: str, settings: ChainSettings) -> tuple[Any, Any]:
+    from web3 import AsyncHTTPProvider, AsyncWeb3
+
+    from chain.contracts import erc20
+    from chain.deployment import WorldState
+    from world.exchange_standin import ChainWatchingExchange
+
+    base = WorldState.load(world_file).by_chain_id(settings.base_chain_id)
+    w3 = AsyncWeb3(AsyncHTTPProvider(base.rpc_url))
+    ex = ChainWatchingExchange(w3, erc20(w3, base.usdc), address, unit=settings.usdc_unit)
+    return ex.deposit_address, ex.exchange_credited
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class RouterActor:
+    def __init__(self, world_file: str, redis_url: str, settings: ChainSettings, exchange: dict[str, Any], *,
+                 chain_name: str = "chain", chain_namespace: str | None = None, step_s: float = 0.1,
+                 store_namespace: str = "router") -> None:
+        import redis.asyncio as aioredis
+
+        self.redis = aioredis.Redis.from_url(redis_url)
+        if exchange.get("kind") != "standin":
+            raise ValueError(f"exchange kind {exchange.get('kind')!r}: only 'standin' is wired in the actor yet "
+                             f"(see actors/exchange_deposits.py for the gateway adapter)")
+        deposit_address, exchange_credited = _standin_exchange(world_file, exchange["address"], settings)
+        self.ledgers = RedisLedgers(self.redis, unit=settings.usdc_unit)
+        chain = ray.get_actor(chain_name, namespace=chain_namespace)
+        self.router = CollateralRouter(self.redis, ActorRouteEffects(chain, deposit_address, exchange_credited),
+                                       self.ledgers, SystemClock(), router_config(settings, store_namespace))
+        self.step_s = step_s
+        self._task: asyncio.Task | None = None
+        self._stop = asyncio.Event()
+        # Start at once, on creation and on every restart (Ray re-runs __init__ on the actor's running loop), so
+        # a restarted actor resumes by itself; start() stays idempotent for launchers that call it.
+        try:
+            asyncio.get_running_loop().create_task(self.start())
+        except RuntimeError:  # no loop: constructed outside Ray (a test); the caller starts it
+            pass
+
+    async def start(self) -> bool:
+        if self._task is None or self._task.done():
+            self._stop.clear()
+            self._task = asyncio.create_task(self._run())
+        return True
+
+    async def stop(self) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await self._task
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self.router.step()
+            except Exception as exc:  # one failed step is retried on the next tick; routes keep their hop
+                log.warning("router step failed: %s", exc)
+            try:
+                await asyncio.wait_for(self._stop.wait(), self.step_s)  # the stepping interval
+            except asyncio.TimeoutError:
+                pass
+
+    async def accept(self, deposits: list[CollateralDeposit]) -> int:
+        return len(await self.router.accept(deposits))
+
+    async def ledger(self, user: str) -> dict[str, Any]:
+        return (await self.ledgers.ledger(user)).to_dict()
+
+    async def inspect(self) -> dict[str, Any]:
+        return await self.router.inspect()

@@ -1,0 +1,225 @@
+"""The collateral router: drives every deposit's route (core.collateral_route) with the outside world, persisted
+in Redis so that it can be stopped at any moment and resume at the right hop without paying anything twice.
+
+Order of writes, the whole point of this class:
+- a deposit is credited to its user (idempotent per deposit key) before it is recorded as accepted, so a crash in
+  between credits it again as a no-op rather than never;
+- a route is written before its first effect; each effect (bridge, transfer) is keyed `<route id>:<hop>` in the
+  TxSender, which records the signed transaction before broadcasting, so a route re-run after a crash gets the
+  first transaction back instead of a second one;
+- each transition is written before its fee shares are charged, and the charges (idempotent per fee id) are
+  marked in the route after they are booked.
+Single owner: one router per namespace at a time (the Ray actor is named, so there is one).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Sequence
+
+from redis.asyncio import Redis
+
+from chain.collateral_sink import CollateralSink
+from chain.route_effects import RouteEffects
+from core.chain_events import CollateralDeposit
+from core.clock import Clock
+from core.collateral_route import CollateralRoute, RouteStage
+from core.route_batch import BatchPolicy, RouteMember, take_batch
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    destination_chain_id: int = 8453
+    unit: Decimal = Decimal("0.000001")
+    batch: BatchPolicy = field(default_factory=BatchPolicy)
+    coin: str = "USDC"
+    network: str = "BASE"  # the exchange's name for the destination network
+    namespace: str = "router"
+
+
+class CollateralRouter:
+    def __init__(self, redis: Redis, effects: RouteEffects, sink: CollateralSink, clock: Clock,
+                 config: RouterConfig | None = None) -> None:
+        self.redis = redis
+        self.effects = effects
+        self.sink = sink
+        self.clock = clock
+        self.config = config or RouterConfig()
+        self.errors: dict[str, str] = {}  # route id -> last error (in memory: the next step retries)
+        self._lock = asyncio.Lock()
+
+    def _k(self, what: str) -> str:
+        return f"{self.config.namespace}:{what}"
+
+    # --- reads ------------------------------------------------------------------------------------------------------
+
+    async def route(self, route_id: str) -> CollateralRoute | None:
+        raw = await self.redis.hget(self._k("routes"), route_id)
+        return CollateralRoute.from_dict(json.loads(raw)) if raw is not None else None
+
+    async def routes(self) -> list[CollateralRoute]:
+        raw = await self.redis.hgetall(self._k("routes"))
+        return sorted((CollateralRoute.from_dict(json.loads(v)) for v in raw.values()), key=lambda r: r.created_ms)
+
+    async def active_routes(self) -> list[CollateralRoute]:
+        ids = sorted(i.decode() for i in await self.redis.smembers(self._k("active")))
+        found = [await self.route(i) for i in ids]
+        return [r for r in found if r is not None]
+
+    async def pending(self) -> list[RouteMember]:
+        raw = await self.redis.hgetall(self._k("pending"))
+        return sorted((RouteMember.from_dict(json.loads(v)) for v in raw.values()),
+                      key=lambda m: (m.seen_ms, m.deposit_key))
+
+    async def route_of(self, deposit_key: str) -> str | None:
+        """'pending' while waiting for a batch, then the route id; None if the deposit is unknown."""
+        raw = await self.redis.hget(self._k("deposits"), deposit_key)
+        return raw.decode() if raw is not None else None
+
+    async def inspect(self) -> dict[str, Any]:
+        """Plain data for notebooks and health checks."""
+        routes = await self.routes()
+        return {
+            "pending": [m.to_dict() for m in await self.pending()],
+            "routes": [r.to_dict() for r in routes],
+            "by_stage": {s.value: sum(1 for r in routes if r.stage == s) for s in RouteStage},
+            "errors": dict(self.errors),
+        }
+
+    # --- deposits in ------------------------------------------------------------------------------------------------
+
+    async def accept(self, deposits: Sequence[CollateralDeposit]) -> list[CollateralDeposit]:
+        """Credit confirmed deposits to their users and queue them for routing. Replays are no-ops; returns the
+        deposits that were new."""
+        if not deposits:
+            return []
+        known = await self.redis.hmget(self._k("deposits"), [d.key for d in deposits])
+        fresh = [d for d, seen in zip(deposits, known) if seen is None]
+        fresh = list({d.key: d for d in fresh}.values())
+        if not fresh:
+            return []
+        await self.sink.credit(fresh)  # first: a crash after it re-credits as a no-op; before it would lose it
+        now = self.clock.now_ms()
+        pipe = self.redis.pipeline(transaction=True)
+        for d in fresh:
+            member = RouteMember(d.key, d.user, d.amount, now)
+            pipe.hset(self._k("deposits"), d.key, "pending")
+            pipe.hset(self._k("pending"), d.key, json.dumps({**member.to_dict(), "chain_id": d.chain_id}))
+        await pipe.execute()
+        return fresh
+
+    # --- the loop body ----------------------------------------------------------------------------------------------
+
+    async def step(self) -> list[CollateralRoute]:
+        """Close due batches into routes, then move every active route as far as it can go now."""
+        async with self._lock:
+            await self._open_batches()
+            active = await self.active_routes()
+            results = await asyncio.gather(*(self._advance(r) for r in active), return_exceptions=True)
+            out = []
+            for route, res in zip(active, results):
+                if isinstance(res, BaseException):
+                    if not isinstance(res, Exception):
+                        raise res
+                    self.errors[route.route_id] = f"{type(res).__name__}: {res}"
+                    log.warning("route %s stuck at %s: %s", route.route_id, route.stage.value, res)
+                    out.append(route)
+                else:
+                    self.errors.pop(route.route_id, None)
+                    out.append(res)
+            return out
+
+    async def _open_batches(self) -> None:
+        raw = await self.redis.hgetall(self._k("pending"))
+        by_chain: dict[int, list[RouteMember]] = {}
+        for v in raw.values():
+            data = json.loads(v)
+            by_chain.setdefault(int(data["chain_id"]), []).append(RouteMember.from_dict(data))
+        now = self.clock.now_ms()
+        for chain_id, members in sorted(by_chain.items()):
+            while True:
+                batch = take_batch(members, self.config.batch, now)
+                if batch is None:
+                    break
+                taken = {m.deposit_key for m in batch}
+                members = [m for m in members if m.deposit_key not in taken]
+                seq = await self.redis.incr(self._k("seq"))
+                route = CollateralRoute.open(f"route-{seq}", batch, origin_chain_id=chain_id,
+                                             destination_chain_id=self.config.destination_chain_id,
+                                             unit=self.config.unit, now_ms=now)
+                pipe = self.redis.pipeline(transaction=True)
+                pipe.hset(self._k("routes"), route.route_id, json.dumps(route.to_dict()))
+                pipe.sadd(self._k("active"), route.route_id)
+                pipe.hdel(self._k("pending"), *taken)
+                for key in taken:
+                    pipe.hset(self._k("deposits"), key, route.route_id)
+                await pipe.execute()
+
+    async def _save(self, route: CollateralRoute) -> None:
+        await self.redis.hset(self._k("routes"), route.route_id, json.dumps(route.to_dict()))
+
+    async def _charge(self, route: CollateralRoute) -> None:
+        due = route.uncharged()
+        if due:
+            await self.sink.charge(due)
+            route.mark_charged([c.fee_id for c in due])
+            await self._save(route)
+
+    async def _advance(self, route: CollateralRoute) -> CollateralRoute:
+        await self._charge(route)  # charges a crash left unbooked
+        while not route.is_final:
+            moved = await self._hop(route)
+            if not moved:
+                break
+            await self._save(route)
+            await self._charge(route)
+        if route.is_final:
+            # A final route leaves the active set only after the sink heard of it (idempotent per route id), so a
+            # crash in between tells the sink again rather than never.
+            if route.stage == RouteStage.CREDITED:
+                await self.sink.routed(route.route_id, route.net_amounts())
+            await self.redis.srem(self._k("active"), route.route_id)
+        return route
+
+    async def _hop(self, route: CollateralRoute) -> bool:
+        """Try the route's next hop; True if its stage moved."""
+        now = self.clock.now_ms
+        cfg = self.config
+        if route.stage == RouteStage.CUSTODY:
+            sent = await self.effects.bridge(f"{route.route_id}:bridge", route.total)
+            route.bridge_sent(tx_hash=sent.tx_hash, deposit_id=sent.deposit_id, input_amount=sent.input_amount,
+                              output_amount=sent.output_amount, gas=sent.gas, now_ms=now(), block=sent.block,
+                              gas_wei=sent.gas_wei, destination_block=sent.destination_block,
+                              fill_deadline=sent.fill_deadline)
+            return True
+        if route.stage == RouteStage.BRIDGING:
+            assert route.bridge is not None
+            fill = await self.effects.find_fill(route.bridge["deposit_id"], route.bridge["destination_block"])
+            if fill is None:
+                if await self.effects.fill_expired(route.bridge["fill_deadline"]):
+                    route.fail(f"no fill of Across deposit {route.bridge['deposit_id']} before its deadline",
+                               now_ms=now())
+                    return True
+                return False
+            route.bridge_filled(tx_hash=fill.tx_hash, amount_received=fill.amount, now_ms=now(), block=fill.block)
+            return True
+        if route.stage == RouteStage.ON_DESTINATION:
+            address = await self.effects.deposit_address(cfg.coin, cfg.network)
+            sent_t = await self.effects.transfer(f"{route.route_id}:transfer", address, route.amount_held)
+            route.transferred(tx_hash=sent_t.tx_hash, address=address, amount=route.amount_held, gas=sent_t.gas,
+                              now_ms=now(), block=sent_t.block, gas_wei=sent_t.gas_wei)
+            return True
+        if route.stage == RouteStage.AT_EXCHANGE:
+            assert route.transfer is not None
+            credited = await self.effects.exchange_credited(cfg.coin, cfg.network, route.transfer["tx_hash"],
+                                                            route.amount_held)
+            if credited is None:
+                return False
+            route.credited(amount_credited=credited, now_ms=now())
+            return True
+        return False

@@ -1,0 +1,52 @@
+"""Where the router books what it does to users' collateral: the deposit credit, each fee share, the route's end.
+
+In the running system this is the order-book shard that owns each user's CollateralLedger (DESIGN.md: `chain`
+credits the user's collateral in `orders-{k}`, the router charges the routing fees). Calls are batched (one call
+per step, not per user) and every item carries its idempotency key, so a replay after a restart books nothing
+twice. `InMemoryLedgers` is the plain implementation used by tests, the bench and a single-process setup.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Protocol, Sequence
+
+from core.chain_events import CollateralDeposit
+from core.collateral_ledger import USDC_UNIT, CollateralLedger
+from core.collateral_route import FeeCharge
+
+
+class CollateralSink(Protocol):
+    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+        """Book confirmed deposits to their users (idempotent per deposit key)."""
+
+    async def charge(self, charges: Sequence[FeeCharge]) -> None:
+        """Charge routing-fee shares (idempotent per fee id)."""
+
+    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+        """A route reached the exchange: each deposit's net amount is now tradable there."""
+
+
+class InMemoryLedgers:
+    """One CollateralLedger per user address (lower case), in this process."""
+
+    def __init__(self, unit: Decimal = USDC_UNIT) -> None:
+        self.unit = unit
+        self.ledgers: dict[str, CollateralLedger] = {}
+        self.routed_routes: dict[str, dict[str, Decimal]] = {}
+
+    def ledger(self, user: str) -> CollateralLedger:
+        key = user.lower()
+        if key not in self.ledgers:
+            self.ledgers[key] = CollateralLedger(self.unit)
+        return self.ledgers[key]
+
+    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+        for d in deposits:
+            self.ledger(d.user).credit(d.key, d.amount)
+
+    async def charge(self, charges: Sequence[FeeCharge]) -> None:
+        for c in charges:
+            self.ledger(c.user).charge_fee(c.fee_id, c.amount)
+
+    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+        self.routed_routes[route_id] = dict(net_by_deposit)

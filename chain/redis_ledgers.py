@@ -1,0 +1,57 @@
+"""A CollateralSink that keeps each user's CollateralLedger in Redis (one JSON per user in a hash).
+
+For a router running without the order-book shards (the bench, a chain-only deployment, the actor tests): the
+ledgers survive restarts like everything else. In the full system the `orders-{k}` shards own the ledgers and
+implement CollateralSink themselves. Each call loads the touched ledgers, applies every item (each idempotent by
+its id) and writes them back in one MULTI. Single writer (the router).
+"""
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Sequence
+
+from redis.asyncio import Redis
+
+from core.chain_events import CollateralDeposit
+from core.collateral_ledger import USDC_UNIT, CollateralLedger
+from core.collateral_route import FeeCharge
+
+
+class RedisLedgers:
+    def __init__(self, redis: Redis, *, namespace: str = "ledgers", unit: Decimal = USDC_UNIT) -> None:
+        self.redis = redis
+        self.namespace = namespace
+        self.unit = unit
+
+    def _k(self, what: str) -> str:
+        return f"{self.namespace}:{what}"
+
+    async def ledger(self, user: str) -> CollateralLedger:
+        raw = await self.redis.hget(self._k("users"), user.lower())
+        return CollateralLedger.from_dict(json.loads(raw)) if raw is not None else CollateralLedger(self.unit)
+
+    async def _apply(self, users: set[str], fn) -> None:  # noqa: ANN001
+        ordered = sorted(users)
+        raws = await self.redis.hmget(self._k("users"), ordered) if ordered else []
+        ledgers = {u: CollateralLedger.from_dict(json.loads(r)) if r is not None else CollateralLedger(self.unit)
+                   for u, r in zip(ordered, raws)}
+        fn(ledgers)
+        if ledgers:
+            await self.redis.hset(self._k("users"), mapping={u: json.dumps(l.to_dict()) for u, l in ledgers.items()})
+
+    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+        def go(ledgers: dict[str, CollateralLedger]) -> None:
+            for d in deposits:
+                ledgers[d.user.lower()].credit(d.key, d.amount)
+        await self._apply({d.user.lower() for d in deposits}, go)
+
+    async def charge(self, charges: Sequence[FeeCharge]) -> None:
+        def go(ledgers: dict[str, CollateralLedger]) -> None:
+            for c in charges:
+                ledgers[c.user.lower()].charge_fee(c.fee_id, c.amount)
+        await self._apply({c.user.lower() for c in charges}, go)
+
+    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+        await self.redis.hset(self._k("routed"), route_id,
+                              json.dumps({k: str(v) for k, v in net_by_deposit.items()}))

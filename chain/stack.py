@@ -1,0 +1,88 @@
+"""Wires the chain side from the world state file: web3 clients, contracts, the three signing accounts' senders,
+the Across bridge, the deposit listener, the route effects and the index minter. One place, so that tests, the
+bench and the actors build exactly the same objects.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from chain.across_bridge import AcrossBridge
+from chain.connector import ChainConnector
+from chain.contracts import ChainContracts, bind
+from chain.deployment import WorldState
+from chain.deposit_feed import deposit_connector
+from chain.index_minter import IndexMinter
+from chain.keys import derive_account
+from chain.route_effects import ChainRouteEffects, DepositAddress, ExchangeCredited
+from chain.settings import ChainSettings
+from chain.tx_sender import TxSender
+
+
+@dataclass
+class ChainStack:
+    settings: ChainSettings
+    state: WorldState
+    arb: AsyncWeb3
+    base: AsyncWeb3
+    arb_c: ChainContracts
+    base_c: ChainContracts
+    custody_sender: TxSender  # Arbitrum custody: bridges users' deposits
+    wallet_sender: TxSender  # Base wallet: receives fills, pays the exchange
+    solver_sender: TxSender  # Base: the index token's minter
+    bridge: AcrossBridge
+    deposits: ChainConnector
+    effects: ChainRouteEffects
+    minter: IndexMinter
+
+    @classmethod
+    def build(cls, state: WorldState, redis: Redis, settings: ChainSettings, *, mnemonic: str,
+              deposit_address: DepositAddress | None = None, exchange_credited: ExchangeCredited | None = None,
+              arbitrum: str = "arbitrum", base: str = "base", tx_prefix: str = "tx",
+              chain_prefix: str = "chain") -> "ChainStack":
+        a, b = state.chain(arbitrum), state.chain(base)
+        arb = AsyncWeb3(AsyncHTTPProvider(a.rpc_url))
+        bw3 = AsyncWeb3(AsyncHTTPProvider(b.rpc_url))
+        arb_c, base_c = bind(arb, a), bind(bw3, b)
+
+        def sender(w3: AsyncWeb3, chain_id: int, role: str) -> TxSender:
+            return TxSender(w3, chain_id, derive_account(mnemonic, state.account(role).index), redis,
+                            key_prefix=tx_prefix, receipt_timeout_s=settings.receipt_timeout_s,
+                            poll_s=settings.poll_s, max_broadcasts=settings.max_broadcasts,
+                            retry_backoff_s=settings.retry_backoff_s)
+
+        custody = sender(arb, a.chain_id, "custody")
+        wallet = sender(bw3, b.chain_id, "base_wallet")
+        solver = sender(bw3, b.chain_id, "solver")
+        bridge = AcrossBridge(custody, arb_c.usdc, arb_c.spoke_pool, bw3, base_c.spoke_pool,
+                              destination_chain_id=b.chain_id, destination_usdc=b.usdc,
+                              fill_deadline_s=settings.fill_deadline_s,
+                              fill_confirmations=settings.fill_confirmations,
+                              max_block_range=settings.max_block_range)
+        deposits = deposit_connector(arb, a.chain_id, redis, arb_c.usdc, state.account("custody").address,
+                                     start_block=a.start_block, confirmations=settings.confirmations,
+                                     max_block_range=settings.max_block_range, reorg_window=settings.reorg_window,
+                                     key_prefix=chain_prefix)
+        exchange = {k: v for k, v in (("deposit_address", deposit_address),
+                                      ("exchange_credited", exchange_credited)) if v is not None}
+        effects = ChainRouteEffects(bridge, wallet, base_c.usdc,
+                                    destination_wallet=state.account("base_wallet").address,
+                                    unit=settings.usdc_unit, bridge_fee_rate=settings.bridge_fee_rate,
+                                    native_price=settings.native_price, **exchange)
+        if base_c.index_token is None:
+            raise ValueError(f"world has no index token on {base}")
+        minter = IndexMinter(solver, base_c.index_token, decimals=settings.index_token_decimals)
+        return cls(settings, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
+                   minter)
+
+    async def recover(self) -> None:
+        """On start: see through every transaction a crash left recorded but unconfirmed."""
+        for s in (self.custody_sender, self.wallet_sender, self.solver_sender):
+            await s.recover()
+
+    async def close(self) -> None:
+        for w3 in (self.arb, self.base):
+            await w3.provider.disconnect()

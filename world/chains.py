@@ -1,0 +1,167 @@
+"""The local chain world: two real anvil nodes (Arbitrum 42161, Base 8453) with USDC, the index token and the real
+Across SpokePools deployed, accounts funded, and one world state file that the rest of the system reads.
+
+Why it deploys on automine and switches to interval mining afterwards: a deployment is ~15 transactions, which
+take milliseconds on automine but 15 block times with `--block-time`. Demo and bench then run at a real block pace.
+
+    python -m world.chains --state-file state/world.json [--block-time 1]   # runs until SIGTERM/SIGINT
+"""
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from web3 import Web3
+
+import core  # noqa: F401  (decimal context)
+from chain.artifacts import load_artifact
+from chain.deployment import AccountRef, ChainDeployment, WorldState
+from chain.keys import DEV_MNEMONIC, derive_account
+from core.money import to_units
+from world.anvil_node import AnvilNode
+from world.contracts_deployer import deploy_chain, mint_usdc
+from world.evm_signer import EvmSigner
+
+#: Who does what, by derivation index under the mnemonic. Users follow from `first_user_index`.
+DEFAULT_ROLES = {"admin": 0, "solver": 1, "relayer": 2, "base_wallet": 3, "custody": 4}
+
+
+@dataclass(frozen=True)
+class LocalChainsConfig:
+    arbitrum_chain_id: int = 42161
+    base_chain_id: int = 8453
+    #: None: automine (a block per transaction; tests make extra blocks with anvil_mine). Else whole seconds per
+    #: block (anvil's evm_setIntervalMining takes whole seconds).
+    block_time_s: int | None = None
+    #: anvil's `safe`/`finalized` lag (32 by default); the product counts confirmations itself.
+    slots_in_an_epoch: int | None = None
+    mnemonic: str = DEV_MNEMONIC
+    roles: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_ROLES))
+    first_user_index: int = 5
+    users: int = 3
+    #: USDC each user holds on Arbitrum at start, and the relayer's float on Base (whole USDC strings).
+    user_usdc: Decimal = Decimal("100000")
+    relayer_usdc: Decimal = Decimal("10000000")
+    usdc_unit: Decimal = Decimal("0.000001")
+    quote_time_buffer_s: int = 3600
+    fill_deadline_buffer_s: int = 21600
+    index_token_name: str = "IndexMaker SY100"
+    index_token_symbol: str = "SY100"
+    #: The chain that carries the index token (domain.md §12.8: Base).
+    index_chain: str = "base"
+
+
+class LocalChains:
+    """Start both nodes, deploy, fund, write the world file; `stop()` sends SIGTERM to both."""
+
+    def __init__(self, config: LocalChainsConfig | None = None, *, state_file: Path | None = None) -> None:
+        self.config = config or LocalChainsConfig()
+        if self.config.block_time_s is not None and (self.config.block_time_s < 1 or
+                                                     self.config.block_time_s != int(self.config.block_time_s)):
+            raise ValueError(f"block_time_s must be whole seconds >= 1, got {self.config.block_time_s}")
+        self.state_file = state_file
+        accounts = self.config.first_user_index + self.config.users
+        self.nodes = {
+            "arbitrum": AnvilNode(self.config.arbitrum_chain_id, accounts=accounts,
+                                  slots_in_an_epoch=self.config.slots_in_an_epoch, mnemonic=self.config.mnemonic),
+            "base": AnvilNode(self.config.base_chain_id, accounts=accounts,
+                              slots_in_an_epoch=self.config.slots_in_an_epoch, mnemonic=self.config.mnemonic),
+        }
+        self.state: WorldState | None = None
+
+    def account(self, index: int):  # noqa: ANN201  (LocalAccount)
+        return derive_account(self.config.mnemonic, index)
+
+    def start(self) -> WorldState:
+        """Both chains are started and deployed in parallel (they are independent): about half the wall time."""
+        cfg = self.config
+        try:
+            roles = {role: AccountRef(self.account(i).address, i) for role, i in cfg.roles.items()}
+            users = [AccountRef(self.account(i).address, i)
+                     for i in range(cfg.first_user_index, cfg.first_user_index + cfg.users)]
+            with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
+                futures = {name: pool.submit(self._start_chain, name, offset, roles, users)
+                           for offset, name in enumerate(self.nodes)}
+                chains = {name: f.result() for name, f in futures.items()}
+            if cfg.block_time_s is not None:
+                for node in self.nodes.values():
+                    node.call("evm_setIntervalMining", int(cfg.block_time_s))
+            self.state = WorldState(chains=chains, accounts=roles, users=users)
+            if self.state_file is not None:
+                self.state.save(self.state_file)
+            return self.state
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start_chain(self, name: str, offset: int, roles: dict[str, AccountRef],
+                     users: list[AccountRef]) -> ChainDeployment:
+        cfg = self.config
+        node = self.nodes[name].start()
+        w3 = Web3(Web3.HTTPProvider(node.url))
+        admin = EvmSigner(w3, self.account(cfg.roles["admin"]))
+        index_token = ((cfg.index_token_name, cfg.index_token_symbol, roles["solver"].address)
+                       if name == cfg.index_chain else None)
+        # offset: the second chain's admin burns a nonce first, so no address is the same on both chains.
+        deployed = deploy_chain(admin, name, quote_time_buffer_s=cfg.quote_time_buffer_s,
+                                fill_deadline_buffer_s=cfg.fill_deadline_buffer_s,
+                                index_token=index_token, nonce_offset=offset)
+        if name == "arbitrum":
+            for user in users:
+                mint_usdc(admin, deployed.usdc, user.address, to_units(cfg.user_usdc, cfg.usdc_unit))
+        else:
+            mint_usdc(admin, deployed.usdc, roles["relayer"].address, to_units(cfg.relayer_usdc, cfg.usdc_unit))
+            # Relayers keep a standing approval of their float to the pool: a fill is then one transaction.
+            relayer = EvmSigner(w3, self.account(cfg.roles["relayer"]))
+            usdc = w3.eth.contract(address=deployed.usdc, abi=load_artifact("ExpandedERC20").abi)
+            relayer.transact(usdc.functions.approve(deployed.spoke_pool, 2**256 - 1))
+        return ChainDeployment(
+            name=name, chain_id=node.chain_id, rpc_url=node.url, usdc=deployed.usdc, usdc_decimals=6,
+            spoke_pool=deployed.spoke_pool, spoke_pool_abi=deployed.spoke_pool_abi, weth=deployed.weth,
+            start_block=w3.eth.block_number + 1, index_token=deployed.index_token,
+            index_token_decimals=18 if deployed.index_token else None, pid=node.pid)
+
+    def stop(self) -> None:
+        for node in self.nodes.values():
+            node.stop()
+
+    def __enter__(self) -> WorldState:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from world.relayer import AcrossRelayer
+
+    parser = argparse.ArgumentParser(prog="python -m world.chains", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--state-file", type=Path, default=Path("state/world.json"))
+    parser.add_argument("--block-time", type=int, default=None)
+    parser.add_argument("--users", type=int, default=3)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    chains = LocalChains(LocalChainsConfig(block_time_s=args.block_time, users=args.users), state_file=args.state_file)
+    state = chains.start()
+    relayer = AcrossRelayer.from_world(state, mnemonic=chains.config.mnemonic)
+    relayer.start()
+    print(f"world up: {args.state_file} (arbitrum {state.chain('arbitrum').rpc_url}, "
+          f"base {state.chain('base').rpc_url})",
+          flush=True)
+    try:
+        stop.wait()
+    finally:
+        relayer.stop()
+        chains.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
