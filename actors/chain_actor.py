@@ -21,8 +21,8 @@ from chain.deployment import WorldState
 from chain.deposit_feed import deposits_from_batch
 from chain.keys import mnemonic_from_env
 from chain.route_effects import BridgeSent, FillSeen, TransferSent
-from chain.settings import ChainSettings
 from chain.stack import ChainStack
+from core.config import ChainConfig
 
 log = logging.getLogger(__name__)
 
@@ -44,14 +44,14 @@ class MintResult:
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class ChainActor:
-    def __init__(self, world_file: str, redis_url: str, settings: ChainSettings, *, router_name: str | None = "router",
+    def __init__(self, world_file: str, redis_url: str, config: ChainConfig, *, router_name: str | None = "router",
                  router_namespace: str | None = None, poll_s: float = 0.1) -> None:
         import redis.asyncio as aioredis
 
-        self.settings = settings
+        self.config = config
         self.state = WorldState.load(world_file)
         self.redis = aioredis.Redis.from_url(redis_url)
-        self.stack = ChainStack.build(self.state, self.redis, settings, mnemonic=mnemonic_from_env())
+        self.stack = ChainStack.build(self.state, self.redis, config, mnemonic=mnemonic_from_env())
         self.router_name = router_name
         self.router_namespace = router_namespace
         self.poll_s = poll_s
@@ -86,7 +86,7 @@ class ChainActor:
         return self._router
 
     async def _forward(self, batch: Any) -> None:
-        deposits = deposits_from_batch(batch, self.settings.usdc_unit)
+        deposits = deposits_from_batch(batch, self.config.usdc_unit)
         if batch.reorg is not None and batch.reorg.orphaned:
             log.error("chain %s: deposits handed out before were dropped by a reorg: %s", batch.chain_id,
                       batch.reorg.orphaned)

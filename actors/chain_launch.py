@@ -6,23 +6,26 @@ from typing import Any
 import ray
 
 from actors.chain_actor import ChainActor
+from actors.exchange_deposits import ExchangeKeys
 from actors.router_actor import RouterActor
-from chain.settings import ChainSettings
+from core.config import Settings
 
 
-def start_chain_actors(*, world_file: str, redis_url: str, settings: ChainSettings, exchange: dict[str, Any],
-                       namespace: str | None = None, detached: bool = False, poll_s: float = 0.1,
-                       step_s: float = 0.1) -> tuple[Any, Any]:
+def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
+                       exchange_keys: ExchangeKeys | None = None, namespace: str | None = None,
+                       detached: bool = False, poll_s: float = 0.1, step_s: float = 0.1) -> tuple[Any, Any]:
     """Create (or get) the named `chain` and `router` actors and start their loops. Returns (chain, router).
-    `chain` first: the router looks it up by name when it is built."""
+    `chain` first: the router looks it up by name when it is built. The router reaches the exchange at
+    `settings.exchange.rest_url` with `exchange_keys` (default: ExchangeKeys.from_env())."""
     opts: dict[str, Any] = {"get_if_exists": True}
     if namespace:
         opts["namespace"] = namespace
     if detached:
         opts["lifetime"] = "detached"
-    chain = ChainActor.options(name="chain", **opts).remote(world_file, redis_url, settings, poll_s=poll_s,
+    chain = ChainActor.options(name="chain", **opts).remote(world_file, redis_url, settings.chain, poll_s=poll_s,
                                                             router_namespace=namespace)
-    router = RouterActor.options(name="router", **opts).remote(world_file, redis_url, settings, exchange,
+    router = RouterActor.options(name="router", **opts).remote(redis_url, settings,
+                                                                exchange_keys or ExchangeKeys.from_env(),
                                                                 chain_namespace=namespace, step_s=step_s)
     ray.get([chain.start.remote(), router.start.remote()])
     return chain, router

@@ -1,13 +1,11 @@
 """The `router` actor: the CollateralRouter (chain/collateral_router.py) in a Ray actor.
 
 It takes confirmed deposits from `chain` (one call per batch), steps every route on a timer, and reaches the
-chains through the `chain` actor and the exchange through two callables. Its state is in Redis, so a restarted
-actor (max_restarts=-1 re-runs __init__) resumes each route at its hop; the keyed transactions in `chain` make
-sure nothing is paid twice. Ledgers: RedisLedgers until the order-book shards implement CollateralSink.
-
-Exchange wiring (`exchange` argument): {"kind": "standin", "address": "0x..."} uses the chain-watching stand-in
-(FAKED exchange books: tests, bench); {"kind": "gateway", ...} is for exchange/gateway.py through
-actors/exchange_deposits.py and is left to the launcher that owns the exchange keys.
+chains through the `chain` actor and the exchange through exchange/gateway.py (actors/exchange_deposits.py: the
+deposit address the exchange API gives, and its deposit history to see our transfer credited). Its state is in
+Redis, so a restarted actor (max_restarts=-1 re-runs __init__) resumes each route at its hop; the keyed
+transactions in `chain` make sure nothing is paid twice. Ledgers: RedisLedgers until the order-book shards
+implement CollateralSink. Configuration: core.config's Settings (chain, collateral, exchange sections).
 """
 from __future__ import annotations
 
@@ -19,12 +17,13 @@ from typing import Any
 import ray
 
 import core  # noqa: F401  (decimal context in the worker)
-from chain.collateral_router import CollateralRouter
+from actors.exchange_deposits import ExchangeKeys, deposit_gateway, gateway_deposit_callables
+from chain.collateral_router import CollateralRouter, RouterConfig
 from chain.redis_ledgers import RedisLedgers
 from chain.route_effects import BridgeSent, FillSeen, TransferSent
-from chain.settings import ChainSettings, router_config
 from core.chain_events import CollateralDeposit
 from core.clock import SystemClock
+from core.config import Settings
 
 log = logging.getLogger(__name__)
 
@@ -56,35 +55,21 @@ class ActorRouteEffects:
         return await self._exchange_credited(coin, network, tx_hash, amount)
 
 
-def _standin_exchange(world_file: str, address: str, settings: ChainSettings) -> tuple[Any, Any]:
-    from web3 import AsyncHTTPProvider, AsyncWeb3
-
-    from chain.contracts import erc20
-    from chain.deployment import WorldState
-    from world.exchange_standin import ChainWatchingExchange
-
-    base = WorldState.load(world_file).by_chain_id(settings.base_chain_id)
-    w3 = AsyncWeb3(AsyncHTTPProvider(base.rpc_url))
-    ex = ChainWatchingExchange(w3, erc20(w3, base.usdc), address, unit=settings.usdc_unit)
-    return ex.deposit_address, ex.exchange_credited
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class RouterActor:
-    def __init__(self, world_file: str, redis_url: str, settings: ChainSettings, exchange: dict[str, Any], *,
+    def __init__(self, redis_url: str, settings: Settings, exchange_keys: ExchangeKeys | None = None, *,
                  chain_name: str = "chain", chain_namespace: str | None = None, step_s: float = 0.1,
                  store_namespace: str = "router") -> None:
         import redis.asyncio as aioredis
 
         self.redis = aioredis.Redis.from_url(redis_url)
-        if exchange.get("kind") != "standin":
-            raise ValueError(f"exchange kind {exchange.get('kind')!r}: only 'standin' is wired in the actor yet "
-                             f"(see actors/exchange_deposits.py for the gateway adapter)")
-        deposit_address, exchange_credited = _standin_exchange(world_file, exchange["address"], settings)
-        self.ledgers = RedisLedgers(self.redis, unit=settings.usdc_unit)
+        self.gateway = deposit_gateway(settings.exchange, exchange_keys or ExchangeKeys.from_env())
+        deposit_address, exchange_credited = gateway_deposit_callables(self.gateway)
+        self.ledgers = RedisLedgers(self.redis, unit=settings.chain.usdc_unit)
         chain = ray.get_actor(chain_name, namespace=chain_namespace)
         self.router = CollateralRouter(self.redis, ActorRouteEffects(chain, deposit_address, exchange_credited),
-                                       self.ledgers, SystemClock(), router_config(settings, store_namespace))
+                                       self.ledgers, SystemClock(), RouterConfig.from_settings(settings,
+                                                                                               store_namespace))
         self.step_s = step_s
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
@@ -105,6 +90,7 @@ class RouterActor:
         self._stop.set()
         if self._task is not None:
             await self._task
+        await self.gateway.close()
 
     async def _run(self) -> None:
         while not self._stop.is_set():

@@ -27,6 +27,7 @@ from chain.route_effects import RouteEffects
 from core.chain_events import CollateralDeposit
 from core.clock import Clock
 from core.collateral_route import CollateralRoute, RouteStage
+from core.config import Settings
 from core.route_batch import BatchPolicy, RouteMember, take_batch
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,14 @@ class RouterConfig:
     coin: str = "USDC"
     network: str = "BASE"  # the exchange's name for the destination network
     namespace: str = "router"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, namespace: str = "router") -> "RouterConfig":
+        """The router's slice of core.config: chain ids, unit and batching from `chain`, the coin it routes from
+        `collateral`, the exchange's name for the destination network from `exchange`."""
+        chain = settings.chain
+        return cls(destination_chain_id=chain.base_chain_id, unit=chain.usdc_unit, batch=chain.batch_policy,
+                   coin=settings.collateral.symbol, network=settings.exchange.deposit_network, namespace=namespace)
 
 
 class CollateralRouter:

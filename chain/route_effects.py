@@ -3,15 +3,17 @@
 `ChainRouteEffects` does it on the chains (Across deposit from Arbitrum custody, fill lookup on Base, USDC
 transfer from the Base wallet) and asks the exchange through two injected callables:
 `deposit_address(coin, network) -> str` and `exchange_credited(coin, network, tx_hash, amount) -> Decimal | None`
-(exchange/gateway.py provides both in the running system; chain/ never imports the exchange). Gas is converted to
-collateral at a configured rate per chain (core.gas_cost); the bridge's output is input minus a configured fee
-rate, rounded down (core.fees.hop_by_rate).
+(actors/exchange_deposits.py makes both from exchange/gateway.py; chain/ never imports the exchange). Gas is
+converted to collateral at a configured rate per chain (core.gas_cost); the bridge's output is input minus a
+configured fee rate, rounded down (core.fees.hop_by_rate).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Protocol
+
+from web3 import AsyncWeb3
 
 from chain.across_bridge import AcrossBridge
 from chain.tx_sender import TxSender
@@ -106,8 +108,10 @@ class ChainRouteEffects:
 
     async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent:
         units = to_units(amount, self.unit)
-        result = await self.sender.send(key, self.usdc.functions.transfer(address, units),
-                                        meta={"to": address.lower(), "units": str(units)})
+        # Exchanges hand out deposit addresses in lower case; web3 takes only the checksummed form.
+        to = AsyncWeb3.to_checksum_address(address)
+        result = await self.sender.send(key, self.usdc.functions.transfer(to, units),
+                                        meta={"to": to.lower(), "units": str(units)})
         if not result.ok:
             raise RuntimeError(f"transfer {key} reverted on chain in {result.tx_hash}")
         return TransferSent(result.tx_hash, self._gas(self.sender.chain_id, result.gas_cost_wei),

@@ -1,11 +1,10 @@
-"""Wires the chain side from the world state file: web3 clients, contracts, the three signing accounts' senders,
-the Across bridge, the deposit listener, the route effects and the index minter. One place, so that tests, the
-bench and the actors build exactly the same objects.
+"""Wires the chain side from the world state file and core.config's ChainConfig: web3 clients, contracts, the three
+signing accounts' senders, the Across bridge, the deposit listener, the route effects and the index minter. One
+place, so that tests, the bench and the actors build exactly the same objects.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from redis.asyncio import Redis
 from web3 import AsyncHTTPProvider, AsyncWeb3
@@ -18,13 +17,13 @@ from chain.deposit_feed import deposit_connector
 from chain.index_minter import IndexMinter
 from chain.keys import derive_account
 from chain.route_effects import ChainRouteEffects, DepositAddress, ExchangeCredited
-from chain.settings import ChainSettings
 from chain.tx_sender import TxSender
+from core.config import ChainConfig
 
 
 @dataclass
 class ChainStack:
-    settings: ChainSettings
+    config: ChainConfig
     state: WorldState
     arb: AsyncWeb3
     base: AsyncWeb3
@@ -39,7 +38,7 @@ class ChainStack:
     minter: IndexMinter
 
     @classmethod
-    def build(cls, state: WorldState, redis: Redis, settings: ChainSettings, *, mnemonic: str,
+    def build(cls, state: WorldState, redis: Redis, config: ChainConfig, *, mnemonic: str,
               deposit_address: DepositAddress | None = None, exchange_credited: ExchangeCredited | None = None,
               arbitrum: str = "arbitrum", base: str = "base", tx_prefix: str = "tx",
               chain_prefix: str = "chain") -> "ChainStack":
@@ -50,32 +49,32 @@ class ChainStack:
 
         def sender(w3: AsyncWeb3, chain_id: int, role: str) -> TxSender:
             return TxSender(w3, chain_id, derive_account(mnemonic, state.account(role).index), redis,
-                            key_prefix=tx_prefix, receipt_timeout_s=settings.receipt_timeout_s,
-                            poll_s=settings.poll_s, max_broadcasts=settings.max_broadcasts,
-                            retry_backoff_s=settings.retry_backoff_s)
+                            key_prefix=tx_prefix, receipt_timeout_s=config.receipt_timeout_ms / 1000,
+                            poll_s=config.receipt_poll_ms / 1000, max_broadcasts=config.max_broadcasts,
+                            retry_backoff_s=config.retry_backoff_ms / 1000)
 
         custody = sender(arb, a.chain_id, "custody")
         wallet = sender(bw3, b.chain_id, "base_wallet")
         solver = sender(bw3, b.chain_id, "solver")
         bridge = AcrossBridge(custody, arb_c.usdc, arb_c.spoke_pool, bw3, base_c.spoke_pool,
                               destination_chain_id=b.chain_id, destination_usdc=b.usdc,
-                              fill_deadline_s=settings.fill_deadline_s,
-                              fill_confirmations=settings.fill_confirmations,
-                              max_block_range=settings.max_block_range)
+                              fill_deadline_s=config.fill_deadline_s,
+                              fill_confirmations=config.fill_confirmations,
+                              max_block_range=config.max_block_range)
         deposits = deposit_connector(arb, a.chain_id, redis, arb_c.usdc, state.account("custody").address,
-                                     start_block=a.start_block, confirmations=settings.confirmations,
-                                     max_block_range=settings.max_block_range, reorg_window=settings.reorg_window,
+                                     start_block=a.start_block, confirmations=config.confirmations,
+                                     max_block_range=config.max_block_range, reorg_window=config.reorg_window,
                                      key_prefix=chain_prefix)
         exchange = {k: v for k, v in (("deposit_address", deposit_address),
                                       ("exchange_credited", exchange_credited)) if v is not None}
         effects = ChainRouteEffects(bridge, wallet, base_c.usdc,
                                     destination_wallet=state.account("base_wallet").address,
-                                    unit=settings.usdc_unit, bridge_fee_rate=settings.bridge_fee_rate,
-                                    native_price=settings.native_price, **exchange)
+                                    unit=config.usdc_unit, bridge_fee_rate=config.bridge_fee_rate,
+                                    native_price=dict(config.native_price), **exchange)
         if base_c.index_token is None:
             raise ValueError(f"world has no index token on {base}")
-        minter = IndexMinter(solver, base_c.index_token, decimals=settings.index_token_decimals)
-        return cls(settings, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
+        minter = IndexMinter(solver, base_c.index_token, decimals=config.index_token_decimals)
+        return cls(config, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
                    minter)
 
     async def recover(self) -> None:

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from core.route_batch import BatchPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,6 +23,21 @@ def _no_float(value: Any) -> Any:
     return value
 
 
+def _holds_money(annotation: Any) -> bool:
+    """Decimal itself, or a type built from it (Decimal | None, dict[int, Decimal])."""
+    return annotation is Decimal or any(_holds_money(a) for a in get_args(annotation))
+
+
+def _no_float_inside(value: Any) -> Any:
+    if isinstance(value, dict):
+        for v in value.values():
+            _no_float_inside(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            _no_float_inside(v)
+    return _no_float(value)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -28,8 +45,8 @@ class _Section(BaseModel):
     @classmethod
     def _refuse_floats(cls, v: Any, info: Any) -> Any:
         field = cls.model_fields.get(info.field_name)
-        if field is not None and field.annotation is Decimal:
-            return _no_float(v)
+        if field is not None and _holds_money(field.annotation):
+            return _no_float_inside(v)
         return v
 
 
@@ -79,13 +96,53 @@ class ExchangeConfig(_Section):
 
 
 class ChainConfig(_Section):
+    """The chain side (chain/, actors/chain_actor.py, actors/router_actor.py). Contract addresses and RPC URLs of
+    the local world come from its world state file; these are the numbers."""
+
     arbitrum_chain_id: int = 42161
     base_chain_id: int = 8453
     arbitrum_rpc: str = "http://127.0.0.1:8545"
     base_rpc: str = "http://127.0.0.1:8546"
+    #: Blocks on top of a user's deposit on Arbitrum before it is credited (a deposit dropped by a reorg within
+    #: this depth is never credited).
     confirmations: int = Field(2, ge=0)
-    usdc_decimals: int = 6
-    index_token_decimals: int = 18
+    #: Blocks on top of the relayer's fill on Base before the route moves on.
+    fill_confirmations: int = Field(0, ge=0)
+    usdc_decimals: int = Field(6, ge=0)
+    index_token_decimals: int = Field(18, ge=0)
+    #: Blocks per eth_getLogs request (public RPCs refuse big ranges).
+    max_block_range: int = Field(2000, ge=1)
+    #: Processed blocks whose hashes the deposit listener keeps to notice a reorg.
+    reorg_window: int = Field(256, ge=1)
+    #: Across: the relayer fee offered, a fraction of the input; output = input * (1 - rate), rounded down to the
+    #: USDC unit (core.fees.hop_by_rate).
+    bridge_fee_rate: Decimal = Decimal("0.001")
+    #: Chain seconds the relayer has to fill our Across deposit; past it the route fails (the refund is manual).
+    fill_deadline_s: int = Field(3600, ge=1)
+    #: USDC per native token (ETH on both chains), per chain id: the rate gas is charged to users at.
+    native_price: dict[int, Decimal] = Field(
+        default_factory=lambda: {42161: Decimal("3000"), 8453: Decimal("3000")})
+    #: Own transactions (chain.tx_sender): receipt wait before a rebroadcast, receipt polling interval, broadcasts
+    #: per attempt before giving up for this round, pause after a failed broadcast.
+    receipt_timeout_ms: int = Field(60_000, ge=1)
+    receipt_poll_ms: int = Field(20, ge=1)
+    max_broadcasts: int = Field(5, ge=1)
+    retry_backoff_ms: int = Field(200, ge=0)
+    #: Batching users' deposits into one bridge transfer (core.route_batch.BatchPolicy): a batch closes at this many
+    #: deposits, or when its total reaches batch_close_amount USDC (none: no amount trigger), or when its oldest
+    #: deposit has waited batch_max_wait_ms. 1 deposit = every deposit routed alone at once.
+    batch_max_deposits: int = Field(1, ge=1)
+    batch_close_amount: Decimal | None = Field(None, gt=0)
+    batch_max_wait_ms: int = Field(0, ge=0)
+
+    @property
+    def usdc_unit(self) -> Decimal:
+        """One base unit of USDC on chain (1e-6): every chain amount is a whole number of it."""
+        return Decimal(1).scaleb(-self.usdc_decimals)
+
+    @property
+    def batch_policy(self) -> BatchPolicy:
+        return BatchPolicy(self.batch_max_deposits, self.batch_close_amount, self.batch_max_wait_ms)
 
 
 class PortsConfig(_Section):
@@ -124,6 +181,15 @@ class Settings(BaseSettings):
             raise ValueError("solver.slippage_cap must be between 0 and 1")
         if not (Decimal(0) < self.exchange.rate_limit_safety <= 1):
             raise ValueError("exchange.rate_limit_safety must be in (0, 1]")
+        # The collateral ledger counts what arrives on chain: its unit is USDC's base unit there.
+        if self.collateral.unit != self.chain.usdc_unit:
+            raise ValueError(f"collateral.unit {self.collateral.unit} differs from the chain's USDC unit "
+                             f"{self.chain.usdc_unit} (chain.usdc_decimals {self.chain.usdc_decimals})")
+        if not (Decimal(0) <= self.chain.bridge_fee_rate < 1):
+            raise ValueError("chain.bridge_fee_rate must be in [0, 1)")
+        for chain_id in (self.chain.arbitrum_chain_id, self.chain.base_chain_id):
+            if self.chain.native_price.get(chain_id, Decimal(0)) <= 0:
+                raise ValueError(f"chain.native_price has no positive price for chain id {chain_id}")
         return self
 
     @classmethod

@@ -1,10 +1,12 @@
-"""The `chain` and `router` Ray actors on the real local world: a deposit goes all the way to the exchange, the
-router actor killed mid-way comes back by itself and pays nothing twice, mints through `chain` happen once.
+"""The `chain` and `router` Ray actors on the real local world: a deposit goes all the way into the exchange balance,
+the router actor killed mid-way comes back by itself and pays nothing twice, mints through `chain` happen once.
 
-FAKED: the exchange's books (world/exchange_standin.py). Chains, relayer, Redis and Ray are real.
+Nothing is faked: chains, relayer, Redis, Ray, and the exchange (the project's simulator in its own process,
+world/local_exchange.py, which the router reaches through exchange/gateway.py).
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from decimal import Decimal
 
@@ -14,14 +16,14 @@ from web3 import Web3
 
 from actors.chain_actor import MintRequest
 from actors.chain_launch import start_chain_actors
+from actors.exchange_deposits import ExchangeKeys
 from chain.contracts import bind
 from chain.keys import DEV_MNEMONIC, derive_account
-from chain.settings import ChainSettings
+from core.config import ChainConfig, ExchangeConfig, Settings
 from world.chains import LocalChains, LocalChainsConfig
 from world.evm_signer import EvmSigner
+from world.local_exchange import ExchangeAccount, LocalExchange, LocalExchangeConfig
 from world.relayer import AcrossRelayer
-
-EXCHANGE = derive_account(DEV_MNEMONIC, 41).address  # FAKED: the exchange deposit address
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +32,28 @@ def world_file(tmp_path_factory):
     chains = LocalChains(LocalChainsConfig(users=2), state_file=path)
     state = chains.start()
     relayer = AcrossRelayer.from_world(state, mnemonic=DEV_MNEMONIC, poll_s=0.02).start()
+    exchange = LocalExchange(state, LocalExchangeConfig(confirmations=1, poll_ms=20))
     try:
-        yield path, state
+        exchange.start()
+        yield path, state, exchange
     finally:
+        exchange.stop()
         relayer.stop()
         chains.stop()
+
+
+def exchange_view(exchange: LocalExchange, account: ExchangeAccount, tx_hash: str):
+    """What the exchange API shows the account: its deposit address, the deposits with `tx_hash`, its free USDC."""
+    async def look():
+        gw = exchange.gateway(account)
+        try:
+            address = (await gw.fetch_deposit_address("USDC", "BASE")).address
+            deposits = [d for d in await gw.fetch_deposits("USDC") if (d.tx_id or "").lower() == tx_hash.lower()]
+            usdc = (await gw.fetch_balance()).get("USDC")
+            return address, deposits, usdc.free if usdc is not None else Decimal(0)
+        finally:
+            await gw.close()
+    return asyncio.run(look())
 
 
 def wait_for(condition, timeout_s: float = 60.0, what: str = "condition"):
@@ -53,12 +72,14 @@ def wait_for(condition, timeout_s: float = 60.0, what: str = "condition"):
 
 
 def test_actors_route_a_deposit_survive_a_router_kill_and_mint_once(ray_cluster, redis_server, world_file):
-    path, state = world_file
+    path, state, exchange = world_file
     redis_server.client().flushdb()
-    settings = ChainSettings(confirmations=0, poll_s=0.02)
+    settings = Settings(chain=ChainConfig(confirmations=0, receipt_poll_ms=20),
+                        exchange=ExchangeConfig(rest_url=exchange.url, ws_url=exchange.ws_url))
+    account = exchange.open_account("actors")
     chain, router = start_chain_actors(world_file=str(path), redis_url=redis_server.url, settings=settings,
-                                       exchange={"kind": "standin", "address": EXCHANGE}, namespace=ray_cluster,
-                                       poll_s=0.05, step_s=0.05)
+                                       exchange_keys=ExchangeKeys(account.api_key, account.secret),
+                                       namespace=ray_cluster, poll_s=0.05, step_s=0.05)
     arb, base = state.chain("arbitrum"), state.chain("base")
     w3a, w3b = Web3(Web3.HTTPProvider(arb.rpc_url)), Web3(Web3.HTTPProvider(base.rpc_url))
     ca, cb = bind(w3a, arb), bind(w3b, base)
@@ -74,9 +95,13 @@ def test_actors_route_a_deposit_survive_a_router_kill_and_mint_once(ray_cluster,
         assert ca.spoke_pool.functions.numberOfDeposits().call() == 1
         assert w3a.eth.get_transaction_count(state.account("custody").address) == 2  # allowance + deposit
         assert w3b.eth.get_transaction_count(state.account("base_wallet").address) == 1
-        assert cb.usdc.functions.balanceOf(EXCHANGE).call() == 29_970_000
-        ledger = ray.get(restarted.ledger.remote(user.address))
         route = ray.get(restarted.inspect.remote())["routes"][0]
+        address, deposits, usdc = exchange_view(exchange, account, route["transfer"]["tx_hash"])
+        assert route["transfer"]["address"] == address  # where the exchange API said
+        assert cb.usdc.functions.balanceOf(Web3.to_checksum_address(address)).call() == 29_970_000
+        assert len(deposits) == 1 and deposits[0].amount == Decimal("29.97")  # credited once by the exchange
+        assert usdc == Decimal("29.97")  # and in the account's balance
+        ledger = ray.get(restarted.ledger.remote(user.address))
         fee = sum(Decimal(h["amount_in"]) - Decimal(h["amount_out"]) + Decimal(h["gas"]) for h in route["hops"])
         assert Decimal(ledger["credited"]) == Decimal(30) and Decimal(ledger["fees_charged"]) == fee
         assert Decimal(ledger["available"]) == Decimal(30) - fee

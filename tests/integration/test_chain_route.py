@@ -1,36 +1,40 @@
 """A user's deposit routed end to end on the real local world: Arbitrum custody -> Across (real SpokePools, the
-world's relayer) -> Base wallet -> the exchange deposit address -> credited; fees booked to the micro-USDC;
-restarts at every hop pay nothing twice; a deposit dropped by a reorg is never credited.
+world's relayer) -> Base wallet -> the deposit address the exchange API gives -> credited by the exchange and in its
+balance; fees booked to the micro-USDC; restarts at every hop pay nothing twice; a deposit dropped by a reorg is
+never credited.
 
-FAKED here: the exchange's books (world/exchange_standin.py: a fixed deposit address, "credited" = the transfer is
-mined on Base). Everything on chain is real.
+Nothing is faked: the exchange is the project's simulator in its own process (world/local_exchange.py), watching
+Base and crediting a deposit after EXCHANGE_CONFIRMATIONS, reached through exchange/gateway.py (real ccxt).
 """
 from __future__ import annotations
 
 import asyncio
-from dataclasses import replace
+import socket
 from decimal import Decimal
 
 import pytest
 
-from chain.collateral_router import CollateralRouter
+from actors.exchange_deposits import gateway_deposit_callables
+from chain.collateral_router import CollateralRouter, RouterConfig
 from chain.collateral_sink import InMemoryLedgers
 from chain.deposit_feed import deposits_from_batch
-from chain.keys import DEV_MNEMONIC, derive_account
-from chain.settings import ChainSettings, router_config
+from chain.keys import DEV_MNEMONIC
 from chain.stack import ChainStack
 from chain.tx_sender import TxSender
 from core.clock import ManualClock
 from core.collateral_route import RouteStage
+from core.config import ChainConfig, Settings
 from core.gas_cost import gas_cost_in_collateral
-from core.route_batch import BatchPolicy
-from tests.integration.chain_world import aredis, async_chains, chain_world, chain_world_module  # noqa: F401
-from tests.integration.chain_world import user_transfer
-from world.exchange_standin import ChainWatchingExchange
+from exchange.gateway import BinanceGateway
+from tests.integration.chain_world import (  # noqa: F401  (fixtures)
+    aredis, async_chains, chain_world, chain_world_module, exchange, local_exchange)
+from tests.integration.chain_world import ExchangeSide, user_transfer
 from world.relayer import AcrossRelayer
 
 U = Decimal("0.000001")
-EXCHANGE_ADDRESS = derive_account(DEV_MNEMONIC, 40).address  # FAKED: the exchange's deposit address
+#: The exchange credits a deposit once it has this many confirmations on Base (the Rig mines a Base block a tick).
+EXCHANGE_CONFIRMATIONS = 3
+CONFIG = ChainConfig(confirmations=2)
 
 
 class Crash(BaseException):
@@ -38,33 +42,45 @@ class Crash(BaseException):
 
 
 class Rig:
-    """The router with everything it drives, built from Redis and the world file only (so: restartable)."""
+    """The router with everything it drives, built from Redis, the world file and the exchange API only (so:
+    restartable). `gateway`: the exchange client (default: a new one on the test's account); `mine_base`: whether a
+    tick makes a Base block (without, the exchange never reaches its confirmations)."""
 
-    def __init__(self, world, redis, ledgers, clock, settings: ChainSettings) -> None:
+    def __init__(self, world, redis, ledgers, clock, config: ChainConfig, exchange: ExchangeSide, *,
+                 gateway: BinanceGateway | None = None, mine_base: bool = True) -> None:
         self.world = world
-        self.exchange: ChainWatchingExchange | None = None
-        self.stack = ChainStack.build(world.state, redis, settings, mnemonic=DEV_MNEMONIC,
-                                      deposit_address=lambda c, n: self.exchange.deposit_address(c, n),
-                                      exchange_credited=lambda *a: self.exchange.exchange_credited(*a))
-        self.exchange = ChainWatchingExchange(self.stack.base, self.stack.base_c.usdc, EXCHANGE_ADDRESS)
-        self.router = CollateralRouter(redis, self.stack.effects, ledgers, clock, router_config(settings))
+        self.gateway = gateway or exchange.new_gateway()
+        deposit_address, exchange_credited = gateway_deposit_callables(self.gateway)
+        self.stack = ChainStack.build(world.state, redis, config, mnemonic=DEV_MNEMONIC,
+                                      deposit_address=deposit_address, exchange_credited=exchange_credited)
+        self.router = CollateralRouter(redis, self.stack.effects, ledgers, clock,
+                                       RouterConfig.from_settings(Settings(chain=config)))
         self.relayer = AcrossRelayer.from_world(world.state, mnemonic=DEV_MNEMONIC)
+        self.mine_base = mine_base
 
     async def accept(self, batch) -> None:
         await self.router.accept(deposits_from_batch(batch, U))
 
     async def tick(self):
         self.world.mine("arbitrum")  # block production (automine makes none without transactions)
+        if self.mine_base:
+            self.world.mine("base")
         await self.stack.deposits.poll(self.accept)
         await asyncio.to_thread(self.relayer.poll_once)
         return await self.router.step()
 
-    async def run_until(self, done, max_ticks: int = 30):
-        for _ in range(max_ticks):
+    async def run_until(self, done, timeout_s: float = 30.0):
+        """Tick until `done()`: the exchange credits in its own process, so the bound is time, not ticks."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while True:
+            import time as _t; _t0=_t.perf_counter()
             routes = await self.tick()
+            print("tick", round(_t.perf_counter()-_t0,3), [r.stage.value for r in routes])
             if await done():
                 return routes
-        raise AssertionError(f"condition not reached in {max_ticks} ticks: {await self.router.inspect()}")
+            if loop.time() > deadline:
+                raise AssertionError(f"condition not reached in {timeout_s} s: {await self.router.inspect()}")
 
     async def all_credited(self, n: int = 1) -> bool:
         routes = await self.router.routes()
@@ -72,19 +88,17 @@ class Rig:
 
     async def close(self) -> None:
         await self.stack.close()
-
-
-SETTINGS = ChainSettings(confirmations=2)
+        await self.gateway.close()
 
 
 async def nonce(w3, address) -> int:
     return await w3.eth.get_transaction_count(address)
 
 
-async def test_deposit_is_credited_bridged_and_reaches_the_exchange_with_fees_to_the_unit(
-        chain_world, async_chains, aredis):
+async def test_deposit_is_credited_bridged_and_reaches_the_exchange_balance_with_fees_to_the_unit(
+        chain_world, async_chains, aredis, exchange):
     ledgers, clock = InMemoryLedgers(U), ManualClock()
-    rig = Rig(chain_world, aredis, ledgers, clock, SETTINGS)
+    rig = Rig(chain_world, aredis, ledgers, clock, CONFIG, exchange)
     state = chain_world.state
     user = state.users[0].address
     custody, wallet = state.account("custody").address, state.account("base_wallet").address
@@ -92,11 +106,19 @@ async def test_deposit_is_credited_bridged_and_reaches_the_exchange_with_fees_to
     try:
         await rig.run_until(rig.all_credited)
         route = (await rig.router.routes())[0]
-        # on chain: custody bridged everything, the relayer delivered 99.9 to our wallet, all of it went on
+        # on chain: custody bridged everything, the relayer delivered 99.9 to our wallet, all of it went on to the
+        # address the exchange API gives this account
+        address = (await exchange.gateway.fetch_deposit_address("USDC", "BASE")).address
+        assert route.transfer["address"] == address
         assert await async_chains.arb_c.usdc.functions.balanceOf(custody).call() == 0
         assert await async_chains.base_c.usdc.functions.balanceOf(wallet).call() == 0
-        assert await rig.exchange.balance() == Decimal("99.9")
+        assert await async_chains.base_c.usdc.functions.balanceOf(
+            async_chains.base.to_checksum_address(address)).call() == 99_900_000
         assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 1
+        # at the exchange: one deposit with our transaction id, and the account's balance holds it
+        [deposit] = await exchange.deposits_of(route.transfer["tx_hash"])
+        assert deposit.amount == Decimal("99.9") and deposit.network == "BASE"
+        assert await exchange.usdc() == Decimal("99.9")
         # the gas, recomputed from the chains' own receipts (not from the route's records)
         arb_gas = base_gas = 0
         for key in ("route-1:bridge:allowance", "route-1:bridge:deposit"):
@@ -115,69 +137,109 @@ async def test_deposit_is_credited_bridged_and_reaches_the_exchange_with_fees_to
         deposit_key = f"42161:{receipt['transactionHash'].to_0x_hex().lower()}:{receipt['logs'][0]['logIndex']}"
         assert ledgers.routed_routes == {"route-1": {deposit_key: Decimal("100") - expected_fee}}
         assert route.hops[0].amount_in == Decimal("100") and route.hops[0].amount_out == Decimal("99.9")
-        assert rig.exchange.credited == {route.transfer["tx_hash"]: Decimal("99.9")}
+        assert route.hops[-1].amount_out == Decimal("99.9")  # the exchange credited all that was sent
     finally:
         await rig.close()
 
 
-async def test_the_world_relayer_thread_fills_without_being_driven(chain_world, async_chains, aredis):
+async def test_the_exchange_waits_for_its_confirmations(chain_world, async_chains, aredis, exchange):
+    """With no Base block on top of our transfer the exchange does not credit it, and the route waits at the
+    exchange; each block after that brings it closer, and it is credited once it has EXCHANGE_CONFIRMATIONS."""
+    ledgers = InMemoryLedgers(U)
+    rig = Rig(chain_world, aredis, ledgers, ManualClock(), CONFIG, exchange, mine_base=False)
+    await user_transfer(async_chains, chain_world, 1, chain_world.state.account("custody").address, 7_000_000)
+    try:
+        async def at_exchange() -> bool:
+            routes = await rig.router.routes()
+            return bool(routes) and routes[0].stage == RouteStage.AT_EXCHANGE
+
+        await rig.run_until(at_exchange)
+        route = (await rig.router.routes())[0]
+        transfer_block = route.transfer["block"]
+        for _ in range(EXCHANGE_CONFIRMATIONS - 1):
+            assert await exchange.deposits_of(route.transfer["tx_hash"]) == []
+            for _ in range(3):  # the router keeps asking; the exchange keeps waiting
+                assert (await rig.tick())[0].stage == RouteStage.AT_EXCHANGE
+            chain_world.mine("base")
+        assert chain_world.head("base") - transfer_block + 1 == EXCHANGE_CONFIRMATIONS
+        await rig.run_until(rig.all_credited)
+        assert await exchange.usdc() == Decimal("6.993")
+    finally:
+        await rig.close()
+
+
+async def test_the_world_relayer_thread_fills_without_being_driven(chain_world, async_chains, aredis, exchange):
     """The same route with the relayer running on its own, as in the demo (the test only waits for the result)."""
     ledgers = InMemoryLedgers(U)
-    rig = Rig(chain_world, aredis, ledgers, ManualClock(), replace(SETTINGS, confirmations=0))
+    rig = Rig(chain_world, aredis, ledgers, ManualClock(), CONFIG.model_copy(update={"confirmations": 0}), exchange)
     rig.relayer.poll_once = lambda: []  # the tick does not drive it; its own thread does
     relayer = AcrossRelayer.from_world(chain_world.state, mnemonic=DEV_MNEMONIC, poll_s=0.01).start()
     try:
         await user_transfer(async_chains, chain_world, 1, chain_world.state.account("custody").address, 5_000_000)
-        await rig.run_until(rig.all_credited, max_ticks=500)
-        assert await rig.exchange.balance() == Decimal("4.995")
+        await rig.run_until(rig.all_credited)
+        assert await exchange.usdc() == Decimal("4.995")
         assert len(relayer.filled) == 1
     finally:
         relayer.stop()
         await rig.close()
 
 
+def refused_gateway(exchange: ExchangeSide) -> tuple[BinanceGateway, socket.socket]:
+    """A client of the exchange API that cannot reach it: its port is bound and never listened on, so every
+    connection is refused (the exchange is down). Close the socket after use."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    gateway = BinanceGateway(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", exchange.account.api_key,
+                             exchange.account.secret)
+    gateway.ccxt.timeout_on_exit = 0  # no TLS to wind down
+    return gateway, sock
+
+
 @pytest.mark.parametrize("stop_at", ["custody", "bridging", "on_destination", "at_exchange"])
 async def test_router_restarted_mid_route_resumes_at_that_hop_without_paying_twice(
-        chain_world, async_chains, aredis, stop_at):
+        chain_world, async_chains, aredis, exchange, stop_at):
     ledgers, clock = InMemoryLedgers(U), ManualClock()
     state = chain_world.state
     custody, wallet = state.account("custody").address, state.account("base_wallet").address
     await user_transfer(async_chains, chain_world, 0, custody, 20_000_000)
-    rig = Rig(chain_world, aredis, ledgers, clock, SETTINGS)
-    if stop_at == "on_destination":
-        rig.exchange = None  # the exchange is unreachable: the route stops after the fill
-
-        async def unreachable(*a):
-            raise ConnectionError("exchange API down")
-        rig.stack.effects._deposit_address = unreachable
-    if stop_at == "at_exchange":
-        async def not_yet(*a):
-            return None
-        rig.stack.effects._exchange_credited = not_yet
+    down = None
+    if stop_at == "on_destination":  # the exchange API is down: the route stops after the fill
+        gateway, down = refused_gateway(exchange)
+        rig = Rig(chain_world, aredis, ledgers, clock, CONFIG, exchange, gateway=gateway)
+    else:  # at_exchange: no Base block after our transfer, so the exchange has not credited it yet
+        rig = Rig(chain_world, aredis, ledgers, clock, CONFIG, exchange, mine_base=stop_at != "at_exchange")
 
     async def reached() -> bool:
         routes = await rig.router.routes()
         return bool(routes) and routes[0].stage == RouteStage(stop_at)
 
-    if stop_at == "custody":
-        rig.stack.effects.bridge = _crash_after(rig.stack.effects.bridge)  # dies right after the deposit is sent
-        with pytest.raises(Crash):
-            await rig.run_until(lambda: asyncio.sleep(0, False))
-        assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 1
-    else:
-        await rig.run_until(reached)
-    assert (await rig.router.routes())[0].stage == RouteStage(stop_at)
-    await rig.close()
+    try:
+        if stop_at == "custody":
+            rig.stack.effects.bridge = _crash_after(rig.stack.effects.bridge)  # dies right after the deposit is sent
+            with pytest.raises(Crash):
+                await rig.run_until(lambda: asyncio.sleep(0, False))
+            assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 1
+        else:
+            await rig.run_until(reached)
+        if stop_at == "on_destination":
+            assert rig.router.errors["route-1"].startswith("ExchangeUnavailable"), rig.router.errors
+        assert (await rig.router.routes())[0].stage == RouteStage(stop_at)
+    finally:
+        await rig.close()
+        if down is not None:
+            down.close()
 
-    again = Rig(chain_world, aredis, ledgers, clock, SETTINGS)  # a new process: Redis and the chains only
+    again = Rig(chain_world, aredis, ledgers, clock, CONFIG, exchange)  # a new process: Redis, chains, exchange API
     try:
         await again.stack.recover()
         await again.run_until(again.all_credited)
         assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 1
         assert await nonce(async_chains.arb, custody) == 2  # one allowance, one deposit
         assert await nonce(async_chains.base, wallet) == 1  # one transfer
-        assert await again.exchange.balance() == Decimal("19.98")
         route = (await again.router.routes())[0]
+        assert len(await exchange.deposits_of(route.transfer["tx_hash"])) == 1
+        assert await exchange.usdc() == Decimal("19.98")
         ledger = ledgers.ledger(state.users[0].address)
         ledger.check()
         assert ledger.credited == Decimal("20") and ledger.fees_charged == route.fee
@@ -193,11 +255,12 @@ def _crash_after(fn):
     return wrapper
 
 
-async def test_crash_right_after_broadcasting_the_transfer_sends_it_once(chain_world, async_chains, aredis):
+async def test_crash_right_after_broadcasting_the_transfer_sends_it_once(chain_world, async_chains, aredis,
+                                                                          exchange):
     ledgers, clock = InMemoryLedgers(U), ManualClock()
     state = chain_world.state
     await user_transfer(async_chains, chain_world, 2, state.account("custody").address, 10_000_000)
-    rig = Rig(chain_world, aredis, ledgers, clock, SETTINGS)
+    rig = Rig(chain_world, aredis, ledgers, clock, CONFIG, exchange)
     original = TxSender._broadcast
 
     async def crash_on_transfer(self, intent):
@@ -211,24 +274,27 @@ async def test_crash_right_after_broadcasting_the_transfer_sends_it_once(chain_w
     finally:
         TxSender._broadcast = original
         await rig.close()
-    again = Rig(chain_world, aredis, ledgers, clock, SETTINGS)
+    again = Rig(chain_world, aredis, ledgers, clock, CONFIG, exchange)
     try:
         await again.run_until(again.all_credited)
         assert await nonce(async_chains.base, state.account("base_wallet").address) == 1
-        assert await again.exchange.balance() == Decimal("9.99")
+        route = (await again.router.routes())[0]
+        assert len(await exchange.deposits_of(route.transfer["tx_hash"])) == 1
+        assert await exchange.usdc() == Decimal("9.99")
     finally:
         await again.close()
 
 
-async def test_batched_deposits_share_one_bridge_transfer_and_split_its_cost(chain_world, async_chains, aredis):
+async def test_batched_deposits_share_one_bridge_transfer_and_split_its_cost(chain_world, async_chains, aredis,
+                                                                             exchange):
     ledgers, clock = InMemoryLedgers(U), ManualClock()
-    settings = replace(SETTINGS, batch=BatchPolicy(max_deposits=3, max_wait_ms=60_000))
+    config = CONFIG.model_copy(update={"batch_max_deposits": 3, "batch_max_wait_ms": 60_000})
     state = chain_world.state
     custody = state.account("custody").address
     amounts = [100_000_000, 250_000_000, 1_000_003]
     for i, units in enumerate(amounts):
         await user_transfer(async_chains, chain_world, i, custody, units)
-    rig = Rig(chain_world, aredis, ledgers, clock, settings)
+    rig = Rig(chain_world, aredis, ledgers, clock, config, exchange)
     try:
         await rig.run_until(rig.all_credited)
         routes = await rig.router.routes()
@@ -241,16 +307,16 @@ async def test_batched_deposits_share_one_bridge_transfer_and_split_its_cost(cha
         assert sum(fees) == route.fee  # exact: the shares add up to the cost
         for fee, units in zip(fees, amounts):  # each within a unit per hop of its proportional share
             assert abs(fee - route.fee * Decimal(units) * U / total) <= 2 * U
-        assert await rig.exchange.balance() == route.hops[-1].amount_out
+        assert await exchange.usdc() == route.hops[-1].amount_out
     finally:
         await rig.close()
 
 
-async def test_batch_waits_for_its_window_then_goes(chain_world, async_chains, aredis):
+async def test_batch_waits_for_its_window_then_goes(chain_world, async_chains, aredis, exchange):
     ledgers, clock = InMemoryLedgers(U), ManualClock()
-    settings = replace(SETTINGS, batch=BatchPolicy(max_deposits=10, max_wait_ms=5_000))
+    config = CONFIG.model_copy(update={"batch_max_deposits": 10, "batch_max_wait_ms": 5_000})
     await user_transfer(async_chains, chain_world, 0, chain_world.state.account("custody").address, 3_000_000)
-    rig = Rig(chain_world, aredis, ledgers, clock, settings)
+    rig = Rig(chain_world, aredis, ledgers, clock, config, exchange)
     try:
         for _ in range(4):
             await rig.tick()
@@ -258,13 +324,15 @@ async def test_batch_waits_for_its_window_then_goes(chain_world, async_chains, a
         assert ledgers.ledger(chain_world.state.users[0].address).credited == Decimal("3")  # credited already
         clock.advance(5_000)
         await rig.run_until(rig.all_credited)
+        assert await exchange.usdc() == Decimal("2.997")
     finally:
         await rig.close()
 
 
-async def test_deposit_removed_by_a_reorg_is_never_credited_nor_routed(chain_world, async_chains, aredis):
+async def test_deposit_removed_by_a_reorg_is_never_credited_nor_routed(chain_world, async_chains, aredis,
+                                                                       exchange):
     ledgers, clock = InMemoryLedgers(U), ManualClock()
-    rig = Rig(chain_world, aredis, ledgers, clock, SETTINGS)
+    rig = Rig(chain_world, aredis, ledgers, clock, CONFIG, exchange)
     state = chain_world.state
     try:
         await rig.tick()

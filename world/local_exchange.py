@@ -1,0 +1,165 @@
+"""The local world's exchange: the project's Binance simulator (exchange/simulator) in a process of its own,
+crediting the USDC transfers it sees on the local Base chain to its accounts' deposit addresses after its
+confirmations, as Binance does. The product reaches it only through its API (exchange/gateway.py).
+
+Why a process: Ray actors (the router) reach it over HTTP, and a simulator inside the caller's event loop stops
+serving as soon as the caller blocks (`ray.get`); a process of its own also keeps its CPU apart.
+
+    python -m world.local_exchange '<json of LocalExchangeConfig + the Base chain>'
+
+prints one JSON line (URLs, the test account's keys) once it listens: the readiness signal the parent waits for.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import urllib.request
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from chain.deployment import WorldState
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class LocalExchangeConfig:
+    #: The exchange's name for the chain it watches, and the coin it credits.
+    network: str = "BASE"
+    coin: str = "USDC"
+    #: Blocks the exchange waits for on top of a deposit (1: credited once mined).
+    confirmations: int = 1
+    #: How often the exchange reads the chain.
+    poll_ms: int = 50
+    #: Markets served: the route needs none, one keeps the start fast; price process off (0: stepped by hand).
+    symbols: tuple[str, ...] = ("BTCUSDC",)
+    update_ms: int = 0
+    port: int = 0  # 0: any free port (the ready line says which)
+
+
+@dataclass(frozen=True)
+class ExchangeAccount:
+    api_key: str
+    secret: str
+
+
+def _serve_config(options: dict[str, Any]) -> Any:
+    from exchange.simulator.chain_deposits import DepositChain
+    from exchange.simulator.config import PriceProcessConfig, SimulatorConfig
+
+    c = options["config"]
+    chain = DepositChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
+                         decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
+                         from_block=options["from_block"])
+    return SimulatorConfig(port=c["port"], symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
+                           process=PriceProcessConfig(update_ms=c["update_ms"]))
+
+
+async def _serve(options: dict[str, Any]) -> None:
+    import core  # noqa: F401  (decimal context)
+    from exchange.simulator.config import TEST_API_KEY, TEST_SECRET
+    from exchange.simulator.server import Simulator
+
+    sim = Simulator(_serve_config(options))
+    await sim.start()
+    print(json.dumps({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
+                      "pid": os.getpid()}), flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await sim.stop()
+
+
+class LocalExchange:
+    """Start the simulator watching `chain` of the world, wait for its ready line; `stop()` ends it by pid."""
+
+    def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base") -> None:
+        self.config = config or LocalExchangeConfig()
+        self.chain = state.chain(chain)
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    @property
+    def url(self) -> str:
+        return self.info["url"]
+
+    @property
+    def ws_url(self) -> str:
+        return self.info["ws_url"]
+
+    @property
+    def account(self) -> ExchangeAccount:
+        """The simulator's own test account (it starts with 1,000,000 USDC)."""
+        return ExchangeAccount(self.info["api_key"], self.info["secret"])
+
+    def start(self) -> "LocalExchange":
+        options = {"config": asdict(self.config), "rpc_url": self.chain.rpc_url, "token": self.chain.usdc,
+                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block}
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "world.local_exchange", json.dumps(options)], cwd=ROOT,
+                                     env=env, stdout=subprocess.PIPE, stderr=None, text=True)
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
+        try:
+            if not sel.select(READY_TIMEOUT_S):  # blocks on the child's pipe: its ready line is the event
+                self.stop()
+                raise TimeoutError("exchange simulator did not report ready")
+        finally:
+            sel.close()
+        line = self.proc.stdout.readline()  # type: ignore[union-attr]
+        if not line:
+            raise RuntimeError(f"exchange simulator exited with {self.proc.wait()}")
+        self.info = json.loads(line)
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def __enter__(self) -> "LocalExchange":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def open_account(self, name: str = "acct") -> ExchangeAccount:
+        """A new customer of the exchange (admin endpoint): its own deposit address, no balance."""
+        tag = "".join(ch for ch in name if ch.isalnum())
+        account = ExchangeAccount(f"{tag}{uuid.uuid4().hex}", uuid.uuid4().hex + uuid.uuid4().hex)
+        body = json.dumps({"api_key": account.api_key, "secret": account.secret, "balances": {}}).encode()
+        req = urllib.request.Request(self.url + "/_admin/account", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            resp.read()
+        return account
+
+    def gateway(self, account: ExchangeAccount | None = None) -> Any:
+        """A BinanceGateway (real ccxt) on this exchange, for `account` (default: the test account). ccxt's own
+        throttle starts with a burst (its first exchangeInfo alone would otherwise hold the next calls ~1 s), and
+        its close does not wait the 250 ms meant for TLS shutdowns (plain HTTP on localhost here)."""
+        from exchange.gateway import BinanceGateway
+
+        account = account or self.account
+        gateway = BinanceGateway(self.url, self.ws_url, account.api_key, account.secret, throttle_burst=100)
+        gateway.ccxt.timeout_on_exit = 0
+        return gateway
+
+
+if __name__ == "__main__":
+    asyncio.run(_serve(json.loads(sys.argv[1])))
