@@ -1,5 +1,5 @@
-"""The `indexmaker` command. Sub-commands arrive with their issues: `demo` (M6), `up`/`status`/`down` (M7),
-`order` (M4). What exists now: `config check FILE` and `config show [FILE]`."""
+"""The `indexmaker` command: `config check|show [FILE]`, `order buy|cancel|invoice ...` (a FIX/JSON user client),
+`demo` (arrives with M6), `up`/`status`/`down` (M7)."""
 from __future__ import annotations
 
 import argparse
@@ -37,6 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     cfg.add_argument("action", choices=["check", "show"])
     cfg.add_argument("file", nargs="?")
     sub.add_parser("demo", help="the whole flow on the local world (M6)")
+    order = sub.add_parser("order", help="send, cancel or fetch index orders over FIX/JSON (see --help)",
+                           add_help=False)
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "order":  # everything after `order` belongs to the protocol client's own parser
+        from protocol.cli import run
+
+        return run(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "config":
         return _config(args)

@@ -1,0 +1,447 @@
+"""Benchmark of the FIX/JSON gateway: signed orders per second and ACK latency, 1 and 1,000 sessions, against a bare
+websockets echo server measured in the same command.
+
+Setup (loopback only, bounded):
+* the gateway runs in its own process: IndexMaker plugin over the in-process order books (every order is validated
+  against the user's collateral and answered NewIndexOrder "new", signed by the server), reports stored in a real
+  redis-server with `appendfsync always` (an order's request and ACK are on disk before the ACK is sent);
+* the load runs in this process: users' frames are signed BEFORE the timed sections (the client's signing is not
+  what is measured); the server verifies every signature;
+* "closed loop": each session keeps `window` orders in flight; orders/s = ACKed orders / wall time;
+* "open loop": orders are sent at a fixed total rate (default 5,000/s) spread over 1,000 sessions, whatever the
+  ACKs do; ACK latency = ACK received - order sent, measured in this process (it includes the client's own delays);
+* the echo baseline is a websockets server that sends every frame back, same frames, same loop shapes.
+The gateway's default limits (50 msgs/s per session, 200 weight/s per user) would throttle a single session
+sending thousands of orders per second: the bench raises them (it measures capacity, not the limiter).
+
+Run: .venv/bin/python bench/gateway.py [--quick]
+The last line is one JSON object with the figures.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import core  # noqa: E402,F401
+
+
+def _loop_policy() -> str:
+    try:
+        import uvloop  # noqa: PLC0415
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        return "uvloop"
+    except ImportError:
+        return "asyncio"
+
+
+# --- server processes -------------------------------------------------------------------------------------------
+
+def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collateral: str) -> None:
+    import logging  # noqa: PLC0415
+
+    logging.basicConfig(level=logging.WARNING)
+    _loop_policy()
+    from protocol.envelope import UserRef  # noqa: PLC0415
+    from protocol.gateway_config import GatewayConfig  # noqa: PLC0415
+    from protocol.indexmaker_plugin import IndexMakerPlugin  # noqa: PLC0415
+    from protocol.inprocess_app import InProcessIndexMakerApp  # noqa: PLC0415
+    from protocol.redis_report_store import RedisReportStore  # noqa: PLC0415
+    from protocol.report_store import MemoryReportStore  # noqa: PLC0415
+    from protocol.server import GatewayServer  # noqa: PLC0415
+    from protocol.signature import Signer  # noqa: PLC0415
+
+    async def main() -> None:
+        app = InProcessIndexMakerApp({"SY100"}, max_open_orders=1_000_000)
+        for address in users:
+            app.credit(UserRef(8453, address), "bench-deposit", collateral)
+        plugin = IndexMakerPlugin(app)
+        app.set_sink(plugin.deliver)
+        store = RedisReportStore.from_url(redis_url) if redis_url else MemoryReportStore()
+        config = GatewayConfig(port=0, session_rate_per_s=1_000_000, session_burst=1_000_000,
+                               user_weight_per_s=10_000_000, user_burst=10_000_000, global_rate_per_s=10_000_000,
+                               global_burst=10_000_000, max_connections=5_000, max_outbound_queue=1_000_000,
+                               heartbeat_interval_ms=60_000, idle_timeout_ms=120_000, logon_timeout_ms=120_000)
+        server = GatewayServer(plugin, store, Signer.generate(), config)
+        await server.start()
+        cpu_start = time.process_time()
+        conn.send(server.port)
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, conn.recv)
+            if command == "stats":
+                await server.flush()
+                conn.send({**server.inspect(), "cpu_s": time.process_time() - cpu_start})
+            elif command == "stop":
+                break
+        await server.stop()
+        await store.close()
+        conn.send("stopped")
+
+    profile = os.environ.get("GATEWAY_PROFILE")  # a path: profile the gateway process (cProfile) into it
+    if profile:
+        import cProfile  # noqa: PLC0415
+
+        cProfile.runctx("asyncio.run(main())", globals(), {"main": main, "asyncio": asyncio}, f"{profile}.{len(users)}")
+    else:
+        asyncio.run(main())
+
+
+def _echo_process(conn: Any) -> None:  # noqa: C901
+    _loop_policy()
+    from websockets.asyncio.server import serve  # noqa: PLC0415
+
+    async def echo(ws: Any) -> None:
+        async for message in ws:
+            await ws.send(message)
+
+    async def main() -> None:
+        server = await serve(echo, "127.0.0.1", 0, ping_interval=None, compression=None, max_queue=64)
+        conn.send(next(iter(server.sockets)).getsockname()[1])
+        loop = asyncio.get_running_loop()
+        while True:
+            command = await loop.run_in_executor(None, conn.recv)
+            if command == "stats":
+                conn.send({"cpu_s": time.process_time()})
+            elif command == "stop":
+                break
+        server.close()
+        await server.wait_closed()
+        conn.send("stopped")
+
+    asyncio.run(main())
+
+
+# --- load -------------------------------------------------------------------------------------------------------
+
+class Load:
+    """Pre-signed frames per user: Logon (seq 1), then orders seq 2, 3, ..."""
+
+    def __init__(self, n_users: int, orders_per_user: int) -> None:
+        from protocol.indexmaker_messages import NewIndexOrder  # noqa: PLC0415
+        from protocol.session_messages import Logon  # noqa: PLC0415
+        from protocol.signature import Signer  # noqa: PLC0415
+        from protocol.client import GatewayClient  # noqa: PLC0415
+
+        self.clients = [GatewayClient("ws://unused", Signer.generate()) for _ in range(n_users)]
+        self.logons: list[str] = []
+        self.orders: list[list[str]] = []
+        for i, client in enumerate(self.clients):
+            self.logons.append(client.sign(Logon(last_server_seq_num=0), 1))
+            self.orders.append([client.sign(NewIndexOrder.model_validate(
+                {"client_order_id": f"B-{i}-{k}", "symbol": "SY100", "side": "1", "amount": "10"}), k + 2)
+                for k in range(orders_per_user)])
+
+    @property
+    def addresses(self) -> list[str]:
+        return [c.address for c in self.clients]
+
+
+def _kind(frame: str) -> tuple[str, int]:
+    """(msg_type, ref_seq_num or 0) of a server frame, cheaply: the load process must not be what limits the
+    bench, and server frames are canonical JSON (sorted keys, no spaces), so a scan finds both fields."""
+    i = frame.index('"msg_type":"') + 12
+    msg_type = frame[i:frame.index('"', i)]
+    j = frame.find('"ref_seq_num":')
+    if j < 0:
+        return msg_type, 0
+    j += 14
+    k = j
+    while frame[k].isdigit():
+        k += 1
+    return msg_type, int(frame[j:k])
+
+
+class Conn:
+    """One websocket of the load, with its ACK bookkeeping."""
+
+    def __init__(self, ws: Any, orders: list[str], echo: bool) -> None:
+        self.ws = ws
+        self.orders = orders
+        self.echo = echo
+        self.next = 0  # next order index to send
+        self.sent_at: dict[int, float] = {}  # seq -> perf_counter at send
+        self.acked = 0
+        self.reports = 0
+        self.latencies: list[float] = []
+        self.done = asyncio.Event()
+        self.target_acks = 0
+        self.target_reports = 0
+
+    async def send_next(self) -> None:
+        i = self.next
+        self.next += 1
+        self.sent_at[i + 2] = time.perf_counter()
+        await self.ws.send(self.orders[i])
+
+    async def read(self, refill: bool) -> None:
+        """Count ACKs (echoes) and reports; in closed loop, each ACK sends the next order."""
+        async for frame in self.ws:
+            now = time.perf_counter()
+            if self.echo:
+                seq = self.acked + 2  # echoes come back in the order sent
+                self.latencies.append(now - self.sent_at.pop(seq))
+                self.acked += 1
+                if refill and self.next < self.limit:
+                    await self.send_next()
+            else:
+                msg_type, ref = _kind(frame)
+                if msg_type == "ACK":
+                    t0 = self.sent_at.pop(ref, None)
+                    if t0 is not None:
+                        self.latencies.append(now - t0)
+                        self.acked += 1
+                        if refill and self.next < self.limit:
+                            await self.send_next()
+                elif msg_type == "NewIndexOrder":
+                    self.reports += 1
+                elif msg_type == "NAK":
+                    raise RuntimeError(f"unexpected NAK: {frame[:300]}")
+            if self.acked >= self.target_acks and self.reports >= self.target_reports:
+                self.done.set()
+
+    base = 0
+    limit = 0
+
+
+async def _connect_all(port: int, load: Load, n: int, echo: bool) -> list[Conn]:
+    import websockets  # noqa: PLC0415
+
+    url = f"ws://127.0.0.1:{port}/ws"
+    conns: list[Conn] = []
+    sem = asyncio.Semaphore(100)
+
+    async def one(i: int) -> Conn:
+        async with sem:
+            ws = await websockets.connect(url, ping_interval=None, compression=None, max_size=2**22,
+                                          open_timeout=30)
+            conn = Conn(ws, load.orders[i], echo)
+            if not echo:
+                await ws.send(load.logons[i])
+                while True:
+                    msg_type, ref = _kind(await ws.recv())
+                    if msg_type == "ACK" and ref == 1:
+                        break
+                    if msg_type == "NAK":
+                        raise RuntimeError("logon refused")
+            return conn
+
+    conns = await asyncio.gather(*(one(i) for i in range(n)))
+    return list(conns)
+
+
+async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool) -> tuple[float, list[float]]:
+    for c in conns:
+        c.base = c.next
+        c.limit = c.next + per_conn
+        c.target_acks = c.acked + per_conn
+        c.target_reports = c.reports + (0 if echo else per_conn)
+        c.done.clear()
+        c.latencies = []
+    readers = [asyncio.get_running_loop().create_task(c.read(refill=True)) for c in conns]
+    t0 = time.perf_counter()
+    for c in conns:
+        for _ in range(min(window, per_conn)):
+            await c.send_next()
+    await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in conns)), 300)
+    elapsed = time.perf_counter() - t0
+    for r in readers:
+        r.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return (per_conn * len(conns)) / elapsed, [x for c in conns for x in c.latencies]
+
+
+async def open_loop(conns: list[Conn], per_conn: int, rate: float, echo: bool) -> tuple[float, float, list[float]]:
+    """Send len(conns) * per_conn orders at `rate` per second, round robin; returns (sent/s, acked/s, latencies)."""
+    for c in conns:
+        c.base = c.next
+        c.limit = c.next + per_conn
+        c.target_acks = c.acked + per_conn
+        c.target_reports = c.reports + (0 if echo else per_conn)
+        c.done.clear()
+        c.latencies = []
+    loop = asyncio.get_running_loop()
+    readers = [loop.create_task(c.read(refill=False)) for c in conns]
+    total = per_conn * len(conns)
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - t0) * rate) + 1)
+        while sent < due:
+            c = conns[sent % len(conns)]
+            await c.send_next()
+            sent += 1
+        await asyncio.sleep(0.001)  # the pacing tick of an open-loop generator
+    send_elapsed = time.perf_counter() - t0
+    await asyncio.wait_for(asyncio.gather(*(c.done.wait() for c in conns)), 300)
+    elapsed = time.perf_counter() - t0
+    for r in readers:
+        r.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    return total / send_elapsed, total / elapsed, [x for c in conns for x in c.latencies]
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    k = min(len(values) - 1, max(0, int(round(p / 100 * (len(values) - 1)))))
+    return values[k] * 1000
+
+
+async def _close_all(conns: list[Conn]) -> None:
+    await asyncio.gather(*(c.ws.close() for c in conns), return_exceptions=True)
+
+
+def _start(target: Any, *args: Any) -> tuple[Any, Any, int]:
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(child, *args), daemon=True)
+    proc.start()
+    if not parent.poll(60):
+        raise RuntimeError("server process did not start")
+    return proc, parent, parent.recv()
+
+
+def _stop(proc: Any, conn: Any) -> dict[str, Any]:
+    conn.send("stats")
+    stats = conn.recv()
+    conn.send("stop")
+    conn.recv()
+    proc.join(10)
+    return stats
+
+
+async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: argparse.Namespace) -> dict[str, Any]:
+    conns = await _connect_all(port, load, n_sessions, echo)
+    out: dict[str, Any] = {}
+    try:
+        if n_sessions == 1:
+            rate, lat = await closed_loop(conns, args.orders_1, args.window_1, echo)
+            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99))
+        else:
+            rate, lat = await closed_loop(conns, args.orders_closed, args.window_n, echo)
+            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99))
+            sent_rate, acked_rate, lat = await open_loop(conns, args.orders_low, args.low_rate, echo)
+            out.update(low_sent_rate=sent_rate, low_acked_rate=acked_rate, low_p50=_pct(lat, 50),
+                       low_p99=_pct(lat, 99), low_max=_pct(lat, 100))
+            sent_rate, acked_rate, lat = await open_loop(conns, args.orders_open, args.rate, echo)
+            out.update(open_sent_rate=sent_rate, open_acked_rate=acked_rate, open_p50=_pct(lat, 50),
+                       open_p99=_pct(lat, 99), open_max=_pct(lat, 100))
+    finally:
+        await _close_all(conns)
+    return out
+
+
+def main() -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller run (CI smoke)")
+    parser.add_argument("--sessions", type=int, default=1000)
+    parser.add_argument("--rate", type=float, default=5000.0, help="open-loop orders/s over all sessions")
+    parser.add_argument("--low-rate", type=float, default=2000.0, help="a second, lighter open-loop rate")
+    parser.add_argument("--store", choices=["redis", "memory"], default="redis")
+    parser.add_argument("--fsync", choices=["always", "everysec"], default="always", help="redis appendfsync")
+    args = parser.parse_args()
+    if args.quick:
+        args.sessions = min(args.sessions, 200)
+    args.orders_1 = 2000 if args.quick else 6000
+    args.window_1 = 32
+    args.orders_closed = 5 if args.quick else 8
+    args.window_n = 1
+    args.orders_open = 5 if args.quick else 20  # per session: 20 x 1000 sessions / 5000/s = 4 s
+    args.orders_low = 3 if args.quick else 10  # 10 x 1000 / 2000/s = 5 s
+    loop_kind = _loop_policy()
+
+    t_sign = time.perf_counter()
+    per_user = args.orders_closed + args.orders_open + args.orders_low
+    load_n = Load(args.sessions, per_user)
+    load_1 = Load(1, args.orders_1)
+    sign_s = time.perf_counter() - t_sign
+
+    from world.redis_server import RedisServer  # noqa: PLC0415
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        redis = RedisServer(Path(tmp) / "redis", fsync=args.fsync).start() if args.store == "redis" else None
+        try:
+            for label, load, n in (("gateway_1", load_1, 1), ("gateway_n", load_n, args.sessions)):
+                proc, conn, port = _start(_gateway_process, redis.url if redis else None, load.addresses, "1000000")
+                try:
+                    results[label] = asyncio.run(run_phase(port, load, n, False, args))
+                finally:
+                    results[label]["server"] = _stop(proc, conn)
+            for label, load, n in (("echo_1", load_1, 1), ("echo_n", load_n, args.sessions)):
+                proc, conn, port = _start(_echo_process)
+                try:
+                    results[label] = asyncio.run(run_phase(port, load, n, True, args))
+                finally:
+                    results[label]["server"] = _stop(proc, conn)
+        finally:
+            if redis is not None:
+                redis.stop()
+
+    g1, gn, e1, en = results["gateway_1"], results["gateway_n"], results["echo_1"], results["echo_n"]
+    n = args.sessions
+    print(f"gateway bench: loop={loop_kind}, store={args.store} (appendfsync {args.fsync}), cores={os.cpu_count()}, "
+          f"pre-signing {args.sessions * per_user + args.orders_1} orders took {sign_s:.1f} s (not timed)")
+    print(f"{'case':44} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8}   vs echo")
+    rows = [
+        ("echo, 1 session, window 32", e1["closed_rate"], e1["closed_p50"], e1["closed_p99"], None),
+        ("gateway, 1 session, window 32", g1["closed_rate"], g1["closed_p50"], g1["closed_p99"], e1["closed_rate"]),
+        (f"echo, {n} sessions, window 1", en["closed_rate"], en["closed_p50"], en["closed_p99"], None),
+        (f"gateway, {n} sessions, window 1", gn["closed_rate"], gn["closed_p50"], gn["closed_p99"],
+         en["closed_rate"]),
+        (f"echo, {n} sessions, open loop {args.rate:.0f}/s", en["open_acked_rate"], en["open_p50"], en["open_p99"],
+         None),
+        (f"gateway, {n} sessions, open loop {args.rate:.0f}/s", gn["open_acked_rate"], gn["open_p50"], gn["open_p99"],
+         en["open_acked_rate"]),
+        (f"echo, {n} sessions, open loop {args.low_rate:.0f}/s", en["low_acked_rate"], en["low_p50"], en["low_p99"],
+         None),
+        (f"gateway, {n} sessions, open loop {args.low_rate:.0f}/s", gn["low_acked_rate"], gn["low_p50"],
+         gn["low_p99"], en["low_acked_rate"]),
+    ]
+    for name, rate, p50, p99, base in rows:
+        ratio = f"{rate / base:6.2f}x" if base else ""
+        print(f"{name:44} {rate:10.0f} {p50:8.2f} {p99:8.2f}   {ratio}")
+    print(f"open loop {args.rate:.0f}/s: {gn['open_sent_rate']:.0f}/s sent by the load, max ACK latency "
+          f"{gn['open_max']:.1f} ms; whole 1000-session run: "
+          f"server stored {gn['server']['commit_writes']} writes in {gn['server']['commit_batches']} batches "
+          f"(avg {gn['server']['commit_writes'] / max(1, gn['server']['commit_batches']):.1f}/batch), "
+          f"store write avg {gn['server']['commit_write_ms_avg']:.2f} ms max {gn['server']['commit_write_ms_max']:.1f} ms, "
+          f"NAKs {gn['server']['naks']}")
+    for label, res, orders in (("1 session", g1, args.orders_1), (f"{n} sessions", gn, n * per_user)):
+        print(f"gateway CPU, {label}: {res['server']['cpu_s']:.2f} s for {orders} orders and {res['server']['frames']} "
+              f"frames = {1e6 * res['server']['cpu_s'] / orders:.0f} us per order (connections and logons included)")
+    figures = {
+        "orders_per_s_1_session": round(g1["closed_rate"]),
+        "orders_per_s_1000_sessions": round(gn["closed_rate"]),
+        "ack_p50_ms": round(gn["open_p50"], 3),
+        "ack_p99_ms": round(gn["open_p99"], 3),
+        "echo_msgs_per_s": round(en["closed_rate"]),
+        "echo_msgs_per_s_1_session": round(e1["closed_rate"]),
+        "open_loop_rate": args.rate,
+        "open_loop_acked_per_s": round(gn["open_acked_rate"]),
+        "ack_p99_ms_1_session": round(g1["closed_p99"], 3),
+        f"ack_p50_ms_at_{args.low_rate:.0f}_per_s": round(gn["low_p50"], 3),
+        f"ack_p99_ms_at_{args.low_rate:.0f}_per_s": round(gn["low_p99"], 3),
+        "sessions": n,
+        "store": args.store,
+        "loop": loop_kind,
+    }
+    print(json.dumps(figures))
+    return figures
+
+
+if __name__ == "__main__":
+    main()

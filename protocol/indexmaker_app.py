@@ -1,0 +1,173 @@
+"""The application side of the IndexMaker plugin: the requests it hands to the application and the responses it
+takes back, as plain typed values (Decimal amounts, core's Side), with no wire format in them.
+
+The application is anything with `handle(requests) -> responses`: in tests the in-process book
+(protocol/inprocess_app.py), in the system the order-book shards behind the gateway actor (M6). Responses to a
+batch come back from `handle`; later ones (fills, late rejections, invoices) are pushed through the sink the
+plugin gives (`IndexMakerPlugin.deliver`). Business refusals carry a stable `ReasonCode` and a text.
+
+(These are the "events between actors" of DESIGN.md; they would sit in core/ if core could be changed here.)
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Protocol, Sequence, Union
+
+from core.invoice import MintInvoice as CoreMintInvoice
+from core.side import Side
+from protocol.envelope import UserRef
+from protocol.indexmaker_messages import FillStatus
+from protocol.reason_codes import ReasonCode
+
+# --- requests (gateway -> application) ---------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class NewOrder:
+    user: UserRef
+    client_order_id: str
+    symbol: str
+    side: Side
+    amount: Decimal
+
+
+@dataclass(slots=True, frozen=True)
+class CancelOrder:
+    """`amount` None: cancel everything not yet spent (engaged collateral finishes its batch first)."""
+
+    user: UserRef
+    client_order_id: str
+    symbol: str
+    amount: Decimal | None
+
+
+@dataclass(slots=True, frozen=True)
+class NewQuote:
+    user: UserRef
+    client_quote_id: str
+    symbol: str
+    side: Side
+    amount: Decimal
+
+
+@dataclass(slots=True, frozen=True)
+class CancelQuote:
+    user: UserRef
+    client_quote_id: str
+    symbol: str
+
+
+@dataclass(slots=True, frozen=True)
+class GetInvoice:
+    user: UserRef
+    client_order_id: str
+
+
+AppRequest = Union[NewOrder, CancelOrder, NewQuote, CancelQuote, GetInvoice]
+
+# --- responses (application -> gateway) --------------------------------------------------------------------------
+
+
+@dataclass(slots=True, frozen=True)
+class OrderAccepted:
+    user: UserRef
+    client_order_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class OrderRefused:
+    user: UserRef
+    client_order_id: str
+    code: ReasonCode
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class CancelDone:
+    user: UserRef
+    client_order_id: str
+    cancelled: Decimal
+    remaining: Decimal  # not yet engaged, after the cancel
+    engaged: Decimal  # held by batches in flight
+
+
+@dataclass(slots=True, frozen=True)
+class CancelRefused:
+    user: UserRef
+    client_order_id: str
+    code: ReasonCode
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class OrderProgress:
+    """A fill, a state change or the end of an order. `code`/`text` only with status "rejected"."""
+
+    user: UserRef
+    client_order_id: str
+    status: FillStatus
+    filled_quantity: Decimal
+    collateral_spent: Decimal
+    collateral_remaining: Decimal
+    code: ReasonCode | None = None
+    text: str | None = None
+
+
+@dataclass(slots=True, frozen=True)
+class InvoiceIssued:
+    user: UserRef
+    invoice: CoreMintInvoice
+    timestamp_ms: int
+
+
+@dataclass(slots=True, frozen=True)
+class InvoiceRefused:
+    user: UserRef
+    client_order_id: str
+    code: ReasonCode
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class QuoteAccepted:
+    user: UserRef
+    client_quote_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class QuoteRefused:
+    user: UserRef
+    client_quote_id: str
+    code: ReasonCode
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class QuoteResult:
+    user: UserRef
+    client_quote_id: str
+    quantity_possible: Decimal
+
+
+@dataclass(slots=True, frozen=True)
+class QuoteCancelled:
+    user: UserRef
+    client_quote_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class QuoteCancelRefused:
+    user: UserRef
+    client_quote_id: str
+    code: ReasonCode
+    text: str
+
+
+AppResponse = Union[OrderAccepted, OrderRefused, CancelDone, CancelRefused, OrderProgress, InvoiceIssued,
+                    InvoiceRefused, QuoteAccepted, QuoteRefused, QuoteResult, QuoteCancelled, QuoteCancelRefused]
+
+
+class IndexMakerApp(Protocol):
+    async def handle(self, requests: Sequence[AppRequest]) -> Sequence[AppResponse]:
+        """Take a batch of requests in order; return the immediate responses, in order."""

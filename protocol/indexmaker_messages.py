@@ -1,0 +1,204 @@
+"""Bodies of IndexMaker's application messages, both directions (spec/fix-json.md §5, §6, §10.5-§10.7).
+
+Names and fields follow the reference so that its clients need only the signing change; where §10 changes the
+protocol it is followed instead:
+* business refusals carry a stable `reason_code` beside the human `reason` (§10.5);
+* a late failure is an `IndexOrderFill` with status "rejected" and a reason code, never a second NewIndexOrder;
+* `CancelIndexOrder.amount` is optional and the reply says how much was cancelled (§10.6);
+* `MintInvoice` names `routing_fee` and `exchange_fee` for what they are and carries what went back to the user
+  (§10.7); the per-lot detail and the ledger `position` of the reference are not sent: the invoice lists one line
+  per asset (quantity, average price, value, fee, the lot ids), which is what core's invoice holds.
+Server bodies whose msg_type the reference shares with a request (NewIndexOrder, CancelIndexOrder) are named
+`...Report` here; the msg_type on the wire is the reference's.
+"""
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+from pydantic import Field, model_validator
+
+from protocol.envelope import Body, WireModel
+from protocol.reason_codes import ReasonCode
+from protocol.wire_types import EnumValue, DecimalStr, Id, LooseId, Symbol, Text, Timestamp, TxHash, WireSide
+
+# --- client -> server --------------------------------------------------------------------------------------------
+
+
+class NewIndexOrder(Body):
+    """Spend `amount` of collateral (USDC) on index `symbol`."""
+
+    MSG_TYPE: ClassVar[str] = "NewIndexOrder"
+    client_order_id: Id
+    symbol: Symbol
+    side: WireSide
+    amount: DecimalStr
+
+
+class CancelIndexOrder(Body):
+    """Cancel `amount` of the order's not-yet-engaged collateral; absent, or at least what is left: all of it."""
+
+    MSG_TYPE: ClassVar[str] = "CancelIndexOrder"
+    client_order_id: Id
+    symbol: Symbol
+    amount: DecimalStr | None = None
+
+
+class NewQuoteRequest(Body):
+    MSG_TYPE: ClassVar[str] = "NewQuoteRequest"
+    client_quote_id: Id
+    symbol: Symbol
+    side: WireSide
+    amount: DecimalStr
+
+
+class CancelQuoteRequest(Body):
+    MSG_TYPE: ClassVar[str] = "CancelQuoteRequest"
+    client_quote_id: Id
+    symbol: Symbol
+
+
+class GetMintInvoice(Body):
+    """Ask again for the invoice of a minted order (§10.7)."""
+
+    MSG_TYPE: ClassVar[str] = "GetMintInvoice"
+    client_order_id: Id
+
+
+class AccountToCustody(Body):
+    """A placeholder of the reference (no fields, no id); decoded so that it gets UNSUPPORTED, not UNKNOWN."""
+
+    MSG_TYPE: ClassVar[str] = "AccountToCustody"
+
+
+class CustodyToAccount(Body):
+    MSG_TYPE: ClassVar[str] = "CustodyToAccount"
+
+
+# --- server -> client --------------------------------------------------------------------------------------------
+
+
+class _Refusable(Body):
+    """A report whose status may be "rejected": then, and only then, a reason code and text come with it."""
+
+    REJECTED: ClassVar[str] = "rejected"
+    reason_code: Annotated[ReasonCode | None, EnumValue] = None
+    reason: Text | None = None
+
+    @model_validator(mode="after")
+    def _reason_iff_rejected(self) -> "_Refusable":
+        rejected = getattr(self, "status") == self.REJECTED
+        if rejected != (self.reason_code is not None):
+            raise ValueError("reason_code is required with status 'rejected' and only then")
+        return self
+
+
+class NewIndexOrderReport(_Refusable):
+    MSG_TYPE: ClassVar[str] = "NewIndexOrder"
+    status: Literal["new", "rejected"]
+    client_order_id: Id
+
+
+class CancelIndexOrderReport(_Refusable):
+    """`cancelled_amount`: collateral this cancel freed; `collateral_remaining`: not yet engaged after it;
+    `collateral_engaged`: held by batches in flight (it finishes its batch)."""
+
+    MSG_TYPE: ClassVar[str] = "CancelIndexOrder"
+    status: Literal["canceled", "rejected"]
+    client_order_id: Id
+    cancelled_amount: DecimalStr | None = None
+    collateral_remaining: DecimalStr | None = None
+    collateral_engaged: DecimalStr | None = None
+
+
+FillStatus = Literal["collateral ready", "in progress", "mintable", "fully mintable", "filled", "canceled",
+                     "rejected"]
+
+
+class IndexOrderFill(_Refusable):
+    """Progress of one order: cumulative `filled_quantity` (index units) and `collateral_spent`;
+    `collateral_remaining` is engaged plus not yet engaged; `fill_rate` = spent / (spent + remaining), rounded down
+    to 6 places. Status "filled" / "canceled" / "rejected" closes the order ("rejected" carries the reason)."""
+
+    MSG_TYPE: ClassVar[str] = "IndexOrderFill"
+    client_order_id: Id
+    status: FillStatus
+    filled_quantity: DecimalStr
+    collateral_spent: DecimalStr
+    collateral_remaining: DecimalStr
+    fill_rate: DecimalStr
+
+
+class InvoiceLine(WireModel):
+    symbol: Symbol
+    quantity: DecimalStr
+    average_price: DecimalStr | None = None
+    value: DecimalStr
+    fee: DecimalStr
+    lot_ids: list[LooseId] = Field(default_factory=list, max_length=10_000)
+
+
+class MintInvoice(Body):
+    """What the order bought and what it cost. total_amount = collateral_spent + amount_cancelled + amount_returned
+    (exact); the routing fee was charged to the user's collateral on top, when the deposit was routed."""
+
+    MSG_TYPE: ClassVar[str] = "MintInvoice"
+    client_order_id: Id
+    symbol: Symbol
+    total_amount: DecimalStr
+    collateral_spent: DecimalStr
+    amount_cancelled: DecimalStr
+    amount_returned: DecimalStr
+    assets_value: DecimalStr
+    exchange_fee: DecimalStr
+    routing_fee: DecimalStr
+    filled_quantity: DecimalStr
+    minted_quantity: DecimalStr
+    fill_rate: DecimalStr
+    lines: list[InvoiceLine] = Field(max_length=1_000)
+    mint_tx: TxHash | None = None
+    timestamp: Timestamp
+
+    @model_validator(mode="after")
+    def _adds_up(self) -> "MintInvoice":
+        if self.collateral_spent + self.amount_cancelled + self.amount_returned != self.total_amount:
+            raise ValueError("collateral_spent + amount_cancelled + amount_returned must equal total_amount")
+        if self.minted_quantity > self.filled_quantity:
+            raise ValueError("minted_quantity exceeds filled_quantity")
+        return self
+
+
+class MintInvoiceRejected(Body):
+    """Answer to GetMintInvoice when there is no invoice (UNKNOWN_ORDER, NOT_MINTED)."""
+
+    MSG_TYPE: ClassVar[str] = "MintInvoiceRejected"
+    client_order_id: Id
+    reason_code: Annotated[ReasonCode, EnumValue]
+    reason: Text
+
+
+class NewIndexQuote(_Refusable):
+    MSG_TYPE: ClassVar[str] = "NewIndexQuote"
+    status: Literal["new", "rejected"]
+    client_quote_id: Id
+
+
+class IndexQuoteResponse(Body):
+    """Index units that the quoted amount would buy now."""
+
+    MSG_TYPE: ClassVar[str] = "IndexQuoteResponse"
+    client_quote_id: Id
+    quantity_possible: DecimalStr
+
+
+class CancelIndexQuote(_Refusable):
+    MSG_TYPE: ClassVar[str] = "CancelIndexQuote"
+    status: Literal["canceled", "rejected"]
+    client_quote_id: Id
+
+
+INDEXMAKER_REQUESTS: dict[str, type[Body]] = {
+    m.MSG_TYPE: m for m in (NewIndexOrder, CancelIndexOrder, NewQuoteRequest, CancelQuoteRequest, GetMintInvoice,
+                            AccountToCustody, CustodyToAccount)}
+INDEXMAKER_REPORTS: dict[str, type[Body]] = {
+    m.MSG_TYPE: m for m in (NewIndexOrderReport, CancelIndexOrderReport, IndexOrderFill, MintInvoice,
+                            MintInvoiceRejected, NewIndexQuote, IndexQuoteResponse, CancelIndexQuote)}

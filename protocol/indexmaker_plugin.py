@@ -1,0 +1,170 @@
+"""The IndexMaker plugin: wire requests -> application requests, application responses -> wire reports.
+
+It is the only place that knows both the FIX/JSON bodies and the application's vocabulary
+(protocol/indexmaker_app.py). The application is injected: an object with `async handle(requests)` or a bare async
+callable; later responses (fills, late rejections, invoices) come back through `deliver`.
+"""
+from __future__ import annotations
+
+import logging
+from decimal import ROUND_DOWN, Decimal
+from typing import Any, Awaitable, Callable, Sequence
+
+from core.money import ZERO
+from protocol.envelope import Body, UserRef
+from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
+                                     GetInvoice, IndexMakerApp, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
+                                     OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelled,
+                                     QuoteCancelRefused, QuoteRefused, QuoteResult)
+from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody, CancelIndexOrder,
+                                          CancelIndexOrderReport, CancelIndexQuote, CancelQuoteRequest,
+                                          CustodyToAccount, GetMintInvoice, IndexOrderFill, IndexQuoteResponse,
+                                          InvoiceLine, MintInvoice, MintInvoiceRejected, NewIndexOrder,
+                                          NewIndexOrderReport, NewIndexQuote, NewQuoteRequest)
+from protocol.plugin import BasePlugin, Inbound, Refusal
+from protocol.reason_codes import NakCode, ReasonCode
+from protocol.wire_types import format_timestamp
+
+log = logging.getLogger(__name__)
+
+#: Fill rates are shown to 6 places, rounded DOWN: a report never overstates how much of an order was done.
+RATE_QUANTUM = Decimal("0.000001")
+_TEXT_MAX = 500
+
+Handler = Callable[[Sequence[AppRequest]], Awaitable[Sequence[AppResponse]]]
+
+
+def _rate(part: Decimal, whole: Decimal) -> Decimal:
+    if whole <= 0:
+        return ZERO
+    return (part / whole).quantize(RATE_QUANTUM, rounding=ROUND_DOWN)
+
+
+def _text(text: str) -> str:
+    return text if len(text) <= _TEXT_MAX else text[: _TEXT_MAX - 3] + "..."
+
+
+class IndexMakerPlugin(BasePlugin):
+    requests = INDEXMAKER_REQUESTS
+    #: Per-message weights for the per-user limit (§10.8): the reference's configured table, actually used.
+    message_weights = {"NewIndexOrder": 10, "CancelIndexOrder": 5, "NewQuoteRequest": 5, "CancelQuoteRequest": 3,
+                       "GetMintInvoice": 2}
+    unsigned_ok = frozenset({"NewQuoteRequest", "CancelQuoteRequest"})
+
+    def __init__(self, app: IndexMakerApp | Handler) -> None:
+        super().__init__()
+        self._handle: Handler = app.handle if hasattr(app, "handle") else app  # type: ignore[union-attr,assignment]
+        self.delivered = 0
+
+    # --- wire -> application ----------------------------------------------------------------------------------------
+
+    def precheck(self, user: UserRef, body: Body) -> Refusal | None:
+        if isinstance(body, (AccountToCustody, CustodyToAccount)):
+            return Refusal(NakCode.UNSUPPORTED, f"{body.MSG_TYPE} is not offered: collateral moves on chain")
+        return None
+
+    @staticmethod
+    def to_app(inbound: Inbound) -> AppRequest:
+        body, user = inbound.body, inbound.user
+        if isinstance(body, NewIndexOrder):
+            return NewOrder(user, body.client_order_id, body.symbol, body.side, body.amount)
+        if isinstance(body, CancelIndexOrder):
+            return CancelOrder(user, body.client_order_id, body.symbol, body.amount)
+        if isinstance(body, NewQuoteRequest):
+            return NewQuote(user, body.client_quote_id, body.symbol, body.side, body.amount)
+        if isinstance(body, CancelQuoteRequest):
+            return CancelQuote(user, body.client_quote_id, body.symbol)
+        if isinstance(body, GetMintInvoice):
+            return GetInvoice(user, body.client_order_id)
+        raise TypeError(f"no application request for {body.MSG_TYPE}")  # precheck refused the others
+
+    async def on_requests(self, batch: Sequence[Inbound]) -> None:
+        requests = [self.to_app(inbound) for inbound in batch]
+        try:
+            responses = await self._handle(requests)
+        except Exception as exc:
+            log.exception("application failed on a batch of %d", len(requests))
+            responses = [_internal_error(r, f"application error: {type(exc).__name__}") for r in requests]
+        self.deliver(responses)
+
+    # --- application -> wire ----------------------------------------------------------------------------------------
+
+    def deliver(self, responses: Sequence[AppResponse]) -> None:
+        """Send application responses to their users (the sink for later reports). Gateway event loop only."""
+        outbox = self.outbox
+        if outbox is None:
+            raise RuntimeError("plugin not attached to a gateway")
+        for response in responses:
+            try:
+                body = self.to_wire(response)
+            except Exception:  # one malformed response must not cost the others their reports
+                log.exception("cannot turn %r into a wire message", response)
+                continue
+            outbox.emit(response.user, body)
+            self.delivered += 1
+
+    @staticmethod
+    def to_wire(r: AppResponse) -> Body:
+        if isinstance(r, OrderAccepted):
+            return NewIndexOrderReport(status="new", client_order_id=r.client_order_id)
+        if isinstance(r, OrderRefused):
+            return NewIndexOrderReport(status="rejected", client_order_id=r.client_order_id, reason_code=r.code,
+                                       reason=_text(r.text))
+        if isinstance(r, CancelDone):
+            return CancelIndexOrderReport(status="canceled", client_order_id=r.client_order_id,
+                                          cancelled_amount=r.cancelled, collateral_remaining=r.remaining,
+                                          collateral_engaged=r.engaged)
+        if isinstance(r, CancelRefused):
+            return CancelIndexOrderReport(status="rejected", client_order_id=r.client_order_id, reason_code=r.code,
+                                          reason=_text(r.text))
+        if isinstance(r, OrderProgress):
+            return IndexOrderFill(
+                client_order_id=r.client_order_id, status=r.status, filled_quantity=r.filled_quantity,
+                collateral_spent=r.collateral_spent, collateral_remaining=r.collateral_remaining,
+                fill_rate=_rate(r.collateral_spent, r.collateral_spent + r.collateral_remaining),
+                reason_code=r.code, reason=None if r.text is None else _text(r.text))
+        if isinstance(r, InvoiceIssued):
+            return _invoice(r)
+        if isinstance(r, InvoiceRefused):
+            return MintInvoiceRejected(client_order_id=r.client_order_id, reason_code=r.code, reason=_text(r.text))
+        if isinstance(r, QuoteAccepted):
+            return NewIndexQuote(status="new", client_quote_id=r.client_quote_id)
+        if isinstance(r, QuoteRefused):
+            return NewIndexQuote(status="rejected", client_quote_id=r.client_quote_id, reason_code=r.code,
+                                 reason=_text(r.text))
+        if isinstance(r, QuoteResult):
+            return IndexQuoteResponse(client_quote_id=r.client_quote_id, quantity_possible=r.quantity_possible)
+        if isinstance(r, QuoteCancelled):
+            return CancelIndexQuote(status="canceled", client_quote_id=r.client_quote_id)
+        if isinstance(r, QuoteCancelRefused):
+            return CancelIndexQuote(status="rejected", client_quote_id=r.client_quote_id, reason_code=r.code,
+                                    reason=_text(r.text))
+        raise TypeError(f"unknown application response {type(r).__name__}")
+
+
+def _invoice(r: InvoiceIssued) -> MintInvoice:
+    inv = r.invoice
+    return MintInvoice(
+        client_order_id=inv.cl_ord_id, symbol=inv.index, total_amount=inv.collateral, collateral_spent=inv.spent,
+        amount_cancelled=inv.cancelled, amount_returned=inv.returned, assets_value=inv.assets_value,
+        exchange_fee=inv.exchange_fee, routing_fee=inv.routing_fee, filled_quantity=inv.filled_units,
+        minted_quantity=inv.minted_units,
+        # Of what the user did not cancel, the share that was spent (the rest came back as dust).
+        fill_rate=_rate(inv.spent, inv.collateral - inv.cancelled),
+        lines=[InvoiceLine(symbol=line.symbol, quantity=line.quantity, average_price=line.average_price,
+                           value=line.value, fee=line.fee, lot_ids=list(line.lot_ids)) for line in inv.lines],
+        mint_tx=inv.mint_tx, timestamp=format_timestamp(inv.minted_ms if inv.minted_ms is not None
+                                                        else r.timestamp_ms))
+
+
+def _internal_error(request: AppRequest, text: str) -> Any:
+    user = request.user
+    if isinstance(request, NewOrder):
+        return OrderRefused(user, request.client_order_id, ReasonCode.INTERNAL_ERROR, text)
+    if isinstance(request, CancelOrder):
+        return CancelRefused(user, request.client_order_id, ReasonCode.INTERNAL_ERROR, text)
+    if isinstance(request, NewQuote):
+        return QuoteRefused(user, request.client_quote_id, ReasonCode.INTERNAL_ERROR, text)
+    if isinstance(request, CancelQuote):
+        return QuoteCancelRefused(user, request.client_quote_id, ReasonCode.INTERNAL_ERROR, text)
+    return InvoiceRefused(user, request.client_order_id, ReasonCode.INTERNAL_ERROR, text)

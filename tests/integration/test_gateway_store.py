@@ -1,0 +1,84 @@
+"""The report store contract, on the memory store and on a real redis-server: batches are atomic and idempotent,
+reads are ordered by seq_num, the last numbers are the sequence state, and Redis keeps it all through a SIGKILL."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from protocol.redis_report_store import RedisReportStore
+from protocol.report_store import MemoryReportStore, ReportStore, StreamWrite
+from world.redis_server import RedisServer
+
+
+@pytest.fixture(params=["memory", "redis"])
+def make_store(request, redis_server, redis_client):
+    def make() -> ReportStore:
+        return MemoryReportStore() if request.param == "memory" else RedisReportStore.from_url(redis_server.url)
+
+    return make
+
+
+def frame_text(user: str, direction: str, seq: int) -> str:
+    return f'{{"user":"{user}","dir":"{direction}","seq":{seq},"text":"é \\" ü"}}'
+
+
+async def test_streams_round_trip_in_order_and_batches_are_idempotent(make_store) -> None:
+    store = make_store()
+    try:
+        users = ["8453:0xA", "42161:0xB"]
+        writes = [StreamWrite(u, (i, frame_text(u, "in", i)) if i % 3 else None, (i, frame_text(u, "out", i)))
+                  for i in range(1, 40) for u in users]
+        await store.append(writes[:50])
+        await store.append(writes[40:])  # overlaps the first batch: a retry after an ambiguous failure
+        for u in users:
+            outbound = await store.outbound_after(u, 0)
+            assert outbound == [(i, frame_text(u, "out", i)) for i in range(1, 40)]
+            inbound = await store.inbound_after(u, 10)
+            assert inbound == [(i, frame_text(u, "in", i)) for i in range(11, 40) if i % 3]
+            assert await store.last_seqs(u) == (38, 39)
+            assert await store.outbound_after(u, 5, limit=3) == [(i, frame_text(u, "out", i)) for i in (6, 7, 8)]
+        assert await store.last_seqs("8453:0xNEW") == (0, 0)
+        assert await store.outbound_after("8453:0xNEW", 0) == []
+    finally:
+        await store.close()
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.lists(st.integers(1, 200), min_size=1, max_size=60, unique=True), st.integers(0, 200))
+def test_reads_after_any_point_return_exactly_the_later_frames(seqs: list[int], after: int) -> None:
+    async def scenario() -> None:
+        store = MemoryReportStore()
+        for s in seqs:  # written in any order, one by one
+            await store.append([StreamWrite("u", None, (s, f"f{s}"))])
+        assert await store.outbound_after("u", after) == [(s, f"f{s}") for s in sorted(seqs) if s > after]
+        assert (await store.last_seqs("u"))[1] == max(seqs)
+
+    asyncio.run(scenario())
+
+
+def test_redis_store_survives_a_kill(tmp_path) -> None:
+    server = RedisServer(tmp_path / "r").start()
+    try:
+        async def write() -> None:
+            store = RedisReportStore.from_url(server.url)
+            await store.append([StreamWrite("8453:0xA", (i, f"in{i}"), (i, f"out{i}")) for i in range(1, 501)])
+            await store.close()
+
+        asyncio.run(write())
+        server.kill()  # appendfsync always: everything acknowledged is on disk
+        server.start()
+
+        async def read() -> tuple[tuple[int, int], list[tuple[int, str]]]:
+            store = RedisReportStore.from_url(server.url)
+            try:
+                return await store.last_seqs("8453:0xA"), await store.outbound_after("8453:0xA", 498)
+            finally:
+                await store.close()
+
+        seqs, tail = asyncio.run(read())
+        assert seqs == (500, 500) and tail == [(499, "out499"), (500, "out500")]
+    finally:
+        server.stop()
