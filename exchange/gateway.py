@@ -9,6 +9,7 @@ Symbols are the exchange's own ids (`BTCUSDC`), as in the baskets; the ccxt symb
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from dataclasses import dataclass, field
@@ -268,6 +269,80 @@ def _levels(rows: Iterable[Any], depth: int | None) -> list[tuple[Decimal, Decim
     return out
 
 
+# ============================================================================================== live books
+#: Called by ccxt's message handler for every depth diff it applies: (exchange symbol, last update id u, event
+#: time E in ms), and once per applied REST snapshot with E = None. It runs inside ccxt's receive loop, once per
+#: message: keep it to a few attribute writes.
+BookListener = Callable[[str, int, "int | None"], None]
+#: Called when ccxt found a sequence gap in a symbol's diffs (that book is being rebuilt from a new snapshot).
+GapListener = Callable[[str], None]
+
+
+class _BinancePro(ccxtpro.binance):
+    """ccxt.pro's binance with two hooks for the market-data shards, and one repair.
+
+    * `book_listener` sees every applied diff without any awaiting: ccxt keeps the books up to date in its receive
+      loop whether or not anybody awaits a watch call, so per-message work stays a function call.
+    * On a gap, ccxt drops the symbol's book AND its subscription, so the next watch of the whole symbol list would
+      resubscribe every symbol and refetch every snapshot (weight 5 each). Instead the gapped book alone is
+      rebuilt: a fresh book buffering diffs, the subscription restored, one snapshot fetched (what ccxt does per
+      symbol when a subscription is acknowledged).
+    """
+
+    book_listener: BookListener | None = None
+    gap_listener: GapListener | None = None
+    #: Resolved (and dropped) at the next applied diff or gap: what BinanceGateway.watch_books waits on.
+    book_waiter: asyncio.Future | None = None
+
+    def _wake(self) -> None:
+        waiter = self.book_waiter
+        if waiter is not None:
+            self.book_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def handle_order_book_message(self, client: Any, message: dict, orderbook: Any) -> Any:
+        result = super().handle_order_book_message(client, message, orderbook)
+        listener = self.book_listener
+        if listener is not None:
+            listener(message.get("s"), message.get("u"), message.get("E"))
+        if self.book_waiter is not None:
+            self._wake()
+        return result
+
+    async def fetch_order_book_snapshot(self, client: Any, message: Any, subscription: Any) -> None:
+        await super().fetch_order_book_snapshot(client, message, subscription)
+        symbol = self.safe_string(subscription, "symbol")
+        book = self.orderbooks.get(symbol) if symbol is not None else None
+        if book is not None and book["nonce"] is not None:
+            listener = self.book_listener
+            if listener is not None:  # E = None: a snapshot, fresh but not a diff
+                listener(self.market(symbol)["id"], book["nonce"], None)
+            self._wake()
+
+    def handle_order_book(self, client: Any, message: dict) -> None:
+        market = self.safe_market(message.get("s"), None, None, "spot" if self.is_spot_url(client) else "swap")
+        symbol = market["symbol"]
+        message_hash = "orderbook::" + symbol
+        had_book = symbol in self.orderbooks
+        subscription = client.subscriptions.get(message_hash)
+        super().handle_order_book(client, message)
+        if not had_book or symbol in self.orderbooks or not isinstance(subscription, dict):
+            return
+        # ccxt raised ChecksumError for this symbol (a gap): resync it alone.
+        client.rejections.pop(message_hash, None)  # nobody waits for it; a later watch must not raise it
+        client.subscriptions[message_hash] = subscription
+        limit = self.safe_integer(subscription, "limit", self.safe_integer(self.options, "watchOrderBookLimit", 1000))
+        book = self.order_book({}, limit)
+        book["nonce"] = None
+        book.cache = []
+        self.orderbooks[symbol] = book
+        self.spawn(self.fetch_order_book_snapshot, client, message, self.extend(subscription, {"symbol": symbol}))
+        if self.gap_listener is not None:
+            self.gap_listener(message.get("s"))
+        self._wake()
+
+
 # ============================================================================================== the gateway
 class BinanceGateway:
     def __init__(
@@ -282,9 +357,17 @@ class BinanceGateway:
         enable_rate_limit: bool = True,
         sandbox: bool = False,
         options: dict[str, Any] | None = None,
+        timeout_ms: int | None = None,
+        throttle_burst: int | None = None,
     ) -> None:
         """`rest_url`/`ws_url` like "http://127.0.0.1:18080" / "ws://127.0.0.1:18080"; None keeps ccxt's own URLs
-        (live Binance, or the testnet with `sandbox=True`)."""
+        (live Binance, or the testnet with `sandbox=True`).
+
+        `enable_rate_limit` is ccxt's own leaky bucket (one cost unit per 50 ms, i.e. 6,000 weight/min); the order
+        sender turns it off and paces itself with core.rate_limits. `throttle_burst` lets that bucket start full
+        and hold that many cost units (a market-data shard fetches one depth snapshot, cost 1, per symbol at start
+        and after a reconnect; the default bucket of 1 spaces them 50 ms apart). `timeout_ms` bounds each REST
+        request (ccxt's default is 10 s); a timed-out order is a StatusUnknown."""
         opts: dict[str, Any] = {
             "defaultType": "spot",
             "fetchMarkets": {"types": ["spot"]},  # default also loads fapi + dapi exchangeInfo
@@ -296,8 +379,16 @@ class BinanceGateway:
             "fetchOpenOrders": {"warnWithoutSymbol": False},
         }
         opts.update(options or {})
-        self._ex = ccxtpro.binance({"apiKey": api_key, "secret": secret, "enableRateLimit": enable_rate_limit,
-                                    "options": opts})
+        config: dict[str, Any] = {"apiKey": api_key, "secret": secret, "enableRateLimit": enable_rate_limit,
+                                  "options": opts}
+        if timeout_ms is not None:
+            config["timeout"] = timeout_ms
+        self._ex = _BinancePro(config)
+        if throttle_burst is not None and throttle_burst > 1:
+            # ccxt copies tokenBucket into every websocket client's throttler, and uses self.throttler for REST.
+            self._ex.tokenBucket.update(capacity=float(throttle_burst), tokens=float(throttle_burst))
+            self._ex.throttler.config.update(capacity=float(throttle_burst), tokens=float(throttle_burst))
+        self._book_feeds: dict[str, tuple[list[str], Any]] = {}  # symbols key -> (ccxt symbols, ws client)
         if sandbox:
             self._ex.set_sandbox_mode(True)
         if rest_url is not None:
@@ -326,6 +417,12 @@ class BinanceGateway:
         """The underlying client (tests and diagnostics only; actors use the methods below)."""
         return self._ex
 
+    def last_response_headers(self) -> dict[str, str]:
+        """Headers of the latest REST answer (X-MBX-USED-WEIGHT-*, X-MBX-ORDER-COUNT-*), for the rate limiter's
+        corrections. With concurrent requests it is the latest to complete; the limiter only ever raises its count
+        from them, so an older answer's lower figure is harmless."""
+        return dict(getattr(self._ex, "last_response_headers", None) or {})
+
     async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         try:
             return await fn(*args, **kwargs)
@@ -353,6 +450,11 @@ class BinanceGateway:
         markets = await self._call(self._ex.load_markets, reload)
         self._markets_loaded = True
         return {m["id"]: m["info"] for m in markets.values() if m.get("spot")}
+
+    async def fetch_exchange_info(self) -> dict[str, Any]:
+        """The raw GET /api/v3/exchangeInfo payload (weight 20): `rateLimits` and `symbols[].filters` as the
+        exchange wrote them, for core.rate_limits and core.symbol_filters (ccxt keeps neither in full)."""
+        return await self._call(self._ex.public_get_exchangeinfo)
 
     async def fetch_order_book(self, symbol: str, limit: int = 100) -> BookSnapshot:
         await self._ensure_markets()
@@ -447,6 +549,81 @@ class BinanceGateway:
         return [DepositRecord(str(r.get("id")), r["coin"], r.get("network"), D(str(r["amount"])),
                               _int(r.get("status")), r.get("txId"), r.get("address"), _int(r.get("insertTime")), r)
                 for r in rows]
+
+    # ------------------------------------------------------------------ live books (market-data shards)
+    def set_book_listeners(self, on_update: BookListener | None, on_gap: GapListener | None = None) -> None:
+        """Hooks called from ccxt's receive loop: `on_update(symbol, u, E)` per applied diff, `on_gap(symbol)`
+        when a gap made ccxt drop a book (it is then rebuilt from a new snapshot on its own)."""
+        self._ex.book_listener = on_update
+        self._ex.gap_listener = on_gap
+
+    async def watch_books(self, symbols: list[str], limit: int | None = None) -> None:
+        """Keep `symbols`' books subscribed and return when one of them changed (or had a gap: it is then being
+        resynced on its own). No level is converted: read them with `book_levels` / `book_state`.
+
+        The first call subscribes through ccxt's watch_order_book_for_symbols (one connection, one SUBSCRIBE for
+        up to 200 symbols, one REST snapshot each). Later calls only wait: ccxt applies every diff in its receive
+        loop anyway, and re-entering watch_order_book_for_symbols costs O(symbols) per wake-up (a race over one
+        future per symbol), which was ~30 % of a shard's CPU at 100 symbols. A private future registered on the
+        connection is rejected by ccxt when the connection fails or closes; then every book of `symbols` is
+        forgotten (no stale level is served) and the error is raised as StatusUnknown / ExchangeUnavailable: call
+        again to reconnect, resubscribe and rebuild."""
+        await self._ensure_markets()
+        key = ",".join(symbols)
+        feed = self._book_feeds.get(key)
+        if feed is None or feed[1] is None or feed[1] not in self._ex.clients.values() or feed[1].closed():
+            ccxt_symbols = feed[0] if feed is not None else [self._sym(s) for s in symbols]
+            self._book_feeds[key] = (ccxt_symbols, None)
+            try:
+                await self._ex.watch_order_book_for_symbols(ccxt_symbols, limit)
+            except cx.ChecksumError:
+                return  # the gapped book is already being rebuilt (see _BinancePro.handle_order_book)
+            except cx.BaseError as e:
+                self._forget_books(ccxt_symbols)
+                raise map_error(e) from e
+            hash0 = "orderbook::" + ccxt_symbols[0]
+            client = next((c for c in self._ex.clients.values() if hash0 in c.subscriptions), None)
+            self._book_feeds[key] = (ccxt_symbols, client)
+            return
+        ccxt_symbols, client = feed
+        alive = client.future("indexmaker::books-alive")  # never resolved by a message; rejected on failure
+        waiter = self._ex.book_waiter
+        if waiter is None or waiter.done():
+            waiter = self._ex.book_waiter = asyncio.get_running_loop().create_future()
+        await asyncio.wait((alive, waiter), return_when=asyncio.FIRST_COMPLETED)
+        if alive.done():
+            self._book_feeds[key] = (ccxt_symbols, None)
+            self._forget_books(ccxt_symbols)
+            exc = alive.exception() if not alive.cancelled() else cx.NetworkError("connection closed")
+            raise map_error(exc) if isinstance(exc, cx.BaseError) else errors.ExchangeUnavailable(str(exc))
+
+    def _forget_books(self, ccxt_symbols: list[str]) -> None:
+        for s in ccxt_symbols:
+            self._ex.orderbooks.pop(s, None)
+
+    def book_state(self, symbol: str) -> tuple[int, int | None] | None:
+        """(last update id, event time E of the last applied diff) of ccxt's live book, or None while it has no
+        snapshot (not subscribed yet, or being rebuilt after a gap or a reconnect)."""
+        market = self._ex.markets_by_id.get(symbol) if self._ex.markets_by_id else None
+        if not market:
+            return None
+        ob = self._ex.orderbooks.get(market[0]["symbol"])
+        if ob is None or ob["nonce"] is None:
+            return None
+        return ob["nonce"], ob["timestamp"]
+
+    def book_levels(self, symbol: str, side: Side, depth: int | None = None) -> list[tuple[Decimal, Decimal]]:
+        """The best `depth` levels of one side (BUY = bids, SELL = asks) of ccxt's live book, converted to exact
+        Decimals only now (the diff hot path never converts); [] while the book has no snapshot."""
+        market = self._ex.markets_by_id.get(symbol) if self._ex.markets_by_id else None
+        if not market:
+            return []
+        ob = self._ex.orderbooks.get(market[0]["symbol"])
+        if ob is None or ob["nonce"] is None:
+            return []
+        rows = ob["bids" if side is Side.BUY else "asks"]
+        rows = rows[:depth] if depth is not None else rows
+        return [(from_float_text(p), from_float_text(q)) for p, q, *_ in rows]
 
     # ------------------------------------------------------------------ streams
     async def watch_order_book_for_symbols(self, symbols: list[str], limit: int | None = None,

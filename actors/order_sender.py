@@ -1,0 +1,684 @@
+"""`sender`: the OrderSender, one per exchange account, thin around core.
+
+What it owns and why it is safe to kill at any moment:
+
+* Intake (core.batch_intake): a submitted batch is rounded and validated with the exchange's filters; what no
+  rounding can save is rejected at once with the filter's name and never sent. Every accepted order gets its
+  deterministic client order id (batch . symbol . attempt) and is written to Redis BEFORE `submit` returns.
+* Sending (core.send_queue under core.rate_limits): orders leave as fast as every exchange budget (x the
+  configured safety fraction) allows and no faster, so normal running never sees a 429. Before a group of orders
+  leaves, their SENT state is committed; a restarted sender therefore knows which orders may have reached the
+  exchange (SENT: query them) and which surely did not (INTENDED: send them).
+* Outcomes: the REST answer (FULL, with fills), the user data stream (orders and trades) and queries are merged
+  idempotently by core.asset_order (fills keyed by trade id, status only forward). A 429/418 backs everything off
+  for Retry-After and puts the refused order back at the head of the queue under the same id (it was refused,
+  not executed). An unknown outcome (timeout, 5xx, -1007, dropped answer) is resolved by a query by client order
+  id; "not found" is final only once the original request can no longer execute (core.send_resolution), then
+  the order goes out again under attempt + 1.
+* Reporting (core.fill_log): every new fill, and every order's completion, gets the next number of a durable log
+  in the same Redis transaction as the order's state; only committed entries are pushed to the subscriber, in
+  batches (one actor call per batch), and `fills_since(seq)` serves catch-up. The subscriber drops seqs it has.
+
+Persistence is a group commit: changes accumulate in memory and one MULTI/EXEC (appendfsync always) writes them
+all; whoever needs durability before acting awaits the commit that includes its change.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Iterable
+
+import ray
+import redis
+import redis.asyncio as aioredis
+
+import core  # noqa: F401  (the project's decimal context in the worker)
+from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
+from core.batch_intake import PlannedOrder, intake_batch, next_attempt
+from core.clock import SystemClock
+from core.fill_log import FillLog
+from core.money import ZERO
+from core.rate_limits import RateLimiter, rate_limits_from_exchange_info
+from core.send_queue import SendQueue
+from core.send_resolution import NotFoundVerdict, on_not_found
+from core.sender_messages import Execution, SubmitResult, execution_from_dict, execution_to_dict
+from core.side import Side
+from core.symbol_filters import parse_exchange_info
+from exchange import errors
+from exchange.gateway import BinanceGateway, ExchangeOrder, Fill
+
+log = logging.getLogger(__name__)
+
+SENDER_NAME = "sender"
+
+
+@dataclass(frozen=True)
+class SenderOptions:
+    rest_url: str | None
+    ws_url: str | None
+    api_key: str = field(repr=False)
+    secret: str = field(repr=False)
+    redis_url: str = "redis://127.0.0.1:16379/0"
+    #: Redis key prefix (one sender per account).
+    account: str = "main"
+    #: Fraction of each exchange limit the sender allows itself.
+    rate_limit_safety: Decimal = Decimal("0.95")
+    recv_window_ms: int = 10_000
+    #: A REST request unanswered after this long is a StatusUnknown (then resolved by a query).
+    request_timeout_ms: int = 5_000
+    #: Clock offset and stamping allowance on top of recvWindow before a "not found" is final.
+    resolve_margin_ms: int = 1_000
+    max_in_flight: int = 64
+    time_in_force: str = "IOC"
+    #: Request weights (Binance: POST order 1, GET order 4, GET myTrades with orderId 5, exchangeInfo 20).
+    order_weight: int = 1
+    query_weight: int = 4
+    trades_weight: int = 5
+    info_weight: int = 20
+    account_weight: int = 20
+    #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
+    missing_fills_grace_ms: int = 2_000
+    #: Most executions in one push to the subscriber, and how long to let more gather before a push (a call costs
+    #: ~1 ms whatever it carries; spec/ray.md: batch by time window).
+    delivery_batch: int = 5_000
+    delivery_linger_ms: int = 20
+    #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
+    default_retry_after_s: int = 1
+    retry_ms: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: Any, api_key: str, secret: str, **overrides: Any) -> "SenderOptions":
+        x = settings.exchange
+        values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "api_key": api_key, "secret": secret,
+                                  "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0",
+                                  "rate_limit_safety": x.rate_limit_safety, "recv_window_ms": x.recv_window_ms}
+        values.update(overrides)
+        return cls(**values)
+
+
+def update_from(eo: ExchangeOrder) -> OrderUpdate:
+    """The gateway's view of an order (exact Decimals from the exchange's strings) as core's update."""
+    return OrderUpdate(eo.client_order_id, status_from_exchange(eo.status), eo.executed_qty, eo.order_id,
+                       tuple(exchange_fill(f) for f in eo.fills))
+
+
+def exchange_fill(f: Fill) -> ExchangeFill:
+    return ExchangeFill(f.trade_id, f.price, f.qty, f.commission, f.commission_asset, f.time, bool(f.is_maker))
+
+
+def _result_to_dict(r: SubmitResult) -> dict[str, Any]:
+    return {"symbol": r.symbol, "side": r.side.value, "accepted": r.accepted, "client_order_id": r.client_order_id,
+            "quantity": None if r.quantity is None else str(r.quantity),
+            "price": None if r.price is None else str(r.price), "status": r.status, "reason": r.reason,
+            "filter": r.filter}
+
+
+def _result_from_dict(d: dict[str, Any]) -> SubmitResult:
+    return SubmitResult(d["symbol"], Side(d["side"]), d["accepted"], d["client_order_id"],
+                        None if d["quantity"] is None else Decimal(d["quantity"]),
+                        None if d["price"] is None else Decimal(d["price"]), d["status"], d["reason"], d["filter"])
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class OrderSender:
+    def __init__(self, options: SenderOptions) -> None:
+        self.o = options
+        self._clock = SystemClock()
+        self._keys = {k: f"sender:{options.account}:{k}" for k in ("orders", "batches", "log", "state")}
+        self._loaded_at = self._clock.now_ms()
+        try:
+            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        except Exception:  # noqa: BLE001  (outside an actor: plain construction in a unit harness)
+            self._restarted = False
+        # ---- state, reloaded from Redis (a restart re-runs __init__)
+        self._orders: dict[str, AssetOrder] = {}
+        self._replaced_by: dict[str, str] = {}
+        self._batches: dict[str, list[SubmitResult]] = {}
+        self._load()
+        # ---- runtime
+        self._redis = aioredis.Redis.from_url(options.redis_url)
+        self._gw: BinanceGateway | None = None
+        self._limiter: RateLimiter | None = None
+        self._queue: SendQueue[AssetOrder] | None = None
+        self._filters: dict[str, Any] = {}
+        self._balances: dict[str, str] = {}
+        self._sent_at: dict[str, int] = {}  # cid -> ms stamped right before the request left (this process)
+        self._in_flight: set[str] = set()
+        self._resolving: set[str] = set()
+        self._tasks: list[asyncio.Task] = []
+        self._start_task: asyncio.Future | None = None
+        self._subscriber: Any = None
+        self._counts = {"sent": 0, "answered": 0, "rate_limited": 0, "unknown": 0, "resent": 0, "rejected": 0,
+                        "queries": 0, "trade_queries": 0, "stream_errors": 0, "delivery_calls": 0,
+                        "delivery_failures": 0, "commits": 0}
+        # ---- group commit
+        self._dirty: set[str] = set()
+        self._dirty_batches: set[str] = set()
+        self._state_dirty = False
+        self._version = 0
+        self._committed = 0
+        self._commit_lock = asyncio.Lock()
+        self._commit_wake = asyncio.Event()
+        self._send_wake = asyncio.Event()
+        self._deliver_wake = asyncio.Event()
+        self._changed = asyncio.Event()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by the first call
+        self._start_task = asyncio.ensure_future(self._start())
+
+    # ================================================================================ persistence
+    def _load(self) -> None:
+        r = redis.Redis.from_url(self.o.redis_url)
+        try:
+            for cid, raw in r.hgetall(self._keys["orders"]).items():
+                d = json.loads(raw)
+                self._orders[cid.decode()] = AssetOrder.from_dict(d["order"])
+                if d.get("replaced_by"):
+                    self._replaced_by[cid.decode()] = d["replaced_by"]
+            for batch_id, raw in r.hgetall(self._keys["batches"]).items():
+                self._batches[batch_id.decode()] = [_result_from_dict(x) for x in json.loads(raw)]
+            rows = sorted((int(k), v) for k, v in r.hgetall(self._keys["log"]).items())
+            self._log = FillLog(execution_from_dict(json.loads(v)) for _, v in rows)
+            state = json.loads(r.get(self._keys["state"]) or b"{}")
+        finally:
+            r.close()
+        self._persisted_seq = self._log.last_seq
+        self._delivered = int(state.get("delivered", 0))
+        self._subscriber_spec: dict[str, Any] | None = state.get("subscriber")
+
+    def _order_record(self, cid: str) -> str:
+        return json.dumps({"order": self._orders[cid].to_dict(), "replaced_by": self._replaced_by.get(cid),
+                           "sent_at": self._sent_at.get(cid)})
+
+    def _touch(self, cids: Iterable[str] = ()) -> None:
+        self._dirty.update(cids)
+        self._version += 1
+        self._commit_wake.set()
+        self._changed.set()
+
+    async def _commit(self) -> None:
+        """Durably write every change made so far (one MULTI/EXEC); returns once it is on disk. Concurrent callers
+        share one transaction: whoever comes second finds its change already committed."""
+        target = self._version
+        async with self._commit_lock:
+            if self._committed >= target:
+                return
+            version = self._version
+            dirty, self._dirty = self._dirty, set()
+            batches, self._dirty_batches = self._dirty_batches, set()
+            state_dirty, self._state_dirty = self._state_dirty, False
+            entries = self._log.since(self._persisted_seq)
+            try:
+                p = self._redis.pipeline(transaction=True)
+                if dirty:
+                    p.hset(self._keys["orders"], mapping={cid: self._order_record(cid) for cid in dirty})
+                if batches:
+                    p.hset(self._keys["batches"], mapping={
+                        b: json.dumps([_result_to_dict(r) for r in self._batches[b]]) for b in batches})
+                if entries:
+                    # a hash keyed by seq, not a list: replaying a transaction after an ambiguous failure is harmless
+                    p.hset(self._keys["log"], mapping={e.seq: json.dumps(execution_to_dict(e)) for e in entries})
+                if state_dirty:
+                    p.set(self._keys["state"], json.dumps({"delivered": self._delivered,
+                                                           "subscriber": self._subscriber_spec}))
+                await p.execute()
+            except BaseException:
+                self._dirty |= dirty
+                self._dirty_batches |= batches
+                self._state_dirty |= state_dirty
+                raise
+            self._counts["commits"] += 1
+            if entries:
+                self._persisted_seq = entries[-1].seq
+            self._committed = max(self._committed, version)
+        if entries:
+            self._deliver_wake.set()
+        self._changed.set()
+
+    async def _commit_until_done(self) -> None:
+        """Commit, retrying through Redis hiccups: for steps that must not go ahead undurably (sending)."""
+        while True:
+            try:
+                await self._commit()
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("sender: commit failed, retrying")
+                await asyncio.sleep(self.o.retry_ms / 1000)
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._commit_wake.wait()
+            self._commit_wake.clear()
+            try:
+                await self._commit()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001  (Redis hiccup: keep the changes, try again)
+                log.exception("sender: commit failed, retrying")
+                await asyncio.sleep(self.o.retry_ms / 1000)
+                self._commit_wake.set()
+
+    # ================================================================================ start and reconcile
+    async def start(self) -> dict[str, Any]:
+        """Idempotent: load markets, filters and limits, start the streams and the send loop, reconcile what was
+        in flight before a restart. Every public method calls it."""
+        task = self._start_task
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            self._start_task = task = asyncio.ensure_future(self._start())  # first call, or the last one failed
+        await asyncio.shield(task)
+        return {"restarted": self._restarted, "orders": len(self._orders), "log": self._log.last_seq}
+
+    async def _start(self) -> None:
+        o = self.o
+        gw = BinanceGateway(o.rest_url, o.ws_url, o.api_key, o.secret, recv_window_ms=o.recv_window_ms,
+                            enable_rate_limit=False, timeout_ms=o.request_timeout_ms)
+        try:
+            await self._load_exchange(gw)
+        except BaseException:
+            await gw.close()  # the next call to start() tries again with a fresh client
+            raise
+        self._queue = SendQueue(self._limiter, o.order_weight)
+        self._gw = gw
+        if self._subscriber_spec is not None:
+            self._subscriber = self._resolve_subscriber()
+        for coro in (self._flusher(), self._send_loop(), self._deliver_loop(), self._watch_orders(),
+                     self._watch_trades()):
+            self._tasks.append(asyncio.ensure_future(coro))
+        self._reconcile(initial=True)
+        self._deliver_wake.set()
+
+    async def _load_exchange(self, gw: BinanceGateway) -> None:
+        """Filters and limits from exchangeInfo, ccxt's markets, and a signed request to prove the keys."""
+        o = self.o
+        info = await gw.fetch_exchange_info()
+        await gw.load_markets()
+        self._filters = parse_exchange_info(info)
+        self._limiter = RateLimiter(rate_limits_from_exchange_info(info), self._clock, o.rate_limit_safety)
+        for _ in range(2):  # the two exchangeInfo requests just made count against the weight budget
+            self._limiter.try_acquire(o.info_weight)
+        # Log in: a signed request proves the keys before any order depends on them (and shows the balances).
+        await self._acquire(o.account_weight)
+        self._balances = {a: str(b.total) for a, b in (await gw.fetch_balance()).items() if b.total}
+        self._limiter.correct_from_headers(gw.last_response_headers())
+
+    def _reconcile(self, initial: bool = False) -> None:
+        """Orders whose outcome we may not know: INTENDED ones (surely never sent: restart only) go to the queue;
+        every other unsettled one is asked for by client order id, then for its trades if fills are missing."""
+        assert self._queue is not None
+        intended = []
+        for cid, order in self._orders.items():
+            if order.settled or cid in self._in_flight or cid in self._resolving:
+                continue
+            if order.status is AssetOrderStatus.INTENDED:
+                if initial:
+                    intended.append(order)
+                continue
+            self._spawn(self._resolve(order))
+        if intended:
+            self._queue.push(sorted(intended, key=lambda x: x.client_order_id))
+            self._send_wake.set()
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        task.add_done_callback(lambda t: self._tasks.remove(t) if t in self._tasks else None)
+
+    # ================================================================================ intake
+    async def submit(self, batch_id: str, orders: list[PlannedOrder]) -> list[SubmitResult]:
+        """Take a whole batch: one result per order, in order. Accepted orders are durably recorded (intent)
+        before this returns and go out under the rate limits; filter violations are rejected here, never sent.
+        Submitting the same batch id again returns the first answer (a caller that lost the reply may retry)."""
+        await self.start()
+        known = self._batches.get(batch_id)
+        if known is not None:
+            return known
+        accepted, results = intake_batch(batch_id, orders, self._filters, self.o.time_in_force)
+        for order in accepted:
+            if order.client_order_id in self._orders:
+                raise ValueError(f"{order.client_order_id} already exists: batch ids must be unique")
+        for order in accepted:
+            self._orders[order.client_order_id] = order
+        self._batches[batch_id] = results
+        self._dirty_batches.add(batch_id)
+        self._counts["rejected"] += len(results) - len(accepted)
+        self._touch(o.client_order_id for o in accepted)
+        try:
+            await self._commit()  # the intents are on disk before anything can be sent
+        except BaseException:
+            # Not durable: forget the batch, so that nothing unrecorded can go out; the caller may submit again.
+            for order in accepted:
+                self._orders.pop(order.client_order_id, None)
+                self._dirty.discard(order.client_order_id)
+            self._batches.pop(batch_id, None)
+            self._dirty_batches.discard(batch_id)
+            raise
+        assert self._queue is not None
+        self._queue.push(accepted)
+        self._send_wake.set()
+        return results
+
+    # ================================================================================ sending
+    async def _send_loop(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            self._send_wake.clear()
+            free = self.o.max_in_flight - len(self._in_flight)
+            group = queue.take(free) if free > 0 else []
+            if group:
+                for order in group:
+                    order.mark_sent()
+                    self._in_flight.add(order.client_order_id)
+                self._touch(o.client_order_id for o in group)
+                await self._commit_until_done()  # SENT is on disk before the requests leave: a restart will ask
+                for order in group:
+                    self._spawn(self._send(order))
+                continue
+            wait = queue.wait_ms() if free > 0 else None
+            try:
+                await asyncio.wait_for(self._send_wake.wait(), None if wait is None else max(wait, 1) / 1000)
+            except asyncio.TimeoutError:
+                pass  # the head of the queue fits the budget now
+
+    async def _send(self, order: AssetOrder) -> None:
+        gw = self._gw
+        assert gw is not None and self._limiter is not None and self._queue is not None
+        cid = order.client_order_id
+        self._sent_at[cid] = self._clock.now_ms()
+        self._counts["sent"] += 1
+        try:
+            try:
+                answer = await gw.create_order(order.symbol, order.side, order.order_type, order.quantity,
+                                               order.price, client_order_id=cid, time_in_force=order.time_in_force)
+            except errors.RateLimited as e:
+                # Refused before execution: back off as told and resend the SAME order first when allowed.
+                self._counts["rate_limited"] += 1
+                self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                order.status = AssetOrderStatus.INTENDED
+                self._touch([cid])
+                self._queue.push_front([order])
+                self._send_wake.set()
+                return
+            except errors.DuplicateOrder:
+                await self._resolve(order)  # an open order already has this id: it is this one
+                return
+            except (errors.OrderRejected, errors.BadRequest, errors.BadSymbol, errors.AuthenticationFailed) as e:
+                self._apply(order, OrderUpdate(cid, AssetOrderStatus.REJECTED, ZERO, reason=f"{e.code}: {e.msg}"))
+                return
+            except Exception as e:  # noqa: BLE001  (StatusUnknown, a timeout, a bug: the order may exist)
+                self._counts["unknown"] += 1
+                log.warning("sender: %s outcome unknown (%s: %s); asking the exchange", cid, type(e).__name__, e)
+                await self._resolve(order)
+                return
+            self._counts["answered"] += 1
+            self._limiter.correct_from_headers(gw.last_response_headers())
+            self._apply(order, update_from(answer))
+        finally:
+            self._in_flight.discard(cid)
+            self._send_wake.set()
+            self._changed.set()
+
+    async def _acquire(self, weight: int) -> None:
+        """Wait for room for a non-order request of `weight` (queries), then record it."""
+        limiter = self._limiter
+        assert limiter is not None
+        while not limiter.try_acquire(weight):
+            await asyncio.sleep(max(1, limiter.wait_ms(weight)) / 1000)  # pacing to the budget
+
+    async def _resolve(self, order: AssetOrder) -> None:
+        """Find out what became of an order whose outcome we do not know, before anything is resent."""
+        cid = order.client_order_id
+        if cid in self._resolving:
+            return
+        self._resolving.add(cid)
+        gw = self._gw
+        assert gw is not None and self._limiter is not None and self._queue is not None
+        try:
+            while True:
+                asked_at = self._clock.now_ms()
+                await self._acquire(self.o.query_weight)
+                self._counts["queries"] += 1
+                try:
+                    answer = await gw.fetch_order(order.symbol, client_order_id=cid)
+                except errors.OrderNotFound:
+                    # A restarted sender does not know when the request left: at most when it restarted.
+                    sent_at = self._sent_at.get(cid, self._loaded_at)
+                    decision = on_not_found(sent_at, asked_at, self.o.recv_window_ms, self.o.resolve_margin_ms)
+                    if decision.verdict is NotFoundVerdict.RESEND:
+                        await self._resend(order)
+                        return
+                    await asyncio.sleep(max(0, decision.at_ms - self._clock.now_ms()) / 1000)  # until conclusive
+                    continue
+                except errors.RateLimited as e:
+                    self._counts["rate_limited"] += 1
+                    self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                    continue
+                except Exception as e:  # noqa: BLE001  (network trouble: ask again)
+                    log.warning("sender: query of %s failed (%s); retrying", cid, e)
+                    await asyncio.sleep(self.o.retry_ms / 1000)
+                    continue
+                self._apply(order, update_from(answer))
+                if order.status.is_final and order.missing_fills:
+                    await self._fetch_trades(order)
+                return
+        finally:
+            self._resolving.discard(cid)
+            self._changed.set()
+
+    async def _resend(self, order: AssetOrder) -> None:
+        """The exchange never got `order` and never will: send it again under the next attempt's id."""
+        assert self._queue is not None
+        order.resolve_not_found()
+        again = next_attempt(order)
+        self._orders[again.client_order_id] = again
+        self._replaced_by[order.client_order_id] = again.client_order_id
+        self._counts["resent"] += 1
+        self._touch([order.client_order_id, again.client_order_id])
+        await self._commit_until_done()
+        self._queue.push_front([again])
+        self._send_wake.set()
+
+    async def _fetch_trades(self, order: AssetOrder) -> None:
+        gw = self._gw
+        assert gw is not None
+        while order.missing_fills:
+            await self._acquire(self.o.trades_weight)
+            self._counts["trade_queries"] += 1
+            try:
+                trades = await gw.fetch_my_trades(order.symbol, order_id=order.exchange_order_id)
+            except Exception as e:  # noqa: BLE001
+                log.warning("sender: trades of %s failed (%s); retrying", order.client_order_id, e)
+                await asyncio.sleep(self.o.retry_ms / 1000)
+                continue
+            fills = tuple(exchange_fill(t) for t in trades if t.order_id == order.exchange_order_id)
+            self._apply(order, OrderUpdate(order.client_order_id, order.status, order.executed_qty,
+                                           order.exchange_order_id, fills))
+            if order.missing_fills:  # the exchange's trade list lags its order status: ask again shortly
+                await asyncio.sleep(self.o.retry_ms / 1000)
+
+    async def _check_fills_later(self, order: AssetOrder) -> None:
+        await asyncio.sleep(self.o.missing_fills_grace_ms / 1000)  # give the trade stream its chance first
+        if order.missing_fills:
+            await self._fetch_trades(order)
+
+    # ================================================================================ merging outcomes
+    def _apply(self, order: AssetOrder, update: OrderUpdate) -> None:
+        """Merge one update; log new fills and, once settled, the order's completion; schedule the commit."""
+        was_missing = order.status.is_final and order.missing_fills
+        new = order.apply(update)
+        if new:
+            self._log.add_fills(order, new)
+        cid = order.client_order_id
+        if order.settled and cid not in self._replaced_by and not self._log.is_done(cid):
+            self._log.add_done(order)
+        elif order.status.is_final and order.missing_fills and not was_missing and cid not in self._resolving:
+            self._spawn(self._check_fills_later(order))
+        self._touch([cid])
+
+    async def _watch_orders(self) -> None:
+        gw = self._gw
+        assert gw is not None
+        while True:
+            try:
+                updates = await gw.watch_orders()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001  (stream dropped: events may be lost, ask for what is open)
+                self._counts["stream_errors"] += 1
+                log.warning("sender: order stream failed (%s); reconnecting", e)
+                await asyncio.sleep(self.o.retry_ms / 1000)
+                self._reconcile()
+                continue
+            for eo in updates:
+                order = self._orders.get(eo.client_order_id)
+                if order is not None and order.status is not AssetOrderStatus.INTENDED:
+                    self._apply(order, update_from(eo))
+
+    async def _watch_trades(self) -> None:
+        gw = self._gw
+        assert gw is not None
+        while True:
+            try:
+                fills = await gw.watch_my_trades()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001
+                self._counts["stream_errors"] += 1
+                log.warning("sender: trade stream failed (%s); reconnecting", e)
+                await asyncio.sleep(self.o.retry_ms / 1000)
+                continue
+            for f in fills:
+                order = self._orders.get(f.client_order_id)
+                if order is not None and order.status is not AssetOrderStatus.INTENDED:
+                    self._apply(order, OrderUpdate(order.client_order_id, order.status, ZERO, f.order_id,
+                                                   (exchange_fill(f),)))
+
+    # ================================================================================ delivery
+    def _resolve_subscriber(self) -> Any:
+        spec = self._subscriber_spec
+        assert spec is not None
+        return ray.get_actor(spec["name"], namespace=spec.get("namespace"))
+
+    async def register_subscriber(self, name: str, namespace: str | None = None) -> int:
+        """Push executions to the named actor's `on_fills(seq_from, executions)` from now on, starting after the
+        last seq it was given (kept across restarts). Returns the latest committed seq."""
+        await self.start()
+        self._subscriber_spec = {"name": name, "namespace": namespace}
+        self._subscriber = self._resolve_subscriber()
+        self._state_dirty = True
+        self._touch()
+        await self._commit()
+        self._deliver_wake.set()
+        return self._persisted_seq
+
+    async def _deliver_loop(self) -> None:
+        while True:
+            await self._deliver_wake.wait()
+            await asyncio.sleep(self.o.delivery_linger_ms / 1000)  # let a batch gather: one call carries it all
+            self._deliver_wake.clear()
+            while self._subscriber_spec is not None and self._delivered < self._persisted_seq:
+                entries = self._log.since(self._delivered, upto=self._persisted_seq, limit=self.o.delivery_batch)
+                try:
+                    if self._subscriber is None:
+                        self._subscriber = self._resolve_subscriber()
+                    self._counts["delivery_calls"] += 1
+                    await self._subscriber.on_fills.remote(entries[0].seq, entries)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001  (subscriber restarting or gone: it catches up later)
+                    self._counts["delivery_failures"] += 1
+                    log.warning("sender: delivery failed (%s); retrying", e)
+                    self._subscriber = None
+                    await asyncio.sleep(self.o.retry_ms / 1000)
+                    continue
+                self._delivered = entries[-1].seq
+                self._state_dirty = True  # the cursor is saved with the next commit; a redelivery is deduped
+                self._touch()
+
+    async def fills_since(self, seq: int, limit: int | None = None) -> list[Execution]:
+        """Committed executions after `seq` (oldest first): the catch-up for a subscriber that restarted."""
+        await self.start()
+        return self._log.since(seq, upto=self._persisted_seq, limit=limit)
+
+    # ================================================================================ views
+    async def orders(self, batch_id: str) -> list[dict[str, Any]]:
+        """Every order of a batch (all attempts), as plain data."""
+        await self.start()
+        return [o.to_dict() | {"replaced_by": self._replaced_by.get(cid)}
+                for cid, o in sorted(self._orders.items()) if o.batch_id == batch_id]
+
+    def _idle(self) -> bool:
+        return (self._queue is not None and not len(self._queue) and not self._in_flight and not self._resolving
+                and all(o.settled for o in self._orders.values()) and self._committed >= self._version
+                and (self._subscriber_spec is None or self._delivered >= self._persisted_seq))
+
+    async def wait_idle(self, timeout_s: float = 60.0) -> bool:
+        """True once nothing is queued, in flight or unresolved, every order is settled, everything is committed
+        and delivered. Waits on state changes, not on a timer."""
+        await self.start()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while not self._idle():
+            self._changed.clear()
+            if self._idle():
+                break
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                return self._idle()
+        return True
+
+    async def inspect(self) -> dict[str, Any]:
+        """Plain data for notebooks (no credentials)."""
+        by_status: dict[str, int] = {}
+        for o in self._orders.values():
+            by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
+        started = self._start_task is not None and self._start_task.done() and self._start_task.exception() is None
+        return {
+            "account": self.o.account, "restarted": self._restarted, "started": started,
+            "orders": len(self._orders), "by_status": by_status,
+            "unsettled": sorted(c for c, o in self._orders.items() if not o.settled)[:50],
+            "batches": len(self._batches), "queued": len(self._queue) if self._queue is not None else None,
+            "in_flight": len(self._in_flight), "resolving": sorted(self._resolving),
+            "log_seq": self._log.last_seq, "persisted_seq": self._persisted_seq, "delivered_seq": self._delivered,
+            "subscriber": self._subscriber_spec, "counts": dict(self._counts), "balances_at_start": self._balances,
+            "rate_limits": self._limiter.snapshot() if self._limiter is not None else None,
+        }
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        for t in list(self._tasks):
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001
+                pass
+        try:
+            await self._commit()
+        finally:
+            if self._gw is not None:
+                await self._gw.close()
+            await self._redis.aclose()
+
+
+def start_sender(options: SenderOptions, *, name: str = SENDER_NAME, namespace: str | None = None,
+                 detached: bool = False) -> Any:
+    """Create (or get) the named sender and start it."""
+    opts: dict[str, Any] = {"name": name, "get_if_exists": True}
+    if namespace is not None:
+        opts["namespace"] = namespace
+    if detached:
+        opts["lifetime"] = "detached"
+    handle = OrderSender.options(**opts).remote(options)
+    handle.start.remote()
+    return handle

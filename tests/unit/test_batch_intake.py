@@ -1,0 +1,73 @@
+"""Batch intake: orders rounded onto the exchange's grids (never more than planned), deterministic client ids,
+and what no rounding can save rejected at once with the filter's name."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+
+from core.asset_order import AssetOrderStatus
+from core.batch_intake import DUPLICATE_SYMBOL, UNKNOWN_SYMBOL, attempt_of, intake_batch, next_attempt
+from core.batch_planner import AssetOrder as Planned
+from core.side import Side
+from core.symbol_filters import parse_exchange_info, validate
+
+D = Decimal
+
+
+@pytest.fixture(scope="module")
+def filters(exchange_info):
+    return parse_exchange_info(exchange_info)
+
+
+def test_accepted_orders_are_rounded_passively_and_valid(filters) -> None:
+    planned = [Planned("BTCUSDC", Side.BUY, D("60000.019"), D("0.0123456"), D("0.0123")),
+               Planned("ETHUSDC", Side.SELL, D("2500.001"), D("0.33339"), D("0.3"))]
+    orders, results = intake_batch("b42", planned, filters)
+    assert [r.accepted for r in results] == [True, True]
+    btc, eth = orders
+    assert (btc.client_order_id, btc.price, btc.quantity) == ("b42.BTCUSDC.0", D("60000.01"), D("0.01234"))
+    assert (eth.client_order_id, eth.price, eth.quantity) == ("b42.ETHUSDC.0", D("2500.01"), D("0.3333"))
+    assert btc.quantity <= planned[0].quantity and btc.price <= planned[0].price  # a BUY never pays more
+    assert eth.price >= planned[1].price  # a SELL never accepts less
+    for o in orders:
+        validate(filters[o.symbol], o.side, o.order_type, o.quantity, o.price)
+        assert o.status is AssetOrderStatus.INTENDED and o.time_in_force == "IOC"
+    assert results[0].client_order_id == btc.client_order_id and results[0].quantity == btc.quantity
+
+
+def test_filter_violations_unknown_and_duplicate_symbols_are_rejected_by_name(filters) -> None:
+    planned = [Planned("BTCUSDC", Side.BUY, D("60000"), D("0.00001"), D(0)),  # 0.6 USDC: below minNotional 5
+               Planned("ETHUSDC", Side.BUY, D("2500"), D("100000"), D(0)),  # above LOT_SIZE maxQty
+               Planned("NOPEUSDC", Side.BUY, D("1"), D("10"), D(0)),
+               Planned("SOLUSDC", Side.BUY, D("150"), D("1"), D(0)),
+               Planned("SOLUSDC", Side.BUY, D("150"), D("1"), D(0))]
+    orders, results = intake_batch("b43", planned, filters)
+    assert [(r.accepted, r.filter) for r in results] == [
+        (False, "NOTIONAL"), (False, "LOT_SIZE"), (False, UNKNOWN_SYMBOL), (True, None), (False, DUPLICATE_SYMBOL)]
+    assert [o.symbol for o in orders] == ["SOLUSDC"]
+    assert all(r.client_order_id is None and r.status == "REJECTED" for r in results if not r.accepted)
+
+
+def test_a_market_order_has_no_price_and_no_time_in_force(filters) -> None:
+    @dataclass
+    class P:
+        symbol: str
+        side: Side
+        price: Decimal | None
+        quantity: Decimal
+
+    orders, results = intake_batch("b44", [P("ETHUSDC", Side.BUY, None, D("0.5"))], filters)
+    assert orders[0].order_type == "MARKET" and orders[0].price is None and orders[0].time_in_force is None
+
+
+def test_next_attempt_derives_a_new_id_and_a_fresh_intent(filters) -> None:
+    orders, _ = intake_batch("b45", [Planned("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0))], filters)
+    first = orders[0]
+    first.mark_sent()
+    first.resolve_not_found()
+    second = next_attempt(first)
+    assert second.client_order_id == "b45.ETHUSDC.1" and attempt_of(second.client_order_id) == 1
+    assert second.status is AssetOrderStatus.INTENDED and (second.quantity, second.price) == (first.quantity,
+                                                                                            first.price)

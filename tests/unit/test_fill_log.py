@@ -1,0 +1,84 @@
+"""The sender's execution log: gap-free numbering, each fill once, an order closed once and only after its fills."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, client_order_id
+from core.fill_log import FillLog
+from core.sender_messages import OrderDone, SenderFill, execution_from_dict, execution_to_dict
+from core.side import Side
+
+D = Decimal
+
+
+def order(symbol: str = "ETHUSDC", qty: str = "1.0") -> AssetOrder:
+    return AssetOrder(client_order_id("b1", symbol), "b1", symbol, Side.BUY, "LIMIT", D(qty), D("2500"))
+
+
+def fill(trade_id: int, qty: str) -> ExchangeFill:
+    return ExchangeFill(trade_id, D("2500.01"), D(qty), D(qty) * D("0.001"), "ETH", 1_700_000_000_000 + trade_id)
+
+
+def test_numbers_are_gap_free_and_fills_are_recorded_once() -> None:
+    log = FillLog()
+    o = order()
+    first = log.add_fills(o, [fill(1, "0.4"), fill(2, "0.1")])
+    assert [e.seq for e in first] == [1, 2]
+    again = log.add_fills(o, [fill(2, "0.1"), fill(3, "0.5")])
+    assert [(e.seq, e.trade_id) for e in again] == [(3, 3)]
+    assert [e.seq for e in log.since(0)] == [1, 2, 3]
+    assert [e.seq for e in log.since(1)] == [2, 3]
+    assert log.since(3) == [] and log.since(1, upto=2) == [log.since(0)[1]]
+    assert [e.seq for e in log.since(0, limit=2)] == [1, 2]
+    assert log.has_fill("ETHUSDC", 3) and not log.has_fill("BTCUSDC", 3)  # trade ids are per symbol
+
+
+def test_an_order_closes_once_and_only_when_settled() -> None:
+    log = FillLog()
+    o = order()
+    fills = (fill(7, "0.25"),)
+    o.mark_sent()
+    new = o.apply(OrderUpdate(o.client_order_id, AssetOrderStatus.EXPIRED, D("0.25"), 42, fills))
+    with pytest.raises(ValueError):
+        log.add_done(o)  # its fill is not in the log yet: closing now would hide it
+    log.add_fills(o, new)
+    done = log.add_done(o)
+    assert isinstance(done, OrderDone) and done.seq == 2 and done.executed_qty == D("0.25")
+    assert done.status == "EXPIRED" and log.add_done(o) is None and log.is_done(o.client_order_id)
+    unsettled = order("BTCUSDC")
+    unsettled.mark_sent()
+    unsettled.apply(OrderUpdate(unsettled.client_order_id, AssetOrderStatus.FILLED, D("1.0"), 9, ()))
+    with pytest.raises(ValueError):
+        log.add_done(unsettled)  # final, but the exchange counted fills we do not hold
+
+
+def test_reloading_the_entries_restores_the_log_and_its_dedupe() -> None:
+    log = FillLog()
+    o = order()
+    log.add_fills(o, [fill(1, "0.5"), fill(2, "0.5")])
+    o.mark_sent()
+    o.apply(OrderUpdate(o.client_order_id, AssetOrderStatus.FILLED, D("1.0"), 3, (fill(1, "0.5"), fill(2, "0.5"))))
+    log.add_done(o)
+    stored = [execution_to_dict(e) for e in log.since(0)]
+    back = FillLog(execution_from_dict(d) for d in stored)
+    assert back.since(0) == log.since(0) and back.last_seq == 3
+    assert back.add_fills(o, [fill(2, "0.5")]) == [] and back.add_done(o) is None
+    with pytest.raises(ValueError):
+        FillLog([log.since(0)[1]])  # starts at seq 2: a hole
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 30), st.integers(1, 9)), max_size=60))
+def test_any_replay_of_updates_reports_each_trade_once(events: list[tuple[int, int]]) -> None:
+    """Updates repeated and reordered (REST answer, user stream, queries) still give one entry per trade id."""
+    log = FillLog()
+    o = AssetOrder(client_order_id("b9", "SOLUSDC"), "b9", "SOLUSDC", Side.BUY, "LIMIT", D("1000"), D("150"))
+    reported: list[SenderFill] = []
+    for trade_id, qty in events:
+        reported += log.add_fills(o, [ExchangeFill(trade_id, D("150"), D(qty), D(0), "SOL")])
+    assert len({e.trade_id for e in reported}) == len(reported) == len({t for t, _ in events})
+    assert [e.seq for e in log.since(0)] == list(range(1, len(reported) + 1))
