@@ -14,6 +14,9 @@ Setup (loopback only, bounded):
 The gateway's default limits (50 msgs/s per session, 200 weight/s per user) would throttle a single session
 sending thousands of orders per second: the bench raises them (it measures capacity, not the limiter).
 
+The gateway process applies protocol/gc_tuning.py as a gateway's main would (GATEWAY_GC=default: the interpreter's
+settings, to compare). Each timed part also reports the gateway process's CPU per order (connections excluded).
+
 Run: .venv/bin/python bench/gateway.py [--quick]
 The last line is one JSON object with the figures.
 """
@@ -75,6 +78,11 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
                                heartbeat_interval_ms=60_000, idle_timeout_ms=120_000, logon_timeout_ms=120_000)
         server = GatewayServer(plugin, store, Signer.generate(), config)
         await server.start()
+        gc_mode = os.environ.get("GATEWAY_GC", "tuned")  # what a gateway process's main does; "default" to compare
+        if gc_mode == "tuned":
+            from protocol.gc_tuning import tune_gc  # noqa: PLC0415
+
+            tune_gc()
         cpu_start = time.process_time()
         conn.send(server.port)
         loop = asyncio.get_running_loop()
@@ -83,6 +91,8 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
             if command == "stats":
                 await server.flush()
                 conn.send({**server.inspect(), "cpu_s": time.process_time() - cpu_start})
+            elif command == "cpu":  # between phases: the gateway's CPU seconds so far (all its threads)
+                conn.send(time.process_time())
             elif command == "stop":
                 break
         await server.stop()
@@ -114,6 +124,8 @@ def _echo_process(conn: Any) -> None:  # noqa: C901
             command = await loop.run_in_executor(None, conn.recv)
             if command == "stats":
                 conn.send({"cpu_s": time.process_time()})
+            elif command == "cpu":
+                conn.send(time.process_time())
             elif command == "stop":
                 break
         server.close()
@@ -323,25 +335,47 @@ def _stop(proc: Any, conn: Any) -> dict[str, Any]:
     return stats
 
 
-async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: argparse.Namespace) -> dict[str, Any]:
+async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: argparse.Namespace,
+                    server_cpu: Any) -> dict[str, Any]:
+    """`server_cpu()` is the server process's CPU seconds so far: each timed part also reports the server's CPU
+    per order (connections and logons excluded; what stays in flight at the end of a part is counted in it)."""
     conns = await _connect_all(port, load, n_sessions, echo)
     out: dict[str, Any] = {}
+
+    def cpu_us(start: float, orders: int) -> float:
+        return 1e6 * (server_cpu() - start) / orders
+
     try:
         if n_sessions == 1:
+            c0 = server_cpu()
             rate, lat = await closed_loop(conns, args.orders_1, args.window_1, echo)
-            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99))
+            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99),
+                       closed_cpu_us=cpu_us(c0, args.orders_1))
         else:
+            c0 = server_cpu()
             rate, lat = await closed_loop(conns, args.orders_closed, args.window_n, echo)
-            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99))
+            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99),
+                       closed_cpu_us=cpu_us(c0, args.orders_closed * n_sessions))
+            c0 = server_cpu()
             sent_rate, acked_rate, lat = await open_loop(conns, args.orders_low, args.low_rate, echo)
             out.update(low_sent_rate=sent_rate, low_acked_rate=acked_rate, low_p50=_pct(lat, 50),
-                       low_p99=_pct(lat, 99), low_max=_pct(lat, 100))
+                       low_p99=_pct(lat, 99), low_max=_pct(lat, 100), low_cpu_us=cpu_us(c0, args.orders_low * n_sessions))
+            c0 = server_cpu()
             sent_rate, acked_rate, lat = await open_loop(conns, args.orders_open, args.rate, echo)
             out.update(open_sent_rate=sent_rate, open_acked_rate=acked_rate, open_p50=_pct(lat, 50),
-                       open_p99=_pct(lat, 99), open_max=_pct(lat, 100))
+                       open_p99=_pct(lat, 99), open_max=_pct(lat, 100),
+                       open_cpu_us=cpu_us(c0, args.orders_open * n_sessions))
     finally:
         await _close_all(conns)
     return out
+
+
+def _cpu_probe(conn: Any) -> Any:
+    def server_cpu() -> float:
+        conn.send("cpu")
+        return conn.recv()
+
+    return server_cpu
 
 
 def main() -> dict[str, Any]:
@@ -378,13 +412,13 @@ def main() -> dict[str, Any]:
             for label, load, n in (("gateway_1", load_1, 1), ("gateway_n", load_n, args.sessions)):
                 proc, conn, port = _start(_gateway_process, redis.url if redis else None, load.addresses, "1000000")
                 try:
-                    results[label] = asyncio.run(run_phase(port, load, n, False, args))
+                    results[label] = asyncio.run(run_phase(port, load, n, False, args, _cpu_probe(conn)))
                 finally:
                     results[label]["server"] = _stop(proc, conn)
             for label, load, n in (("echo_1", load_1, 1), ("echo_n", load_n, args.sessions)):
                 proc, conn, port = _start(_echo_process)
                 try:
-                    results[label] = asyncio.run(run_phase(port, load, n, True, args))
+                    results[label] = asyncio.run(run_phase(port, load, n, True, args, _cpu_probe(conn)))
                 finally:
                     results[label]["server"] = _stop(proc, conn)
         finally:
@@ -393,29 +427,27 @@ def main() -> dict[str, Any]:
 
     g1, gn, e1, en = results["gateway_1"], results["gateway_n"], results["echo_1"], results["echo_n"]
     n = args.sessions
-    print(f"gateway bench: loop={loop_kind}, store={args.store} (appendfsync {args.fsync}), cores={os.cpu_count()}, "
+    print(f"gateway bench: loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, store={args.store} "
+          f"(appendfsync {args.fsync}), cores={os.cpu_count()}, "
           f"pre-signing {args.sessions * per_user + args.orders_1} orders took {sign_s:.1f} s (not timed)")
-    print(f"{'case':44} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8}   vs echo")
+    print(f"{'case':44} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8}   vs echo   server CPU us/msg")
     rows = [
-        ("echo, 1 session, window 32", e1["closed_rate"], e1["closed_p50"], e1["closed_p99"], None),
-        ("gateway, 1 session, window 32", g1["closed_rate"], g1["closed_p50"], g1["closed_p99"], e1["closed_rate"]),
-        (f"echo, {n} sessions, window 1", en["closed_rate"], en["closed_p50"], en["closed_p99"], None),
-        (f"gateway, {n} sessions, window 1", gn["closed_rate"], gn["closed_p50"], gn["closed_p99"],
-         en["closed_rate"]),
-        (f"echo, {n} sessions, open loop {args.rate:.0f}/s", en["open_acked_rate"], en["open_p50"], en["open_p99"],
-         None),
-        (f"gateway, {n} sessions, open loop {args.rate:.0f}/s", gn["open_acked_rate"], gn["open_p50"], gn["open_p99"],
-         en["open_acked_rate"]),
-        (f"echo, {n} sessions, open loop {args.low_rate:.0f}/s", en["low_acked_rate"], en["low_p50"], en["low_p99"],
-         None),
-        (f"gateway, {n} sessions, open loop {args.low_rate:.0f}/s", gn["low_acked_rate"], gn["low_p50"],
-         gn["low_p99"], en["low_acked_rate"]),
+        ("echo, 1 session, window 32", e1, "closed", None),
+        ("gateway, 1 session, window 32", g1, "closed", e1["closed_rate"]),
+        (f"echo, {n} sessions, window 1", en, "closed", None),
+        (f"gateway, {n} sessions, window 1", gn, "closed", en["closed_rate"]),
+        (f"echo, {n} sessions, open loop {args.rate:.0f}/s", en, "open", None),
+        (f"gateway, {n} sessions, open loop {args.rate:.0f}/s", gn, "open", en["open_acked_rate"]),
+        (f"echo, {n} sessions, open loop {args.low_rate:.0f}/s", en, "low", None),
+        (f"gateway, {n} sessions, open loop {args.low_rate:.0f}/s", gn, "low", en["low_acked_rate"]),
     ]
-    for name, rate, p50, p99, base in rows:
-        ratio = f"{rate / base:6.2f}x" if base else ""
-        print(f"{name:44} {rate:10.0f} {p50:8.2f} {p99:8.2f}   {ratio}")
+    for name, res, part, base in rows:
+        rate = res[f"{part}_rate"] if part == "closed" else res[f"{part}_acked_rate"]
+        ratio = f"{rate / base:6.2f}x" if base else "       "
+        print(f"{name:44} {rate:10.0f} {res[f'{part}_p50']:8.2f} {res[f'{part}_p99']:8.2f}   {ratio}   "
+              f"{res[f'{part}_cpu_us']:8.0f}")
     print(f"open loop {args.rate:.0f}/s: {gn['open_sent_rate']:.0f}/s sent by the load, max ACK latency "
-          f"{gn['open_max']:.1f} ms; whole 1000-session run: "
+          f"{gn['open_max']:.1f} ms; whole {n}-session run: "
           f"server stored {gn['server']['commit_writes']} writes in {gn['server']['commit_batches']} batches "
           f"(avg {gn['server']['commit_writes'] / max(1, gn['server']['commit_batches']):.1f}/batch), "
           f"store write avg {gn['server']['commit_write_ms_avg']:.2f} ms max {gn['server']['commit_write_ms_max']:.1f} ms, "
@@ -435,9 +467,12 @@ def main() -> dict[str, Any]:
         "ack_p99_ms_1_session": round(g1["closed_p99"], 3),
         f"ack_p50_ms_at_{args.low_rate:.0f}_per_s": round(gn["low_p50"], 3),
         f"ack_p99_ms_at_{args.low_rate:.0f}_per_s": round(gn["low_p99"], 3),
+        "gateway_cpu_us_per_order_1000_sessions": round(gn["closed_cpu_us"]),
+        f"gateway_cpu_us_per_order_at_{args.rate:.0f}_per_s": round(gn["open_cpu_us"]),
         "sessions": n,
         "store": args.store,
         "loop": loop_kind,
+        "gateway_gc": os.environ.get("GATEWAY_GC", "tuned"),
     }
     print(json.dumps(figures))
     return figures

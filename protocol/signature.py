@@ -11,6 +11,7 @@ second valid encoding of every signature.
 from __future__ import annotations
 
 import os
+import threading
 
 import coincurve
 from Crypto.Hash import keccak as _keccak
@@ -19,9 +20,40 @@ from eth_utils import to_checksum_address
 _PREFIX = b"\x19Ethereum Signed Message:\n"
 
 
-def keccak(data: bytes) -> bytes:
-    """keccak256, straight from pycryptodome (eth-hash's backend here) without eth-hash's dispatch (~2 us less)."""
+def _keccak_wrapped(data: bytes) -> bytes:
     return _keccak.new(digest_bits=256, data=data).digest()
+
+
+try:  # pycryptodome's own C keccak, called without its per-call wrapper objects (~2.3 us instead of ~5.5 us)
+    from Crypto.Hash.keccak import _raw_keccak_lib as _klib
+    from Crypto.Util._raw_api import ffi as _kffi
+
+    _klocal = threading.local()  # a reusable state and output buffer per thread (the C state is not shareable)
+
+    def _keccak_state() -> tuple[object, object]:
+        holder = _kffi.new("void **")
+        if _klib.keccak_init(holder, 64, 24):  # capacity 512 bits = keccak256, 24 rounds (what new() passes)
+            raise RuntimeError("keccak_init failed")
+        state = (_kffi.gc(holder[0], _klib.keccak_destroy), _kffi.new("uint8_t[32]"))
+        _klocal.state = state
+        return state
+
+    def keccak(data: bytes) -> bytes:
+        """keccak256 with pycryptodome's C code (eth-hash's backend here), equal to `Crypto.Hash.keccak`
+        (tests/unit/test_protocol_signature.py)."""
+        try:
+            state, out = _klocal.state
+        except AttributeError:
+            state, out = _keccak_state()
+        _klib.keccak_reset(state)
+        _klib.keccak_absorb(state, data, len(data))
+        _klib.keccak_digest(state, out, 32, 1)  # padding 0x01: Keccak, not SHA-3
+        return _kffi.buffer(out)[:]
+
+    if keccak(b"") != _keccak_wrapped(b""):  # pragma: no cover  (another pycryptodome ABI: use its wrapper)
+        keccak = _keccak_wrapped  # type: ignore[assignment]  # noqa: F811
+except (ImportError, AttributeError):  # pragma: no cover
+    keccak = _keccak_wrapped
 
 _SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = _SECP256K1_N // 2

@@ -40,7 +40,8 @@ TxHash = Annotated[str, StringConstraints(strict=True, pattern=r"^0x[0-9a-fA-F]{
 
 # --- decimal strings --------------------------------------------------------------------------------------------
 
-_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?$")
+# \Z, not $: "$" also matches before a final newline, and Decimal() would then accept "10\n".
+_DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?\Z")
 
 
 def _parse_decimal(value: Any) -> Decimal:
@@ -116,7 +117,8 @@ Address = Annotated[str, StringConstraints(strict=True), AfterValidator(check_ad
 
 # --- timestamps -------------------------------------------------------------------------------------------------
 
-_TS_RE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?Z$")
+# ASCII digits only (\d would take any Unicode digit, and int() reads them) and \Z (no final newline).
+_TS_RE = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]{1,9}))?Z\Z")
 
 
 @lru_cache(maxsize=4096)  # validation and the skew check both need it: the second call is a hit

@@ -88,3 +88,36 @@ def test_a_signer_never_shows_its_key_in_repr() -> None:
     assert Signer(signer.private_key_hex).address == signer.address
     with pytest.raises(ValueError):
         Signer("0x1234")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.binary(max_size=400), min_size=1, max_size=4))
+def test_keccak_is_eth_hashs_keccak256_and_keeps_no_state_between_calls(messages: list[bytes]) -> None:
+    from eth_hash.auto import keccak as reference  # noqa: PLC0415
+
+    from protocol.signature import keccak  # noqa: PLC0415
+
+    for message in messages:  # several in a row: the reused C state must be reset each time
+        assert keccak(message) == reference(message)
+
+
+def test_keccak_in_threads_is_the_same_as_in_the_main_thread() -> None:
+    import threading  # noqa: PLC0415
+
+    from eth_hash.auto import keccak as reference  # noqa: PLC0415
+
+    from protocol.signature import keccak  # noqa: PLC0415
+
+    messages = [bytes([i]) * (i * 7) for i in range(60)]
+    results: dict[int, list[bytes]] = {}
+
+    def run(k: int) -> None:
+        results[k] = [keccak(m) for m in messages]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    expected = [reference(m) for m in messages]
+    assert all(results[k] == expected for k in range(3))

@@ -32,7 +32,7 @@ def test_any_plain_decimal_string_round_trips_exactly(value: Decimal) -> None:
 
 
 @pytest.mark.parametrize("bad", ["1e3", "1E-7", "-1", "+1", "01", "00.5", ".5", "5.", "1,5", " 1", "1 ", "", "NaN",
-                                 "Infinity", "0x10", "1" * 31, "0." + "1" * 31, "١"])
+                                 "Infinity", "0x10", "1" * 31, "0." + "1" * 31, "١", "10\n", "1.5\n"])
 def test_decimal_strings_that_are_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
         DEC.validate_python(bad)
@@ -79,7 +79,8 @@ def test_timestamps_convert_to_the_epoch_milliseconds_datetime_gives(moment: dat
 
 @pytest.mark.parametrize("bad", ["2025-10-01T12:00:00", "2025-10-01T12:00:00+00:00", "2025-02-30T12:00:00Z",
                                  "2025-10-01 12:00:00Z", "2025-13-01T12:00:00Z", "2025-10-01T24:00:00Z",
-                                 "2025-10-01T12:00:00.1234567890Z", "yesterday"])
+                                 "2025-10-01T12:00:00.1234567890Z", "yesterday", "2025-10-01T12:00:00Z\n",
+                                 "٢٠٢٥-10-01T12:00:00Z", "2025-10-01T12:00:00.٥Z"])
 def test_timestamps_that_are_refused(bad: str) -> None:
     with pytest.raises(ValidationError):
         TS.validate_python(bad)
