@@ -1,0 +1,652 @@
+"""`orders-{k}`: the IndexOrderBooks shard, owner of the index order books and collateral ledgers of its users.
+
+Users are hashed to shards by address (core.shard_assignment's stable hash of the lower-cased address), so the
+gateway, the chain listener, the router and the solver all find a user's shard without asking anyone.
+
+The shard is thin around core: the application side (validation, reason codes, reports) is protocol's in-process
+application, composed here with a per-address book key; the engine side (engage, fills, completion, mint) calls
+core's UserOrderBook. What it adds is durability and batching:
+
+* Every call that changes state writes, in ONE Redis MULTI, the snapshot of each user it touched (one HSET), the
+  shard's own bookkeeping (idempotency keys, engagements, completed batches) and the reports it produced (an
+  outbox scored by report seq) BEFORE it answers. A failed write reloads the last committed state and raises, so
+  memory never runs ahead of Redis. `__init__` reloads everything (a restart re-runs it).
+* Engine calls are idempotent: `engage` and `complete_batch` by batch id, `apply_fills` by the caller's key
+  (batch_id:round), `minted` by (order, tx), deposits and fees by their own keys (the ledger's).
+* Reports (fills, closes, invoices) go to ONE registered subscriber in batches (one call per linger window), each
+  with the shard's report seq; the subscriber drops seqs it has seen, and `reports_since(seq)` serves catch-up.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import pickle
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Iterable, Mapping, Sequence
+
+import ray
+import redis
+import redis.asyncio as aioredis
+
+import core  # noqa: F401  (the project's decimal context in the worker)
+from core.batch_planner import Engagement, PendingOrder
+from core.batch_result import BatchOrderResult
+from core.chain_events import CollateralDeposit
+from core.clock import SystemClock
+from core.collateral_ledger import USDC_UNIT, CollateralError, CollateralLedger
+from core.collateral_route import FeeCharge
+from core.index_order import OrderStateError, order_id_of
+from core.index_order_book import UserOrderBook
+from core.invoice import InvoiceLine, MintInvoice, build_invoice
+from core.lot_assignment import AssetLine, OrderFill
+from core.mint_request import MintRequest
+from core.money import ZERO, D
+from core.shard_assignment import shard_of
+from protocol.envelope import UserRef
+from protocol.indexmaker_app import (AppRequest, AppResponse, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder,
+                                     OrderAccepted)
+from protocol.inprocess_app import InProcessIndexMakerApp
+from protocol.reason_codes import ReasonCode
+
+log = logging.getLogger(__name__)
+
+
+# ============================================================================================== routing
+def orders_shard_name(k: int) -> str:
+    return f"orders-{k}"
+
+
+def user_key(address: str) -> str:
+    """A user's key in books, order ids and stores: the address, lower-cased (EVM addresses are case-insensitive;
+    the checksum casing of a signer and the lower case of a log must meet on one book)."""
+    return address.lower()
+
+
+def shard_of_user(address: str, shards: int) -> int:
+    return shard_of(user_key(address), shards)
+
+
+def user_of_order(order_id: str) -> str:
+    """The user key of an index order id (`user:cl_ord_id`; an address holds no colon)."""
+    return order_id.split(":", 1)[0]
+
+
+def shard_of_order(order_id: str, shards: int) -> int:
+    return shard_of(user_of_order(order_id), shards)
+
+
+def split_by_shard(items: Iterable[Any], shards: int, address_of: Any) -> dict[int, list[Any]]:
+    """Group items by the shard of `address_of(item)`, keeping their order: one call per shard."""
+    out: dict[int, list[Any]] = {}
+    for item in items:
+        out.setdefault(shard_of_user(address_of(item), shards), []).append(item)
+    return out
+
+
+# ============================================================================================== messages
+@dataclass(frozen=True, slots=True)
+class ShardReport:
+    """A report for a user (an application response pushed after the fact), numbered by the shard's report log."""
+
+    seq: int
+    shard: int
+    response: AppResponse
+
+
+@dataclass(frozen=True)
+class OrderBooksOptions:
+    redis_url: str
+    shards: int
+    known_indexes: tuple[str, ...]
+    unit: Decimal = USDC_UNIT
+    #: An order whose unengaged rest is below this when a batch completes is finished; the rest goes back.
+    order_dust: Decimal = Decimal("0.05")
+    max_open_orders: int = 100
+    token_decimals: int = 18
+    #: The chain id of a user known only from a deposit (the gateway's sessions bring their own).
+    default_chain_id: int = 42161
+    key_prefix: str = "orders"
+    delivery_batch: int = 5_000
+    delivery_linger_ms: int = 10
+    retry_ms: int = 200
+
+    @classmethod
+    def from_settings(cls, settings: Any, known_indexes: Iterable[str], shards: int, **overrides: Any
+                      ) -> "OrderBooksOptions":
+        values: dict[str, Any] = {
+            "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0", "shards": shards,
+            "known_indexes": tuple(sorted(known_indexes)), "unit": settings.collateral.unit,
+            "order_dust": settings.collateral.order_dust,
+            "max_open_orders": settings.collateral.max_open_orders_per_user,
+            "token_decimals": settings.chain.index_token_decimals,
+            "default_chain_id": settings.chain.arbitrum_chain_id}
+        values.update(overrides)
+        return cls(**values)
+
+
+# ============================================================================================== the application
+class _ShardApp(InProcessIndexMakerApp):
+    """Protocol's in-process application, with books keyed by address (lower case) and the user's latest UserRef
+    kept for reports. Everything else (validation, reason codes, cancel, progress reports) is inherited."""
+
+    def __init__(self, *args: Any, default_chain_id: int, **kw: Any) -> None:
+        super().__init__(*args, **kw)
+        self.default_chain_id = default_chain_id
+        self.refs: dict[str, UserRef] = {}
+        self.touched: set[str] = set()
+        self.pushed: list[AppResponse] = []
+        self.set_sink(self.pushed.extend)
+
+    def book(self, user: UserRef) -> UserOrderBook:
+        key = user_key(user.address)
+        self.touched.add(key)
+        self.refs.setdefault(key, user)
+        book = self.books.get(key)
+        if book is None:
+            book = UserOrderBook(key, CollateralLedger(self.unit), unit=self.unit,
+                                 max_open_orders=self.max_open_orders, known_indexes=self.known_indexes)
+            self.books[key] = book
+        return book
+
+    def ref(self, key: str) -> UserRef:
+        return self.refs.get(key) or UserRef(self.default_chain_id, key)
+
+    def book_of(self, key: str) -> UserOrderBook:
+        return self.book(self.ref(key))
+
+    def _invoice(self, r: GetInvoice) -> AppResponse:
+        invoice = self.invoices.get((user_key(r.user.address), r.client_order_id))
+        if invoice is not None:
+            return InvoiceIssued(r.user, invoice, self.clock.now_ms())
+        if self.book(r.user).get(r.client_order_id) is None:
+            return InvoiceRefused(r.user, r.client_order_id, ReasonCode.UNKNOWN_ORDER,
+                                  f"no order {r.client_order_id!r} for this user")
+        return InvoiceRefused(r.user, r.client_order_id, ReasonCode.NOT_MINTED, "the order has not been minted")
+
+
+def _merge_lines(acc: dict[str, list[Any]], lines: Iterable[AssetLine]) -> None:
+    """Accumulate an order's asset lines over its batches: [units, quantity, value, fee, lot_ids] per symbol."""
+    for line in lines:
+        row = acc.setdefault(line.symbol, [0, ZERO, ZERO, ZERO, []])
+        row[0] += line.units
+        row[1] += line.quantity
+        row[2] += line.value
+        row[3] += line.fee
+        row[4].extend(line.lot_ids)
+
+
+def _invoice_lines(acc: Mapping[str, list[Any]]) -> list[InvoiceLine]:
+    return [InvoiceLine(symbol=s, quantity=q, average_price=(v / q if q else None), value=v, fee=f,
+                        lot_ids=tuple(ids))
+            for s, (_, q, v, f, ids) in sorted(acc.items())]
+
+
+# ============================================================================================== the actor
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class IndexOrderBooks:
+    def __init__(self, shard: int, options: OrderBooksOptions) -> None:
+        self.k = shard
+        self.o = options
+        self._clock = SystemClock()
+        p = f"{options.key_prefix}:{shard}"
+        self._keys = {"users": f"{p}:users", "meta": f"{p}:meta", "outbox": f"{p}:outbox"}
+        self._redis = aioredis.Redis.from_url(options.redis_url)
+        self._lock = asyncio.Lock()
+        self._deliver_task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._subscriber: Any = None
+        try:
+            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        except Exception:  # noqa: BLE001  (outside an actor)
+            self._restarted = False
+        self._load()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # the first call starts delivery
+        if self._outbox:
+            self._ensure_started()  # a restart re-drives what was committed and not yet delivered
+
+    # ------------------------------------------------------------------ state
+    def _fresh(self) -> None:
+        o = self.o
+        self.app = _ShardApp(o.known_indexes, clock=self._clock, unit=o.unit, max_open_orders=o.max_open_orders,
+                             token_decimals=o.token_decimals, default_chain_id=o.default_chain_id)
+        self._fifo: dict[str, None] = {}  # open order ids, in acceptance order (FIFO across the shard's users)
+        self._lines: dict[str, dict[str, list[Any]]] = {}  # order id -> symbol -> accumulated line
+        self._engaged: dict[str, list[tuple[str, Decimal]]] = {}  # batch id -> what it engaged
+        self._fill_keys: set[str] = set()
+        self._completed: dict[str, list[MintRequest]] = {}  # batch id -> its answer (kept for replays)
+        self._routes: dict[str, dict[str, str]] = {}
+        self._report_seq = 0
+        self._delivered = 0
+        self._outbox: list[ShardReport] = []  # committed, not yet delivered
+        self._subscriber_spec: dict[str, Any] | None = None
+        self._errors: list[str] = []
+        self._counts = {"handled": 0, "commits": 0, "reports": 0, "delivery_calls": 0, "delivery_failures": 0,
+                        "replays": 0}
+
+    def _load(self) -> None:
+        self._fresh()
+        r = redis.Redis.from_url(self.o.redis_url)
+        try:
+            users = r.hgetall(self._keys["users"])
+            meta_raw = r.get(self._keys["meta"])
+            meta = json.loads(meta_raw) if meta_raw else None
+            delivered = int(meta["delivered"]) if meta else 0
+            outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
+        finally:
+            r.close()
+        for raw_key, raw in users.items():
+            key, data = raw_key.decode(), json.loads(raw)
+            self.app.refs[key] = UserRef(int(data["ref"][0]), data["ref"][1])
+            self.app.books[key] = UserOrderBook.from_dict(data["book"], max_open_orders=self.o.max_open_orders,
+                                                          known_indexes=self.o.known_indexes)
+            for oid, acc in data["lines"].items():
+                self._lines[oid] = {s: [int(u), D(q), D(v), D(f), list(ids)] for s, (u, q, v, f, ids) in acc.items()}
+            for cl, inv in data["invoices"].items():
+                self.app.invoices[(key, cl)] = MintInvoice.model_validate(inv)
+        if meta:
+            self._fifo = dict.fromkeys(meta["fifo"])
+            self._engaged = {b: [(oid, D(a)) for oid, a in rows] for b, rows in meta["engaged"].items()}
+            self._fill_keys = set(meta["fill_keys"])
+            self._completed = {b: [MintRequest.from_dict(m) for m in ms] for b, ms in meta["completed"].items()}
+            self._routes = meta["routes"]
+            self._report_seq = int(meta["report_seq"])
+            self._delivered = delivered
+            self._subscriber_spec = meta["subscriber"]
+            self._errors = list(meta["errors"])
+        self._outbox = sorted((pickle.loads(e) for e in outbox), key=lambda e: e.seq)
+        self.app.touched.clear()
+
+    def _user_snapshot(self, key: str) -> str:
+        book = self.app.books[key]
+        ref = self.app.ref(key)
+        return json.dumps({
+            "ref": [ref.chain_id, ref.address], "book": book.to_dict(),
+            "lines": {o.order_id: {s: [u, str(q), str(v), str(f), ids]
+                                   for s, (u, q, v, f, ids) in self._lines[o.order_id].items()}
+                      for o in book if o.order_id in self._lines},
+            "invoices": {cl: inv.model_dump(mode="json") for (k, cl), inv in self.app.invoices.items() if k == key},
+        })
+
+    def _meta(self) -> str:
+        return json.dumps({
+            "fifo": list(self._fifo),
+            "engaged": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
+            "fill_keys": sorted(self._fill_keys),
+            "completed": {b: [m.to_dict() for m in ms] for b, ms in self._completed.items()},
+            "routes": self._routes, "report_seq": self._report_seq, "delivered": self._delivered,
+            "subscriber": self._subscriber_spec, "errors": self._errors[-50:],
+        })
+
+    async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
+        """One MULTI: touched users, the shard's bookkeeping, new reports. On failure memory is reloaded from what
+        Redis holds (the last commit) and the error is raised: nothing is answered that is not stored."""
+        entries = []
+        for resp in reports:
+            self._report_seq += 1
+            entries.append(ShardReport(self._report_seq, self.k, resp))
+        touched, self.app.touched = set(self.app.touched), set()
+        try:
+            p = self._redis.pipeline(transaction=True)
+            if touched:
+                p.hset(self._keys["users"], mapping={k: self._user_snapshot(k) for k in touched})
+            p.set(self._keys["meta"], self._meta())
+            if entries:
+                p.zadd(self._keys["outbox"], {pickle.dumps(e): e.seq for e in entries})
+            if self._delivered:
+                p.zremrangebyscore(self._keys["outbox"], 0, self._delivered)
+            await p.execute()
+        except BaseException:
+            self._load()
+            raise
+        self._counts["commits"] += 1
+        if entries:
+            self._counts["reports"] += len(entries)
+            self._outbox.extend(entries)
+            self._ensure_started()
+            assert self._wake is not None
+            self._wake.set()
+
+    def _error(self, text: str) -> None:
+        log.error("orders-%d: %s", self.k, text)
+        self._errors.append(text)
+
+    def _order(self, order_id: str) -> tuple[UserOrderBook, str]:
+        key, cl = order_id.split(":", 1)
+        return self.app.book_of(key), cl
+
+    # ------------------------------------------------------------------ lifecycle and delivery
+    def _ensure_started(self) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self._deliver_task is None or self._deliver_task.done():
+            self._deliver_task = asyncio.ensure_future(self._deliver_loop())
+        if self._outbox:
+            self._wake.set()
+
+    async def start(self) -> int:
+        self._ensure_started()
+        return self.k
+
+    async def register_subscriber(self, name: str, namespace: str | None = None) -> int:
+        """Push reports to the named actor's `on_reports(shard, seq_from, reports)` from now on, after the last seq
+        delivered (kept across restarts). Returns the latest committed report seq."""
+        async with self._lock:
+            self._subscriber_spec = {"name": name, "namespace": namespace}
+            self._subscriber = None
+            await self._commit()
+        self._ensure_started()
+        return self._report_seq
+
+    async def _deliver_loop(self) -> None:
+        assert self._wake is not None
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.o.delivery_linger_ms / 1000)  # let a batch gather: one call carries it all
+            self._wake.clear()
+            while self._subscriber_spec is not None and self._outbox:
+                entries = self._outbox[: self.o.delivery_batch]
+                try:
+                    if self._subscriber is None:
+                        spec = self._subscriber_spec
+                        self._subscriber = ray.get_actor(spec["name"], namespace=spec.get("namespace"))
+                    self._counts["delivery_calls"] += 1
+                    await self._subscriber.on_reports.remote(self.k, entries[0].seq, entries)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as e:  # noqa: BLE001  (subscriber restarting or gone: it catches up later)
+                    self._counts["delivery_failures"] += 1
+                    log.warning("orders-%d: delivery failed (%s); retrying", self.k, e)
+                    self._subscriber = None
+                    await asyncio.sleep(self.o.retry_ms / 1000)
+                    continue
+                last = entries[-1].seq
+                self._delivered = max(self._delivered, last)
+                self._outbox = [e for e in self._outbox if e.seq > last]  # the cursor is saved with the next commit
+
+    async def reports_since(self, seq: int, limit: int | None = None) -> list[ShardReport]:
+        """Committed reports after `seq`, oldest first, still in the outbox (catch-up for a restarted subscriber)."""
+        raw = await self._redis.zrangebyscore(self._keys["outbox"], seq + 1, "+inf",
+                                              start=0 if limit else None, num=limit)
+        return [pickle.loads(e) for e in raw]
+
+    # ------------------------------------------------------------------ the application (gateway side)
+    async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
+        """The application interface for this shard's users: immediate responses, in order, stored first."""
+        return [resp for group in await self.handle_each(requests) for resp in group]
+
+    async def handle_each(self, requests: Sequence[AppRequest]) -> list[list[AppResponse]]:
+        """Like `handle`, with the responses of each request apart (a cancel may answer twice), so that a caller
+        that split a batch over shards can put every answer back in request order. One commit for the batch."""
+        self._ensure_started()
+        async with self._lock:
+            out: list[list[AppResponse]] = []
+            for r in requests:
+                key = user_key(r.user.address)
+                self.app.refs[key] = r.user  # the session's own UserRef, for later reports
+                responses = list(await self.app.handle([r]))
+                for resp in responses:
+                    if isinstance(resp, OrderAccepted) and isinstance(r, NewOrder):
+                        self._fifo[order_id_of(key, resp.client_order_id)] = None
+                out.append(responses)
+            self._counts["handled"] += len(requests)
+            pushed, self.app.pushed[:] = list(self.app.pushed), []
+            await self._commit(pushed)
+            return out
+
+    # ------------------------------------------------------------------ collateral (chain listener and router)
+    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+        self._ensure_started()
+        async with self._lock:
+            for d in deposits:
+                try:
+                    self.app.book(UserRef(d.chain_id, d.user)).ledger.credit(d.key, d.amount)
+                except CollateralError as exc:
+                    self._error(f"deposit {d.key}: {exc}")
+            await self._commit()
+
+    async def charge(self, charges: Sequence[FeeCharge]) -> None:
+        self._ensure_started()
+        async with self._lock:
+            for c in charges:
+                try:
+                    self.app.book_of(user_key(c.user)).ledger.charge_fee(c.fee_id, c.amount)
+                except CollateralError as exc:
+                    self._error(f"fee {c.fee_id}: {exc}")
+            await self._commit()
+
+    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+        async with self._lock:
+            self._routes[route_id] = {k: str(v) for k, v in net_by_deposit.items()}
+            await self._commit()
+
+    # ------------------------------------------------------------------ the solver's side
+    async def pending(self, limit: int = 10_000) -> list[PendingOrder]:
+        """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged."""
+        out: list[PendingOrder] = []
+        closed = []
+        for oid in self._fifo:
+            book, cl = self._order(oid)
+            order = book.get(cl)
+            if order is None or order.is_terminal:
+                closed.append(oid)
+                continue
+            if order.engaged == 0 and order.remaining > 0:
+                out.append(PendingOrder(oid, order.index, order.remaining))
+                if len(out) >= limit:
+                    break
+        for oid in closed:  # derived data: the next commit stores the shorter list
+            self._fifo.pop(oid, None)
+        self.app.touched.clear()
+        return out
+
+    async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> int:
+        """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns orders engaged."""
+        self._ensure_started()
+        async with self._lock:
+            if batch_id in self._engaged or batch_id in self._completed:
+                self._counts["replays"] += 1
+                return len(self._engaged.get(batch_id, ()))
+            now = self._clock.now_ms()
+            applied: list[tuple[str, Decimal]] = []
+            for e in engagements:
+                book, cl = self._order(e.order_id)
+                order = book.get(cl)
+                if order is None or order.is_terminal:
+                    self._error(f"{batch_id}: cannot engage {e.order_id} (closed or unknown)")
+                    continue
+                amount = min(e.collateral, order.remaining)  # a cancel may have come in since `pending`
+                if amount < e.collateral:
+                    self._error(f"{batch_id}: {e.order_id} engaged {amount} of {e.collateral} (cancelled meanwhile)")
+                if amount > 0:
+                    book.engage(cl, amount, now)
+                    applied.append((e.order_id, amount))
+            self._engaged[batch_id] = applied
+            await self._commit()
+            return len(applied)
+
+    async def apply_fills(self, key: str, fills: Sequence[OrderFill]) -> int:
+        """One solver round's fill deltas for this shard's orders; one progress report per order touched.
+        Idempotent by `key` (batch_id:round). Returns the number of reports."""
+        self._ensure_started()
+        async with self._lock:
+            if key in self._fill_keys:
+                self._counts["replays"] += 1
+                return 0
+            now = self._clock.now_ms()
+            touched: dict[str, None] = {}
+            for f in fills:
+                if f.units_q == 0 and f.value_q == 0 and f.fee_q == 0:
+                    continue
+                book, cl = self._order(f.order_id)
+                try:
+                    book.apply_fill(cl, f.units, f.cost, now)
+                except OrderStateError as exc:
+                    self._error(f"fill {key} on {f.order_id}: {exc}")
+                    continue
+                touched[f.order_id] = None
+            reports = []
+            for oid in touched:
+                book, cl = self._order(oid)
+                order = book.get(cl)
+                assert order is not None
+                reports.append(self.app._progress(self.app.ref(book.user), order, "in progress"))
+            self._fill_keys.add(key)
+            await self._commit(reports)
+            return len(reports)
+
+    async def complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult]) -> list[MintRequest]:
+        """Close this shard's side of a batch: release unspent engagement, finish orders whose rest is dust, and
+        return the mints owed for orders that finished with something filled. Idempotent by batch id."""
+        self._ensure_started()
+        async with self._lock:
+            done = self._completed.get(batch_id)
+            if done is not None:
+                self._counts["replays"] += 1
+                return done
+            now = self._clock.now_ms()
+            engaged = self._engaged.pop(batch_id, [])
+            order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
+            for r in results:
+                _merge_lines(self._lines.setdefault(r.order_id, {}), r.lines)
+            reports: list[AppResponse] = []
+            mints: list[MintRequest] = []
+            for oid in order_ids:
+                book, cl = self._order(oid)
+                order = book.get(cl)
+                if order is None:
+                    self._error(f"{batch_id}: unknown order {oid}")
+                    continue
+                try:
+                    if not order.is_terminal:
+                        book.release(cl, order.engaged, now)  # one batch at a time: all it holds is this batch's
+                    if not order.is_terminal and order.remaining < self.o.order_dust:
+                        book.finish(cl, self.o.order_dust, now)
+                except OrderStateError as exc:
+                    self._error(f"{batch_id}: closing {oid}: {exc}")
+                    continue
+                if order.is_terminal:
+                    reports.append(self.app._progress(self.app.ref(book.user), order))
+                    if order.mint_pending:
+                        mints.append(MintRequest(oid, book.user, order.index, order.filled_units,
+                                                 self.o.token_decimals))
+            self._completed[batch_id] = mints
+            await self._commit(reports)
+            return mints
+
+    async def minted(self, order_id: str, tx: str) -> MintInvoice:
+        """The mint of `order_id` landed in `tx`: mark it, build and store the Mint Invoice from the order's lines,
+        and report it. Idempotent by (order, tx): the same tx again returns the stored invoice."""
+        self._ensure_started()
+        async with self._lock:
+            book, cl = self._order(order_id)
+            order = book.get(cl)
+            if order is None:
+                raise KeyError(f"no order {order_id}")
+            if order.minted_tx == tx:
+                self.app.touched.clear()
+                return self.app.invoices[(book.user, cl)]
+            book.mark_minted(cl, tx)
+            now = self._clock.now_ms()
+            invoice = build_invoice(order_id=order.order_id, user=book.user, cl_ord_id=cl, index=order.index,
+                                    collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
+                                    spent=order.spent, filled_units=order.filled_units,
+                                    lines=_invoice_lines(self._lines.get(order_id, {})),
+                                    token_decimals=self.o.token_decimals, mint_tx=tx, minted_ms=now)
+            self.app.invoices[(book.user, cl)] = invoice
+            await self._commit([InvoiceIssued(self.app.ref(book.user), invoice, now)])
+            return invoice
+
+    async def mint_pending(self) -> list[MintRequest]:
+        """Orders finished with something filled and not minted yet (reconciliation after a restart)."""
+        return [MintRequest(o.order_id, b.user, o.index, o.filled_units, self.o.token_decimals)
+                for b in self.app.books.values() for o in b.mint_pending()]
+
+    # ------------------------------------------------------------------ views
+    async def user(self, address: str) -> dict[str, Any] | None:
+        """One user's book and ledger (plain data), or None."""
+        book = self.app.books.get(user_key(address))
+        if book is None:
+            return None
+        return book.to_dict() | {"invoices": {cl: inv.model_dump(mode="json")
+                                              for (k, cl), inv in self.app.invoices.items() if k == book.user}}
+
+    async def inspect(self) -> dict[str, Any]:
+        open_orders = [o.to_dict() for b in self.app.books.values() for o in b.open_orders()]
+        return {
+            "shard": self.k, "restarted": self._restarted, "users": len(self.app.books),
+            "ledgers": {k: b.ledger.to_dict() for k, b in self.app.books.items()},
+            "open_orders": open_orders, "fifo": len(self._fifo),
+            "engaged_batches": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
+            "completed_batches": len(self._completed), "fill_keys": len(self._fill_keys),
+            "report_seq": self._report_seq, "delivered_seq": self._delivered, "undelivered": len(self._outbox),
+            "subscriber": self._subscriber_spec, "invoices": len(self.app.invoices), "errors": list(self._errors),
+            "counts": dict(self._counts),
+        }
+
+    async def stop(self) -> None:
+        if self._deliver_task is not None:
+            self._deliver_task.cancel()
+        await self._redis.aclose()
+
+
+# ============================================================================================== launching and routing
+def start_order_books(options: OrderBooksOptions, *, namespace: str | None = None, detached: bool = False
+                      ) -> list[Any]:
+    """Create (or get) the `orders-{k}` shards; returns the handles in shard order."""
+    handles = []
+    for k in range(options.shards):
+        opts: dict[str, Any] = {"name": orders_shard_name(k), "get_if_exists": True}
+        if namespace is not None:
+            opts["namespace"] = namespace
+        if detached:
+            opts["lifetime"] = "detached"
+        handle = IndexOrderBooks.options(**opts).remote(k, options)
+        handle.start.remote()
+        handles.append(handle)
+    return handles
+
+
+class ShardedCollateralSink:
+    """chain's CollateralSink over the order-book shards: one call per shard per step, each item to its user's
+    shard (the router's batches hold many users)."""
+
+    def __init__(self, shards: Sequence[Any]) -> None:
+        self.shards = list(shards)
+
+    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+        groups = split_by_shard(deposits, len(self.shards), lambda d: d.user)
+        await asyncio.gather(*(self.shards[k].credit.remote(items) for k, items in groups.items()))
+
+    async def charge(self, charges: Sequence[FeeCharge]) -> None:
+        groups = split_by_shard(charges, len(self.shards), lambda c: c.user)
+        await asyncio.gather(*(self.shards[k].charge.remote(items) for k, items in groups.items()))
+
+    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+        await asyncio.gather(*(s.routed.remote(route_id, net_by_deposit) for s in self.shards))
+
+
+class ShardedApp:
+    """The application interface over every shard: requests split by user, one `handle` call per shard, the
+    answers put back in request order (what the gateway actor will host)."""
+
+    def __init__(self, shards: Sequence[Any]) -> None:
+        self.shards = list(shards)
+
+    async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
+        n = len(self.shards)
+        groups: dict[int, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(shard_of_user(r.user.address, n), []).append(i)
+        keys = list(groups)
+        answers = await asyncio.gather(*(self.shards[k].handle_each.remote([requests[i] for i in groups[k]])
+                                         for k in keys))
+        per_request: list[list[AppResponse]] = [[] for _ in requests]
+        for k, answer in zip(keys, answers):
+            for i, responses in zip(groups[k], answer):
+                per_request[i] = responses
+        return [resp for responses in per_request for resp in responses]

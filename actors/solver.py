@@ -1,0 +1,466 @@
+"""`solver`: the batch cycle, a thin owner of one core SolverEngine.
+
+Each tick (solver.tick_interval_ms) it pulls pending demand from every `orders-{k}` shard and the asks of the
+needed symbols from the `market-{k}` shards (one call per shard, concurrently), plans one batch, and then acts on it.
+Fills from the sender come in through `on_fills(seq_from, executions)` (batched by the sender); they become fill
+deltas per index order, completed batches and mint requests.
+
+Durability: every decision is written to Redis BEFORE it is acted on. The state is one JSON blob (the engine's
+snapshot, the sender cursor, the mints owed) plus an outbox of the calls the decision implies (engage, fill deltas,
+submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on its receiver
+(engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart re-drives
+whatever had not been confirmed and nothing is lost or done twice. The sender's executions are deduplicated by
+seq against the persisted cursor.
+
+Batching: one call per shard per tick or per round, never one per order or per fill.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import json
+import logging
+import pickle
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any, Mapping, Sequence
+
+import ray
+import redis
+import redis.asyncio as aioredis
+
+import core  # noqa: F401  (the project's decimal context in the worker)
+from actors.order_books import orders_shard_name, shard_of_order
+from core.asset_order import ExchangeFill
+from core.basket import Basket
+from core.batch_planner import PendingOrder, PlannerLimits
+from core.batch_result import BatchOrderResult
+from core.mint_request import MintRequest
+from core.money import ZERO
+from core.sender_messages import Execution, OrderDone, SenderFill
+from core.shard_assignment import shard_name, shard_of
+from core.side import Side
+from core.solver_engine import CompletedBatch, SolverEngine
+from core.symbol_filters import SymbolFilters
+
+log = logging.getLogger(__name__)
+
+SOLVER_NAME = "solver"
+
+
+@dataclass(frozen=True)
+class SolverOptions:
+    redis_url: str
+    order_shards: int
+    market_shards: int
+    namespace: str | None = None
+    #: This actor's own name: the sender pushes executions to it, and it keys the Redis state.
+    name: str = SOLVER_NAME
+    sender_name: str = "sender"
+    tick_interval_ms: int = 100
+    quote_asset: str = "USDC"
+    #: Most pending orders asked of one shard per tick.
+    pending_limit: int = 10_000
+    #: Asset orders one batch may carry (the sender paces them under the exchange's limits).
+    order_budget: int = 10_000
+    #: Notional of all batches in flight together (the planner gets what is left of it).
+    max_in_flight_notional: Decimal = Decimal("500000")
+    retry_ms: int = 200
+    #: A call that fails with something other than an unavailable actor is retried this often, then dropped
+    #: (and recorded in inspect()["errors"]).
+    max_call_failures: int = 5
+
+    @classmethod
+    def from_settings(cls, settings: Any, order_shards: int, **overrides: Any) -> "SolverOptions":
+        values: dict[str, Any] = {
+            "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0", "order_shards": order_shards,
+            "market_shards": settings.exchange.market_shards, "tick_interval_ms": settings.solver.tick_interval_ms,
+            "quote_asset": settings.exchange.quote_asset, "order_budget": settings.solver.max_orders_per_batch,
+            "max_in_flight_notional": settings.solver.max_in_flight_notional}
+        values.update(overrides)
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class _Action:
+    """One durable step of the outbox. kind: engage | fills | submit | complete."""
+
+    kind: str
+    key: str  # batch id, or batch_id:round for fills
+    by_shard: Mapping[int, Sequence[Any]]  # engage / fills / complete: the payload per order shard
+    orders: tuple[Any, ...] = ()  # submit: the batch's asset orders
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class Solver:
+    def __init__(self, options: SolverOptions, baskets: Mapping[str, Basket], filters: Mapping[str, SymbolFilters],
+                 limits: PlannerLimits) -> None:
+        self.o = options
+        self.limits = limits
+        self._key = f"solver:{options.name}:state"
+        self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
+        self._cursor = 0  # last sender seq consumed
+        self._outbox: list[_Action] = []
+        self._mints: dict[str, MintRequest] = {}
+        self._errors: list[str] = []
+        self._counts = {"ticks": 0, "batches": 0, "asset_orders": 0, "rejected_orders": 0, "fill_calls": 0,
+                        "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "mints_owed": 0,
+                        "minted": 0, "commits": 0, "calls": 0, "call_failures": 0}
+        self._history: list[dict[str, Any]] = []  # per batch: id, orders engaged, asset orders (bounded)
+        try:
+            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
+        except Exception:  # noqa: BLE001
+            self._restarted = False
+        self._load()
+        self._redis = aioredis.Redis.from_url(options.redis_url)
+        self._lock = asyncio.Lock()
+        self._tick_task: asyncio.Task | None = None
+        self._start_task: asyncio.Task | None = None
+        self._handles: dict[str, Any] = {}
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # started by start() (the launcher) or by the sender's first push
+        if self._restarted:  # Ray re-ran __init__ after a crash: resume at once, nobody will call start()
+            self._start_task = asyncio.ensure_future(self._start())
+
+    # ------------------------------------------------------------------ persistence
+    def _load(self) -> None:
+        r = redis.Redis.from_url(self.o.redis_url)
+        try:
+            raw = r.get(self._key)
+        finally:
+            r.close()
+        if not raw:
+            return
+        data = json.loads(raw)
+        self.engine.restore(data["engine"])
+        self._cursor = int(data["cursor"])
+        self._outbox = pickle.loads(base64.b64decode(data["outbox"]))
+        self._mints = {m["order_id"]: MintRequest.from_dict(m) for m in data["mints"]}
+        self._counts.update(data.get("counts", {}))
+        self._history = data.get("history", [])
+        self._errors = data.get("errors", [])
+
+    async def _commit(self) -> None:
+        blob = json.dumps({
+            "engine": self.engine.snapshot(), "cursor": self._cursor,
+            "outbox": base64.b64encode(pickle.dumps(self._outbox)).decode(),
+            "mints": [m.to_dict() for m in self._mints.values()], "counts": self._counts,
+            "history": self._history[-200:], "errors": self._errors[-50:]})
+        try:
+            await self._redis.set(self._key, blob)
+        except BaseException:
+            self._reload()
+            raise
+        self._counts["commits"] += 1
+
+    def _reload(self) -> None:
+        self.engine = SolverEngine(self.engine.baskets, self.engine.filters, self.limits,
+                                   quote_asset=self.o.quote_asset)
+        self._cursor, self._outbox, self._mints = 0, [], {}
+        self._load()
+
+    def _error(self, text: str) -> None:
+        log.error("solver: %s", text)
+        self._errors.append(text)
+
+    # ------------------------------------------------------------------ peers
+    def _actor(self, name: str) -> Any:
+        h = self._handles.get(name)
+        if h is None:
+            h = ray.get_actor(name, namespace=self.o.namespace)
+            self._handles[name] = h
+        return h
+
+    def _shard(self, k: int) -> Any:
+        return self._actor(orders_shard_name(k))
+
+    def _sender(self) -> Any:
+        return self._actor(self.o.sender_name)
+
+    async def _call(self, name: str, method: str, *args: Any) -> Any:
+        """One call, retried while the peer restarts or is not registered yet (every call the solver makes is
+        idempotent on the peer); any other failure is retried a few times, then raised."""
+        failures = 0
+        while True:
+            try:
+                handle = self._actor(name)
+            except ValueError as e:  # no such actor (yet): the launcher has not created it, or it is being replaced
+                log.warning("solver: %s not found (%s); retrying", name, e)
+                await asyncio.sleep(self.o.retry_ms / 1000)
+                continue
+            try:
+                self._counts["calls"] += 1
+                return await getattr(handle, method).remote(*args)
+            except asyncio.CancelledError:
+                raise
+            except ray.exceptions.RayActorError as e:  # restarting: the same call again is safe
+                self._handles.pop(name, None)
+                self._counts["call_failures"] += 1
+                log.warning("solver: %s.%s unavailable (%s); retrying", name, method, e)
+            except Exception as e:  # noqa: BLE001
+                failures += 1
+                self._counts["call_failures"] += 1
+                if failures >= self.o.max_call_failures:
+                    raise
+                log.warning("solver: %s.%s failed (%s); retrying", name, method, e)
+            await asyncio.sleep(self.o.retry_ms / 1000)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> dict[str, Any]:
+        """Idempotent: register with the sender, catch up on executions, re-drive the outbox, start ticking."""
+        if self._start_task is None or (self._start_task.done() and self._start_task.exception() is not None):
+            self._start_task = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._start_task)
+        return {"cursor": self._cursor, "outbox": len(self._outbox)}
+
+    async def _start(self) -> None:
+        await self._call(self.o.sender_name, "register_subscriber", self.o.name, self.o.namespace)
+        async with self._lock:
+            missed = await self._call(self.o.sender_name, "fills_since", self._cursor)
+            if missed:
+                self._consume(missed)
+                await self._commit()
+            await self._drain()
+        if self._tick_task is None or self._tick_task.done():
+            self._tick_task = asyncio.ensure_future(self._tick_loop())
+
+    async def stop(self) -> None:
+        for t in (self._tick_task, self._start_task):
+            if t is not None:
+                t.cancel()
+        async with self._lock:
+            await self._redis.aclose()
+
+    async def _tick_loop(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001  (a failed tick is retried on the next one)
+                self._error(f"tick failed: {e!r}")
+            await asyncio.sleep(self.o.tick_interval_ms / 1000)
+
+    # ------------------------------------------------------------------ the batch cycle
+    async def tick(self) -> str | None:
+        """One planning cycle; returns the new batch id, or None if nothing was planned."""
+        async with self._lock:
+            self._counts["ticks"] += 1
+            await self._drain()  # anything a failure left behind goes first
+            pending = await self._pending()
+            if not pending:
+                return None
+            asks = await self._asks(pending)
+            room = max(ZERO, self.o.max_in_flight_notional - self.engine.in_flight_notional())
+            limits = dataclasses.replace(self.limits, in_flight_room=room)
+            batch_id, plan = self.engine.plan(pending, asks, self.o.order_budget, limits)
+            if batch_id is None:
+                return None
+            by_shard: dict[int, list[Any]] = {}
+            for e in plan.engagements:
+                by_shard.setdefault(shard_of_order(e.order_id, self.o.order_shards), []).append(e)
+            self._outbox.append(_Action("engage", batch_id, by_shard))
+            carried = self.engine.assign_carried(batch_id)  # inventory fills orders before the exchange does
+            if carried:
+                self._queue_fills(batch_id, carried)
+            sent = self.engine.sent_orders(batch_id)
+            if sent:
+                self._outbox.append(_Action("submit", batch_id, {}, tuple(s.order for s in sent)))
+            else:
+                done = self.engine.complete_if_no_orders(batch_id)
+                if done is not None:
+                    self._queue_complete(done)
+            self._counts["batches"] += 1
+            self._counts["asset_orders"] += len(sent)
+            self._history.append({"batch_id": batch_id, "orders": len(plan.engagements),
+                                  "asset_orders": [[s.client_order_id, str(s.order.price), str(s.order.quantity)]
+                                                   for s in sent],
+                                  "inventory_used": dict(plan.inventory_used), "scale": str(plan.scale),
+                                  "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20]})
+            await self._commit()  # the decision is on disk before any of it is acted on
+            await self._drain()
+            return batch_id
+
+    async def _pending(self) -> list[PendingOrder]:
+        lists = await asyncio.gather(*(self._call(orders_shard_name(k), "pending", self.o.pending_limit)
+                                       for k in range(self.o.order_shards)))
+        # Shards are FIFO each; interleaving them keeps every shard's oldest orders at the front.
+        out: list[PendingOrder] = []
+        for i in range(max((len(x) for x in lists), default=0)):
+            out.extend(x[i] for x in lists if i < len(x))
+        return out
+
+    async def _asks(self, pending: Sequence[PendingOrder]) -> dict[str, list[tuple[Decimal, Decimal]]]:
+        symbols = sorted({a.symbol for o in pending if o.index in self.engine.baskets
+                          for a in self.engine.baskets[o.index].assets})
+        groups: dict[int, list[str]] = {}
+        for s in symbols:
+            groups.setdefault(shard_of(s, self.o.market_shards), []).append(s)
+        keys = list(groups)
+        answers = await asyncio.gather(*(self._call(shard_name(k), "liquidity", groups[k], Side.BUY,
+                                                    self.limits.max_levels) for k in keys))
+        asks: dict[str, list[tuple[Decimal, Decimal]]] = {}
+        for a in answers:
+            asks.update(a)
+        return asks
+
+    def _queue_fills(self, batch_id: str, deltas: Sequence[Any]) -> None:
+        by_shard: dict[int, list[Any]] = {}
+        for d in deltas:
+            by_shard.setdefault(shard_of_order(d.order_id, self.o.order_shards), []).append(d)
+        key = f"{batch_id}:{len(self.engine.batches[batch_id].rounds)}"
+        self._outbox.append(_Action("fills", key, by_shard))
+
+    def _queue_complete(self, done: CompletedBatch) -> None:
+        by_shard: dict[int, list[Any]] = {}
+        for e in done.engagements:
+            r = BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
+            by_shard.setdefault(shard_of_order(e.order_id, self.o.order_shards), []).append(r)
+        self._outbox.append(_Action("complete", done.batch_id, by_shard))
+        self._counts["completed"] += 1
+
+    # ------------------------------------------------------------------ the outbox
+    async def _drain(self) -> None:
+        """Drive the outbox in order; each step is confirmed (popped and committed) only after it succeeded."""
+        while self._outbox:
+            action = self._outbox[0]
+            try:
+                await self._run(action)
+            except Exception as e:  # noqa: BLE001  (not a restart: a refusal that retrying will not change)
+                self._error(f"{action.kind} {action.key} dropped: {e!r}")
+            self._outbox.pop(0)
+            await self._commit()
+
+    async def _run(self, a: _Action) -> None:
+        if a.kind == "submit":
+            results = await self._call(self.o.sender_name, "submit", a.key, list(a.orders))
+            rejected = [f"{a.key}.{r.symbol}.0" for r in results if not r.accepted]
+            if rejected:
+                self._counts["rejected_orders"] += len(rejected)
+                refused = [(r.symbol, r.filter, r.reason) for r in results if not r.accepted]
+                self._error(f"{a.key}: sender rejected {refused}")
+                for done in self.engine.on_settled(rejected):  # nothing will ever fill them: they are settled
+                    self._queue_complete(done)
+            return
+        method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch"}[a.kind]
+        keys = sorted(a.by_shard)
+        answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key, list(a.by_shard[k]))
+                                         for k in keys))
+        if a.kind == "complete":
+            for mints in answers:
+                for m in mints:
+                    if m.order_id not in self._mints:
+                        self._mints[m.order_id] = m
+                        self._counts["mints_owed"] += 1
+
+    # ------------------------------------------------------------------ executions from the sender
+    async def on_fills(self, seq_from: int, executions: list[Execution]) -> None:
+        """The sender's push: drop what the cursor has, catch up a gap, turn the rest into deltas and completions."""
+        self._ensure_ticking()
+        async with self._lock:
+            fresh = [e for e in executions if e.seq > self._cursor]
+            self._counts["duplicates"] += len(executions) - len(fresh)
+            if not fresh:
+                return
+            if fresh[0].seq > self._cursor + 1:  # a gap: take the missed entries from the sender's log first
+                missed = await self._call(self.o.sender_name, "fills_since", self._cursor)
+                top = missed[-1].seq if missed else self._cursor
+                fresh = list(missed) + [e for e in fresh if e.seq > top]
+            self._consume(fresh)
+            await self._commit()
+            await self._drain()
+
+    def _ensure_ticking(self) -> None:
+        if self._start_task is None:
+            self._start_task = asyncio.ensure_future(self._start())
+
+    def _known(self, cid: str) -> str | None:
+        try:
+            batch_id, symbol = self.engine.parse_client_order_id(cid)
+        except KeyError:
+            return None
+        batch = self.engine.batches.get(batch_id)
+        return batch_id if batch is not None and symbol in batch.sent else None
+
+    def _consume(self, entries: Sequence[Execution]) -> None:
+        by_batch: dict[str, list[tuple[str, ExchangeFill]]] = {}
+        dones: list[str] = []
+        for e in entries:
+            if e.seq <= self._cursor:
+                continue
+            self._cursor = e.seq
+            batch_id = self._known(e.client_order_id)
+            if batch_id is None:
+                self._counts["foreign"] += 1  # not ours, or a batch completed before a restart replayed it
+                continue
+            if isinstance(e, SenderFill):
+                self._counts["fills"] += 1
+                by_batch.setdefault(batch_id, []).append(
+                    (e.client_order_id, ExchangeFill(e.trade_id, e.price, e.quantity, e.commission,
+                                                     e.commission_asset, e.time_ms, e.is_maker)))
+            elif isinstance(e, OrderDone):
+                self._counts["dones"] += 1
+                dones.append(e.client_order_id)
+        for batch_id, fills in by_batch.items():  # one round per batch: one call per shard per round
+            self._counts["fill_calls"] += 1
+            deltas = self.engine.on_fills(fills)
+            if deltas:
+                self._queue_fills(batch_id, deltas)
+        for done in self.engine.on_settled(dones):
+            self._queue_complete(done)
+
+    # ------------------------------------------------------------------ mints
+    async def pending_mints(self) -> list[MintRequest]:
+        """Mints owed for finished orders, oldest first (the chain wiring takes them from here). Waits for a
+        step in progress, so that a batch whose orders were reported closed has its mints listed."""
+        async with self._lock:
+            return list(self._mints.values())
+
+    async def minted(self, order_id: str, tx: str) -> Any:
+        """The mint of `order_id` landed in `tx`: the order's shard marks it and issues the invoice (returned)."""
+        async with self._lock:
+            invoice = await self._call(orders_shard_name(shard_of_order(order_id, self.o.order_shards)), "minted",
+                                       order_id, tx)
+            if self._mints.pop(order_id, None) is not None:
+                self._counts["minted"] += 1
+                await self._commit()
+            return invoice
+
+    # ------------------------------------------------------------------ views
+    async def wait_quiet(self, timeout_s: float = 60.0) -> bool:
+        """True once no batch is in flight and the outbox is empty (polled on the tick, for tests and the demo)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.engine.batches or self._outbox:
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(self.o.tick_interval_ms / 1000)
+        return True
+
+    async def inspect(self) -> dict[str, Any]:
+        e = self.engine
+        return {
+            "restarted": self._restarted, "cursor": self._cursor, "batch_seq": e.batch_seq,
+            "batches_in_flight": {b.batch_id: {"orders": [x.order_id for x in b.plan.engagements],
+                                               "open": sorted(b.open)} for b in e.batches.values()},
+            "in_flight_notional": str(e.in_flight_notional()), "inventory_units": e.inventory_units(),
+            "outbox": [[a.kind, a.key] for a in self._outbox],
+            "mints_owed": [m.to_dict() for m in self._mints.values()],
+            "history": list(self._history), "counts": dict(self._counts), "errors": list(self._errors),
+        }
+
+
+def start_solver(options: SolverOptions, baskets: Mapping[str, Basket], filters: Mapping[str, SymbolFilters],
+                 limits: PlannerLimits, *, detached: bool = False) -> Any:
+    """Create (or get) the named solver and start it (after the sender and the shards exist)."""
+    opts: dict[str, Any] = {"name": options.name, "get_if_exists": True}
+    if options.namespace is not None:
+        opts["namespace"] = options.namespace
+    if detached:
+        opts["lifetime"] = "detached"
+    handle = Solver.options(**opts).remote(options, dict(baskets), dict(filters), limits)
+    handle.start.remote()
+    return handle

@@ -1,0 +1,254 @@
+"""The core of the whole flow on a real local Ray instance, a real redis-server and the exchange simulator (its own
+process): order-book shards, market-data shards, the order sender and the solver, wired by name. Three users are
+credited collateral in their shards, each sends a NewIndexOrder on SY100.dev through `handle`, the solver batches
+them to the exchange, and the test follows every message: accepted, fill reports that add up to what the exchange
+filled, closed as filled, USDC accounted for to the unit, then minted with an invoice that adds up."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from decimal import Decimal
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from actors.market_data import MarketDataOptions, start_market_data  # noqa: E402
+from actors.order_books import (OrderBooksOptions, ShardReport, shard_of_user, split_by_shard,  # noqa: E402
+                                start_order_books, user_key)
+from actors.order_sender import OrderSender, SenderOptions  # noqa: E402
+from actors.solver import SolverOptions, start_solver  # noqa: E402
+from core.basket import load_indexes  # noqa: E402
+from core.batch_planner import PlannerLimits  # noqa: E402
+from core.chain_events import CollateralDeposit  # noqa: E402
+from core.money import quantize_up  # noqa: E402
+from core.side import Side  # noqa: E402
+from core.symbol_filters import parse_exchange_info  # noqa: E402
+from protocol.envelope import UserRef  # noqa: E402
+from protocol.reason_codes import ReasonCode  # noqa: E402
+from protocol.indexmaker_app import InvoiceIssued, NewOrder, OrderAccepted, OrderProgress  # noqa: E402
+from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
+
+WAIT_S = 45.0
+INDEX = "SY100.dev"
+ORDER_SHARDS = 2
+MARKET_SHARDS = 2
+CHAIN = 42161
+USERS = {  # address -> (deposit, order amount)
+    "0x1111111111111111111111111111111111111111": (Decimal("1000"), Decimal("400")),
+    "0x22222222222222222222222222222222222222aB": (Decimal("1500"), Decimal("650.5")),
+    "0x3333333333333333333333333333333333333333": (Decimal("800"), Decimal("800")),
+}
+
+
+def rate_limits() -> list[dict]:
+    return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": 1, "limit": 300},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}]
+
+
+@ray.remote(num_cpus=0)
+class ReportSink:
+    """The gateway's place in the flow: keeps every shard report by (shard, seq), drops a seq it already has."""
+
+    def __init__(self) -> None:
+        self.reports: dict[tuple[int, int], ShardReport] = {}
+        self.redelivered = 0
+        self._changed = asyncio.Event()
+
+    async def on_reports(self, shard: int, seq_from: int, reports: list) -> None:
+        assert reports and reports[0].seq == seq_from and all(r.shard == shard for r in reports)
+        for r in reports:
+            if (shard, r.seq) in self.reports:
+                self.redelivered += 1
+            else:
+                self.reports[(shard, r.seq)] = r
+        self._changed.set()
+
+    def _count(self, kind: str, status: str | None) -> int:
+        return sum(1 for r in self.reports.values() if type(r.response).__name__ == kind
+                   and (status is None or getattr(r.response, "status", None) == status))
+
+    async def wait_for(self, kind: str, n: int, status: str | None = None, timeout_s: float = WAIT_S) -> int:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self._count(kind, status) < n:
+            self._changed.clear()
+            if loop.time() >= deadline:
+                break
+            try:
+                await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
+        return self._count(kind, status)
+
+    async def dump(self) -> dict:
+        return {"reports": [self.reports[k] for k in sorted(self.reports)], "redelivered": self.redelivered}
+
+
+def call_until_back(method, *args):  # noqa: ANN001, ANN201
+    """A restarted actor answers once __init__ has reloaded it (spec/ray.md §6: ~2 s)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return ray.get(method.remote(*args))
+        except ray.exceptions.RayActorError:
+            assert time.monotonic() < deadline
+
+
+@pytest.mark.parametrize("kill_solver", [False, True], ids=["undisturbed", "solver-killed-mid-batch"])
+def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server, data_dir, kill_solver):
+    started = time.monotonic()
+    basket = load_indexes(data_dir / "indexes")[INDEX]
+    symbols = [a.symbol for a in basket.assets]
+    tag = uuid.uuid4().hex[:8]
+    actors: list = []
+    with SimulatorProcess(symbols=symbols, update_ms=100, rate_limits=rate_limits()) as sim:
+        try:
+            filters = parse_exchange_info(sim.get("/api/v3/exchangeInfo"))
+            markets = start_market_data(MarketDataOptions(sim.url, sim.ws_url, book_limit=100), symbols,
+                                        MARKET_SHARDS, namespace=ray_cluster)
+            actors += markets
+            sender_name = f"sender-{tag}"
+            sender = OrderSender.options(name=sender_name).remote(SenderOptions(
+                sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=redis_server.url, account=f"flow{tag}"))
+            actors.append(sender)
+            shards = start_order_books(OrderBooksOptions(redis_server.url, ORDER_SHARDS, (INDEX,),
+                                                         key_prefix=f"orders-{tag}"), namespace=ray_cluster)
+            actors += shards
+            sink = ReportSink.options(name=f"reports-{tag}").remote()
+            actors.append(sink)
+            ray.get([s.register_subscriber.remote(f"reports-{tag}", ray_cluster) for s in shards])
+            ray.get(sender.start.remote())
+            assert all(ray.get([m.wait_ready.remote(WAIT_S) for m in markets]))
+
+            # Collateral: one confirmed deposit per user, credited in the user's own shard (one call per shard).
+            deposits = [CollateralDeposit(CHAIN, f"0x{i:064x}", 0, 1, addr, dep)
+                        for i, (addr, (dep, _)) in enumerate(USERS.items(), 1)]
+            for k, items in split_by_shard(deposits, ORDER_SHARDS, lambda d: d.user).items():
+                ray.get(shards[k].credit.remote(items))
+                ray.get(shards[k].credit.remote(items))  # a replayed deposit books nothing twice
+
+            solver = start_solver(SolverOptions(redis_server.url, ORDER_SHARDS, MARKET_SHARDS, namespace=ray_cluster,
+                                                name=f"solver-{tag}", sender_name=sender_name, tick_interval_ms=50),
+                                  {INDEX: basket}, filters, PlannerLimits())
+            actors.append(solver)
+            ray.get(solver.start.remote())
+
+            if kill_solver:  # the exchange answers the first batch late, so that the kill finds it in flight
+                sim.post("/_admin/faults", {"delay_ms": 800, "delay_count": len(symbols)})
+            # Orders, through the application interface of each user's shard: accepted at once.
+            requests = [NewOrder(UserRef(CHAIN, addr), "c1", INDEX, Side.BUY, amount)
+                        for addr, (_, amount) in USERS.items()]
+            for r in requests:
+                (answer,) = ray.get(shards[shard_of_user(r.user.address, ORDER_SHARDS)].handle.remote([r]))
+                assert answer == OrderAccepted(r.user, "c1")
+            dup = requests[0]
+            (again,) = ray.get(shards[shard_of_user(dup.user.address, ORDER_SHARDS)].handle.remote([dup]))
+            assert type(again).__name__ == "OrderRefused" and again.code is ReasonCode.DUPLICATE_CLORDID
+
+            if kill_solver:
+                deadline = time.monotonic() + WAIT_S
+                while not ray.get(solver.inspect.remote())["batches_in_flight"]:  # a condition on its state
+                    assert time.monotonic() < deadline
+                ray.kill(solver, no_restart=False)
+            assert ray.get(sink.wait_for.remote("OrderProgress", len(USERS), "filled")) == len(USERS)
+            mints = call_until_back(solver.pending_mints)
+            assert sorted(m.user for m in mints) == sorted(user_key(a) for a in USERS)
+            assert ray.get(solver.wait_quiet.remote(WAIT_S))
+            info = ray.get(solver.inspect.remote())
+            assert info["restarted"] == kill_solver
+            assert info["errors"] == [] and info["outbox"] == []
+            assert ray.get(sender.wait_idle.remote(WAIT_S))
+
+            # ---- the exchange's record against the solver's batches: at most one order per symbol per batch
+            exchange = [o for o in sim.get("/_admin/test/orders") if o["clientOrderId"].startswith("b")]
+            per_intent: dict[tuple[str, str], int] = defaultdict(int)
+            for o in exchange:
+                batch_id, symbol, _attempt = o["clientOrderId"].split(".")
+                per_intent[(batch_id, symbol)] += 1
+            assert exchange and set(per_intent.values()) == {1}
+            assert {b for b, _ in per_intent} <= {h["batch_id"] for h in info["history"]}
+            received: dict[str, Decimal] = defaultdict(Decimal)  # net of the commission kept in the asset
+            sender_orders = [o for b in {b for b, _ in per_intent} for o in ray.get(sender.orders.remote(b))]
+            assert {o["client_order_id"] for o in sender_orders} >= {o["clientOrderId"] for o in exchange}
+            dump = ray.get(sink.dump.remote())
+            assert dump["redelivered"] == 0
+
+            # ---- per user: message by message
+            shard_views = {addr: ray.get(shards[shard_of_user(addr, ORDER_SHARDS)].user.remote(addr))
+                           for addr in USERS}
+            assigned: dict[str, Decimal] = defaultdict(Decimal)
+            for addr, (deposit, amount) in USERS.items():
+                mine = [r.response for r in dump["reports"] if r.response.user.address.lower() == addr.lower()]
+                progress = [m for m in mine if isinstance(m, OrderProgress)]
+                assert progress and all(p.client_order_id == "c1" for p in progress)
+                assert [p.status for p in progress[:-1]] == ["in progress"] * (len(progress) - 1)
+                assert progress[-1].status == "filled"
+                filled = [p.filled_quantity for p in progress]
+                assert filled == sorted(filled) and filled[0] > 0  # cumulative, never backwards
+                view = shard_views[addr]
+                (order,) = view["orders"]
+                assert Decimal(order["filled_units"]) == filled[-1]
+                assert Decimal(order["spent"]) == progress[-1].collateral_spent
+                assert Decimal(order["spent"]) == quantize_up(Decimal(order["cost_exact"]), Decimal("0.000001"))
+                # USDC: the order's collateral is spent or returned, to the unit; the ledger holds the rest.
+                assert Decimal(order["remaining"]) == Decimal(order["engaged"]) == 0
+                assert Decimal(order["spent"]) + Decimal(order["returned"]) == amount
+                assert Decimal(order["returned"]) < Decimal("0.05")
+                ledger = view["ledger"]
+                assert Decimal(ledger["credited"]) == deposit
+                assert Decimal(ledger["reserved"]) == 0
+                assert Decimal(ledger["available"]) + Decimal(ledger["spent"]) == deposit
+                assert Decimal(ledger["spent"]) == Decimal(order["spent"])
+                assert not view["invoices"]
+
+            # ---- mint, then invoices
+            for i, m in enumerate(mints):
+                invoice = ray.get(solver.minted.remote(m.order_id, f"0x{i + 100:064x}"))
+                assert invoice.filled_units == m.filled_units and invoice.minted_units == m.minted_units
+                assert ray.get(solver.minted.remote(m.order_id, f"0x{i + 100:064x}")) == invoice  # idempotent
+            assert ray.get(sink.wait_for.remote("InvoiceIssued", len(USERS))) == len(USERS)
+            assert ray.get(solver.pending_mints.remote()) == []
+            dump = ray.get(sink.dump.remote())
+            invoices = {r.response.invoice.user: r.response.invoice for r in dump["reports"]
+                        if isinstance(r.response, InvoiceIssued)}
+            assert len(invoices) == len(USERS)
+            for addr, (_, amount) in USERS.items():
+                inv = invoices[user_key(addr)]
+                view = ray.get(shards[shard_of_user(addr, ORDER_SHARDS)].user.remote(addr))
+                (order,) = view["orders"]
+                assert inv.collateral == amount and inv.spent == Decimal(order["spent"])
+                assert inv.spent == quantize_up(inv.assets_value + inv.exchange_fee, Decimal("0.000001"))
+                assert inv.filled_units == Decimal(order["filled_units"]) and inv.minted_units <= inv.filled_units
+                assert {l.symbol for l in inv.lines} == set(symbols)
+                rounds = sum(1 for r in dump["reports"] if isinstance(r.response, OrderProgress)
+                             and r.response.user.address.lower() == addr.lower())
+                for line in inv.lines:
+                    # The assets it got back the index units it was given: a cohort takes floor(q * filled) base
+                    # units per round (core.lot_assignment), so each round may leave it short by under one unit.
+                    q = next(a.quantity for a in basket.assets if a.symbol == line.symbol)
+                    short = inv.filled_units * q - line.quantity
+                    assert -filters[line.symbol].base_unit * rounds < short < filters[line.symbol].base_unit * rounds
+                    assigned[line.symbol] += line.quantity
+                assert view["invoices"]["c1"]["invoice_id"] == inv.invoice_id
+
+            # ---- every base unit the exchange delivered is in some order's lines or in the solver's inventory
+            for o in sender_orders:
+                if o["status"] in ("FILLED", "PARTIALLY_FILLED", "EXPIRED", "CANCELED"):
+                    for f in o["fills"]:
+                        received[o["symbol"]] += Decimal(f["quantity"]) - Decimal(f["commission"])
+            inventory = ray.get(solver.inspect.remote())["inventory_units"]
+            for s in symbols:
+                held = Decimal(inventory.get(s, 0)) * filters[s].base_unit
+                assert assigned[s] + held == received[s], s
+        finally:
+            for a in actors:
+                try:
+                    ray.kill(a, no_restart=True)
+                except Exception:  # noqa: BLE001
+                    pass
+    assert time.monotonic() - started < 90

@@ -1,0 +1,171 @@
+"""One IndexOrderBooks shard on a real local Ray instance and a real redis-server: the solver's side of it (pending
+in FIFO order, engage, fill deltas, batch completion, mint) is idempotent by its keys, every answer is stored before
+it is given (a shard killed in the middle comes back with exactly the same books), and its reports reach the
+subscriber gap-free across the restart."""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from decimal import Decimal
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from actors.order_books import IndexOrderBooks, OrderBooksOptions  # noqa: E402
+from core.batch_planner import Engagement  # noqa: E402
+from core.batch_result import BatchOrderResult  # noqa: E402
+from core.chain_events import CollateralDeposit  # noqa: E402
+from core.lot_assignment import AssetLine, OrderFill  # noqa: E402
+from core.side import Side  # noqa: E402
+from protocol.envelope import UserRef  # noqa: E402
+from protocol.indexmaker_app import InvoiceIssued, NewOrder, OrderAccepted, OrderProgress  # noqa: E402
+
+WAIT_S = 30.0
+INDEX = "SY100.dev"
+UNIT = Decimal("1e-18")
+A = "0xAaAaaAaaAaAaAaaAAAAaaaaaaAAaaaaAaAaAaAa1"
+B = "0xbBbBBbBbBbbbbbBbBbBbbBbbBbbbbBbBBBbbbbB2"
+
+
+@ray.remote(num_cpus=0)
+class Reports:
+    def __init__(self) -> None:
+        self.seen: dict[int, object] = {}
+        self.redelivered = 0
+        self._changed = asyncio.Event()
+
+    async def on_reports(self, shard: int, seq_from: int, reports: list) -> None:
+        for r in reports:
+            if r.seq in self.seen:
+                self.redelivered += 1
+            self.seen[r.seq] = r
+        self._changed.set()
+
+    async def wait_count(self, n: int) -> list:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + WAIT_S
+        while len(self.seen) < n and loop.time() < deadline:
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                break
+        return [self.seen[k] for k in sorted(self.seen)]
+
+
+def fill(order_id: str, units: str, value: str, fee: str) -> OrderFill:
+    return OrderFill(order_id, INDEX, int(Decimal(units) / UNIT), UNIT, int(Decimal(value).scaleb(24)),
+                     int(Decimal(fee).scaleb(24)))
+
+
+def call_until_back(method, *args):  # noqa: ANN001, ANN201
+    """The restarted actor answers once __init__ has reloaded it (spec/ray.md §6: ~2 s)."""
+    deadline = time.monotonic() + WAIT_S
+    while True:
+        try:
+            return ray.get(method.remote(*args))
+        except ray.exceptions.RayActorError:
+            assert time.monotonic() < deadline
+
+
+def test_shard_engine_side_is_idempotent_and_survives_a_kill(ray_cluster, redis_server):
+    tag = uuid.uuid4().hex[:8]
+    options = OrderBooksOptions(redis_server.url, 1, (INDEX,), key_prefix=f"ob-{tag}")
+    shard = IndexOrderBooks.options(name=f"ob-{tag}").remote(0, options)
+    sink = Reports.options(name=f"obr-{tag}").remote()
+    try:
+        ray.get(shard.register_subscriber.remote(f"obr-{tag}", ray_cluster))
+        ray.get(shard.credit.remote([CollateralDeposit(42161, "0x01", 0, 1, A, Decimal("1000")),
+                                     CollateralDeposit(42161, "0x01", 1, 1, B, Decimal("100"))]))
+        ua, ub = UserRef(42161, A), UserRef(42161, B)
+        answers = ray.get(shard.handle.remote([NewOrder(ua, "a1", INDEX, Side.BUY, Decimal("400")),
+                                               NewOrder(ub, "b1", INDEX, Side.BUY, Decimal("60")),
+                                               NewOrder(ub, "b2", INDEX, Side.BUY, Decimal("50"))]))
+        assert answers[:2] == [OrderAccepted(ua, "a1"), OrderAccepted(ub, "b1")]
+        assert answers[2].code.value == "INSUFFICIENT_COLLATERAL"  # 60 of B's 100 are held by b1
+        oa, ob = f"{A.lower()}:a1", f"{B.lower()}:b1"
+        pending = ray.get(shard.pending.remote(10))
+        assert [(p.order_id, p.collateral) for p in pending] == [(oa, Decimal("400")), (ob, Decimal("60"))]
+
+        engagements = [Engagement(oa, INDEX, Decimal("0.002"), Decimal("100"), Decimal("49000")),
+                       Engagement(ob, INDEX, Decimal("0.0012"), Decimal("60"), Decimal("49000"))]
+        assert ray.get(shard.engage.remote("b1", engagements)) == 2
+        assert ray.get(shard.engage.remote("b1", engagements)) == 2  # a replay engages nothing more
+        assert ray.get(shard.pending.remote(10)) == []  # both have something engaged
+        deltas = [fill(oa, "0.001", "49.5", "0.05"), fill(ob, "0.0012", "59.9", "0.08")]
+        assert ray.get(shard.apply_fills.remote("b1:1", deltas)) == 2
+        assert ray.get(shard.apply_fills.remote("b1:1", deltas)) == 0
+        before = {u: ray.get(shard.user.remote(u)) for u in (A, B)}
+        assert Decimal(before[A]["orders"][0]["spent"]) == Decimal("49.55")
+        assert Decimal(before[A]["ledger"]["available"]) == Decimal("600")
+
+        ray.kill(shard, no_restart=False)
+        after = {u: call_until_back(shard.user, u) for u in (A, B)}
+        assert after == before
+        assert ray.get(shard.inspect.remote())["restarted"]
+        assert ray.get(shard.apply_fills.remote("b1:1", deltas)) == 0  # the key survived the restart
+
+        line = AssetLine("BTCUSDC", 100, Decimal("0.000001"), Decimal("59.9"), Decimal("0.08"), ("BTCUSDC:1",))
+        results = [BatchOrderResult(oa, Decimal("0.001"), (line,)), BatchOrderResult(ob, Decimal("0.0012"), (line,))]
+        mints = ray.get(shard.complete_batch.remote("b1", results))
+        assert [m.order_id for m in mints] == [ob]  # a1 still has 350.45 to buy; b1's rest 0.02 is dust
+        assert ray.get(shard.complete_batch.remote("b1", results)) == mints
+        pending = ray.get(shard.pending.remote(10))
+        assert [(p.order_id, p.collateral) for p in pending] == [(oa, Decimal("350.45"))]
+
+        invoice = ray.get(shard.minted.remote(ob, "0xtx"))
+        assert ray.get(shard.minted.remote(ob, "0xtx")) == invoice
+        assert (invoice.spent, invoice.returned, invoice.filled_units) == (Decimal("59.98"), Decimal("0.02"),
+                                                                           Decimal("0.0012"))
+        user_b = ray.get(shard.user.remote(B))
+        assert Decimal(user_b["ledger"]["available"]) == Decimal("40.02")  # 100 - 59.98 spent
+
+        # Reports: two fill reports, b1 closed, the invoice; numbered without a gap across the restart.
+        reports = ray.get(sink.wait_count.remote(4))
+        assert [r.seq for r in reports] == [1, 2, 3, 4]
+        kinds = [(type(r.response).__name__, r.response.client_order_id if isinstance(r.response, OrderProgress)
+                  else r.response.invoice.cl_ord_id, getattr(r.response, "status", None)) for r in reports]
+        assert kinds == [("OrderProgress", "a1", "in progress"), ("OrderProgress", "b1", "in progress"),
+                         ("OrderProgress", "b1", "filled"), ("InvoiceIssued", "b1", None)]
+        assert isinstance(reports[3].response, InvoiceIssued) and reports[3].response.user == ub
+    finally:
+        for a in (shard, sink):
+            ray.kill(a, no_restart=True)
+
+
+def test_sharded_app_and_sink_route_each_user_to_its_shard_in_request_order(ray_cluster, redis_server):
+    from actors.order_books import ShardedApp, ShardedCollateralSink, shard_of_user
+    from protocol.indexmaker_app import CancelDone, CancelOrder
+
+    tag = uuid.uuid4().hex[:8]
+    options = OrderBooksOptions(redis_server.url, 2, (INDEX,), key_prefix=f"oba-{tag}")
+    shards = [IndexOrderBooks.options(name=f"oba-{tag}-{k}").remote(k, options) for k in range(2)]
+    try:
+        addrs = [f"0x{i:040x}" for i in range(1, 40)]
+        by_shard = {k: [a for a in addrs if shard_of_user(a, 2) == k][:2] for k in range(2)}
+        users = [by_shard[0][0], by_shard[1][0], by_shard[0][1], by_shard[1][1]]  # interleaved shards
+        deposits = [CollateralDeposit(42161, "0x02", i, 1, a, Decimal("100")) for i, a in enumerate(users)]
+        asyncio.run(ShardedCollateralSink(shards).credit(deposits))
+        refs = [UserRef(42161, a) for a in users]
+        requests = [NewOrder(refs[0], "x", INDEX, Side.BUY, Decimal("10")),
+                    NewOrder(refs[1], "x", INDEX, Side.BUY, Decimal("20")),
+                    CancelOrder(refs[0], "x", INDEX, Decimal("4")),
+                    NewOrder(refs[2], "x", INDEX, Side.BUY, Decimal("500")),  # more than its 100
+                    NewOrder(refs[3], "x", INDEX, Side.BUY, Decimal("30"))]
+        answers = asyncio.run(ShardedApp(shards).handle(requests))
+        assert [type(a).__name__ for a in answers] == ["OrderAccepted", "OrderAccepted", "CancelDone",
+                                                        "OrderRefused", "OrderAccepted"]
+        assert [a.user for a in answers] == [refs[0], refs[1], refs[0], refs[2], refs[3]]
+        assert isinstance(answers[2], CancelDone) and answers[2].cancelled == Decimal("4")
+        for k in range(2):
+            for a in users:
+                view = ray.get(shards[k].user.remote(a))
+                assert (view is not None) == (shard_of_user(a, 2) == k)  # each user lives in one shard only
+        pending = [p for k in range(2) for p in ray.get(shards[k].pending.remote(10))]
+        assert sorted((p.order_id.split(":")[0], p.collateral) for p in pending) == sorted(
+            [(users[0], Decimal("6")), (users[1], Decimal("20")), (users[3], Decimal("30"))])
+    finally:
+        for a in shards:
+            ray.kill(a, no_restart=True)
