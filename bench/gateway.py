@@ -5,8 +5,14 @@ Setup (loopback only, bounded):
 * the gateway runs in its own process: IndexMaker plugin over the in-process order books (every order is validated
   against the user's collateral and answered NewIndexOrder "new", signed by the server), reports stored in a real
   redis-server with `appendfsync always` (an order's request and ACK are on disk before the ACK is sent);
-* the load runs in this process: users' frames are signed BEFORE the timed sections (the client's signing is not
-  what is measured); the server verifies every signature;
+* the load runs in this process (the gateway and the echo server run in others): users' frames are signed BEFORE
+  the timed sections (the client's signing is not what is measured); the server verifies every signature;
+* the load's client is bench/lean_ws.py (default): an asyncio Protocol speaking RFC 6455 itself, frames masked
+  before the timed sections, refills written with the read that triggered them, server frames only split and
+  scanned for msg_type/ref_seq_num. It costs ~20-35 us of CPU per order (ACK and report read, order written)
+  against ~45-60 us for the `websockets` client (`--client websockets`, to compare), so on a 2-core box the bench
+  measures the gateway rather than its client; each timed part prints the load's CPU per order next to the
+  server's, and the whole run prints redis-server's;
 * "closed loop": each session keeps `window` orders in flight; orders/s = ACKed orders / wall time;
 * "open loop": orders are sent at a fixed total rate (default 5,000/s) spread over 1,000 sessions, whatever the
   ACKs do; ACK latency = ACK received - order sent, measured in this process (it includes the client's own delays);
@@ -17,7 +23,7 @@ sending thousands of orders per second: the bench raises them (it measures capac
 The gateway process applies protocol/gc_tuning.py as a gateway's main would (GATEWAY_GC=default: the interpreter's
 settings, to compare). Each timed part also reports the gateway process's CPU per order (connections excluded).
 
-Run: .venv/bin/python bench/gateway.py [--quick]
+Run: .venv/bin/python bench/gateway.py [--quick] [--client lean|websockets]
 The last line is one JSON object with the figures.
 """
 from __future__ import annotations
@@ -162,9 +168,13 @@ class Load:
 
 def _kind(frame: str) -> tuple[str, int]:
     """(msg_type, ref_seq_num or 0) of a server frame, cheaply: the load process must not be what limits the
-    bench, and server frames are canonical JSON (sorted keys, no spaces), so a scan finds both fields."""
-    i = frame.index('"msg_type":"') + 12
+    bench. Exact for the server's output: frames are canonical JSON (sorted keys, no spaces, UTF-8), msg_type is the
+    first key of standard_header, and a quote inside a string value is escaped, so the pattern matches that key only;
+    ref_seq_num is read for ACK and NAK only, whose top-level ref_seq_num is the only such key."""
+    i = frame.index('"standard_header":{"msg_type":"') + 31
     msg_type = frame[i:frame.index('"', i)]
+    if msg_type != "ACK" and msg_type != "NAK":
+        return msg_type, 0
     j = frame.find('"ref_seq_num":')
     if j < 0:
         return msg_type, 0
@@ -304,6 +314,159 @@ async def open_loop(conns: list[Conn], per_conn: int, rate: float, echo: bool) -
     return total / send_elapsed, total / elapsed, [x for c in conns for x in c.latencies]
 
 
+# --- the lean client (bench/lean_ws.py): callbacks, no task per connection, frames masked before timing -------
+
+class LeanFrames:
+    """The Load's frames, encoded and masked once (outside the timed sections)."""
+
+    def __init__(self, load: Load) -> None:
+        from bench.lean_ws import text_frame  # noqa: PLC0415
+
+        self.logons = [text_frame(f) for f in load.logons]
+        self.orders = [[text_frame(f) for f in user] for user in load.orders]
+
+
+class LeanPhase:
+    """One timed part: counts what it still waits for (ACKs, and the NewIndexOrder reports unless echo)."""
+
+    def __init__(self, expected: int, refill: bool) -> None:
+        self.left = expected
+        self.refill = refill
+        self.latencies: list[float] = []
+        self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def count(self) -> None:
+        self.left -= 1
+        if self.left == 0 and not self.done.done():
+            self.done.set_result(None)
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.done.done():
+            self.done.set_exception(exc)
+
+
+class LeanConn:
+    """One lean websocket of the load: `on_text` runs inside the read callback; refills are written with the read."""
+
+    __slots__ = ("ws", "frames", "echo", "next", "limit", "sent_at", "echoed", "phase")
+
+    def __init__(self, ws: Any, frames: list[bytes], echo: bool) -> None:
+        self.ws = ws
+        self.frames = frames
+        self.echo = echo
+        self.next = 0  # next order index to send; order i has seq_num i + 2
+        self.limit = 0
+        self.sent_at = [0.0] * len(frames)  # perf_counter at send, 0.0 once answered
+        self.echoed = 0
+        self.phase: LeanPhase | None = None
+        ws.on_text = self.on_text
+
+    def send_next(self) -> None:
+        i = self.next
+        self.next = i + 1
+        self.sent_at[i] = time.perf_counter()
+        self.ws.send(self.frames[i])
+
+    def send_window(self, k: int) -> None:
+        i = self.next
+        self.next = i + k
+        now = time.perf_counter()
+        for j in range(i, i + k):
+            self.sent_at[j] = now
+        self.ws.send_many(self.frames[i:i + k])
+
+    def on_text(self, text: str, now: float) -> None:
+        phase = self.phase
+        if phase is None:
+            return
+        if self.echo:
+            i = self.echoed  # echoes come back in the order sent
+            self.echoed = i + 1
+        else:
+            msg_type, ref = _kind(text)
+            if msg_type == "NewIndexOrder":
+                phase.count()
+                return
+            if msg_type != "ACK":
+                if msg_type == "NAK":
+                    phase.fail(RuntimeError(f"unexpected NAK: {text[:300]}"))
+                return
+            i = ref - 2
+            if not 0 <= i < self.next:
+                return
+        t0 = self.sent_at[i]
+        if t0 == 0.0:
+            return  # answered already
+        self.sent_at[i] = 0.0
+        phase.latencies.append(now - t0)
+        if phase.refill and self.next < self.limit:
+            self.send_next()
+        phase.count()
+
+
+async def _lean_connect_all(port: int, frames: LeanFrames, n: int, echo: bool) -> list[LeanConn]:
+    from bench.lean_ws import connect  # noqa: PLC0415
+
+    sem = asyncio.Semaphore(100)
+
+    async def one(i: int) -> LeanConn:
+        async with sem:
+            ws = await connect("127.0.0.1", port, "/ws", timeout=30)
+            if not echo:
+                ws.send(frames.logons[i])
+                while True:
+                    msg_type, ref = _kind(await ws.recv(30))
+                    if msg_type == "ACK" and ref == 1:
+                        break
+                    if msg_type == "NAK":
+                        raise RuntimeError("logon refused")
+            return LeanConn(ws, frames.orders[i], echo)
+
+    return list(await asyncio.gather(*(one(i) for i in range(n))))
+
+
+def _lean_phase(conns: list[LeanConn], per_conn: int, echo: bool, refill: bool) -> LeanPhase:
+    phase = LeanPhase(per_conn * len(conns) * (1 if echo else 2), refill)
+    for c in conns:
+        c.limit = c.next + per_conn
+        c.phase = phase
+    return phase
+
+
+async def lean_closed_loop(conns: list[LeanConn], per_conn: int, window: int, echo: bool) -> tuple[float, list[float]]:
+    phase = _lean_phase(conns, per_conn, echo, refill=True)
+    t0 = time.perf_counter()
+    for c in conns:
+        c.send_window(min(window, per_conn))
+    await asyncio.wait_for(phase.done, 300)
+    elapsed = time.perf_counter() - t0
+    return (per_conn * len(conns)) / elapsed, phase.latencies
+
+
+async def lean_open_loop(conns: list[LeanConn], per_conn: int, rate: float,
+                         echo: bool) -> tuple[float, float, list[float]]:
+    """As `open_loop`, with the lean client."""
+    phase = _lean_phase(conns, per_conn, echo, refill=False)
+    total = per_conn * len(conns)
+    n = len(conns)
+    t0 = time.perf_counter()
+    sent = 0
+    while sent < total:
+        due = min(total, int((time.perf_counter() - t0) * rate) + 1)
+        while sent < due:
+            conns[sent % n].send_next()
+            sent += 1
+        await asyncio.sleep(0.001)  # the pacing tick of an open-loop generator
+    send_elapsed = time.perf_counter() - t0
+    await asyncio.wait_for(phase.done, 300)
+    elapsed = time.perf_counter() - t0
+    return total / send_elapsed, total / elapsed, phase.latencies
+
+
+async def _lean_close_all(conns: list[LeanConn]) -> None:
+    await asyncio.gather(*(c.ws.close() for c in conns), return_exceptions=True)
+
+
 def _pct(values: list[float], p: float) -> float:
     if not values:
         return float("nan")
@@ -336,38 +499,58 @@ def _stop(proc: Any, conn: Any) -> dict[str, Any]:
 
 
 async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: argparse.Namespace,
-                    server_cpu: Any) -> dict[str, Any]:
+                    server_cpu: Any, lean: LeanFrames | None = None) -> dict[str, Any]:
     """`server_cpu()` is the server process's CPU seconds so far: each timed part also reports the server's CPU
-    per order (connections and logons excluded; what stays in flight at the end of a part is counted in it)."""
-    conns = await _connect_all(port, load, n_sessions, echo)
+    per order (connections and logons excluded; what stays in flight at the end of a part is counted in it).
+    With `lean` (the frames pre-masked) the load uses bench/lean_ws.py, else the `websockets` client."""
+    if lean is not None:
+        conns: list[Any] = await _lean_connect_all(port, lean, n_sessions, echo)
+        closed, opened, close_all = lean_closed_loop, lean_open_loop, _lean_close_all
+    else:
+        conns = await _connect_all(port, load, n_sessions, echo)
+        closed, opened, close_all = closed_loop, open_loop, _close_all
     out: dict[str, Any] = {}
 
     def cpu_us(start: float, orders: int) -> float:
         return 1e6 * (server_cpu() - start) / orders
 
+    async def part(name: str, orders: int, run: Any) -> Any:
+        """One timed part; records the server's and the load process's CPU per order (the load's includes the
+        open-loop pacing ticks, 1,000 a second)."""
+        c0, l0 = server_cpu(), time.process_time()
+        result = await run
+        out[f"{name}_load_cpu_us"] = 1e6 * (time.process_time() - l0) / orders
+        out[f"{name}_cpu_us"] = cpu_us(c0, orders)
+        return result
+
     try:
         if n_sessions == 1:
-            c0 = server_cpu()
-            rate, lat = await closed_loop(conns, args.orders_1, args.window_1, echo)
-            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99),
-                       closed_cpu_us=cpu_us(c0, args.orders_1))
+            rate, lat = await part("closed", args.orders_1, closed(conns, args.orders_1, args.window_1, echo))
+            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99))
         else:
-            c0 = server_cpu()
-            rate, lat = await closed_loop(conns, args.orders_closed, args.window_n, echo)
-            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99),
-                       closed_cpu_us=cpu_us(c0, args.orders_closed * n_sessions))
-            c0 = server_cpu()
-            sent_rate, acked_rate, lat = await open_loop(conns, args.orders_low, args.low_rate, echo)
+            rate, lat = await part("closed", args.orders_closed * n_sessions,
+                                   closed(conns, args.orders_closed, args.window_n, echo))
+            out.update(closed_rate=rate, closed_p50=_pct(lat, 50), closed_p99=_pct(lat, 99))
+            sent_rate, acked_rate, lat = await part("low", args.orders_low * n_sessions,
+                                                    opened(conns, args.orders_low, args.low_rate, echo))
             out.update(low_sent_rate=sent_rate, low_acked_rate=acked_rate, low_p50=_pct(lat, 50),
-                       low_p99=_pct(lat, 99), low_max=_pct(lat, 100), low_cpu_us=cpu_us(c0, args.orders_low * n_sessions))
-            c0 = server_cpu()
-            sent_rate, acked_rate, lat = await open_loop(conns, args.orders_open, args.rate, echo)
+                       low_p99=_pct(lat, 99), low_max=_pct(lat, 100))
+            sent_rate, acked_rate, lat = await part("open", args.orders_open * n_sessions,
+                                                    opened(conns, args.orders_open, args.rate, echo))
             out.update(open_sent_rate=sent_rate, open_acked_rate=acked_rate, open_p50=_pct(lat, 50),
-                       open_p99=_pct(lat, 99), open_max=_pct(lat, 100),
-                       open_cpu_us=cpu_us(c0, args.orders_open * n_sessions))
+                       open_p99=_pct(lat, 99), open_max=_pct(lat, 100))
     finally:
-        await _close_all(conns)
+        await close_all(conns)
     return out
+
+
+def _proc_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of another process so far, from /proc (Linux); NaN elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
 
 
 def _cpu_probe(conn: Any) -> Any:
@@ -386,6 +569,8 @@ def main() -> dict[str, Any]:
     parser.add_argument("--low-rate", type=float, default=2000.0, help="a second, lighter open-loop rate")
     parser.add_argument("--store", choices=["redis", "memory"], default="redis")
     parser.add_argument("--fsync", choices=["always", "everysec"], default="always", help="redis appendfsync")
+    parser.add_argument("--client", choices=["lean", "websockets"], default="lean",
+                        help="the load's websocket client: bench/lean_ws.py, or the websockets library (to compare)")
     args = parser.parse_args()
     if args.quick:
         args.sessions = min(args.sessions, 200)
@@ -401,6 +586,8 @@ def main() -> dict[str, Any]:
     per_user = args.orders_closed + args.orders_open + args.orders_low
     load_n = Load(args.sessions, per_user)
     load_1 = Load(1, args.orders_1)
+    lean_n = LeanFrames(load_n) if args.client == "lean" else None
+    lean_1 = LeanFrames(load_1) if args.client == "lean" else None
     sign_s = time.perf_counter() - t_sign
 
     from world.redis_server import RedisServer  # noqa: PLC0415
@@ -409,16 +596,20 @@ def main() -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis", fsync=args.fsync).start() if args.store == "redis" else None
         try:
-            for label, load, n in (("gateway_1", load_1, 1), ("gateway_n", load_n, args.sessions)):
+            for label, load, lean, n in (("gateway_1", load_1, lean_1, 1),
+                                         ("gateway_n", load_n, lean_n, args.sessions)):
                 proc, conn, port = _start(_gateway_process, redis.url if redis else None, load.addresses, "1000000")
+                redis_cpu0 = _proc_cpu_s(redis.process.pid) if redis else float("nan")
                 try:
-                    results[label] = asyncio.run(run_phase(port, load, n, False, args, _cpu_probe(conn)))
+                    results[label] = asyncio.run(run_phase(port, load, n, False, args, _cpu_probe(conn), lean))
                 finally:
                     results[label]["server"] = _stop(proc, conn)
-            for label, load, n in (("echo_1", load_1, 1), ("echo_n", load_n, args.sessions)):
+                    redis_cpu1 = _proc_cpu_s(redis.process.pid) if redis else float("nan")
+                    results[label]["redis_cpu_s"] = redis_cpu1 - redis_cpu0
+            for label, load, lean, n in (("echo_1", load_1, lean_1, 1), ("echo_n", load_n, lean_n, args.sessions)):
                 proc, conn, port = _start(_echo_process)
                 try:
-                    results[label] = asyncio.run(run_phase(port, load, n, True, args, _cpu_probe(conn)))
+                    results[label] = asyncio.run(run_phase(port, load, n, True, args, _cpu_probe(conn), lean))
                 finally:
                     results[label]["server"] = _stop(proc, conn)
         finally:
@@ -427,10 +618,11 @@ def main() -> dict[str, Any]:
 
     g1, gn, e1, en = results["gateway_1"], results["gateway_n"], results["echo_1"], results["echo_n"]
     n = args.sessions
-    print(f"gateway bench: loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, store={args.store} "
+    print(f"gateway bench: client={args.client}, loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, "
+          f"store={args.store} "
           f"(appendfsync {args.fsync}), cores={os.cpu_count()}, "
           f"pre-signing {args.sessions * per_user + args.orders_1} orders took {sign_s:.1f} s (not timed)")
-    print(f"{'case':44} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8}   vs echo   server CPU us/msg")
+    print(f"{'case':44} {'msgs/s':>10} {'p50 ms':>8} {'p99 ms':>8}   vs echo   server CPU us/msg   load CPU us/msg")
     rows = [
         ("echo, 1 session, window 32", e1, "closed", None),
         ("gateway, 1 session, window 32", g1, "closed", e1["closed_rate"]),
@@ -445,7 +637,7 @@ def main() -> dict[str, Any]:
         rate = res[f"{part}_rate"] if part == "closed" else res[f"{part}_acked_rate"]
         ratio = f"{rate / base:6.2f}x" if base else "       "
         print(f"{name:44} {rate:10.0f} {res[f'{part}_p50']:8.2f} {res[f'{part}_p99']:8.2f}   {ratio}   "
-              f"{res[f'{part}_cpu_us']:8.0f}")
+              f"{res[f'{part}_cpu_us']:8.0f}          {res[f'{part}_load_cpu_us']:8.0f}")
     print(f"open loop {args.rate:.0f}/s: {gn['open_sent_rate']:.0f}/s sent by the load, max ACK latency "
           f"{gn['open_max']:.1f} ms; whole {n}-session run: "
           f"server stored {gn['server']['commit_writes']} writes in {gn['server']['commit_batches']} batches "
@@ -453,8 +645,10 @@ def main() -> dict[str, Any]:
           f"store write avg {gn['server']['commit_write_ms_avg']:.2f} ms max {gn['server']['commit_write_ms_max']:.1f} ms, "
           f"NAKs {gn['server']['naks']}")
     for label, res, orders in (("1 session", g1, args.orders_1), (f"{n} sessions", gn, n * per_user)):
+        redis_part = f"; redis-server {1e6 * res['redis_cpu_s'] / orders:.0f} us per order" if redis is not None else ""
         print(f"gateway CPU, {label}: {res['server']['cpu_s']:.2f} s for {orders} orders and {res['server']['frames']} "
-              f"frames = {1e6 * res['server']['cpu_s'] / orders:.0f} us per order (connections and logons included)")
+              f"frames = {1e6 * res['server']['cpu_s'] / orders:.0f} us per order (connections and logons included)"
+              f"{redis_part}")
     figures = {
         "orders_per_s_1_session": round(g1["closed_rate"]),
         "orders_per_s_1000_sessions": round(gn["closed_rate"]),
@@ -473,6 +667,11 @@ def main() -> dict[str, Any]:
         "store": args.store,
         "loop": loop_kind,
         "gateway_gc": os.environ.get("GATEWAY_GC", "tuned"),
+        "client": args.client,
+        "redis_cpu_us_per_order_1000_sessions": (round(1e6 * gn["redis_cpu_s"] / (n * per_user))
+                                                 if redis is not None else None),
+        "load_cpu_us_per_order_1000_sessions": round(gn["closed_load_cpu_us"]),
+        f"load_cpu_us_per_order_at_{args.rate:.0f}_per_s": round(gn["open_load_cpu_us"]),
     }
     print(json.dumps(figures))
     return figures
