@@ -1,0 +1,391 @@
+"""Benchmark of the whole buy flow (issue M6 item 6): index orders in, asset orders to the exchange, fills back,
+orders closed as filled, on a local Ray instance, a real redis-server (AOF, fsync always) and the exchange
+simulator in its own process, with nothing mocked. The index is SY100 (81 assets, every pair served by the
+simulator). The simulator enforces Binance's ORDERS limit, 100 per 10 s (plus 6,000 weight/min, 200,000 orders/day).
+
+It measures, in one run:
+(1) basket fill time: ONE user's order (default 1,000 USDC, so every asset is above the 5 USDC minimum notional),
+    from the user's request to the shard until the "filled" report reaches the user, on a fresh rate-limit window;
+    median over --trials.
+    Also the time from the request until the exchange executed the last order of the FIRST batch (exchange
+    timestamps), which isolates the pipeline's latency from the follow-up batches an order needs (see (2)); the
+    floor's counterpart is the time until the exchange executed its last order.
+(2) the floor: a bare script buys the same basket straight through ccxt (exchange/gateway.py) on the same
+    simulator: ONE IOC order per asset, for the total quantity the solver bought of it in (1), at the highest limit
+    the solver used, all at once as the rate limits allow (81 orders fit in one ORDERS window), and waits for every
+    answer (FULL responses carry the fills). Median over --trials. basket_vs_floor = (1) / (2).
+    The solver may need several batches for one order: a batch engages collateral at limit prices (best ask +1 %)
+    and fills cheaper, and the unspent rest is planned again until it is under the order dust (0.05 USDC). The
+    floor does not copy those follow-up orders: a bare script would not send them.
+(3) throughput for 1, 10 and 100 concurrent users: each user sends --rounds orders one after the other (the next
+    once the previous is filled), all users at once, requests batched per shard like a gateway does. Index orders
+    filled per minute (sustained: the orders of rounds 2.. over the time from the end of round 1 to the end of the
+    last round, so the free first rate-limit window does not flatter it; the whole-phase figure is printed too),
+    and the exchange orders placed per filled index order (netting across users: ~assets / users).
+
+Readable tables, then one JSON line (the last).
+
+    .venv/bin/python bench/flow.py [--trials 3] [--rounds 2] [--amount 1000] [--tick-ms 100]
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import core  # noqa: E402,F401
+
+INDEX = "SY100"
+CHAIN = 42161
+ORDER_SHARDS = 2
+MARKET_SHARDS = 2
+USER_COUNTS = (1, 10, 100)
+ORDERS_LIMIT = 100  # Binance spot: ORDERS 100 per 10 s per account
+ORDERS_INTERVAL_S = 10
+PHASE_TIMEOUT_S = 150.0
+
+
+def rate_limits() -> list[dict[str, Any]]:
+    """Binance spot's published limits (exchangeInfo rateLimits)."""
+    return [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": 6000},
+            {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": ORDERS_INTERVAL_S,
+             "limit": ORDERS_LIMIT},
+            {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}]
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def address(i: int) -> str:
+    return f"0x{0xB0000 + i:040x}"
+
+
+# ============================================================================================== the world
+class World:
+    """Ray actors + redis + simulator, as tests/integration/test_flow_core.py starts them."""
+
+    def __init__(self, ray: Any, namespace: str, tmp: Path, args: argparse.Namespace) -> None:
+        from actors.market_data import MarketDataOptions, start_market_data
+        from actors.order_books import OrderBooksOptions, orders_shard_name, split_by_shard, start_order_books
+        from actors.order_sender import OrderSender, SenderOptions
+        from actors.solver import SolverOptions, start_solver
+        from bench.flow_driver import FlowDriver
+        from core.basket import load_indexes
+        from core.batch_planner import PlannerLimits
+        from core.chain_events import CollateralDeposit
+        from core.symbol_filters import parse_exchange_info
+        from tests.integration.simulator_process import SimulatorProcess
+        from world.redis_server import RedisServer
+
+        self.ray = ray
+        self.basket = load_indexes(ROOT / "data" / "indexes")[INDEX]
+        self.symbols = [a.symbol for a in self.basket.assets]
+        self.redis = RedisServer(tmp / "redis").start()
+        self.sim = SimulatorProcess(symbols=self.symbols, update_ms=100, rate_limits=rate_limits()).start()
+        sim = self.sim
+        missing = set(self.symbols) - set(sim.symbols)
+        assert not missing, f"the simulator does not serve {sorted(missing)}"
+        self.filters = parse_exchange_info(sim.get("/api/v3/exchangeInfo"))
+        self.actors: list[Any] = []
+        self.markets = start_market_data(MarketDataOptions(sim.url, sim.ws_url, book_limit=100), self.symbols,
+                                         MARKET_SHARDS, namespace=namespace)
+        self.actors += self.markets
+        tag = uuid.uuid4().hex[:6]
+        sender_name = f"sender-{tag}"
+        self.sender = OrderSender.options(name=sender_name).remote(SenderOptions(
+            sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=self.redis.url, account=f"flow{tag}"))
+        self.actors.append(self.sender)
+        self.shards = start_order_books(OrderBooksOptions(self.redis.url, ORDER_SHARDS, (INDEX,),
+                                                          key_prefix=f"orders-{tag}"), namespace=namespace)
+        self.actors += self.shards
+        driver_name = f"flow-users-{tag}"
+        self.driver = FlowDriver.options(name=driver_name).remote(
+            [orders_shard_name(k) for k in range(ORDER_SHARDS)], namespace, CHAIN)
+        self.actors.append(self.driver)
+        ray.get([s.register_subscriber.remote(driver_name, namespace) for s in self.shards])
+        ray.get(self.sender.start.remote())
+        assert all(ray.get([m.wait_ready.remote(60.0) for m in self.markets])), "market data not ready"
+
+        # Collateral for every user: enough for every order it will send.
+        amount = Decimal(args.amount)
+        deposit = amount * (args.trials + args.rounds * len(USER_COUNTS)) + 100
+        deposits = [CollateralDeposit(CHAIN, f"0x{i + 1:064x}", 0, 1, address(i), deposit)
+                    for i in range(max(USER_COUNTS))]
+        for k, items in split_by_shard(deposits, ORDER_SHARDS, lambda d: d.user).items():
+            ray.get(self.shards[k].credit.remote(items))
+
+        self.solver_name = f"solver-{tag}"
+        self.solver = start_solver(SolverOptions(self.redis.url, ORDER_SHARDS, MARKET_SHARDS, namespace=namespace,
+                                                 name=f"solver-{tag}", sender_name=sender_name,
+                                                 tick_interval_ms=args.tick_ms),
+                                   {INDEX: self.basket}, self.filters, PlannerLimits())
+        self.actors.append(self.solver)
+        ray.get(self.solver.start.remote())
+        self._last_orders_at = 0.0
+
+    def close(self) -> None:
+        for a in self.actors:
+            try:
+                self.ray.kill(a, no_restart=True)
+            except Exception:  # noqa: BLE001
+                pass
+        self.sim.stop()
+        self.redis.stop()
+
+    # ------------------------------------------------------------------ helpers
+    def quiet(self) -> None:
+        assert self.ray.get(self.solver.wait_quiet.remote(120.0)), "solver not quiet"
+        assert self.ray.get(self.sender.wait_idle.remote(120.0)), "sender not idle"
+
+    def fresh_window(self) -> None:
+        """Let the exchange's ORDERS window pass since the last order anyone sent: every timed run starts with the
+        whole 100 / 10 s budget, as a basket that arrives on a calm system would."""
+        wait = self._last_orders_at + ORDERS_INTERVAL_S + 0.5 - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)  # not synchronisation: the exchange's rolling window has to elapse
+
+    def exchange_orders(self) -> dict[str, dict[str, Any]]:
+        return {o["clientOrderId"]: o for o in self.sim.get("/_admin/test/orders")}
+
+    def solver_info(self) -> dict[str, Any]:
+        return self.ray.get(self.solver.inspect.remote())
+
+    def run_users(self, n: int, rounds: int, amount: str, tag: str) -> dict[str, Any]:
+        before = set(self.exchange_orders())
+        counts0 = self.solver_info()["counts"]
+        out = self.ray.get(self.driver.run.remote([address(i) for i in range(n)], rounds, amount, INDEX, tag,
+                                                  PHASE_TIMEOUT_S))
+        self.quiet()
+        self._last_orders_at = time.monotonic()
+        after = self.exchange_orders()
+        new = {c: o for c, o in after.items() if c not in before}
+        info = self.solver_info()
+        out["exchange_orders"] = new
+        out["batches"] = info["counts"]["batches"] - counts0["batches"]
+        out["history"] = [h for h in info["history"] if any(c.startswith(h["batch_id"] + ".") for c in new)]
+        return out
+
+
+# ============================================================================================== the floor
+async def bare_send(world: World, orders: list[tuple[str, Decimal, Decimal]], tag: str) -> dict[str, Any]:
+    """The floor: the same asset orders straight through ccxt (exchange/gateway.py), all at once as far as the
+    ORDERS limit allows (a rolling window of ORDERS_LIMIT per ORDERS_INTERVAL_S), ccxt's own 50 ms throttle off (it
+    would space 81 orders over 4 s, which Binance's limits do not ask for)."""
+    from core.side import Side
+    from exchange.gateway import BinanceGateway
+
+    sim = world.sim
+    gw = BinanceGateway(sim.url, sim.ws_url, sim.api_key, sim.secret, enable_rate_limit=False, timeout_ms=10_000)
+    try:
+        await gw.load_markets()  # outside the timing: a running script has its markets
+        sent_at: list[float] = []
+
+        async def one(i: int, symbol: str, price: Decimal, qty: Decimal) -> Any:
+            while len(sent_at) >= ORDERS_LIMIT and time.monotonic() - sent_at[-ORDERS_LIMIT] < ORDERS_INTERVAL_S:
+                await asyncio.sleep(ORDERS_INTERVAL_S - (time.monotonic() - sent_at[-ORDERS_LIMIT]))
+            sent_at.append(time.monotonic())
+            return await gw.create_order(symbol, Side.BUY, "LIMIT", qty, price, client_order_id=f"{tag}.{i}",
+                                         time_in_force="IOC")
+
+        started, started_ms = time.monotonic(), time.time_ns() // 1_000_000
+        answers = await asyncio.gather(*(one(i, *o) for i, o in enumerate(orders)), return_exceptions=True)
+        elapsed = time.monotonic() - started
+    finally:
+        await gw.close()
+    statuses: dict[str, int] = {}
+    for a in answers:
+        key = type(a).__name__ if isinstance(a, BaseException) else a.status
+        statuses[key] = statuses.get(key, 0) + 1
+    placed = [o["time"] for c, o in world.exchange_orders().items() if c.startswith(f"{tag}.")]
+    return {"seconds": elapsed, "statuses": statuses,
+            "on_exchange_s": (max(placed) - started_ms) / 1000 if placed else None}
+
+
+# ============================================================================================== phases
+def floor_orders(history: list[dict[str, Any]]) -> list[tuple[str, Decimal, Decimal]]:
+    """What a bare script buying the same basket sends: ONE order per asset, for the whole quantity the solver
+    bought of it across its batches, at the highest limit the solver used (so it fills as the solver's did)."""
+    qty: dict[str, Decimal] = {}
+    price: dict[str, Decimal] = {}
+    for h in history:
+        for cid, p, q in h["asset_orders"]:
+            symbol = cid.split(".")[1]
+            qty[symbol] = qty.get(symbol, Decimal(0)) + Decimal(q)
+            price[symbol] = max(price.get(symbol, Decimal(0)), Decimal(p))
+    return [(s, price[s], qty[s]) for s in qty]
+
+
+def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
+    fills, floors, details = [], [], []
+    for t in range(trials):
+        world.fresh_window()
+        run = world.run_users(1, 1, amount, f"basket{t}")
+        (rec,) = run["records"]
+        assert rec["status"] == "filled", rec
+        fill_s = rec["closed"] - rec["sent"]
+        orders = floor_orders(run["history"])
+        first_batch = run["history"][0]["batch_id"]
+        first_times = [o["time"] for c, o in run["exchange_orders"].items() if c.startswith(first_batch + ".")]
+        first_s = (max(first_times) - rec["sent_ms"]) / 1000
+        world.fresh_window()
+        floor = asyncio.run(bare_send(world, orders, f"floor{t}"))
+        world._last_orders_at = time.monotonic()
+        fills.append(fill_s)
+        floors.append(floor["seconds"])
+        details.append({"fill_s": round(fill_s, 3), "first_batch_s": round(first_s, 3),
+                        "floor_s": round(floor["seconds"], 3), "floor_on_exchange_s": floor["on_exchange_s"],
+                        "batches": run["batches"], "exchange_orders": len(run["exchange_orders"]),
+                        "floor_orders": len(orders), "floor_statuses": floor["statuses"]})
+        log(f"  basket trial {t}: fill {fill_s:.3f} s (first batch on the exchange after {first_s:.3f} s; floor's "
+            f"{floor['on_exchange_s']} s) over {run['batches']} "
+            f"batch(es), "
+            f"{len(run['exchange_orders'])} exchange orders; floor {floor['seconds']:.3f} s {floor['statuses']}")
+    firsts = [d["first_batch_s"] for d in details]
+    floor_x = [d["floor_on_exchange_s"] for d in details if d["floor_on_exchange_s"] is not None]
+    return {"fill_s": statistics.median(fills), "floor_s": statistics.median(floors),
+            "first_s": statistics.median(firsts), "floor_x_s": statistics.median(floor_x) if floor_x else None,
+            "trials": details}
+
+
+def throughput(world: World, n: int, rounds: int, amount: str) -> dict[str, Any]:
+    world.fresh_window()
+    run = world.run_users(n, rounds, amount, f"u{n}")
+    recs = run["records"]
+    filled = [r for r in recs if r["status"] == "filled"]
+    bad = [r for r in recs if r["status"] != "filled"]
+    end = max(r["closed"] for r in filled)
+    whole = len(filled) / (end - run["started"]) * 60
+    first_round_end = max((r["closed"] for r in filled if r["round"] == 0), default=end)
+    later = [r for r in filled if r["round"] > 0]
+    sustained = len(later) / (end - first_round_end) * 60 if later and end > first_round_end else whole
+    statuses: dict[str, int] = {}
+    for o in run["exchange_orders"].values():
+        statuses[o["status"]] = statuses.get(o["status"], 0) + 1
+    lat = sorted(r["closed"] - r["sent"] for r in filled)
+    out = {"users": n, "orders_filled": len(filled), "not_filled": len(bad),
+           "not_filled_examples": [r["status"][:200] for r in bad[:3]],
+           "seconds": end - run["started"], "per_min_whole": whole, "per_min_sustained": sustained,
+           "exchange_orders": len(run["exchange_orders"]), "batches": run["batches"],
+           "exchange_per_index_order": len(run["exchange_orders"]) / len(filled) if filled else float("inf"),
+           "exchange_statuses": statuses, "fill_p50_s": lat[len(lat) // 2], "fill_max_s": lat[-1]}
+    log(f"  {n} users: {len(filled)} filled ({len(bad)} not) in {out['seconds']:.1f} s, {run['batches']} batches, "
+        f"{out['exchange_orders']} exchange orders {statuses}")
+    return out
+
+
+# ============================================================================================== main
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trials", type=int, default=3, help="basket fill / floor trials (median)")
+    ap.add_argument("--rounds", type=int, default=2, help="orders each user sends one after the other")
+    ap.add_argument("--amount", default="1000", help="USDC per index order")
+    ap.add_argument("--tick-ms", type=int, default=100, help="the solver's tick interval (config default 100)")
+    args = ap.parse_args()
+
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    namespace = f"bench-flow-{uuid.uuid4().hex[:6]}"
+    t0 = time.monotonic()
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, logging_level="ERROR",
+             log_to_driver=False, namespace=namespace, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            log("starting ray, redis, simulator (SY100, 81 symbols), market data, shards, sender, solver ...")
+            world = World(ray, namespace, Path(tmp), args)
+            try:
+                log(f"world up in {time.monotonic() - t0:.1f} s")
+                log("(1)+(2) basket fill vs floor")
+                basket = basket_trials(world, args.trials, args.amount)
+                log("(3) throughput")
+                phases = [throughput(world, n, args.rounds, args.amount) for n in USER_COUNTS]
+                sender_info = ray.get(world.sender.inspect.remote())
+                sim_stats = world.sim.get("/_admin/test/stats")
+                solver_info = world.solver_info()
+                solver_errors = solver_info["errors"]
+                client = world.redis.client()
+                solver_state_bytes = client.strlen(f"solver:{world.solver_name}:state")
+                client.close()
+            finally:
+                world.close()
+    finally:
+        ray.shutdown()
+    total_s = time.monotonic() - t0
+    assets = len(world.symbols)
+
+    print(f"\nwhole flow on {INDEX} ({assets} assets), {args.amount} USDC per index order, simulator ORDERS limit "
+          f"{ORDERS_LIMIT}/{ORDERS_INTERVAL_S} s, solver tick {args.tick_ms} ms, {ORDER_SHARDS} order shards, "
+          f"{MARKET_SHARDS} market shards, redis AOF fsync always")
+    print("\n(1)+(2) one basket, fresh rate-limit window")
+    print(f"{'trial':>5} {'fill s':>8} {'1st batch':>10} {'floor s':>8} {'floor exch':>10} {'ratio':>6} {'batches':>8} "
+          f"{'exch ord':>9} {'floor ord':>9}  floor statuses")
+    for i, t in enumerate(basket["trials"]):
+        print(f"{i:>5} {t['fill_s']:>8.3f} {t['first_batch_s']:>10.3f} {t['floor_s']:>8.3f} "
+              f"{t['floor_on_exchange_s'] or 0:>10.3f} "
+              f"{t['fill_s'] / t['floor_s']:>6.2f} {t['batches']:>8} {t['exchange_orders']:>9} {t['floor_orders']:>9}"
+              f"  {t['floor_statuses']}")
+    ratio = basket["fill_s"] / basket["floor_s"]
+    print(f"median: fill {basket['fill_s']:.3f} s, floor {basket['floor_s']:.3f} s, fill/floor {ratio:.2f} "
+          f"(target <= 1.5)")
+    print(f"  '1st batch': request -> the exchange executed the first batch's last order: median "
+          f"{basket['first_s']:.3f} s; 'floor exch': start -> the exchange executed the floor's last order: "
+          f"{basket['floor_x_s'] or 0:.3f} s")
+    print(f"\n(3) concurrent users, {args.rounds} orders each, one after the other")
+    print(f"{'users':>5} {'filled':>7} {'not':>4} {'seconds':>8} {'/min sust':>10} {'/min whole':>11} "
+          f"{'batches':>8} {'exch ord':>9} {'exch/idx':>9} {'fill p50':>9} {'fill max':>9}  exchange statuses")
+    for p in phases:
+        print(f"{p['users']:>5} {p['orders_filled']:>7} {p['not_filled']:>4} {p['seconds']:>8.1f} "
+              f"{p['per_min_sustained']:>10.1f} {p['per_min_whole']:>11.1f} {p['batches']:>8} "
+              f"{p['exchange_orders']:>9} {p['exchange_per_index_order']:>9.3f} {p['fill_p50_s']:>9.2f} "
+              f"{p['fill_max_s']:>9.2f}  {p['exchange_statuses']}")
+    target = 1.1 * assets / 100
+    print(f"target at 100 users: exchange orders per filled index order <= 1.1 x {assets}/100 = {target:.3f}")
+    print(f"sender: {sender_info['counts']}; simulator: {sim_stats}; solver errors: {len(solver_errors)}")
+    print(f"solver: {solver_info['counts']}; its Redis state blob (rewritten whole on every commit): "
+          f"{solver_state_bytes} bytes")
+    print(f"whole run {total_s:.0f} s")
+
+    by_n = {p["users"]: p for p in phases}
+    result: dict[str, Any] = {
+        "index": INDEX, "assets": assets, "amount_usdc": args.amount,
+        "orders_limit": f"{ORDERS_LIMIT}/{ORDERS_INTERVAL_S}s",
+        "basket_fill_s": round(basket["fill_s"], 3), "basket_floor_s": round(basket["floor_s"], 3),
+        "basket_vs_floor": round(ratio, 3),
+        "basket_first_batch_on_exchange_s": round(basket["first_s"], 3),
+        "basket_floor_on_exchange_s": None if basket["floor_x_s"] is None else round(basket["floor_x_s"], 3),
+        "basket_batches": statistics.median(t["batches"] for t in basket["trials"]),
+        "basket_exchange_orders": statistics.median(t["exchange_orders"] for t in basket["trials"]),
+    }
+    for n in USER_COUNTS:
+        result[f"exchange_orders_per_index_order_{n}"] = round(by_n[n]["exchange_per_index_order"], 3)
+    for n in USER_COUNTS:
+        result[f"index_orders_per_min_{n}"] = round(by_n[n]["per_min_sustained"], 1)
+    for n in USER_COUNTS:
+        result[f"index_orders_per_min_whole_{n}"] = round(by_n[n]["per_min_whole"], 1)
+    result["exchange_per_index_target_100"] = round(target, 3)
+    result["not_filled"] = sum(p["not_filled"] for p in phases)
+    result["solver_errors"] = len(solver_errors)
+    result["http_429"] = sim_stats.get("http_429", 0) + sim_stats.get("http_418", 0)
+    result["solver_state_bytes"] = solver_state_bytes
+    result["solver_commits"] = solver_info["counts"]["commits"]
+    result["run_s"] = round(total_s, 1)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""The users of bench/flow.py, as one Ray actor: it sends their NewIndexOrders to the `orders-{k}` shards and is the
+shards' report subscriber, so that "filled" is seen where it is pushed (no polling).
+
+Why one actor and a linger: a real gateway batches the requests of concurrent sessions into one `handle_each` call
+per shard; doing the same here keeps 100 simultaneous users from reaching the solver as 100 separate calls spread
+over several ticks, which would measure the bench rather than the flow."""
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import Any
+
+import ray
+
+import core  # noqa: F401  (the project's decimal context in the worker)
+from actors.order_books import shard_of_user, user_key
+from core.side import Side
+from protocol.envelope import UserRef
+from protocol.indexmaker_app import NewOrder, OrderAccepted, OrderProgress
+
+TERMINAL = ("filled", "canceled", "rejected")
+
+
+@ray.remote(num_cpus=0)
+class FlowDriver:
+    def __init__(self, shard_names: list[str], namespace: str, chain_id: int, linger_ms: int = 5) -> None:
+        self.shard_names = shard_names
+        self.namespace = namespace
+        self.chain_id = chain_id
+        self.linger_s = linger_ms / 1000
+        self._shards: list[Any] | None = None
+        self._waiters: dict[tuple[str, str], asyncio.Future] = {}
+        self._first_fill: dict[tuple[str, str], float] = {}  # the first report with units filled
+        self._queued: dict[int, list[tuple[NewOrder, asyncio.Future]]] = {}
+        self._flush_task: asyncio.Task | None = None
+        self.handle_calls = 0
+        self.reports = 0
+
+    def _shard(self, k: int) -> Any:
+        if self._shards is None:
+            self._shards = [ray.get_actor(n, namespace=self.namespace) for n in self.shard_names]
+        return self._shards[k]
+
+    # ------------------------------------------------------------------ reports (the shards push them)
+    async def on_reports(self, shard: int, seq_from: int, reports: list) -> None:
+        now = time.monotonic()
+        for r in reports:
+            self.reports += 1
+            resp = r.response
+            if not isinstance(resp, OrderProgress):
+                continue
+            key = (user_key(resp.user.address), resp.client_order_id)
+            if resp.filled_quantity > 0 and key in self._waiters:
+                self._first_fill.setdefault(key, now)
+            if resp.status in TERMINAL:
+                fut = self._waiters.get(key)
+                if fut is not None and not fut.done():
+                    fut.set_result((now, resp.status, str(resp.filled_quantity), str(resp.collateral_spent)))
+
+    # ------------------------------------------------------------------ requests, batched per shard
+    async def _submit(self, req: NewOrder) -> Any:
+        k = shard_of_user(req.user.address, len(self.shard_names))
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queued.setdefault(k, []).append((req, fut))
+        if self._flush_task is None or self._flush_task.done():
+            self._flush_task = asyncio.ensure_future(self._flush())
+        return await fut
+
+    async def _flush(self) -> None:
+        await asyncio.sleep(self.linger_s)  # let the requests of concurrent users gather: one call per shard
+        queued, self._queued = self._queued, {}
+        self.handle_calls += len(queued)
+        groups = list(queued.items())
+        answers = await asyncio.gather(*(self._shard(k).handle_each.remote([r for r, _ in items])
+                                         for k, items in groups))
+        for (_, items), answer in zip(groups, answers):
+            for (_, fut), responses in zip(items, answer):
+                fut.set_result(responses)
+
+    # ------------------------------------------------------------------ the users
+    async def run(self, users: list[str], orders_per_user: int, amount: str, index: str, tag: str,
+                  timeout_s: float) -> dict[str, Any]:
+        """Every user sends `orders_per_user` orders one after the other (the next once the previous is closed),
+        all users at once. Returns per order: user, round, sent and closed times (monotonic, this process), status."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        records: list[dict[str, Any]] = []
+
+        async def user(addr: str) -> None:
+            for i in range(orders_per_user):
+                cid = f"{tag}-{i}"
+                key = (user_key(addr), cid)
+                fut: asyncio.Future = loop.create_future()
+                self._waiters[key] = fut  # before the request: the report may come before the answer
+                sent, sent_ms = time.monotonic(), time.time_ns() // 1_000_000  # wall ms: the exchange's clock
+                responses = await self._submit(NewOrder(UserRef(self.chain_id, addr), cid, index, Side.BUY,
+                                                        Decimal(amount)))
+                if not any(isinstance(r, OrderAccepted) for r in responses):
+                    records.append({"user": addr, "round": i, "sent": sent, "closed": None,
+                                    "status": f"refused {responses!r}"})
+                    return
+                try:
+                    closed, status, filled, spent = await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
+                except asyncio.TimeoutError:
+                    records.append({"user": addr, "round": i, "sent": sent, "closed": None, "status": "timeout"})
+                    return
+                finally:
+                    self._waiters.pop(key, None)
+                records.append({"user": addr, "round": i, "sent": sent, "closed": closed, "status": status,
+                                "sent_ms": sent_ms, "first_fill": self._first_fill.pop(key, None),
+                                "filled_units": filled,
+                                "spent": spent})
+                if status != "filled":
+                    return
+
+        started = time.monotonic()
+        await asyncio.gather(*(user(a) for a in users))
+        return {"started": started, "records": records}
+
+    async def stats(self) -> dict[str, int]:
+        return {"handle_calls": self.handle_calls, "reports": self.reports}
