@@ -23,7 +23,7 @@ test: install
 test-slow: install
 	$(PY) -m pytest -m slow -q
 
-## make demo: the whole flow on the local world (arrives with issue M6)
+## make demo: the whole flow on the local world (world/demo.py through the `indexmaker` console script)
 demo: install
 	$(VENV)/bin/indexmaker demo
 

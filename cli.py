@@ -1,5 +1,5 @@
 """The `indexmaker` command: `config check|show [FILE]`, `order buy|cancel|invoice ...` (a FIX/JSON user client),
-`demo` (arrives with M6), `up`/`status`/`down` (M7)."""
+`demo` (the whole flow on the local world), `up`/`status`/`down` (M7)."""
 from __future__ import annotations
 
 import argparse
@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = sub.add_parser("config", help="check or show a configuration file")
     cfg.add_argument("action", choices=["check", "show"])
     cfg.add_argument("file", nargs="?")
-    sub.add_parser("demo", help="the whole flow on the local world (M6)")
+    demo = sub.add_parser("demo", help="the whole flow on the local world: three users, deposits, orders, mints")
+    demo.add_argument("--port", type=int, default=None, help="gateway port (default: the configured one)")
     order = sub.add_parser("order", help="send, cancel or fetch index orders over FIX/JSON (see --help)",
                            add_help=False)
     argv = sys.argv[1:] if argv is None else argv
@@ -48,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "config":
         return _config(args)
     if args.command == "demo":
-        return _not_yet("demo", "M6")
+        from world.demo import main as demo_main
+
+        return demo_main(args.port)
     return 2
 
 

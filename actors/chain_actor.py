@@ -58,6 +58,7 @@ class ChainActor:
         self._router: Any = None
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
+        self._start_lock = asyncio.Lock()
         self.last_error: str | None = None
         self.deposits_forwarded = 0
         # Start at once, on creation and on every restart (Ray re-runs __init__ on the actor's running loop), so
@@ -68,11 +69,13 @@ class ChainActor:
             pass
 
     async def start(self) -> bool:
-        """Finish what a crash left recorded, then start listening. Idempotent."""
-        if self._task is None or self._task.done():
-            await self.stack.recover()
-            self._stop.clear()
-            self._task = asyncio.create_task(self._listen())
+        """Finish what a crash left recorded, then start listening. Idempotent, also when called while the start
+        scheduled by __init__ is still recovering (the lock): two listeners would hand every deposit over twice."""
+        async with self._start_lock:
+            if self._task is None or self._task.done():
+                await self.stack.recover()
+                self._stop.clear()
+                self._task = asyncio.create_task(self._listen())
         return True
 
     async def stop(self) -> None:

@@ -13,10 +13,12 @@ from core.config import Settings
 
 def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
                        exchange_keys: ExchangeKeys | None = None, namespace: str | None = None,
-                       detached: bool = False, poll_s: float = 0.1, step_s: float = 0.1) -> tuple[Any, Any]:
+                       detached: bool = False, poll_s: float = 0.1, step_s: float = 0.1,
+                       order_shards: int | None = None) -> tuple[Any, Any]:
     """Create (or get) the named `chain` and `router` actors and start their loops. Returns (chain, router).
     `chain` first: the router looks it up by name when it is built. The router reaches the exchange at
-    `settings.exchange.rest_url` with `exchange_keys` (default: ExchangeKeys.from_env())."""
+    `settings.exchange.rest_url` with `exchange_keys` (default: ExchangeKeys.from_env()). With `order_shards`, the
+    router books collateral in the `orders-{k}` shards (ShardedCollateralSink), which must exist first."""
     opts: dict[str, Any] = {"get_if_exists": True}
     if namespace:
         opts["namespace"] = namespace
@@ -26,6 +28,7 @@ def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
                                                             router_namespace=namespace)
     router = RouterActor.options(name="router", **opts).remote(redis_url, settings,
                                                                 exchange_keys or ExchangeKeys.from_env(),
-                                                                chain_namespace=namespace, step_s=step_s)
+                                                                chain_namespace=namespace, step_s=step_s,
+                                                                order_shards=order_shards)
     ray.get([chain.start.remote(), router.start.remote()])
     return chain, router

@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 import core  # noqa: F401  (decimal context in the worker)
+from actors.order_books import ShardedCollateralSink, orders_shard_name, shard_of_user
 from actors.exchange_deposits import ExchangeKeys, deposit_gateway, gateway_deposit_callables
 from chain.collateral_router import CollateralRouter, RouterConfig
 from chain.redis_ledgers import RedisLedgers
@@ -59,16 +60,21 @@ class ActorRouteEffects:
 class RouterActor:
     def __init__(self, redis_url: str, settings: Settings, exchange_keys: ExchangeKeys | None = None, *,
                  chain_name: str = "chain", chain_namespace: str | None = None, step_s: float = 0.1,
-                 store_namespace: str = "router") -> None:
+                 store_namespace: str = "router", order_shards: int | None = None) -> None:
         import redis.asyncio as aioredis
 
         self.redis = aioredis.Redis.from_url(redis_url)
         self.gateway = deposit_gateway(settings.exchange, exchange_keys or ExchangeKeys.from_env())
         deposit_address, exchange_credited = gateway_deposit_callables(self.gateway)
         self.ledgers = RedisLedgers(self.redis, unit=settings.chain.usdc_unit)
+        # The whole flow books collateral in the users' order-book shards (credited on accept, fees charged per
+        # hop); without shards (the chain-side tests) the router keeps its own RedisLedgers.
+        self.shards = ([ray.get_actor(orders_shard_name(k), namespace=chain_namespace) for k in range(order_shards)]
+                       if order_shards else None)
+        sink = ShardedCollateralSink(self.shards) if self.shards else self.ledgers
         chain = ray.get_actor(chain_name, namespace=chain_namespace)
         self.router = CollateralRouter(self.redis, ActorRouteEffects(chain, deposit_address, exchange_credited),
-                                       self.ledgers, SystemClock(), RouterConfig.from_settings(settings,
+                                       sink, SystemClock(), RouterConfig.from_settings(settings,
                                                                                                store_namespace))
         self.step_s = step_s
         self._task: asyncio.Task | None = None
@@ -107,6 +113,9 @@ class RouterActor:
         return len(await self.router.accept(deposits))
 
     async def ledger(self, user: str) -> dict[str, Any]:
+        if self.shards:
+            view = await self.shards[shard_of_user(user, len(self.shards))].user.remote(user)
+            return view["ledger"] if view else {}
         return (await self.ledgers.ledger(user)).to_dict()
 
     async def inspect(self) -> dict[str, Any]:

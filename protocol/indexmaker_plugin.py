@@ -7,7 +7,7 @@ callable; later responses (fills, late rejections, invoices) come back through `
 from __future__ import annotations
 
 import logging
-from decimal import ROUND_DOWN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any, Awaitable, Callable, Sequence
 
 from core.money import ZERO
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 
 #: Fill rates are shown to 6 places, rounded DOWN: a report never overstates how much of an order was done.
 RATE_QUANTUM = Decimal("0.000001")
+#: An invoice line's average price is value / quantity, a quotient with up to 60 digits; the wire takes at most 30
+#: decimals. Shown to 18 places, rounded half-even: it is information (value and fee carry the exact money).
+PRICE_QUANTUM = Decimal("1e-18")
 _TEXT_MAX = 500
 
 Handler = Callable[[Sequence[AppRequest]], Awaitable[Sequence[AppResponse]]]
@@ -142,6 +145,10 @@ class IndexMakerPlugin(BasePlugin):
         raise TypeError(f"unknown application response {type(r).__name__}")
 
 
+def _price(p: Decimal | None) -> Decimal | None:
+    return None if p is None else p.quantize(PRICE_QUANTUM, rounding=ROUND_HALF_EVEN)
+
+
 def _invoice(r: InvoiceIssued) -> MintInvoice:
     inv = r.invoice
     return MintInvoice(
@@ -151,7 +158,7 @@ def _invoice(r: InvoiceIssued) -> MintInvoice:
         minted_quantity=inv.minted_units,
         # Of what the user did not cancel, the share that was spent (the rest came back as dust).
         fill_rate=_rate(inv.spent, inv.collateral - inv.cancelled),
-        lines=[InvoiceLine(symbol=line.symbol, quantity=line.quantity, average_price=line.average_price,
+        lines=[InvoiceLine(symbol=line.symbol, quantity=line.quantity, average_price=_price(line.average_price),
                            value=line.value, fee=line.fee, lot_ids=list(line.lot_ids)) for line in inv.lines],
         mint_tx=inv.mint_tx, timestamp=format_timestamp(inv.minted_ms if inv.minted_ms is not None
                                                         else r.timestamp_ms))

@@ -1,0 +1,176 @@
+"""The demo's flow end to end on the local world, asserted message by message.
+
+Everything real: redis-server, two anvil nodes with the Across relayer, the exchange simulator (its own process,
+watching Base for deposits), every actor on the session's Ray cluster (a namespace of its own), the websocket
+gateway and three signed clients. Three users deposit USDC on Arbitrum, Alice buys, Bob buys and cancels part at
+once, Carol's first order is beyond her collateral (rejected with a reason) and her second one goes through.
+
+Checked: each user's stream in order; every order's fill reports against the assets the exchange delivered
+(myTrades of the exchange account, through the exchange API); tokens minted on Base equal the filled units rounded
+down to 18 decimals; USDC in = spent (assets + exchange fees) + cancelled + returned + routing fees + available.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections import defaultdict
+from decimal import ROUND_DOWN, Decimal
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+from core.money import quantize_up  # noqa: E402
+from protocol.reason_codes import ReasonCode  # noqa: E402
+from world.demo import EngagementRace, balance_of, default_users, run_demo, summary  # noqa: E402
+from world.launcher import LauncherOptions, LocalSystem  # noqa: E402
+
+MICRO = Decimal("0.000001")
+TOKEN_UNIT = Decimal("1e-18")
+
+
+def kinds(user) -> list[str]:  # noqa: ANN001
+    return [type(d.body).__name__ for d in user.reports]
+
+
+def exchange_trades(system: LocalSystem, symbols: list[str]) -> dict[str, list]:
+    """Every trade of the exchange account the sender trades, read back through the exchange API."""
+    async def read() -> dict[str, list]:
+        gw = system.exchange.gateway(system.exchange.account)
+        try:
+            return {s: await gw.fetch_my_trades(s, limit=1000) for s in symbols}
+        finally:
+            await gw.close()
+    return asyncio.run(read())
+
+
+@pytest.fixture(scope="module")
+def demo(ray_cluster):  # noqa: ARG001  (the session's Ray cluster must be up)
+    started = time.monotonic()
+    system = LocalSystem(LauncherOptions(gateway_port=0, namespace=f"demo-{uuid.uuid4().hex[:8]}"))
+    system.start()
+    try:
+        lines: list[str] = []
+        try:
+            result = asyncio.run(run_demo(system, default_users(), out=lines.append))
+        except EngagementRace as exc:
+            pytest.xfail(f"known solver/shard engagement race on a partial cancel: {exc}"[:500])
+        except Exception:
+            print("\n".join(lines))  # what the flow got to (shown by pytest on failure)
+            for name in ("solver", "minter", "router", "chain", "gateway"):
+                print(name, ray.get(system.actor(name).inspect.remote(), timeout=10))
+            raise
+        yield system, result, lines, started
+    finally:
+        system.stop()
+
+
+def test_streams_message_by_message(demo) -> None:
+    system, result, lines, started = demo
+    alice, bob, carol = result["users"]
+    # Alice: accepted, fills in progress, filled, then the invoice; nothing else.
+    k = kinds(alice)
+    assert k[0] == "NewIndexOrderReport" and alice.reports[0].body.status == "new"
+    assert k[-1] == "MintInvoice" and set(k[1:-1]) == {"IndexOrderFill"}
+    # Bob: accepted, then his cancel of 200 (it met the order before any batch), then fills of the rest.
+    b0, b1 = bob.reports[0].body, bob.reports[1].body
+    assert (b0.status, type(b1).__name__, b1.status) == ("new", "CancelIndexOrderReport", "canceled")
+    assert Decimal(b1.cancelled_amount) == Decimal("200")
+    assert kinds(bob)[-1] == "MintInvoice" and set(kinds(bob)[2:-1]) == {"IndexOrderFill"}
+    # Carol: c0 rejected with its reason, c1 accepted, filled and minted.
+    c0 = carol.reports[0].body
+    assert (c0.client_order_id, c0.status, c0.reason_code) == ("c0", "rejected", ReasonCode.INSUFFICIENT_COLLATERAL)
+    assert "800" in c0.reason
+    assert {d.body.client_order_id for d in carol.reports[1:]} == {"c1"}
+    assert [d.body for d in carol.reports if type(d.body).__name__ == "MintInvoice"][0].client_order_id == "c1"
+    for u in (alice, bob, carol):
+        fills = [d.body for d in u.reports if type(d.body).__name__ == "IndexOrderFill"]
+        assert [f.status for f in fills[:-1]] == ["in progress"] * (len(fills) - 1) and fills[-1].status == "filled"
+        qty = [Decimal(f.filled_quantity) for f in fills]
+        spent = [Decimal(f.collateral_spent) for f in fills]
+        assert qty == sorted(qty) and spent == sorted(spent) and qty[0] > 0  # cumulative, never backwards
+        seqs = [d.envelope.standard_header.seq_num for d in u.reports]
+        assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # no lost order, no repeated report
+    assert len(summary(system, result)) == 2 + 3 + 3  # header, rule, one row per minted order, one per user
+    assert any("MINTED" in line for line in lines) and any("routes[credited:3]" in line for line in lines)
+    assert time.monotonic() - started < 120
+
+
+def test_fill_reports_add_up_to_the_exchange_fills(demo) -> None:
+    system, result, _, _ = demo
+    basket = {a.symbol: a.quantity for a in system.basket.assets}
+    solver = system.actor("solver")
+    info = ray.get(solver.inspect.remote())
+    assert info["errors"] == [] and info["outbox"] == [] and not info["batches_in_flight"]
+    assigned: dict[str, Decimal] = defaultdict(Decimal)
+    for u in result["users"]:
+        fills = [d.body for d in u.reports if type(d.body).__name__ == "IndexOrderFill"]
+        (inv,) = [d.body for d in u.reports if type(d.body).__name__ == "MintInvoice"]
+        rounds = len(fills)
+        # The last fill report is what the invoice says was filled and spent.
+        assert Decimal(fills[-1].filled_quantity) == Decimal(inv.filled_quantity)
+        assert Decimal(fills[-1].collateral_spent) == Decimal(inv.collateral_spent)
+        assert Decimal(inv.collateral_spent) == quantize_up(Decimal(inv.assets_value) + Decimal(inv.exchange_fee),
+                                                            MICRO)
+        assert {line.symbol for line in inv.lines} == set(basket)
+        for line in inv.lines:
+            # Each round a cohort gets floor(q * filled) base units of an asset: short by under a unit per round.
+            short = Decimal(inv.filled_quantity) * basket[line.symbol] - Decimal(line.quantity)
+            unit = system.filters[line.symbol].base_unit
+            assert -unit * rounds < short < unit * rounds, line.symbol
+            assigned[line.symbol] += Decimal(line.quantity)
+    # Every unit the exchange delivered (net of the commission it kept in the asset) is in some order's invoice
+    # or in the solver's inventory for the next batch; nothing invented, nothing lost.
+    trades = exchange_trades(system, list(basket))
+    inventory = info["inventory_units"]
+    for symbol, rows in trades.items():
+        base = symbol[: -len("USDC")]
+        received = sum((t.qty - (t.commission if t.commission_asset == base else 0) for t in rows), Decimal(0))
+        held = Decimal(inventory.get(symbol, 0)) * system.filters[symbol].base_unit
+        assert rows and assigned[symbol] + held == received, symbol
+
+
+def test_tokens_minted_and_usdc_accounted_to_the_unit(demo) -> None:
+    system, result, _, _ = demo
+    for u in result["users"]:
+        (inv,) = [d.body for d in u.reports if type(d.body).__name__ == "MintInvoice"]
+        filled = Decimal(inv.filled_quantity)
+        minted = filled.quantize(TOKEN_UNIT, rounding=ROUND_DOWN)  # never more than the fills back
+        assert Decimal(inv.minted_quantity) == minted
+        assert balance_of(system, u.address) == int(minted.scaleb(18))  # on Base, in the user's wallet
+        view = result["views"][u.name]
+        (order,) = [o for o in view["orders"] if o["status"] != "rejected"] if u.bad else view["orders"]
+        total = Decimal(inv.total_amount)
+        # The order: spent + cancelled + returned = its amount, exactly.
+        assert Decimal(inv.collateral_spent) + Decimal(inv.amount_cancelled) + Decimal(inv.amount_returned) == total
+        assert Decimal(order["spent"]) == Decimal(inv.collateral_spent)
+        assert Decimal(order["remaining"]) == Decimal(order["engaged"]) == 0
+        # The user's USDC: deposit = available + spent + routing fees, to the micro-USDC; nothing left reserved.
+        ledger = view["ledger"]
+        assert Decimal(ledger["credited"]) == u.deposit and Decimal(ledger["reserved"]) == 0
+        assert Decimal(ledger["fees_charged"]) > 0  # the route's hops were charged to the user
+        assert (Decimal(ledger["available"]) + Decimal(ledger["spent"]) + Decimal(ledger["fees_charged"])
+                == u.deposit)
+        assert Decimal(ledger["spent"]) == Decimal(inv.collateral_spent)
+        assert view["invoices"][inv.client_order_id]["mint_tx"] == inv.mint_tx
+
+
+def test_gateway_drops_a_redelivered_shard_report(demo) -> None:
+    """The shards push reports at least once; the gateway delivers each (shard, seq) once."""
+    from actors.order_books import ShardReport
+    from protocol.envelope import UserRef
+    from protocol.indexmaker_app import OrderAccepted
+
+    system, result, _, _ = demo
+    gateway = system.actor("gateway")
+    before = ray.get(gateway.inspect.remote())
+    alice = result["users"][0]
+    shard = next(k for k in range(system.o.order_shards) if system.actor(f"orders-{k}") is system.shard(alice.address))
+    seq = before["cursors"][shard]
+    again = ShardReport(seq, shard, OrderAccepted(UserRef(42161, alice.address), "a1"))
+    ray.get(gateway.on_reports.remote(shard, seq, [again]))
+    after = ray.get(gateway.inspect.remote())
+    assert after["counts"]["duplicates"] == before["counts"]["duplicates"] + 1
+    assert after["server"]["emitted"] == before["server"]["emitted"]  # nothing sent to the user twice
+    assert after["cursors"] == before["cursors"]
