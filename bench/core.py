@@ -177,7 +177,7 @@ def main() -> dict:
             ]
 
         def assign():
-            alloc = BatchAllocation("b", plan.engagements, baskets, units, limits.index_unit)
+            alloc = BatchAllocation("b", plan.engagements, baskets, units, limits.index_unit, limits.fee_factor)
             alloc.add_lots([l for ls in lots.values() for l in ls])
             return alloc.assign()
 

@@ -7,8 +7,15 @@ asset a, so an index's demand is q_a * sum(Q)), and only the per-index sums meet
 Rules (spec/domain.md §5.2 and §12, with the reference's gaps closed):
 - Buy limit = best ask * (1 + slippage_cap), rounded DOWN to the tick so it stays inside the cap; if `max_levels`
   ask levels run out before the limit, the limit is pulled in to the last level counted.
-- An index order engages Q = (min(collateral, max_order_notional) / fee_factor) / P, with P the index price at the
-  limits; Q is rounded DOWN to the index unit so the engagement never exceeds the collateral.
+- An index order is sized at the EXPECTED cost, not at the limits: Q = (min(collateral, max_order_notional) - one
+  collateral unit) / (P_exp * (1 + price_buffer) * fee_factor), with P_exp the index price at the average prices
+  the batch's own need would pay walking today's asks (inventory at what it cost). Sizing at the limits (1 % above
+  the ask) left ~1 % of every order unspent and cost a second, padded batch; sizing at the expected cost spends
+  nearly all of it in one. Q is rounded DOWN to the index unit. The engagement still RESERVES collateral at the
+  limits (capped at the order's collateral), and lot assignment never charges a cohort more than
+  P_exp * (1 + price_buffer) * fee_factor per index unit (core/lot_assignment.py): if the book moves against the
+  batch, an order fills less, never over its collateral. The one collateral unit kept back absorbs the
+  sub-micro rounding of that cap.
 - One scale factor, applied to every engaged order, fits the batch to visible liquidity plus inventory, to the batch
   notional cap and to the in-flight room; the per-asset totals are recomputed after scaling (no stale totals).
 - Inventory nets: it is subtracted from the need; the exchange order goes out for the rest (grossed up for the
@@ -45,6 +52,9 @@ class PendingOrder:
 @dataclass(frozen=True, slots=True)
 class PlannerLimits:
     slippage_cap: Decimal = Decimal("0.01")
+    #: Orders are sized at the expected index price times (1 + price_buffer): room for the book moving a little
+    #: between the plan and the fills. Fills above it make an order fill less, never cost more.
+    price_buffer: Decimal = Decimal("0.0005")
     max_levels: int = 5
     fee_factor: Decimal = Decimal("1.002")
     commission_rate: Decimal = Decimal("0.001")
@@ -60,7 +70,7 @@ class PlannerLimits:
     def from_settings(cls, settings, in_flight_notional: Decimal = ZERO) -> "PlannerLimits":  # noqa: ANN001
         s, x = settings.solver, settings.exchange
         return cls(
-            slippage_cap=s.slippage_cap, max_levels=s.max_levels, fee_factor=s.fee_factor,
+            slippage_cap=s.slippage_cap, price_buffer=s.price_buffer, max_levels=s.max_levels, fee_factor=s.fee_factor,
             commission_rate=x.commission_rate, max_order_notional=s.max_order_notional,
             max_batch_notional=s.max_batch_notional,
             in_flight_room=max(ZERO, s.max_in_flight_notional - in_flight_notional),
@@ -88,8 +98,8 @@ class Engagement(NamedTuple):
     order_id: str
     index: str
     units: Decimal  # index units engaged, a multiple of the index unit
-    collateral: Decimal  # collateral reserved for them: units * index price at limits * fee_factor, rounded up
-    index_price: Decimal
+    collateral: Decimal  # reserved: units * index price at the limits * fee_factor, rounded up, <= the order's
+    index_price: Decimal  # the sizing price (expected * (1 + buffer)): the charge per unit is capped at it * fee_factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +129,21 @@ class _Asset:
     price: Decimal
     liquidity: Decimal  # net of commission, what the book can deliver within the limit
     filters: SymbolFilters
+    levels: Sequence[Level] = ()  # the ask levels within the limit (gross quantities)
+
+    def average_price(self, gross: Decimal) -> Decimal:
+        """Volume-weighted price of buying `gross` (before commission) walking the levels; beyond them, the limit."""
+        left = gross
+        cost = ZERO
+        for price, qty in self.levels:
+            take = min(left, qty)
+            cost += take * price
+            left -= take
+            if left <= 0:
+                break
+        if left > 0:
+            cost += left * self.price
+        return cost / gross if gross > 0 else self.levels[0][0] if self.levels else self.price
 
 
 def _price_and_liquidity(
@@ -132,6 +157,7 @@ def _price_and_liquidity(
     worst = None
     counted = 0
     cut_by_levels = False
+    used: list[Level] = []
     for price, qty in levels:
         if price > limit:
             break
@@ -141,12 +167,13 @@ def _price_and_liquidity(
         quantity += qty
         worst = price
         counted += 1
+        used.append((price, qty))
     if worst is None or quantity <= 0:
         return None
     price = worst if cut_by_levels else limit
     if f.max_qty > 0:
         quantity = min(quantity, f.max_qty)
-    return _Asset(symbol, price, quantity * (ONE - limits.commission_rate), f)
+    return _Asset(symbol, price, quantity * (ONE - limits.commission_rate), f, tuple(used))
 
 
 def plan_batch(
@@ -156,11 +183,13 @@ def plan_batch(
     filters: Mapping[str, SymbolFilters],
     *,
     inventory_units: Mapping[str, int] | None = None,
+    inventory_prices: Mapping[str, Decimal] | None = None,
     order_budget: int,
     limits: PlannerLimits,
 ) -> BatchPlan:
     """Plan one buy batch. `asks` are best-first (price, quantity) levels; `inventory_units` counts whole base units
-    per symbol that are free to use; `order_budget` is how many exchange orders the rate limits allow now."""
+    per symbol that are free to use and `inventory_prices` what they cost (quote per whole asset, commission included);
+    `order_budget` is how many exchange orders the rate limits allow now."""
     inventory_units = inventory_units or {}
     deferred: list[Deferred] = []
 
@@ -197,19 +226,56 @@ def plan_batch(
             continue
         index_prices[index] = price
 
-    # 3. Units per order at the limit prices, as integer counts of the index unit (exact and cheap per order):
-    #    q = floor(min(collateral, cap) / (P * fee_factor) / index_unit).
+    # 3. Units per order at the EXPECTED cost. The expected index price comes from the need, and the need from the
+    #    units: two cheap passes on per-index sums (no per-order work) settle it, then one exact pass per order.
+    #    Each pass only raises the need (a lower price buys more), so the second price is an upper bound for what
+    #    the sized orders will pay at today's book; the larger of the two is taken.
+    held_price = inventory_prices or {}
+    capped: dict[str, Decimal] = {}
+    for index, group in by_index.items():
+        capped[index] = sum((min(o.collateral, limits.max_order_notional) for o in group), ZERO)
+
+    def expected_prices(units_of: Mapping[str, Decimal]) -> dict[str, Decimal]:
+        need: dict[str, Decimal] = {}
+        for index, u in units_of.items():
+            for a in baskets[index].assets:
+                need[a.symbol] = need.get(a.symbol, ZERO) + a.quantity * u
+        prices: dict[str, Decimal] = {}
+        for symbol, d in need.items():
+            info = assets[symbol]
+            assert info is not None
+            if d <= 0:
+                prices[symbol] = info.levels[0][0] if info.levels else info.price
+                continue
+            from_stock = min(inventory_units.get(symbol, 0) * info.filters.base_unit, d)
+            rest = d - from_stock
+            # Inventory at what it cost, on the before-commission footing of the asks (a lot's cost per net unit
+            # already carries the commission, which fee_factor covers again below).
+            known = held_price.get(symbol)
+            stock_price = info.price if known is None else known * (ONE - limits.commission_rate)  # unknown: limit
+            ex_price = info.average_price(rest / (ONE - limits.commission_rate)) if rest > 0 else ZERO
+            prices[symbol] = (from_stock * stock_price + rest * ex_price) / d
+        return {index: sum((a.quantity * prices[a.symbol] for a in baskets[index].assets), ZERO)
+                for index in units_of}
+
+    ff_buffer = limits.fee_factor * (ONE + limits.price_buffer)
+    first = expected_prices({i: capped[i] / (index_prices[i] * limits.fee_factor) for i in by_index})
+    second = expected_prices({i: capped[i] / (first[i] * ff_buffer) for i in by_index})
+    sizing_prices = {i: max(first[i], second[i]) * (ONE + limits.price_buffer) for i in by_index}
+
     units: dict[str, list[tuple[PendingOrder, int]]] = {}
     totals: dict[str, int] = {}
     cap_n, cap_d = limits.max_order_notional.as_integer_ratio()
+    margin = limits.collateral_unit
     for index, group in by_index.items():
-        n, d = (index_prices[index] * limits.fee_factor * limits.index_unit).as_integer_ratio()
+        n, d = (sizing_prices[index] * limits.fee_factor * limits.index_unit).as_integer_ratio()
         cap_q = (cap_n * d) // (cap_d * n)
         rows = []
         total = 0
         for o in group:
-            cn, cd = o.collateral.as_integer_ratio()
-            q = min((cn * d) // (cd * n), cap_q)
+            # One collateral unit kept back: the assignment's price cap may be off by far less than that.
+            cn, cd = (o.collateral - margin).as_integer_ratio()
+            q = min((cn * d) // (cd * n), cap_q) if cn > 0 else 0
             if q > 0:
                 rows.append((o, q))
                 total += q
@@ -304,15 +370,18 @@ def plan_batch(
         asset_orders.append(AssetOrder(symbol, Side.BUY, info.price, qty, rest))
         notional += info.price * qty
 
-    # 7. Engagements: collateral = units * P * fee_factor rounded UP to the ledger unit, never above the collateral.
+    # 7. Engagements: the reserve is units * P_limits * fee_factor rounded UP to the ledger unit (what the batch could
+    #    cost at worst), never above the collateral; the price recorded is the sizing price, which caps the charge.
     engagements: list[Engagement] = []
     iu = limits.index_unit
     cu = limits.collateral_unit
     for index, rows in selected.items():
-        p = index_prices[index]
-        n, d = (p * limits.fee_factor * iu / cu).as_integer_ratio()
+        p = sizing_prices[index]
+        # The limits bound what the exchange can charge, the sizing price what the assignment will; the higher one.
+        n, d = (max(index_prices[index], p) * limits.fee_factor * iu / cu).as_integer_ratio()
         for o, q in rows:
-            reserve = min(o.collateral, Decimal(-(-q * n // d)) * cu)
+            # Never above the order's cap either: the charge is capped at q * p * fee_factor <= that cap.
+            reserve = min(o.collateral, limits.max_order_notional, Decimal(-(-q * n // d)) * cu)
             engagements.append(Engagement(o.order_id, index, Decimal(q) * iu, reserve, p))
 
     return BatchPlan(

@@ -63,6 +63,8 @@ class SolverConfig(_Section):
     tick_interval_ms: int = Field(100, ge=1)
     #: Buy limit price = best ask * (1 + slippage_cap), rounded down to the tick (stays inside the cap).
     slippage_cap: Decimal = Decimal("0.01")
+    #: Orders are sized at the expected price (the batch's walk of the asks) times 1 + price_buffer.
+    price_buffer: Decimal = Decimal("0.0005")
     #: Book levels a limit may reach into.
     max_levels: int = Field(5, ge=1)
     #: Collateral is divided by this so that prices at the limit plus exchange fees never exceed it.

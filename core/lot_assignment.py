@@ -14,6 +14,13 @@ it took) is split over its orders in proportion to the units each filled in that
 1e-24: the orders' shares add up to the cohort's cost exactly, so every order of an index pays the same price per
 index unit in a round (one clearing price per batch round, as a netting system should).
 
+Price cap: orders are sized at an expected price (core/batch_planner.py), and fills may come dearer if the book moved.
+A cohort is never charged more than its engagement price * fee_factor per index unit, cumulatively: if the full rate
+would cost more, the cohort fills at the highest rate (searched on a 2^-30 grid of the full rate) whose cumulative
+cost stays under the cap, and the units it could not pay for stay as inventory. Every order of a cohort fills the
+same fraction, so each order's cost stays under its own units * cap up to sub-micro rounding, which the planner's
+one-collateral-unit margin absorbs: no order is ever charged over its reserve.
+
 Work per round is O(orders + indexes x assets + lots): the per-order, per-asset breakdown that an invoice shows is
 computed on demand for one order (`breakdown`).
 """
@@ -118,6 +125,8 @@ class _Cohort:
     filled: list[int] = field(default_factory=list)
     engaged_total: int = 0
     filled_total: int = 0
+    cost_total: int = 0  # value + fee of everything taken, 1e-24 quote
+    cap: tuple[int, int] | None = None  # most cost per index quantum, in 1e-24 quote, as a fraction
     taken: dict[str, int] = field(default_factory=dict)
     rounds: list[_Round] = field(default_factory=list)
 
@@ -132,7 +141,9 @@ class BatchAllocation:
         baskets: Mapping[str, Basket],
         units: Mapping[str, Decimal],
         index_unit: Decimal,
+        fee_factor: Decimal | None = None,
     ) -> None:
+        """`fee_factor` given: each cohort's cost is capped at its engagements' index_price * fee_factor per unit."""
         self.batch_id = batch_id
         self.index_unit = index_unit
         self.units = dict(units)
@@ -152,6 +163,10 @@ class BatchAllocation:
                         raise ValueError(f"no base unit for {symbol}")
                     c.taken[symbol] = 0
             q = _quanta(e.units, scale)
+            if fee_factor is not None:
+                cap = (e.index_price * fee_factor * index_unit).scaleb(_SCALE).as_integer_ratio()
+                if c.cap is None or cap[0] * c.cap[1] < c.cap[0] * cap[1]:
+                    c.cap = cap
             self._where[e.order_id] = (c, len(c.ids))
             c.ids.append(e.order_id)
             c.engaged.append(q)
@@ -203,6 +218,8 @@ class BatchAllocation:
         self._round += 1
         for c in self._cohorts.values():
             num, den = self._rate(c)
+            if c.cap is not None:
+                num, den = self._capped_rate(c, num, den)
             deltas: list[tuple[int, int]] = []
             grown = 0
             filled = c.filled
@@ -231,6 +248,7 @@ class BatchAllocation:
                 value_total += v
                 fee_total += fe
             c.rounds.append(rnd)
+            c.cost_total += value_total + fee_total
             # Telescoping split of the round's cost over its orders, by units filled.
             running = 0
             v_prev = f_prev = 0
@@ -248,6 +266,55 @@ class BatchAllocation:
                 append(OrderFill(ids[i], index, d, index_unit, v_here - v_prev, f_here - f_prev))
                 v_prev, f_prev = v_here, f_here
         return fills
+
+    def _total_at(self, c: _Cohort, num: int, den: int) -> int:
+        return sum(max(f, e * num // den) for e, f in zip(c.engaged, c.filled))
+
+    def _cost_at(self, c: _Cohort, total: int) -> int:
+        """Cumulative cost (1e-24 quote) if the cohort had `total` index quanta filled: taken so far + a peek."""
+        cost = c.cost_total
+        filled_dec = Decimal(total) * self.index_unit
+        for symbol, q in c.quantities.items():
+            target = int((q * filled_dec / self.units[symbol]).to_integral_value(rounding=ROUND_FLOOR))
+            cost += self._peek(symbol, target - c.taken[symbol])
+        return cost
+
+    def _affordable(self, c: _Cohort, num: int, den: int) -> bool:
+        total = self._total_at(c, num, den)
+        assert c.cap is not None
+        return self._cost_at(c, total) * c.cap[1] <= c.cap[0] * total
+
+    def _capped_rate(self, c: _Cohort, num: int, den: int) -> tuple[int, int]:
+        """The full rate if the cohort can pay for it under its cap; else the highest k / 2^30 of it that it can
+        (k = 0, no growth, is always affordable: the cumulative cost already obeys the cap)."""
+        if num == 0 or self._affordable(c, num, den):
+            return num, den
+        steps = 1 << 30
+        lo, hi = 0, steps
+        while hi - lo > 1:
+            mid = (lo + hi) // 2
+            if self._affordable(c, num * mid, den * steps):
+                lo = mid
+            else:
+                hi = mid
+        return num * lo, den * steps
+
+    def _peek(self, symbol: str, units: int) -> int:
+        """What taking `units` from the front of the symbol's lots would cost, without taking them."""
+        if units <= 0:
+            return 0
+        lots = self._lots[symbol]
+        i = self._head[symbol]
+        cost = 0
+        while units and i < len(lots):
+            lot = lots[i]
+            n = min(units, lot.remaining)
+            if n:
+                start = lot.consumed
+                cost += _cost_int(lot.price * lot.unit * n) + _cost_int(lot.fee_upto(start + n) - lot.fee_upto(start))
+                units -= n
+            i += 1
+        return cost
 
     def _take(self, symbol: str, units: int) -> list[Slice]:
         lots = self._lots[symbol]

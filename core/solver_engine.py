@@ -82,6 +82,16 @@ class SolverEngine:
     def inventory_units(self) -> dict[str, int]:
         return {s: sum(l.remaining for l in lots) for s, lots in self.inventory.items() if lots}
 
+    def inventory_prices(self) -> dict[str, Decimal]:
+        """What inventory cost per whole asset (value + fee over quantity): the planner prices it at that."""
+        out: dict[str, Decimal] = {}
+        for s, lots in self.inventory.items():
+            units = sum(l.remaining for l in lots)
+            if units:
+                cost = sum((l.price * l.unit * l.remaining + l.fee - l.fee_upto(l.consumed) for l in lots), Decimal(0))
+                out[s] = cost / (units * lots[0].unit)
+        return out
+
     def in_flight_notional(self) -> Decimal:
         return sum((b.plan.notional for b in self.batches.values()), Decimal(0))
 
@@ -95,7 +105,8 @@ class SolverEngine:
         busy = self.engaged_order_ids()
         free = [o for o in pending if o.order_id not in busy]
         plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
-                          order_budget=order_budget, limits=limits or self.limits)
+                          inventory_prices=self.inventory_prices(), order_budget=order_budget,
+                          limits=limits or self.limits)
         if plan.is_empty:
             return None, plan
         self.batch_seq += 1
@@ -104,7 +115,8 @@ class SolverEngine:
         return batch_id, plan
 
     def _open_batch(self, batch_id: str, plan: BatchPlan, carried: Sequence[Lot] | None = None) -> _Batch:
-        allocation = BatchAllocation(batch_id, plan.engagements, self.baskets, self.units(), self.limits.index_unit)
+        allocation = BatchAllocation(batch_id, plan.engagements, self.baskets, self.units(), self.limits.index_unit,
+                                     self.limits.fee_factor)
         if carried is None:
             carried = self._take_inventory(plan.inventory_used)
         sent = {o.symbol: SentOrder(client_order_id(batch_id, o.symbol), o) for o in plan.asset_orders}

@@ -84,7 +84,7 @@ def test_one_batch_cycle_keeps_every_book_whole(world, case):
             paid += qty * price
 
     alloc = BatchAllocation("b1", plan.engagements, baskets, {s: filters[s].base_unit for s in BEST},
-                            limits.index_unit)
+                            limits.index_unit, limits.fee_factor)
     alloc.add_lots(lots)
     charged = Decimal(0)
     for fill in alloc.assign():

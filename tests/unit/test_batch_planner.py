@@ -52,12 +52,17 @@ def test_spec_worked_example_sizes_like_the_formula(filters):
     limits = PlannerLimits(max_order_notional=Decimal(20))
     plan = plan_batch([PendingOrder("o", "EX", Decimal(999))], {"EX": basket}, asks, filters, order_budget=10,
                       limits=limits)
-    # Limits: best ask * 1.01 rounded down to the tick; index price at the limits; Q = 20 / 1.002 / P.
-    lim = {s: quantize_down(p * Decimal("1.01"), filters[s].tick_size) for s, p in prices.items()}
-    index_price = sum(a.quantity * lim[a.symbol] for a in basket.assets)
+    # Sized at the expected cost, not at the limits (a deliberate change from the spec's example, see the planner's
+    # docstring): the book has 1000 of each asset at the ask, so the expected price is the basket's value at the
+    # asks (1000), times 1 + price_buffer; Q = 20 / 1.002 / (1000 * 1.0005), rounded down.
+    expected = sum(a.quantity * prices[a.symbol] for a in basket.assets) * (1 + limits.price_buffer)
     (e,) = plan.engagements
-    assert e.units == quantize_down(Decimal(20) / Decimal("1.002") / index_price, Decimal("1e-18"))
-    assert e.collateral <= Decimal(20)
+    assert e.index_price == expected
+    assert e.units == quantize_down(Decimal(20) / Decimal("1.002") / expected, Decimal("1e-18"))
+    # The reserve is what the units would cost at the limits (best ask * 1.01 on the tick), capped at 20.
+    lim = {s: quantize_down(p * Decimal("1.01"), filters[s].tick_size) for s, p in prices.items()}
+    at_limits = sum(a.quantity * lim[a.symbol] for a in basket.assets) * e.units * limits.fee_factor
+    assert e.collateral == min(Decimal(20), quantize_up(at_limits, Decimal("0.000001")))
     by_symbol = {o.symbol: o for o in plan.asset_orders}
     assert set(by_symbol) == set(prices)
     # LINK's need is about 3 USDC: padded up to the exchange minimum notional (5), the rest becomes inventory.
@@ -158,3 +163,31 @@ def test_plan_invariants(filters, baskets, case):
         bought = orders_by_symbol[s].quantity * (1 - limits.commission_rate) if s in orders_by_symbol else 0
         assert from_inventory + bought >= n
         assert n <= depth[s] * min(limits.max_levels, 10) + from_inventory + unit
+
+
+def test_orders_are_sized_to_spend_nearly_all_their_collateral(filters, baskets):
+    """Sized at the walk of the asks (plus the buffer), not at the limits: on a book whose levels climb, what the
+    engaged units cost at the average prices the batch will pay (commission included) is within fee headroom and
+    buffer of the collateral, and never above it."""
+    # ~200 USDC per level against ~375 USDC of need per asset: the walk climbs two or three levels.
+    asks = {s: book(filters, s, quantize_up(Decimal(200) / Decimal(p), filters[s].step_size)) for s, p in PRICES.items()}
+    limits = PlannerLimits()
+    orders = [PendingOrder(f"o{k}", "EIGHT", Decimal(1000 + k)) for k in range(3)]
+    plan = plan_batch(orders, baskets, asks, filters, order_budget=20, limits=limits)
+    need = {o.symbol: o.need for o in plan.asset_orders}
+
+    def walk(symbol: str, gross: Decimal) -> Decimal:
+        cost, left = Decimal(0), gross
+        for p, q in asks[symbol]:
+            take = min(left, q)
+            cost, left = cost + take * p, left - take
+        assert left == 0
+        return cost
+
+    expected_cost = sum(walk(s, n / (1 - limits.commission_rate)) for s, n in need.items())
+    collateral = sum(o.collateral for o in orders)
+    assert expected_cost <= collateral
+    assert plan.scale == 1
+    assert expected_cost >= collateral * (1 - Decimal("0.0025"))  # the limits would leave ~1 % unspent
+    for e in plan.engagements:
+        assert e.collateral <= next(o.collateral for o in orders if o.order_id == e.order_id)

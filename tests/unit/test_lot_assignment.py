@@ -175,3 +175,82 @@ def test_full_fill_fills_every_order_and_equal_orders_fill_equally(sizes, extra_
     for e in engagements:
         by_size.setdefault(e.units, set()).add(alloc2.filled_units(e.order_id))
     assert all(len(v) == 1 for v in by_size.values())
+
+
+# ---- the price cap: orders sized at the expected price are never charged over it --------------------------------
+FF = Decimal("1.002")
+
+
+def test_dearer_fills_fill_less_and_never_charge_over_the_cap():
+    """Sized at 100 per unit; the exchange filled at 100 then 110. The cohort may pay at most 100.2 per unit, so it
+    takes all of the cheap lot and only as much of the dear one as keeps its average under the cap."""
+    baskets = {"X1": Basket("X1", (BasketAsset("XUSDC", Decimal(1)),))}
+    engagements = [Engagement("A", "X1", Decimal("0.6"), Decimal("60.12"), Decimal(100)),
+                   Engagement("B", "X1", Decimal("0.4"), Decimal("40.08"), Decimal(100))]
+    alloc = BatchAllocation("b", engagements, baskets, {"XUSDC": UNIT}, IU, FF)
+    alloc.add_lots([lot("XUSDC", 1, "0.5", "100"), lot("XUSDC", 2, "0.5", "110")])
+    fills = alloc.assign()
+    cost = {f.order_id: f.cost for f in fills}
+    units = {f.order_id: f.units for f in fills}
+    for e in engagements:
+        assert cost[e.order_id] <= units[e.order_id] * Decimal(100) * FF  # under the cap per unit
+        assert cost[e.order_id] <= e.collateral
+    total_units = sum(units.values())
+    # Uncapped it would fill 1.0 at 105 average; capped: 0.5 @ 100 + x @ 110 <= 100.2 (0.5 + x) -> x <= 0.0102...
+    assert Decimal("0.51") < total_units < Decimal("0.5103")
+    assert units["A"] / units["B"] == pytest.approx(Decimal("1.5"), rel=Decimal("1e-6"))  # same fraction each
+    alloc.check()  # what the cohort could not pay for stays as inventory, exactly
+    left = sum(l.remaining for l in alloc.leftovers())
+    assert left + alloc.assigned_units()["XUSDC"] == 10**8 and left * UNIT > Decimal("0.48")
+
+
+def test_cheap_fills_are_not_capped():
+    baskets = {"X1": Basket("X1", (BasketAsset("XUSDC", Decimal(1)),))}
+    engagements = [Engagement("A", "X1", Decimal(1), Decimal("100.2"), Decimal(100))]
+    alloc = BatchAllocation("b", engagements, baskets, {"XUSDC": UNIT}, IU, FF)
+    alloc.add_lots([lot("XUSDC", 1, "1", "99.9", "0.0999")])
+    (f,) = alloc.assign()
+    assert f.units == Decimal(1) and f.cost == Decimal("99.9999")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    sizes=st.lists(st.integers(1, 10**6), min_size=1, max_size=12),
+    rounds=st.lists(st.lists(st.tuples(st.integers(1, 300), st.integers(9000, 11500)), min_size=1, max_size=3),
+                    min_size=1, max_size=4),
+)
+def test_no_order_is_ever_charged_over_its_reserve(sizes, rounds):
+    """Orders sized like the planner sizes them (collateral less one micro-unit, at 100 * 1.002 per unit); lots at
+    prices from 10 % under to 15 % over the sizing price, in several rounds: each order's cumulative cost stays
+    within its reserve (the order's collateral), whatever the prices."""
+    price = Decimal(100)
+    baskets = {"I": Basket("I", (BasketAsset("AUSDC", Decimal(2)), BasketAsset("BUSDC", Decimal("0.5"))))}
+    engagements = []
+    for k, cents in enumerate(sizes):
+        collateral = Decimal(cents).scaleb(-2)
+        units = ((collateral - Decimal("0.000001")) / (price * FF)).quantize(IU, rounding="ROUND_DOWN")
+        if units > 0:
+            # Basket value per index unit at the sizing prices: 2 * 40 + 0.5 * 40 = 100 (both assets priced 40).
+            engagements.append(Engagement(f"o{k}", "I", units, collateral, price))
+    if not engagements:
+        return
+    alloc = BatchAllocation("b", engagements, baskets, {"AUSDC": UNIT, "BUSDC": UNIT}, IU, FF)
+    spent: dict[str, Decimal] = {}
+    trade = 0
+    for rnd in rounds:
+        lots = []
+        for pct, p in rnd:
+            for symbol, q in (("AUSDC", Decimal(2)), ("BUSDC", Decimal("0.5"))):
+                trade += 1
+                need = sum((e.units for e in engagements), Decimal(0)) * q
+                qty = (need * pct / 300).quantize(UNIT, rounding="ROUND_DOWN")
+                if qty > 0:
+                    px = Decimal(40) * p / 10000
+                    lots.append(Lot(f"{symbol}:{trade}", symbol, int(qty / UNIT), UNIT, px, px * qty / 1000))
+        alloc.add_lots(lots)
+        for f in alloc.assign():
+            spent[f.order_id] = spent.get(f.order_id, Decimal(0)) + f.cost
+    for e in engagements:
+        assert spent.get(e.order_id, Decimal(0)) <= e.collateral - Decimal("0.000001") + Decimal("1e-9")
+        assert alloc.filled_units(e.order_id) <= e.units
+    alloc.check()
