@@ -1,50 +1,319 @@
-"""The `indexmaker` command: `config check|show [FILE]`, `order buy|cancel|invoice ...` (a FIX/JSON user client),
-`demo` (the whole flow on the local world), `up`/`status`/`down` (M7)."""
+"""The `indexmaker` command.
+
+    indexmaker up [--config FILE] [--address ray://...|auto] [--state-dir DIR] [--fresh] [--foreground]
+    indexmaker status [--state-dir DIR] [--json]      # exit 1 if something is down
+    indexmaker down [--state-dir DIR]                 # stops cleanly; the state stays in DIR
+    indexmaker invoice ID [--key ...] [--url ...]     # a stored Mint Invoice, again
+    indexmaker config check|show [FILE]
+    indexmaker order buy|cancel|invoice ...           # a FIX/JSON user client (indexmaker order --help)
+    indexmaker demo [--port N]                        # the whole flow on a throwaway local world
+"""
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import selectors
+import signal
+import subprocess
 import sys
+from pathlib import Path
 
-from pydantic import ValidationError
+ROOT = Path(__file__).resolve().parent
+UP_TIMEOUT_S = 300.0
+DOWN_TIMEOUT_S = 120.0
 
 
+# ---------------------------------------------------------------------------------------------------- config
 def _config(args: argparse.Namespace) -> int:
-    import core  # noqa: F401
-    from core.config import Settings
+    from world.config_check import check
 
-    try:
-        settings = Settings.load(args.file)
-    except (ValidationError, ValueError, FileNotFoundError) as e:
-        print(f"config {args.file or '(defaults)'} is not valid:\n{e}", file=sys.stderr)
+    result = check(args.file)
+    if not result.ok:
+        print(f"config {result.file} is not valid ({len(result.errors)} problem(s)):", file=sys.stderr)
+        for line in result.errors:
+            print(f"  {line}", file=sys.stderr)
         return 1
     if args.action == "show":
-        print(json.dumps(settings.model_dump(mode="json"), indent=2))
+        print(json.dumps(result.settings.model_dump(mode="json"), indent=2))
     else:
-        print(f"config {args.file or '(defaults)'}: ok ({settings.environment})")
+        print(f"config {result.file}: ok ({result.settings.environment})")
+        for note in result.notes:
+            print(f"  {note}")
     return 0
 
 
-def _not_yet(what: str, issue: str) -> int:
-    print(f"`indexmaker {what}` is not built yet: it arrives with issue {issue}.", file=sys.stderr)
-    return 2
+def _settings(config: str | None):  # noqa: ANN202
+    import core  # noqa: F401
+    from core.config import Settings
+
+    return Settings.load(config)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="indexmaker", description=__doc__)
+def _state_dir(args: argparse.Namespace) -> Path:
+    """--state-dir, else the config's state_dir (INDEXMAKER_STATE_DIR, the TOML, or ./state)."""
+    if getattr(args, "state_dir", None):
+        return Path(args.state_dir).expanduser().resolve()
+    return Path(_settings(getattr(args, "config", None)).state_dir).expanduser().resolve()
+
+
+# ---------------------------------------------------------------------------------------------------- up
+def _up(args: argparse.Namespace) -> int:
+    from world.config_check import check
+    from world.run_file import pid_alive, read_run
+
+    result = check(args.config)
+    if not result.ok:
+        print(f"config {result.file} is not valid:", *(f"  {e}" for e in result.errors), sep="\n", file=sys.stderr)
+        return 2
+    settings = result.settings
+    if settings.environment != "local":
+        print(f"`indexmaker up` starts the local world (redis, anvil chains, the exchange simulator) with the actors; "
+              f"environment {settings.environment!r} has no world to start here yet: its redis, chains and exchange "
+              f"are external, and their deployment file is not part of the config.", file=sys.stderr)
+        return 2
+    state_dir = _state_dir(args)
+    address = args.address or settings.ray.address
+    run = read_run(state_dir)
+    if run is not None and pid_alive(run.get("pid")):
+        print(f"already running (service pid {run['pid']}, phase {run.get('phase')}): gateway {run.get('gateway_url')}"
+              f"\n  `indexmaker status --state-dir {state_dir}` for details, `indexmaker down` to stop it")
+        return 0
+    if run is not None and run.get("phase") != "down":
+        ended = _end_leftovers(state_dir, run)  # a crashed service's world would hold the ports and the files
+        if ended:
+            print(f"the last run had crashed; stopped what it left: {', '.join(ended)}")
+    busy = _busy_ports(settings)
+    if busy:
+        print(f"in use by another process: {', '.join(busy)}; free it or set another port in the config",
+              file=sys.stderr)
+        return 1
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if args.foreground:
+        from world.system_service import serve
+
+        return serve(settings, state_dir, config_path=args.config, address=address, fresh=args.fresh,
+                     ready=lambda line: print(line, flush=True), ship_code=args.ship_code)
+    cmd = [sys.executable, "-m", "world.system_service", "--state-dir", str(state_dir)]
+    if args.config:
+        cmd += ["--config", str(Path(args.config).resolve())]
+    if address:
+        cmd += ["--address", address]
+    if args.fresh:
+        cmd.append("--fresh")
+    if args.ship_code:
+        cmd.append("--ship-code")
+    logs = state_dir / "logs"
+    logs.mkdir(exist_ok=True)
+    log_file = logs / "service.log"
+    read_end, write_end = os.pipe()
+    cmd += ["--ready-fd", str(write_end)]
+    with open(log_file, "ab") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdin=subprocess.DEVNULL,
+                                stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_end,), start_new_session=True)
+    os.close(write_end)
+    print(f"starting (service pid {proc.pid}, state {state_dir}, log {log_file}) …", flush=True)
+    line = _read_line(read_end, args.timeout)
+    os.close(read_end)
+    if line.startswith("ready "):
+        info = json.loads(line[len("ready "):])
+        what = "resumed" if info.get("resumed") else "started fresh"
+        print(f"up ({what} in {info.get('up_in_s')} s): gateway {info.get('gateway_url')}, exchange "
+              f"{info.get('exchange_url')}\n  `indexmaker status` shows every part, `indexmaker down` stops it")
+        return 0
+    if line.startswith("failed "):
+        error = json.loads(line[len("failed "):])["error"]
+        print(f"start failed: {_last_line(error)}", file=sys.stderr)
+    elif not line:
+        code = proc.poll()
+        print(f"the service ended before it was ready (exit {code})" if code is not None
+              else f"not ready after {args.timeout} s: it is still starting (see {log_file})", file=sys.stderr)
+    print(f"last lines of {log_file}:\n" + _tail(log_file, 15), file=sys.stderr)
+    return 1
+
+
+def _read_line(fd: int, timeout_s: float) -> str:
+    """One line from the service's ready pipe; '' on EOF (it died) or timeout."""
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                return ""
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return ""
+            buf += chunk
+    return buf.split(b"\n", 1)[0].decode()
+
+
+def _last_line(text: str) -> str:
+    lines = [x for x in text.strip().splitlines() if x.strip()]
+    return lines[-1].strip() if lines else text
+
+
+def _busy_ports(settings) -> list[str]:  # noqa: ANN001
+    """The fixed ports the system will listen on that another process holds now (fails fast, with names)."""
+    from world.ports import port_is_free
+
+    return [f"ports.{name} = {getattr(settings.ports, name)}" for name in ("gateway", "invoices")
+            if not port_is_free(getattr(settings.ports, name))]
+
+
+def _tail(path: Path, n: int) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
+    except OSError:
+        return "(no log)"
+
+
+# ---------------------------------------------------------------------------------------------------- down
+#: What a world process's command line must contain for `down` to end it after a crash (a pid may be reused).
+_ROLE_MARKS = {"redis": "redis-server", "exchange": "world.local_exchange", "anvil-": "anvil"}
+
+
+def _down(args: argparse.Namespace) -> int:
+    from world.run_file import pid_alive, read_run, wait_exit
+
+    state_dir = _state_dir(args)
+    run = read_run(state_dir)
+    if run is None:
+        print(f"nothing was started in {state_dir}")
+        return 0
+    pid = run.get("pid")
+    if pid_alive(pid):
+        os.kill(int(pid), signal.SIGTERM)
+        print(f"stopping (service pid {pid}) …", flush=True)
+        if not wait_exit(int(pid), args.timeout):
+            print(f"the service did not stop within {args.timeout} s; see {state_dir / 'logs' / 'service.log'}",
+                  file=sys.stderr)
+            return 1
+        print(f"down; the state is kept in {state_dir} (`indexmaker up` resumes it)")
+        return 0
+    ended = _end_leftovers(state_dir, run)
+    print(f"the service was gone; stopped what it left: {', '.join(ended)}" if ended else "not running")
+    return 0
+
+
+def _end_leftovers(state_dir: Path, run: dict) -> list[str]:
+    """The service is gone (a crash): end what it left behind — each recorded world process only if its pid still
+    runs what it ran then, and the detached actors on a cluster — and mark the run down. Returns what was ended."""
+    from world.run_file import pid_alive, pid_cmdline, wait_exit, write_run
+
+    leftovers = []
+    for role, ppid in (run.get("processes") or {}).items():
+        mark = next((m for r, m in _ROLE_MARKS.items() if role.startswith(r)), None)
+        if pid_alive(ppid) and mark and mark in pid_cmdline(ppid):
+            os.kill(int(ppid), signal.SIGTERM)  # anvil writes its chain, the exchange its books, on SIGTERM
+            leftovers.append((role, ppid))
+    for role, ppid in leftovers:
+        if not wait_exit(int(ppid), 10):
+            os.kill(int(ppid), signal.SIGKILL)
+    released = _release_detached(run) if (run.get("ray") or {}).get("detached") else []
+    if run.get("phase") != "down":
+        write_run(state_dir, phase="down", pid=None, processes={})
+    return [r for r, _ in leftovers + released]
+
+
+def _release_detached(run: dict) -> list[tuple[str, int]]:
+    """Detached actors on a cluster outlive a crashed service: end them (their state is in Redis)."""
+    try:
+        import ray
+
+        r = run["ray"]
+        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+        ray.init(address=r["address"], namespace=r["namespace"], log_to_driver=False, logging_level="ERROR")
+    except Exception as exc:  # noqa: BLE001
+        print(f"could not reach Ray at {run.get('ray')} to end its actors: {exc}", file=sys.stderr)
+        return []
+    ended = []
+    try:
+        for name in run.get("actors") or []:
+            try:
+                ray.kill(ray.get_actor(name, namespace=run["ray"]["namespace"]), no_restart=True)
+                ended.append((name, 0))
+            except ValueError:
+                pass
+    finally:
+        ray.shutdown()
+    return ended
+
+
+# ---------------------------------------------------------------------------------------------------- status
+def _status(args: argparse.Namespace) -> int:
+    from world.run_file import read_run
+    from world.system_status import collect, render
+
+    run = read_run(_state_dir(args))
+    status = collect(run, with_inspect=True)
+    if args.json:
+        print(json.dumps({"run": run, **status.to_dict()}, indent=2, default=str))
+    else:
+        print("\n".join(render(status, run)))
+    return 0 if status.healthy else 1
+
+
+# ---------------------------------------------------------------------------------------------------- invoice
+def _invoice(args: argparse.Namespace, rest: list[str]) -> int:
+    """Ask the gateway again for a stored Mint Invoice (GetMintInvoice). The URL: --url, else the running
+    system's gateway from the state dir's run file, else the client's default."""
+    from protocol.cli import run as client_run
+    from world.run_file import read_run
+
+    argv = ["invoice", args.id, *rest]
+    if "--url" not in rest:
+        run = read_run(_state_dir(args))
+        if run and run.get("gateway_url"):
+            argv += ["--url", run["gateway_url"]]
+    return client_run(argv)
+
+
+# ---------------------------------------------------------------------------------------------------- main
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="indexmaker", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     cfg = sub.add_parser("config", help="check or show a configuration file")
     cfg.add_argument("action", choices=["check", "show"])
     cfg.add_argument("file", nargs="?")
     demo = sub.add_parser("demo", help="the whole flow on the local world: three users, deposits, orders, mints")
     demo.add_argument("--port", type=int, default=None, help="gateway port (default: the configured one)")
-    order = sub.add_parser("order", help="send, cancel or fetch index orders over FIX/JSON (see --help)",
-                           add_help=False)
+    sub.add_parser("order", help="send, cancel or fetch index orders over FIX/JSON (see --help)", add_help=False)
+    where = argparse.ArgumentParser(add_help=False)
+    where.add_argument("--state-dir", help="where the system keeps its state (default: the config's state_dir)")
+    where.add_argument("--config", help="TOML configuration file (config/local.toml, ...)")
+    up = sub.add_parser("up", parents=[where], help="start (or resume) the system; returns once it is up")
+    up.add_argument("--address", help="attach to a Ray cluster: auto, host:port or ray://host:10001 "
+                                      "(default: the config's ray.address, else a Ray instance of its own)")
+    up.add_argument("--fresh", action="store_true", help="wipe the state dir's world and store and start anew")
+    up.add_argument("--ship-code", action="store_true", help="with --address: send this checkout to the cluster as "
+                                                             "the actors' working_dir (nodes without it)")
+    up.add_argument("--foreground", action="store_true", help="run in this terminal until Ctrl-C")
+    up.add_argument("--timeout", type=float, default=UP_TIMEOUT_S, help="seconds to wait for ready")
+    down = sub.add_parser("down", parents=[where], help="stop the system cleanly (its state stays)")
+    down.add_argument("--timeout", type=float, default=DOWN_TIMEOUT_S)
+    status = sub.add_parser("status", parents=[where], help="every part's state; exit 1 if something is down")
+    status.add_argument("--json", action="store_true", help="everything, including each actor's inspect()")
+    inv = sub.add_parser("invoice", parents=[where], help="fetch a stored Mint Invoice again (--key, --url: "
+                                                          "as `indexmaker order invoice --help`)")
+    inv.add_argument("id", help="the client order id")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "order":  # everything after `order` belongs to the protocol client's own parser
         from protocol.cli import run
 
         return run(argv[1:])
+    parser = _parser()
+    if argv and argv[0] == "invoice":
+        args, rest = parser.parse_known_args(argv)
+        return _invoice(args, rest)
     args = parser.parse_args(argv)
     if args.command == "config":
         return _config(args)
@@ -52,6 +321,12 @@ def main(argv: list[str] | None = None) -> int:
         from world.demo import main as demo_main
 
         return demo_main(args.port)
+    if args.command == "up":
+        return _up(args)
+    if args.command == "down":
+        return _down(args)
+    if args.command == "status":
+        return _status(args)
     return 2
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 import core  # noqa: F401  (decimal context in the worker)
+from actors.logs import setup_logging
 from chain.deployment import WorldState
 from chain.deposit_feed import deposits_from_batch
 from chain.keys import mnemonic_from_env
@@ -47,6 +48,8 @@ class ChainActor:
     def __init__(self, world_file: str, redis_url: str, config: ChainConfig, *, router_name: str | None = "router",
                  router_namespace: str | None = None, poll_s: float = 0.1) -> None:
         import redis.asyncio as aioredis
+
+        setup_logging("chain")
 
         self.config = config
         self.state = WorldState.load(world_file)

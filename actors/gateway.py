@@ -3,9 +3,13 @@
 Requests: the server hands the plugin batches; the plugin calls ShardedApp.handle, which splits a batch by the
 users' shards (one `handle_each` call per shard) and puts the immediate answers back in request order.
 Reports (fills, closes, invoices) are pushed by every `orders-{k}` shard to this actor's `on_reports` (one call per
-shard batch). Each shard's reports are numbered; the gateway keeps the last seq it delivered per shard (in Redis,
-written after the server has stored the emitted messages), so a redelivered seq is dropped and a restarted gateway
-asks `reports_since(cursor)` for what it missed. A gap (a batch starting past cursor+1) is filled the same way.
+shard batch). Each shard's reports are numbered; the gateway keeps the last seq it delivered per shard (in the
+server's report store, written by its group commit right behind the reports it covers: never without them, never
+apart from them), so a redelivered seq is dropped, nothing is sent to a user twice across a gateway crash, and a
+restarted gateway asks `reports_since(cursor)` for what it missed. A gap (a batch starting past cursor+1) is filled the same way.
+
+Counting: every application response the plugin sends is tallied by kind in plain integers (one dict increment
+per response, in the loop that already handles the batch); the `monitor` turns them into the order metrics.
 """
 from __future__ import annotations
 
@@ -17,11 +21,53 @@ from typing import Any, Sequence
 import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
+from actors.logs import setup_logging
 from actors.order_books import ShardedApp, ShardReport, orders_shard_name
+from protocol.indexmaker_app import AppResponse, InvoiceIssued, OrderAccepted, OrderProgress, OrderRefused
+from protocol.indexmaker_plugin import IndexMakerPlugin
+from protocol.report_store import StreamWrite
 
 log = logging.getLogger(__name__)
 
 GATEWAY_NAME = "gateway"
+
+#: inspect()["counts"] keys the monitor reads (actors/system_view.py INDEX_ORDER_OUTCOMES).
+_ANSWER_COUNTS = {OrderAccepted: "orders_accepted", OrderRefused: "orders_rejected"}
+_CLOSED_COUNTS = {"filled": "orders_filled", "rejected": "orders_failed", "canceled": "orders_cancelled"}
+
+
+def tally(counts: dict[str, int], responses: Sequence[AppResponse], reported: bool) -> None:
+    """Count a batch of responses by kind. Invoices only when `reported` (a GetMintInvoice answer is a resend)."""
+    for r in responses:
+        kind = type(r)
+        if kind is OrderProgress:
+            counts["fill_reports"] += 1
+            closed = _CLOSED_COUNTS.get(r.status)  # type: ignore[union-attr]
+            if closed is not None:
+                counts[closed] += 1
+        elif kind is InvoiceIssued:
+            if reported:
+                counts["invoices"] += 1
+        else:
+            key = _ANSWER_COUNTS.get(kind)  # type: ignore[call-overload]
+            if key is not None:
+                counts[key] += 1
+
+
+class _CountingPlugin(IndexMakerPlugin):
+    """The IndexMaker plugin, tallying what it sends: immediate answers here, reports via `deliver_reports`."""
+
+    def __init__(self, app: Any, counts: dict[str, int]) -> None:
+        super().__init__(app)
+        self.counts = counts
+
+    def deliver(self, responses: Sequence[AppResponse]) -> None:
+        tally(self.counts, responses, reported=False)
+        super().deliver(responses)
+
+    def deliver_reports(self, responses: Sequence[AppResponse]) -> None:
+        tally(self.counts, responses, reported=True)
+        super().deliver(responses)
 
 
 @dataclass(frozen=True)
@@ -35,6 +81,8 @@ class GatewayActorOptions:
     #: protocol.gateway_config.GatewayConfig fields (port, limits); port 0 picks a free one (tests).
     config: dict[str, Any] = field(default_factory=dict)
     store_prefix: str = "fix:"
+    #: Quote requests are answered by this actor (it sizes them on the live books).
+    solver_name: str = "solver"
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -43,24 +91,27 @@ class GatewayActor:
         import redis.asyncio as aioredis
 
         from protocol.gateway_config import GatewayConfig
-        from protocol.indexmaker_plugin import IndexMakerPlugin
         from protocol.redis_report_store import RedisReportStore
         from protocol.server import GatewayServer
         from protocol.signature import Signer
 
+        setup_logging(options.name)
         self.o = options
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._cursor_key = f"gateway:{options.name}:cursors"
         self.shards = [ray.get_actor(orders_shard_name(k), namespace=options.namespace)
                        for k in range(options.order_shards)]
-        self.app = ShardedApp(self.shards)
-        self.plugin = IndexMakerPlugin(self.app)
+        self.app = ShardedApp(self.shards, quoter=lambda: ray.get_actor(options.solver_name,
+                                                                        namespace=options.namespace))
+        self.counts = {"report_calls": 0, "reports": 0, "duplicates": 0, "catch_ups": 0, "orders_accepted": 0,
+                       "orders_rejected": 0, "orders_failed": 0, "orders_filled": 0, "orders_cancelled": 0,
+                       "fill_reports": 0, "invoices": 0}
+        self.plugin = _CountingPlugin(self.app, self.counts)
         self.server = GatewayServer(self.plugin, RedisReportStore.from_url(options.redis_url, options.store_prefix),
                                     Signer(options.server_key), GatewayConfig(**options.config))
         self._cursor: dict[int, int] = {}  # shard -> last report seq delivered (loaded in start)
         self._lock = asyncio.Lock()
         self._started: asyncio.Task | None = None
-        self.counts = {"report_calls": 0, "reports": 0, "duplicates": 0, "catch_ups": 0}
         try:
             asyncio.get_running_loop()
             self._started = asyncio.ensure_future(self._start())  # a restart resumes by itself
@@ -69,17 +120,45 @@ class GatewayActor:
 
     async def start(self) -> str:
         """Idempotent: listen, subscribe to every shard, catch up. Returns the websocket URL."""
-        if self._started is None:
-            self._started = asyncio.ensure_future(self._start())
-        await asyncio.shield(self._started)
+        await self._ensure_started()
         return self.server.url
+
+    async def _ensure_started(self) -> None:
+        """Wait for the start; one that failed (a peer or the store unreachable) is tried again, never left as
+        a gateway that delivers without its cursors."""
+        task = self._started
+        if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+            self._started = task = asyncio.ensure_future(self._start())
+        await asyncio.shield(task)
+
+    def _cursor_stream(self, shard: int) -> str:
+        """The store stream whose score is the last report seq of `shard` delivered (see `_deliver`)."""
+        return f"gateway-cursor:{self.o.name}:{shard}"
+
+    async def _load_cursors(self) -> dict[int, int]:
+        cursors: dict[int, int] = {}
+        raw = await self._redis.hgetall(self._cursor_key)  # where the cursors were kept before (kept readable)
+        for k, v in raw.items():
+            cursors[int(k)] = int(v)
+        for k in range(len(self.shards)):
+            _, stored = await self.server.store.last_seqs(self._cursor_stream(k))
+            cursors[k] = max(cursors.get(k, 0), stored)
+        return cursors
 
     async def _start(self) -> None:
         from protocol.gc_tuning import tune_gc
 
-        raw = await self._redis.hgetall(self._cursor_key)
-        self._cursor = {int(k): int(v) for k, v in raw.items()}
-        await self.server.start()
+        delay = 0.05
+        while True:
+            try:
+                self._cursor = await self._load_cursors()
+                break
+            except Exception as exc:  # noqa: BLE001  (the store is down: a restart waits for it, never crash-loops)
+                log.warning("gateway: cannot read the delivery cursors (%s); retrying", exc)
+                await asyncio.sleep(delay)  # back-off while the store is down, not synchronisation
+                delay = min(2 * delay, 2.0)
+        if not self.server.port:  # not listening yet (a start tried again after a failure may have got this far)
+            await self.server.start()
         await asyncio.gather(*(s.register_subscriber.remote(self.o.name, self.o.namespace) for s in self.shards))
         for k in range(len(self.shards)):
             await self._catch_up(k)
@@ -89,6 +168,8 @@ class GatewayActor:
         missed = await self.shards[shard].reports_since.remote(self._cursor.get(shard, 0))
         if missed:
             self.counts["catch_ups"] += 1
+            log.info("gateway: catching up %d reports of shard %d after seq %d", len(missed), shard,
+                     self._cursor.get(shard, 0), extra={"shard": shard, "seq": self._cursor.get(shard, 0)})
             await self._deliver(shard, missed)
 
     async def _deliver(self, shard: int, reports: Sequence[ShardReport]) -> None:
@@ -102,16 +183,30 @@ class GatewayActor:
             last = r.seq
         if not fresh:
             return
-        self.plugin.deliver([r.response for r in fresh])
-        await self.server.flush()  # stored by the server before the cursor moves past them
+        responses = [r.response for r in fresh]
+        await self._users_loaded(responses)  # so that every report below is queued for the store at once
+        self.plugin.deliver_reports(responses)
+        await self._users_loaded(responses)
+        # Exactly once across a crash: the cursor is a store write queued right behind the reports it covers, so
+        # the group committer stores it in the same atomic batch as them or a later one. Stored apart (after the
+        # flush), a gateway killed in between sent these reports again, under new stream numbers, after restart.
+        self.server.committer.submit(StreamWrite(self._cursor_stream(shard), None, (last, "")))
+        await self.server.flush()  # stored (reports and cursor) before anything else is taken from this shard
         self._cursor[shard] = last
-        await self._redis.hset(self._cursor_key, str(shard), str(last))
         self.counts["reports"] += len(fresh)
+
+    async def _users_loaded(self, responses: Sequence[AppResponse]) -> None:
+        """Wait until the server has each user's stream loaded from the store: a report for a user still loading
+        is held back by the server and queued only once the load is done, i.e. possibly after our cursor.
+        (protocol.server keeps that state private; `_user` creates and loads a stream the first time.)"""
+        for ref in {r.user.key: r.user for r in responses}.values():
+            stream = self.server._user(ref)  # noqa: SLF001
+            if stream.loading is not None:
+                await asyncio.shield(stream.loading)
 
     async def on_reports(self, shard: int, seq_from: int, reports: list[ShardReport]) -> None:
         """A shard's batch of reports, seqs from `seq_from` in order. One call per batch."""
-        if self._started is not None and not self._started.done():
-            await asyncio.shield(self._started)
+        await self._ensure_started()
         async with self._lock:
             self.counts["report_calls"] += 1
             if seq_from > self._cursor.get(shard, 0) + 1:  # a gap: what came before is fetched first
@@ -122,7 +217,9 @@ class GatewayActor:
         return await self.start()
 
     async def inspect(self) -> dict[str, Any]:
-        return {"url": self.server.url if self.server.port else None, "cursors": dict(self._cursor),
+        return {"url": self.server.url if self.server.port else None,
+                # the last report seq delivered, per shard (a list: JSON keys could not be ints)
+                "cursors": [self._cursor.get(k, 0) for k in range(len(self.shards))],
                 "counts": dict(self.counts), "server": self.server.inspect()}
 
     async def stop(self) -> None:

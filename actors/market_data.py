@@ -28,6 +28,7 @@ from typing import Any, Callable, Iterable
 import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
+from actors.logs import setup_logging
 from core.shard_assignment import assign_shards, shard_name, shard_of
 from core.side import Side
 from exchange import errors
@@ -76,6 +77,7 @@ def _percentile(sorted_values: list[float], q: float) -> float | None:
 @ray.remote(num_cpus=0, max_restarts=-1)
 class MarketDataShard:
     def __init__(self, shard: int, symbols: list[str], options: MarketDataOptions) -> None:
+        setup_logging(f"market-{shard}")
         self.shard = shard
         self.symbols = sorted(set(symbols))
         self._owned = set(self.symbols)

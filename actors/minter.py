@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ from web3 import Web3
 
 import core  # noqa: F401  (decimal context in the worker)
 from actors.chain_actor import MintRequest as ChainMint
+from actors.logs import setup_logging
+from actors.metrics import process_metrics
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +41,7 @@ class MinterOptions:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class Minter:
     def __init__(self, options: MinterOptions) -> None:
+        setup_logging(options.name)
         self.o = options
         self.counts = {"polls": 0, "mint_calls": 0, "minted": 0, "failed": 0, "skipped_zero": 0}
         self.errors: list[str] = []
@@ -90,7 +94,9 @@ class Minter:
             if not asks:
                 continue
             self.counts["mint_calls"] += 1
+            started = time.perf_counter()
             results = await chain.mint.remote(asks)
+            process_metrics().observe("indexmaker_mint_seconds", time.perf_counter() - started)  # once per batch
             for r in results:
                 if r.ok and r.tx_hash:
                     await solver.minted.remote(r.index_order_id, r.tx_hash)
@@ -100,6 +106,7 @@ class Minter:
                 else:
                     self.counts["failed"] += 1
                     self.errors = (self.errors + [f"{r.index_order_id}: {r.error}"])[-20:]
+                    log.warning("mint failed: %s", r.error, extra={"order_id": r.index_order_id})
         return landed
 
     async def inspect(self) -> dict[str, Any]:

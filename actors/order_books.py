@@ -42,11 +42,12 @@ from core.index_order_book import UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
 from core.lot_assignment import AssetLine, OrderFill
 from core.mint_request import MintRequest
-from core.money import ZERO, D
+from core.money import ZERO, D, quantize_up
 from core.shard_assignment import shard_of
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder,
-                                     OrderAccepted)
+                                     NewQuote, OrderAccepted, QuoteRefused)
+from actors.logs import setup_logging
 from protocol.inprocess_app import InProcessIndexMakerApp
 from protocol.reason_codes import ReasonCode
 
@@ -103,13 +104,19 @@ class OrderBooksOptions:
     unit: Decimal = USDC_UNIT
     #: An order whose unengaged rest is below this when a batch completes is finished; the rest goes back.
     order_dust: Decimal = Decimal("0.05")
+    #: ... and so is an order whose rest is below this fraction of what it did not cancel: sized at the expected
+    #: cost, a batch spends all but the price buffer and fee headroom (~0.15 %), and buying the rest would take a
+    #: second batch of orders padded to the exchange's minimum notional, for almost nothing.
+    rest_return_ratio: Decimal = Decimal("0.005")
+    #: The solver to wake when new orders arrive (it also ticks on its own; None: never wake it).
+    solver_name: str | None = "solver"
     max_open_orders: int = 100
     token_decimals: int = 18
     #: The chain id of a user known only from a deposit (the gateway's sessions bring their own).
     default_chain_id: int = 42161
     key_prefix: str = "orders"
     delivery_batch: int = 5_000
-    delivery_linger_ms: int = 10
+    delivery_linger_ms: int = 2  # reports wait this long for company: latency over call count (they are few)
     retry_ms: int = 200
 
     @classmethod
@@ -119,6 +126,7 @@ class OrderBooksOptions:
             "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0", "shards": shards,
             "known_indexes": tuple(sorted(known_indexes)), "unit": settings.collateral.unit,
             "order_dust": settings.collateral.order_dust,
+            "rest_return_ratio": settings.collateral.rest_return_ratio,
             "max_open_orders": settings.collateral.max_open_orders_per_user,
             "token_decimals": settings.chain.index_token_decimals,
             "default_chain_id": settings.chain.arbitrum_chain_id}
@@ -187,6 +195,7 @@ def _invoice_lines(acc: Mapping[str, list[Any]]) -> list[InvoiceLine]:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class IndexOrderBooks:
     def __init__(self, shard: int, options: OrderBooksOptions) -> None:
+        setup_logging(f"orders-{shard}")
         self.k = shard
         self.o = options
         self._clock = SystemClock()
@@ -197,6 +206,7 @@ class IndexOrderBooks:
         self._deliver_task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._subscriber: Any = None
+        self._solver: Any = None
         try:
             self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         except Exception:  # noqa: BLE001  (outside an actor)
@@ -229,16 +239,28 @@ class IndexOrderBooks:
                         "replays": 0}
 
     def _load(self) -> None:
+        """Replace memory with what Redis holds. Everything is read first and memory is replaced only then, so a
+        read that fails leaves the shard as it was (never half empty). While Redis is unreachable (an outage, a
+        restart) the read is retried: a shard restarted meanwhile waits for it instead of crash-looping."""
+        import time
+
+        backoff = self.o.retry_ms / 1000
+        while True:
+            r = redis.Redis.from_url(self.o.redis_url)
+            try:
+                users = r.hgetall(self._keys["users"])
+                meta_raw = r.get(self._keys["meta"])
+                meta = json.loads(meta_raw) if meta_raw else None
+                delivered = int(meta["delivered"]) if meta else 0
+                outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc)
+                time.sleep(backoff)  # back-off while the store is down (nothing to serve before it answers)
+                backoff = min(2 * backoff, 2.0)
+            finally:
+                r.close()
         self._fresh()
-        r = redis.Redis.from_url(self.o.redis_url)
-        try:
-            users = r.hgetall(self._keys["users"])
-            meta_raw = r.get(self._keys["meta"])
-            meta = json.loads(meta_raw) if meta_raw else None
-            delivered = int(meta["delivered"]) if meta else 0
-            outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
-        finally:
-            r.close()
         for raw_key, raw in users.items():
             key, data = raw_key.decode(), json.loads(raw)
             self.app.refs[key] = UserRef(int(data["ref"][0]), data["ref"][1])
@@ -283,23 +305,41 @@ class IndexOrderBooks:
         })
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
-        """One MULTI: touched users, the shard's bookkeeping, new reports. On failure memory is reloaded from what
-        Redis holds (the last commit) and the error is raised: nothing is answered that is not stored."""
+        """One MULTI: touched users, the shard's bookkeeping, new reports; nothing is answered that is not stored.
+
+        While Redis is unreachable (connection refused or dropped: an outage, a restart) the SAME transaction is
+        sent again until it goes through; the caller holds the lock, so the shard's other writes wait behind it
+        rather than fail (a failure would make the solver drop the step). Sending it again is safe: every command
+        writes absolute values (snapshots, meta, outbox members scored by seq). Any other failure reloads memory
+        from what Redis holds (the last commit) and raises."""
         entries = []
         for resp in reports:
             self._report_seq += 1
             entries.append(ShardReport(self._report_seq, self.k, resp))
         touched, self.app.touched = set(self.app.touched), set()
+        backoff = self.o.retry_ms / 1000
         try:
-            p = self._redis.pipeline(transaction=True)
-            if touched:
-                p.hset(self._keys["users"], mapping={k: self._user_snapshot(k) for k in touched})
-            p.set(self._keys["meta"], self._meta())
-            if entries:
-                p.zadd(self._keys["outbox"], {pickle.dumps(e): e.seq for e in entries})
-            if self._delivered:
-                p.zremrangebyscore(self._keys["outbox"], 0, self._delivered)
-            await p.execute()
+            users = {k: self._user_snapshot(k) for k in touched}
+            meta = self._meta()
+            outbox = {pickle.dumps(e): e.seq for e in entries}
+            delivered = self._delivered
+            while True:
+                p = self._redis.pipeline(transaction=True)
+                if users:
+                    p.hset(self._keys["users"], mapping=users)
+                p.set(self._keys["meta"], meta)
+                if outbox:
+                    p.zadd(self._keys["outbox"], outbox)
+                if delivered:
+                    p.zremrangebyscore(self._keys["outbox"], 0, delivered)
+                try:
+                    await p.execute()
+                    break
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    self._counts["commit_retries"] = self._counts.get("commit_retries", 0) + 1
+                    log.warning("orders-%d: commit failed (%s); sending it again", self.k, exc)
+                    await asyncio.sleep(backoff)  # back-off while the store is down, not synchronisation
+                    backoff = min(2 * backoff, 2.0)
         except BaseException:
             self._load()
             raise
@@ -396,7 +436,20 @@ class IndexOrderBooks:
             self._counts["handled"] += len(requests)
             pushed, self.app.pushed[:] = list(self.app.pushed), []
             await self._commit(pushed)
+            if any(isinstance(r, NewOrder) for r in requests):
+                self._wake_solver()
             return out
+
+    def _wake_solver(self) -> None:
+        """Tell the solver there is new demand (fire and forget; one call per handled batch, never per order)."""
+        if self.o.solver_name is None:
+            return
+        try:
+            if self._solver is None:
+                self._solver = ray.get_actor(self.o.solver_name, namespace=ray.get_runtime_context().namespace)
+            self._solver.wake.remote()
+        except Exception:  # noqa: BLE001  (no solver yet, or restarting: its own tick finds the orders)
+            self._solver = None
 
     # ------------------------------------------------------------------ collateral (chain listener and router)
     async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
@@ -444,13 +497,15 @@ class IndexOrderBooks:
         self.app.touched.clear()
         return out
 
-    async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> int:
-        """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns orders engaged."""
+    async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
+        """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually
+        engaged per order (less than asked if a cancel came in since `pending`; the solver sizes the batch's
+        orders to that), or None for a batch already completed."""
         self._ensure_started()
         async with self._lock:
             if batch_id in self._engaged or batch_id in self._completed:
                 self._counts["replays"] += 1
-                return len(self._engaged.get(batch_id, ()))
+                return self._engaged.get(batch_id)
             now = self._clock.now_ms()
             applied: list[tuple[str, Decimal]] = []
             for e in engagements:
@@ -467,7 +522,7 @@ class IndexOrderBooks:
                     applied.append((e.order_id, amount))
             self._engaged[batch_id] = applied
             await self._commit()
-            return len(applied)
+            return applied
 
     async def apply_fills(self, key: str, fills: Sequence[OrderFill]) -> int:
         """One solver round's fill deltas for this shard's orders; one progress report per order touched.
@@ -524,8 +579,13 @@ class IndexOrderBooks:
                 try:
                     if not order.is_terminal:
                         book.release(cl, order.engaged, now)  # one batch at a time: all it holds is this batch's
-                    if not order.is_terminal and order.remaining < self.o.order_dust:
-                        book.finish(cl, self.o.order_dust, now)
+                    if not order.is_terminal:
+                        # Below the dust, or below rest_return_ratio of what the user did not cancel: returned.
+                        dust = max(self.o.order_dust,
+                                   quantize_up((order.collateral - order.cancelled) * self.o.rest_return_ratio,
+                                               self.o.unit))
+                        if order.remaining < dust:
+                            book.finish(cl, dust, now)
                 except OrderStateError as exc:
                     self._error(f"{batch_id}: closing {oid}: {exc}")
                     continue
@@ -538,9 +598,36 @@ class IndexOrderBooks:
             await self._commit(reports)
             return mints
 
+    async def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> list[MintRequest]:
+        """The solver gives up on orders it could not plan for too long ((order id, reason) pairs): each open order
+        with nothing engaged is closed with the reason, its collateral freed, and the user told. An order that had
+        bought something ends filled and its mint is owed (returned). Idempotent by `key`."""
+        self._ensure_started()
+        async with self._lock:
+            if key in self._fill_keys:
+                self._counts["replays"] += 1
+                return []  # the first answer's mints are the solver's already (it commits them before popping)
+            now = self._clock.now_ms()
+            reports: list[AppResponse] = []
+            mints: list[MintRequest] = []
+            for oid, reason in rejections:
+                book, cl = self._order(oid)
+                order = book.get(cl)
+                if order is None or order.is_terminal or order.engaged != 0:
+                    continue  # closed or planned meanwhile: nothing to give up on
+                book.reject(cl, reason, now)
+                reports.append(self.app._progress(self.app.ref(book.user), order))
+                if order.mint_pending:
+                    mints.append(MintRequest(oid, book.user, order.index, order.filled_units, self.o.token_decimals))
+            self._fill_keys.add(key)
+            await self._commit(reports)
+            return mints
+
     async def minted(self, order_id: str, tx: str) -> MintInvoice:
-        """The mint of `order_id` landed in `tx`: mark it, build and store the Mint Invoice from the order's lines,
-        and report it. Idempotent by (order, tx): the same tx again returns the stored invoice."""
+        """The mint of `order_id` landed in `tx`: build the Mint Invoice from the order's lines, then mark the order
+        minted, store both and report the invoice. Idempotent by (order, tx): the same tx again returns the stored
+        invoice. Built BEFORE marking: an invoice that cannot be built (it raises) leaves the order unmarked, so the
+        retry fails the same way with the same reason instead of finding a marked order without an invoice."""
         self._ensure_started()
         async with self._lock:
             book, cl = self._order(order_id)
@@ -548,15 +635,20 @@ class IndexOrderBooks:
             if order is None:
                 raise KeyError(f"no order {order_id}")
             if order.minted_tx == tx:
-                self.app.touched.clear()
-                return self.app.invoices[(book.user, cl)]
-            book.mark_minted(cl, tx)
+                stored = self.app.invoices.get((book.user, cl))
+                if stored is not None:
+                    self.app.touched.clear()
+                    return stored
+                # marked without an invoice (a state written before this order of steps): build it now
+            elif order.minted_tx is not None or not order.mint_pending:
+                book.mark_minted(cl, tx)  # raises with the reason (minted in another tx, or nothing to mint)
             now = self._clock.now_ms()
             invoice = build_invoice(order_id=order.order_id, user=book.user, cl_ord_id=cl, index=order.index,
                                     collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
                                     spent=order.spent, filled_units=order.filled_units,
                                     lines=_invoice_lines(self._lines.get(order_id, {})),
                                     token_decimals=self.o.token_decimals, mint_tx=tx, minted_ms=now)
+            book.mark_minted(cl, tx)
             self.app.invoices[(book.user, cl)] = invoice
             await self._commit([InvoiceIssued(self.app.ref(book.user), invoice, now)])
             return invoice
@@ -634,19 +726,40 @@ class ShardedApp:
     """The application interface over every shard: requests split by user, one `handle` call per shard, the
     answers put back in request order (what the gateway actor will host)."""
 
-    def __init__(self, shards: Sequence[Any]) -> None:
+    def __init__(self, shards: Sequence[Any], quoter: Any = None) -> None:
+        """`quoter`: the solver (it has the baskets and the live books), or a function that finds it (it may start
+        after the gateway); quote requests go to it in one call per batch."""
         self.shards = list(shards)
+        self.quoter = quoter
+
+    async def _quote(self, requests: Sequence[NewQuote]) -> list[list[AppResponse]]:
+        try:
+            quoter = self.quoter() if callable(self.quoter) else self.quoter
+            return await quoter.quote.remote(list(requests))
+        except Exception as e:  # noqa: BLE001  (no solver yet, or restarting: the user may ask again)
+            log.warning("quotes unavailable: %s", e)
+            return [[QuoteRefused(r.user, r.client_quote_id, ReasonCode.MARKET_UNAVAILABLE,
+                                  "quotes are unavailable right now; retry")] for r in requests]
 
     async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
         n = len(self.shards)
         groups: dict[int, list[int]] = {}
+        quotes: list[int] = []
         for i, r in enumerate(requests):
+            if self.quoter is not None and isinstance(r, NewQuote):
+                quotes.append(i)
+                continue
             groups.setdefault(shard_of_user(r.user.address, n), []).append(i)
         keys = list(groups)
-        answers = await asyncio.gather(*(self.shards[k].handle_each.remote([requests[i] for i in groups[k]])
-                                         for k in keys))
+        calls = [self.shards[k].handle_each.remote([requests[i] for i in groups[k]]) for k in keys]
+        if quotes:
+            calls.append(self._quote([requests[i] for i in quotes]))  # type: ignore[misc]
+        answers = await asyncio.gather(*calls)
         per_request: list[list[AppResponse]] = [[] for _ in requests]
         for k, answer in zip(keys, answers):
             for i, responses in zip(groups[k], answer):
+                per_request[i] = responses
+        if quotes:
+            for i, responses in zip(quotes, answers[-1]):
                 per_request[i] = responses
         return [resp for responses in per_request for resp in responses]

@@ -36,6 +36,7 @@ import redis
 import redis.asyncio as aioredis
 
 import core  # noqa: F401  (the project's decimal context in the worker)
+from actors.logs import setup_logging
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
 from core.batch_intake import PlannedOrder, intake_batch, next_attempt
 from core.clock import SystemClock
@@ -71,7 +72,8 @@ class SenderOptions:
     request_timeout_ms: int = 5_000
     #: Clock offset and stamping allowance on top of recvWindow before a "not found" is final.
     resolve_margin_ms: int = 1_000
-    max_in_flight: int = 64
+    #: Requests outstanding at once: one batch's orders (up to Binance's 100 orders per 10 s) go out in one wave.
+    max_in_flight: int = 128
     time_in_force: str = "IOC"
     #: Request weights (Binance: POST order 1, GET order 4, GET myTrades with orderId 5, exchangeInfo 20).
     order_weight: int = 1
@@ -125,6 +127,7 @@ def _result_from_dict(d: dict[str, Any]) -> SubmitResult:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class OrderSender:
     def __init__(self, options: SenderOptions) -> None:
+        setup_logging("sender")
         self.o = options
         self._clock = SystemClock()
         self._keys = {k: f"sender:{options.account}:{k}" for k in ("orders", "batches", "log", "state")}
@@ -147,13 +150,14 @@ class OrderSender:
         self._balances: dict[str, str] = {}
         self._sent_at: dict[str, int] = {}  # cid -> ms stamped right before the request left (this process)
         self._in_flight: set[str] = set()
+        self._all_answered = asyncio.Event()
         self._resolving: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._start_task: asyncio.Future | None = None
         self._subscriber: Any = None
         self._counts = {"sent": 0, "answered": 0, "rate_limited": 0, "unknown": 0, "resent": 0, "rejected": 0,
                         "queries": 0, "trade_queries": 0, "stream_errors": 0, "delivery_calls": 0,
-                        "delivery_failures": 0, "commits": 0}
+                        "delivery_failures": 0, "commits": 0, "commit_failures": 0}
         # ---- group commit
         self._dirty: set[str] = set()
         self._dirty_batches: set[str] = set()
@@ -231,6 +235,7 @@ class OrderSender:
                 self._dirty |= dirty
                 self._dirty_batches |= batches
                 self._state_dirty |= state_dirty
+                self._counts["commit_failures"] += 1
                 raise
             self._counts["commits"] += 1
             if entries:
@@ -350,7 +355,15 @@ class OrderSender:
         self._counts["rejected"] += len(results) - len(accepted)
         self._touch(o.client_order_id for o in accepted)
         try:
-            await self._commit()  # the intents are on disk before anything can be sent
+            while True:
+                try:
+                    await self._commit()  # the intents are on disk before anything can be sent
+                    break
+                except (redis.ConnectionError, redis.TimeoutError) as e:
+                    # The store is down (an outage, a restart): wait for it, as the caller's call waits. Refusing
+                    # would count as a failed call, and a caller drops a step after a few of those.
+                    log.warning("sender: cannot record batch %s yet (%s); retrying", batch_id, e)
+                    await asyncio.sleep(self.o.retry_ms / 1000)
         except BaseException:
             # Not durable: forget the batch, so that nothing unrecorded can go out; the caller may submit again.
             for order in accepted:
@@ -414,7 +427,8 @@ class OrderSender:
                 return
             except Exception as e:  # noqa: BLE001  (StatusUnknown, a timeout, a bug: the order may exist)
                 self._counts["unknown"] += 1
-                log.warning("sender: %s outcome unknown (%s: %s); asking the exchange", cid, type(e).__name__, e)
+                log.warning("sender: %s outcome unknown (%s: %s); asking the exchange", cid, type(e).__name__, e,
+                            extra={"client_order_id": cid, "batch_id": order.batch_id})
                 await self._resolve(order)
                 return
             self._counts["answered"] += 1
@@ -422,6 +436,8 @@ class OrderSender:
             self._apply(order, update_from(answer))
         finally:
             self._in_flight.discard(cid)
+            if not self._in_flight:
+                self._all_answered.set()  # the batch's last answer: deliver without lingering
             self._send_wake.set()
             self._changed.set()
 
@@ -461,7 +477,8 @@ class OrderSender:
                     self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
                     continue
                 except Exception as e:  # noqa: BLE001  (network trouble: ask again)
-                    log.warning("sender: query of %s failed (%s); retrying", cid, e)
+                    log.warning("sender: query of %s failed (%s); retrying", cid, e,
+                                extra={"client_order_id": cid, "batch_id": order.batch_id})
                     await asyncio.sleep(self.o.retry_ms / 1000)
                     continue
                 self._apply(order, update_from(answer))
@@ -494,7 +511,8 @@ class OrderSender:
             try:
                 trades = await gw.fetch_my_trades(order.symbol, order_id=order.exchange_order_id)
             except Exception as e:  # noqa: BLE001
-                log.warning("sender: trades of %s failed (%s); retrying", order.client_order_id, e)
+                log.warning("sender: trades of %s failed (%s); retrying", order.client_order_id, e,
+                            extra={"client_order_id": order.client_order_id, "batch_id": order.batch_id})
                 await asyncio.sleep(self.o.retry_ms / 1000)
                 continue
             fills = tuple(exchange_fill(t) for t in trades if t.order_id == order.exchange_order_id)
@@ -581,7 +599,13 @@ class OrderSender:
     async def _deliver_loop(self) -> None:
         while True:
             await self._deliver_wake.wait()
-            await asyncio.sleep(self.o.delivery_linger_ms / 1000)  # let a batch gather: one call carries it all
+            # Let a batch gather (one call carries it all), but no longer than until every request is answered.
+            if self._in_flight:
+                self._all_answered.clear()
+                try:
+                    await asyncio.wait_for(self._all_answered.wait(), self.o.delivery_linger_ms / 1000)
+                except asyncio.TimeoutError:
+                    pass
             self._deliver_wake.clear()
             while self._subscriber_spec is not None and self._delivered < self._persisted_seq:
                 entries = self._log.since(self._delivered, upto=self._persisted_seq, limit=self.o.delivery_batch)
@@ -601,6 +625,16 @@ class OrderSender:
                 self._delivered = entries[-1].seq
                 self._state_dirty = True  # the cursor is saved with the next commit; a redelivery is deduped
                 self._touch()
+
+    async def order_budget(self) -> tuple[int, int]:
+        """(orders the rate limits admit now less those already queued, what they admit in empty windows): the
+        solver plans a batch only when its orders can go out at once, so orders that arrive meanwhile are netted
+        into it instead of forming a second batch that waits behind the first."""
+        await self.start()
+        limiter = self._limiter
+        assert limiter is not None and self._queue is not None
+        weight = self.o.order_weight
+        return (max(0, limiter.orders_available(weight) - len(self._queue)), limiter.orders_capacity(weight))
 
     async def fills_since(self, seq: int, limit: int | None = None) -> list[Execution]:
         """Committed executions after `seq` (oldest first): the catch-up for a subscriber that restarted."""

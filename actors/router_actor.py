@@ -17,6 +17,7 @@ from typing import Any
 import ray
 
 import core  # noqa: F401  (decimal context in the worker)
+from actors.logs import setup_logging
 from actors.order_books import ShardedCollateralSink, orders_shard_name, shard_of_user
 from actors.exchange_deposits import ExchangeKeys, deposit_gateway, gateway_deposit_callables
 from chain.collateral_router import CollateralRouter, RouterConfig
@@ -62,6 +63,8 @@ class RouterActor:
                  chain_name: str = "chain", chain_namespace: str | None = None, step_s: float = 0.1,
                  store_namespace: str = "router", order_shards: int | None = None) -> None:
         import redis.asyncio as aioredis
+
+        setup_logging("router")
 
         self.redis = aioredis.Redis.from_url(redis_url)
         self.gateway = deposit_gateway(settings.exchange, exchange_keys or ExchangeKeys.from_env())

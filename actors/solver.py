@@ -22,6 +22,7 @@ import dataclasses
 import json
 import logging
 import pickle
+import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping, Sequence
@@ -31,11 +32,14 @@ import redis
 import redis.asyncio as aioredis
 
 import core  # noqa: F401  (the project's decimal context in the worker)
+from actors.logs import setup_logging
 from actors.order_books import orders_shard_name, shard_of_order
 from core.asset_order import ExchangeFill
 from core.basket import Basket
 from core.batch_planner import PendingOrder, PlannerLimits
 from core.batch_result import BatchOrderResult
+from core.index_quote import quote_index
+from core.late_reject import StuckOrders
 from core.mint_request import MintRequest
 from core.money import ZERO
 from core.sender_messages import Execution, OrderDone, SenderFill
@@ -43,10 +47,13 @@ from core.shard_assignment import shard_name, shard_of
 from core.side import Side
 from core.solver_engine import CompletedBatch, SolverEngine
 from core.symbol_filters import SymbolFilters
+from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, QuoteResult
+from protocol.reason_codes import ReasonCode
 
 log = logging.getLogger(__name__)
 
 SOLVER_NAME = "solver"
+HISTORY_KEPT = 200  # batches kept in the diagnostic history (inspect())
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,11 @@ class SolverOptions:
     name: str = SOLVER_NAME
     sender_name: str = "sender"
     tick_interval_ms: int = 100
+    collect_quiet_ms: int = 10
+    collect_max_ms: int = 250
+    idle_poll_ms: int = 1000
+    #: An order deferred this long for no liquidity (or too small to buy anything) is rejected with the reason.
+    reject_after_ms: int = 60_000
     quote_asset: str = "USDC"
     #: Most pending orders asked of one shard per tick.
     pending_limit: int = 10_000
@@ -76,6 +88,8 @@ class SolverOptions:
         values: dict[str, Any] = {
             "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0", "order_shards": order_shards,
             "market_shards": settings.exchange.market_shards, "tick_interval_ms": settings.solver.tick_interval_ms,
+            "collect_quiet_ms": settings.solver.collect_quiet_ms, "collect_max_ms": settings.solver.collect_max_ms,
+            "idle_poll_ms": settings.solver.idle_poll_ms, "reject_after_ms": settings.solver.reject_after_ms,
             "quote_asset": settings.exchange.quote_asset, "order_budget": settings.solver.max_orders_per_batch,
             "max_in_flight_notional": settings.solver.max_in_flight_notional}
         values.update(overrides)
@@ -96,9 +110,11 @@ class _Action:
 class Solver:
     def __init__(self, options: SolverOptions, baskets: Mapping[str, Basket], filters: Mapping[str, SymbolFilters],
                  limits: PlannerLimits) -> None:
+        setup_logging(options.name)
         self.o = options
         self.limits = limits
         self._key = f"solver:{options.name}:state"
+        self._history_key = f"solver:{options.name}:history"
         self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
         self._cursor = 0  # last sender seq consumed
         self._outbox: list[_Action] = []
@@ -106,7 +122,8 @@ class Solver:
         self._errors: list[str] = []
         self._counts = {"ticks": 0, "batches": 0, "asset_orders": 0, "rejected_orders": 0, "fill_calls": 0,
                         "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "mints_owed": 0,
-                        "minted": 0, "commits": 0, "calls": 0, "call_failures": 0}
+                        "minted": 0, "commits": 0, "calls": 0, "call_failures": 0,
+                        "late_rejects": 0}
         self._history: list[dict[str, Any]] = []  # per batch: id, orders engaged, asset orders (bounded)
         try:
             self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
@@ -116,6 +133,10 @@ class Solver:
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._lock = asyncio.Lock()
         self._tick_task: asyncio.Task | None = None
+        self._wake: asyncio.Event | None = None
+        self._deferred = 0
+        self._stuck = StuckOrders(options.reject_after_ms)
+        self._reject_seq = 0
         self._start_task: asyncio.Task | None = None
         self._handles: dict[str, Any] = {}
         try:
@@ -127,11 +148,20 @@ class Solver:
 
     # ------------------------------------------------------------------ persistence
     def _load(self) -> None:
-        r = redis.Redis.from_url(self.o.redis_url)
-        try:
-            raw = r.get(self._key)
-        finally:
-            r.close()
+        backoff = self.o.retry_ms / 1000
+        while True:  # a store that is down (restarting) is waited for, not crashed on
+            r = redis.Redis.from_url(self.o.redis_url)
+            try:
+                raw = r.get(self._key)
+                history = r.lrange(self._history_key, 0, -1)
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                log.warning("solver: cannot read the state (%s); retrying", e)
+                time.sleep(backoff)  # __init__ is synchronous: nothing to serve before the state is read
+                backoff = min(2 * backoff, 2.0)
+            finally:
+                r.close()
+        self._history = [json.loads(h) for h in history]
         if not raw:
             return
         data = json.loads(raw)
@@ -140,20 +170,36 @@ class Solver:
         self._outbox = pickle.loads(base64.b64decode(data["outbox"]))
         self._mints = {m["order_id"]: MintRequest.from_dict(m) for m in data["mints"]}
         self._counts.update(data.get("counts", {}))
-        self._history = data.get("history", [])
         self._errors = data.get("errors", [])
 
-    async def _commit(self) -> None:
+    async def _commit(self, history: dict[str, Any] | None = None) -> None:
+        """The state blob (without the batch history, which only grows: that is a capped list of its own, appended
+        in the same transaction when a batch is planned)."""
         blob = json.dumps({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
             "outbox": base64.b64encode(pickle.dumps(self._outbox)).decode(),
             "mints": [m.to_dict() for m in self._mints.values()], "counts": self._counts,
-            "history": self._history[-200:], "errors": self._errors[-50:]})
-        try:
-            await self._redis.set(self._key, blob)
-        except BaseException:
-            self._reload()
-            raise
+            "errors": self._errors[-50:]})
+        backoff = self.o.retry_ms / 1000
+        while True:
+            try:
+                if history is None:
+                    await self._redis.set(self._key, blob)
+                else:
+                    async with self._redis.pipeline(transaction=True) as pipe:
+                        pipe.set(self._key, blob).rpush(self._history_key, json.dumps(history))
+                        pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
+                        await pipe.execute()
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                # Redis down or restarting: the same write again (it is absolute; the history entry is pushed in
+                # a transaction, so at most once). Everything else waits behind the lock meanwhile.
+                log.warning("solver: cannot write the state (%s); retrying", e)
+                await asyncio.sleep(backoff)
+                backoff = min(2 * backoff, 2.0)
+            except BaseException:
+                self._reload()
+                raise
         self._counts["commits"] += 1
 
     def _reload(self) -> None:
@@ -234,6 +280,34 @@ class Solver:
         async with self._lock:
             await self._redis.aclose()
 
+    def _wake_event(self) -> asyncio.Event:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        return self._wake
+
+    async def wake(self) -> None:
+        """New demand (the order books call this once per batch of new orders): plan soon."""
+        self._wake_event().set()
+
+    async def _wait_for_wake(self, timeout_s: float) -> bool:
+        event = self._wake_event()
+        try:
+            await asyncio.wait_for(event.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    async def _collect(self) -> None:
+        """Orders sent together are netted together: after a wake, wait until no new one came for
+        collect_quiet_ms (at most collect_max_ms in all) before planning."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.o.collect_max_ms / 1000
+        while True:
+            self._wake_event().clear()
+            left = deadline - loop.time()
+            if left <= 0 or not await self._wait_for_wake(min(left, self.o.collect_quiet_ms / 1000)):
+                return
+
     async def _tick_loop(self) -> None:
         while True:
             try:
@@ -242,7 +316,10 @@ class Solver:
                 raise
             except Exception as e:  # noqa: BLE001  (a failed tick is retried on the next one)
                 self._error(f"tick failed: {e!r}")
-            await asyncio.sleep(self.o.tick_interval_ms / 1000)
+            # Something deferred (rate limits, liquidity) or in flight: look again soon; idle: wait for a wake.
+            busy = self._deferred or self.engine.batches or self._outbox
+            if await self._wait_for_wake((self.o.tick_interval_ms if busy else self.o.idle_poll_ms) / 1000):
+                await self._collect()
 
     # ------------------------------------------------------------------ the batch cycle
     async def tick(self) -> str | None:
@@ -250,39 +327,80 @@ class Solver:
         async with self._lock:
             self._counts["ticks"] += 1
             await self._drain()  # anything a failure left behind goes first
+            budget = await self._order_budget()
+            if budget == 0:  # nothing could go out now: keep collecting (the next tick looks again)
+                self._deferred = 1
+                return None
             pending = await self._pending()
             if not pending:
+                self._deferred = 0
                 return None
             asks = await self._asks(pending)
             room = max(ZERO, self.o.max_in_flight_notional - self.engine.in_flight_notional())
             limits = dataclasses.replace(self.limits, in_flight_room=room)
-            batch_id, plan = self.engine.plan(pending, asks, self.o.order_budget, limits)
+            batch_id, plan = self.engine.plan(pending, asks, budget, limits)
+            self._deferred = len(plan.deferred)
+            self._give_up_on(plan.deferred)
             if batch_id is None:
                 return None
             by_shard: dict[int, list[Any]] = {}
             for e in plan.engagements:
                 by_shard.setdefault(shard_of_order(e.order_id, self.o.order_shards), []).append(e)
+            # Engage first: what the shards actually engaged decides the batch's orders (see _engaged), and the
+            # rest of the batch (carried inventory, the exchange orders) is queued from there.
             self._outbox.append(_Action("engage", batch_id, by_shard))
-            carried = self.engine.assign_carried(batch_id)  # inventory fills orders before the exchange does
-            if carried:
-                self._queue_fills(batch_id, carried)
-            sent = self.engine.sent_orders(batch_id)
-            if sent:
-                self._outbox.append(_Action("submit", batch_id, {}, tuple(s.order for s in sent)))
-            else:
-                done = self.engine.complete_if_no_orders(batch_id)
-                if done is not None:
-                    self._queue_complete(done)
             self._counts["batches"] += 1
-            self._counts["asset_orders"] += len(sent)
-            self._history.append({"batch_id": batch_id, "orders": len(plan.engagements),
-                                  "asset_orders": [[s.client_order_id, str(s.order.price), str(s.order.quantity)]
-                                                   for s in sent],
-                                  "inventory_used": dict(plan.inventory_used), "scale": str(plan.scale),
-                                  "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20]})
-            await self._commit()  # the decision is on disk before any of it is acted on
+            entry = {"batch_id": batch_id, "planned_ms": int(time.time() * 1000), "orders": len(plan.engagements),
+                     "asset_orders": [[s.client_order_id, str(s.order.price), str(s.order.quantity)]
+                                      for s in self.engine.sent_orders(batch_id)],
+                     "inventory_used": dict(plan.inventory_used), "scale": str(plan.scale),
+                     "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20]}
+            self._history.append(entry)
+            del self._history[:-HISTORY_KEPT]
+            await self._commit(entry)  # the decision is on disk before any of it is acted on
             await self._drain()
             return batch_id
+
+    def _give_up_on(self, deferred: Sequence[Any]) -> None:
+        """Orders deferred too long for a lasting reason are rejected with it (core/late_reject.py)."""
+        now = int(time.time() * 1000)
+        give_up: dict[int, list[tuple[str, str]]] = {}
+        for oid, reason in self._stuck.update(deferred, now):
+            give_up.setdefault(shard_of_order(oid, self.o.order_shards), []).append((oid, reason))
+        if give_up:
+            self._reject_seq += 1
+            self._outbox.append(_Action("reject", f"reject:{self.o.name}:{now}:{self._reject_seq}", give_up))
+
+    def _engaged(self, batch_id: str, answers: Sequence[Sequence[tuple[str, Decimal]] | None]) -> None:
+        """The shards' answer to an engage: size the batch to it, then queue the batch's next steps. Runs again
+        identically if a restart re-drives the engage (the shards answer the same)."""
+        if batch_id not in self.engine.batches:
+            return  # a replay after the batch was already sized and closed
+        if any(a is None for a in answers):
+            return  # a shard says the batch completed: nothing left to queue
+        engaged = {oid: amount for rows in answers for oid, amount in rows}  # type: ignore[union-attr]
+        if not self.engine.adjust_engagements(batch_id, engaged):
+            self._error(f"{batch_id}: no order could be engaged (cancelled meanwhile); batch dropped")
+            return
+        carried = self.engine.assign_carried(batch_id)  # inventory fills orders before the exchange does
+        if carried:
+            self._queue_fills(batch_id, carried)
+        sent = self.engine.sent_orders(batch_id)
+        if sent:
+            self._outbox.append(_Action("submit", batch_id, {}, tuple(s.order for s in sent)))
+            self._counts["asset_orders"] += len(sent)
+        else:
+            done = self.engine.complete_if_no_orders(batch_id)
+            if done is not None:
+                self._queue_complete(done)
+
+    async def _order_budget(self) -> int:
+        """Exchange orders the next batch may carry: what the sender can send now. An index too big for even an
+        empty window is not held back: with the window empty it may take everything (the sender paces it)."""
+        available, capacity = await self._call(self.o.sender_name, "order_budget")
+        if available >= capacity:
+            return self.o.order_budget
+        return min(self.o.order_budget, available)
 
     async def _pending(self) -> list[PendingOrder]:
         lists = await asyncio.gather(*(self._call(orders_shard_name(k), "pending", self.o.pending_limit)
@@ -321,6 +439,10 @@ class Solver:
             by_shard.setdefault(shard_of_order(e.order_id, self.o.order_shards), []).append(r)
         self._outbox.append(_Action("complete", done.batch_id, by_shard))
         self._counts["completed"] += 1
+        for entry in reversed(self._history):  # the batch time, for the monitor (diagnostic: memory only)
+            if entry["batch_id"] == done.batch_id:
+                entry["completed_ms"] = int(time.time() * 1000)
+                break
 
     # ------------------------------------------------------------------ the outbox
     async def _drain(self) -> None:
@@ -345,11 +467,18 @@ class Solver:
                 for done in self.engine.on_settled(rejected):  # nothing will ever fill them: they are settled
                     self._queue_complete(done)
             return
-        method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch"}[a.kind]
+        method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch",
+                  "reject": "reject_orders"}[a.kind]
         keys = sorted(a.by_shard)
         answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key, list(a.by_shard[k]))
                                          for k in keys))
-        if a.kind == "complete":
+        if a.kind == "engage":
+            self._engaged(a.key, answers)
+        if a.kind == "reject":
+            self._counts["late_rejects"] += sum(len(rows) for rows in a.by_shard.values())
+        if a.kind in ("complete", "reject"):
+            if a.kind == "complete":
+                self._wake_event().set()  # orders with a rest are pending again
             for mints in answers:
                 for m in mints:
                     if m.order_id not in self._mints:
@@ -428,6 +557,29 @@ class Solver:
                 self._counts["minted"] += 1
                 await self._commit()
             return invoice
+
+    # ------------------------------------------------------------------ quotes
+    async def quote(self, requests: Sequence[NewQuote]) -> list[list[Any]]:
+        """Quote requests (the gateway's, batched): index units each amount buys now, sized like a batch of that
+        order alone on the live books (core/index_quote.py). One liquidity call per market shard for all of them."""
+        wanted = [r for r in requests if r.side is Side.BUY and r.symbol in self.engine.baskets]
+        asks = await self._asks([PendingOrder("quote", r.symbol, r.amount) for r in wanted]) if wanted else {}
+        out: list[list[Any]] = []
+        for r in requests:
+            if r.side is not Side.BUY:
+                out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNSUPPORTED_SIDE, "only buy quotes")])
+                continue
+            q = quote_index(r.symbol, r.amount, self.engine.baskets, asks, self.engine.filters, self.limits)
+            if q.problem == "UNKNOWN_INDEX":
+                out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNKNOWN_INDEX,
+                                         f"unknown index {r.symbol!r}")])
+            elif q.problem is not None:
+                out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.MARKET_UNAVAILABLE,
+                                         f"no price to quote from ({q.problem})")])
+            else:
+                out.append([QuoteAccepted(r.user, r.client_quote_id),
+                            QuoteResult(r.user, r.client_quote_id, q.units)])
+        return out
 
     # ------------------------------------------------------------------ views
     async def wait_quiet(self, timeout_s: float = 60.0) -> bool:

@@ -109,8 +109,10 @@ class World:
         self.sender = OrderSender.options(name=sender_name).remote(SenderOptions(
             sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=self.redis.url, account=f"flow{tag}"))
         self.actors.append(self.sender)
+        self.solver_name = f"solver-{tag}"
         self.shards = start_order_books(OrderBooksOptions(self.redis.url, ORDER_SHARDS, (INDEX,),
-                                                          key_prefix=f"orders-{tag}"), namespace=namespace)
+                                                          key_prefix=f"orders-{tag}", solver_name=self.solver_name),
+                                        namespace=namespace)
         self.actors += self.shards
         driver_name = f"flow-users-{tag}"
         self.driver = FlowDriver.options(name=driver_name).remote(
@@ -128,7 +130,6 @@ class World:
         for k, items in split_by_shard(deposits, ORDER_SHARDS, lambda d: d.user).items():
             ray.get(self.shards[k].credit.remote(items))
 
-        self.solver_name = f"solver-{tag}"
         self.solver = start_solver(SolverOptions(self.redis.url, ORDER_SHARDS, MARKET_SHARDS, namespace=namespace,
                                                  name=f"solver-{tag}", sender_name=sender_name,
                                                  tick_interval_ms=args.tick_ms),
@@ -284,6 +285,12 @@ def throughput(world: World, n: int, rounds: int, amount: str) -> dict[str, Any]
            "exchange_statuses": statuses, "fill_p50_s": lat[len(lat) // 2], "fill_max_s": lat[-1]}
     log(f"  {n} users: {len(filled)} filled ({len(bad)} not) in {out['seconds']:.1f} s, {run['batches']} batches, "
         f"{out['exchange_orders']} exchange orders {statuses}")
+    for h in run["history"]:  # why a phase took the batches it took
+        reasons: dict[str, int] = {}
+        for _, reason in h["deferred"]:
+            reasons[reason] = reasons.get(reason, 0) + 1
+        log(f"    {h['batch_id']}: {h['orders']} orders, {len(h['asset_orders'])} asset orders, scale {h['scale']}, "
+            f"deferred (first 20) {reasons}")
     return out
 
 

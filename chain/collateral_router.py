@@ -61,6 +61,10 @@ class CollateralRouter:
         self.config = config or RouterConfig()
         self.errors: dict[str, str] = {}  # route id -> last error (in memory: the next step retries)
         self._lock = asyncio.Lock()
+        #: accept() and the batching step both read and write the pending/deposits hashes. Unserialised, a
+        #: deposit replayed by a restarted `chain` actor (two accept calls for it at once) could be re-queued as
+        #: "pending" after a step had already put it in a route, and be bridged twice.
+        self._intake = asyncio.Lock()
 
     def _k(self, what: str) -> str:
         return f"{self.config.namespace}:{what}"
@@ -107,20 +111,21 @@ class CollateralRouter:
         deposits that were new."""
         if not deposits:
             return []
-        known = await self.redis.hmget(self._k("deposits"), [d.key for d in deposits])
-        fresh = [d for d, seen in zip(deposits, known) if seen is None]
-        fresh = list({d.key: d for d in fresh}.values())
-        if not fresh:
-            return []
-        await self.sink.credit(fresh)  # first: a crash after it re-credits as a no-op; before it would lose it
-        now = self.clock.now_ms()
-        pipe = self.redis.pipeline(transaction=True)
-        for d in fresh:
-            member = RouteMember(d.key, d.user, d.amount, now)
-            pipe.hset(self._k("deposits"), d.key, "pending")
-            pipe.hset(self._k("pending"), d.key, json.dumps({**member.to_dict(), "chain_id": d.chain_id}))
-        await pipe.execute()
-        return fresh
+        async with self._intake:
+            known = await self.redis.hmget(self._k("deposits"), [d.key for d in deposits])
+            fresh = [d for d, seen in zip(deposits, known) if seen is None]
+            fresh = list({d.key: d for d in fresh}.values())
+            if not fresh:
+                return []
+            await self.sink.credit(fresh)  # first: a crash after it re-credits as a no-op; before it would lose it
+            now = self.clock.now_ms()
+            pipe = self.redis.pipeline(transaction=True)
+            for d in fresh:
+                member = RouteMember(d.key, d.user, d.amount, now)
+                pipe.hset(self._k("deposits"), d.key, "pending")
+                pipe.hset(self._k("pending"), d.key, json.dumps({**member.to_dict(), "chain_id": d.chain_id}))
+            await pipe.execute()
+            return fresh
 
     # --- the loop body ----------------------------------------------------------------------------------------------
 
@@ -144,6 +149,10 @@ class CollateralRouter:
             return out
 
     async def _open_batches(self) -> None:
+        async with self._intake:
+            await self._open_batches_locked()
+
+    async def _open_batches_locked(self) -> None:
         raw = await self.redis.hgetall(self._k("pending"))
         by_chain: dict[int, list[RouteMember]] = {}
         for v in raw.values():

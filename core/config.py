@@ -56,6 +56,8 @@ class CollateralConfig(_Section):
     unit: Decimal = Decimal("0.000001")
     #: An order whose unengaged rest falls below this is finished and the rest goes back to the user.
     order_dust: Decimal = Decimal("0.05")
+    #: ... and so is an order whose rest after a batch is below this fraction of its (uncancelled) amount.
+    rest_return_ratio: Decimal = Field(Decimal("0.005"), ge=0, lt=1)
     max_open_orders_per_user: int = Field(100, ge=1)
 
 
@@ -64,7 +66,15 @@ class SolverConfig(_Section):
     #: Buy limit price = best ask * (1 + slippage_cap), rounded down to the tick (stays inside the cap).
     slippage_cap: Decimal = Decimal("0.01")
     #: Orders are sized at the expected price (the batch's walk of the asks) times 1 + price_buffer.
-    price_buffer: Decimal = Decimal("0.0005")
+    price_buffer: Decimal = Field(Decimal("0.0005"), ge=0, lt=1)
+    #: After the first new order arrives, the solver waits until none came for collect_quiet_ms (at most
+    #: collect_max_ms) before planning: orders sent together are netted into one batch.
+    collect_quiet_ms: int = Field(10, ge=0)
+    collect_max_ms: int = Field(250, ge=0)
+    #: With nothing pending, the solver still looks every idle_poll_ms (new orders wake it at once).
+    idle_poll_ms: int = Field(1000, ge=1)
+    #: An order the planner defers this long for no liquidity (or too small to buy one index unit) is rejected.
+    reject_after_ms: int = Field(60_000, ge=0)
     #: Book levels a limit may reach into.
     max_levels: int = Field(5, ge=1)
     #: Collateral is divided by this so that prices at the limit plus exchange fees never exceed it.
@@ -155,6 +165,17 @@ class PortsConfig(_Section):
     invoices: int = 8766
 
 
+class RayConfig(_Section):
+    """Where the actors run (world/launcher.py, `indexmaker up`)."""
+
+    #: None: `indexmaker up` starts a Ray instance of its own; "auto", "host:port" or "ray://host:10001": attach.
+    address: str | None = None
+    namespace: str = "indexmaker"
+    #: Custom resources an actor asks for, by actor name or a name prefix ending in "*" ("market-*"): it then runs
+    #: only on nodes started with them (`ray start --resources '{"exchange": 1}'`). Amounts are Ray resource units.
+    placement: dict[str, dict[str, float]] = Field(default_factory=dict)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
 
@@ -169,6 +190,7 @@ class Settings(BaseSettings):
     exchange: ExchangeConfig = ExchangeConfig()
     chain: ChainConfig = ChainConfig()
     ports: PortsConfig = PortsConfig()
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

@@ -224,6 +224,16 @@ class RateLimiter:
                 available = min(available, w.free(now) // cost)
         return available
 
+    def orders_capacity(self, weight_per_order: int) -> int:
+        """How many order requests fit in empty windows: what orders_available reaches once every window is free."""
+        per_request = {REQUEST_WEIGHT: weight_per_order, RAW_REQUESTS: 1, ORDERS: 1}
+        capacity = sys.maxsize
+        for w in self.windows:
+            cost = per_request[w.limit.kind]
+            if cost > 0:
+                capacity = min(capacity, w.capacity // cost)
+        return capacity
+
     def correct_from_headers(self, headers: Mapping[str, str]) -> None:
         """Raise local usage to what the exchange reports for its current calendar window; never lower it.
 

@@ -7,7 +7,7 @@ lots each batch received (in the same rounds) rebuilds exactly the same assignme
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -16,7 +16,7 @@ from core.basket import Basket
 from core.batch_planner import AssetOrder, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
 from core.lot_assignment import AssetLine, BatchAllocation, OrderFill
 from core.lots import Lot, lot_from_fill
-from core.money import D
+from core.money import D, quantize_down
 from core.side import Side
 from core.symbol_filters import SymbolFilters
 
@@ -141,6 +141,45 @@ class SolverEngine:
                 else:
                     lots[0] = tail
         return taken
+
+    def adjust_engagements(self, batch_id: str, engaged: Mapping[str, Decimal]) -> bool:
+        """The order books engaged `engaged` per order, which may be less than planned (a cancel came in between
+        the plan and the engage). Each short order is resized to what it got, by the planner's rule (collateral less
+        one unit, at the sizing price); orders that got nothing leave the batch. The asset orders stay as planned:
+        what nobody needs any more becomes inventory. Must run before any lot is assigned. Returns False (and
+        closes the batch, its carried inventory back in stock) if no order is left."""
+        batch = self.batches[batch_id]
+        if batch.rounds:
+            raise AssertionError(f"batch {batch_id}: engagements change after lots were assigned")
+        iu, cu, ff = self.limits.index_unit, self.limits.collateral_unit, self.limits.fee_factor
+        kept: list[Engagement] = []
+        changed = False
+        for e in batch.plan.engagements:
+            got = engaged.get(e.order_id, Decimal(0))
+            if got >= e.collateral:
+                kept.append(e)
+                continue
+            changed = True
+            units = min(e.units, quantize_down((got - cu) / (e.index_price * ff), iu)) if got > cu else Decimal(0)
+            if units > 0:
+                kept.append(e._replace(units=units, collateral=got))
+        if not changed:
+            return True
+        if not kept:
+            self._return_to_stock(batch.pending_lots)  # carried inventory goes back to the front, as it came
+            del self.batches[batch_id]
+            return False
+        batch.plan = replace(batch.plan, engagements=tuple(kept))
+        batch.allocation = BatchAllocation(batch_id, batch.plan.engagements, self.baskets, self.units(),
+                                           self.limits.index_unit, self.limits.fee_factor)
+        return True
+
+    def _return_to_stock(self, lots: Sequence[Lot]) -> None:
+        by_symbol: dict[str, list[Lot]] = {}
+        for lot in lots:
+            by_symbol.setdefault(lot.symbol, []).append(lot)
+        for symbol, back in by_symbol.items():
+            self.inventory[symbol] = back + self.inventory.get(symbol, [])
 
     def sent_orders(self, batch_id: str) -> list[SentOrder]:
         return list(self.batches[batch_id].sent.values())

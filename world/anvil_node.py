@@ -49,7 +49,10 @@ class AnvilNode:
 
     def __init__(self, chain_id: int, *, port: int | None = None, accounts: int = 10, block_time_s: float | None = None,
                  slots_in_an_epoch: int | None = None, state_file: Path | None = None,
-                 mnemonic: str | None = None) -> None:
+                 mnemonic: str | None = None, state_interval_s: int | None = None) -> None:
+        """`state_file`: anvil's `--state` (loaded at start when it exists, written on SIGTERM: blocks, receipts,
+        balances and contracts survive a restart); `state_interval_s` also writes it every so many seconds, so a
+        crash (SIGKILL) loses at most that much."""
         self.chain_id = chain_id
         self.port = port or free_port()
         self.accounts = accounts
@@ -57,6 +60,7 @@ class AnvilNode:
         self.slots_in_an_epoch = slots_in_an_epoch
         self.state_file = state_file
         self.mnemonic = mnemonic
+        self.state_interval_s = state_interval_s
         self.process: subprocess.Popen[bytes] | None = None
         self._stderr: IO[bytes] | None = None  # a file, not a pipe: a full pipe would block anvil
 
@@ -79,6 +83,8 @@ class AnvilNode:
             cmd += ["--slots-in-an-epoch", str(self.slots_in_an_epoch)]
         if self.state_file is not None:
             cmd += ["--state", str(self.state_file)]
+            if self.state_interval_s is not None:
+                cmd += ["--state-interval", str(int(self.state_interval_s))]
         return cmd
 
     def start(self, timeout_s: float = 10.0) -> "AnvilNode":

@@ -4,11 +4,16 @@ Across SpokePools deployed, accounts funded, and one world state file that the r
 Why it deploys on automine and switches to interval mining afterwards: a deployment is ~15 transactions, which
 take milliseconds on automine but 15 block times with `--block-time`. Demo and bench then run at a real block pace.
 
+With a `state_dir`, each node keeps its chain in `anvil-<name>.json` (anvil's `--state`: written on SIGTERM and
+every `state_interval_s`), and `resume()` starts the nodes again from those files on the ports the world file
+names: same blocks and hashes, receipts, balances and contracts, no new deployment (`indexmaker down` / `up`).
+
     python -m world.chains --state-file state/world.json [--block-time 1]   # runs until SIGTERM/SIGINT
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import signal
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +31,7 @@ from core.money import to_units
 from world.anvil_node import AnvilNode
 from world.contracts_deployer import deploy_chain, mint_usdc
 from world.evm_signer import EvmSigner
+from world.ports import port_is_free
 
 #: Who does what, by derivation index under the mnemonic. Users follow from `first_user_index`.
 DEFAULT_ROLES = {"admin": 0, "solver": 1, "relayer": 2, "base_wallet": 3, "custody": 4}
@@ -54,32 +60,79 @@ class LocalChainsConfig:
     index_token_symbol: str = "SY100"
     #: The chain that carries the index token (domain.md §12.8: Base).
     index_chain: str = "base"
+    #: With a state dir: seconds between anvil's state dumps besides the one on SIGTERM (what a crash may lose).
+    state_interval_s: int = 2
 
 
 class LocalChains:
     """Start both nodes, deploy, fund, write the world file; `stop()` sends SIGTERM to both."""
 
-    def __init__(self, config: LocalChainsConfig | None = None, *, state_file: Path | None = None) -> None:
+    def __init__(self, config: LocalChainsConfig | None = None, *, state_file: Path | None = None,
+                 state_dir: Path | None = None) -> None:
         self.config = config or LocalChainsConfig()
         if self.config.block_time_s is not None and (self.config.block_time_s < 1 or
                                                      self.config.block_time_s != int(self.config.block_time_s)):
             raise ValueError(f"block_time_s must be whole seconds >= 1, got {self.config.block_time_s}")
         self.state_file = state_file
-        accounts = self.config.first_user_index + self.config.users
-        self.nodes = {
-            "arbitrum": AnvilNode(self.config.arbitrum_chain_id, accounts=accounts,
-                                  slots_in_an_epoch=self.config.slots_in_an_epoch, mnemonic=self.config.mnemonic),
-            "base": AnvilNode(self.config.base_chain_id, accounts=accounts,
-                              slots_in_an_epoch=self.config.slots_in_an_epoch, mnemonic=self.config.mnemonic),
-        }
+        self.state_dir = Path(state_dir) if state_dir is not None else None
+        self.nodes = {"arbitrum": self._node(self.config.arbitrum_chain_id, "arbitrum"),
+                      "base": self._node(self.config.base_chain_id, "base")}
         self.state: WorldState | None = None
+
+    def _node(self, chain_id: int, name: str, port: int | None = None) -> AnvilNode:
+        cfg = self.config
+        return AnvilNode(chain_id, port=port, accounts=cfg.first_user_index + cfg.users,
+                         slots_in_an_epoch=cfg.slots_in_an_epoch, mnemonic=cfg.mnemonic,
+                         state_file=self.chain_state_file(name),
+                         state_interval_s=cfg.state_interval_s if self.state_dir is not None else None)
+
+    def chain_state_file(self, name: str) -> Path | None:
+        return self.state_dir / f"anvil-{name}.json" if self.state_dir is not None else None
+
+    def can_resume(self) -> bool:
+        """A world file and every chain's state file are there."""
+        return (self.state_file is not None and self.state_file.is_file() and self.state_dir is not None
+                and all(self.chain_state_file(n).is_file() for n in self.nodes))  # type: ignore[union-attr]
+
+    def resume(self) -> WorldState:
+        """Start both nodes from their saved chains, on the ports the world file names (another free one if that
+        port is taken now; the world file is then rewritten). Checks the deployment is there. Nothing is deployed."""
+        if not self.can_resume():
+            raise FileNotFoundError(f"no saved world to resume in {self.state_dir} (world file {self.state_file})")
+        saved = WorldState.load(self.state_file)  # type: ignore[arg-type]
+        try:
+            chains = {}
+            for name, deployment in saved.chains.items():
+                port = int(deployment.rpc_url.rsplit(":", 1)[1])
+                node = self.nodes[name] = self._node(deployment.chain_id, name, port if port_is_free(port) else None)
+                node.start()
+                code = node.call("eth_getCode", deployment.usdc, "latest")
+                if code in (None, "0x", "0x0"):
+                    raise RuntimeError(f"chain {name}: the saved state {self.chain_state_file(name)} has no USDC "
+                                       f"contract at {deployment.usdc}: the state is lost; start fresh")
+                chains[name] = dataclasses.replace(deployment, rpc_url=node.url, pid=node.pid)
+            if self.config.block_time_s is not None:
+                for node in self.nodes.values():
+                    node.call("evm_setIntervalMining", int(self.config.block_time_s))
+            self.state = WorldState(chains=chains, accounts=saved.accounts, users=saved.users)
+            if self.state != saved:
+                self.state.save(self.state_file)  # type: ignore[arg-type]
+            return self.state
+        except BaseException:
+            self.stop()
+            raise
 
     def account(self, index: int):  # noqa: ANN201  (LocalAccount)
         return derive_account(self.config.mnemonic, index)
 
     def start(self) -> WorldState:
-        """Both chains are started and deployed in parallel (they are independent): about half the wall time."""
+        """Both chains are started and deployed in parallel (they are independent): about half the wall time.
+        A fresh world: chain state files left from an earlier world are removed first."""
         cfg = self.config
+        for name in self.nodes:
+            saved = self.chain_state_file(name)
+            if saved is not None:
+                saved.unlink(missing_ok=True)
         try:
             roles = {role: AccountRef(self.account(i).address, i) for role, i in cfg.roles.items()}
             users = [AccountRef(self.account(i).address, i)
@@ -127,6 +180,7 @@ class LocalChains:
             index_token_decimals=18 if deployed.index_token else None, pid=node.pid)
 
     def stop(self) -> None:
+        """SIGTERM to both nodes: with a state dir, each writes its chain to its state file first."""
         for node in self.nodes.values():
             node.stop()
 

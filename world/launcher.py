@@ -6,6 +6,15 @@ Why one object: the demo, the e2e tests and (later) `indexmaker up` all need the
 the order matters because actors find each other by name: market data, the sender, the order-book shards first;
 then the gateway and the router (both look the shards up), then the solver (sender, shards, markets), then the
 minter (solver and chain). `stop()` undoes it in reverse and is safe to call twice or after a failed start.
+
+State: with a `state_dir`, everything the system knows lives there (redis's AOF, each anvil chain's state file, the
+exchange simulator's books of account, the world file, the gateway's signing key), and `resume=True` starts from it
+again instead of afresh: same users and balances, open orders go on, stored invoices stay fetchable, and nothing is
+done twice (every actor reloads from Redis and reconciles; see `indexmaker up`). `resume=False` wipes it first.
+
+Ray: with `address` it attaches to a running cluster (the actors are then usually `detached`, so they outlive this
+process), else it starts a Ray instance of its own (or uses the one a test already started). `placement` (or the
+config's `[ray.placement]`) puts actors on the nodes that offer the resources they ask for (world/placement.py).
 """
 from __future__ import annotations
 
@@ -21,12 +30,70 @@ from typing import Any
 
 import core  # noqa: F401  (decimal context)
 from core.config import ChainConfig, ExchangeConfig, Settings
+from world.placement import placed
 
 log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_NAMESPACE = "indexmaker"
 NAMESPACE_ENV = "INDEXMAKER_NAMESPACE"
+GATEWAY_KEY_ENV = "INDEXMAKER_GATEWAY_KEY"
+GATEWAY_KEY_FILE = "gateway.key"
+PORTS_FILE = "ports.json"
+#: What a shipped working_dir leaves out (installed per node, or state).
+SHIP_EXCLUDES = [".venv/", "node_modules/", "state/", ".git/", ".pytest_cache/", ".hypothesis/", "**/__pycache__/"]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _free_or_none(port: int | None) -> int | None:
+    """`port` if it can be listened on now (the port a store had before), else None (any free one)."""
+    from world.ports import port_is_free
+
+    return int(port) if port and port_is_free(int(port)) else None
+
+
+def _gcs_address() -> str | None:
+    import ray
+
+    try:
+        return ray.get_runtime_context().gcs_address
+    except Exception:  # noqa: BLE001  (a Ray Client connection has none)
+        return None
+
+
+def _actor_names(namespace: str) -> list[str]:
+    import ray
+
+    return sorted(a["name"] for a in ray.util.list_named_actors(all_namespaces=True)
+                  if a.get("namespace") == namespace)
+
+
+def _wait_name_released(name: str, namespace: str, timeout_s: float = 30.0) -> None:
+    """After ray.kill the name is released asynchronously; a new actor may take it only then."""
+    import time
+
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            ray.get_actor(name, namespace=namespace)
+        except ValueError:
+            return
+        time.sleep(0.05)  # polling the GCS: no event tells a driver that a name was released
+    raise TimeoutError(f"actor {name!r} in namespace {namespace!r} still registered {timeout_s} s after its kill")
 
 
 @dataclass
@@ -44,6 +111,16 @@ class LauncherOptions:
     gateway_port: int | None = None
     #: Where redis keeps its AOF and the world file is written (a fresh temporary directory by default).
     state_dir: Path | None = None
+    #: With a state dir: resume what it holds (redis, chains, exchange, gateway key) instead of wiping it first.
+    resume: bool = False
+    #: Ray: None starts a Ray instance (or uses an initialised one); "auto", "host:port", "ray://host:10001" attach.
+    address: str | None = None
+    #: Detached actors outlive the process that made them (`indexmaker up` on a cluster).
+    detached: bool = False
+    #: Actor name or "prefix*" -> Ray custom resources; None: the config's ray.placement.
+    placement: dict[str, dict[str, float]] | None = None
+    #: Attaching to a cluster whose nodes do not have this checkout: ship it as the job's working_dir.
+    ship_code: bool = False
     #: The simulator's price process step (ms) and its exchange-side deposit polling.
     price_update_ms: int = 100
     deposit_poll_ms: int = 20
@@ -60,8 +137,14 @@ class LocalSystem:
         self.o = options or LauncherOptions()
         self.base_settings = settings or Settings()
         self.settings: Settings | None = None
-        self.namespace = self.o.namespace or os.environ.get(NAMESPACE_ENV, DEFAULT_NAMESPACE)
+        self.namespace = (self.o.namespace or os.environ.get(NAMESPACE_ENV)
+                          or self.base_settings.ray.namespace or DEFAULT_NAMESPACE)
+        self.placement = self.base_settings.ray.placement if self.o.placement is None else self.o.placement
         self._own_ray = False
+        self._connected_ray = False
+        self.ray_address: str | None = None
+        self.resumed = False
+        self.state_dir: Path | None = None
         self._tmp: tempfile.TemporaryDirectory | None = None
         self.redis: Any = None
         self.chains: Any = None
@@ -97,20 +180,41 @@ class LocalSystem:
             self._tmp = tempfile.TemporaryDirectory(prefix="indexmaker-")
             state_dir = Path(self._tmp.name)
         else:
-            state_dir = Path(self.o.state_dir)
+            state_dir = Path(self.o.state_dir).expanduser()
             state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir = state_dir
+        persistent = self.o.state_dir is not None
         self.basket = load_indexes(self.base_settings.data_dir / "indexes",
                                    {self.o.index: self.o.index_file})[self.o.index]
         symbols = tuple(a.symbol for a in self.basket.assets)
-        self.redis = RedisServer(state_dir / "redis").start()
-        self.redis.client().flushall()
         self.world_file = state_dir / "world.json"
-        self.chains = LocalChains(LocalChainsConfig(users=self.o.users), state_file=self.world_file)
-        self.state = self.chains.start()
+        self.chains = LocalChains(LocalChainsConfig(users=self.o.users), state_file=self.world_file,
+                                  state_dir=state_dir if persistent else None)
+        exchange_file = state_dir / "exchange.json"
+        ports = _read_json(state_dir / PORTS_FILE)
+        self.redis = RedisServer(state_dir / "redis", _free_or_none(ports.get("redis"))).start()
+        self.resumed = self.o.resume and persistent and self.chains.can_resume()
+        if self.resumed:
+            if self.redis.client().dbsize() == 0:
+                raise RuntimeError(
+                    f"{state_dir} holds the chains ({self.world_file}, anvil-*.json) but its store (redis) is "
+                    f"empty: resuming would credit every deposit again. Start afresh (--fresh) or restore "
+                    f"{state_dir / 'redis'}.")
+            self.state = self.chains.resume()
+        else:
+            if self.o.resume and persistent and self.redis.client().dbsize() > 0:
+                raise RuntimeError(
+                    f"{state_dir} holds a store (redis) but not the chains it belongs to ({self.world_file}, "
+                    f"anvil-*.json): resuming would pair old orders with new chains. Start afresh (--fresh) or "
+                    f"restore the missing files.")
+            self.redis.client().flushall()  # a fresh start: nothing of an earlier world may leak into this one
+            exchange_file.unlink(missing_ok=True)
+            self.state = self.chains.start()
+        _write_json(state_dir / PORTS_FILE, {**ports, "redis": self.redis.port})
         self.relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC, poll_s=0.02).start()
         self.exchange = LocalExchange(self.state, LocalExchangeConfig(
             confirmations=1, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
-            update_ms=self.o.price_update_ms)).start()
+            update_ms=self.o.price_update_ms, state_file=str(exchange_file) if persistent else None)).start()
         with urllib.request.urlopen(self.exchange.url + "/api/v3/exchangeInfo", timeout=30) as resp:
             info = json.loads(resp.read())
         from core.symbol_filters import parse_exchange_info
@@ -132,12 +236,39 @@ class LocalSystem:
         if ray.is_initialized():  # a test's cluster (or a caller's): its namespace unless one was asked for
             if self.o.namespace is None:
                 self.namespace = ray.get_runtime_context().namespace or self.namespace
+            self.ray_address = _gcs_address()
             return
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-        ray.init(namespace=self.namespace, include_dashboard=False, log_to_driver=False,
-                 configure_logging=False, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
-        self._own_ray = True
+        if self.o.address:
+            ray.init(address=self.o.address, namespace=self.namespace, log_to_driver=False,
+                     configure_logging=False, runtime_env=self._runtime_env())
+            self._connected_ray = True
+        else:
+            ray.init(namespace=self.namespace, include_dashboard=False, log_to_driver=False,
+                     configure_logging=False, runtime_env=self._runtime_env())
+            self._own_ray = True
+        self.ray_address = _gcs_address() or self.o.address
+
+    def _runtime_env(self) -> dict[str, Any] | None:
+        """The actors' environment: this checkout on PYTHONPATH (same machine, or nodes with the same checkout), or
+        the checkout itself as working_dir (`ship_code`); inside `ray job submit` the job's own env applies. The
+        secrets file's PATH goes along (never its contents): each worker reads it in the setup hook."""
+        from world.secrets import SECRETS_FILE_ENV
+
+        from chain.keys import DEV_MNEMONIC, MNEMONIC_ENV
+
+        if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):  # a submitted job: its runtime_env is already the one
+            return None
+        # The local world's chains are deployed from anvil's public dev mnemonic: the chain actor must sign with
+        # it too, whatever mnemonic this machine's environment holds for a real environment.
+        env: dict[str, Any] = {"env_vars": {"PYTHONPATH": str(ROOT), MNEMONIC_ENV: DEV_MNEMONIC}}
+        if self.o.ship_code:
+            env = {"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES, "env_vars": {MNEMONIC_ENV: DEV_MNEMONIC}}
+        if os.environ.get(SECRETS_FILE_ENV):
+            env.setdefault("env_vars", {})[SECRETS_FILE_ENV] = os.environ[SECRETS_FILE_ENV]
+            env["worker_process_setup_hook"] = "world.secrets.load_into_environ"
+        return env
 
     def _start_actors(self) -> None:
         import ray
@@ -152,41 +283,106 @@ class LocalSystem:
         from actors.solver import SolverOptions, start_solver
         from core.batch_planner import PlannerLimits
 
+        from actors.chain_actor import ChainActor
+        from actors.gateway import GatewayActor
+        from actors.market_data import MarketDataShard
+        from actors.minter import Minter
+        from actors.order_books import IndexOrderBooks
+        from actors.order_sender import OrderSender
+        from actors.router_actor import RouterActor
+        from actors.solver import Solver
+
         s, ns, o = self.settings, self.namespace, self.o
         assert s is not None
         redis_url = self.redis.url
         account = self.exchange.account  # the simulator's own account: deposits land in it, the sender trades it
         symbols = [a.symbol for a in self.basket.assets]
-        markets = start_market_data(MarketDataOptions(self.exchange.url, self.exchange.ws_url,
-                                                      book_limit=s.exchange.order_book_depth),
-                                    symbols, o.market_shards, namespace=ns)
+        detached = o.detached
+        if detached:
+            self._release_stale_actors(ns)
+        table = self.placement
+        with placed(MarketDataShard, table):
+            markets = start_market_data(MarketDataOptions(self.exchange.url, self.exchange.ws_url,
+                                                          book_limit=s.exchange.order_book_depth),
+                                        symbols, o.market_shards, namespace=ns, detached=detached)
         for k, m in enumerate(markets):
             self.actors[f"market-{k}"] = m
-        self.actors["sender"] = start_sender(SenderOptions.from_settings(s, account.api_key, account.secret,
-                                                                         redis_url=redis_url),
-                                             namespace=ns)
-        shards = start_order_books(OrderBooksOptions.from_settings(s, (o.index,), o.order_shards,
-                                                                   redis_url=redis_url), namespace=ns)
+        with placed(OrderSender, table):
+            self.actors["sender"] = start_sender(SenderOptions.from_settings(s, account.api_key, account.secret,
+                                                                             redis_url=redis_url),
+                                                 namespace=ns, detached=detached)
+        with placed(IndexOrderBooks, table):
+            shards = start_order_books(OrderBooksOptions.from_settings(s, (o.index,), o.order_shards,
+                                                                       redis_url=redis_url),
+                                       namespace=ns, detached=detached)
         for k, sh in enumerate(shards):
             self.actors[f"orders-{k}"] = sh
         port = s.ports.gateway if o.gateway_port is None else o.gateway_port
-        gateway = start_gateway(GatewayActorOptions(redis_url, o.order_shards, "0x" + secrets.token_hex(32),
-                                                    namespace=ns, config={"port": port}))
+        with placed(GatewayActor, table):
+            gateway = start_gateway(GatewayActorOptions(redis_url, o.order_shards, self._gateway_key(),
+                                                        namespace=ns, config={"port": port}), detached=detached)
         self.actors["gateway"] = gateway
-        chain, router = start_chain_actors(world_file=str(self.world_file), redis_url=redis_url, settings=s,
-                                           exchange_keys=ExchangeKeys(account.api_key, account.secret),
-                                           namespace=ns, poll_s=o.poll_s, step_s=o.poll_s,
-                                           order_shards=o.order_shards)
+        with placed(ChainActor, table), placed(RouterActor, table):
+            chain, router = start_chain_actors(world_file=str(self.world_file), redis_url=redis_url, settings=s,
+                                               exchange_keys=ExchangeKeys(account.api_key, account.secret),
+                                               namespace=ns, poll_s=o.poll_s, step_s=o.poll_s,
+                                               order_shards=o.order_shards, detached=detached)
         self.actors["chain"], self.actors["router"] = chain, router
         if not all(ray.get([m.wait_ready.remote(60.0) for m in markets])):
             raise RuntimeError("market data not ready")
-        solver = start_solver(SolverOptions.from_settings(s, o.order_shards, redis_url=redis_url, namespace=ns,
-                                                          tick_interval_ms=o.tick_interval_ms),
-                              {o.index: self.basket}, self.filters, PlannerLimits.from_settings(s))
+        with placed(Solver, table):
+            solver = start_solver(SolverOptions.from_settings(s, o.order_shards, redis_url=redis_url, namespace=ns,
+                                                              tick_interval_ms=o.tick_interval_ms),
+                                  {o.index: self.basket}, self.filters, PlannerLimits.from_settings(s),
+                                  detached=detached)
         self.actors["solver"] = solver
         ray.get(solver.start.remote())
-        self.actors["minter"] = start_minter(MinterOptions(namespace=ns, poll_ms=int(o.poll_s * 1000)))
+        with placed(Minter, table):
+            self.actors["minter"] = start_minter(MinterOptions(namespace=ns, poll_ms=int(o.poll_s * 1000)),
+                                                 detached=detached)
         self.gateway_url = ray.get(gateway.start.remote())
+        # Observability: `http` (GET /health, the signed invoice service) beside the gateway, and the `monitor`
+        # polling every actor above (and `http`) for the metrics and the health verdict.
+        from actors.http_service import HttpService, HttpServiceOptions, start_http_service
+        from actors.monitor import Monitor, MonitorOptions, start_monitor
+
+        with placed(HttpService, table):
+            self.actors["http"] = start_http_service(HttpServiceOptions(
+                o.order_shards, namespace=ns, port=0 if o.gateway_port == 0 else s.ports.invoices), detached=detached)
+        with placed(Monitor, table):
+            self.actors["monitor"] = start_monitor(MonitorOptions(tuple(self.actors), namespace=ns),
+                                                   detached=detached)
+        self.http_url = ray.get(self.actors["http"].start.remote())
+
+    # ------------------------------------------------------------------ helpers
+    def _gateway_key(self) -> str:
+        """The gateway's signing key, the same on every start (users may pin its address): INDEXMAKER_GATEWAY_KEY,
+        else the local world's own key in the state dir (made once, mode 600), else (a throwaway world) a new one."""
+        if os.environ.get(GATEWAY_KEY_ENV):
+            return os.environ[GATEWAY_KEY_ENV].strip()
+        if self.o.state_dir is None:
+            return "0x" + secrets.token_hex(32)
+        path = self.state_dir / GATEWAY_KEY_FILE
+        if not path.exists():
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write("0x" + secrets.token_hex(32))
+        return path.read_text().strip()
+
+    def _release_stale_actors(self, namespace: str) -> None:
+        """Detached actors of an earlier run that was not stopped cleanly still hold their names, and options that
+        point at a world that is gone (its redis, its exchange URL): they are ended before new ones take the names.
+        Their state is in Redis, so nothing is lost."""
+        import ray
+
+        stale = _actor_names(namespace)
+        for name in stale:
+            try:
+                ray.kill(ray.get_actor(name, namespace=namespace), no_restart=True)
+            except ValueError:
+                continue
+        for name in stale:
+            _wait_name_released(name, namespace)
 
     # ------------------------------------------------------------------ handles and stop
     def actor(self, name: str) -> Any:
@@ -215,9 +411,9 @@ class LocalSystem:
                     except Exception:  # noqa: BLE001
                         pass
             self.actors.clear()
-            if self._own_ray:
-                ray.shutdown()
-                self._own_ray = False
+            if self._own_ray or self._connected_ray:
+                ray.shutdown()  # ends a Ray instance of our own; only disconnects from a cluster we attached to
+                self._own_ray = self._connected_ray = False
         finally:
             for part in (self.exchange, self.relayer, self.chains, self.redis):
                 if part is not None:
@@ -229,6 +425,19 @@ class LocalSystem:
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None
+
+    def processes(self) -> dict[str, int]:
+        """The world's OS processes by role: pid (for the run file, and for `indexmaker down` after a crash)."""
+        out: dict[str, int] = {}
+        if self.redis is not None and self.redis.process is not None:
+            out["redis"] = self.redis.process.pid
+        if self.chains is not None:
+            for name, node in self.chains.nodes.items():
+                if node.pid is not None:
+                    out[f"anvil-{name}"] = node.pid
+        if self.exchange is not None and self.exchange.proc is not None:
+            out["exchange"] = self.exchange.proc.pid
+        return out
 
     def __enter__(self) -> "LocalSystem":
         return self.start()

@@ -8,6 +8,11 @@ serving as soon as the caller blocks (`ray.get`); a process of its own also keep
     python -m world.local_exchange '<json of LocalExchangeConfig + the Base chain>'
 
 prints one JSON line (URLs, the test account's keys) once it listens: the readiness signal the parent waits for.
+
+With `state_file`, the exchange keeps its books of account there (exchange/simulator/persistence.py): it resumes
+from the file when it exists, writes it every `snapshot_ms` while something changed and once more on SIGTERM, so a
+stopped and restarted world finds the same balances, orders, trades and credited deposits (a crash loses at most
+the last `snapshot_ms`). It also tries the port it had before, so the URL stays the same across restarts.
 """
 from __future__ import annotations
 
@@ -25,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.deployment import WorldState
+from world.ports import port_is_free
 
 ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
@@ -42,7 +48,10 @@ class LocalExchangeConfig:
     #: Markets served: the route needs none, one keeps the start fast; price process off (0: stepped by hand).
     symbols: tuple[str, ...] = ("BTCUSDC",)
     update_ms: int = 0
-    port: int = 0  # 0: any free port (the ready line says which)
+    port: int = 0  # 0: any free port (the ready line says which), or the saved one when resuming
+    #: Where the exchange's state is kept across restarts (None: in memory only, lost on stop).
+    state_file: str | None = None
+    snapshot_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -51,33 +60,77 @@ class ExchangeAccount:
     secret: str
 
 
-def _serve_config(options: dict[str, Any]) -> Any:
+def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) -> Any:
     from exchange.simulator.chain_deposits import DepositChain
     from exchange.simulator.config import PriceProcessConfig, SimulatorConfig
+    from exchange.simulator.persistence import deposit_cursor
 
     c = options["config"]
+    from_block = options["from_block"]
+    if saved is not None:  # blocks already read need not be read again (a re-read would credit nothing twice)
+        from_block = max(from_block, deposit_cursor(saved, c["network"]) or 0)
     chain = DepositChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
                          decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
-                         from_block=options["from_block"])
-    return SimulatorConfig(port=c["port"], symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
+                         from_block=from_block)
+    port = c["port"]
+    if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
+        port = int(saved["port"])
+    return SimulatorConfig(port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
                            process=PriceProcessConfig(update_ms=c["update_ms"]))
+
+
+def _fingerprint(sim: Any) -> tuple[int, ...]:
+    """Changes when an account, an order event or a deposit happened (each takes the next id)."""
+    from exchange.simulator.persistence import peek_counter
+
+    e = sim.engine
+    exec_id, e._exec_ids = peek_counter(e._exec_ids)  # noqa: SLF001
+    deposit_id, e._deposit_ids = peek_counter(e._deposit_ids)  # noqa: SLF001
+    return exec_id, deposit_id, len(e.accounts)
+
+
+async def _keep(sim: Any, path: Path, every_ms: int) -> None:
+    """Write the snapshot whenever something changed, at most every `every_ms`."""
+    from exchange.simulator.persistence import save, snapshot
+
+    last = _fingerprint(sim)
+    while True:
+        await asyncio.sleep(every_ms / 1000)  # the snapshot cadence
+        now = _fingerprint(sim)
+        if now != last:
+            try:
+                save(snapshot(sim), path)
+                last = now
+            except OSError as exc:  # a full disk must not stop the exchange: tried again next time
+                print(f"exchange snapshot to {path} failed: {exc}", file=sys.stderr, flush=True)
 
 
 async def _serve(options: dict[str, Any]) -> None:
     import core  # noqa: F401  (decimal context)
     from exchange.simulator.config import TEST_API_KEY, TEST_SECRET
+    from exchange.simulator.persistence import load, save, snapshot
     from exchange.simulator.server import Simulator
 
-    sim = Simulator(_serve_config(options))
+    c = options["config"]
+    path = Path(c["state_file"]) if c.get("state_file") else None
+    saved = load(path) if path is not None else None
+    sim = Simulator(_serve_config(options, saved), state=saved)
     await sim.start()
+    keeper = asyncio.ensure_future(_keep(sim, path, c["snapshot_ms"])) if path is not None else None
+    if path is not None:
+        save(snapshot(sim), path)  # the first start's state exists on disk at once
     print(json.dumps({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
-                      "pid": os.getpid()}), flush=True)
+                      "pid": os.getpid(), "resumed": saved is not None}), flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    if keeper is not None:
+        keeper.cancel()
     await sim.stop()
+    if path is not None:
+        save(snapshot(sim), path)
 
 
 class LocalExchange:

@@ -95,6 +95,15 @@ class RedisServer:
             self.process.wait()
             self.process = None
 
+    def restart(self, *, crash: bool = True, timeout_s: float = 10.0) -> "RedisServer":
+        """Stop (SIGKILL when `crash`, else SIGTERM) and start again on the same port with the same directory:
+        what clients see as an outage. With AOF (`appendfsync always`) every acknowledged write comes back."""
+        if crash:
+            self.kill()
+        else:
+            self.stop()
+        return self.start(timeout_s)
+
     def __enter__(self) -> "RedisServer":
         return self.start()
 

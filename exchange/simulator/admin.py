@@ -30,8 +30,9 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         return _ok(sim.inspect())
 
     async def faults(request: web.Request) -> web.Response:
-        """{"delay_ms", "delay_count", "reject_orders": {"count", "status", "code", "msg"}, "force_429",
-        "pause_feed", "clear"}: counts are numbers of upcoming requests (-1 = until cleared)."""
+        """{"delay_ms", "delay_count", "order_delay_ms", "order_delay_count", "order_delay_after",
+        "reject_orders": {"count", "status", "code", "msg"}, "force_429", "pause_feed", "clear"}: counts are
+        numbers of upcoming requests (-1 = until cleared)."""
         b = await body(request)
         f = sim.faults
         if b.get("clear"):
@@ -48,6 +49,10 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
             f.force_429_count = int(b["force_429"])
         if "pause_feed" in b:
             f.feed_paused = bool(b["pause_feed"])
+        if "order_delay_ms" in b:
+            f.order_delay_ms = int(b["order_delay_ms"])
+            f.order_delay_count = int(b.get("order_delay_count", -1))
+            f.order_delay_after = bool(b.get("order_delay_after", False))
         return _ok({k: str(getattr(f, k)) for k in f.__slots__})
 
     async def drop_ws(request: web.Request) -> web.Response:
@@ -87,6 +92,28 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         return _ok({"lastUpdateId": last, "bids": payloads.levels(bids), "asks": payloads.levels(asks),
                     "mm_bids": len(sim.engine.mm_levels(symbol, Side.BUY))})
 
+    async def liquidity(request: web.Request) -> web.Response:
+        """{"action": "withdraw" | "restore", "symbols": [...] (default all)}: the market maker's ladder off the
+        book, or back to exactly what was seeded (Simulator.set_liquidity)."""
+        b = await body(request)
+        try:
+            changed = sim.set_liquidity(str(b.get("action")), b.get("symbols"))
+        except (ValueError, KeyError) as e:
+            return _ok({"error": str(e)}, 400)
+        return _ok({"changed": changed})
+
+    async def orders(request: web.Request) -> web.Response:
+        """Every order an account ever placed (?api_key=..., default: the first account), oldest first:
+        what a test compares with the client's records (duplicates, attempts)."""
+        key = request.query.get("api_key") or next(iter(sim.engine.accounts))
+        acct = sim.engine.accounts.get(key)
+        if acct is None:
+            return _ok({"error": "unknown api key"}, 400)
+        rows = sorted(acct.orders.values(), key=lambda o: (o.time, o.symbol, o.order_id))
+        return _ok([{"symbol": o.symbol, "orderId": o.order_id, "clientOrderId": o.client_order_id,
+                     "status": o.status, "price": payloads.fmt(o.price), "origQty": payloads.fmt(o.orig_qty),
+                     "executedQty": payloads.fmt(o.executed_qty), "time": o.time} for o in rows])
+
     async def account(request: web.Request) -> web.Response:
         b = await body(request)
         balances = {a: Decimal(str(v)) for a, v in (b.get("balances") or {}).items()}
@@ -101,4 +128,6 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         web.post("/_admin/step", step),
         web.get("/_admin/book", book),
         web.post("/_admin/account", account),
+        web.post("/_admin/liquidity", liquidity),
+        web.get("/_admin/orders", orders),
     ]

@@ -1,5 +1,10 @@
 """Faults the tests can inject through /_admin (ccxt never calls it): delayed answers, rejected orders, forced
-429s, a paused feed. Counters count down per request; -1 means "until cleared"."""
+429s, a paused feed. Counters count down per request; -1 means "until cleared".
+
+`delay_*` holds ANY request before it is served (the next N, whatever they are); `order_delay_*` holds only order
+placements, so that a test can keep a batch's exchange orders in flight while the other traffic (market data,
+deposit queries) flows: `before` the order executes (in flight on both sides), or `after` it executed and before
+its answer leaves (the exchange has it, the client does not know yet)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -20,6 +25,9 @@ class Faults:
     reject_count: int = 0
     force_429_count: int = 0
     feed_paused: bool = False
+    order_delay_ms: int = 0
+    order_delay_count: int = 0
+    order_delay_after: bool = False  # False: before the order executes; True: after, before its answer
 
     @staticmethod
     def _take(count: int) -> tuple[bool, int]:
@@ -35,11 +43,18 @@ class Faults:
         hit, self.reject_count = self._take(self.reject_count)
         return self.reject if hit else None
 
+    def take_order_delay(self) -> tuple[int, bool]:
+        """(ms to hold this order placement, whether to hold it after it executed)."""
+        hit, self.order_delay_count = self._take(self.order_delay_count)
+        return (self.order_delay_ms if hit else 0), self.order_delay_after
+
     def take_429(self) -> bool:
         hit, self.force_429_count = self._take(self.force_429_count)
         return hit
 
     def clear(self) -> None:
         self.delay_ms = self.delay_count = self.reject_count = self.force_429_count = 0
+        self.order_delay_ms = self.order_delay_count = 0
+        self.order_delay_after = False
         self.reject = None
         self.feed_paused = False

@@ -142,12 +142,18 @@ class RestApi:
                                              "'^[0-9]{1,20}$'.") from None
                 sim.limiter.charge(key, w)
                 account = self._authenticate(request, params, body) if signed else None
+                order_delay, after = sim.faults.take_order_delay() if order else (0, False)
+                if order_delay and not after:
+                    await asyncio.sleep(order_delay / 1000)  # injected: the order is in flight (fault)
                 if order:
                     sim.limiter.check_order(account.id)
                     reject = sim.faults.take_reject()
                     if reject is not None:
                         raise EngineError(reject.code, reject.msg, reject.http_status)
                 result = await handler(request, params, account, headers)
+                if order_delay and after:
+                    sim.dispatch()  # the exchange has it: its stream events go out, the answer waits (fault)
+                    await asyncio.sleep(order_delay / 1000)
                 status = 200
             except RateLimitExceeded as e:
                 status, result = e.http_status, {"code": e.code, "msg": e.msg}

@@ -56,7 +56,9 @@ def _snapshot_symbol(path: Path) -> str:
 
 class Simulator:
     def __init__(self, config: SimulatorConfig | None = None, *, clock: Clock | None = None,
-                 seed_prices: dict[str, Decimal] | None = None) -> None:
+                 seed_prices: dict[str, Decimal] | None = None, state: dict[str, Any] | None = None) -> None:
+        """`state`: a snapshot from exchange.simulator.persistence to resume from (accounts, orders, trades,
+        deposits, id counters; prices go on from its mids unless `seed_prices` says otherwise)."""
         self.config = cfg = config or SimulatorConfig()
         self.clock = clock or SystemClock()
         self.markets = _cached_markets(Path(cfg.exchange_info_path), Path(cfg.indexes_dir),
@@ -64,8 +66,14 @@ class Simulator:
                                        tuple(cfg.extra_symbols))
         self.engine = MatchingEngine(self.markets, self.clock, maker_commission=cfg.maker_commission,
                                      taker_commission=cfg.taker_commission)
-        for spec in cfg.accounts:
-            self.engine.add_account(spec.api_key, spec.secret, spec.balances, spec.deposit_addresses)
+        if state is not None:  # before the market maker seeds: its new orders must not reuse a restored id
+            from exchange.simulator.persistence import restore, seed_prices as saved_prices
+
+            restore(self.engine, state)
+            seed_prices = {**saved_prices(state), **(seed_prices or {})}
+        else:
+            for spec in cfg.accounts:
+                self.engine.add_account(spec.api_key, spec.secret, spec.balances, spec.deposit_addresses)
         header = json.loads(Path(cfg.rate_limits_path).read_text())
         self._info_header = {k: v for k, v in header.items() if k not in ("symbols", "serverTime")}
         rate_limits = cfg.rate_limits if cfg.rate_limits is not None else header["rateLimits"]
@@ -79,6 +87,9 @@ class Simulator:
         self.user_streams = UserStreams(self._secret_of, self.clock.now_ms, self._ws_rate_limits, self._ws_charge)
         self.processes: dict[str, PriceProcess] = {}
         self.seed_source: dict[str, str | None] = {}
+        #: The market maker's ladder as seeded, per symbol and side (price -> quantity): what `set_liquidity`
+        #: restores, so that tests on a frozen market (update_ms 0) can start every run from the same book.
+        self.seeded_levels: dict[str, dict[Side, dict[Decimal, Decimal]]] = {}
         self._seed_books(seed_prices or {})
         self._acc_1000: dict[str, tuple[int, int, dict, dict]] = {}
         self._last_top: dict[str, tuple] = {}
@@ -111,6 +122,7 @@ class Simulator:
                 continue
             proc = PriceProcess(market, self.config.process, price or Decimal(0), snap)
             proc.seed(self.engine)
+            self.seeded_levels[symbol] = {side: self.engine.mm_levels(symbol, side) for side in Side}
             self.engine.reference_prices[symbol] = proc.seed_price
             self.processes[symbol] = proc
             self.seed_source[symbol] = source
@@ -238,6 +250,28 @@ class Simulator:
             for p in procs:
                 p.step(self.engine, dt)
         self.dispatch()
+
+    def set_liquidity(self, action: str, symbols: Iterable[str] | None = None) -> int:
+        """The market maker's resting liquidity, by hand (tests on a frozen market): "withdraw" takes every level
+        off the book, "restore" puts back exactly the seeded ladder (levels eaten by trades refilled, others
+        withdrawn). Clients see it as ordinary depth diffs. Returns the number of levels changed."""
+        if action not in ("withdraw", "restore"):
+            raise ValueError(f"liquidity action must be withdraw or restore, not {action!r}")
+        changed = 0
+        for symbol in sorted(self.seeded_levels if symbols is None else symbols):
+            seeded = self.seeded_levels.get(symbol)
+            if seeded is None:
+                raise KeyError(f"no seeded book for {symbol}")
+            for side in Side:
+                want = seeded[side] if action == "restore" else {}
+                have = self.engine.mm_levels(symbol, side)
+                for price in sorted(set(have) | set(want)):
+                    qty = want.get(price, Decimal(0))
+                    if have.get(price) != qty:
+                        self.engine.mm_set_level(symbol, side, price, qty)
+                        changed += 1
+        self.dispatch()
+        return changed
 
     def publish_depth(self) -> int:
         """Cut every book's pending changes into one depthUpdate each (what the 100 ms cadence does)."""

@@ -91,8 +91,9 @@ def test_shard_engine_side_is_idempotent_and_survives_a_kill(ray_cluster, redis_
 
         engagements = [Engagement(oa, INDEX, Decimal("0.002"), Decimal("100"), Decimal("49000")),
                        Engagement(ob, INDEX, Decimal("0.0012"), Decimal("60"), Decimal("49000"))]
-        assert ray.get(shard.engage.remote("b1", engagements)) == 2
-        assert ray.get(shard.engage.remote("b1", engagements)) == 2  # a replay engages nothing more
+        first = ray.get(shard.engage.remote("b1", engagements))
+        assert first == [(oa, Decimal("100")), (ob, Decimal("60"))]
+        assert ray.get(shard.engage.remote("b1", engagements)) == first  # a replay engages nothing more
         assert ray.get(shard.pending.remote(10)) == []  # both have something engaged
         deltas = [fill(oa, "0.001", "49.5", "0.05"), fill(ob, "0.0012", "59.9", "0.08")]
         assert ray.get(shard.apply_fills.remote("b1:1", deltas)) == 2

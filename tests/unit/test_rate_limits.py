@@ -100,6 +100,11 @@ def test_orders_available_is_exact() -> None:
         assert limiter.try_acquire(40, orders=1)
     assert not limiter.try_acquire(40, orders=1)
     assert limiter.orders_available(40) == 0
+    # The capacity is what empty windows admit, whatever is used now: the ORDERS window binds at weight 1, the
+    # weight window at 40 (1000 // 40 = 25).
+    assert limiter.orders_capacity(1) == 50 and limiter.orders_capacity(40) == 25
+    clock.advance(MINUTE)
+    assert limiter.orders_available(40) == limiter.orders_capacity(40)
 
 
 def test_back_off_blocks_until_its_end() -> None:

@@ -1,0 +1,178 @@
+"""`monitor`: polls every actor's inspect() every few seconds, turns the answers into metrics and a health verdict.
+
+Why a poller: the actors already count everything in plain integers; one inspect() call per actor per poll (a few
+calls every `interval_s`) costs nothing next to one metric call per order, fill or frame on the hot paths. The
+metrics leave through Ray's metrics export (actors/metrics.py says where Prometheus finds them); the verdict is
+what `/health` answers (actors/http_service.py). The meaning of the snapshots is actors/system_view.py's.
+
+Liveness: an actor that does not answer within `inspect_timeout_s` (or is not there) is down for that poll. The
+monitor holds no durable state: a restart (max_restarts=-1) starts polling again, and its counters start a new
+series (Prometheus sees a reset, as for any restarted process).
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import ray
+
+from actors.logs import setup_logging
+from actors.metrics import Metrics
+from actors.system_view import HealthLimits, Observation, SystemView
+
+MONITOR_NAME = "monitor"
+
+
+def _reason(exc: BaseException) -> str:
+    """One short line for why an actor did not answer (a RayTaskError's text holds the remote traceback: its
+    cause, the exception raised in the actor, is what matters)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, BaseException):
+        exc = cause
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+@dataclass(frozen=True)
+class MonitorOptions:
+    #: The actors to poll, by name (the launcher passes every actor it started).
+    actors: tuple[str, ...]
+    namespace: str | None = None
+    name: str = MONITOR_NAME
+    interval_s: float = 5.0
+    inspect_timeout_s: float = 3.0
+    limits: HealthLimits = field(default_factory=HealthLimits)
+    #: Record through ray.util.metrics (off: values are kept in memory only).
+    export: bool = True
+
+    @property
+    def stale_after_ms(self) -> int:
+        """A verdict older than this is no verdict: the monitor itself is stuck or gone."""
+        return int(1000 * (3 * self.interval_s + self.inspect_timeout_s))
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
+class Monitor:
+    def __init__(self, options: MonitorOptions) -> None:
+        setup_logging(options.name)
+        from loguru import logger
+
+        self.log = logger.bind(actor=options.name)
+        self.o = options
+        self.metrics = Metrics(export=options.export)
+        self.view = SystemView(self.metrics, options.limits)
+        self._handles: dict[str, Any] = {}
+        self.polls = 0
+        self._logged_problems: list[str] = []
+        self.last_poll_ms: int | None = None
+        self.last_poll_s: float | None = None
+        self._polled = asyncio.Condition()
+        self._task: asyncio.Task | None = None
+        try:
+            asyncio.get_running_loop()
+            self._task = asyncio.ensure_future(self._run())  # on creation and on every restart
+        except RuntimeError:
+            pass
+
+    async def start(self) -> bool:
+        if self._task is None or self._task.done():
+            self._task = asyncio.ensure_future(self._run())
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (a bug in one poll must not stop the next)
+                self.log.exception("poll failed: {}", exc)
+            await asyncio.sleep(self.o.interval_s)  # the polling period
+
+    def _handle(self, name: str) -> Any:
+        h = self._handles.get(name)
+        if h is None:
+            h = ray.get_actor(name, namespace=self.o.namespace)
+            self._handles[name] = h
+        return h
+
+    async def _observe(self, name: str) -> Observation:
+        started = time.perf_counter()
+        try:
+            data = await asyncio.wait_for(self._handle(name).inspect.remote(), self.o.inspect_timeout_s)
+        except asyncio.TimeoutError:
+            return Observation(None, time.perf_counter() - started, f"no answer in {self.o.inspect_timeout_s} s")
+        except ValueError:  # ray.get_actor: no such actor (not started yet, or killed for good)
+            return Observation(None, time.perf_counter() - started, "not found")
+        except Exception as exc:  # noqa: BLE001  (RayActorError: dead or restarting; an error in inspect())
+            self._handles.pop(name, None)
+            return Observation(None, time.perf_counter() - started, _reason(exc))
+        return Observation(data, time.perf_counter() - started)
+
+    async def poll(self) -> dict[str, Any]:
+        """Poll every actor once (concurrently), update the metrics; returns the health verdict."""
+        started = time.perf_counter()
+        names = list(self.o.actors)
+        observations = await asyncio.gather(*(self._observe(n) for n in names))
+        now_ms = int(time.time() * 1000)
+        health = self.view.update(dict(zip(names, observations)), now_ms)
+        self.polls += 1
+        self.last_poll_ms = now_ms
+        self.last_poll_s = time.perf_counter() - started
+        if health["problems"] != self._logged_problems:  # a line when the verdict changes, not every poll
+            if health["problems"]:
+                self.log.warning("unhealthy: {}", "; ".join(health["problems"])[:2000])
+            else:
+                self.log.info("healthy again")
+            self._logged_problems = list(health["problems"])
+        async with self._polled:
+            self._polled.notify_all()
+        return health
+
+    async def wait_polls(self, count: int, timeout_s: float = 30.0) -> bool:
+        """True once at least `count` polls have completed (tests; the launcher)."""
+        async with self._polled:
+            try:
+                await asyncio.wait_for(self._polled.wait_for(lambda: self.polls >= count), timeout_s)
+            except asyncio.TimeoutError:
+                return False
+        return True
+
+    async def health(self) -> dict[str, Any]:
+        """The last verdict, with its age; not healthy before the first poll or once it is too old."""
+        now_ms = int(time.time() * 1000)
+        last = self.view.last_health
+        if last is None:
+            return {"status": "starting", "healthy": False, "checked_ms": None, "age_ms": None,
+                    "problems": ["monitor: no poll yet"], "actors": {}, "lags": {}}
+        age = now_ms - last["checked_ms"]
+        out = {**last, "age_ms": age, "problems": list(last["problems"])}
+        if age > self.o.stale_after_ms:
+            out.update(status="unhealthy", healthy=False)
+            out["problems"].append(f"monitor: last poll {age} ms ago (limit {self.o.stale_after_ms} ms)")
+        return out
+
+    async def inspect(self) -> dict[str, Any]:
+        return {"actors": list(self.o.actors), "interval_s": self.o.interval_s, "polls": self.polls,
+                # the WorkerId label of this monitor's series on the metrics endpoint (a restart starts new ones)
+                "worker_id": ray.get_runtime_context().get_worker_id(),
+                "last_poll_ms": self.last_poll_ms,
+                "last_poll_ms_taken": None if self.last_poll_s is None else round(self.last_poll_s * 1000, 3),
+                "healthy": None if self.view.last_health is None else self.view.last_health["healthy"],
+                "metrics": self.metrics.snapshot()}
+
+
+def start_monitor(options: MonitorOptions, *, detached: bool = False) -> Any:
+    """Create (or get) the named monitor; it starts polling at once."""
+    opts: dict[str, Any] = {"name": options.name, "get_if_exists": True}
+    if options.namespace is not None:
+        opts["namespace"] = options.namespace
+    if detached:
+        opts["lifetime"] = "detached"
+    return Monitor.options(**opts).remote(options)

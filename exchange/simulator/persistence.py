@@ -1,0 +1,184 @@
+"""The simulator's state on disk: what a real exchange keeps when it restarts, so a stopped and restarted local world
+resumes where it was (`indexmaker down` / `up`).
+
+Kept: every account (keys, free and locked balances, every order with its status, every trade, every credited
+deposit, deposit addresses), the id counters (order and trade ids per symbol, execution and deposit ids: an id is
+never handed out twice), each book's update id, the deposit watchers' block cursors (a deposit is credited once,
+even if its block is read again: the credit is idempotent per tx id too), and each symbol's mid price, which seeds
+the market maker again so prices go on from where they were instead of jumping back to the captured snapshot.
+A user order that was resting on a book (GTC) goes back on it at its price, behind the market maker.
+
+Not kept: the market maker's exact ladder (rebuilt around the saved mid), the 24 h ticker statistics and the
+avgPrice window (they restart empty, then fall back to the book's mid), rate-limit windows, open websocket
+sessions (clients reconnect) and the random walk's generator state.
+
+The file is written atomically (temp file, fsync, rename): a crash leaves the previous snapshot, never half of one.
+Amounts are written as strings: a float never touches them.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import tempfile
+from dataclasses import fields
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from core.side import Side
+from exchange.simulator.accounts import Account
+from exchange.simulator.orders import Deposit, Fill, Order
+
+FORMAT = 1
+
+
+def _enc(value: Any) -> Any:
+    if isinstance(value, Side):
+        return value.value
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+def _record(obj: Any) -> dict[str, Any]:
+    return {f.name: _enc(getattr(obj, f.name)) for f in fields(obj)}
+
+
+def _order(d: dict[str, Any]) -> Order:
+    kw = dict(d)
+    kw["side"] = Side(kw["side"])
+    for name in ("price", "orig_qty", "orig_quote_qty", "executed_qty", "cum_quote", "locked", "remaining"):
+        kw[name] = Decimal(kw[name])
+    return Order(**kw)
+
+
+def _fill(d: dict[str, Any]) -> Fill:
+    kw = dict(d)
+    for name in ("price", "qty", "quote_qty", "commission"):
+        kw[name] = Decimal(kw[name])
+    return Fill(**kw)
+
+
+def _deposit(d: dict[str, Any]) -> Deposit:
+    return Deposit(**{**d, "amount": Decimal(d["amount"])})
+
+
+def peek_counter(counter: itertools.count) -> tuple[int, itertools.count]:
+    """The next value of a counter without losing it (itertools.count cannot be read: take one, make a new one)."""
+    value = next(counter)
+    return value, itertools.count(value)
+
+
+def snapshot(sim: Any) -> dict[str, Any]:
+    """Everything listed in the module docstring, as plain JSON data. Runs on the simulator's event loop thread."""
+    e = sim.engine
+    counters: dict[str, Any] = {"orders": {}, "trades": {}}
+    for name in ("_order_ids", "_trade_ids"):
+        table = getattr(e, name)
+        for symbol in list(table):
+            value, table[symbol] = peek_counter(table[symbol])
+            counters["orders" if name == "_order_ids" else "trades"][symbol] = value
+    counters["exec"], e._exec_ids = peek_counter(e._exec_ids)  # noqa: SLF001
+    counters["deposit"], e._deposit_ids = peek_counter(e._deposit_ids)  # noqa: SLF001
+    accounts = []
+    for api_key, a in e.accounts.items():
+        accounts.append({
+            "id": a.id, "api_key": api_key, "secret": a.secret,
+            "free": {k: str(v) for k, v in a.free.items()}, "locked": {k: str(v) for k, v in a.locked.items()},
+            "update_time": a.update_time,
+            "orders": [_record(o) for o in a.orders.values()],
+            "open": [[s, oid] for (s, oid) in a.open_orders],
+            "fills": {s: [_record(f) for f in rows] for s, rows in a.fills.items()},
+            "deposits": [_record(d) for d in a.deposits],
+            "deposit_addresses": [[c, n, addr] for (c, n), addr in a.deposit_addresses.items()],
+            "network_addresses": dict(a.network_addresses),
+        })
+    mids = {}
+    for symbol, proc in sim.processes.items():
+        mids[symbol] = str(proc.tick * proc.bid_top + proc.tick * proc.spread / 2)  # exact: tick multiples
+    return {
+        "format": FORMAT, "port": sim.port, "accounts": accounts, "counters": counters,
+        "book_update_ids": {s: b.update_id for s, b in e.books.items()},
+        "deposit_cursors": {w.chain.network: w.cursor for w in sim.deposit_watchers},
+        "mids": mids,
+    }
+
+
+def seed_prices(data: dict[str, Any]) -> dict[str, Decimal]:
+    """The saved mids, to pass as `Simulator(seed_prices=...)` (prices go on from where they were)."""
+    return {s: Decimal(p) for s, p in data.get("mids", {}).items()}
+
+
+def deposit_cursor(data: dict[str, Any], network: str) -> int | None:
+    value = data.get("deposit_cursors", {}).get(network)
+    return None if value is None else int(value)
+
+
+def restore(engine: Any, data: dict[str, Any]) -> None:
+    """Put a snapshot back into a fresh matching engine, BEFORE the market maker seeds its books (the server does
+    this in its constructor): the accounts replace the configured ones, the id counters go on from where they were
+    (so the market maker's new orders never reuse an id), resting user orders go back on their books."""
+    if data.get("format") != FORMAT:
+        raise ValueError(f"simulator snapshot format {data.get('format')!r}, expected {FORMAT}")
+    e = engine
+    e.accounts.clear()
+    e._by_id.clear()  # noqa: SLF001
+    c = data["counters"]
+    for symbol, value in c["orders"].items():
+        if symbol in e._order_ids:  # noqa: SLF001
+            e._order_ids[symbol] = itertools.count(int(value))  # noqa: SLF001
+    for symbol, value in c["trades"].items():
+        if symbol in e._trade_ids:  # noqa: SLF001
+            e._trade_ids[symbol] = itertools.count(int(value))  # noqa: SLF001
+    e._exec_ids = itertools.count(int(c["exec"]))  # noqa: SLF001
+    e._deposit_ids = itertools.count(int(c["deposit"]))  # noqa: SLF001
+    for symbol, uid in data.get("book_update_ids", {}).items():
+        book = e.books.get(symbol)
+        if book is not None and int(uid) > book.update_id:
+            book.update_id = int(uid)
+    for row in data["accounts"]:
+        a = Account(row["id"], row["api_key"], row["secret"])
+        a.free = {k: Decimal(v) for k, v in row["free"].items()}
+        a.locked = {k: Decimal(v) for k, v in row["locked"].items()}
+        a.update_time = int(row["update_time"])
+        a.network_addresses.update(row["network_addresses"])
+        for coin, network, addr in row["deposit_addresses"]:
+            a.deposit_addresses[(coin, network)] = addr
+        a.deposits = [_deposit(d) for d in row["deposits"]]
+        for s, rows in row["fills"].items():
+            a.fills[s] = [_fill(f) for f in rows]
+        open_keys = {(s, int(oid)) for s, oid in row["open"]}
+        for d in row["orders"]:
+            order = _order(d)
+            if (order.symbol, order.order_id) in open_keys and order.symbol in e.books:
+                a.add_open(order)
+                if order.remaining > 0:
+                    e.books[order.symbol].add(order)
+            else:
+                a.record_closed(order)
+        e.accounts[a.api_key] = a
+        e._by_id[a.id] = a  # noqa: SLF001
+
+
+def save(data: dict[str, Any], path: Path) -> None:
+    """Atomic write: temp file in the same directory, fsync, rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".sim-", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, separators=(",", ":"))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path) -> dict[str, Any] | None:
+    """The saved snapshot, or None if there is none yet (a first start)."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None

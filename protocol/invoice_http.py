@@ -1,0 +1,110 @@
+"""The invoice service over HTTP: `GET /invoices/{id}` and `GET /invoices?user=ADDR`, signed like the frames.
+
+Why HTTP beside the websocket: an invoice is a document a user (or its accountant, or a front end) fetches again
+later, long after the session that reported it; a signed GET needs no session, no sequence numbers and no state.
+
+Who may see what: every request is authenticated by protocol/http_auth.py (401 otherwise); a user sees only its own
+invoices (403 for another user's, decided before anything is looked up, so a 403 says nothing about what exists);
+an invoice that is not there is 404 (`NOT_MINTED` when the order exists and has no mint yet, `UNKNOWN_INVOICE`
+otherwise). `{id}` is an invoice id (`inv:<address>:<client order id>`, as in the MintInvoice message) or simply
+the signer's own client order id (one that itself starts with `inv:` is reached by its invoice id). `?user=`
+defaults to the signer. Errors are JSON `{"error": CODE, "reason": text}`; a store that does not answer is 503
+and the client may retry.
+
+The store is any `lookup(address) -> user view | None`, the view being what an order-book shard's `user(address)`
+returns: the user's book (`orders`, each with `cl_ord_id`) and `invoices` ({client order id: invoice as JSON}).
+"""
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any, Awaitable, Callable, Mapping
+
+from aiohttp import web
+
+from core.clock import Clock, SystemClock
+from protocol.http_auth import HEADER_ADDRESS, HEADER_SIGNATURE, HEADER_TIMESTAMP, HttpAuthError, verify_request
+
+log = logging.getLogger(__name__)
+
+UserLookup = Callable[[str], Awaitable[Mapping[str, Any] | None]]
+
+_ADDRESS_RE = re.compile(r"^0x[0-9a-fA-F]{40}\Z")
+_WWW_AUTHENTICATE = (f'IndexMaker-EIP191 headers="{HEADER_ADDRESS} {HEADER_TIMESTAMP} {HEADER_SIGNATURE}", '
+                     'payload="canonical JSON of address, kind=http_request, method, target, timestamp"')
+
+
+def error(status: int, code: str, reason: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return web.json_response({"error": code, "reason": reason}, status=status, headers=headers)
+
+
+class InvoiceHttp:
+    """The two routes, over a user lookup; `stats` counts answers by status (plain data for inspect())."""
+
+    def __init__(self, lookup: UserLookup, *, clock: Clock | None = None, max_skew_ms: int = 60_000) -> None:
+        self.lookup = lookup
+        self.clock = clock or SystemClock()
+        self.max_skew_ms = max_skew_ms
+        self.stats: dict[str, int] = {}
+
+    def routes(self) -> list[web.RouteDef]:
+        return [web.get("/invoices", self.list_invoices), web.get("/invoices/{invoice_id}", self.get_invoice)]
+
+    def _answer(self, response: web.Response) -> web.Response:
+        key = str(response.status)
+        self.stats[key] = self.stats.get(key, 0) + 1
+        return response
+
+    def _signer(self, request: web.Request) -> str:
+        """The authenticated address (as signed), or an HttpAuthError."""
+        return verify_request(request.method, request.raw_path, request.headers, self.clock.now_ms(),
+                              self.max_skew_ms)
+
+    async def list_invoices(self, request: web.Request) -> web.Response:
+        try:
+            signer = self._signer(request)
+        except HttpAuthError as exc:
+            return self._answer(error(exc.status, exc.code, exc.text, {"WWW-Authenticate": _WWW_AUTHENTICATE}))
+        user = request.query.get("user", signer)
+        if not _ADDRESS_RE.match(user):
+            return self._answer(error(400, "BAD_USER", f"user must be a 0x-prefixed 20-byte hex address, got "
+                                                       f"{user[:44]!r}"))
+        if user.lower() != signer.lower():
+            return self._answer(error(403, "FORBIDDEN", "a user may list only its own invoices (user= must be the "
+                                                        "signing address)"))
+        try:
+            view = await self.lookup(signer)
+        except Exception as exc:  # noqa: BLE001  (a shard restarting: the client may retry)
+            log.warning("invoice lookup for %s failed: %s", signer, exc, extra={"user": signer.lower()})
+            return self._answer(error(503, "UNAVAILABLE", "the invoice store does not answer; retry later"))
+        invoices = list((view or {}).get("invoices", {}).values())
+        invoices.sort(key=lambda inv: (inv.get("minted_ms") or 0, inv.get("invoice_id", "")))
+        return self._answer(web.json_response({"user": signer, "invoices": invoices}))
+
+    async def get_invoice(self, request: web.Request) -> web.Response:
+        try:
+            signer = self._signer(request)
+        except HttpAuthError as exc:
+            return self._answer(error(exc.status, exc.code, exc.text, {"WWW-Authenticate": _WWW_AUTHENTICATE}))
+        wanted = request.match_info["invoice_id"]
+        if wanted.startswith("inv:"):
+            owner, _, cl_ord_id = wanted[4:].partition(":")
+            if not _ADDRESS_RE.match(owner) or not cl_ord_id:
+                return self._answer(error(400, "BAD_INVOICE_ID", "an invoice id is inv:<address>:<client order id> "
+                                                                 "(or give the client order id alone)"))
+        else:
+            owner, cl_ord_id = signer, wanted
+        if owner.lower() != signer.lower():
+            return self._answer(error(403, "FORBIDDEN", "this invoice belongs to another user"))
+        try:
+            view = await self.lookup(signer)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("invoice lookup for %s failed: %s", signer, exc, extra={"user": signer.lower()})
+            return self._answer(error(503, "UNAVAILABLE", "the invoice store does not answer; retry later"))
+        invoice = (view or {}).get("invoices", {}).get(cl_ord_id)
+        if invoice is not None:
+            return self._answer(web.json_response(invoice))
+        if any(o.get("cl_ord_id") == cl_ord_id for o in (view or {}).get("orders", ())):
+            return self._answer(error(404, "NOT_MINTED", f"order {cl_ord_id!r} has no invoice yet: it is not "
+                                                         "minted"))
+        return self._answer(error(404, "UNKNOWN_INVOICE", f"no invoice {wanted!r} for this user"))

@@ -1,0 +1,130 @@
+"""The operator commands' bookkeeping, without starting a system: the run file, `status` when nothing or only a
+crashed remnant is there, `down` after a crash (ends the world processes the service left, and nothing else), the
+status line of each actor, `invoice` finding the gateway of the running system."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import cli
+from world.run_file import pid_alive, read_run, wait_exit, write_run
+from world.system_status import collect, key_figures, render
+
+
+def sleeper(*marks: str) -> subprocess.Popen:
+    """A process that sleeps, with `marks` in its command line (what `down` checks before it ends a pid)."""
+    return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *marks])
+
+
+def test_the_run_file_merges_and_refuses_unknown_phases(tmp_path: Path) -> None:
+    write_run(tmp_path, phase="starting", pid=123, processes={})
+    record = write_run(tmp_path, phase="up", gateway_url="ws://x")
+    assert (record["phase"], record["pid"], record["gateway_url"]) == ("up", 123, "ws://x")
+    assert read_run(tmp_path) == record
+    with pytest.raises(ValueError, match="unknown phase"):
+        write_run(tmp_path, phase="sleeping")
+    assert read_run(tmp_path / "elsewhere") is None
+
+
+def test_pid_alive_and_wait_exit_follow_a_real_process() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    assert pid_alive(proc.pid)
+    assert not wait_exit(proc.pid, 0.2)  # still running
+    proc.stdin.close()  # it exits on EOF
+    assert wait_exit(proc.pid, 30)
+    proc.wait()
+    assert not pid_alive(proc.pid)
+
+
+def test_status_of_nothing_and_of_a_dead_service(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert not collect(None).healthy
+    assert cli.main(["status", "--state-dir", str(tmp_path)]) == 1
+    assert "never started" in capsys.readouterr().out
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_run(tmp_path, phase="up", pid=dead.pid, processes={}, actors=["solver"], ray={"address": "x"})
+    status = collect(read_run(tmp_path))
+    assert not status.healthy and "service (pid" in status.phase and "is gone" in status.phase
+    assert cli.main(["status", "--state-dir", str(tmp_path)]) == 1
+    assert "DOWN service" in capsys.readouterr().out
+
+
+def test_down_after_a_crash_ends_the_world_it_left_and_nothing_else(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    exchange = sleeper("-m", "world.local_exchange")
+    stranger = sleeper("unrelated")  # a recorded pid now running something else (reused): left alone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        write_run(tmp_path, phase="up", pid=dead.pid, ray={"detached": False},
+                  processes={"exchange": exchange.pid, "redis": stranger.pid})
+        assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
+        assert "stopped what it left: exchange" in capsys.readouterr().out
+        assert exchange.wait(30) is not None
+        assert stranger.poll() is None
+        assert read_run(tmp_path)["phase"] == "down"
+        assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0  # twice: nothing to do
+        assert "not running" in capsys.readouterr().out
+    finally:
+        for p in (exchange, stranger):
+            p.kill()
+            p.wait()
+
+
+def test_down_of_a_running_service_sends_sigterm_and_waits(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    service = subprocess.Popen([sys.executable, "-c", "import signal, sys, time\n"
+                                "signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))\n"
+                                "print('ready', flush=True)\ntime.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    assert service.stdout.readline().strip() == "ready"  # its handler is installed
+    write_run(tmp_path, phase="up", pid=service.pid, processes={})
+    t0 = time.monotonic()
+    assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
+    assert service.wait(5) == 0 and time.monotonic() - t0 < 30
+    assert "state is kept" in capsys.readouterr().out
+
+
+def test_nothing_started_means_nothing_to_stop(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
+    assert "nothing was started" in capsys.readouterr().out
+
+
+def test_up_refuses_an_environment_without_a_local_world(capsys) -> None:  # noqa: ANN001
+    root = Path(__file__).resolve().parents[2]
+    assert cli.main(["up", "--config", str(root / "config" / "live.toml"), "--state-dir", "/nonexistent"]) == 2
+    assert "environment 'live'" in capsys.readouterr().err
+
+
+def test_invoice_goes_to_the_running_systems_gateway(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    seen: list[list[str]] = []
+    monkeypatch.setattr("protocol.cli.run", lambda argv: seen.append(argv) or 0)
+    write_run(tmp_path, phase="up", gateway_url="ws://127.0.0.1:9999/ws")
+    assert cli.main(["invoice", "C-7", "--state-dir", str(tmp_path), "--key", "env:K"]) == 0
+    assert cli.main(["invoice", "C-8", "--state-dir", str(tmp_path), "--url", "ws://other/ws"]) == 0
+    assert seen == [["invoice", "C-7", "--key", "env:K", "--url", "ws://127.0.0.1:9999/ws"],
+                    ["invoice", "C-8", "--url", "ws://other/ws"]]
+
+
+@pytest.mark.parametrize("name, info, expect, warns", [
+    ("market-0", {"symbols": 3, "ready": 2, "running": True, "stale": ["X"]}, "2/3 symbols ready", 1),
+    ("solver", {"counts": {"batches": 4, "asset_orders": 12}, "batches_in_flight": {"b": {}}, "mints_owed": [],
+                "outbox": [], "errors": ["boom"]}, "4 batches, 12 asset orders, 1 in flight", 1),
+    ("sender", {"orders": 12, "by_status": {"FILLED": 12}, "in_flight": 0, "queued": 0, "log_seq": 30},
+     "12 exchange orders", 0),
+    ("something-new", {"counts": {"a": 1}}, '"a": 1', 0),
+])
+def test_key_figures(name: str, info: dict, expect: str, warns: int) -> None:
+    line, warnings = key_figures(name, info)
+    assert expect in line and len(warnings) == warns
+
+
+def test_render_marks_down_parts() -> None:
+    from world.system_status import PartStatus, SystemStatus
+
+    status = SystemStatus("up", [PartStatus("solver", "actor", False, "state DEAD",
+                                            ray={"state": "DEAD", "restarts": 3, "node_id": "ab" * 28, "pid": 9})])
+    lines = render(status, {"environment": "local", "ray": {}})
+    assert any(line.strip().startswith("DOWN solver") and "restarts 3" in line for line in lines)
+    assert lines[-1].startswith("NOT healthy")
