@@ -31,6 +31,9 @@ bench: install
 	$(PY) bench/core.py
 	$(PY) bench/simulator.py
 	$(PY) bench/chain.py
+	$(PY) bench/execution.py
+	$(PY) bench/gateway.py
+	$(PY) bench/flow.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -529,28 +529,9 @@ class IndexOrderBooks:
         Idempotent by `key` (batch_id:round). Returns the number of reports."""
         self._ensure_started()
         async with self._lock:
-            if key in self._fill_keys:
-                self._counts["replays"] += 1
+            reports = self._apply_fills(key, fills)
+            if reports is None:
                 return 0
-            now = self._clock.now_ms()
-            touched: dict[str, None] = {}
-            for f in fills:
-                if f.units_q == 0 and f.value_q == 0 and f.fee_q == 0:
-                    continue
-                book, cl = self._order(f.order_id)
-                try:
-                    book.apply_fill(cl, f.units, f.cost, now)
-                except OrderStateError as exc:
-                    self._error(f"fill {key} on {f.order_id}: {exc}")
-                    continue
-                touched[f.order_id] = None
-            reports = []
-            for oid in touched:
-                book, cl = self._order(oid)
-                order = book.get(cl)
-                assert order is not None
-                reports.append(self.app._progress(self.app.ref(book.user), order, "in progress"))
-            self._fill_keys.add(key)
             await self._commit(reports)
             return len(reports)
 
@@ -563,40 +544,89 @@ class IndexOrderBooks:
             if done is not None:
                 self._counts["replays"] += 1
                 return done
-            now = self._clock.now_ms()
-            engaged = self._engaged.pop(batch_id, [])
-            order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
-            for r in results:
-                _merge_lines(self._lines.setdefault(r.order_id, {}), r.lines)
-            reports: list[AppResponse] = []
-            mints: list[MintRequest] = []
-            for oid in order_ids:
-                book, cl = self._order(oid)
-                order = book.get(cl)
-                if order is None:
-                    self._error(f"{batch_id}: unknown order {oid}")
-                    continue
-                try:
-                    if not order.is_terminal:
-                        book.release(cl, order.engaged, now)  # one batch at a time: all it holds is this batch's
-                    if not order.is_terminal:
-                        # Below the dust, or below rest_return_ratio of what the user did not cancel: returned.
-                        dust = max(self.o.order_dust,
-                                   quantize_up((order.collateral - order.cancelled) * self.o.rest_return_ratio,
-                                               self.o.unit))
-                        if order.remaining < dust:
-                            book.finish(cl, dust, now)
-                except OrderStateError as exc:
-                    self._error(f"{batch_id}: closing {oid}: {exc}")
-                    continue
-                if order.is_terminal:
-                    reports.append(self.app._progress(self.app.ref(book.user), order))
-                    if order.mint_pending:
-                        mints.append(MintRequest(oid, book.user, order.index, order.filled_units,
-                                                 self.o.token_decimals))
-            self._completed[batch_id] = mints
+            reports, mints = self._complete_batch(batch_id, results)
             await self._commit(reports)
             return mints
+
+    async def settle(self, key: str, fills: Sequence[OrderFill], batch_id: str,
+                     results: Sequence[BatchOrderResult]) -> list[MintRequest]:
+        """A batch's last fill deltas and its completion in one call and one write (the usual end of a batch: the
+        last exchange answers bring both). Each part stays idempotent by its own key."""
+        self._ensure_started()
+        async with self._lock:
+            reports = self._apply_fills(key, fills) or []
+            done = self._completed.get(batch_id)
+            if done is not None:
+                self._counts["replays"] += 1
+                mints = done
+            else:
+                closing, mints = self._complete_batch(batch_id, results)
+                reports += closing
+            await self._commit(reports)
+            return mints
+
+    def _apply_fills(self, key: str, fills: Sequence[OrderFill]) -> list[AppResponse] | None:
+        """apply_fills without the write; None for a replay."""
+        if key in self._fill_keys:
+            self._counts["replays"] += 1
+            return None
+        now = self._clock.now_ms()
+        touched: dict[str, None] = {}
+        for f in fills:
+            if f.units_q == 0 and f.value_q == 0 and f.fee_q == 0:
+                continue
+            book, cl = self._order(f.order_id)
+            try:
+                book.apply_fill(cl, f.units, f.cost, now)
+            except OrderStateError as exc:
+                self._error(f"fill {key} on {f.order_id}: {exc}")
+                continue
+            touched[f.order_id] = None
+        reports: list[AppResponse] = []
+        for oid in touched:
+            book, cl = self._order(oid)
+            order = book.get(cl)
+            assert order is not None
+            reports.append(self.app._progress(self.app.ref(book.user), order, "in progress"))
+        self._fill_keys.add(key)
+        return reports
+
+    def _complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult]
+                        ) -> tuple[list[AppResponse], list[MintRequest]]:
+        """complete_batch without the write (the caller checked it is not a replay)."""
+        now = self._clock.now_ms()
+        engaged = self._engaged.pop(batch_id, [])
+        order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
+        for r in results:
+            _merge_lines(self._lines.setdefault(r.order_id, {}), r.lines)
+        reports: list[AppResponse] = []
+        mints: list[MintRequest] = []
+        for oid in order_ids:
+            book, cl = self._order(oid)
+            order = book.get(cl)
+            if order is None:
+                self._error(f"{batch_id}: unknown order {oid}")
+                continue
+            try:
+                if not order.is_terminal:
+                    book.release(cl, order.engaged, now)  # one batch at a time: all it holds is this batch's
+                if not order.is_terminal:
+                    # Below the dust, or below rest_return_ratio of what the user did not cancel: returned.
+                    dust = max(self.o.order_dust,
+                               quantize_up((order.collateral - order.cancelled) * self.o.rest_return_ratio,
+                                           self.o.unit))
+                    if order.remaining < dust:
+                        book.finish(cl, dust, now)
+            except OrderStateError as exc:
+                self._error(f"{batch_id}: closing {oid}: {exc}")
+                continue
+            if order.is_terminal:
+                reports.append(self.app._progress(self.app.ref(book.user), order))
+                if order.mint_pending:
+                    mints.append(MintRequest(oid, book.user, order.index, order.filled_units,
+                                             self.o.token_decimals))
+        self._completed[batch_id] = mints
+        return reports, mints
 
     async def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> list[MintRequest]:
         """The solver gives up on orders it could not plan for too long ((order id, reason) pairs): each open order

@@ -446,15 +446,30 @@ class Solver:
 
     # ------------------------------------------------------------------ the outbox
     async def _drain(self) -> None:
-        """Drive the outbox in order; each step is confirmed (popped and committed) only after it succeeded."""
+        """Drive the outbox in order; a step is popped only after it succeeded, and the progress is committed once
+        the outbox is empty (one write for a whole chain of steps: fills, then completion). A crash in between
+        re-drives the steps not yet committed, which is safe because every step is idempotent on its receiver."""
+        if not self._outbox:
+            return
         while self._outbox:
             action = self._outbox[0]
+            steps = 1
+            if (action.kind == "fills" and len(self._outbox) > 1 and self._outbox[1].kind == "complete"
+                    and self._outbox[1].key == action.key.rsplit(":", 1)[0]):
+                action, steps = self._settle_action(action, self._outbox[1]), 2  # one call per shard, not two
             try:
                 await self._run(action)
             except Exception as e:  # noqa: BLE001  (not a restart: a refusal that retrying will not change)
                 self._error(f"{action.kind} {action.key} dropped: {e!r}")
-            self._outbox.pop(0)
-            await self._commit()
+            del self._outbox[:steps]
+        await self._commit()
+
+    @staticmethod
+    def _settle_action(fills: _Action, complete: _Action) -> _Action:
+        """A batch's last fill deltas and its completion, merged into one `settle` per shard."""
+        shards = sorted(set(fills.by_shard) | set(complete.by_shard))
+        return _Action("settle", fills.key, {k: (list(fills.by_shard.get(k, ())), complete.key,
+                                                 list(complete.by_shard.get(k, ()))) for k in shards})
 
     async def _run(self, a: _Action) -> None:
         if a.kind == "submit":
@@ -467,17 +482,21 @@ class Solver:
                 for done in self.engine.on_settled(rejected):  # nothing will ever fill them: they are settled
                     self._queue_complete(done)
             return
-        method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch",
-                  "reject": "reject_orders"}[a.kind]
         keys = sorted(a.by_shard)
-        answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key, list(a.by_shard[k]))
-                                         for k in keys))
+        if a.kind == "settle":
+            answers = await asyncio.gather(*(self._call(orders_shard_name(k), "settle", a.key, *a.by_shard[k])
+                                             for k in keys))
+        else:
+            method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch",
+                      "reject": "reject_orders"}[a.kind]
+            answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key, list(a.by_shard[k]))
+                                             for k in keys))
         if a.kind == "engage":
             self._engaged(a.key, answers)
         if a.kind == "reject":
             self._counts["late_rejects"] += sum(len(rows) for rows in a.by_shard.values())
-        if a.kind in ("complete", "reject"):
-            if a.kind == "complete":
+        if a.kind in ("complete", "reject", "settle"):
+            if a.kind != "reject":
                 self._wake_event().set()  # orders with a rest are pending again
             for mints in answers:
                 for m in mints:

@@ -242,6 +242,12 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
         first_batch = run["history"][0]["batch_id"]
         first_times = [o["time"] for c, o in run["exchange_orders"].items() if c.startswith(first_batch + ".")]
         first_s = (max(first_times) - rec["sent_ms"]) / 1000
+        # Where the time went (wall ms of this machine's processes): request -> planned -> first and last
+        # exchange order executed -> the user's 'filled' report.
+        planned_ms = run["history"][0].get("planned_ms")
+        stages = {"planned": (planned_ms - rec["sent_ms"]) / 1000 if planned_ms else None,
+                  "first_on_exchange": (min(first_times) - rec["sent_ms"]) / 1000,
+                  "last_on_exchange": first_s, "filled_report": fill_s}
         world.fresh_window()
         floor = asyncio.run(bare_send(world, orders, f"floor{t}"))
         world._last_orders_at = time.monotonic()
@@ -250,11 +256,12 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
         details.append({"fill_s": round(fill_s, 3), "first_batch_s": round(first_s, 3),
                         "floor_s": round(floor["seconds"], 3), "floor_on_exchange_s": floor["on_exchange_s"],
                         "batches": run["batches"], "exchange_orders": len(run["exchange_orders"]),
-                        "floor_orders": len(orders), "floor_statuses": floor["statuses"]})
+                        "floor_orders": len(orders), "floor_statuses": floor["statuses"], "stages_s": stages})
         log(f"  basket trial {t}: fill {fill_s:.3f} s (first batch on the exchange after {first_s:.3f} s; floor's "
             f"{floor['on_exchange_s']} s) over {run['batches']} "
             f"batch(es), "
-            f"{len(run['exchange_orders'])} exchange orders; floor {floor['seconds']:.3f} s {floor['statuses']}")
+            f"{len(run['exchange_orders'])} exchange orders; floor {floor['seconds']:.3f} s {floor['statuses']}; "
+            f"stages (s after the request) {stages}")
     firsts = [d["first_batch_s"] for d in details]
     floor_x = [d["floor_on_exchange_s"] for d in details if d["floor_on_exchange_s"] is not None]
     return {"fill_s": statistics.median(fills), "floor_s": statistics.median(floors),
