@@ -136,7 +136,8 @@ def test_a_secrets_file_readable_by_others_is_refused(tmp_path: Path) -> None:
 
 
 def test_a_secrets_file_inside_the_repository_is_refused(tmp_path: Path) -> None:
-    inside = ROOT / "state" / f"secrets-test-{os.getpid()}.env"
+    made = not (ROOT / "state").exists()
+    inside = ROOT / "state" / f"secrets-test-{os.getpid()}.env"  # state/ is git-ignored: nothing can be committed
     inside.parent.mkdir(exist_ok=True)
     inside.write_text("INDEXMAKER_EXCHANGE_API_KEY=abc\n")
     inside.chmod(0o600)
@@ -145,6 +146,8 @@ def test_a_secrets_file_inside_the_repository_is_refused(tmp_path: Path) -> None
             read_secrets_file(inside)
     finally:
         inside.unlink()
+        if made:
+            inside.parent.rmdir()
 
 
 @pytest.mark.parametrize("text, message", [("INDEXMAKER_EXCHANGE_API_KEY\n", ":1: expected NAME=value"),
