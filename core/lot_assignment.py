@@ -16,8 +16,8 @@ index unit in a round (one clearing price per batch round, as a netting system s
 
 Price cap: orders are sized at an expected price (core/batch_planner.py), and fills may come dearer if the book moved.
 A cohort is never charged more than its engagement price * fee_factor per index unit, cumulatively: if the full rate
-would cost more, the cohort fills at the highest rate (searched on a 2^-30 grid of the full rate) whose cumulative
-cost stays under the cap, and the units it could not pay for stay as inventory. Every order of a cohort fills the
+would cost more, the cohort fills at a high rate (a 1/64 grid of the full rate, refined by bisection to 2^-30) whose
+cumulative cost stays under the cap, and the units it could not pay for stay as inventory. Every order of a cohort fills the
 same fraction, so each order's cost stays under its own units * cap up to sub-micro rounding, which the planner's
 one-collateral-unit margin absorbs: no order is ever charged over its reserve.
 
@@ -289,8 +289,17 @@ class BatchAllocation:
         (k = 0, no growth, is always affordable: the cumulative cost already obeys the cap)."""
         if num == 0 or self._affordable(c, num, den):
             return num, den
+        # Affordability need not fall steadily as the rate rises (cheap lots may follow dear ones), so a bisection
+        # alone may stop at a low boundary: the highest affordable point of a coarse grid is found first, and the
+        # bisection then refines between it and the next grid point up.
         steps = 1 << 30
-        lo, hi = 0, steps
+        grid = 64
+        lo = 0
+        for k in range(grid - 1, 0, -1):
+            if self._affordable(c, num * k, den * grid):
+                lo = k * (steps // grid)
+                break
+        hi = lo + steps // grid
         while hi - lo > 1:
             mid = (lo + hi) // 2
             if self._affordable(c, num * mid, den * steps):

@@ -267,7 +267,8 @@ class SolverEngine:
                                       str(s.order.quantity), str(s.order.need)] for s in b.sent.values()],
                     "notional": str(b.plan.notional),
                     "open": sorted(b.open),
-                    "rounds": [[l.to_dict() for l in r] for r in b.rounds],
+                    # As they ARRIVED (nothing consumed): the replay hands them out again from scratch.
+                    "rounds": [[l.to_dict() | {"consumed": 0} for l in r] for r in b.rounds],
                     "pending_lots": [l.to_dict() for l in b.pending_lots],
                 }
                 for b in self.batches.values()

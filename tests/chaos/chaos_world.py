@@ -84,6 +84,13 @@ def mint_logs(system: Any, address: str) -> list[dict]:
                             "toBlock": "latest", "topics": [TRANSFER_TOPIC, "0x" + "0" * 64, to_topic]})
 
 
+def restarts(system: Any) -> dict[str, int]:
+    """How often Ray restarted each actor of the system (its GCS actor table; a private but stable Ray API)."""
+    from ray._private import state
+
+    return {name: int(state.actors(h._actor_id.hex())["NumRestarts"]) for name, h in system.actors.items()}
+
+
 async def call(handle: Any, method: str, *args: Any, timeout_s: float = WAIT_S) -> Any:
     """One actor call, retried while the actor restarts (a kill makes in-flight calls fail once)."""
     deadline = time.monotonic() + timeout_s
@@ -156,6 +163,31 @@ async def batch_in_flight(ctx: Ctx) -> str:
         return [b for b, v in info["batches_in_flight"].items() if set(v["orders"]) & set(ctx.order_ids)]
     found = await _wait(engaged, "a batch of the round's orders in flight", WAIT_S, POLL_S)
     return f"batch {found[0]} in flight"
+
+
+async def batch_in_flight_with_its_inventory_assigned(ctx: Ctx) -> str:
+    """A batch of the round in flight whose carried inventory (if it took any) is already assigned and stored: the
+    solver then restarts with a batch that has an assignment round to replay (its exchange orders held)."""
+    solver = ctx.actor("solver")
+    r = ctx.system.redis.client()
+
+    async def ready() -> Any:
+        info = await call(solver, "inspect")
+        mine = {b for b, v in info["batches_in_flight"].items() if set(v["orders"]) & set(ctx.order_ids)}
+        if not mine:
+            return None
+        raw = r.get("solver:solver:state")
+        stored = {b["batch_id"]: b for b in json.loads(raw)["engine"]["batches"]} if raw else {}
+        used = {h["batch_id"]: h.get("inventory_used") for h in info["history"]}
+        for b in sorted(mine):
+            if b in stored and (stored[b]["rounds"] or not used.get(b)):
+                return b, len(stored[b]["rounds"])
+        return None
+    try:
+        batch, rounds = await _wait(ready, "a batch in flight with its carried inventory assigned", WAIT_S, POLL_S)
+    finally:
+        r.close()
+    return f"batch {batch} in flight, {rounds} assignment round(s) stored"
 
 
 async def exchange_has_orders_sender_waits(ctx: Ctx) -> str:
@@ -288,6 +320,9 @@ async def redis_outage(ctx: Ctx) -> None:
     finally:
         ctx.system.redis.start()
         ctx.note("redis-server started again (same port, same AOF)")
+    retried = {f"orders-{k}": (await call(ctx.actor(f"orders-{k}"), "inspect"))["counts"].get("commit_retries", 0)
+               for k in range(ctx.system.o.order_shards)}
+    ctx.note(f"order-book commits sent again during the outage: {retried}")
 
 
 def scenarios(order_shards: int, market_shards: int) -> dict[str, Scenario]:
@@ -301,7 +336,8 @@ def scenarios(order_shards: int, market_shards: int) -> dict[str, Scenario]:
     out["gateway"] = Scenario("gateway", first_fill_report, kill("gateway"), hold_orders(1000), clear_faults)
     out["chain"] = Scenario("chain", mint_unmined, kill_then_mine("chain"), automine_off, automine_on)
     out["router"] = Scenario("router", route_active, kill("router"), phase="deposits")
-    out["solver"] = Scenario("solver", batch_in_flight, kill("solver"), hold_orders(), clear_faults)
+    out["solver"] = Scenario("solver", batch_in_flight_with_its_inventory_assigned, kill("solver"), hold_orders(),
+                             clear_faults)
     out["minter"] = Scenario("minter", mint_unmined, kill_then_mine("minter"), automine_off, automine_on)
     out["redis"] = Scenario("redis", batch_durable_and_at_exchange, redis_outage, hold_orders(), clear_faults)
     return out
@@ -323,6 +359,8 @@ class RoundResult:
     inventory_after: dict[str, int]
     notes: list[str]
     lines: list[str]
+    #: actor -> restarts during the round (a kill: exactly one for its target, none elsewhere; a crash loop: more)
+    restarted: dict[str, int] = field(default_factory=dict)
     #: invariants broken that do not stop the round's other checks (reported together)
     problems: list[str] = field(default_factory=list)
 
@@ -373,6 +411,7 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
     order_ids = [f"{user_key(u.address)}:{cl}" for u in users for cl in u.good]
     ctx = Ctx(system, users, order_ids)
     solver, sender = system.actor("solver"), system.actor("sender")
+    restarts_before = restarts(system)
     info0 = await call(solver, "inspect")
     inventory_before = dict(info0["inventory_units"])
     history_before = {h["batch_id"] for h in info0["history"]}
@@ -469,6 +508,8 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
         totals={}, plan=[[(cid.split(".")[1], price, qty) for cid, price, qty in h["asset_orders"]] for h in batches],
         executed=[], inventory_before=inventory_before, inventory_after=dict(info["inventory_units"]),
         notes=ctx.notes, lines=lines)
+    after = restarts(system)
+    result.restarted = {name: after[name] - n for name, n in restarts_before.items() if after[name] != n}
     check_round(system, users, batches, new_errors, result)
     return result
 
@@ -579,10 +620,14 @@ def compare(reference: RoundResult, disturbed: RoundResult) -> None:
 
 
 # ============================================================================================== the systems
-def chaos_options(rounds: int, namespace: str) -> Any:
-    from world.launcher import LauncherOptions
+def chaos_system(rounds: int, namespace: str) -> Any:
+    """A LocalSystem for `rounds` rounds: frozen prices, users for every round, and fixed ports of its own (a
+    restarted gateway must listen where its clients reconnect; nothing may clash with another world running)."""
+    from core.config import Settings
+    from world.launcher import LauncherOptions, LocalSystem
     from world.redis_server import free_port
 
-    # A fixed gateway port: a restarted gateway must listen where the clients reconnect.
-    return LauncherOptions(gateway_port=free_port(), namespace=namespace, users=rounds * USERS_PER_ROUND,
-                           price_update_ms=0)
+    settings = Settings()
+    settings = settings.model_copy(update={"ports": settings.ports.model_copy(update={"invoices": free_port()})})
+    return LocalSystem(LauncherOptions(gateway_port=free_port(), namespace=namespace,
+                                       users=rounds * USERS_PER_ROUND, price_update_ms=0), settings)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.chaos_world import RoundResult, chaos_options, compare, run_round, scenarios
+from tests.chaos.chaos_world import RoundResult, chaos_system, compare, run_round, scenarios
 
 
 class ChaosWorld:
@@ -32,9 +32,7 @@ class ChaosWorld:
 
 
 def _start(rounds: int, tag: str) -> Any:
-    from world.launcher import LocalSystem
-
-    return LocalSystem(chaos_options(rounds, f"{tag}-{uuid.uuid4().hex[:8]}")).start()
+    return chaos_system(rounds, f"{tag}-{uuid.uuid4().hex[:8]}").start()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:  # noqa: ARG001

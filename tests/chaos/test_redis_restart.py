@@ -20,6 +20,7 @@ pytestmark = pytest.mark.slow
 
 def test_redis_restarted_mid_batch_changes_nothing(chaos_world) -> None:
     result = chaos_world.strike("redis")
+    assert result.restarted == {}, f"actors that crashed during the outage: {result.restarted}"
     chaos_world.compare(result)
     notes = " ".join(result.notes)
     assert "redis-server killed" in notes and "the sender failed a commit of them" in notes, result.notes
