@@ -19,7 +19,7 @@ from typing import Any, AsyncIterator, Mapping
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from core.clock import Clock, SystemClock
 from protocol.codec import Decoded, FrameError, canonical, decode, encode, header, parse_frame
@@ -127,7 +127,8 @@ class GatewayClient:
                 await self._open_and_logon()
                 self.reconnects += 1
                 return
-            except (OSError, ConnectionClosed, asyncio.TimeoutError, NakError) as exc:
+            except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError, NakError) as exc:
+                # InvalidHandshake: a server restarting may take the connection and close it before answering
                 log.info("reconnect failed (%s); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)  # back-off between reconnect attempts, not synchronisation
                 delay = min(delay * 2, self.max_reconnect_delay_s)
