@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import logging
 import pickle
 from dataclasses import dataclass
@@ -207,6 +208,7 @@ class IndexOrderBooks:
         self._wake: asyncio.Event | None = None
         self._subscriber: Any = None
         self._solver: Any = None
+        self._last_handle: dict[str, Any] | None = None
         try:
             self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         except Exception:  # noqa: BLE001  (outside an actor)
@@ -423,7 +425,9 @@ class IndexOrderBooks:
         """Like `handle`, with the responses of each request apart (a cancel may answer twice), so that a caller
         that split a batch over shards can put every answer back in request order. One commit for the batch."""
         self._ensure_started()
+        entered = time.time()
         async with self._lock:
+            locked = time.time()
             out: list[list[AppResponse]] = []
             for r in requests:
                 key = user_key(r.user.address)
@@ -435,9 +439,14 @@ class IndexOrderBooks:
                 out.append(responses)
             self._counts["handled"] += len(requests)
             pushed, self.app.pushed[:] = list(self.app.pushed), []
+            handled = time.time()
             await self._commit(pushed)
             if any(isinstance(r, NewOrder) for r in requests):
                 self._wake_solver()
+            # Diagnostics (inspect): where the last batch of requests spent its time, in ms.
+            self._last_handle = {"at": round(entered * 1000), "lock_ms": round(1000 * (locked - entered), 2),
+                                 "app_ms": round(1000 * (handled - locked), 2),
+                                 "commit_ms": round(1000 * (time.time() - handled), 2), "requests": len(requests)}
             return out
 
     def _wake_solver(self) -> None:
@@ -707,7 +716,7 @@ class IndexOrderBooks:
             "completed_batches": len(self._completed), "fill_keys": len(self._fill_keys),
             "report_seq": self._report_seq, "delivered_seq": self._delivered, "undelivered": len(self._outbox),
             "subscriber": self._subscriber_spec, "invoices": len(self.app.invoices), "errors": list(self._errors),
-            "counts": dict(self._counts),
+            "counts": dict(self._counts), "last_handle": self._last_handle,
         }
 
     async def stop(self) -> None:

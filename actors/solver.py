@@ -53,7 +53,8 @@ from protocol.reason_codes import ReasonCode
 log = logging.getLogger(__name__)
 
 SOLVER_NAME = "solver"
-HISTORY_KEPT = 200  # batches kept in the diagnostic history (inspect())
+HISTORY_KEPT = 200
+EAGER_BOOK_SYMBOLS = 300  # up to this many assets in all indexes, books are read with the demand, not after it  # batches kept in the diagnostic history (inspect())
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class Solver:
         self._lock = asyncio.Lock()
         self._tick_task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
+        self._woke_at: float | None = None  # first wake since the last tick (diagnostics)
         self._deferred = 0
         self._stuck = StuckOrders(options.reject_after_ms)
         self._reject_seq = 0
@@ -287,6 +289,8 @@ class Solver:
 
     async def wake(self) -> None:
         """New demand (the order books call this once per batch of new orders): plan soon."""
+        if self._woke_at is None:
+            self._woke_at = time.time()
         self._wake_event().set()
 
     async def _wait_for_wake(self, timeout_s: float) -> bool:
@@ -327,15 +331,23 @@ class Solver:
         async with self._lock:
             self._counts["ticks"] += 1
             await self._drain()  # anything a failure left behind goes first
-            budget = await self._order_budget()
+            started = time.time()
+            woke_at, self._woke_at = self._woke_at, None
+            # Woken by new orders, the books of every index's assets are asked at once with the demand when there
+            # are few of them (one round trip less); else only those of the indexes with pending orders, after it.
+            every = sorted({a.symbol for b in self.engine.baskets.values() for a in b.assets})
+            early = woke_at is not None and len(every) <= EAGER_BOOK_SYMBOLS  # woken: new orders are there
+            budget, pending, asks = await asyncio.gather(self._order_budget(), self._pending(),
+                                                         self._asks_for(every if early else []))
             if budget == 0:  # nothing could go out now: keep collecting (the next tick looks again)
                 self._deferred = 1
                 return None
-            pending = await self._pending()
             if not pending:
                 self._deferred = 0
                 return None
-            asks = await self._asks(pending)
+            if not early:
+                asks = await self._asks(pending)
+            fetched = time.time()
             room = max(ZERO, self.o.max_in_flight_notional - self.engine.in_flight_notional())
             limits = dataclasses.replace(self.limits, in_flight_room=room)
             batch_id, plan = self.engine.plan(pending, asks, budget, limits)
@@ -354,11 +366,17 @@ class Solver:
                      "asset_orders": [[s.client_order_id, str(s.order.price), str(s.order.quantity)]
                                       for s in self.engine.sent_orders(batch_id)],
                      "inventory_used": dict(plan.inventory_used), "scale": str(plan.scale),
-                     "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20]}
+                     "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20],
+                     # Where a tick's time goes (ms from its start): read by bench/flow.py.
+                     "tick_ms": {"woken": round(1000 * (woke_at - started), 1) if woke_at else None,
+                                 "fetched": round(1000 * (fetched - started), 1),
+                                 "planned": round(1000 * (time.time() - started), 1)}}
             self._history.append(entry)
             del self._history[:-HISTORY_KEPT]
             await self._commit(entry)  # the decision is on disk before any of it is acted on
+            entry["tick_ms"]["committed"] = round(1000 * (time.time() - started), 1)
             await self._drain()
+            entry["tick_ms"]["submitted"] = round(1000 * (time.time() - started), 1)
             return batch_id
 
     def _give_up_on(self, deferred: Sequence[Any]) -> None:
@@ -412,8 +430,10 @@ class Solver:
         return out
 
     async def _asks(self, pending: Sequence[PendingOrder]) -> dict[str, list[tuple[Decimal, Decimal]]]:
-        symbols = sorted({a.symbol for o in pending if o.index in self.engine.baskets
-                          for a in self.engine.baskets[o.index].assets})
+        return await self._asks_for(sorted({a.symbol for o in pending if o.index in self.engine.baskets
+                                            for a in self.engine.baskets[o.index].assets}))
+
+    async def _asks_for(self, symbols: Sequence[str]) -> dict[str, list[tuple[Decimal, Decimal]]]:
         groups: dict[int, list[str]] = {}
         for s in symbols:
             groups.setdefault(shard_of(s, self.o.market_shards), []).append(s)
@@ -457,10 +477,13 @@ class Solver:
             if (action.kind == "fills" and len(self._outbox) > 1 and self._outbox[1].kind == "complete"
                     and self._outbox[1].key == action.key.rsplit(":", 1)[0]):
                 action, steps = self._settle_action(action, self._outbox[1]), 2  # one call per shard, not two
+            began = time.time()
             try:
                 await self._run(action)
             except Exception as e:  # noqa: BLE001  (not a restart: a refusal that retrying will not change)
                 self._error(f"{action.kind} {action.key} dropped: {e!r}")
+            if self._history and self._history[-1]["batch_id"] == action.key.split(":")[0]:  # diagnostics
+                self._history[-1].setdefault("step_ms", {})[action.kind] = round(1000 * (time.time() - began), 1)
             del self._outbox[:steps]
         await self._commit()
 

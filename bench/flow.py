@@ -247,7 +247,14 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
         planned_ms = run["history"][0].get("planned_ms")
         stages = {"planned": (planned_ms - rec["sent_ms"]) / 1000 if planned_ms else None,
                   "first_on_exchange": (min(first_times) - rec["sent_ms"]) / 1000,
-                  "last_on_exchange": first_s, "filled_report": fill_s}
+                  "last_on_exchange": first_s, "filled_report": fill_s,
+                  "tick_ms": run["history"][0].get("tick_ms"), "step_ms": run["history"][0].get("step_ms")}
+        from actors.order_books import shard_of_user
+        handle = world.ray.get(world.shards[shard_of_user(address(0), ORDER_SHARDS)].inspect.remote())["last_handle"]
+        stages["sender_submit"] = world.ray.get(world.sender.inspect.remote()).get("last_submit")
+        if handle:  # the order's own batch is the shard's last one only if nothing came after: true here
+            stages["shard"] = {"entered": (handle["at"] - rec["sent_ms"]) / 1000,
+                               **{k: handle[k] for k in ("lock_ms", "app_ms", "commit_ms")}}
         world.fresh_window()
         floor = asyncio.run(bare_send(world, orders, f"floor{t}"))
         world._last_orders_at = time.monotonic()

@@ -2,8 +2,10 @@
 websockets echo server measured in the same command.
 
 Setup (loopback only, bounded):
-* the gateway runs in its own process: IndexMaker plugin over the in-process order books (every order is validated
-  against the user's collateral and answered NewIndexOrder "new", signed by the server), reports stored in a real
+* the gateway runs in processes of its own, `--workers` of them (default 2) on one port (protocol/worker_group.py:
+  SO_REUSEPORT spreads the connections, each user belongs to one process, a Logon that reached the other process
+  moves its connection there): IndexMaker plugin over the in-process order books (every order is validated against
+  the user's collateral and answered NewIndexOrder "new", signed by the server), reports stored in one real
   redis-server with `appendfsync always` (an order's request and ACK are on disk before the ACK is sent);
 * the load runs in this process (the gateway and the echo server run in others): users' frames are signed BEFORE
   the timed sections (the client's signing is not what is measured); the server verifies every signature;
@@ -23,7 +25,9 @@ sending thousands of orders per second: the bench raises them (it measures capac
 The gateway process applies protocol/gc_tuning.py as a gateway's main would (GATEWAY_GC=default: the interpreter's
 settings, to compare). Each timed part also reports the gateway process's CPU per order (connections excluded).
 
-Run: .venv/bin/python bench/gateway.py [--quick] [--client lean|websockets]
+Server CPU figures are the sum over the gateway processes; Redis's own stalls over 5 ms (fsync, fork) are printed.
+
+Run: .venv/bin/python bench/gateway.py [--quick] [--workers N] [--client lean|websockets]
 The last line is one JSON object with the figures.
 """
 from __future__ import annotations
@@ -57,7 +61,10 @@ def _loop_policy() -> str:
 
 # --- server processes -------------------------------------------------------------------------------------------
 
-def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collateral: str) -> None:
+def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collateral: str, server_key: str,
+                     port: int = 0, index: int = 0, count: int = 1, handoff_dir: str = "") -> None:
+    """One gateway process; with `count` > 1, process `index` of a group sharing `port` (protocol/worker_group.py):
+    each owns the users hashed to it (every process credits every user; only the owner's book ever sees one)."""
     import logging  # noqa: PLC0415
 
     logging.basicConfig(level=logging.WARNING)
@@ -69,6 +76,7 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     from protocol.redis_report_store import RedisReportStore  # noqa: PLC0415
     from protocol.report_store import MemoryReportStore  # noqa: PLC0415
     from protocol.server import GatewayServer  # noqa: PLC0415
+    from protocol.worker_group import WorkerGroup  # noqa: PLC0415
     from protocol.signature import Signer  # noqa: PLC0415
 
     async def main() -> None:
@@ -78,40 +86,120 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
         plugin = IndexMakerPlugin(app)
         app.set_sink(plugin.deliver)
         store = RedisReportStore.from_url(redis_url) if redis_url else MemoryReportStore()
-        config = GatewayConfig(port=0, session_rate_per_s=1_000_000, session_burst=1_000_000,
+        config = GatewayConfig(port=port, session_rate_per_s=1_000_000, session_burst=1_000_000,
                                user_weight_per_s=10_000_000, user_burst=10_000_000, global_rate_per_s=10_000_000,
                                global_burst=10_000_000, max_connections=5_000, max_outbound_queue=1_000_000,
                                heartbeat_interval_ms=60_000, idle_timeout_ms=120_000, logon_timeout_ms=120_000)
-        server = GatewayServer(plugin, store, Signer.generate(), config)
+        group = WorkerGroup(index, count, handoff_dir) if count > 1 else None
+        server = GatewayServer(plugin, store, Signer(server_key), config, group=group)
         await server.start()
         gc_mode = os.environ.get("GATEWAY_GC", "tuned")  # what a gateway process's main does; "default" to compare
         if gc_mode == "tuned":
             from protocol.gc_tuning import tune_gc  # noqa: PLC0415
 
             tune_gc()
+        import gc  # noqa: PLC0415
+
+        pauses: dict[str, float] = {"gc_count": 0, "gc_ms_total": 0.0, "gc_ms_max": 0.0, "gc_gen2": 0}
+        gc_started = [0.0]
+
+        def gc_timer(phase: str, info: dict[str, int]) -> None:  # the collector's pauses, for the report
+            if phase == "start":
+                gc_started[0] = time.perf_counter()
+                return
+            ms = 1000 * (time.perf_counter() - gc_started[0])
+            pauses["gc_count"] += 1
+            pauses["gc_ms_total"] += ms
+            pauses["gc_ms_max"] = max(pauses["gc_ms_max"], ms)
+            pauses["gc_gen2"] += info.get("generation") == 2
+
+        gc.callbacks.append(gc_timer)
+        lag_task = asyncio.get_running_loop().create_task(_loop_lag(pauses))
         cpu_start = time.process_time()
         conn.send(server.port)
         loop = asyncio.get_running_loop()
+        profile = os.environ.get("GATEWAY_PROFILE")  # a path: cProfile the timed parts (connections excluded)
+        profiler = None
+        timed = [False]
         while True:
             command = await loop.run_in_executor(None, conn.recv)
             if command == "stats":
                 await server.flush()
-                conn.send({**server.inspect(), "cpu_s": time.process_time() - cpu_start})
+                if profiler is not None:
+                    profiler.disable()
+                    profiler.dump_stats(f"{profile}.{len(users)}.{index}")
+                    profiler = None
+                times = os.times()
+                conn.send({**server.inspect(), "cpu_s": time.process_time() - cpu_start, **pauses,
+                           "user_s": times.user, "sys_s": times.system})
             elif command == "cpu":  # between phases: the gateway's CPU seconds so far (all its threads)
+                if not timed[0]:  # the first timed part starts: pauses count from here (not the connections)
+                    timed[0] = True
+                    pauses.update(gc_count=0, gc_ms_total=0.0, gc_ms_max=0.0, gc_gen2=0, lag_ms_max=0.0,
+                                  lags_over_20ms=0)
+                if profile and profiler is None:
+                    import cProfile  # noqa: PLC0415
+
+                    profiler = cProfile.Profile()
+                    profiler.enable()
                 conn.send(time.process_time())
             elif command == "stop":
                 break
+        lag_task.cancel()
         await server.stop()
         await store.close()
         conn.send("stopped")
 
-    profile = os.environ.get("GATEWAY_PROFILE")  # a path: profile the gateway process (cProfile) into it
-    if profile:
-        import cProfile  # noqa: PLC0415
+    asyncio.run(main())
 
-        cProfile.runctx("asyncio.run(main())", globals(), {"main": main, "asyncio": asyncio}, f"{profile}.{len(users)}")
-    else:
-        asyncio.run(main())
+
+class _Group:
+    """The gateway processes of one part, seen as one: CPU summed, stats merged."""
+
+    def __init__(self, redis_url: str | None, users: list[str], collateral: str, count: int, handoff_dir: str) -> None:
+        self.procs: list[tuple[Any, Any]] = []
+        from protocol.signature import Signer  # noqa: PLC0415
+
+        key = Signer.generate().private_key_hex  # one server key for the group, as a deployment has
+        proc, conn, self.port = _start(_gateway_process, redis_url, users, collateral, key, 0, 0, count, handoff_dir)
+        self.procs.append((proc, conn))
+        for index in range(1, count):
+            proc, conn, _ = _start(_gateway_process, redis_url, users, collateral, key, self.port, index, count,
+                                   handoff_dir)
+            self.procs.append((proc, conn))
+
+    def cpu(self) -> float:
+        for _, conn in self.procs:
+            conn.send("cpu")
+        return sum(conn.recv() for _, conn in self.procs)
+
+    def stop(self) -> dict[str, Any]:
+        stats = [_stop(proc, conn) for proc, conn in self.procs]
+        merged: dict[str, Any] = {"workers": len(stats)}
+        for key, value in stats[0].items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[key] = (max(s[key] for s in stats) if key.endswith("_max") else sum(s[key] for s in stats))
+        merged["commit_write_ms_avg"] = round(sum(s["commit_write_ms_avg"] * s["commit_batches"] for s in stats)
+                                              / max(1, merged["commit_batches"]), 3)
+        merged["per_worker"] = [{k: s.get(k) for k in ("frames", "accepted", "handed_off", "adopted", "cpu_s",
+                                                       "gc_count", "gc_ms_max", "gc_ms_total", "user_s", "sys_s",
+                                                       "lag_ms_max", "lags_over_20ms")}
+                                for s in stats]
+        return merged
+
+
+async def _loop_lag(into: dict[str, float], period_s: float = 0.005) -> None:
+    """How late this process's event loop wakes from a 5 ms timer: a busy loop, a collector pause, or the process
+    waiting for a core (the bench shares 2 cores between the gateways, the load and Redis) all show here."""
+    loop = asyncio.get_running_loop()
+    into.setdefault("lag_ms_max", 0.0)
+    into.setdefault("lags_over_20ms", 0)
+    while True:
+        t = loop.time()
+        await asyncio.sleep(period_s)  # a periodic probe, not synchronisation
+        late = 1000 * (loop.time() - t - period_s)
+        into["lag_ms_max"] = max(into["lag_ms_max"], late)
+        into["lags_over_20ms"] += late > 20
 
 
 def _echo_process(conn: Any) -> None:  # noqa: C901
@@ -333,6 +421,7 @@ class LeanPhase:
         self.left = expected
         self.refill = refill
         self.latencies: list[float] = []
+        self.sent: list[float] = []  # send time of each latency's order (where in the part the slow ones were)
         self.done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def count(self) -> None:
@@ -399,6 +488,7 @@ class LeanConn:
             return  # answered already
         self.sent_at[i] = 0.0
         phase.latencies.append(now - t0)
+        phase.sent.append(t0)
         if phase.refill and self.next < self.limit:
             self.send_next()
         phase.count()
@@ -460,7 +550,15 @@ async def lean_open_loop(conns: list[LeanConn], per_conn: int, rate: float,
     send_elapsed = time.perf_counter() - t0
     await asyncio.wait_for(phase.done, 300)
     elapsed = time.perf_counter() - t0
+    windows: dict[int, list[float]] = {}
+    for sent_at, latency in zip(phase.sent, phase.latencies):
+        windows.setdefault(int((sent_at - t0) * 2), []).append(latency)
+    LAST_WINDOWS[:] = [(k / 2, _pct(v, 50), _pct(v, 99)) for k, v in sorted(windows.items())]
     return total / send_elapsed, total / elapsed, phase.latencies
+
+
+#: (second, p50 ms, p99 ms) of the last open-loop part's orders, by half second of sending.
+LAST_WINDOWS: list[tuple[float, float, float]] = []
 
 
 async def _lean_close_all(conns: list[LeanConn]) -> None:
@@ -523,6 +621,8 @@ async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: ar
         out[f"{name}_cpu_us"] = cpu_us(c0, orders)
         return result
 
+    load_lag: dict[str, float] = {}
+    lag_task = asyncio.get_running_loop().create_task(_loop_lag(load_lag))
     try:
         if n_sessions == 1:
             rate, lat = await part("closed", args.orders_1, closed(conns, args.orders_1, args.window_1, echo))
@@ -538,9 +638,11 @@ async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: ar
             sent_rate, acked_rate, lat = await part("open", args.orders_open * n_sessions,
                                                     opened(conns, args.orders_open, args.rate, echo))
             out.update(open_sent_rate=sent_rate, open_acked_rate=acked_rate, open_p50=_pct(lat, 50),
-                       open_p99=_pct(lat, 99), open_max=_pct(lat, 100))
+                       open_p99=_pct(lat, 99), open_max=_pct(lat, 100), open_windows=list(LAST_WINDOWS))
     finally:
+        lag_task.cancel()
         await close_all(conns)
+    out["load_lag"] = load_lag
     return out
 
 
@@ -564,6 +666,8 @@ def _cpu_probe(conn: Any) -> Any:
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (CI smoke)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="gateway processes sharing the port (SO_REUSEPORT, users split between them)")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=5000.0, help="open-loop orders/s over all sessions")
     parser.add_argument("--low-rate", type=float, default=2000.0, help="a second, lighter open-loop rate")
@@ -589,23 +693,39 @@ def main() -> dict[str, Any]:
     lean_n = LeanFrames(load_n) if args.client == "lean" else None
     lean_1 = LeanFrames(load_1) if args.client == "lean" else None
     sign_s = time.perf_counter() - t_sign
+    import gc  # noqa: PLC0415
+
+    gc.freeze()  # the load's pre-signed frames (~100k objects) out of its collector's sight: no load-side pauses
 
     from world.redis_server import RedisServer  # noqa: PLC0415
 
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         redis = RedisServer(Path(tmp) / "redis", fsync=args.fsync).start() if args.store == "redis" else None
+        if redis is not None:  # Redis records its own stalls over 5 ms (fsync, fork, slow commands): printed at the end
+            with redis.client() as r:
+                r.config_set("latency-monitor-threshold", 5)
         try:
             for label, load, lean, n in (("gateway_1", load_1, lean_1, 1),
                                          ("gateway_n", load_n, lean_n, args.sessions)):
-                proc, conn, port = _start(_gateway_process, redis.url if redis else None, load.addresses, "1000000")
+                group = _Group(redis.url if redis else None, load.addresses, "1000000", args.workers, tmp)
                 redis_cpu0 = _proc_cpu_s(redis.process.pid) if redis else float("nan")
                 try:
-                    results[label] = asyncio.run(run_phase(port, load, n, False, args, _cpu_probe(conn), lean))
+                    results[label] = asyncio.run(run_phase(group.port, load, n, False, args, group.cpu, lean))
                 finally:
-                    results[label]["server"] = _stop(proc, conn)
+                    results[label]["server"] = group.stop()
                     redis_cpu1 = _proc_cpu_s(redis.process.pid) if redis else float("nan")
                     results[label]["redis_cpu_s"] = redis_cpu1 - redis_cpu0
+                    if redis is not None:  # an AOF rewrite (a fork, a second writer) shows as store latency
+                        with redis.client() as r:
+                            info = r.info("persistence")
+                            latency = r.execute_command("LATENCY", "LATEST")
+                            r.execute_command("LATENCY", "RESET")
+                        results[label]["aof_rewrites"] = (f"{info.get('aof_rewrites', 0)} done, "
+                                                          f"{info.get('aof_rewrite_in_progress', 0)} running, "
+                                                          f"AOF {info.get('aof_current_size', 0) / 1e6:.0f} MB")
+                        results[label]["redis_stalls"] = {
+                            (e[0].decode() if isinstance(e[0], bytes) else e[0]): {"max_ms": e[3]} for e in latency}
             for label, load, lean, n in (("echo_1", load_1, lean_1, 1), ("echo_n", load_n, lean_n, args.sessions)):
                 proc, conn, port = _start(_echo_process)
                 try:
@@ -618,7 +738,7 @@ def main() -> dict[str, Any]:
 
     g1, gn, e1, en = results["gateway_1"], results["gateway_n"], results["echo_1"], results["echo_n"]
     n = args.sessions
-    print(f"gateway bench: client={args.client}, loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, "
+    print(f"gateway bench: workers={args.workers}, client={args.client}, loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, "
           f"store={args.store} "
           f"(appendfsync {args.fsync}), cores={os.cpu_count()}, "
           f"pre-signing {args.sessions * per_user + args.orders_1} orders took {sign_s:.1f} s (not timed)")
@@ -643,7 +763,24 @@ def main() -> dict[str, Any]:
           f"server stored {gn['server']['commit_writes']} writes in {gn['server']['commit_batches']} batches "
           f"(avg {gn['server']['commit_writes'] / max(1, gn['server']['commit_batches']):.1f}/batch), "
           f"store write avg {gn['server']['commit_write_ms_avg']:.2f} ms max {gn['server']['commit_write_ms_max']:.1f} ms, "
-          f"NAKs {gn['server']['naks']}")
+          f"NAKs {gn['server']['naks']}"
+          + (f"; redis AOF rewrites so far: {gn['aof_rewrites']}; redis stalls >5 ms (event: max ms): "
+             f"{ {k: v['max_ms'] for k, v in gn['redis_stalls'].items()} }" if "aof_rewrites" in gn else ""))
+    if args.workers > 1:
+        print(f"gateway processes, {n} sessions (frames, accepted, connections handed over / adopted, CPU s): " +
+              "; ".join(f"#{i}: {w['frames']}, {w['accepted']}, {w['handed_off']}/{w['adopted']}, {w['cpu_s']:.2f}"
+                        for i, w in enumerate(gn["server"]["per_worker"])))
+    if gn.get("open_windows"):
+        print(f"open loop {args.rate:.0f}/s, ACK p50/p99 ms by half second sent: " +
+              " ".join(f"{p50:.0f}/{p99:.0f}" for _, p50, p99 in gn["open_windows"]))
+    print(f"garbage collector, {n} sessions, per gateway process (collections, max pause ms, total ms; event loop "
+          f"late wake-ups: max ms, count > 20 ms; whole process CPU user/system s): " +
+          "; ".join(f"#{i}: {w['gc_count']}, {w['gc_ms_max']:.1f}, {w['gc_ms_total']:.0f}; {w['lag_ms_max']:.0f}, "
+                    f"{w['lags_over_20ms']}; {w['user_s']:.2f}/{w['sys_s']:.2f}"
+                    for i, w in enumerate(gn["server"]["per_worker"])))
+    if "load_lag" in gn:
+        print(f"load process, {n} sessions: event loop late wake-ups max {gn['load_lag']['lag_ms_max']:.0f} ms, "
+              f"{gn['load_lag']['lags_over_20ms']} over 20 ms")
     for label, res, orders in (("1 session", g1, args.orders_1), (f"{n} sessions", gn, n * per_user)):
         redis_part = f"; redis-server {1e6 * res['redis_cpu_s'] / orders:.0f} us per order" if redis is not None else ""
         print(f"gateway CPU, {label}: {res['server']['cpu_s']:.2f} s for {orders} orders and {res['server']['frames']} "
@@ -664,6 +801,7 @@ def main() -> dict[str, Any]:
         "gateway_cpu_us_per_order_1000_sessions": round(gn["closed_cpu_us"]),
         f"gateway_cpu_us_per_order_at_{args.rate:.0f}_per_s": round(gn["open_cpu_us"]),
         "sessions": n,
+        "gateway_workers": args.workers,
         "store": args.store,
         "loop": loop_kind,
         "gateway_gc": os.environ.get("GATEWAY_GC", "tuned"),

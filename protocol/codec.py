@@ -9,7 +9,8 @@ i.e. `json.dumps(msg, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 with the trailer appended as the last key, so encoding costs one serialisation, not two. When orjson is installed
 (it comes with ccxt) it produces those bytes ~10x faster; it gives the same bytes for every JSON value without
 lone surrogates (tests/unit/test_protocol_codec.py checks it with hypothesis), and a value with one cannot be
-encoded as UTF-8 by either.
+encoded as UTF-8 by either. Frames are parsed by orjson too when that provably gives what the strict parser gives
+(`_fast_parse`: the result written back must be the frame itself), else by the strict parser.
 """
 from __future__ import annotations
 
@@ -35,6 +36,8 @@ try:
     import orjson
 
     _ORJSON_SORT = orjson.OPT_SORT_KEYS
+    _orjson_loads: Any = orjson.loads
+    _orjson_dumps: Any = orjson.dumps
 
     def dumps_sorted(obj: Any) -> bytes:
         """Canonical JSON bytes of `obj` (see the module docstring)."""
@@ -42,6 +45,7 @@ try:
 
 except ImportError:  # pragma: no cover  (orjson is a dependency of ccxt)
     dumps_sorted = _dumps_sorted_json
+    _orjson_loads = _orjson_dumps = None
 
 
 class FrameError(Exception):
@@ -92,6 +96,29 @@ def _no_constant(name: str) -> Any:
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
 
 
+def _fast_parse(frame: str) -> Any:
+    """orjson's parse (~5x faster than the json module with hooks), or None when it cannot be proven to give what
+    `_DECODER` gives; the caller then parses with `_DECODER`, which also words the errors.
+
+    orjson refuses NaN/Infinity and lone surrogates as `_DECODER` does (or `_DECODER` decides), but it keeps the last
+    of duplicate keys silently and reads integers beyond 64 bits as floats. So the result is taken only if writing
+    it back (orjson, keys in the order read, compact) gives the frame byte for byte: the same text has the same
+    number of keys, so none was dropped, and every number reads back as written. Our client's frames are written
+    that way (compact, canonical body, trailer last); a frame with spaces or escapes simply takes the strict path."""
+    if _orjson_loads is None:
+        return None
+    try:
+        raw = _orjson_loads(frame)
+    except ValueError:
+        return None
+    try:
+        if _orjson_dumps(raw) != frame.encode("utf-8"):
+            return None
+    except (TypeError, UnicodeEncodeError):  # pragma: no cover  (a str with a lone surrogate: orjson refused it)
+        return None
+    return raw
+
+
 #: Requests hold a handful of objects and arrays; more than this many is refused before parsing, which bounds the
 #: nesting depth: the C JSON parser recurses per level and, with a raised recursion limit (hypothesis raises it),
 #: a frame of 8,000 "[" overflows the C stack and kills the process.
@@ -107,10 +134,12 @@ def parse_frame(frame: str | bytes, max_bytes: int, max_containers: int = MAX_CO
         raise FrameError(NakCode.TOO_LARGE, f"frame exceeds {max_bytes} bytes")
     if frame.count("[") + frame.count("{") > max_containers:  # counts brackets in strings too: harmless here
         raise FrameError(NakCode.BAD_JSON, f"more than {max_containers} objects and arrays")
-    try:
-        raw = _DECODER.decode(frame)
-    except (ValueError, RecursionError) as exc:
-        raise FrameError(NakCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    raw = _fast_parse(frame)
+    if raw is None:
+        try:
+            raw = _DECODER.decode(frame)
+        except (ValueError, RecursionError) as exc:
+            raise FrameError(NakCode.BAD_JSON, f"not valid JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise FrameError(NakCode.BAD_JSON, f"a frame must be one JSON object, got {type(raw).__name__}")
     return raw

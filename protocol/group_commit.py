@@ -98,10 +98,12 @@ class GroupCommitter:
         while True:
             started = loop.time()
             try:
-                await asyncio.wait_for(self._store.append(writes), self._write_timeout_s)
+                # asyncio.timeout, not wait_for: wait_for wraps the call in a task of its own, once per batch
+                async with asyncio.timeout(self._write_timeout_s):
+                    await self._store.append(writes)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except Exception as exc:  # TimeoutError included
                 self.failures += 1
                 log.warning("group commit: batch of %d failed (%s); retrying in %.3f s", len(writes), exc, delay)
                 await asyncio.sleep(delay)  # back-off before retrying a store that failed, not synchronisation

@@ -16,6 +16,7 @@ from typing import Sequence
 
 import redis.asyncio as aioredis
 
+from protocol.redis_appender import RawRedisConnection, RedisError
 from protocol.report_store import ReportStore, StreamWrite
 
 # ARGV[1] = key prefix; ARGV[2] = the batch, every field terminated by NUL, five fields per write:
@@ -52,6 +53,11 @@ class RedisReportStore(ReportStore):
         self._redis = client
         self._prefix = prefix
         self._append = client.register_script(_APPEND)
+        self._sha = self._append.sha.encode("ascii")
+        pool = client.connection_pool
+        # The batch write skips redis-py (protocol/redis_appender.py says why) when the connection allows it.
+        self._raw = (RawRedisConnection(dict(pool.connection_kwargs))
+                     if RawRedisConnection.supported(pool.connection_kwargs, pool.connection_class) else None)
         self.appends = 0
 
     @classmethod
@@ -76,7 +82,18 @@ class RedisReportStore(ReportStore):
             else:
                 parts += (str(w.outbound[0]), w.outbound[1])
         parts.append("")  # the last field's terminator
-        result = await self._append(keys=[], args=[self._prefix, "\0".join(parts)])
+        data = "\0".join(parts)
+        if self._raw is not None:
+            args = (b"EVALSHA", self._sha, b"0", self._prefix.encode("utf-8"), data.encode("utf-8"))
+            try:
+                result = await self._raw.execute(*args)
+            except RedisError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                await self._redis.script_load(_APPEND)  # a restarted Redis forgot the script
+                result = await self._raw.execute(*args)
+        else:
+            result = await self._append(keys=[], args=[self._prefix, data])
         if int(result) != len(writes):  # a frame with a NUL in it would shift every field after it
             raise RuntimeError(f"store wrote {result} of {len(writes)} writes")
         self.appends += 1
@@ -101,4 +118,6 @@ class RedisReportStore(ReportStore):
         return await self._after(self._key(user, "in"), after_seq, limit)
 
     async def close(self) -> None:
+        if self._raw is not None:
+            self._raw.close()
         await self._redis.aclose()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+import redis.exceptions
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -82,3 +83,55 @@ def test_redis_store_survives_a_kill(tmp_path) -> None:
         assert seqs == (500, 500) and tail == [(499, "out499"), (500, "out500")]
     finally:
         server.stop()
+
+
+def test_the_batch_write_reconnects_and_reloads_its_script_after_a_redis_restart(tmp_path) -> None:
+    """The batch write has a connection of its own (protocol/redis_appender.py): a restart breaks it; the write in
+    flight fails (the group commit retries it), the next opens a new connection and loads the script again."""
+    server = RedisServer(tmp_path / "r").start()
+    try:
+        async def scenario() -> tuple[tuple[int, int], list[tuple[int, str]]]:
+            store = RedisReportStore.from_url(server.url)
+            try:
+                await store.append([StreamWrite("8453:0xA", (1, "in1"), (1, "out1"))])
+                server.kill()
+                server.start()  # an empty script cache; the old connection is dead
+                failures = 0
+                while True:
+                    try:
+                        await store.append([StreamWrite("8453:0xA", (2, "in2"), (2, "out2"))])
+                        break
+                    except (ConnectionError, redis.exceptions.ConnectionError):  # ours, or redis-py's (the script load)
+                        failures += 1
+                        assert failures < 3
+            finally:
+                await store.close()
+            reader = RedisReportStore.from_url(server.url)  # (redis-py's own pooled connection died too)
+            try:
+                return await reader.last_seqs("8453:0xA"), await reader.outbound_after("8453:0xA", 0)
+            finally:
+                await reader.close()
+
+        seqs, frames = asyncio.run(scenario())
+        assert seqs == (2, 2) and frames == [(1, "out1"), (2, "out2")]
+    finally:
+        server.stop()
+
+
+def test_replies_split_anywhere_are_matched_to_requests_in_order() -> None:
+    from protocol.redis_appender import RedisError, _Connection  # noqa: PLC0415
+
+    async def scenario() -> list[object]:
+        conn = _Connection()
+        loop = asyncio.get_running_loop()
+        futures = [loop.create_future() for _ in range(4)]
+        conn.waiting.extend(futures)
+        futures[1].cancel()  # a caller that gave up: its reply is consumed, not given to the next one
+        for chunk in (b":1", b"2\r\n:7\r", b"\n-NOSCRIPT No matching script\r\n+O", b"K\r\n"):
+            conn.data_received(chunk)
+        out: list[object] = [futures[0].result(), futures[3].result()]
+        with pytest.raises(RedisError, match="NOSCRIPT"):
+            futures[2].result()
+        return out
+
+    assert asyncio.run(scenario()) == [12, "OK"]

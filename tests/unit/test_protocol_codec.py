@@ -212,3 +212,50 @@ def test_logon_resume_point_is_optional_but_typed() -> None:
     assert Logon().last_server_seq_num is None
     with pytest.raises(ValueError):
         Logon.model_validate({"last_server_seq_num": "3"})
+
+
+# --- the fast parse ------------------------------------------------------------------------------------------------
+
+_KEY = st.sampled_from(["a", "b", "a:b", ":", "msg_type", "\\u0061", "\\"]) | _TEXT
+_VALUE_TEXT = st.sampled_from(["1", "-0", "1.5", "1e400", "true", "null", '"x:y"', '"\\u003a"', '"\\""',
+                               "NaN", "99999999999999999999", '"::"', "[]", "{}"])
+
+
+@st.composite
+def _json_texts(draw: st.DrawFn, depth: int = 0) -> str:
+    """JSON-ish texts: objects whose keys may repeat, values with colons (plain and escaped), numbers orjson and the
+    json module may read differently, and now and then a broken token."""
+    n = draw(st.integers(0, 4))
+    parts = []
+    for _ in range(n):
+        key = json.dumps(draw(_KEY), ensure_ascii=draw(st.booleans()))
+        if depth < 2 and draw(st.booleans()):
+            value = draw(_json_texts(depth + 1))
+        else:
+            value = draw(_VALUE_TEXT | _TEXT.map(json.dumps))
+        parts.append(f"{key}{draw(st.sampled_from([':', ' : ']))}{value}")
+    text = "{" + ",".join(parts) + "}"
+    return text if not draw(st.integers(0, 20)) == 0 else text[:-1]
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_json_texts())
+def test_the_fast_parse_takes_a_frame_only_when_it_is_what_the_strict_parser_gives(text: str) -> None:
+    from protocol.codec import _DECODER, _fast_parse  # noqa: PLC0415
+
+    fast = _fast_parse(text)
+    if fast is None:
+        return
+    assert fast == _DECODER.decode(text)  # the strict parser takes it too (no duplicate, no NaN) and agrees
+
+
+def test_the_fast_parse_is_used_for_ordinary_frames_and_never_for_duplicates() -> None:
+    from protocol.codec import _fast_parse  # noqa: PLC0415
+
+    text = json.dumps(order_raw(), separators=(",", ":"))
+    assert _fast_parse(text) == order_raw()
+    assert _fast_parse('{"a":"x","a":":"}') is None
+    assert _fast_parse('{"a":99999999999999999999}') is None  # orjson would read a float
+    assert _fast_parse('{"a":"x","a":"\\u003a"}') is None  # escaped colons could hide a duplicate: not taken
+    assert _fast_parse('{"a":{"b":1},"a":2}') is None
+    assert code_of(parse_frame, '{"a":{"b":1},"a":2}', 512) is NakCode.BAD_JSON

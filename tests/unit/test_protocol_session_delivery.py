@@ -153,3 +153,16 @@ def test_a_failing_callback_does_not_stop_the_others() -> None:
         return done
 
     assert asyncio.run(scenario()) == [2]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from([0, 1, 125, 126, 127, 65535, 65536, 70_000]), st.text(max_size=3))
+def test_our_text_frames_are_the_bytes_websockets_writes(size: int, tail: str) -> None:
+    """Session writes its frames itself (one write per flush); they must be what websockets' own serializer gives
+    for a server (unmasked, no extension), at each length boundary of RFC 6455 §5.2."""
+    from websockets.frames import Frame, Opcode  # noqa: PLC0415
+
+    from protocol.session import text_frame_bytes  # noqa: PLC0415
+
+    data = ("x" * size + tail).encode()
+    assert text_frame_bytes(data) == Frame(Opcode.TEXT, data).serialize(mask=False)
