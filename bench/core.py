@@ -84,14 +84,53 @@ def _naive_limit(f: SymbolFilters, levels, limits: PlannerLimits):
     return (worst if cut else limit), min(quantity, f.max_qty) * (ONE - limits.commission_rate)
 
 
+def _naive_average(f: SymbolFilters, levels, limits: PlannerLimits, gross: Decimal) -> Decimal:
+    """The walk of the levels within the limit for `gross` (the planner's expected price), beyond them the limit."""
+    price, _ = _naive_limit(f, levels, limits)
+    left, cost = gross, ZERO
+    for n, (p, q) in enumerate(levels):
+        if p > price or n == limits.max_levels:
+            break
+        take = min(left, q)
+        cost += take * p
+        left -= take
+        if left <= 0:
+            break
+    if left > 0:
+        cost += left * price
+    return cost / gross if gross > 0 else levels[0][0]
+
+
 def naive_plan(orders, baskets, asks, filters, limits: PlannerLimits):
     """The same plan, computed the obvious way: every order walks every asset of its basket, every time."""
+    def index_price(index: str, per_unit) -> Decimal:  # noqa: ANN001
+        return sum((a.quantity * per_unit(a.symbol) for a in baskets[index].assets), ZERO)
+
+    def expected(index_units) -> dict[str, Decimal]:  # noqa: ANN001
+        """Per order, per asset: the demand of every order again, then the walk of the asks for it."""
+        out = {}
+        indexes = sorted({p.index for p in orders})
+        for o in orders:
+            def per_unit(symbol: str) -> Decimal:
+                need = sum((a.quantity * index_units(x)
+                            for x in indexes for a in baskets[x].assets if a.symbol == symbol), ZERO)
+                return _naive_average(filters[symbol], asks[symbol], limits, need / (ONE - limits.commission_rate))
+            out[o.index] = index_price(o.index, per_unit)
+        return out
+
+    capped = {i: sum((min(o.collateral, limits.max_order_notional) for o in orders if o.index == i), ZERO)
+              for i in {o.index for o in orders}}
+    at_limits = {o.index: index_price(o.index, lambda s: _naive_limit(filters[s], asks[s], limits)[0])
+                 for o in orders}
+    ffb = limits.fee_factor * (ONE + limits.price_buffer)
+    first = expected(lambda i: capped[i] / (at_limits[i] * limits.fee_factor))
+    second = expected(lambda i: capped[i] / (first[i] * ffb))
     engagements = []
     for o in orders:
-        price = ZERO
-        for a in baskets[o.index].assets:  # per order, per asset: the limit and the book walk again
-            price += a.quantity * _naive_limit(filters[a.symbol], asks[a.symbol], limits)[0]
-        q = quantize_down(min(o.collateral, limits.max_order_notional) / (price * limits.fee_factor), limits.index_unit)
+        price = max(first[o.index], second[o.index]) * (ONE + limits.price_buffer)
+        cap_q = quantize_down(limits.max_order_notional / (price * limits.fee_factor), limits.index_unit)
+        q = min(quantize_down((o.collateral - limits.collateral_unit) / (price * limits.fee_factor),
+                              limits.index_unit), cap_q)
         engagements.append((o, q, price))
 
     def demand():

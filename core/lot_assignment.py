@@ -218,16 +218,13 @@ class BatchAllocation:
         self._round += 1
         for c in self._cohorts.values():
             num, den = self._rate(c)
-            if c.cap is not None:
-                num, den = self._capped_rate(c, num, den)
-            deltas: list[tuple[int, int]] = []
-            grown = 0
             filled = c.filled
-            for i, e in enumerate(c.engaged):
-                target = e * num // den
-                if target > filled[i]:
-                    deltas.append((i, target - filled[i]))
-                    grown += target - filled[i]
+            deltas, grown = self._deltas(c, num, den)
+            if grown and c.cap is not None:
+                total = c.filled_total + grown
+                if self._cost_at(c, total) * c.cap[1] > c.cap[0] * total:  # over the cap at the full rate
+                    num, den = self._capped_rate(c, num, den)
+                    deltas, grown = self._deltas(c, num, den)
             if not grown:
                 continue
             c.filled_total += grown
@@ -267,6 +264,19 @@ class BatchAllocation:
                 v_prev, f_prev = v_here, f_here
         return fills
 
+    @staticmethod
+    def _deltas(c: _Cohort, num: int, den: int) -> tuple[list[tuple[int, int]], int]:
+        """(order position, units it grows by) at rate num/den, and their sum."""
+        deltas: list[tuple[int, int]] = []
+        grown = 0
+        filled = c.filled
+        for i, e in enumerate(c.engaged):
+            target = e * num // den
+            if target > filled[i]:
+                deltas.append((i, target - filled[i]))
+                grown += target - filled[i]
+        return deltas, grown
+
     def _total_at(self, c: _Cohort, num: int, den: int) -> int:
         return sum(max(f, e * num // den) for e, f in zip(c.engaged, c.filled))
 
@@ -287,7 +297,7 @@ class BatchAllocation:
     def _capped_rate(self, c: _Cohort, num: int, den: int) -> tuple[int, int]:
         """The full rate if the cohort can pay for it under its cap; else the highest k / 2^30 of it that it can
         (k = 0, no growth, is always affordable: the cumulative cost already obeys the cap)."""
-        if num == 0 or self._affordable(c, num, den):
+        if num == 0:
             return num, den
         # Affordability need not fall steadily as the rate rises (cheap lots may follow dear ones), so a bisection
         # alone may stop at a low boundary: the highest affordable point of a coarse grid is found first, and the
