@@ -208,6 +208,7 @@ class IndexOrderBooks:
         self._wake: asyncio.Event | None = None
         self._subscriber: Any = None
         self._solver: Any = None
+        self._solver_retry_at = 0.0  # monotonic time before which a failed solver lookup is not repeated
         self._last_handle: dict[str, Any] | None = None
         try:
             self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
@@ -453,12 +454,16 @@ class IndexOrderBooks:
         """Tell the solver there is new demand (fire and forget; one call per handled batch, never per order)."""
         if self.o.solver_name is None:
             return
+        now = time.monotonic()
+        if self._solver is None and now < self._solver_retry_at:
+            return  # looked it up and failed just now: ray.get_actor blocks this loop, so not on every batch
         try:
             if self._solver is None:
                 self._solver = ray.get_actor(self.o.solver_name, namespace=ray.get_runtime_context().namespace)
             self._solver.wake.remote()
         except Exception:  # noqa: BLE001  (no solver yet, or restarting: its own tick finds the orders)
             self._solver = None
+            self._solver_retry_at = now + 1.0
 
     # ------------------------------------------------------------------ collateral (chain listener and router)
     async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
