@@ -31,6 +31,7 @@ from protocol.envelope import UserRef  # noqa: E402
 from protocol.reason_codes import ReasonCode  # noqa: E402
 from protocol.indexmaker_app import InvoiceIssued, NewOrder, NewQuote, OrderAccepted, OrderProgress  # noqa: E402
 from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
+from tests.integration.ray_calls import call_until_back  # noqa: E402
 
 WAIT_S = 45.0
 INDEX = "SY100.dev"
@@ -88,16 +89,6 @@ class ReportSink:
 
     async def dump(self) -> dict:
         return {"reports": [self.reports[k] for k in sorted(self.reports)], "redelivered": self.redelivered}
-
-
-def call_until_back(method, *args):  # noqa: ANN001, ANN201
-    """A restarted actor answers once __init__ has reloaded it (spec/ray.md §6: ~2 s)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        try:
-            return ray.get(method.remote(*args))
-        except ray.exceptions.RayActorError:
-            assert time.monotonic() < deadline
 
 
 @pytest.mark.parametrize("kill_solver", [False, True], ids=["undisturbed", "solver-killed-mid-batch"])

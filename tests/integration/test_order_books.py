@@ -5,7 +5,6 @@ subscriber gap-free across the restart."""
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from decimal import Decimal
 
@@ -21,6 +20,7 @@ from core.lot_assignment import AssetLine, OrderFill  # noqa: E402
 from core.side import Side  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.indexmaker_app import InvoiceIssued, NewOrder, OrderAccepted, OrderProgress  # noqa: E402
+from tests.integration.ray_calls import call_until_back, wait_restarted  # noqa: E402
 
 WAIT_S = 30.0
 INDEX = "SY100.dev"
@@ -60,16 +60,6 @@ def fill(order_id: str, units: str, value: str, fee: str) -> OrderFill:
                      int(Decimal(fee).scaleb(24)))
 
 
-def call_until_back(method, *args):  # noqa: ANN001, ANN201
-    """The restarted actor answers once __init__ has reloaded it (spec/ray.md §6: ~2 s)."""
-    deadline = time.monotonic() + WAIT_S
-    while True:
-        try:
-            return ray.get(method.remote(*args))
-        except ray.exceptions.RayActorError:
-            assert time.monotonic() < deadline
-
-
 def test_shard_engine_side_is_idempotent_and_survives_a_kill(ray_cluster, redis_server):
     tag = uuid.uuid4().hex[:8]
     options = OrderBooksOptions(redis_server.url, 1, (INDEX,), key_prefix=f"ob-{tag}")
@@ -103,9 +93,9 @@ def test_shard_engine_side_is_idempotent_and_survives_a_kill(ray_cluster, redis_
         assert Decimal(before[A]["ledger"]["available"]) == Decimal("600")
 
         ray.kill(shard, no_restart=False)
+        wait_restarted(shard)  # calls right after ray.kill may still reach the old instance
         after = {u: call_until_back(shard.user, u) for u in (A, B)}
         assert after == before
-        assert ray.get(shard.inspect.remote())["restarted"]
         assert ray.get(shard.apply_fills.remote("b1:1", deltas)) == 0  # the key survived the restart
 
         line = AssetLine("BTCUSDC", 100, Decimal("0.000001"), Decimal("59.9"), Decimal("0.08"), ("BTCUSDC:1",))
