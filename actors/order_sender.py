@@ -82,12 +82,15 @@ class SenderOptions:
     trades_weight: int = 5
     info_weight: int = 20
     account_weight: int = 20
+    #: Idle REST connections are kept this long: batches minutes apart still go out over open connections.
+    http_keepalive_s: float = 300.0
     #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
     missing_fills_grace_ms: int = 2_000
-    #: Most executions in one push to the subscriber, and how long to let more gather before a push (a call costs
-    #: ~1 ms whatever it carries; spec/ray.md: batch by time window).
+    #: Most executions in one push to the subscriber, and, while requests are out, how long their fills wait for
+    #: the rest of the batch before a push. A batch's answers come within tens of ms; each push costs the solver a
+    #: commit and a settle with the shards, so several partial pushes make the last one later, not sooner.
     delivery_batch: int = 5_000
-    delivery_linger_ms: int = 20
+    delivery_linger_ms: int = 250
     #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
     default_retry_after_s: int = 1
     retry_ms: int = 200
@@ -285,7 +288,8 @@ class OrderSender:
     async def _start(self) -> None:
         o = self.o
         gw = BinanceGateway(o.rest_url, o.ws_url, o.api_key, o.secret, recv_window_ms=o.recv_window_ms,
-                            enable_rate_limit=False, timeout_ms=o.request_timeout_ms)
+                            enable_rate_limit=False, timeout_ms=o.request_timeout_ms,
+                            http_keepalive_s=o.http_keepalive_s)
         try:
             await self._load_exchange(gw)
         except BaseException:
@@ -295,8 +299,7 @@ class OrderSender:
         self._gw = gw
         if self._subscriber_spec is not None:
             self._subscriber = self._resolve_subscriber()
-        for coro in (self._flusher(), self._send_loop(), self._deliver_loop(), self._watch_orders(),
-                     self._watch_trades()):
+        for coro in (self._flusher(), self._send_loop(), self._deliver_loop(), self._watch_executions()):
             self._tasks.append(asyncio.ensure_future(coro))
         self._reconcile(initial=True)
         self._deliver_wake.set()
@@ -393,8 +396,10 @@ class OrderSender:
         for order in group:
             self._spawn(self._send(order))
         self._send_wake.set()
-        # Diagnostics (inspect): where the last submit spent its time, in ms.
-        self._last_submit = {"batch_id": batch_id, "intake_ms": round(1000 * (taken - entered), 2),
+        # Diagnostics (inspect): where the last submit spent its time, in ms; _send and delivery add when the
+        # first request left, the last answer came and the last push to the subscriber ended (ms after entry).
+        self._last_submit = {"batch_id": batch_id, "at": round(entered * 1000, 1),
+                             "intake_ms": round(1000 * (taken - entered), 2),
                              "commit_ms": round(1000 * (time.time() - taken), 2), "sent_now": len(group)}
         return results
 
@@ -436,6 +441,7 @@ class OrderSender:
         cid = order.client_order_id
         self._sent_at[cid] = self._clock.now_ms()
         self._counts["sent"] += 1
+        self._mark("first_request_ms", once=True)
         try:
             try:
                 answer = await gw.create_order(order.symbol, order.side, order.order_type, order.quantity,
@@ -462,6 +468,7 @@ class OrderSender:
                 await self._resolve(order)
                 return
             self._counts["answered"] += 1
+            self._mark("last_answer_ms")
             self._limiter.correct_from_headers(gw.last_response_headers())
             self._apply(order, update_from(answer))
         finally:
@@ -470,6 +477,11 @@ class OrderSender:
                 self._all_answered.set()  # the batch's last answer: deliver without lingering
             self._send_wake.set()
             self._changed.set()
+
+    def _mark(self, key: str, once: bool = False) -> None:
+        last = self._last_submit
+        if last is not None and not (once and key in last):
+            last[key] = round(time.time() * 1000 - last["at"], 2)
 
     async def _acquire(self, weight: int) -> None:
         """Wait for room for a non-order request of `weight` (queries), then record it."""
@@ -570,17 +582,20 @@ class OrderSender:
             self._spawn(self._check_fills_later(order))
         self._touch([cid])
 
-    async def _watch_orders(self) -> None:
+    async def _watch_executions(self) -> None:
+        """The user data stream, read raw (exchange/gateway.watch_executions): each executionReport carries the
+        order's status and, for a trade, its fill, merged in one step. A dropped stream may have lost events: every
+        unsettled order is asked for once it is back."""
         gw = self._gw
         assert gw is not None
         while True:
             try:
-                updates = await gw.watch_orders()
+                updates = await gw.watch_executions()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001  (stream dropped: events may be lost, ask for what is open)
                 self._counts["stream_errors"] += 1
-                log.warning("sender: order stream failed (%s); reconnecting", e)
+                log.warning("sender: user data stream failed (%s); reconnecting", e)
                 await asyncio.sleep(self.o.retry_ms / 1000)
                 self._reconcile()
                 continue
@@ -588,25 +603,6 @@ class OrderSender:
                 order = self._orders.get(eo.client_order_id)
                 if order is not None and order.status is not AssetOrderStatus.INTENDED:
                     self._apply(order, update_from(eo))
-
-    async def _watch_trades(self) -> None:
-        gw = self._gw
-        assert gw is not None
-        while True:
-            try:
-                fills = await gw.watch_my_trades()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # noqa: BLE001
-                self._counts["stream_errors"] += 1
-                log.warning("sender: trade stream failed (%s); reconnecting", e)
-                await asyncio.sleep(self.o.retry_ms / 1000)
-                continue
-            for f in fills:
-                order = self._orders.get(f.client_order_id)
-                if order is not None and order.status is not AssetOrderStatus.INTENDED:
-                    self._apply(order, OrderUpdate(order.client_order_id, order.status, ZERO, f.order_id,
-                                                   (exchange_fill(f),)))
 
     # ================================================================================ delivery
     def _resolve_subscriber(self) -> Any:
@@ -636,6 +632,15 @@ class OrderSender:
                     await asyncio.wait_for(self._all_answered.wait(), self.o.delivery_linger_ms / 1000)
                 except asyncio.TimeoutError:
                     pass
+                if not self._in_flight:
+                    self._mark("answered_seen_ms")
+                    try:
+                        await self._commit()  # the last answers too: one push carries the whole batch
+                        self._mark("answers_committed_ms")
+                    except asyncio.CancelledError:
+                        raise
+                    except Exception:  # noqa: BLE001  (the flusher retries; deliver what is durable)
+                        pass
             self._deliver_wake.clear()
             while self._subscriber_spec is not None and self._delivered < self._persisted_seq:
                 entries = self._log.since(self._delivered, upto=self._persisted_seq, limit=self.o.delivery_batch)
@@ -643,6 +648,7 @@ class OrderSender:
                     if self._subscriber is None:
                         self._subscriber = self._resolve_subscriber()
                     self._counts["delivery_calls"] += 1
+                    self._mark("delivery_call_ms")
                     await self._subscriber.on_fills.remote(entries[0].seq, entries)
                 except asyncio.CancelledError:
                     raise
@@ -653,6 +659,7 @@ class OrderSender:
                     await asyncio.sleep(self.o.retry_ms / 1000)
                     continue
                 self._delivered = entries[-1].seq
+                self._mark("delivered_ms")
                 self._state_dirty = True  # the cursor is saved with the next commit; a redelivery is deduped
                 self._touch()
 

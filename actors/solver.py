@@ -53,8 +53,10 @@ from protocol.reason_codes import ReasonCode
 log = logging.getLogger(__name__)
 
 SOLVER_NAME = "solver"
-HISTORY_KEPT = 200
-EAGER_BOOK_SYMBOLS = 300  # up to this many assets in all indexes, books are read with the demand, not after it  # batches kept in the diagnostic history (inspect())
+HISTORY_KEPT = 200  # batches kept in the diagnostic history (inspect())
+#: Up to this many assets in all indexes, a wake reads every book while the collect window runs (the demand is
+#: read once the window closes); with more, only the books of the indexes that have pending orders, after it.
+EAGER_BOOK_SYMBOLS = 300
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class SolverOptions:
     name: str = SOLVER_NAME
     sender_name: str = "sender"
     tick_interval_ms: int = 100
-    collect_quiet_ms: int = 10
+    collect_quiet_ms: int = 5
     collect_max_ms: int = 250
     idle_poll_ms: int = 1000
     #: An order deferred this long for no liquidity (or too small to buy anything) is rejected with the reason.
@@ -126,6 +128,7 @@ class Solver:
                         "minted": 0, "commits": 0, "calls": 0, "call_failures": 0,
                         "late_rejects": 0}
         self._history: list[dict[str, Any]] = []  # per batch: id, orders engaged, asset orders (bounded)
+        self._last_fills: dict[str, Any] | None = None
         try:
             self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
         except Exception:  # noqa: BLE001
@@ -136,6 +139,8 @@ class Solver:
         self._tick_task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._woke_at: float | None = None  # first wake since the last tick (diagnostics)
+        #: Started at a wake, awaited by the next tick: the rate budget and the books, read while orders collect.
+        self._prefetch: asyncio.Future | None = None
         self._deferred = 0
         self._stuck = StuckOrders(options.reject_after_ms)
         self._reject_seq = 0
@@ -306,6 +311,14 @@ class Solver:
         collect_quiet_ms (at most collect_max_ms in all) before planning."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.o.collect_max_ms / 1000
+        every = self._every_symbol()
+        if self._prefetch is not None:  # left over by a tick that failed before reading it: stale
+            self._prefetch.cancel()
+            self._prefetch = None
+        if len(every) <= EAGER_BOOK_SYMBOLS:
+            # Neither depends on which orders the window collects: read them meanwhile (the books are then a few
+            # ms older at planning, well inside the slippage cap; the budget only grows while nothing is sent).
+            self._prefetch = asyncio.ensure_future(asyncio.gather(self._order_budget(), self._asks_for(every)))
         while True:
             self._wake_event().clear()
             left = deadline - loop.time()
@@ -335,10 +348,25 @@ class Solver:
             woke_at, self._woke_at = self._woke_at, None
             # Woken by new orders, the books of every index's assets are asked at once with the demand when there
             # are few of them (one round trip less); else only those of the indexes with pending orders, after it.
-            every = sorted({a.symbol for b in self.engine.baskets.values() for a in b.assets})
+            every = self._every_symbol()
             early = woke_at is not None and len(every) <= EAGER_BOOK_SYMBOLS  # woken: new orders are there
-            budget, pending, asks = await asyncio.gather(self._order_budget(), self._pending(),
-                                                         self._asks_for(every if early else []))
+            prefetch, self._prefetch = self._prefetch, None
+            took: dict[str, float] = {}
+
+            async def timed(name: str, aw: Any) -> Any:
+                result = await aw
+                took[name] = round(1000 * (time.time() - started), 1)
+                return result
+
+            if prefetch is not None and early:
+                pending, (budget, asks) = await asyncio.gather(timed("pending", self._pending()),
+                                                               timed("prefetched", prefetch))
+            else:
+                if prefetch is not None:
+                    prefetch.cancel()
+                budget, pending, asks = await asyncio.gather(timed("budget", self._order_budget()),
+                                                             timed("pending", self._pending()),
+                                                             timed("asks", self._asks_for(every if early else [])))
             if budget == 0:  # nothing could go out now: keep collecting (the next tick looks again)
                 self._deferred = 1
                 return None
@@ -369,7 +397,7 @@ class Solver:
                      "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20],
                      # Where a tick's time goes (ms from its start): read by bench/flow.py.
                      "tick_ms": {"woken": round(1000 * (woke_at - started), 1) if woke_at else None,
-                                 "fetched": round(1000 * (fetched - started), 1),
+                                 "fetched": round(1000 * (fetched - started), 1), "fetch": took,
                                  "planned": round(1000 * (time.time() - started), 1)}}
             self._history.append(entry)
             del self._history[:-HISTORY_KEPT]
@@ -400,17 +428,19 @@ class Solver:
         if not self.engine.adjust_engagements(batch_id, engaged):
             self._error(f"{batch_id}: no order could be engaged (cancelled meanwhile); batch dropped")
             return
-        carried = self.engine.assign_carried(batch_id)  # inventory fills orders before the exchange does
-        if carried:
-            self._queue_fills(batch_id, carried)
         sent = self.engine.sent_orders(batch_id)
         if sent:
+            # Carried inventory is assigned with the batch's first exchange fills (one round, one settle call per
+            # shard at the end) rather than in a round of its own while the exchange orders go out.
             self._outbox.append(_Action("submit", batch_id, {}, tuple(s.order for s in sent)))
             self._counts["asset_orders"] += len(sent)
         else:
-            done = self.engine.complete_if_no_orders(batch_id)
+            done = self.engine.complete_if_no_orders(batch_id)  # served wholly from inventory
             if done is not None:
                 self._queue_complete(done)
+
+    def _every_symbol(self) -> list[str]:
+        return sorted({a.symbol for b in self.engine.baskets.values() for a in b.assets})
 
     async def _order_budget(self) -> int:
         """Exchange orders the next batch may carry: what the sender can send now. An index too big for even an
@@ -445,14 +475,16 @@ class Solver:
             asks.update(a)
         return asks
 
-    def _queue_fills(self, batch_id: str, deltas: Sequence[Any]) -> None:
+    def _queue_fills(self, batch_id: str, deltas: Sequence[Any], rounds: int | None = None) -> None:
         by_shard: dict[int, list[Any]] = {}
         for d in deltas:
             by_shard.setdefault(shard_of_order(d.order_id, self.o.order_shards), []).append(d)
-        key = f"{batch_id}:{len(self.engine.batches[batch_id].rounds)}"
+        key = f"{batch_id}:{len(self.engine.batches[batch_id].rounds) if rounds is None else rounds}"
         self._outbox.append(_Action("fills", key, by_shard))
 
     def _queue_complete(self, done: CompletedBatch) -> None:
+        if done.last_fills:
+            self._queue_fills(done.batch_id, done.last_fills, done.rounds)  # merged with the completion: one settle
         by_shard: dict[int, list[Any]] = {}
         for e in done.engagements:
             r = BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
@@ -531,7 +563,9 @@ class Solver:
     async def on_fills(self, seq_from: int, executions: list[Execution]) -> None:
         """The sender's push: drop what the cursor has, catch up a gap, turn the rest into deltas and completions."""
         self._ensure_ticking()
+        called = time.time()
         async with self._lock:
+            locked = time.time()
             fresh = [e for e in executions if e.seq > self._cursor]
             self._counts["duplicates"] += len(executions) - len(fresh)
             if not fresh:
@@ -541,8 +575,15 @@ class Solver:
                 top = missed[-1].seq if missed else self._cursor
                 fresh = list(missed) + [e for e in fresh if e.seq > top]
             self._consume(fresh)
+            consumed = time.time()
             await self._commit()
+            committed = time.time()
             await self._drain()
+            # Diagnostics (inspect): where the latest push of executions spent its time, in ms.
+            self._last_fills = {"executions": len(fresh), "lock_wait_ms": round(1000 * (locked - called), 1),
+                                "consume_ms": round(1000 * (consumed - locked), 1),
+                                "commit_ms": round(1000 * (committed - consumed), 1),
+                                "drain_ms": round(1000 * (time.time() - committed), 1)}
 
     def _ensure_ticking(self) -> None:
         if self._start_task is None:
@@ -644,6 +685,7 @@ class Solver:
             "outbox": [[a.kind, a.key] for a in self._outbox],
             "mints_owed": [m.to_dict() for m in self._mints.values()],
             "history": list(self._history), "counts": dict(self._counts), "errors": list(self._errors),
+            "last_fills": self._last_fills,
         }
 
 

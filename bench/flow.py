@@ -13,7 +13,10 @@ It measures, in one run:
 (2) the floor: a bare script buys the same basket straight through ccxt (exchange/gateway.py) on the same
     simulator: ONE IOC order per asset, for the total quantity the solver bought of it in (1), at the highest limit
     the solver used, all at once as the rate limits allow (81 orders fit in one ORDERS window), and waits for every
-    answer (FULL responses carry the fills). Median over --trials. basket_vs_floor = (1) / (2).
+    answer (FULL responses carry the fills). Median over --trials. basket_vs_floor = (1) / (2). Two such scripts:
+    one as it starts (markets loaded, a connection opened per concurrent request: the floor), and one that keeps
+    its connections open between baskets as the sender does (the warm floor, basket_vs_warm_floor). One untimed
+    warm-up basket and floor come first (first-batch costs on every side).
     The solver may need several batches for one order: a batch engages collateral at limit prices (best ask +1 %)
     and fills cheaper, and the unspent rest is planned again until it is under the order dust (0.05 USDC). The
     floor does not copy those follow-up orders: a bare script would not send them.
@@ -124,7 +127,7 @@ class World:
 
         # Collateral for every user: enough for every order it will send.
         amount = Decimal(args.amount)
-        deposit = amount * (args.trials + args.rounds * len(USER_COUNTS)) + 100
+        deposit = amount * (1 + args.trials + args.rounds * len(USER_COUNTS)) + 100  # 1: the warm-up basket
         deposits = [CollateralDeposit(CHAIN, f"0x{i + 1:064x}", 0, 1, address(i), deposit)
                     for i in range(max(USER_COUNTS))]
         for k, items in split_by_shard(deposits, ORDER_SHARDS, lambda d: d.user).items():
@@ -182,17 +185,51 @@ class World:
 
 
 # ============================================================================================== the floor
-async def bare_send(world: World, orders: list[tuple[str, Decimal, Decimal]], tag: str) -> dict[str, Any]:
+class Floor:
     """The floor: the same asset orders straight through ccxt (exchange/gateway.py), all at once as far as the
     ORDERS limit allows (a rolling window of ORDERS_LIMIT per ORDERS_INTERVAL_S), ccxt's own 50 ms throttle off (it
-    would space 81 orders over 4 s, which Binance's limits do not ask for)."""
-    from core.side import Side
-    from exchange.gateway import BinanceGateway
+    would space 81 orders over 4 s, which Binance's limits do not ask for).
 
-    sim = world.sim
-    gw = BinanceGateway(sim.url, sim.ws_url, sim.api_key, sim.secret, enable_rate_limit=False, timeout_ms=10_000)
-    try:
-        await gw.load_markets()  # outside the timing: a running script has its markets
+    Two scripts: `cold` is a bare script as it starts (markets loaded, no connection open yet: one is opened per
+    concurrent request); `warm` is one that has been sending for a while and kept its connections open (the same
+    keep-alive the sender uses), the stricter floor for a long-running sender."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.loop = asyncio.new_event_loop()
+        self._warm: Any = None
+
+    def _gateway(self, keepalive: bool) -> Any:
+        from exchange.gateway import BinanceGateway
+        sim = self.world.sim
+        return BinanceGateway(sim.url, sim.ws_url, sim.api_key, sim.secret, enable_rate_limit=False,
+                              timeout_ms=10_000, http_keepalive_s=300.0 if keepalive else None)
+
+    def cold(self, orders: list[tuple[str, Decimal, Decimal]], tag: str) -> dict[str, Any]:
+        async def run() -> dict[str, Any]:
+            gw = self._gateway(False)
+            try:
+                await gw.load_markets()  # outside the timing: a running script has its markets
+                return await self._send(gw, orders, tag)
+            finally:
+                await gw.close()
+        return self.loop.run_until_complete(run())
+
+    def warm(self, orders: list[tuple[str, Decimal, Decimal]], tag: str) -> dict[str, Any]:
+        async def run() -> dict[str, Any]:
+            if self._warm is None:
+                self._warm = self._gateway(True)
+                await self._warm.load_markets()
+            return await self._send(self._warm, orders, tag)
+        return self.loop.run_until_complete(run())
+
+    def close(self) -> None:
+        if self._warm is not None:
+            self.loop.run_until_complete(self._warm.close())
+        self.loop.close()
+
+    async def _send(self, gw: Any, orders: list[tuple[str, Decimal, Decimal]], tag: str) -> dict[str, Any]:
+        from core.side import Side
         sent_at: list[float] = []
 
         async def one(i: int, symbol: str, price: Decimal, qty: Decimal) -> Any:
@@ -205,15 +242,14 @@ async def bare_send(world: World, orders: list[tuple[str, Decimal, Decimal]], ta
         started, started_ms = time.monotonic(), time.time_ns() // 1_000_000
         answers = await asyncio.gather(*(one(i, *o) for i, o in enumerate(orders)), return_exceptions=True)
         elapsed = time.monotonic() - started
-    finally:
-        await gw.close()
-    statuses: dict[str, int] = {}
-    for a in answers:
-        key = type(a).__name__ if isinstance(a, BaseException) else a.status
-        statuses[key] = statuses.get(key, 0) + 1
-    placed = [o["time"] for c, o in world.exchange_orders().items() if c.startswith(f"{tag}.")]
-    return {"seconds": elapsed, "statuses": statuses,
-            "on_exchange_s": (max(placed) - started_ms) / 1000 if placed else None}
+        statuses: dict[str, int] = {}
+        for a in answers:
+            key = type(a).__name__ if isinstance(a, BaseException) else a.status
+            statuses[key] = statuses.get(key, 0) + 1
+        placed = [o["time"] for c, o in self.world.exchange_orders().items() if c.startswith(f"{tag}.")]
+        return {"seconds": elapsed, "statuses": statuses,
+                "on_exchange_s": (max(placed) - started_ms) / 1000 if placed else None,
+                "first_on_exchange_s": (min(placed) - started_ms) / 1000 if placed else None}
 
 
 # ============================================================================================== phases
@@ -231,7 +267,16 @@ def floor_orders(history: list[dict[str, Any]]) -> list[tuple[str, Decimal, Deci
 
 
 def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
-    fills, floors, details = [], [], []
+    fills, floors, warm_floors, details = [], [], [], []
+    floor = Floor(world)
+    # One untimed basket and floor first: the first batch after start pays one-time costs on every side (the
+    # sender's and the warm script's connections, first Redis script loads, first calls between actors).
+    world.fresh_window()
+    warmup = world.run_users(1, 1, amount, "basket-warmup")
+    world.fresh_window()
+    floor.warm(floor_orders(warmup["history"]), "floor-warmup")
+    world._last_orders_at = time.monotonic()
+    log(f"  warm-up basket (not counted): fill {warmup['records'][0]['closed'] - warmup['records'][0]['sent']:.3f} s")
     for t in range(trials):
         world.fresh_window()
         run = world.run_users(1, 1, amount, f"basket{t}")
@@ -251,27 +296,40 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
                   "tick_ms": run["history"][0].get("tick_ms"), "step_ms": run["history"][0].get("step_ms")}
         from actors.order_books import shard_of_user
         handle = world.ray.get(world.shards[shard_of_user(address(0), ORDER_SHARDS)].inspect.remote())["last_handle"]
-        stages["sender_submit"] = world.ray.get(world.sender.inspect.remote()).get("last_submit")
+        submit = world.ray.get(world.sender.inspect.remote()).get("last_submit")
+        if submit:
+            submit = dict(submit, entered=round((submit.pop("at") - rec["sent_ms"]) / 1000, 4))
+        stages["sender_submit"] = submit
+        stages["solver_last_fills"] = world.solver_info().get("last_fills")
         if handle:  # the order's own batch is the shard's last one only if nothing came after: true here
             stages["shard"] = {"entered": (handle["at"] - rec["sent_ms"]) / 1000,
                                **{k: handle[k] for k in ("lock_ms", "app_ms", "commit_ms")}}
         world.fresh_window()
-        floor = asyncio.run(bare_send(world, orders, f"floor{t}"))
+        cold = floor.cold(orders, f"floor{t}")
+        world._last_orders_at = time.monotonic()
+        world.fresh_window()
+        warm = floor.warm(orders, f"warmfloor{t}")
         world._last_orders_at = time.monotonic()
         fills.append(fill_s)
-        floors.append(floor["seconds"])
+        floors.append(cold["seconds"])
+        warm_floors.append(warm["seconds"])
         details.append({"fill_s": round(fill_s, 3), "first_batch_s": round(first_s, 3),
-                        "floor_s": round(floor["seconds"], 3), "floor_on_exchange_s": floor["on_exchange_s"],
+                        "floor_s": round(cold["seconds"], 3), "floor_on_exchange_s": cold["on_exchange_s"],
+                        "warm_floor_s": round(warm["seconds"], 3), "warm_floor_statuses": warm["statuses"],
                         "batches": run["batches"], "exchange_orders": len(run["exchange_orders"]),
-                        "floor_orders": len(orders), "floor_statuses": floor["statuses"], "stages_s": stages})
+                        "floor_orders": len(orders), "floor_statuses": cold["statuses"], "stages_s": stages})
         log(f"  basket trial {t}: fill {fill_s:.3f} s (first batch on the exchange after {first_s:.3f} s; floor's "
-            f"{floor['on_exchange_s']} s) over {run['batches']} "
+            f"{cold['on_exchange_s']} s) over {run['batches']} "
             f"batch(es), "
-            f"{len(run['exchange_orders'])} exchange orders; floor {floor['seconds']:.3f} s {floor['statuses']}; "
+            f"{len(run['exchange_orders'])} exchange orders; floor {cold['seconds']:.3f} s {cold['statuses']} "
+            f"(its first order on the exchange after {cold['first_on_exchange_s']} s), warm floor "
+            f"{warm['seconds']:.3f} s {warm['statuses']}; "
             f"stages (s after the request) {stages}")
     firsts = [d["first_batch_s"] for d in details]
     floor_x = [d["floor_on_exchange_s"] for d in details if d["floor_on_exchange_s"] is not None]
+    floor.close()
     return {"fill_s": statistics.median(fills), "floor_s": statistics.median(floors),
+            "warm_floor_s": statistics.median(warm_floors),
             "first_s": statistics.median(firsts), "floor_x_s": statistics.median(floor_x) if floor_x else None,
             "trials": details}
 
@@ -298,7 +356,8 @@ def throughput(world: World, n: int, rounds: int, amount: str) -> dict[str, Any]
            "exchange_per_index_order": len(run["exchange_orders"]) / len(filled) if filled else float("inf"),
            "exchange_statuses": statuses, "fill_p50_s": lat[len(lat) // 2], "fill_max_s": lat[-1]}
     log(f"  {n} users: {len(filled)} filled ({len(bad)} not) in {out['seconds']:.1f} s, {run['batches']} batches, "
-        f"{out['exchange_orders']} exchange orders {statuses}")
+        f"{out['exchange_orders']} exchange orders {statuses}"
+        + (f"; not filled: {out['not_filled_examples']}" if bad else ""))
     for h in run["history"]:  # why a phase took the batches it took
         reasons: dict[str, int] = {}
         for _, reason in h["deferred"]:
@@ -315,7 +374,10 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="orders each user sends one after the other")
     ap.add_argument("--amount", default="1000", help="USDC per index order")
     ap.add_argument("--tick-ms", type=int, default=100, help="the solver's tick interval (config default 100)")
+    ap.add_argument("--users", default=",".join(map(str, USER_COUNTS)),
+                    help="user counts of the throughput phases (empty: basket trials only, for quick looks)")
     args = ap.parse_args()
+    user_counts = [int(x) for x in args.users.split(",") if x.strip()]
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -334,7 +396,7 @@ def main() -> None:
                 log("(1)+(2) basket fill vs floor")
                 basket = basket_trials(world, args.trials, args.amount)
                 log("(3) throughput")
-                phases = [throughput(world, n, args.rounds, args.amount) for n in USER_COUNTS]
+                phases = [throughput(world, n, args.rounds, args.amount) for n in user_counts]
                 sender_info = ray.get(world.sender.inspect.remote())
                 sim_stats = world.sim.get("/_admin/test/stats")
                 solver_info = world.solver_info()
@@ -353,16 +415,19 @@ def main() -> None:
           f"{ORDERS_LIMIT}/{ORDERS_INTERVAL_S} s, solver tick {args.tick_ms} ms, {ORDER_SHARDS} order shards, "
           f"{MARKET_SHARDS} market shards, redis AOF fsync always")
     print("\n(1)+(2) one basket, fresh rate-limit window")
-    print(f"{'trial':>5} {'fill s':>8} {'1st batch':>10} {'floor s':>8} {'floor exch':>10} {'ratio':>6} {'batches':>8} "
-          f"{'exch ord':>9} {'floor ord':>9}  floor statuses")
+    print(f"{'trial':>5} {'fill s':>8} {'1st batch':>10} {'floor s':>8} {'floor exch':>10} {'ratio':>6} "
+          f"{'warm floor':>10} {'ratio':>6} {'batches':>8} {'exch ord':>9} {'floor ord':>9}  floor statuses")
     for i, t in enumerate(basket["trials"]):
         print(f"{i:>5} {t['fill_s']:>8.3f} {t['first_batch_s']:>10.3f} {t['floor_s']:>8.3f} "
               f"{t['floor_on_exchange_s'] or 0:>10.3f} "
-              f"{t['fill_s'] / t['floor_s']:>6.2f} {t['batches']:>8} {t['exchange_orders']:>9} {t['floor_orders']:>9}"
-              f"  {t['floor_statuses']}")
+              f"{t['fill_s'] / t['floor_s']:>6.2f} {t['warm_floor_s']:>10.3f} {t['fill_s'] / t['warm_floor_s']:>6.2f} "
+              f"{t['batches']:>8} {t['exchange_orders']:>9} {t['floor_orders']:>9}  {t['floor_statuses']}")
     ratio = basket["fill_s"] / basket["floor_s"]
+    warm_ratio = basket["fill_s"] / basket["warm_floor_s"]
     print(f"median: fill {basket['fill_s']:.3f} s, floor {basket['floor_s']:.3f} s, fill/floor {ratio:.2f} "
-          f"(target <= 1.5)")
+          f"(target <= 1.5); warm floor {basket['warm_floor_s']:.3f} s, fill/warm floor {warm_ratio:.2f}")
+    print("  floor: a bare script as it starts (markets loaded, connections opened as it sends); warm floor: the same "
+          "script with its connections already open, as the sender has them")
     print(f"  '1st batch': request -> the exchange executed the first batch's last order: median "
           f"{basket['first_s']:.3f} s; 'floor exch': start -> the exchange executed the floor's last order: "
           f"{basket['floor_x_s'] or 0:.3f} s")
@@ -387,16 +452,17 @@ def main() -> None:
         "orders_limit": f"{ORDERS_LIMIT}/{ORDERS_INTERVAL_S}s",
         "basket_fill_s": round(basket["fill_s"], 3), "basket_floor_s": round(basket["floor_s"], 3),
         "basket_vs_floor": round(ratio, 3),
+        "basket_warm_floor_s": round(basket["warm_floor_s"], 3), "basket_vs_warm_floor": round(warm_ratio, 3),
         "basket_first_batch_on_exchange_s": round(basket["first_s"], 3),
         "basket_floor_on_exchange_s": None if basket["floor_x_s"] is None else round(basket["floor_x_s"], 3),
         "basket_batches": statistics.median(t["batches"] for t in basket["trials"]),
         "basket_exchange_orders": statistics.median(t["exchange_orders"] for t in basket["trials"]),
     }
-    for n in USER_COUNTS:
+    for n in user_counts:
         result[f"exchange_orders_per_index_order_{n}"] = round(by_n[n]["exchange_per_index_order"], 3)
-    for n in USER_COUNTS:
+    for n in user_counts:
         result[f"index_orders_per_min_{n}"] = round(by_n[n]["per_min_sustained"], 1)
-    for n in USER_COUNTS:
+    for n in user_counts:
         result[f"index_orders_per_min_whole_{n}"] = round(by_n[n]["per_min_whole"], 1)
     result["exchange_per_index_target_100"] = round(target, 3)
     result["not_filled"] = sum(p["not_filled"] for p in phases)

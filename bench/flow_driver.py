@@ -24,7 +24,7 @@ TERMINAL = ("filled", "canceled", "rejected")
 
 @ray.remote(num_cpus=0)
 class FlowDriver:
-    def __init__(self, shard_names: list[str], namespace: str, chain_id: int, linger_ms: int = 5) -> None:
+    def __init__(self, shard_names: list[str], namespace: str, chain_id: int, linger_ms: int = 1) -> None:
         self.shard_names = shard_names
         self.namespace = namespace
         self.chain_id = chain_id
@@ -68,15 +68,20 @@ class FlowDriver:
         return await fut
 
     async def _flush(self) -> None:
-        await asyncio.sleep(self.linger_s)  # let the requests of concurrent users gather: one call per shard
-        queued, self._queued = self._queued, {}
-        self.handle_calls += len(queued)
-        groups = list(queued.items())
-        answers = await asyncio.gather(*(self._shard(k).handle_each.remote([r for r, _ in items])
-                                         for k, items in groups))
-        for (_, items), answer in zip(groups, answers):
-            for (_, fut), responses in zip(items, answer):
-                fut.set_result(responses)
+        """Until nothing is queued: requests that arrive while a call is out go in the next one (not stranded until
+        some later request starts another flush)."""
+        while True:
+            await asyncio.sleep(self.linger_s)  # let the requests of concurrent users gather: one call per shard
+            queued, self._queued = self._queued, {}
+            if not queued:
+                return
+            self.handle_calls += len(queued)
+            groups = list(queued.items())
+            answers = await asyncio.gather(*(self._shard(k).handle_each.remote([r for r, _ in items])
+                                             for k, items in groups))
+            for (_, items), answer in zip(groups, answers):
+                for (_, fut), responses in zip(items, answer):
+                    fut.set_result(responses)
 
     # ------------------------------------------------------------------ the users
     async def run(self, users: list[str], orders_per_user: int, amount: str, index: str, tag: str,

@@ -69,7 +69,7 @@ class SolverConfig(_Section):
     price_buffer: Decimal = Field(Decimal("0.0005"), ge=0, lt=1)
     #: After the first new order arrives, the solver waits until none came for collect_quiet_ms (at most
     #: collect_max_ms) before planning: orders sent together are netted into one batch.
-    collect_quiet_ms: int = Field(10, ge=0)
+    collect_quiet_ms: int = Field(5, ge=0)
     collect_max_ms: int = Field(250, ge=0)
     #: With nothing pending, the solver still looks every idle_poll_ms (new orders wake it at once).
     idle_poll_ms: int = Field(1000, ge=1)

@@ -36,6 +36,10 @@ class CompletedBatch:
     filled_units: Mapping[str, Decimal]  # per index order of the batch
     lines: Mapping[str, tuple[AssetLine, ...]]  # per index order: what it got of each asset
     inventory_in: Mapping[str, int]  # base units per symbol returned to inventory
+    #: Fill deltas of the lots still unassigned when the batch completed (carried inventory that no exchange fill
+    #: came after): the shards must get them before the completion.
+    last_fills: tuple[OrderFill, ...] = ()
+    rounds: int = 0  # assignment rounds the batch had (the last one's number keys those fills)
 
 
 @dataclass(slots=True)
@@ -205,7 +209,8 @@ class SolverEngine:
         return out
 
     def assign_carried(self, batch_id: str) -> list[OrderFill]:
-        """Inventory carried into a batch fills orders before any exchange fill arrives."""
+        """Inventory carried into a batch fills orders now (else it is assigned with the batch's first exchange
+        fills, in the same round, or at completion)."""
         return self._assign(self.batches[batch_id])
 
     def _assign(self, batch: _Batch) -> list[OrderFill]:
@@ -239,8 +244,7 @@ class SolverEngine:
         return self._complete(batch)
 
     def _complete(self, batch: _Batch) -> CompletedBatch:
-        if batch.pending_lots:
-            raise AssertionError(f"batch {batch.batch_id} completes with unassigned fills: assign first")
+        last_fills = tuple(self._assign(batch))  # what is still pending is assigned before the batch closes
         alloc = batch.allocation
         alloc.check()
         back: dict[str, int] = {}
@@ -250,7 +254,8 @@ class SolverEngine:
         filled = {e.order_id: alloc.filled_units(e.order_id) for e in batch.plan.engagements}
         lines = {e.order_id: tuple(alloc.breakdown(e.order_id)) for e in batch.plan.engagements}
         del self.batches[batch.batch_id]
-        return CompletedBatch(batch.batch_id, batch.plan.engagements, filled, lines, back)
+        return CompletedBatch(batch.batch_id, batch.plan.engagements, filled, lines, back, last_fills,
+                              len(batch.rounds))
 
     # ---- persistence --------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Iterable, TypeVar
 
+import aiohttp
 import ccxt.pro as ccxtpro
 from ccxt.base import errors as cx
 
@@ -294,6 +295,31 @@ class _BinancePro(ccxtpro.binance):
     #: Resolved (and dropped) at the next applied diff or gap: what BinanceGateway.watch_books waits on.
     book_waiter: asyncio.Future | None = None
 
+    #: Lean user stream (BinanceGateway.watch_executions): executionReports are kept raw here instead of being
+    #: parsed by ccxt into order and trade structures (the gateway reads only their raw strings anyway), and
+    #: account/balance events are skipped unless somebody watches balances.
+    raw_executions: bool = False
+    balance_watched: bool = False
+
+    def _init_raw(self) -> None:
+        self.execution_reports: list[dict[str, Any]] = []
+        self.execution_waiter: asyncio.Future | None = None
+
+    def handle_order_update(self, client: Any, message: dict) -> None:
+        if not self.raw_executions or message.get("e") != "executionReport":
+            return super().handle_order_update(client, message)
+        self.execution_reports.append(message)
+        waiter = self.execution_waiter
+        if waiter is not None:
+            self.execution_waiter = None
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def handle_balance(self, client: Any, message: dict) -> None:
+        if self.raw_executions and not self.balance_watched:
+            return  # nobody reads balances from this connection: ccxt's float parsing of every position is waste
+        return super().handle_balance(client, message)
+
     def _wake(self) -> None:
         waiter = self.book_waiter
         if waiter is not None:
@@ -359,6 +385,7 @@ class BinanceGateway:
         options: dict[str, Any] | None = None,
         timeout_ms: int | None = None,
         throttle_burst: int | None = None,
+        http_keepalive_s: float | None = None,
     ) -> None:
         """`rest_url`/`ws_url` like "http://127.0.0.1:18080" / "ws://127.0.0.1:18080"; None keeps ccxt's own URLs
         (live Binance, or the testnet with `sandbox=True`).
@@ -367,7 +394,10 @@ class BinanceGateway:
         sender turns it off and paces itself with core.rate_limits. `throttle_burst` lets that bucket start full
         and hold that many cost units (a market-data shard fetches one depth snapshot, cost 1, per symbol at start
         and after a reconnect; the default bucket of 1 spaces them 50 ms apart). `timeout_ms` bounds each REST
-        request (ccxt's default is 10 s); a timed-out order is a StatusUnknown."""
+        request (ccxt's default is 10 s); a timed-out order is a StatusUnknown. `http_keepalive_s` keeps idle REST
+        connections that long (aiohttp's default is 15 s): a sender whose batches come tens of seconds apart then
+        sends a batch over open connections instead of first opening one per concurrent request; it must be
+        constructed inside the event loop that will use it."""
         opts: dict[str, Any] = {
             "defaultType": "spot",
             "fetchMarkets": {"types": ["spot"]},  # default also loads fapi + dapi exchangeInfo
@@ -383,6 +413,11 @@ class BinanceGateway:
                                   "options": opts}
         if timeout_ms is not None:
             config["timeout"] = timeout_ms
+        self._session: aiohttp.ClientSession | None = None
+        if http_keepalive_s is not None:
+            # ccxt's own session, but for the idle time (ccxt closes only sessions it made: close() closes this one)
+            self._session = config["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+                keepalive_timeout=http_keepalive_s, enable_cleanup_closed=True))
         self._ex = _BinancePro(config)
         if throttle_burst is not None and throttle_burst > 1:
             # ccxt copies tokenBucket into every websocket client's throttler, and uses self.throttler for REST.
@@ -405,6 +440,7 @@ class BinanceGateway:
             api["ws"]["spot"] = ws + "/ws"  # market streams: ccxt appends "/<n>"
             api["ws"]["ws-api"]["spot"] = ws + "/ws-api/v3"  # user data (orders, fills, balances)
         self._markets_loaded = False
+        self._executions_sub: asyncio.Future | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, api_key: str, secret: str) -> "BinanceGateway":
@@ -666,11 +702,49 @@ class BinanceGateway:
             trades = await self._call(self._ex.watch_my_trades)
         return [parse_trade_info(t["info"]) for t in trades]
 
+    async def watch_executions(self) -> list[ExchangeOrder]:
+        """Every executionReport since the last call, oldest first, each as the order's state after it (with its
+        fill when it is a TRADE); waits for the next one if there is none. The lean replacement for watch_orders +
+        watch_my_trades on a hot path: ccxt still subscribes and keeps the connection, but the reports are read
+        from their raw strings once, here, not parsed twice into ccxt's float structures and then read again.
+        Once called, this gateway's watch_orders/watch_my_trades see no more updates. A dropped stream raises
+        (events may have been lost: the caller reconciles); the next call subscribes again."""
+        await self._ensure_markets()
+        ex = self._ex
+        if not ex.raw_executions:
+            ex._init_raw()
+            ex.raw_executions = True
+        sub = self._executions_sub
+        if sub is not None and sub.done():
+            self._executions_sub = None
+            error = None if sub.cancelled() else sub.exception()
+            if error is not None and not ex.execution_reports:
+                raise error if isinstance(error, errors.ExchangeError) else errors.StatusUnknown(
+                    f"user data stream ended ({error!r})", None)
+            sub = None
+        if sub is None:
+            # ccxt's watch_orders subscribes the user data stream and then waits for an 'orders' update that the
+            # raw handler never gives: it ends only when the connection fails.
+            sub = self._executions_sub = asyncio.ensure_future(self._call(ex.watch_orders))
+        while not ex.execution_reports:
+            waiter = ex.execution_waiter
+            if waiter is None or waiter.done():
+                waiter = ex.execution_waiter = asyncio.get_running_loop().create_future()
+            await asyncio.wait((waiter, sub), return_when=asyncio.FIRST_COMPLETED)
+            if sub.done() and not ex.execution_reports:
+                self._executions_sub = None
+                error = None if sub.cancelled() else sub.exception()
+                raise error if isinstance(error, errors.ExchangeError) else errors.StatusUnknown(
+                    f"user data stream ended ({error!r})", None)
+        reports, ex.execution_reports = ex.execution_reports, []
+        return [parse_order_info(r) for r in reports]
+
     async def watch_balance(self) -> dict[str, Balance]:
         """Exact balances of the assets in the next outboundAccountPosition (Binance sends one after every balance
         change, deposits included). A balanceUpdate is only a delta, and ccxt keeps its sum as a float, so it is
         not reported on its own: the position event that follows it carries the exact result."""
         await self._ensure_markets()
+        self._ex.balance_watched = True
         while True:
             await self._call(self._ex.watch_balance)
             # The latest event ccxt has processed (not necessarily the one that woke us: several frames can be
@@ -680,4 +754,11 @@ class BinanceGateway:
                 return {b["a"]: Balance(b["a"], D(b["f"]), D(b["l"])) for b in info.get("B", ())}
 
     async def close(self) -> None:
-        await self._ex.close()
+        sub, self._executions_sub = self._executions_sub, None
+        if sub is not None and not sub.done():
+            sub.cancel()
+        try:
+            await self._ex.close()
+        finally:
+            if self._session is not None:
+                await self._session.close()

@@ -96,6 +96,37 @@ async def test_user_stream_orders_and_trades(sim, gw):
     assert all(f.client_order_id == "s-1" and f.side is Side.BUY for f in fills)
 
 
+async def test_lean_execution_stream_gives_each_report_once_and_raises_when_dropped(sim, gw):
+    await gw.load_markets()
+    first = asyncio.ensure_future(gw.watch_executions())
+    await asyncio.wait_for(sim.user_streams.subscribed.wait(), TIMEOUT)
+    placed = await gw.create_order("BTCUSDC", Side.BUY, "LIMIT", D("0.2"), D("70000"), client_order_id="x-1",
+                                   time_in_force="IOC")
+    seen = list(await asyncio.wait_for(first, TIMEOUT))
+    while not seen or seen[-1].is_open:
+        seen += await asyncio.wait_for(gw.watch_executions(), TIMEOUT)
+    assert {o.client_order_id for o in seen} == {"x-1"}
+    final = seen[-1]
+    assert (final.status, final.executed_qty, final.cum_quote) == (placed.status, placed.executed_qty,
+                                                                  placed.cum_quote)
+    fills = [f for o in seen for f in o.fills]  # each TRADE report carries its own fill, exact
+    assert sorted((f.trade_id, f.price, f.qty, f.commission) for f in fills) == sorted(
+        (f.trade_id, f.price, f.qty, f.commission) for f in placed.fills)
+    assert not gw.ccxt.orders and not gw.ccxt.myTrades  # ccxt's own parsing was skipped
+    assert not (gw.ccxt.balance or {}).get("spot")  # and so were the account events nobody reads
+    # A dropped stream raises (events may be lost), and the next call subscribes again.
+    waiting = asyncio.ensure_future(gw.watch_executions())
+    sim.user_streams.subscribed.clear()
+    await sim.user_streams.drop_all()
+    with pytest.raises(errors.ExchangeError):
+        await asyncio.wait_for(waiting, TIMEOUT)
+    again = asyncio.ensure_future(gw.watch_executions())
+    await asyncio.wait_for(sim.user_streams.subscribed.wait(), TIMEOUT)
+    await gw.create_order("BTCUSDC", Side.BUY, "LIMIT", D("0.01"), D("70000"), client_order_id="x-2",
+                          time_in_force="IOC")
+    assert (await asyncio.wait_for(again, TIMEOUT))[0].client_order_id == "x-2"
+
+
 async def test_exchange_errors_become_project_errors_with_codes(sim, gw):
     await gw.load_markets()
     async def reject(**kw):

@@ -139,3 +139,32 @@ def test_restore_after_carried_inventory_replays_what_arrived(world):
     (da,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b2))
     (db,) = restored.on_settled(s.client_order_id for s in restored.sent_orders(b2))
     assert da.filled_units == db.filled_units and engine.inventory_units() == restored.inventory_units()
+
+
+@pytest.mark.parametrize("pct", [0, 100])
+def test_carried_inventory_left_pending_is_assigned_with_the_fills_or_at_completion(world, pct):
+    """The solver leaves carried inventory pending while the batch has exchange orders: it is assigned in the same
+    round as the first exchange fills, or, when none come (pct 0: every IOC expired), at completion, whose
+    last_fills then carry it, never dropped."""
+    filters, baskets, asks = world
+    engine = SolverEngine(baskets, filters, PlannerLimits())
+    b1, _ = engine.plan([PendingOrder("u1:c1", "SY100.dev", Decimal(300))], asks, order_budget=10)
+    engine.on_fills(exchange_fills(engine, b1, filters, 100, 1000))
+    engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
+    held = engine.inventory_units()
+    b2, plan2 = engine.plan([PendingOrder("u2:c1", "SY100.dev", Decimal(400))], asks, order_budget=10)
+    assert plan2.inventory_used and plan2.asset_orders  # partly from inventory, partly bought
+    carried_units = sum(held.values()) - sum(engine.inventory_units().values())
+    assert carried_units > 0
+    fills = exchange_fills(engine, b2, filters, pct, 2000)
+    deltas = engine.on_fills(fills) if fills else []
+    assert len(engine.batches[b2].rounds) == (1 if fills else 0)  # carried and exchange lots: one round
+    (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b2))
+    assert bool(done.last_fills) == (not fills) and done.rounds == 1
+    units = sum(d.units_q for d in (*deltas, *done.last_fills))
+    assert Decimal(units).scaleb(-18) == done.filled_units["u2:c1"] and units > 0  # units_q: 1e-18 units
+    # Every carried unit is either in the order's lines or back in inventory.
+    in_lines = sum(line.units for line in done.lines["u2:c1"])
+    back = sum(done.inventory_in.values())
+    received = sum(int((f.quantity - f.commission) / filters[c.split(".")[1]].base_unit) for c, f in fills)
+    assert in_lines + back == carried_units + received
