@@ -51,6 +51,10 @@ class GatewayConfig(BaseModel):
     #: At most this many store writes wait; beyond, new requests get SERVER_BUSY (nothing is taken).
     max_pending_writes: int = Field(100_000, ge=10)
     commit_max_batch: int = Field(2_000, ge=1)
+    #: Accepted requests go to the plugin in chunks of at most this many, the event loop served between chunks: after
+    #: a hiccup the backlog (each request's application work and its signed report) does not hold every ACK behind
+    #: it in one synchronous block.
+    dispatch_chunk: int = Field(64, ge=1)
     commit_write_timeout_s: float = Field(5.0, gt=0)
     #: Stored frames read per page when resending after a Logon.
     resend_page: int = Field(500, ge=1)

@@ -697,11 +697,14 @@ class GatewayServer:
                 self._dispatch_wake.clear()
                 await self._dispatch_wake.wait()
                 continue
-            batch, self._dispatch_queue = self._dispatch_queue, []
+            chunk = self.config.dispatch_chunk
+            batch, self._dispatch_queue = self._dispatch_queue[:chunk], self._dispatch_queue[chunk:]
             try:
                 await self.plugin.on_requests(batch)
             except Exception:
                 log.exception("plugin failed on a batch of %d requests", len(batch))
+            if self._dispatch_queue:
+                await asyncio.sleep(0)  # let reads, ACKs and store replies in before the next chunk
 
     # --- heartbeats and timeouts ------------------------------------------------------------------------------------
 

@@ -77,3 +77,30 @@ def test_a_plugin_cannot_take_over_session_messages() -> None:
     with pytest.raises(ValueError, match="session messages"):
         GatewayServer(Greedy(), MemoryReportStore(), Signer.generate(), GatewayConfig(port=0))
     assert asyncio.iscoroutinefunction(EchoPlugin.on_requests)
+
+
+async def test_a_backlog_reaches_the_plugin_in_bounded_chunks_in_order() -> None:
+    """After a hiccup the accepted requests wait in one queue: they go to the plugin `dispatch_chunk` at a time, the
+    event loop served in between, and in the order they were accepted."""
+    from protocol.envelope import UserRef
+
+    class Recording(EchoPlugin):
+        texts: list[str] = []
+
+        async def on_requests(self, batch: Sequence[Inbound]) -> None:
+            self.texts.extend(i.body.text for i in batch)  # type: ignore[attr-defined]
+            await super().on_requests(batch)
+
+    plugin = Recording()
+    server = GatewayServer(plugin, MemoryReportStore(), Signer.generate(), GatewayConfig(port=0, dispatch_chunk=2))
+    await server.start()
+    try:
+        user = UserRef(42161, Signer.generate().address)
+        for i in range(7):
+            server._dispatch(Inbound(user, i + 1, Echo(text=f"m-{i}"), 0))
+        await asyncio.wait_for(server.flush(), 10)
+        assert plugin.batches == [2, 2, 2, 1]
+        assert plugin.texts == [f"m-{i}" for i in range(7)]
+        assert server._users[user.key].out_seq == 7  # every request answered once
+    finally:
+        await server.stop()
