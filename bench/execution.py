@@ -28,8 +28,6 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402,F401
+from world.child_process import ReadyLineProcess, announce_and_wait  # noqa: E402
 
 N_SYMBOLS = 100
 CADENCE_STEPS_MS = (100, 50, 20, 10, 5, 2)  # one diff per symbol per step: 1k, 2k, 5k, 10k, 20k, 50k diffs/s
@@ -140,13 +139,9 @@ def serve_feed(options: dict[str, Any]) -> None:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
-        print(json.dumps({"url": f"http://127.0.0.1:{port}", "ws_url": f"ws://127.0.0.1:{port}",
-                          "symbols": [e["symbol"] for e in entries]}), flush=True)
         task = asyncio.ensure_future(emit())
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await announce_and_wait({"url": f"http://127.0.0.1:{port}", "ws_url": f"ws://127.0.0.1:{port}",
+                                 "symbols": [e["symbol"] for e in entries]})
         task.cancel()
         await runner.cleanup()
 
@@ -156,17 +151,12 @@ def serve_feed(options: dict[str, Any]) -> None:
 class FeedProcess:
     def __init__(self, **options: Any) -> None:
         self.options = options
-        self.proc: subprocess.Popen[str] | None = None
+        self._child = ReadyLineProcess([sys.executable, str(Path(__file__).resolve()), "--serve-feed",
+                                        json.dumps(options)], "the depth feed")
         self.info: dict[str, Any] = {}
 
     def __enter__(self) -> "FeedProcess":
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--serve-feed",
-                                      json.dumps(self.options)], stdout=subprocess.PIPE, text=True, cwd=ROOT)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # the ready line: the server listens
-        if not line:
-            raise RuntimeError("the depth feed did not start")
-        self.info = json.loads(line)
+        self.info = self._child.start()
         return self
 
     def set_interval(self, interval_ms: int) -> None:
@@ -182,13 +172,7 @@ class FeedProcess:
         return json.loads(urllib.request.urlopen(self.info["url"] + "/_feed/stats", timeout=10).read())
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        self._child.stop()
 
 
 # ============================================================================================== (a) market data

@@ -435,8 +435,8 @@ class LocalSystem:
             for name, node in self.chains.nodes.items():
                 if node.pid is not None:
                     out[f"anvil-{name}"] = node.pid
-        if self.exchange is not None and self.exchange.proc is not None:
-            out["exchange"] = self.exchange.proc.pid
+        if self.exchange is not None and self.exchange.pid is not None:
+            out["exchange"] = self.exchange.pid
         return out
 
     def __enter__(self) -> "LocalSystem":

@@ -19,9 +19,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import selectors
-import signal
-import subprocess
 import sys
 import urllib.request
 import uuid
@@ -30,10 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from chain.deployment import WorldState
+from world.child_process import ReadyLineProcess, announce_and_wait
 from world.ports import port_is_free
-
-ROOT = Path(__file__).resolve().parent.parent
-READY_TIMEOUT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -119,13 +114,8 @@ async def _serve(options: dict[str, Any]) -> None:
     keeper = asyncio.ensure_future(_keep(sim, path, c["snapshot_ms"])) if path is not None else None
     if path is not None:
         save(snapshot(sim), path)  # the first start's state exists on disk at once
-    print(json.dumps({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
-                      "pid": os.getpid(), "resumed": saved is not None}), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
+                             "pid": os.getpid(), "resumed": saved is not None})
     if keeper is not None:
         keeper.cancel()
     await sim.stop()
@@ -139,7 +129,7 @@ class LocalExchange:
     def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base") -> None:
         self.config = config or LocalExchangeConfig()
         self.chain = state.chain(chain)
-        self.proc: subprocess.Popen[str] | None = None
+        self._child: ReadyLineProcess | None = None
         self.info: dict[str, Any] = {}
 
     @property
@@ -158,32 +148,18 @@ class LocalExchange:
     def start(self) -> "LocalExchange":
         options = {"config": asdict(self.config), "rpc_url": self.chain.rpc_url, "token": self.chain.usdc,
                    "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block}
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "world.local_exchange", json.dumps(options)], cwd=ROOT,
-                                     env=env, stdout=subprocess.PIPE, stderr=None, text=True)
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)  # type: ignore[arg-type]
-        try:
-            if not sel.select(READY_TIMEOUT_S):  # blocks on the child's pipe: its ready line is the event
-                self.stop()
-                raise TimeoutError("exchange simulator did not report ready")
-        finally:
-            sel.close()
-        line = self.proc.stdout.readline()  # type: ignore[union-attr]
-        if not line:
-            raise RuntimeError(f"exchange simulator exited with {self.proc.wait()}")
-        self.info = json.loads(line)
+        self._child = ReadyLineProcess([sys.executable, "-m", "world.local_exchange", json.dumps(options)],
+                                       "the exchange simulator")
+        self.info = self._child.start()
         return self
 
+    @property
+    def pid(self) -> int | None:
+        return None if self._child is None else self._child.pid
+
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        if self._child is not None:
+            self._child.stop()
 
     def __enter__(self) -> "LocalExchange":
         return self.start()

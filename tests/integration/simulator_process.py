@@ -25,15 +25,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
-import subprocess
 import sys
 import urllib.request
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-READY_TIMEOUT_S = 60.0
+from world.child_process import ReadyLineProcess, announce_and_wait
 
 
 # ============================================================================================== child side
@@ -176,13 +172,8 @@ async def _serve(options: dict[str, Any]) -> None:
     sim = _build(options)
     _add_test_routes(sim)
     await sim.start()
-    print(json.dumps({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
-                      "symbols": sorted(sim.markets), "pid": os.getpid()}), flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
+                             "symbols": sorted(sim.markets), "pid": os.getpid()})
     await sim.stop()
 
 
@@ -193,7 +184,8 @@ class SimulatorProcess:
 
     def __init__(self, **options: Any) -> None:
         self.options = options
-        self.proc: subprocess.Popen[str] | None = None
+        self._child = ReadyLineProcess([sys.executable, "-m", "tests.integration.simulator_process",
+                                        json.dumps(options)], "the simulator")
         self.info: dict[str, Any] = {}
 
     @property
@@ -217,40 +209,11 @@ class SimulatorProcess:
         return self.info["symbols"]
 
     def start(self) -> "SimulatorProcess":
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        self.proc = subprocess.Popen([sys.executable, "-m", "tests.integration.simulator_process",
-                                      json.dumps(self.options)], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                                     stderr=None, text=True)
-        line = self._read_ready_line()
-        self.info = json.loads(line)
+        self.info = self._child.start()
         return self
 
-    def _read_ready_line(self) -> str:
-        import selectors
-
-        assert self.proc is not None and self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        try:
-            if not sel.select(READY_TIMEOUT_S):  # blocks on the child's pipe: the ready line is the event
-                self.stop()
-                raise TimeoutError("simulator did not report ready")
-        finally:
-            sel.close()
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"simulator exited with {self.proc.wait()}")
-        return line
-
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        self._child.stop()
 
     def __enter__(self) -> "SimulatorProcess":
         return self.start()

@@ -1,0 +1,73 @@
+"""A helper process that says it is ready with one JSON line on its stdout (its URLs, keys, pid, ...).
+
+Why: the local world's exchange, the tests' simulator and the benches' feeds each run in a process of their own (a
+server inside the caller's event loop stops serving as soon as the caller blocks in `ray.get`, and a process keeps
+its CPU apart). They share one protocol: the parent starts the child, waits on the child's pipe for that line (the
+readiness event, with a timeout, not a timer), reads it as JSON, and stops the child with SIGTERM (SIGKILL if it
+does not end within 10 s). The child's side is `announce_and_wait`.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import selectors
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any, Sequence
+
+ROOT = Path(__file__).resolve().parent.parent
+READY_TIMEOUT_S = 60.0
+
+
+class ReadyLineProcess:
+    """`argv` run from the repository root with the repository on PYTHONPATH; `what` names it in errors."""
+
+    def __init__(self, argv: Sequence[str], what: str, *, timeout_s: float = READY_TIMEOUT_S) -> None:
+        self.argv = list(argv)
+        self.what = what
+        self.timeout_s = timeout_s
+        self.proc: subprocess.Popen[str] | None = None
+        self.info: dict[str, Any] = {}
+
+    def start(self) -> dict[str, Any]:
+        """Start the child and return its ready line, parsed. Raises TimeoutError (the child is stopped) or
+        RuntimeError (it exited first)."""
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.proc = subprocess.Popen(self.argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=None, text=True)
+        assert self.proc.stdout is not None
+        with selectors.DefaultSelector() as sel:
+            sel.register(self.proc.stdout, selectors.EVENT_READ)
+            if not sel.select(self.timeout_s):  # blocks on the child's pipe: the ready line is the event
+                self.stop()
+                raise TimeoutError(f"{self.what} did not report ready within {self.timeout_s:.0f} s")
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.what} exited with {self.proc.wait()} before it was ready")
+        self.info = json.loads(line)
+        return self.info
+
+    @property
+    def pid(self) -> int | None:
+        return None if self.proc is None else self.proc.pid
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+async def announce_and_wait(ready: dict[str, Any]) -> None:
+    """The child's side: print the ready line, then return on SIGINT or SIGTERM (the caller then shuts down)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(json.dumps(ready), flush=True)
+    await stop.wait()
