@@ -110,7 +110,8 @@ class World:
         tag = uuid.uuid4().hex[:6]
         sender_name = f"sender-{tag}"
         self.sender = OrderSender.options(name=sender_name).remote(SenderOptions(
-            sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=self.redis.url, account=f"flow{tag}"))
+            sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=self.redis.url, account=f"flow{tag}",
+            launch_yield_every=args.launch_yield_every))
         self.actors.append(self.sender)
         self.solver_name = f"solver-{tag}"
         self.shards = start_order_books(OrderBooksOptions(self.redis.url, ORDER_SHARDS, (INDEX,),
@@ -266,6 +267,28 @@ def floor_orders(history: list[dict[str, Any]]) -> list[tuple[str, Decimal, Deci
     return [(s, price[s], qty[s]) for s in qty]
 
 
+TIMELINE = ("shard", "planned", "sender", "1st req", "1st exch", "last exch", "last ans", "committed", "delivered",
+            "filled")
+
+
+def timeline(stages: dict[str, Any]) -> dict[str, float | None]:
+    """The basket's path in ms after the user's request: the shard took it, the solver planned, the sender got the
+    batch and sent its first request, the exchange executed the first and last orders, the sender had the last
+    answer and had committed it, its push to the solver returned, the user had the 'filled' report."""
+    submit = stages.get("sender_submit") or {}
+    sender = 1000 * submit["entered"] if "entered" in submit else None
+
+    def after_sender(key: str) -> float | None:
+        return None if sender is None or key not in submit else sender + submit[key]
+
+    values = (1000 * stages["shard"]["entered"] if "shard" in stages else None,
+              1000 * stages["planned"] if stages.get("planned") is not None else None, sender,
+              after_sender("first_request_ms"), 1000 * stages["first_on_exchange"],
+              1000 * stages["last_on_exchange"], after_sender("last_answer_ms"), after_sender("answers_committed_ms"),
+              after_sender("delivered_ms"), 1000 * stages["filled_report"])
+    return {k: None if v is None else round(v, 1) for k, v in zip(TIMELINE, values)}
+
+
 def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
     fills, floors, warm_floors, details = [], [], [], []
     floor = Floor(world)
@@ -304,6 +327,7 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
         if handle:  # the order's own batch is the shard's last one only if nothing came after: true here
             stages["shard"] = {"entered": (handle["at"] - rec["sent_ms"]) / 1000,
                                **{k: handle[k] for k in ("lock_ms", "app_ms", "commit_ms")}}
+        stages["timeline_ms"] = timeline(stages)
         world.fresh_window()
         cold = floor.cold(orders, f"floor{t}")
         world._last_orders_at = time.monotonic()
@@ -374,6 +398,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="orders each user sends one after the other")
     ap.add_argument("--amount", default="1000", help="USDC per index order")
     ap.add_argument("--tick-ms", type=int, default=100, help="the solver's tick interval (config default 100)")
+    ap.add_argument("--launch-yield-every", type=int, default=16,
+                    help="the sender yields after every N requests it starts (0: starts a whole wave first)")
     ap.add_argument("--users", default=",".join(map(str, USER_COUNTS)),
                     help="user counts of the throughput phases (empty: basket trials only, for quick looks)")
     args = ap.parse_args()
@@ -428,6 +454,10 @@ def main() -> None:
           f"(target <= 1.5); warm floor {basket['warm_floor_s']:.3f} s, fill/warm floor {warm_ratio:.2f}")
     print("  floor: a bare script as it starts (markets loaded, connections opened as it sends); warm floor: the same "
           "script with its connections already open, as the sender has them")
+    print("  where a basket's time goes, ms after the request: " + " | ".join(TIMELINE))
+    for i, t in enumerate(basket["trials"]):
+        line = t["stages_s"].get("timeline_ms", {})
+        print(f"  {i:>3} " + " ".join(f"{'-' if line.get(k) is None else line[k]:>9}" for k in TIMELINE))
     print(f"  '1st batch': request -> the exchange executed the first batch's last order: median "
           f"{basket['first_s']:.3f} s; 'floor exch': start -> the exchange executed the floor's last order: "
           f"{basket['floor_x_s'] or 0:.3f} s")
