@@ -118,10 +118,17 @@ class Solver:
         self.limits = limits
         self._key = f"solver:{options.name}:state"
         self._history_key = f"solver:{options.name}:history"
+        #: Mints owed, one hash field per order: written as they come and go, not inside the blob, which would
+        #: otherwise grow with every order while the minter is behind (or absent) and be rewritten whole each commit.
+        self._mints_key = f"solver:{options.name}:mints"
+        self._mints_added: set[str] = set()
+        self._mints_removed: set[str] = set()
         self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
         self._cursor = 0  # last sender seq consumed
         self._outbox: list[_Action] = []
         self._mints: dict[str, MintRequest] = {}
+        self._mint_seqs: dict[str, int] = {}  # order id -> when it became owed (the hash keeps no order)
+        self._mint_seq = 0
         self._errors: list[str] = []
         self._counts = {"ticks": 0, "batches": 0, "asset_orders": 0, "rejected_orders": 0, "fill_calls": 0,
                         "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "mints_owed": 0,
@@ -161,6 +168,7 @@ class Solver:
             try:
                 raw = r.get(self._key)
                 history = r.lrange(self._history_key, 0, -1)
+                mints = r.hgetall(self._mints_key)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("solver: cannot read the state (%s); retrying", e)
@@ -169,13 +177,20 @@ class Solver:
             finally:
                 r.close()
         self._history = [json.loads(h) for h in history]
+        self._mints_added, self._mints_removed = set(), set()
         if not raw:
             return
         data = json.loads(raw)
         self.engine.restore(data["engine"])
         self._cursor = int(data["cursor"])
         self._outbox = pickle.loads(base64.b64decode(data["outbox"]))
-        self._mints = {m["order_id"]: MintRequest.from_dict(m) for m in data["mints"]}
+        owed = sorted((json.loads(v) for v in mints.values()), key=lambda x: x["seq"])  # oldest first, as owed
+        self._mints = {x["mint"]["order_id"]: MintRequest.from_dict(x["mint"]) for x in owed}
+        self._mint_seqs = {x["mint"]["order_id"]: x["seq"] for x in owed}
+        self._mint_seq = max([int(data.get("mint_seq", 0))] + [x["seq"] for x in owed])
+        for m in data.get("mints", ()):  # a state written before the mints had their own hash
+            if m["order_id"] not in self._mints:
+                self._owe(MintRequest.from_dict(m))
         self._counts.update(data.get("counts", {}))
         self._errors = data.get("errors", [])
 
@@ -185,17 +200,25 @@ class Solver:
         blob = json.dumps({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
             "outbox": base64.b64encode(pickle.dumps(self._outbox)).decode(),
-            "mints": [m.to_dict() for m in self._mints.values()], "counts": self._counts,
-            "errors": self._errors[-50:]})
+            "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]})
+        added = {oid: json.dumps({"seq": self._mint_seqs[oid], "mint": self._mints[oid].to_dict()})
+                 for oid in self._mints_added if oid in self._mints}
+        removed = [oid for oid in self._mints_removed if oid not in self._mints]
         backoff = self.o.retry_ms / 1000
         while True:
             try:
-                if history is None:
+                if history is None and not added and not removed:
                     await self._redis.set(self._key, blob)
                 else:
                     async with self._redis.pipeline(transaction=True) as pipe:
-                        pipe.set(self._key, blob).rpush(self._history_key, json.dumps(history))
-                        pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
+                        pipe.set(self._key, blob)
+                        if added:
+                            pipe.hset(self._mints_key, mapping=added)
+                        if removed:
+                            pipe.hdel(self._mints_key, *removed)
+                        if history is not None:
+                            pipe.rpush(self._history_key, json.dumps(history))
+                            pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
                         await pipe.execute()
                 break
             except (redis.ConnectionError, redis.TimeoutError) as e:
@@ -207,12 +230,14 @@ class Solver:
             except BaseException:
                 self._reload()
                 raise
+        self._mints_added.difference_update(added)
+        self._mints_removed.difference_update(removed)
         self._counts["commits"] += 1
 
     def _reload(self) -> None:
         self.engine = SolverEngine(self.engine.baskets, self.engine.filters, self.limits,
                                    quote_asset=self.o.quote_asset)
-        self._cursor, self._outbox, self._mints = 0, [], {}
+        self._cursor, self._outbox, self._mints, self._mint_seqs, self._mint_seq = 0, [], {}, {}, 0
         self._load()
 
     def _error(self, text: str) -> None:
@@ -556,7 +581,7 @@ class Solver:
             for mints in answers:
                 for m in mints:
                     if m.order_id not in self._mints:
-                        self._mints[m.order_id] = m
+                        self._owe(m)
                         self._counts["mints_owed"] += 1
 
     # ------------------------------------------------------------------ executions from the sender
@@ -566,6 +591,9 @@ class Solver:
         called = time.time()
         async with self._lock:
             locked = time.time()
+            # Steps a restart left in the outbox (an engage whose answer sizes the batch) go before any fill of
+            # that batch is assigned: fills of a submitted batch can reach a solver that restarted in between.
+            await self._drain()
             fresh = [e for e in executions if e.seq > self._cursor]
             self._counts["duplicates"] += len(executions) - len(fresh)
             if not fresh:
@@ -625,6 +653,13 @@ class Solver:
             self._queue_complete(done)
 
     # ------------------------------------------------------------------ mints
+    def _owe(self, m: MintRequest) -> None:
+        self._mint_seq += 1
+        self._mints[m.order_id] = m
+        self._mint_seqs[m.order_id] = self._mint_seq
+        self._mints_added.add(m.order_id)
+        self._mints_removed.discard(m.order_id)
+
     async def pending_mints(self) -> list[MintRequest]:
         """Mints owed for finished orders, oldest first (the chain wiring takes them from here). Waits for a
         step in progress, so that a batch whose orders were reported closed has its mints listed."""
@@ -637,6 +672,9 @@ class Solver:
             invoice = await self._call(orders_shard_name(shard_of_order(order_id, self.o.order_shards)), "minted",
                                        order_id, tx)
             if self._mints.pop(order_id, None) is not None:
+                self._mint_seqs.pop(order_id, None)
+                self._mints_added.discard(order_id)
+                self._mints_removed.add(order_id)
                 self._counts["minted"] += 1
                 await self._commit()
             return invoice

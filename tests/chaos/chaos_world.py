@@ -165,9 +165,10 @@ async def batch_in_flight(ctx: Ctx) -> str:
     return f"batch {found[0]} in flight"
 
 
-async def batch_in_flight_with_its_inventory_assigned(ctx: Ctx) -> str:
-    """A batch of the round in flight whose carried inventory (if it took any) is already assigned and stored: the
-    solver then restarts with a batch that has an assignment round to replay (its exchange orders held)."""
+async def batch_in_flight_with_its_inventory_stored(ctx: Ctx) -> str:
+    """A batch of the round in flight and durable at the solver, with the inventory it carried in (if it took any)
+    stored beside it, still unassigned: carried lots are assigned with the batch's first exchange fills, which the
+    held orders keep back. The solver then restarts with those lots to assign from its snapshot."""
     solver = ctx.actor("solver")
     r = ctx.system.redis.client()
 
@@ -180,14 +181,14 @@ async def batch_in_flight_with_its_inventory_assigned(ctx: Ctx) -> str:
         stored = {b["batch_id"]: b for b in json.loads(raw)["engine"]["batches"]} if raw else {}
         used = {h["batch_id"]: h.get("inventory_used") for h in info["history"]}
         for b in sorted(mine):
-            if b in stored and (stored[b]["rounds"] or not used.get(b)):
-                return b, len(stored[b]["rounds"])
+            if b in stored and (stored[b]["pending_lots"] or stored[b]["rounds"] or not used.get(b)):
+                return b, len(stored[b]["pending_lots"])
         return None
     try:
-        batch, rounds = await _wait(ready, "a batch in flight with its carried inventory assigned", WAIT_S, POLL_S)
+        batch, lots = await _wait(ready, "a batch in flight with its carried inventory stored", WAIT_S, POLL_S)
     finally:
         r.close()
-    return f"batch {batch} in flight, {rounds} assignment round(s) stored"
+    return f"batch {batch} in flight, {lots} carried lot(s) stored to assign"
 
 
 async def exchange_has_orders_sender_waits(ctx: Ctx) -> str:
@@ -336,7 +337,7 @@ def scenarios(order_shards: int, market_shards: int) -> dict[str, Scenario]:
     out["gateway"] = Scenario("gateway", first_fill_report, kill("gateway"), hold_orders(1000), clear_faults)
     out["chain"] = Scenario("chain", mint_unmined, kill_then_mine("chain"), automine_off, automine_on)
     out["router"] = Scenario("router", route_active, kill("router"), phase="deposits")
-    out["solver"] = Scenario("solver", batch_in_flight_with_its_inventory_assigned, kill("solver"), hold_orders(),
+    out["solver"] = Scenario("solver", batch_in_flight_with_its_inventory_stored, kill("solver"), hold_orders(),
                              clear_faults)
     out["minter"] = Scenario("minter", mint_unmined, kill_then_mine("minter"), automine_off, automine_on)
     out["redis"] = Scenario("redis", batch_durable_and_at_exchange, redis_outage, hold_orders(), clear_faults)

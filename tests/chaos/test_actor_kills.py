@@ -10,7 +10,8 @@ Where each strike lands:
 * market-{k}: the round's orders accepted and pending, the book withdrawn (the solver asks the shard every tick);
 * sender: the exchange executed an order of the batch and holds its answer (the sender waits for it);
 * orders-{k}: a batch of the round engaged, its exchange orders held before they execute;
-* solver: the same, once the inventory the batch carried in is assigned and stored (a round to replay on restart);
+* solver: the same, once the batch is stored with the inventory it carried in (lots the restarted solver must still
+  assign with the exchange fills);
 * gateway: a client got the first fill report, the exchange still holding the orders;
 * router: a route of the round's deposits under way;
 * chain, minter: a mint recorded by the TxSender (signed, sent) and not mined (automine off on Base).
