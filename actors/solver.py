@@ -336,13 +336,15 @@ class Solver:
         collect_quiet_ms (at most collect_max_ms in all) before planning."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.o.collect_max_ms / 1000
-        every = self._every_symbol()
         if self._prefetch is not None:  # left over by a tick that failed before reading it: stale
             self._prefetch.cancel()
             self._prefetch = None
-        if len(every) <= EAGER_BOOK_SYMBOLS:
-            # Neither depends on which orders the window collects: read them meanwhile (the books are then a few
-            # ms older at planning, well inside the slippage cap; the budget only grows while nothing is sent).
+        every = self._every_symbol() if self._woke_at is not None else []
+        if every and len(every) <= EAGER_BOOK_SYMBOLS:
+            # Woken by new orders (the tick then takes every book; an internal wake after a settle does not): the
+            # budget and the books do not depend on which orders the window collects, so they are read meanwhile
+            # (the books are then a few ms older at planning, well inside the slippage cap; the budget only grows
+            # while nothing is sent).
             self._prefetch = asyncio.ensure_future(asyncio.gather(self._order_budget(), self._asks_for(every)))
         while True:
             self._wake_event().clear()

@@ -714,24 +714,17 @@ class BinanceGateway:
         if not ex.raw_executions:
             ex._init_raw()
             ex.raw_executions = True
-        sub = self._executions_sub
-        if sub is not None and sub.done():
-            self._executions_sub = None
-            error = None if sub.cancelled() else sub.exception()
-            if error is not None and not ex.execution_reports:
-                raise error if isinstance(error, errors.ExchangeError) else errors.StatusUnknown(
-                    f"user data stream ended ({error!r})", None)
-            sub = None
-        if sub is None:
-            # ccxt's watch_orders subscribes the user data stream and then waits for an 'orders' update that the
-            # raw handler never gives: it ends only when the connection fails.
-            sub = self._executions_sub = asyncio.ensure_future(self._call(ex.watch_orders))
         while not ex.execution_reports:
+            sub = self._executions_sub
+            if sub is None:
+                # ccxt's watch_orders subscribes the user data stream, then waits for an 'orders' update that the
+                # raw handler never gives: it ends only when the connection fails.
+                sub = self._executions_sub = asyncio.ensure_future(self._call(ex.watch_orders))
             waiter = ex.execution_waiter
             if waiter is None or waiter.done():
                 waiter = ex.execution_waiter = asyncio.get_running_loop().create_future()
             await asyncio.wait((waiter, sub), return_when=asyncio.FIRST_COMPLETED)
-            if sub.done() and not ex.execution_reports:
+            if sub.done() and not ex.execution_reports:  # reports that came before the failure are given first
                 self._executions_sub = None
                 error = None if sub.cancelled() else sub.exception()
                 raise error if isinstance(error, errors.ExchangeError) else errors.StatusUnknown(
