@@ -33,6 +33,7 @@ from core.shard_assignment import assign_shards, shard_name, shard_of
 from core.side import Side
 from exchange import errors
 from exchange.gateway import BinanceGateway
+from protocol.gc_tuning import tune_gc_once
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,7 @@ class MarketDataShard:
     def _ensure_started(self) -> None:
         if self._task is None or self._task.done():
             if self._gw is None:
+                tune_gc_once()
                 o = self.options
                 self._gw = BinanceGateway(o.rest_url, o.ws_url, o.api_key, o.secret, watch_book_limit=o.book_limit,
                                           throttle_burst=o.snapshot_burst)

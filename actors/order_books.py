@@ -46,6 +46,7 @@ from core.mint_request import MintRequest
 from core.money import ZERO, D, quantize_up
 from core.shard_assignment import shard_of
 from protocol.envelope import UserRef
+from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import (AppRequest, AppResponse, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder,
                                      NewQuote, OrderAccepted, QuoteRefused)
 from actors.logs import setup_logging
@@ -117,7 +118,9 @@ class OrderBooksOptions:
     default_chain_id: int = 42161
     key_prefix: str = "orders"
     delivery_batch: int = 5_000
-    delivery_linger_ms: int = 2  # reports wait this long for company: latency over call count (they are few)
+    #: Reports may wait this long for company (fewer calls, later reports). 0: a commit's reports go at once; a
+    #: commit already carries a whole step's reports (a batch's settle is one), so there is little to gather.
+    delivery_linger_ms: int = 0
     retry_ms: int = 200
 
     @classmethod
@@ -366,6 +369,7 @@ class IndexOrderBooks:
     def _ensure_started(self) -> None:
         if self._wake is None:
             self._wake = asyncio.Event()
+            tune_gc_once()  # the first call after the state is loaded
         if self._deliver_task is None or self._deliver_task.done():
             self._deliver_task = asyncio.ensure_future(self._deliver_loop())
         if self._outbox:
@@ -389,7 +393,8 @@ class IndexOrderBooks:
         assert self._wake is not None
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self.o.delivery_linger_ms / 1000)  # let a batch gather: one call carries it all
+            if self.o.delivery_linger_ms > 0:
+                await asyncio.sleep(self.o.delivery_linger_ms / 1000)  # let a batch gather: one call carries it all
             self._wake.clear()
             while self._subscriber_spec is not None and self._outbox:
                 entries = self._outbox[: self.o.delivery_batch]

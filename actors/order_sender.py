@@ -51,6 +51,7 @@ from core.side import Side
 from core.symbol_filters import parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, Fill
+from protocol.gc_tuning import tune_gc_once
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,7 @@ class OrderSender:
             self._tasks.append(asyncio.ensure_future(coro))
         self._reconcile(initial=True)
         self._deliver_wake.set()
+        tune_gc_once()  # after ccxt's markets are loaded: they leave the collector's sight
 
     async def _load_exchange(self, gw: BinanceGateway) -> None:
         """Filters and limits from exchangeInfo, ccxt's markets, and a signed request to prove the keys."""

@@ -47,6 +47,7 @@ from core.shard_assignment import shard_name, shard_of
 from core.side import Side
 from core.solver_engine import CompletedBatch, SolverEngine
 from core.symbol_filters import SymbolFilters
+from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, QuoteResult
 from protocol.reason_codes import ReasonCode
 
@@ -99,6 +100,17 @@ class SolverOptions:
         return cls(**values)
 
 
+def _discard(future: asyncio.Future | None) -> None:
+    """An early read the tick will not use: cancelled if still out, its failure (if any) taken, not left to be
+    reported as never retrieved."""
+    if future is None:
+        return
+    if not future.done():
+        future.cancel()
+    elif not future.cancelled():
+        future.exception()
+
+
 @dataclass(frozen=True, slots=True)
 class _Action:
     """One durable step of the outbox. kind: engage | fills | submit | complete."""
@@ -148,6 +160,12 @@ class Solver:
         self._woke_at: float | None = None  # first wake since the last tick (diagnostics)
         #: Started at a wake, awaited by the next tick: the rate budget and the books, read while orders collect.
         self._prefetch: asyncio.Future | None = None
+        #: Bumped by every change of what the shards hold as pending (a wake: new orders; a step of ours that
+        #: engages, settles or rejects). A pending read started during the collect window is used by the tick only
+        #: if nothing changed since it was started; else the tick reads again.
+        self._demand_version = 0
+        self._pending_prefetch: tuple[int, asyncio.Future] | None = None
+        self._prefetch_ms: dict[str, float] = {}  # diagnostics: when each early read returned, ms after the wake
         self._deferred = 0
         self._stuck = StuckOrders(options.reject_after_ms)
         self._reject_seq = 0
@@ -304,6 +322,7 @@ class Solver:
             await self._drain()
         if self._tick_task is None or self._tick_task.done():
             self._tick_task = asyncio.ensure_future(self._tick_loop())
+        tune_gc_once()
 
     async def stop(self) -> None:
         for t in (self._tick_task, self._start_task):
@@ -321,6 +340,7 @@ class Solver:
         """New demand (the order books call this once per batch of new orders): plan soon."""
         if self._woke_at is None:
             self._woke_at = time.time()
+        self._demand_version += 1
         self._wake_event().set()
 
     async def _wait_for_wake(self, timeout_s: float) -> bool:
@@ -336,21 +356,35 @@ class Solver:
         collect_quiet_ms (at most collect_max_ms in all) before planning."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.o.collect_max_ms / 1000
-        if self._prefetch is not None:  # left over by a tick that failed before reading it: stale
-            self._prefetch.cancel()
-            self._prefetch = None
+        self._drop_prefetch()  # left over by a tick that failed before reading it: stale
         every = self._every_symbol() if self._woke_at is not None else []
         if every and len(every) <= EAGER_BOOK_SYMBOLS:
             # Woken by new orders (the tick then takes every book; an internal wake after a settle does not): the
             # budget and the books do not depend on which orders the window collects, so they are read meanwhile
             # (the books are then a few ms older at planning, well inside the slippage cap; the budget only grows
-            # while nothing is sent).
-            self._prefetch = asyncio.ensure_future(asyncio.gather(self._order_budget(), self._asks_for(every)))
+            # while nothing is sent). The demand is read too: the tick uses it if no wake came after it was asked
+            # (the usual lone order), else it reads again.
+            began = time.time()
+            self._prefetch_ms = {}
+
+            async def timed(name: str, aw: Any) -> Any:
+                result = await aw
+                self._prefetch_ms[name] = round(1000 * (time.time() - began), 1)
+                return result
+
+            self._prefetch = asyncio.ensure_future(asyncio.gather(timed("budget", self._order_budget()),
+                                                                  timed("books", self._asks_for(every))))
+            self._pending_prefetch = (self._demand_version, asyncio.ensure_future(timed("pending", self._pending())))
         while True:
             self._wake_event().clear()
             left = deadline - loop.time()
             if left <= 0 or not await self._wait_for_wake(min(left, self.o.collect_quiet_ms / 1000)):
                 return
+
+    def _drop_prefetch(self) -> None:
+        for future in (self._prefetch, self._pending_prefetch[1] if self._pending_prefetch else None):
+            _discard(future)
+        self._prefetch = self._pending_prefetch = None
 
     async def _tick_loop(self) -> None:
         while True:
@@ -378,6 +412,10 @@ class Solver:
             every = self._every_symbol()
             early = woke_at is not None and len(every) <= EAGER_BOOK_SYMBOLS  # woken: new orders are there
             prefetch, self._prefetch = self._prefetch, None
+            early_pending, self._pending_prefetch = self._pending_prefetch, None
+            if early_pending is not None and (prefetch is None or early_pending[0] != self._demand_version):
+                _discard(early_pending[1])  # the demand changed after it was read (or the tick reads all anew)
+                early_pending = None
             took: dict[str, float] = {}
 
             async def timed(name: str, aw: Any) -> Any:
@@ -386,11 +424,14 @@ class Solver:
                 return result
 
             if prefetch is not None and early:
-                pending, (budget, asks) = await asyncio.gather(timed("pending", self._pending()),
-                                                               timed("prefetched", prefetch))
+                read = early_pending[1] if early_pending is not None else self._pending()
+                pending, (budget, asks) = await asyncio.gather(
+                    timed("pending_early" if early_pending is not None else "pending", read),
+                    timed("prefetched", prefetch))
             else:
-                if prefetch is not None:
-                    prefetch.cancel()
+                _discard(prefetch)
+                if early_pending is not None:
+                    _discard(early_pending[1])
                 budget, pending, asks = await asyncio.gather(timed("budget", self._order_budget()),
                                                              timed("pending", self._pending()),
                                                              timed("asks", self._asks_for(every if early else [])))
@@ -425,6 +466,7 @@ class Solver:
                      # Where a tick's time goes (ms from its start): read by bench/flow.py.
                      "tick_ms": {"woken": round(1000 * (woke_at - started), 1) if woke_at else None,
                                  "fetched": round(1000 * (fetched - started), 1), "fetch": took,
+                                 "early_reads": dict(self._prefetch_ms),
                                  "planned": round(1000 * (time.time() - started), 1)}}
             self._history.append(entry)
             del self._history[:-HISTORY_KEPT]
@@ -565,14 +607,17 @@ class Solver:
                     self._queue_complete(done)
             return
         keys = sorted(a.by_shard)
-        if a.kind == "settle":
-            answers = await asyncio.gather(*(self._call(orders_shard_name(k), "settle", a.key, *a.by_shard[k])
-                                             for k in keys))
-        else:
-            method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch",
-                      "reject": "reject_orders"}[a.kind]
-            answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key, list(a.by_shard[k]))
-                                             for k in keys))
+        try:
+            if a.kind == "settle":
+                answers = await asyncio.gather(*(self._call(orders_shard_name(k), "settle", a.key, *a.by_shard[k])
+                                                 for k in keys))
+            else:
+                method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch",
+                          "reject": "reject_orders"}[a.kind]
+                answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key,
+                                                            list(a.by_shard[k])) for k in keys))
+        finally:
+            self._demand_version += 1  # engaged, settled or rejected (or maybe, if it failed): pending may differ
         if a.kind == "engage":
             self._engaged(a.key, answers)
         if a.kind == "reject":

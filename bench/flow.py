@@ -187,7 +187,8 @@ class World:
 
 # ============================================================================================== the floor
 class Floor:
-    """The floor: the same asset orders straight through ccxt (exchange/gateway.py), all at once as far as the
+    """The floor: the same asset orders straight through ccxt's unified create_order (on the ccxt client that
+    exchange/gateway.py configures: same URLs, same connection settings), all at once as far as the
     ORDERS limit allows (a rolling window of ORDERS_LIMIT per ORDERS_INTERVAL_S), ccxt's own 50 ms throttle off (it
     would space 81 orders over 4 s, which Binance's limits do not ask for).
 
@@ -230,22 +231,25 @@ class Floor:
         self.loop.close()
 
     async def _send(self, gw: Any, orders: list[tuple[str, Decimal, Decimal]], tag: str) -> dict[str, Any]:
-        from core.side import Side
+        ex = gw.ccxt
         sent_at: list[float] = []
 
         async def one(i: int, symbol: str, price: Decimal, qty: Decimal) -> Any:
             while len(sent_at) >= ORDERS_LIMIT and time.monotonic() - sent_at[-ORDERS_LIMIT] < ORDERS_INTERVAL_S:
                 await asyncio.sleep(ORDERS_INTERVAL_S - (time.monotonic() - sent_at[-ORDERS_LIMIT]))
             sent_at.append(time.monotonic())
-            return await gw.create_order(symbol, Side.BUY, "LIMIT", qty, price, client_order_id=f"{tag}.{i}",
-                                         time_in_force="IOC")
+            # ccxt's unified call, as a bare script writes it (the sender sends through ccxt's raw endpoint call:
+            # exchange/gateway.py create_order)
+            order = await ex.create_order(ex.markets_by_id[symbol][0]["symbol"], "limit", "buy", str(qty),
+                                          str(price), {"newClientOrderId": f"{tag}.{i}", "timeInForce": "IOC"})
+            return order["info"]["status"]
 
         started, started_ms = time.monotonic(), time.time_ns() // 1_000_000
         answers = await asyncio.gather(*(one(i, *o) for i, o in enumerate(orders)), return_exceptions=True)
         elapsed = time.monotonic() - started
         statuses: dict[str, int] = {}
         for a in answers:
-            key = type(a).__name__ if isinstance(a, BaseException) else a.status
+            key = type(a).__name__ if isinstance(a, BaseException) else a
             statuses[key] = statuses.get(key, 0) + 1
         placed = [o["time"] for c, o in self.world.exchange_orders().items() if c.startswith(f"{tag}.")]
         return {"seconds": elapsed, "statuses": statuses,

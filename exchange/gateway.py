@@ -213,6 +213,11 @@ def _dec(v: Any) -> Decimal:
     return D(str(v)) if not isinstance(v, float) else from_float_text(v)
 
 
+def _plain(v: Decimal) -> str:
+    """A decimal as Binance wants it in a request: positional notation, never an exponent ("1E-7" is refused)."""
+    return format(v, "f")
+
+
 def _int(v: Any) -> int | None:
     return None if v is None or v == "" else int(v)
 
@@ -522,22 +527,33 @@ class BinanceGateway:
         quote_order_qty: Decimal | None = None,
     ) -> ExchangeOrder:
         """LIMIT (GTC/IOC/FOK), LIMIT_MAKER or MARKET (by quantity, or by `quote_order_qty`). The FULL answer, so
-        immediate fills are known at once. `client_order_id` is the idempotency key (newClientOrderId)."""
+        immediate fills are known at once. `client_order_id` is the idempotency key (newClientOrderId).
+
+        Sent through ccxt's raw endpoint call (POST /api/v3/order: ccxt signs, sends, maps errors) rather than its
+        unified create_order: the caller's quantity and price are already exact strings rounded to the symbol's
+        filters, and the answer is read once from its raw fields here. The unified call would format both again
+        and build ccxt's order and trade structures that nobody reads: ~150 us of CPU per order, 12 ms per
+        81-order batch on the machine that is sending it."""
         await self._ensure_markets()
-        params: dict[str, Any] = {"newClientOrderId": client_order_id}
         kind = order_type.upper()
-        if kind == "LIMIT_MAKER":
-            ccxt_type, params["postOnly"] = "limit", True
-        else:
-            ccxt_type = kind.lower()
-        if time_in_force is not None:
-            params["timeInForce"] = time_in_force
-        amount: str | None = str(quantity) if quantity is not None else None
+        if kind not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
+            raise errors.BadRequest(f"unsupported order type {order_type!r}", -1116)
+        if kind != "MARKET" and (price is None or quantity is None):
+            raise errors.BadRequest(f"a {kind} order needs a quantity and a price", -1102)
+        if kind == "MARKET" and (quantity is None) == (quote_order_qty is None):
+            raise errors.BadRequest("a MARKET order needs exactly one of quantity and quote_order_qty", -1102)
+        symbol_id = self._id(self._sym(symbol))  # an unknown symbol is refused here, as the unified call did
+        request: dict[str, Any] = {"symbol": symbol_id, "side": side.value, "type": kind,
+                                   "newClientOrderId": client_order_id, "newOrderRespType": "FULL"}
+        if kind == "LIMIT":
+            request["timeInForce"] = time_in_force or "GTC"
+        if quantity is not None:
+            request["quantity"] = _plain(quantity)
         if quote_order_qty is not None:
-            params["quoteOrderQty"] = str(quote_order_qty)
-        order = await self._call(self._ex.create_order, self._sym(symbol), ccxt_type, side.value.lower(), amount,
-                                 str(price) if price is not None else None, params)
-        return parse_order_info(order["info"])
+            request["quoteOrderQty"] = _plain(quote_order_qty)
+        if price is not None and kind != "MARKET":
+            request["price"] = _plain(price)
+        return parse_order_info(await self._call(self._ex.private_post_order, request))
 
     async def cancel_order(self, symbol: str, order_id: int | None = None,
                            client_order_id: str | None = None) -> ExchangeOrder:

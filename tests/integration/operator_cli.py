@@ -38,6 +38,11 @@ def status(env: dict[str, str], where: list[str]) -> tuple[int, dict]:
     return r.returncode, json.loads(r.stdout)
 
 
+def down_parts(report: dict) -> list[tuple[str, str, list]]:
+    """What makes `status` exit 1: the parts that are not up, with their detail and warnings (a failure message)."""
+    return [(p["name"], p["detail"], p["warnings"]) for p in report["parts"] if not p["up"]]
+
+
 def inspected(report: dict, prefix: str) -> list[dict]:
     return [p["inspect"] for p in report["parts"] if p["name"].startswith(prefix) and p["inspect"]]
 

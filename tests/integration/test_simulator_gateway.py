@@ -215,3 +215,21 @@ def test_only_the_gateway_imports_ccxt():
             if path != REPO_ROOT / "exchange" / "gateway.py" and pattern.search(path.read_text()):
                 offenders.append(str(path.relative_to(REPO_ROOT)))
     assert offenders == []
+
+
+async def test_create_order_sends_exact_positional_decimals_and_refuses_incomplete_orders(sim, gw):
+    """The order goes out through ccxt's raw endpoint call: the request is built here, so what the unified call did
+    (GTC by default for a LIMIT, no exponent in numbers, an unknown symbol refused before sending) is checked."""
+    await gw.load_markets()
+    _, bids, _ = sim.engine.depth("BTCUSDC", 5)
+    price = bids[-1][0] - D("1000")  # rests: nobody sells that low
+    resting = await gw.create_order("BTCUSDC", Side.BUY, "LIMIT", D("1E-3"), D(f"{price:E}"), client_order_id="p-1")
+    assert (resting.status, resting.time_in_force, resting.orig_qty, resting.price) == ("NEW", "GTC", D("0.001"), price)
+    for kwargs, text in [({"order_type": "LIMIT", "quantity": D("0.001")}, "needs a quantity and a price"),
+                         ({"order_type": "MARKET"}, "exactly one of quantity and quote_order_qty"),
+                         ({"order_type": "STOP_LOSS", "quantity": D("0.001")}, "unsupported order type")]:
+        with pytest.raises(errors.BadRequest, match=text):
+            await gw.create_order("BTCUSDC", Side.BUY, client_order_id="p-2", **kwargs)
+    with pytest.raises(errors.BadSymbol):
+        await gw.create_order("NOPEUSDC", Side.BUY, "LIMIT", D("1"), D("1"), client_order_id="p-3")
+    assert [o.client_order_id for o in await gw.fetch_open_orders("BTCUSDC")] == ["p-1"]  # nothing else reached it
