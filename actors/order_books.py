@@ -204,7 +204,13 @@ class IndexOrderBooks:
         self.o = options
         self._clock = SystemClock()
         p = f"{options.key_prefix}:{shard}"
-        self._keys = {"users": f"{p}:users", "meta": f"{p}:meta", "outbox": f"{p}:outbox"}
+        # The idempotency records (answers of completed batches, keys of applied steps) only grow: each is written
+        # once, in the commit that adds it, to a hash / set of its own, instead of inside the meta blob that every
+        # commit rewrites whole (a day of batches would make each commit write megabytes).
+        # Invoices likewise (one field per order, written once): a user's snapshot, rewritten whenever the user
+        # is touched, would otherwise carry every invoice the user ever had.
+        self._keys = {"users": f"{p}:users", "meta": f"{p}:meta", "outbox": f"{p}:outbox",
+                      "completed": f"{p}:completed", "fill_keys": f"{p}:fill_keys", "invoices": f"{p}:invoices"}
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._lock = asyncio.Lock()
         self._deliver_task: asyncio.Task | None = None
@@ -235,6 +241,10 @@ class IndexOrderBooks:
         self._engaged: dict[str, list[tuple[str, Decimal]]] = {}  # batch id -> what it engaged
         self._fill_keys: set[str] = set()
         self._completed: dict[str, list[MintRequest]] = {}  # batch id -> its answer (kept for replays)
+        self._new_fill_keys: set[str] = set()  # added since the last commit: the next one writes them
+        self._new_completed: set[str] = set()
+        self._new_invoices: set[tuple[str, str]] = set()  # (user key, cl_ord_id)
+        self._invoices_of: dict[str, dict[str, MintInvoice]] = {}  # user key -> cl_ord_id -> invoice (views)
         self._routes: dict[str, dict[str, str]] = {}
         self._report_seq = 0
         self._delivered = 0
@@ -259,6 +269,9 @@ class IndexOrderBooks:
                 meta = json.loads(meta_raw) if meta_raw else None
                 delivered = int(meta["delivered"]) if meta else 0
                 outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
+                completed = r.hgetall(self._keys["completed"])
+                fill_keys = r.smembers(self._keys["fill_keys"])
+                invoices = r.hgetall(self._keys["invoices"])
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc)
@@ -274,18 +287,29 @@ class IndexOrderBooks:
                                                           known_indexes=self.o.known_indexes)
             for oid, acc in data["lines"].items():
                 self._lines[oid] = {s: [int(u), D(q), D(v), D(f), list(ids)] for s, (u, q, v, f, ids) in acc.items()}
-            for cl, inv in data["invoices"].items():
-                self.app.invoices[(key, cl)] = MintInvoice.model_validate(inv)
+            for cl, inv in data.get("invoices", {}).items():  # a snapshot written before invoices had a hash
+                self._add_invoice(key, cl, MintInvoice.model_validate(inv))
         if meta:
             self._fifo = dict.fromkeys(meta["fifo"])
             self._engaged = {b: [(oid, D(a)) for oid, a in rows] for b, rows in meta["engaged"].items()}
-            self._fill_keys = set(meta["fill_keys"])
-            self._completed = {b: [MintRequest.from_dict(m) for m in ms] for b, ms in meta["completed"].items()}
+            # A meta written before the records had keys of their own holds them: they move out at the next commit.
+            self._fill_keys = set(meta.get("fill_keys", ()))
+            self._completed = {b: [MintRequest.from_dict(m) for m in ms]
+                               for b, ms in meta.get("completed", {}).items()}
+            self._new_fill_keys, self._new_completed = set(self._fill_keys), set(self._completed)
             self._routes = meta["routes"]
             self._report_seq = int(meta["report_seq"])
             self._delivered = delivered
             self._subscriber_spec = meta["subscriber"]
             self._errors = list(meta["errors"])
+        for field, raw in invoices.items():
+            key, cl = field.decode().split("\n", 1)
+            self.app.invoices[(key, cl)] = invoice = MintInvoice.model_validate_json(raw)
+            self._invoices_of.setdefault(key, {})[cl] = invoice
+            self._new_invoices.discard((key, cl))
+        self._fill_keys.update(k.decode() for k in fill_keys)
+        for b, ms in completed.items():
+            self._completed[b.decode()] = [MintRequest.from_dict(m) for m in json.loads(ms)]
         self._outbox = sorted((pickle.loads(e) for e in outbox), key=lambda e: e.seq)
         self.app.touched.clear()
 
@@ -297,15 +321,18 @@ class IndexOrderBooks:
             "lines": {o.order_id: {s: [u, str(q), str(v), str(f), ids]
                                    for s, (u, q, v, f, ids) in self._lines[o.order_id].items()}
                       for o in book if o.order_id in self._lines},
-            "invoices": {cl: inv.model_dump(mode="json") for (k, cl), inv in self.app.invoices.items() if k == key},
         })
+
+    def _add_invoice(self, key: str, cl: str, invoice: MintInvoice) -> None:
+        """A new invoice: in the app (answers GetMintInvoice), in the per-user view, and written by the next commit."""
+        self.app.invoices[(key, cl)] = invoice
+        self._invoices_of.setdefault(key, {})[cl] = invoice
+        self._new_invoices.add((key, cl))
 
     def _meta(self) -> str:
         return json.dumps({
             "fifo": list(self._fifo),
             "engaged": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
-            "fill_keys": sorted(self._fill_keys),
-            "completed": {b: [m.to_dict() for m in ms] for b, ms in self._completed.items()},
             "routes": self._routes, "report_seq": self._report_seq, "delivered": self._delivered,
             "subscriber": self._subscriber_spec, "errors": self._errors[-50:],
         })
@@ -329,6 +356,10 @@ class IndexOrderBooks:
             meta = self._meta()
             outbox = {pickle.dumps(e): e.seq for e in entries}
             delivered = self._delivered
+            new_keys, new_completed = sorted(self._new_fill_keys), sorted(self._new_completed)
+            answers = {b: json.dumps([m.to_dict() for m in self._completed[b]]) for b in new_completed}
+            new_invoices = sorted(self._new_invoices)
+            invoices = {f"{k}\n{cl}": self.app.invoices[(k, cl)].model_dump_json() for k, cl in new_invoices}
             while True:
                 p = self._redis.pipeline(transaction=True)
                 if users:
@@ -338,6 +369,12 @@ class IndexOrderBooks:
                     p.zadd(self._keys["outbox"], outbox)
                 if delivered:
                     p.zremrangebyscore(self._keys["outbox"], 0, delivered)
+                if new_keys:
+                    p.sadd(self._keys["fill_keys"], *new_keys)
+                if answers:
+                    p.hset(self._keys["completed"], mapping=answers)
+                if invoices:
+                    p.hset(self._keys["invoices"], mapping=invoices)
                 try:
                     await p.execute()
                     break
@@ -349,6 +386,9 @@ class IndexOrderBooks:
         except BaseException:
             self._load()
             raise
+        self._new_fill_keys.difference_update(new_keys)
+        self._new_completed.difference_update(new_completed)
+        self._new_invoices.difference_update(new_invoices)
         self._counts["commits"] += 1
         if entries:
             self._counts["reports"] += len(entries)
@@ -608,6 +648,7 @@ class IndexOrderBooks:
             assert order is not None
             reports.append(self.app._progress(self.app.ref(book.user), order, "in progress"))
         self._fill_keys.add(key)
+        self._new_fill_keys.add(key)
         return reports
 
     def _complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult]
@@ -645,6 +686,7 @@ class IndexOrderBooks:
                     mints.append(MintRequest(oid, book.user, order.index, order.filled_units,
                                              self.o.token_decimals))
         self._completed[batch_id] = mints
+        self._new_completed.add(batch_id)
         return reports, mints
 
     async def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> list[MintRequest]:
@@ -669,6 +711,7 @@ class IndexOrderBooks:
                 if order.mint_pending:
                     mints.append(MintRequest(oid, book.user, order.index, order.filled_units, self.o.token_decimals))
             self._fill_keys.add(key)
+            self._new_fill_keys.add(key)
             await self._commit(reports)
             return mints
 
@@ -698,7 +741,7 @@ class IndexOrderBooks:
                                     lines=_invoice_lines(self._lines.get(order_id, {})),
                                     token_decimals=self.o.token_decimals, mint_tx=tx, minted_ms=now)
             book.mark_minted(cl, tx)
-            self.app.invoices[(book.user, cl)] = invoice
+            self._add_invoice(book.user, cl, invoice)
             await self._commit([InvoiceIssued(self.app.ref(book.user), invoice, now)])
             return invoice
 
@@ -714,7 +757,7 @@ class IndexOrderBooks:
         if book is None:
             return None
         return book.to_dict() | {"invoices": {cl: inv.model_dump(mode="json")
-                                              for (k, cl), inv in self.app.invoices.items() if k == book.user}}
+                                              for cl, inv in self._invoices_of.get(book.user, {}).items()}}
 
     async def inspect(self) -> dict[str, Any]:
         open_orders = [o.to_dict() for b in self.app.books.values() for o in b.open_orders()]

@@ -126,6 +126,63 @@ def test_shard_engine_side_is_idempotent_and_survives_a_kill(ray_cluster, redis_
             ray.kill(a, no_restart=True)
 
 
+def test_growing_records_are_written_once_outside_the_snapshots_and_old_ones_migrate(ray_cluster, redis_server):
+    """Completed batches' answers, applied keys and invoices only grow: they live in hashes and a set written by the
+    commit that adds them, not in the meta / user snapshots that commits rewrite whole. State written the old way
+    (records inside) loads, and its records move out at the next commit."""
+    import json
+
+    tag = uuid.uuid4().hex[:8]
+    prefix = f"obm-{tag}"
+    options = OrderBooksOptions(redis_server.url, 1, (INDEX,), key_prefix=prefix)
+    shard = IndexOrderBooks.options(name=f"obm-{tag}").remote(0, options)
+    r = redis_server.client()
+    meta_key, keys_key, done_key = f"{prefix}:0:meta", f"{prefix}:0:fill_keys", f"{prefix}:0:completed"
+    users_key, invoices_key = f"{prefix}:0:users", f"{prefix}:0:invoices"
+    try:
+        ray.get(shard.credit.remote([CollateralDeposit(42161, "0x03", 0, 1, A, Decimal("100"))]))
+        ua, oa = UserRef(42161, A), f"{A.lower()}:m1"
+        assert ray.get(shard.handle.remote([NewOrder(ua, "m1", INDEX, Side.BUY, Decimal("50"))])) == [
+            OrderAccepted(ua, "m1")]
+        ray.get(shard.engage.remote("b1", [Engagement(oa, INDEX, Decimal("0.001"), Decimal("50"), Decimal("49000"))]))
+        ray.get(shard.apply_fills.remote("b1:1", [fill(oa, "0.001", "49.9", "0.05")]))
+        line = AssetLine("BTCUSDC", 100, Decimal("0.000001"), Decimal("49.9"), Decimal("0.05"), ("BTCUSDC:7",))
+        mints = ray.get(shard.complete_batch.remote("b1", [BatchOrderResult(oa, Decimal("0.001"), (line,))]))
+        assert [m.order_id for m in mints] == [oa]
+        meta = json.loads(r.get(meta_key))
+        assert "fill_keys" not in meta and "completed" not in meta
+        assert r.smembers(keys_key) == {b"b1:1"}
+        assert [m["order_id"] for m in json.loads(r.hget(done_key, "b1"))] == [oa]
+        invoice = ray.get(shard.minted.remote(oa, "0xtx"))
+        snapshot = json.loads(r.hget(users_key, A.lower()))
+        assert "invoices" not in snapshot
+        assert json.loads(r.hget(invoices_key, f"{A.lower()}\nm1"))["mint_tx"] == "0xtx"
+
+        # The same shard as an older version stored it: the records inside the meta, no hash, no set.
+        ray.kill(shard, no_restart=True)
+        meta["fill_keys"] = ["b1:1", "old:1"]
+        meta["completed"] = {"b1": json.loads(r.hget(done_key, "b1")), "old": []}
+        r.set(meta_key, json.dumps(meta))
+        snapshot["invoices"] = {"m1": invoice.model_dump(mode="json")}
+        r.hset(users_key, A.lower(), json.dumps(snapshot))
+        r.delete(keys_key, done_key, invoices_key)
+        shard = IndexOrderBooks.options(name=f"obm-{tag}-2").remote(0, options)
+        assert ray.get(shard.apply_fills.remote("old:1", [fill(oa, "0.001", "1", "0")])) == 0  # known: a replay
+        again = ray.get(shard.complete_batch.remote("b1", [BatchOrderResult(oa, Decimal("0.001"), (line,))]))
+        assert again == mints  # the stored answer, not a second close
+        assert ray.get(shard.minted.remote(oa, "0xtx")) == invoice  # the invoice came back from the old snapshot
+        ray.get(shard.credit.remote([CollateralDeposit(42161, "0x03", 1, 1, A, Decimal("1"))]))  # any commit
+        meta = json.loads(r.get(meta_key))
+        assert "fill_keys" not in meta and "completed" not in meta
+        assert r.smembers(keys_key) == {b"b1:1", b"old:1"}
+        assert set(r.hkeys(done_key)) == {b"b1", b"old"}
+        assert set(r.hkeys(invoices_key)) == {f"{A.lower()}\nm1".encode()}
+        assert ray.get(shard.user.remote(A))["invoices"]["m1"]["mint_tx"] == "0xtx"
+    finally:
+        ray.kill(shard, no_restart=True)
+        r.close()
+
+
 def test_sharded_app_and_sink_route_each_user_to_its_shard_in_request_order(ray_cluster, redis_server):
     from actors.order_books import ShardedApp, ShardedCollateralSink, shard_of_user
     from protocol.indexmaker_app import CancelDone, CancelOrder
