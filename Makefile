@@ -32,6 +32,7 @@ bench: install
 	$(PY) bench/simulator.py
 	$(PY) bench/chain.py
 	$(PY) bench/execution.py
+	$(PY) bench/order_call.py
 	$(PY) bench/gateway.py
 	$(PY) bench/flow.py
 
