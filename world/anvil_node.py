@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from world.ports import PortTaken, start_retrying_port
 from world.redis_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,6 +55,7 @@ class AnvilNode:
         balances and contracts survive a restart); `state_interval_s` also writes it every so many seconds, so a
         crash (SIGKILL) loses at most that much."""
         self.chain_id = chain_id
+        self._port_chosen_here = port is None  # a port we picked may be taken before anvil binds it: pick again
         self.port = port or free_port()
         self.accounts = accounts
         self.block_time_s = block_time_s
@@ -88,6 +90,16 @@ class AnvilNode:
         return cmd
 
     def start(self, timeout_s: float = 10.0) -> "AnvilNode":
+        """Start and wait until it answers its chain id. A port picked here (none given) can be handed to another
+        process between the pick and anvil's bind (the kernel gives the same range to outgoing connections): then
+        anvil exits with "Address already in use" and it is started again on a newly picked port (3 tries)."""
+        return start_retrying_port(lambda: self._start_once(timeout_s),
+                                   self._repick if self._port_chosen_here else None)
+
+    def _repick(self) -> None:
+        self.port = free_port()
+
+    def _start_once(self, timeout_s: float) -> "AnvilNode":
         self._stderr = tempfile.TemporaryFile()
         self.process = subprocess.Popen(self.command(), stdout=subprocess.DEVNULL, stderr=self._stderr)
         deadline = time.monotonic() + timeout_s
@@ -95,8 +107,11 @@ class AnvilNode:
             if self.process.poll() is not None:
                 self._stderr.seek(0)
                 err = self._stderr.read().decode(errors="replace")
-                raise RuntimeError(f"anvil (chain {self.chain_id}, port {self.port}) exited with "
-                                   f"{self.process.returncode}: {err.strip()}")
+                self._stderr.close()
+                self._stderr = None
+                error = PortTaken if "Address already in use" in err else RuntimeError
+                raise error(f"anvil (chain {self.chain_id}, port {self.port}) exited with "
+                            f"{self.process.returncode}: {err.strip()}")
             try:
                 answer = rpc(self.url, "eth_chainId", timeout_s=0.5)
                 if int(str(answer), 16) != self.chain_id:

@@ -1,5 +1,6 @@
-"""Is a port free to listen on? Used to keep a part of the world on the port it had before a restart (URLs then
-stay the same) and to fail fast, with the setting's name, when a fixed port is taken.
+"""Ports of the local world. `port_is_free`: is a port free to listen on? Used to keep a part of the world on the
+port it had before a restart (URLs then stay the same) and to fail fast, with the setting's name, when a fixed port
+is taken. `start_retrying_port`: start a server again on a new port when the one picked for it was taken first.
 
 SO_REUSEADDR as the servers themselves bind (redis, anvil, aiohttp, websockets all set it): a port whose last
 connections linger in TIME_WAIT after a clean stop is free for them, so it is free here; a port another process
@@ -8,6 +9,9 @@ listens on is not.
 from __future__ import annotations
 
 import socket
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
 
 
 def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
@@ -18,3 +22,21 @@ def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
             return True
         except OSError:
             return False
+
+
+class PortTaken(RuntimeError):
+    """A server could not bind its port: another process has it."""
+
+
+def start_retrying_port(start_once: Callable[[], T], repick: Callable[[], None] | None, tries: int = 3) -> T:
+    """Start a server; if it raises PortTaken and the port was picked by us (`repick` given), pick a new one and
+    start again. A port picked with free_port() can be handed to another process before the server binds it: the
+    kernel gives the same range to outgoing connections (Ray's, the clients')."""
+    for attempt in range(tries):
+        try:
+            return start_once()
+        except PortTaken:
+            if repick is None or attempt == tries - 1:
+                raise
+            repick()
+    raise AssertionError("unreachable")  # pragma: no cover

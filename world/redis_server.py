@@ -14,6 +14,8 @@ from pathlib import Path
 
 import redis
 
+from world.ports import PortTaken, start_retrying_port
+
 
 def redis_server_binary() -> str:
     try:
@@ -43,6 +45,9 @@ class RedisServer:
         if fsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync must be always, everysec or no, not {fsync!r}")
         self.directory = Path(directory)
+        # A port picked here may be handed to another process before redis binds it (the kernel gives the same
+        # range to outgoing connections): the first start then picks again. A restart keeps its port.
+        self._repick_port = port is None
         self.port = port or free_port()
         self.fsync = fsync
         self.process: subprocess.Popen[bytes] | None = None
@@ -55,7 +60,18 @@ class RedisServer:
         return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
 
     def start(self, timeout_s: float = 10.0) -> "RedisServer":
+        started = start_retrying_port(lambda: self._start_once(timeout_s),
+                                      self._repick if self._repick_port else None)
+        self._repick_port = False  # from now on the clients know this port: restarts keep it
+        return started
+
+    def _repick(self) -> None:
+        self.port = free_port()
+
+    def _start_once(self, timeout_s: float) -> "RedisServer":
         self.directory.mkdir(parents=True, exist_ok=True)
+        log_file = self.directory / "redis.log"
+        logged = log_file.stat().st_size if log_file.exists() else 0
         self.process = subprocess.Popen(
             [
                 redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
@@ -65,14 +81,19 @@ class RedisServer:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
-        client = self.client(socket_connect_timeout=0.2)
+        # Short timeouts both ways: something else listening on the port (it took it) must not hang the wait.
+        client = self.client(socket_connect_timeout=0.2, socket_timeout=0.2)
         while True:
             if self.process.poll() is not None:
-                raise RuntimeError(f"redis-server exited with {self.process.returncode}: see {self.directory}/redis.log")
+                with open(log_file, "rb") as f:  # what this start logged
+                    f.seek(logged)
+                    said = f.read().decode(errors="replace")
+                error = PortTaken if "Address already in use" in said else RuntimeError
+                raise error(f"redis-server exited with {self.process.returncode}: see {self.directory}/redis.log")
             try:
                 if client.ping():
                     return self
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.TimeoutError):
                 if time.monotonic() > deadline:
                     self.stop()
                     raise TimeoutError(f"redis-server on port {self.port} not ready after {timeout_s} s") from None
