@@ -50,6 +50,7 @@ from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import (AppRequest, AppResponse, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder,
                                      NewQuote, OrderAccepted, QuoteRefused)
 from actors.logs import setup_logging
+from actors.ray_context import restarted_by_ray
 from protocol.inprocess_app import InProcessIndexMakerApp
 from protocol.reason_codes import ReasonCode
 
@@ -219,10 +220,7 @@ class IndexOrderBooks:
         self._solver: Any = None
         self._solver_retry_at = 0.0  # monotonic time before which a failed solver lookup is not repeated
         self._last_handle: dict[str, Any] | None = None
-        try:
-            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
-        except Exception:  # noqa: BLE001  (outside an actor)
-            self._restarted = False
+        self._restarted = restarted_by_ray()
         self._load()
         try:
             asyncio.get_running_loop()
@@ -304,9 +302,8 @@ class IndexOrderBooks:
             self._errors = list(meta["errors"])
         for field, raw in invoices.items():
             key, cl = field.decode().split("\n", 1)
-            self.app.invoices[(key, cl)] = invoice = MintInvoice.model_validate_json(raw)
-            self._invoices_of.setdefault(key, {})[cl] = invoice
-            self._new_invoices.discard((key, cl))
+            self._add_invoice(key, cl, MintInvoice.model_validate_json(raw))
+            self._new_invoices.discard((key, cl))  # stored already
         self._fill_keys.update(k.decode() for k in fill_keys)
         for b, ms in completed.items():
             self._completed[b.decode()] = [MintRequest.from_dict(m) for m in json.loads(ms)]

@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
+from actors.ray_context import restarted_by_ray
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
 from core.batch_intake import PlannedOrder, intake_batch, next_attempt
 from core.clock import SystemClock
@@ -140,10 +141,7 @@ class OrderSender:
         self._clock = SystemClock()
         self._keys = {k: f"sender:{options.account}:{k}" for k in ("orders", "batches", "log", "state")}
         self._loaded_at = self._clock.now_ms()
-        try:
-            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
-        except Exception:  # noqa: BLE001  (outside an actor: plain construction in a unit harness)
-            self._restarted = False
+        self._restarted = restarted_by_ray()
         # ---- state, reloaded from Redis (a restart re-runs __init__)
         self._orders: dict[str, AssetOrder] = {}
         self._replaced_by: dict[str, str] = {}

@@ -33,6 +33,7 @@ import redis.asyncio as aioredis
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
+from actors.ray_context import restarted_by_ray
 from actors.order_books import orders_shard_name, shard_of_order
 from core.asset_order import ExchangeFill
 from core.basket import Basket
@@ -100,6 +101,20 @@ class SolverOptions:
         return cls(**values)
 
 
+@dataclass
+class _EarlyReads:
+    """What a wake by new orders starts reading while the window collects: the rate budget and the books (used
+    as they are), and the demand (used only if `version` is still the solver's demand version)."""
+
+    version: int
+    budget_and_books: asyncio.Future
+    pending: asyncio.Future
+
+    def discard(self) -> None:
+        _discard(self.budget_and_books)
+        _discard(self.pending)
+
+
 def _discard(future: asyncio.Future | None) -> None:
     """An early read the tick will not use: cancelled if still out, its failure (if any) taken, not left to be
     reported as never retrieved."""
@@ -148,23 +163,19 @@ class Solver:
                         "late_rejects": 0}
         self._history: list[dict[str, Any]] = []  # per batch: id, orders engaged, asset orders (bounded)
         self._last_fills: dict[str, Any] | None = None
-        try:
-            self._restarted = bool(ray.get_runtime_context().was_current_actor_reconstructed)
-        except Exception:  # noqa: BLE001
-            self._restarted = False
+        self._restarted = restarted_by_ray()
         self._load()
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._lock = asyncio.Lock()
         self._tick_task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
         self._woke_at: float | None = None  # first wake since the last tick (diagnostics)
-        #: Started at a wake, awaited by the next tick: the rate budget and the books, read while orders collect.
-        self._prefetch: asyncio.Future | None = None
+        #: Started at a wake by new orders, awaited by the next tick (see _collect).
+        self._prefetch: _EarlyReads | None = None
         #: Bumped by every change of what the shards hold as pending (a wake: new orders; a step of ours that
         #: engages, settles or rejects). A pending read started during the collect window is used by the tick only
         #: if nothing changed since it was started; else the tick reads again.
         self._demand_version = 0
-        self._pending_prefetch: tuple[int, asyncio.Future] | None = None
         self._prefetch_ms: dict[str, float] = {}  # diagnostics: when each early read returned, ms after the wake
         self._deferred = 0
         self._stuck = StuckOrders(options.reject_after_ms)
@@ -356,7 +367,9 @@ class Solver:
         collect_quiet_ms (at most collect_max_ms in all) before planning."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.o.collect_max_ms / 1000
-        self._drop_prefetch()  # left over by a tick that failed before reading it: stale
+        if self._prefetch is not None:  # left over by a tick that failed before reading it: stale
+            self._prefetch.discard()
+            self._prefetch = None
         every = self._every_symbol() if self._woke_at is not None else []
         if every and len(every) <= EAGER_BOOK_SYMBOLS:
             # Woken by new orders (the tick then takes every book; an internal wake after a settle does not): the
@@ -372,19 +385,15 @@ class Solver:
                 self._prefetch_ms[name] = round(1000 * (time.time() - began), 1)
                 return result
 
-            self._prefetch = asyncio.ensure_future(asyncio.gather(timed("budget", self._order_budget()),
-                                                                  timed("books", self._asks_for(every))))
-            self._pending_prefetch = (self._demand_version, asyncio.ensure_future(timed("pending", self._pending())))
+            self._prefetch = _EarlyReads(self._demand_version,
+                                         asyncio.ensure_future(asyncio.gather(timed("budget", self._order_budget()),
+                                                                              timed("books", self._asks_for(every)))),
+                                         asyncio.ensure_future(timed("pending", self._pending())))
         while True:
             self._wake_event().clear()
             left = deadline - loop.time()
             if left <= 0 or not await self._wait_for_wake(min(left, self.o.collect_quiet_ms / 1000)):
                 return
-
-    def _drop_prefetch(self) -> None:
-        for future in (self._prefetch, self._pending_prefetch[1] if self._pending_prefetch else None):
-            _discard(future)
-        self._prefetch = self._pending_prefetch = None
 
     async def _tick_loop(self) -> None:
         while True:
@@ -412,10 +421,6 @@ class Solver:
             every = self._every_symbol()
             early = woke_at is not None and len(every) <= EAGER_BOOK_SYMBOLS  # woken: new orders are there
             prefetch, self._prefetch = self._prefetch, None
-            early_pending, self._pending_prefetch = self._pending_prefetch, None
-            if early_pending is not None and (prefetch is None or early_pending[0] != self._demand_version):
-                _discard(early_pending[1])  # the demand changed after it was read (or the tick reads all anew)
-                early_pending = None
             took: dict[str, float] = {}
 
             async def timed(name: str, aw: Any) -> Any:
@@ -424,14 +429,15 @@ class Solver:
                 return result
 
             if prefetch is not None and early:
-                read = early_pending[1] if early_pending is not None else self._pending()
+                fresh = prefetch.version == self._demand_version  # else the demand changed after it was read
+                if not fresh:
+                    _discard(prefetch.pending)
                 pending, (budget, asks) = await asyncio.gather(
-                    timed("pending_early" if early_pending is not None else "pending", read),
-                    timed("prefetched", prefetch))
+                    timed("pending_early", prefetch.pending) if fresh else timed("pending", self._pending()),
+                    timed("prefetched", prefetch.budget_and_books))
             else:
-                _discard(prefetch)
-                if early_pending is not None:
-                    _discard(early_pending[1])
+                if prefetch is not None:
+                    prefetch.discard()
                 budget, pending, asks = await asyncio.gather(timed("budget", self._order_budget()),
                                                              timed("pending", self._pending()),
                                                              timed("asks", self._asks_for(every if early else [])))

@@ -16,6 +16,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from world.child_process import stop_process
 from world.ports import PortTaken, start_retrying_port
 from world.redis_server import free_port
 
@@ -128,13 +129,7 @@ class AnvilNode:
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """SIGTERM (anvil writes its --state dump on it), then SIGKILL if it does not go."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, timeout_s)
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

@@ -21,6 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 READY_TIMEOUT_S = 60.0
 
 
+def stop_process(proc: "subprocess.Popen[Any] | None", timeout_s: float) -> None:
+    """SIGTERM (the child may save its state on it: anvil's --state, redis's AOF), then SIGKILL if it has not gone
+    within `timeout_s`."""
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 class ReadyLineProcess:
     """`argv` run from the repository root with the repository on PYTHONPATH; `what` names it in errors."""
 
@@ -53,13 +65,7 @@ class ReadyLineProcess:
         return None if self.proc is None else self.proc.pid
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_process(self.proc, 10)
         self.proc = None
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import redis
 
+from world.child_process import stop_process
 from world.ports import PortTaken, start_retrying_port
 
 
@@ -100,13 +101,7 @@ class RedisServer:
                 time.sleep(0.005)  # polling a child process that has no readiness event to wait on
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process, 5)
         self.process = None
 
     def kill(self) -> None:
