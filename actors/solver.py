@@ -134,6 +134,9 @@ class _Action:
     key: str  # batch id, or batch_id:round for fills
     by_shard: Mapping[int, Sequence[Any]]  # engage / fills / complete: the payload per order shard
     orders: tuple[Any, ...] = ()  # submit: the batch's asset orders
+    #: engage: the batch's submit is queued right after it and runs at the same time (an engage stored by an
+    #: older version lacks the field: its submit is queued once the shards answer).
+    with_submit: bool = False
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -460,9 +463,14 @@ class Solver:
             by_shard: dict[int, list[Any]] = {}
             for e in plan.engagements:
                 by_shard.setdefault(shard_of_order(e.order_id, self.o.order_shards), []).append(e)
-            # Engage first: what the shards actually engaged decides the batch's orders (see _engaged), and the
-            # rest of the batch (carried inventory, the exchange orders) is queued from there.
-            self._outbox.append(_Action("engage", batch_id, by_shard))
+            # The engage and the exchange orders go out together (_drain runs the pair at once): the asset orders
+            # do not depend on the shards' answer (what a cancel in between leaves unneeded becomes inventory),
+            # so the batch reaches the exchange one shard round trip sooner. The answer is applied before any fill.
+            sent = self.engine.sent_orders(batch_id)
+            self._outbox.append(_Action("engage", batch_id, by_shard, with_submit=bool(sent)))
+            if sent:
+                self._outbox.append(_Action("submit", batch_id, {}, tuple(s.order for s in sent)))
+                self._counts["asset_orders"] += len(sent)
             self._counts["batches"] += 1
             entry = {"batch_id": batch_id, "planned_ms": int(time.time() * 1000), "orders": len(plan.engagements),
                      "asset_orders": [[s.client_order_id, str(s.order.price), str(s.order.quantity)]
@@ -492,16 +500,21 @@ class Solver:
             self._reject_seq += 1
             self._outbox.append(_Action("reject", f"reject:{self.o.name}:{now}:{self._reject_seq}", give_up))
 
-    def _engaged(self, batch_id: str, answers: Sequence[Sequence[tuple[str, Decimal]] | None]) -> None:
-        """The shards' answer to an engage: size the batch to it, then queue the batch's next steps. Runs again
-        identically if a restart re-drives the engage (the shards answer the same)."""
+    def _engaged(self, batch_id: str, answers: Sequence[Sequence[tuple[str, Decimal]] | None],
+                 with_submit: bool = False) -> None:
+        """The shards' answer to an engage: size the batch to it, then queue the batch's next steps (with_submit:
+        its exchange orders are already on their way). Runs again identically if a restart re-drives the engage
+        (the shards answer the same)."""
         if batch_id not in self.engine.batches:
             return  # a replay after the batch was already sized and closed
         if any(a is None for a in answers):
             return  # a shard says the batch completed: nothing left to queue
         engaged = {oid: amount for rows in answers for oid, amount in rows}  # type: ignore[union-attr]
-        if not self.engine.adjust_engagements(batch_id, engaged):
-            self._error(f"{batch_id}: no order could be engaged (cancelled meanwhile); batch dropped")
+        if not self.engine.adjust_engagements(batch_id, engaged, orders_out=with_submit):
+            self._error(f"{batch_id}: no order could be engaged (cancelled meanwhile); "
+                        + ("what its exchange orders buy goes to inventory" if with_submit else "batch dropped"))
+            return
+        if with_submit:
             return
         sent = self.engine.sent_orders(batch_id)
         if sent:
@@ -585,10 +598,15 @@ class Solver:
                     and self._outbox[1].key == action.key.rsplit(":", 1)[0]):
                 action, steps = self._settle_action(action, self._outbox[1]), 2  # one call per shard, not two
             began = time.time()
-            try:
-                await self._run(action)
-            except Exception as e:  # noqa: BLE001  (not a restart: a refusal that retrying will not change)
-                self._error(f"{action.kind} {action.key} dropped: {e!r}")
+            if (action.kind == "engage" and getattr(action, "with_submit", False) and len(self._outbox) > 1
+                    and self._outbox[1].kind == "submit" and self._outbox[1].key == action.key):
+                await self._engage_and_submit(action, self._outbox[1])
+                action, steps = dataclasses.replace(action, kind="engage+submit"), 2  # (its label in step_ms)
+            else:
+                try:
+                    await self._run(action)
+                except Exception as e:  # noqa: BLE001  (not a restart: a refusal that retrying will not change)
+                    self._error(f"{action.kind} {action.key} dropped: {e!r}")
             if self._history and self._history[-1]["batch_id"] == action.key.split(":")[0]:  # diagnostics
                 self._history[-1].setdefault("step_ms", {})[action.kind] = round(1000 * (time.time() - began), 1)
             del self._outbox[:steps]
@@ -601,17 +619,45 @@ class Solver:
         return _Action("settle", fills.key, {k: (list(fills.by_shard.get(k, ())), complete.key,
                                                  list(complete.by_shard.get(k, ()))) for k in shards})
 
+    async def _engage_and_submit(self, engage: _Action, submit: _Action) -> None:
+        """A new batch's engage and its exchange orders, at once. The shards' answer is applied first (it sizes the
+        batch's orders; no fill can be assigned before it, since fills wait for the lock this runs under), then the
+        sender's (rejected orders settle). An engage refused outright counts as nothing engaged: the exchange
+        orders may be out, so what they buy becomes inventory rather than a batch nobody completes."""
+        engaged, submitted = await asyncio.gather(self._shard_calls(engage), self._submit_call(submit),
+                                                  return_exceptions=True)
+        for outcome in (engaged, submitted):
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancelled: the pair stays in the outbox and runs again
+        if isinstance(engaged, Exception):
+            self._error(f"engage {engage.key} dropped: {engaged!r}")
+            engaged = [[]]
+        self._engaged(engage.key, engaged, with_submit=True)
+        if isinstance(submitted, Exception):
+            self._error(f"submit {submit.key} dropped: {submitted!r}")
+        else:
+            self._submitted(submit.key, submitted)
+
+    async def _submit_call(self, a: _Action) -> list[Any]:
+        return await self._call(self.o.sender_name, "submit", a.key, list(a.orders))
+
+    def _submitted(self, batch_id: str, results: Sequence[Any]) -> None:
+        rejected = [f"{batch_id}.{r.symbol}.0" for r in results if not r.accepted]
+        if rejected:
+            self._counts["rejected_orders"] += len(rejected)
+            refused = [(r.symbol, r.filter, r.reason) for r in results if not r.accepted]
+            self._error(f"{batch_id}: sender rejected {refused}")
+            for done in self.engine.on_settled(rejected):  # nothing will ever fill them: they are settled
+                self._queue_complete(done)
+
     async def _run(self, a: _Action) -> None:
         if a.kind == "submit":
-            results = await self._call(self.o.sender_name, "submit", a.key, list(a.orders))
-            rejected = [f"{a.key}.{r.symbol}.0" for r in results if not r.accepted]
-            if rejected:
-                self._counts["rejected_orders"] += len(rejected)
-                refused = [(r.symbol, r.filter, r.reason) for r in results if not r.accepted]
-                self._error(f"{a.key}: sender rejected {refused}")
-                for done in self.engine.on_settled(rejected):  # nothing will ever fill them: they are settled
-                    self._queue_complete(done)
+            self._submitted(a.key, await self._submit_call(a))
             return
+        answers = await self._shard_calls(a)
+        self._after_shard_calls(a, answers)
+
+    async def _shard_calls(self, a: _Action) -> list[Any]:
         keys = sorted(a.by_shard)
         try:
             if a.kind == "settle":
@@ -624,6 +670,9 @@ class Solver:
                                                             list(a.by_shard[k])) for k in keys))
         finally:
             self._demand_version += 1  # engaged, settled or rejected (or maybe, if it failed): pending may differ
+        return answers
+
+    def _after_shard_calls(self, a: _Action, answers: Sequence[Any]) -> None:
         if a.kind == "engage":
             self._engaged(a.key, answers)
         if a.kind == "reject":

@@ -191,7 +191,11 @@ class BatchAllocation:
             if lot.lot_id in self._seen:
                 continue
             if lot.symbol not in self._lots:
-                raise ValueError(f"batch {self.batch_id} has no position in {lot.symbol}")
+                if lot.symbol not in self.units:
+                    raise ValueError(f"batch {self.batch_id} has no position in {lot.symbol}")
+                # An asset no engaged order needs (its orders were cancelled before the engage, and the exchange
+                # order had already left): it is received, never assigned, and left over whole.
+                self._lots[lot.symbol], self._head[lot.symbol], self._received[lot.symbol] = [], 0, 0
             if lot.unit != self.units[lot.symbol]:
                 raise ValueError(f"lot {lot.lot_id} counts in {lot.unit}, the batch in {self.units[lot.symbol]}")
             self._seen.add(lot.lot_id)
@@ -370,7 +374,7 @@ class BatchAllocation:
         return dict(self._received)
 
     def assigned_units(self) -> dict[str, int]:
-        out = {s: 0 for s in self._need}
+        out = {s: 0 for s in self._lots}
         for c in self._cohorts.values():
             for s, n in c.taken.items():
                 out[s] += n
@@ -406,9 +410,9 @@ class BatchAllocation:
     def check(self) -> None:
         """Conservation, exactly: assigned + left over == received, per asset, in base units."""
         assigned = self.assigned_units()
-        left: dict[str, int] = {s: 0 for s in self._need}
+        left: dict[str, int] = {s: 0 for s in self._lots}
         for symbol, lots in self._lots.items():
             left[symbol] = sum(l.remaining for l in lots)
-        for s in self._need:
+        for s in self._lots:
             if assigned[s] + left[s] != self._received[s]:
                 raise AssertionError(f"{s}: assigned {assigned[s]} + left {left[s]} != received {self._received[s]}")

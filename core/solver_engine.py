@@ -146,12 +146,13 @@ class SolverEngine:
                     lots[0] = tail
         return taken
 
-    def adjust_engagements(self, batch_id: str, engaged: Mapping[str, Decimal]) -> bool:
+    def adjust_engagements(self, batch_id: str, engaged: Mapping[str, Decimal], *, orders_out: bool = False) -> bool:
         """The order books engaged `engaged` per order, which may be less than planned (a cancel came in between
         the plan and the engage). Each short order is resized to what it got, by the planner's rule (collateral less
         one unit, at the sizing price); orders that got nothing leave the batch. The asset orders stay as planned:
-        what nobody needs any more becomes inventory. Must run before any lot is assigned. Returns False (and
-        closes the batch, its carried inventory back in stock) if no order is left."""
+        what nobody needs any more becomes inventory. Must run before any lot is assigned. Returns False if no order
+        is left: the batch is closed (its carried inventory back in stock), unless `orders_out` (its exchange orders
+        went out with the engage): then it stays open with no order, and all it receives becomes inventory."""
         batch = self.batches[batch_id]
         if batch.rounds:
             raise AssertionError(f"batch {batch_id}: engagements change after lots were assigned")
@@ -169,14 +170,14 @@ class SolverEngine:
                 kept.append(e._replace(units=units, collateral=got))
         if not changed:
             return True
-        if not kept:
+        if not kept and not orders_out:
             self._return_to_stock(batch.pending_lots)  # carried inventory goes back to the front, as it came
             del self.batches[batch_id]
             return False
         batch.plan = replace(batch.plan, engagements=tuple(kept))
         batch.allocation = BatchAllocation(batch_id, batch.plan.engagements, self.baskets, self.units(),
                                            self.limits.index_unit, self.limits.fee_factor)
-        return True
+        return bool(kept)
 
     def _return_to_stock(self, lots: Sequence[Lot]) -> None:
         by_symbol: dict[str, list[Lot]] = {}

@@ -80,6 +80,15 @@ class FilterError(ValueError):
         return (FilterError, (self.filter, self.reason), {"_message": self._message})
 
 
+#: 10^-p for the precisions Binance uses: the planner asks for a unit thousands of times per batch, and a table
+#: lookup is ~10x cheaper than the power (same exact Decimal).
+_UNITS = tuple(Decimal(10) ** -p for p in range(33))
+
+
+def _unit(precision: int) -> Decimal:
+    return _UNITS[precision] if 0 <= precision < len(_UNITS) else Decimal(10) ** -precision
+
+
 @dataclass(frozen=True, slots=True)
 class SymbolFilters:
     """One symbol's trading rules. Decimal bounds of 0 mean "disabled", exactly as Binance publishes them."""
@@ -119,11 +128,11 @@ class SymbolFilters:
     @property
     def base_unit(self) -> Decimal:
         """Smallest amount of the base asset Binance accepts (quantities with more decimals get -1111)."""
-        return Decimal(10) ** -self.base_precision
+        return _unit(self.base_precision)
 
     @property
     def quote_unit(self) -> Decimal:
-        return Decimal(10) ** -self.quote_precision
+        return _unit(self.quote_precision)
 
     @classmethod
     def from_symbol(cls, entry: Mapping[str, Any]) -> "SymbolFilters":

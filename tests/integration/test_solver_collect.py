@@ -34,6 +34,11 @@ class FakeWorld:
         self.pending_asked = asyncio.Event()
         self.engaged: dict[str, list[str]] = {}
         self.submitted: dict[str, list[Any]] = {}
+        self.submit_called = asyncio.Event()
+        #: Set by a test: the engage answers only once the batch's submit has been called (a solver that waited
+        #: for the engage before submitting would never get there), and engages nothing (every order cancelled).
+        self.engage_waits_for_submit = False
+        self.engage_nothing = False
         self.asks = {s: [(Decimal(p) + filters[s].tick_size * i, Decimal(10**5)) for i in range(5)]
                      for s, p in BEST.items()}
 
@@ -48,6 +53,11 @@ class FakeWorld:
             return list(self.pending)
         if method == "engage":
             batch_id, engagements = args
+            if self.engage_waits_for_submit:
+                await asyncio.wait_for(self.submit_called.wait(), WAIT_S / 2)
+            if self.engage_nothing:
+                self.engaged[batch_id] = []
+                return []
             self.engaged[batch_id] = [e.order_id for e in engagements]
             taken = {e.order_id for e in engagements}
             self.pending = [p for p in self.pending if p.order_id not in taken]
@@ -55,6 +65,7 @@ class FakeWorld:
         if method == "submit":
             batch_id, orders = args
             self.submitted[batch_id] = orders
+            self.submit_called.set()
             return [SubmitResult(o.symbol, o.side, True, f"{batch_id}.{o.symbol}.0", o.quantity, o.price,
                                  "INTENDED")
                     for o in orders]
@@ -92,7 +103,7 @@ def plan_one_batch(solver: Any, world: FakeWorld, during: Any = None, after: Any
         if after is not None:
             after()
         batch_id = await solver.tick()
-        assert not solver._errors  # noqa: SLF001
+        assert not solver._errors or world.engage_nothing, solver._errors  # noqa: SLF001
         await solver._redis.aclose()  # noqa: SLF001
         return batch_id
 
@@ -133,3 +144,27 @@ def test_a_step_of_the_solver_after_the_early_read_makes_it_stale(solver_and_wor
     batch_id = plan_one_batch(solver, world, after=a_step_and_an_order)
     assert sorted(world.engaged[batch_id]) == ["0xuser1:c1", "0xuser3:c1"]
     assert world.pending_calls == 2
+
+
+def test_the_exchange_orders_go_out_while_the_shards_engage(solver_and_world):
+    """The batch's submit does not wait for the engage's answer: here the engage answers only after the submit was
+    called, which a solver that waited would never see (the engage would time out and be dropped)."""
+    solver, world = solver_and_world
+    world.engage_waits_for_submit = True
+    batch_id = plan_one_batch(solver, world)
+    assert world.engaged[batch_id] == ["0xuser1:c1"] and len(world.submitted[batch_id]) == 6
+    assert not solver._errors  # noqa: SLF001
+    assert solver.engine.batches[batch_id].plan.engagements[0].order_id == "0xuser1:c1"
+    assert not solver._outbox  # noqa: SLF001  (both steps done and committed)
+
+
+def test_a_batch_whose_orders_were_all_cancelled_before_the_engage_buys_inventory(solver_and_world):
+    """Every order was cancelled between the demand read and the engage: the exchange orders had already left with
+    the engage, so the batch stays open with no order, and what it buys will be inventory (said in the errors)."""
+    solver, world = solver_and_world
+    world.engage_nothing = True
+    batch_id = plan_one_batch(solver, world)
+    assert len(world.submitted[batch_id]) == 6
+    batch = solver.engine.batches[batch_id]
+    assert batch.plan.engagements == () and len(batch.sent) == 6
+    assert any("no order could be engaged" in e and "inventory" in e for e in solver._errors)  # noqa: SLF001

@@ -44,6 +44,16 @@ def exchange_fills(engine, batch_id, filters, pct: int, trade_base: int):
     return out
 
 
+def engine_holding_inventory(world, user: str = "u0"):
+    """An engine whose first batch (one 300 USDC order) filled wholly: padding and rounding left inventory."""
+    filters, baskets, asks = world
+    engine = SolverEngine(baskets, filters, PlannerLimits())
+    b1, _ = engine.plan([PendingOrder(f"{user}:c1", "SY100.dev", Decimal(300))], asks, order_budget=10)
+    engine.on_fills(exchange_fills(engine, b1, filters, 100, 1000))
+    engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
+    return engine
+
+
 def test_two_batches_inventory_and_conservation(world):
     filters, baskets, asks = world
     engine = SolverEngine(baskets, filters, PlannerLimits())
@@ -118,10 +128,7 @@ def test_restore_after_carried_inventory_replays_what_arrived(world):
     """A batch that starts with inventory has a round assigned before any fill: its snapshot must hold the lots as
     they arrived (nothing consumed), or the replay sees less received and the restored batch drifts."""
     filters, baskets, asks = world
-    engine = SolverEngine(baskets, filters, PlannerLimits())
-    b1, _ = engine.plan([PendingOrder("u0:c1", "SY100.dev", Decimal(300))], asks, order_budget=10)
-    engine.on_fills(exchange_fills(engine, b1, filters, 100, 1000))
-    engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
+    engine = engine_holding_inventory(world)
     assert any(engine.inventory_units().values())
 
     pending = [PendingOrder(f"u{i}:c2", "SY100.dev", Decimal(200 + i)) for i in range(2)]
@@ -147,10 +154,7 @@ def test_carried_inventory_left_pending_is_assigned_with_the_fills_or_at_complet
     round as the first exchange fills, or, when none come (pct 0: every IOC expired), at completion, whose
     last_fills then carry it, never dropped."""
     filters, baskets, asks = world
-    engine = SolverEngine(baskets, filters, PlannerLimits())
-    b1, _ = engine.plan([PendingOrder("u1:c1", "SY100.dev", Decimal(300))], asks, order_budget=10)
-    engine.on_fills(exchange_fills(engine, b1, filters, 100, 1000))
-    engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
+    engine = engine_holding_inventory(world, "u1")
     held = engine.inventory_units()
     b2, plan2 = engine.plan([PendingOrder("u2:c1", "SY100.dev", Decimal(400))], asks, order_budget=10)
     assert plan2.inventory_used and plan2.asset_orders  # partly from inventory, partly bought
@@ -168,3 +172,33 @@ def test_carried_inventory_left_pending_is_assigned_with_the_fills_or_at_complet
     back = sum(done.inventory_in.values())
     received = sum(int((f.quantity - f.commission) / filters[c.split(".")[1]].base_unit) for c, f in fills)
     assert in_lines + back == carried_units + received
+
+
+@pytest.mark.parametrize("orders_out", [False, True])
+def test_a_batch_nobody_engaged_is_dropped_or_buys_inventory_once_its_orders_left(world, orders_out):
+    """Every order was cancelled between the plan and the engage. If the exchange orders were still to go out, the
+    batch closes with its carried inventory back in stock; if they left with the engage (the solver sends the
+    batch while the shards engage it), the batch stays open with no order, and everything it receives, carried
+    or bought, is inventory when it completes: no fill is refused, none is assigned, none is lost."""
+    filters, baskets, asks = world
+    engine = engine_holding_inventory(world)
+    before = engine.inventory_units()
+    b2, plan2 = engine.plan([PendingOrder(f"u{i}:c2", "SY100.dev", Decimal(200 + i)) for i in range(2)], asks,
+                            order_budget=10)
+    assert plan2.inventory_used and plan2.asset_orders
+    assert engine.adjust_engagements(b2, {}, orders_out=orders_out) is False
+    if not orders_out:
+        assert b2 not in engine.batches and engine.inventory_units() == before
+        return
+    assert engine.batches[b2].plan.engagements == ()
+    fills = exchange_fills(engine, b2, filters, 100, 2000)
+    assert engine.on_fills(fills) == []  # nobody to assign to
+    (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b2))
+    assert done.engagements == () and done.filled_units == {} and done.last_fills == ()
+    received: dict[str, int] = {}
+    for cid, f in fills:
+        sym = cid.split(".")[1]
+        received[sym] = received.get(sym, 0) + int((f.quantity - f.commission) / filters[sym].base_unit)
+    after = engine.inventory_units()
+    for sym in set(before) | set(received):
+        assert after.get(sym, 0) == before.get(sym, 0) + received.get(sym, 0)
