@@ -29,6 +29,7 @@ import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
+from actors.packed import packed
 from core.shard_assignment import assign_shards, shard_name, shard_of
 from core.side import Side
 from exchange import errors
@@ -274,7 +275,7 @@ class MarketDataShard:
         book_side = Side(side).opposite
         gw = self._gw
         assert gw is not None
-        return {s: gw.book_levels(s, book_side, depth) for s in symbols}
+        return packed({s: gw.book_levels(s, book_side, depth) for s in symbols})  # the solver's hot read
 
     async def book(self, symbol: str, depth: int | None = None) -> dict[str, Any]:
         """One book, both sides, exact: {"update_id", "event_ms", "bids", "asks"} (None ids while not ready)."""

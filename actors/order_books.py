@@ -50,6 +50,7 @@ from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import (AppRequest, AppResponse, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder,
                                      NewQuote, OrderAccepted, QuoteRefused)
 from actors.logs import setup_logging
+from actors.packed import packed
 from actors.ray_context import restarted_by_ray
 from protocol.inprocess_app import InProcessIndexMakerApp
 from protocol.reason_codes import ReasonCode
@@ -440,7 +441,7 @@ class IndexOrderBooks:
                         spec = self._subscriber_spec
                         self._subscriber = ray.get_actor(spec["name"], namespace=spec.get("namespace"))
                     self._counts["delivery_calls"] += 1
-                    await self._subscriber.on_reports.remote(self.k, entries[0].seq, entries)
+                    await self._subscriber.on_reports.remote(self.k, entries[0].seq, packed(entries))
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001  (subscriber restarting or gone: it catches up later)
@@ -551,7 +552,7 @@ class IndexOrderBooks:
         for oid in closed:  # derived data: the next commit stores the shorter list
             self._fifo.pop(oid, None)
         self.app.touched.clear()
-        return out
+        return packed(out)  # the solver's hot read: arrives as the list
 
     async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
         """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually

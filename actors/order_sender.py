@@ -38,6 +38,7 @@ import redis.asyncio as aioredis
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
+from actors.packed import packed
 from actors.ray_context import restarted_by_ray
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
 from core.batch_intake import PlannedOrder, intake_batch, next_attempt
@@ -583,8 +584,10 @@ class OrderSender:
 
     # ================================================================================ merging outcomes
     def _apply(self, order: AssetOrder, update: OrderUpdate) -> None:
-        """Merge one update; log new fills and, once settled, the order's completion; schedule the commit."""
+        """Merge one update; log new fills and, once settled, the order's completion; schedule the commit if
+        anything changed (the stream repeats what a FULL answer already said: nothing to write again)."""
         was_missing = order.status.is_final and order.missing_fills
+        before = (order.status, order.executed_qty, order.exchange_order_id, order.reason, self._log.last_seq)
         new = order.apply(update)
         if new:
             self._log.add_fills(order, new)
@@ -593,7 +596,9 @@ class OrderSender:
             self._log.add_done(order)
         elif order.status.is_final and order.missing_fills and not was_missing and cid not in self._resolving:
             self._spawn(self._check_fills_later(order))
-        self._touch([cid])
+        if new or before != (order.status, order.executed_qty, order.exchange_order_id, order.reason,
+                             self._log.last_seq):
+            self._touch([cid])
 
     async def _watch_executions(self) -> None:
         """The user data stream, read raw (exchange/gateway.watch_executions): each executionReport carries the
@@ -662,7 +667,7 @@ class OrderSender:
                         self._subscriber = self._resolve_subscriber()
                     self._counts["delivery_calls"] += 1
                     self._mark("delivery_call_ms")
-                    await self._subscriber.on_fills.remote(entries[0].seq, entries)
+                    await self._subscriber.on_fills.remote(entries[0].seq, packed(entries))
                 except asyncio.CancelledError:
                     raise
                 except Exception as e:  # noqa: BLE001  (subscriber restarting or gone: it catches up later)

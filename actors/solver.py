@@ -35,6 +35,7 @@ import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
 from actors.ray_context import restarted_by_ray
 from actors.order_books import orders_shard_name, shard_of_order
+from actors.packed import packed
 from core.asset_order import ExchangeFill
 from core.basket import Basket
 from core.batch_planner import PendingOrder, PlannerLimits
@@ -406,8 +407,11 @@ class Solver:
                 raise
             except Exception as e:  # noqa: BLE001  (a failed tick is retried on the next one)
                 self._error(f"tick failed: {e!r}")
-            # Something deferred (rate limits, liquidity) or in flight: look again soon; idle: wait for a wake.
-            busy = self._deferred or self.engine.batches or self._outbox
+            # Something deferred (rate limits, liquidity) or a step to retry: look again soon. Otherwise wait for a
+            # wake (new orders, or a settle that put a rest back), even with batches in flight: a tick then would
+            # only re-read the books and the demand while the exchange orders go out, competing with them for the
+            # CPU, and hold the lock their fills need.
+            busy = self._deferred or self._outbox
             if await self._wait_for_wake((self.o.tick_interval_ms if busy else self.o.idle_poll_ms) / 1000):
                 await self._collect()
 
@@ -639,7 +643,7 @@ class Solver:
             self._submitted(submit.key, submitted)
 
     async def _submit_call(self, a: _Action) -> list[Any]:
-        return await self._call(self.o.sender_name, "submit", a.key, list(a.orders))
+        return await self._call(self.o.sender_name, "submit", a.key, packed(list(a.orders)))
 
     def _submitted(self, batch_id: str, results: Sequence[Any]) -> None:
         rejected = [f"{batch_id}.{r.symbol}.0" for r in results if not r.accepted]
@@ -661,16 +665,21 @@ class Solver:
         keys = sorted(a.by_shard)
         try:
             if a.kind == "settle":
-                answers = await asyncio.gather(*(self._call(orders_shard_name(k), "settle", a.key, *a.by_shard[k])
-                                                 for k in keys))
+                answers = await asyncio.gather(*(self._call(orders_shard_name(k), "settle", a.key,
+                                                            *self._packed_settle(a.by_shard[k])) for k in keys))
             else:
                 method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch",
                           "reject": "reject_orders"}[a.kind]
                 answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key,
-                                                            list(a.by_shard[k])) for k in keys))
+                                                            packed(list(a.by_shard[k]))) for k in keys))
         finally:
             self._demand_version += 1  # engaged, settled or rejected (or maybe, if it failed): pending may differ
         return answers
+
+    @staticmethod
+    def _packed_settle(args: Sequence[Any]) -> tuple[Any, ...]:
+        fills, batch_id, results = args
+        return packed(list(fills)), batch_id, packed(list(results))
 
     def _after_shard_calls(self, a: _Action, answers: Sequence[Any]) -> None:
         if a.kind == "engage":

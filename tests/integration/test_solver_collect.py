@@ -8,6 +8,7 @@ same batch (a stale read would leave it for a second batch: two exchange orders 
 from __future__ import annotations
 
 import asyncio
+import pickle
 from decimal import Decimal
 from typing import Any
 
@@ -43,6 +44,7 @@ class FakeWorld:
                      for s, p in BEST.items()}
 
     async def call(self, name: str, method: str, *args: Any) -> Any:
+        args = pickle.loads(pickle.dumps(args))  # what a Ray call does to them (packed payloads arrive unwrapped)
         if method == "order_budget":
             return (100, 100)
         if method == "liquidity":
