@@ -484,9 +484,11 @@ class IndexOrderBooks:
             self._counts["handled"] += len(requests)
             pushed, self.app.pushed[:] = list(self.app.pushed), []
             handled = time.time()
-            await self._commit(pushed)
             if any(isinstance(r, NewOrder) for r in requests):
+                # Woken before the write, so the solver reads the rate budget and the books meanwhile; its read of
+                # the demand (`pending`) takes this lock, so it sees the new orders only once they are stored.
                 self._wake_solver()
+            await self._commit(pushed)
             # Diagnostics (inspect): where the last batch of requests spent its time, in ms.
             self._last_handle = {"at": round(entered * 1000), "lock_ms": round(1000 * (locked - entered), 2),
                                  "app_ms": round(1000 * (handled - locked), 2),
@@ -536,7 +538,12 @@ class IndexOrderBooks:
 
     # ------------------------------------------------------------------ the solver's side
     async def pending(self, limit: int = 10_000) -> list[PendingOrder]:
-        """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged."""
+        """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged. Only what is
+        stored: a write in progress (new orders, which wake the solver before they are written) is waited for."""
+        async with self._lock:
+            return self._pending(limit)
+
+    def _pending(self, limit: int) -> Any:
         out: list[PendingOrder] = []
         closed = []
         for oid in self._fifo:
