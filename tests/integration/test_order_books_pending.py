@@ -20,8 +20,10 @@ USER = "0x" + "7c" * 20
 WAIT_S = 10
 
 
-def test_the_solver_is_woken_before_the_write_and_reads_the_demand_after_it(redis_server):
+def test_the_solver_is_woken_before_the_write_and_reads_the_demand_after_it(redis_server, monkeypatch):
     redis_server.client().flushall()
+    # An actor tunes its own process's collector once started; here that process is pytest's: leave it alone.
+    monkeypatch.setattr("actors.order_books.tune_gc_once", lambda: None)
 
     async def run() -> None:
         shard = IndexOrderBooks.__ray_metadata__.modified_class(
