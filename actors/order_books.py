@@ -541,9 +541,9 @@ class IndexOrderBooks:
         """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged. Only what is
         stored: a write in progress (new orders, which wake the solver before they are written) is waited for."""
         async with self._lock:
-            return self._pending(limit)
+            return packed(self._pending(limit))  # the solver's hot read: arrives as the list
 
-    def _pending(self, limit: int) -> Any:
+    def _pending(self, limit: int) -> list[PendingOrder]:
         out: list[PendingOrder] = []
         closed = []
         for oid in self._fifo:
@@ -559,7 +559,7 @@ class IndexOrderBooks:
         for oid in closed:  # derived data: the next commit stores the shorter list
             self._fifo.pop(oid, None)
         self.app.touched.clear()
-        return packed(out)  # the solver's hot read: arrives as the list
+        return out
 
     async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
         """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually
