@@ -4,6 +4,7 @@
     indexmaker status [--state-dir DIR] [--json]      # exit 1 if something is down
     indexmaker down [--state-dir DIR]                 # stops cleanly; the state stays in DIR
     indexmaker invoice ID [--key ...] [--url ...]     # a stored Mint Invoice, again
+    indexmaker compact-store [--state-dir DIR]        # rewrite the store's AOF now (cron it at a quiet hour)
     indexmaker config check|show [FILE]
     indexmaker order buy|cancel|invoice ...           # a FIX/JSON user client (indexmaker order --help)
     indexmaker demo [--port N]                        # the whole flow on a throwaway local world
@@ -272,6 +273,35 @@ def _invoice(args: argparse.Namespace, rest: list[str]) -> int:
     return client_run(argv)
 
 
+# ---------------------------------------------------------------------------------------------------- compact-store
+def _compact_store(args: argparse.Namespace) -> int:
+    """Rewrite the store's AOF now (world/redis_server.py says why it is the operator's to schedule). The store:
+    --url, else the running system's redis from the state dir's run file."""
+    import redis
+
+    from world.redis_server import rewrite_aof
+    from world.run_file import read_run
+
+    url = args.url
+    if url is None:
+        run = read_run(_state_dir(args)) or {}
+        url = run.get("redis_url") if run.get("phase") == "up" else None
+        if url is None:
+            print(f"no running system in {_state_dir(args)} (start it with `indexmaker up`, or give --url)",
+                  file=sys.stderr)
+            return 2
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        done = rewrite_aof(client, args.timeout)
+    except (redis.RedisError, RuntimeError, TimeoutError) as exc:
+        print(f"compacting the store at {url} failed: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+    print(f"store compacted: AOF {done['aof_mb_before']} MB -> {done['aof_mb_after']} MB in {done['seconds']} s")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexmaker", description=__doc__,
@@ -301,6 +331,11 @@ def _parser() -> argparse.ArgumentParser:
     inv = sub.add_parser("invoice", parents=[where], help="fetch a stored Mint Invoice again (--key, --url: "
                                                           "as `indexmaker order invoice --help`)")
     inv.add_argument("id", help="the client order id")
+    compact = sub.add_parser("compact-store", parents=[where],
+                             help="rewrite the store's AOF now; run it at a quiet hour (e.g. nightly from cron): "
+                                  "Redis rewrites by itself only past 1 GB")
+    compact.add_argument("--url", help="the store's redis URL (default: the running system's, from the run file)")
+    compact.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the rewrite")
     return parser
 
 
@@ -327,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
         return _down(args)
     if args.command == "status":
         return _status(args)
+    if args.command == "compact-store":
+        return _compact_store(args)
     return 2
 
 

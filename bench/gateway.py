@@ -18,7 +18,13 @@ Setup (loopback only, bounded):
 * "closed loop": each session keeps `window` orders in flight; orders/s = ACKed orders / wall time;
 * "open loop": orders are sent at a fixed total rate (default 5,000/s) spread over 1,000 sessions, whatever the
   ACKs do; ACK latency = ACK received - order sent, measured in this process (it includes the client's own delays);
-* the echo baseline is a websockets server that sends every frame back, same frames, same loop shapes.
+* the echo baseline is a websockets server that sends every frame back, same frames, same loop shapes;
+* the floor (1,000 sessions only) is the same websockets server, `--workers` processes on one port, doing only the
+  cryptography the spec requires per order: recover the user's signature, answer an ACK and a report signed with
+  the server key. No validation, sequence, store or application: no gateway can do better on the same machine, so
+  where the floor misses a latency target, the target is out of reach of this machine, not of the gateway's code.
+Redis's automatic AOF rewrite waits for a 1 GB AOF (world/redis_server.py: the operator schedules rewrites), so
+none runs in the bench's window; the line after the table says whether one did.
 The gateway's default limits (50 msgs/s per session, 200 weight/s per user) would throttle a single session
 sending thousands of orders per second: the bench raises them (it measures capacity, not the limiter).
 
@@ -26,6 +32,9 @@ The gateway process applies protocol/gc_tuning.py as a gateway's main would (GAT
 settings, to compare). Each timed part also reports the gateway process's CPU per order (connections excluded).
 
 Server CPU figures are the sum over the gateway processes; Redis's own stalls over 5 ms (fsync, fork) are printed.
+
+Profiling: GATEWAY_PROFILE=PATH (cProfile) or GATEWAY_PYSPY=PATH (py-spy, native frames, raw format) over the timed
+parts of each gateway process.
 
 Run: .venv/bin/python bench/gateway.py [--quick] [--workers N] [--client lean|websockets]
 The last line is one JSON object with the figures.
@@ -120,6 +129,8 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
         loop = asyncio.get_running_loop()
         profile = os.environ.get("GATEWAY_PROFILE")  # a path: cProfile the timed parts (connections excluded)
         profiler = None
+        spy_path = os.environ.get("GATEWAY_PYSPY")  # a path: py-spy (sampling, native frames) over the timed parts
+        spy = None
         timed = [False]
         while True:
             command = await loop.run_in_executor(None, conn.recv)
@@ -129,6 +140,12 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
                     profiler.disable()
                     profiler.dump_stats(f"{profile}.{len(users)}.{index}")
                     profiler = None
+                if spy is not None:
+                    import signal  # noqa: PLC0415
+
+                    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+                    spy.wait(30)
+                    spy = None
                 times = os.times()
                 conn.send({**server.inspect(), "cpu_s": time.process_time() - cpu_start, **pauses,
                            "user_s": times.user, "sys_s": times.system})
@@ -142,6 +159,13 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
 
                     profiler = cProfile.Profile()
                     profiler.enable()
+                if spy_path and spy is None:
+                    import subprocess  # noqa: PLC0415
+
+                    spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--native",
+                                            "--format", "raw", "-r", "250", "-p", str(os.getpid()),
+                                            "-o", f"{spy_path}.{len(users)}.{index}.txt"],
+                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 conn.send(time.process_time())
             elif command == "stop":
                 break
@@ -202,31 +226,74 @@ async def _loop_lag(into: dict[str, float], period_s: float = 0.005) -> None:
         into["lags_over_20ms"] += late > 20
 
 
-def _echo_process(conn: Any) -> None:  # noqa: C901
-    _loop_policy()
+async def _serve_until_stopped(conn: Any, handler: Any, port: int = 0) -> None:
+    """A websockets server running `handler` (port shared with SO_REUSEPORT) that answers the bench's "cpu", "stats"
+    and "stop" on `conn` until stopped."""
     from websockets.asyncio.server import serve  # noqa: PLC0415
+
+    server = await serve(handler, "127.0.0.1", port, ping_interval=None, compression=None, max_queue=64,
+                         reuse_port=True)
+    conn.send(next(iter(server.sockets)).getsockname()[1])
+    loop = asyncio.get_running_loop()
+    while True:
+        command = await loop.run_in_executor(None, conn.recv)
+        if command == "stats":
+            conn.send({"cpu_s": time.process_time()})
+        elif command == "cpu":
+            conn.send(time.process_time())
+        elif command == "stop":
+            break
+    server.close()
+    await server.wait_closed()
+    conn.send("stopped")
+
+
+def _echo_process(conn: Any) -> None:
+    _loop_policy()
 
     async def echo(ws: Any) -> None:
         async for message in ws:
             await ws.send(message)
 
-    async def main() -> None:
-        server = await serve(echo, "127.0.0.1", 0, ping_interval=None, compression=None, max_queue=64)
-        conn.send(next(iter(server.sockets)).getsockname()[1])
-        loop = asyncio.get_running_loop()
-        while True:
-            command = await loop.run_in_executor(None, conn.recv)
-            if command == "stats":
-                conn.send({"cpu_s": time.process_time()})
-            elif command == "cpu":
-                conn.send(time.process_time())
-            elif command == "stop":
-                break
-        server.close()
-        await server.wait_closed()
-        conn.send("stopped")
+    asyncio.run(_serve_until_stopped(conn, echo))
 
-    asyncio.run(main())
+
+def _floor_process(conn: Any, server_key: str, port: int = 0) -> None:
+    """The floor: what the spec's cryptography costs on top of the bare websockets echo, with nothing else. For
+    every signed frame it recovers the signer (EIP-191 over the canonical body, as the gateway does), answers an ACK
+    (the gateway's template) and a NewIndexOrder report signed by the server key; no validation, no sequence, no
+    store, no application. Run as `--workers` processes on one port, like the gateway: a gateway cannot answer
+    faster than this on the same machine, so it tells whether a latency target is reachable here at all."""
+    _loop_policy()
+    import orjson  # noqa: PLC0415
+
+    from protocol.codec import ack_frame, canonical, dumps_sorted, header  # noqa: PLC0415
+    from protocol.signature import Signer, recover_public_key  # noqa: PLC0415
+    from protocol.wire_types import format_timestamp  # noqa: PLC0415
+
+    signer = Signer(server_key)
+    key_hex = signer.public_key_hex
+
+    async def answer(ws: Any) -> None:
+        out_seq = 0
+        async for message in ws:
+            raw = orjson.loads(message)
+            recover_public_key(canonical(raw), raw["standard_trailer"]["signature"][0])
+            hdr, now = raw["standard_header"], format_timestamp(int(time.time() * 1000))
+            out_seq += 1
+            await ws.send(ack_frame("GW", hdr["sender_comp_id"], out_seq, now, raw["chain_id"], raw["address"],
+                                    hdr["seq_num"]))
+            if hdr["msg_type"] != "NewIndexOrder":
+                continue
+            out_seq += 1
+            body = dumps_sorted({"standard_header": header("NewIndexOrder", "GW", hdr["sender_comp_id"], out_seq, now),
+                                 "chain_id": raw["chain_id"], "address": raw["address"], "status": "new",
+                                 "client_order_id": raw["client_order_id"]})
+            sig = signer.sign(body)
+            await ws.send(f'{body.decode()[:-1]},"standard_trailer":{{"public_key":["{key_hex}"],'
+                          f'"signature":["{sig}"]}}}}')
+
+    asyncio.run(_serve_until_stopped(conn, answer, port))
 
 
 # --- load -------------------------------------------------------------------------------------------------------
@@ -646,6 +713,27 @@ async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: ar
     return out
 
 
+def _run_floor(args: argparse.Namespace, load: Load, lean: LeanFrames | None) -> dict[str, Any]:
+    """The n-session parts against `--workers` floor processes on one port (see _floor_process)."""
+    from protocol.signature import Signer  # noqa: PLC0415
+
+    key = Signer.generate().private_key_hex
+    procs = [_start(_floor_process, key)]
+    port = procs[0][2]
+    procs += [_start(_floor_process, key, port) for _ in range(1, args.workers)]
+
+    def cpu() -> float:
+        for _, conn, _ in procs:
+            conn.send("cpu")
+        return sum(conn.recv() for _, conn, _ in procs)
+
+    try:
+        return asyncio.run(run_phase(port, load, args.sessions, False, args, cpu, lean))
+    finally:
+        for proc, conn, _ in procs:
+            _stop(proc, conn)
+
+
 def _proc_cpu_s(pid: int) -> float:
     """CPU seconds (user + system) of another process so far, from /proc (Linux); NaN elsewhere."""
     try:
@@ -737,11 +825,13 @@ def main() -> dict[str, Any]:
                     results[label] = asyncio.run(run_phase(port, load, n, True, args, _cpu_probe(conn), lean))
                 finally:
                     results[label]["server"] = _stop(proc, conn)
+            results["floor_n"] = _run_floor(args, load_n, lean_n)
         finally:
             if redis is not None:
                 redis.stop()
 
     g1, gn, e1, en = results["gateway_1"], results["gateway_n"], results["echo_1"], results["echo_n"]
+    fl = results["floor_n"]
     n = args.sessions
     print(f"gateway bench: workers={args.workers}, client={args.client}, loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, "
           f"store={args.store} "
@@ -757,6 +847,9 @@ def main() -> dict[str, Any]:
         (f"gateway, {n} sessions, open loop {args.rate:.0f}/s", gn, "open", en["open_acked_rate"]),
         (f"echo, {n} sessions, open loop {args.low_rate:.0f}/s", en, "low", None),
         (f"gateway, {n} sessions, open loop {args.low_rate:.0f}/s", gn, "low", en["low_acked_rate"]),
+        (f"floor, {n} sessions, window 1", fl, "closed", en["closed_rate"]),
+        (f"floor, {n} sessions, open loop {args.rate:.0f}/s", fl, "open", en["open_acked_rate"]),
+        (f"floor, {n} sessions, open loop {args.low_rate:.0f}/s", fl, "low", en["low_acked_rate"]),
     ]
     for name, res, part, base in rows:
         rate = res[f"{part}_rate"] if part == "closed" else res[f"{part}_acked_rate"]
@@ -813,6 +906,11 @@ def main() -> dict[str, Any]:
         "client": args.client,
         "redis_cpu_us_per_order_1000_sessions": (round(1e6 * gn["redis_cpu_s"] / (n * per_user))
                                                  if redis is not None else None),
+        "floor_orders_per_s_1000_sessions": round(fl["closed_rate"]),
+        "floor_ack_p50_ms": round(fl["open_p50"], 3),
+        "floor_ack_p99_ms": round(fl["open_p99"], 3),
+        f"floor_ack_p99_ms_at_{args.low_rate:.0f}_per_s": round(fl["low_p99"], 3),
+        "floor_cpu_us_per_order_1000_sessions": round(fl["closed_cpu_us"]),
         "load_cpu_us_per_order_1000_sessions": round(gn["closed_load_cpu_us"]),
         f"load_cpu_us_per_order_at_{args.rate:.0f}_per_s": round(gn["open_load_cpu_us"]),
     }

@@ -250,3 +250,31 @@ async def test_lean_and_websockets_clients_get_the_same_answers_from_the_gateway
     assert sorted(naks) == sorted(["BAD_SEQUENCE", "BAD_SIGNATURE"])
     assert reports == [("C-1", "new"), ("C-2", "new"), ("C-4", "rejected"), ("C-5", "new")]
     assert server.stats["accepted"] == 2 * 5
+
+
+async def test_the_floor_does_the_signature_work_it_claims() -> None:
+    """bench/gateway.py's floor: Logon -> ACK; each order -> ACK + a NewIndexOrder report signed by the floor's key
+    over its canonical body (so the floor pays for one recovery and one signature per order, as a gateway does)."""
+    import json
+
+    from bench.gateway import Load, _floor_process, _start, _stop
+    from protocol.codec import canonical
+    from protocol.signature import signer_matches
+
+    server_key = Signer.generate()
+    proc, conn, port = await asyncio.to_thread(_start, _floor_process, server_key.private_key_hex)
+    try:
+        load = Load(1, 3)
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            await ws.send(load.logons[0])
+            assert _kind(await asyncio.wait_for(ws.recv(), WAIT_S)) == ("ACK", 1)
+            for k, order in enumerate(load.orders[0]):
+                await ws.send(order)
+                assert _kind(await asyncio.wait_for(ws.recv(), WAIT_S)) == ("ACK", k + 2)
+                report = await asyncio.wait_for(ws.recv(), WAIT_S)
+                assert _kind(report) == ("NewIndexOrder", 0)
+                raw = json.loads(report)
+                assert raw["client_order_id"] == json.loads(order)["client_order_id"]
+                assert signer_matches(canonical(raw), raw["standard_trailer"]["signature"][0], server_key.address)
+    finally:
+        await asyncio.to_thread(_stop, proc, conn)
