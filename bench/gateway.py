@@ -177,6 +177,13 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     asyncio.run(main())
 
 
+def _cpu_sum(conns: list[Any]) -> float:
+    """CPU seconds so far of several server processes, asked all at once, summed."""
+    for conn in conns:
+        conn.send("cpu")
+    return sum(conn.recv() for conn in conns)
+
+
 class _Group:
     """The gateway processes of one part, seen as one: CPU summed, stats merged."""
 
@@ -193,9 +200,7 @@ class _Group:
             self.procs.append((proc, conn))
 
     def cpu(self) -> float:
-        for _, conn in self.procs:
-            conn.send("cpu")
-        return sum(conn.recv() for _, conn in self.procs)
+        return _cpu_sum([conn for _, conn in self.procs])
 
     def stop(self) -> dict[str, Any]:
         stats = [_stop(proc, conn) for proc, conn in self.procs]
@@ -722,13 +727,9 @@ def _run_floor(args: argparse.Namespace, load: Load, lean: LeanFrames | None) ->
     port = procs[0][2]
     procs += [_start(_floor_process, key, port) for _ in range(1, args.workers)]
 
-    def cpu() -> float:
-        for _, conn, _ in procs:
-            conn.send("cpu")
-        return sum(conn.recv() for _, conn, _ in procs)
-
     try:
-        return asyncio.run(run_phase(port, load, args.sessions, False, args, cpu, lean))
+        return asyncio.run(run_phase(port, load, args.sessions, False, args,
+                                     lambda: _cpu_sum([conn for _, conn, _ in procs]), lean))
     finally:
         for proc, conn, _ in procs:
             _stop(proc, conn)

@@ -7,9 +7,9 @@ AOF is on: `appendfsync always` for order/fill/outbox state (a transaction is on
 
 AOF rewrites are the operator's to schedule (`indexmaker compact-store`, e.g. nightly from cron), with Redis's own
 automatic rewrite kept only as a safety net at AOF_REWRITE_MIN_SIZE. Why: a rewrite forks, and its child takes a
-whole core for about a second per 60 MB of data. Measured here (2 cores): alone, it lifts the store's write latency
-from ~6 ms to 19-26 ms at most; with the gateway taking 5,000 orders/s on the same box, store writes waited up to
-0.3-0.6 s and the ACK p99 of that second went from ~10 ms to 130-160 ms (bench/gateway.py). Redis's default
+whole core for about a second per 60 MB of data. Measured on 2 cores: alone, a rewrite of 61 MB lifts the store's
+write latency from ~6 ms to 19-26 ms at most; with the gateway taking 5,000 orders/s on the same box, store writes
+waited up to 0.3-0.6 s, and the ACK p99 of those seconds rose to 130-160 ms (bench/gateway.py). Redis's default
 threshold, 64 MB, is ~130,000 orders of reports: at that rate, a rewrite every half minute.
 """
 from __future__ import annotations
