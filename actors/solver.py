@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import dataclasses
 import json
 import logging
@@ -161,6 +162,7 @@ class Solver:
         self._mint_seqs: dict[str, int] = {}  # order id -> when it became owed (the hash keeps no order)
         self._mint_seq = 0
         self._errors: list[str] = []
+        self._notes: collections.deque[str] = collections.deque(maxlen=50)  # in memory only, like the shards'
         self._counts = {"ticks": 0, "batches": 0, "asset_orders": 0, "rejected_orders": 0, "fill_calls": 0,
                         "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "mints_owed": 0,
                         "minted": 0, "commits": 0, "calls": 0, "call_failures": 0,
@@ -276,6 +278,11 @@ class Solver:
     def _error(self, text: str) -> None:
         log.error("solver: %s", text)
         self._errors.append(text)
+
+    def _note(self, text: str) -> None:
+        """A handled race worth seeing (orders cancelled before their batch engaged them): not an error."""
+        log.info("solver: %s", text)
+        self._notes.append(text)
 
     # ------------------------------------------------------------------ peers
     def _actor(self, name: str) -> Any:
@@ -515,7 +522,7 @@ class Solver:
             return  # a shard says the batch completed: nothing left to queue
         engaged = {oid: amount for rows in answers for oid, amount in rows}  # type: ignore[union-attr]
         if not self.engine.adjust_engagements(batch_id, engaged, orders_out=with_submit):
-            self._error(f"{batch_id}: no order could be engaged (cancelled meanwhile); "
+            self._note(f"{batch_id}: no order could be engaged (cancelled meanwhile); "
                         + ("what its exchange orders buy goes to inventory" if with_submit else "batch dropped"))
             return
         if with_submit:
@@ -834,6 +841,7 @@ class Solver:
             "outbox": [[a.kind, a.key] for a in self._outbox],
             "mints_owed": [m.to_dict() for m in self._mints.values()],
             "history": list(self._history), "counts": dict(self._counts), "errors": list(self._errors),
+            "notes": list(self._notes),
             "last_fills": self._last_fills,
         }
 

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from core.route_batch import BatchPolicy
+from core.route_hold import RouteHoldPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -134,6 +135,12 @@ class ChainConfig(_Section):
     #: USDC per native token (ETH on both chains), per chain id: the rate gas is charged to users at.
     native_price: dict[int, Decimal] = Field(
         default_factory=lambda: {42161: Decimal("3000"), 8453: Decimal("3000")})
+    #: Routing holds (core.route_hold): per origin chain id, the most gas in USDC that a route carrying one deposit
+    #: costs. A credited deposit holds this plus the bridge's cut until its route's real cost is charged; an order
+    #: cannot engage the hold. On the local world a bridged route's two transactions cost ~0.5 USDC of gas (anvil's
+    #: 1 gwei at native_price) and the Base transfer alone ~0.15: the defaults leave room for dearer blocks.
+    route_hold_gas: dict[int, Decimal] = Field(
+        default_factory=lambda: {42161: Decimal("1.50"), 8453: Decimal("0.50")})
     #: Own transactions (chain.tx_sender): receipt wait before a rebroadcast, receipt polling interval, broadcasts
     #: per attempt before giving up for this round, pause after a failed broadcast.
     receipt_timeout_ms: int = Field(60_000, ge=1)
@@ -155,6 +162,10 @@ class ChainConfig(_Section):
     @property
     def batch_policy(self) -> BatchPolicy:
         return BatchPolicy(self.batch_max_deposits, self.batch_close_amount, self.batch_max_wait_ms)
+
+    @property
+    def hold_policy(self) -> RouteHoldPolicy:
+        return RouteHoldPolicy(self.base_chain_id, self.bridge_fee_rate, self.usdc_unit, dict(self.route_hold_gas))
 
 
 class PortsConfig(_Section):
