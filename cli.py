@@ -124,6 +124,9 @@ def _up(args: argparse.Namespace) -> int:
         what = "resumed" if info.get("resumed") else "started fresh"
         print(f"up ({what} in {info.get('up_in_s')} s): gateway {info.get('gateway_url')}, exchange "
               f"{info.get('exchange_url')}\n  `indexmaker status` shows every part, `indexmaker down` stops it")
+        if settings.environment == "local":
+            print("  users: `indexmaker dev-keys` lists the local world's funded keys; then `indexmaker deposit "
+                  "1000 --key KEY`, `indexmaker order buy ...`, `indexmaker balance --key KEY`")
         return 0
     if line.startswith("failed "):
         error = json.loads(line[len("failed "):])["error"]

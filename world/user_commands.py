@@ -88,7 +88,7 @@ def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal], index: st
                                                              if Decimal(d["held"]) else "routed")
         lines.append(f"  deposit {key}: {d['amount']} USDC, {state}")
     for chain, amount in tokens.items():
-        lines.append(f"  tokens on {chain}: {amount}" + (f" {index}" if index else ""))
+        lines.append(f"  tokens on {chain}: {amount:f}" + (f" {index}" if index else ""))
     return lines
 
 
