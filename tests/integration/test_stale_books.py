@@ -32,6 +32,7 @@ from core.symbol_filters import parse_exchange_info  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.indexmaker_app import NewOrder, NewQuote, OrderAccepted  # noqa: E402
 from protocol.reason_codes import ReasonCode  # noqa: E402
+from tests.integration.ray_calls import kill_all  # noqa: E402
 from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
 from tests.integration.test_flow_core import ReportSink, rate_limits  # noqa: E402
 from world.system_status import key_figures  # noqa: E402
@@ -142,8 +143,4 @@ def test_an_index_waits_for_its_stale_book_then_fills(ray_cluster, redis_server)
             (order,) = ray.get(shard.user.remote(USER))["orders"]
             assert Decimal(order["filled_units"]) > 0 and Decimal(order["remaining"]) == 0
         finally:
-            for a in actors:
-                try:
-                    ray.kill(a, no_restart=True)
-                except Exception:  # noqa: BLE001
-                    pass
+            kill_all(actors)
