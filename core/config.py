@@ -91,6 +91,9 @@ class SolverConfig(_Section):
     #: Index units are counted in this quantum (the index token has 18 decimals).
     index_unit: Decimal = Decimal("1e-18")
     max_orders_per_batch: int = Field(10000, ge=1)
+    #: An order that waits this long on a stale book (core/stale_books.py) is rejected saying which book; 0: it
+    #: waits as long as the book stays stale. Never counted towards reject_after_ms (that is the market's verdict).
+    stale_reject_after_ms: int = Field(900_000, ge=0)
 
 
 class ExchangeConfig(_Section):
@@ -187,6 +190,20 @@ class RayConfig(_Section):
     placement: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class MarketDataConfig(_Section):
+    """The market-data shards (actors/market_data.py): when a book counts as stale, and the feed's pacing."""
+
+    #: A book with no diff (nor snapshot) for this long is stale: not planned on, quotes refused, health degraded.
+    stale_after_ms: int = Field(5_000, ge=1)
+    #: Depth snapshots fetched back to back at start and after a reconnect (cost units of ccxt's throttle).
+    snapshot_burst: int = Field(100, ge=1)
+    #: Book-lag samples kept for the percentiles in inspect().
+    lag_samples: int = Field(20_000, ge=1)
+    #: Reconnect backoff after a dropped websocket: the first wait, then doubled up to the cap.
+    reconnect_min_ms: int = Field(100, ge=1)
+    reconnect_max_ms: int = Field(5_000, ge=1)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
 
@@ -202,6 +219,7 @@ class Settings(BaseSettings):
     chain: ChainConfig = ChainConfig()
     ports: PortsConfig = PortsConfig()
     ray: RayConfig = RayConfig()
+    market_data: MarketDataConfig = MarketDataConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
@@ -222,6 +240,8 @@ class Settings(BaseSettings):
                              f"{self.chain.usdc_unit} (chain.usdc_decimals {self.chain.usdc_decimals})")
         if not (Decimal(0) <= self.chain.bridge_fee_rate < 1):
             raise ValueError("chain.bridge_fee_rate must be in [0, 1)")
+        if self.market_data.reconnect_min_ms > self.market_data.reconnect_max_ms:
+            raise ValueError("market_data.reconnect_min_ms must not exceed market_data.reconnect_max_ms")
         for chain_id in (self.chain.arbitrum_chain_id, self.chain.base_chain_id):
             if self.chain.native_price.get(chain_id, Decimal(0)) <= 0:
                 raise ValueError(f"chain.native_price has no positive price for chain id {chain_id}")

@@ -47,8 +47,9 @@ class FakeWorld:
         args = pickle.loads(pickle.dumps(args))  # what a Ray call does to them (packed payloads arrive unwrapped)
         if method == "order_budget":
             return (100, 100)
-        if method == "liquidity":
-            return {s: self.asks[s] for s in args[0]}
+        if method == "liquidity":  # (levels, stale symbols): the solver's read
+            assert args[3] is True
+            return {s: self.asks[s] for s in args[0]}, []
         if method == "pending":
             self.pending_calls += 1
             self.pending_asked.set()
