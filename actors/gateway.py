@@ -78,7 +78,8 @@ class GatewayActorOptions:
     server_key: str = field(repr=False)
     namespace: str | None = None
     name: str = GATEWAY_NAME
-    #: protocol.gateway_config.GatewayConfig fields (port, limits); port 0 picks a free one (tests).
+    #: core.config.GatewayConfig fields (port, limits; the launcher passes the `[gateway]` section); port 0 picks a
+    #: free one (tests).
     config: dict[str, Any] = field(default_factory=dict)
     store_prefix: str = "fix:"
     #: Quote requests are answered by this actor (it sizes them on the live books).
@@ -90,7 +91,7 @@ class GatewayActor:
     def __init__(self, options: GatewayActorOptions) -> None:
         import redis.asyncio as aioredis
 
-        from protocol.gateway_config import GatewayConfig
+        from core.config import GatewayConfig
         from protocol.redis_report_store import RedisReportStore
         from protocol.server import GatewayServer
         from protocol.signature import Signer

@@ -130,7 +130,7 @@ class OrderBooksOptions:
     def from_settings(cls, settings: Any, known_indexes: Iterable[str], shards: int, **overrides: Any
                       ) -> "OrderBooksOptions":
         values: dict[str, Any] = {
-            "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0", "shards": shards,
+            "redis_url": settings.redis_url, "shards": shards,
             "known_indexes": tuple(sorted(known_indexes)), "unit": settings.collateral.unit,
             "order_dust": settings.collateral.order_dust,
             "rest_return_ratio": settings.collateral.rest_return_ratio,

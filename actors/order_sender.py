@@ -105,7 +105,7 @@ class SenderOptions:
     def from_settings(cls, settings: Any, api_key: str, secret: str, **overrides: Any) -> "SenderOptions":
         x = settings.exchange
         values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "api_key": api_key, "secret": secret,
-                                  "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0",
+                                  "redis_url": settings.redis_url,
                                   "rate_limit_safety": x.rate_limit_safety, "recv_window_ms": x.recv_window_ms}
         values.update(overrides)
         return cls(**values)

@@ -97,7 +97,7 @@ class SolverOptions:
     @classmethod
     def from_settings(cls, settings: Any, order_shards: int, **overrides: Any) -> "SolverOptions":
         values: dict[str, Any] = {
-            "redis_url": f"redis://127.0.0.1:{settings.ports.redis}/0", "order_shards": order_shards,
+            "redis_url": settings.redis_url, "order_shards": order_shards,
             "market_shards": settings.exchange.market_shards, "tick_interval_ms": settings.solver.tick_interval_ms,
             "collect_quiet_ms": settings.solver.collect_quiet_ms, "collect_max_ms": settings.solver.collect_max_ms,
             "idle_poll_ms": settings.solver.idle_poll_ms, "reject_after_ms": settings.solver.reject_after_ms,

@@ -79,7 +79,7 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     logging.basicConfig(level=logging.WARNING)
     _loop_policy()
     from protocol.envelope import UserRef  # noqa: PLC0415
-    from protocol.gateway_config import GatewayConfig  # noqa: PLC0415
+    from core.config import GatewayConfig  # noqa: PLC0415
     from protocol.indexmaker_plugin import IndexMakerPlugin  # noqa: PLC0415
     from protocol.inprocess_app import InProcessIndexMakerApp  # noqa: PLC0415
     from protocol.redis_report_store import RedisReportStore  # noqa: PLC0415

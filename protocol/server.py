@@ -45,7 +45,7 @@ from websockets.server import ServerProtocol
 from core.clock import Clock, SystemClock
 from protocol.codec import Decoded, FrameError, ack_frame, canonical, decode, encode, header, parse_frame, peek
 from protocol.envelope import Body, UserRef
-from protocol.gateway_config import GatewayConfig
+from core.config import GatewayConfig
 from protocol.group_commit import GroupCommitter
 from protocol.plugin import Inbound, Plugin
 from protocol.rate_limit import TokenBucket

@@ -18,6 +18,7 @@ config's `[ray.placement]`) puts actors on the nodes that offer the resources th
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -98,12 +99,15 @@ def _wait_name_released(name: str, namespace: str, timeout_s: float = 30.0) -> N
 
 @dataclass
 class LauncherOptions:
-    #: The index served and the basket file it is read from (wire symbols are [A-Z0-9]: "SY100.dev" is not one).
-    index: str = "SY100DEV"
-    index_file: str = "SY100.dev.json"
-    users: int = 3
-    order_shards: int = 2
-    market_shards: int = 2
+    """What a launch varies (where, which Ray, ports for tests). The numbers default to None: taken from the
+    settings (`[system]`, `[local]`, `exchange.market_shards`, `solver.tick_interval_ms`); a test may pin one."""
+
+    #: The index served and the basket file it is read from.
+    index: str | None = None
+    index_file: str | None = None
+    users: int | None = None
+    order_shards: int | None = None
+    market_shards: int | None = None
     #: Ray namespace of every actor. None: env INDEXMAKER_NAMESPACE, else the design's "indexmaker" on a Ray
     #: instance this launcher starts, or the namespace of one already initialised (a test's cluster).
     namespace: str | None = None
@@ -122,20 +126,30 @@ class LauncherOptions:
     #: Attaching to a cluster whose nodes do not have this checkout: ship it as the job's working_dir.
     ship_code: bool = False
     #: The simulator's price process step (ms) and its exchange-side deposit polling.
-    price_update_ms: int = 100
-    deposit_poll_ms: int = 20
-    #: Automine chains: a deposit is final once mined (confirmations 0); the listener still checks reorgs.
-    confirmations: int = 0
-    tick_interval_ms: int = 50
-    poll_s: float = 0.05
+    price_update_ms: int | None = None
+    deposit_poll_ms: int | None = None
+    #: Blocks on top of a deposit before it is credited on the local (automine) chains.
+    confirmations: int | None = None
+    tick_interval_ms: int | None = None
+    poll_ms: int | None = None
+
+    def resolved(self, settings: Settings) -> "LauncherOptions":
+        """These options with every None taken from the settings."""
+        from_settings = {
+            "index": settings.system.index, "index_file": settings.system.index_file,
+            "users": settings.local.users, "order_shards": settings.system.order_shards,
+            "market_shards": settings.exchange.market_shards, "price_update_ms": settings.local.price_update_ms,
+            "deposit_poll_ms": settings.local.deposit_poll_ms, "confirmations": settings.local.confirmations,
+            "tick_interval_ms": settings.solver.tick_interval_ms, "poll_ms": settings.system.poll_ms}
+        return dataclasses.replace(self, **{k: v for k, v in from_settings.items() if getattr(self, k) is None})
 
 
 class LocalSystem:
     """`start()` brings everything up and returns self; `stop()` takes it all down (reverse order)."""
 
     def __init__(self, options: LauncherOptions | None = None, settings: Settings | None = None) -> None:
-        self.o = options or LauncherOptions()
         self.base_settings = settings or Settings()
+        self.o = (options or LauncherOptions()).resolved(self.base_settings)
         self.settings: Settings | None = None
         self.namespace = (self.o.namespace or os.environ.get(NAMESPACE_ENV)
                           or self.base_settings.ray.namespace or DEFAULT_NAMESPACE)
@@ -211,9 +225,11 @@ class LocalSystem:
             exchange_file.unlink(missing_ok=True)
             self.state = self.chains.start()
         _write_json(state_dir / PORTS_FILE, {**ports, "redis": self.redis.port})
-        self.relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC, poll_s=0.02).start()
+        local = self.base_settings.local
+        self.relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC,
+                                                poll_s=local.relayer_poll_ms / 1000).start()
         self.exchange = LocalExchange(self.state, LocalExchangeConfig(
-            confirmations=1, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
+            confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
             update_ms=self.o.price_update_ms, state_file=str(exchange_file) if persistent else None)).start()
         with urllib.request.urlopen(self.exchange.url + "/api/v3/exchangeInfo", timeout=30) as resp:
             info = json.loads(resp.read())
@@ -223,7 +239,7 @@ class LocalSystem:
         s = self.base_settings
         self.settings = s.model_copy(update={
             "chain": ChainConfig(**{**s.chain.model_dump(), "confirmations": self.o.confirmations,
-                                    "receipt_poll_ms": 20}),
+                                    "receipt_poll_ms": s.local.receipt_poll_ms}),
             "exchange": ExchangeConfig(**{**s.exchange.model_dump(), "rest_url": self.exchange.url,
                                           "ws_url": self.exchange.ws_url,
                                           "market_shards": self.o.market_shards}),
@@ -320,12 +336,13 @@ class LocalSystem:
         port = s.ports.gateway if o.gateway_port is None else o.gateway_port
         with placed(GatewayActor, table):
             gateway = start_gateway(GatewayActorOptions(redis_url, o.order_shards, self._gateway_key(),
-                                                        namespace=ns, config={"port": port}), detached=detached)
+                                                        namespace=ns, config={**s.gateway.model_dump(), "port": port}),
+                                  detached=detached)
         self.actors["gateway"] = gateway
         with placed(ChainActor, table), placed(RouterActor, table):
             chain, router = start_chain_actors(world_file=str(self.world_file), redis_url=redis_url, settings=s,
                                                exchange_keys=ExchangeKeys(account.api_key, account.secret),
-                                               namespace=ns, poll_s=o.poll_s, step_s=o.poll_s,
+                                               namespace=ns, poll_s=o.poll_ms / 1000, step_s=o.poll_ms / 1000,
                                                order_shards=o.order_shards, detached=detached)
         self.actors["chain"], self.actors["router"] = chain, router
         if not all(ray.get([m.wait_ready.remote(60.0) for m in markets])):
@@ -338,7 +355,7 @@ class LocalSystem:
         self.actors["solver"] = solver
         ray.get(solver.start.remote())
         with placed(Minter, table):
-            self.actors["minter"] = start_minter(MinterOptions(namespace=ns, poll_ms=int(o.poll_s * 1000)),
+            self.actors["minter"] = start_minter(MinterOptions(namespace=ns, poll_ms=o.poll_ms),
                                                  detached=detached)
         self.gateway_url = ray.get(gateway.start.remote())
         # Observability: `http` (GET /health, the signed invoice service) beside the gateway, and the `monitor`
@@ -348,7 +365,9 @@ class LocalSystem:
 
         with placed(HttpService, table):
             self.actors["http"] = start_http_service(HttpServiceOptions(
-                o.order_shards, namespace=ns, port=0 if o.gateway_port == 0 else s.ports.invoices), detached=detached)
+                o.order_shards, namespace=ns, host=s.http.host, port=0 if o.gateway_port == 0 else s.ports.invoices,
+                health_timeout_s=s.http.health_timeout_s,
+                max_clock_skew_ms=s.gateway.max_clock_skew_ms), detached=detached)
         with placed(Monitor, table):
             self.actors["monitor"] = start_monitor(MonitorOptions(tuple(self.actors), namespace=ns),
                                                    detached=detached)

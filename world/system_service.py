@@ -35,9 +35,7 @@ def launcher_options(settings, state_dir: Path, *, address: str | None, fresh: b
 
     return LauncherOptions(state_dir=state_dir, resume=not fresh, address=address, detached=address is not None,
                            ship_code=ship_code,
-                           namespace=os.environ.get("INDEXMAKER_NAMESPACE") or settings.ray.namespace,
-                           market_shards=settings.exchange.market_shards,
-                           tick_interval_ms=settings.solver.tick_interval_ms)
+                           namespace=os.environ.get("INDEXMAKER_NAMESPACE") or settings.ray.namespace)
 
 
 def serve(settings, state_dir: Path, *, config_path: str | None, address: str | None, fresh: bool,  # noqa: ANN001

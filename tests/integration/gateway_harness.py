@@ -12,7 +12,7 @@ from websockets.sync.client import ClientConnection, connect
 from core.clock import Clock, SystemClock
 from protocol.codec import Decoded, decode, encode, header, parse_frame
 from protocol.envelope import Body, UserRef
-from protocol.gateway_config import GatewayConfig
+from core.config import GatewayConfig
 from protocol.indexmaker_messages import INDEXMAKER_REPORTS
 from protocol.indexmaker_plugin import IndexMakerPlugin
 from protocol.inprocess_app import InProcessIndexMakerApp

@@ -14,7 +14,7 @@ from protocol.plugin import BasePlugin, Inbound
 from protocol.reason_codes import NakCode
 from protocol.report_store import MemoryReportStore
 from protocol.server import GatewayServer
-from protocol.gateway_config import GatewayConfig
+from core.config import GatewayConfig
 from protocol.signature import Signer
 from protocol.wire_types import Id
 

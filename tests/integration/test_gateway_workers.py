@@ -10,7 +10,7 @@ import pytest
 
 from bench.lean_ws import connect as lean_connect, text_frame
 from protocol.client import GatewayClient
-from protocol.gateway_config import GatewayConfig
+from core.config import GatewayConfig
 from protocol.indexmaker_messages import NewIndexOrder
 from protocol.indexmaker_plugin import IndexMakerPlugin
 from protocol.inprocess_app import InProcessIndexMakerApp
