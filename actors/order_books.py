@@ -755,6 +755,20 @@ class IndexOrderBooks:
         return [MintRequest(o.order_id, b.user, o.index, o.filled_units, self.o.token_decimals)
                 for b in self.app.books.values() for o in b.mint_pending()]
 
+    async def holdings(self) -> dict[str, dict[str, str]]:
+        """Per index, the units filled of this shard's orders: "minted" (the mint landed) and "unminted" (still
+        open, or its mint owed). The baskets behind them are what the reserves check expects the exchange to hold.
+        Reads memory only (every order the shard keeps; a check runs every reserves.interval_s, not per order)."""
+        minted: dict[str, Decimal] = {}
+        unminted: dict[str, Decimal] = {}
+        for book in self.app.books.values():
+            for order in book:
+                if order.filled_units:
+                    into = minted if order.minted_tx is not None else unminted
+                    into[order.index] = into.get(order.index, Decimal(0)) + order.filled_units
+        return {index: {"minted": str(minted.get(index, Decimal(0))), "unminted": str(unminted.get(index, Decimal(0)))}
+                for index in sorted(set(minted) | set(unminted))}
+
     # ------------------------------------------------------------------ views
     async def user(self, address: str) -> dict[str, Any] | None:
         """One user's book and ledger (plain data), or None."""

@@ -176,6 +176,27 @@ class RayConfig(_Section):
     placement: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class ReservesConfig(_Section):
+    """The reserves check (core/reserves.py; `indexmaker reconcile`, the monitor): what the books say is held
+    against the exchange account's balances and the index tokens' on-chain supply."""
+
+    #: Seconds between two checks by the monitor (0: the monitor does not check; `reconcile` still does).
+    interval_s: float = Field(60.0, ge=0)
+    #: A difference is reported only when this many reads in a row see it beyond the tolerance: one read taken
+    #: while a fill travels from the exchange to the books sees a difference that is not one.
+    confirm_reads: int = Field(2, ge=1)
+    #: Pause between two reads of one check (`reconcile`): the time a fill needs to reach the books.
+    reread_ms: int = Field(1000, ge=0)
+    #: Largest |exchange - books| per asset that is not a difference (dust: below one lot step of every basket
+    #: asset of the local world); `tolerances` overrides it per asset.
+    tolerance: Decimal = Field(Decimal("0.00000100"), ge=0)
+    tolerances: dict[str, Decimal] = Field(default_factory=dict)
+    #: The same for an index token's supply against the units the books minted (index units).
+    supply_tolerance: Decimal = Field(Decimal("0"), ge=0)
+    #: Longest wait for one part's answer (a shard, the solver, the sender's account request, the chain).
+    read_timeout_s: float = Field(10.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
 
@@ -191,6 +212,7 @@ class Settings(BaseSettings):
     chain: ChainConfig = ChainConfig()
     ports: PortsConfig = PortsConfig()
     ray: RayConfig = RayConfig()
+    reserves: ReservesConfig = ReservesConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

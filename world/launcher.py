@@ -350,11 +350,19 @@ class LocalSystem:
             self.actors["http"] = start_http_service(HttpServiceOptions(
                 o.order_shards, namespace=ns, port=0 if o.gateway_port == 0 else s.ports.invoices), detached=detached)
         with placed(Monitor, table):
-            self.actors["monitor"] = start_monitor(MonitorOptions(tuple(self.actors), namespace=ns),
+            self.actors["monitor"] = start_monitor(MonitorOptions(tuple(self.actors), namespace=ns,
+                                                                  reserves=self._reserves_options()),
                                                    detached=detached)
         self.http_url = ray.get(self.actors["http"].start.remote())
 
     # ------------------------------------------------------------------ helpers
+    def _reserves_options(self):  # noqa: ANN202
+        """What the monitor's (and `indexmaker reconcile`'s) reserves check reads: settings.reserves."""
+        from actors.reserves_probe import ReservesOptions
+
+        assert self.settings is not None
+        return ReservesOptions.from_settings(self.settings, self.o.order_shards, self.o.index)
+
     def _gateway_key(self) -> str:
         """The gateway's signing key, the same on every start (users may pin its address): INDEXMAKER_GATEWAY_KEY,
         else the local world's own key in the state dir (made once, mode 600), else (a throwaway world) a new one."""
