@@ -318,16 +318,17 @@ def _reconcile(args: argparse.Namespace) -> int:
         return 2
     settings = _settings(args.config or run.get("config"))
     try:
-        rows, seconds = reconcile(run, settings)
+        rows, reads, seconds = reconcile(run, settings)
     except Exception as exc:  # noqa: BLE001  (a part not answering: no verdict)
         print(f"cannot read the reserves: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     bad = problems(rows)
     if args.json:
-        print(json.dumps({"rows": [r.to_dict() for r in rows], "ok": not bad, "seconds": round(seconds, 3)}))
+        print(json.dumps({"rows": [r.to_dict() for r in rows], "ok": not bad, "reads": reads,
+                          "seconds": round(seconds, 3)}))
     else:
         print("\n".join(render(rows)))
-        print(f"read in {seconds:.3f} s: " + ("no difference" if not bad else
+        print(f"{reads} read(s) in {seconds:.3f} s: " + ("no difference" if not bad else
                                                "DIFFERENT: " + ", ".join(r.asset for r in rows if not r.ok)))
     return 1 if bad else 0
 

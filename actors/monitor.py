@@ -144,7 +144,7 @@ class Monitor:
             return self.reserves.view()
         started = time.perf_counter()
         try:
-            rows = await check_reserves(self._call, r)
+            rows, _ = await check_reserves(self._call, r)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001  (a part not answering: no verdict this time; liveness says why)

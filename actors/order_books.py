@@ -755,19 +755,25 @@ class IndexOrderBooks:
         return [MintRequest(o.order_id, b.user, o.index, o.filled_units, self.o.token_decimals)
                 for b in self.app.books.values() for o in b.mint_pending()]
 
-    async def holdings(self) -> dict[str, dict[str, str]]:
-        """Per index, the units filled of this shard's orders: "minted" (the mint landed) and "unminted" (still
-        open, or its mint owed). The baskets behind them are what the reserves check expects the exchange to hold.
-        Reads memory only (every order the shard keeps; a check runs every reserves.interval_s, not per order)."""
-        minted: dict[str, Decimal] = {}
-        unminted: dict[str, Decimal] = {}
+    async def holdings(self) -> dict[str, Any]:
+        """What this shard's orders hold, for the reserves check: per index the units filled, "minted" (the mint
+        landed) and "unminted" (still open, or its mint owed), and their exact "cost" in the quote asset; per
+        symbol the quantity the orders' completed batches delivered to them ("delivered": the invoice lines, exact
+        base units). Reads memory only: every order the shard keeps, once per check (reserves.interval_s)."""
+        indexes: dict[str, dict[str, Decimal]] = {}
         for book in self.app.books.values():
             for order in book:
-                if order.filled_units:
-                    into = minted if order.minted_tx is not None else unminted
-                    into[order.index] = into.get(order.index, Decimal(0)) + order.filled_units
-        return {index: {"minted": str(minted.get(index, Decimal(0))), "unminted": str(unminted.get(index, Decimal(0)))}
-                for index in sorted(set(minted) | set(unminted))}
+                if order.filled_units or order.cost_exact:
+                    acc = indexes.setdefault(order.index, {"minted": Decimal(0), "unminted": Decimal(0),
+                                                           "cost": Decimal(0)})
+                    acc["minted" if order.minted_tx is not None else "unminted"] += order.filled_units
+                    acc["cost"] += order.cost_exact
+        delivered: dict[str, Decimal] = {}
+        for lines in self._lines.values():
+            for symbol, row in lines.items():
+                delivered[symbol] = delivered.get(symbol, Decimal(0)) + row[1]
+        return {"indexes": {i: {k: str(v) for k, v in acc.items()} for i, acc in sorted(indexes.items())},
+                "delivered": {s: str(q) for s, q in sorted(delivered.items())}}
 
     # ------------------------------------------------------------------ views
     async def user(self, address: str) -> dict[str, Any] | None:

@@ -187,12 +187,17 @@ class ReservesConfig(_Section):
     confirm_reads: int = Field(2, ge=1)
     #: Pause between two reads of one check (`reconcile`): the time a fill needs to reach the books.
     reread_ms: int = Field(1000, ge=0)
-    #: Largest |exchange - books| per asset that is not a difference (dust: below one lot step of every basket
-    #: asset of the local world); `tolerances` overrides it per asset.
-    tolerance: Decimal = Field(Decimal("0.00000100"), ge=0)
+    #: Largest |exchange - books| per asset that is not a difference; `tolerances` overrides it per asset. The
+    #: books count whole base units and exact costs, so an account nobody else touches differs by 0 once quiet;
+    #: the default, one base unit of an 8-decimal asset, is below one micro-USDC.
+    tolerance: Decimal = Field(Decimal("0.00000001"), ge=0)
     tolerances: dict[str, Decimal] = Field(default_factory=dict)
     #: The same for an index token's supply against the units the books minted (index units).
     supply_tolerance: Decimal = Field(Decimal("0"), ge=0)
+    #: What the exchange account held before the system's first deposit, per asset. The quote asset's line
+    #: (books: this + deposits credited - what fills cost) is compared only when it is named here. The default is
+    #: the local simulator's test account (exchange/simulator/config.py starts it with 1,000,000 USDC).
+    opening: dict[str, Decimal] = Field(default_factory=lambda: {"USDC": Decimal("1000000")})
     #: Longest wait for one part's answer (a shard, the solver, the sender's account request, the chain).
     read_timeout_s: float = Field(10.0, gt=0)
 

@@ -1,8 +1,14 @@
 """Reserves: what the books say is held, against what the exchange account and the chain say.
 
-Per basket asset, the books hold the baskets behind every index unit filled (minted or not yet: units x basket
-quantity, exact), plus the solver's inventory, plus what is in flight (lots a batch received and has not assigned,
-executions the sender logged that the solver has not consumed). The exchange holds its balance (free + locked).
+Per basket asset, the books hold what the fills delivered to index orders (the invoice lines of completed batches,
+and what open batches assigned so far: whole base units, exact), plus the solver's inventory, plus what is in
+flight (lots a batch received and has not assigned, executions the sender logged that the solver has not
+consumed). Not units filled x basket quantity: each batch hands its orders the floor of that in base units and
+keeps the fraction as inventory, so that product runs ahead of the account by up to a base unit per batch, and
+after enough batches past any tolerance. The exchange holds its balance (free + locked).
+In the quote asset (USDC) the books hold what the account held before the system (reserves.opening), plus every
+deposit the exchange credited to a route, minus what every fill cost (the orders' exact cost, the cost of the lots
+in inventory and in flight, the quote debited by fills the solver has not seen).
 Per index, the token's on-chain totalSupply must lie between the units the books minted and those plus the mints
 still owed (a mint can land on chain before the books mark it).
 
@@ -15,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from core.lots import Lot
 
@@ -46,16 +52,31 @@ def add_into(total: dict[str, Decimal], part: Mapping[str, Decimal]) -> dict[str
     return total
 
 
-def books_holdings(filled_by_index: Mapping[str, Decimal], baskets: Mapping[str, Mapping[str, Decimal]],
-                   *parts: Mapping[str, Decimal]) -> dict[str, Decimal]:
-    """Per asset: the baskets behind the filled units of each index (units x quantity per unit, exact) plus each
-    of `parts` (inventory, in flight). An index with filled units and no basket is a bug upstream: KeyError."""
+def books_holdings(parts: Iterable[Mapping[str, Decimal]]) -> dict[str, Decimal]:
+    """Per asset, the sum of the parts the books hold it in (delivered to orders, assigned in open batches,
+    inventory, in flight)."""
     out: dict[str, Decimal] = {}
-    for index, units in filled_by_index.items():
-        if units:
-            add_into(out, {asset: units * q for asset, q in baskets[index].items()})
     for part in parts:
         add_into(out, part)
+    return out
+
+
+def by_asset(per_symbol: Mapping[str, Decimal], base_asset: Mapping[str, str]) -> dict[str, Decimal]:
+    """Quantities per trading symbol ("BTCUSDC") summed per base asset ("BTC")."""
+    out: dict[str, Decimal] = {}
+    for symbol, q in per_symbol.items():
+        add_into(out, {base_asset[symbol]: q})
+    return out
+
+
+def assigned_in(batches: Iterable[Any], filters: Mapping[str, Any]) -> dict[str, Decimal]:
+    """Per base asset, what the open batches' allocations handed to their orders (whole base units, exact)."""
+    out: dict[str, Decimal] = {}
+    for b in batches:
+        for symbol, units in b.allocation.assigned_units().items():
+            if units:
+                f = filters[symbol]
+                add_into(out, {f.base_asset: units * f.base_unit})
     return out
 
 
@@ -67,6 +88,18 @@ def lots_held(lots: Iterable[Lot], base_asset: Mapping[str, str]) -> dict[str, D
             asset = base_asset[lot.symbol]
             out[asset] = out.get(asset, ZERO) + lot.remaining * lot.unit
     return out
+
+
+def lots_cost(lots: Iterable[Lot]) -> Decimal:
+    """What the units left in `lots` cost in the quote asset: their value at the fill price plus the part of the
+    fee not yet handed to an order (value + fee of a whole lot == what the exchange debited for it, exactly)."""
+    return sum((lot.price * lot.unit * lot.remaining + lot.fee - lot.fee_upto(lot.consumed) for lot in lots), ZERO)
+
+
+def quote_spent(quantity: Decimal, price: Decimal, commission: Decimal, commission_asset: str | None,
+                quote_asset: str) -> Decimal:
+    """What a buy fill debited in the quote asset: quantity x price, plus a commission taken in the quote asset."""
+    return quantity * price + (commission if commission_asset == quote_asset else ZERO)
 
 
 def net_received(quantity: Decimal, commission: Decimal, commission_asset: str | None, base_asset: str) -> Decimal:

@@ -18,8 +18,8 @@ def system_running(run: dict[str, Any] | None) -> bool:
     return run is not None and run.get("phase") == "up" and pid_alive(run.get("pid"))
 
 
-def reconcile(run: dict[str, Any], settings: Any) -> tuple[list[ReserveRow], float]:
-    """The check's rows and the seconds it took (the Ray attach excluded)."""
+def reconcile(run: dict[str, Any], settings: Any) -> tuple[list[ReserveRow], int, float]:
+    """The check's rows, the reads it took and the seconds they took (the Ray attach excluded)."""
     import ray
 
     from actors.reserves_probe import ReservesOptions, check_reserves
@@ -41,7 +41,7 @@ def reconcile(run: dict[str, Any], settings: Any) -> tuple[list[ReserveRow], flo
             return await getattr(handles[name], method).remote(*args)
 
         started = time.perf_counter()
-        rows = asyncio.run(check_reserves(call, options))
-        return rows, time.perf_counter() - started
+        rows, reads = asyncio.run(check_reserves(call, options))
+        return rows, reads, time.perf_counter() - started
     finally:
         ray.shutdown()

@@ -79,15 +79,17 @@ def test_reserves_agree_after_orders_filled_and_minted(flow, state_dir) -> None:
     report = json.loads(r.stdout)
     rows = {row["asset"]: row for row in report["rows"]}
     basket = {a.symbol.removesuffix("USDC") for a in system.basket.assets}
-    assert set(rows) == basket | {"SY100DEV supply"}
+    assert set(rows) == basket | {"USDC", "SY100DEV supply"}
     assert all(row["ok"] for row in rows.values()), rows
+    assert all(Decimal(row["difference"]) == 0 for row in rows.values()), rows  # exact, not within a tolerance
     assert Decimal(rows["SY100DEV supply"]["books"]) == Decimal(rows["SY100DEV supply"]["exchange"]) == minted > 0
     assert all(Decimal(rows[a]["books"]) > 0 for a in basket)  # the baskets behind the mint are counted
-    print(f"reconcile read the running system in {report['seconds']} s")
+    print(f"reconcile: {report['reads']} read(s) of the running system in {report['seconds']} s")
     table = reconcile(state_dir)
     assert table.returncode == 0, explain(table)
     assert table.stdout.splitlines()[0].split() == ["asset", "books", "exchange", "difference"]
     assert "no difference" in table.stdout
+    print(table.stdout)
     status, body = after_checks(system, 1)
     assert not [p for p in body["problems"] if p.startswith("reserves")], body
     assert body["reserves"]["rows"] and all(row["ok"] for row in body["reserves"]["rows"])
@@ -96,22 +98,27 @@ def test_reserves_agree_after_orders_filled_and_minted(flow, state_dir) -> None:
 def test_money_moved_out_of_the_exchange_is_caught(flow, state_dir) -> None:
     system, _ = flow
     rows = {row["asset"]: row for row in json.loads(reconcile(state_dir, "--json").stdout)["rows"]}
-    asset = max((a for a in rows if not a.endswith("supply")), key=lambda a: Decimal(rows[a]["exchange"]))
+    asset = max((a for a in rows if not a.endswith("supply") and a != "USDC"),
+                key=lambda a: Decimal(rows[a]["exchange"]))
     taken = (Decimal(rows[asset]["exchange"]) / 2).quantize(Decimal("1e-8"))  # the exchange's precision
-    body = json.dumps({"api_key": system.exchange.account.api_key, "asset": asset, "amount": str(taken)}).encode()
-    req = urllib.request.Request(system.exchange.url + "/_admin/withdraw", data=body, method="POST",
-                                 headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=10) as resp:
-        assert resp.status == 200
+    micro = Decimal("0.000001")  # one micro-USDC out too: an operator answers for each
+    for what, amount in ((asset, taken), ("USDC", micro)):
+        body = json.dumps({"api_key": system.exchange.account.api_key, "asset": what, "amount": str(amount)})
+        req = urllib.request.Request(system.exchange.url + "/_admin/withdraw", data=body.encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 200
 
     r = reconcile(state_dir)
     assert r.returncode == 1, explain(r)
-    books, left = Decimal(rows[asset]["books"]), Decimal(rows[asset]["exchange"]) - taken
-    line = next(x for x in r.stdout.splitlines() if x.split()[0] == asset).split()
-    assert [Decimal(x) for x in line[1:4]] + line[4:] == [books, left, left - books, "DIFFERENT"]
-    assert [x.split()[-1] for x in r.stdout.splitlines()[1:-1]].count("DIFFERENT") == 1  # only that asset
-    assert f"DIFFERENT: {asset}" in r.stdout
+    expected = {}
+    for what, amount in ((asset, taken), ("USDC", micro)):
+        books, left = Decimal(rows[what]["books"]), Decimal(rows[what]["exchange"]) - amount
+        expected[what] = f"reserves: {what} books {books} exchange {left} difference {left - books}"
+        line = next(x for x in r.stdout.splitlines() if x.split()[0] == what).split()
+        assert [Decimal(x) for x in line[1:4]] + line[4:] == [books, left, left - books, "DIFFERENT"]
+    assert [x.split()[-1] for x in r.stdout.splitlines()[1:-1]].count("DIFFERENT") == 2  # only those two
+    assert f"DIFFERENT: {', '.join(sorted(expected))}" in r.stdout
     status, health = after_checks(system, 2)
     assert (status, health["healthy"]) == (503, False)
-    assert [p for p in health["problems"] if p.startswith("reserves")] == [
-        f"reserves: {asset} books {books} exchange {left} difference {left - books}"]
+    assert [p for p in health["problems"] if p.startswith("reserves")] == [expected[a] for a in sorted(expected)]

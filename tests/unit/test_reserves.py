@@ -1,37 +1,72 @@
-"""core/reserves.py: the books' holdings from filled units, inventory and what is in flight; the comparison with
+"""core/reserves.py: the books' holdings from what was delivered, assigned, in inventory and in flight; the comparison with
 the exchange per asset and with the token supply per index; reads that disagree only once are not a difference."""
 from __future__ import annotations
 
 from decimal import Decimal
+from types import SimpleNamespace
 
 from hypothesis import given
 from hypothesis import strategies as st
 
 from core.lots import Lot
 from core.reserves import (
-    ReserveRow, books_holdings, compare, confirmed, lots_held, net_received, problems, render, supply_row,
+    ReserveRow, assigned_in, books_holdings, by_asset, compare, confirmed, lots_cost, lots_held, net_received,
+    problems, quote_spent, render, supply_row,
 )
 
 D = Decimal
-BASKETS = {"IDX": {"BTC": D("0.5806885"), "XRP": D("1092.4467975")}, "TWO": {"BTC": D("0.1")}}
 amounts = st.decimals(min_value=0, max_value=10**6, places=8, allow_nan=False, allow_infinity=False)
 
 
-def test_books_are_the_baskets_behind_filled_units_plus_the_parts() -> None:
-    books = books_holdings({"IDX": D("2.000000000000000001"), "TWO": D(3)}, BASKETS,
-                           {"BTC": D("0.00001")}, {"XRP": D("1"), "ETH": D("0.2")})
-    assert books == {"BTC": D("2.000000000000000001") * D("0.5806885") + D("0.3") + D("0.00001"),
-                     "XRP": D("2.000000000000000001") * D("1092.4467975") + 1, "ETH": D("0.2")}
+def test_books_are_the_sum_of_the_parts_per_asset() -> None:
+    books = books_holdings([{"BTC": D("0.00512487")}, {"BTC": D("0.00001"), "XRP": D("1")}, {},
+                            {"XRP": D("2.5"), "ETH": D("0.2")}])
+    assert books == {"BTC": D("0.00513487"), "XRP": D("3.5"), "ETH": D("0.2")}
+    assert by_asset({"BTCUSDC": D("1"), "BTCUSDT": D("2"), "XRPUSDC": D("3")},
+                    {"BTCUSDC": "BTC", "BTCUSDT": "BTC", "XRPUSDC": "XRP"}) == {"BTC": D(3), "XRP": D(3)}
 
 
-def test_an_index_with_nothing_filled_needs_no_basket() -> None:
-    assert books_holdings({"GONE": D(0)}, BASKETS) == {}
+def test_what_open_batches_assigned_counts_in_whole_base_units() -> None:
+    from core.basket import Basket, BasketAsset
+    from core.batch_planner import Engagement
+    from core.lot_assignment import BatchAllocation
+
+    filters = {"BTCUSDC": SimpleNamespace(base_asset="BTC", base_unit=D("1e-8"))}  # what it reads of the filters
+    basket = Basket("IDX", (BasketAsset("BTCUSDC", D("0.3333333")),))
+    alloc = BatchAllocation("b1", [Engagement("u:1", "IDX", D(1), D(30000), D(20000))], {"IDX": basket},
+                            {"BTCUSDC": D("1e-8")}, D("1e-18"))
+    alloc.add_lots([Lot("BTCUSDC:1", "BTCUSDC", 20_000_000, D("1e-8"), D(60000), D(0))])
+    alloc.assign()
+
+    class Open:
+        allocation = alloc
+
+    got = assigned_in([Open()], filters)
+    assert got == {"BTC": D(alloc.assigned_units()["BTCUSDC"]) * D("1e-8")} and 0 < got["BTC"] <= D("0.2")
 
 
 def test_lots_held_counts_what_is_left_in_whole_base_units() -> None:
     a = Lot("BTCUSDC:1", "BTCUSDC", 1000, D("1e-8"), D("60000"), D("0.01"), consumed=400)
     b = Lot("XRPUSDC:2", "XRPUSDC", 7, D("0.1"), D("0.5"), D(0), consumed=7)
     assert lots_held([a, b], {"BTCUSDC": "BTC", "XRPUSDC": "XRP"}) == {"BTC": D("0.00000600")}
+
+
+@given(st.integers(1, 10**6), st.integers(0, 10**6), st.decimals(min_value="0.01", max_value=100000, places=2),
+       st.integers(0, 10**8))
+def test_the_cost_of_what_is_left_and_of_what_was_taken_is_what_the_lot_cost(quantity, taken, price, fee_q) -> None:
+    """Units taken from a lot (slices) cost their share; what is left costs the rest, to the last 1e-24."""
+    taken = min(taken, quantity)
+    lot = Lot("BTCUSDC:1", "BTCUSDC", quantity, D("1e-8"), price, D(fee_q).scaleb(-8))
+    whole = lots_cost([lot])
+    assert whole == price * D("1e-8") * quantity + lot.fee
+    out = lot.take(taken) if taken else None
+    assert lots_cost([lot]) + (out.value + out.fee if out else 0) == whole
+    assert lots_cost([lot.leftover()]) == lots_cost([lot])
+
+
+def test_a_fill_costs_its_quote_plus_a_commission_in_quote() -> None:
+    assert quote_spent(D("0.5"), D("60000.01"), D("0.0005"), "BTC", "USDC") == D("30000.005")
+    assert quote_spent(D("0.5"), D("60000.01"), D("30"), "USDC", "USDC") == D("30030.005")
 
 
 def test_a_commission_in_the_base_asset_is_not_held() -> None:
