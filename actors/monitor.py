@@ -255,7 +255,8 @@ class Monitor:
                 "worker_id": ray.get_runtime_context().get_worker_id(),
                 "last_poll_ms": self.last_poll_ms,
                 "last_poll_ms_taken": None if self.last_poll_s is None else round(self.last_poll_s * 1000, 3),
-                "healthy": None if self.view.last_health is None else self.view.last_health["healthy"],
+                "healthy": None if self.view.last_health is None else (self.view.last_health["healthy"]
+                                                                        and not self.reserves.problems),
                 "metrics": self.metrics.snapshot(), "reserves": self.reserves.view()}
 
 
