@@ -5,11 +5,9 @@ exchange and the chain after the mint; money moved out of the exchange account b
 (the simulator's /_admin/withdraw) is caught: reconcile exits 1 naming the asset, /health turns 503 naming it."""
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import urllib.request
-import uuid
 from decimal import Decimal
 from pathlib import Path
 
@@ -20,8 +18,8 @@ ray = pytest.importorskip("ray")
 from core.config import ReservesConfig, Settings  # noqa: E402
 from tests.integration.operator_cli import cli, explain  # noqa: E402
 from tests.integration.test_system_observability import http_get  # noqa: E402
-from world.demo import DemoUser, run_demo  # noqa: E402
-from world.launcher import LauncherOptions, LocalSystem  # noqa: E402
+from tests.integration.demo_flow import one_user_flow  # noqa: E402
+from world.launcher import LocalSystem  # noqa: E402
 from world.run_file import write_run  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a whole system: ~15 s to start, then a deposit, an order, fills and a mint
@@ -29,20 +27,8 @@ pytestmark = pytest.mark.slow  # a whole system: ~15 s to start, then a deposit,
 
 @pytest.fixture(scope="module")
 def flow(ray_cluster):  # noqa: ARG001
-    settings = Settings(reserves=ReservesConfig(interval_s=1.0, reread_ms=200))
-    s = LocalSystem(LauncherOptions(gateway_port=0, users=1, namespace=f"res-{uuid.uuid4().hex[:8]}"), settings)
-    s.start()
-    try:
-        lines: list[str] = []
-        alice = DemoUser("alice", Decimal("1000"), [("a1", Decimal("400"))])
-        try:
-            result = asyncio.run(run_demo(s, [alice], out=lines.append))
-        except Exception:
-            print("\n".join(lines))
-            raise
+    with one_user_flow("res", Settings(reserves=ReservesConfig(interval_s=1.0, reread_ms=200))) as (s, _, result):
         yield s, result
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
