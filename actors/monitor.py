@@ -3,7 +3,9 @@
 Why a poller: the actors already count everything in plain integers; one inspect() call per actor per poll (a few
 calls every `interval_s`) costs nothing next to one metric call per order, fill or frame on the hot paths. The
 metrics leave through Ray's metrics export (actors/metrics.py says where Prometheus finds them); the verdict is
-what `/health` answers (actors/http_service.py). The meaning of the snapshots is actors/system_view.py's.
+what `/health` answers (actors/http_service.py). The meaning of the snapshots is actors/system_view.py's. Every
+`reserves.interval_s` it also checks the reserves (actors/reserves_probe.py): while the last check found a
+difference, the verdict is unhealthy and names the asset.
 
 Liveness: an actor that does not answer within `inspect_timeout_s` (or is not there) is down for that poll. The
 monitor holds no durable state: a restart (max_restarts=-1) starts polling again, and its counters start a new
@@ -53,6 +55,8 @@ class _ReservesVerdict:
         self.took_ms, self.last_error = round(took_s * 1000, 1), None
 
     def failed(self, reason: str) -> None:
+        """A check that could not read every part: the last verdict stands (a difference is not forgotten because
+        a part is restarting), with the reason beside it."""
         self.checks += 1
         self.last_error = reason
 
