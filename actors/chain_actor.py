@@ -143,6 +143,15 @@ class ChainActor:
                                   f"{type(exc).__name__}: {exc}")
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
+    async def index_supply(self) -> str | None:
+        """The index token's totalSupply on Base in index units (exact: base units over 10^decimals); None
+        without a token in the world (the reserves check reads it)."""
+        token = self.stack.base_c.index_token
+        if token is None:
+            return None
+        units = await token.functions.totalSupply().call()
+        return str(Decimal(int(units)).scaleb(-self.config.index_token_decimals))
+
     async def inspect(self) -> dict[str, Any]:
         cursor = await self.stack.deposits.state()
         return {"deposit_cursor": cursor.next_block, "deposits_forwarded": self.deposits_forwarded,

@@ -3,7 +3,9 @@
 Why a poller: the actors already count everything in plain integers; one inspect() call per actor per poll (a few
 calls every `interval_s`) costs nothing next to one metric call per order, fill or frame on the hot paths. The
 metrics leave through Ray's metrics export (actors/metrics.py says where Prometheus finds them); the verdict is
-what `/health` answers (actors/http_service.py). The meaning of the snapshots is actors/system_view.py's.
+what `/health` answers (actors/http_service.py). The meaning of the snapshots is actors/system_view.py's. Every
+`reserves.interval_s` it also checks the reserves (actors/reserves_probe.py): while the last check found a
+difference, the verdict is unhealthy and names the asset.
 
 Liveness: an actor that does not answer within `inspect_timeout_s` (or is not there) is down for that poll. The
 monitor holds no durable state: a restart (max_restarts=-1) starts polling again, and its counters start a new
@@ -20,7 +22,9 @@ import ray
 
 from actors.logs import setup_logging
 from actors.metrics import Metrics
+from actors.reserves_probe import ReservesOptions, check_reserves
 from actors.system_view import HealthLimits, Observation, SystemView
+from core.reserves import ReserveRow, problems
 
 MONITOR_NAME = "monitor"
 
@@ -34,6 +38,34 @@ def _reason(exc: BaseException) -> str:
     return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
+class _ReservesVerdict:
+    """The last reserves check's outcome, as /health, `status` and inspect() show it."""
+
+    def __init__(self) -> None:
+        self.checks = 0
+        self.rows: list[ReserveRow] = []
+        self.problems: list[str] = []
+        self.checked_ms: int | None = None
+        self.took_ms: float | None = None
+        self.last_error: str | None = None
+
+    def checked(self, rows: list[ReserveRow], now_ms: int, took_s: float) -> None:
+        self.checks += 1
+        self.rows, self.problems, self.checked_ms = rows, problems(rows), now_ms
+        self.took_ms, self.last_error = round(took_s * 1000, 1), None
+
+    def failed(self, reason: str) -> None:
+        """A check that could not read every part: the last verdict stands (a difference is not forgotten because
+        a part is restarting), with the reason beside it."""
+        self.checks += 1
+        self.last_error = reason
+
+    def view(self) -> dict[str, Any]:
+        return {"checks": self.checks, "checked_ms": self.checked_ms, "took_ms": self.took_ms,
+                "problems": list(self.problems), "last_error": self.last_error,
+                "rows": [r.to_dict() for r in self.rows]}
+
+
 @dataclass(frozen=True)
 class MonitorOptions:
     #: The actors to poll, by name (the launcher passes every actor it started).
@@ -45,6 +77,8 @@ class MonitorOptions:
     limits: HealthLimits = field(default_factory=HealthLimits)
     #: Record through ray.util.metrics (off: values are kept in memory only).
     export: bool = True
+    #: The reserves check every `reserves.interval_s` (None, or an interval of 0: no check).
+    reserves: ReservesOptions | None = None
 
     @property
     def stale_after_ms(self) -> int:
@@ -69,21 +103,77 @@ class Monitor:
         self.last_poll_s: float | None = None
         self._polled = asyncio.Condition()
         self._task: asyncio.Task | None = None
+        self._reserves_task: asyncio.Task | None = None
+        self.reserves = _ReservesVerdict()
         try:
             asyncio.get_running_loop()
             self._task = asyncio.ensure_future(self._run())  # on creation and on every restart
+            self._start_reserves()
         except RuntimeError:
             pass
 
     async def start(self) -> bool:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
+        self._start_reserves()
         return True
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        for task in (self._task, self._reserves_task):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+
+    def _start_reserves(self) -> None:
+        r = self.o.reserves
+        if r is not None and r.interval_s > 0 and (self._reserves_task is None or self._reserves_task.done()):
+            self._reserves_task = asyncio.ensure_future(self._reserves_loop(r))
+
+    async def _reserves_loop(self, r: ReservesOptions) -> None:
+        while True:
+            await self.check_reserves_now()
+            await asyncio.sleep(r.interval_s)  # the checking period
+
+    async def _call(self, name: str, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self._handle(name), method).remote(*args)
+        except Exception:
+            self._handles.pop(name, None)  # restarted or gone: a fresh handle next time
+            raise
+
+    async def check_reserves_now(self) -> dict[str, Any]:
+        """One reserves check (actors/reserves_probe.py); its verdict is what /health shows until the next."""
+        r = self.o.reserves
+        if r is None:
+            return self.reserves.view()
+        started = time.perf_counter()
+        try:
+            rows, _ = await check_reserves(self._call, r)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001  (a part not answering: no verdict this time; liveness says why)
+            self.reserves.failed(_reason(exc))
+            self.log.warning("reserves check failed: {}", self.reserves.last_error)
+        else:
+            was = self.reserves.problems
+            self.reserves.checked(rows, int(time.time() * 1000), time.perf_counter() - started)
+            if self.reserves.problems != was:
+                if self.reserves.problems:
+                    self.log.warning("reserves differ: {}", "; ".join(self.reserves.problems))
+                else:
+                    self.log.info("reserves reconciled again")
+        async with self._polled:
+            self._polled.notify_all()
+        return self.reserves.view()
+
+    async def wait_reserves_checks(self, count: int, timeout_s: float = 30.0) -> bool:
+        """True once at least `count` reserves checks have ended (tests)."""
+        async with self._polled:
+            try:
+                await asyncio.wait_for(self._polled.wait_for(lambda: self.reserves.checks >= count), timeout_s)
+            except asyncio.TimeoutError:
+                return False
+        return True
 
     async def _run(self) -> None:
         while True:
@@ -156,6 +246,11 @@ class Monitor:
         if age > self.o.stale_after_ms:
             out.update(status="unhealthy", healthy=False)
             out["problems"].append(f"monitor: last poll {age} ms ago (limit {self.o.stale_after_ms} ms)")
+        if self.reserves.problems:  # the last reserves check found a difference: named, asset by asset
+            out.update(status="unhealthy", healthy=False)
+            out["problems"] += self.reserves.problems
+        if self.o.reserves is not None:
+            out["reserves"] = self.reserves.view()
         return out
 
     async def inspect(self) -> dict[str, Any]:
@@ -164,8 +259,9 @@ class Monitor:
                 "worker_id": ray.get_runtime_context().get_worker_id(),
                 "last_poll_ms": self.last_poll_ms,
                 "last_poll_ms_taken": None if self.last_poll_s is None else round(self.last_poll_s * 1000, 3),
-                "healthy": None if self.view.last_health is None else self.view.last_health["healthy"],
-                "metrics": self.metrics.snapshot()}
+                "healthy": None if self.view.last_health is None else (self.view.last_health["healthy"]
+                                                                        and not self.reserves.problems),
+                "metrics": self.metrics.snapshot(), "reserves": self.reserves.view()}
 
 
 def start_monitor(options: MonitorOptions, *, detached: bool = False) -> Any:

@@ -778,6 +778,26 @@ class IndexOrderBooks:
         return [MintRequest(o.order_id, b.user, o.index, o.filled_units, self.o.token_decimals)
                 for b in self.app.books.values() for o in b.mint_pending()]
 
+    async def holdings(self) -> dict[str, Any]:
+        """What this shard's orders hold, for the reserves check: per index the units filled, "minted" (the mint
+        landed) and "unminted" (still open, or its mint owed), and their exact "cost" in the quote asset; per
+        symbol the quantity the orders' completed batches delivered to them ("delivered": the invoice lines, exact
+        base units). Reads memory only: every order the shard keeps, once per check (reserves.interval_s)."""
+        indexes: dict[str, dict[str, Decimal]] = {}
+        for book in self.app.books.values():
+            for order in book:
+                if order.filled_units or order.cost_exact:
+                    acc = indexes.setdefault(order.index, {"minted": Decimal(0), "unminted": Decimal(0),
+                                                           "cost": Decimal(0)})
+                    acc["minted" if order.minted_tx is not None else "unminted"] += order.filled_units
+                    acc["cost"] += order.cost_exact
+        delivered: dict[str, Decimal] = {}
+        for lines in self._lines.values():
+            for symbol, row in lines.items():
+                delivered[symbol] = delivered.get(symbol, Decimal(0)) + row[1]
+        return {"indexes": {i: {k: str(v) for k, v in acc.items()} for i, acc in sorted(indexes.items())},
+                "delivered": {s: str(q) for s, q in sorted(delivered.items())}}
+
     # ------------------------------------------------------------------ views
     async def user(self, address: str) -> dict[str, Any] | None:
         """One user's book and ledger (plain data), or None."""

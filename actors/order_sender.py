@@ -696,6 +696,15 @@ class OrderSender:
         await self.start()
         return self._log.since(seq, upto=self._persisted_seq, limit=limit)
 
+    async def balances(self) -> dict[str, str]:
+        """The account's balances (free + locked) per asset, exact from the exchange's strings: what the reserves
+        check compares the books with. One account request, paced like the sender's queries."""
+        await self.start()
+        gw = self._gw
+        assert gw is not None
+        await self._acquire(self.o.account_weight)
+        return {a: str(b.total) for a, b in (await gw.fetch_balance()).items()}
+
     # ================================================================================ views
     async def orders(self, batch_id: str) -> list[dict[str, Any]]:
         """Every order of a batch (all attempts), as plain data."""

@@ -45,6 +45,7 @@ from core.batch_result import BatchOrderResult
 from core.index_quote import quote_index
 from core.late_reject import StuckOrders
 from core.mint_request import MintRequest
+from core.reserves import assigned_in, lots_cost, lots_held
 from core.money import ZERO
 from core.sender_messages import Execution, OrderDone, SenderFill
 from core.shard_assignment import shard_name, shard_of
@@ -857,6 +858,26 @@ class Solver:
                 out.append([QuoteAccepted(r.user, r.client_quote_id),
                             QuoteResult(r.user, r.client_quote_id, q.units)])
         return out
+
+    async def holdings(self) -> dict[str, Any]:
+        """What the solver holds outside the orders, per base asset: inventory (lots left over by completed
+        batches), in flight (lots a batch received and has not assigned yet) and assigned (to the orders of
+        batches still open: the shards count what completed batches delivered), and what the first two cost in
+        the quote asset; with the cursor in the sender's log up to which executions are in here, each symbol's base asset
+        and the baskets per index and base asset (the reserves check). Taken between two steps, never halfway
+        through one."""
+        async with self._lock:
+            e = self.engine
+            base = {s: f.base_asset for s, f in e.filters.items()}
+            stock = [lot for lots in e.inventory.values() for lot in lots]
+            moving = [lot for b in e.batches.values() for lot in (*b.pending_lots, *b.allocation.leftovers())]
+            return {"cursor": self._cursor, "base_assets": base, "quote_asset": e.quote_asset,
+                    "inventory": {a: str(q) for a, q in lots_held(stock, base).items()},
+                    "in_flight": {a: str(q) for a, q in lots_held(moving, base).items()},
+                    "inventory_cost": str(lots_cost(stock)), "in_flight_cost": str(lots_cost(moving)),
+                    "assigned": {a: str(q) for a, q in assigned_in(e.batches.values(), e.filters).items()},
+                    "baskets": {i: {base[s]: str(q) for s, q in bk.quantities().items()}
+                                for i, bk in e.baskets.items()}}
 
     # ------------------------------------------------------------------ views
     async def wait_quiet(self, timeout_s: float = 60.0) -> bool:

@@ -315,6 +315,32 @@ class MarketDataConfig(_Section):
     reconnect_max_ms: int = Field(5_000, ge=1)
 
 
+class ReservesConfig(_Section):
+    """The reserves check (core/reserves.py; `indexmaker reconcile`, the monitor): what the books say is held
+    against the exchange account's balances and the index tokens' on-chain supply."""
+
+    #: Seconds between two checks by the monitor (0: the monitor does not check; `reconcile` still does).
+    interval_s: float = Field(60.0, ge=0)
+    #: A difference is reported only when this many reads in a row see it beyond the tolerance: one read taken
+    #: while a fill travels from the exchange to the books sees a difference that is not one.
+    confirm_reads: int = Field(2, ge=1)
+    #: Pause between two reads of one check (`reconcile`): the time a fill needs to reach the books.
+    reread_ms: int = Field(1000, ge=0)
+    #: Largest |exchange - books| per asset that is not a difference; `tolerances` overrides it per asset. The
+    #: books count whole base units and exact costs, so an account nobody else touches differs by 0 once quiet;
+    #: the default, one base unit of an 8-decimal asset, is below one micro-USDC.
+    tolerance: Decimal = Field(Decimal("0.00000001"), ge=0)
+    tolerances: dict[str, Decimal] = Field(default_factory=dict)
+    #: The same for an index token's supply against the units the books minted (index units).
+    supply_tolerance: Decimal = Field(Decimal("0"), ge=0)
+    #: What the exchange account held before the system's first deposit, per asset. The quote asset's line
+    #: (books: this + deposits credited - what fills cost) is compared only when it is named here. The default is
+    #: the local simulator's test account (exchange/simulator/config.py starts it with 1,000,000 USDC).
+    opening: dict[str, Decimal] = Field(default_factory=lambda: {"USDC": Decimal("1000000")})
+    #: Longest wait for one part's answer (a shard, the solver, the sender's account request, the chain).
+    read_timeout_s: float = Field(10.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
 
@@ -336,6 +362,7 @@ class Settings(BaseSettings):
     store: StoreConfig = StoreConfig()
     http: HttpConfig = HttpConfig()
     market_data: MarketDataConfig = MarketDataConfig()
+    reserves: ReservesConfig = ReservesConfig()
 
     @property
     def redis_url(self) -> str:

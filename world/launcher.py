@@ -369,11 +369,19 @@ class LocalSystem:
                 health_timeout_s=s.http.health_timeout_s,
                 max_clock_skew_ms=s.gateway.max_clock_skew_ms), detached=detached)
         with placed(Monitor, table):
-            self.actors["monitor"] = start_monitor(MonitorOptions(tuple(self.actors), namespace=ns),
+            self.actors["monitor"] = start_monitor(MonitorOptions(tuple(self.actors), namespace=ns,
+                                                                  reserves=self._reserves_options()),
                                                    detached=detached)
         self.http_url = ray.get(self.actors["http"].start.remote())
 
     # ------------------------------------------------------------------ helpers
+    def _reserves_options(self):  # noqa: ANN202
+        """What the monitor's (and `indexmaker reconcile`'s) reserves check reads: settings.reserves."""
+        from actors.reserves_probe import ReservesOptions
+
+        assert self.settings is not None
+        return ReservesOptions.from_settings(self.settings, self.o.order_shards, self.o.index)
+
     def _gateway_key(self) -> str:
         """The gateway's signing key, the same on every start (users may pin its address): INDEXMAKER_GATEWAY_KEY,
         else the local world's own key in the state dir (made once, mode 600), else (a throwaway world) a new one."""

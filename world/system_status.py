@@ -133,6 +133,7 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
     if name == "monitor":
         if info.get("healthy") is False:
             warnings.append("the monitor's last health verdict: NOT healthy")
+        warnings += (info.get("reserves") or {}).get("problems") or []  # the last reserves check's differences
         return f"{info.get('polls')} polls, healthy {info.get('healthy')}", warnings
     if name == "http":
         return f"{info.get('url')}", warnings

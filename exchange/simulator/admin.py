@@ -1,5 +1,5 @@
 """Test-only control endpoints under /_admin (ccxt never calls them): inspect the configuration, inject faults,
-drop websockets, credit deposits, step the price process, read the simulator's own book."""
+drop websockets, credit deposits, withdraw balance, step the price process, read the simulator's own book."""
 from __future__ import annotations
 
 import json
@@ -83,6 +83,21 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
             return _ok({"code": e.code, "msg": e.msg}, e.http_status)
         return _ok(payloads.deposit_row(dep))
 
+    async def withdraw(request: web.Request) -> web.Response:
+        """{"api_key" (default: the first account), "asset", "amount"}: free balance out of the exchange behind
+        the client's back (what the reserves check must catch)."""
+        b = await body(request)
+        key = str(b.get("api_key") or next(iter(sim.engine.accounts)))
+        if key not in sim.engine.accounts:
+            return _ok({"error": "unknown api key"}, 400)
+        try:
+            left = sim.withdraw(key, str(b["asset"]), Decimal(str(b["amount"])))
+        except (KeyError, InvalidOperation) as e:
+            return _ok({"error": f"bad withdraw request: {e}"}, 400)
+        except EngineError as e:
+            return _ok({"code": e.code, "msg": e.msg}, e.http_status)
+        return _ok({"asset": b["asset"], "free": payloads.fmt(left)})
+
     async def step(request: web.Request) -> web.Response:
         b = await body(request)
         sim.step(int(b.get("n", 1)), b.get("symbols"))
@@ -132,6 +147,7 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         web.post("/_admin/faults", faults),
         web.post("/_admin/drop_ws", drop_ws),
         web.post("/_admin/deposit", deposit),
+        web.post("/_admin/withdraw", withdraw),
         web.post("/_admin/step", step),
         web.get("/_admin/book", book),
         web.post("/_admin/account", account),

@@ -26,7 +26,7 @@ from core.money import ZERO, quantize_down, quantize_up
 from core.side import Side
 from core.symbol_filters import FilterError, validate
 from exchange.simulator import payloads
-from exchange.simulator.accounts import Account
+from exchange.simulator.accounts import Account, BalanceError
 from exchange.simulator.book import Book
 from exchange.simulator.markets import SimMarket
 from exchange.simulator.orders import (
@@ -520,6 +520,22 @@ class MatchingEngine:
         self.user_events.append((acct, payloads.balance_update(coin, amount, now)))
         self._positions([acct], now)
         return dep
+
+    def withdraw(self, api_key: str, asset: str, amount: Decimal) -> Decimal:
+        """Move `amount` of the account's free `asset` out of the exchange (an operator's transfer, as the
+        reserves check must catch it): balanceUpdate and outboundAccountPosition events, as Binance sends for a
+        withdrawal. Returns the free balance left."""
+        acct = self.accounts[api_key]
+        if amount <= 0:
+            raise EngineError(-1102, "Mandatory parameter 'amount' was not sent, was empty/null, or malformed.")
+        now = self.clock.now_ms()
+        try:
+            acct.debit_free(asset, amount, now)
+        except BalanceError:
+            raise EngineError(-4026, "User has insufficient balance") from None
+        self.user_events.append((acct, payloads.balance_update(asset, -amount, now)))
+        self._positions([acct], now)
+        return acct.balance(asset)[0]
 
     # ================================================================ market maker
     def mm_levels(self, symbol: str, side: Side) -> dict[Decimal, Decimal]:

@@ -367,6 +367,12 @@ class Simulator:
         self.dispatch()
         return dep
 
+    def withdraw(self, api_key: str, asset: str, amount: Decimal) -> Decimal:
+        """Admin: move free balance out of an account (engine.withdraw), then publish its events."""
+        left = self.engine.withdraw(api_key, asset, amount)
+        self.dispatch()
+        return left
+
     def add_account(self, api_key: str, secret: str, balances: dict[str, Decimal] | None = None) -> None:
         self.engine.add_account(api_key, secret, balances)
 

@@ -202,6 +202,25 @@ async def test_deposit_credited_through_the_admin_endpoint(sim, gw):
     assert (await gw.fetch_balance())["USDC"].free == balance_before.free + D("1234.567891")
 
 
+async def test_withdraw_through_the_admin_endpoint_moves_balance_out(sim, gw):
+    before = (await gw.fetch_balance())["USDC"]
+    watch = asyncio.ensure_future(gw.watch_balance())
+    await asyncio.wait_for(sim.user_streams.subscribed.wait(), TIMEOUT)
+    status, row = await admin(sim, "withdraw", {"api_key": TEST_API_KEY, "asset": "USDC", "amount": "12.000001"})
+    assert (status, D(row["free"])) == (200, before.free - D("12.000001"))
+    streamed = await asyncio.wait_for(watch, TIMEOUT)
+    assert streamed["USDC"].free == before.free - D("12.000001")
+    assert (await gw.fetch_balance())["USDC"].total == before.total - D("12.000001")
+    # more than is free: refused with the exchange's code, nothing moved
+    status, row = await admin(sim, "withdraw", {"asset": "USDC", "amount": str(before.free)})
+    assert (status, row["code"]) == (400, -4026)
+    status, row = await admin(sim, "withdraw", {"asset": "USDC", "amount": "-1"})
+    assert (status, row["code"]) == (400, -1102)
+    status, row = await admin(sim, "withdraw", {"asset": "USDC"})
+    assert status == 400 and "bad withdraw request" in row["error"]
+    assert (await gw.fetch_balance())["USDC"].total == before.total - D("12.000001")
+
+
 async def test_configured_deposit_address_is_served():
     spec = AccountSpec("acctKey2", "acctSecret2", {"USDC": D("1")},
                        deposit_addresses={"BASE": "0x00000000000000000000000000000000000000b5"})

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from decimal import Decimal
 from typing import Any
 
@@ -21,8 +20,8 @@ from yarl import URL  # noqa: E402
 from protocol.http_auth import sign_request  # noqa: E402
 from protocol.signature import Signer  # noqa: E402
 from tests.integration.metrics_scrape import export_url, scrape_until, series  # noqa: E402
-from world.demo import DemoUser, run_demo  # noqa: E402
-from world.launcher import LauncherOptions, LocalSystem  # noqa: E402
+from tests.integration.demo_flow import one_user_flow  # noqa: E402
+from world.launcher import LocalSystem  # noqa: E402
 
 pytestmark = pytest.mark.slow  # a whole system: ~15 s to start, and the monitor polls every 5 s
 
@@ -45,19 +44,8 @@ def not_plain(value: Any, path: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def flow(ray_cluster):  # noqa: ARG001
-    s = LocalSystem(LauncherOptions(gateway_port=0, users=1, namespace=f"obs-{uuid.uuid4().hex[:8]}"))
-    s.start()
-    try:
-        lines: list[str] = []
-        alice = DemoUser("alice", Decimal("1000"), [("a1", Decimal("400"))])
-        try:
-            result = asyncio.run(run_demo(s, [alice], out=lines.append))
-        except Exception:
-            print("\n".join(lines))
-            raise
+    with one_user_flow("obs") as (s, alice, result):
         yield s, alice, result
-    finally:
-        s.stop()
 
 
 @pytest.fixture

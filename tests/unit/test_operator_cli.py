@@ -114,10 +114,23 @@ def test_invoice_goes_to_the_running_systems_gateway(tmp_path: Path, monkeypatch
     ("sender", {"orders": 12, "by_status": {"FILLED": 12}, "in_flight": 0, "queued": 0, "log_seq": 30},
      "12 exchange orders", 0),
     ("something-new", {"counts": {"a": 1}}, '"a": 1', 0),
+    ("monitor", {"polls": 3, "healthy": True, "reserves": {"problems": ["reserves: BTC books 1 exchange 0.9 "
+                                                                        "difference -0.1"]}}, "3 polls", 1),
 ])
 def test_key_figures(name: str, info: dict, expect: str, warns: int) -> None:
     line, warnings = key_figures(name, info)
     assert expect in line and len(warnings) == warns
+
+
+def test_reconcile_without_a_running_system_exits_2(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert cli.main(["reconcile", "--state-dir", str(tmp_path)]) == 2
+    assert "no running system" in capsys.readouterr().err
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_run(tmp_path, phase="up", pid=dead.pid, processes={}, actors=["solver"], ray={"address": "x"})
+    assert cli.main(["reconcile", "--state-dir", str(tmp_path)]) == 2
+    write_run(tmp_path, phase="down", pid=None)
+    assert cli.main(["reconcile", "--state-dir", str(tmp_path), "--json"]) == 2
 
 
 def test_render_marks_down_parts() -> None:

@@ -77,6 +77,18 @@ solver = { CPU = 1 }
     assert "'staging'" in by_field["environment"]
 
 
+def test_the_reserves_section_is_checked(tmp_path: Path) -> None:
+    errors = check(write(tmp_path, '[reserves]\ninterval_s = -1\ntolerance = 0.01\nconfirm_reads = 0\n'
+                                   'opening = { USDC = 1000.5 }\n')).errors
+    by_field = {e.split(":", 1)[0]: e for e in errors}
+    assert set(by_field) == {"reserves.interval_s", "reserves.tolerance", "reserves.confirm_reads",
+                             "reserves.opening"}
+    assert "write money as a string" in by_field["reserves.tolerance"]
+    assert "write money as a string" in by_field["reserves.opening"]
+    live = check(str(ROOT / "config" / "live.toml")).settings.reserves
+    assert live.opening == {"USDC": 0} and check(None).settings.reserves.opening == {"USDC": 1000000}
+
+
 def test_a_cross_field_rule_names_its_fields(tmp_path: Path) -> None:
     (error,) = check(write(tmp_path, '[solver]\nfee_factor = "1.0001"\n')).errors
     assert "solver.fee_factor" in error and "exchange.commission_rate" in error
