@@ -12,6 +12,7 @@ clock; the state is plain data (`to_dict` / `from_dict`) so the sender stores it
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from core.clock import Clock
@@ -123,3 +124,11 @@ class CircuitBreaker:
         d = d or {}
         self._streak = {str(k): int(v) for k, v in (d.get("streak") or {}).items()}
         self._open = {t.key: t for t in (Trip.from_dict(x) for x in d.get("open") or ())}
+
+
+def describe(trip: Mapping[str, Any]) -> str:
+    """One line for operators (status, /health, the CLI) from a Trip's `to_dict()`: what is stopped, why, since
+    when (UTC). Pure: the time printed is the one stored."""
+    since = datetime.fromtimestamp(int(trip["since_ms"]) / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    what = "the whole account" if trip["key"] == ACCOUNT else str(trip["key"])
+    return f"{what}: {trip['reason']} since {since} UTC ({trip.get('detail', '')})"

@@ -101,6 +101,13 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
             warnings.append(f"last error: {str(info['last_error'])[:160]}")
         return f"{info.get('ready')}/{info.get('symbols')} symbols ready, running {info.get('running')}", warnings
     if name == "sender":
+        from core.circuit_breaker import describe
+
+        for trip in info.get("breakers") or []:
+            warnings.append(f"circuit breaker open for {describe(trip)}: sending stopped there until `indexmaker "
+                            f"resume` or the cool-off")
+        if info.get("breakers"):
+            warnings.append(f"orders held by the breakers: {info.get('held')}")
         return (f"{info.get('orders')} exchange orders {info.get('by_status')}, in flight {info.get('in_flight')}, "
                 f"queued {info.get('queued')}, fill log {info.get('log_seq')}"), warnings
     if name.startswith("orders-"):
