@@ -50,10 +50,8 @@ class Trip:
 
 class CircuitBreaker:
     def __init__(self, threshold: int, cool_off_ms: int, clock: Clock) -> None:
-        if threshold < 1:
-            raise ValueError(f"threshold must be at least 1, got {threshold}")
-        if cool_off_ms < 0:
-            raise ValueError(f"cool_off_ms must not be negative, got {cool_off_ms}")
+        if threshold < 1 or cool_off_ms < 0:
+            raise ValueError(f"need threshold >= 1 and cool_off_ms >= 0, got {threshold} and {cool_off_ms}")
         self.threshold = threshold
         self.cool_off_ms = cool_off_ms
         self.clock = clock

@@ -120,6 +120,26 @@ def test_key_figures(name: str, info: dict, expect: str, warns: int) -> None:
     assert expect in line and len(warnings) == warns
 
 
+def test_status_names_an_open_circuit_breaker_and_what_it_holds() -> None:
+    trip = {"key": "BTCUSDC", "scope": "symbol", "reason": "CONSECUTIVE_REJECTS", "detail": "-2010: Order rejected",
+            "since_ms": 1_700_000_000_000, "rejects": 3}
+    line, warnings = key_figures("sender", {"orders": 3, "by_status": {}, "breakers": [trip],
+                                            "held": {"BTCUSDC": 2}})
+    assert "exchange orders" in line
+    assert warnings == ["circuit breaker open for BTCUSDC: CONSECUTIVE_REJECTS since 2023-11-14 22:13:20 UTC "
+                        "(-2010: Order rejected): sending stopped there until `indexmaker resume` or the cool-off",
+                        "orders held by the breakers: {'BTCUSDC': 2}"]
+    assert key_figures("sender", {"orders": 3, "breakers": [], "held": {}})[1] == []
+
+
+def test_resume_needs_a_symbol_or_the_account_and_a_running_system(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert cli.main(["resume", "--state-dir", str(tmp_path)]) == 2
+    assert "name a SYMBOL or give --account" in capsys.readouterr().err
+    assert cli.main(["resume", "BTCUSDC", "--account", "--state-dir", str(tmp_path)]) == 2
+    assert cli.main(["resume", "BTCUSDC", "--state-dir", str(tmp_path)]) == 2
+    assert "no running system" in capsys.readouterr().err
+
+
 def test_render_marks_down_parts() -> None:
     from world.system_status import PartStatus, SystemStatus
 
