@@ -170,6 +170,7 @@ class OrderSender:
             self._track_open(order)
         self._held: dict[str, list[AssetOrder]] = {}  # symbol -> INTENDED orders a breaker keeps from the queue
         self._avg = AvgPrices(options.avg_price_max_age_ms, self._clock)
+        self._avg_fetching: dict[str, asyncio.Future] = {}
         # ---- runtime
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._gw: BinanceGateway | None = None
@@ -475,6 +476,7 @@ class OrderSender:
         assert gw is not None and self._limiter is not None
 
         async def one(symbol: str) -> None:
+            self._counts["avg_price_fetches"] += 1
             await self._acquire(self.o.avg_price_weight)
             asked_at = self._clock.now_ms()  # the value's age counts from the request: never younger than it is
             try:
@@ -493,8 +495,14 @@ class OrderSender:
                 return
             self._avg.put(symbol, price, asked_at)
 
-        self._counts["avg_price_fetches"] += len(stale)
-        await asyncio.gather(*(one(s) for s in stale))
+        waits = []
+        for symbol in stale:  # a symbol another batch is already asking for is not asked for twice
+            task = self._avg_fetching.get(symbol)
+            if task is None:
+                task = self._avg_fetching[symbol] = asyncio.ensure_future(one(symbol))
+                task.add_done_callback(lambda _, s=symbol: self._avg_fetching.pop(s, None))
+            waits.append(asyncio.shield(task))
+        await asyncio.gather(*waits)
 
     def _enqueue(self, orders: list[AssetOrder], *, front: bool = False, wake: bool = True) -> None:
         """Queue orders to send, except those a breaker stops: they wait, INTENDED, until it clears."""
@@ -614,10 +622,17 @@ class OrderSender:
         gw = self._gw
         assert gw is not None and self._limiter is not None and self._queue is not None
         cid = order.client_order_id
-        self._sent_at[cid] = self._clock.now_ms()
-        self._counts["sent"] += 1
-        self._mark("first_request_ms", once=True)
         try:
+            if self._breaker.blocking(order.symbol) is not None:
+                # Taken for sending before a breaker tripped (a group leaves over several loop turns): it was not
+                # sent, so it is INTENDED again and waits with the others (a restart meanwhile asks for it first).
+                order.status = AssetOrderStatus.INTENDED
+                self._touch([cid])
+                self._enqueue([order])
+                return
+            self._sent_at[cid] = self._clock.now_ms()
+            self._counts["sent"] += 1
+            self._mark("first_request_ms", once=True)
             try:
                 answer = await gw.create_order(order.symbol, order.side, order.order_type, order.quantity,
                                                order.price, client_order_id=cid, time_in_force=order.time_in_force)
