@@ -319,7 +319,7 @@ def _resume(args: argparse.Namespace) -> int:
     import ray
 
     from actors.order_sender import SENDER_NAME
-    from core.circuit_breaker import describe
+    from core.circuit_breaker import ACCOUNT, describe, stopped
 
     r = run["ray"]
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
@@ -334,7 +334,7 @@ def _resume(args: argparse.Namespace) -> int:
         return 1
     finally:
         ray.shutdown()
-    what = "the account" if args.account else args.symbol
+    what = stopped(ACCOUNT) if args.account else args.symbol
     if answer["cleared"] is None:
         print(f"no circuit breaker was open for {what}")
     else:

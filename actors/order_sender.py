@@ -49,7 +49,7 @@ from actors.ray_context import restarted_by_ray
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
 from core.avg_prices import AvgPrices
 from core.batch_intake import PlannedOrder, intake_batch, next_attempt
-from core.circuit_breaker import ACCOUNT, CircuitBreaker
+from core.circuit_breaker import ACCOUNT, CircuitBreaker, stopped
 from core.clock import SystemClock
 from core.fill_log import FillLog
 from core.money import ZERO
@@ -537,7 +537,7 @@ class OrderSender:
         self._counts["breaker_trips"] += 1
         # An operator condition, not a fault of this code: a warning, and inspect()/health name it.
         log.warning("sender: circuit breaker open for %s (%s: %s); nothing is sent for it until `indexmaker "
-                    "resume` or the cool-off", "the account" if trip.key == ACCOUNT else trip.key, trip.reason,
+                    "resume` or the cool-off", stopped(trip.key), trip.reason,
                     trip.detail)
         assert self._queue is not None
         stopped = [o for o in self._queue if self._breaker.blocking(o.symbol) is not None]

@@ -128,5 +128,9 @@ def describe(trip: Mapping[str, Any]) -> str:
     """One line for operators (status, /health, the CLI) from a Trip's `to_dict()`: what is stopped, why, since
     when (UTC). Pure: the time printed is the one stored."""
     since = datetime.fromtimestamp(int(trip["since_ms"]) / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    what = "the whole account" if trip["key"] == ACCOUNT else str(trip["key"])
-    return f"{what}: {trip['reason']} since {since} UTC ({trip.get('detail', '')})"
+    return f"{stopped(str(trip['key']))}: {trip['reason']} since {since} UTC ({trip.get('detail', '')})"
+
+
+def stopped(key: str) -> str:
+    """What a breaker's key stops, in words: a symbol, or the whole account."""
+    return "the whole account" if key == ACCOUNT else key

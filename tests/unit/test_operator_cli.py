@@ -125,11 +125,15 @@ def test_status_names_an_open_circuit_breaker_and_what_it_holds() -> None:
             "since_ms": 1_700_000_000_000, "rejects": 3}
     line, warnings = key_figures("sender", {"orders": 3, "by_status": {}, "breakers": [trip],
                                             "held": {"BTCUSDC": 2}})
-    assert "exchange orders" in line
+    assert line.startswith("DEGRADED (sending stopped for BTCUSDC), 3 exchange orders")
     assert warnings == ["circuit breaker open for BTCUSDC: CONSECUTIVE_REJECTS since 2023-11-14 22:13:20 UTC "
                         "(-2010: Order rejected): sending stopped there until `indexmaker resume` or the cool-off",
                         "orders held by the breakers: {'BTCUSDC': 2}"]
-    assert key_figures("sender", {"orders": 3, "breakers": [], "held": {}})[1] == []
+    account = dict(trip, key="*", scope="account", reason="INSUFFICIENT_BALANCE")
+    assert key_figures("sender", {"orders": 3, "breakers": [account], "held": {}})[0].startswith(
+        "DEGRADED (sending stopped for the whole account)")
+    line, warnings = key_figures("sender", {"orders": 3, "breakers": [], "held": {}})
+    assert warnings == [] and line.startswith("3 exchange orders")
 
 
 def test_resume_needs_a_symbol_or_the_account_and_a_running_system(tmp_path: Path, capsys) -> None:  # noqa: ANN001
