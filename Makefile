@@ -19,7 +19,7 @@ install: $(STAMP)
 test: install
 	$(PY) -m pytest -m "not slow" -q
 
-## make test-slow: soak and chaos tests (second CI step, own time budget)
+## make test-slow: chaos tests and long end-to-end runs (second CI step, own time budget)
 test-slow: install
 	$(PY) -m pytest -m slow -q
 

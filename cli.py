@@ -6,6 +6,9 @@
     indexmaker invoice ID [--key ...] [--url ...]     # a stored Mint Invoice, again
     indexmaker compact-store [--state-dir DIR]        # rewrite the store's AOF now (cron it at a quiet hour)
     indexmaker resume SYMBOL | --account [--state-dir DIR]  # clear a circuit breaker of the order sender
+    indexmaker deposit AMOUNT --key ... [--chain arbitrum|base]   # USDC to custody, followed until credited
+    indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held
+    indexmaker dev-keys                               # the local world's funded user keys
     indexmaker config check|show [FILE]
     indexmaker order buy|cancel|invoice ...           # a FIX/JSON user client (indexmaker order --help)
     indexmaker demo [--port N]                        # the whole flow on a throwaway local world
@@ -122,6 +125,9 @@ def _up(args: argparse.Namespace) -> int:
         what = "resumed" if info.get("resumed") else "started fresh"
         print(f"up ({what} in {info.get('up_in_s')} s): gateway {info.get('gateway_url')}, exchange "
               f"{info.get('exchange_url')}\n  `indexmaker status` shows every part, `indexmaker down` stops it")
+        if settings.environment == "local":
+            print("  users: `indexmaker dev-keys` lists the local world's funded keys; then `indexmaker deposit "
+                  "1000 --key KEY`, `indexmaker order buy ...`, `indexmaker balance --key KEY`")
         return 0
     if line.startswith("failed "):
         error = json.loads(line[len("failed "):])["error"]
@@ -345,6 +351,92 @@ def _resume(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- users
+def _user_signer(args: argparse.Namespace):  # noqa: ANN202
+    from protocol.cli import KeyUsageError, load_key
+    from protocol.signature import Signer
+
+    try:
+        return Signer(load_key(args.key))
+    except (KeyUsageError, ValueError) as exc:
+        raise SystemExit(f"indexmaker {args.command}: {exc}") from None
+
+
+def _running(args: argparse.Namespace) -> dict:
+    """The running system's run file, or a UserCommandError that says there is none."""
+    from world.run_file import read_run
+    from world.user_commands import running_system
+
+    return running_system(read_run(_state_dir(args)), _state_dir(args))
+
+
+def _deposit(args: argparse.Namespace) -> int:
+    """Send USDC from the user's key to custody on the chosen chain and follow it until credited and routed."""
+    from decimal import Decimal, InvalidOperation
+
+    from world import user_commands as uc
+
+    signer = _user_signer(args)
+    try:
+        amount = Decimal(args.amount)
+    except InvalidOperation:
+        print(f"indexmaker deposit: amount must be a decimal number, got {args.amount!r}", file=sys.stderr)
+        return 2
+    try:
+        run = _running(args)
+        world = uc.world_of(run)
+        chain = world.chain(args.chain)
+        custody = world.account("custody").address
+        print(f"sending    {amount} USDC from {signer.address} to custody {custody} on {chain.name}")
+        tx, block, key = uc.send_deposit(chain, custody, signer.private_key_hex, amount)
+        print(f"mined      tx {tx} in block {block}; waiting for the system's confirmations")
+        uc.follow_deposit(run["http_url"], signer, key, print, timeout_s=args.timeout,
+                          until_routed=not args.no_wait_route)
+    except (uc.UserCommandError, KeyError) as exc:
+        print(f"indexmaker deposit: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _balance(args: argparse.Namespace) -> int:
+    from world import user_commands as uc
+
+    signer = _user_signer(args)
+    try:
+        run = _running(args)
+        balance = uc.fetch_balance(run["http_url"], signer)
+        tokens = uc.token_balances(uc.world_of(run), signer.address)
+    except uc.UserCommandError as exc:
+        print(f"indexmaker balance: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**balance, "tokens": {k: str(v) for k, v in tokens.items()}}, indent=2))
+    else:
+        print("\n".join(uc.balance_lines(balance, tokens, run.get("index"))))
+    return 0
+
+
+def _dev_keys(args: argparse.Namespace) -> int:
+    from world import user_commands as uc
+
+    try:
+        run = _running(args)
+        if run.get("environment", "local") != "local":
+            print("indexmaker dev-keys: only the local world has dev keys", file=sys.stderr)
+            return 2
+        keys = uc.dev_keys(uc.world_of(run))
+    except uc.UserCommandError as exc:
+        print(f"indexmaker dev-keys: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(keys, indent=2))
+        return 0
+    print("funded users of the local world (anvil's public dev mnemonic: never use these keys elsewhere)")
+    for k in keys:
+        print(f"  {k['address']}  key {k['key']}  {k['usdc_arbitrum']} USDC on arbitrum")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexmaker", description=__doc__,
@@ -385,6 +477,19 @@ def _parser() -> argparse.ArgumentParser:
     resume.add_argument("symbol", nargs="?", help="the exchange symbol, e.g. BTCUSDC")
     resume.add_argument("--account", action="store_true", help="clear the account-wide breaker")
     resume.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the sender's answer")
+    user_key = argparse.ArgumentParser(add_help=False)
+    user_key.add_argument("--key", help="the user's key: env:NAME, file:PATH or hex; default $INDEXMAKER_USER_KEY")
+    deposit = sub.add_parser("deposit", parents=[where, user_key],
+                             help="send USDC from the user's key to custody and wait until it is credited")
+    deposit.add_argument("amount", help="USDC, a decimal string")
+    deposit.add_argument("--chain", default="arbitrum", help="arbitrum (bridged to Base) or base (no bridge)")
+    deposit.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each stage")
+    deposit.add_argument("--no-wait-route", action="store_true", help="stop once credited (the route goes on)")
+    balance = sub.add_parser("balance", parents=[where, user_key],
+                             help="the user's collateral by parts, its deposits and the index tokens it holds")
+    balance.add_argument("--json", action="store_true")
+    keys = sub.add_parser("dev-keys", parents=[where], help="the local world's funded user keys")
+    keys.add_argument("--json", action="store_true")
     return parser
 
 
@@ -415,6 +520,12 @@ def main(argv: list[str] | None = None) -> int:
         return _compact_store(args)
     if args.command == "resume":
         return _resume(args)
+    if args.command == "deposit":
+        return _deposit(args)
+    if args.command == "balance":
+        return _balance(args)
+    if args.command == "dev-keys":
+        return _dev_keys(args)
     return 2
 
 

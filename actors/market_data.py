@@ -10,7 +10,9 @@ it, and keeps the per-message path to one function call:
   and a counter. Levels stay ccxt's floats; they are turned into exact Decimals only inside queries.
 * Queries answer for many symbols in one actor call (`liquidity`, `top`); a call costs ~1 ms whatever it carries,
   so the solver asks once per tick, never per symbol or per level.
-* A symbol is stale when its book has no snapshot or nothing arrived for `stale_after_ms`.
+* A symbol is stale when its book has no snapshot (not there yet, or being rebuilt after a gap or a reconnect) or
+  nothing arrived for `stale_after_ms` (core/stale_books.py). `liquidity(..., with_stale=True)` says which of the
+  asked symbols are stale in the same answer (their levels are left out): the solver plans on none of them.
 
 Ray async actors may run __init__ outside the event loop (not in Ray 2.60, but the docs allow it), so the
 background task starts from an idempotent `start()`, called by __init__ when a loop is running and lazily by
@@ -32,6 +34,7 @@ from actors.logs import setup_logging
 from actors.packed import packed
 from core.shard_assignment import assign_shards, shard_name, shard_of
 from core.side import Side
+from core.stale_books import stale_symbols
 from exchange import errors
 from exchange.gateway import BinanceGateway
 from protocol.gc_tuning import tune_gc_once
@@ -61,11 +64,11 @@ class MarketDataOptions:
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "MarketDataOptions":
-        x = settings.exchange
-        values = {"rest_url": x.rest_url, "ws_url": x.ws_url, "book_limit": x.order_book_depth}
-        for name in ("stale_after_ms", "snapshot_burst"):  # optional until core.config has them
-            if hasattr(x, name):
-                values[name] = getattr(x, name)
+        x, m = settings.exchange, settings.market_data
+        values: dict[str, Any] = {
+            "rest_url": x.rest_url, "ws_url": x.ws_url, "book_limit": x.order_book_depth,
+            "stale_after_ms": m.stale_after_ms, "snapshot_burst": m.snapshot_burst, "lag_samples": m.lag_samples,
+            "reconnect_min_ms": m.reconnect_min_ms, "reconnect_max_ms": m.reconnect_max_ms}
         values.update(overrides)
         return cls(**values)
 
@@ -267,15 +270,22 @@ class MarketDataShard:
         if foreign:
             raise ValueError(f"market-{self.shard} does not own {foreign[:5]} (ask shard_of(symbol, shards))")
 
-    async def liquidity(self, symbols: list[str], side: Side | str, depth: int | None = 20) -> dict[str, list[Level]]:
+    async def liquidity(self, symbols: list[str], side: Side | str, depth: int | None = 20,
+                        with_stale: bool = False) -> Any:
         """For a taker on `side`, the book levels it would take: BUY -> asks (best first), SELL -> bids.
-        `depth` levels per symbol (None = all kept). A book without a snapshot yet answers []."""
+        `depth` levels per symbol (None = all kept). A book without a snapshot yet answers [].
+        with_stale: answers ({symbol: levels}, [stale symbols]) instead, a stale symbol's levels being [] (the
+        solver's read: one call tells it what it may plan on)."""
         self._ensure_started()
         self._check_owned(symbols)
         book_side = Side(side).opposite
         gw = self._gw
         assert gw is not None
-        return packed({s: gw.book_levels(s, book_side, depth) for s in symbols})  # the solver's hot read
+        if not with_stale:
+            return packed({s: gw.book_levels(s, book_side, depth) for s in symbols})
+        stale = self._stale_now(symbols)
+        skip = set(stale)
+        return packed(({s: [] if s in skip else gw.book_levels(s, book_side, depth) for s in symbols}, stale))
 
     async def book(self, symbol: str, depth: int | None = None) -> dict[str, Any]:
         """One book, both sides, exact: {"update_id", "event_ms", "bids", "asks"} (None ids while not ready)."""
@@ -303,15 +313,9 @@ class MarketDataShard:
         self._ensure_started()
         return self._stale_now()
 
-    def _stale_now(self) -> list[str]:
-        now = self._now()
-        limit = self.options.stale_after_ms
-        out = []
-        for s in self.symbols:
-            seen = self._last_seen.get(s)
-            if not self._ready(s) or seen is None or now - seen > limit:
-                out.append(s)
-        return out
+    def _stale_now(self, symbols: Iterable[str] | None = None) -> list[str]:
+        return stale_symbols(self.symbols if symbols is None else symbols, self._ready, self._last_seen, self._now(),
+                             self.options.stale_after_ms)
 
     async def stats(self, reset: bool = False) -> dict[str, Any]:
         """Counters and lag percentiles since the last reset (benches measure windows with reset=True)."""

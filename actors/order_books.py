@@ -19,6 +19,7 @@ core's UserOrderBook. What it adds is durability and batching:
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import time
 import logging
@@ -250,6 +251,8 @@ class IndexOrderBooks:
         self._outbox: list[ShardReport] = []  # committed, not yet delivered
         self._subscriber_spec: dict[str, Any] | None = None
         self._errors: list[str] = []
+        #: Handled races worth seeing (a cancel that beat an engage): not errors, so kept apart and in memory only.
+        self._notes: collections.deque[str] = collections.deque(maxlen=50)
         self._counts = {"handled": 0, "commits": 0, "reports": 0, "delivery_calls": 0, "delivery_failures": 0,
                         "replays": 0}
 
@@ -399,6 +402,10 @@ class IndexOrderBooks:
         log.error("orders-%d: %s", self.k, text)
         self._errors.append(text)
 
+    def _note(self, text: str) -> None:
+        log.info("orders-%d: %s", self.k, text)
+        self._notes.append(text)
+
     def _order(self, order_id: str) -> tuple[UserOrderBook, str]:
         key, cl = order_id.split(":", 1)
         return self.app.book_of(key), cl
@@ -511,28 +518,44 @@ class IndexOrderBooks:
             self._solver_retry_at = now + 1.0
 
     # ------------------------------------------------------------------ collateral (chain listener and router)
-    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+    async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal] | None = None
+                     ) -> None:
+        """Book deposits, each holding `holds[key]` of itself for its route's cost (orders cannot engage it)."""
         self._ensure_started()
+        holds = holds or {}
         async with self._lock:
             for d in deposits:
                 try:
-                    self.app.book(UserRef(d.chain_id, d.user)).ledger.credit(d.key, d.amount)
+                    self.app.book(UserRef(d.chain_id, d.user)).ledger.credit(d.key, d.amount, holds.get(d.key, ZERO))
                 except CollateralError as exc:
                     self._error(f"deposit {d.key}: {exc}")
             await self._commit()
 
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
+        """Routing-fee shares, each from its deposit's hold first; a share beyond the hold and the user's free
+        collateral is the user's debt (it blocks new orders until a deposit pays it)."""
         self._ensure_started()
         async with self._lock:
             for c in charges:
+                ledger = self.app.book_of(user_key(c.user)).ledger
+                owed = ledger.debt
                 try:
-                    self.app.book_of(user_key(c.user)).ledger.charge_fee(c.fee_id, c.amount)
+                    ledger.charge_fee(c.fee_id, c.amount, hold_id=c.deposit_key)
                 except CollateralError as exc:
                     self._error(f"fee {c.fee_id}: {exc}")
+                if ledger.debt > owed:
+                    log.warning("orders-%d: fee %s exceeds %s's hold and free collateral: %s owed", self.k, c.fee_id,
+                                c.user, ledger.debt)
             await self._commit()
 
-    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+    async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal],
+                     users: Mapping[str, str] | None = None) -> None:
+        """A route is credited at the exchange: its real cost is charged, so the rest of each hold is released."""
+        self._ensure_started()
         async with self._lock:
+            for key, user in (users or {}).items():
+                if user_key(user) in self.app.books:
+                    self.app.book_of(user_key(user)).ledger.release_hold(key)
             self._routes[route_id] = {k: str(v) for k, v in net_by_deposit.items()}
             await self._commit()
 
@@ -580,7 +603,7 @@ class IndexOrderBooks:
                     continue
                 amount = min(e.collateral, order.remaining)  # a cancel may have come in since `pending`
                 if amount < e.collateral:
-                    self._error(f"{batch_id}: {e.order_id} engaged {amount} of {e.collateral} (cancelled meanwhile)")
+                    self._note(f"{batch_id}: {e.order_id} engaged {amount} of {e.collateral} (cancelled meanwhile)")
                 if amount > 0:
                     book.engage(cl, amount, now)
                     applied.append((e.order_id, amount))
@@ -774,6 +797,7 @@ class IndexOrderBooks:
             "completed_batches": len(self._completed), "fill_keys": len(self._fill_keys),
             "report_seq": self._report_seq, "delivered_seq": self._delivered, "undelivered": len(self._outbox),
             "subscriber": self._subscriber_spec, "invoices": len(self.app.invoices), "errors": list(self._errors),
+            "notes": list(self._notes),
             "counts": dict(self._counts), "last_handle": self._last_handle,
         }
 
@@ -807,16 +831,20 @@ class ShardedCollateralSink:
     def __init__(self, shards: Sequence[Any]) -> None:
         self.shards = list(shards)
 
-    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+    async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
         groups = split_by_shard(deposits, len(self.shards), lambda d: d.user)
-        await asyncio.gather(*(self.shards[k].credit.remote(items) for k, items in groups.items()))
+        await asyncio.gather(*(self.shards[k].credit.remote(items, {d.key: holds[d.key] for d in items
+                                                                    if d.key in holds})
+                               for k, items in groups.items()))
 
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
         groups = split_by_shard(charges, len(self.shards), lambda c: c.user)
         await asyncio.gather(*(self.shards[k].charge.remote(items) for k, items in groups.items()))
 
-    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
-        await asyncio.gather(*(s.routed.remote(route_id, net_by_deposit) for s in self.shards))
+    async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
+        groups = split_by_shard(users.items(), len(self.shards), lambda item: item[1])
+        await asyncio.gather(*(s.routed.remote(route_id, dict(net_by_deposit), dict(groups.get(k, ())))
+                               for k, s in enumerate(self.shards)))
 
 
 class ShardedApp:

@@ -1,7 +1,8 @@
 """`solver`: the batch cycle, a thin owner of one core SolverEngine.
 
 Each tick (solver.tick_interval_ms) it pulls pending demand from every `orders-{k}` shard and the asks of the
-needed symbols from the `market-{k}` shards (one call per shard, concurrently), plans one batch, and then acts on it.
+needed symbols from the `market-{k}` shards (one call per shard, concurrently; the same answer says which books are
+stale: an index that needs one waits for it, core/stale_books.py), plans one batch, and then acts on it.
 Fills from the sender come in through `on_fills(seq_from, executions)` (batched by the sender); they become fill
 deltas per index order, completed batches and mint requests.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import dataclasses
 import json
 import logging
@@ -25,7 +27,7 @@ import pickle
 import time
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import ray
 import redis
@@ -47,6 +49,7 @@ from core.money import ZERO
 from core.sender_messages import Execution, OrderDone, SenderFill
 from core.shard_assignment import shard_name, shard_of
 from core.side import Side
+from core.stale_books import is_stale_reason, symbols_of
 from core.solver_engine import CompletedBatch, SolverEngine
 from core.symbol_filters import SymbolFilters
 from protocol.gc_tuning import tune_gc_once
@@ -77,6 +80,8 @@ class SolverOptions:
     idle_poll_ms: int = 1000
     #: An order deferred this long for no liquidity (or too small to buy anything) is rejected with the reason.
     reject_after_ms: int = 60_000
+    #: An order waiting this long on a stale book is rejected naming it (0: it waits as long as the book is stale).
+    stale_reject_after_ms: int = 900_000
     quote_asset: str = "USDC"
     #: Most pending orders asked of one shard per tick.
     pending_limit: int = 10_000
@@ -97,9 +102,17 @@ class SolverOptions:
             "collect_quiet_ms": settings.solver.collect_quiet_ms, "collect_max_ms": settings.solver.collect_max_ms,
             "idle_poll_ms": settings.solver.idle_poll_ms, "reject_after_ms": settings.solver.reject_after_ms,
             "quote_asset": settings.exchange.quote_asset, "order_budget": settings.solver.max_orders_per_batch,
-            "max_in_flight_notional": settings.solver.max_in_flight_notional}
+            "max_in_flight_notional": settings.solver.max_in_flight_notional,
+            "stale_reject_after_ms": settings.solver.stale_reject_after_ms}
         values.update(overrides)
         return cls(**values)
+
+
+class _Books(NamedTuple):
+    """One read of the market shards: the asks of the symbols asked (stale ones left out) and which are stale."""
+
+    asks: dict[str, list[tuple[Decimal, Decimal]]]
+    stale: frozenset[str]
 
 
 @dataclass
@@ -161,6 +174,7 @@ class Solver:
         self._mint_seqs: dict[str, int] = {}  # order id -> when it became owed (the hash keeps no order)
         self._mint_seq = 0
         self._errors: list[str] = []
+        self._notes: collections.deque[str] = collections.deque(maxlen=50)  # in memory only, like the shards'
         self._counts = {"ticks": 0, "batches": 0, "asset_orders": 0, "rejected_orders": 0, "fill_calls": 0,
                         "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "mints_owed": 0,
                         "minted": 0, "commits": 0, "calls": 0, "call_failures": 0,
@@ -182,7 +196,9 @@ class Solver:
         self._demand_version = 0
         self._prefetch_ms: dict[str, float] = {}  # diagnostics: when each early read returned, ms after the wake
         self._deferred = 0
-        self._stuck = StuckOrders(options.reject_after_ms)
+        self._stuck = StuckOrders(options.reject_after_ms, options.stale_reject_after_ms)
+        self._stale_books: frozenset[str] = frozenset()  # at the last read of the books
+        self._waiting_on_stale: dict[str, int] = {}  # stale symbol -> orders the last plan deferred for it
         self._reject_seq = 0
         self._start_task: asyncio.Task | None = None
         self._handles: dict[str, Any] = {}
@@ -276,6 +292,11 @@ class Solver:
     def _error(self, text: str) -> None:
         log.error("solver: %s", text)
         self._errors.append(text)
+
+    def _note(self, text: str) -> None:
+        """A handled race worth seeing (orders cancelled before their batch engaged them): not an error."""
+        log.info("solver: %s", text)
+        self._notes.append(text)
 
     # ------------------------------------------------------------------ peers
     def _actor(self, name: str) -> Any:
@@ -439,28 +460,30 @@ class Solver:
                 fresh = prefetch.version == self._demand_version  # else the demand changed after it was read
                 if not fresh:
                     _discard(prefetch.pending)
-                pending, (budget, asks) = await asyncio.gather(
+                pending, (budget, books) = await asyncio.gather(
                     timed("pending_early", prefetch.pending) if fresh else timed("pending", self._pending()),
                     timed("prefetched", prefetch.budget_and_books))
             else:
                 if prefetch is not None:
                     prefetch.discard()
-                budget, pending, asks = await asyncio.gather(timed("budget", self._order_budget()),
-                                                             timed("pending", self._pending()),
-                                                             timed("asks", self._asks_for(every if early else [])))
+                budget, pending, books = await asyncio.gather(timed("budget", self._order_budget()),
+                                                              timed("pending", self._pending()),
+                                                              timed("asks", self._asks_for(every if early else [])))
             if budget == 0:  # nothing could go out now: keep collecting (the next tick looks again)
                 self._deferred = 1
                 return None
             if not pending:
                 self._deferred = 0
+                self._waiting_on_stale = {}
                 return None
             if not early:
-                asks = await self._asks(pending)
+                books = await self._asks(pending)
             fetched = time.time()
             room = max(ZERO, self.o.max_in_flight_notional - self.engine.in_flight_notional())
             limits = dataclasses.replace(self.limits, in_flight_room=room)
-            batch_id, plan = self.engine.plan(pending, asks, budget, limits)
+            batch_id, plan = self.engine.plan(pending, books.asks, budget, limits, stale=books.stale)
             self._deferred = len(plan.deferred)
+            self._note_stale(plan.deferred)
             self._give_up_on(plan.deferred)
             if batch_id is None:
                 return None
@@ -494,6 +517,15 @@ class Solver:
             entry["tick_ms"]["submitted"] = round(1000 * (time.time() - started), 1)
             return batch_id
 
+    def _note_stale(self, deferred: Sequence[Any]) -> None:
+        """What inspect() (and so /health and status) shows: the orders this plan left waiting, per stale book."""
+        waiting: dict[str, int] = {}
+        for d in deferred:
+            if is_stale_reason(d.reason):
+                for symbol in symbols_of(d.reason):
+                    waiting[symbol] = waiting.get(symbol, 0) + 1
+        self._waiting_on_stale = waiting
+
     def _give_up_on(self, deferred: Sequence[Any]) -> None:
         """Orders deferred too long for a lasting reason are rejected with it (core/late_reject.py)."""
         now = int(time.time() * 1000)
@@ -515,7 +547,7 @@ class Solver:
             return  # a shard says the batch completed: nothing left to queue
         engaged = {oid: amount for rows in answers for oid, amount in rows}  # type: ignore[union-attr]
         if not self.engine.adjust_engagements(batch_id, engaged, orders_out=with_submit):
-            self._error(f"{batch_id}: no order could be engaged (cancelled meanwhile); "
+            self._note(f"{batch_id}: no order could be engaged (cancelled meanwhile); "
                         + ("what its exchange orders buy goes to inventory" if with_submit else "batch dropped"))
             return
         if with_submit:
@@ -551,21 +583,28 @@ class Solver:
             out.extend(x[i] for x in lists if i < len(x))
         return out
 
-    async def _asks(self, pending: Sequence[PendingOrder]) -> dict[str, list[tuple[Decimal, Decimal]]]:
+    async def _asks(self, pending: Sequence[PendingOrder]) -> _Books:
         return await self._asks_for(sorted({a.symbol for o in pending if o.index in self.engine.baskets
                                             for a in self.engine.baskets[o.index].assets}))
 
-    async def _asks_for(self, symbols: Sequence[str]) -> dict[str, list[tuple[Decimal, Decimal]]]:
+    async def _asks_for(self, symbols: Sequence[str]) -> _Books:
         groups: dict[int, list[str]] = {}
         for s in symbols:
             groups.setdefault(shard_of(s, self.o.market_shards), []).append(s)
         keys = list(groups)
         answers = await asyncio.gather(*(self._call(shard_name(k), "liquidity", groups[k], Side.BUY,
-                                                    self.limits.max_levels) for k in keys))
+                                                    self.limits.max_levels, True) for k in keys))
         asks: dict[str, list[tuple[Decimal, Decimal]]] = {}
-        for a in answers:
-            asks.update(a)
-        return asks
+        stale: set[str] = set()
+        for levels, stale_here in answers:
+            asks.update(levels)
+            stale.update(stale_here)
+        for s in stale:
+            asks.pop(s, None)
+        books = _Books(asks, frozenset(stale))
+        if symbols:
+            self._stale_books = books.stale
+        return books
 
     def _queue_fills(self, batch_id: str, deltas: Sequence[Any], rounds: int | None = None) -> None:
         by_shard: dict[int, list[Any]] = {}
@@ -795,16 +834,22 @@ class Solver:
         """Quote requests (the gateway's, batched): index units each amount buys now, sized like a batch of that
         order alone on the live books (core/index_quote.py). One liquidity call per market shard for all of them."""
         wanted = [r for r in requests if r.side is Side.BUY and r.symbol in self.engine.baskets]
-        asks = await self._asks([PendingOrder("quote", r.symbol, r.amount) for r in wanted]) if wanted else {}
+        books = await self._asks([PendingOrder("quote", r.symbol, r.amount) for r in wanted]) if wanted else None
+        asks, stale = (books.asks, books.stale) if books is not None else ({}, frozenset())
         out: list[list[Any]] = []
         for r in requests:
             if r.side is not Side.BUY:
                 out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNSUPPORTED_SIDE, "only buy quotes")])
                 continue
-            q = quote_index(r.symbol, r.amount, self.engine.baskets, asks, self.engine.filters, self.limits)
+            q = quote_index(r.symbol, r.amount, self.engine.baskets, asks, self.engine.filters, self.limits,
+                            stale=stale)
             if q.problem == "UNKNOWN_INDEX":
                 out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNKNOWN_INDEX,
                                          f"unknown index {r.symbol!r}")])
+            elif q.problem is not None and is_stale_reason(q.problem):
+                out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.MARKET_UNAVAILABLE,
+                                         f"stale book: {', '.join(symbols_of(q.problem))} (no quote until it is "
+                                         f"fresh again)")])
             elif q.problem is not None:
                 out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.MARKET_UNAVAILABLE,
                                          f"no price to quote from ({q.problem})")])
@@ -834,7 +879,10 @@ class Solver:
             "outbox": [[a.kind, a.key] for a in self._outbox],
             "mints_owed": [m.to_dict() for m in self._mints.values()],
             "history": list(self._history), "counts": dict(self._counts), "errors": list(self._errors),
+            "notes": list(self._notes),
             "last_fills": self._last_fills,
+            # Books stale at the last read, and per stale book the orders the last plan left waiting for it.
+            "stale_books": sorted(self._stale_books), "waiting_on_stale_books": dict(self._waiting_on_stale),
         }
 
 

@@ -70,6 +70,10 @@ class SystemView:
         self._routes_seen: set[str] = set()
         self._batches_seen: set[str] = set()
         self.last_health: dict[str, Any] | None = None
+        #: This poll's stale books (symbol -> orders the solver left waiting for it) and how many problems they
+        #: made: a system whose only problems are stale books is "degraded" (some indexes wait), not "unhealthy".
+        self._stale_books: dict[str, int] = {}
+        self._stale_problems = 0
 
     # ------------------------------------------------------------------ counters from counts
     def _count(self, actor: str, name: str, value: Any, tags: Mapping[str, str] | None = None) -> None:
@@ -89,6 +93,7 @@ class SystemView:
         problems: list[str] = []
         actors: dict[str, Any] = {}
         lags: dict[str, Any] = {}
+        self._stale_books, self._stale_problems = {}, 0
         for name in sorted(polled):
             obs = polled[name]
             up = obs.data is not None
@@ -106,8 +111,10 @@ class SystemView:
                     problems.append(f"{name}: inspect() not understood ({type(exc).__name__}: {exc})")
         healthy = not problems
         m.set("indexmaker_healthy", 1 if healthy else 0)
-        self.last_health = {"status": "ok" if healthy else "unhealthy", "healthy": healthy, "checked_ms": now_ms,
-                            "problems": problems, "actors": actors, "lags": lags}
+        status = "ok" if healthy else "degraded" if len(problems) == self._stale_problems else "unhealthy"
+        self.last_health = {"status": status, "healthy": healthy, "checked_ms": now_ms,
+                            "problems": problems, "actors": actors, "lags": lags,
+                            "stale_books": dict(sorted(self._stale_books.items()))}
         return self.last_health
 
     # ------------------------------------------------------------------ per kind
@@ -129,10 +136,14 @@ class SystemView:
         lags.setdefault("market_stale_symbols", {})[name] = len(stale)
         if not d.get("running", True):
             problems.append(f"{name}: feed not running ({d.get('last_error')})")
-        if ready < owned:
+        if ready < owned:  # not there yet, or being rebuilt after a gap or a reconnect: stale books too
             problems.append(f"{name}: {owned - ready} of {owned} books without a snapshot")
+            self._stale_problems += 1
+        for symbol in stale:
+            self._stale_books.setdefault(symbol, 0)
         if len(stale) > self.limits.max_stale_symbols:
-            problems.append(f"{name}: {len(stale)} stale symbols {sorted(stale)[:5]}")
+            problems.append(f"{name}: {len(stale)} stale symbols {sorted(stale)[:5]} (indexes needing them wait)")
+            self._stale_problems += 1
         if p99 is not None and p99 > self.limits.max_book_lag_ms:
             problems.append(f"{name}: book lag p99 {p99} ms > {self.limits.max_book_lag_ms} ms")
 
@@ -201,6 +212,10 @@ class SystemView:
         m.set("indexmaker_solver_outbox", outbox)
         m.set("indexmaker_mints_owed", len(d.get("mints_owed") or ()))
         lags["solver_outbox"] = outbox
+        waiting = d.get("waiting_on_stale_books") or {}
+        for symbol, n in waiting.items():
+            self._stale_books[symbol] = int(n)
+        lags["orders_waiting_on_stale_books"] = sum(int(n) for n in waiting.values())
         lags["mints_owed"] = len(d.get("mints_owed") or ())
         history = d.get("history") or ()
         for entry in history:

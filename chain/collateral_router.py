@@ -2,13 +2,15 @@
 in Redis so that it can be stopped at any moment and resume at the right hop without paying anything twice.
 
 Order of writes, the whole point of this class:
-- a deposit is credited to its user (idempotent per deposit key) before it is recorded as accepted, so a crash in
-  between credits it again as a no-op rather than never;
+- a deposit is credited to its user (idempotent per deposit key), holding its route's estimated cost
+  (core.route_hold), before it is recorded as accepted, so a crash in between credits it again as a no-op rather
+  than never;
 - a route is written before its first effect; each effect (bridge, transfer) is keyed `<route id>:<hop>` in the
   TxSender, which records the signed transaction before broadcasting, so a route re-run after a crash gets the
   first transaction back instead of a second one;
-- each transition is written before its fee shares are charged, and the charges (idempotent per fee id) are
-  marked in the route after they are booked.
+- each transition is written before its fee shares are charged (from each member's hold), and the charges
+  (idempotent per fee id) are marked in the route after they are booked; a credited route releases what is left
+  of its members' holds (idempotent per deposit).
 Single owner: one router per namespace at a time (the Ray actor is named, so there is one).
 """
 from __future__ import annotations
@@ -29,6 +31,7 @@ from core.clock import Clock
 from core.collateral_route import CollateralRoute, RouteStage
 from core.config import Settings
 from core.route_batch import BatchPolicy, RouteMember, take_batch
+from core.route_hold import RouteHoldPolicy
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +44,8 @@ class RouterConfig:
     coin: str = "USDC"
     network: str = "BASE"  # the exchange's name for the destination network
     namespace: str = "router"
+    #: How much of each credited deposit is held for its route's cost (None: nothing held).
+    hold: RouteHoldPolicy | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings, namespace: str = "router") -> "RouterConfig":
@@ -48,7 +53,8 @@ class RouterConfig:
         `collateral`, the exchange's name for the destination network from `exchange`."""
         chain = settings.chain
         return cls(destination_chain_id=chain.base_chain_id, unit=chain.usdc_unit, batch=chain.batch_policy,
-                   coin=settings.collateral.symbol, network=settings.exchange.deposit_network, namespace=namespace)
+                   coin=settings.collateral.symbol, network=settings.exchange.deposit_network, namespace=namespace,
+                   hold=chain.hold_policy)
 
 
 class CollateralRouter:
@@ -117,7 +123,9 @@ class CollateralRouter:
             fresh = list({d.key: d for d in fresh}.values())
             if not fresh:
                 return []
-            await self.sink.credit(fresh)  # first: a crash after it re-credits as a no-op; before it would lose it
+            hold = self.config.hold
+            holds = {d.key: hold.hold_for(d.amount, d.chain_id) for d in fresh} if hold is not None else {}
+            await self.sink.credit(fresh, holds)  # first: a crash after it re-credits as a no-op; before, lost
             now = self.clock.now_ms()
             pipe = self.redis.pipeline(transaction=True)
             for d in fresh:
@@ -200,7 +208,8 @@ class CollateralRouter:
             # A final route leaves the active set only after the sink heard of it (idempotent per route id), so a
             # crash in between tells the sink again rather than never.
             if route.stage == RouteStage.CREDITED:
-                await self.sink.routed(route.route_id, route.net_amounts())
+                await self.sink.routed(route.route_id, route.net_amounts(),
+                                       {m.deposit_key: m.user for m in route.members})
             await self.redis.srem(self._k("active"), route.route_id)
         return route
 

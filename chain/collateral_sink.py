@@ -8,7 +8,7 @@ twice. `InMemoryLedgers` is the plain implementation used by tests, the bench an
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Protocol, Sequence
+from typing import Mapping, Protocol, Sequence
 
 from core.chain_events import CollateralDeposit
 from core.collateral_ledger import USDC_UNIT, CollateralLedger
@@ -16,14 +16,15 @@ from core.collateral_route import FeeCharge
 
 
 class CollateralSink(Protocol):
-    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
-        """Book confirmed deposits to their users (idempotent per deposit key)."""
+    async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
+        """Book confirmed deposits to their users, each holding `holds[key]` for its route (idempotent per key)."""
 
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
-        """Charge routing-fee shares (idempotent per fee id)."""
+        """Charge routing-fee shares from their deposits' holds (idempotent per fee id)."""
 
-    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
-        """A route reached the exchange: each deposit's net amount is now tradable there."""
+    async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
+        """A route reached the exchange: each deposit's net amount is now tradable there, and what is left of its
+        hold goes back to its user (`users`: deposit key -> user)."""
 
 
 class InMemoryLedgers:
@@ -40,13 +41,15 @@ class InMemoryLedgers:
             self.ledgers[key] = CollateralLedger(self.unit)
         return self.ledgers[key]
 
-    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+    async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
         for d in deposits:
-            self.ledger(d.user).credit(d.key, d.amount)
+            self.ledger(d.user).credit(d.key, d.amount, holds.get(d.key, 0))
 
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
         for c in charges:
-            self.ledger(c.user).charge_fee(c.fee_id, c.amount)
+            self.ledger(c.user).charge_fee(c.fee_id, c.amount, hold_id=c.deposit_key)
 
-    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+    async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
         self.routed_routes[route_id] = dict(net_by_deposit)
+        for key, user in users.items():
+            self.ledger(user).release_hold(key)

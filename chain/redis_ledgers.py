@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from redis.asyncio import Redis
 
@@ -40,18 +40,22 @@ class RedisLedgers:
         if ledgers:
             await self.redis.hset(self._k("users"), mapping={u: json.dumps(l.to_dict()) for u, l in ledgers.items()})
 
-    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+    async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
         def go(ledgers: dict[str, CollateralLedger]) -> None:
             for d in deposits:
-                ledgers[d.user.lower()].credit(d.key, d.amount)
+                ledgers[d.user.lower()].credit(d.key, d.amount, holds.get(d.key, 0))
         await self._apply({d.user.lower() for d in deposits}, go)
 
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
         def go(ledgers: dict[str, CollateralLedger]) -> None:
             for c in charges:
-                ledgers[c.user.lower()].charge_fee(c.fee_id, c.amount)
+                ledgers[c.user.lower()].charge_fee(c.fee_id, c.amount, hold_id=c.deposit_key)
         await self._apply({c.user.lower() for c in charges}, go)
 
-    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+    async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
+        def go(ledgers: dict[str, CollateralLedger]) -> None:
+            for key, user in users.items():
+                ledgers[user.lower()].release_hold(key)
+        await self._apply({u.lower() for u in users.values()}, go)
         await self.redis.hset(self._k("routed"), route_id,
                               json.dumps({k: str(v) for k, v in net_by_deposit.items()}))

@@ -22,6 +22,8 @@ Rules (spec/domain.md §5.2 and §12, with the reference's gaps closed):
   commission the exchange keeps in the asset, then rounded UP to the step and padded up to the exchange's minimum
   notional: what the orders do not need stays as inventory for the next batch).
 - An asset with no price or no liquidity defers only the indexes that hold it; the rest of the batch goes on.
+- A symbol whose book is stale (core/stale_books.py) counts as having no book, but the indexes that hold it are
+  deferred as STALE_BOOK:<symbols> (a wait for our feed), not NO_LIQUIDITY (a verdict on the market).
 - If the rate-limit budget cannot carry every needed asset order, whole indexes are taken in FIFO order while their
   asset orders fit; the others wait for the next tick.
 """
@@ -29,11 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Mapping, NamedTuple, Sequence
+from typing import Collection, Mapping, NamedTuple, Sequence
 
 from core.basket import Basket
 from core.money import ONE, ZERO, quantize_down, quantize_up, units_up
 from core.side import Side
+from core.stale_books import stale_in, stale_reason
 from core.symbol_filters import SymbolFilters, min_quantity_for, round_price
 
 Level = tuple[Decimal, Decimal]
@@ -105,7 +108,8 @@ class Engagement(NamedTuple):
 @dataclass(frozen=True, slots=True)
 class Deferred:
     order_id: str
-    reason: str  # UNKNOWN_INDEX (a reject), NO_LIQUIDITY:<symbol>, RATE_LIMIT, TOO_SMALL, BATCH_FULL
+    #: UNKNOWN_INDEX (a reject), NO_LIQUIDITY:<symbol>, STALE_BOOK:<symbol,...>, RATE_LIMIT, TOO_SMALL, BATCH_FULL
+    reason: str
 
 
 @dataclass(frozen=True)
@@ -186,10 +190,12 @@ def plan_batch(
     inventory_prices: Mapping[str, Decimal] | None = None,
     order_budget: int,
     limits: PlannerLimits,
+    stale: Collection[str] = frozenset(),
 ) -> BatchPlan:
     """Plan one buy batch. `asks` are best-first (price, quantity) levels; `inventory_units` counts whole base units
     per symbol that are free to use and `inventory_prices` what they cost (quote per whole asset, commission included);
-    `order_budget` is how many exchange orders the rate limits allow now."""
+    `order_budget` is how many exchange orders the rate limits allow now; `stale` are the symbols whose book is stale
+    (their asks, if given, are ignored)."""
     inventory_units = inventory_units or {}
     deferred: list[Deferred] = []
 
@@ -211,6 +217,11 @@ def plan_batch(
     index_prices: dict[str, Decimal] = {}
     for index in list(by_index):
         basket = baskets[index]
+        waits_on = stale_in(basket, stale) if stale else ()
+        if waits_on:
+            reason = stale_reason(waits_on)
+            deferred.extend(Deferred(o.order_id, reason) for o in by_index.pop(index))
+            continue
         missing = None
         price = ZERO
         for a in basket.assets:

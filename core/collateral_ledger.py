@@ -1,9 +1,15 @@
 """One user's collateral (USDC), booked exactly in whole units of the token (micro-USDC by default).
 
 Why a ledger of its own: every amount that enters (a deposit) must be found again, to the last unit, in exactly one
-of four places: free (`available`), held for an open index order (`reserved`), paid for fills (`spent`) or paid as
-routing fees (`fees_charged`). `check()` proves it. Amounts that are not whole units are refused, never rounded: a
-rounding here would silently create or destroy a user's money.
+of five places: free (`available`), held for the deposit's routing cost until that cost is known (`held`), reserved
+for an open index order, engaged or not (`reserved`), paid for fills (`spent`) or paid as routing fees
+(`fees_charged`). What the user owes the house (`debt`: a routing cost beyond its hold and the free collateral, a
+deposit reversed by a reorg after it was used) is the one way out of the books, so `check()` proves
+
+    credited + debt == available + held + reserved + spent + fees_charged
+
+exactly. Money that comes back to the user while a debt is open pays the debt first. Amounts that are not whole
+units are refused, never rounded: a rounding here would silently create or destroy a user's money.
 
 Deposits and fees carry an id chosen before they happen (chain tx + log index, route hop id); booking the same id
 twice is a no-op, so replaying events after a restart is safe (DESIGN.md, idempotency keys).
@@ -52,27 +58,34 @@ def whole_units(value: Amount, unit: Decimal, what: str, *, allow_zero: bool = F
 class CollateralLedger:
     """The collateral of one user. Not thread-safe: its owner (one order-book shard) serialises the calls."""
 
-    __slots__ = ("unit", "available", "reserved", "spent", "fees_charged", "credited", "_reservations", "_deposits",
-                 "_fees")
+    __slots__ = ("unit", "available", "held", "reserved", "spent", "fees_charged", "credited", "debt",
+                 "_reservations", "_deposits", "_fees", "_holds", "_reversed")
 
     def __init__(self, unit: Decimal = USDC_UNIT) -> None:
         if not isinstance(unit, Decimal) or not unit.is_finite() or unit <= 0:
             raise CollateralError(f"unit must be a positive Decimal, got {unit!r}")
         self.unit = unit
         self.available = ZERO
+        self.held = ZERO
         self.reserved = ZERO
         self.spent = ZERO
         self.fees_charged = ZERO
         self.credited = ZERO
+        self.debt = ZERO
         self._reservations: dict[str, Decimal] = {}  # order id -> amount held; entries at zero are dropped
         self._deposits: dict[str, Decimal] = {}  # deposit id -> amount, to recognise replays (and conflicting ones)
         self._fees: dict[str, Decimal] = {}  # fee id -> amount, same reason
+        #: deposit id -> what is still held for its route; the entry goes when the route's cost is known (released)
+        self._holds: dict[str, Decimal] = {}
+        self._reversed: dict[str, Decimal] = {}  # deposit id -> amount taken back (a reorg dropped the deposit)
 
     # --- money in ---------------------------------------------------------------------------------------------------
 
-    def credit(self, deposit_id: str, amount: Amount) -> bool:
-        """Book a deposit. False (and nothing changes) when `deposit_id` was booked before with the same amount."""
+    def credit(self, deposit_id: str, amount: Amount, hold: Amount = ZERO) -> bool:
+        """Book a deposit, keeping `hold` of it (capped at the amount) for its route's cost: an order can never
+        engage it. False (and nothing changes) when `deposit_id` was booked before with the same amount."""
         value = whole_units(amount, self.unit, f"deposit {deposit_id}")
+        held = min(whole_units(hold, self.unit, f"hold of {deposit_id}", allow_zero=True), value)
         seen = self._deposits.get(deposit_id)
         if seen is not None:
             if seen != value:
@@ -80,24 +93,81 @@ class CollateralLedger:
             return False
         self._deposits[deposit_id] = value
         self.credited += value
-        self.available += value
+        if held > 0:
+            self._holds[deposit_id] = held
+            self.held += held
+        self._to_available(value - held)
         return True
 
-    def charge_fee(self, fee_id: str, amount: Amount) -> bool:
-        """Charge a routing fee from free collateral. False (nothing changes) when `fee_id` was charged before."""
+    def _to_available(self, value: Decimal) -> None:
+        """Money back in the user's hands pays an open debt first."""
+        paid = min(self.debt, value)
+        self.debt -= paid
+        self.available += value - paid
+
+    def hold(self, deposit_id: str) -> Decimal:
+        return self._holds.get(deposit_id, ZERO)
+
+    def holds(self) -> dict[str, Decimal]:
+        return dict(self._holds)
+
+    def charge_fee(self, fee_id: str, amount: Amount, hold_id: str | None = None) -> bool:
+        """Charge a routing fee: from the hold of deposit `hold_id` first, then from free collateral; what neither
+        covers becomes the user's debt (the house is never the silent payer). False (nothing changes) when
+        `fee_id` was charged before."""
         value = whole_units(amount, self.unit, f"fee {fee_id}")
         seen = self._fees.get(fee_id)
         if seen is not None:
             if seen != value:
                 raise CollateralError(f"fee {fee_id} replayed with {value}, charged before with {seen}")
             return False
-        if value > self.available:
-            raise InsufficientCollateral(
-                f"fee {fee_id}: {value} needed, {self.available} available, short by {value - self.available}")
         self._fees[fee_id] = value
-        self.available -= value
         self.fees_charged += value
+        from_hold = min(value, self.hold(hold_id)) if hold_id is not None else ZERO
+        if from_hold:
+            self._take_hold(hold_id, from_hold)  # type: ignore[arg-type]
+        from_available = min(value - from_hold, self.available)
+        self.available -= from_available
+        self.debt += value - from_hold - from_available
         return True
+
+    def release_hold(self, deposit_id: str) -> Decimal:
+        """The route's cost is known and charged: what is left of the hold goes back to the user. Idempotent (a
+        second release finds nothing)."""
+        rest = self._holds.pop(deposit_id, ZERO)
+        self.held -= rest
+        self._to_available(rest)
+        return rest
+
+    def _take_hold(self, deposit_id: str, value: Decimal) -> None:
+        left = self._holds[deposit_id] - value
+        if left:
+            self._holds[deposit_id] = left
+        else:
+            del self._holds[deposit_id]
+        self.held -= value
+
+    def reverse_deposit(self, deposit_id: str) -> Decimal:
+        """A deposit booked before is gone (a reorg deeper than the confirmations dropped it): take its amount back,
+        from its hold first, then from free collateral; what is already reserved or spent becomes the user's debt.
+        The caller frees what it can first (unengaged orders). Returns the debt added; a second call, or an
+        unknown deposit, changes nothing and returns zero."""
+        value = self._deposits.get(deposit_id)
+        if value is None or deposit_id in self._reversed:
+            return ZERO
+        self._reversed[deposit_id] = value
+        self.credited -= value
+        from_hold = min(value, self.hold(deposit_id))
+        if from_hold:
+            self._take_hold(deposit_id, from_hold)
+        from_available = min(value - from_hold, self.available)
+        self.available -= from_available
+        short = value - from_hold - from_available
+        self.debt += short
+        return short
+
+    def is_reversed(self, deposit_id: str) -> bool:
+        return deposit_id in self._reversed
 
     # --- per-order reservations -------------------------------------------------------------------------------------
 
@@ -122,7 +192,7 @@ class CollateralLedger:
         """Give held collateral back to free (cancelled, returned dust). Zero is a no-op."""
         value = whole_units(amount, self.unit, f"release for {order_id}", allow_zero=True)
         self._take(order_id, value, "release")
-        self.available += value
+        self._to_available(value)
 
     def spend(self, order_id: str, amount: Amount) -> None:
         """Move held collateral to spent (the order paid for fills). Zero is a no-op."""
@@ -145,23 +215,29 @@ class CollateralLedger:
     # --- invariants and persistence ---------------------------------------------------------------------------------
 
     def check(self) -> None:
-        """Raise AssertionError unless every unit credited is in exactly one balance (exact, no epsilon)."""
-        total = self.available + self.reserved + self.spent + self.fees_charged
-        if self.credited != total:
+        """Raise AssertionError unless every unit credited (plus what the user owes) is in exactly one balance
+        (exact, no epsilon)."""
+        total = self.available + self.held + self.reserved + self.spent + self.fees_charged
+        if self.credited + self.debt != total:
             raise AssertionError(
-                f"ledger out of balance: credited {self.credited} != available {self.available} + reserved "
-                f"{self.reserved} + spent {self.spent} + fees {self.fees_charged} = {total}")
+                f"ledger out of balance: credited {self.credited} + debt {self.debt} != available {self.available} "
+                f"+ held {self.held} + reserved {self.reserved} + spent {self.spent} + fees {self.fees_charged} "
+                f"= {total}")
         held = sum(self._reservations.values(), ZERO)
         if held != self.reserved:
             raise AssertionError(f"reserved {self.reserved} != sum of reservations {held}")
-        if self.credited != sum(self._deposits.values(), ZERO):
-            raise AssertionError(f"credited {self.credited} != sum of booked deposits")
+        if sum(self._holds.values(), ZERO) != self.held:
+            raise AssertionError(f"held {self.held} != sum of holds")
+        if self.credited != sum(self._deposits.values(), ZERO) - sum(self._reversed.values(), ZERO):
+            raise AssertionError(f"credited {self.credited} != booked deposits minus reversed ones")
         if self.fees_charged != sum(self._fees.values(), ZERO):
             raise AssertionError(f"fees_charged {self.fees_charged} != sum of booked fees")
-        for name in ("available", "reserved", "spent", "fees_charged", "credited"):
+        for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt"):
             value = getattr(self, name)
             if value < 0 or not is_multiple(value, self.unit):
                 raise AssertionError(f"{name} = {value} is negative or not a whole number of {self.unit}")
+        if self.debt > 0 and self.available > 0:
+            raise AssertionError(f"debt {self.debt} open while {self.available} is available (it pays debt first)")
         for order_id, value in self._reservations.items():
             if value <= 0:
                 raise AssertionError(f"reservation of {order_id} is {value}")
@@ -171,23 +247,30 @@ class CollateralLedger:
         return {
             "unit": str(self.unit),
             "available": str(self.available),
+            "held": str(self.held),
             "reserved": str(self.reserved),
             "spent": str(self.spent),
             "fees_charged": str(self.fees_charged),
             "credited": str(self.credited),
+            "debt": str(self.debt),
             "reservations": {k: str(v) for k, v in self._reservations.items()},
             "deposits": {k: str(v) for k, v in self._deposits.items()},
             "fees": {k: str(v) for k, v in self._fees.items()},
+            "holds": {k: str(v) for k, v in self._holds.items()},
+            "reversed": {k: str(v) for k, v in self._reversed.items()},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CollateralLedger":
         ledger = cls(D(data["unit"]))
-        for name in ("available", "reserved", "spent", "fees_charged", "credited"):
-            setattr(ledger, name, D(data[name]))
+        # held, debt, holds and reversed came with routing holds: a snapshot written before them has none.
+        for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt"):
+            setattr(ledger, name, D(data.get(name, "0")))
         ledger._reservations = {k: D(v) for k, v in data["reservations"].items()}
         ledger._deposits = {k: D(v) for k, v in data["deposits"].items()}
         ledger._fees = {k: D(v) for k, v in data["fees"].items()}
+        ledger._holds = {k: D(v) for k, v in data.get("holds", {}).items()}
+        ledger._reversed = {k: D(v) for k, v in data.get("reversed", {}).items()}
         ledger.check()  # a corrupt snapshot is refused at load, not discovered later
         return ledger
 
@@ -198,11 +281,11 @@ class CollateralLedger:
         return self._state() == other._state()
 
     def _state(self) -> tuple:
-        return (self.unit, self.available, self.reserved, self.spent, self.fees_charged, self.credited,
-                self._reservations, self._deposits, self._fees)
+        return (self.unit, self.available, self.held, self.reserved, self.spent, self.fees_charged, self.credited,
+                self.debt, self._reservations, self._deposits, self._fees, self._holds, self._reversed)
 
     __hash__ = None  # type: ignore[assignment]  (mutable)
 
     def __repr__(self) -> str:
-        return (f"CollateralLedger(available={self.available}, reserved={self.reserved}, spent={self.spent}, "
-                f"fees_charged={self.fees_charged}, credited={self.credited})")
+        return (f"CollateralLedger(available={self.available}, held={self.held}, reserved={self.reserved}, "
+                f"spent={self.spent}, fees_charged={self.fees_charged}, credited={self.credited}, debt={self.debt})")

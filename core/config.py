@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from core.route_batch import BatchPolicy
+from core.route_hold import RouteHoldPolicy
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,6 +91,9 @@ class SolverConfig(_Section):
     #: Index units are counted in this quantum (the index token has 18 decimals).
     index_unit: Decimal = Decimal("1e-18")
     max_orders_per_batch: int = Field(10000, ge=1)
+    #: An order that waits this long on a stale book (core/stale_books.py) is rejected saying which book; 0: it
+    #: waits as long as the book stays stale. Never counted towards reject_after_ms (that is the market's verdict).
+    stale_reject_after_ms: int = Field(900_000, ge=0)
 
 
 class ExchangeConfig(_Section):
@@ -150,6 +154,12 @@ class ChainConfig(_Section):
     #: USDC per native token (ETH on both chains), per chain id: the rate gas is charged to users at.
     native_price: dict[int, Decimal] = Field(
         default_factory=lambda: {42161: Decimal("3000"), 8453: Decimal("3000")})
+    #: Routing holds (core.route_hold): per origin chain id, the most gas in USDC that a route carrying one deposit
+    #: costs. A credited deposit holds this plus the bridge's cut until its route's real cost is charged; an order
+    #: cannot engage the hold. On the local world a bridged route's two transactions cost ~0.5 USDC of gas (anvil's
+    #: 1 gwei at native_price) and the Base transfer alone ~0.15: the defaults leave room for dearer blocks.
+    route_hold_gas: dict[int, Decimal] = Field(
+        default_factory=lambda: {42161: Decimal("1.50"), 8453: Decimal("0.50")})
     #: Own transactions (chain.tx_sender): receipt wait before a rebroadcast, receipt polling interval, broadcasts
     #: per attempt before giving up for this round, pause after a failed broadcast.
     receipt_timeout_ms: int = Field(60_000, ge=1)
@@ -172,6 +182,10 @@ class ChainConfig(_Section):
     def batch_policy(self) -> BatchPolicy:
         return BatchPolicy(self.batch_max_deposits, self.batch_close_amount, self.batch_max_wait_ms)
 
+    @property
+    def hold_policy(self) -> RouteHoldPolicy:
+        return RouteHoldPolicy(self.base_chain_id, self.bridge_fee_rate, self.usdc_unit, dict(self.route_hold_gas))
+
 
 class PortsConfig(_Section):
     redis: int = 16379
@@ -192,6 +206,20 @@ class RayConfig(_Section):
     placement: dict[str, dict[str, float]] = Field(default_factory=dict)
 
 
+class MarketDataConfig(_Section):
+    """The market-data shards (actors/market_data.py): when a book counts as stale, and the feed's pacing."""
+
+    #: A book with no diff (nor snapshot) for this long is stale: not planned on, quotes refused, health degraded.
+    stale_after_ms: int = Field(5_000, ge=1)
+    #: Depth snapshots fetched back to back at start and after a reconnect (cost units of ccxt's throttle).
+    snapshot_burst: int = Field(100, ge=1)
+    #: Book-lag samples kept for the percentiles in inspect().
+    lag_samples: int = Field(20_000, ge=1)
+    #: Reconnect backoff after a dropped websocket: the first wait, then doubled up to the cap.
+    reconnect_min_ms: int = Field(100, ge=1)
+    reconnect_max_ms: int = Field(5_000, ge=1)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
 
@@ -208,6 +236,7 @@ class Settings(BaseSettings):
     chain: ChainConfig = ChainConfig()
     ports: PortsConfig = PortsConfig()
     ray: RayConfig = RayConfig()
+    market_data: MarketDataConfig = MarketDataConfig()
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":
@@ -228,6 +257,8 @@ class Settings(BaseSettings):
                              f"{self.chain.usdc_unit} (chain.usdc_decimals {self.chain.usdc_decimals})")
         if not (Decimal(0) <= self.chain.bridge_fee_rate < 1):
             raise ValueError("chain.bridge_fee_rate must be in [0, 1)")
+        if self.market_data.reconnect_min_ms > self.market_data.reconnect_max_ms:
+            raise ValueError("market_data.reconnect_min_ms must not exceed market_data.reconnect_max_ms")
         for chain_id in (self.chain.arbitrum_chain_id, self.chain.base_chain_id):
             if self.chain.native_price.get(chain_id, Decimal(0)) <= 0:
                 raise ValueError(f"chain.native_price has no positive price for chain id {chain_id}")

@@ -67,6 +67,10 @@ class UserOrderBook:
             raise OrderRejected("UNSUPPORTED_SIDE", f"{side_value.value} is not supported yet")
         if index not in self.known_indexes:
             raise OrderRejected("UNKNOWN_INDEX", f"unknown index {index!r}")
+        if self.ledger.debt > 0:
+            raise OrderRejected("DEBT_OUTSTANDING",
+                                f"{self.ledger.debt} is owed (a routing cost beyond its hold, or a deposit reversed "
+                                f"by a reorg); a deposit pays it first")
         if len(self._open) >= self.max_open_orders:
             raise OrderRejected("TOO_MANY_OPEN_ORDERS", f"{len(self._open)} orders open, limit {self.max_open_orders}")
         if value > self.ledger.available:

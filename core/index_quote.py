@@ -3,13 +3,14 @@
 Answered the way the solver would size a batch for that amount alone (core/batch_planner.plan_batch on today's
 asks, no inventory): sized at the expected cost of walking the asks, limits within the slippage cap, the fee headroom
 kept, and cut to the liquidity the books show within those limits. So a quote is what an order sent now would be
-sized to in a batch of its own, not a promise: the books move, and orders are netted with others.
+sized to in a batch of its own, not a promise: the books move, and orders are netted with others. An index that
+needs a stale book has no quote (problem STALE_BOOK:<symbols>, naming every stale book it needs).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from core.basket import Basket
 from core.batch_planner import Level, PendingOrder, PlannerLimits, plan_batch
@@ -23,13 +24,14 @@ class IndexQuote:
     units: Decimal  # index units the amount buys now (0 if it buys nothing)
     index_price: Decimal  # expected price per unit, buffer included (0 if none)
     limited_by_liquidity: bool
-    problem: str | None = None  # why there is no quote: NO_LIQUIDITY:<symbol>, UNKNOWN_INDEX
+    problem: str | None = None  # why there is no quote: NO_LIQUIDITY:<symbol>, STALE_BOOK:<symbols>, UNKNOWN_INDEX
 
 
 def quote_index(index: str, amount: Decimal, baskets: Mapping[str, Basket], asks: Mapping[str, Sequence[Level]],
-                filters: Mapping[str, SymbolFilters], limits: PlannerLimits) -> IndexQuote:
+                filters: Mapping[str, SymbolFilters], limits: PlannerLimits,
+                stale: Collection[str] = frozenset()) -> IndexQuote:
     plan = plan_batch([PendingOrder("quote", index, amount)], baskets, asks, filters, order_budget=10**9,
-                      limits=limits)
+                      limits=limits, stale=stale)
     if plan.engagements:
         (e,) = plan.engagements
         return IndexQuote(index, amount, e.units, e.index_price, plan.scale < 1)

@@ -4,12 +4,17 @@ The planner defers an order for no liquidity in one of its assets (within the sl
 to buy one index unit. Both can pass (a book refills, prices move), so an order is not rejected at the first
 deferral; but a user must not wait forever either: after `reject_after_ms` of being deferred at every planning
 cycle for such a reason, the order is rejected with it. Rate limits and a full batch always pass: never a reason.
+
+A stale book (STALE_BOOK:<symbols>, core/stale_books.py) is our feed's fault, not the market's: it never counts
+towards `reject_after_ms`. It has a clock of its own, `stale_reject_after_ms` (0: the order waits for the book as
+long as it takes; the user may cancel). A change between the two kinds of reason starts the clock over.
 """
 from __future__ import annotations
 
 from typing import Iterable
 
 from core.batch_planner import Deferred
+from core.stale_books import is_stale_reason, symbols_of
 
 
 def lasting(reason: str) -> bool:
@@ -17,24 +22,39 @@ def lasting(reason: str) -> bool:
 
 
 def explain(reason: str, after_ms: int) -> str:
+    if is_stale_reason(reason):
+        return f"book of {', '.join(symbols_of(reason)) or 'an asset'} stale for {after_ms // 1000} s"
     text = (f"no liquidity for {reason.split(':', 1)[1]} within the slippage cap" if reason.startswith("NO_LIQUIDITY:")
             else "no liquidity" if reason.startswith("NO_LIQUIDITY") else "too small to buy one unit of the index")
     return f"{text} for {after_ms // 1000} s"
 
 
 class StuckOrders:
-    def __init__(self, reject_after_ms: int) -> None:
+    def __init__(self, reject_after_ms: int, stale_reject_after_ms: int = 0) -> None:
         self.reject_after_ms = reject_after_ms
-        self.since: dict[str, int] = {}  # order id -> first deferral (ms) of the current unbroken run
+        self.stale_reject_after_ms = stale_reject_after_ms
+        #: order id -> (kind, first deferral (ms) of the current unbroken run of that kind)
+        self.since: dict[str, tuple[str, int]] = {}
+
+    def _limit(self, reason: str) -> tuple[str, int] | None:
+        """(kind, delay) of a reason that may end in a reject; None: never one."""
+        if is_stale_reason(reason):
+            return ("stale", self.stale_reject_after_ms) if self.stale_reject_after_ms > 0 else None
+        return ("market", self.reject_after_ms) if lasting(reason) else None
 
     def update(self, deferred: Iterable[Deferred], now_ms: int) -> list[tuple[str, str]]:
         """One planning cycle's deferrals; returns (order id, reason text) of the orders to reject now. An order not
-        deferred this cycle (planned, or gone) starts over."""
-        stuck = {d.order_id: d.reason for d in deferred if lasting(d.reason)}
-        self.since = {oid: t for oid, t in self.since.items() if oid in stuck}
+        deferred this cycle (planned, or gone), or deferred for the other kind of reason, starts over."""
+        stuck = {}
+        for d in deferred:
+            limit = self._limit(d.reason)
+            if limit is not None:
+                stuck[d.order_id] = (d.reason, *limit)
+        self.since = {oid: run for oid, run in self.since.items() if oid in stuck and stuck[oid][1] == run[0]}
         out: list[tuple[str, str]] = []
-        for oid, reason in stuck.items():
-            if now_ms - self.since.setdefault(oid, now_ms) >= self.reject_after_ms:
-                out.append((oid, explain(reason, self.reject_after_ms)))
+        for oid, (reason, kind, after_ms) in stuck.items():
+            _, since = self.since.setdefault(oid, (kind, now_ms))
+            if now_ms - since >= after_ms:
+                out.append((oid, explain(reason, after_ms)))
                 del self.since[oid]
         return out

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
@@ -104,13 +104,14 @@ class SolverEngine:
 
     # ---- planning -----------------------------------------------------------------------------------------------
     def plan(self, pending: Sequence[PendingOrder], asks: Mapping[str, Sequence[Level]], order_budget: int,
-             limits: PlannerLimits | None = None) -> tuple[str | None, BatchPlan]:
-        """Plan the next batch from the orders not already in one. Returns (batch_id or None, plan)."""
+             limits: PlannerLimits | None = None, stale: Collection[str] = frozenset()) -> tuple[str | None, BatchPlan]:
+        """Plan the next batch from the orders not already in one (`stale`: symbols whose book may not be planned
+        on). Returns (batch_id or None, plan)."""
         busy = self.engaged_order_ids()
         free = [o for o in pending if o.order_id not in busy]
         plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
                           inventory_prices=self.inventory_prices(), order_budget=order_budget,
-                          limits=limits or self.limits)
+                          limits=limits or self.limits, stale=stale)
         if plan.is_empty:
             return None, plan
         self.batch_seq += 1

@@ -28,8 +28,8 @@ EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 KEY_ENV = "INDEXMAKER_USER_KEY"
 
 
-class _Usage(Exception):
-    pass
+class KeyUsageError(Exception):
+    """A key that cannot be had from what the user gave (no variable, no file, nothing given)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -55,22 +55,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load_key(spec: str | None) -> str:
+def load_key(spec: str | None) -> str:
     if spec is None:
         spec = os.environ.get(KEY_ENV)
         if not spec:
-            raise _Usage(f"no key: pass --key env:NAME|file:PATH|HEX or set {KEY_ENV}")
+            raise KeyUsageError(f"no key: pass --key env:NAME|file:PATH|HEX or set {KEY_ENV}")
     if spec.startswith("env:"):
         value = os.environ.get(spec[4:])
         if not value:
-            raise _Usage(f"environment variable {spec[4:]} is not set")
+            raise KeyUsageError(f"environment variable {spec[4:]} is not set")
         return value.strip()
     if spec.startswith("file:"):
         path = Path(spec[5:]).expanduser()
         try:
             return path.read_text().strip()
         except OSError as exc:
-            raise _Usage(f"cannot read key file {path}: {exc.strerror}") from None
+            raise KeyUsageError(f"cannot read key file {path}: {exc.strerror}") from None
     return spec.strip()
 
 
@@ -99,7 +99,7 @@ def _outcome(d: Decoded, action: str, client_order_id: str, no_wait: bool) -> in
 
 
 async def _main(args: argparse.Namespace, out: Any) -> int:
-    client = GatewayClient(args.url, _load_key(args.key), args.chain_id, server_address=args.server_address,
+    client = GatewayClient(args.url, load_key(args.key), args.chain_id, server_address=args.server_address,
                            reconnect=True, ack_timeout_s=min(args.timeout, 10.0))
     try:
         await client.connect()
@@ -155,7 +155,7 @@ def run(argv: Sequence[str], out: Any = None) -> int:
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
     try:
         return asyncio.run(_main(args, out or sys.stdout))
-    except _Usage as exc:
+    except KeyUsageError as exc:
         print(str(exc), file=sys.stderr)
         return EXIT_USAGE
     except ValueError as exc:  # a malformed key or field

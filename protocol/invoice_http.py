@@ -1,4 +1,9 @@
-"""The invoice service over HTTP: `GET /invoices/{id}` and `GET /invoices?user=ADDR`, signed like the frames.
+"""The user's documents over HTTP: `GET /invoices/{id}`, `GET /invoices?user=ADDR` and `GET /balance`, signed like
+the frames.
+
+`/balance` is the user's collateral ledger by parts (available, held for routing, reserved by orders, spent, fees
+charged, owed) and each deposit's state (credited, hold left, reversed): what `indexmaker balance` and `deposit`
+print.
 
 Why HTTP beside the websocket: an invoice is a document a user (or its accountant, or a front end) fetches again
 later, long after the session that reported it; a signed GET needs no session, no sequence numbers and no state.
@@ -48,7 +53,8 @@ class InvoiceHttp:
         self.stats: dict[str, int] = {}
 
     def routes(self) -> list[web.RouteDef]:
-        return [web.get("/invoices", self.list_invoices), web.get("/invoices/{invoice_id}", self.get_invoice)]
+        return [web.get("/invoices", self.list_invoices), web.get("/invoices/{invoice_id}", self.get_invoice),
+                web.get("/balance", self.get_balance)]
 
     def _answer(self, response: web.Response) -> web.Response:
         key = str(response.status)
@@ -108,3 +114,31 @@ class InvoiceHttp:
             return self._answer(error(404, "NOT_MINTED", f"order {cl_ord_id!r} has no invoice yet: it is not "
                                                          "minted"))
         return self._answer(error(404, "UNKNOWN_INVOICE", f"no invoice {wanted!r} for this user"))
+
+    async def get_balance(self, request: web.Request) -> web.Response:
+        """The signer's own ledger (no `user=`: a balance is nobody else's business)."""
+        try:
+            signer = self._signer(request)
+        except HttpAuthError as exc:
+            return self._answer(error(exc.status, exc.code, exc.text, {"WWW-Authenticate": _WWW_AUTHENTICATE}))
+        try:
+            view = await self.lookup(signer)
+        except Exception as exc:  # noqa: BLE001  (a shard restarting: the client may retry)
+            log.warning("balance lookup for %s failed: %s", signer, exc, extra={"user": signer.lower()})
+            return self._answer(error(503, "UNAVAILABLE", "the ledger store does not answer; retry later"))
+        return self._answer(web.json_response({"user": signer, **balance_view((view or {}).get("ledger"))}))
+
+
+#: The ledger's parts, in the order of its identity: credited + debt = available + held + reserved + spent + fees.
+LEDGER_PARTS = ("credited", "debt", "available", "held", "reserved", "spent", "fees_charged")
+
+
+def balance_view(ledger: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored ledger (core.collateral_ledger's to_dict) as the user sees it: the parts, and per deposit its
+    amount, the hold still kept for its route and whether a reorg reversed it. No ledger yet: all zero."""
+    ledger = ledger or {}
+    holds, reversed_ = ledger.get("holds", {}), ledger.get("reversed", {})
+    deposits = {key: {"amount": amount, "held": holds.get(key, "0"), "reversed": key in reversed_}
+                for key, amount in ledger.get("deposits", {}).items()}
+    return {"parts": {name: ledger.get(name, "0") for name in LEDGER_PARTS}, "deposits": deposits,
+            "fees": dict(ledger.get("fees", {}))}

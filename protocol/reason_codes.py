@@ -42,6 +42,7 @@ class ReasonCode(str, Enum):
     UNKNOWN_QUOTE = "UNKNOWN_QUOTE"
     NOT_MINTED = "NOT_MINTED"
     MARKET_UNAVAILABLE = "MARKET_UNAVAILABLE"
+    DEBT_OUTSTANDING = "DEBT_OUTSTANDING"  # the user owes the house (routing cost beyond the hold, reversed deposit)
     ENGINE_FAILED = "ENGINE_FAILED"  # the engine gave up on an accepted order (late rejection, §10.5)
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
@@ -55,6 +56,7 @@ CORE_REJECTION_CODES: dict[str, ReasonCode] = {
     "NON_POSITIVE_AMOUNT": ReasonCode.NON_POSITIVE_AMOUNT,
     "INVALID_AMOUNT": ReasonCode.INVALID_AMOUNT,
     "INSUFFICIENT_COLLATERAL": ReasonCode.INSUFFICIENT_COLLATERAL,
+    "DEBT_OUTSTANDING": ReasonCode.DEBT_OUTSTANDING,
     "UNSUPPORTED_SIDE": ReasonCode.UNSUPPORTED_SIDE,
     "TOO_MANY_OPEN_ORDERS": ReasonCode.TOO_MANY_OPEN_ORDERS,
     "UNKNOWN_ORDER": ReasonCode.UNKNOWN_ORDER,

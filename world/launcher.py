@@ -302,8 +302,8 @@ class LocalSystem:
             self._release_stale_actors(ns)
         table = self.placement
         with placed(MarketDataShard, table):
-            markets = start_market_data(MarketDataOptions(self.exchange.url, self.exchange.ws_url,
-                                                          book_limit=s.exchange.order_book_depth),
+            markets = start_market_data(MarketDataOptions.from_settings(s, rest_url=self.exchange.url,
+                                                                        ws_url=self.exchange.ws_url),
                                         symbols, o.market_shards, namespace=ns, detached=detached)
         for k, m in enumerate(markets):
             self.actors[f"market-{k}"] = m

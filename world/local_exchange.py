@@ -71,7 +71,19 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
     if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
         port = int(saved["port"])
     return SimulatorConfig(port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
-                           process=PriceProcessConfig(update_ms=c["update_ms"]))
+                           process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()])
+
+
+def house_account() -> Any:
+    """The account the system trades: the operator's keys (INDEXMAKER_EXCHANGE_API_KEY / _SECRET, through the
+    environment the child inherits: never on its command line), else the simulator's test keys; funded like the
+    simulator's default account."""
+    from actors.exchange_deposits import ExchangeKeys
+    from exchange.simulator.config import AccountSpec, SimulatorConfig
+
+    keys = ExchangeKeys.from_env()
+    (default,) = SimulatorConfig().accounts
+    return AccountSpec(keys.api_key, keys.secret, dict(default.balances))
 
 
 def _fingerprint(sim: Any) -> tuple[int, ...]:
@@ -102,7 +114,6 @@ async def _keep(sim: Any, path: Path, every_ms: int) -> None:
 
 async def _serve(options: dict[str, Any]) -> None:
     import core  # noqa: F401  (decimal context)
-    from exchange.simulator.config import TEST_API_KEY, TEST_SECRET
     from exchange.simulator.persistence import load, save, snapshot
     from exchange.simulator.server import Simulator
 
@@ -114,8 +125,7 @@ async def _serve(options: dict[str, Any]) -> None:
     keeper = asyncio.ensure_future(_keep(sim, path, c["snapshot_ms"])) if path is not None else None
     if path is not None:
         save(snapshot(sim), path)  # the first start's state exists on disk at once
-    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "api_key": TEST_API_KEY, "secret": TEST_SECRET,
-                             "pid": os.getpid(), "resumed": saved is not None})
+    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "pid": os.getpid(), "resumed": saved is not None})
     if keeper is not None:
         keeper.cancel()
     await sim.stop()
@@ -142,8 +152,11 @@ class LocalExchange:
 
     @property
     def account(self) -> ExchangeAccount:
-        """The simulator's own test account (it starts with 1,000,000 USDC)."""
-        return ExchangeAccount(self.info["api_key"], self.info["secret"])
+        """The house's account (house_account(): the operator's keys, else the test keys; 1,000,000 USDC)."""
+        from actors.exchange_deposits import ExchangeKeys
+
+        keys = ExchangeKeys.from_env()
+        return ExchangeAccount(keys.api_key, keys.secret)
 
     def start(self) -> "LocalExchange":
         options = {"config": asdict(self.config), "rpc_url": self.chain.rpc_url, "token": self.chain.usdc,

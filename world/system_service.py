@@ -71,7 +71,7 @@ def serve(settings, state_dir: Path, *, config_path: str | None, address: str | 
     for sig in (signal.SIGTERM, signal.SIGINT):  # again: ray.init installed its own (it only logs the signal)
         signal.signal(sig, on_signal)
     record = write_run(
-        state_dir, phase="up", resumed=system.resumed, gateway_url=system.gateway_url,
+        state_dir, phase="up", resumed=system.resumed, gateway_url=system.gateway_url, http_url=system.http_url,
         exchange_url=system.exchange.url, redis_url=system.redis.url, world_file=str(system.world_file),
         ray={"address": system.ray_address, "namespace": system.namespace, "own": address is None,
              "detached": system.o.detached},

@@ -130,6 +130,10 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
         return f"routes {stages or '{}'}, pending {len(info.get('pending') or [])}", warnings
     if name == "solver":
         c = info.get("counts") or {}
+        waiting = info.get("waiting_on_stale_books") or {}
+        if waiting:
+            warnings.append("orders waiting on stale books: " + ", ".join(f"{s} ({n})" for s, n in sorted(
+                waiting.items())))
         return (f"{c.get('batches')} batches, {c.get('asset_orders')} asset orders, "
                 f"{len(info.get('batches_in_flight') or {})} in flight, {len(info.get('mints_owed') or [])} mints "
                 f"owed, outbox {len(info.get('outbox') or [])}"), warnings

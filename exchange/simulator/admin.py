@@ -31,10 +31,15 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
 
     async def faults(request: web.Request) -> web.Response:
         """{"delay_ms", "delay_count", "order_delay_ms", "order_delay_count", "order_delay_after",
-        "reject_orders": {"count", "status", "code", "msg", "symbol"}, "force_429", "pause_feed", "clear"}: counts are
-        numbers of upcoming requests (-1 = until cleared); a reject with a "symbol" hits only that symbol's orders."""
+        "reject_orders": {"count", "status", "code", "msg", "symbol"}, "force_429", "pause_feed", "silence_depth":
+        [symbols] (replaces the silenced set; [] publishes every symbol again), "clear"}: counts are numbers of
+        upcoming requests (-1 = until cleared); a reject with a "symbol" hits only that symbol's orders."""
         b = await body(request)
         f = sim.faults
+        silenced = {str(x) for x in b.get("silence_depth") or ()}
+        unknown = sorted(silenced - set(sim.engine.books))
+        if unknown:  # checked before anything is applied: a bad request changes nothing
+            return _ok({"error": f"silence_depth: unknown symbols {unknown}"}, 400)
         if b.get("clear"):
             f.clear()
         if "delay_ms" in b:
@@ -49,6 +54,8 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
             f.force_429_count = int(b["force_429"])
         if "pause_feed" in b:
             f.feed_paused = bool(b["pause_feed"])
+        if "silence_depth" in b:
+            f.silenced = silenced
         if "order_delay_ms" in b:
             f.order_delay_ms = int(b["order_delay_ms"])
             f.order_delay_count = int(b.get("order_delay_count", -1))

@@ -1,13 +1,16 @@
 """Faults the tests can inject through /_admin (ccxt never calls it): delayed answers, rejected orders, forced
-429s, a paused feed. Counters count down per request; -1 means "until cleared".
+429s, a paused feed, silenced symbols. Counters count down per request; -1 means "until cleared".
 
+`silenced` symbols get no market-data event (depth diffs, partial depth, bookTicker) while the rest of the feed
+flows: a client sees that one book go quiet (stale) on a live connection. Their book changes are kept, not lost:
+once un-silenced, the next diff carries them all, continuing the update ids (no gap).
 `delay_*` holds ANY request before it is served (the next N, whatever they are); `order_delay_*` holds only order
 placements, so that a test can keep a batch's exchange orders in flight while the other traffic (market data,
 deposit queries) flows: `before` the order executes (in flight on both sides), or `after` it executed and before
 its answer leaves (the exchange has it, the client does not know yet)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass(slots=True)
@@ -29,6 +32,7 @@ class Faults:
     order_delay_ms: int = 0
     order_delay_count: int = 0
     order_delay_after: bool = False  # False: before the order executes; True: after, before its answer
+    silenced: set[str] = field(default_factory=set)
 
     @staticmethod
     def _take(count: int) -> tuple[bool, int]:
@@ -61,3 +65,4 @@ class Faults:
         self.order_delay_after = False
         self.reject = None
         self.feed_paused = False
+        self.silenced = set()

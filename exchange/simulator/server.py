@@ -280,7 +280,10 @@ class Simulator:
         sent = 0
         second_boundary = (now // 1000) != getattr(self, "_last_second", None)
         self._last_second = now // 1000
+        silenced = self.faults.silenced
         for symbol, book in self.engine.books.items():
+            if symbol in silenced:
+                continue  # its changes stay pending: the first diff after it is heard again carries them
             diff = book.take_diff()
             low = symbol.lower()
             if diff is not None:

@@ -629,6 +629,10 @@ def chaos_system(rounds: int, namespace: str) -> Any:
     from world.redis_server import free_port
 
     settings = Settings()
-    settings = settings.model_copy(update={"ports": settings.ports.model_copy(update={"invoices": free_port()})})
+    # Frozen prices: a book hears a diff only when a round trades on it or withdraws/restores its ladder, so "no diff
+    # for a while" says nothing about the feed here; staleness by age is off (a book being rebuilt is still stale).
+    settings = settings.model_copy(update={"ports": settings.ports.model_copy(update={"invoices": free_port()}),
+                                           "market_data": settings.market_data.model_copy(
+                                               update={"stale_after_ms": 24 * 3600 * 1000})})
     return LocalSystem(LauncherOptions(gateway_port=free_port(), namespace=namespace,
                                        users=rounds * USERS_PER_ROUND, price_update_ms=0), settings)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pytest
 import redis.asyncio as aioredis
@@ -29,7 +29,7 @@ class GatedSink:
         self.entered = asyncio.Event()
         self.gates: list[asyncio.Event] = []
 
-    async def credit(self, deposits: Sequence[CollateralDeposit]) -> None:
+    async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
         gate = asyncio.Event()
         self.gates.append(gate)
         self.calls.append([d.key for d in deposits])
@@ -39,7 +39,7 @@ class GatedSink:
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
         pass
 
-    async def routed(self, route_id: str, net_by_deposit: dict[str, Decimal]) -> None:
+    async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
         pass
 
 

@@ -28,3 +28,12 @@ def wait_restarted(handle, timeout_s: float = WAIT_S) -> dict:  # noqa: ANN001
         if info["restarted"]:
             return info
         assert time.monotonic() < deadline, "the actor was not restarted"
+
+
+def kill_all(actors) -> None:  # noqa: ANN001
+    """A test's actors, killed for good whatever state they are in (the test's cleanup)."""
+    for a in actors:
+        try:
+            ray.kill(a, no_restart=True)
+        except Exception:  # noqa: BLE001  (already gone)
+            pass

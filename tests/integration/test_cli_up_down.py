@@ -1,6 +1,7 @@
 """`indexmaker up` / `status` / `down` / `up` again / `invoice`, as an operator runs them, on the real local world.
 
-One user deposits on Arbitrum, buys (order A) and gets A's invoice; then buys again (order B) and the system is
+One user finds a funded key (`dev-keys`), deposits on Arbitrum (`deposit`, followed until credited and routed, its
+routing fee paid from the hold), buys (order A) and gets A's invoice; then buys again (order B) and the system is
 taken down right after B is accepted, mid-way through its flow. `up` again resumes from the state dir: B finishes
 and mints, A's and B's invoices are fetched over the websocket by `indexmaker invoice`, and nothing happened twice:
 the deposit is credited once, each index order is minted once (the wallet holds exactly A + B), and the exchange
@@ -20,12 +21,18 @@ from decimal import ROUND_DOWN, Decimal
 import pytest
 
 from tests.integration.operator_cli import (INDEX, cli, cli_env, credited, down_parts, explain, inspected, status,
-                                           token_balance, transfer, until, up, wait_status)
+                                           token_balance, until, up, wait_status)
 from world.redis_server import free_port
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 DEPOSIT = Decimal("1000")
+
+
+def user_balance(env: dict[str, str], where: list[str]) -> dict:
+    r = cli(env, "balance", "--json", "--key", "env:UPDOWN_USER_KEY", *where)
+    assert r.returncode == 0, explain(r)
+    return json.loads(r.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -63,10 +70,24 @@ def test_up_down_up_resumes_without_doing_anything_twice(operator) -> None:  # n
     world = WorldState.load(run["world_file"])
     user = world.users[0]
     key = derive_account(DEV_MNEMONIC, user.index)
-    env["UPDOWN_USER_KEY"] = key.key.hex()
-    transfer(run["world_file"], user.index, DEPOSIT)
-
+    # A new user's way in: a funded key of the local world, a deposit followed stage by stage, the balance.
+    r = cli(env, "dev-keys", "--json", *where)
+    assert r.returncode == 0, explain(r)
+    keys = json.loads(r.stdout)
+    assert [k["address"] for k in keys] == [u.address for u in world.users]
+    assert keys[0]["key"] == "0x" + key.key.hex().removeprefix("0x")
+    env["UPDOWN_USER_KEY"] = keys[0]["key"]
+    r = cli(env, "order", "buy", INDEX, "100", "--key", "env:UPDOWN_USER_KEY", "--url", run["gateway_url"],
+            "--chain-id", str(world.chain("arbitrum").chain_id), "--timeout", "30")
+    assert r.returncode == 1 and "INSUFFICIENT_COLLATERAL" in r.stdout, explain(r)  # nothing deposited yet
+    r = cli(env, "deposit", str(DEPOSIT), "--key", "env:UPDOWN_USER_KEY", *where)
+    assert r.returncode == 0, explain(r)
+    assert [line.split()[0] for line in r.stdout.splitlines()] == ["sending", "mined", "credited", "routed"]
     wait_status(env, where, "deposit credited", credited(user.address, DEPOSIT))
+    parts = user_balance(env, where)["parts"]
+    assert Decimal(parts["credited"]) == DEPOSIT and Decimal(parts["held"]) == Decimal(parts["debt"]) == 0
+    assert Decimal(parts["fees_charged"]) > 0  # the route's real cost, paid from the hold
+    assert Decimal(parts["available"]) == DEPOSIT - Decimal(parts["fees_charged"])
     reports: list = []
 
     session: dict[str, int | None] = {}
@@ -131,6 +152,11 @@ def test_up_down_up_resumes_without_doing_anything_twice(operator) -> None:  # n
     minted = sum(Decimal(i.body.minted_quantity) for i in (inv_a, inv_b))
     assert token_balance(run2["world_file"], user.address) == int(minted.quantize(Decimal("1e-18"),
                                                                                  rounding=ROUND_DOWN).scaleb(18))
+    balance = user_balance(env, where)  # the user's own view agrees: parts balance, tokens as minted
+    parts = {k: Decimal(v) for k, v in balance["parts"].items()}
+    assert parts["spent"] == Decimal(ledger["spent"]) and parts["credited"] + parts["debt"] == (
+        parts["available"] + parts["held"] + parts["reserved"] + parts["spent"] + parts["fees_charged"])
+    assert Decimal(balance["tokens"]["base"]) == minted.quantize(Decimal("1e-18"), rounding=ROUND_DOWN)
     (sender,) = inspected(report, "sender")
     assert sender["orders"] > 0 and set(sender["by_status"]) <= {"FILLED", "PARTIALLY_FILLED", "EXPIRED", "CANCELED"}
 

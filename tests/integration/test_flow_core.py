@@ -31,7 +31,7 @@ from protocol.envelope import UserRef  # noqa: E402
 from protocol.reason_codes import ReasonCode  # noqa: E402
 from protocol.indexmaker_app import InvoiceIssued, NewOrder, NewQuote, OrderAccepted, OrderProgress  # noqa: E402
 from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
-from tests.integration.ray_calls import call_until_back  # noqa: E402
+from tests.integration.ray_calls import call_until_back, kill_all  # noqa: E402
 
 WAIT_S = 45.0
 INDEX = "SY100.dev"
@@ -255,9 +255,5 @@ def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server
                 held = Decimal(inventory.get(s, 0)) * filters[s].base_unit
                 assert assigned[s] + held == received[s], s
         finally:
-            for a in actors:
-                try:
-                    ray.kill(a, no_restart=True)
-                except Exception:  # noqa: BLE001
-                    pass
+            kill_all(actors)
     assert time.monotonic() - started < 90

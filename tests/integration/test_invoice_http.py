@@ -153,3 +153,24 @@ async def test_missing_invoices_bad_ids_and_a_silent_store(service) -> None:
     status, body, _ = await get(http, base, "/invoices/a1", ALICE)
     assert (status, body["error"]) == (503, "UNAVAILABLE")
     assert invoices.stats == {"404": 2, "400": 2, "503": 1}
+
+
+async def test_a_user_reads_its_own_balance_by_parts_and_only_its_own(service) -> None:
+    """GET /balance: the signer's ledger parts (the identity holds on the wire) and its deposits; unsigned is 401;
+    an unknown user sees zeros, never someone else's ledger."""
+    http, base, _, failing = service
+    status, body, _ = await get(http, base, "/balance", ALICE)
+    assert status == 200 and body["user"].lower() == ALICE.address.lower()
+    parts = {k: Decimal(v) for k, v in body["parts"].items()}
+    assert parts["credited"] == Decimal("100") and parts["spent"] == Decimal("59.98")
+    assert parts["credited"] + parts["debt"] == (parts["available"] + parts["held"] + parts["reserved"]
+                                                 + parts["spent"] + parts["fees_charged"])
+    assert body["deposits"] == {f"42161:0x01:0": {"amount": "100", "held": "0", "reversed": False}}
+    status, body, _ = await get(http, base, "/balance", Signer("0x" + "c3" * 32))
+    assert status == 200 and set(body["parts"].values()) == {"0"} and body["deposits"] == {}
+    status, _, headers = await get(http, base, "/balance", headers={})
+    assert status == 401 and "WWW-Authenticate" in headers
+    failing["on"] = True
+    status, body, _ = await get(http, base, "/balance", ALICE)
+    assert (status, body["error"]) == (503, "UNAVAILABLE")
+    failing["on"] = False

@@ -195,7 +195,7 @@ def test_sharded_app_and_sink_route_each_user_to_its_shard_in_request_order(ray_
         by_shard = {k: [a for a in addrs if shard_of_user(a, 2) == k][:2] for k in range(2)}
         users = [by_shard[0][0], by_shard[1][0], by_shard[0][1], by_shard[1][1]]  # interleaved shards
         deposits = [CollateralDeposit(42161, "0x02", i, 1, a, Decimal("100")) for i, a in enumerate(users)]
-        asyncio.run(ShardedCollateralSink(shards).credit(deposits))
+        asyncio.run(ShardedCollateralSink(shards).credit(deposits, {}))
         refs = [UserRef(42161, a) for a in users]
         requests = [NewOrder(refs[0], "x", INDEX, Side.BUY, Decimal("10")),
                     NewOrder(refs[1], "x", INDEX, Side.BUY, Decimal("20")),
@@ -214,6 +214,59 @@ def test_sharded_app_and_sink_route_each_user_to_its_shard_in_request_order(ray_
         pending = [p for k in range(2) for p in ray.get(shards[k].pending.remote(10))]
         assert sorted((p.order_id.split(":")[0], p.collateral) for p in pending) == sorted(
             [(users[0], Decimal("6")), (users[1], Decimal("20")), (users[3], Decimal("30"))])
+    finally:
+        for a in shards:
+            ray.kill(a, no_restart=True)
+
+
+def _parts(view: dict) -> dict[str, Decimal]:
+    ledger = view["ledger"]
+    return {k: Decimal(ledger[k]) for k in ("credited", "available", "held", "reserved", "spent", "fees_charged",
+                                            "debt")}
+
+
+def _balanced(parts: dict[str, Decimal]) -> bool:
+    return parts["credited"] + parts["debt"] == (parts["available"] + parts["held"] + parts["reserved"]
+                                                 + parts["spent"] + parts["fees_charged"])
+
+
+def test_a_full_deposit_order_right_after_the_credit_pays_its_routing_fee_in_full(ray_cluster, redis_server):
+    """The hold is kept from the deposit in the user's shard, an order can take only what is free, the route's
+    real cost comes out of the hold (across a restart of the shard) and the rest is released, exactly."""
+    from actors.order_books import ShardedApp, ShardedCollateralSink, shard_of_user
+    from core.collateral_route import FeeCharge
+
+    tag = uuid.uuid4().hex[:8]
+    options = OrderBooksOptions(redis_server.url, 2, (INDEX,), key_prefix=f"obh-{tag}", solver_name=None)
+    shards = [IndexOrderBooks.options(name=f"obh-{tag}-{k}", max_restarts=1).remote(k, options) for k in range(2)]
+    sink = ShardedCollateralSink(shards)
+    user = "0x00000000000000000000000000000000000000a1"
+    mine = shards[shard_of_user(user, 2)]
+    deposit = CollateralDeposit(42161, "0x0d", 0, 1, user, Decimal("1000"))
+    try:
+        asyncio.run(sink.credit([deposit], {deposit.key: Decimal("2.5")}))
+        asyncio.run(sink.credit([deposit], {deposit.key: Decimal("9")}))  # a replay: booked once, hold unchanged
+        parts = _parts(ray.get(mine.user.remote(user)))
+        assert (parts["available"], parts["held"]) == (Decimal("997.5"), Decimal("2.5")) and _balanced(parts)
+        ref = UserRef(42161, user)
+        answers = asyncio.run(ShardedApp(shards).handle([NewOrder(ref, "all", INDEX, Side.BUY, Decimal("1000")),
+                                                         NewOrder(ref, "free", INDEX, Side.BUY, Decimal("997.5"))]))
+        assert [type(a).__name__ for a in answers] == ["OrderRefused", "OrderAccepted"]
+        assert answers[0].code.value == "INSUFFICIENT_COLLATERAL"
+        charges = [FeeCharge(f"route-1:{hop}:{deposit.key}", user, deposit.key, hop, Decimal(fee))
+                   for hop, fee in (("across", "1.000001"), ("transfer", "0.519999"))]
+        asyncio.run(sink.charge(charges[:1]))
+        ray.kill(mine, no_restart=False)  # the shard restarts between the route's hops: the hold is stored
+        wait_restarted(mine)
+        asyncio.run(sink.charge(charges))  # the first again (a replay), then the second
+        parts = _parts(ray.get(mine.user.remote(user)))
+        assert (parts["fees_charged"], parts["held"], parts["available"], parts["debt"]) == (
+            Decimal("1.52"), Decimal("0.98"), 0, 0) and _balanced(parts)
+        asyncio.run(sink.routed("route-1", {deposit.key: Decimal("998.48")}, {deposit.key: user}))
+        asyncio.run(sink.routed("route-1", {deposit.key: Decimal("998.48")}, {deposit.key: user}))  # replay
+        parts = _parts(ray.get(mine.user.remote(user)))
+        assert (parts["held"], parts["available"], parts["reserved"]) == (0, Decimal("0.98"), Decimal("997.5"))
+        assert _balanced(parts) and parts["credited"] == Decimal("1000")
     finally:
         for a in shards:
             ray.kill(a, no_restart=True)

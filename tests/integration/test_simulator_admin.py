@@ -144,6 +144,35 @@ async def test_paused_feed_sends_nothing_and_resumes_without_a_gap():
             assert resumed["u"] >= changed
 
 
+async def test_a_silenced_symbol_gets_no_depth_while_the_others_flow_and_resumes_without_a_gap():
+    async with Simulator(config(update_ms=20, depth_interval_ms=20)) as sim:
+        async with aiohttp.ClientSession() as s, \
+                s.ws_connect(sim.ws_url + "/stream?streams=btcusdc@depth@100ms/ethusdc@depth@100ms") as ws:
+            eth = sim.engine.books["ETHUSDC"]
+            seen: list[dict] = []  # ETHUSDC's diffs, in the order received
+            while not seen:
+                data = (await asyncio.wait_for(ws.receive_json(), TIMEOUT))["data"]
+                if data["s"] == "ETHUSDC":
+                    seen.append(data)
+            status, _ = await admin(sim, "faults", {"silence_depth": ["ETHUSDC", "NOPEUSDC"]})
+            assert status == 400 and not sim.faults.silenced  # an unknown symbol: nothing applied
+            await admin(sim, "faults", {"silence_depth": ["ETHUSDC"]})
+            at_silence = eth.update_id
+            published = sim.depth_events_published  # this socket is the only subscriber
+            await sim.wait_depth_ticks(5)
+            held = eth.update_id
+            assert held > at_silence  # its book moves on, unheard
+            assert sim.depth_events_published >= published + 5  # BTCUSDC's diffs still go out
+            await admin(sim, "faults", {"silence_depth": []})
+            while seen[-1]["u"] < held:
+                data = (await asyncio.wait_for(ws.receive_json(), TIMEOUT))["data"]
+                if data["s"] == "ETHUSDC":
+                    seen.append(data)
+            # Nothing of ETHUSDC went out while silenced: one diff after it carries every change, with no gap.
+            assert [d for d in seen if d["u"] > at_silence] == seen[-1:]
+            assert all(b["U"] == a["u"] + 1 for a, b in zip(seen, seen[1:]))
+
+
 async def test_dropped_websocket_ccxt_resubscribes_and_rebuilds(sim, gw):
     book = await gw.watch_order_book("BTCUSDC")
     assert book.nonce == sim.engine.books["BTCUSDC"].update_id

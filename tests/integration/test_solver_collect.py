@@ -47,8 +47,9 @@ class FakeWorld:
         args = pickle.loads(pickle.dumps(args))  # what a Ray call does to them (packed payloads arrive unwrapped)
         if method == "order_budget":
             return (100, 100)
-        if method == "liquidity":
-            return {s: self.asks[s] for s in args[0]}
+        if method == "liquidity":  # (levels, stale symbols): the solver's read
+            assert args[3] is True
+            return {s: self.asks[s] for s in args[0]}, []
         if method == "pending":
             self.pending_calls += 1
             self.pending_asked.set()
@@ -105,7 +106,7 @@ def plan_one_batch(solver: Any, world: FakeWorld, during: Any = None, after: Any
         if after is not None:
             after()
         batch_id = await solver.tick()
-        assert not solver._errors or world.engage_nothing, solver._errors  # noqa: SLF001
+        assert not solver._errors, solver._errors  # noqa: SLF001
         await solver._redis.aclose()  # noqa: SLF001
         return batch_id
 
@@ -169,4 +170,5 @@ def test_a_batch_whose_orders_were_all_cancelled_before_the_engage_buys_inventor
     assert len(world.submitted[batch_id]) == 6
     batch = solver.engine.batches[batch_id]
     assert batch.plan.engagements == () and len(batch.sent) == 6
-    assert any("no order could be engaged" in e and "inventory" in e for e in solver._errors)  # noqa: SLF001
+    assert any("no order could be engaged" in e and "inventory" in e for e in solver._notes)  # noqa: SLF001
+    assert not solver._errors  # a handled race is a note, not an error  # noqa: SLF001

@@ -81,6 +81,25 @@ def test_missing_market_defers_only_its_index(filters, baskets):
     assert reasons == {"a": "NO_LIQUIDITY:LINKUSDC", "c": "UNKNOWN_INDEX"}
 
 
+def test_stale_book_defers_its_indexes_as_stale_not_as_no_liquidity(filters, baskets):
+    """A stale symbol counts as no book even with asks at hand: every index holding it waits, its reason naming every
+    stale book it needs; an index without one is planned as if nothing happened."""
+    asks = {s: book(filters, s, Decimal(1000)) for s in PRICES}
+    orders = [PendingOrder("a", "EIGHT", Decimal(500)), PendingOrder("b", "SY100.dev", Decimal(500)),
+              PendingOrder("c", "PAIR", Decimal(500))]
+    fresh = plan_batch(orders, baskets, asks, filters, order_budget=50, limits=PlannerLimits())
+    assert sorted(e.order_id for e in fresh.engagements) == ["a", "b", "c"]
+    plan = plan_batch(orders, baskets, asks, filters, order_budget=50, limits=PlannerLimits(),
+                      stale={"LINKUSDC", "ADAUSDC"})
+    assert [e.order_id for e in plan.engagements] == ["b"]
+    assert {d.order_id: d.reason for d in plan.deferred} == {"a": "STALE_BOOK:ADAUSDC,LINKUSDC",
+                                                             "c": "STALE_BOOK:LINKUSDC"}
+    assert {o.symbol for o in plan.asset_orders} == {a.symbol for a in baskets["SY100.dev"].assets}
+    # the plan of the index that goes is the one it would have had alone
+    alone = plan_batch(orders[1:2], baskets, asks, filters, order_budget=50, limits=PlannerLimits())
+    assert plan.engagements == alone.engagements and plan.asset_orders == alone.asset_orders
+
+
 def test_rate_budget_takes_whole_indexes_in_fifo_order(filters, baskets):
     asks = {s: book(filters, s, Decimal(1000)) for s in PRICES}
     orders = [PendingOrder("pair", "PAIR", Decimal(500)), PendingOrder("eight", "EIGHT", Decimal(500)),

@@ -20,7 +20,8 @@ def funded(amount: str = "100") -> CollateralLedger:
 
 
 def balances(ledger: CollateralLedger) -> tuple[Decimal, ...]:
-    return ledger.available, ledger.reserved, ledger.spent, ledger.fees_charged, ledger.credited
+    return (ledger.available, ledger.held, ledger.reserved, ledger.spent, ledger.fees_charged, ledger.credited,
+            ledger.debt)
 
 
 def test_credit_is_idempotent_by_deposit_id() -> None:
@@ -45,7 +46,7 @@ def test_credit_refuses_amounts_that_are_not_positive_whole_units(bad: str) -> N
     ledger = CollateralLedger(U)
     with pytest.raises(CollateralError):
         ledger.credit("d", bad)
-    assert balances(ledger) == (0, 0, 0, 0, 0)
+    assert balances(ledger) == (0, 0, 0, 0, 0, 0, 0)
     assert ledger.credit("d", "1") is True  # the refused attempt did not burn the id
 
 
@@ -104,18 +105,67 @@ def test_zero_release_and_spend_are_no_ops() -> None:
     ledger.reserve("o", "1")
     ledger.release("o", "0")
     ledger.spend("o", Decimal(0))
-    assert balances(ledger) == (0, 1, 0, 0, 1)
+    assert balances(ledger) == (0, 0, 1, 0, 0, 1, 0)
 
 
-def test_charge_fee_is_idempotent_and_needs_free_collateral() -> None:
+def test_charge_fee_is_idempotent_and_what_is_not_covered_becomes_debt() -> None:
     ledger = funded("10")
     ledger.reserve("o", "9")
     assert ledger.charge_fee("route-1:across", "0.4") is True
     assert ledger.charge_fee("route-1:across", "0.4") is False
-    with pytest.raises(InsufficientCollateral, match="short by 0.4"):
-        ledger.charge_fee("route-1:binance", "1")
     assert ledger.fees_charged == Decimal("0.4")
     assert ledger.available == Decimal("0.6")
+    # Free collateral cannot cover the next fee: the user owes the rest, the house does not pay it silently.
+    assert ledger.charge_fee("route-1:binance", "1") is True
+    assert (ledger.available, ledger.debt, ledger.fees_charged) == (0, Decimal("0.4"), Decimal("1.4"))
+    ledger.check()
+    # Money coming back to the user pays the debt first.
+    ledger.release("o", "0.5")
+    assert (ledger.available, ledger.debt) == (Decimal("0.1"), 0)
+    ledger.check()
+
+
+def test_a_full_deposit_order_cannot_engage_the_routing_hold_and_the_fee_is_paid_in_full() -> None:
+    """The demo's case: deposit 1,000, order 1,000 at once. The hold is kept from the deposit, so the order can
+    only reserve what is free; the route's real cost is charged from the hold and the rest released, exactly."""
+    ledger = CollateralLedger(U)
+    ledger.credit("dep", "1000", hold="2.5")
+    assert (ledger.available, ledger.held) == (Decimal("997.5"), Decimal("2.5"))
+    with pytest.raises(InsufficientCollateral):
+        ledger.reserve("o", "1000")
+    ledger.reserve("o", ledger.available)
+    ledger.charge_fee("route-1:across:dep", "1.000001", hold_id="dep")
+    ledger.charge_fee("route-1:transfer:dep", "0.52", hold_id="dep")
+    assert ledger.hold("dep") == Decimal("0.979999")
+    assert ledger.fees_charged == Decimal("1.520001") and ledger.debt == 0
+    assert ledger.release_hold("dep") == Decimal("0.979999")
+    assert ledger.release_hold("dep") == 0  # idempotent
+    assert (ledger.available, ledger.held) == (Decimal("0.979999"), 0)
+    ledger.check()
+
+
+def test_a_hold_is_capped_at_its_deposit_and_a_cost_beyond_it_takes_free_collateral_first() -> None:
+    ledger = CollateralLedger(U)
+    ledger.credit("small", "1", hold="3")
+    assert (ledger.available, ledger.held) == (0, Decimal("1"))
+    ledger.credit("big", "10")
+    ledger.charge_fee("r:across:small", "1.25", hold_id="small")
+    assert (ledger.held, ledger.available, ledger.debt) == (0, Decimal("9.75"), 0)
+    ledger.check()
+
+
+def test_a_reversed_deposit_takes_its_hold_then_free_collateral_then_becomes_debt() -> None:
+    ledger = CollateralLedger(U)
+    ledger.credit("d1", "100", hold="2")
+    ledger.credit("d2", "50")
+    ledger.reserve("o", "120")
+    ledger.spend("o", "60")
+    assert ledger.reverse_deposit("d1") == Decimal("70")  # 2 held + 28 free; 70 was already used
+    assert ledger.reverse_deposit("d1") == 0 and ledger.reverse_deposit("unknown") == 0
+    assert (ledger.credited, ledger.held, ledger.available, ledger.debt) == (Decimal("50"), 0, 0, Decimal("70"))
+    ledger.check()
+    ledger.credit("d3", "100")  # the next deposit pays the debt first
+    assert (ledger.available, ledger.debt) == (Decimal("30"), 0)
     ledger.check()
 
 
@@ -155,7 +205,8 @@ micro = st.integers(min_value=1, max_value=10**9).map(lambda n: Decimal(n) * U)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["credit", "fee", "reserve", "release", "spend"]),
+@given(st.lists(st.tuples(st.sampled_from(["credit", "credit_held", "fee", "fee_held", "release_hold", "reverse",
+                                           "reserve", "release", "spend"]),
                           st.integers(0, 3), micro), max_size=40))
 def test_random_operations_keep_the_books_balanced(ops: list[tuple[str, int, Decimal]]) -> None:
     """Whatever sequence of calls, accepted or refused, every credited unit stays in exactly one balance."""
@@ -164,11 +215,19 @@ def test_random_operations_keep_the_books_balanced(ops: list[tuple[str, int, Dec
     for op, key, amount in ops:
         before = balances(ledger)
         try:
-            if op == "credit":
-                if ledger.credit(f"d{key}", amount):
+            if op in ("credit", "credit_held"):
+                hold = amount / 2 if op == "credit_held" else 0
+                if ledger.credit(f"d{key}", amount, hold=hold.quantize(U) if hold else 0):
                     deposits[f"d{key}"] = amount
             elif op == "fee":
                 ledger.charge_fee(f"f{key}", amount)
+            elif op == "fee_held":
+                ledger.charge_fee(f"f{key}", amount, hold_id=f"d{key}")
+            elif op == "release_hold":
+                ledger.release_hold(f"d{key}")
+            elif op == "reverse":
+                if ledger.reverse_deposit(f"d{key}") or f"d{key}" in deposits:
+                    deposits.pop(f"d{key}", None)
             elif op == "reserve":
                 ledger.reserve(f"o{key}", amount)
             elif op == "release":
@@ -180,3 +239,6 @@ def test_random_operations_keep_the_books_balanced(ops: list[tuple[str, int, Dec
         ledger.check()
         assert ledger.credited == sum(deposits.values(), Decimal(0))
         assert min(balances(ledger)) >= 0
+        # The identity the operator answers for: credited + owed = available + held + reserved + spent + fees.
+        assert ledger.credited + ledger.debt == (ledger.available + ledger.held + ledger.reserved + ledger.spent
+                                                 + ledger.fees_charged)

@@ -474,6 +474,7 @@ class BookMachine(RuleBasedStateMachine):
         return self.now
 
     def free(self) -> Decimal:
+        """What the user has left; negative: what the user owes (a fee beyond the free collateral)."""
         used = sum((o.collateral - o.cancelled - o.returned for o in self.orders.values()), Decimal(0))
         return sum(self.deposits.values(), Decimal(0)) - sum(self.fees.values(), Decimal(0)) - used
 
@@ -509,10 +510,7 @@ class BookMachine(RuleBasedStateMachine):
             else:
                 with pytest.raises(CollateralError):
                     self.book.ledger.charge_fee(fid, amount)
-        elif amount > self.free():
-            with pytest.raises(InsufficientCollateral):
-                self.book.ledger.charge_fee(fid, amount)
-        else:
+        else:  # beyond the free collateral, the rest is the user's debt
             assert self.book.ledger.charge_fee(fid, amount) is True
             self.fees[fid] = amount
 
@@ -537,6 +535,8 @@ class BookMachine(RuleBasedStateMachine):
             expected = "UNSUPPORTED_SIDE"
         elif index == "NOPE":
             expected = "UNKNOWN_INDEX"
+        elif self.free() < 0:
+            expected = "DEBT_OUTSTANDING"
         elif len(self.open_ids()) >= MAX_OPEN:
             expected = "TOO_MANY_OPEN_ORDERS"
         elif amount > self.free():
@@ -681,10 +681,12 @@ class BookMachine(RuleBasedStateMachine):
         book = self.book
         book.check()
         ledger = book.ledger
-        assert ledger.credited == ledger.available + ledger.reserved + ledger.spent + ledger.fees_charged
+        assert ledger.credited + ledger.debt == (ledger.available + ledger.held + ledger.reserved + ledger.spent
+                                                 + ledger.fees_charged)
         assert ledger.credited == sum(self.deposits.values(), Decimal(0))
         assert ledger.fees_charged == sum(self.fees.values(), Decimal(0))
-        assert ledger.available == self.free()
+        assert ledger.available == max(self.free(), Decimal(0))
+        assert ledger.debt == max(-self.free(), Decimal(0))  # money back to the user pays a debt first
         assert ledger.reserved == sum((o.remaining + o.engaged for o in book), Decimal(0))
         assert ledger.spent == sum((o.spent for o in book), Decimal(0))
         assert [o.cl_ord_id for o in book.open_orders()] == self.open_ids()

@@ -49,3 +49,13 @@ def test_no_book_no_quote_and_unknown_index(filters):
         "NO_LIQUIDITY:LINKUSDC"
     assert quote_index("NOPE", Decimal(500), {"PAIR": PAIR}, books, filters, PlannerLimits()).problem == \
         "UNKNOWN_INDEX"
+
+
+def test_a_stale_book_refuses_the_quote_naming_it(filters):
+    """Asks at hand do not matter: a stale book gives no quote, and the problem names every stale book needed."""
+    q = quote_index("PAIR", Decimal(500), {"PAIR": PAIR}, asks(Decimal(100)), filters, PlannerLimits(),
+                    stale={"LINKUSDC", "BTCUSDC", "ETHUSDC"})
+    assert q.problem == "STALE_BOOK:BTCUSDC,LINKUSDC" and q.units == 0
+    other = quote_index("PAIR", Decimal(500), {"PAIR": PAIR}, asks(Decimal(100)), filters, PlannerLimits(),
+                        stale={"ETHUSDC"})
+    assert other.problem is None and other.units > 0

@@ -18,3 +18,27 @@ def test_rejected_only_after_an_unbroken_run_of_lasting_deferrals():
     assert s.update([Deferred("c", "TOO_SMALL"), Deferred("b", "RATE_LIMIT")], 120_000) == [
         ("c", "too small to buy one unit of the index for 60 s")]
     assert s.update([Deferred("b", "RATE_LIMIT")], 10**9) == []  # rate limits always pass
+
+
+def test_a_stale_book_never_counts_towards_the_liquidity_timeout():
+    s = StuckOrders(60_000, stale_reject_after_ms=0)
+    assert s.update([Deferred("a", "STALE_BOOK:XUSDC")], 0) == []
+    assert s.update([Deferred("a", "STALE_BOOK:XUSDC")], 10**9) == []  # 0: waits as long as the book is stale
+    # no liquidity once the book is back: its own clock starts then, not at the first stale deferral
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC")], 10**9 + 1) == []
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC")], 10**9 + 60_000) == []
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC")], 10**9 + 60_001) == [
+        ("a", "no liquidity for XUSDC within the slippage cap for 60 s")]
+
+
+def test_stale_deferrals_have_their_own_clock_and_a_switch_starts_over():
+    s = StuckOrders(60_000, stale_reject_after_ms=900_000)
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC"), Deferred("b", "STALE_BOOK:XUSDC,YUSDC")], 0) == []
+    # a's liquidity run is broken by a stale book: neither clock reaches its limit
+    assert s.update([Deferred("a", "STALE_BOOK:XUSDC"), Deferred("b", "STALE_BOOK:XUSDC,YUSDC")], 59_000) == []
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC"), Deferred("b", "STALE_BOOK:YUSDC")], 60_000) == []
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC"), Deferred("b", "STALE_BOOK:YUSDC")], 119_999) == []
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC"), Deferred("b", "STALE_BOOK:YUSDC")], 120_000) == [
+        ("a", "no liquidity for XUSDC within the slippage cap for 60 s")]
+    assert s.update([Deferred("b", "STALE_BOOK:YUSDC")], 899_999) == []
+    assert s.update([Deferred("b", "STALE_BOOK:YUSDC")], 900_000) == [("b", "book of YUSDC stale for 900 s")]

@@ -82,6 +82,17 @@ def test_a_cross_field_rule_names_its_fields(tmp_path: Path) -> None:
     assert "solver.fee_factor" in error and "exchange.commission_rate" in error
 
 
+def test_market_data_and_stale_book_settings_are_checked(tmp_path: Path) -> None:
+    good = check(write(tmp_path, "[market_data]\nstale_after_ms = 2000\n[solver]\nstale_reject_after_ms = 0\n"))
+    assert good.ok and good.settings.market_data.stale_after_ms == 2000
+    assert good.settings.solver.stale_reject_after_ms == 0
+    errors = check(write(tmp_path, "[market_data]\nstale_after_ms = 0\nstale_afer_ms = 5\n", "b.toml")).errors
+    assert any(e.startswith("market_data.stale_after_ms:") for e in errors)
+    assert "market_data.stale_afer_ms: unknown setting" in errors
+    (error,) = check(write(tmp_path, "[market_data]\nreconnect_min_ms = 9000\n", "c.toml")).errors
+    assert "market_data.reconnect_min_ms" in error and "reconnect_max_ms" in error
+
+
 def test_toml_syntax_errors_say_where(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     path = write(tmp_path, 'environment = "local"\n[solver\n')
     assert main(["config", "check", path]) == 1

@@ -188,3 +188,20 @@ def test_the_gateway_tallies_outcomes_per_batch() -> None:
                       "orders_cancelled": 1, "fill_reports": 4, "invoices": 0}  # an answered GetMintInvoice
     tally(counts, [invoice], reported=True)
     assert counts["invoices"] == 1
+
+
+def test_stale_books_alone_make_the_system_degraded_and_are_named_with_the_orders_waiting() -> None:
+    view = SystemView(Metrics(export=False))
+    solver = {"counts": {}, "outbox": [], "mints_owed": [], "history": [],
+              "waiting_on_stale_books": {"LINKUSDC": 3}}
+    health = poll(view, {"market-0": market(0, stale=["LINKUSDC", "ADAUSDC"]), "market-1": market(1),
+                         "solver": solver})
+    assert not health["healthy"] and health["status"] == "degraded"  # /health still answers 503: someone waits
+    assert health["stale_books"] == {"ADAUSDC": 0, "LINKUSDC": 3}
+    assert health["lags"]["orders_waiting_on_stale_books"] == 3
+    assert any("market-0: 2 stale symbols ['ADAUSDC', 'LINKUSDC']" in p for p in health["problems"])
+    # anything else wrong as well: unhealthy, the stale books still named
+    worse = poll(view, {"market-0": market(0, stale=["LINKUSDC"]), "solver": solver, "minter": None})
+    assert worse["status"] == "unhealthy" and worse["stale_books"] == {"LINKUSDC": 3}
+    back = poll(view, {"market-0": market(0), "solver": {**solver, "waiting_on_stale_books": {}}})
+    assert back["healthy"] and back["status"] == "ok" and back["stale_books"] == {}

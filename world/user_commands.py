@@ -1,0 +1,164 @@
+"""What a user does by hand against a running system: deposit USDC, read the balance, and (local world) find a
+funded key to do it with.
+
+Why here: the user's side needs the running system's addresses (the run file `up` writes, the world file it
+points to) and talks to it only as a user would: a signed ERC-20 transfer on chain, signed GETs on the HTTP
+service (protocol/invoice_http.py). Nothing here reaches into Ray or the store.
+
+Stages of a deposit, each printed as it happens: sent (tx), mined (block), confirmed and credited by the system
+(with the hold kept for its route, core/route_hold.py), routed (the route's real cost charged from the hold and the
+rest released). A deposit on the chain that carries the index (Base) skips the bridge.
+"""
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable
+
+from chain.deployment import ChainDeployment, WorldState
+from core.chain_events import event_key
+from protocol.http_auth import sign_request
+from protocol.signature import Signer
+
+#: Seconds between two looks at the system while a deposit travels (it moves at block time, ~1 s locally).
+POLL_S = 0.25
+
+
+class UserCommandError(RuntimeError):
+    """What stops a user command, said plainly (no running system, a refused request, a timeout)."""
+
+
+def running_system(run: dict[str, Any] | None, state_dir: Path) -> dict[str, Any]:
+    if not run or run.get("phase") != "up":
+        raise UserCommandError(f"no running system in {state_dir} (start it with `indexmaker up`)")
+    for field in ("world_file", "http_url"):
+        if not run.get(field):
+            raise UserCommandError(f"the run file in {state_dir} has no {field}: restart the system with this "
+                                   f"version (`indexmaker down`, then `indexmaker up`)")
+    return run
+
+
+def world_of(run: dict[str, Any]) -> WorldState:
+    return WorldState.load(run["world_file"])
+
+
+def fetch_balance(http_url: str, signer: Signer, timeout_s: float = 10.0) -> dict[str, Any]:
+    """The signer's ledger by parts and deposits (GET /balance, signed like every user request)."""
+    target = "/balance"
+    headers = sign_request(signer, "GET", target, int(time.time() * 1000))
+    request = urllib.request.Request(http_url.rstrip("/") + target, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            return json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        body = exc.read().decode(errors="replace")[:500]
+        raise UserCommandError(f"GET {target} answered {exc.code}: {body}") from None
+    except urllib.error.URLError as exc:
+        raise UserCommandError(f"the HTTP service at {http_url} does not answer: {exc.reason}") from None
+
+
+def token_balances(world: WorldState, address: str) -> dict[str, Decimal]:
+    """Index tokens held on each chain that carries one: {chain name: tokens}."""
+    from web3 import Web3
+
+    from chain.contracts import bind
+
+    out = {}
+    for name, chain in sorted(world.chains.items()):
+        if not chain.index_token:
+            continue
+        token = bind(Web3(Web3.HTTPProvider(chain.rpc_url)), chain).index_token
+        units = token.functions.balanceOf(Web3.to_checksum_address(address)).call()
+        out[name] = Decimal(units).scaleb(-(chain.index_token_decimals or 18))
+    return out
+
+
+def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal], index: str | None) -> list[str]:
+    parts = balance["parts"]
+    lines = [f"user {balance['user']}"]
+    lines += [f"  {name:13} {Decimal(parts[name]):>20f} USDC" for name in
+              ("available", "held", "reserved", "spent", "fees_charged", "debt", "credited")]
+    lines.append("  (credited + debt = available + held + reserved + spent + fees_charged)")
+    for key, d in balance["deposits"].items():
+        state = "reversed by a reorg" if d["reversed"] else (f"{d['held']} held for its route"
+                                                             if Decimal(d["held"]) else "routed")
+        lines.append(f"  deposit {key}: {d['amount']} USDC, {state}")
+    for chain, amount in tokens.items():
+        lines.append(f"  tokens on {chain}: {amount:f}" + (f" {index}" if index else ""))
+    return lines
+
+
+def send_deposit(chain: ChainDeployment, custody: str, key: str, amount: Decimal) -> tuple[str, int, str]:
+    """A USDC transfer from the user's key to custody; (tx hash, block, deposit key) once it is mined."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from chain.contracts import bind
+    from world.evm_signer import EvmSigner
+
+    units = amount.scaleb(chain.usdc_decimals)
+    if units != units.to_integral_value() or units <= 0:
+        raise UserCommandError(f"amount {amount} is not a positive whole number of USDC units "
+                               f"(1e-{chain.usdc_decimals})")
+    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
+    usdc = bind(w3, chain).usdc
+    account = Account.from_key(key)
+    have = usdc.functions.balanceOf(account.address).call()
+    if have < int(units):
+        raise UserCommandError(f"{account.address} holds {Decimal(have).scaleb(-chain.usdc_decimals)} USDC on "
+                               f"{chain.name}, less than {amount}")
+    receipt = EvmSigner(w3, account).transact(usdc.functions.transfer(Web3.to_checksum_address(custody), int(units)))
+    if receipt["status"] != 1:
+        raise UserCommandError(f"the transfer reverted in {receipt['transactionHash'].hex()}")
+    tx = "0x" + receipt["transactionHash"].hex().removeprefix("0x")
+    (log,) = [lg for lg in receipt["logs"] if lg["address"].lower() == chain.usdc.lower()]
+    return tx, receipt["blockNumber"], event_key(chain.chain_id, tx, log["logIndex"])
+
+
+def follow_deposit(http_url: str, signer: Signer, deposit_key: str, out: Callable[[str], None], *,
+                   timeout_s: float, until_routed: bool = True) -> dict[str, Any]:
+    """Print the deposit's stages as the system reaches them; the last balance read."""
+    deadline = time.monotonic() + timeout_s
+    credited = False
+    while True:
+        balance = fetch_balance(http_url, signer)
+        d = balance["deposits"].get(deposit_key)
+        if d is not None and d["reversed"]:
+            raise UserCommandError(f"deposit {deposit_key} was reversed by a reorg")
+        if d is not None and not credited:
+            credited = True
+            out(f"credited   {d['amount']} USDC ({d['held']} held for its route; available "
+                f"{balance['parts']['available']})")
+        if credited and (not until_routed or Decimal(d["held"]) == 0):
+            if until_routed:
+                fees = sum((Decimal(v) for k, v in balance["fees"].items() if k.endswith(":" + deposit_key)),
+                           Decimal(0))
+                out(f"routed     routing fee {fees} USDC charged, the rest of the hold released; available "
+                    f"{balance['parts']['available']}")
+            return balance
+        if time.monotonic() > deadline:
+            stage = "routed" if credited else "credited"
+            raise UserCommandError(f"deposit {deposit_key} not {stage} within {timeout_s} s")
+        time.sleep(POLL_S)  # the system moves at block time: look again shortly
+
+
+def dev_keys(world: WorldState) -> list[dict[str, Any]]:
+    """The local world's funded user accounts (anvil's public dev mnemonic: for the local world only)."""
+    from web3 import Web3
+
+    from chain.contracts import bind
+    from chain.keys import DEV_MNEMONIC, derive_account
+
+    chain = world.chain("arbitrum")
+    usdc = bind(Web3(Web3.HTTPProvider(chain.rpc_url)), chain).usdc
+    out = []
+    for ref in world.users:
+        account = derive_account(DEV_MNEMONIC, ref.index)
+        units = usdc.functions.balanceOf(account.address).call()
+        out.append({"address": account.address, "key": "0x" + account.key.hex().removeprefix("0x"),
+                    "usdc_arbitrum": str(Decimal(units).scaleb(-chain.usdc_decimals))})
+    return out
