@@ -5,6 +5,7 @@
     indexmaker down [--state-dir DIR]                 # stops cleanly; the state stays in DIR
     indexmaker invoice ID [--key ...] [--url ...]     # a stored Mint Invoice, again
     indexmaker compact-store [--state-dir DIR]        # rewrite the store's AOF now (cron it at a quiet hour)
+    indexmaker resume SYMBOL | --account [--state-dir DIR]  # clear a circuit breaker of the order sender
     indexmaker deposit AMOUNT --key ... [--chain arbitrum|base]   # USDC to custody, followed until credited
     indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held
     indexmaker dev-keys                               # the local world's funded user keys
@@ -309,6 +310,48 @@ def _compact_store(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------------- resume
+def _resume(args: argparse.Namespace) -> int:
+    """Clear a circuit breaker of the running system's order sender (actors/order_sender.py `resume`): the orders it
+    held go out. The system: the state dir's run file, as `status` finds it."""
+    from world.run_file import read_run
+
+    if (args.symbol is None) == (not args.account):
+        print("name a SYMBOL or give --account (one of them)", file=sys.stderr)
+        return 2
+    run = read_run(_state_dir(args)) or {}
+    if run.get("phase") != "up" or not run.get("ray"):
+        print(f"no running system in {_state_dir(args)} (start it with `indexmaker up`)", file=sys.stderr)
+        return 2
+    import ray
+
+    from actors.order_sender import SENDER_NAME
+    from core.circuit_breaker import ACCOUNT, describe, stopped
+
+    r = run["ray"]
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    ray.init(address=r.get("address") or "auto", namespace=r.get("namespace"), log_to_driver=False,
+             configure_logging=False, logging_level="ERROR")
+    try:
+        sender = ray.get_actor(SENDER_NAME, namespace=r.get("namespace"))
+        answer = ray.get(sender.resume.remote(args.symbol, args.account), timeout=args.timeout)
+    except ValueError as exc:  # no such actor, or a symbol the exchange does not trade (the actor's refusal)
+        print(f"resume refused: {str(exc).strip().splitlines()[-1]}", file=sys.stderr)
+        return 1
+    finally:
+        ray.shutdown()
+    what = stopped(ACCOUNT) if args.account else args.symbol
+    if answer["cleared"] is None:
+        print(f"no circuit breaker was open for {what}")
+    else:
+        print(f"cleared the circuit breaker for {describe(answer['cleared'])}")
+    print(f"{answer['released']} held order(s) released to be sent")
+    for trip in answer["open"]:
+        print(f"still open: {describe(trip)}")
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- users
 def _user_signer(args: argparse.Namespace):  # noqa: ANN202
     from protocol.cli import KeyUsageError, load_key
@@ -457,6 +500,12 @@ def _parser() -> argparse.ArgumentParser:
                                   "Redis rewrites by itself only past 1 GB")
     compact.add_argument("--url", help="the store's redis URL (default: the running system's, from the run file)")
     compact.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the rewrite")
+    resume = sub.add_parser("resume", parents=[where], help="clear a circuit breaker of the order sender: a symbol's "
+                                                            "(after repeated rejects) or, with --account, the "
+                                                            "account's (after an insufficient-balance reject)")
+    resume.add_argument("symbol", nargs="?", help="the exchange symbol, e.g. BTCUSDC")
+    resume.add_argument("--account", action="store_true", help="clear the account-wide breaker")
+    resume.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the sender's answer")
     user_key = argparse.ArgumentParser(add_help=False)
     user_key.add_argument("--key", help="the user's key: env:NAME, file:PATH or hex; default $INDEXMAKER_USER_KEY")
     deposit = sub.add_parser("deposit", parents=[where, user_key],
@@ -501,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
         return _status(args)
     if args.command == "compact-store":
         return _compact_store(args)
+    if args.command == "resume":
+        return _resume(args)
     if args.command == "deposit":
         return _deposit(args)
     if args.command == "balance":

@@ -61,6 +61,8 @@ CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in (
                "used / capacity of each exchange rate-limit window (capacity includes the safety fraction)",
                ("window",)),
     MetricSpec("indexmaker_rate_limit_blocked", "gauge", "1 while the exchange asked us to back off"),
+    MetricSpec("indexmaker_circuit_breakers_open", "gauge",
+               "circuit breakers open in the sender (a symbol, or the whole account): nothing is sent there"),
     # --- market data
     MetricSpec("indexmaker_market_book_lag_ms", "gauge",
                "book update lag (receipt - exchange event time) over the shard's recent samples", ("shard", "stat")),

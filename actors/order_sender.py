@@ -15,6 +15,12 @@ What it owns and why it is safe to kill at any moment:
   not executed). An unknown outcome (timeout, 5xx, -1007, dropped answer) is resolved by a query by client order
   id; "not found" is final only once the original request can no longer execute (core.send_resolution), then
   the order goes out again under attempt + 1.
+* Guards: intake checks the price band against the exchange's average price (core.avg_prices: fetched for a
+  batch's symbols only when the cached value has aged out, concurrently, under the weight limit) and
+  MAX_NUM_ORDERS against this account's open orders per symbol. Rejects the exchange still gives feed a circuit
+  breaker (core.circuit_breaker): a tripped symbol (or the whole account, on insufficient balance) sends nothing;
+  its orders stay INTENDED, held here, until `resume` or the cool-off, then go out in their order. The breaker
+  is stored with the sender's state.
 * Reporting (core.fill_log): every new fill, and every order's completion, gets the next number of a durable log
   in the same Redis transaction as the order's state; only committed entries are pushed to the subscriber, in
   batches (one actor call per batch), and `fills_since(seq)` serves catch-up. The subscriber drops seqs it has.
@@ -41,7 +47,9 @@ from actors.logs import setup_logging
 from actors.packed import packed
 from actors.ray_context import restarted_by_ray
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
+from core.avg_prices import AvgPrices
 from core.batch_intake import PlannedOrder, intake_batch, next_attempt
+from core.circuit_breaker import ACCOUNT, CircuitBreaker, stopped
 from core.clock import SystemClock
 from core.fill_log import FillLog
 from core.money import ZERO
@@ -100,6 +108,11 @@ class SenderOptions:
     #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
     default_retry_after_s: int = 1
     retry_ms: int = 200
+    #: Guards (core.config.ExchangeGuardsConfig): the average price's age limit and request weight, the breaker.
+    avg_price_max_age_ms: int = 60_000
+    avg_price_weight: int = 2
+    breaker_threshold: int = 3
+    breaker_cool_off_ms: int = 300_000
 
     @classmethod
     def from_settings(cls, settings: Any, api_key: str, secret: str, **overrides: Any) -> "SenderOptions":
@@ -107,6 +120,9 @@ class SenderOptions:
         values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "api_key": api_key, "secret": secret,
                                   "redis_url": settings.redis_url,
                                   "rate_limit_safety": x.rate_limit_safety, "recv_window_ms": x.recv_window_ms}
+        g = settings.exchange_guards
+        values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
+                      breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)
         values.update(overrides)
         return cls(**values)
 
@@ -147,7 +163,14 @@ class OrderSender:
         self._orders: dict[str, AssetOrder] = {}
         self._replaced_by: dict[str, str] = {}
         self._batches: dict[str, list[SubmitResult]] = {}
+        self._breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cool_off_ms, self._clock)
         self._load()
+        self._open_by_symbol: dict[str, set[str]] = {}  # not final: open on the exchange, or may become so
+        for order in self._orders.values():
+            self._track_open(order)
+        self._held: dict[str, list[AssetOrder]] = {}  # symbol -> INTENDED orders a breaker keeps from the queue
+        self._avg = AvgPrices(options.avg_price_max_age_ms, self._clock)
+        self._avg_fetching: dict[str, asyncio.Future] = {}
         # ---- runtime
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._gw: BinanceGateway | None = None
@@ -165,7 +188,8 @@ class OrderSender:
         self._subscriber: Any = None
         self._counts = {"sent": 0, "answered": 0, "rate_limited": 0, "unknown": 0, "resent": 0, "rejected": 0,
                         "queries": 0, "trade_queries": 0, "stream_errors": 0, "delivery_calls": 0,
-                        "delivery_failures": 0, "commits": 0, "commit_failures": 0}
+                        "delivery_failures": 0, "commits": 0, "commit_failures": 0, "avg_price_fetches": 0,
+                        "avg_price_failures": 0, "breaker_trips": 0, "held": 0}
         # ---- group commit
         self._dirty: set[str] = set()
         self._dirty_batches: set[str] = set()
@@ -202,6 +226,7 @@ class OrderSender:
         self._persisted_seq = self._log.last_seq
         self._delivered = int(state.get("delivered", 0))
         self._subscriber_spec: dict[str, Any] | None = state.get("subscriber")
+        self._breaker.load(state.get("breaker"))  # absent in state written before the breaker existed: none open
 
     def _order_record(self, cid: str) -> str:
         return json.dumps({"order": self._orders[cid].to_dict(), "replaced_by": self._replaced_by.get(cid),
@@ -237,7 +262,8 @@ class OrderSender:
                     p.hset(self._keys["log"], mapping={e.seq: json.dumps(execution_to_dict(e)) for e in entries})
                 if state_dirty:
                     p.set(self._keys["state"], json.dumps({"delivered": self._delivered,
-                                                           "subscriber": self._subscriber_spec}))
+                                                           "subscriber": self._subscriber_spec,
+                                                           "breaker": self._breaker.to_dict()}))
                 await p.execute()
             except BaseException:
                 self._dirty |= dirty
@@ -336,8 +362,7 @@ class OrderSender:
                 continue
             self._spawn(self._resolve(order))
         if intended:
-            self._queue.push(sorted(intended, key=lambda x: x.client_order_id))
-            self._send_wake.set()
+            self._enqueue(sorted(intended, key=lambda x: x.client_order_id))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -354,12 +379,20 @@ class OrderSender:
         known = self._batches.get(batch_id)
         if known is not None:
             return known
-        accepted, results = intake_batch(batch_id, orders, self._filters, self.o.time_in_force)
+        symbols = {p.symbol for p in orders}
+        await self._refresh_avg_prices(symbols)
+        known = self._batches.get(batch_id)  # the same batch submitted again while the prices were fetched
+        if known is not None:
+            return known
+        accepted, results = intake_batch(
+            batch_id, orders, self._filters, self.o.time_in_force, avg_prices=self._avg.fresh(symbols, self._filters),
+            open_orders={s: len(self._open_by_symbol.get(s, ())) for s in symbols})
         for order in accepted:
             if order.client_order_id in self._orders:
                 raise ValueError(f"{order.client_order_id} already exists: batch ids must be unique")
         for order in accepted:
             self._orders[order.client_order_id] = order
+            self._track_open(order)
         self._batches[batch_id] = results
         self._dirty_batches.add(batch_id)
         self._counts["rejected"] += len(results) - len(accepted)
@@ -367,7 +400,7 @@ class OrderSender:
         assert self._queue is not None
         # What the rate limits admit now is marked sent in the SAME write as the intents: one durable write
         # before the requests leave instead of two (a restart asks the exchange about SENT orders either way).
-        self._queue.push(accepted)
+        self._enqueue(accepted, wake=False)
         group = self._take_group()
         taken = time.time()
         try:
@@ -390,8 +423,10 @@ class OrderSender:
                 if order.client_order_id not in mine:
                     older.append(order)
             for order in accepted:
-                self._queue.remove(order)
+                if not self._queue.remove(order):
+                    self._unhold(order)
                 self._orders.pop(order.client_order_id, None)
+                self._open_by_symbol.get(order.symbol, set()).discard(order.client_order_id)
                 self._dirty.discard(order.client_order_id)
             self._queue.push_front(older)
             self._batches.pop(batch_id, None)
@@ -420,12 +455,142 @@ class OrderSender:
             self._touch(o.client_order_id for o in group)
         return group
 
+    # ================================================================================ guards
+    def _track_open(self, order: AssetOrder) -> None:
+        """Keep the per-symbol set of orders that count against MAX_NUM_ORDERS: every one not final (queued,
+        held, in flight, open on the exchange), so a batch is refused before the exchange would refuse it."""
+        ids = self._open_by_symbol.setdefault(order.symbol, set())
+        if order.status.is_final:
+            ids.discard(order.client_order_id)
+        else:
+            ids.add(order.client_order_id)
+
+    async def _refresh_avg_prices(self, symbols: Iterable[str]) -> None:
+        """Fetch the exchange's average price of the symbols whose cached value aged out: one request per symbol,
+        all at once, each admitted by the weight budget. A fresh cache costs nothing. A failed fetch leaves the
+        symbol without a reference (its band is then left to the exchange, as before) and is counted."""
+        stale = self._avg.to_refresh(symbols, self._filters)
+        if not stale:
+            return
+        gw = self._gw
+        assert gw is not None and self._limiter is not None
+
+        async def one(symbol: str) -> None:
+            self._counts["avg_price_fetches"] += 1
+            await self._acquire(self.o.avg_price_weight)
+            asked_at = self._clock.now_ms()  # the value's age counts from the request: never younger than it is
+            try:
+                price = await gw.fetch_avg_price(symbol)
+            except asyncio.CancelledError:
+                raise
+            except errors.RateLimited as e:
+                self._counts["rate_limited"] += 1
+                self._counts["avg_price_failures"] += 1
+                self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                return
+            except Exception as e:  # noqa: BLE001  (network trouble: this batch goes without the band check)
+                self._counts["avg_price_failures"] += 1
+                log.warning("sender: average price of %s not fetched (%s); its band is left to the exchange",
+                            symbol, e)
+                return
+            self._avg.put(symbol, price, asked_at)
+
+        waits = []
+        for symbol in stale:  # a symbol another batch is already asking for is not asked for twice
+            task = self._avg_fetching.get(symbol)
+            if task is None:
+                task = self._avg_fetching[symbol] = asyncio.ensure_future(one(symbol))
+                task.add_done_callback(lambda _, s=symbol: self._avg_fetching.pop(s, None))
+            waits.append(asyncio.shield(task))
+        await asyncio.gather(*waits)
+
+    def _enqueue(self, orders: list[AssetOrder], *, front: bool = False, wake: bool = True) -> None:
+        """Queue orders to send, except those a breaker stops: they wait, INTENDED, until it clears."""
+        assert self._queue is not None
+        go = []
+        for order in orders:
+            if self._breaker.blocking(order.symbol) is not None:
+                self._held.setdefault(order.symbol, []).append(order)
+                self._counts["held"] += 1
+            else:
+                go.append(order)
+        if go:
+            (self._queue.push_front if front else self._queue.push)(go)
+            if wake:
+                self._send_wake.set()
+
+    def _unhold(self, order: AssetOrder) -> None:
+        held = self._held.get(order.symbol)
+        if held and order in held:
+            held.remove(order)
+            if not held:
+                del self._held[order.symbol]
+
+    def _on_exchange_reject(self, order: AssetOrder, e: Exception) -> None:
+        """Count a reject; if it trips a breaker, what is queued for the stopped symbol(s) is held back."""
+        trip = self._breaker.on_reject(order.symbol, f"{getattr(e, 'code', None)}: {getattr(e, 'msg', e)}",
+                                       insufficient_balance=isinstance(e, errors.InsufficientBalance))
+        self._state_dirty = True
+        self._touch()
+        if trip is None:
+            return
+        self._counts["breaker_trips"] += 1
+        # An operator condition, not a fault of this code: a warning, and inspect()/health name it.
+        log.warning("sender: circuit breaker open for %s (%s: %s); nothing is sent for it until `indexmaker "
+                    "resume` or the cool-off", stopped(trip.key), trip.reason,
+                    trip.detail)
+        assert self._queue is not None
+        stopped = [o for o in self._queue if self._breaker.blocking(o.symbol) is not None]
+        for o in stopped:
+            self._queue.remove(o)
+        self._enqueue(stopped, wake=False)
+
+    def _release(self) -> int:
+        """Queue the held orders no breaker stops any more, oldest client order id first; returns how many."""
+        freed: list[AssetOrder] = []
+        for symbol in list(self._held):
+            if self._breaker.blocking(symbol) is None:
+                freed += self._held.pop(symbol)
+        if freed:
+            self._enqueue(sorted(freed, key=lambda o: o.client_order_id))
+        return len(freed)
+
+    def _expire_breakers(self) -> None:
+        expired = self._breaker.expire()
+        if expired:
+            released = self._release()
+            log.info("sender: circuit breaker cooled off for %s; %d held orders released",
+                     ", ".join(t.key for t in expired), released)
+            self._state_dirty = True
+            self._touch()
+
+    async def resume(self, symbol: str | None = None, account: bool = False) -> dict[str, Any]:
+        """The operator clears the breaker of `symbol` (or, with `account`, the account's): its held orders go out
+        (unless another breaker still stops them). Returns what was cleared, how many orders were released and
+        the breakers still open."""
+        await self.start()
+        if account == (symbol is not None):
+            raise ValueError("resume takes either a symbol or account=True")
+        if symbol is not None and symbol not in self._filters:
+            raise ValueError(f"{symbol} is not traded on this exchange")
+        trip = self._breaker.resume(ACCOUNT if account else symbol)  # type: ignore[arg-type]
+        released = self._release()
+        self._state_dirty = True
+        self._touch()
+        await self._commit_until_done()
+        if trip is not None:
+            log.info("sender: circuit breaker for %s cleared by the operator; %d held orders released",
+                     trip.key, released)
+        return {"cleared": None if trip is None else trip.to_dict(), "released": released,
+                "open": [t.to_dict() for t in self._breaker.open]}
+
     # ================================================================================ sending
     async def _send_loop(self) -> None:
         assert self._queue is not None
         queue = self._queue
         while True:
             self._send_wake.clear()
+            self._expire_breakers()
             free = self.o.max_in_flight - len(self._in_flight)
             group = self._take_group()
             if group:
@@ -433,6 +598,10 @@ class OrderSender:
                 await self._launch(group)
                 continue
             wait = queue.wait_ms() if free > 0 else None
+            expiry = self._breaker.next_expiry_ms()
+            if expiry is not None:  # wake when a breaker cools off, to release what it held
+                until = max(0, expiry - self._clock.now_ms())
+                wait = until if wait is None else min(wait, until)
             try:
                 await asyncio.wait_for(self._send_wake.wait(), None if wait is None else max(wait, 1) / 1000)
             except asyncio.TimeoutError:
@@ -453,10 +622,17 @@ class OrderSender:
         gw = self._gw
         assert gw is not None and self._limiter is not None and self._queue is not None
         cid = order.client_order_id
-        self._sent_at[cid] = self._clock.now_ms()
-        self._counts["sent"] += 1
-        self._mark("first_request_ms", once=True)
         try:
+            if self._breaker.blocking(order.symbol) is not None:
+                # Taken for sending before a breaker tripped (a group leaves over several loop turns): it was not
+                # sent, so it is INTENDED again and waits with the others (a restart meanwhile asks for it first).
+                order.status = AssetOrderStatus.INTENDED
+                self._touch([cid])
+                self._enqueue([order])
+                return
+            self._sent_at[cid] = self._clock.now_ms()
+            self._counts["sent"] += 1
+            self._mark("first_request_ms", once=True)
             try:
                 answer = await gw.create_order(order.symbol, order.side, order.order_type, order.quantity,
                                                order.price, client_order_id=cid, time_in_force=order.time_in_force)
@@ -466,14 +642,14 @@ class OrderSender:
                 self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
                 order.status = AssetOrderStatus.INTENDED
                 self._touch([cid])
-                self._queue.push_front([order])
-                self._send_wake.set()
+                self._enqueue([order], front=True)
                 return
             except errors.DuplicateOrder:
                 await self._resolve(order)  # an open order already has this id: it is this one
                 return
             except (errors.OrderRejected, errors.BadRequest, errors.BadSymbol, errors.AuthenticationFailed) as e:
                 self._apply(order, OrderUpdate(cid, AssetOrderStatus.REJECTED, ZERO, reason=f"{e.code}: {e.msg}"))
+                self._on_exchange_reject(order, e)
                 return
             except Exception as e:  # noqa: BLE001  (StatusUnknown, a timeout, a bug: the order may exist)
                 self._counts["unknown"] += 1
@@ -485,6 +661,9 @@ class OrderSender:
             self._mark("last_answer_ms")
             self._limiter.correct_from_headers(gw.last_response_headers())
             self._apply(order, update_from(answer))
+            if self._breaker.on_accepted(order.symbol):
+                self._state_dirty = True
+                self._touch()
         finally:
             self._in_flight.discard(cid)
             if not self._in_flight:
@@ -554,9 +733,10 @@ class OrderSender:
         self._replaced_by[order.client_order_id] = again.client_order_id
         self._counts["resent"] += 1
         self._touch([order.client_order_id, again.client_order_id])
+        self._track_open(order)
+        self._track_open(again)
         await self._commit_until_done()
-        self._queue.push_front([again])
-        self._send_wake.set()
+        self._enqueue([again], front=True)
 
     async def _fetch_trades(self, order: AssetOrder) -> None:
         gw = self._gw
@@ -599,6 +779,7 @@ class OrderSender:
         if new or before != (order.status, order.executed_qty, order.exchange_order_id, order.reason,
                              self._log.last_seq):
             self._touch([cid])
+        self._track_open(order)
 
     async def _watch_executions(self) -> None:
         """The user data stream, read raw (exchange/gateway.watch_executions): each executionReport carries the
@@ -751,6 +932,8 @@ class OrderSender:
             "log_seq": self._log.last_seq, "persisted_seq": self._persisted_seq, "delivered_seq": self._delivered,
             "subscriber": self._subscriber_spec, "counts": dict(self._counts), "balances_at_start": self._balances,
             "rate_limits": self._limiter.snapshot() if self._limiter is not None else None,
+            "breakers": [t.to_dict() for t in self._breaker.open],
+            "held": {sym: len(orders) for sym, orders in sorted(self._held.items())},
         }
 
     async def stop(self) -> None:

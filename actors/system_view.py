@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from actors.metrics import Metrics
+from core.circuit_breaker import ACCOUNT, describe
 
 #: Route stages after which a route does not move any more (core.collateral_route.FINAL_STAGES, by value).
 FINAL_ROUTE_STAGES = ("credited", "failed")
@@ -195,6 +196,12 @@ class SystemView:
             lags["rate_limit_used_ratio_max"] = round(worst, 4)
         if not d.get("started", True):
             problems.append(f"{name}: not started (exchange unreachable or loading)")
+        breakers = d.get("breakers") or []
+        m.set("indexmaker_circuit_breakers_open", len(breakers))
+        held = d.get("held") or {}
+        for trip in breakers:  # sending is stopped there until `indexmaker resume` or the cool-off
+            n = sum(held.values()) if trip["key"] == ACCOUNT else held.get(trip["key"], 0)
+            problems.append(f"{name}: circuit breaker open for {describe(trip)}, {n} orders held")
 
     def _on_solver(self, name: str, d: Mapping[str, Any], problems: list[str], lags: dict[str, Any]) -> None:
         m, counts = self.metrics, d.get("counts", {})

@@ -1,5 +1,8 @@
 """A planned batch turned into exchange orders: rounded and validated with the exchange's own filters, each given
 its deterministic client order id, or rejected at once with the name of the filter no rounding could satisfy.
+Every filter is checked: the price band against the exchange's average price and MAX_NUM_ORDERS against the
+account's open orders on the symbol, when the caller knows them (a symbol without an average price is checked
+against everything else, as the exchange would without trades).
 
 Rejecting here, before anything is sent, is what keeps filter failures off the exchange: a -1013 answer still
 costs request weight and, on Binance, an ORDERS slot.
@@ -33,9 +36,17 @@ def intake_batch(
     planned: Iterable[PlannedOrder],
     filters: Mapping[str, SymbolFilters],
     time_in_force: str = "IOC",
+    *,
+    avg_prices: Mapping[str, Decimal] | None = None,
+    open_orders: Mapping[str, int] | None = None,
 ) -> tuple[list[AssetOrder], list[SubmitResult]]:
     """(orders to send, one result per planned order in input order). A batch holds at most one order per symbol
-    (the client order id is batch + symbol + attempt); a second one is rejected as DUPLICATE_SYMBOL."""
+    (the client order id is batch + symbol + attempt); a second one is rejected as DUPLICATE_SYMBOL.
+    `avg_prices`: the exchange's average price per symbol (GET /api/v3/avgPrice); `open_orders`: the account's
+    orders per symbol that are or may become open on the exchange before this batch's (so this batch's one order
+    is the next: MAX_NUM_ORDERS refuses it when the count has reached the maximum)."""
+    avg_prices = avg_prices or {}
+    open_orders = open_orders or {}
     orders: list[AssetOrder] = []
     results: list[SubmitResult] = []
     seen: set[str] = set()
@@ -57,7 +68,8 @@ def intake_batch(
             # Passive rounding: a BUY's price down and a SELL's up to the tick, the quantity down to the step, so the
             # exchange order never buys more or pays more than planned. Nothing is padded: the planner already
             # padded to the minimum, and a quantity still below it is an error to report, not to hide.
-            qty, price = round_order(f, side, p.quantity, p.price)
+            qty, price = round_order(f, side, p.quantity, p.price, avg_price=avg_prices.get(p.symbol),
+                                     open_orders=open_orders.get(p.symbol, 0))
         except FilterError as e:
             reject(e.reason, e.filter)
             continue

@@ -111,6 +111,22 @@ class ExchangeConfig(_Section):
     deposit_network: str = "BASE"
 
 
+class ExchangeGuardsConfig(_Section):
+    """What the order sender checks and stops on before anything reaches the exchange."""
+
+    #: The exchange's average price (PERCENT_PRICE_BY_SIDE's reference) is fetched again for a batch's symbol once
+    #: the cached value is this old (and never used older than the filter's avgPriceMins window).
+    avg_price_max_age_ms: int = Field(60_000, ge=1)
+    #: Request weight of GET /api/v3/avgPrice (Binance: 2).
+    avg_price_weight: int = Field(2, ge=1)
+    #: This many exchange rejects in a row for one symbol stop sending for it (any insufficient-balance reject
+    #: stops the whole account at once).
+    breaker_threshold: int = Field(3, ge=1)
+    #: A tripped breaker clears by itself after this long (it trips again at once if the rejects go on: one more
+    #: reject for the account, `breaker_threshold` for a symbol); 0: only `indexmaker resume` clears it.
+    breaker_cool_off_ms: int = Field(300_000, ge=0)
+
+
 class ChainConfig(_Section):
     """The chain side (chain/, actors/chain_actor.py, actors/router_actor.py). Contract addresses and RPC URLs of
     the local world come from its world state file; these are the numbers."""
@@ -353,6 +369,7 @@ class Settings(BaseSettings):
     collateral: CollateralConfig = CollateralConfig()
     solver: SolverConfig = SolverConfig()
     exchange: ExchangeConfig = ExchangeConfig()
+    exchange_guards: ExchangeGuardsConfig = ExchangeGuardsConfig()
     chain: ChainConfig = ChainConfig()
     ports: PortsConfig = PortsConfig()
     ray: RayConfig = RayConfig()

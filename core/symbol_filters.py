@@ -453,6 +453,7 @@ def round_order(
     aggressive_price: bool = False,
     pad_to_minimum: bool = False,
     avg_price: Decimal | None = None,
+    open_orders: int = 0,
 ) -> tuple[Decimal, Decimal | None]:
     """(quantity, price) that `validate` accepts as a LIMIT order (or a MARKET order when `price` is None).
 
@@ -460,7 +461,8 @@ def round_order(
     onto the step grid, so never more than asked; with `pad_to_minimum`, a quantity below minQty / the minimum
     notional is raised to `min_quantity_for` instead (the caller accepts buying a little more to get an order out).
     Nothing is clamped: a quantity above maxQty, a price outside [minPrice, maxPrice] or the PERCENT_PRICE_BY_SIDE
-    band (checked when `avg_price` is given), a notional outside the bounds, raise FilterError naming the filter.
+    band (checked when `avg_price` is given), a notional outside the bounds, MAX_NUM_ORDERS reached by `open_orders`
+    (the account's open orders on the symbol), raise FilterError naming the filter.
     """
     side = Side(side)
     quantity = D(quantity)
@@ -487,5 +489,5 @@ def round_order(
         )
 
     # The final word is the exchange's rule itself: whatever fails is reported with Binance's filter name.
-    validate(f, side, MARKET if market else LIMIT, qty, rounded_price, avg_price=avg_price)
+    validate(f, side, MARKET if market else LIMIT, qty, rounded_price, avg_price=avg_price, open_orders=open_orders)
     return qty, rounded_price

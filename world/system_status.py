@@ -101,8 +101,18 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
             warnings.append(f"last error: {str(info['last_error'])[:160]}")
         return f"{info.get('ready')}/{info.get('symbols')} symbols ready, running {info.get('running')}", warnings
     if name == "sender":
-        return (f"{info.get('orders')} exchange orders {info.get('by_status')}, in flight {info.get('in_flight')}, "
-                f"queued {info.get('queued')}, fill log {info.get('log_seq')}"), warnings
+        from core.circuit_breaker import describe, stopped
+
+        for trip in info.get("breakers") or []:
+            warnings.append(f"circuit breaker open for {describe(trip)}: sending stopped there until `indexmaker "
+                            f"resume` or the cool-off")
+        degraded = ""
+        if info.get("breakers"):
+            warnings.append(f"orders held by the breakers: {info.get('held')}")
+            what = ", ".join(stopped(t["key"]) for t in info["breakers"])
+            degraded = f"DEGRADED (sending stopped for {what}), "
+        return (f"{degraded}{info.get('orders')} exchange orders {info.get('by_status')}, in flight "
+                f"{info.get('in_flight')}, queued {info.get('queued')}, fill log {info.get('log_seq')}"), warnings
     if name.startswith("orders-"):
         return (f"{info.get('users')} users, {len(info.get('open_orders') or [])} open orders, "
                 f"{info.get('invoices')} invoices, {info.get('undelivered')} reports undelivered"), warnings

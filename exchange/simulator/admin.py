@@ -31,9 +31,9 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
 
     async def faults(request: web.Request) -> web.Response:
         """{"delay_ms", "delay_count", "order_delay_ms", "order_delay_count", "order_delay_after",
-        "reject_orders": {"count", "status", "code", "msg"}, "force_429", "pause_feed", "silence_depth": [symbols]
-        (replaces the silenced set; [] publishes every symbol again), "clear"}: counts are numbers of upcoming
-        requests (-1 = until cleared)."""
+        "reject_orders": {"count", "status", "code", "msg", "symbol"}, "force_429", "pause_feed", "silence_depth":
+        [symbols] (replaces the silenced set; [] publishes every symbol again), "clear"}: counts are numbers of
+        upcoming requests (-1 = until cleared); a reject with a "symbol" hits only that symbol's orders."""
         b = await body(request)
         f = sim.faults
         silenced = {str(x) for x in b.get("silence_depth") or ()}
@@ -48,7 +48,7 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         if "reject_orders" in b:
             r = b["reject_orders"]
             f.reject = OrderReject(int(r.get("status", 400)), int(r.get("code", -2010)),
-                                   str(r.get("msg", OrderReject.msg)))
+                                   str(r.get("msg", OrderReject.msg)), r.get("symbol"))
             f.reject_count = int(r.get("count", 1))
         if "force_429" in b:
             f.force_429_count = int(b["force_429"])

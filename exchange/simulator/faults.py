@@ -18,6 +18,7 @@ class OrderReject:
     http_status: int = 400
     code: int = -2010
     msg: str = "Order rejected (simulator fault injection)."
+    symbol: str | None = None  # only this symbol's orders (others pass and do not use up the count); None: any
 
 
 @dataclass(slots=True)
@@ -43,7 +44,9 @@ class Faults:
         hit, self.delay_count = self._take(self.delay_count)
         return self.delay_ms if hit else 0
 
-    def take_reject(self) -> OrderReject | None:
+    def take_reject(self, symbol: str | None = None) -> OrderReject | None:
+        if self.reject is not None and self.reject.symbol is not None and symbol != self.reject.symbol:
+            return None
         hit, self.reject_count = self._take(self.reject_count)
         return self.reject if hit else None
 

@@ -147,7 +147,7 @@ class RestApi:
                     await asyncio.sleep(order_delay / 1000)  # injected: the order is in flight (fault)
                 if order:
                     sim.limiter.check_order(account.id)
-                    reject = sim.faults.take_reject()
+                    reject = sim.faults.take_reject(params.get("symbol"))
                     if reject is not None:
                         raise EngineError(reject.code, reject.msg, reject.http_status)
                 result = await handler(request, params, account, headers)

@@ -79,12 +79,14 @@ def _add_test_routes(sim: Any) -> dict[str, int]:
     from core.side import Side
     from exchange.simulator import payloads
 
-    stats = {"http_429": 0, "http_418": 0, "order_requests": 0, "answers_lost": 0}
+    stats = {"http_429": 0, "http_418": 0, "order_requests": 0, "answers_lost": 0, "avg_price_requests": 0}
     faults = {"lose_answers": 0}
 
     @web.middleware
     async def count(request: web.Request, handler):  # noqa: ANN001, ANN202
         response = await handler(request)
+        if request.path == "/api/v3/avgPrice":
+            stats["avg_price_requests"] += 1
         if request.path == "/api/v3/order" and request.method == "POST":
             stats["order_requests"] += 1
             if faults["lose_answers"] > 0 and response.status == 200:

@@ -147,7 +147,7 @@ def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server
                 assert refused.code is ReasonCode.UNKNOWN_INDEX
 
             if kill_solver:  # the exchange answers the first batch late, so that the kill finds it in flight
-                sim.post("/_admin/faults", {"delay_ms": 800, "delay_count": len(symbols)})
+                sim.post("/_admin/faults", {"order_delay_ms": 800, "order_delay_count": len(symbols)})
             # Orders, through the application interface of each user's shard: accepted at once.
             requests = [NewOrder(UserRef(CHAIN, addr), "c1", INDEX, Side.BUY, amount)
                         for addr, (_, amount) in USERS.items()]

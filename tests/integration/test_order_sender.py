@@ -158,7 +158,7 @@ def test_a_sender_killed_mid_batch_comes_back_with_nothing_duplicated_or_lost(ra
         batches = {f"kill{i}": buy_orders(sim, filters, sim.symbols) for i in range(3)}
         # The exchange answers the first 40 orders late (still within the client's timeout), so that the kill
         # finds requests in flight: on the exchange, not yet answered, SENT in Redis.
-        sim.post("/_admin/faults", {"delay_ms": 800, "delay_count": 40})
+        sim.post("/_admin/faults", {"order_delay_ms": 800, "order_delay_count": 40})
         for b, orders in batches.items():
             assert all(r.accepted for r in ray.get(sender.submit.remote(b, orders)))
         deadline = time.monotonic() + WAIT_S
@@ -190,12 +190,12 @@ def test_a_filter_violating_order_is_rejected_by_name_and_never_sent(ray_cluster
     with SimulatorProcess(n_symbols=10, update_ms=100, rate_limits=limits(300)) as sim:
         sender, sink = make_sender(ray_cluster, sim, redis_server)
         filters = sim_filters(sim)
-        good = buy_orders(sim, filters, sim.symbols[:3])
+        good = buy_orders(sim, filters, sim.symbols[:4])
         s2 = sim.symbols[2]
         tiny = Planned(s2, Side.BUY, good[2].price, filters[s2].min_qty, Decimal(0))  # under minNotional
         assert tiny.price * tiny.quantity < filters[s2].min_notional
+        huge = Planned(sim.symbols[3], Side.BUY, good[3].price, Decimal("1e12"), Decimal(0))  # a price in its band
         good = good[:2]
-        huge = Planned(sim.symbols[3], Side.BUY, Decimal("1"), Decimal("1e12"), Decimal(0))
         results = ray.get(sender.submit.remote("filt", good + [tiny, huge]))
         assert [(r.accepted, r.filter) for r in results] == [(True, None), (True, None), (False, "NOTIONAL"),
                                                              (False, "LOT_SIZE")]
@@ -228,7 +228,7 @@ def test_unknown_outcomes_are_resolved_by_query_before_any_resend(ray_cluster, r
         assert [o["clientOrderId"] for o in exchange_orders(sim, "unklost")] == [f"unklost.{b.symbol}.0"]
         assert ray.get(sender.inspect.remote())["counts"]["resent"] == 1
         # 3. No answer within the client's timeout (the exchange holds the request longer): one order either way.
-        sim.post("/_admin/faults", {"delay_ms": 1_500, "delay_count": 1})
+        sim.post("/_admin/faults", {"order_delay_ms": 1_500, "order_delay_count": 1})
         ray.get(sender.submit.remote("unkslow", [c]))
         assert ray.get(sender.wait_idle.remote(WAIT_S))
         slow = exchange_orders(sim, "unkslow")

@@ -33,3 +33,43 @@ def test_an_update_that_changes_nothing_schedules_no_write(redis_server):
         if not writes:
             assert sender._log.last_seq == logged  # noqa: SLF001  (nothing reported twice either)
     assert sender._log.last_seq == 2  # noqa: SLF001  (the fill, then the order's completion: once each)
+
+
+def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_loads(redis_server):
+    """The sender's state key as the code before the breaker wrote it loads with no breaker open; a breaker the
+    sender tripped is read back by the next process (the sender class outside Ray, over a real redis)."""
+    import asyncio
+    import json
+
+    client = redis_server.client()
+    client.flushall()
+    client.set("sender:old:state", json.dumps({"delivered": 3, "subscriber": None}))  # no "breaker" field
+    options = SenderOptions("http://127.0.0.1:1", "ws://127.0.0.1:1", "key", "secret", redis_url=redis_server.url,
+                            account="old", breaker_threshold=1)
+    cls = OrderSender.__ray_metadata__.modified_class
+    sender = cls(options)
+    assert sender._delivered == 3 and sender._breaker.open == []  # noqa: SLF001
+    trip = sender._breaker.on_reject("BTCUSDC", "-2010: Order rejected")  # noqa: SLF001
+    assert trip is not None
+    sender._state_dirty = True  # noqa: SLF001
+    sender._touch()  # noqa: SLF001
+
+    async def commit_and_close() -> None:
+        await sender._commit()  # noqa: SLF001
+        await sender._redis.aclose()  # noqa: SLF001
+
+    asyncio.run(commit_and_close())
+    stored = json.loads(client.get("sender:old:state"))
+    assert stored["delivered"] == 3 and stored["breaker"]["open"][0]["key"] == "BTCUSDC"
+    again = cls(options)
+    assert again._breaker.open == [trip] and again._delivered == 3  # noqa: SLF001
+
+
+def test_the_guards_come_from_the_settings():
+    from core.config import Settings
+
+    settings = Settings.load(None, exchange_guards={"avg_price_max_age_ms": 30_000, "breaker_threshold": 4,
+                                                    "breaker_cool_off_ms": 0})
+    o = SenderOptions.from_settings(settings, "key", "secret")
+    assert (o.avg_price_max_age_ms, o.avg_price_weight, o.breaker_threshold, o.breaker_cool_off_ms) == (
+        30_000, 2, 4, 0)

@@ -89,6 +89,18 @@ async def test_reject_next_orders_then_accept(sim, gw):
         await gw.fetch_order("BTCUSDC", client_order_id="r0")  # the rejected ones never existed
 
 
+async def test_a_reject_for_one_symbol_leaves_the_others_alone(sim, gw):
+    msg = "Account has insufficient balance for requested action."
+    await admin(sim, "faults", {"reject_orders": {"count": 1, "code": -2010, "msg": msg, "symbol": "ETHUSDC"}})
+    other = await gw.create_order("BTCUSDC", Side.BUY, "MARKET", D("0.001"), client_order_id="s0")
+    assert other.status == "FILLED"  # another symbol's order passes and does not use up the count
+    with pytest.raises(errors.InsufficientBalance) as e:
+        await gw.create_order("ETHUSDC", Side.BUY, "MARKET", D("0.01"), client_order_id="s1")
+    assert (e.value.code, e.value.msg) == (-2010, msg)
+    again = await gw.create_order("ETHUSDC", Side.BUY, "MARKET", D("0.01"), client_order_id="s2")
+    assert again.status == "FILLED"
+
+
 async def test_forced_429_and_delayed_answers(sim, gw):
     await admin(sim, "faults", {"force_429": 1})
     with pytest.raises(errors.RateLimited) as e:

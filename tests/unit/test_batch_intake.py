@@ -71,3 +71,43 @@ def test_next_attempt_derives_a_new_id_and_a_fresh_intent(filters) -> None:
     assert second.client_order_id == "b45.ETHUSDC.1" and attempt_of(second.client_order_id) == 1
     assert second.status is AssetOrderStatus.INTENDED and (second.quantity, second.price) == (first.quantity,
                                                                                             first.price)
+
+
+def test_a_price_outside_the_average_price_band_is_refused_by_filter_name(filters) -> None:
+    """BTCUSDC's real PERCENT_PRICE_BY_SIDE: a BUY between 0.2x and 5x the exchange's average price."""
+    band = filters["BTCUSDC"]
+    assert (band.percent_price_filter, band.bid_up, band.bid_down) == ("PERCENT_PRICE_BY_SIDE", D("5"), D("0.2"))
+    planned = [Planned("BTCUSDC", Side.BUY, D("60000"), D("0.001"), D(0)),  # 6x the average: above the band
+               Planned("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0)),  # within its band
+               Planned("SOLUSDC", Side.SELL, D("20"), D("1"), D(0))]  # 0.1x the average: below the band
+    avg = {"BTCUSDC": D("10000"), "ETHUSDC": D("2500"), "SOLUSDC": D("200")}
+    orders, results = intake_batch("b46", planned, filters, avg_prices=avg)
+    assert [(r.accepted, r.filter) for r in results] == [
+        (False, "PERCENT_PRICE_BY_SIDE"), (True, None), (False, "PERCENT_PRICE_BY_SIDE")]
+    assert "above 50000" in results[0].reason and "below 40" in results[2].reason
+    assert [o.symbol for o in orders] == ["ETHUSDC"]
+    # The same batch without the average price passes the band (only the exchange would have caught it).
+    _, blind = intake_batch("b47", planned, filters)
+    assert [r.accepted for r in blind] == [True, True, True]
+
+
+def test_the_band_edge_is_inclusive_and_rounding_never_moves_a_price_into_the_band(filters) -> None:
+    avg = {"BTCUSDC": D("10000")}
+    ok, _ = intake_batch("b48", [Planned("BTCUSDC", Side.BUY, D("50000"), D("0.001"), D(0))], filters,
+                         avg_prices=avg)
+    assert ok[0].price == D("50000")  # exactly 5x: allowed
+    # 50000.009 rounds down (passive BUY) to 50000.00: inside; 50000.01 is on the grid and one tick outside.
+    _, res = intake_batch("b49", [Planned("BTCUSDC", Side.BUY, D("50000.01"), D("0.001"), D(0))], filters,
+                          avg_prices=avg)
+    assert (res[0].accepted, res[0].filter) == (False, "PERCENT_PRICE_BY_SIDE")
+
+
+def test_max_num_orders_counts_the_open_orders_of_the_symbol(filters) -> None:
+    cap = filters["BTCUSDC"].max_num_orders
+    assert cap == 200  # the real payload's MAX_NUM_ORDERS
+    planned = [Planned("BTCUSDC", Side.BUY, D("60000"), D("0.001"), D(0)),
+               Planned("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0))]
+    orders, results = intake_batch("b50", planned, filters, open_orders={"BTCUSDC": cap - 1, "ETHUSDC": cap})
+    assert [(r.accepted, r.filter) for r in results] == [(True, None), (False, "MAX_NUM_ORDERS")]
+    assert [o.symbol for o in orders] == ["BTCUSDC"]
+    assert "200 open orders" in results[1].reason

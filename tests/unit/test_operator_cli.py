@@ -133,6 +133,30 @@ def test_reconcile_without_a_running_system_exits_2(tmp_path: Path, capsys) -> N
     assert cli.main(["reconcile", "--state-dir", str(tmp_path), "--json"]) == 2
 
 
+def test_status_names_an_open_circuit_breaker_and_what_it_holds() -> None:
+    trip = {"key": "BTCUSDC", "scope": "symbol", "reason": "CONSECUTIVE_REJECTS", "detail": "-2010: Order rejected",
+            "since_ms": 1_700_000_000_000, "rejects": 3}
+    line, warnings = key_figures("sender", {"orders": 3, "by_status": {}, "breakers": [trip],
+                                            "held": {"BTCUSDC": 2}})
+    assert line.startswith("DEGRADED (sending stopped for BTCUSDC), 3 exchange orders")
+    assert warnings == ["circuit breaker open for BTCUSDC: CONSECUTIVE_REJECTS since 2023-11-14 22:13:20 UTC "
+                        "(-2010: Order rejected): sending stopped there until `indexmaker resume` or the cool-off",
+                        "orders held by the breakers: {'BTCUSDC': 2}"]
+    account = dict(trip, key="*", scope="account", reason="INSUFFICIENT_BALANCE")
+    assert key_figures("sender", {"orders": 3, "breakers": [account], "held": {}})[0].startswith(
+        "DEGRADED (sending stopped for the whole account)")
+    line, warnings = key_figures("sender", {"orders": 3, "breakers": [], "held": {}})
+    assert warnings == [] and line.startswith("3 exchange orders")
+
+
+def test_resume_needs_a_symbol_or_the_account_and_a_running_system(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert cli.main(["resume", "--state-dir", str(tmp_path)]) == 2
+    assert "name a SYMBOL or give --account" in capsys.readouterr().err
+    assert cli.main(["resume", "BTCUSDC", "--account", "--state-dir", str(tmp_path)]) == 2
+    assert cli.main(["resume", "BTCUSDC", "--state-dir", str(tmp_path)]) == 2
+    assert "no running system" in capsys.readouterr().err
+
+
 def test_render_marks_down_parts() -> None:
     from world.system_status import PartStatus, SystemStatus
 

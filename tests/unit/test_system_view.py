@@ -119,6 +119,25 @@ def test_health_names_every_problem() -> None:
     assert json.loads(json.dumps(bad)) == bad  # /health answers it as it is
 
 
+def test_an_open_circuit_breaker_is_a_named_problem() -> None:
+    m = Metrics(export=False)
+    view = SystemView(m)
+    tripped = sender(1) | {"breakers": [{"key": "BTCUSDC", "scope": "symbol", "reason": "CONSECUTIVE_REJECTS",
+                                         "detail": "-2010: Order rejected", "since_ms": 1_700_000_000_000,
+                                         "rejects": 3}], "held": {"BTCUSDC": 4, "ETHUSDC": 1}}
+    health = poll(view, {"sender": tripped})
+    assert not health["healthy"]
+    assert health["problems"] == ["sender: circuit breaker open for BTCUSDC: CONSECUTIVE_REJECTS since "
+                                  "2023-11-14 22:13:20 UTC (-2010: Order rejected), 4 orders held"]
+    assert m.gauges["indexmaker_circuit_breakers_open"][""] == 1
+    account = sender(1) | {"breakers": [dict(tripped["breakers"][0], key="*", scope="account",
+                                             reason="INSUFFICIENT_BALANCE")], "held": {"BTCUSDC": 4, "ETHUSDC": 1}}
+    (problem,) = poll(view, {"sender": account})["problems"]
+    assert "open for the whole account: INSUFFICIENT_BALANCE" in problem and problem.endswith("5 orders held")
+    assert poll(view, {"sender": sender(1) | {"breakers": [], "held": {}}})["healthy"]
+    assert m.gauges["indexmaker_circuit_breakers_open"][""] == 0
+
+
 def test_a_changed_inspect_shape_is_a_problem_not_a_crash() -> None:
     m = Metrics(export=False)
     health = poll(SystemView(m), {"orders-0": {"undelivered": "many"}})

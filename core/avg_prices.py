@@ -1,0 +1,63 @@
+"""The exchange's published average prices (GET /api/v3/avgPrice), cached with their age.
+
+PERCENT_PRICE_BY_SIDE (and PERCENT_PRICE) bound a limit price by multiples of that average, a VWAP over the
+filter's `avgPriceMins`; the sender checks the band before sending, so it needs the exchange's own figure, not our
+book's mid. The average moves slowly (minutes of trades), so a value younger than `max_age_ms` (and never older than
+the filter's window) is used as is: a batch pays the round trip only for symbols whose value has aged out.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Iterable, Mapping
+
+from core.clock import Clock
+from core.symbol_filters import SymbolFilters
+
+
+class AvgPrices:
+    def __init__(self, max_age_ms: int, clock: Clock) -> None:
+        if max_age_ms < 1:
+            raise ValueError(f"max_age_ms must be positive, got {max_age_ms}")
+        self.max_age_ms = max_age_ms
+        self.clock = clock
+        self._prices: dict[str, tuple[Decimal, int]] = {}  # symbol -> (price, fetched at ms)
+
+    def _limit_ms(self, f: SymbolFilters | None) -> int:
+        """The age past which a symbol's value is refetched: the configured age, within the filter's window
+        (avgPriceMins 0 means "last trade price": no window, the configured age alone)."""
+        if f is not None and f.avg_price_mins > 0:
+            return min(self.max_age_ms, f.avg_price_mins * 60_000)
+        return self.max_age_ms
+
+    def to_refresh(self, symbols: Iterable[str], filters: Mapping[str, SymbolFilters]) -> list[str]:
+        """The known symbols among `symbols` whose value is missing or too old (sorted, each once)."""
+        now = self.clock.now_ms()
+        out = set()
+        for s in symbols:
+            if s not in filters:
+                continue  # intake rejects it as UNKNOWN_SYMBOL; nothing to ask the exchange
+            cached = self._prices.get(s)
+            if cached is None or now - cached[1] >= self._limit_ms(filters[s]):
+                out.add(s)
+        return sorted(out)
+
+    def put(self, symbol: str, price: Decimal, at_ms: int) -> None:
+        """Record a fetched value. A non-positive price (an exchange with no trades and no book answers 0) is no
+        reference: it is not kept, so the band is not checked rather than checked against zero."""
+        if price > 0:
+            self._prices[symbol] = (price, at_ms)
+        else:
+            self._prices.pop(symbol, None)
+
+    def fresh(self, symbols: Iterable[str], filters: Mapping[str, SymbolFilters]) -> dict[str, Decimal]:
+        """The values of `symbols` still within their age limit (an aged one is left out, never used)."""
+        now = self.clock.now_ms()
+        out = {}
+        for s in symbols:
+            cached = self._prices.get(s)
+            if cached is not None and now - cached[1] < self._limit_ms(filters.get(s)):
+                out[s] = cached[0]
+        return out
+
+    def snapshot(self) -> dict[str, dict[str, str | int]]:
+        return {s: {"price": str(p), "at_ms": at} for s, (p, at) in sorted(self._prices.items())}
