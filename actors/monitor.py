@@ -80,6 +80,15 @@ class MonitorOptions:
     #: The reserves check every `reserves.interval_s` (None, or an interval of 0: no check).
     reserves: ReservesOptions | None = None
 
+    @classmethod
+    def from_settings(cls, settings: Any, actors: tuple[str, ...], **overrides: Any) -> "MonitorOptions":
+        m = settings.monitor
+        limits = HealthLimits(max_book_lag_ms=m.max_book_lag_ms, max_stale_symbols=m.max_stale_symbols,
+                              max_undelivered_reports=m.max_undelivered_reports,
+                              max_pending_writes=m.max_pending_writes, max_solver_outbox=m.max_solver_outbox)
+        return cls(actors, interval_s=m.interval_s, inspect_timeout_s=m.inspect_timeout_s, limits=limits,
+                   **overrides)
+
     @property
     def stale_after_ms(self) -> int:
         """A verdict older than this is no verdict: the monitor itself is stuck or gone."""

@@ -90,7 +90,8 @@ class SenderOptions:
     #: their sockets before the rest are built (0: start the whole wave, then write; see _launch).
     launch_yield_every: int = 16
     time_in_force: str = "IOC"
-    #: Request weights (Binance: POST order 1, GET order 4, GET myTrades with orderId 5, exchangeInfo 20).
+    #: Request weights (Binance: POST order 1, GET order 4, GET myTrades with orderId 5, exchangeInfo 20); these
+    #: defaults serve tests that build options by hand: the system takes them from core.config's [sender].
     order_weight: int = 1
     query_weight: int = 4
     trades_weight: int = 5
@@ -120,6 +121,7 @@ class SenderOptions:
         values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "api_key": api_key, "secret": secret,
                                   "redis_url": settings.redis_url,
                                   "rate_limit_safety": x.rate_limit_safety, "recv_window_ms": x.recv_window_ms}
+        values.update(settings.sender.model_dump())  # pace, weights, waits: the [sender] section
         g = settings.exchange_guards
         values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
                       breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)

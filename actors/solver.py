@@ -690,7 +690,7 @@ class Solver:
         if rejected:
             self._counts["rejected_orders"] += len(rejected)
             refused = [(r.symbol, r.filter, r.reason) for r in results if not r.accepted]
-            self._error(f"{batch_id}: sender rejected {refused}")
+            self._note(f"{batch_id}: sender refused before sending {refused}")  # handled: the orders go on
             for done in self.engine.on_settled(rejected):  # nothing will ever fill them: they are settled
                 self._queue_complete(done)
 

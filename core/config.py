@@ -283,6 +283,54 @@ class LocalWorldConfig(_Section):
     receipt_poll_ms: int = Field(20, ge=1)
 
 
+class SenderConfig(_Section):
+    """The order sender's pace, request weights and waits (actors/order_sender.py)."""
+
+    #: A REST request unanswered after this long is a StatusUnknown (then resolved by a query).
+    request_timeout_ms: int = Field(5_000, ge=1)
+    #: Clock offset and stamping allowance on top of recvWindow before a "not found" is final.
+    resolve_margin_ms: int = Field(1_000, ge=0)
+    #: Requests outstanding at once: one batch's orders (up to Binance's 100 orders per 10 s) go out in one wave.
+    max_in_flight: int = Field(128, ge=1)
+    #: While a wave is started, yield to the event loop after every this many requests (0: start the whole wave).
+    launch_yield_every: int = Field(16, ge=0)
+    time_in_force: str = "IOC"
+    #: Request weights (Binance: POST order 1, GET order 4, GET myTrades with orderId 5, exchangeInfo 20, account 20).
+    order_weight: int = Field(1, ge=1)
+    query_weight: int = Field(4, ge=1)
+    trades_weight: int = Field(5, ge=1)
+    info_weight: int = Field(20, ge=1)
+    account_weight: int = Field(20, ge=1)
+    #: Idle REST connections are kept this long: batches minutes apart still go out over open connections.
+    http_keepalive_s: float = Field(300.0, gt=0)
+    #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
+    missing_fills_grace_ms: int = Field(2_000, ge=0)
+    #: Most executions in one push to the solver, and how long a batch's fills wait for the rest before a push.
+    delivery_batch: int = Field(5_000, ge=1)
+    delivery_linger_ms: int = Field(250, ge=0)
+    #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
+    default_retry_after_s: int = Field(1, ge=0)
+    retry_ms: int = Field(200, ge=1)
+
+
+class MonitorConfig(_Section):
+    """The monitor (actors/monitor.py): how often it polls every actor, and the limits past which the system is
+    unhealthy (/health 503, actors/system_view.py HealthLimits)."""
+
+    interval_s: float = Field(5.0, gt=0)
+    inspect_timeout_s: float = Field(3.0, gt=0)
+    #: p99 of a market shard's recent book update lags.
+    max_book_lag_ms: float = Field(5_000, gt=0)
+    #: Symbols without a fresh book, per market shard.
+    max_stale_symbols: int = Field(0, ge=0)
+    #: Reports a shard stored and the gateway has not taken.
+    max_undelivered_reports: int = Field(10_000, ge=0)
+    #: Gateway store writes queued.
+    max_pending_writes: int = Field(50_000, ge=0)
+    #: Solver decisions stored and not carried out.
+    max_solver_outbox: int = Field(1_000, ge=0)
+
+
 class StoreConfig(_Section):
     """Where the store (redis-server) answers; its port is `ports.redis`."""
 
@@ -377,6 +425,8 @@ class Settings(BaseSettings):
     system: SystemConfig = SystemConfig()
     local: LocalWorldConfig = LocalWorldConfig()
     store: StoreConfig = StoreConfig()
+    sender: SenderConfig = SenderConfig()
+    monitor: MonitorConfig = MonitorConfig()
     http: HttpConfig = HttpConfig()
     market_data: MarketDataConfig = MarketDataConfig()
     reserves: ReservesConfig = ReservesConfig()

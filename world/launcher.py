@@ -369,8 +369,8 @@ class LocalSystem:
                 health_timeout_s=s.http.health_timeout_s,
                 max_clock_skew_ms=s.gateway.max_clock_skew_ms), detached=detached)
         with placed(Monitor, table):
-            self.actors["monitor"] = start_monitor(MonitorOptions(tuple(self.actors), namespace=ns,
-                                                                  reserves=self._reserves_options()),
+            self.actors["monitor"] = start_monitor(MonitorOptions.from_settings(s, tuple(self.actors), namespace=ns,
+                                                                                reserves=self._reserves_options()),
                                                    detached=detached)
         self.http_url = ray.get(self.actors["http"].start.remote())
 
