@@ -1,7 +1,7 @@
 """The `chain` actor: events in, calls out (DESIGN.md, Actors).
 
-Events in: it polls the Arbitrum deposit listener (ChainConnector: confirmations, reorgs, persisted cursor) and
-hands each batch of confirmed deposits to the `router` actor in ONE call; the cursor is committed only after the
+Events in: it polls the deposit listeners of custody on Arbitrum and on Base (ChainConnector each: confirmations,
+reorgs, persisted cursor) and hands each batch of confirmed deposits to the `router` actor in ONE call; the cursor is committed only after the
 router has taken them (the router's accept is idempotent per deposit key, so a crash in between replays safely).
 Calls out: the router's chain hops (Across deposit, fill lookup, transfer to the exchange) and index-token mints,
 all through the keyed TxSenders (a restarted actor resends nothing). Thin: the logic is in chain/ and core/.
@@ -105,12 +105,14 @@ class ChainActor:
 
     async def _listen(self) -> None:
         while not self._stop.is_set():
-            try:
-                await self.stack.deposits.poll(self._forward)
-                self.last_error = None
-            except Exception as exc:  # node or router unreachable: the same range is read again next time
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("deposit poll failed: %s", exc)
+            errors = []
+            for listener in self.stack.deposit_listeners:  # each chain on its own: one node down stops only it
+                try:
+                    await listener.poll(self._forward)
+                except Exception as exc:  # node or router unreachable: the same range is read again next time
+                    errors.append(f"chain {listener.chain_id}: {type(exc).__name__}: {exc}")
+                    log.warning("deposit poll on chain %s failed: %s", listener.chain_id, exc)
+            self.last_error = "; ".join(errors) or None
             try:
                 await asyncio.wait_for(self._stop.wait(), self.poll_s)  # the polling interval
             except asyncio.TimeoutError:
@@ -127,8 +129,9 @@ class ChainActor:
     async def fill_expired(self, fill_deadline: int) -> bool:
         return await self.stack.effects.fill_expired(fill_deadline)
 
-    async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent:
-        return await self.stack.effects.transfer(key, address, amount)
+    async def transfer(self, key: str, address: str, amount: Decimal, *, from_custody: bool = False
+                       ) -> TransferSent:
+        return await self.stack.effects.transfer(key, address, amount, from_custody=from_custody)
 
     # --- calls out: mints, batched ------------------------------------------------------------------------------
 
@@ -145,7 +148,10 @@ class ChainActor:
 
     async def inspect(self) -> dict[str, Any]:
         cursor = await self.stack.deposits.state()
-        return {"deposit_cursor": cursor.next_block, "deposits_forwarded": self.deposits_forwarded,
+        base_cursor = await self.stack.base_deposits.state()
+        return {"deposit_cursor": cursor.next_block, "base_deposit_cursor": base_cursor.next_block,
+                "deposits_forwarded": self.deposits_forwarded,
                 "listening": self._task is not None and not self._task.done(), "last_error": self.last_error,
                 "pending_txs": {s.address: await s.pending_keys() for s in
-                                (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)}}
+                                (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)},
+                "pending_txs_base_custody": await self.stack.base_custody_sender.pending_keys()}

@@ -237,7 +237,11 @@ class CollateralRouter:
             return True
         if route.stage == RouteStage.ON_DESTINATION:
             address = await self.effects.deposit_address(cfg.coin, cfg.network)
-            sent_t = await self.effects.transfer(f"{route.route_id}:transfer", address, route.amount_held)
+            # A route that never bridged (its deposits were made on the destination chain) still sits at custody
+            # there; a bridged one was delivered to the wallet.
+            direct = route.origin_chain_id == route.destination_chain_id
+            sent_t = await self.effects.transfer(f"{route.route_id}:transfer", address, route.amount_held,
+                                                 from_custody=direct)
             route.transferred(tx_hash=sent_t.tx_hash, address=address, amount=route.amount_held, gas=sent_t.gas,
                               now_ms=now(), block=sent_t.block, gas_wei=sent_t.gas_wei)
             return True

@@ -119,6 +119,9 @@ class ChainConfig(_Section):
     #: Blocks on top of a user's deposit on Arbitrum before it is credited (a deposit dropped by a reorg within
     #: this depth is never credited).
     confirmations: int = Field(2, ge=0)
+    #: Blocks on top of a user's deposit to custody on Base before it is credited (Base carries the index: such a
+    #: deposit takes only the last hop to the exchange, no bridge).
+    base_confirmations: int = Field(2, ge=0)
     #: Blocks on top of the relayer's fill on Base before the route moves on.
     fill_confirmations: int = Field(0, ge=0)
     usdc_decimals: int = Field(6, ge=0)

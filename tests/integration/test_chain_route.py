@@ -65,7 +65,8 @@ class Rig:
         self.world.mine("arbitrum")  # block production (automine makes none without transactions)
         if self.mine_base:
             self.world.mine("base")
-        await self.stack.deposits.poll(self.accept)
+        for listener in self.stack.deposit_listeners:
+            await listener.poll(self.accept)
         await asyncio.to_thread(self.relayer.poll_once)
         return await self.router.step()
 
@@ -344,5 +345,54 @@ async def test_deposit_removed_by_a_reorg_is_never_credited_nor_routed(chain_wor
         assert state.users[3].address.lower() not in ledgers.ledgers
         assert await rig.router.routes() == [] and await rig.router.pending() == []
         assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 0
+    finally:
+        await rig.close()
+
+
+async def test_deposit_on_base_takes_only_the_last_hop_and_pays_only_its_gas(chain_world, async_chains, aredis,
+                                                                            exchange):
+    """USDC sent to custody on Base: credited after Base's confirmations holding only the Base transfer's gas (no
+    bridge cut), then sent by custody itself straight to the exchange: no Across deposit, nothing through the Base
+    wallet, and the user pays exactly that transfer's gas."""
+    ledgers, clock = InMemoryLedgers(U), ManualClock()
+    config = CONFIG.model_copy(update={"base_confirmations": 3})
+    rig = Rig(chain_world, aredis, ledgers, clock, config, exchange)
+    state = chain_world.state
+    user = state.users[1].address
+    custody, wallet = state.account("custody").address, state.account("base_wallet").address
+    custody_before = await async_chains.base_c.usdc.functions.balanceOf(custody).call()
+    receipt, _ = await user_transfer(async_chains, chain_world, 1, custody, 30_000_000, chain="base")
+    deposit_key = f"8453:{receipt['transactionHash'].to_0x_hex().lower()}:{receipt['logs'][0]['logIndex']}"
+    try:
+        # not before its confirmations: the listener only reads blocks with base_confirmations on top
+        while chain_world.head("base") - receipt["blockNumber"] < 3:
+            assert user.lower() not in ledgers.ledgers
+            await rig.tick()
+        await rig.run_until(lambda: asyncio.sleep(0, user.lower() in ledgers.ledgers))
+        held = ledgers.ledger(user)
+        held.check()
+        # the hold is Base's gas only (no bridge cut); the transfer (same tick) may already be charged from it
+        assert held.credited == Decimal("30") and held.available == Decimal("29.5")
+        assert held.hold(deposit_key) + held.fees_charged == Decimal("0.50")
+        await rig.run_until(rig.all_credited)
+        [route] = await rig.router.routes()
+        assert route.origin_chain_id == route.destination_chain_id == state.chain("base").chain_id
+        assert [h.hop for h in route.hops] == ["transfer:8453->exchange", "credit:exchange"]  # no bridge hop
+        assert route.bridge is None
+        assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 0
+        assert await nonce(async_chains.base, wallet) == 0  # the Base wallet signed nothing
+        assert await nonce(async_chains.arb, custody) == 0  # nor custody on Arbitrum
+        assert await async_chains.base_c.usdc.functions.balanceOf(custody).call() == custody_before
+        address = (await exchange.gateway.fetch_deposit_address("USDC", "BASE")).address
+        tx = await async_chains.base.eth.get_transaction(route.transfer["tx_hash"])
+        assert tx["from"] == custody and route.transfer["address"] == address
+        assert await exchange.usdc() == Decimal("30")  # all of it: no bridge fee
+        r = await async_chains.base.eth.get_transaction_receipt(route.transfer["tx_hash"])
+        gas = gas_cost_in_collateral(r["gasUsed"] * r["effectiveGasPrice"], 1, Decimal(3000), U)
+        ledger = ledgers.ledger(user)
+        ledger.check()
+        assert route.fee == gas == ledger.fees_charged > 0
+        assert ledger.held == 0 and ledger.available == Decimal("30") - gas  # the rest of the hold came back
+        assert ledgers.routed_routes == {route.route_id: {deposit_key: Decimal("30") - gas}}
     finally:
         await rig.close()
