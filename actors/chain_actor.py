@@ -19,7 +19,7 @@ import ray
 import core  # noqa: F401  (decimal context in the worker)
 from actors.logs import setup_logging
 from chain.deployment import WorldState
-from chain.deposit_feed import deposits_from_batch
+from chain.deposit_feed import hand_over
 from chain.keys import mnemonic_from_env
 from chain.route_effects import BridgeSent, FillSeen, TransferSent
 from chain.stack import ChainStack
@@ -64,6 +64,7 @@ class ChainActor:
         self._start_lock = asyncio.Lock()
         self.last_error: str | None = None
         self.deposits_forwarded = 0
+        self.deposits_reversed = 0
         # Start at once, on creation and on every restart (Ray re-runs __init__ on the actor's running loop), so
         # a restarted actor resumes by itself; start() stays idempotent for launchers that call it.
         try:
@@ -92,16 +93,23 @@ class ChainActor:
         return self._router
 
     async def _forward(self, batch: Any) -> None:
-        deposits = deposits_from_batch(batch, self.config.usdc_unit)
-        if batch.reorg is not None and batch.reorg.orphaned:
-            log.error("chain %s: deposits handed out before were dropped by a reorg: %s", batch.chain_id,
-                      batch.reorg.orphaned)
-        if deposits:
+        if batch.logs or (batch.reorg is not None and batch.reorg.orphaned):
             router = self._router_handle()
             if router is None:
                 raise RuntimeError("no router to hand deposits to")
-            await router.accept.remote(deposits)  # one call per batch; raises -> not committed -> comes again
-            self.deposits_forwarded += len(deposits)
+            if batch.reorg is not None and batch.reorg.orphaned:
+                log.warning("chain %s: deposits handed out before were dropped by a reorg: %s", batch.chain_id,
+                            batch.reorg.orphaned)
+
+            async def accept(deposits: list) -> None:
+                await router.accept.remote(deposits)
+
+            async def reverse(keys: list[str]) -> None:
+                await router.reverse.remote(keys)
+
+            accepted, reversed_ = await hand_over(batch, self.config.usdc_unit, accept, reverse)
+            self.deposits_forwarded += accepted
+            self.deposits_reversed += reversed_
 
     async def _listen(self) -> None:
         while not self._stop.is_set():
@@ -150,7 +158,7 @@ class ChainActor:
         cursor = await self.stack.deposits.state()
         base_cursor = await self.stack.base_deposits.state()
         return {"deposit_cursor": cursor.next_block, "base_deposit_cursor": base_cursor.next_block,
-                "deposits_forwarded": self.deposits_forwarded,
+                "deposits_forwarded": self.deposits_forwarded, "deposits_reversed": self.deposits_reversed,
                 "listening": self._task is not None and not self._task.done(), "last_error": self.last_error,
                 "pending_txs": {s.address: await s.pending_keys() for s in
                                 (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)},

@@ -116,6 +116,10 @@ class RouterActor:
     async def accept(self, deposits: list[CollateralDeposit]) -> int:
         return len(await self.router.accept(deposits))
 
+    async def reverse(self, deposit_keys: list[str]) -> int:
+        """Deposits dropped by a reorg after their credit (from `chain`, one call per batch)."""
+        return len(await self.router.reverse(deposit_keys))
+
     async def ledger(self, user: str) -> dict[str, Any]:
         if self.shards:
             view = await self.shards[shard_of_user(user, len(self.shards))].user.remote(user)
