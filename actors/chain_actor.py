@@ -1,8 +1,9 @@
 """The `chain` actor: events in, calls out (DESIGN.md, Actors).
 
 Events in: it polls the deposit listeners of custody on Arbitrum and on Base (ChainConnector each: confirmations,
-reorgs, persisted cursor) and hands each batch of confirmed deposits to the `router` actor in ONE call; the cursor is committed only after the
-router has taken them (the router's accept is idempotent per deposit key, so a crash in between replays safely).
+reorgs, persisted cursor) and hands each batch to the `router` actor in ONE call per kind (deposits dropped by a
+reorg deeper than the confirmations, then new confirmed deposits); the cursor is committed only after the router
+has taken them (both calls are idempotent per deposit key, so a crash in between replays safely).
 Calls out: the router's chain hops (Across deposit, fill lookup, transfer to the exchange) and index-token mints,
 all through the keyed TxSenders (a restarted actor resends nothing). Thin: the logic is in chain/ and core/.
 """
