@@ -124,7 +124,8 @@ class LauncherOptions:
     #: The simulator's price process step (ms) and its exchange-side deposit polling.
     price_update_ms: int = 100
     deposit_poll_ms: int = 20
-    #: Automine chains: a deposit is final once mined (confirmations 0); the listener still checks reorgs.
+    #: Automine chains: a deposit is final once mined (confirmations 0, on both chains); the listener still checks
+    #: reorgs.
     confirmations: int = 0
     tick_interval_ms: int = 50
     poll_s: float = 0.05
@@ -223,7 +224,7 @@ class LocalSystem:
         s = self.base_settings
         self.settings = s.model_copy(update={
             "chain": ChainConfig(**{**s.chain.model_dump(), "confirmations": self.o.confirmations,
-                                    "receipt_poll_ms": 20}),
+                                    "base_confirmations": self.o.confirmations, "receipt_poll_ms": 20}),
             "exchange": ExchangeConfig(**{**s.exchange.model_dump(), "rest_url": self.exchange.url,
                                           "ws_url": self.exchange.ws_url,
                                           "market_shards": self.o.market_shards}),
