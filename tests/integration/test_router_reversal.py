@@ -5,6 +5,7 @@ debited once whatever is replayed."""
 from __future__ import annotations
 
 import asyncio
+import json
 from decimal import Decimal
 
 import redis.asyncio as aioredis
@@ -94,6 +95,35 @@ def test_reversals_fail_an_unbridged_route_and_record_a_bridged_one(redis_server
             await router.reverse([d3.key])  # a replay: the sink is told again and books nothing
             assert ledgers.ledger(A).to_dict() == before
             assert (await router.inspect())["reversed_after_routing"].keys() == {d3.key}
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_redis_ledgers_take_a_reversed_deposit_back_once(redis_server) -> None:
+    """The chain-only sink (ledgers in Redis): the reversal is stored, a replay books nothing, and what free
+    collateral cannot cover becomes the user's debt."""
+    from chain.redis_ledgers import RedisLedgers
+    from core.chain_events import DepositReversal
+
+    async def scenario() -> None:
+        client = aioredis.Redis.from_url(redis_server.url)
+        await client.flushdb()
+        try:
+            ledgers = RedisLedgers(client, namespace="reversal-ledgers", unit=U)
+            d1, d2 = deposit(1, A, "100"), deposit(2, A, "30")
+            await ledgers.credit([d1, d2], {d1.key: Decimal("1.6")})
+            led = await ledgers.ledger(A)
+            led.reserve("order-1", Decimal("120"))
+            await client.hset("reversal-ledgers:users", A, json.dumps(led.to_dict()))
+            for _ in range(2):
+                await ledgers.reverse([DepositReversal(d1.key, A, Decimal("100"))])
+                after = await ledgers.ledger(A)
+                after.check()
+                # 1.6 from the hold, the 8.4 left free, the rest (90) is reserved by the order: owed
+                assert after.is_reversed(d1.key) and after.credited == Decimal("30")
+                assert (after.available, after.held, after.debt) == (0, 0, Decimal("90"))
         finally:
             await client.aclose()
 
