@@ -434,7 +434,8 @@ def _dev_keys(args: argparse.Namespace) -> int:
         return 0
     print("funded users of the local world (anvil's public dev mnemonic: never use these keys elsewhere)")
     for k in keys:
-        print(f"  {k['address']}  key {k['key']}  {k['usdc_arbitrum']} USDC on arbitrum")
+        held = ", ".join(f"{v} USDC on {n.removeprefix('usdc_')}" for n, v in k.items() if n.startswith("usdc_"))
+        print(f"  {k['address']}  key {k['key']}  {held}")
     return 0
 # ---------------------------------------------------------------------------------------------------- reconcile
 def _reconcile(args: argparse.Namespace) -> int:

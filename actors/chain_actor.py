@@ -1,8 +1,9 @@
 """The `chain` actor: events in, calls out (DESIGN.md, Actors).
 
-Events in: it polls the Arbitrum deposit listener (ChainConnector: confirmations, reorgs, persisted cursor) and
-hands each batch of confirmed deposits to the `router` actor in ONE call; the cursor is committed only after the
-router has taken them (the router's accept is idempotent per deposit key, so a crash in between replays safely).
+Events in: it polls the deposit listeners of custody on Arbitrum and on Base (ChainConnector each: confirmations,
+reorgs, persisted cursor) and hands each batch to the `router` actor in ONE call per kind (deposits dropped by a
+reorg deeper than the confirmations, then new confirmed deposits); the cursor is committed only after the router
+has taken them (both calls are idempotent per deposit key, so a crash in between replays safely).
 Calls out: the router's chain hops (Across deposit, fill lookup, transfer to the exchange) and index-token mints,
 all through the keyed TxSenders (a restarted actor resends nothing). Thin: the logic is in chain/ and core/.
 """
@@ -19,7 +20,7 @@ import ray
 import core  # noqa: F401  (decimal context in the worker)
 from actors.logs import setup_logging
 from chain.deployment import WorldState
-from chain.deposit_feed import deposits_from_batch
+from chain.deposit_feed import hand_over
 from chain.keys import mnemonic_from_env
 from chain.route_effects import BridgeSent, FillSeen, TransferSent
 from chain.stack import ChainStack
@@ -64,6 +65,7 @@ class ChainActor:
         self._start_lock = asyncio.Lock()
         self.last_error: str | None = None
         self.deposits_forwarded = 0
+        self.deposits_reversed = 0
         # Start at once, on creation and on every restart (Ray re-runs __init__ on the actor's running loop), so
         # a restarted actor resumes by itself; start() stays idempotent for launchers that call it.
         try:
@@ -92,25 +94,34 @@ class ChainActor:
         return self._router
 
     async def _forward(self, batch: Any) -> None:
-        deposits = deposits_from_batch(batch, self.config.usdc_unit)
-        if batch.reorg is not None and batch.reorg.orphaned:
-            log.error("chain %s: deposits handed out before were dropped by a reorg: %s", batch.chain_id,
-                      batch.reorg.orphaned)
-        if deposits:
+        if batch.logs or (batch.reorg is not None and batch.reorg.orphaned):
             router = self._router_handle()
             if router is None:
                 raise RuntimeError("no router to hand deposits to")
-            await router.accept.remote(deposits)  # one call per batch; raises -> not committed -> comes again
-            self.deposits_forwarded += len(deposits)
+            if batch.reorg is not None and batch.reorg.orphaned:
+                log.warning("chain %s: deposits handed out before were dropped by a reorg: %s", batch.chain_id,
+                            batch.reorg.orphaned)
+
+            async def accept(deposits: list) -> None:
+                await router.accept.remote(deposits)
+
+            async def reverse(keys: list[str]) -> None:
+                await router.reverse.remote(keys)
+
+            accepted, reversed_ = await hand_over(batch, self.config.usdc_unit, accept, reverse)
+            self.deposits_forwarded += accepted
+            self.deposits_reversed += reversed_
 
     async def _listen(self) -> None:
         while not self._stop.is_set():
-            try:
-                await self.stack.deposits.poll(self._forward)
-                self.last_error = None
-            except Exception as exc:  # node or router unreachable: the same range is read again next time
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                log.warning("deposit poll failed: %s", exc)
+            errors = []
+            for listener in self.stack.deposit_listeners:  # each chain on its own: one node down stops only it
+                try:
+                    await listener.poll(self._forward)
+                except Exception as exc:  # node or router unreachable: the same range is read again next time
+                    errors.append(f"chain {listener.chain_id}: {type(exc).__name__}: {exc}")
+                    log.warning("deposit poll on chain %s failed: %s", listener.chain_id, exc)
+            self.last_error = "; ".join(errors) or None
             try:
                 await asyncio.wait_for(self._stop.wait(), self.poll_s)  # the polling interval
             except asyncio.TimeoutError:
@@ -127,8 +138,9 @@ class ChainActor:
     async def fill_expired(self, fill_deadline: int) -> bool:
         return await self.stack.effects.fill_expired(fill_deadline)
 
-    async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent:
-        return await self.stack.effects.transfer(key, address, amount)
+    async def transfer(self, key: str, address: str, amount: Decimal, *, from_custody: bool = False
+                       ) -> TransferSent:
+        return await self.stack.effects.transfer(key, address, amount, from_custody=from_custody)
 
     # --- calls out: mints, batched ------------------------------------------------------------------------------
 
@@ -154,7 +166,10 @@ class ChainActor:
 
     async def inspect(self) -> dict[str, Any]:
         cursor = await self.stack.deposits.state()
-        return {"deposit_cursor": cursor.next_block, "deposits_forwarded": self.deposits_forwarded,
+        base_cursor = await self.stack.base_deposits.state()
+        return {"deposit_cursor": cursor.next_block, "base_deposit_cursor": base_cursor.next_block,
+                "deposits_forwarded": self.deposits_forwarded, "deposits_reversed": self.deposits_reversed,
                 "listening": self._task is not None and not self._task.done(), "last_error": self.last_error,
                 "pending_txs": {s.address: await s.pending_keys() for s in
-                                (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)}}
+                                (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)},
+                "pending_txs_base_custody": await self.stack.base_custody_sender.pending_keys()}

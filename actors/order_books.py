@@ -35,10 +35,11 @@ import redis.asyncio as aioredis
 import core  # noqa: F401  (the project's decimal context in the worker)
 from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
-from core.chain_events import CollateralDeposit
+from core.chain_events import CollateralDeposit, DepositReversal
 from core.clock import SystemClock
 from core.collateral_ledger import USDC_UNIT, CollateralError, CollateralLedger
 from core.collateral_route import FeeCharge
+from core.deposit_reversal import reverse_in_book
 from core.index_order import OrderStateError, order_id_of
 from core.index_order_book import UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
@@ -48,8 +49,8 @@ from core.money import ZERO, D, quantize_up
 from core.shard_assignment import shard_of
 from protocol.envelope import UserRef
 from protocol.gc_tuning import tune_gc_once
-from protocol.indexmaker_app import (AppRequest, AppResponse, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder,
-                                     NewQuote, OrderAccepted, QuoteRefused)
+from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, DepositReversed, GetInvoice, InvoiceIssued,
+                                     InvoiceRefused, NewOrder, NewQuote, OrderAccepted, QuoteRefused)
 from actors.logs import setup_logging
 from actors.packed import packed
 from actors.ray_context import restarted_by_ray
@@ -251,6 +252,7 @@ class IndexOrderBooks:
         self._outbox: list[ShardReport] = []  # committed, not yet delivered
         self._subscriber_spec: dict[str, Any] | None = None
         self._errors: list[str] = []
+        self._reversals: list[dict[str, Any]] = []  # deposits taken back after a reorg, for the operator
         #: Handled races worth seeing (a cancel that beat an engage): not errors, so kept apart and in memory only.
         self._notes: collections.deque[str] = collections.deque(maxlen=50)
         self._counts = {"handled": 0, "commits": 0, "reports": 0, "delivery_calls": 0, "delivery_failures": 0,
@@ -304,6 +306,7 @@ class IndexOrderBooks:
             self._delivered = delivered
             self._subscriber_spec = meta["subscriber"]
             self._errors = list(meta["errors"])
+            self._reversals = list(meta.get("reversals", ()))  # a meta written before reversals has none
         for field, raw in invoices.items():
             key, cl = field.decode().split("\n", 1)
             self._add_invoice(key, cl, MintInvoice.model_validate_json(raw))
@@ -335,7 +338,7 @@ class IndexOrderBooks:
             "fifo": list(self._fifo),
             "engaged": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
             "routes": self._routes, "report_seq": self._report_seq, "delivered": self._delivered,
-            "subscriber": self._subscriber_spec, "errors": self._errors[-50:],
+            "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": self._reversals[-1000:],
         })
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
@@ -558,6 +561,36 @@ class IndexOrderBooks:
                     self.app.book_of(user_key(user)).ledger.release_hold(key)
             self._routes[route_id] = {k: str(v) for k, v in net_by_deposit.items()}
             await self._commit()
+
+    async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
+        """Deposits dropped by a reorg after their credit (core.deposit_reversal): unengaged collateral of the
+        user's newest orders is cancelled as far as the shortfall needs, the deposit taken back, an engaged
+        shortfall left as the user's debt; the user gets a cancel report per order cut and a DepositReversed.
+        Idempotent per deposit key (the ledger remembers what it reversed)."""
+        self._ensure_started()
+        async with self._lock:
+            now = self._clock.now_ms()
+            reports: list[AppResponse] = []
+            for r in reversals:
+                key = user_key(r.user)
+                book = self.app.books.get(key)
+                done = reverse_in_book(book, r.deposit_key, now) if book is not None else None
+                if done is None:
+                    continue  # reversed before, or never credited here
+                self.app.touched.add(key)
+                ref = self.app.ref(key)
+                for order, freed in done.cancelled:
+                    reports.append(CancelDone(ref, order.cl_ord_id, freed, order.remaining, order.engaged))
+                    if order.is_terminal:
+                        reports.append(self.app._progress(ref, order))
+                reports.append(DepositReversed(ref, r.deposit_key, done.amount, book.ledger.debt,
+                                               tuple(o.cl_ord_id for o, _ in done.cancelled),
+                                               ReasonCode.DEPOSIT_REVERSED, now))
+                self._reversals.append({"deposit": r.deposit_key, "user": key, "amount": str(done.amount),
+                                        "debt_added": str(done.debt), "routed": r.routed, "at_ms": now})
+                log.warning("orders-%d: deposit %s of %s reversed by a reorg: %s taken back, %d orders cut, %s owed",
+                            self.k, r.deposit_key, key, done.amount, len(done.cancelled), book.ledger.debt)
+            await self._commit(reports)
 
     # ------------------------------------------------------------------ the solver's side
     async def pending(self, limit: int = 10_000) -> list[PendingOrder]:
@@ -818,6 +851,8 @@ class IndexOrderBooks:
             "report_seq": self._report_seq, "delivered_seq": self._delivered, "undelivered": len(self._outbox),
             "subscriber": self._subscriber_spec, "invoices": len(self.app.invoices), "errors": list(self._errors),
             "notes": list(self._notes),
+            "reversed_deposits": list(self._reversals),
+            "debts": {k: str(b.ledger.debt) for k, b in self.app.books.items() if b.ledger.debt > 0},
             "counts": dict(self._counts), "last_handle": self._last_handle,
         }
 
@@ -865,6 +900,11 @@ class ShardedCollateralSink:
         groups = split_by_shard(users.items(), len(self.shards), lambda item: item[1])
         await asyncio.gather(*(s.routed.remote(route_id, dict(net_by_deposit), dict(groups.get(k, ())))
                                for k, s in enumerate(self.shards)))
+
+
+    async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
+        groups = split_by_shard(reversals, len(self.shards), lambda r: r.user)
+        await asyncio.gather(*(self.shards[k].reverse.remote(items) for k, items in groups.items()))
 
 
 class ShardedApp:

@@ -47,8 +47,9 @@ class ActorRouteEffects:
     async def fill_expired(self, fill_deadline: int) -> bool:
         return await self.chain.fill_expired.remote(fill_deadline)
 
-    async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent:
-        return await self.chain.transfer.remote(key, address, amount)
+    async def transfer(self, key: str, address: str, amount: Decimal, *, from_custody: bool = False
+                       ) -> TransferSent:
+        return await self.chain.transfer.remote(key, address, amount, from_custody=from_custody)
 
     async def deposit_address(self, coin: str, network: str) -> str:
         return await self._deposit_address(coin, network)
@@ -114,6 +115,10 @@ class RouterActor:
 
     async def accept(self, deposits: list[CollateralDeposit]) -> int:
         return len(await self.router.accept(deposits))
+
+    async def reverse(self, deposit_keys: list[str]) -> int:
+        """Deposits dropped by a reorg after their credit (from `chain`, one call per batch)."""
+        return len(await self.router.reverse(deposit_keys))
 
     async def ledger(self, user: str) -> dict[str, Any]:
         if self.shards:

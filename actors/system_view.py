@@ -74,6 +74,9 @@ class SystemView:
         #: made: a system whose only problems are stale books is "degraded" (some indexes wait), not "unhealthy".
         self._stale_books: dict[str, int] = {}
         self._stale_problems = 0
+        #: Money the operator must look at (users in debt, deposits reversed by a reorg): the verdict is "degraded"
+        #: (still 200: the system works) and each is named. Filled during one update.
+        self._money_warnings: list[str] = []
 
     # ------------------------------------------------------------------ counters from counts
     def _count(self, actor: str, name: str, value: Any, tags: Mapping[str, str] | None = None) -> None:
@@ -91,6 +94,7 @@ class SystemView:
         """Take one poll of every actor (name -> Observation); set the metrics; return (and keep) the health."""
         m = self.metrics
         problems: list[str] = []
+        self._money_warnings = []
         actors: dict[str, Any] = {}
         lags: dict[str, Any] = {}
         self._stale_books, self._stale_problems = {}, 0
@@ -111,10 +115,14 @@ class SystemView:
                     problems.append(f"{name}: inspect() not understood ({type(exc).__name__}: {exc})")
         healthy = not problems
         m.set("indexmaker_healthy", 1 if healthy else 0)
-        status = "ok" if healthy else "degraded" if len(problems) == self._stale_problems else "unhealthy"
+        if healthy:
+            status = "degraded" if self._money_warnings else "ok"
+        else:
+            status = "degraded" if len(problems) == self._stale_problems else "unhealthy"
         self.last_health = {"status": status, "healthy": healthy, "checked_ms": now_ms,
                             "problems": problems, "actors": actors, "lags": lags,
-                            "stale_books": dict(sorted(self._stale_books.items()))}
+                            "stale_books": dict(sorted(self._stale_books.items())),
+                            "warnings": list(self._money_warnings)}
         return self.last_health
 
     # ------------------------------------------------------------------ per kind
@@ -155,6 +163,11 @@ class SystemView:
         lags.setdefault("reports_undelivered", {})[name] = undelivered
         if undelivered > self.limits.max_undelivered_reports:
             problems.append(f"{name}: {undelivered} reports not delivered to the gateway")
+        for user, debt in sorted((d.get("debts") or {}).items()):
+            self._money_warnings.append(f"{name}: user {user} owes {debt} USDC (new orders refused)")
+        for r in d.get("reversed_deposits") or ():
+            self._money_warnings.append(f"{name}: deposit {r['deposit']} of {r['user']} ({r['amount']} USDC) "
+                                        f"reversed by a chain reorg, {r['debt_added']} left as debt")
 
     def _on_gateway(self, name: str, d: Mapping[str, Any], problems: list[str], lags: dict[str, Any]) -> None:
         m, counts, server = self.metrics, d.get("counts", {}), d.get("server", {})
@@ -243,6 +256,9 @@ class SystemView:
                 m.observe("indexmaker_route_seconds", max(0, r["updated_ms"] - r["created_ms"]) / 1000,
                           {"stage": stage})
         self._routes_seen &= {r.get("route_id") for r in routes}
+        for key, r in sorted((d.get("reversed_after_routing") or {}).items()):
+            self._money_warnings.append(f"{name}: deposit {key} of {r['user']} ({r['amount']} USDC) reversed by a "
+                                        f"reorg after {r['route']} moved it out of custody: the house is short of it")
 
     def _on_chain(self, name: str, d: Mapping[str, Any], problems: list[str], lags: dict[str, Any]) -> None:
         if not d.get("listening", True):

@@ -20,13 +20,13 @@ import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 from redis.asyncio import Redis
 
 from chain.collateral_sink import CollateralSink
 from chain.route_effects import RouteEffects
-from core.chain_events import CollateralDeposit
+from core.chain_events import CollateralDeposit, DepositReversal
 from core.clock import Clock
 from core.collateral_route import CollateralRoute, RouteStage
 from core.config import Settings
@@ -108,6 +108,7 @@ class CollateralRouter:
             "routes": [r.to_dict() for r in routes],
             "by_stage": {s.value: sum(1 for r in routes if r.stage == s) for s in RouteStage},
             "errors": dict(self.errors),
+            "reversed_after_routing": await self.reversed_after_routing(),
         }
 
     # --- deposits in ------------------------------------------------------------------------------------------------
@@ -134,6 +135,90 @@ class CollateralRouter:
                 pipe.hset(self._k("pending"), d.key, json.dumps({**member.to_dict(), "chain_id": d.chain_id}))
             await pipe.execute()
             return fresh
+
+    # --- deposits out: a reorg deeper than the confirmations ---------------------------------------------------------
+
+    async def reverse(self, deposit_keys: Sequence[str]) -> list[DepositReversal]:
+        """Deposits credited before and now dropped by a reorg (event keys from the chain listener). Each is taken
+        out of routing where it still can be: a pending deposit leaves the queue; a route not bridged yet whose
+        members are all reversed fails (custody no longer has the money: never bridge it). A deposit whose money
+        already left custody is recorded for the operator (`reversed_after_routing`). Then every reversal goes
+        to the sink (the users' ledgers). Idempotent per key: the records are written first, and the sink is told
+        again on a replay (it is idempotent itself), so a crash in between loses nothing. Keys that were never
+        accepted as deposits (e.g. a mint to custody) are ignored. Returns the reversals."""
+        if not deposit_keys:
+            return []
+        async with self._lock, self._intake:
+            out: list[DepositReversal] = []
+            known = dict(zip(deposit_keys, await self.redis.hmget(self._k("deposits"), list(deposit_keys))))
+            recorded = dict(zip(deposit_keys, await self.redis.hmget(self._k("reversed"), list(deposit_keys))))
+            touched_routes: dict[str, CollateralRoute] = {}
+            for key in dict.fromkeys(deposit_keys):
+                if recorded[key] is not None:  # a replay: tell the sink again
+                    data = json.loads(recorded[key])
+                    out.append(DepositReversal(key, data["user"], Decimal(data["amount"]), data["routed"]))
+                    continue
+                where = known[key].decode() if known[key] is not None else None
+                if where is None:
+                    continue
+                if where == "pending":
+                    raw = await self.redis.hget(self._k("pending"), key)
+                    if raw is None:
+                        continue
+                    member = RouteMember.from_dict(json.loads(raw))
+                    pipe = self.redis.pipeline(transaction=True)
+                    pipe.hdel(self._k("pending"), key)
+                    pipe.hset(self._k("deposits"), key, "reversed")
+                    pipe.hset(self._k("reversed"), key, json.dumps(
+                        {"user": member.user, "amount": str(member.amount), "routed": False, "route": None}))
+                    await pipe.execute()
+                    out.append(DepositReversal(key, member.user, member.amount, False))
+                    continue
+                if where == "reversed":
+                    continue
+                route = touched_routes.get(where) or await self.route(where)
+                if route is None:
+                    continue
+                touched_routes[where] = route
+                [member] = [m for m in route.members if m.deposit_key == key]
+                # The money left custody with the route's first transaction: the bridge (from Arbitrum) or the
+                # transfer to the exchange (a route that started on Base).
+                routed = route.bridge is not None or route.transfer is not None
+                await self.redis.hset(self._k("reversed"), key, json.dumps(
+                    {"user": member.user, "amount": str(member.amount), "routed": routed, "route": route.route_id,
+                     "stage": route.stage.value}))
+                if routed:
+                    await self.redis.hset(self._k("reversed_after_routing"), key, json.dumps(
+                        {"user": member.user, "amount": str(member.amount), "route": route.route_id,
+                         "stage": route.stage.value}))
+                    log.error("deposit %s (%s USDC of %s) reversed by a reorg after its money left custody in %s: "
+                              "the house is short of it", key, member.amount, member.user, route.route_id)
+                out.append(DepositReversal(key, member.user, member.amount, routed))
+            await self._fail_reversed_routes(touched_routes.values())
+            if out:
+                await self.sink.reverse(out)
+            return out
+
+    async def _fail_reversed_routes(self, routes: Iterable[CollateralRoute]) -> None:
+        """A route that has sent nothing yet and carries only reversed deposits fails: its money is gone."""
+        for route in routes:
+            if route.is_final or route.transfer is not None or route.bridge is not None:
+                continue
+            keys = [m.deposit_key for m in route.members]
+            flags = await self.redis.hmget(self._k("reversed"), keys)
+            if any(f is None for f in flags):
+                log.error("route %s carries reversed and live deposits and has not bridged: operator to split it",
+                          route.route_id)
+                self.errors[route.route_id] = "carries deposits reversed by a reorg; not failed (live members)"
+                continue
+            route.fail("every deposit of the route was dropped by a chain reorg", now_ms=self.clock.now_ms())
+            await self._save(route)
+            await self.redis.srem(self._k("active"), route.route_id)
+
+    async def reversed_after_routing(self) -> dict[str, dict[str, Any]]:
+        """Reversed deposits whose money had already left custody: the operator must recover it."""
+        raw = await self.redis.hgetall(self._k("reversed_after_routing"))
+        return {k.decode(): json.loads(v) for k, v in raw.items()}
 
     # --- the loop body ----------------------------------------------------------------------------------------------
 
@@ -237,7 +322,11 @@ class CollateralRouter:
             return True
         if route.stage == RouteStage.ON_DESTINATION:
             address = await self.effects.deposit_address(cfg.coin, cfg.network)
-            sent_t = await self.effects.transfer(f"{route.route_id}:transfer", address, route.amount_held)
+            # A route that never bridged (its deposits were made on the destination chain) still sits at custody
+            # there; a bridged one was delivered to the wallet.
+            direct = route.origin_chain_id == route.destination_chain_id
+            sent_t = await self.effects.transfer(f"{route.route_id}:transfer", address, route.amount_held,
+                                                 from_custody=direct)
             route.transferred(tx_hash=sent_t.tx_hash, address=address, amount=route.amount_held, gas=sent_t.gas,
                               now_ms=now(), block=sent_t.block, gas_wei=sent_t.gas_wei)
             return True

@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Mapping, Protocol, Sequence
 
-from core.chain_events import CollateralDeposit
+from core.chain_events import CollateralDeposit, DepositReversal
 from core.collateral_ledger import USDC_UNIT, CollateralLedger
 from core.collateral_route import FeeCharge
 
@@ -25,6 +25,10 @@ class CollateralSink(Protocol):
     async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
         """A route reached the exchange: each deposit's net amount is now tradable there, and what is left of its
         hold goes back to its user (`users`: deposit key -> user)."""
+
+    async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
+        """Deposits dropped by a reorg after their credit: take each back from its user (unengaged orders first,
+        the rest as debt), idempotent per deposit key."""
 
 
 class InMemoryLedgers:
@@ -53,3 +57,7 @@ class InMemoryLedgers:
         self.routed_routes[route_id] = dict(net_by_deposit)
         for key, user in users.items():
             self.ledger(user).release_hold(key)
+
+    async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
+        for r in reversals:
+            self.ledger(r.user).reverse_deposit(r.deposit_key)

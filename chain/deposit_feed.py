@@ -7,7 +7,7 @@ to be credited for them.
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
 
 from chain.connector import ChainConnector, LogBatch, LogSource
 from core.chain_events import CollateralDeposit
@@ -36,3 +36,19 @@ def deposit_connector(w3: Any, chain_id: int, redis: Any, usdc: Any, custody: st
                       confirmations: int, **kwargs: Any) -> ChainConnector:
     return ChainConnector(w3, chain_id, redis, [deposit_source(usdc, custody)], start_block=start_block,
                           confirmations=confirmations, name="deposits", **kwargs)
+
+
+async def hand_over(batch: LogBatch, unit: Decimal,
+                    accept: Callable[[list[CollateralDeposit]], Awaitable[Any]],
+                    reverse: Callable[[list[str]], Awaitable[Any]]) -> tuple[int, int]:
+    """Give one confirmed batch to the router: first the deposits a reorg deeper than the confirmations dropped
+    (handed out before, gone now: `reverse(keys)`), then the new ones (`accept(deposits)`); one call each, only
+    when there is something. Either raising leaves the batch uncommitted, so it comes again (both are idempotent).
+    Returns (deposits accepted, keys reversed)."""
+    deposits = deposits_from_batch(batch, unit)
+    orphaned: Sequence[str] = batch.reorg.orphaned if batch.reorg is not None else ()
+    if orphaned:
+        await reverse(list(orphaned))
+    if deposits:
+        await accept(deposits)
+    return len(deposits), len(orphaned)

@@ -13,7 +13,7 @@ from typing import Mapping, Sequence
 
 from redis.asyncio import Redis
 
-from core.chain_events import CollateralDeposit
+from core.chain_events import CollateralDeposit, DepositReversal
 from core.collateral_ledger import USDC_UNIT, CollateralLedger
 from core.collateral_route import FeeCharge
 
@@ -59,3 +59,9 @@ class RedisLedgers:
         await self._apply({u.lower() for u in users.values()}, go)
         await self.redis.hset(self._k("routed"), route_id,
                               json.dumps({k: str(v) for k, v in net_by_deposit.items()}))
+
+    async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
+        def go(ledgers: dict[str, CollateralLedger]) -> None:
+            for r in reversals:
+                ledgers[r.user.lower()].reverse_deposit(r.deposit_key)
+        await self._apply({r.user.lower() for r in reversals}, go)

@@ -1,8 +1,8 @@
 """What the collateral router does to the outside world, one method per hop, each idempotent by its key.
 
 `ChainRouteEffects` does it on the chains (Across deposit from Arbitrum custody, fill lookup on Base, USDC
-transfer from the Base wallet) and asks the exchange through two injected callables:
-`deposit_address(coin, network) -> str` and `exchange_credited(coin, network, tx_hash, amount) -> Decimal | None`
+transfer from the Base wallet, or from custody on Base for a deposit made there) and asks the exchange through two
+injected callables: `deposit_address(coin, network) -> str` and `exchange_credited(coin, network, tx_hash, amount) -> Decimal | None`
 (actors/exchange_deposits.py makes both from exchange/gateway.py; chain/ never imports the exchange). Gas is
 converted to collateral at a configured rate per chain (core.gas_cost); the bridge's output is input minus a
 configured fee rate, rounded down (core.fees.hop_by_rate).
@@ -58,7 +58,8 @@ class RouteEffects(Protocol):
     async def bridge(self, key: str, amount: Decimal) -> BridgeSent: ...
     async def find_fill(self, deposit_id: int, from_block: int) -> FillSeen | None: ...
     async def fill_expired(self, fill_deadline: int) -> bool: ...
-    async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent: ...
+    async def transfer(self, key: str, address: str, amount: Decimal, *, from_custody: bool = False
+                       ) -> TransferSent: ...
     async def deposit_address(self, coin: str, network: str) -> str: ...
     async def exchange_credited(self, coin: str, network: str, tx_hash: str, amount: Decimal) -> Decimal | None: ...
 
@@ -71,9 +72,13 @@ class ChainRouteEffects:
     def __init__(self, bridge: AcrossBridge, destination_sender: TxSender, destination_usdc: Any, *,
                  destination_wallet: str, unit: Decimal, bridge_fee_rate: Decimal,
                  native_price: dict[int, Decimal], deposit_address: DepositAddress = _no_exchange,
-                 exchange_credited: ExchangeCredited = _no_exchange) -> None:
+                 exchange_credited: ExchangeCredited = _no_exchange,
+                 destination_custody: TxSender | None = None) -> None:
         if destination_sender.address != destination_wallet:
             raise ValueError("the destination sender must sign for the wallet the bridge delivers to")
+        if destination_custody is not None and destination_custody.chain_id != destination_sender.chain_id:
+            raise ValueError("custody's destination sender must sign on the destination chain")
+        self.custody = destination_custody
         self.across = bridge
         self.sender = destination_sender
         self.usdc = destination_usdc
@@ -106,15 +111,23 @@ class ChainRouteEffects:
     async def fill_expired(self, fill_deadline: int) -> bool:
         return await self.across.destination_time() > fill_deadline
 
-    async def transfer(self, key: str, address: str, amount: Decimal) -> TransferSent:
+    async def transfer(self, key: str, address: str, amount: Decimal, *, from_custody: bool = False
+                       ) -> TransferSent:
+        """Send `amount` to the exchange from the Base wallet (a bridged route), or from custody on Base (a route
+        whose deposit was made on Base: the money never left custody)."""
+        sender = self.sender
+        if from_custody:
+            if self.custody is None:
+                raise RuntimeError(f"transfer {key}: no custody sender on the destination chain")
+            sender = self.custody
         units = to_units(amount, self.unit)
         # Exchanges hand out deposit addresses in lower case; web3 takes only the checksummed form.
         to = AsyncWeb3.to_checksum_address(address)
-        result = await self.sender.send(key, self.usdc.functions.transfer(to, units),
+        result = await sender.send(key, self.usdc.functions.transfer(to, units),
                                         meta={"to": to.lower(), "units": str(units)})
         if not result.ok:
             raise RuntimeError(f"transfer {key} reverted on chain in {result.tx_hash}")
-        return TransferSent(result.tx_hash, self._gas(self.sender.chain_id, result.gas_cost_wei),
+        return TransferSent(result.tx_hash, self._gas(sender.chain_id, result.gas_cost_wei),
                             result.gas_cost_wei, result.block_number)
 
     async def deposit_address(self, coin: str, network: str) -> str:

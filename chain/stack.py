@@ -1,6 +1,7 @@
-"""Wires the chain side from the world state file and core.config's ChainConfig: web3 clients, contracts, the three
-signing accounts' senders, the Across bridge, the deposit listener, the route effects and the index minter. One
-place, so that tests, the bench and the actors build exactly the same objects.
+"""Wires the chain side from the world state file and core.config's ChainConfig: web3 clients, contracts, the
+signing accounts' senders (custody on both chains, the Base wallet, the solver), the Across bridge, the deposit
+listeners (custody on Arbitrum and on Base), the route effects and the index minter. One place, so that tests, the
+bench and the actors build exactly the same objects.
 """
 from __future__ import annotations
 
@@ -36,6 +37,10 @@ class ChainStack:
     deposits: ChainConnector
     effects: ChainRouteEffects
     minter: IndexMinter
+    #: Custody on Base (the same account as on Arbitrum): users' deposits there go straight to the exchange, signed
+    #: by custody itself, so no second transaction moves them to the Base wallet first.
+    base_custody_sender: TxSender
+    base_deposits: ChainConnector
 
     @classmethod
     def build(cls, state: WorldState, redis: Redis, config: ChainConfig, *, mnemonic: str,
@@ -55,6 +60,7 @@ class ChainStack:
 
         custody = sender(arb, a.chain_id, "custody")
         wallet = sender(bw3, b.chain_id, "base_wallet")
+        base_custody = sender(bw3, b.chain_id, "custody")
         solver = sender(bw3, b.chain_id, "solver")
         bridge = AcrossBridge(custody, arb_c.usdc, arb_c.spoke_pool, bw3, base_c.spoke_pool,
                               destination_chain_id=b.chain_id, destination_usdc=b.usdc,
@@ -65,22 +71,36 @@ class ChainStack:
                                      start_block=a.start_block, confirmations=config.confirmations,
                                      max_block_range=config.max_block_range, reorg_window=config.reorg_window,
                                      key_prefix=chain_prefix)
+        base_deposits = deposit_connector(bw3, b.chain_id, redis, base_c.usdc, state.account("custody").address,
+                                          start_block=b.start_block, confirmations=config.base_confirmations,
+                                          max_block_range=config.max_block_range, reorg_window=config.reorg_window,
+                                          key_prefix=chain_prefix)
         exchange = {k: v for k, v in (("deposit_address", deposit_address),
                                       ("exchange_credited", exchange_credited)) if v is not None}
         effects = ChainRouteEffects(bridge, wallet, base_c.usdc,
                                     destination_wallet=state.account("base_wallet").address,
                                     unit=config.usdc_unit, bridge_fee_rate=config.bridge_fee_rate,
-                                    native_price=dict(config.native_price), **exchange)
+                                    native_price=dict(config.native_price), destination_custody=base_custody,
+                                    **exchange)
         if base_c.index_token is None:
             raise ValueError(f"world has no index token on {base}")
         minter = IndexMinter(solver, base_c.index_token, decimals=config.index_token_decimals)
         return cls(config, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
-                   minter)
+                   minter, base_custody, base_deposits)
 
     async def recover(self) -> None:
         """On start: see through every transaction a crash left recorded but unconfirmed."""
-        for s in (self.custody_sender, self.wallet_sender, self.solver_sender):
+        for s in self.senders:
             await s.recover()
+
+    @property
+    def senders(self) -> tuple[TxSender, ...]:
+        return (self.custody_sender, self.wallet_sender, self.solver_sender, self.base_custody_sender)
+
+    @property
+    def deposit_listeners(self) -> tuple[ChainConnector, ...]:
+        """Every custody address watched for users' deposits: Arbitrum's, then Base's."""
+        return (self.deposits, self.base_deposits)
 
     async def close(self) -> None:
         for w3 in (self.arb, self.base):

@@ -51,3 +51,15 @@ class ChainReorg:
     ancestor: int  # the newest processed block that is still on the chain
     depth: int  # processed blocks replaced
     orphaned: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class DepositReversal:
+    """A deposit credited before and then dropped by a reorg deeper than the confirmations: `amount` goes back out
+    of its user's collateral. `routed`: its money had already left custody when the reorg was seen (the house is
+    short of it until the operator recovers it)."""
+
+    deposit_key: str
+    user: str
+    amount: Decimal
+    routed: bool = False

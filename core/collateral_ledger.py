@@ -169,6 +169,13 @@ class CollateralLedger:
     def is_reversed(self, deposit_id: str) -> bool:
         return deposit_id in self._reversed
 
+    def deposit(self, deposit_id: str) -> Decimal:
+        """What `deposit_id` credited (zero if it was never booked)."""
+        return self._deposits.get(deposit_id, ZERO)
+
+    def reversed_deposits(self) -> dict[str, Decimal]:
+        return dict(self._reversed)
+
     # --- per-order reservations -------------------------------------------------------------------------------------
 
     def reservation(self, order_id: str) -> Decimal:

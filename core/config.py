@@ -138,6 +138,9 @@ class ChainConfig(_Section):
     #: Blocks on top of a user's deposit on Arbitrum before it is credited (a deposit dropped by a reorg within
     #: this depth is never credited).
     confirmations: int = Field(2, ge=0)
+    #: Blocks on top of a user's deposit to custody on Base before it is credited (Base carries the index: such a
+    #: deposit takes only the last hop to the exchange, no bridge).
+    base_confirmations: int = Field(2, ge=0)
     #: Blocks on top of the relayer's fill on Base before the route moves on.
     fill_confirmations: int = Field(0, ge=0)
     usdc_decimals: int = Field(6, ge=0)
@@ -270,8 +273,8 @@ class LocalWorldConfig(_Section):
 
     #: Funded user accounts of the dev mnemonic (`indexmaker dev-keys`).
     users: int = Field(3, ge=0)
-    #: Automine chains: a deposit is final once mined (this replaces chain.confirmations locally); the listener
-    #: still checks reorgs.
+    #: Automine chains: a deposit is final once mined (this replaces chain.confirmations and base_confirmations
+    #: locally); the listener still checks reorgs.
     confirmations: int = Field(0, ge=0)
     #: The simulator credits a transfer to its deposit address after this many blocks, read every deposit_poll_ms.
     exchange_confirmations: int = Field(1, ge=0)

@@ -164,8 +164,24 @@ class QuoteCancelRefused:
     text: str
 
 
+@dataclass(slots=True, frozen=True)
+class DepositReversed:
+    """A deposit credited before was dropped by a reorg: `amount` left the user's collateral; `cancelled_orders`
+    had their not-yet-engaged collateral cut for it (each also reported as a cancel); `debt` is what the user owes
+    now (engaged collateral could not give it back: new orders are refused until a deposit pays it)."""
+
+    user: UserRef
+    deposit_id: str
+    amount: Decimal
+    debt: Decimal
+    cancelled_orders: tuple[str, ...]
+    code: ReasonCode
+    timestamp_ms: int
+
+
 AppResponse = Union[OrderAccepted, OrderRefused, CancelDone, CancelRefused, OrderProgress, InvoiceIssued,
-                    InvoiceRefused, QuoteAccepted, QuoteRefused, QuoteResult, QuoteCancelled, QuoteCancelRefused]
+                    InvoiceRefused, QuoteAccepted, QuoteRefused, QuoteResult, QuoteCancelled, QuoteCancelRefused,
+                    DepositReversed]
 
 
 class IndexMakerApp(Protocol):

@@ -196,9 +196,26 @@ class CancelIndexQuote(_Refusable):
     client_quote_id: Id
 
 
+class DepositReversed(Body):
+    """Server-initiated: a deposit credited before was dropped by a reorg deeper than the confirmations. `amount`
+    left the user's collateral; the orders in `cancelled_orders` had their not-yet-engaged collateral cut for it
+    (each with its own CancelIndexOrder report); `debt` is what the user now owes (collateral already engaged by a
+    batch): new orders are refused with DEBT_OUTSTANDING until a deposit pays it."""
+
+    MSG_TYPE: ClassVar[str] = "DepositReversed"
+    deposit_id: LooseId
+    amount: DecimalStr
+    debt: DecimalStr
+    cancelled_orders: list[Id] = Field(default_factory=list, max_length=1_000)
+    reason_code: Annotated[ReasonCode, EnumValue]
+    reason: Text
+    timestamp: Timestamp
+
+
 INDEXMAKER_REQUESTS: dict[str, type[Body]] = {
     m.MSG_TYPE: m for m in (NewIndexOrder, CancelIndexOrder, NewQuoteRequest, CancelQuoteRequest, GetMintInvoice,
                             AccountToCustody, CustodyToAccount)}
 INDEXMAKER_REPORTS: dict[str, type[Body]] = {
     m.MSG_TYPE: m for m in (NewIndexOrderReport, CancelIndexOrderReport, IndexOrderFill, MintInvoice,
-                            MintInvoiceRejected, NewIndexQuote, IndexQuoteResponse, CancelIndexQuote)}
+                            MintInvoiceRejected, NewIndexQuote, IndexQuoteResponse, CancelIndexQuote,
+                            DepositReversed)}

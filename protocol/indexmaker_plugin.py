@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Sequence
 from core.money import ZERO
 from protocol.envelope import Body, UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
-                                     GetInvoice, IndexMakerApp, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
+                                     DepositReversed, GetInvoice, IndexMakerApp, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelled,
                                      QuoteCancelRefused, QuoteRefused, QuoteResult)
 from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody, CancelIndexOrder,
@@ -21,6 +21,7 @@ from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody,
                                           CustodyToAccount, GetMintInvoice, IndexOrderFill, IndexQuoteResponse,
                                           InvoiceLine, MintInvoice, MintInvoiceRejected, NewIndexOrder,
                                           NewIndexOrderReport, NewIndexQuote, NewQuoteRequest)
+from protocol.indexmaker_messages import DepositReversed as DepositReversedReport
 from protocol.plugin import BasePlugin, Inbound, Refusal
 from protocol.reason_codes import NakCode, ReasonCode
 from protocol.wire_types import format_timestamp
@@ -142,6 +143,12 @@ class IndexMakerPlugin(BasePlugin):
         if isinstance(r, QuoteCancelRefused):
             return CancelIndexQuote(status="rejected", client_quote_id=r.client_quote_id, reason_code=r.code,
                                     reason=_text(r.text))
+        if isinstance(r, DepositReversed):
+            return DepositReversedReport(
+                deposit_id=r.deposit_id, amount=r.amount, debt=r.debt, cancelled_orders=list(r.cancelled_orders),
+                reason_code=r.code, reason=_text(f"deposit {r.deposit_id} was dropped by a chain reorg: {r.amount} "
+                                                  f"taken back from your collateral"),
+                timestamp=format_timestamp(r.timestamp_ms))
         raise TypeError(f"unknown application response {type(r).__name__}")
 
 

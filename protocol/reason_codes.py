@@ -43,6 +43,7 @@ class ReasonCode(str, Enum):
     NOT_MINTED = "NOT_MINTED"
     MARKET_UNAVAILABLE = "MARKET_UNAVAILABLE"
     DEBT_OUTSTANDING = "DEBT_OUTSTANDING"  # the user owes the house (routing cost beyond the hold, reversed deposit)
+    DEPOSIT_REVERSED = "DEPOSIT_REVERSED"  # a credited deposit was dropped by a reorg: orders cut to give it back
     ENGINE_FAILED = "ENGINE_FAILED"  # the engine gave up on an accepted order (late rejection, §10.5)
     INTERNAL_ERROR = "INTERNAL_ERROR"
 

@@ -164,10 +164,10 @@ class LocalChains:
         deployed = deploy_chain(admin, name, quote_time_buffer_s=cfg.quote_time_buffer_s,
                                 fill_deadline_buffer_s=cfg.fill_deadline_buffer_s,
                                 index_token=index_token, nonce_offset=offset)
-        if name == "arbitrum":
-            for user in users:
-                mint_usdc(admin, deployed.usdc, user.address, to_units(cfg.user_usdc, cfg.usdc_unit))
-        else:
+        # Users hold USDC on both chains: a deposit may come from either (Base deposits skip the bridge).
+        for user in users:
+            mint_usdc(admin, deployed.usdc, user.address, to_units(cfg.user_usdc, cfg.usdc_unit))
+        if name != "arbitrum":
             mint_usdc(admin, deployed.usdc, roles["relayer"].address, to_units(cfg.relayer_usdc, cfg.usdc_unit))
             # Relayers keep a standing approval of their float to the pool: a fill is then one transaction.
             relayer = EvmSigner(w3, self.account(cfg.roles["relayer"]))

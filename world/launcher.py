@@ -239,6 +239,7 @@ class LocalSystem:
         s = self.base_settings
         self.settings = s.model_copy(update={
             "chain": ChainConfig(**{**s.chain.model_dump(), "confirmations": self.o.confirmations,
+                                    "base_confirmations": self.o.confirmations,
                                     "receipt_poll_ms": s.local.receipt_poll_ms}),
             "exchange": ExchangeConfig(**{**s.exchange.model_dump(), "rest_url": self.exchange.url,
                                           "ws_url": self.exchange.ws_url,

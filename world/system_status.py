@@ -114,6 +114,11 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
         return (f"{degraded}{info.get('orders')} exchange orders {info.get('by_status')}, in flight "
                 f"{info.get('in_flight')}, queued {info.get('queued')}, fill log {info.get('log_seq')}"), warnings
     if name.startswith("orders-"):
+        for user, debt in sorted((info.get("debts") or {}).items()):
+            warnings.append(f"user {user} owes {debt} USDC")
+        for r in info.get("reversed_deposits") or ():
+            warnings.append(f"deposit {r.get('deposit')} of {r.get('user')} ({r.get('amount')} USDC) reversed by a "
+                            f"reorg, {r.get('debt_added')} left as debt")
         return (f"{info.get('users')} users, {len(info.get('open_orders') or [])} open orders, "
                 f"{info.get('invoices')} invoices, {info.get('undelivered')} reports undelivered"), warnings
     if name == "gateway":
@@ -124,8 +129,12 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
         if info.get("last_error"):
             warnings.append(f"last error: {str(info['last_error'])[:160]}")
         return (f"deposit cursor {info.get('deposit_cursor')}, deposits forwarded {info.get('deposits_forwarded')}, "
-                f"listening {info.get('listening')}"), warnings
+                f"listening {info.get('listening')}, base deposit cursor {info.get('base_deposit_cursor')}, "
+                f"reversed {info.get('deposits_reversed')}"), warnings
     if name == "router":
+        for key, r in sorted((info.get("reversed_after_routing") or {}).items()):
+            warnings.append(f"deposit {key} ({r.get('amount')} USDC) reversed by a reorg after {r.get('route')} "
+                            f"moved it out of custody")
         stages = {k: v for k, v in (info.get("by_stage") or {}).items() if v}
         return f"routes {stages or '{}'}, pending {len(info.get('pending') or [])}", warnings
     if name == "solver":

@@ -153,12 +153,13 @@ def dev_keys(world: WorldState) -> list[dict[str, Any]]:
     from chain.contracts import bind
     from chain.keys import DEV_MNEMONIC, derive_account
 
-    chain = world.chain("arbitrum")
-    usdc = bind(Web3(Web3.HTTPProvider(chain.rpc_url)), chain).usdc
+    chains = {name: (c, bind(Web3(Web3.HTTPProvider(c.rpc_url)), c).usdc) for name, c in sorted(world.chains.items())}
     out = []
     for ref in world.users:
         account = derive_account(DEV_MNEMONIC, ref.index)
-        units = usdc.functions.balanceOf(account.address).call()
-        out.append({"address": account.address, "key": "0x" + account.key.hex().removeprefix("0x"),
-                    "usdc_arbitrum": str(Decimal(units).scaleb(-chain.usdc_decimals))})
+        entry = {"address": account.address, "key": "0x" + account.key.hex().removeprefix("0x")}
+        for name, (chain, usdc) in chains.items():  # users hold USDC on every chain: a deposit may come from each
+            units = usdc.functions.balanceOf(account.address).call()
+            entry[f"usdc_{name}"] = str(Decimal(units).scaleb(-chain.usdc_decimals))
+        out.append(entry)
     return out

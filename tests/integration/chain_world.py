@@ -90,15 +90,17 @@ async def async_chains(chain_world):
     await base.provider.disconnect()
 
 
-async def user_transfer(chains: AsyncChains, world: ChainWorld, user: int, to: str, units: int) -> Any:
-    """A user's own USDC transfer on Arbitrum (the deposit the system must notice), signed by the user's key."""
+async def user_transfer(chains: AsyncChains, world: ChainWorld, user: int, to: str, units: int, *,
+                        chain: str = "arbitrum") -> Any:
+    """A user's own USDC transfer on `chain` (the deposit the system must notice), signed by the user's key."""
     acct = world.key(user)
-    tx = await chains.arb_c.usdc.functions.transfer(to, units).build_transaction(
-        {"from": acct.address, "chainId": world.state.chain("arbitrum").chain_id,
-         "nonce": await chains.arb.eth.get_transaction_count(acct.address, "pending")})
+    w3, usdc = (chains.arb, chains.arb_c.usdc) if chain == "arbitrum" else (chains.base, chains.base_c.usdc)
+    tx = await usdc.functions.transfer(to, units).build_transaction(
+        {"from": acct.address, "chainId": world.state.chain(chain).chain_id,
+         "nonce": await w3.eth.get_transaction_count(acct.address, "pending")})
     signed = acct.sign_transaction(tx)
-    tx_hash = await chains.arb.eth.send_raw_transaction(signed.raw_transaction)
-    return await chains.arb.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01), signed
+    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+    return await w3.eth.wait_for_transaction_receipt(tx_hash, poll_latency=0.01), signed
 
 
 # ------------------------------------------------------------------------------------------------ the exchange

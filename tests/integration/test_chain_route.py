@@ -13,11 +13,12 @@ import socket
 from decimal import Decimal
 
 import pytest
+import ray
 
 from actors.exchange_deposits import gateway_deposit_callables
 from chain.collateral_router import CollateralRouter, RouterConfig
 from chain.collateral_sink import InMemoryLedgers
-from chain.deposit_feed import deposits_from_batch
+from chain.deposit_feed import hand_over
 from chain.keys import DEV_MNEMONIC
 from chain.stack import ChainStack
 from chain.tx_sender import TxSender
@@ -59,13 +60,14 @@ class Rig:
         self.mine_base = mine_base
 
     async def accept(self, batch) -> None:
-        await self.router.accept(deposits_from_batch(batch, U))
+        await hand_over(batch, U, self.router.accept, self.router.reverse)
 
     async def tick(self):
         self.world.mine("arbitrum")  # block production (automine makes none without transactions)
         if self.mine_base:
             self.world.mine("base")
-        await self.stack.deposits.poll(self.accept)
+        for listener in self.stack.deposit_listeners:
+            await listener.poll(self.accept)
         await asyncio.to_thread(self.relayer.poll_once)
         return await self.router.step()
 
@@ -346,3 +348,197 @@ async def test_deposit_removed_by_a_reorg_is_never_credited_nor_routed(chain_wor
         assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 0
     finally:
         await rig.close()
+
+
+async def test_deposit_on_base_takes_only_the_last_hop_and_pays_only_its_gas(chain_world, async_chains, aredis,
+                                                                            exchange):
+    """USDC sent to custody on Base: credited after Base's confirmations holding only the Base transfer's gas (no
+    bridge cut), then sent by custody itself straight to the exchange: no Across deposit, nothing through the Base
+    wallet, and the user pays exactly that transfer's gas."""
+    ledgers, clock = InMemoryLedgers(U), ManualClock()
+    config = CONFIG.model_copy(update={"base_confirmations": 3})
+    rig = Rig(chain_world, aredis, ledgers, clock, config, exchange)
+    state = chain_world.state
+    user = state.users[1].address
+    custody, wallet = state.account("custody").address, state.account("base_wallet").address
+    custody_before = await async_chains.base_c.usdc.functions.balanceOf(custody).call()
+    receipt, _ = await user_transfer(async_chains, chain_world, 1, custody, 30_000_000, chain="base")
+    deposit_key = f"8453:{receipt['transactionHash'].to_0x_hex().lower()}:{receipt['logs'][0]['logIndex']}"
+    try:
+        # not before its confirmations: the listener only reads blocks with base_confirmations on top
+        while chain_world.head("base") - receipt["blockNumber"] < 3:
+            assert user.lower() not in ledgers.ledgers
+            await rig.tick()
+        await rig.run_until(lambda: asyncio.sleep(0, user.lower() in ledgers.ledgers))
+        held = ledgers.ledger(user)
+        held.check()
+        # the hold is Base's gas only (no bridge cut); the transfer (same tick) may already be charged from it
+        assert held.credited == Decimal("30") and held.available == Decimal("29.5")
+        assert held.hold(deposit_key) + held.fees_charged == Decimal("0.50")
+        await rig.run_until(rig.all_credited)
+        [route] = await rig.router.routes()
+        assert route.origin_chain_id == route.destination_chain_id == state.chain("base").chain_id
+        assert [h.hop for h in route.hops] == ["transfer:8453->exchange", "credit:exchange"]  # no bridge hop
+        assert route.bridge is None
+        assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 0
+        assert await nonce(async_chains.base, wallet) == 0  # the Base wallet signed nothing
+        assert await nonce(async_chains.arb, custody) == 0  # nor custody on Arbitrum
+        assert await async_chains.base_c.usdc.functions.balanceOf(custody).call() == custody_before
+        address = (await exchange.gateway.fetch_deposit_address("USDC", "BASE")).address
+        tx = await async_chains.base.eth.get_transaction(route.transfer["tx_hash"])
+        assert tx["from"] == custody and route.transfer["address"] == address
+        assert await exchange.usdc() == Decimal("30")  # all of it: no bridge fee
+        r = await async_chains.base.eth.get_transaction_receipt(route.transfer["tx_hash"])
+        gas = gas_cost_in_collateral(r["gasUsed"] * r["effectiveGasPrice"], 1, Decimal(3000), U)
+        ledger = ledgers.ledger(user)
+        ledger.check()
+        assert route.fee == gas == ledger.fees_charged > 0
+        assert ledger.held == 0 and ledger.available == Decimal("30") - gas  # the rest of the hold came back
+        assert ledgers.routed_routes == {route.route_id: {deposit_key: Decimal("30") - gas}}
+    finally:
+        await rig.close()
+
+
+async def test_deposit_credited_then_reorged_out_is_taken_back_and_never_bridged(chain_world, async_chains, aredis,
+                                                                                 exchange):
+    """A reorg deeper than the confirmations drops a deposit already credited and waiting for its batch: the
+    listener reports it, the router drops it from routing and the sink takes it back from the user; the batch
+    window then passes and nothing is bridged; a replay of the reversal changes nothing."""
+    ledgers, clock = InMemoryLedgers(U), ManualClock()
+    config = CONFIG.model_copy(update={"batch_max_deposits": 10, "batch_max_wait_ms": 5_000})
+    rig = Rig(chain_world, aredis, ledgers, clock, config, exchange)
+    state = chain_world.state
+    user = state.users[2].address
+    try:
+        receipt, _ = await user_transfer(async_chains, chain_world, 2, state.account("custody").address, 25_000_000)
+        await rig.run_until(lambda: asyncio.sleep(0, user.lower() in ledgers.ledgers))
+        ledger = ledgers.ledger(user)
+        assert ledger.credited == Decimal("25") and len(await rig.router.pending()) == 1
+        depth = chain_world.head("arbitrum") - receipt["blockNumber"] + 1
+        assert depth > config.confirmations
+        chain_world.node("arbitrum").call("anvil_reorg", depth, [])  # the deposit's block and all after it
+        deposit_key = f"42161:{receipt['transactionHash'].to_0x_hex().lower()}:{receipt['logs'][0]['logIndex']}"
+        for _ in range(3):
+            await rig.tick()
+        ledger.check()
+        assert ledger.is_reversed(deposit_key)
+        assert (ledger.credited, ledger.available, ledger.held, ledger.debt) == (0, 0, 0, 0)
+        assert await rig.router.pending() == [] and await rig.router.route_of(deposit_key) == "reversed"
+        clock.advance(5_000)  # the batch window passes: there is nothing left to route
+        for _ in range(3):
+            await rig.tick()
+        assert await rig.router.routes() == []
+        assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 0
+        [again] = await rig.router.reverse([deposit_key])  # a replay: told again, booked once
+        assert again.amount == Decimal("25") and not again.routed
+        ledger.check()
+        assert ledger.credited == 0 and ledger.debt == 0
+        assert await rig.router.reversed_after_routing() == {}
+    finally:
+        await rig.close()
+
+
+async def test_reorg_after_a_credit_used_by_orders_cancels_them_records_debt_reports_and_shows_in_health(
+        ray_cluster, redis_server, chain_world, async_chains, aredis, exchange):
+    """The whole item on the real world: a deposit on Arbitrum credited in an order-book shard (a Ray actor), two
+    orders on it, a batch engages part of the older one, then a reorg deeper than the confirmations drops the
+    deposit. The router hands the reversal to the shard: the newest order's collateral is cancelled, the older
+    one's unengaged rest too, the engaged part stays as the user's debt (new orders refused), the user gets the
+    cancel reports and a DepositReversed, and the operator's health view and `status` name it."""
+    import uuid
+
+    from actors.order_books import IndexOrderBooks, OrderBooksOptions, ShardedCollateralSink
+    from actors.system_view import Observation, SystemView
+    from actors.metrics import Metrics
+    from core.batch_planner import Engagement
+    from core.collateral_ledger import CollateralLedger
+    from core.side import Side
+    from protocol.envelope import UserRef
+    from protocol.indexmaker_app import CancelDone, DepositReversed, NewOrder, OrderAccepted, OrderProgress
+    from protocol.indexmaker_plugin import IndexMakerPlugin
+    from protocol.reason_codes import ReasonCode
+    from world.system_status import key_figures
+
+    index = "SY100.dev"
+    tag = uuid.uuid4().hex[:8]
+    shard = IndexOrderBooks.options(name=f"reorg-ob-{tag}").remote(
+        0, OrderBooksOptions(redis_server.url, 1, (index,), key_prefix=f"reorg-{tag}", solver_name=None))
+    clock = ManualClock()
+    config = CONFIG.model_copy(update={"batch_max_deposits": 10, "batch_max_wait_ms": 60_000})
+    rig = Rig(chain_world, aredis, ShardedCollateralSink([shard]), clock, config, exchange)
+    state = chain_world.state
+    user = state.users[0].address
+    ref = UserRef(42161, user)
+    try:
+        receipt, _ = await user_transfer(async_chains, chain_world, 0, state.account("custody").address,
+                                         100_000_000)
+        deposit_key = f"42161:{receipt['transactionHash'].to_0x_hex().lower()}:{receipt['logs'][0]['logIndex']}"
+
+        async def credited() -> bool:
+            view = await shard.user.remote(user)
+            return view is not None and Decimal(view["ledger"]["credited"]) == Decimal("100")
+
+        await rig.run_until(credited)
+        # hold: 1.50 gas + 0.1 bridge cut = 1.6; 98.4 free; two orders leave 8.4 free
+        answers = await shard.handle.remote([NewOrder(ref, "old", index, Side.BUY, Decimal("60")),
+                                             NewOrder(ref, "new", index, Side.BUY, Decimal("30"))])
+        assert answers == [OrderAccepted(ref, "old"), OrderAccepted(ref, "new")]
+        old_id = f"{user.lower()}:old"
+        assert await shard.engage.remote("b1", [Engagement(old_id, index, Decimal("0.001"), Decimal("40"),
+                                                           Decimal("40000"))]) == [(old_id, Decimal("40"))]
+
+        depth = chain_world.head("arbitrum") - receipt["blockNumber"] + 1
+        assert depth > config.confirmations
+        chain_world.node("arbitrum").call("anvil_reorg", depth, [])
+
+        async def reversed_() -> bool:
+            view = await shard.user.remote(user)
+            return Decimal(view["ledger"]["credited"]) == 0
+
+        await rig.run_until(reversed_)
+        view = await shard.user.remote(user)
+        ledger = CollateralLedger.from_dict(view["ledger"])
+        ledger.check()
+        # short = 100 - 1.6 - 8.4 = 90: "new" gives its 30 (closed), "old" its unengaged 20; 40 engaged -> debt
+        assert ledger.is_reversed(deposit_key)
+        assert (ledger.available, ledger.held, ledger.reserved, ledger.debt) == (0, 0, Decimal("40"), Decimal("40"))
+        orders = {o["cl_ord_id"]: o for o in view["orders"]}
+        assert orders["new"]["status"] == "CANCELLED" and Decimal(orders["new"]["cancelled"]) == Decimal("30")
+        assert Decimal(orders["old"]["cancelled"]) == Decimal("20")
+        assert Decimal(orders["old"]["engaged"]) == Decimal("40") and orders["old"]["status"] != "CANCELLED"
+        refused = await shard.handle.remote([NewOrder(ref, "after", index, Side.BUY, Decimal("1"))])
+        assert refused[0].code == ReasonCode.DEBT_OUTSTANDING
+
+        # the user's reports: the two cuts, "new" closed, then the reversal, which encodes to the wire message
+        reports = [r.response for r in await shard.reports_since.remote(0)]
+        tail = [r for r in reports if not isinstance(r, OrderAccepted)][-4:]
+        assert tail[0] == CancelDone(ref, "new", Decimal("30"), Decimal("0"), Decimal("0"))
+        assert isinstance(tail[1], OrderProgress) and tail[1].status == "canceled"
+        assert tail[2] == CancelDone(ref, "old", Decimal("20"), Decimal("0"), Decimal("40"))
+        reversed_report = tail[3]
+        assert isinstance(reversed_report, DepositReversed)
+        assert (reversed_report.deposit_id, reversed_report.amount, reversed_report.debt,
+                reversed_report.cancelled_orders, reversed_report.code) == (
+            deposit_key, Decimal("100"), Decimal("40"), ("new", "old"), ReasonCode.DEPOSIT_REVERSED)
+        wire = IndexMakerPlugin.to_wire(reversed_report)
+        assert wire.MSG_TYPE == "DepositReversed" and wire.reason_code == ReasonCode.DEPOSIT_REVERSED
+        assert wire.debt == Decimal("40") and wire.cancelled_orders == ["new", "old"]
+
+        # routing: the deposit left the queue, nothing is bridged when the window passes
+        assert await rig.router.pending() == []
+        clock.advance(60_000)
+        await rig.tick()
+        assert await rig.router.routes() == []
+        assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 0
+
+        # the operator: /health's verdict is degraded with the user and the deposit named; status warns too
+        info = await shard.inspect.remote()
+        health = SystemView(Metrics(export=False)).update({"orders-0": Observation(info, 0.001)}, 0)
+        assert health["healthy"] and health["status"] == "degraded"
+        assert any(user.lower() in w and "owes 40" in w for w in health["warnings"])
+        assert any(deposit_key in w and "reversed" in w for w in health["warnings"])
+        _, warnings = key_figures("orders-0", info)
+        assert any(deposit_key in w for w in warnings) and any("owes 40" in w for w in warnings)
+    finally:
+        await rig.close()
+        ray.kill(shard)

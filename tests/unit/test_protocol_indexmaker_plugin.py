@@ -223,3 +223,22 @@ def test_requests_map_to_typed_application_requests() -> None:
     assert isinstance(IndexMakerPlugin.to_app(Inbound(ALICE, 8, quote("Q", "1"), 0)), NewQuote)
     with pytest.raises(TypeError):
         IndexMakerPlugin.to_app(Inbound(ALICE, 9, AccountToCustody(), 0))
+
+
+def test_a_reversed_deposit_reaches_the_user_as_a_deposit_reversed_message() -> None:
+    from protocol.indexmaker_app import DepositReversed as AppDepositReversed
+    from protocol.indexmaker_messages import INDEXMAKER_REPORTS, DepositReversed
+
+    plugin = IndexMakerPlugin(lambda requests: None)  # type: ignore[arg-type,return-value]
+    out = Outbox()
+    plugin.attach(out)
+    key = "42161:0x" + "ab" * 32 + ":3"  # a chain event key: longer than an order id
+    plugin.deliver([AppDepositReversed(ALICE, key, Decimal("100"), Decimal("40"), ("new", "old"),
+                                       ReasonCode.DEPOSIT_REVERSED, 1_700_000_000_000)])
+    [(user, body)] = out.sent
+    assert user == ALICE and isinstance(body, DepositReversed) and INDEXMAKER_REPORTS["DepositReversed"] is DepositReversed
+    assert (body.deposit_id, body.amount, body.debt, body.cancelled_orders, body.reason_code) == (
+        key, Decimal("100"), Decimal("40"), ["new", "old"], ReasonCode.DEPOSIT_REVERSED)
+    assert key in body.reason
+    again = DepositReversed.model_validate_json(body.model_dump_json())
+    assert again == body

@@ -1,0 +1,49 @@
+"""Taking a reversed deposit back out of one user's book (a reorg deeper than the confirmations dropped it).
+
+Why this order: the ledger takes the amount from the deposit's hold, then from free collateral; whatever is short
+would become debt. Collateral that open orders reserved but no batch has engaged yet is still the user's to give
+back, so it is cancelled first, newest order first and only as much as the shortfall needs: the user keeps as
+much of what they asked for as the money left allows, and the oldest orders (first in line for a batch) go on.
+What batches have already engaged or spent cannot come back: that part is the user's debt (it blocks new orders
+and is paid first by money coming back).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+from core.index_order import IndexOrder
+from core.index_order_book import UserOrderBook
+
+
+@dataclass(slots=True)
+class BookReversal:
+    deposit_key: str
+    amount: Decimal
+    debt: Decimal  # added by this reversal
+    cancelled: list[tuple[IndexOrder, Decimal]] = field(default_factory=list)  # (order, collateral cancelled)
+
+
+def reverse_in_book(book: UserOrderBook, deposit_key: str, now_ms: int) -> BookReversal | None:
+    """Cancel what the shortfall needs from the open orders, then reverse the deposit in the ledger. None (nothing
+    changes) when the deposit is unknown to this book or was reversed before."""
+    ledger = book.ledger
+    amount = ledger.deposit(deposit_key)
+    if amount == 0 or ledger.is_reversed(deposit_key):
+        return None
+    short = amount - ledger.hold(deposit_key) - ledger.available
+    cancelled: list[tuple[IndexOrder, Decimal]] = []
+    for order in reversed(book.open_orders()):
+        if short <= 0:
+            break
+        take = min(order.remaining, short)
+        if take <= 0:
+            continue
+        # All of it (None) when nothing is engaged, so the order closes; else exactly `take`, and the engaged part
+        # finishes its batch.
+        whole = take == order.remaining and order.engaged == 0
+        order, freed = book.cancel(order.cl_ord_id, None if whole else take, now_ms)
+        cancelled.append((order, freed))
+        short -= freed
+    debt = ledger.reverse_deposit(deposit_key)
+    return BookReversal(deposit_key, amount, debt, cancelled)
