@@ -81,6 +81,11 @@ def units_up(value: Decimal, unit: Decimal) -> int:
     return int((value / unit).to_integral_value(rounding=ROUND_CEILING))
 
 
+def plain(value: Decimal) -> str:
+    """Exact plain notation without trailing zeros, for people ("0.00001", not "1E-5"; "0", not "0E-8")."""
+    return format(value.normalize(), "f")
+
+
 def from_units(n: int, unit: Decimal) -> Decimal:
     return Decimal(n) * unit
 

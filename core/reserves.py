@@ -24,6 +24,7 @@ from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
 from core.lots import Lot
+from core.money import plain
 
 ZERO = Decimal(0)
 
@@ -139,14 +140,14 @@ def confirmed(reads: Sequence[Sequence[ReserveRow]]) -> list[ReserveRow]:
 
 def problems(rows: Iterable[ReserveRow]) -> list[str]:
     """One line per row beyond its tolerance, naming the asset (what /health lists)."""
-    return [f"reserves: {r.asset} books {r.books} exchange {r.exchange} difference {r.difference}"
-            for r in rows if not r.ok]
+    return [f"reserves: {r.asset} books {plain(r.books)} exchange {plain(r.exchange)} difference "
+            f"{plain(r.difference)}" for r in rows if not r.ok]
 
 
 def render(rows: Sequence[ReserveRow]) -> list[str]:
     """The table `indexmaker reconcile` prints: asset, books, exchange, difference (and a mark on the bad ones)."""
     head = ("asset", "books", "exchange", "difference", "")
-    body = [(r.asset, str(r.books), str(r.exchange), str(r.difference), "ok" if r.ok else "DIFFERENT")
+    body = [(r.asset, plain(r.books), plain(r.exchange), plain(r.difference), "ok" if r.ok else "DIFFERENT")
             for r in rows]
     widths = [max(len(line[i]) for line in [head, *body]) for i in range(4)]
     out = []

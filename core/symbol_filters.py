@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Mapping
 
-from core.money import ZERO, D, decimals_of, quantize_down, quantize_up
+from core.money import ZERO, D, decimals_of, plain, quantize_down, quantize_up
 from core.side import Side
 
 # Names used in FilterError.filter. The first group are Binance filter types ("Filter failure: <NAME>", -1013);
@@ -45,11 +45,6 @@ _DEFAULT_MESSAGES = {
     ORDER_TYPE: "Unsupported order combination",
     ZERO_NOTIONAL: "Price * QTY is zero or less.",
 }
-
-
-def _fmt(value: Decimal) -> str:
-    """Plain notation without trailing zeros, for messages ("0.00001", not "1E-5" or "0.00001000")."""
-    return format(value.normalize(), "f")
 
 
 class FilterError(ValueError):
@@ -284,7 +279,7 @@ def validate(
         raise FilterError(MAX_NUM_ORDERS, f"{open_orders} open orders, maxNumOrders {f.max_num_orders}")
 
     if order_type in _PRICED_TYPES and quantity is not None and price is not None and quantity * price <= 0:
-        raise FilterError(ZERO_NOTIONAL, f"price {_fmt(price)} x quantity {_fmt(quantity)} is not positive")
+        raise FilterError(ZERO_NOTIONAL, f"price {plain(price)} x quantity {plain(quantity)} is not positive")
 
 
 def _check_arguments(
@@ -309,11 +304,11 @@ def _check_arguments(
 
 def _check_price_filter(f: SymbolFilters, price: Decimal) -> None:
     if f.min_price != 0 and price < f.min_price:
-        raise FilterError(PRICE_FILTER, f"price {_fmt(price)} below minPrice {_fmt(f.min_price)}")
+        raise FilterError(PRICE_FILTER, f"price {plain(price)} below minPrice {plain(f.min_price)}")
     if f.max_price != 0 and price > f.max_price:
-        raise FilterError(PRICE_FILTER, f"price {_fmt(price)} above maxPrice {_fmt(f.max_price)}")
+        raise FilterError(PRICE_FILTER, f"price {plain(price)} above maxPrice {plain(f.max_price)}")
     if f.tick_size != 0 and price % f.tick_size != 0:
-        raise FilterError(PRICE_FILTER, f"price {_fmt(price)} not a multiple of tickSize {_fmt(f.tick_size)}")
+        raise FilterError(PRICE_FILTER, f"price {plain(price)} not a multiple of tickSize {plain(f.tick_size)}")
 
 
 def _percent_band(f: SymbolFilters, side: Side, avg_price: Decimal) -> tuple[Decimal, Decimal] | None:
@@ -331,21 +326,21 @@ def _check_percent_price(f: SymbolFilters, side: Side, price: Decimal, avg_price
     assert f.percent_price_filter is not None
     if price < low:
         raise FilterError(
-            f.percent_price_filter, f"{side.value} price {_fmt(price)} below {_fmt(low)} (avg {_fmt(avg_price)})"
+            f.percent_price_filter, f"{side.value} price {plain(price)} below {plain(low)} (avg {plain(avg_price)})"
         )
     if price > high:
         raise FilterError(
-            f.percent_price_filter, f"{side.value} price {_fmt(price)} above {_fmt(high)} (avg {_fmt(avg_price)})"
+            f.percent_price_filter, f"{side.value} price {plain(price)} above {plain(high)} (avg {plain(avg_price)})"
         )
 
 
 def _check_lot(name: str, label: str, min_qty: Decimal, max_qty: Decimal, step: Decimal, qty: Decimal) -> None:
     if min_qty != 0 and qty < min_qty:
-        raise FilterError(name, f"{label}quantity {_fmt(qty)} below minQty {_fmt(min_qty)}")
+        raise FilterError(name, f"{label}quantity {plain(qty)} below minQty {plain(min_qty)}")
     if max_qty != 0 and qty > max_qty:
-        raise FilterError(name, f"{label}quantity {_fmt(qty)} above maxQty {_fmt(max_qty)}")
+        raise FilterError(name, f"{label}quantity {plain(qty)} above maxQty {plain(max_qty)}")
     if step != 0 and qty % step != 0:
-        raise FilterError(name, f"{label}quantity {_fmt(qty)} not a multiple of stepSize {_fmt(step)}")
+        raise FilterError(name, f"{label}quantity {plain(qty)} not a multiple of stepSize {plain(step)}")
 
 
 def _check_notional(
@@ -372,11 +367,11 @@ def _check_notional(
         check_min, check_max = f.apply_min_to_market, f.apply_max_to_market
     if check_min and f.min_notional != 0 and notional < f.min_notional:
         raise FilterError(
-            f.notional_filter, f"notional {_fmt(notional)} below minNotional {_fmt(f.min_notional)}"
+            f.notional_filter, f"notional {plain(notional)} below minNotional {plain(f.min_notional)}"
         )
     if check_max and f.max_notional != 0 and notional > f.max_notional:
         raise FilterError(
-            f.notional_filter, f"notional {_fmt(notional)} above maxNotional {_fmt(f.max_notional)}"
+            f.notional_filter, f"notional {plain(notional)} above maxNotional {plain(f.max_notional)}"
         )
 
 
@@ -438,9 +433,9 @@ def min_quantity_for(f: SymbolFilters, price: Decimal | None, *, market: bool = 
         qty = step  # a zero quantity is never an order
     max_qty = f.max_qty
     if max_qty != 0 and qty > max_qty:
-        raise FilterError(LOT_SIZE, f"minimum quantity {_fmt(qty)} above maxQty {_fmt(max_qty)}")
+        raise FilterError(LOT_SIZE, f"minimum quantity {plain(qty)} above maxQty {plain(max_qty)}")
     if market and f.market_max_qty != 0 and qty > f.market_max_qty:
-        raise FilterError(MARKET_LOT_SIZE, f"minimum quantity {_fmt(qty)} above market maxQty {_fmt(f.market_max_qty)}")
+        raise FilterError(MARKET_LOT_SIZE, f"minimum quantity {plain(qty)} above market maxQty {plain(f.market_max_qty)}")
     return qty
 
 
@@ -475,7 +470,7 @@ def round_order(
     if price is not None:
         rounded_price = round_price(f, price, side, aggressive_price)
         if rounded_price <= 0:
-            raise FilterError(PRICE_FILTER, f"price {_fmt(D(price))} rounds to 0 at tickSize {_fmt(f.tick_size)}")
+            raise FilterError(PRICE_FILTER, f"price {plain(D(price))} rounds to 0 at tickSize {plain(f.tick_size)}")
     reference = avg_price if market else rounded_price
 
     qty = round_quantity_down(f, quantity, market)
@@ -485,7 +480,7 @@ def round_order(
             qty = minimum
     if qty == 0:
         raise FilterError(
-            LOT_SIZE, f"quantity {_fmt(quantity)} rounds down to 0 at stepSize {_fmt(quantity_step(f, market))}"
+            LOT_SIZE, f"quantity {plain(quantity)} rounds down to 0 at stepSize {plain(quantity_step(f, market))}"
         )
 
     # The final word is the exchange's rule itself: whatever fails is reported with Binance's filter name.

@@ -244,5 +244,11 @@ def render(status: SystemStatus, run: dict[str, Any] | None) -> list[str]:
             lines.append(f"       ! {w}")
     if len(nodes) > 1:
         lines.append("  nodes: " + ", ".join(f"{i} = {n[:12]}…" for i, n in enumerate(nodes)))
-    lines.append("healthy" if status.healthy else "NOT healthy: see the DOWN lines")
+    warned = sum(len(p.warnings) for p in status.parts)
+    if not status.healthy:
+        lines.append("NOT healthy: see the DOWN lines")
+    elif warned:  # every part answers, but something needs the operator (stale books, a breaker, money)
+        lines.append(f"every part up; {warned} warning(s) above, marked !")
+    else:
+        lines.append("healthy")
     return lines

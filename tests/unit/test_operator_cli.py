@@ -165,3 +165,6 @@ def test_render_marks_down_parts() -> None:
     lines = render(status, {"environment": "local", "ray": {}})
     assert any(line.strip().startswith("DOWN solver") and "restarts 3" in line for line in lines)
     assert lines[-1].startswith("NOT healthy")
+    up = SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls", warnings=["reserves: BTC ..."])])
+    assert render(up, {"environment": "local", "ray": {}})[-1] == "every part up; 1 warning(s) above, marked !"
+    assert render(SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls")]), {"ray": {}})[-1] == "healthy"
