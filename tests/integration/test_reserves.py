@@ -16,6 +16,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from core.config import ReservesConfig, Settings  # noqa: E402
+from core.money import plain  # noqa: E402
 from tests.integration.operator_cli import cli, explain  # noqa: E402
 from tests.integration.test_system_observability import http_get  # noqa: E402
 from tests.integration.demo_flow import one_user_flow  # noqa: E402
@@ -100,7 +101,8 @@ def test_money_moved_out_of_the_exchange_is_caught(flow, state_dir) -> None:
     expected = {}
     for what, amount in ((asset, taken), ("USDC", micro)):
         books, left = Decimal(rows[what]["books"]), Decimal(rows[what]["exchange"]) - amount
-        expected[what] = f"reserves: {what} books {books} exchange {left} difference {left - books}"
+        expected[what] = (f"reserves: {what} books {plain(books)} exchange {plain(left)} difference "
+                          f"{plain(left - books)}")
         line = next(x for x in r.stdout.splitlines() if x.split()[0] == what).split()
         assert [Decimal(x) for x in line[1:4]] + line[4:] == [books, left, left - books, "DIFFERENT"]
     assert [x.split()[-1] for x in r.stdout.splitlines()[1:-1]].count("DIFFERENT") == 2  # only those two
