@@ -1,11 +1,11 @@
-"""Benchmark of the pure core: batch planner, lot assignment, order book.
+"""Benchmark of the pure core: batch planner, lot assignment.
 
 Each figure is printed next to a naive baseline run in the same command (these machines are shared and noisy, so
 ratios mean more than absolute times):
 - planner: the core planner vs a per-order-per-asset planner that computes the same plan (checked equal);
-- lot assignment: cohort assignment vs per-order-per-asset FIFO assignment of the same fills;
-- order book: core OrderBook vs a book that re-sorts on every update.
-The last line is one JSON object with the figures named in issue M1.
+- lot assignment: cohort assignment vs per-order-per-asset FIFO assignment of the same fills.
+The last line is one JSON object with the figures named in issue M1 (the order-book figures went with
+core/order_book.py: the market-data shards keep ccxt's books, bench/execution.py measures them).
 """
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402,F401
-from bench.core_book import bench_book  # noqa: E402
 from core.basket import Basket, BasketAsset  # noqa: E402
 from core.batch_planner import SCALE_QUANTUM, PendingOrder, PlannerLimits, plan_batch  # noqa: E402
 from core.lot_assignment import BatchAllocation  # noqa: E402
@@ -233,19 +232,12 @@ def main() -> dict:
         figures[f"assign_speedup_{n // 1000}k" if n >= 1000 else f"assign_speedup_{n}"] = round(
             naive_assign_ms / assign_ms, 1)
 
-    book = bench_book()
-    figures["book_updates_per_s"] = round(book["book_updates_per_s"])
-    figures["naive_book_updates_per_s"] = round(book["naive_updates_per_s"])
-    figures["book_speedup"] = round(book["book_speedup"], 1)
-
     print(f"core bench: {N_ASSETS} assets (real filters), 2 indexes (100 and 30 assets); best of 5 (baseline: 1 run)")
     print(f"{'orders':>7} {'plan ms':>9} {'naive ms':>10} {'x':>6} {'assign ms':>10} {'naive ms':>10} {'x':>6}"
           f" {'asset orders':>13} {'fills':>6}")
     for n, f_ms, n_ms, a_ms, na_ms, n_orders, n_fills in rows:
         print(f"{n:>7} {f_ms:>9.2f} {n_ms:>10.1f} {n_ms / f_ms:>6.1f} {a_ms:>10.2f} {na_ms:>10.1f} "
               f"{na_ms / a_ms:>6.1f} {n_orders:>13} {n_fills:>6}")
-    print(f"order book: {figures['book_updates_per_s']:,} updates/s vs naive re-sort "
-          f"{figures['naive_book_updates_per_s']:,}/s  (x{figures['book_speedup']})")
     return figures
 
 
