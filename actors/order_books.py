@@ -338,7 +338,7 @@ class IndexOrderBooks:
             "fifo": list(self._fifo),
             "engaged": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
             "routes": self._routes, "report_seq": self._report_seq, "delivered": self._delivered,
-            "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": self._reversals[-1000:],
+            "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": self._reversals,
         })
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
@@ -588,6 +588,7 @@ class IndexOrderBooks:
                                                ReasonCode.DEPOSIT_REVERSED, now))
                 self._reversals.append({"deposit": r.deposit_key, "user": key, "amount": str(done.amount),
                                         "debt_added": str(done.debt), "routed": r.routed, "at_ms": now})
+                del self._reversals[:-1000]  # the operator's recent view; the ledgers keep every reversal
                 log.warning("orders-%d: deposit %s of %s reversed by a reorg: %s taken back, %d orders cut, %s owed",
                             self.k, r.deposit_key, key, done.amount, len(done.cancelled), book.ledger.debt)
             await self._commit(reports)

@@ -542,10 +542,10 @@ class OrderSender:
                     "resume` or the cool-off", stopped(trip.key), trip.reason,
                     trip.detail)
         assert self._queue is not None
-        stopped = [o for o in self._queue if self._breaker.blocking(o.symbol) is not None]
-        for o in stopped:
+        blocked = [o for o in self._queue if self._breaker.blocking(o.symbol) is not None]
+        for o in blocked:
             self._queue.remove(o)
-        self._enqueue(stopped, wake=False)
+        self._enqueue(blocked, wake=False)
 
     def _release(self) -> int:
         """Queue the held orders no breaker stops any more, oldest client order id first; returns how many."""

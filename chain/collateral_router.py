@@ -184,15 +184,16 @@ class CollateralRouter:
                 # The money left custody with the route's first transaction: the bridge (from Arbitrum) or the
                 # transfer to the exchange (a route that started on Base).
                 routed = route.bridge is not None or route.transfer is not None
-                await self.redis.hset(self._k("reversed"), key, json.dumps(
-                    {"user": member.user, "amount": str(member.amount), "routed": routed, "route": route.route_id,
-                     "stage": route.stage.value}))
+                record = {"user": member.user, "amount": str(member.amount), "route": route.route_id,
+                          "stage": route.stage.value}
+                pipe = self.redis.pipeline(transaction=True)  # both records or neither: a replay trusts the first
+                pipe.hset(self._k("reversed"), key, json.dumps({**record, "routed": routed}))
                 if routed:
-                    await self.redis.hset(self._k("reversed_after_routing"), key, json.dumps(
-                        {"user": member.user, "amount": str(member.amount), "route": route.route_id,
-                         "stage": route.stage.value}))
-                    log.error("deposit %s (%s USDC of %s) reversed by a reorg after its money left custody in %s: "
-                              "the house is short of it", key, member.amount, member.user, route.route_id)
+                    pipe.hset(self._k("reversed_after_routing"), key, json.dumps(record))
+                await pipe.execute()
+                if routed:  # the operator's to recover: /health and status name it
+                    log.warning("deposit %s (%s USDC of %s) reversed by a reorg after its money left custody in %s: "
+                                "the house is short of it", key, member.amount, member.user, route.route_id)
                 out.append(DepositReversal(key, member.user, member.amount, routed))
             await self._fail_reversed_routes(touched_routes.values())
             if out:
@@ -207,8 +208,8 @@ class CollateralRouter:
             keys = [m.deposit_key for m in route.members]
             flags = await self.redis.hmget(self._k("reversed"), keys)
             if any(f is None for f in flags):
-                log.error("route %s carries reversed and live deposits and has not bridged: operator to split it",
-                          route.route_id)
+                log.warning("route %s carries reversed and live deposits and has not bridged: operator to split it",
+                            route.route_id)
                 self.errors[route.route_id] = "carries deposits reversed by a reorg; not failed (live members)"
                 continue
             route.fail("every deposit of the route was dropped by a chain reorg", now_ms=self.clock.now_ms())

@@ -9,6 +9,7 @@ Base and crediting a deposit after EXCHANGE_CONFIRMATIONS, reached through excha
 from __future__ import annotations
 
 import asyncio
+import inspect
 import socket
 from decimal import Decimal
 
@@ -72,14 +73,14 @@ class Rig:
         return await self.router.step()
 
     async def run_until(self, done, timeout_s: float = 30.0):
-        """Tick until `done()`: the exchange credits in its own process, so the bound is time, not ticks."""
+        """Tick until `done()` (a plain or an async predicate): the exchange credits in its own process, so the
+        bound is time, not ticks."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while True:
-            import time as _t; _t0=_t.perf_counter()
             routes = await self.tick()
-            print("tick", round(_t.perf_counter()-_t0,3), [r.stage.value for r in routes])
-            if await done():
+            answer = done()
+            if await answer if inspect.isawaitable(answer) else answer:
                 return routes
             if loop.time() > deadline:
                 raise AssertionError(f"condition not reached in {timeout_s} s: {await self.router.inspect()}")
@@ -220,7 +221,7 @@ async def test_router_restarted_mid_route_resumes_at_that_hop_without_paying_twi
         if stop_at == "custody":
             rig.stack.effects.bridge = _crash_after(rig.stack.effects.bridge)  # dies right after the deposit is sent
             with pytest.raises(Crash):
-                await rig.run_until(lambda: asyncio.sleep(0, False))
+                await rig.run_until(lambda: False)
             assert await async_chains.arb_c.spoke_pool.functions.numberOfDeposits().call() == 1
         else:
             await rig.run_until(reached)
@@ -272,7 +273,7 @@ async def test_crash_right_after_broadcasting_the_transfer_sends_it_once(chain_w
     TxSender._broadcast = crash_on_transfer
     try:
         with pytest.raises(Crash):
-            await rig.run_until(lambda: asyncio.sleep(0, False))
+            await rig.run_until(lambda: False)
     finally:
         TxSender._broadcast = original
         await rig.close()
@@ -369,7 +370,7 @@ async def test_deposit_on_base_takes_only_the_last_hop_and_pays_only_its_gas(cha
         while chain_world.head("base") - receipt["blockNumber"] < 3:
             assert user.lower() not in ledgers.ledgers
             await rig.tick()
-        await rig.run_until(lambda: asyncio.sleep(0, user.lower() in ledgers.ledgers))
+        await rig.run_until(lambda: user.lower() in ledgers.ledgers)
         held = ledgers.ledger(user)
         held.check()
         # the hold is Base's gas only (no bridge cut); the transfer (same tick) may already be charged from it
@@ -411,7 +412,7 @@ async def test_deposit_credited_then_reorged_out_is_taken_back_and_never_bridged
     user = state.users[2].address
     try:
         receipt, _ = await user_transfer(async_chains, chain_world, 2, state.account("custody").address, 25_000_000)
-        await rig.run_until(lambda: asyncio.sleep(0, user.lower() in ledgers.ledgers))
+        await rig.run_until(lambda: user.lower() in ledgers.ledgers)
         ledger = ledgers.ledger(user)
         assert ledger.credited == Decimal("25") and len(await rig.router.pending()) == 1
         depth = chain_world.head("arbitrum") - receipt["blockNumber"] + 1
