@@ -241,6 +241,9 @@ class GatewayConfig(_Section):
     commit_write_timeout_s: float = Field(5.0, gt=0)
     #: Stored frames read per page when resending after a Logon.
     resend_page: int = Field(500, ge=1)
+    #: Messages kept per user and direction (the newest): a Logon resuming from before them is refused with
+    #: RESUME_TOO_OLD (protocol/README.md, "Retention"). 20,000 is weeks of an active trader's reports.
+    report_retention: int = Field(20_000, ge=1)
     #: Quote messages may come unsigned on a logged-on session (the reference's rule). Off: §10.2 signs them too.
     allow_unsigned_quotes: bool = False
 
