@@ -306,7 +306,7 @@ class IndexOrderBooks:
         log.info("orders-%d: %s", self.k, text)
         self._notes.append(text)
 
-    def _took(self, step: Step) -> Step:
+    def _log_step(self, step: Step) -> Step:
         """Log and keep what a core step says the operator should see; count its replays."""
         for text in step.errors:
             self._error(text)
@@ -421,15 +421,14 @@ class IndexOrderBooks:
         """Book deposits, each holding `holds[key]` of itself for its route's cost (orders cannot engage it)."""
         self._ensure_started()
         async with self._lock:
-            self._took(self.app.book_deposits(deposits, dict(holds or {})))
+            self._log_step(self.app.book_deposits(deposits, holds or {}))
             await self._commit()
 
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
-        """Routing-fee shares, each from its deposit's hold first; a share beyond the hold and the user's free
-        collateral is the user's debt (it blocks new orders until a deposit pays it)."""
+        """Routing-fee shares, each from its deposit's hold first (core.shard_books.ShardBooks.charge)."""
         self._ensure_started()
         async with self._lock:
-            self._took(self.shard.charge(charges))
+            self._log_step(self.shard.charge(charges))
             await self._commit()
 
     async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal],
@@ -441,10 +440,8 @@ class IndexOrderBooks:
             await self._commit()
 
     async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
-        """Deposits dropped by a reorg after their credit (core.deposit_reversal): unengaged collateral of the
-        user's newest orders is cancelled as far as the shortfall needs, the deposit taken back, an engaged
-        shortfall left as the user's debt; the user gets a cancel report per order cut and a DepositReversed.
-        Idempotent per deposit key (the ledger remembers what it reversed)."""
+        """Deposits dropped by a reorg after their credit (core.deposit_reversal): the user gets a cancel report
+        per order cut and a DepositReversed. Idempotent per deposit key (the ledger remembers what it reversed)."""
         self._ensure_started()
         async with self._lock:
             done = self.shard.reverse(reversals)
@@ -466,7 +463,7 @@ class IndexOrderBooks:
         orders to that), or None for a batch already completed."""
         self._ensure_started()
         async with self._lock:
-            step = self._took(self.shard.engage(batch_id, engagements))
+            step = self._log_step(self.shard.engage(batch_id, engagements))
             if not step.replays:
                 await self._commit()
             return step.engaged
@@ -476,7 +473,7 @@ class IndexOrderBooks:
         Idempotent by `key` (batch_id:round). Returns the number of reports."""
         self._ensure_started()
         async with self._lock:
-            step = self._took(self.shard.apply_fills(key, fills))
+            step = self._log_step(self.shard.apply_fills(key, fills))
             if step.replays:
                 return 0
             reports = self.app.step_reports(step)
@@ -488,7 +485,7 @@ class IndexOrderBooks:
         return the mints owed for orders that finished with something filled. Idempotent by batch id."""
         self._ensure_started()
         async with self._lock:
-            step = self._took(self.shard.complete_batch(batch_id, results))
+            step = self._log_step(self.shard.complete_batch(batch_id, results))
             if not step.replays:
                 await self._commit(self.app.step_reports(step))
             return step.mints
@@ -499,7 +496,7 @@ class IndexOrderBooks:
         last exchange answers bring both). Each part stays idempotent by its own key."""
         self._ensure_started()
         async with self._lock:
-            step = self._took(self.shard.settle(key, fills, batch_id, results))
+            step = self._log_step(self.shard.settle(key, fills, batch_id, results))
             await self._commit(self.app.step_reports(step))
             return step.mints
 
@@ -509,7 +506,7 @@ class IndexOrderBooks:
         bought something ends filled and its mint is owed (returned). Idempotent by `key`."""
         self._ensure_started()
         async with self._lock:
-            step = self._took(self.shard.reject_orders(key, rejections))
+            step = self._log_step(self.shard.reject_orders(key, rejections))
             if step.replays:
                 return []  # the first answer's mints are the solver's already (it commits them before popping)
             await self._commit(self.app.step_reports(step))

@@ -82,6 +82,7 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     from core.config import GatewayConfig  # noqa: PLC0415
     from protocol.indexmaker_plugin import IndexMakerPlugin  # noqa: PLC0415
     from core.clock import SystemClock  # noqa: PLC0415
+    from core.config import CollateralConfig  # noqa: PLC0415
     from core.shard_books import ShardBooks  # noqa: PLC0415
     from protocol.books_app import BooksApp  # noqa: PLC0415
     from protocol.redis_report_store import RedisReportStore  # noqa: PLC0415
@@ -91,7 +92,10 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     from protocol.signature import Signer  # noqa: PLC0415
 
     async def main() -> None:
-        app = BooksApp(ShardBooks({"SY100"}, clock=SystemClock(), max_open_orders=1_000_000), default_chain_id=8453)
+        c = CollateralConfig()
+        books = ShardBooks({"SY100"}, clock=SystemClock(), unit=c.unit, max_open_orders=1_000_000, token_decimals=18,
+                           order_dust=c.order_dust, rest_return_ratio=c.rest_return_ratio)
+        app = BooksApp(books, default_chain_id=8453)
         for address in users:
             app.book(UserRef(8453, address)).ledger.credit("bench-deposit", collateral)
         plugin = IndexMakerPlugin(app)

@@ -15,7 +15,7 @@ from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
 from core.chain_events import CollateralDeposit, DepositReversal
 from core.clock import Clock
-from core.collateral_ledger import USDC_UNIT, CollateralError, CollateralLedger
+from core.collateral_ledger import CollateralError, CollateralLedger
 from core.collateral_route import FeeCharge
 from core.deposit_reversal import BookReversal, reverse_in_book
 from core.index_order import IndexOrder, OrderStateError, user_key
@@ -69,9 +69,9 @@ def invoice_lines(acc: Mapping[str, list[Any]]) -> list[InvoiceLine]:
 class ShardBooks:
     """Not thread-safe: the owner serialises the calls. Books are keyed by `user_key` (the lower-cased address)."""
 
-    def __init__(self, known_indexes: Collection[str], *, clock: Clock, unit: Decimal = USDC_UNIT,
-                 max_open_orders: int = 100, token_decimals: int = 18, order_dust: Decimal = Decimal("0.05"),
-                 rest_return_ratio: Decimal = Decimal("0.005")) -> None:
+    def __init__(self, known_indexes: Collection[str], *, clock: Clock, unit: Decimal, max_open_orders: int,
+                 token_decimals: int, order_dust: Decimal, rest_return_ratio: Decimal) -> None:
+        """The numbers are the `[collateral]` and `[chain]` settings (core.config)."""
         self.known_indexes = frozenset(known_indexes)
         self.clock = clock
         self.unit = unit

@@ -1,15 +1,14 @@
 """The IndexMaker application over core's `ShardBooks`: what an order shard runs, and what tests and benches drive.
 
-Requests are answered exactly as the books decide (validation order, reason codes, reservations in the collateral
-ledger); the engine's steps come back from core as orders filled or closed, and become the users' reports here.
-It lives in protocol/ because it speaks protocol's AppRequest/AppResponse and UserRef, which core may not import.
-Quotes need a price source: an injected `quoter(symbol, amount)` returning the index units the amount buys now,
-or None when it cannot say (MARKET_UNAVAILABLE); the shards have none (the gateway sends quotes to the solver).
+Requests are answered as the books decide (validation order, reason codes); core's steps (orders filled or closed)
+become the users' reports here. It is in protocol/ because it speaks AppRequest/AppResponse and UserRef, which core
+may not import. Quotes need an injected `quoter(symbol, amount)` (index units, or None: MARKET_UNAVAILABLE); the
+shards have none, the gateway sends quotes to the solver.
 """
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from core.chain_events import CollateralDeposit
 from core.clock import Clock
@@ -124,7 +123,7 @@ class BooksApp:
 
     # --- the engine's side: deposits, and core's steps as reports ---------------------------------------------------
 
-    def book_deposits(self, deposits: Sequence[CollateralDeposit], holds: dict[str, Decimal]) -> Step:
+    def book_deposits(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> Step:
         """Confirmed deposits (core.shard_books.ShardBooks.credit); the user's reports go to the deposit's chain
         until a session of theirs says otherwise."""
         for d in deposits:

@@ -11,6 +11,7 @@ from typing import Callable, Collection, Sequence
 
 from core.clock import Clock, SystemClock
 from core.collateral_ledger import USDC_UNIT
+from core.config import CollateralConfig
 from core.index_order import IndexOrderStatus, user_key
 from core.invoice import InvoiceLine, build_invoice
 from core.money import ZERO
@@ -30,8 +31,10 @@ TEST_CHAIN_ID = 8453
 class HandDrivenApp(BooksApp):
     def __init__(self, known_indexes: Collection[str], *, clock: Clock | None = None, unit: Decimal = USDC_UNIT,
                  max_open_orders: int = 100, quoter: Quoter | None = None, token_decimals: int = 18) -> None:
+        defaults = CollateralConfig()
         books = ShardBooks(known_indexes, clock=clock or SystemClock(), unit=unit, max_open_orders=max_open_orders,
-                           token_decimals=token_decimals)
+                           token_decimals=token_decimals, order_dust=defaults.order_dust,
+                           rest_return_ratio=defaults.rest_return_ratio)
         super().__init__(books, default_chain_id=TEST_CHAIN_ID, quoter=quoter)
         self._sink: Sink | None = None
 

@@ -10,6 +10,7 @@ from core.batch_planner import Engagement
 from core.batch_result import BatchOrderResult
 from core.chain_events import CollateralDeposit, DepositReversal
 from core.clock import ManualClock
+from core.config import CollateralConfig
 from core.lot_assignment import OrderFill
 from core.shard_books import ShardBooks
 from core.side import Side
@@ -26,7 +27,9 @@ SESSION = UserRef(8453, ADDRESS)
 
 
 def app() -> BooksApp:
-    books = ShardBooks({INDEX}, clock=ManualClock(), max_open_orders=10)
+    c = CollateralConfig()
+    books = ShardBooks({INDEX}, clock=ManualClock(), unit=c.unit, max_open_orders=10, token_decimals=18,
+                       order_dust=c.order_dust, rest_return_ratio=c.rest_return_ratio)
     application = BooksApp(books, default_chain_id=42161)
     deposit = CollateralDeposit(42161, "0x01", 0, 1, KEY, Decimal("100"))
     assert application.book_deposits([deposit], {}).errors == []

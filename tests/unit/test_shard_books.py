@@ -25,7 +25,8 @@ KA, KB = A.lower(), B.lower()
 
 
 def books(deposit: str = "1000") -> ShardBooks:
-    shard = ShardBooks({INDEX}, clock=ManualClock(), max_open_orders=10)
+    shard = ShardBooks({INDEX}, clock=ManualClock(), unit=Decimal("0.000001"), max_open_orders=10, token_decimals=18,
+                       order_dust=Decimal("0.05"), rest_return_ratio=Decimal("0.005"))
     step = shard.credit([CollateralDeposit(42161, "0x01", 0, 1, A, Decimal(deposit)),
                          CollateralDeposit(42161, "0x01", 1, 1, B, Decimal(deposit))], {})
     assert step.errors == []
