@@ -22,7 +22,8 @@ import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
-from actors.order_books import ShardedApp, ShardReport, orders_shard_name
+from actors.order_books import ShardReport
+from actors.order_shards import ShardedApp, orders_shard_name
 from protocol.indexmaker_app import AppResponse, InvoiceIssued, OrderAccepted, OrderProgress, OrderRefused
 from protocol.indexmaker_plugin import IndexMakerPlugin
 from protocol.report_store import StreamWrite

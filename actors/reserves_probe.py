@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from actors.order_books import orders_shard_name
+from actors.order_shards import orders_shard_name
 from core.reserves import (
     ReserveRow, add_into, books_holdings, by_asset, compare, confirmed, net_received, quote_spent, supply_row,
 )

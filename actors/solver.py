@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
 from actors.ray_context import restarted_by_ray
-from actors.order_books import orders_shard_name, shard_of_order
+from actors.order_shards import orders_shard_name, shard_of_order
 from actors.packed import packed
 from core.asset_order import ExchangeFill
 from core.basket import Basket
