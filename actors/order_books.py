@@ -275,11 +275,11 @@ class IndexOrderBooks:
                 completed = r.hgetall(self._keys["completed"])
                 fill_keys = r.smembers(self._keys["fill_keys"])
                 invoices = r.hgetall(self._keys["invoices"])
-                return users, meta, outbox, completed, fill_keys, invoices
+                return users, meta, delivered, outbox, completed, fill_keys, invoices
             finally:
                 r.close()
 
-        users, meta, outbox, completed, fill_keys, invoices = self.o.retry.call_sync(
+        users, meta, delivered, outbox, completed, fill_keys, invoices = self.o.retry.call_sync(
             read, lambda exc: log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc))
         self._fresh()
         for raw_key, raw in users.items():
