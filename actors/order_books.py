@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import time
 import logging
@@ -53,6 +54,7 @@ from actors.logs import setup_logging
 from actors.order_shards import orders_shard_name
 from actors.packed import packed
 from actors.ray_context import restarted_by_ray
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +92,7 @@ class OrderBooksOptions:
     #: Reports may wait this long for company (fewer calls, later reports). 0: a commit's reports go at once; a
     #: commit already carries a whole step's reports (a batch's settle is one), so there is little to gather.
     delivery_linger_ms: int = 0
-    retry_ms: int = 200
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
 
     @classmethod
     def from_settings(cls, settings: Any, known_indexes: Iterable[str], shards: int, **overrides: Any
@@ -102,7 +104,7 @@ class OrderBooksOptions:
             "rest_return_ratio": settings.collateral.rest_return_ratio,
             "max_open_orders": settings.collateral.max_open_orders_per_user,
             "token_decimals": settings.chain.index_token_decimals,
-            "default_chain_id": settings.chain.arbitrum_chain_id}
+            "default_chain_id": settings.chain.arbitrum_chain_id, "retry": RetryPolicy.from_settings(settings)}
         values.update(overrides)
         return cls(**values)
 
@@ -161,10 +163,7 @@ class IndexOrderBooks:
         """Replace memory with what Redis holds. Everything is read first and memory is replaced only then, so a
         read that fails leaves the shard as it was (never half empty). While Redis is unreachable (an outage, a
         restart) the read is retried: a shard restarted meanwhile waits for it instead of crash-looping."""
-        import time
-
-        backoff = self.o.retry_ms / 1000
-        while True:
+        def read() -> tuple[Any, ...]:
             r = redis.Redis.from_url(self.o.redis_url)
             try:
                 users = r.hgetall(self._keys["users"])
@@ -175,13 +174,12 @@ class IndexOrderBooks:
                 completed = r.hgetall(self._keys["completed"])
                 fill_keys = r.smembers(self._keys["fill_keys"])
                 invoices = r.hgetall(self._keys["invoices"])
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc)
-                time.sleep(backoff)  # back-off while the store is down (nothing to serve before it answers)
-                backoff = min(2 * backoff, 2.0)
+                return users, meta, delivered, outbox, completed, fill_keys, invoices
             finally:
                 r.close()
+
+        users, meta, delivered, outbox, completed, fill_keys, invoices = self.o.retry.call_sync(
+            read, lambda exc: log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc))
         self._fresh()
         st = self.shard
         for raw_key, raw in users.items():
@@ -251,7 +249,6 @@ class IndexOrderBooks:
             entries.append(ShardReport(self._report_seq, self.k, resp))
         st = self.shard
         touched, st.touched = set(st.touched), set()
-        backoff = self.o.retry_ms / 1000
         try:
             users = {k: self._user_snapshot(k) for k in touched}
             meta = self._meta()
@@ -261,7 +258,8 @@ class IndexOrderBooks:
             answers = {b: json.dumps([m.to_dict() for m in st.completed[b]]) for b in new_completed}
             new_invoices = sorted(st.new_invoices)
             invoices = {f"{k}\n{cl}": st.invoices[(k, cl)].model_dump_json() for k, cl in new_invoices}
-            while True:
+
+            async def write() -> None:
                 p = self._redis.pipeline(transaction=True)
                 if users:
                     p.hset(self._keys["users"], mapping=users)
@@ -276,14 +274,13 @@ class IndexOrderBooks:
                     p.hset(self._keys["completed"], mapping=answers)
                 if invoices:
                     p.hset(self._keys["invoices"], mapping=invoices)
-                try:
-                    await p.execute()
-                    break
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    self._counts["commit_retries"] = self._counts.get("commit_retries", 0) + 1
-                    log.warning("orders-%d: commit failed (%s); sending it again", self.k, exc)
-                    await asyncio.sleep(backoff)  # back-off while the store is down, not synchronisation
-                    backoff = min(2 * backoff, 2.0)
+                await p.execute()
+
+            def failed(exc: Exception) -> None:
+                self._counts["commit_retries"] = self._counts.get("commit_retries", 0) + 1
+                log.warning("orders-%d: commit failed (%s); sending it again", self.k, exc)
+
+            await self.o.retry.call(write, failed)
         except BaseException:
             self._load()
             raise
@@ -343,6 +340,7 @@ class IndexOrderBooks:
 
     async def _deliver_loop(self) -> None:
         assert self._wake is not None
+        pacer = self.o.retry.pacer()
         while True:
             await self._wake.wait()
             if self.o.delivery_linger_ms > 0:
@@ -362,8 +360,9 @@ class IndexOrderBooks:
                     self._counts["delivery_failures"] += 1
                     log.warning("orders-%d: delivery failed (%s); retrying", self.k, e)
                     self._subscriber = None
-                    await asyncio.sleep(self.o.retry_ms / 1000)
+                    await pacer.pause()
                     continue
+                pacer.reset()
                 last = entries[-1].seq
                 self._delivered = max(self._delivered, last)
                 self._outbox = [e for e in self._outbox if e.seq > last]  # the cursor is saved with the next commit

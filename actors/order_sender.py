@@ -62,6 +62,7 @@ from core.symbol_filters import parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, Fill
 from protocol.gc_tuning import tune_gc_once
+from store.retry import STORE_AWAY, RetryPolicy
 from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,10 @@ class SenderOptions:
     http_keepalive_s: float = 300.0
     #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
     missing_fills_grace_ms: int = 2_000
-    #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
+    #: Back-off after a 429 that carried no Retry-After.
     default_retry_after_s: int = 1
-    retry_ms: int = 200
+    #: The store and the exchange's queries and streams are waited out with this.
+    retry: RetryPolicy = field(default_factory=RetryPolicy.default)
     #: Guards (core.config.ExchangeGuardsConfig): the average price's age limit and request weight, the breaker.
     avg_price_max_age_ms: int = 60_000
     avg_price_weight: int = 2
@@ -121,6 +123,7 @@ class SenderOptions:
         g = settings.exchange_guards
         values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
                       breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)
+        values["retry"] = RetryPolicy.from_settings(settings)
         values.update(overrides)
         return cls(**values)
 
@@ -146,6 +149,14 @@ def _result_from_dict(d: dict[str, Any]) -> SubmitResult:
     return SubmitResult(d["symbol"], Side(d["side"]), d["accepted"], d["client_order_id"],
                         None if d["quantity"] is None else Decimal(d["quantity"]),
                         None if d["price"] is None else Decimal(d["price"]), d["status"], d["reason"], d["filter"])
+
+
+def _commit_failed(e: BaseException) -> None:
+    """The store away is a warning (it comes back); any other failure of a commit is a defect: its trace."""
+    if isinstance(e, STORE_AWAY):
+        log.warning("sender: commit failed (%s); retrying", e)
+    else:
+        log.error("sender: commit failed, retrying", exc_info=e)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -204,21 +215,28 @@ class OrderSender:
 
     # ================================================================================ persistence
     def _load(self) -> None:
-        r = redis.Redis.from_url(self.o.redis_url)
-        try:
-            for cid, raw in r.hgetall(self._keys["orders"]).items():
-                d = json.loads(raw)
-                self._orders[cid.decode()] = AssetOrder.from_dict(d["order"])
-                if d.get("replaced_by"):
-                    self._replaced_by[cid.decode()] = d["replaced_by"]
-            for batch_id, raw in r.hgetall(self._keys["batches"]).items():
-                self._batches[batch_id.decode()] = [_result_from_dict(x) for x in json.loads(raw)]
-            # A log kept as a hash (seq -> entry) by older code: its entries go to the hand-off at the next commit.
-            legacy = sorted((int(k), v) for k, v in r.hgetall(self._keys["log"]).items())
-            streamed = r.xrevrange(self._executions.key, count=1)
-            state = json.loads(r.get(self._keys["state"]) or b"{}")
-        finally:
-            r.close()
+        def read() -> tuple[Any, ...]:
+            r = redis.Redis.from_url(self.o.redis_url)
+            try:
+                return (r.hgetall(self._keys["orders"]), r.hgetall(self._keys["batches"]),
+                        r.hgetall(self._keys["log"]), r.xrevrange(self._executions.key, count=1),
+                        r.get(self._keys["state"]))
+            finally:
+                r.close()
+
+        # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
+        orders, batches, log_rows, streamed, raw_state = self.o.retry.call_sync(
+            read, lambda e: log.warning("sender: cannot read the state (%s); retrying", e))
+        for cid, raw in orders.items():
+            d = json.loads(raw)
+            self._orders[cid.decode()] = AssetOrder.from_dict(d["order"])
+            if d.get("replaced_by"):
+                self._replaced_by[cid.decode()] = d["replaced_by"]
+        for batch_id, raw in batches.items():
+            self._batches[batch_id.decode()] = [_result_from_dict(x) for x in json.loads(raw)]
+        state = json.loads(raw_state or b"{}")
+        # A log kept as a hash (seq -> entry) by older code: its entries go to the hand-off at the next commit.
+        legacy = sorted((int(k), v) for k, v in log_rows.items())
         last = max([int(state.get("log_seq", 0)), legacy[-1][0] if legacy else 0]
                    + [int(streamed[0][0].split(b"-")[0]) for _ in streamed[:1]])
         self._log = FillLog.of_orders(last, self._orders, self._replaced_by)
@@ -283,17 +301,10 @@ class OrderSender:
 
     async def _commit_until_done(self) -> None:
         """Commit, retrying through Redis hiccups: for steps that must not go ahead undurably (sending)."""
-        while True:
-            try:
-                await self._commit()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                log.exception("sender: commit failed, retrying")
-                await asyncio.sleep(self.o.retry_ms / 1000)
+        await self.o.retry.call(self._commit, _commit_failed, away=(Exception,))
 
     async def _flusher(self) -> None:
+        pacer = self.o.retry.pacer()
         while True:
             await self._commit_wake.wait()
             self._commit_wake.clear()
@@ -301,10 +312,12 @@ class OrderSender:
                 await self._commit()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001  (Redis hiccup: keep the changes, try again)
-                log.exception("sender: commit failed, retrying")
-                await asyncio.sleep(self.o.retry_ms / 1000)
+            except Exception as e:  # noqa: BLE001  (Redis hiccup: keep the changes, try again)
+                _commit_failed(e)
+                await pacer.pause()
                 self._commit_wake.set()
+                continue
+            pacer.reset()
 
     # ================================================================================ start and reconcile
     async def start(self) -> dict[str, Any]:
@@ -405,15 +418,11 @@ class OrderSender:
         group = self._take_group()
         taken = time.time()
         try:
-            while True:
-                try:
-                    await self._commit()  # the intents are on disk before anything can be sent
-                    break
-                except (redis.ConnectionError, redis.TimeoutError) as e:
-                    # The store is down (an outage, a restart): wait for it, as the caller's call waits. Refusing
-                    # would count as a failed call, and a caller drops a step after a few of those.
-                    log.warning("sender: cannot record batch %s yet (%s); retrying", batch_id, e)
-                    await asyncio.sleep(self.o.retry_ms / 1000)
+            # The intents are on disk before anything can be sent. The store down (an outage, a restart) is waited
+            # for, as the caller's call waits: refusing would count as a failed call, and a caller drops a step
+            # after a few of those.
+            await self.o.retry.call(self._commit, lambda e: log.warning(
+                "sender: cannot record batch %s yet (%s); retrying", batch_id, e))
         except BaseException:
             # Not durable: forget the batch, so that nothing unrecorded can go out; the caller may submit again.
             mine = {o.client_order_id for o in accepted}
@@ -690,6 +699,7 @@ class OrderSender:
         self._resolving.add(cid)
         gw = self._gw
         assert gw is not None and self._limiter is not None and self._queue is not None
+        pacer = self.o.retry.pacer()
         try:
             while True:
                 asked_at = self._clock.now_ms()
@@ -713,7 +723,7 @@ class OrderSender:
                 except Exception as e:  # noqa: BLE001  (network trouble: ask again)
                     log.warning("sender: query of %s failed (%s); retrying", cid, e,
                                 extra={"client_order_id": cid, "batch_id": order.batch_id})
-                    await asyncio.sleep(self.o.retry_ms / 1000)
+                    await pacer.pause()
                     continue
                 self._apply(order, update_from(answer))
                 if order.status.is_final and order.missing_fills:
@@ -740,6 +750,7 @@ class OrderSender:
     async def _fetch_trades(self, order: AssetOrder) -> None:
         gw = self._gw
         assert gw is not None
+        pacer = self.o.retry.pacer()
         while order.missing_fills:
             await self._acquire(self.o.trades_weight)
             self._counts["trade_queries"] += 1
@@ -748,13 +759,13 @@ class OrderSender:
             except Exception as e:  # noqa: BLE001
                 log.warning("sender: trades of %s failed (%s); retrying", order.client_order_id, e,
                             extra={"client_order_id": order.client_order_id, "batch_id": order.batch_id})
-                await asyncio.sleep(self.o.retry_ms / 1000)
+                await pacer.pause()
                 continue
             fills = tuple(exchange_fill(t) for t in trades if t.order_id == order.exchange_order_id)
             self._apply(order, OrderUpdate(order.client_order_id, order.status, order.executed_qty,
                                            order.exchange_order_id, fills))
             if order.missing_fills:  # the exchange's trade list lags its order status: ask again shortly
-                await asyncio.sleep(self.o.retry_ms / 1000)
+                await pacer.pause()
 
     async def _check_fills_later(self, order: AssetOrder) -> None:
         await asyncio.sleep(self.o.missing_fills_grace_ms / 1000)  # give the trade stream its chance first
@@ -786,6 +797,7 @@ class OrderSender:
         unsettled order is asked for once it is back."""
         gw = self._gw
         assert gw is not None
+        pacer = self.o.retry.pacer()  # starts over once the stream has held a while
         while True:
             try:
                 updates = await gw.watch_executions()
@@ -794,7 +806,7 @@ class OrderSender:
             except Exception as e:  # noqa: BLE001  (stream dropped: events may be lost, ask for what is open)
                 self._counts["stream_errors"] += 1
                 log.warning("sender: user data stream failed (%s); reconnecting", e)
-                await asyncio.sleep(self.o.retry_ms / 1000)
+                await pacer.pause()
                 self._reconcile()
                 continue
             for eo in updates:

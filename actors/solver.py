@@ -57,6 +57,7 @@ from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, QuoteResult
 from protocol.reason_codes import ReasonCode
 from store.handoff import read as read_handoff
+from store.retry import RetryPolicy, peer_away
 from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,9 @@ class SolverOptions:
     order_budget: int = 10_000
     #: Notional of all batches in flight together (the planner gets what is left of it).
     max_in_flight_notional: Decimal = Decimal("500000")
-    retry_ms: int = 200
-    #: A call that fails with something other than an unavailable actor is retried this often, then dropped
-    #: (and recorded in inspect()["errors"]).
-    max_call_failures: int = 5
+    #: The store and the peers are waited out with this; a call that fails with something other than an
+    #: unavailable actor is retried `max_failures` times, then dropped (and recorded in inspect()["errors"]).
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
 
     @classmethod
     def from_settings(cls, settings: Any, order_shards: int, **overrides: Any) -> "SolverOptions":
@@ -113,7 +113,8 @@ class SolverOptions:
             "max_in_flight_notional": settings.solver.max_in_flight_notional,
             "stale_reject_after_ms": settings.solver.stale_reject_after_ms,
             "executions_batch": settings.solver.executions_batch,
-            "executions_linger_ms": settings.solver.executions_linger_ms}
+            "executions_linger_ms": settings.solver.executions_linger_ms,
+            "retry": RetryPolicy.from_settings(settings)}
         values.update(overrides)
         return cls(**values)
 
@@ -225,20 +226,16 @@ class Solver:
 
     # ------------------------------------------------------------------ persistence
     def _load(self) -> None:
-        backoff = self.o.retry_ms / 1000
-        while True:  # a store that is down (restarting) is waited for, not crashed on
+        def read() -> tuple[Any, list[bytes], dict[bytes, bytes]]:
             r = redis.Redis.from_url(self.o.redis_url)
             try:
-                raw = r.get(self._key)
-                history = r.lrange(self._history_key, 0, -1)
-                mints = r.hgetall(self._mints_key)
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("solver: cannot read the state (%s); retrying", e)
-                time.sleep(backoff)  # __init__ is synchronous: nothing to serve before the state is read
-                backoff = min(2 * backoff, 2.0)
+                return r.get(self._key), r.lrange(self._history_key, 0, -1), r.hgetall(self._mints_key)
             finally:
                 r.close()
+
+        # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
+        raw, history, mints = self.o.retry.call_sync(
+            read, lambda e: log.warning("solver: cannot read the state (%s); retrying", e))
         self._history = [json.loads(h) for h in history]
         self._mints_added, self._mints_removed = set(), set()
         if not raw:
@@ -268,34 +265,31 @@ class Solver:
                  for oid in self._mints_added if oid in self._mints}
         removed = [oid for oid in self._mints_removed if oid not in self._mints]
         cursor = self._cursor
-        backoff = self.o.retry_ms / 1000
-        while True:
-            try:
-                if history is None and not added and not removed and cursor == self._acked:
-                    await self._redis.set(self._key, blob)
-                else:
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        pipe.set(self._key, blob)
-                        if cursor != self._acked:
-                            self._executions.ack(pipe, cursor)  # consumed and stored: the sender's log lets go
-                        if added:
-                            pipe.hset(self._mints_key, mapping=added)
-                        if removed:
-                            pipe.hdel(self._mints_key, *removed)
-                        if history is not None:
-                            pipe.rpush(self._history_key, json.dumps(history))
-                            pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
-                        await pipe.execute()
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                # Redis down or restarting: the same write again (it is absolute; the history entry is pushed in
-                # a transaction, so at most once). Everything else waits behind the lock meanwhile.
-                log.warning("solver: cannot write the state (%s); retrying", e)
-                await asyncio.sleep(backoff)
-                backoff = min(2 * backoff, 2.0)
-            except BaseException:
-                self._reload()
-                raise
+
+        async def write() -> None:
+            if history is None and not added and not removed and cursor == self._acked:
+                await self._redis.set(self._key, blob)
+            else:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.set(self._key, blob)
+                    if cursor != self._acked:
+                        self._executions.ack(pipe, cursor)  # consumed and stored: the sender's log lets go
+                    if added:
+                        pipe.hset(self._mints_key, mapping=added)
+                    if removed:
+                        pipe.hdel(self._mints_key, *removed)
+                    if history is not None:
+                        pipe.rpush(self._history_key, json.dumps(history))
+                        pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
+                    await pipe.execute()
+
+        try:
+            # Redis down or restarting: the same write again (it is absolute; the history entry is pushed in a
+            # transaction, so at most once). Everything else waits behind the lock meanwhile.
+            await self.o.retry.call(write, lambda e: log.warning("solver: cannot write the state (%s); retrying", e))
+        except BaseException:
+            self._reload()
+            raise
         self._mints_added.difference_update(added)
         self._mints_removed.difference_update(removed)
         self._acked = cursor
@@ -333,30 +327,32 @@ class Solver:
     async def _call(self, name: str, method: str, *args: Any) -> Any:
         """One call, retried while the peer restarts or is not registered yet (every call the solver makes is
         idempotent on the peer); any other failure is retried a few times, then raised."""
-        failures = 0
-        while True:
-            try:
-                handle = self._actor(name)
-            except ValueError as e:  # no such actor (yet): the launcher has not created it, or it is being replaced
+        found = False
+
+        async def call() -> Any:
+            nonlocal found
+            found = False
+            handle = self._actor(name)  # ValueError: not registered (yet), or being replaced
+            found = True
+            self._counts["calls"] += 1
+            return await getattr(handle, method).remote(*args)
+
+        def failed(e: Exception) -> None:
+            if not found:
                 log.warning("solver: %s not found (%s); retrying", name, e)
-                await asyncio.sleep(self.o.retry_ms / 1000)
-                continue
-            try:
-                self._counts["calls"] += 1
-                return await getattr(handle, method).remote(*args)
-            except asyncio.CancelledError:
-                raise
-            except ray.exceptions.RayActorError as e:  # restarting: the same call again is safe
+                return
+            self._counts["call_failures"] += 1
+            if isinstance(e, ray.exceptions.RayActorError):  # restarting: the same call again is safe
                 self._handles.pop(name, None)
-                self._counts["call_failures"] += 1
                 log.warning("solver: %s.%s unavailable (%s); retrying", name, method, e)
-            except Exception as e:  # noqa: BLE001
-                failures += 1
-                self._counts["call_failures"] += 1
-                if failures >= self.o.max_call_failures:
-                    raise
+            else:
                 log.warning("solver: %s.%s failed (%s); retrying", name, method, e)
-            await asyncio.sleep(self.o.retry_ms / 1000)
+
+        try:
+            return await self.o.retry.call(call, failed, away=peer_away, bounded=(Exception,))
+        except Exception:
+            self._counts["call_failures"] += 1  # the last failure: raised, not retried
+            raise
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> dict[str, Any]:
@@ -755,7 +751,7 @@ class Solver:
         """Read the sender's executions after the cursor, batch by batch, for as long as the solver runs. Each
         wait is bounded (idle_poll_ms) so that a cursor moved back by a reload is read from again soon."""
         loop = asyncio.get_running_loop()
-        retry = self.o.retry_ms / 1000
+        pacer = self.o.retry.pacer()
         while True:
             try:
                 entries = await self._read_after(self._cursor, self.o.idle_poll_ms)
@@ -767,13 +763,12 @@ class Solver:
                     entries += await self._read_after(entries[-1].seq, max(1, round(1000 * left)))
                 if entries:
                     await self._on_executions(entries)
-                retry = self.o.retry_ms / 1000
+                pacer.reset()
             except asyncio.CancelledError:
                 raise
             except Exception as e:  # noqa: BLE001  (the store or a shard away: the same entries are read again)
                 log.warning("solver: reading the sender's executions failed (%s); retrying", e)
-                await asyncio.sleep(retry)  # back-off while a peer is away, not synchronisation
-                retry = min(2 * retry, 2.0)
+                await pacer.pause()
 
     async def _read_after(self, seq: int, block_ms: int) -> list[Execution]:
         got = await read_handoff(self._reader_redis, {self._executions: seq}, count=self.o.executions_batch,

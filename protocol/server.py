@@ -58,6 +58,7 @@ from protocol.signature import SignatureError, Signer, address_hex_of, recover_p
 from protocol.user_stream import UserStream
 from protocol.wire_types import ZERO_ADDRESS, format_timestamp, timestamp_ms
 from protocol.worker_group import MAX_HANDOFF_BYTES, HandoffReceiver, HandoffSender, WorkerGroup, bytes_after
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ class _AdoptedConnection(_GatewayConnection):
 
 class GatewayServer:
     def __init__(self, plugin: Plugin, store: ReportStore, signer: Signer, config: GatewayConfig | None = None,
-                 clock: Clock | None = None, group: WorkerGroup | None = None) -> None:
-        """`group`: this process is one of several sharing the port (protocol/worker_group.py); None: the only one."""
+                 clock: Clock | None = None, group: WorkerGroup | None = None, retry: RetryPolicy | None = None
+                 ) -> None:
+        """`group`: this process is one of several sharing the port (protocol/worker_group.py); None: the only one.
+        `retry`: how a store that fails is waited out (the [store] policy when None)."""
         self.config = cfg = config or GatewayConfig()
         self.group = group if group is not None and group.count > 1 else None
         self.plugin = plugin
@@ -142,8 +145,9 @@ class GatewayServer:
             if not 1 <= weight <= cfg.user_burst:
                 raise ValueError(f"weight of {name} must be in [1, user_burst={cfg.user_burst}], got {weight}")
         self._unsigned_ok = frozenset(plugin.unsigned_ok) if cfg.allow_unsigned_quotes else frozenset()
+        self.retry = retry or RetryPolicy.default()
         self.committer = GroupCommitter(store, max_batch=cfg.commit_max_batch,
-                                        write_timeout_s=cfg.commit_write_timeout_s)
+                                        write_timeout_s=cfg.commit_write_timeout_s, retry=self.retry)
         self._users: dict[str, UserStream] = {}
         self._sessions: set[Session] = set()
         # The global limit is the whole gateway's: each of N processes takes its share.
@@ -602,15 +606,15 @@ class GatewayServer:
         return user
 
     async def _load(self, user: UserStream) -> None:
-        delay = 0.01
+        pacer = self.retry.pacer()
         while True:
             try:
                 user.in_seq, user.out_seq = await self.store.last_seqs(user.key)
                 break
             except Exception as exc:
+                delay = pacer.next_delay()
                 log.warning("loading %s from the store failed (%s); retrying in %.2f s", user.key, exc, delay)
                 await asyncio.sleep(delay)  # back-off before retrying the store, not synchronisation
-                delay = min(delay * 2, 1.0)
         loading, user.loading = user.loading, None
         if loading is not None:
             loading.set_result(None)

@@ -81,3 +81,47 @@ def test_the_guards_come_from_the_settings():
     o = SenderOptions.from_settings(settings, "key", "secret")
     assert (o.avg_price_max_age_ms, o.avg_price_weight, o.breaker_threshold, o.breaker_cool_off_ms) == (
         30_000, 2, 4, 0)
+
+
+def test_a_sender_started_while_the_store_is_down_waits_for_it_and_loads_its_state(tmp_path):
+    """The state read in __init__ goes through the retry policy: a store that is down at start is waited for,
+    with a warning, and what it held is loaded once it is back (the sender class outside Ray, a real redis)."""
+    import json
+    import logging
+    import threading
+
+    from store.retry import RetryPolicy
+    from world.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        server.client().set("sender:down:state", json.dumps({"delivered": 7, "subscriber": None}))
+        server.stop()  # AOF with fsync always: the state is back on start
+        warned = threading.Event()
+        warnings: list[logging.LogRecord] = []
+
+        class Seen(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                warnings.append(record)
+                if "cannot read the state" in record.getMessage():
+                    warned.set()
+
+        seen = Seen(level=logging.WARNING)
+        logging.getLogger("actors.order_sender").addHandler(seen)
+        built: list[object] = []
+        options = SenderOptions("http://127.0.0.1:1", "ws://127.0.0.1:1", "key", "secret", redis_url=server.url,
+                                account="down", retry=RetryPolicy(20, 100, 1))
+        thread = threading.Thread(target=lambda: built.append(OrderSender.__ray_metadata__.modified_class(options)))
+        try:
+            thread.start()
+            assert warned.wait(30), "no warning while the store was down"
+            assert thread.is_alive()  # still waiting for the store, not crashed
+            server.start()
+            thread.join(30)
+        finally:
+            logging.getLogger("actors.order_sender").removeHandler(seen)
+        assert not thread.is_alive() and len(built) == 1
+        assert built[0]._delivered == 7  # noqa: SLF001
+        assert all(r.levelno == logging.WARNING for r in warnings)  # a handled wait is not an error
+    finally:
+        server.stop()
