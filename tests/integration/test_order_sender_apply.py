@@ -95,7 +95,7 @@ def test_a_sender_started_while_the_store_is_down_waits_for_it_and_loads_its_sta
 
     server = RedisServer(tmp_path / "redis").start()
     try:
-        server.client().set("sender:down:state", json.dumps({"delivered": 7, "subscriber": None}))
+        server.client().set("sender:down:state", json.dumps({"log_seq": 7}))
         server.stop()  # AOF with fsync always: the state is back on start
         warned = threading.Event()
         warnings: list[logging.LogRecord] = []
@@ -121,7 +121,7 @@ def test_a_sender_started_while_the_store_is_down_waits_for_it_and_loads_its_sta
         finally:
             logging.getLogger("actors.order_sender").removeHandler(seen)
         assert not thread.is_alive() and len(built) == 1
-        assert built[0]._delivered == 7  # noqa: SLF001
+        assert built[0]._log.last_seq == 7  # noqa: SLF001
         assert all(r.levelno == logging.WARNING for r in warnings)  # a handled wait is not an error
     finally:
         server.stop()
