@@ -20,10 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import time
 import logging
-import pickle
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
@@ -45,7 +43,7 @@ from core.index_order_book import UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
 from core.lot_assignment import AssetLine, OrderFill
 from core.mint_request import MintRequest
-from core.money import ZERO, D, quantize_up
+from core.money import ZERO, quantize_up
 from core.shard_assignment import shard_of
 from protocol.envelope import UserRef
 from protocol.gc_tuning import tune_gc_once
@@ -56,6 +54,7 @@ from actors.packed import packed
 from actors.ray_context import restarted_by_ray
 from protocol.inprocess_app import InProcessIndexMakerApp
 from protocol.reason_codes import ReasonCode
+from store.shard_records import ShardCompleted, ShardInvoice, ShardMeta, ShardReportRecord, ShardUser
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +99,10 @@ class ShardReport:
     seq: int
     shard: int
     response: AppResponse
+
+
+def _report_of(record: ShardReportRecord) -> ShardReport:
+    return ShardReport(record.seq, record.shard, record.app_response())
 
 
 @dataclass(frozen=True)
@@ -270,8 +273,8 @@ class IndexOrderBooks:
             try:
                 users = r.hgetall(self._keys["users"])
                 meta_raw = r.get(self._keys["meta"])
-                meta = json.loads(meta_raw) if meta_raw else None
-                delivered = int(meta["delivered"]) if meta else 0
+                meta = ShardMeta.load(meta_raw) if meta_raw else None
+                delivered = meta.delivered if meta else 0
                 outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
                 completed = r.hgetall(self._keys["completed"])
                 fill_keys = r.smembers(self._keys["fill_keys"])
@@ -285,47 +288,42 @@ class IndexOrderBooks:
                 r.close()
         self._fresh()
         for raw_key, raw in users.items():
-            key, data = raw_key.decode(), json.loads(raw)
-            self.app.refs[key] = UserRef(int(data["ref"][0]), data["ref"][1])
-            self.app.books[key] = UserOrderBook.from_dict(data["book"], max_open_orders=self.o.max_open_orders,
-                                                          known_indexes=self.o.known_indexes)
-            for oid, acc in data["lines"].items():
-                self._lines[oid] = {s: [int(u), D(q), D(v), D(f), list(ids)] for s, (u, q, v, f, ids) in acc.items()}
-            for cl, inv in data.get("invoices", {}).items():  # a snapshot written before invoices had a hash
-                self._add_invoice(key, cl, MintInvoice.model_validate(inv))
+            key, user = raw_key.decode(), ShardUser.load(raw)
+            self.app.refs[key] = user.user_ref()
+            self.app.books[key] = user.user_book(max_open_orders=self.o.max_open_orders,
+                                                 known_indexes=self.o.known_indexes)
+            for oid, acc in user.lines.items():
+                self._lines[oid] = {s: [u, q, v, f, list(ids)] for s, (u, q, v, f, ids) in acc.items()}
+            for cl, inv in user.invoices.items():  # moved to the invoices hash by the next commit
+                self._add_invoice(key, cl, inv)
         if meta:
-            self._fifo = dict.fromkeys(meta["fifo"])
-            self._engaged = {b: [(oid, D(a)) for oid, a in rows] for b, rows in meta["engaged"].items()}
-            # A meta written before the records had keys of their own holds them: they move out at the next commit.
-            self._fill_keys = set(meta.get("fill_keys", ()))
-            self._completed = {b: [MintRequest.from_dict(m) for m in ms]
-                               for b, ms in meta.get("completed", {}).items()}
+            self._fifo = dict.fromkeys(meta.fifo)
+            self._engaged = {b: list(rows) for b, rows in meta.engaged.items()}
+            # Records still inside the meta (an older layout) move out to their own keys at the next commit.
+            self._fill_keys = set(meta.fill_keys)
+            self._completed = {b: [m.mint() for m in ms] for b, ms in meta.completed.items()}
             self._new_fill_keys, self._new_completed = set(self._fill_keys), set(self._completed)
-            self._routes = meta["routes"]
-            self._report_seq = int(meta["report_seq"])
+            self._routes = {r: {k: str(v) for k, v in net.items()} for r, net in meta.routes.items()}
+            self._report_seq = meta.report_seq
             self._delivered = delivered
-            self._subscriber_spec = meta["subscriber"]
-            self._errors = list(meta["errors"])
-            self._reversals = list(meta.get("reversals", ()))  # a meta written before reversals has none
+            self._subscriber_spec = meta.subscriber.model_dump() if meta.subscriber else None
+            self._errors = list(meta.errors)
+            self._reversals = [r.model_dump(mode="json") for r in meta.reversals]
         for field, raw in invoices.items():
             key, cl = field.decode().split("\n", 1)
-            self._add_invoice(key, cl, MintInvoice.model_validate_json(raw))
+            self._add_invoice(key, cl, ShardInvoice.load(raw).invoice)
             self._new_invoices.discard((key, cl))  # stored already
         self._fill_keys.update(k.decode() for k in fill_keys)
         for b, ms in completed.items():
-            self._completed[b.decode()] = [MintRequest.from_dict(m) for m in json.loads(ms)]
-        self._outbox = sorted((pickle.loads(e) for e in outbox), key=lambda e: e.seq)
+            self._completed[b.decode()] = ShardCompleted.load(ms).requests()
+        self._outbox = sorted((_report_of(ShardReportRecord.load(e)) for e in outbox), key=lambda e: e.seq)
         self.app.touched.clear()
 
     def _user_snapshot(self, key: str) -> str:
         book = self.app.books[key]
         ref = self.app.ref(key)
-        return json.dumps({
-            "ref": [ref.chain_id, ref.address], "book": book.to_dict(),
-            "lines": {o.order_id: {s: [u, str(q), str(v), str(f), ids]
-                                   for s, (u, q, v, f, ids) in self._lines[o.order_id].items()}
-                      for o in book if o.order_id in self._lines},
-        })
+        lines = {o.order_id: self._lines[o.order_id] for o in book if o.order_id in self._lines}
+        return ShardUser.of(ref, book, lines).dump()
 
     def _add_invoice(self, key: str, cl: str, invoice: MintInvoice) -> None:
         """A new invoice: in the app (answers GetMintInvoice), in the per-user view, and written by the next commit."""
@@ -334,12 +332,11 @@ class IndexOrderBooks:
         self._new_invoices.add((key, cl))
 
     def _meta(self) -> str:
-        return json.dumps({
-            "fifo": list(self._fifo),
-            "engaged": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
+        return ShardMeta.model_validate({
+            "fifo": list(self._fifo), "engaged": self._engaged,
             "routes": self._routes, "report_seq": self._report_seq, "delivered": self._delivered,
             "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": self._reversals,
-        })
+        }).dump()
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
         """One MULTI: touched users, the shard's bookkeeping, new reports; nothing is answered that is not stored.
@@ -358,12 +355,13 @@ class IndexOrderBooks:
         try:
             users = {k: self._user_snapshot(k) for k in touched}
             meta = self._meta()
-            outbox = {pickle.dumps(e): e.seq for e in entries}
+            outbox = {ShardReportRecord.of(e.seq, e.shard, e.response).dump(): e.seq for e in entries}
             delivered = self._delivered
             new_keys, new_completed = sorted(self._new_fill_keys), sorted(self._new_completed)
-            answers = {b: json.dumps([m.to_dict() for m in self._completed[b]]) for b in new_completed}
+            answers = {b: ShardCompleted.of(self._completed[b]).dump() for b in new_completed}
             new_invoices = sorted(self._new_invoices)
-            invoices = {f"{k}\n{cl}": self.app.invoices[(k, cl)].model_dump_json() for k, cl in new_invoices}
+            invoices = {f"{k}\n{cl}": ShardInvoice(invoice=self.app.invoices[(k, cl)]).dump()
+                        for k, cl in new_invoices}
             while True:
                 p = self._redis.pipeline(transaction=True)
                 if users:
@@ -468,7 +466,7 @@ class IndexOrderBooks:
         """Committed reports after `seq`, oldest first, still in the outbox (catch-up for a restarted subscriber)."""
         raw = await self._redis.zrangebyscore(self._keys["outbox"], seq + 1, "+inf",
                                               start=0 if limit else None, num=limit)
-        return [pickle.loads(e) for e in raw]
+        return [_report_of(ShardReportRecord.load(e)) for e in raw]
 
     # ------------------------------------------------------------------ the application (gateway side)
     async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
