@@ -254,7 +254,7 @@ class Solver:
         in the same transaction when a batch is planned)."""
         blob = SolverState.model_validate({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
-            "outbox": [step_data(a.kind, a.key, a.by_shard, a.orders, a.with_submit) for a in self._outbox],
+            "outbox": [step_data(a) for a in self._outbox],
             "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]}).dump()
         added = {oid: json.dumps({"seq": self._mint_seqs[oid], "mint": self._mints[oid].to_dict()})
                  for oid in self._mints_added if oid in self._mints}

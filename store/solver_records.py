@@ -91,12 +91,14 @@ class SubmitStep(Part):
 StepPart = Annotated[Union[EngageStep, FillsStep, CompleteStep, RejectStep, SubmitStep], Field(discriminator="kind")]
 
 
-def step_data(kind: str, key: str, by_shard: Any, orders: Any, with_submit: bool) -> dict[str, Any]:
-    """The plain data of one outbox step (the fields its kind has)."""
+def step_data(action: Any) -> dict[str, Any]:
+    """The plain data of one outbox action (actors.solver._Action: kind, key, by_shard, orders, with_submit) with
+    the fields its kind has."""
+    kind, key = action.kind, action.key
     if kind == "submit":
-        return {"kind": kind, "key": key, "orders": list(orders)}
-    data = {"kind": kind, "key": key, "by_shard": {k: list(v) for k, v in by_shard.items()}}
-    return data | {"with_submit": with_submit} if kind == "engage" else data
+        return {"kind": kind, "key": key, "orders": list(action.orders)}
+    data = {"kind": kind, "key": key, "by_shard": {k: list(v) for k, v in action.by_shard.items()}}
+    return data | {"with_submit": getattr(action, "with_submit", False)} if kind == "engage" else data
 
 
 def _lot_v0(lot: dict[str, Any]) -> dict[str, Any]:
@@ -111,8 +113,7 @@ def _state_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
                        "batches": batches}
     # Reads what older code wrote: the outbox as a pickled list of actors.solver._Action, inside base64. An
     # engage stored before with_submit existed lacks it: its submit is queued once the shards answer.
-    actions = pickle.loads(base64.b64decode(data["outbox"]))
-    outbox = [step_data(a.kind, a.key, a.by_shard, a.orders, getattr(a, "with_submit", False)) for a in actions]
+    outbox = [step_data(a) for a in pickle.loads(base64.b64decode(data["outbox"]))]
     return {"mint_seq": 0, "mints": [], "counts": {}, "errors": []} | data | {"engine": engine, "outbox": outbox}
 
 
