@@ -84,14 +84,15 @@ class BookPart(Part):
 LinePart = tuple[int, Decimal, Decimal, Decimal, list[str]]
 
 
-def _ledger_v0(ledger: dict[str, Any]) -> dict[str, Any]:
-    """A ledger written before routing holds and reorgs lacks held, debt, holds and reversed: they were zero."""
+def ledger_v0(ledger: dict[str, Any]) -> dict[str, Any]:
+    """A ledger (core CollateralLedger.to_dict) written before routing holds and reorgs lacks held, debt, holds and
+    reversed: they were zero. Every kind that stores a ledger fills them in its migration from version 0."""
     filled = {k: ledger.get(k, "0") for k in ("held", "debt")} | {k: ledger.get(k, {}) for k in ("holds", "reversed")}
     return ledger | filled
 
 
 def _user_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
-    return data | {"book": data["book"] | {"ledger": _ledger_v0(data["book"]["ledger"])}}
+    return data | {"book": data["book"] | {"ledger": ledger_v0(data["book"]["ledger"])}}
 
 
 @record_kind
