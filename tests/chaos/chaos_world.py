@@ -403,7 +403,7 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
     for u, ref in zip(users, refs):
         u.key = derive_account(DEV_MNEMONIC, ref.index)
         u.address = u.key.address
-    from actors.order_books import user_key
+    from core.index_order import user_key
 
     order_ids = [f"{user_key(u.address)}:{cl}" for u in users for cl in u.good]
     ctx = Ctx(system, users, order_ids)
