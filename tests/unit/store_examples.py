@@ -107,26 +107,6 @@ EXAMPLES.update({"shard.user": _shard_user, "shard.meta": _shard_meta, "shard.co
 
 # ------------------------------------------------------------------------------------------ solver
 DATA = Path(__file__).parent.parent.parent / "data"
-ASKS = {"BTCUSDC": "60000.00", "ETHUSDC": "2500.00", "XRPUSDC": "0.5000", "SOLUSDC": "140.00",
-        "BNBUSDC": "550.0", "DOGEUSDC": "0.10000"}
-
-
-def _exchange_fills(engine, batch_id, filters, pct: int, trade_base: int):
-    """The exchange fills `pct`% of each asset order in two trades at its limit, commission 0.1% in the asset."""
-    from core.asset_order import ExchangeFill
-    from core.money import quantize_down, quantize_up
-
-    out = []
-    for k, sent in enumerate(engine.sent_orders(batch_id)):
-        o, f = sent.order, filters[sent.order.symbol]
-        qty = quantize_down(o.quantity * pct / 100, f.step_size)
-        half = quantize_down(qty / 2, f.step_size)
-        for j, part in enumerate((half, qty - half)):
-            if part > 0:
-                fee = quantize_up(part * Decimal("0.001"), Decimal("1e-8"))
-                out.append((sent.client_order_id, ExchangeFill(trade_base + 10 * k + j, o.price, part, fee,
-                                                               f.base_asset)))
-    return out
 
 
 def solver_world():
@@ -138,17 +118,18 @@ def solver_world():
     from core.batch_result import BatchOrderResult
     from core.solver_engine import SolverEngine
     from core.symbol_filters import parse_exchange_info
+    from tests.unit.test_solver_engine import BEST, exchange_fills
 
     filters = parse_exchange_info(json.loads((DATA / "binance" / "exchangeInfo_spot_2024-09-08_usdt_usdc.json")
                                              .read_text()))
     baskets = {"SY100.dev": load_indexes(DATA / "indexes")["SY100.dev"]}
-    asks = {s: [(Decimal(p) + filters[s].tick_size * i, Decimal(10**5)) for i in range(5)] for s, p in ASKS.items()}
+    asks = {s: [(Decimal(p) + filters[s].tick_size * i, Decimal(10**5)) for i in range(5)] for s, p in BEST.items()}
     engine = SolverEngine(baskets, filters, PlannerLimits())
     b1, _ = engine.plan([PendingOrder(f"{ALICE}:c1", "SY100.dev", Decimal(300))], asks, order_budget=10)
-    engine.on_fills(_exchange_fills(engine, b1, filters, 100, 1000))
+    engine.on_fills(exchange_fills(engine, b1, filters, 100, 1000))
     (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
     b2, plan = engine.plan([PendingOrder(f"{ALICE}:c2", "SY100.dev", Decimal(500))], asks, order_budget=10)
-    deltas = engine.on_fills(_exchange_fills(engine, b2, filters, 50, 2000))
+    deltas = engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
     results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
                for e in done.engagements]
     outbox = [_Action("complete", b1, {0: results}),
