@@ -20,10 +20,8 @@ from __future__ import annotations
 import asyncio
 import collections
 import dataclasses
-import json
 import time
 import logging
-import pickle
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
@@ -40,14 +38,11 @@ from core.clock import SystemClock
 from core.collateral_ledger import USDC_UNIT
 from core.collateral_route import FeeCharge
 from core.index_order import user_key
-from core.index_order_book import UserOrderBook
 from core.invoice import MintInvoice
 from core.lot_assignment import OrderFill
 from core.mint_request import MintRequest
-from core.money import D
 from core.shard_books import ShardBooks, Step
 from protocol.books_app import BooksApp
-from protocol.envelope import UserRef
 from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import AppRequest, AppResponse, InvoiceIssued, NewOrder
 from actors.logs import setup_logging
@@ -55,6 +50,7 @@ from actors.order_shards import orders_shard_name
 from actors.packed import packed
 from actors.ray_context import restarted_by_ray
 from store.retry import RetryPolicy
+from store.shard_records import ShardCompleted, ShardInvoice, ShardMeta, ShardReportRecord, ShardUser
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +63,10 @@ class ShardReport:
     seq: int
     shard: int
     response: AppResponse
+
+
+def _report_of(record: ShardReportRecord) -> ShardReport:
+    return ShardReport(record.seq, record.shard, record.app_response())
 
 
 @dataclass(frozen=True)
@@ -168,8 +168,8 @@ class IndexOrderBooks:
             try:
                 users = r.hgetall(self._keys["users"])
                 meta_raw = r.get(self._keys["meta"])
-                meta = json.loads(meta_raw) if meta_raw else None
-                delivered = int(meta["delivered"]) if meta else 0
+                meta = ShardMeta.load(meta_raw) if meta_raw else None
+                delivered = meta.delivered if meta else 0
                 outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
                 completed = r.hgetall(self._keys["completed"])
                 fill_keys = r.smembers(self._keys["fill_keys"])
@@ -183,57 +183,49 @@ class IndexOrderBooks:
         self._fresh()
         st = self.shard
         for raw_key, raw in users.items():
-            key, data = raw_key.decode(), json.loads(raw)
-            self.app.refs[key] = UserRef(int(data["ref"][0]), data["ref"][1])
-            st.books[key] = UserOrderBook.from_dict(data["book"], max_open_orders=self.o.max_open_orders,
-                                                    known_indexes=self.o.known_indexes)
-            for oid, acc in data["lines"].items():
-                st.lines[oid] = {s: [int(u), D(q), D(v), D(f), list(ids)] for s, (u, q, v, f, ids) in acc.items()}
-            for cl, inv in data.get("invoices", {}).items():  # a snapshot written before invoices had a hash
-                st.add_invoice(key, cl, MintInvoice.model_validate(inv))
+            key, user = raw_key.decode(), ShardUser.load(raw)
+            self.app.refs[key] = user.user_ref()
+            st.books[key] = user.user_book(max_open_orders=self.o.max_open_orders, known_indexes=self.o.known_indexes)
+            for oid, acc in user.lines.items():
+                st.lines[oid] = {s: [u, q, v, f, list(ids)] for s, (u, q, v, f, ids) in acc.items()}
+            for cl, inv in user.invoices.items():  # moved to the invoices hash by the next commit
+                st.add_invoice(key, cl, inv)
         if meta:
-            st.fifo = dict.fromkeys(meta["fifo"])
-            st.engaged = {b: [(oid, D(a)) for oid, a in rows] for b, rows in meta["engaged"].items()}
-            # A meta written before the records had keys of their own holds them: they move out at the next commit.
-            st.fill_keys = set(meta.get("fill_keys", ()))
-            st.completed = {b: [MintRequest.from_dict(m) for m in ms]
-                            for b, ms in meta.get("completed", {}).items()}
+            st.fifo = dict.fromkeys(meta.fifo)
+            st.engaged = {b: list(rows) for b, rows in meta.engaged.items()}
+            # Records still inside the meta (an older layout) move out to their own keys at the next commit.
+            st.fill_keys = set(meta.fill_keys)
+            st.completed = {b: [m.mint() for m in ms] for b, ms in meta.completed.items()}
             st.new_fill_keys, st.new_completed = set(st.fill_keys), set(st.completed)
-            st.routes = meta["routes"]
-            self._report_seq = int(meta["report_seq"])
+            st.routes = {r: {k: str(v) for k, v in net.items()} for r, net in meta.routes.items()}
+            self._report_seq = meta.report_seq
             self._delivered = delivered
-            self._subscriber_spec = meta["subscriber"]
-            self._errors = list(meta["errors"])
-            st.reversals = list(meta.get("reversals", ()))  # a meta written before reversals has none
+            self._subscriber_spec = meta.subscriber.model_dump() if meta.subscriber else None
+            self._errors = list(meta.errors)
+            st.reversals = [r.model_dump(mode="json") for r in meta.reversals]
         for field, raw in invoices.items():
             key, cl = field.decode().split("\n", 1)
-            st.add_invoice(key, cl, MintInvoice.model_validate_json(raw))
+            st.add_invoice(key, cl, ShardInvoice.load(raw).invoice)
             st.new_invoices.discard((key, cl))  # stored already
         st.fill_keys.update(k.decode() for k in fill_keys)
         for b, ms in completed.items():
-            st.completed[b.decode()] = [MintRequest.from_dict(m) for m in json.loads(ms)]
-        self._outbox = sorted((pickle.loads(e) for e in outbox), key=lambda e: e.seq)
+            st.completed[b.decode()] = ShardCompleted.load(ms).requests()
+        self._outbox = sorted((_report_of(ShardReportRecord.load(e)) for e in outbox), key=lambda e: e.seq)
         st.touched.clear()
 
     def _user_snapshot(self, key: str) -> str:
         book = self.shard.books[key]
         ref = self.app.ref(key)
         lines = self.shard.lines
-        return json.dumps({
-            "ref": [ref.chain_id, ref.address], "book": book.to_dict(),
-            "lines": {o.order_id: {s: [u, str(q), str(v), str(f), ids]
-                                   for s, (u, q, v, f, ids) in lines[o.order_id].items()}
-                      for o in book if o.order_id in lines},
-        })
+        return ShardUser.of(ref, book, {o.order_id: lines[o.order_id] for o in book if o.order_id in lines}).dump()
 
     def _meta(self) -> str:
         st = self.shard
-        return json.dumps({
-            "fifo": list(st.fifo),
-            "engaged": {b: [[o, str(a)] for o, a in rows] for b, rows in st.engaged.items()},
+        return ShardMeta.model_validate({
+            "fifo": list(st.fifo), "engaged": st.engaged,
             "routes": st.routes, "report_seq": self._report_seq, "delivered": self._delivered,
             "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": st.reversals,
-        })
+        }).dump()
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
         """One MULTI: touched users, the shard's bookkeeping, new reports; nothing is answered that is not stored.
@@ -252,12 +244,12 @@ class IndexOrderBooks:
         try:
             users = {k: self._user_snapshot(k) for k in touched}
             meta = self._meta()
-            outbox = {pickle.dumps(e): e.seq for e in entries}
+            outbox = {ShardReportRecord.of(e.seq, e.shard, e.response).dump(): e.seq for e in entries}
             delivered = self._delivered
             new_keys, new_completed = sorted(st.new_fill_keys), sorted(st.new_completed)
-            answers = {b: json.dumps([m.to_dict() for m in st.completed[b]]) for b in new_completed}
+            answers = {b: ShardCompleted.of(st.completed[b]).dump() for b in new_completed}
             new_invoices = sorted(st.new_invoices)
-            invoices = {f"{k}\n{cl}": st.invoices[(k, cl)].model_dump_json() for k, cl in new_invoices}
+            invoices = {f"{k}\n{cl}": ShardInvoice(invoice=st.invoices[(k, cl)]).dump() for k, cl in new_invoices}
 
             async def write() -> None:
                 p = self._redis.pipeline(transaction=True)
@@ -371,7 +363,7 @@ class IndexOrderBooks:
         """Committed reports after `seq`, oldest first, still in the outbox (catch-up for a restarted subscriber)."""
         raw = await self._redis.zrangebyscore(self._keys["outbox"], seq + 1, "+inf",
                                               start=0 if limit else None, num=limit)
-        return [pickle.loads(e) for e in raw]
+        return [_report_of(ShardReportRecord.load(e)) for e in raw]
 
     # ------------------------------------------------------------------ the application (gateway side)
     async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:

@@ -7,23 +7,21 @@ The sender's executions are read from its hand-off (store/handoff.py) after the 
 deltas per index order, completed batches and mint requests, and the cursor moves (and the hand-off is trimmed) in
 the commit that stores them.
 
-Durability: every decision is written to Redis BEFORE it is acted on. The state is one JSON blob (the engine's
-snapshot, the sender cursor, the mints owed) plus an outbox of the calls the decision implies (engage, fill deltas,
-submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on its receiver
-(engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart re-drives
-whatever had not been confirmed and nothing is lost or done twice.
+Durability: every decision is written to Redis BEFORE it is acted on. The state is one record (the engine's
+snapshot, the sender cursor; store/solver_records.py) plus an outbox of the calls the decision implies (engage,
+fill deltas, submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on
+its receiver (engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart
+re-drives whatever had not been confirmed and nothing is lost or done twice.
 
 Batching: one call per shard per tick or per round, never one per order or per fill.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import dataclasses
 import json
 import logging
-import pickle
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -58,6 +56,7 @@ from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, Quote
 from protocol.reason_codes import ReasonCode
 from store.handoff import read as read_handoff
 from store.retry import RetryPolicy, peer_away
+from store.solver_records import SolverHistoryEntry, SolverState, StepPart, step_data
 from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
@@ -159,9 +158,15 @@ class _Action:
     key: str  # batch id, or batch_id:round for fills
     by_shard: Mapping[int, Sequence[Any]]  # engage / fills / complete: the payload per order shard
     orders: tuple[Any, ...] = ()  # submit: the batch's asset orders
-    #: engage: the batch's submit is queued right after it and runs at the same time (an engage stored by an
-    #: older version lacks the field: its submit is queued once the shards answer).
+    #: engage: the batch's submit is queued right after it and runs at the same time (else its submit is queued
+    #: once the shards answer).
     with_submit: bool = False
+
+
+def _action_of(step: StepPart) -> _Action:
+    """A stored outbox step as the action it was (a submit has no shard payload, only an engage has with_submit)."""
+    return _Action(step.kind, step.key, getattr(step, "by_shard", {}), tuple(getattr(step, "orders", ())),
+                   getattr(step, "with_submit", False))
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -236,31 +241,31 @@ class Solver:
         # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
         raw, history, mints = self.o.retry.call_sync(
             read, lambda e: log.warning("solver: cannot read the state (%s); retrying", e))
-        self._history = [json.loads(h) for h in history]
+        self._history = [SolverHistoryEntry.load(h).model_dump(mode="json") for h in history]
         self._mints_added, self._mints_removed = set(), set()
         if not raw:
             return
-        data = json.loads(raw)
-        self.engine.restore(data["engine"])
-        self._cursor = self._acked = int(data["cursor"])
-        self._outbox = pickle.loads(base64.b64decode(data["outbox"]))
+        state = SolverState.load(raw)
+        self.engine.restore(state.engine.model_dump(mode="json"))
+        self._cursor = self._acked = state.cursor
+        self._outbox = [_action_of(step) for step in state.outbox]
         owed = sorted((json.loads(v) for v in mints.values()), key=lambda x: x["seq"])  # oldest first, as owed
         self._mints = {x["mint"]["order_id"]: MintRequest.from_dict(x["mint"]) for x in owed}
         self._mint_seqs = {x["mint"]["order_id"]: x["seq"] for x in owed}
-        self._mint_seq = max([int(data.get("mint_seq", 0))] + [x["seq"] for x in owed])
-        for m in data.get("mints", ()):  # a state written before the mints had their own hash
-            if m["order_id"] not in self._mints:
-                self._owe(MintRequest.from_dict(m))
-        self._counts.update(data.get("counts", {}))
-        self._errors = data.get("errors", [])
+        self._mint_seq = max([state.mint_seq] + [x["seq"] for x in owed])
+        for part in state.mints:  # a state written before the mints had their own hash
+            if part.order_id not in self._mints:
+                self._owe(part.mint())
+        self._counts.update(state.counts)
+        self._errors = list(state.errors)
 
     async def _commit(self, history: dict[str, Any] | None = None) -> None:
         """The state blob (without the batch history, which only grows: that is a capped list of its own, appended
         in the same transaction when a batch is planned)."""
-        blob = json.dumps({
+        blob = SolverState.model_validate({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
-            "outbox": base64.b64encode(pickle.dumps(self._outbox)).decode(),
-            "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]})
+            "outbox": [step_data(a) for a in self._outbox],
+            "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]}).dump()
         added = {oid: json.dumps({"seq": self._mint_seqs[oid], "mint": self._mints[oid].to_dict()})
                  for oid in self._mints_added if oid in self._mints}
         removed = [oid for oid in self._mints_removed if oid not in self._mints]
@@ -279,7 +284,7 @@ class Solver:
                     if removed:
                         pipe.hdel(self._mints_key, *removed)
                     if history is not None:
-                        pipe.rpush(self._history_key, json.dumps(history))
+                        pipe.rpush(self._history_key, SolverHistoryEntry.model_validate(history).dump())
                         pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
                     await pipe.execute()
 

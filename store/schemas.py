@@ -1,2 +1,4 @@
 """Every stored record kind, imported in one place so that the registry (store.records.kinds) is complete."""
 from __future__ import annotations
+from store import shard_records  # noqa: F401
+from store import solver_records  # noqa: F401
