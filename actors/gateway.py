@@ -2,11 +2,11 @@
 
 Requests: the server hands the plugin batches; the plugin calls ShardedApp.handle, which splits a batch by the
 users' shards (one `handle_each` call per shard) and puts the immediate answers back in request order.
-Reports (fills, closes, invoices) are pushed by every `orders-{k}` shard to this actor's `on_reports` (one call per
-shard batch). Each shard's reports are numbered; the gateway keeps the last seq it delivered per shard (in the
-server's report store, written by its group commit right behind the reports it covers: never without them, never
-apart from them), so a redelivered seq is dropped, nothing is sent to a user twice across a gateway crash, and a
-restarted gateway asks `reports_since(cursor)` for what it missed. A gap (a batch starting past cursor+1) is filled the same way.
+Reports (fills, closes, invoices): every `orders-{k}` shard appends them to its reports hand-off (store/streams.py),
+numbered per shard; this actor reads all the shards' hand-offs in one blocking XREAD after its cursors. The cursor
+of a shard is stored in the server's report store, by its group commit right behind the reports it covers (never
+without them, never apart from them); then the hand-off is trimmed to it. A restarted gateway reads on from its
+cursors: nothing is sent to a user twice, nothing is missed.
 
 Counting: every application response the plugin sends is tallied by kind in plain integers (one dict increment
 per response, in the loop that already handles the batch); the `monitor` turns them into the order metrics.
@@ -22,12 +22,14 @@ import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
-from actors.order_books import ShardReport
+from actors.order_books import ShardReport, report_of
 from actors.order_shards import ShardedApp, orders_shard_name
 from protocol.indexmaker_app import AppResponse, InvoiceIssued, OrderAccepted, OrderProgress, OrderRefused
 from protocol.indexmaker_plugin import IndexMakerPlugin
 from protocol.report_store import StreamWrite
+from store.handoff import Entry, Handoff, follow
 from store.retry import RetryPolicy
+from store.streams import shard_reports
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,12 @@ class GatewayActorOptions:
     solver_name: str = "solver"
     #: The store is waited out with this (the cursors at start, the server's loads and group commits).
     retry: RetryPolicy = field(default_factory=RetryPolicy.default)
+    #: The shards' key prefix (OrderBooksOptions.key_prefix): it names their reports hand-offs.
+    shard_prefix: str = "orders"
+    #: Most reports read from the hand-offs at once; a read waits at most this long (a bound, not a poll: the
+    #: read returns as soon as a shard commits a report).
+    read_batch: int = 5_000
+    read_block_ms: int = 1_000
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -108,7 +116,7 @@ class GatewayActor:
                        for k in range(options.order_shards)]
         self.app = ShardedApp(self.shards, quoter=lambda: ray.get_actor(options.solver_name,
                                                                         namespace=options.namespace))
-        self.counts = {"report_calls": 0, "reports": 0, "duplicates": 0, "catch_ups": 0, "orders_accepted": 0,
+        self.counts = {"report_calls": 0, "reports": 0, "duplicates": 0, "orders_accepted": 0,
                        "orders_rejected": 0, "orders_failed": 0, "orders_filled": 0, "orders_cancelled": 0,
                        "fill_reports": 0, "invoices": 0}
         self.plugin = _CountingPlugin(self.app, self.counts)
@@ -116,6 +124,9 @@ class GatewayActor:
         store = RedisReportStore.from_url(options.redis_url, options.store_prefix, keep=config.report_retention)
         self.server = GatewayServer(self.plugin, store, Signer(options.server_key), config, retry=options.retry)
         self._cursor: dict[int, int] = {}  # shard -> last report seq delivered (loaded in start)
+        self._handoffs = {shard_reports(options.shard_prefix, k): k for k in range(options.order_shards)}
+        self._reader_redis = aioredis.Redis.from_url(options.redis_url)  # its blocking reads hold a connection
+        self._reader: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._started: asyncio.Task | None = None
         try:
@@ -125,7 +136,7 @@ class GatewayActor:
             pass
 
     async def start(self) -> str:
-        """Idempotent: listen, subscribe to every shard, catch up. Returns the websocket URL."""
+        """Idempotent: listen, and read the shards' reports from the stored cursors. Returns the websocket URL."""
         await self._ensure_started()
         return self.server.url
 
@@ -160,24 +171,35 @@ class GatewayActor:
             "gateway: cannot read the delivery cursors (%s); retrying", exc), bounded=(Exception,))
         if not self.server.port:  # not listening yet (a start tried again after a failure may have got this far)
             await self.server.start()
-        await asyncio.gather(*(s.register_subscriber.remote(self.o.name, self.o.namespace) for s in self.shards))
-        for k in range(len(self.shards)):
-            await self._catch_up(k)
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.ensure_future(self._read_reports())
         tune_gc()
 
-    async def _catch_up(self, shard: int) -> None:
-        missed = await self.shards[shard].reports_since.remote(self._cursor.get(shard, 0))
-        if missed:
-            self.counts["catch_ups"] += 1
-            log.info("gateway: catching up %d reports of shard %d after seq %d", len(missed), shard,
-                     self._cursor.get(shard, 0), extra={"shard": shard, "seq": self._cursor.get(shard, 0)})
-            await self._deliver(shard, missed)
+    async def _read_reports(self) -> None:
+        """Read every shard's reports after its cursor, deliver them, store the cursors, trim the hand-offs."""
+        pacer = self.o.retry.pacer()
+
+        async def apply(handoff: Handoff, entries: list[Entry]) -> None:
+            shard = self._handoffs[handoff]
+            async with self._lock:
+                self.counts["report_calls"] += 1
+                await self._deliver(shard, [report_of(raw) for _, raw in entries])
+            async with self._redis.pipeline(transaction=False) as pipe:
+                handoff.ack(pipe, self._cursor[shard])  # stored with the reports: the shard's hand-off lets go
+                await pipe.execute()
+
+        async def pause(e: Exception) -> None:
+            log.warning("gateway: reading the shards' reports failed (%s); retrying", e)
+            await pacer.pause()
+
+        await follow(self._reader_redis, lambda: {h: self._cursor.get(k, 0) for h, k in self._handoffs.items()},
+                     apply, count=self.o.read_batch, block_ms=self.o.read_block_ms, pause=pause, healthy=pacer.reset)
 
     async def _deliver(self, shard: int, reports: Sequence[ShardReport]) -> None:
         last = self._cursor.get(shard, 0)
         fresh = []
         for r in reports:
-            if r.seq <= last:  # already delivered (a redelivery after a failed push, or a catch-up overlap)
+            if r.seq <= last:  # already delivered (read again after a failure between the store and the trim)
                 self.counts["duplicates"] += 1
                 continue
             fresh.append(r)
@@ -205,15 +227,6 @@ class GatewayActor:
             if stream.loading is not None:
                 await asyncio.shield(stream.loading)
 
-    async def on_reports(self, shard: int, seq_from: int, reports: list[ShardReport]) -> None:
-        """A shard's batch of reports, seqs from `seq_from` in order. One call per batch."""
-        await self._ensure_started()
-        async with self._lock:
-            self.counts["report_calls"] += 1
-            if seq_from > self._cursor.get(shard, 0) + 1:  # a gap: what came before is fetched first
-                await self._catch_up(shard)
-            await self._deliver(shard, reports)
-
     async def url(self) -> str:
         return await self.start()
 
@@ -224,8 +237,11 @@ class GatewayActor:
                 "counts": dict(self.counts), "server": self.server.inspect()}
 
     async def stop(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
         await self.server.stop()
         await self._redis.aclose()
+        await self._reader_redis.aclose()
 
 
 def start_gateway(options: GatewayActorOptions, *, detached: bool = False) -> Any:

@@ -7,13 +7,13 @@ completion, mints, invoices), the application side (validation, reason codes, re
 them. What the actor adds is durability, delivery and batching:
 
 * Every call that changes state writes, in ONE Redis MULTI, the snapshot of each user it touched (one HSET), the
-  shard's own bookkeeping (idempotency keys, engagements, completed batches) and the reports it produced (an
-  outbox scored by report seq) BEFORE it answers. A failed write reloads the last committed state and raises, so
+  shard's own bookkeeping (idempotency keys, engagements, completed batches) and the reports it produced (appended
+  to its reports hand-off, numbered by report seq) BEFORE it answers. A failed write reloads the last committed state and raises, so
   memory never runs ahead of Redis. `__init__` reloads everything (a restart re-runs it).
 * Engine calls are idempotent: `engage` and `complete_batch` by batch id, `apply_fills` by the caller's key
   (batch_id:round), `minted` by (order, tx), deposits and fees by their own keys (the ledger's).
-* Reports (fills, closes, invoices) go to ONE registered subscriber in batches (one call per linger window), each
-  with the shard's report seq; the subscriber drops seqs it has seen, and `reports_since(seq)` serves catch-up.
+* Reports (fills, closes, invoices) are read by the gateway from the hand-off after its own cursor
+  (store/handoff.py); the shard pushes nothing.
 """
 from __future__ import annotations
 
@@ -49,8 +49,10 @@ from actors.logs import setup_logging
 from actors.order_shards import orders_shard_name
 from actors.packed import packed
 from actors.ray_context import restarted_by_ray
+from store.handoff import execute
 from store.retry import RetryPolicy
 from store.shard_records import ShardCompleted, ShardInvoice, ShardMeta, ShardReportRecord, ShardUser
+from store.streams import shard_reports
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +67,9 @@ class ShardReport:
     response: AppResponse
 
 
-def _report_of(record: ShardReportRecord) -> ShardReport:
+def report_of(raw: bytes) -> ShardReport:
+    """An entry of a shard's reports hand-off, as the gateway takes it."""
+    record = ShardReportRecord.load(raw)
     return ShardReport(record.seq, record.shard, record.app_response())
 
 
@@ -88,10 +92,6 @@ class OrderBooksOptions:
     #: The chain id of a user known only from a deposit (the gateway's sessions bring their own).
     default_chain_id: int = 42161
     key_prefix: str = "orders"
-    delivery_batch: int = 5_000
-    #: Reports may wait this long for company (fewer calls, later reports). 0: a commit's reports go at once; a
-    #: commit already carries a whole step's reports (a batch's settle is one), so there is little to gather.
-    delivery_linger_ms: int = 0
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
 
     @classmethod
@@ -125,22 +125,15 @@ class IndexOrderBooks:
         # is touched, would otherwise carry every invoice the user ever had.
         self._keys = {"users": f"{p}:users", "meta": f"{p}:meta", "outbox": f"{p}:outbox",
                       "completed": f"{p}:completed", "fill_keys": f"{p}:fill_keys", "invoices": f"{p}:invoices"}
+        self._reports = shard_reports(options.key_prefix, shard)
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._lock = asyncio.Lock()
-        self._deliver_task: asyncio.Task | None = None
-        self._wake: asyncio.Event | None = None
-        self._subscriber: Any = None
+        self._started = False
         self._solver: Any = None
         self._solver_retry_at = 0.0  # monotonic time before which a failed solver lookup is not repeated
         self._last_handle: dict[str, Any] | None = None
         self._restarted = restarted_by_ray()
         self._load()
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            return  # the first call starts delivery
-        if self._outbox:
-            self._ensure_started()  # a restart re-drives what was committed and not yet delivered
 
     # ------------------------------------------------------------------ state
     def _fresh(self) -> None:
@@ -150,14 +143,11 @@ class IndexOrderBooks:
                                 rest_return_ratio=o.rest_return_ratio)
         self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id)
         self._report_seq = 0
-        self._delivered = 0
-        self._outbox: list[ShardReport] = []  # committed, not yet delivered
-        self._subscriber_spec: dict[str, Any] | None = None
+        self._legacy_reports: list[bytes] = []  # kept in a sorted set by older code: into the hand-off, once
         self._errors: list[str] = []
         #: Handled races worth seeing (a cancel that beat an engage): not errors, so kept apart and in memory only.
         self._notes: collections.deque[str] = collections.deque(maxlen=50)
-        self._counts = {"handled": 0, "commits": 0, "reports": 0, "delivery_calls": 0, "delivery_failures": 0,
-                        "replays": 0}
+        self._counts = {"handled": 0, "commits": 0, "reports": 0, "replays": 0}
 
     def _load(self) -> None:
         """Replace memory with what Redis holds. Everything is read first and memory is replaced only then, so a
@@ -169,16 +159,15 @@ class IndexOrderBooks:
                 users = r.hgetall(self._keys["users"])
                 meta_raw = r.get(self._keys["meta"])
                 meta = ShardMeta.load(meta_raw) if meta_raw else None
-                delivered = meta.delivered if meta else 0
-                outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
+                outbox = r.zrange(self._keys["outbox"], 0, -1)
                 completed = r.hgetall(self._keys["completed"])
                 fill_keys = r.smembers(self._keys["fill_keys"])
                 invoices = r.hgetall(self._keys["invoices"])
-                return users, meta, delivered, outbox, completed, fill_keys, invoices
+                return users, meta, outbox, completed, fill_keys, invoices
             finally:
                 r.close()
 
-        users, meta, delivered, outbox, completed, fill_keys, invoices = self.o.retry.call_sync(
+        users, meta, outbox, completed, fill_keys, invoices = self.o.retry.call_sync(
             read, lambda exc: log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc))
         self._fresh()
         st = self.shard
@@ -199,8 +188,6 @@ class IndexOrderBooks:
             st.new_fill_keys, st.new_completed = set(st.fill_keys), set(st.completed)
             st.routes = {r: {k: str(v) for k, v in net.items()} for r, net in meta.routes.items()}
             self._report_seq = meta.report_seq
-            self._delivered = delivered
-            self._subscriber_spec = meta.subscriber.model_dump() if meta.subscriber else None
             self._errors = list(meta.errors)
             st.reversals = [r.model_dump(mode="json") for r in meta.reversals]
         for field, raw in invoices.items():
@@ -210,7 +197,9 @@ class IndexOrderBooks:
         st.fill_keys.update(k.decode() for k in fill_keys)
         for b, ms in completed.items():
             st.completed[b.decode()] = ShardCompleted.load(ms).requests()
-        self._outbox = sorted((_report_of(ShardReportRecord.load(e)) for e in outbox), key=lambda e: e.seq)
+        # Reports older code kept in a sorted set (those its subscriber had not taken, maybe a few it had: the
+        # gateway's cursor drops those) go to the hand-off at the next commit.
+        self._legacy_reports = sorted(outbox, key=lambda e: ShardReportRecord.load(e).seq)
         st.touched.clear()
 
     def _user_snapshot(self, key: str) -> str:
@@ -223,8 +212,8 @@ class IndexOrderBooks:
         st = self.shard
         return ShardMeta.model_validate({
             "fifo": list(st.fifo), "engaged": st.engaged,
-            "routes": st.routes, "report_seq": self._report_seq, "delivered": self._delivered,
-            "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": st.reversals,
+            "routes": st.routes, "report_seq": self._report_seq, "errors": self._errors[-50:],
+            "reversals": st.reversals,
         }).dump()
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
@@ -233,7 +222,7 @@ class IndexOrderBooks:
         While Redis is unreachable (connection refused or dropped: an outage, a restart) the SAME transaction is
         sent again until it goes through; the caller holds the lock, so the shard's other writes wait behind it
         rather than fail (a failure would make the solver drop the step). Sending it again is safe: every command
-        writes absolute values (snapshots, meta, outbox members scored by seq). Any other failure reloads memory
+        writes absolute values (snapshots, meta) or appends under a fixed seq (store/handoff.py `execute`). Any other failure reloads memory
         from what Redis holds (the last commit) and raises."""
         entries = []
         for resp in reports:
@@ -244,8 +233,8 @@ class IndexOrderBooks:
         try:
             users = {k: self._user_snapshot(k) for k in touched}
             meta = self._meta()
-            outbox = {ShardReportRecord.of(e.seq, e.shard, e.response).dump(): e.seq for e in entries}
-            delivered = self._delivered
+            appended = [(e.seq, ShardReportRecord.of(e.seq, e.shard, e.response).dump()) for e in entries]
+            legacy, self._legacy_reports = self._legacy_reports, []
             new_keys, new_completed = sorted(st.new_fill_keys), sorted(st.new_completed)
             answers = {b: ShardCompleted.of(st.completed[b]).dump() for b in new_completed}
             new_invoices = sorted(st.new_invoices)
@@ -256,17 +245,19 @@ class IndexOrderBooks:
                 if users:
                     p.hset(self._keys["users"], mapping=users)
                 p.set(self._keys["meta"], meta)
-                if outbox:
-                    p.zadd(self._keys["outbox"], outbox)
-                if delivered:
-                    p.zremrangebyscore(self._keys["outbox"], 0, delivered)
+                for raw in legacy:
+                    self._reports.append(p, ShardReportRecord.load(raw).seq, raw)
+                if legacy:
+                    p.delete(self._keys["outbox"])
+                for seq, raw in appended:
+                    self._reports.append(p, seq, raw)
                 if new_keys:
                     p.sadd(self._keys["fill_keys"], *new_keys)
                 if answers:
                     p.hset(self._keys["completed"], mapping=answers)
                 if invoices:
                     p.hset(self._keys["invoices"], mapping=invoices)
-                await p.execute()
+                await execute(p)
 
             def failed(exc: Exception) -> None:
                 self._counts["commit_retries"] = self._counts.get("commit_retries", 0) + 1
@@ -276,16 +267,12 @@ class IndexOrderBooks:
         except BaseException:
             self._load()
             raise
+        self._ensure_started()
         st.new_fill_keys.difference_update(new_keys)
         st.new_completed.difference_update(new_completed)
         st.new_invoices.difference_update(new_invoices)
         self._counts["commits"] += 1
-        if entries:
-            self._counts["reports"] += len(entries)
-            self._outbox.extend(entries)
-            self._ensure_started()
-            assert self._wake is not None
-            self._wake.set()
+        self._counts["reports"] += len(entries)
 
     def _error(self, text: str) -> None:
         log.error("orders-%d: %s", self.k, text)
@@ -306,64 +293,19 @@ class IndexOrderBooks:
         self._counts["replays"] += step.replays
         return step
 
-    # ------------------------------------------------------------------ lifecycle and delivery
+    # ------------------------------------------------------------------ lifecycle
     def _ensure_started(self) -> None:
-        if self._wake is None:
-            self._wake = asyncio.Event()
+        if not self._started:
+            self._started = True
             tune_gc_once()  # the first call after the state is loaded
-        if self._deliver_task is None or self._deliver_task.done():
-            self._deliver_task = asyncio.ensure_future(self._deliver_loop())
-        if self._outbox:
-            self._wake.set()
 
     async def start(self) -> int:
+        """Idempotent. Reports an older layout kept apart go into the hand-off now, not at the next change."""
         self._ensure_started()
+        if self._legacy_reports:
+            async with self._lock:
+                await self._commit()
         return self.k
-
-    async def register_subscriber(self, name: str, namespace: str | None = None) -> int:
-        """Push reports to the named actor's `on_reports(shard, seq_from, reports)` from now on, after the last seq
-        delivered (kept across restarts). Returns the latest committed report seq."""
-        async with self._lock:
-            self._subscriber_spec = {"name": name, "namespace": namespace}
-            self._subscriber = None
-            await self._commit()
-        self._ensure_started()
-        return self._report_seq
-
-    async def _deliver_loop(self) -> None:
-        assert self._wake is not None
-        pacer = self.o.retry.pacer()
-        while True:
-            await self._wake.wait()
-            if self.o.delivery_linger_ms > 0:
-                await asyncio.sleep(self.o.delivery_linger_ms / 1000)  # let a batch gather: one call carries it all
-            self._wake.clear()
-            while self._subscriber_spec is not None and self._outbox:
-                entries = self._outbox[: self.o.delivery_batch]
-                try:
-                    if self._subscriber is None:
-                        spec = self._subscriber_spec
-                        self._subscriber = ray.get_actor(spec["name"], namespace=spec.get("namespace"))
-                    self._counts["delivery_calls"] += 1
-                    await self._subscriber.on_reports.remote(self.k, entries[0].seq, packed(entries))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001  (subscriber restarting or gone: it catches up later)
-                    self._counts["delivery_failures"] += 1
-                    log.warning("orders-%d: delivery failed (%s); retrying", self.k, e)
-                    self._subscriber = None
-                    await pacer.pause()
-                    continue
-                pacer.reset()
-                last = entries[-1].seq
-                self._delivered = max(self._delivered, last)
-                self._outbox = [e for e in self._outbox if e.seq > last]  # the cursor is saved with the next commit
-
-    async def reports_since(self, seq: int, limit: int | None = None) -> list[ShardReport]:
-        """Committed reports after `seq`, oldest first, still in the outbox (catch-up for a restarted subscriber)."""
-        raw = await self._redis.zrangebyscore(self._keys["outbox"], seq + 1, "+inf",
-                                              start=0 if limit else None, num=limit)
-        return [_report_of(ShardReportRecord.load(e)) for e in raw]
 
     # ------------------------------------------------------------------ the application (gateway side)
     async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
@@ -542,8 +484,8 @@ class IndexOrderBooks:
             "open_orders": open_orders, "fifo": len(self.shard.fifo),
             "engaged_batches": {b: [[o, str(a)] for o, a in rows] for b, rows in self.shard.engaged.items()},
             "completed_batches": len(self.shard.completed), "fill_keys": len(self.shard.fill_keys),
-            "report_seq": self._report_seq, "delivered_seq": self._delivered, "undelivered": len(self._outbox),
-            "subscriber": self._subscriber_spec, "invoices": len(self.shard.invoices), "errors": list(self._errors),
+            "report_seq": self._report_seq, "undelivered": await self._reports.backlog(self._redis),
+            "invoices": len(self.shard.invoices), "errors": list(self._errors),
             "notes": list(self._notes),
             "reversed_deposits": list(self.shard.reversals),
             "debts": {k: str(b.ledger.debt) for k, b in self.shard.books.items() if b.ledger.debt > 0},
@@ -551,8 +493,6 @@ class IndexOrderBooks:
         }
 
     async def stop(self) -> None:
-        if self._deliver_task is not None:
-            self._deliver_task.cancel()
         await self._redis.aclose()
 
 

@@ -123,7 +123,7 @@ class World:
         self.driver = FlowDriver.options(name=driver_name).remote(
             [orders_shard_name(k) for k in range(ORDER_SHARDS)], namespace, CHAIN)
         self.actors.append(self.driver)
-        ray.get([s.register_subscriber.remote(driver_name, namespace) for s in self.shards])
+        ray.get(self.driver.follow.remote(self.redis.url, f"orders-{tag}", ORDER_SHARDS))
         ray.get(self.sender.start.remote())
         assert all(ray.get([m.wait_ready.remote(60.0) for m in self.markets])), "market data not ready"
 

@@ -1,5 +1,5 @@
-"""The users of bench/flow.py, as one Ray actor: it sends their NewIndexOrders to the `orders-{k}` shards and is the
-shards' report subscriber, so that "filled" is seen where it is pushed (no polling).
+"""The users of bench/flow.py, as one Ray actor: it sends their NewIndexOrders to the `orders-{k}` shards and reads
+the shards' reports hand-offs as the gateway does, so that "filled" is seen as soon as it is stored (no polling).
 
 Why one actor and a linger: a real gateway batches the requests of concurrent sessions into one `handle_each` call
 per shard; doing the same here keeps 100 simultaneous users from reaching the solver as 100 separate calls spread
@@ -14,11 +14,14 @@ from typing import Any
 import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
+from actors.order_books import report_of
 from actors.order_shards import shard_of_user
 from core.index_order import user_key
 from core.side import Side
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import NewOrder, OrderAccepted, OrderProgress
+from store.handoff import Entry, Handoff, follow
+from store.streams import shard_reports
 
 TERMINAL = ("filled", "canceled", "rejected")
 
@@ -43,7 +46,24 @@ class FlowDriver:
             self._shards = [ray.get_actor(n, namespace=self.namespace) for n in self.shard_names]
         return self._shards[k]
 
-    # ------------------------------------------------------------------ reports (the shards push them)
+    # ------------------------------------------------------------------ reports (read from the shards' hand-offs)
+    async def follow(self, redis_url: str, key_prefix: str, shards: int) -> None:
+        import redis.asyncio as aioredis
+
+        handoffs = {shard_reports(key_prefix, k): k for k in range(shards)}
+        cursors = {h: 0 for h in handoffs}
+
+        async def apply(handoff: Handoff, entries: list[Entry]) -> None:
+            reports = [report_of(raw) for _, raw in entries]
+            await self.on_reports(handoffs[handoff], reports[0].seq, reports)
+            cursors[handoff] = entries[-1][0]
+
+        async def pause(e: Exception) -> None:
+            raise e  # the bench's store does not go away: fail loudly
+
+        self._follow = asyncio.ensure_future(follow(aioredis.Redis.from_url(redis_url), lambda: cursors, apply,
+                                                    count=5_000, block_ms=1_000, pause=pause))
+
     async def on_reports(self, shard: int, seq_from: int, reports: list) -> None:
         now = time.monotonic()
         for r in reports:

@@ -13,8 +13,9 @@ The rules it makes the same for every pair:
 """
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Awaitable, Callable, Mapping
 
 #: One entry: the producer's sequence number and the payload (a stored record, store/records.py).
 Entry = tuple[int, bytes]
@@ -51,6 +52,17 @@ class Handoff:
         return int(await redis.xlen(self.key))
 
 
+async def execute(pipe: Any) -> list[Any]:
+    """Run a producer's transaction. An append refused because its seq is not above the stream's last is an entry an
+    earlier attempt of this same transaction wrote (its answer was lost, the caller sent it again): not an error.
+    Every other command of the transaction applies either way (Redis runs them all), so the retry is complete."""
+    results = await pipe.execute(raise_on_error=False)
+    for r in results:
+        if isinstance(r, Exception) and "equal or smaller than the target stream top item" not in str(r):
+            raise r
+    return results
+
+
 def _entry(entry_id: bytes | str, fields: Mapping[bytes, bytes]) -> Entry:
     raw = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
     return int(raw.split("-", 1)[0]), fields[_FIELD]
@@ -69,3 +81,21 @@ async def read(redis: Any, cursors: Mapping[Handoff, int], *, count: int, block_
         name = key.decode() if isinstance(key, bytes) else key
         out[by_key[name]] = [_entry(entry_id, fields) for entry_id, fields in rows]
     return out
+
+
+async def follow(redis: Any, cursors: Callable[[], Mapping[Handoff, int]],
+                 apply: Callable[[Handoff, list[Entry]], Awaitable[None]], *, count: int, block_ms: int,
+                 pause: Callable[[Exception], Awaitable[Any]], healthy: Callable[[], None] = lambda: None) -> None:
+    """A consumer's loop, until cancelled: read after the cursors (asked anew each time), `apply` what came per
+    hand-off (it stores the new cursor), and on a failure `pause` (the retry policy's pacer) and read again from
+    the stored cursors. `block_ms` bounds each wait; the read returns as soon as a producer commits."""
+    while True:
+        try:
+            got = await read(redis, cursors(), count=count, block_ms=block_ms)
+            for handoff, entries in got.items():
+                await apply(handoff, entries)
+            healthy()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:  # noqa: BLE001  (the store or a peer away: the same entries are read again)
+            await pause(e)

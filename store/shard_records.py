@@ -141,11 +141,6 @@ class MintPart(Part):
         return MintRequest(self.order_id, self.user, self.index, self.filled_units, self.token_decimals)
 
 
-class SubscriberPart(Part):
-    name: str
-    namespace: str | None
-
-
 class ReversalPart(Part):
     """A deposit taken back after a reorg, kept for the operator's view."""
 
@@ -161,20 +156,24 @@ def _meta_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {"reversals": []} | data  # a meta written before reversals has none
 
 
+def _meta_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Reports went to a registered subscriber, which the meta named with the last seq it took; they go through the
+    # reports hand-off now, whose consumer keeps its own cursor.
+    return {k: v for k, v in data.items() if k not in ("delivered", "subscriber")}
+
+
 @record_kind
 class ShardMeta(Record):
     """The shard's own bookkeeping, rewritten whole by every commit."""
 
     KIND: ClassVar[str] = "shard.meta"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _meta_v0_to_v1}
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: _meta_v0_to_v1, 1: _meta_v1_to_v2}
 
     fifo: list[str]  # open order ids in acceptance order
     engaged: dict[str, list[tuple[str, Decimal]]]  # batch id -> (order id, collateral engaged)
     routes: dict[str, dict[str, Decimal]]  # route id -> deposit key -> net amount routed
-    report_seq: int
-    delivered: int  # the last report seq the subscriber took
-    subscriber: SubscriberPart | None
+    report_seq: int  # the last report's seq (the reports hand-off's entry ids)
     errors: list[str]
     reversals: list[ReversalPart]
     #: The idempotency records inside a meta written before they had keys of their own (ShardCompleted and the
@@ -242,7 +241,8 @@ def _report_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
 
 @record_kind
 class ShardReportRecord(Record):
-    """A report in the shard's outbox (a member of the outbox sorted set, scored by seq)."""
+    """A report of the shard: an entry of its reports hand-off (store/streams.py), or of the sorted set older code
+    kept them in."""
 
     KIND: ClassVar[str] = "shard.report"
     VERSION: ClassVar[int] = 1

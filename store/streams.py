@@ -7,3 +7,8 @@ from store.handoff import Handoff
 def sender_executions(account: str) -> Handoff:
     """The sender of `account` -> the solver: fills and order completions (core/fill_log.py numbers them)."""
     return Handoff(f"sender:{account}:executions")
+
+
+def shard_reports(key_prefix: str, shard: int) -> Handoff:
+    """The order shard `shard` -> the gateway: its reports (fills, closes, invoices), numbered per shard."""
+    return Handoff(f"{key_prefix}:{shard}:reports")

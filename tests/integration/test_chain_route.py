@@ -448,7 +448,7 @@ async def test_reorg_after_a_credit_used_by_orders_cancels_them_records_debt_rep
     cancel reports and a DepositReversed, and the operator's health view and `status` name it."""
     import uuid
 
-    from actors.order_books import IndexOrderBooks, OrderBooksOptions
+    from actors.order_books import IndexOrderBooks, OrderBooksOptions, report_of
     from actors.order_shards import ShardedCollateralSink
     from actors.system_view import Observation, SystemView
     from actors.metrics import Metrics
@@ -459,6 +459,7 @@ async def test_reorg_after_a_credit_used_by_orders_cancels_them_records_debt_rep
     from protocol.indexmaker_app import CancelDone, DepositReversed, NewOrder, OrderAccepted, OrderProgress
     from protocol.indexmaker_plugin import IndexMakerPlugin
     from protocol.reason_codes import ReasonCode
+    from store.streams import shard_reports
     from world.system_status import key_figures
 
     index = "SY100.dev"
@@ -512,7 +513,7 @@ async def test_reorg_after_a_credit_used_by_orders_cancels_them_records_debt_rep
         assert refused[0].code == ReasonCode.DEBT_OUTSTANDING
 
         # the user's reports: the two cuts, "new" closed, then the reversal, which encodes to the wire message
-        reports = [r.response for r in await shard.reports_since.remote(0)]
+        reports = [report_of(raw).response for _, raw in await shard_reports(f"reorg-{tag}", 0).since(aredis, 0)]
         tail = [r for r in reports if not isinstance(r, OrderAccepted)][-4:]
         assert tail[0] == CancelDone(ref, "new", Decimal("30"), Decimal("0"), Decimal("0"))
         assert isinstance(tail[1], OrderProgress) and tail[1].status == "canceled"

@@ -31,6 +31,7 @@ from core.symbol_filters import parse_exchange_info  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.reason_codes import ReasonCode  # noqa: E402
 from protocol.indexmaker_app import InvoiceIssued, NewOrder, NewQuote, OrderAccepted, OrderProgress  # noqa: E402
+from tests.integration.reports_reader import follow_reports  # noqa: E402
 from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
 from tests.integration.ray_calls import call_until_back, kill_all  # noqa: E402
 
@@ -55,12 +56,15 @@ def rate_limits() -> list[dict]:
 
 @ray.remote(num_cpus=0)
 class ReportSink:
-    """The gateway's place in the flow: keeps every shard report by (shard, seq), drops a seq it already has."""
+    """The gateway's place in the flow: reads the shards' reports hand-offs, keeps every report by (shard, seq)."""
 
     def __init__(self) -> None:
         self.reports: dict[tuple[int, int], ShardReport] = {}
         self.redelivered = 0
         self._changed = asyncio.Event()
+
+    async def follow(self, redis_url: str, key_prefix: str, shards: int) -> None:
+        self._task = follow_reports(redis_url, key_prefix, shards, self.on_reports)
 
     async def on_reports(self, shard: int, seq_from: int, reports: list) -> None:
         assert reports and reports[0].seq == seq_from and all(r.shard == shard for r in reports)
@@ -114,7 +118,7 @@ def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server
             actors += shards
             sink = ReportSink.options(name=f"reports-{tag}").remote()
             actors.append(sink)
-            ray.get([s.register_subscriber.remote(f"reports-{tag}", ray_cluster) for s in shards])
+            ray.get(sink.follow.remote(redis_server.url, f"orders-{tag}", ORDER_SHARDS))
             ray.get(sender.start.remote())
             assert all(ray.get([m.wait_ready.remote(WAIT_S) for m in markets]))
 

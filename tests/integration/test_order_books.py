@@ -21,6 +21,7 @@ from core.side import Side  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.indexmaker_app import InvoiceIssued, NewOrder, OrderAccepted, OrderProgress  # noqa: E402
 from tests.integration.ray_calls import call_until_back, wait_restarted  # noqa: E402
+from tests.integration.reports_reader import follow_reports  # noqa: E402
 
 WAIT_S = 30.0
 INDEX = "SY100.dev"
@@ -42,6 +43,9 @@ class Reports:
                 self.redelivered += 1
             self.seen[r.seq] = r
         self._changed.set()
+
+    async def follow(self, redis_url: str, key_prefix: str, shards: int) -> None:
+        self._task = follow_reports(redis_url, key_prefix, shards, self.on_reports)
 
     async def wait_count(self, n: int) -> list:
         loop = asyncio.get_running_loop()
@@ -66,7 +70,7 @@ def test_shard_engine_side_is_idempotent_and_survives_a_kill(ray_cluster, redis_
     shard = IndexOrderBooks.options(name=f"ob-{tag}").remote(0, options)
     sink = Reports.options(name=f"obr-{tag}").remote()
     try:
-        ray.get(shard.register_subscriber.remote(f"obr-{tag}", ray_cluster))
+        ray.get(sink.follow.remote(redis_server.url, f"ob-{tag}", 1))
         ray.get(shard.credit.remote([CollateralDeposit(42161, "0x01", 0, 1, A, Decimal("1000")),
                                      CollateralDeposit(42161, "0x01", 1, 1, B, Decimal("100"))]))
         ua, ub = UserRef(42161, A), UserRef(42161, B)

@@ -57,8 +57,8 @@ def _shard_meta() -> Record:
 
     return ShardMeta.model_validate({
         "fifo": [f"{ALICE}:c1", f"{ALICE}:c2"], "engaged": {"b7": [(f"{ALICE}:c1", Decimal("30"))]},
-        "routes": {"route-1": {"42161:0xdep:0": "99.75"}}, "report_seq": 12, "delivered": 9,
-        "subscriber": {"name": "gateway", "namespace": None}, "errors": ["fills b6:1 on closed order"],
+        "routes": {"route-1": {"42161:0xdep:0": "99.75"}}, "report_seq": 12,
+        "errors": ["fills b6:1 on closed order"],
         "reversals": [{"deposit": "42161:0xold:3", "user": ALICE, "amount": "5", "debt_added": "0",
                        "routed": False, "at_ms": T0 + 5}]})
 
