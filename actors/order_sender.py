@@ -63,6 +63,7 @@ from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, Fill
 from protocol.gc_tuning import tune_gc_once
 from store.retry import STORE_AWAY, RetryPolicy
+from store.handoff import execute
 from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
@@ -284,7 +285,7 @@ class OrderSender:
                     p.set(self._keys["state"], json.dumps({"log_seq": self._log.last_seq if not entries
                                                            else entries[-1].seq,
                                                            "breaker": self._breaker.to_dict()}))
-                await p.execute()
+                await execute(p)  # an append an earlier, lost-answer attempt made is not an error
             except BaseException:
                 self._dirty |= dirty
                 self._dirty_batches |= batches

@@ -6,7 +6,7 @@ import asyncio
 import pytest
 import redis.asyncio as aioredis
 
-from store.handoff import Handoff, read
+from store.handoff import Handoff, execute, read
 
 
 @pytest.fixture
@@ -69,3 +69,21 @@ async def test_an_append_with_a_used_seq_fails_and_writes_nothing_of_it(r: aiore
             h.append(pipe, 2, "again")
             await pipe.execute()
     assert await h.since(r, 0) == [(1, b"item 1"), (2, b"item 2")]
+
+
+async def test_a_transaction_sent_again_after_a_lost_answer_completes_without_an_error(r: aioredis.Redis) -> None:
+    """The producer's retry of a whole transaction: its appends are there already, the rest applies again."""
+    h = Handoff("t:stream")
+    await _produce(r, h, range(1, 3), "first")
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.set("producer:state", "again")
+        h.append(pipe, 1, "item 1")
+        h.append(pipe, 2, "item 2")
+        await execute(pipe)
+    assert await r.get("producer:state") == b"again"
+    assert await h.since(r, 0) == [(1, b"item 1"), (2, b"item 2")]
+    async with r.pipeline(transaction=True) as pipe:
+        pipe.hset("not-a-stream-op", "k", "v")
+        pipe.xadd("producer:state", {"r": "x"})  # a real error (wrong type) is still raised
+        with pytest.raises(Exception, match="WRONGTYPE"):
+            await execute(pipe)
