@@ -266,7 +266,7 @@ def window_use(times_ms: list[int], limit: int, interval_ms: int) -> tuple[float
 
 def unfilled_orders(sim: Any, filters: dict, n: int) -> list[list[Any]]:
     """Batches of IOC BUYs 5 % under the best bid: accepted, never filled (EXPIRED), so each one counts."""
-    from core.batch_planner import AssetOrder as Planned
+    from core.batch_planner import BasketLeg
     from core.side import Side
     from core.symbol_filters import min_quantity_for
 
@@ -281,7 +281,7 @@ def unfilled_orders(sim: Any, filters: dict, n: int) -> list[list[Any]]:
             round_order(filters[s], Side.BUY, qty, price)
         except FilterError:
             continue  # a market whose tick is too coarse for 5 % under the bid
-        per_symbol.append(Planned(s, Side.BUY, price, qty, Decimal(0)))
+        per_symbol.append(BasketLeg(s, Side.BUY, price, qty, Decimal(0)))
     batches = []
     while sum(len(b) for b in batches) < n:
         batches.append(per_symbol[: n - sum(len(b) for b in batches)])

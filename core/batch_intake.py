@@ -23,7 +23,7 @@ BAD_ORDER = "BAD_ORDER"
 
 
 class PlannedOrder(Protocol):
-    """What the planner hands over (core.batch_planner.AssetOrder fits): a limit price, or None for MARKET."""
+    """What the planner hands over (core.batch_planner.BasketLeg fits): a limit price, or None for MARKET."""
 
     symbol: str
     side: Side

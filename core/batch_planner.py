@@ -83,7 +83,9 @@ class PlannerLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class AssetOrder:
+class BasketLeg:
+    """One asset's buy in a batch's plan; sent, it becomes the sender's core.asset_order.AssetOrder."""
+
     symbol: str
     side: Side
     price: Decimal  # limit, on the tick
@@ -114,7 +116,7 @@ class Deferred:
 
 @dataclass(frozen=True)
 class BatchPlan:
-    asset_orders: tuple[AssetOrder, ...]
+    legs: tuple[BasketLeg, ...]
     engagements: tuple[Engagement, ...]
     inventory_used: Mapping[str, int]  # units of each asset taken from inventory into this batch
     deferred: tuple[Deferred, ...]
@@ -355,7 +357,7 @@ def plan_batch(
         need = demand(selected)  # totals recomputed after scaling
 
     # 6. Exchange orders: need net of inventory, grossed up for commission, rounded up and padded to minimums.
-    asset_orders: list[AssetOrder] = []
+    legs: list[BasketLeg] = []
     inventory_used: dict[str, int] = {}
     notional = ZERO
     for symbol, d in need.items():
@@ -378,7 +380,7 @@ def plan_batch(
         qty = max(qty, floor_qty)
         if f.max_qty > 0 and qty > f.max_qty:
             qty = quantize_down(f.max_qty, f.step_size)  # the IOC fills what it can; assignment takes what came
-        asset_orders.append(AssetOrder(symbol, Side.BUY, info.price, qty, rest))
+        legs.append(BasketLeg(symbol, Side.BUY, info.price, qty, rest))
         notional += info.price * qty
 
     # 7. Engagements: the reserve is units * P_limits * fee_factor rounded UP to the ledger unit (what the batch could
@@ -396,5 +398,5 @@ def plan_batch(
             engagements.append(Engagement(o.order_id, index, Decimal(q) * iu, reserve, p))
 
     return BatchPlan(
-        tuple(asset_orders), tuple(engagements), inventory_used, tuple(deferred), scale, notional, index_prices
+        tuple(legs), tuple(engagements), inventory_used, tuple(deferred), scale, notional, index_prices
     )

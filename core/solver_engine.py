@@ -13,7 +13,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
-from core.batch_planner import AssetOrder, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
+from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
 from core.lot_assignment import AssetLine, BatchAllocation, OrderFill
 from core.lots import Lot, lot_from_fill
 from core.money import D, quantize_down
@@ -23,10 +23,10 @@ from core.symbol_filters import SymbolFilters
 
 @dataclass(frozen=True, slots=True)
 class SentOrder:
-    """An asset order of a batch with the client order id it is sent under."""
+    """A batch's leg with the client order id it is sent under."""
 
     client_order_id: str
-    order: AssetOrder
+    order: BasketLeg
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +124,7 @@ class SolverEngine:
                                      self.limits.fee_factor)
         if carried is None:
             carried = self._take_inventory(plan.inventory_used)
-        sent = {o.symbol: SentOrder(client_order_id(batch_id, o.symbol), o) for o in plan.asset_orders}
+        sent = {o.symbol: SentOrder(client_order_id(batch_id, o.symbol), o) for o in plan.legs}
         batch = _Batch(batch_id, plan, allocation, sent, set(sent))
         batch.pending_lots.extend(carried)
         self.batches[batch_id] = batch
@@ -288,7 +288,7 @@ class SolverEngine:
         self.batches = {}
         for b in data["batches"]:
             engagements = tuple(Engagement(o, i, D(u), D(c), D(p)) for o, i, u, c, p in b["engagements"])
-            orders = tuple(AssetOrder(sym, Side(side), D(price), D(qty), D(need))
+            orders = tuple(BasketLeg(sym, Side(side), D(price), D(qty), D(need))
                            for _, sym, side, price, qty, need in b["asset_orders"])
             plan = BatchPlan(orders, engagements, {}, (), Decimal(1), D(b["notional"]))
             batch = self._open_batch(b["batch_id"], plan, carried=[])

@@ -14,7 +14,7 @@ from typing import Callable, Collection, Sequence
 from core.clock import Clock, SystemClock
 from core.collateral_ledger import USDC_UNIT, CollateralLedger
 from core.index_order import IndexOrder, IndexOrderStatus
-from core.index_order_book import OrderRejected, UserOrderBook
+from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
 from core.money import ZERO
 from core.side import Side
@@ -85,7 +85,7 @@ class InProcessIndexMakerApp:
     def _new_order(self, r: NewOrder) -> AppResponse:
         try:
             self.book(r.user).new_order(r.client_order_id, r.symbol, r.side, r.amount, self.clock.now_ms())
-        except OrderRejected as exc:
+        except IndexOrderRefused as exc:
             return OrderRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)
         return OrderAccepted(r.user, r.client_order_id)
 
@@ -100,7 +100,7 @@ class InProcessIndexMakerApp:
         amount = None if r.amount is None or r.amount >= order.remaining else r.amount
         try:
             order, cancelled = book.cancel(r.client_order_id, amount, self.clock.now_ms())
-        except OrderRejected as exc:
+        except IndexOrderRefused as exc:
             return [CancelRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)]
         out: list[AppResponse] = [CancelDone(r.user, r.client_order_id, cancelled, order.remaining, order.engaged)]
         if order.is_terminal:

@@ -38,15 +38,6 @@ class TokenBucket:
         # Up: waiting one ms too long is harmless, one too short earns the client another NAK.
         return max(1, -(-(need - self._milli) // self.rate_per_s))
 
-    @property
-    def milli_tokens(self) -> int:
-        """The tokens in hand (milli-tokens, as of the last take): what a connection moving to another process
-        carries along, so that moving does not refill its bucket."""
-        return self._milli
-
-    def restore(self, milli_tokens: int) -> None:
-        self._milli = max(0, min(self.burst * 1000, milli_tokens))
-
     def available(self, now_ms: int) -> int:
         self._refill(now_ms)
         return self._milli // 1000

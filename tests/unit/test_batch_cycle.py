@@ -66,7 +66,7 @@ def test_one_batch_cycle_keeps_every_book_whole(world, case):
     # The exchange fills each asset order partly, in up to 3 fills, at prices between the best ask and the limit.
     lots = []
     paid = Decimal(0)
-    for o in plan.asset_orders:
+    for o in plan.legs:
         pct, price_pct, n = fills[o.symbol]
         f = filters[o.symbol]
         filled = quantize_down(o.quantity * pct / 100, f.step_size)
