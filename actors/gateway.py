@@ -1,16 +1,8 @@
-"""`gateway`: protocol's GatewayServer hosted in a Ray actor, with the IndexMaker plugin over the order-book shards.
+"""`gateway`: protocol's GatewayServer hosted in a Ray actor, with the IndexMaker plugin over the index-order shards.
 
-Requests: the server hands the plugin batches; the plugin calls ShardedApp.handle, which splits a batch by the
-users' shards (one `handle_each` call per shard) and puts the immediate answers back in request order.
-Reports (fills, closes, invoices) are pushed by every `orders-{k}` shard to this actor's `on_reports` (one call per
-shard batch). Each shard's reports are numbered; the gateway keeps the last seq it delivered per shard (in the
-server's report store, written by its group commit right behind the reports it covers: never without them, never
-apart from them), so a redelivered seq is dropped, nothing is sent to a user twice across a gateway crash, and a
-restarted gateway asks `reports_since(cursor)` for what it missed. A gap (a batch starting past cursor+1) is filled the same way.
-
-Counting: every application response the plugin sends is tallied by kind in plain integers (one dict increment
-per response, in the loop that already handles the batch); the `monitor` turns them into the order metrics.
-"""
+Requests go to the shards in one `handle_each` call per shard per batch. Reports are pushed by each shard to
+`on_reports`, numbered per shard; the last seq delivered is stored with the reports it covers (one group commit),
+so a redelivered seq is dropped and a restarted gateway asks `reports_since(cursor)` for what it missed."""
 from __future__ import annotations
 
 import asyncio
@@ -229,7 +221,7 @@ class GatewayActor:
 
 
 def start_gateway(options: GatewayActorOptions, *, detached: bool = False) -> Any:
-    """Create (or get) the named gateway (after the order-book shards exist) and start it."""
+    """Create (or get) the named gateway (after the index-order shards exist) and start it."""
     opts: dict[str, Any] = {"name": options.name, "get_if_exists": True}
     if options.namespace is not None:
         opts["namespace"] = options.namespace

@@ -4,7 +4,7 @@ It runs beside the websocket gateway (same host, its own port: settings.ports.in
 that /health still answers — 503 — when the gateway or any other actor is down. /health is the `monitor`'s last
 verdict (per-actor liveness and the key lags, JSON; 200 when healthy, 503 when not, and 503 when the monitor does
 not answer); it never polls the actors itself, so a load balancer probing it often costs the system nothing.
-The invoice routes are protocol/invoice_http.py's, over the order-book shards: a user's view comes from its shard
+The invoice routes are protocol/invoice_http.py's, over the index-order shards: a user's view comes from its shard
 (`orders-{k}.user(address)`), one call per request.
 """
 from __future__ import annotations

@@ -43,7 +43,7 @@ from core.deposit_reversal import reverse_in_book
 from core.index_order import OrderStateError, order_id_of
 from core.index_order_book import UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
-from core.lot_assignment import AssetLine, OrderFill
+from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
 from core.money import ZERO, D, quantize_up
 from core.shard_assignment import shard_of
@@ -645,7 +645,7 @@ class IndexOrderBooks:
             await self._commit()
             return applied
 
-    async def apply_fills(self, key: str, fills: Sequence[OrderFill]) -> int:
+    async def apply_fills(self, key: str, fills: Sequence[AssignedFill]) -> int:
         """One solver round's fill deltas for this shard's orders; one progress report per order touched.
         Idempotent by `key` (batch_id:round). Returns the number of reports."""
         self._ensure_started()
@@ -669,7 +669,7 @@ class IndexOrderBooks:
             await self._commit(reports)
             return mints
 
-    async def settle(self, key: str, fills: Sequence[OrderFill], batch_id: str,
+    async def settle(self, key: str, fills: Sequence[AssignedFill], batch_id: str,
                      results: Sequence[BatchOrderResult]) -> list[MintRequest]:
         """A batch's last fill deltas and its completion in one call and one write (the usual end of a batch: the
         last exchange answers bring both). Each part stays idempotent by its own key."""
@@ -686,7 +686,7 @@ class IndexOrderBooks:
             await self._commit(reports)
             return mints
 
-    def _apply_fills(self, key: str, fills: Sequence[OrderFill]) -> list[AppResponse] | None:
+    def _apply_fills(self, key: str, fills: Sequence[AssignedFill]) -> list[AppResponse] | None:
         """apply_fills without the write; None for a replay."""
         if key in self._fill_keys:
             self._counts["replays"] += 1

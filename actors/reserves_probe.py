@@ -1,4 +1,4 @@
-"""Reads a running system's reserves (core/reserves.py compares them): the books from the order-book shards and
+"""Reads a running system's reserves (core/reserves.py compares them): the books from the index-order shards and
 the solver, the deposits the exchange credited from the router, the exchange account's balances through the
 sender (the only holder of the exchange keys and of exchange/gateway.py's client among the actors), the index
 token's supply through the chain actor.
@@ -74,8 +74,9 @@ async def read_reserves(call: Call, o: ReservesOptions) -> list[ReserveRow]:
     for e in unseen:
         if isinstance(e, SenderFill) and e.symbol in base:
             asset = base[e.symbol]
-            add_into(logged, {asset: net_received(e.quantity, e.commission, e.commission_asset, asset)})
-            spent += quote_spent(e.quantity, e.price, e.commission, e.commission_asset, quote)
+            f = e.fill
+            add_into(logged, {asset: net_received(f.quantity, f.commission, f.commission_asset, asset)})
+            spent += quote_spent(f.quantity, f.price, f.commission, f.commission_asset, quote)
     filled: dict[str, Decimal] = {}
     minted: dict[str, Decimal] = {}
     delivered: dict[str, Decimal] = {}

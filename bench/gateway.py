@@ -1,42 +1,8 @@
-"""Benchmark of the FIX/JSON gateway: signed orders per second and ACK latency, 1 and 1,000 sessions, against a bare
-websockets echo server measured in the same command.
+"""Benchmark of the FIX/JSON gateway: signed orders/s and ACK latency, 1 and 1,000 sessions, against a bare websockets
+echo and a floor (the echo doing only the spec's signature work: what the floor misses, this machine cannot do).
+The gateway runs in its own process over `appendfsync always` Redis; the load prints its own CPU per order.
 
-Setup (loopback only, bounded):
-* the gateway runs in one process of its own, as the Ray-hosted gateway does: IndexMaker plugin over the in-process
-  index order books (every order is validated against the user's collateral and answered NewIndexOrder "new",
-  signed by the server), reports stored in one real redis-server with `appendfsync always` (an order's request and ACK are on disk before the ACK is sent);
-* the load runs in this process (the gateway and the echo server run in others): users' frames are signed BEFORE
-  the timed sections (the client's signing is not what is measured); the server verifies every signature;
-* the load's client is bench/lean_ws.py (default): an asyncio Protocol speaking RFC 6455 itself, frames masked
-  before the timed sections, refills written with the read that triggered them, server frames only split and
-  scanned for msg_type/ref_seq_num. It costs ~20-35 us of CPU per order (ACK and report read, order written)
-  against ~45-60 us for the `websockets` client (`--client websockets`, to compare), so on a 2-core box the bench
-  measures the gateway rather than its client; each timed part prints the load's CPU per order next to the
-  server's, and the whole run prints redis-server's;
-* "closed loop": each session keeps `window` orders in flight; orders/s = ACKed orders / wall time;
-* "open loop": orders are sent at a fixed total rate (default 5,000/s) spread over 1,000 sessions, whatever the
-  ACKs do; ACK latency = ACK received - order sent, measured in this process (it includes the client's own delays);
-* the echo baseline is a websockets server that sends every frame back, same frames, same loop shapes;
-* the floor (1,000 sessions only) is the same websockets server, in one process, doing only the
-  cryptography the spec requires per order: recover the user's signature, answer an ACK and a report signed with
-  the server key. No validation, sequence, store or application: no gateway can do better on the same machine, so
-  where the floor misses a latency target, the target is out of reach of this machine, not of the gateway's code.
-Redis's automatic AOF rewrite waits for a 1 GB AOF (world/redis_server.py: the operator schedules rewrites), so
-none runs in the bench's window; the line after the table says whether one did.
-The gateway's default limits (50 msgs/s per session, 200 weight/s per user) would throttle a single session
-sending thousands of orders per second: the bench raises them (it measures capacity, not the limiter).
-
-The gateway process applies protocol/gc_tuning.py as a gateway's main would (GATEWAY_GC=default: the interpreter's
-settings, to compare). Each timed part also reports the gateway process's CPU per order (connections excluded).
-
-Redis's own stalls over 5 ms (fsync, fork) are printed.
-
-Profiling: GATEWAY_PROFILE=PATH (cProfile) or GATEWAY_PYSPY=PATH (py-spy, native frames, raw format) over the timed
-parts of each gateway process.
-
-Run: .venv/bin/python bench/gateway.py [--quick] [--client lean|websockets]
-The last line is one JSON object with the figures.
-"""
+Run: .venv/bin/python bench/gateway.py [--quick] [--client lean|websockets]; the last line is JSON."""
 from __future__ import annotations
 
 import argparse

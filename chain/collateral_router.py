@@ -1,18 +1,9 @@
-"""The collateral router: drives every deposit's route (core.collateral_route) with the outside world, persisted
-in Redis so that it can be stopped at any moment and resume at the right hop without paying anything twice.
+"""The collateral router: drives every deposit's route (core.collateral_route) with the outside world, persisted in
+Redis so that it can stop at any moment and resume at the right hop without paying anything twice.
 
-Order of writes, the whole point of this class:
-- a deposit is credited to its user (idempotent per deposit key), holding its route's estimated cost
-  (core.route_hold), before it is recorded as accepted, so a crash in between credits it again as a no-op rather
-  than never;
-- a route is written before its first effect; each effect (bridge, transfer) is keyed `<route id>:<hop>` in the
-  TxSender, which records the signed transaction before broadcasting, so a route re-run after a crash gets the
-  first transaction back instead of a second one;
-- each transition is written before its fee shares are charged (from each member's hold), and the charges
-  (idempotent per fee id) are marked in the route after they are booked; a credited route releases what is left
-  of its members' holds (idempotent per deposit).
-Single owner: one router per namespace at a time (the Ray actor is named, so there is one).
-"""
+Order of writes: a deposit is credited (idempotent) before it is recorded as accepted; a route is written before
+its first effect, each effect keyed `<route id>:<hop>` in the TxSender; a transition is written before its fees
+are charged (idempotent per fee id)."""
 from __future__ import annotations
 
 import asyncio

@@ -64,6 +64,8 @@ def status_from_exchange(text: str) -> AssetOrderStatus:
 
 @dataclass(frozen=True, slots=True)
 class ExchangeFill:
+    """One trade of an AssetOrder, as the order keeps it (the exchange's ExchangeTrade without the order's identity)."""
+
     trade_id: int
     price: Decimal
     quantity: Decimal

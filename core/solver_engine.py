@@ -14,7 +14,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
 from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
-from core.lot_assignment import AssetLine, BatchAllocation, OrderFill
+from core.lot_assignment import AssetLine, BatchAllocation, AssignedFill
 from core.lots import Lot, lot_from_fill
 from core.money import D, quantize_down
 from core.side import Side
@@ -38,7 +38,7 @@ class CompletedBatch:
     inventory_in: Mapping[str, int]  # base units per symbol returned to inventory
     #: Fill deltas of the lots still unassigned when the batch completed (carried inventory that no exchange fill
     #: came after): the shards must get them before the completion.
-    last_fills: tuple[OrderFill, ...] = ()
+    last_fills: tuple[AssignedFill, ...] = ()
     rounds: int = 0  # assignment rounds the batch had (the last one's number keys those fills)
 
 
@@ -148,7 +148,7 @@ class SolverEngine:
         return taken
 
     def adjust_engagements(self, batch_id: str, engaged: Mapping[str, Decimal], *, orders_out: bool = False) -> bool:
-        """The order books engaged `engaged` per order, which may be less than planned (a cancel came in between
+        """The index-order shards engaged `engaged` per order, which may be less than planned (a cancel came in between
         the plan and the engage). Each short order is resized to what it got, by the planner's rule (collateral less
         one unit, at the sizing price); orders that got nothing leave the batch. The asset orders stay as planned:
         what nobody needs any more becomes inventory. Must run before any lot is assigned. Returns False if no order
@@ -191,7 +191,7 @@ class SolverEngine:
         return list(self.batches[batch_id].sent.values())
 
     # ---- fills in -----------------------------------------------------------------------------------------------
-    def on_fills(self, fills: Iterable[tuple[str, ExchangeFill]]) -> list[OrderFill]:
+    def on_fills(self, fills: Iterable[tuple[str, ExchangeFill]]) -> list[AssignedFill]:
         """(client order id, fill) pairs from the sender; unknown client ids (not ours) are skipped by the caller's
         choice: they raise here, so nothing is silently dropped. Returns the fill deltas of every touched batch."""
         touched: list[_Batch] = []
@@ -205,17 +205,17 @@ class SolverEngine:
             batch.pending_lots.append(lot)
             if batch not in touched:
                 touched.append(batch)
-        out: list[OrderFill] = []
+        out: list[AssignedFill] = []
         for batch in touched:
             out.extend(self._assign(batch))
         return out
 
-    def assign_carried(self, batch_id: str) -> list[OrderFill]:
+    def assign_carried(self, batch_id: str) -> list[AssignedFill]:
         """Inventory carried into a batch fills orders now (else it is assigned with the batch's first exchange
         fills, in the same round, or at completion)."""
         return self._assign(self.batches[batch_id])
 
-    def _assign(self, batch: _Batch) -> list[OrderFill]:
+    def _assign(self, batch: _Batch) -> list[AssignedFill]:
         if not batch.pending_lots:
             return []
         lots, batch.pending_lots = batch.pending_lots, []

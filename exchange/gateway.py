@@ -30,7 +30,9 @@ T = TypeVar("T")
 
 # ============================================================================================== value types
 @dataclass(frozen=True, slots=True)
-class Fill:
+class ExchangeTrade:
+    """One trade of one of our orders as the exchange reports it (executionReport or myTrades), amounts exact."""
+
     symbol: str
     trade_id: int
     order_id: int
@@ -60,7 +62,7 @@ class ExchangeOrder:
     executed_qty: Decimal
     cum_quote: Decimal
     update_time: int | None
-    fills: tuple[Fill, ...] = ()
+    fills: tuple[ExchangeTrade, ...] = ()
     #: executionReport only: the execution type (NEW, TRADE, CANCELED, EXPIRED, ...) of the latest event.
     exec_type: str | None = None
 
@@ -228,8 +230,9 @@ def parse_order_info(info: dict[str, Any]) -> ExchangeOrder:
         cid = info.get("C") or info.get("c")  # on a cancel, C carries the order's own id
         fill = None
         if info.get("x") == "TRADE":
-            fill = Fill(info["s"], int(info["t"]), int(info["i"]), cid, Side(info["S"]), _dec(info["L"]),
-                        _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]), bool(info.get("m")))
+            fill = ExchangeTrade(info["s"], int(info["t"]), int(info["i"]), cid, Side(info["S"]), _dec(info["L"]),
+                                 _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]),
+                                 bool(info.get("m")))
         return ExchangeOrder(
             symbol=info["s"], order_id=int(info["i"]), client_order_id=cid, side=Side(info["S"]), type=info["o"],
             status=info["X"], time_in_force=info.get("f"), price=_dec(info.get("p")), orig_qty=_dec(info.get("q")),
@@ -241,8 +244,9 @@ def parse_order_info(info: dict[str, Any]) -> ExchangeOrder:
         cid = info["origClientOrderId"]
     side = Side(info["side"]) if info.get("side") else Side.BUY
     fills = tuple(
-        Fill(info["symbol"], int(f["tradeId"]), int(info["orderId"]), cid, side, _dec(f["price"]), _dec(f["qty"]),
-             _dec(f.get("commission")), f.get("commissionAsset"), _int(info.get("transactTime")) or 0, False)
+        ExchangeTrade(info["symbol"], int(f["tradeId"]), int(info["orderId"]), cid, side, _dec(f["price"]),
+                      _dec(f["qty"]), _dec(f.get("commission")), f.get("commissionAsset"),
+                      _int(info.get("transactTime")) or 0, False)
         for f in info.get("fills") or ()
     )
     return ExchangeOrder(
@@ -254,15 +258,16 @@ def parse_order_info(info: dict[str, Any]) -> ExchangeOrder:
     )
 
 
-def parse_trade_info(info: dict[str, Any]) -> Fill:
+def parse_trade_info(info: dict[str, Any]) -> ExchangeTrade:
     """From a myTrades row or an executionReport with x=TRADE."""
     if info.get("e") == "executionReport":
-        return Fill(info["s"], int(info["t"]), int(info["i"]), info.get("c", ""), Side(info["S"]), _dec(info["L"]),
-                    _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]), bool(info.get("m")))
+        return ExchangeTrade(info["s"], int(info["t"]), int(info["i"]), info.get("c", ""), Side(info["S"]),
+                             _dec(info["L"]), _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]),
+                             bool(info.get("m")))
     side = Side.BUY if info.get("isBuyer") else Side.SELL
-    return Fill(info["symbol"], int(info["id"]), int(info["orderId"]), "", side, _dec(info["price"]),
-                _dec(info["qty"]), _dec(info.get("commission")), info.get("commissionAsset"), int(info["time"]),
-                bool(info.get("isMaker")))
+    return ExchangeTrade(info["symbol"], int(info["id"]), int(info["orderId"]), "", side, _dec(info["price"]),
+                         _dec(info["qty"]), _dec(info.get("commission")), info.get("commissionAsset"),
+                         int(info["time"]), bool(info.get("isMaker")))
 
 
 def _levels(rows: Iterable[Any], depth: int | None) -> list[tuple[Decimal, Decimal]]:
@@ -392,17 +397,12 @@ class BinanceGateway:
         throttle_burst: int | None = None,
         http_keepalive_s: float | None = None,
     ) -> None:
-        """`rest_url`/`ws_url` like "http://127.0.0.1:18080" / "ws://127.0.0.1:18080"; None keeps ccxt's own URLs
-        (live Binance, or the testnet with `sandbox=True`).
+        """`rest_url`/`ws_url`: None keeps ccxt's URLs (Binance, or the testnet with `sandbox=True`).
 
-        `enable_rate_limit` is ccxt's own leaky bucket (one cost unit per 50 ms, i.e. 6,000 weight/min); the order
-        sender turns it off and paces itself with core.rate_limits. `throttle_burst` lets that bucket start full
-        and hold that many cost units (a market-data shard fetches one depth snapshot, cost 1, per symbol at start
-        and after a reconnect; the default bucket of 1 spaces them 50 ms apart). `timeout_ms` bounds each REST
-        request (ccxt's default is 10 s); a timed-out order is a StatusUnknown. `http_keepalive_s` keeps idle REST
-        connections that long (aiohttp's default is 15 s): a sender whose batches come tens of seconds apart then
-        sends a batch over open connections instead of first opening one per concurrent request; it must be
-        constructed inside the event loop that will use it."""
+        `enable_rate_limit` is ccxt's leaky bucket; the order sender turns it off and paces itself (core.rate_limits).
+        `throttle_burst` lets the bucket start full (a shard fetches one snapshot per symbol at start). `timeout_ms` bounds
+        each REST request: a timed-out order is a StatusUnknown. `http_keepalive_s` keeps idle connections for the next
+        batch. Construct it inside the event loop that will use it."""
         opts: dict[str, Any] = {
             "defaultType": "spot",
             "fetchMarkets": {"types": ["spot"]},  # default also loads fapi + dapi exchangeInfo
@@ -577,7 +577,7 @@ class BinanceGateway:
         return [parse_order_info(o["info"]) for o in orders]
 
     async def fetch_my_trades(self, symbol: str, since: int | None = None, limit: int | None = None,
-                              order_id: int | None = None) -> list[Fill]:
+                              order_id: int | None = None) -> list[ExchangeTrade]:
         await self._ensure_markets()
         params = {"orderId": order_id} if order_id is not None else {}
         trades = await self._call(self._ex.fetch_my_trades, self._sym(symbol), since, limit, params)
@@ -610,16 +610,12 @@ class BinanceGateway:
         self._ex.gap_listener = on_gap
 
     async def watch_books(self, symbols: list[str], limit: int | None = None) -> None:
-        """Keep `symbols`' books subscribed and return when one of them changed (or had a gap: it is then being
-        resynced on its own). No level is converted: read them with `book_levels` / `book_state`.
+        """Keep `symbols`' books subscribed and return when one of them changed (or gapped: it then resyncs on its own).
+        No level is converted: read them with `book_levels` / `book_state`.
 
-        The first call subscribes through ccxt's watch_order_book_for_symbols (one connection, one SUBSCRIBE for
-        up to 200 symbols, one REST snapshot each). Later calls only wait: ccxt applies every diff in its receive
-        loop anyway, and re-entering watch_order_book_for_symbols costs O(symbols) per wake-up (a race over one
-        future per symbol), which was ~30 % of a shard's CPU at 100 symbols. A private future registered on the
-        connection is rejected by ccxt when the connection fails or closes; then every book of `symbols` is
-        forgotten (no stale level is served) and the error is raised as StatusUnknown / ExchangeUnavailable: call
-        again to reconnect, resubscribe and rebuild."""
+        The first call subscribes; later calls only wait, since re-entering ccxt's watch costs O(symbols) per wake-up
+        (~30 % of a shard's CPU). When the connection fails, every book of `symbols` is forgotten (no stale level served)
+        and the error raised: call again to rebuild."""
         await self._ensure_markets()
         key = ",".join(symbols)
         feed = self._book_feeds.get(key)
@@ -710,7 +706,7 @@ class BinanceGateway:
             orders = await self._call(self._ex.watch_orders)
         return [parse_order_info(o["info"]) for o in orders]
 
-    async def watch_my_trades(self) -> list[Fill]:
+    async def watch_my_trades(self) -> list[ExchangeTrade]:
         """Fills (executionReport x=TRADE) since the last call; waits for the next one if there is none."""
         await self._ensure_markets()
         trades = self._take_pending(getattr(self._ex, "myTrades", None))

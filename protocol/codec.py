@@ -1,17 +1,9 @@
 """The JSON codec: frame text <-> (envelope, body), the canonical form that is signed, and the NAK-able errors.
 
-Decoding is strict and in a fixed order, so that each failure maps to one reason code: size (TOO_LARGE), JSON
-(BAD_JSON: not one object, duplicate keys, NaN/Infinity), msg_type (UNKNOWN_MSG_TYPE), fields (BAD_FIELD).
-The raw dict is kept: the signature covers the canonical form of what the client sent, not of our re-encoding.
-
-Canonical form (§10.2): the message without `standard_trailer`, keys sorted at every level, no spaces, UTF-8,
-i.e. `json.dumps(msg, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`. An encoded frame is that text
-with the trailer appended as the last key, so encoding costs one serialisation, not two. When orjson is installed
-(it comes with ccxt) it produces those bytes ~10x faster; it gives the same bytes for every JSON value without
-lone surrogates (tests/unit/test_protocol_codec.py checks it with hypothesis), and a value with one cannot be
-encoded as UTF-8 by either. Frames are parsed by orjson too when that provably gives what the strict parser gives
-(`_fast_parse`: the result written back must be the frame itself), else by the strict parser.
-"""
+Decoding is strict and in a fixed order so each failure maps to one code: TOO_LARGE, BAD_JSON, UNKNOWN_MSG_TYPE,
+BAD_FIELD. The raw dict is kept: the signature covers what the client sent. Canonical form (§10.2): no trailer,
+sorted keys, no spaces, UTF-8. orjson is used where it provably gives the same bytes (~10x faster; see
+`_fast_parse`)."""
 from __future__ import annotations
 
 import json

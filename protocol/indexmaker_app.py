@@ -2,7 +2,7 @@
 takes back, as plain typed values (Decimal amounts, core's Side), with no wire format in them.
 
 The application is anything with `handle(requests) -> responses`: in tests the in-process book
-(protocol/inprocess_app.py), in the system the order-book shards behind the gateway actor (M6). Responses to a
+(protocol/inprocess_app.py), in the system the index-order shards behind the gateway actor (M6). Responses to a
 batch come back from `handle`; later ones (fills, late rejections, invoices) are pushed through the sink the
 plugin gives (`IndexMakerPlugin.deliver`). Business refusals carry a stable `ReasonCode` and a text.
 

@@ -1,27 +1,26 @@
 """The FIX/JSON websocket gateway: sessions, checks, store, ACK/NAK, and the plugin that gives messages meaning.
 
-Every inbound frame goes through these steps in this order; the first that fails answers a NAK (a session frame,
-seq_num 0) and nothing else happens: the inbound sequence does not move, nothing is stored, the session goes on.
+Every inbound frame goes through the checks listed below in order; the first that fails answers a NAK (seq_num 0)
+and nothing else happens: nothing moves, nothing is stored. The hot path never waits for a socket or the store
+(a Logon excepted). The gateway knows nothing of index orders: the plugin brings those bodies."""
+# The checks, in order (a failure answers the NAK code named):
+#   1. global + session rate   RATE_LIMITED    every frame counts, garbage too; with retry_after_ms
+#   2. size                 TOO_LARGE          (frames above the hard limit cannot be read: websockets closes, 1009)
+#   3. JSON                 BAD_JSON           one object in a text frame; no duplicate keys, no NaN, <= 64 containers
+#   4. msg_type, fields     UNKNOWN_MSG_TYPE / BAD_FIELD (strict models; chain_id must be one we serve)
+#    -- Heartbeat / TestRequest are session frames: handled here, never sequenced
+#   5. session state        NOT_LOGGED_ON / ALREADY_LOGGED_ON / WRONG_USER (a session speaks for one user only)
+#   6. signature            BAD_SIGNATURE      EIP-191 over the canonical body; recovered address == address
+#   7. user rate (weighted)    RATE_LIMITED
+#   8. sequence             BAD_SEQUENCE       expected_seq_num says what is expected (replays land here)
+#   9. timestamp            STALE_TIMESTAMP    outside max_clock_skew_ms
+#  10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME
+#  11. plugin precheck      (the plugin's code, e.g. UNSUPPORTED)
+#  12. store backlog        SERVER_BUSY
+#  13. accepted: the request and its ACK are queued for the store (group commit); once durable the ACK goes to the
+#      user's sessions and the request to the plugin. The next frame is read meanwhile: the hot path never waits for
+#      a socket or the store, except a Logon, which reads the user's state first.
 
-  1. global + session rate   RATE_LIMITED    every frame counts, garbage too; with retry_after_ms
-  2. size                 TOO_LARGE          (frames above the hard limit cannot be read: websockets closes, 1009)
-  3. JSON                 BAD_JSON           one object in a text frame; no duplicate keys, no NaN, <= 64 containers
-  4. msg_type, fields     UNKNOWN_MSG_TYPE / BAD_FIELD (strict models; chain_id must be one we serve)
-  -- Heartbeat / TestRequest are session frames: handled here, never sequenced
-  5. session state        NOT_LOGGED_ON / ALREADY_LOGGED_ON / WRONG_USER (a session speaks for one user only)
-  6. signature            BAD_SIGNATURE      EIP-191 over the canonical body; recovered address == address
-  7. user rate (weighted)    RATE_LIMITED
-  8. sequence             BAD_SEQUENCE       expected_seq_num says what is expected (replays land here)
-  9. timestamp            STALE_TIMESTAMP    outside max_clock_skew_ms
- 10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME
- 11. plugin precheck      (the plugin's code, e.g. UNSUPPORTED)
- 12. store backlog        SERVER_BUSY
- 13. accepted: the request and its ACK are queued for the store (group commit); once durable the ACK goes to the
-     user's sessions and the request to the plugin. The next frame is read meanwhile: the hot path never waits for
-     a socket or the store, except a Logon, which reads the user's state first.
-
-The gateway knows nothing of index orders: request bodies other than the session's come from the plugin.
-"""
 from __future__ import annotations
 
 import asyncio

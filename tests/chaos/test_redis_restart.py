@@ -7,7 +7,7 @@ tests/chaos/chaos_world.py `check_round`.
 When: the batch's orders held at the exchange (before they execute) and the solver's state durable with nothing
 left to write. The solver is the one actor that does NOT ride an outage out (a failed write empties its memory:
 actors/solver.py `_commit` -> `_reload` -> `_load` fails too, engine/outbox/mints/cursor left empty; reported), so
-the outage is placed where it writes nothing; the order books, the sender, the router, the chain actor and the
+the outage is placed where it writes nothing; the index-order shards, the sender, the router, the chain actor and the
 gateway all write during it."""
 from __future__ import annotations
 

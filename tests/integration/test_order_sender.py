@@ -115,12 +115,12 @@ def check_reports(sink_dump: dict, exchange: list[dict]) -> None:
     fills = [e for e in entries if isinstance(e, SenderFill)]
     dones = {e.client_order_id: e for e in entries if isinstance(e, OrderDone)}
     assert len({f.key for f in fills}) == len(fills)  # no fill reported twice
-    got = {(f.symbol, f.trade_id): f.quantity for f in fills}
+    got = {(f.symbol, f.fill.trade_id): f.fill.quantity for f in fills}
     expected = {(o["symbol"], t): Decimal(q) for o in exchange for t, q in o["fills"]}
     assert got == expected  # no fill lost, none invented
     per_order: dict[str, Decimal] = defaultdict(Decimal)
     for f in fills:
-        per_order[f.client_order_id] += f.quantity
+        per_order[f.client_order_id] += f.fill.quantity
     for o in exchange:
         done = dones[o["clientOrderId"]]
         assert done.executed_qty == Decimal(o["executedQty"]) == per_order[o["clientOrderId"]]

@@ -1,5 +1,5 @@
 """A whole batch cycle in core, no I/O: plan -> exchange fills (any price up to the limit, commission in the asset,
-any partial fill) -> lot assignment -> the users' order books. No order is charged above what it engaged or over
+any partial fill) -> lot assignment -> the users' index order books. No order is charged above what it engaged or over
 its collateral, the orders' charges plus inventory equal what the exchange was paid, and releasing the unspent
 engagement puts every order back in a consistent state."""
 from __future__ import annotations
