@@ -1,12 +1,9 @@
-"""Reads a running system's reserves (core/reserves.py compares them): the books from the index-order shards and
-the solver, the deposits the exchange credited from the router, the exchange account's balances through the
-sender (the only holder of the exchange keys and of exchange/gateway.py's client among the actors), the index
-token's supply through the chain actor.
+"""Reads a running system's reserves (core/reserves.py compares them): the books from the index-order shards and the
+solver, routed deposits from the router, the exchange balances through the sender (the only holder of the exchange
+keys), the token supply through the chain actor.
 
-Used by the monitor (every reserves.interval_s) and by `indexmaker reconcile` (a driver of its own): both hand in a
-`call(actor name, method, *args)` coroutine, so the same reads serve both. Read-only: every method called only
-reads. One call per actor per read (the shards, the solver, the router, the sender twice, the chain), never one per order.
-"""
+Used by the monitor and by `indexmaker reconcile` through one `call(actor, method, *args)` coroutine. Read-only,
+and one call per actor per read, never one per order."""
 from __future__ import annotations
 
 import asyncio

@@ -1,12 +1,9 @@
 """The `router` actor: the CollateralRouter (chain/collateral_router.py) in a Ray actor.
 
 It takes confirmed deposits from `chain` (one call per batch), steps every route on a timer, and reaches the
-chains through the `chain` actor and the exchange through exchange/gateway.py (actors/exchange_deposits.py: the
-deposit address the exchange API gives, and its deposit history to see our transfer credited). Its state is in
-Redis, so a restarted actor (max_restarts=-1 re-runs __init__) resumes each route at its hop; the keyed
-transactions in `chain` make sure nothing is paid twice. Ledgers: RedisLedgers until the index-order shards
-implement CollateralSink. Configuration: core.config's Settings (chain, collateral, exchange sections).
-"""
+exchange through actors/exchange_deposits.py. Its state is in Redis, so a restarted actor resumes each route at its
+hop; the keyed transactions in `chain` make sure nothing is paid twice. It books into the index-order shards, or
+into RedisLedgers when it runs without them."""
 from __future__ import annotations
 
 import asyncio

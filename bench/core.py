@@ -1,12 +1,9 @@
 """Benchmark of the pure core: batch planner, lot assignment.
 
-Each figure is printed next to a naive baseline run in the same command (these machines are shared and noisy, so
-ratios mean more than absolute times):
-- planner: the core planner vs a per-order-per-asset planner that computes the same plan (checked equal);
-- lot assignment: cohort assignment vs per-order-per-asset FIFO assignment of the same fills.
-The last line is one JSON object with the figures named in issue M1 (the order-book figures went with
-core/order_book.py: the market-data shards keep ccxt's books, bench/execution.py measures them).
-"""
+Each figure is printed next to a naive baseline run in the same command (machines are shared and noisy, so ratios
+mean more than times): the planner against a per-order-per-asset planner computing the same plan (checked equal),
+and cohort lot assignment against per-order-per-asset FIFO assignment of the same fills. The last line is one JSON
+object."""
 from __future__ import annotations
 
 import json

@@ -161,14 +161,11 @@ class World:
 
 # ============================================================================================== the floor
 class Floor:
-    """The floor: the same asset orders straight through ccxt's unified create_order (on the ccxt client that
-    exchange/gateway.py configures: same URLs, same connection settings), all at once as far as the
-    ORDERS limit allows (a rolling window of ORDERS_LIMIT per ORDERS_INTERVAL_S), ccxt's own 50 ms throttle off (it
-    would space 81 orders over 4 s, which Binance's limits do not ask for).
+    """The floor: the same asset orders straight through ccxt's unified create_order (on the client exchange/gateway.py
+    configures), all at once as far as the ORDERS limit allows, ccxt's 50 ms throttle off (Binance does not ask for it).
 
-    Two scripts: `cold` is a bare script as it starts (markets loaded, no connection open yet: one is opened per
-    concurrent request); `warm` is one that has been sending for a while and kept its connections open (the same
-    keep-alive the sender uses), the stricter floor for a long-running sender."""
+    `cold` is a bare script as it starts (a connection opened per concurrent request); `warm` kept its connections
+    open, as the sender does: the stricter floor for a long-running sender."""
 
     def __init__(self, world: World) -> None:
         self.world = world

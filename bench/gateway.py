@@ -197,11 +197,10 @@ def _echo_process(conn: Any) -> None:
 
 
 def _floor_process(conn: Any, server_key: str) -> None:
-    """The floor: what the spec's cryptography costs on top of the bare websockets echo, with nothing else. For
-    every signed frame it recovers the signer (EIP-191 over the canonical body, as the gateway does), answers an ACK
-    (the gateway's template) and a NewIndexOrder report signed by the server key; no validation, no sequence, no
-    store, no application. One process, like the gateway: a gateway cannot answer faster than this on the same
-    machine, so it tells whether a latency target is reachable here at all."""
+    """The floor: the bare echo plus the spec's cryptography, nothing else. Per signed frame it recovers the signer,
+    answers an ACK and a NewIndexOrder report signed by the server key; no validation, sequence, store or
+    application. One process, like the gateway: no gateway answers faster on this machine, so it tells whether a
+    latency target is reachable here at all."""
     _loop_policy()
     import orjson  # noqa: PLC0415
 

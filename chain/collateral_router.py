@@ -130,13 +130,11 @@ class CollateralRouter:
     # --- deposits out: a reorg deeper than the confirmations ---------------------------------------------------------
 
     async def reverse(self, deposit_keys: Sequence[str]) -> list[DepositReversal]:
-        """Deposits credited before and now dropped by a reorg (event keys from the chain listener). Each is taken
-        out of routing where it still can be: a pending deposit leaves the queue; a route not bridged yet whose
-        members are all reversed fails (custody no longer has the money: never bridge it). A deposit whose money
-        already left custody is recorded for the operator (`reversed_after_routing`). Then every reversal goes
-        to the sink (the users' ledgers). Idempotent per key: the records are written first, and the sink is told
-        again on a replay (it is idempotent itself), so a crash in between loses nothing. Keys that were never
-        accepted as deposits (e.g. a mint to custody) are ignored. Returns the reversals."""
+        """Deposits credited before and now dropped by a reorg (event keys from the chain listener), taken out of
+        routing where they still can be: a pending one leaves the queue; a route not bridged yet whose members are all
+        reversed fails; one whose money left custody is recorded for the operator. Then every reversal goes to the sink.
+        Idempotent per key (records first; the sink is idempotent too). Unknown keys are ignored. Returns the reversals.
+        """
         if not deposit_keys:
             return []
         async with self._lock, self._intake:

@@ -260,7 +260,7 @@ class CollateralLedger:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CollateralLedger":
         ledger = cls(D(data["unit"]))
-        # held, debt, holds and reversed came with routing holds: a snapshot written before them has none.
+        # held, debt, holds and reversed may be absent from a stored ledger: they load as zero or empty.
         for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt"):
             setattr(ledger, name, D(data.get(name, "0")))
         ledger._reservations = {k: D(v) for k, v in data["reservations"].items()}

@@ -1,12 +1,8 @@
 """The order sender's execution log: every fill and every order completion it reports, numbered 1, 2, 3, ...
 
-Why a numbered log rather than "push each fill once": delivery to the subscriber can fail or be repeated (the
-sender or the subscriber restarts between a push and its acknowledgement). With a durable, gap-free sequence the
-subscriber keeps one number (the last seq it applied), drops anything at or below it, and asks `since(seq)` for
-what it missed; the sender never has to know whether a push landed. Recording is idempotent too: a fill is keyed
-by (symbol, trade id) and an order completes once, so merging the same exchange update twice (REST answer, user
-stream, a query after a restart) adds nothing the second time.
-"""
+Delivery can fail or repeat across restarts, so with a durable, gap-free sequence the subscriber keeps its last
+seq, drops anything at or below it, and asks `since(seq)` for what it missed; the sender never needs to know
+whether a push landed. Recording is idempotent: fills keyed by (symbol, trade id), an order completes once."""
 from __future__ import annotations
 
 from typing import Iterable

@@ -1,13 +1,8 @@
 """One user's index orders and the collateral that backs them (spec/domain.md §3, §12.1, §12.4, §12.5).
 
-The book keeps the order states and the user's `CollateralLedger` moving together: an order's collateral that is
-remaining or engaged is exactly its reservation in the ledger, so the user can never spend the same unit twice, and
-whatever an order does not spend (cancelled, returned dust) goes straight back to free collateral.
-
-Books are per user: a ClOrdID is looked up only among this user's orders, so no user can touch another's order.
-A ClOrdID is unique per user forever (not only while the order is open), so that a message replayed after a restart
-is recognised as a duplicate instead of buying twice.
-"""
+Order states and the user's `CollateralLedger` move together: an order's remaining or engaged collateral is exactly
+its reservation, so no unit is spent twice, and what an order does not spend goes back to free collateral. A
+ClOrdID is looked up only among this user's orders and is unique forever: a replay after a restart is a duplicate."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -72,7 +67,8 @@ class UserOrderBook:
                                 f"{self.ledger.debt} is owed (a routing cost beyond its hold, or a deposit reversed "
                                 f"by a reorg); a deposit pays it first")
         if len(self._open) >= self.max_open_orders:
-            raise IndexOrderRefused("TOO_MANY_OPEN_ORDERS", f"{len(self._open)} orders open, limit {self.max_open_orders}")
+            raise IndexOrderRefused("TOO_MANY_OPEN_ORDERS",
+                                    f"{len(self._open)} orders open, limit {self.max_open_orders}")
         if value > self.ledger.available:
             raise IndexOrderRefused("INSUFFICIENT_COLLATERAL",
                                 f"{value} needed, {self.ledger.available} available, "

@@ -1,10 +1,8 @@
 """The solver's state and rules, without I/O: batches in flight, the fills that reach them, inventory.
 
-The `solver` actor is a thin owner of one SolverEngine: each tick it hands the engine the pending demand and the
-books and gets a batch to send; it passes fills and settled exchange orders in and gets fill deltas, completed
-batches and mintable orders out. Everything here is deterministic, so the engine's snapshot plus a replay of the
-lots each batch received (in the same rounds) rebuilds exactly the same assignment after a restart.
-"""
+The `solver` actor is a thin owner of one SolverEngine: demand and books in, a batch to send out; fills and settled
+orders in, fill deltas, completed batches and mintable orders out. Everything is deterministic, so the snapshot
+plus a replay of each batch's lots rebuilds the same assignment after a restart."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -148,12 +146,11 @@ class SolverEngine:
         return taken
 
     def adjust_engagements(self, batch_id: str, engaged: Mapping[str, Decimal], *, orders_out: bool = False) -> bool:
-        """The index-order shards engaged `engaged` per order, which may be less than planned (a cancel came in between
-        the plan and the engage). Each short order is resized to what it got, by the planner's rule (collateral less
-        one unit, at the sizing price); orders that got nothing leave the batch. The asset orders stay as planned:
-        what nobody needs any more becomes inventory. Must run before any lot is assigned. Returns False if no order
-        is left: the batch is closed (its carried inventory back in stock), unless `orders_out` (its exchange orders
-        went out with the engage): then it stays open with no order, and all it receives becomes inventory."""
+        """The shards engaged `engaged` per order, maybe less than planned (a cancel came first). A short order is
+        resized by the planner's rule; orders that got nothing leave the batch; the asset orders stay as planned (what
+        nobody needs becomes inventory). Run before any lot is assigned. Returns False if no order is left: the batch
+        closes, unless `orders_out` (its exchange orders left with the engage): then it stays open and all it receives
+        becomes inventory."""
         batch = self.batches[batch_id]
         if batch.rounds:
             raise AssertionError(f"batch {batch_id}: engagements change after lots were assigned")

@@ -1,12 +1,10 @@
-"""The one module that knows ccxt: a Binance spot client pointed at any base URL (the simulator, the testnet or
-live Binance: same code), exposing the few calls the actors need.
+"""The one module that knows ccxt: a Binance spot client pointed at any base URL (simulator, testnet or live),
+exposing the few calls the actors need.
 
-Why a wrapper: ccxt turns numbers into floats, and money must not pass through float arithmetic. Orders, trades,
-balances and deposits are therefore read from each structure's `info` (the exchange's raw strings) into Decimal;
-book levels (which ccxt stores as floats parsed from <= 15-digit strings and never sums) are converted with
-`Decimal(repr(x))`, which is exact for them. Errors come out as `exchange.errors` types carrying Binance's code.
-Symbols are the exchange's own ids (`BTCUSDC`), as in the baskets; the ccxt symbol (`BTC/USDC`) stays in here.
-"""
+ccxt turns numbers into floats, and money must not pass through float arithmetic: orders, trades, balances and
+deposits are read from `info` (the raw strings) into Decimal; book levels (floats from <= 15-digit strings, never
+summed) via `Decimal(repr(x))`, exact for them. Errors are `exchange.errors` types. Symbols are exchange ids
+(`BTCUSDC`)."""
 from __future__ import annotations
 
 import asyncio
@@ -292,13 +290,10 @@ GapListener = Callable[[str], None]
 class _BinancePro(ccxtpro.binance):
     """ccxt.pro's binance with two hooks for the market-data shards, and one repair.
 
-    * `book_listener` sees every applied diff without any awaiting: ccxt keeps the books up to date in its receive
-      loop whether or not anybody awaits a watch call, so per-message work stays a function call.
-    * On a gap, ccxt drops the symbol's book AND its subscription, so the next watch of the whole symbol list would
-      resubscribe every symbol and refetch every snapshot (weight 5 each). Instead the gapped book alone is
-      rebuilt: a fresh book buffering diffs, the subscription restored, one snapshot fetched (what ccxt does per
-      symbol when a subscription is acknowledged).
-    """
+    * `book_listener` sees every applied diff without awaiting: per-message work stays a function call.
+    * On a gap, ccxt drops the book AND its subscription, so the next watch would resubscribe every symbol and refetch
+      every snapshot (weight 5 each). Instead the gapped book alone is rebuilt: buffering diffs, subscription restored,
+      one snapshot fetched."""
 
     book_listener: BookListener | None = None
     gap_listener: GapListener | None = None
@@ -400,9 +395,9 @@ class BinanceGateway:
         """`rest_url`/`ws_url`: None keeps ccxt's URLs (Binance, or the testnet with `sandbox=True`).
 
         `enable_rate_limit` is ccxt's leaky bucket; the order sender turns it off and paces itself (core.rate_limits).
-        `throttle_burst` lets the bucket start full (a shard fetches one snapshot per symbol at start). `timeout_ms` bounds
-        each REST request: a timed-out order is a StatusUnknown. `http_keepalive_s` keeps idle connections for the next
-        batch. Construct it inside the event loop that will use it."""
+        `throttle_burst` lets the bucket start full (a shard fetches one snapshot per symbol at start). `timeout_ms`
+        bounds each REST request: a timed-out order is a StatusUnknown. `http_keepalive_s` keeps idle connections for
+        the next batch. Construct it inside the event loop that will use it."""
         opts: dict[str, Any] = {
             "defaultType": "spot",
             "fetchMarkets": {"types": ["spot"]},  # default also loads fapi + dapi exchangeInfo
@@ -529,11 +524,9 @@ class BinanceGateway:
         """LIMIT (GTC/IOC/FOK), LIMIT_MAKER or MARKET (by quantity, or by `quote_order_qty`). The FULL answer, so
         immediate fills are known at once. `client_order_id` is the idempotency key (newClientOrderId).
 
-        Sent through ccxt's raw endpoint call (POST /api/v3/order: ccxt signs, sends, maps errors) rather than its
-        unified create_order: the caller's quantity and price are already exact strings rounded to the symbol's
-        filters, and the answer is read once from its raw fields here. The unified call would format both again
-        and build ccxt's order and trade structures that nobody reads: ~150 us of CPU per order, 12 ms per
-        81-order batch on the machine that is sending it."""
+        Through ccxt's raw endpoint, not its unified create_order: quantity and price are already exact strings on the
+        symbol's filters, and the unified call would format them again and build structures nobody reads (~150 us of CPU
+        per order)."""
         await self._ensure_markets()
         kind = order_type.upper()
         if kind not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
@@ -614,8 +607,8 @@ class BinanceGateway:
         No level is converted: read them with `book_levels` / `book_state`.
 
         The first call subscribes; later calls only wait, since re-entering ccxt's watch costs O(symbols) per wake-up
-        (~30 % of a shard's CPU). When the connection fails, every book of `symbols` is forgotten (no stale level served)
-        and the error raised: call again to rebuild."""
+        (~30 % of a shard's CPU). When the connection fails, every book of `symbols` is forgotten (no stale level
+        served) and the error raised: call again to rebuild."""
         await self._ensure_markets()
         key = ",".join(symbols)
         feed = self._book_feeds.get(key)
@@ -715,12 +708,10 @@ class BinanceGateway:
         return [parse_trade_info(t["info"]) for t in trades]
 
     async def watch_executions(self) -> list[ExchangeOrder]:
-        """Every executionReport since the last call, oldest first, each as the order's state after it (with its
-        fill when it is a TRADE); waits for the next one if there is none. The lean replacement for watch_orders +
-        watch_my_trades on a hot path: ccxt still subscribes and keeps the connection, but the reports are read
-        from their raw strings once, here, not parsed twice into ccxt's float structures and then read again.
-        Once called, this gateway's watch_orders/watch_my_trades see no more updates. A dropped stream raises
-        (events may have been lost: the caller reconciles); the next call subscribes again."""
+        """Every executionReport since the last call, oldest first, each as the order's state after it (with its fill
+        when it is a TRADE); waits if there is none. The lean replacement for watch_orders + watch_my_trades on a hot
+        path: reports are read once from their raw strings, not parsed into ccxt's float structures. Once called, this
+        gateway's watch_orders/watch_my_trades see no more updates. A dropped stream raises (the caller reconciles)."""
         await self._ensure_markets()
         ex = self._ex
         if not ex.raw_executions:

@@ -89,14 +89,12 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant
 
 
 def _fast_parse(frame: str) -> Any:
-    """orjson's parse (~5x faster than the json module with hooks), or None when it cannot be proven to give what
-    `_DECODER` gives; the caller then parses with `_DECODER`, which also words the errors.
+    """orjson's parse (~5x faster), or None when it cannot be proven to give what `_DECODER` gives; the caller then
+    parses with `_DECODER`, which also words the errors.
 
-    orjson refuses NaN/Infinity and lone surrogates as `_DECODER` does (or `_DECODER` decides), but it keeps the last
-    of duplicate keys silently and reads integers beyond 64 bits as floats. So the result is taken only if writing
-    it back (orjson, keys in the order read, compact) gives the frame byte for byte: the same text has the same
-    number of keys, so none was dropped, and every number reads back as written. Our client's frames are written
-    that way (compact, canonical body, trailer last); a frame with spaces or escapes simply takes the strict path."""
+    orjson silently keeps the last duplicate key and reads big integers as floats, so its result is taken only if
+    writing it back gives the frame byte for byte: then no key was dropped and every number reads as written. Our
+    client writes frames that way; others take the strict path."""
     if _orjson_loads is None:
         return None
     try:

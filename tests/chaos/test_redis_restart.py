@@ -1,4 +1,4 @@
-"""M6 5(c): redis-server killed (SIGKILL) mid-batch and started again on the same port and directory (AOF,
+"""redis-server killed (SIGKILL) mid-batch and started again on the same port and directory (AOF,
 appendfsync always) only once the actors have felt the outage: the fills that came back meanwhile sit at the sender,
 which failed to commit them (after its client's own retries). Every actor rides it out (retries, nothing written is lost, no crash
 loop), and the round ends exactly as the undisturbed reference round does, with every invariant of
