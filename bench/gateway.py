@@ -355,7 +355,8 @@ async def _connect_all(port: int, load: Load, n: int, echo: bool) -> list[Conn]:
     return list(conns)
 
 
-async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool) -> tuple[float, list[float]]:
+def _arm(conns: list[Conn], per_conn: int, echo: bool) -> None:
+    """Each connection's next part: `per_conn` orders, an ACK each and (but for the echo) a report each."""
     for c in conns:
         c.base = c.next
         c.limit = c.next + per_conn
@@ -363,6 +364,10 @@ async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool)
         c.target_reports = c.reports + (0 if echo else per_conn)
         c.done.clear()
         c.latencies = []
+
+
+async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool) -> tuple[float, list[float]]:
+    _arm(conns, per_conn, echo)
     readers = [asyncio.get_running_loop().create_task(c.read(refill=True)) for c in conns]
     t0 = time.perf_counter()
     for c in conns:
@@ -378,13 +383,7 @@ async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool)
 
 async def open_loop(conns: list[Conn], per_conn: int, rate: float, echo: bool) -> tuple[float, float, list[float]]:
     """Send len(conns) * per_conn orders at `rate` per second, round robin; returns (sent/s, acked/s, latencies)."""
-    for c in conns:
-        c.base = c.next
-        c.limit = c.next + per_conn
-        c.target_acks = c.acked + per_conn
-        c.target_reports = c.reports + (0 if echo else per_conn)
-        c.done.clear()
-        c.latencies = []
+    _arm(conns, per_conn, echo)
     loop = asyncio.get_running_loop()
     readers = [loop.create_task(c.read(refill=False)) for c in conns]
     total = per_conn * len(conns)

@@ -337,12 +337,7 @@ class GatewayServer:
             refusal = self.plugin.precheck(user.ref, body)
             if refusal is not None:
                 raise self._error(d, refusal.code, refusal.text)
-        self._check_backlog(d)
-        hdr = d.envelope.standard_header
-        seq = hdr.seq_num
-        user.in_seq = seq
-        user.remember_comp_ids(hdr.sender_comp_id, hdr.target_comp_id)
-        ack_seq, ack = self._ack(user, seq, now)
+        seq, ack_seq, ack = self._sequence_and_ack(user, d, now)
         self.stats["accepted"] += 1
         if isinstance(body, Logout):
             session.close_after = ack_seq
@@ -356,6 +351,16 @@ class GatewayServer:
             self._dispatch(inbound)
 
         self.committer.submit(StreamWrite(user.key, (seq, frame), (ack_seq, ack)), durable)
+
+    def _sequence_and_ack(self, user: UserStream, d: Decoded, now: int) -> tuple[int, int, str]:
+        """A request past its checks (the store's backlog last): its seq_num becomes the user's inbound state and
+        its ACK takes the next outbound one. Returns (seq_num, ACK seq_num, ACK frame)."""
+        self._check_backlog(d)
+        hdr = d.envelope.standard_header
+        seq = hdr.seq_num
+        user.in_seq = seq
+        user.remember_comp_ids(hdr.sender_comp_id, hdr.target_comp_id)
+        return (seq, *self._ack(user, seq, now))
 
     def _check_backlog(self, d: Decoded) -> None:
         if self.committer.pending >= self.config.max_pending_writes:
@@ -393,12 +398,7 @@ class GatewayServer:
         if resume_from is not None and resume_from > user.out_seq:
             raise self._error(d, NakCode.BAD_RESUME, f"last_server_seq_num {resume_from} is beyond the last message "
                                                      f"sent to this user ({user.out_seq})")
-        self._check_backlog(d)
-        hdr = d.envelope.standard_header
-        seq = hdr.seq_num
-        user.in_seq = seq
-        user.remember_comp_ids(hdr.sender_comp_id, hdr.target_comp_id)
-        ack_seq, ack = self._ack(user, seq, now)
+        seq, ack_seq, ack = self._sequence_and_ack(user, d, now)
         session.user = user
         user.sessions.append(session)
         self._notify()
