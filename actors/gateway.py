@@ -1,16 +1,9 @@
-"""`gateway`: protocol's GatewayServer hosted in a Ray actor, with the IndexMaker plugin over the order-book shards.
+"""`gateway`: protocol's GatewayServer hosted in a Ray actor, with the IndexMaker plugin over the index-order shards.
 
-Requests: the server hands the plugin batches; the plugin calls ShardedApp.handle, which splits a batch by the
-users' shards (one `handle_each` call per shard) and puts the immediate answers back in request order.
-Reports (fills, closes, invoices): every `orders-{k}` shard appends them to its reports hand-off (store/streams.py),
-numbered per shard; this actor reads all the shards' hand-offs in one blocking XREAD after its cursors. The cursor
-of a shard is stored in the server's report store, by its group commit right behind the reports it covers (never
-without them, never apart from them); then the hand-off is trimmed to it. A restarted gateway reads on from its
-cursors: nothing is sent to a user twice, nothing is missed.
-
-Counting: every application response the plugin sends is tallied by kind in plain integers (one dict increment
-per response, in the loop that already handles the batch); the `monitor` turns them into the order metrics.
-"""
+Requests go to the shards in one `handle_each` call per shard per batch. Reports: each shard appends them to its
+reports hand-off (store/streams.py), numbered per shard; this actor reads every shard's in one blocking XREAD after
+its cursors, stores each cursor with the reports it covers (one group commit), then trims the hand-off to it. A
+restarted gateway reads on from its cursors: nothing twice, nothing missed."""
 from __future__ import annotations
 
 import asyncio
@@ -245,7 +238,7 @@ class GatewayActor:
 
 
 def start_gateway(options: GatewayActorOptions, *, detached: bool = False) -> Any:
-    """Create (or get) the named gateway (after the order-book shards exist) and start it."""
+    """Create (or get) the named gateway (after the index-order shards exist) and start it."""
     opts: dict[str, Any] = {"name": options.name, "get_if_exists": True}
     if options.namespace is not None:
         opts["namespace"] = options.namespace

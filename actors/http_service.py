@@ -1,12 +1,9 @@
 """`http`: the HTTP side of the gateway host: `GET /health` for operators and the signed invoice service for users.
 
-It runs beside the websocket gateway (same host, its own port: settings.ports.invoices) as an actor of its own, so
-that /health still answers — 503 — when the gateway or any other actor is down. /health is the `monitor`'s last
-verdict (per-actor liveness and the key lags, JSON; 200 when healthy, 503 when not, and 503 when the monitor does
-not answer); it never polls the actors itself, so a load balancer probing it often costs the system nothing.
-The invoice routes are protocol/invoice_http.py's, over the order-book shards: a user's view comes from its shard
-(`orders-{k}.user(address)`), one call per request.
-"""
+An actor of its own (port settings.ports.invoices), so that /health still answers 503 when the gateway or another
+actor is down. /health is the `monitor`'s last verdict (503 if unhealthy or silent); it never polls actors itself,
+so frequent probes cost nothing. Invoice routes (protocol/invoice_http.py) read the user's shard, one call per
+request."""
 from __future__ import annotations
 
 import asyncio

@@ -1,15 +1,9 @@
 """One logging setup per process: stdlib `logging` records are handed to loguru, as JSON lines when configured.
 
-Why a bridge and not loguru calls everywhere: core/, protocol/ and the actors log through stdlib `logging` (no
-dependency, and a disabled level costs one integer compare); loguru owns the one output. Ids travel as stdlib
-`extra`: `log.warning("...", extra={"order_id": oid})` puts `order_id` on the record, the bridge binds every field
-of ID_FIELDS it finds, and a JSON line then carries it as `record.extra.order_id` (so lines can be grepped and joined
-by order, batch, route) — the call sites stay stdlib and change by one keyword at most.
-
-Configuration comes from the environment, so that every Ray worker reads the same without arguments:
-INDEXMAKER_LOG_LEVEL (default INFO) and INDEXMAKER_LOG_JSON (1/true/yes: loguru's `serialize`, one JSON object a
-line). Tracebacks never show local variables (`diagnose=False`): values in frames may be keys or secrets.
-"""
+Code logs through stdlib `logging` (no dependency, cheap disabled levels); loguru owns the one output. Ids travel
+as `extra={"order_id": oid}` and land on JSON lines, so lines can be joined by order, batch, route. Configured by
+INDEXMAKER_LOG_LEVEL and INDEXMAKER_LOG_JSON, so every Ray worker reads the same. Tracebacks never show locals:
+they may hold secrets."""
 from __future__ import annotations
 
 import logging

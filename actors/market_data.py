@@ -1,23 +1,9 @@
-"""`market-{k}`: a MarketData shard, the owner of the order books of its share of symbols.
+"""`market-{k}`: a MarketData shard, the owner of the market books (depth) of its share of symbols.
 
-ccxt.pro (through exchange/gateway.py) does the book work: REST snapshot + diff stream, the update-id gap rule,
-a resync of the gapped symbol, a full resubscribe after a reconnect. The shard adds what the system needs around
-it, and keeps the per-message path to one function call:
-
-* ONE background task keeps the subscription alive (`gateway.watch_books`), reconnecting with a backoff when the
-  websocket drops (the gateway forgets those books at once, so nothing stale is served while they rebuild).
-* Per applied diff, a listener records the local receive time, the lag to the event's E (exchange event time)
-  and a counter. Levels stay ccxt's floats; they are turned into exact Decimals only inside queries.
-* Queries answer for many symbols in one actor call (`liquidity`, `top`); a call costs ~1 ms whatever it carries,
-  so the solver asks once per tick, never per symbol or per level.
-* A symbol is stale when its book has no snapshot (not there yet, or being rebuilt after a gap or a reconnect) or
-  nothing arrived for `stale_after_ms` (core/stale_books.py). `liquidity(..., with_stale=True)` says which of the
-  asked symbols are stale in the same answer (their levels are left out): the solver plans on none of them.
-
-Ray async actors may run __init__ outside the event loop (not in Ray 2.60, but the docs allow it), so the
-background task starts from an idempotent `start()`, called by __init__ when a loop is running and lazily by
-every query.
-"""
+ccxt.pro does the book work; the shard keeps the subscription alive, records each diff's lag, and answers many
+symbols per call (a call costs ~1 ms: the solver asks once per tick). A symbol without a snapshot or silent too
+long is stale and left out (core/stale_books.py). The task starts from an idempotent `start()`: Ray may run
+__init__ outside the loop."""
 from __future__ import annotations
 
 import asyncio

@@ -1,18 +1,9 @@
 """The system's Prometheus metrics: one catalogue (name, kind, tags, buckets) and the object that records them.
 
-Export path: a `ray.util.metrics` object recorded in any Ray worker is reported by that worker to its node's
-metrics agent, which serves every metric of the node in Prometheus text at
-`http://<node ip>:<MetricsExportPort>/metrics` (the port: `ray.nodes()[i]["MetricsExportPort"]`; pinned with
-`ray start --metrics-export-port=N` or `ray.init(_metrics_export_port=N)`). Prometheus scrapes that; Ray prefixes
-every name with `ray_`, a counter gets `_total`, and each series carries Ray's labels (WorkerId, NodeAddress,
-SessionName...). Workers report every `metrics_report_interval_ms` (10 s by default), so a value shows up on the
-endpoint up to that long after it was recorded.
-
-Who records: the `monitor` actor sets gauges and counter deltas from the actors' inspect() every few seconds (no
-hot path pays per event), and the places that already handle a whole batch observe histograms (a mint call, a
-finished route, a finished batch). `Metrics` also keeps every value in plain dicts: the monitor's inspect() and the
-tests read them without a scrape.
-"""
+`ray.util.metrics` values are reported by each worker to its node's metrics agent, which serves them at
+`http://<node ip>:<MetricsExportPort>/metrics` (prefixed `ray_`, up to `metrics_report_interval_ms` late). The
+`monitor` actor sets gauges from the actors' inspect() every few seconds, so no hot path pays per event; batch
+handlers observe histograms. Values are also kept in dicts for inspect() and the tests."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -43,7 +34,7 @@ CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in (
                "index orders by outcome: accepted, rejected (at entry), failed (late rejection), filled, cancelled, "
                "minted", ("outcome",)),
     MetricSpec("indexmaker_index_fill_reports", "counter", "IndexOrderFill reports sent to users"),
-    MetricSpec("indexmaker_open_index_orders", "gauge", "open index orders per order-book shard", ("shard",)),
+    MetricSpec("indexmaker_open_index_orders", "gauge", "open index orders per index-order shard", ("shard",)),
     MetricSpec("indexmaker_reports_undelivered", "gauge", "reports stored by a shard, not yet at the gateway",
                ("shard",)),
     # --- gateway

@@ -1,16 +1,9 @@
 """`monitor`: polls every actor's inspect() every few seconds, turns the answers into metrics and a health verdict.
 
-Why a poller: the actors already count everything in plain integers; one inspect() call per actor per poll (a few
-calls every `interval_s`) costs nothing next to one metric call per order, fill or frame on the hot paths. The
-metrics leave through Ray's metrics export (actors/metrics.py says where Prometheus finds them); the verdict is
-what `/health` answers (actors/http_service.py). The meaning of the snapshots is actors/system_view.py's. Every
-`reserves.interval_s` it also checks the reserves (actors/reserves_probe.py): while the last check found a
-difference, the verdict is unhealthy and names the asset.
-
-Liveness: an actor that does not answer within `inspect_timeout_s` (or is not there) is down for that poll. The
-monitor holds no durable state: a restart (max_restarts=-1) starts polling again, and its counters start a new
-series (Prometheus sees a reset, as for any restarted process).
-"""
+A poller because the actors already count in plain integers: a few calls per interval cost nothing next to a
+metric call per order on the hot paths. The meaning of the snapshots is actors/system_view.py's; a reserves
+difference makes the verdict unhealthy. An actor silent past `inspect_timeout_s` is down for that poll. No durable
+state: a restart starts new counter series."""
 from __future__ import annotations
 
 import asyncio

@@ -39,7 +39,7 @@ from core.collateral_ledger import USDC_UNIT
 from core.collateral_route import FeeCharge
 from core.index_order import user_key
 from core.invoice import MintInvoice
-from core.lot_assignment import OrderFill
+from core.lot_assignment import AssignedFill
 from core.mint_request import MintRequest
 from core.shard_books import ShardBooks, Step
 from protocol.books_app import BooksApp
@@ -401,7 +401,7 @@ class IndexOrderBooks:
                 await self._commit()
             return step.engaged
 
-    async def apply_fills(self, key: str, fills: Sequence[OrderFill]) -> int:
+    async def apply_fills(self, key: str, fills: Sequence[AssignedFill]) -> int:
         """One solver round's fill deltas for this shard's orders; one progress report per order touched.
         Idempotent by `key` (batch_id:round). Returns the number of reports."""
         self._ensure_started()
@@ -423,7 +423,7 @@ class IndexOrderBooks:
                 await self._commit(self.app.step_reports(step))
             return step.mints
 
-    async def settle(self, key: str, fills: Sequence[OrderFill], batch_id: str,
+    async def settle(self, key: str, fills: Sequence[AssignedFill], batch_id: str,
                      results: Sequence[BatchOrderResult]) -> list[MintRequest]:
         """A batch's last fill deltas and its completion in one call and one write (the usual end of a batch: the
         last exchange answers bring both). Each part stays idempotent by its own key."""

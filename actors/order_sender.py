@@ -60,7 +60,7 @@ from core.sender_messages import SubmitResult, execution_from_dict, execution_to
 from core.side import Side
 from core.symbol_filters import parse_exchange_info
 from exchange import errors
-from exchange.gateway import BinanceGateway, ExchangeOrder, Fill
+from exchange.gateway import BinanceGateway, ExchangeOrder, ExchangeTrade
 from protocol.gc_tuning import tune_gc_once
 from store.retry import STORE_AWAY, RetryPolicy
 from store.handoff import execute
@@ -135,7 +135,7 @@ def update_from(eo: ExchangeOrder) -> OrderUpdate:
                        tuple(exchange_fill(f) for f in eo.fills))
 
 
-def exchange_fill(f: Fill) -> ExchangeFill:
+def exchange_fill(f: ExchangeTrade) -> ExchangeFill:
     return ExchangeFill(f.trade_id, f.price, f.qty, f.commission, f.commission_asset, f.time, bool(f.is_maker))
 
 

@@ -1,12 +1,9 @@
-"""Reads a running system's reserves (core/reserves.py compares them): the books from the order-book shards and
-the solver, the deposits the exchange credited from the router, the exchange account's balances through the
-sender (the only holder of the exchange keys and of exchange/gateway.py's client among the actors), the index
-token's supply through the chain actor.
+"""Reads a running system's reserves (core/reserves.py compares them): the books from the index-order shards and the
+solver, routed deposits from the router, the exchange balances through the sender (the only holder of the exchange
+keys), the token supply through the chain actor.
 
-Used by the monitor (every reserves.interval_s) and by `indexmaker reconcile` (a driver of its own): both hand in a
-`call(actor name, method, *args)` coroutine, so the same reads serve both. Read-only: every method called only
-reads. One call per actor per read (the shards, the solver, the router, the sender twice, the chain), never one per order.
-"""
+Used by the monitor and by `indexmaker reconcile` through one `call(actor, method, *args)` coroutine. Read-only,
+and one call per actor per read, never one per order."""
 from __future__ import annotations
 
 import asyncio
@@ -74,8 +71,9 @@ async def read_reserves(call: Call, o: ReservesOptions) -> list[ReserveRow]:
     for e in unseen:
         if isinstance(e, SenderFill) and e.symbol in base:
             asset = base[e.symbol]
-            add_into(logged, {asset: net_received(e.quantity, e.commission, e.commission_asset, asset)})
-            spent += quote_spent(e.quantity, e.price, e.commission, e.commission_asset, quote)
+            f = e.fill
+            add_into(logged, {asset: net_received(f.quantity, f.commission, f.commission_asset, asset)})
+            spent += quote_spent(f.quantity, f.price, f.commission, f.commission_asset, quote)
     filled: dict[str, Decimal] = {}
     minted: dict[str, Decimal] = {}
     delivered: dict[str, Decimal] = {}

@@ -1,12 +1,9 @@
 """The `router` actor: the CollateralRouter (chain/collateral_router.py) in a Ray actor.
 
 It takes confirmed deposits from `chain` (one call per batch), steps every route on a timer, and reaches the
-chains through the `chain` actor and the exchange through exchange/gateway.py (actors/exchange_deposits.py: the
-deposit address the exchange API gives, and its deposit history to see our transfer credited). Its state is in
-Redis, so a restarted actor (max_restarts=-1 re-runs __init__) resumes each route at its hop; the keyed
-transactions in `chain` make sure nothing is paid twice. Ledgers: RedisLedgers until the order-book shards
-implement CollateralSink. Configuration: core.config's Settings (chain, collateral, exchange sections).
-"""
+exchange through actors/exchange_deposits.py. Its state is in Redis, so a restarted actor resumes each route at its
+hop; the keyed transactions in `chain` make sure nothing is paid twice. It books into the index-order shards, or
+into RedisLedgers when it runs without them."""
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +68,7 @@ class RouterActor:
         self.gateway = deposit_gateway(settings.exchange, exchange_keys or ExchangeKeys.from_env())
         deposit_address, exchange_credited = gateway_deposit_callables(self.gateway)
         self.ledgers = RedisLedgers(self.redis, unit=settings.chain.usdc_unit)
-        # The whole flow books collateral in the users' order-book shards (credited on accept, fees charged per
+        # The whole flow books collateral in the users' index-order shards (credited on accept, fees charged per
         # hop); without shards (the chain-side tests) the router keeps its own RedisLedgers.
         self.shards = ([ray.get_actor(orders_shard_name(k), namespace=chain_namespace) for k in range(order_shards)]
                        if order_shards else None)

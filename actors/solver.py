@@ -833,9 +833,7 @@ class Solver:
                 continue
             if isinstance(e, SenderFill):
                 self._counts["fills"] += 1
-                by_batch.setdefault(batch_id, []).append(
-                    (e.client_order_id, ExchangeFill(e.trade_id, e.price, e.quantity, e.commission,
-                                                     e.commission_asset, e.time_ms, e.is_maker)))
+                by_batch.setdefault(batch_id, []).append((e.client_order_id, e.fill))
             elif isinstance(e, OrderDone):
                 self._counts["dones"] += 1
                 dones.append(e.client_order_id)

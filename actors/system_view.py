@@ -1,15 +1,8 @@
 """What the actors' inspect() snapshots mean for an operator: metric values and the health verdict.
 
-Pure (no Ray, no I/O): the `monitor` actor feeds it one poll at a time, the tests feed it dicts. Why derive
-metrics from snapshots: every actor already counts what it does in plain integers (inspect()["counts"]); turning
-the difference between two polls into a counter increment costs one call per actor per poll instead of one metric
-call per order, fill or frame on the hot paths. A count that went DOWN means the actor restarted and counts from
-zero again: the new value is the increment.
-
-Exact durations come from timestamps the actors keep (a route's created_ms/updated_ms; a batch's planned_ms and
-completed_ms in the solver's history when it records them): each is observed once, by id, never estimated from
-the polling interval.
-"""
+Pure (no Ray, no I/O). Metrics come from the difference between two polls of the actors' own counts, one call per
+actor per poll instead of one per order; a count that went DOWN means a restart, and the new value is the
+increment. Durations come from the actors' timestamps, observed once per id, never estimated from polling."""
 from __future__ import annotations
 
 from dataclasses import dataclass

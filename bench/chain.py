@@ -1,17 +1,9 @@
 """Benchmark of the chain side on the real local world (two anvil nodes, the Across SpokePools, the relayer).
 
-Two figures, each against a floor measured in the same command:
-- deposits detected per second: users' USDC transfers to custody, read by the ChainConnector (bounded getLogs,
-  dedupe, persisted cursor) and accepted by the router (ledger credit, queued in Redis), against one bare
-  `eth_getLogs` + decode of the same range (what reading alone costs);
-- end-to-end route time with anvil mining a block every second: from the user's transfer being sent to the
-  exchange deposit being credited (confirmations, Across deposit, relayer fill, transfer to the deposit address
-  the exchange API gives, the exchange crediting it), against the block time measured on the same nodes. Issue
-  M5's target: within 10 block times.
-The exchange is the project's simulator in its own process (world/local_exchange.py), watching Base and crediting
-after its confirmations; the router reaches it through exchange/gateway.py (real ccxt), as in production.
-The last line is one JSON object: deposits_per_s, route_seconds, block_floor_seconds and the details.
-"""
+Two figures, each against a floor measured in the same command: deposits detected per second (ChainConnector and
+router) against a bare `eth_getLogs` of the same range; and a route's end-to-end time (transfer sent to exchange
+credit) against the block time, with one block a second (target: within 10 block times).
+The last line is one JSON object."""
 from __future__ import annotations
 
 import argparse

@@ -1,12 +1,9 @@
 """Benchmark of the pure core: batch planner, lot assignment.
 
-Each figure is printed next to a naive baseline run in the same command (these machines are shared and noisy, so
-ratios mean more than absolute times):
-- planner: the core planner vs a per-order-per-asset planner that computes the same plan (checked equal);
-- lot assignment: cohort assignment vs per-order-per-asset FIFO assignment of the same fills.
-The last line is one JSON object with the figures named in issue M1 (the order-book figures went with
-core/order_book.py: the market-data shards keep ccxt's books, bench/execution.py measures them).
-"""
+Each figure is printed next to a naive baseline run in the same command (machines are shared and noisy, so ratios
+mean more than times): the planner against a per-order-per-asset planner computing the same plan (checked equal),
+and cohort lot assignment against per-order-per-asset FIFO assignment of the same fills. The last line is one JSON
+object."""
 from __future__ import annotations
 
 import json
@@ -203,11 +200,11 @@ def main() -> dict:
         naive_ms, (naive_eng, naive_orders) = timed(lambda: naive_plan(orders, baskets, asks, filters, limits), 1)
         assert {e.order_id: e.units for e in plan.engagements} == {o.order_id: q for o, q, _ in naive_eng}, \
             "baseline disagrees"
-        assert {o.symbol: o.quantity for o in plan.asset_orders} == naive_orders, "baseline disagrees"
+        assert {o.symbol: o.quantity for o in plan.legs} == naive_orders, "baseline disagrees"
 
         units = {s: filters[s].base_unit for s in asks}
         lots = {}
-        for o in plan.asset_orders:
+        for o in plan.legs:
             lots[o.symbol] = [
                 Lot(f"{o.symbol}:{k}", o.symbol, int(o.quantity / 2 / units[o.symbol]) + k, units[o.symbol],
                     o.price - filters[o.symbol].tick_size * k, Decimal("0.01"))
@@ -225,7 +222,7 @@ def main() -> dict:
         assign_ms, fills = timed(assign, 5)
         naive_assign_ms, _ = timed(lambda: naive_assign(plan.engagements, baskets, units, fresh_lots(),
                                                         limits.index_unit), 1)
-        rows.append((n, fast_ms, naive_ms, assign_ms, naive_assign_ms, len(plan.asset_orders), len(fills)))
+        rows.append((n, fast_ms, naive_ms, assign_ms, naive_assign_ms, len(plan.legs), len(fills)))
         figures[f"planner_ms_{n // 1000}k" if n >= 1000 else f"planner_ms_{n}"] = round(fast_ms, 2)
         figures[f"planner_speedup_{n // 1000}k" if n >= 1000 else f"planner_speedup_{n}"] = round(naive_ms / fast_ms, 1)
         figures[f"assign_ms_{n // 1000}k" if n >= 1000 else f"assign_ms_{n}"] = round(assign_ms, 2)

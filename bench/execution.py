@@ -1,27 +1,10 @@
-"""Benchmark of market data and order sending on Ray (issue M3), each figure against a baseline in the same run.
+"""Benchmark of market data and order sending on Ray, each figure against a baseline in the same run.
 
-(a) Market data, one MarketDataShard actor owning 100 symbols, fed over a real websocket through ccxt.pro:
-    a1. book lag (local time the diff is in the book minus the depth event's E) at 100 symbols x 10 updates/s,
-        with the updates arriving as Binance sends them: one diff per symbol per 100 ms, in one burst;
-    a2. capacity: the same feed at 100 symbols x 10, 20, 50, 100, 200 updates/s; per step the depth updates the
-        shard applied per second, its lag, and its CPU per update. `shard_updates_per_s` is the highest rate it
-        kept up with (>= 97 % of the offered rate applied, lag p99 under 100 ms);
-    a3. for reference, the lag behind the exchange simulator itself (its own 100 ms cadence, ~550 diffs/s at 100
-        symbols since many of its books do not change every step), E stamped by the simulator.
-    The feed of a1/a2 is a lean depth server in its own process (a fixed 20-level ladder per symbol, one level
-    changed per diff, E stamped when the message is built): it can offer 20k diffs/s, which the simulator cannot.
-(b) Orders: a simulator whose ORDERS limit is small (100 per 5 s), a sustained backlog of IOC orders that do not
-    fill (so every one counts against the limit, as Binance counts unfilled orders), sent by the OrderSender
-    actor, against a naive baseline: one REST call per order, sequential, ccxt's own throttle, no knowledge of
-    the ORDERS limit, waiting Retry-After on each 429. Use = orders the exchange placed per calendar 5 s window
-    (its own counting), over the windows wholly inside the run, / the exchange's limit. With the configured safety
-    fraction (0.95) the sender's ceiling is 95 % by design (`--safety 1` shows the limiter at the full limit).
+(a) One MarketDataShard owning 100 symbols: book lag, and the highest update rate it keeps up with.
+(b) The OrderSender against a small ORDERS limit versus one naive REST call per order: the share of the
+    exchange's limit each uses (the sender's ceiling is its safety fraction, 95 %).
 
-Readable tables, then one JSON line (the last): shard_updates_per_s, book_lag_p50_ms, book_lag_p99_ms,
-rate_limit_use, rate_limit_429s, naive_rate_limit_use, and details.
-
-    .venv/bin/python bench/execution.py [--seconds 5] [--orders 500]
-"""
+    .venv/bin/python bench/execution.py [--seconds 5] [--orders 500]"""
 from __future__ import annotations
 
 import argparse
@@ -266,7 +249,7 @@ def window_use(times_ms: list[int], limit: int, interval_ms: int) -> tuple[float
 
 def unfilled_orders(sim: Any, filters: dict, n: int) -> list[list[Any]]:
     """Batches of IOC BUYs 5 % under the best bid: accepted, never filled (EXPIRED), so each one counts."""
-    from core.batch_planner import AssetOrder as Planned
+    from core.batch_planner import BasketLeg
     from core.side import Side
     from core.symbol_filters import min_quantity_for
 
@@ -281,7 +264,7 @@ def unfilled_orders(sim: Any, filters: dict, n: int) -> list[list[Any]]:
             round_order(filters[s], Side.BUY, qty, price)
         except FilterError:
             continue  # a market whose tick is too coarse for 5 % under the bid
-        per_symbol.append(Planned(s, Side.BUY, price, qty, Decimal(0)))
+        per_symbol.append(BasketLeg(s, Side.BUY, price, qty, Decimal(0)))
     batches = []
     while sum(len(b) for b in batches) < n:
         batches.append(per_symbol[: n - sum(len(b) for b in batches)])

@@ -1,35 +1,9 @@
-"""Benchmark of the whole buy flow (issue M6 item 6): index orders in, asset orders to the exchange, fills back,
-orders closed as filled, on a local Ray instance, a real redis-server (AOF, fsync always) and the exchange
-simulator in its own process, with nothing mocked. The index is SY100 (81 assets, every pair served by the
-simulator). The simulator enforces Binance's ORDERS limit, 100 per 10 s (plus 6,000 weight/min, 200,000 orders/day).
-
-It measures, in one run:
-(1) basket fill time: ONE user's order (default 1,000 USDC, so every asset is above the 5 USDC minimum notional),
-    from the user's request to the shard until the "filled" report reaches the user, on a fresh rate-limit window;
-    median over --trials.
-    Also the time from the request until the exchange executed the last order of the FIRST batch (exchange
-    timestamps), which isolates the pipeline's latency from the follow-up batches an order needs (see (2)); the
-    floor's counterpart is the time until the exchange executed its last order.
-(2) the floor: a bare script buys the same basket straight through ccxt (exchange/gateway.py) on the same
-    simulator: ONE IOC order per asset, for the total quantity the solver bought of it in (1), at the highest limit
-    the solver used, all at once as the rate limits allow (81 orders fit in one ORDERS window), and waits for every
-    answer (FULL responses carry the fills). Median over --trials. basket_vs_floor = (1) / (2). Two such scripts:
-    one as it starts (markets loaded, a connection opened per concurrent request: the floor), and one that keeps
-    its connections open between baskets as the sender does (the warm floor, basket_vs_warm_floor). One untimed
-    warm-up basket and floor come first (first-batch costs on every side).
-    The solver may need several batches for one order: a batch engages collateral at limit prices (best ask +1 %)
-    and fills cheaper, and the unspent rest is planned again until it is under the order dust (0.05 USDC). The
-    floor does not copy those follow-up orders: a bare script would not send them.
-(3) throughput for 1, 10 and 100 concurrent users: each user sends --rounds orders one after the other (the next
-    once the previous is filled), all users at once, requests batched per shard like a gateway does. Index orders
-    filled per minute (sustained: the orders of rounds 2.. over the time from the end of round 1 to the end of the
-    last round, so the free first rate-limit window does not flatter it; the whole-phase figure is printed too),
-    and the exchange orders placed per filled index order (netting across users: ~assets / users).
+"""Benchmark of the whole buy flow, nothing mocked (local Ray, redis-server with fsync always, the simulator; SY100).
+It measures one basket's fill time against a bare ccxt script buying the same quantities (basket_vs_floor, cold
+and warm), and index orders filled per minute and exchange orders per index order for 1, 10 and 100 users.
 
 Readable tables, then one JSON line (the last).
-
-    .venv/bin/python bench/flow.py [--trials 5] [--rounds 2] [--amount 1000] [--tick-ms 100]
-"""
+    .venv/bin/python bench/flow.py [--trials 5] [--rounds 2] [--amount 1000] [--tick-ms 100]"""
 from __future__ import annotations
 
 import argparse
@@ -188,14 +162,11 @@ class World:
 
 # ============================================================================================== the floor
 class Floor:
-    """The floor: the same asset orders straight through ccxt's unified create_order (on the ccxt client that
-    exchange/gateway.py configures: same URLs, same connection settings), all at once as far as the
-    ORDERS limit allows (a rolling window of ORDERS_LIMIT per ORDERS_INTERVAL_S), ccxt's own 50 ms throttle off (it
-    would space 81 orders over 4 s, which Binance's limits do not ask for).
+    """The floor: the same asset orders straight through ccxt's unified create_order (on the client exchange/gateway.py
+    configures), all at once as far as the ORDERS limit allows, ccxt's 50 ms throttle off (Binance does not ask for it).
 
-    Two scripts: `cold` is a bare script as it starts (markets loaded, no connection open yet: one is opened per
-    concurrent request); `warm` is one that has been sending for a while and kept its connections open (the same
-    keep-alive the sender uses), the stricter floor for a long-running sender."""
+    `cold` is a bare script as it starts (a connection opened per concurrent request); `warm` kept its connections
+    open, as the sender does: the stricter floor for a long-running sender."""
 
     def __init__(self, world: World) -> None:
         self.world = world

@@ -1,9 +1,8 @@
 """The users of bench/flow.py, as one Ray actor: it sends their NewIndexOrders to the `orders-{k}` shards and reads
 the shards' reports hand-offs as the gateway does, so that "filled" is seen as soon as it is stored (no polling).
 
-Why one actor and a linger: a real gateway batches the requests of concurrent sessions into one `handle_each` call
-per shard; doing the same here keeps 100 simultaneous users from reaching the solver as 100 separate calls spread
-over several ticks, which would measure the bench rather than the flow."""
+One actor with a linger, because a real gateway batches concurrent sessions into one `handle_each` per shard:
+100 users as 100 separate calls would measure the bench, not the flow."""
 from __future__ import annotations
 
 import asyncio

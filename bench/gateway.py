@@ -1,44 +1,8 @@
-"""Benchmark of the FIX/JSON gateway: signed orders per second and ACK latency, 1 and 1,000 sessions, against a bare
-websockets echo server measured in the same command.
+"""Benchmark of the FIX/JSON gateway: signed orders/s and ACK latency, 1 and 1,000 sessions, against a bare websockets
+echo and a floor (the echo doing only the spec's signature work: what the floor misses, this machine cannot do).
+The gateway runs in its own process over `appendfsync always` Redis; the load prints its own CPU per order.
 
-Setup (loopback only, bounded):
-* the gateway runs in processes of its own, `--workers` of them (default 2) on one port (protocol/worker_group.py:
-  SO_REUSEPORT spreads the connections, each user belongs to one process, a Logon that reached the other process
-  moves its connection there): IndexMaker plugin over the order shards' application, in process (every order is
-  validated against the user's collateral and answered NewIndexOrder "new", signed by the server), reports stored in one real
-  redis-server with `appendfsync always` (an order's request and ACK are on disk before the ACK is sent);
-* the load runs in this process (the gateway and the echo server run in others): users' frames are signed BEFORE
-  the timed sections (the client's signing is not what is measured); the server verifies every signature;
-* the load's client is bench/lean_ws.py (default): an asyncio Protocol speaking RFC 6455 itself, frames masked
-  before the timed sections, refills written with the read that triggered them, server frames only split and
-  scanned for msg_type/ref_seq_num. It costs ~20-35 us of CPU per order (ACK and report read, order written)
-  against ~45-60 us for the `websockets` client (`--client websockets`, to compare), so on a 2-core box the bench
-  measures the gateway rather than its client; each timed part prints the load's CPU per order next to the
-  server's, and the whole run prints redis-server's;
-* "closed loop": each session keeps `window` orders in flight; orders/s = ACKed orders / wall time;
-* "open loop": orders are sent at a fixed total rate (default 5,000/s) spread over 1,000 sessions, whatever the
-  ACKs do; ACK latency = ACK received - order sent, measured in this process (it includes the client's own delays);
-* the echo baseline is a websockets server that sends every frame back, same frames, same loop shapes;
-* the floor (1,000 sessions only) is the same websockets server, `--workers` processes on one port, doing only the
-  cryptography the spec requires per order: recover the user's signature, answer an ACK and a report signed with
-  the server key. No validation, sequence, store or application: no gateway can do better on the same machine, so
-  where the floor misses a latency target, the target is out of reach of this machine, not of the gateway's code.
-Redis's automatic AOF rewrite waits for a 1 GB AOF (world/redis_server.py: the operator schedules rewrites), so
-none runs in the bench's window; the line after the table says whether one did.
-The gateway's default limits (50 msgs/s per session, 200 weight/s per user) would throttle a single session
-sending thousands of orders per second: the bench raises them (it measures capacity, not the limiter).
-
-The gateway process applies protocol/gc_tuning.py as a gateway's main would (GATEWAY_GC=default: the interpreter's
-settings, to compare). Each timed part also reports the gateway process's CPU per order (connections excluded).
-
-Server CPU figures are the sum over the gateway processes; Redis's own stalls over 5 ms (fsync, fork) are printed.
-
-Profiling: GATEWAY_PROFILE=PATH (cProfile) or GATEWAY_PYSPY=PATH (py-spy, native frames, raw format) over the timed
-parts of each gateway process.
-
-Run: .venv/bin/python bench/gateway.py [--quick] [--workers N] [--client lean|websockets]
-The last line is one JSON object with the figures.
-"""
+Run: .venv/bin/python bench/gateway.py [--quick] [--client lean|websockets]; the last line is JSON."""
 from __future__ import annotations
 
 import argparse
@@ -70,10 +34,8 @@ def _loop_policy() -> str:
 
 # --- server processes -------------------------------------------------------------------------------------------
 
-def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collateral: str, server_key: str,
-                     port: int = 0, index: int = 0, count: int = 1, handoff_dir: str = "") -> None:
-    """One gateway process; with `count` > 1, process `index` of a group sharing `port` (protocol/worker_group.py):
-    each owns the users hashed to it (every process credits every user; only the owner's book ever sees one)."""
+def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collateral: str, server_key: str) -> None:
+    """The gateway process: every user credited, limits raised (the bench measures capacity, not the limiter)."""
     import logging  # noqa: PLC0415
 
     logging.basicConfig(level=logging.WARNING)
@@ -88,7 +50,6 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     from protocol.redis_report_store import RedisReportStore  # noqa: PLC0415
     from protocol.report_store import MemoryReportStore  # noqa: PLC0415
     from protocol.server import GatewayServer  # noqa: PLC0415
-    from protocol.worker_group import WorkerGroup  # noqa: PLC0415
     from protocol.signature import Signer  # noqa: PLC0415
 
     async def main() -> None:
@@ -100,12 +61,11 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
             app.book(UserRef(8453, address)).ledger.credit("bench-deposit", collateral)
         plugin = IndexMakerPlugin(app)
         store = RedisReportStore.from_url(redis_url) if redis_url else MemoryReportStore()
-        config = GatewayConfig(port=port, session_rate_per_s=1_000_000, session_burst=1_000_000,
+        config = GatewayConfig(port=0, session_rate_per_s=1_000_000, session_burst=1_000_000,
                                user_weight_per_s=10_000_000, user_burst=10_000_000, global_rate_per_s=10_000_000,
                                global_burst=10_000_000, max_connections=5_000, max_outbound_queue=1_000_000,
                                heartbeat_interval_ms=60_000, idle_timeout_ms=120_000, logon_timeout_ms=120_000)
-        group = WorkerGroup(index, count, handoff_dir) if count > 1 else None
-        server = GatewayServer(plugin, store, Signer(server_key), config, group=group)
+        server = GatewayServer(plugin, store, Signer(server_key), config)
         await server.start()
         gc_mode = os.environ.get("GATEWAY_GC", "tuned")  # what a gateway process's main does; "default" to compare
         if gc_mode == "tuned":
@@ -143,7 +103,7 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
                 await server.flush()
                 if profiler is not None:
                     profiler.disable()
-                    profiler.dump_stats(f"{profile}.{len(users)}.{index}")
+                    profiler.dump_stats(f"{profile}.{len(users)}")
                     profiler = None
                 if spy is not None:
                     import signal  # noqa: PLC0415
@@ -169,7 +129,7 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
 
                     spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--native",
                                             "--format", "raw", "-r", "250", "-p", str(os.getpid()),
-                                            "-o", f"{spy_path}.{len(users)}.{index}.txt"],
+                                            "-o", f"{spy_path}.{len(users)}.txt"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 conn.send(time.process_time())
             elif command == "stop":
@@ -182,44 +142,18 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     asyncio.run(main())
 
 
-def _cpu_sum(conns: list[Any]) -> float:
-    """CPU seconds so far of several server processes, asked all at once, summed."""
-    for conn in conns:
-        conn.send("cpu")
-    return sum(conn.recv() for conn in conns)
+class _Gateway:
+    """The gateway process of one part: started, probed for CPU, stopped with its stats."""
 
-
-class _Group:
-    """The gateway processes of one part, seen as one: CPU summed, stats merged."""
-
-    def __init__(self, redis_url: str | None, users: list[str], collateral: str, count: int, handoff_dir: str) -> None:
-        self.procs: list[tuple[Any, Any]] = []
+    def __init__(self, redis_url: str | None, users: list[str], collateral: str) -> None:
         from protocol.signature import Signer  # noqa: PLC0415
 
-        key = Signer.generate().private_key_hex  # one server key for the group, as a deployment has
-        proc, conn, self.port = _start(_gateway_process, redis_url, users, collateral, key, 0, 0, count, handoff_dir)
-        self.procs.append((proc, conn))
-        for index in range(1, count):
-            proc, conn, _ = _start(_gateway_process, redis_url, users, collateral, key, self.port, index, count,
-                                   handoff_dir)
-            self.procs.append((proc, conn))
-
-    def cpu(self) -> float:
-        return _cpu_sum([conn for _, conn in self.procs])
+        key = Signer.generate().private_key_hex
+        self.proc, self.conn, self.port = _start(_gateway_process, redis_url, users, collateral, key)
+        self.cpu = _cpu_probe(self.conn)
 
     def stop(self) -> dict[str, Any]:
-        stats = [_stop(proc, conn) for proc, conn in self.procs]
-        merged: dict[str, Any] = {"workers": len(stats)}
-        for key, value in stats[0].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                merged[key] = (max(s[key] for s in stats) if key.endswith("_max") else sum(s[key] for s in stats))
-        merged["commit_write_ms_avg"] = round(sum(s["commit_write_ms_avg"] * s["commit_batches"] for s in stats)
-                                              / max(1, merged["commit_batches"]), 3)
-        merged["per_worker"] = [{k: s.get(k) for k in ("frames", "accepted", "handed_off", "adopted", "cpu_s",
-                                                       "gc_count", "gc_ms_max", "gc_ms_total", "user_s", "sys_s",
-                                                       "lag_ms_max", "lags_over_20ms")}
-                                for s in stats]
-        return merged
+        return _stop(self.proc, self.conn)
 
 
 async def _loop_lag(into: dict[str, float], period_s: float = 0.005) -> None:
@@ -236,13 +170,12 @@ async def _loop_lag(into: dict[str, float], period_s: float = 0.005) -> None:
         into["lags_over_20ms"] += late > 20
 
 
-async def _serve_until_stopped(conn: Any, handler: Any, port: int = 0) -> None:
-    """A websockets server running `handler` (port shared with SO_REUSEPORT) that answers the bench's "cpu", "stats"
-    and "stop" on `conn` until stopped."""
+async def _serve_until_stopped(conn: Any, handler: Any) -> None:
+    """A websockets server running `handler` that answers the bench's "cpu", "stats" and "stop" on `conn` until
+    stopped."""
     from websockets.asyncio.server import serve  # noqa: PLC0415
 
-    server = await serve(handler, "127.0.0.1", port, ping_interval=None, compression=None, max_queue=64,
-                         reuse_port=True)
+    server = await serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None, max_queue=64)
     conn.send(next(iter(server.sockets)).getsockname()[1])
     loop = asyncio.get_running_loop()
     while True:
@@ -268,12 +201,11 @@ def _echo_process(conn: Any) -> None:
     asyncio.run(_serve_until_stopped(conn, echo))
 
 
-def _floor_process(conn: Any, server_key: str, port: int = 0) -> None:
-    """The floor: what the spec's cryptography costs on top of the bare websockets echo, with nothing else. For
-    every signed frame it recovers the signer (EIP-191 over the canonical body, as the gateway does), answers an ACK
-    (the gateway's template) and a NewIndexOrder report signed by the server key; no validation, no sequence, no
-    store, no application. Run as `--workers` processes on one port, like the gateway: a gateway cannot answer
-    faster than this on the same machine, so it tells whether a latency target is reachable here at all."""
+def _floor_process(conn: Any, server_key: str) -> None:
+    """The floor: the bare echo plus the spec's cryptography, nothing else. Per signed frame it recovers the signer,
+    answers an ACK and a NewIndexOrder report signed by the server key; no validation, sequence, store or
+    application. One process, like the gateway: no gateway answers faster on this machine, so it tells whether a
+    latency target is reachable here at all."""
     _loop_policy()
     import orjson  # noqa: PLC0415
 
@@ -303,7 +235,7 @@ def _floor_process(conn: Any, server_key: str, port: int = 0) -> None:
             await ws.send(f'{body.decode()[:-1]},"standard_trailer":{{"public_key":["{key_hex}"],'
                           f'"signature":["{sig}"]}}}}')
 
-    asyncio.run(_serve_until_stopped(conn, answer, port))
+    asyncio.run(_serve_until_stopped(conn, answer))
 
 
 # --- load -------------------------------------------------------------------------------------------------------
@@ -428,7 +360,8 @@ async def _connect_all(port: int, load: Load, n: int, echo: bool) -> list[Conn]:
     return list(conns)
 
 
-async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool) -> tuple[float, list[float]]:
+def _arm(conns: list[Conn], per_conn: int, echo: bool) -> None:
+    """Each connection's next part: `per_conn` orders, an ACK each and (but for the echo) a report each."""
     for c in conns:
         c.base = c.next
         c.limit = c.next + per_conn
@@ -436,6 +369,10 @@ async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool)
         c.target_reports = c.reports + (0 if echo else per_conn)
         c.done.clear()
         c.latencies = []
+
+
+async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool) -> tuple[float, list[float]]:
+    _arm(conns, per_conn, echo)
     readers = [asyncio.get_running_loop().create_task(c.read(refill=True)) for c in conns]
     t0 = time.perf_counter()
     for c in conns:
@@ -451,13 +388,7 @@ async def closed_loop(conns: list[Conn], per_conn: int, window: int, echo: bool)
 
 async def open_loop(conns: list[Conn], per_conn: int, rate: float, echo: bool) -> tuple[float, float, list[float]]:
     """Send len(conns) * per_conn orders at `rate` per second, round robin; returns (sent/s, acked/s, latencies)."""
-    for c in conns:
-        c.base = c.next
-        c.limit = c.next + per_conn
-        c.target_acks = c.acked + per_conn
-        c.target_reports = c.reports + (0 if echo else per_conn)
-        c.done.clear()
-        c.latencies = []
+    _arm(conns, per_conn, echo)
     loop = asyncio.get_running_loop()
     readers = [loop.create_task(c.read(refill=False)) for c in conns]
     total = per_conn * len(conns)
@@ -724,20 +655,14 @@ async def run_phase(port: int, load: Load, n_sessions: int, echo: bool, args: ar
 
 
 def _run_floor(args: argparse.Namespace, load: Load, lean: LeanFrames | None) -> dict[str, Any]:
-    """The n-session parts against `--workers` floor processes on one port (see _floor_process)."""
+    """The n-session parts against the floor process (see _floor_process)."""
     from protocol.signature import Signer  # noqa: PLC0415
 
-    key = Signer.generate().private_key_hex
-    procs = [_start(_floor_process, key)]
-    port = procs[0][2]
-    procs += [_start(_floor_process, key, port) for _ in range(1, args.workers)]
-
+    proc, conn, port = _start(_floor_process, Signer.generate().private_key_hex)
     try:
-        return asyncio.run(run_phase(port, load, args.sessions, False, args,
-                                     lambda: _cpu_sum([conn for _, conn, _ in procs]), lean))
+        return asyncio.run(run_phase(port, load, args.sessions, False, args, _cpu_probe(conn), lean))
     finally:
-        for proc, conn, _ in procs:
-            _stop(proc, conn)
+        _stop(proc, conn)
 
 
 def _proc_cpu_s(pid: int) -> float:
@@ -760,8 +685,6 @@ def _cpu_probe(conn: Any) -> Any:
 def main() -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smaller run (CI smoke)")
-    parser.add_argument("--workers", type=int, default=2,
-                        help="gateway processes sharing the port (SO_REUSEPORT, users split between them)")
     parser.add_argument("--sessions", type=int, default=1000)
     parser.add_argument("--rate", type=float, default=5000.0, help="open-loop orders/s over all sessions")
     parser.add_argument("--low-rate", type=float, default=2000.0, help="a second, lighter open-loop rate")
@@ -802,12 +725,12 @@ def main() -> dict[str, Any]:
         try:
             for label, load, lean, n in (("gateway_1", load_1, lean_1, 1),
                                          ("gateway_n", load_n, lean_n, args.sessions)):
-                group = _Group(redis.url if redis else None, load.addresses, "1000000", args.workers, tmp)
+                gateway = _Gateway(redis.url if redis else None, load.addresses, "1000000")
                 redis_cpu0 = _proc_cpu_s(redis.process.pid) if redis else float("nan")
                 try:
-                    results[label] = asyncio.run(run_phase(group.port, load, n, False, args, group.cpu, lean))
+                    results[label] = asyncio.run(run_phase(gateway.port, load, n, False, args, gateway.cpu, lean))
                 finally:
-                    results[label]["server"] = group.stop()
+                    results[label]["server"] = gateway.stop()
                     redis_cpu1 = _proc_cpu_s(redis.process.pid) if redis else float("nan")
                     results[label]["redis_cpu_s"] = redis_cpu1 - redis_cpu0
                     if redis is not None:  # an AOF rewrite (a fork, a second writer) shows as store latency
@@ -839,7 +762,7 @@ def main() -> dict[str, Any]:
     g1, gn, e1, en = results["gateway_1"], results["gateway_n"], results["echo_1"], results["echo_n"]
     fl = results["floor_n"]
     n = args.sessions
-    print(f"gateway bench: workers={args.workers}, client={args.client}, loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, "
+    print(f"gateway bench: client={args.client}, loop={loop_kind}, gc={os.environ.get('GATEWAY_GC', 'tuned')}, "
           f"store={args.store} "
           f"(appendfsync {args.fsync}), cores={os.cpu_count()}, "
           f"pre-signing {args.sessions * per_user + args.orders_1} orders took {sign_s:.1f} s (not timed)")
@@ -870,18 +793,14 @@ def main() -> dict[str, Any]:
           f"NAKs {gn['server']['naks']}"
           + (f"; redis AOF rewrites so far: {gn['aof_rewrites']}; redis stalls >5 ms (event: max ms): "
              f"{ {k: v['max_ms'] for k, v in gn['redis_stalls'].items()} }" if "aof_rewrites" in gn else ""))
-    if args.workers > 1:
-        print(f"gateway processes, {n} sessions (frames, accepted, connections handed over / adopted, CPU s): " +
-              "; ".join(f"#{i}: {w['frames']}, {w['accepted']}, {w['handed_off']}/{w['adopted']}, {w['cpu_s']:.2f}"
-                        for i, w in enumerate(gn["server"]["per_worker"])))
     if gn.get("open_windows"):
         print(f"open loop {args.rate:.0f}/s, ACK p50/p99 ms by half second sent: " +
               " ".join(f"{p50:.0f}/{p99:.0f}" for _, p50, p99 in gn["open_windows"]))
-    print(f"garbage collector, {n} sessions, per gateway process (collections, max pause ms, total ms; event loop "
-          f"late wake-ups: max ms, count > 20 ms; whole process CPU user/system s): " +
-          "; ".join(f"#{i}: {w['gc_count']}, {w['gc_ms_max']:.1f}, {w['gc_ms_total']:.0f}; {w['lag_ms_max']:.0f}, "
-                    f"{w['lags_over_20ms']}; {w['user_s']:.2f}/{w['sys_s']:.2f}"
-                    for i, w in enumerate(gn["server"]["per_worker"])))
+    w = gn["server"]
+    print(f"garbage collector, {n} sessions, gateway process (collections, max pause ms, total ms; event loop "
+          f"late wake-ups: max ms, count > 20 ms; whole process CPU user/system s): "
+          f"{w['gc_count']}, {w['gc_ms_max']:.1f}, {w['gc_ms_total']:.0f}; {w['lag_ms_max']:.0f}, "
+          f"{w['lags_over_20ms']}; {w['user_s']:.2f}/{w['sys_s']:.2f}")
     if "load_lag" in gn:
         print(f"load process, {n} sessions: event loop late wake-ups max {gn['load_lag']['lag_ms_max']:.0f} ms, "
               f"{gn['load_lag']['lags_over_20ms']} over 20 ms")
@@ -905,7 +824,6 @@ def main() -> dict[str, Any]:
         "gateway_cpu_us_per_order_1000_sessions": round(gn["closed_cpu_us"]),
         f"gateway_cpu_us_per_order_at_{args.rate:.0f}_per_s": round(gn["open_cpu_us"]),
         "sessions": n,
-        "gateway_workers": args.workers,
         "store": args.store,
         "loop": loop_kind,
         "gateway_gc": os.environ.get("GATEWAY_GC", "tuned"),

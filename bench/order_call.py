@@ -1,14 +1,10 @@
-"""Benchmark of one order's client-side CPU: exchange/gateway.py create_order (ccxt's raw POST /api/v3/order, the
-answer read once from its raw fields) against ccxt's unified create_order (what a bare script calls, and what the
-gateway called before), on the same ccxt client.
+"""Benchmark of one order's client-side CPU: exchange/gateway.py create_order (ccxt's raw POST, the answer read once)
+against ccxt's unified create_order, on the same ccxt client.
 
-The network is taken out (ccxt's `fetch` answers a canned FULL answer of two fills, and exchangeInfo from the
-recorded payload), so the figure is what the sending process spends per order besides its HTTP client: on the
-2-core machine the simulator and the rest of the flow share, every such microsecond is taken from them.
+The network is taken out (canned answers), so the figure is what the sender spends per order besides its HTTP
+client: on a 2-core machine every such microsecond is taken from the rest of the flow.
 
-Run: .venv/bin/python bench/order_call.py [--orders N]
-The last line is one JSON object with the figures.
-"""
+Run: .venv/bin/python bench/order_call.py [--orders N]; the last line is JSON."""
 from __future__ import annotations
 
 import argparse

@@ -1,19 +1,13 @@
 """Benchmark of the exchange simulator against bare aiohttp loops, each server in its own process (one core).
 
-1. Market data: one websocket client subscribes to `<s>@depth@100ms` for 100 symbols of a simulator whose price
-   process and depth cadence run as fast as they can (`--md-interval-ms`), and counts the depth messages it
-   receives per second. Baseline: a bare aiohttp websocket server pushing the same kind of pre-serialised
-   depthUpdate payloads for 100 symbols in a loop, to the same client code.
-2. Orders: clients POST signed MARKET orders (alternating BUY/SELL) to /api/v3/order with `--concurrency`
-   requests in flight, and count 200 answers per second: the full path (HMAC, rate limits, filters, matching,
-   FULL response, user events). Baseline: a bare aiohttp server that reads the same form body and returns a
-   canned FULL response.
+1. Market data: depth messages per second received for 100 symbols, against a bare server pushing pre-serialised
+   depthUpdates.
+2. Orders: signed MARKET orders answered per second (HMAC, rate limits, filters, matching, FULL response),
+   against a bare server returning a canned answer.
 
-The last line printed is one JSON object: md_msgs_per_s, md_vs_bare_ws, orders_per_s, orders_vs_bare_http, plus
-the baselines and the simulator process' CPU use (cores) during each measurement.
+The last line is one JSON object.
 
-    .venv/bin/python bench/simulator.py [--seconds 5]
-"""
+    .venv/bin/python bench/simulator.py [--seconds 5]"""
 from __future__ import annotations
 
 import argparse

@@ -1,12 +1,9 @@
 """Our side of the Across bridge: deposit on the origin SpokePool, find the relayer's fill on the destination.
 
-Rules from spec/chain.md §5-6 that shape it: `quoteTimestamp` comes from the origin chain's latest block (the wall
-clock can be ahead of the chain and the deposit would revert); `fillDeadline` stays within the pool's buffer;
-`outputAmount` is what we offer the relayer to deliver (input minus a configured fee, the output rounded DOWN so
-the relayer never earns less than the fee); the fill is matched by (originChainId, depositId), both indexed.
-Both transactions (the standing allowance when it runs short, the deposit) go through the TxSender under keys
-derived from the caller's key, so a retried or restarted route never deposits twice.
-"""
+From spec/chain.md §5-6: `quoteTimestamp` is the origin's latest block (the wall clock may be ahead, and the
+deposit would revert); `outputAmount` is input minus a configured fee, rounded DOWN so the relayer never earns
+less; the fill is matched by (originChainId, depositId). Both transactions go through the TxSender under the
+caller's key: a retried route never deposits twice."""
 from __future__ import annotations
 
 from dataclasses import dataclass

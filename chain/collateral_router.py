@@ -1,18 +1,9 @@
-"""The collateral router: drives every deposit's route (core.collateral_route) with the outside world, persisted
-in Redis so that it can be stopped at any moment and resume at the right hop without paying anything twice.
+"""The collateral router: drives every deposit's route (core.collateral_route) with the outside world, persisted in
+Redis so that it can stop at any moment and resume at the right hop without paying anything twice.
 
-Order of writes, the whole point of this class:
-- a deposit is credited to its user (idempotent per deposit key), holding its route's estimated cost
-  (core.route_hold), before it is recorded as accepted, so a crash in between credits it again as a no-op rather
-  than never;
-- a route is written before its first effect; each effect (bridge, transfer) is keyed `<route id>:<hop>` in the
-  TxSender, which records the signed transaction before broadcasting, so a route re-run after a crash gets the
-  first transaction back instead of a second one;
-- each transition is written before its fee shares are charged (from each member's hold), and the charges
-  (idempotent per fee id) are marked in the route after they are booked; a credited route releases what is left
-  of its members' holds (idempotent per deposit).
-Single owner: one router per namespace at a time (the Ray actor is named, so there is one).
-"""
+Order of writes: a deposit is credited (idempotent) before it is recorded as accepted; a route is written before
+its first effect, each effect keyed `<route id>:<hop>` in the TxSender; a transition is written before its fees
+are charged (idempotent per fee id)."""
 from __future__ import annotations
 
 import asyncio
@@ -139,13 +130,11 @@ class CollateralRouter:
     # --- deposits out: a reorg deeper than the confirmations ---------------------------------------------------------
 
     async def reverse(self, deposit_keys: Sequence[str]) -> list[DepositReversal]:
-        """Deposits credited before and now dropped by a reorg (event keys from the chain listener). Each is taken
-        out of routing where it still can be: a pending deposit leaves the queue; a route not bridged yet whose
-        members are all reversed fails (custody no longer has the money: never bridge it). A deposit whose money
-        already left custody is recorded for the operator (`reversed_after_routing`). Then every reversal goes
-        to the sink (the users' ledgers). Idempotent per key: the records are written first, and the sink is told
-        again on a replay (it is idempotent itself), so a crash in between loses nothing. Keys that were never
-        accepted as deposits (e.g. a mint to custody) are ignored. Returns the reversals."""
+        """Deposits credited before and now dropped by a reorg (event keys from the chain listener), taken out of
+        routing where they still can be: a pending one leaves the queue; a route not bridged yet whose members are all
+        reversed fails; one whose money left custody is recorded for the operator. Then every reversal goes to the sink.
+        Idempotent per key (records first; the sink is idempotent too). Unknown keys are ignored. Returns the reversals.
+        """
         if not deposit_keys:
             return []
         async with self._lock, self._intake:

@@ -1,10 +1,8 @@
 """Where the router books what it does to users' collateral: the deposit credit, each fee share, the route's end.
 
-In the running system this is the order-book shard that owns each user's CollateralLedger (DESIGN.md: `chain`
-credits the user's collateral in `orders-{k}`, the router charges the routing fees). Calls are batched (one call
-per step, not per user) and every item carries its idempotency key, so a replay after a restart books nothing
-twice. `InMemoryLedgers` is the plain implementation used by tests, the bench and a single-process setup.
-"""
+In the running system this is the index-order shard that owns each user's CollateralLedger. Calls are batched (one
+per step, not per user) and every item carries its idempotency key, so a replay books nothing twice.
+`InMemoryLedgers` is the plain implementation for tests, the bench and a single process."""
 from __future__ import annotations
 
 from decimal import Decimal

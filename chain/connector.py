@@ -1,12 +1,9 @@
 """Reads one chain's logs: bounded block ranges from a persisted cursor, only confirmed blocks, reorg-safe.
 
-Why it works this way (spec/chain.md §9): `eth_getLogs` polling is stateless and survives restarts of both sides
-(node filters do not); a log is handed out only once its block has `confirmations` blocks on top; a reorg is
-noticed by comparing the stored hash of processed blocks with the chain's (anvil sends no `removed` logs), and
-the cursor then moves back to the newest block still on the chain. Every log is handed out at most once, keyed by
-(chain id, tx hash, log index); the cursor is only committed after the consumer has handled a batch, so a crash
-in between re-reads the batch, and the consumer's own idempotency (deposit id) absorbs it.
-"""
+`eth_getLogs` polling is stateless and survives restarts of both sides (spec/chain.md §9). A log is handed out once
+its block is confirmed, at most once per (chain id, tx hash, log index); a reorg is noticed by comparing stored
+block hashes (anvil sends no `removed` logs). The cursor commits after the consumer handled a batch; its
+idempotency absorbs a re-read."""
 from __future__ import annotations
 
 import asyncio

@@ -1,10 +1,8 @@
 """The chain listener's persisted position: next block to read, hashes of processed blocks, keys already handed out.
 
-Why all three, in Redis, written in one MULTI: a restart resumes exactly where the last committed read ended (no
-gap, no replay beyond it); the hashes let the listener notice that blocks it processed were replaced (anvil and
-real nodes do not send `removed` logs reliably: spec/chain.md §9); the keys make a re-read after a reorg or a
-crash deliver nothing twice. Only a window of recent blocks is kept: older blocks are never re-read.
-"""
+All three in Redis, in one MULTI: a restart resumes exactly where the last committed read ended; the hashes reveal
+replaced blocks (nodes do not send `removed` logs reliably: spec/chain.md §9); the keys make a re-read deliver
+nothing twice. Only a window of recent blocks is kept."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """A CollateralSink that keeps each user's CollateralLedger in Redis (one JSON per user in a hash).
 
-For a router running without the order-book shards (the bench, a chain-only deployment, the actor tests): the
+For a router running without the index-order shards (the bench, a chain-only deployment, the actor tests): the
 ledgers survive restarts like everything else. In the full system the `orders-{k}` shards own the ledgers and
 implement CollateralSink themselves. Each call loads the touched ledgers, applies every item (each idempotent by
 its id) and writes them back in one MULTI. Single writer (the router).

@@ -1,12 +1,9 @@
 """What the collateral router does to the outside world, one method per hop, each idempotent by its key.
 
-`ChainRouteEffects` does it on the chains (Across deposit from Arbitrum custody, fill lookup on Base, USDC
-transfer from the Base wallet, or from custody on Base for a deposit made there) and asks the exchange through two
-injected callables: `deposit_address(coin, network) -> str` and `exchange_credited(coin, network, tx_hash, amount) -> Decimal | None`
-(actors/exchange_deposits.py makes both from exchange/gateway.py; chain/ never imports the exchange). Gas is
-converted to collateral at a configured rate per chain (core.gas_cost); the bridge's output is input minus a
-configured fee rate, rounded down (core.fees.hop_by_rate).
-"""
+`ChainRouteEffects` acts on the chains (Across deposit, fill lookup, USDC transfers) and asks the exchange through
+two injected callables, `deposit_address` and `exchange_credited` (actors/exchange_deposits.py makes them): chain/
+never imports the exchange. Gas is converted to collateral at a configured rate per chain; the bridge's output is
+input minus a configured fee, rounded down."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,12 +1,9 @@
 """Sends one account's transactions on one chain so that none is ever paid twice.
 
-The rule (DESIGN.md, Persistence): the intent is recorded before the effect. For a transaction that means: pick
-the nonce, sign, and store {idempotency key -> nonce, tx hash, signed bytes} in Redis in one MULTI, and only then
-broadcast. Every later attempt for the same key — a retry, a timeout, a restarted process — rebroadcasts the very
-same signed bytes. The same nonce can be mined once, so no retry can spend twice; and before any rebroadcast the
-chain is asked whether the recorded hash is already mined (or the nonce already used). `recover()` pushes out
-intents a crash left unsent, so a recorded nonce never stays a gap that would block the account's later nonces.
-"""
+The intent is recorded before the effect (DESIGN.md, Persistence): pick the nonce, sign, store {idempotency key ->
+nonce, hash, signed bytes} in one MULTI, then broadcast. Every later attempt for the key rebroadcasts the same
+bytes, and a nonce is mined once, so no retry spends twice. `recover()` sends intents a crash left unsent, so no
+recorded nonce stays a gap."""
 from __future__ import annotations
 
 import asyncio

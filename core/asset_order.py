@@ -1,12 +1,8 @@
 """One exchange order as the sender tracks it, from the intent recorded before sending to its last fill.
 
-Every update the exchange gives (the REST answer, an executionReport, a query after a restart, a trade list) is
-merged the same way: fills are keyed by trade id, so a fill seen twice is counted once; the status only moves
-forward; the order is settled when its status is final AND its fills add up to the executed quantity the exchange
-reports (otherwise a trade query is still owed). A send whose outcome is unknown (timeout, dropped answer, 5xx)
-stays SENT until a query by client order id resolves it: Binance rejects a duplicate client order id only while
-that order is open, so resending blindly could buy twice.
-"""
+Every update merges the same way: fills keyed by trade id (counted once), the status only moves forward, and the
+order settles when final AND its fills add up to the executed quantity. An unknown outcome stays SENT until a
+query by client order id resolves it: Binance refuses a duplicate id only while the order is open."""
 from __future__ import annotations
 
 import re
@@ -64,6 +60,8 @@ def status_from_exchange(text: str) -> AssetOrderStatus:
 
 @dataclass(frozen=True, slots=True)
 class ExchangeFill:
+    """One trade of an AssetOrder, as the order keeps it (the exchange's ExchangeTrade without the order's identity)."""
+
     trade_id: int
     price: Decimal
     quantity: Decimal

@@ -1,10 +1,8 @@
 """The exchange's published average prices (GET /api/v3/avgPrice), cached with their age.
 
-PERCENT_PRICE_BY_SIDE (and PERCENT_PRICE) bound a limit price by multiples of that average, a VWAP over the
-filter's `avgPriceMins`; the sender checks the band before sending, so it needs the exchange's own figure, not our
-book's mid. The average moves slowly (minutes of trades), so a value younger than `max_age_ms` (and never older than
-the filter's window) is used as is: a batch pays the round trip only for symbols whose value has aged out.
-"""
+PERCENT_PRICE_BY_SIDE bounds a limit price by that average, so the sender checks the band against the exchange's
+own figure, not our mid. It moves slowly, so a value younger than `max_age_ms` (and the filter's window) is used as
+is: a batch pays the round trip only for symbols whose value aged out."""
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,12 +1,8 @@
-"""A planned batch turned into exchange orders: rounded and validated with the exchange's own filters, each given
-its deterministic client order id, or rejected at once with the name of the filter no rounding could satisfy.
-Every filter is checked: the price band against the exchange's average price and MAX_NUM_ORDERS against the
-account's open orders on the symbol, when the caller knows them (a symbol without an average price is checked
-against everything else, as the exchange would without trades).
+"""A planned batch turned into exchange orders: rounded and validated with the exchange's own filters, each given its
+deterministic client order id, or rejected at once with the name of the filter no rounding could satisfy.
 
-Rejecting here, before anything is sent, is what keeps filter failures off the exchange: a -1013 answer still
-costs request weight and, on Binance, an ORDERS slot.
-"""
+Rejecting before sending keeps filter failures off the exchange: a -1013 still costs request weight and an ORDERS
+slot. The price band and MAX_NUM_ORDERS are checked when the caller knows the average price and open orders."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -23,7 +19,7 @@ BAD_ORDER = "BAD_ORDER"
 
 
 class PlannedOrder(Protocol):
-    """What the planner hands over (core.batch_planner.AssetOrder fits): a limit price, or None for MARKET."""
+    """What the planner hands over (core.batch_planner.BasketLeg fits): a limit price, or None for MARKET."""
 
     symbol: str
     side: Side
@@ -40,11 +36,10 @@ def intake_batch(
     avg_prices: Mapping[str, Decimal] | None = None,
     open_orders: Mapping[str, int] | None = None,
 ) -> tuple[list[AssetOrder], list[SubmitResult]]:
-    """(orders to send, one result per planned order in input order). A batch holds at most one order per symbol
-    (the client order id is batch + symbol + attempt); a second one is rejected as DUPLICATE_SYMBOL.
-    `avg_prices`: the exchange's average price per symbol (GET /api/v3/avgPrice); `open_orders`: the account's
-    orders per symbol that are or may become open on the exchange before this batch's (so this batch's one order
-    is the next: MAX_NUM_ORDERS refuses it when the count has reached the maximum)."""
+    """(orders to send, one result per planned order in input order). At most one order per symbol (the client order id
+    is batch + symbol + attempt): a second is DUPLICATE_SYMBOL. `avg_prices`: the exchange's average price per symbol;
+    `open_orders`: the account's orders per symbol that are or may become open before this batch's (MAX_NUM_ORDERS
+    refuses this one when the count is at the maximum)."""
     avg_prices = avg_prices or {}
     open_orders = open_orders or {}
     orders: list[AssetOrder] = []

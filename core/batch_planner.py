@@ -1,32 +1,9 @@
-"""The solver's brain: one batch from all pending index orders.
+"""The solver's brain: one batch from all pending index orders, one exchange order per asset carrying the netted need.
+Orders are summed per index first, so cost grows with orders + assets, never their product.
 
-Per asset, at most one exchange order carries the netted need of every engaged index order. The cost grows with
-orders + assets, never with their product: orders are summed per index first (an index order needs q_a * Q of each
-asset a, so an index's demand is q_a * sum(Q)), and only the per-index sums meet the per-asset loops.
-
-Rules (spec/domain.md §5.2 and §12, with the reference's gaps closed):
-- Buy limit = best ask * (1 + slippage_cap), rounded DOWN to the tick so it stays inside the cap; if `max_levels`
-  ask levels run out before the limit, the limit is pulled in to the last level counted.
-- An index order is sized at the EXPECTED cost, not at the limits: Q = (min(collateral, max_order_notional) - one
-  collateral unit) / (P_exp * (1 + price_buffer) * fee_factor), with P_exp the index price at the average prices
-  the batch's own need would pay walking today's asks (inventory at what it cost). Sizing at the limits (1 % above
-  the ask) left ~1 % of every order unspent and cost a second, padded batch; sizing at the expected cost spends
-  nearly all of it in one. Q is rounded DOWN to the index unit. The engagement still RESERVES collateral at the
-  limits (capped at the order's collateral), and lot assignment never charges a cohort more than
-  P_exp * (1 + price_buffer) * fee_factor per index unit (core/lot_assignment.py): if the book moves against the
-  batch, an order fills less, never over its collateral. The one collateral unit kept back absorbs the
-  sub-micro rounding of that cap.
-- One scale factor, applied to every engaged order, fits the batch to visible liquidity plus inventory, to the batch
-  notional cap and to the in-flight room; the per-asset totals are recomputed after scaling (no stale totals).
-- Inventory nets: it is subtracted from the need; the exchange order goes out for the rest (grossed up for the
-  commission the exchange keeps in the asset, then rounded UP to the step and padded up to the exchange's minimum
-  notional: what the orders do not need stays as inventory for the next batch).
-- An asset with no price or no liquidity defers only the indexes that hold it; the rest of the batch goes on.
-- A symbol whose book is stale (core/stale_books.py) counts as having no book, but the indexes that hold it are
-  deferred as STALE_BOOK:<symbols> (a wait for our feed), not NO_LIQUIDITY (a verdict on the market).
-- If the rate-limit budget cannot carry every needed asset order, whole indexes are taken in FIFO order while their
-  asset orders fit; the others wait for the next tick.
-"""
+Orders are sized at the EXPECTED cost (sizing at the limits left ~1 % unspent) but reserve collateral at the
+limits: a moving book fills an order less, never over its collateral. Rules: spec/domain.md §5.2, §12; each step
+says its own."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -83,7 +60,9 @@ class PlannerLimits:
 
 
 @dataclass(frozen=True, slots=True)
-class AssetOrder:
+class BasketLeg:
+    """One asset's buy in a batch's plan; sent, it becomes the sender's core.asset_order.AssetOrder."""
+
     symbol: str
     side: Side
     price: Decimal  # limit, on the tick
@@ -114,7 +93,7 @@ class Deferred:
 
 @dataclass(frozen=True)
 class BatchPlan:
-    asset_orders: tuple[AssetOrder, ...]
+    legs: tuple[BasketLeg, ...]
     engagements: tuple[Engagement, ...]
     inventory_used: Mapping[str, int]  # units of each asset taken from inventory into this batch
     deferred: tuple[Deferred, ...]
@@ -355,7 +334,7 @@ def plan_batch(
         need = demand(selected)  # totals recomputed after scaling
 
     # 6. Exchange orders: need net of inventory, grossed up for commission, rounded up and padded to minimums.
-    asset_orders: list[AssetOrder] = []
+    legs: list[BasketLeg] = []
     inventory_used: dict[str, int] = {}
     notional = ZERO
     for symbol, d in need.items():
@@ -378,7 +357,7 @@ def plan_batch(
         qty = max(qty, floor_qty)
         if f.max_qty > 0 and qty > f.max_qty:
             qty = quantize_down(f.max_qty, f.step_size)  # the IOC fills what it can; assignment takes what came
-        asset_orders.append(AssetOrder(symbol, Side.BUY, info.price, qty, rest))
+        legs.append(BasketLeg(symbol, Side.BUY, info.price, qty, rest))
         notional += info.price * qty
 
     # 7. Engagements: the reserve is units * P_limits * fee_factor rounded UP to the ledger unit (what the batch could
@@ -396,5 +375,5 @@ def plan_batch(
             engagements.append(Engagement(o.order_id, index, Decimal(q) * iu, reserve, p))
 
     return BatchPlan(
-        tuple(asset_orders), tuple(engagements), inventory_used, tuple(deferred), scale, notional, index_prices
+        tuple(legs), tuple(engagements), inventory_used, tuple(deferred), scale, notional, index_prices
     )

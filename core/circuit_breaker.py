@@ -1,14 +1,9 @@
 """When the sender stops sending: a circuit breaker on the exchange's rejects.
 
-A reject the exchange gives once may be a bad order; the same symbol rejected `threshold` times in a row means
-something is wrong that resending will not fix (a delisting, a filter we read wrong, a price far off), and every
-further order only burns request weight and ORDERS slots. An insufficient-balance reject is about the account, not
-the symbol: one is enough to stop every symbol, since the books and the exchange disagree about what we hold.
-
-A tripped breaker holds until an operator clears it (`indexmaker resume`) or, when `cool_off_ms` > 0, until that
-long has passed since it tripped. An accepted order of a symbol restarts its count. Time comes from the injected
-clock; the state is plain data (`to_dict` / `from_dict`) so the sender stores it with its own state.
-"""
+One reject may be a bad order; `threshold` in a row for a symbol means something resending will not fix, and each
+further order burns weight and ORDERS slots. One insufficient-balance reject stops every symbol: books and exchange
+disagree. A tripped breaker holds until `indexmaker resume` or `cool_off_ms`; an accepted order resets the count.
+Plain data, stored with the sender's state."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,19 +1,9 @@
 """One user's collateral (USDC), booked exactly in whole units of the token (micro-USDC by default).
 
-Why a ledger of its own: every amount that enters (a deposit) must be found again, to the last unit, in exactly one
-of five places: free (`available`), held for the deposit's routing cost until that cost is known (`held`), reserved
-for an open index order, engaged or not (`reserved`), paid for fills (`spent`) or paid as routing fees
-(`fees_charged`). What the user owes the house (`debt`: a routing cost beyond its hold and the free collateral, a
-deposit reversed by a reorg after it was used) is the one way out of the books, so `check()` proves
-
-    credited + debt == available + held + reserved + spent + fees_charged
-
-exactly. Money that comes back to the user while a debt is open pays the debt first. Amounts that are not whole
-units are refused, never rounded: a rounding here would silently create or destroy a user's money.
-
-Deposits and fees carry an id chosen before they happen (chain tx + log index, route hop id); booking the same id
-twice is a no-op, so replaying events after a restart is safe (DESIGN.md, idempotency keys).
-"""
+Every unit deposited is in exactly one place, and `check()` proves
+credited + debt == available + held + reserved + spent + fees_charged.
+Debt (a cost beyond the hold, a reorged deposit) is paid first. Amounts that are not whole units are refused,
+never rounded. Deposits and fees carry ids chosen beforehand: booking one twice is a no-op."""
 from __future__ import annotations
 
 import decimal

@@ -1,20 +1,10 @@
 """One route of collateral, as a state machine over plain data:
 
-    CUSTODY --bridge_sent--> BRIDGING --bridge_filled--> ON_DESTINATION --transferred--> AT_EXCHANGE
-            --credited--> CREDITED
-    (any non-final stage) --fail--> FAILED
+    CUSTODY -> BRIDGING -> ON_DESTINATION -> AT_EXCHANGE -> CREDITED; any non-final stage -> FAILED
 
-CUSTODY: the users' confirmed deposits sit in our custody on the origin chain (Arbitrum). BRIDGING: our Across
-deposit is mined; a relayer must fill it on the destination. ON_DESTINATION: the fill landed in our Base wallet.
-AT_EXCHANGE: our transfer to the exchange deposit address is mined. CREDITED: the exchange shows the deposit.
-A deposit made on the destination chain itself starts at ON_DESTINATION (the shorter route, domain.md §12.8).
-
-Why a pure machine: the router persists this record before every external step and replays it after a restart;
-keeping the rules here (what may follow what, what each hop cost, who pays which share) makes them testable
-without a chain. Each completed hop is a `HopCost` with its real numbers (bridge fee = input - output, gas in
-collateral), and `charges()` splits every hop's cost between the members in proportion to their amounts, exactly
-to the unit (core.fees.split_cost). A fee id names (route, hop, deposit), so charging twice is impossible.
-"""
+A deposit on the destination chain starts at ON_DESTINATION. Pure so that the rules (what may follow what, each
+hop's cost, who pays which share) are testable without a chain; the router persists it before every step.
+`charges()` splits each hop's cost exactly; a fee id names (route, hop, deposit): no double charge."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

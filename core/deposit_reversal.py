@@ -1,12 +1,9 @@
 """Taking a reversed deposit back out of one user's book (a reorg deeper than the confirmations dropped it).
 
-Why this order: the ledger takes the amount from the deposit's hold, then from free collateral; whatever is short
-would become debt. Collateral that open orders reserved but no batch has engaged yet is still the user's to give
-back, so it is cancelled first, newest order first and only as much as the shortfall needs: the user keeps as
-much of what they asked for as the money left allows, and the oldest orders (first in line for a batch) go on.
-What batches have already engaged or spent cannot come back: that part is the user's debt (it blocks new orders
-and is paid first by money coming back).
-"""
+The ledger takes the amount from the deposit's hold, then free collateral. Reserved but unengaged collateral is
+still the user's to give back, so open orders are cut first, newest first and only as much as needed: the oldest
+orders, first in line for a batch, go on. What batches already engaged or spent becomes debt, which blocks new
+orders."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,10 +1,8 @@
 """Fees: what each hop of a collateral route costs, and how a shared cost is split between users.
 
-Routing costs are real amounts (bridge input - output, gas converted to USDC); a configured per-hop rate is only
-used where no real cost exists (a simulated hop). Amounts are in whole collateral units: a rate-based hop rounds the
-forwarded amount DOWN to the unit (the fee is what the hop really keeps, never less), and a shared cost is split by
-telescoping so the users' shares add up to the cost exactly.
-"""
+Routing costs are real amounts (bridge input - output, gas in USDC); a configured rate is used only where no real
+cost exists. A rate-based hop rounds the forwarded amount DOWN to the unit (the fee is what the hop keeps), and a
+shared cost is split by telescoping so the shares add up exactly."""
 from __future__ import annotations
 
 from dataclasses import dataclass

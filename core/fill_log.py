@@ -1,10 +1,8 @@
 """The order sender's execution log: every fill and every order completion it reports, numbered 1, 2, 3, ...
 
-A gap-free sequence lets the consumer keep one number (the last seq it applied) and read on from it after any
-restart (store/handoff.py). Recording is idempotent: a fill is keyed by (symbol, trade id) and an order completes
-once, so merging the same exchange update twice adds nothing. Memory keeps the dedupe keys and the entries not
-yet stored: stored entries live in the hand-off until the consumer acknowledges them.
-"""
+A gap-free sequence lets the consumer keep its last seq and read on from it after any restart (store/handoff.py).
+Recording is idempotent: fills keyed by (symbol, trade id), an order completes once. Memory keeps the dedupe keys
+and the entries not yet stored; stored ones wait in the hand-off until the consumer acknowledges them."""
 from __future__ import annotations
 
 from typing import Iterable, Mapping

@@ -1,14 +1,12 @@
 """One index order as the user sees it: how its collateral moves from `remaining` to engaged, spent, cancelled or
 returned, and the status that follows (spec/domain.md §3, §12.4, §12.5).
 
-The order's collateral is always accounted for to the last unit:
+The collateral is accounted for to the last unit:
 
     collateral == remaining + engaged + spent + cancelled + returned
 
-`remaining` is not yet given to a batch; `engaged` is held by batches in flight; `spent` is what fills cost the user;
-`cancelled` left by the user's cancel; `returned` is dust given back when the order closes (no silent keep, §12.5).
-Every transition checks its preconditions first and mutates only when they hold, so a refused call changes nothing.
-"""
+`returned` is dust given back at close (no silent keep, §12.5). Every transition checks its preconditions before
+it mutates, so a refused call changes nothing."""
 from __future__ import annotations
 
 from dataclasses import dataclass

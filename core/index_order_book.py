@@ -1,13 +1,8 @@
 """One user's index orders and the collateral that backs them (spec/domain.md §3, §12.1, §12.4, §12.5).
 
-The book keeps the order states and the user's `CollateralLedger` moving together: an order's collateral that is
-remaining or engaged is exactly its reservation in the ledger, so the user can never spend the same unit twice, and
-whatever an order does not spend (cancelled, returned dust) goes straight back to free collateral.
-
-Books are per user: a ClOrdID is looked up only among this user's orders, so no user can touch another's order.
-A ClOrdID is unique per user forever (not only while the order is open), so that a message replayed after a restart
-is recognised as a duplicate instead of buying twice.
-"""
+Order states and the user's `CollateralLedger` move together: an order's remaining or engaged collateral is exactly
+its reservation, so no unit is spent twice, and what an order does not spend goes back to free collateral. A
+ClOrdID is looked up only among this user's orders and is unique forever: a replay after a restart is a duplicate."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -19,7 +14,7 @@ from core.money import ZERO, D, is_multiple
 from core.side import Side
 
 
-class OrderRejected(ValueError):
+class IndexOrderRefused(ValueError):
     """A user request the book refuses; `code` is stable (it goes on the wire), `text` explains."""
 
     def __init__(self, code: str, text: str) -> None:
@@ -53,28 +48,29 @@ class UserOrderBook:
                   now_ms: int) -> IndexOrder:
         """Validate (first failure wins, in the order below), reserve the collateral, and open the order as NEW."""
         if cl_ord_id in self._orders:
-            raise OrderRejected("DUPLICATE_CL_ORD_ID", f"ClOrdID {cl_ord_id!r} was used before by this user")
+            raise IndexOrderRefused("DUPLICATE_CL_ORD_ID", f"ClOrdID {cl_ord_id!r} was used before by this user")
         value = self._parse_amount(amount)
         if not self._fits_unit(value):
-            raise OrderRejected("TOO_MUCH_PRECISION", f"{value} has more decimals than {self.unit}")
+            raise IndexOrderRefused("TOO_MUCH_PRECISION", f"{value} has more decimals than {self.unit}")
         if value <= 0:
-            raise OrderRejected("NON_POSITIVE_AMOUNT", f"amount must be positive, got {value}")
+            raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"amount must be positive, got {value}")
         try:
             side_value = Side(side)
         except ValueError:
-            raise OrderRejected("UNSUPPORTED_SIDE", f"unknown side {side!r}") from None
+            raise IndexOrderRefused("UNSUPPORTED_SIDE", f"unknown side {side!r}") from None
         if side_value is not Side.BUY:
-            raise OrderRejected("UNSUPPORTED_SIDE", f"{side_value.value} is not supported yet")
+            raise IndexOrderRefused("UNSUPPORTED_SIDE", f"{side_value.value} is not supported yet")
         if index not in self.known_indexes:
-            raise OrderRejected("UNKNOWN_INDEX", f"unknown index {index!r}")
+            raise IndexOrderRefused("UNKNOWN_INDEX", f"unknown index {index!r}")
         if self.ledger.debt > 0:
-            raise OrderRejected("DEBT_OUTSTANDING",
+            raise IndexOrderRefused("DEBT_OUTSTANDING",
                                 f"{self.ledger.debt} is owed (a routing cost beyond its hold, or a deposit reversed "
                                 f"by a reorg); a deposit pays it first")
         if len(self._open) >= self.max_open_orders:
-            raise OrderRejected("TOO_MANY_OPEN_ORDERS", f"{len(self._open)} orders open, limit {self.max_open_orders}")
+            raise IndexOrderRefused("TOO_MANY_OPEN_ORDERS",
+                                    f"{len(self._open)} orders open, limit {self.max_open_orders}")
         if value > self.ledger.available:
-            raise OrderRejected("INSUFFICIENT_COLLATERAL",
+            raise IndexOrderRefused("INSUFFICIENT_COLLATERAL",
                                 f"{value} needed, {self.ledger.available} available, "
                                 f"short by {value - self.ledger.available}")
         order = IndexOrder.create(self.user, cl_ord_id, index, side_value, value, now_ms, self.unit)
@@ -90,17 +86,17 @@ class UserOrderBook:
         Engaged collateral finishes its batch; after a cancel of all, its unspent part is cancelled on release."""
         order = self._orders.get(cl_ord_id)
         if order is None:
-            raise OrderRejected("UNKNOWN_ORDER", f"no order {cl_ord_id!r} for this user")
+            raise IndexOrderRefused("UNKNOWN_ORDER", f"no order {cl_ord_id!r} for this user")
         if order.is_terminal:
-            raise OrderRejected("ORDER_CLOSED", f"order {cl_ord_id!r} is {order.status.value}")
+            raise IndexOrderRefused("ORDER_CLOSED", f"order {cl_ord_id!r} is {order.status.value}")
         if amount is not None:
             value = self._parse_amount(amount)
             if not self._fits_unit(value):
-                raise OrderRejected("TOO_MUCH_PRECISION", f"{value} has more decimals than {self.unit}")
+                raise IndexOrderRefused("TOO_MUCH_PRECISION", f"{value} has more decimals than {self.unit}")
             if value <= 0:
-                raise OrderRejected("NON_POSITIVE_AMOUNT", f"cancel amount must be positive, got {value}")
+                raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"cancel amount must be positive, got {value}")
             if value > order.remaining:
-                raise OrderRejected("CANCEL_EXCEEDS_REMAINING",
+                raise IndexOrderRefused("CANCEL_EXCEEDS_REMAINING",
                                     f"cancel {value} exceeds the not-yet-engaged {order.remaining}")
             amount = value
         cancelled = order.cancel(amount, now_ms)
@@ -249,13 +245,13 @@ class UserOrderBook:
         try:
             value = D(amount)
         except (TypeError, ValueError):
-            raise OrderRejected("INVALID_AMOUNT", f"not a number: {amount!r}") from None
+            raise IndexOrderRefused("INVALID_AMOUNT", f"not a number: {amount!r}") from None
         if not value.is_finite():
-            raise OrderRejected("INVALID_AMOUNT", f"not a finite number: {amount!r}")
+            raise IndexOrderRefused("INVALID_AMOUNT", f"not a finite number: {amount!r}")
         return value
 
     def _fits_unit(self, value: Decimal) -> bool:
         try:
             return is_multiple(value, self.unit)
         except ArithmeticError:  # more than 60 digits of units: no amount anyone holds, and no precision to judge
-            raise OrderRejected("INVALID_AMOUNT", f"{value} is out of range") from None
+            raise IndexOrderRefused("INVALID_AMOUNT", f"{value} is out of range") from None

@@ -1,11 +1,8 @@
 """A quote: how many index units an amount of collateral buys now.
 
-Answered the way the solver would size a batch for that amount alone (core/batch_planner.plan_batch on today's
-asks, no inventory): sized at the expected cost of walking the asks, limits within the slippage cap, the fee headroom
-kept, and cut to the liquidity the books show within those limits. So a quote is what an order sent now would be
-sized to in a batch of its own, not a promise: the books move, and orders are netted with others. An index that
-needs a stale book has no quote (problem STALE_BOOK:<symbols>, naming every stale book it needs).
-"""
+Answered as the solver would size a batch for that amount alone (plan_batch on today's asks, no inventory), so a
+quote is what an order sent now would be sized to, not a promise: books move, and orders are netted with others.
+An index needing a stale book has no quote (STALE_BOOK:<symbols>)."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,10 +1,8 @@
 """The Mint Invoice: what a user's collateral bought, at which prices, what it cost, and what was minted.
 
-Unlike the reference, the invoice names each cost for what it is (routing fee, exchange fee), charges only what was
-spent and shows what went back to the user (spec/domain.md §12.5). The charge is the order's exact cost rounded UP to
-the collateral unit (the ledger counts whole micro-USDC); the minted amount is the filled units rounded DOWN to the
-token's decimals (a token can only be minted in whole token units; the dust is reported, not lost silently).
-"""
+Each cost is named for what it is (routing fee, exchange fee), only what was spent is charged, and what went back
+is shown (spec/domain.md §12.5). The charge is the exact cost rounded UP to the collateral unit (the ledger counts
+whole units); the minted amount is rounded DOWN to the token's decimals, the dust reported."""
 from __future__ import annotations
 
 from decimal import Decimal

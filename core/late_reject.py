@@ -1,14 +1,8 @@
 """When the solver gives up on an order: deferred too long for a reason that time may not fix.
 
-The planner defers an order for no liquidity in one of its assets (within the slippage cap) or for being too small
-to buy one index unit. Both can pass (a book refills, prices move), so an order is not rejected at the first
-deferral; but a user must not wait forever either: after `reject_after_ms` of being deferred at every planning
-cycle for such a reason, the order is rejected with it. Rate limits and a full batch always pass: never a reason.
-
-A stale book (STALE_BOOK:<symbols>, core/stale_books.py) is our feed's fault, not the market's: it never counts
-towards `reject_after_ms`. It has a clock of its own, `stale_reject_after_ms` (0: the order waits for the book as
-long as it takes; the user may cancel). A change between the two kinds of reason starts the clock over.
-"""
+No liquidity and too small may pass (books refill), so an order is rejected only after `reject_after_ms` deferred
+for such a reason at every cycle; rate limits and a full batch always pass. A stale book is our feed's fault: its
+own clock is `stale_reject_after_ms` (0: wait). A change of kind restarts the clock."""
 from __future__ import annotations
 
 from typing import Iterable

@@ -1,29 +1,8 @@
-"""Assigning a batch's fills to the index orders it serves, to the last unit.
+"""Assigning a batch's fills to the index orders it serves, to the last unit (spec/domain.md §6, made exact).
 
-Rule (spec/domain.md §6, made exact): an index order can only fill as whole baskets, so the scarcest asset sets its
-pace. Orders of the same index in a batch form a cohort; every order in a cohort fills at the same rate
-r = min over the index's assets of min(1, received_a / engaged_need_a), where engaged_need_a sums the need of every
-order in the batch, all indexes together (that is the reference's pro-rata cap by contribution fraction). An order's
-filled units are floor(r * engaged_units) in the index unit.
-
-The cohort then takes, for each asset, floor(q_a * cohort_filled / unit) whole base units from that asset's lots,
-first in first out (carried-in inventory first, then fills in arrival order). Rounding DOWN means the cohort never
-draws more than was received; summed over cohorts it is provably <= received, and what is left stays as inventory
-(so sum assigned + inventory == sum received, exactly, in integers). The cohort's cost (value and fee of the units
-it took) is split over its orders in proportion to the units each filled in that round, with telescoping rounding in
-1e-24: the orders' shares add up to the cohort's cost exactly, so every order of an index pays the same price per
-index unit in a round (one clearing price per batch round, as a netting system should).
-
-Price cap: orders are sized at an expected price (core/batch_planner.py), and fills may come dearer if the book moved.
-A cohort is never charged more than its engagement price * fee_factor per index unit, cumulatively: if the full rate
-would cost more, the cohort fills at a high rate (a 1/64 grid of the full rate, refined by bisection to 2^-30) whose
-cumulative cost stays under the cap, and the units it could not pay for stay as inventory. Every order of a cohort fills the
-same fraction, so each order's cost stays under its own units * cap up to sub-micro rounding, which the planner's
-one-collateral-unit margin absorbs: no order is ever charged over its reserve.
-
-Work per round is O(orders + indexes x assets + lots): the per-order, per-asset breakdown that an invoice shows is
-computed on demand for one order (`breakdown`).
-"""
+Orders of one index form a cohort filling at one rate, set by the scarcest asset; it takes whole base units from the
+lots first in first out, rounded DOWN, so assigned + inventory == received exactly. Telescoping rounding splits
+its cost: one price per round. Capped at engagement price * fee_factor, a cohort fills less, never over reserve."""
 from __future__ import annotations
 
 from bisect import bisect_left
@@ -59,7 +38,7 @@ def _cost_dec(n: int) -> Decimal:
     return Decimal(n).scaleb(-_SCALE)
 
 
-class OrderFill(NamedTuple):
+class AssignedFill(NamedTuple):
     """What one assignment round gave one index order: units of index and their exact cost.
 
     Kept as integers (index quanta, 1e-24 quote) on the hot path; the Decimal views are computed when read."""
@@ -216,9 +195,9 @@ class BatchAllocation:
                 num, den = rn, rd
         return num, den
 
-    def assign(self) -> list[OrderFill]:
-        """Hand out what arrived since the last call. Returns one OrderFill per order whose filled units grew."""
-        fills: list[OrderFill] = []
+    def assign(self) -> list[AssignedFill]:
+        """Hand out what arrived since the last call. Returns one AssignedFill per order whose filled units grew."""
+        fills: list[AssignedFill] = []
         self._round += 1
         for c in self._cohorts.values():
             num, den = self._rate(c)
@@ -264,7 +243,7 @@ class BatchAllocation:
                 v_here = value_total * running // grown
                 f_here = fee_total * running // grown
                 filled[i] += d
-                append(OrderFill(ids[i], index, d, index_unit, v_here - v_prev, f_here - f_prev))
+                append(AssignedFill(ids[i], index, d, index_unit, v_here - v_prev, f_here - f_prev))
                 v_prev, f_prev = v_here, f_here
         return fills
 

@@ -1,10 +1,8 @@
 """Lots: what one exchange fill put into our hands, in whole base units, with its exact cost.
 
-A buy's commission is taken in the received asset (Binance's default), so the lot holds the NET quantity; the
-commission, converted to the quote asset at the fill price, is the lot's fee. value + fee == gross qty * price,
-exactly. Slices of a lot carry their share of the fee by a cumulative rule, so the shares of all slices of a lot
-add up to its fee exactly, with no epsilon.
-"""
+The commission is taken in the received asset, so a lot holds the NET quantity and its fee is the commission at
+the fill price: value + fee == gross qty * price, exactly. Slices carry their share of the fee by a cumulative
+rule, so the shares add up to the fee exactly, with no epsilon."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,19 +1,8 @@
 """Binance's rate limits as client-side budgets, so that the sender never gets a 429 (and never a 418 ban).
 
-Design choice: a sliding-window log, not a token bucket. A classic refill bucket of capacity L refilling L per
-interval lets a full bucket go out at the end of one interval and the refill right after, i.e. up to 2L inside
-some window of the interval's length; Binance counts per calendar window (minute, 10 s, day aligned to the epoch)
-and would reject part of that burst. A `WindowBudget` instead admits a request only if everything admitted in
-the trailing interval plus the request stays <= its capacity (limit x safety). Every window of the interval's
-length, calendar-aligned or not, then holds at most the capacity: the log is strictly more conservative than
-Binance's own counting. Entries are (ms, amount) in a deque with a running sum, same-ms entries coalesced, so an
-acquire is amortised O(1) even for ORDERS per day with 200k entries.
-
-Where the exchange knows better (its X-MBX-USED-WEIGHT-* / X-MBX-ORDER-COUNT-* headers include other clients of
-the same IP/account, or requests our log missed), `correct_from_headers` adds the difference as usage "now";
-it never lowers the local count. Binance counts ORDERS only while unfilled (a first fill gives the slot back);
-we keep counting them: conservative, never over the limit.
-"""
+A sliding-window log, not a token bucket: a bucket lets up to 2L out within one interval, and Binance counts per
+calendar window. `WindowBudget` admits a request only if the trailing interval stays within capacity, which
+bounds every window. The exchange's usage headers can raise the count, never lower it."""
 from __future__ import annotations
 
 import re

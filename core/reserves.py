@@ -1,22 +1,9 @@
 """Reserves: what the books say is held, against what the exchange account and the chain say.
 
-Per basket asset, the books hold what the fills delivered to index orders (the invoice lines of completed batches,
-and what open batches assigned so far: whole base units, exact), plus the solver's inventory, plus what is in
-flight (lots a batch received and has not assigned, executions the sender logged that the solver has not
-consumed). Not units filled x basket quantity: each batch hands its orders the floor of that in base units and
-keeps the fraction as inventory, so that product runs ahead of the account by up to a base unit per batch, and
-after enough batches past any tolerance. The exchange holds its balance (free + locked).
-In the quote asset (USDC) the books hold what the account held before the system (reserves.opening), plus every
-deposit the exchange credited to a route, minus what every fill cost (the orders' exact cost, the cost of the lots
-in inventory and in flight, the quote debited by fills the solver has not seen).
-Per index, the token's on-chain totalSupply must lie between the units the books minted and those plus the mints
-still owed (a mint can land on chain before the books mark it).
-
-Pure and exact: every input is a Decimal mapping; nothing is rounded here (the books' side is a sum of exact
-products, the exchange's side its own strings). Reads of a running system are not atomic, so one read taken while a
-fill travels from the exchange to the books can see a difference that is not one: `confirmed` keeps only what
-several reads in a row saw.
-"""
+Per asset the books count whole base units delivered plus inventory plus what is in flight, not units x basket
+quantity (each batch keeps the fraction as inventory, so that product drifts). Quote: opening balance plus routed
+deposits minus fill costs. totalSupply lies between minted and minted plus owed. Exact Decimals; reads are not
+atomic, so `confirmed` keeps what several reads saw."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,10 +1,8 @@
 """Which confirmed deposits travel together in one bridge transfer.
 
-Why batch: an Across deposit and a Base transfer cost gas per transaction, not per user. Putting many users'
-deposits into one transfer divides that gas between them (core.fees.split_cost, exact to the unit). Why not
-always: a batch waits for its members, so latency grows. The policy says when a batch closes: enough deposits,
-enough money, or the oldest member has waited long enough. `max_deposits = 1` routes every deposit alone at once.
-"""
+Gas is paid per transaction, not per user, so many deposits in one transfer divide it (core.fees.split_cost); but a
+batch waits for its members. The policy closes a batch on enough deposits, enough money, or the oldest member's
+wait. `max_deposits = 1` routes every deposit alone at once."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -1,12 +1,8 @@
 """What a deposit's route will cost, estimated when the deposit is credited, so that the user's ledger can hold it.
 
-Why: a route's real cost (the bridge's cut, each hop's gas) is known only hops later, while the deposit is credited
-at once. Without a hold a user who orders the whole deposit at once leaves nothing to pay the route with, and the
-house pays. The hold is an upper estimate: the bridge's fee rate on the amount, rounded UP to the unit (the real
-output is rounded down, so the real cut is never more), plus the gas of a route that carries this deposit alone
-(a shared route splits its gas, so each member pays less). The estimate is capped at the deposit by the ledger;
-what the real cost leaves of it is released when the route is credited at the exchange.
-"""
+The real cost is known only hops later: without a hold, a user ordering the whole deposit leaves the house to pay.
+The hold is an upper estimate (the bridge's rate rounded UP, plus the gas of a route carrying this deposit alone),
+capped at the deposit; the rest is released once the route is credited."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,11 +1,8 @@
 """Requests waiting for rate-limit room, released in FIFO order exactly as fast as the budgets allow.
 
-The sender never fires a request and hopes: each one is admitted by the RateLimiter first (all windows at once),
-so in normal running the exchange never answers 429. When nothing fits, `wait_ms` says how long until the head of
-the queue will, so the sender sleeps exactly that long instead of polling. A request the exchange refused with a
-429 anyway (another client on the same IP or account) goes back to the FRONT: it was not executed, so it keeps
-its place and its client order id.
-"""
+Each request is admitted by the RateLimiter first, so in normal running the exchange never answers 429. When
+nothing fits, `wait_ms` says how long until the head will, so the sender sleeps instead of polling. A request
+refused with a 429 anyway was not executed: it goes back to the FRONT with its client order id."""
 from __future__ import annotations
 
 from collections import deque

@@ -1,14 +1,9 @@
 """When is "the exchange does not know this order" a final answer?
 
-A send whose outcome is unknown (timeout, dropped answer, 5xx, -1007) is resolved by querying the order by its
-client order id before anything is resent. A query that FINDS it settles the question. A query that does not find
-it is only conclusive once the original request can no longer be executed: the request may still be in flight
-(queued in a proxy, delayed in the exchange's gateway) and execute after our query. Binance refuses a signed
-request that reaches it later than `timestamp + recvWindow`, so after that instant (plus a margin for clock offset)
-a "not found" is final and the order may be sent again under a new attempt id. Before it, the sender asks again
-at that instant. Resending under the SAME id would not protect us: Binance rejects a duplicate client order id
-only while the first order is open, and an IOC order is never open for long.
-"""
+A send with an unknown outcome is resolved by querying its client order id before any resend. "Not found" is final
+only once the request can no longer execute: Binance refuses it after `timestamp + recvWindow`, so after that
+(plus a clock margin) it may go again under a new attempt id. The same id would not protect us: Binance refuses
+duplicates only while open."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -33,24 +33,19 @@ class SubmitResult:
 
 @dataclass(frozen=True, slots=True)
 class SenderFill:
-    """One exchange fill of one of our orders, reported exactly once per (symbol, trade_id)."""
+    """One fill of one of our orders as the sender's log reports it: the order's identity and its log seq around the
+    order's ExchangeFill; reported exactly once per (symbol, trade_id)."""
 
     seq: int
     batch_id: str
     client_order_id: str
     symbol: str
     side: Side
-    trade_id: int
-    price: Decimal
-    quantity: Decimal
-    commission: Decimal
-    commission_asset: str | None
-    time_ms: int
-    is_maker: bool
+    fill: ExchangeFill
 
     @property
     def key(self) -> tuple[str, int]:
-        return (self.symbol, self.trade_id)
+        return (self.symbol, self.fill.trade_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,8 +68,7 @@ Execution = Union[SenderFill, OrderDone]
 
 
 def sender_fill(seq: int, order: AssetOrder, fill: ExchangeFill) -> SenderFill:
-    return SenderFill(seq, order.batch_id, order.client_order_id, order.symbol, order.side, fill.trade_id,
-                      fill.price, fill.quantity, fill.commission, fill.commission_asset, fill.time_ms, fill.is_maker)
+    return SenderFill(seq, order.batch_id, order.client_order_id, order.symbol, order.side, fill)
 
 
 def order_done(seq: int, order: AssetOrder) -> OrderDone:
@@ -84,10 +78,11 @@ def order_done(seq: int, order: AssetOrder) -> OrderDone:
 
 def execution_to_dict(e: Execution) -> dict[str, Any]:
     if isinstance(e, SenderFill):
+        f = e.fill
         return {"kind": "fill", "seq": e.seq, "batch_id": e.batch_id, "client_order_id": e.client_order_id,
-                "symbol": e.symbol, "side": e.side.value, "trade_id": e.trade_id, "price": str(e.price),
-                "quantity": str(e.quantity), "commission": str(e.commission),
-                "commission_asset": e.commission_asset, "time_ms": e.time_ms, "is_maker": e.is_maker}
+                "symbol": e.symbol, "side": e.side.value, "trade_id": f.trade_id, "price": str(f.price),
+                "quantity": str(f.quantity), "commission": str(f.commission),
+                "commission_asset": f.commission_asset, "time_ms": f.time_ms, "is_maker": f.is_maker}
     return {"kind": "done", "seq": e.seq, "batch_id": e.batch_id, "client_order_id": e.client_order_id,
             "symbol": e.symbol, "side": e.side.value, "status": e.status, "executed_qty": str(e.executed_qty),
             "reason": e.reason}
@@ -96,8 +91,8 @@ def execution_to_dict(e: Execution) -> dict[str, Any]:
 def execution_from_dict(d: Mapping[str, Any]) -> Execution:
     if d["kind"] == "fill":
         return SenderFill(int(d["seq"]), d["batch_id"], d["client_order_id"], d["symbol"], Side(d["side"]),
-                          int(d["trade_id"]), D(d["price"]), D(d["quantity"]), D(d["commission"]),
-                          d["commission_asset"], int(d["time_ms"]), bool(d["is_maker"]))
+                          ExchangeFill(int(d["trade_id"]), D(d["price"]), D(d["quantity"]), D(d["commission"]),
+                                       d["commission_asset"], int(d["time_ms"]), bool(d["is_maker"])))
     if d["kind"] == "done":
         return OrderDone(int(d["seq"]), d["batch_id"], d["client_order_id"], d["symbol"], Side(d["side"]),
                          d["status"], D(d["executed_qty"]), d.get("reason", ""))

@@ -21,7 +21,7 @@ from core.deposit_reversal import BookReversal, reverse_in_book
 from core.index_order import IndexOrder, OrderStateError, user_key
 from core.index_order_book import UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
-from core.lot_assignment import AssetLine, OrderFill
+from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
 from core.money import ZERO, quantize_up
 from core.side import Side
@@ -225,7 +225,7 @@ class ShardBooks:
         step.engaged = applied
         return step
 
-    def apply_fills(self, key: str, fills: Sequence[OrderFill]) -> Step:
+    def apply_fills(self, key: str, fills: Sequence[AssignedFill]) -> Step:
         """One solver round's fill deltas (key batch_id:round): `Step.filled` holds each order touched once."""
         step = Step()
         self._apply_fills(key, fills, step)
@@ -238,7 +238,7 @@ class ShardBooks:
         self._complete_batch(batch_id, results, step)
         return step
 
-    def settle(self, key: str, fills: Sequence[OrderFill], batch_id: str,
+    def settle(self, key: str, fills: Sequence[AssignedFill], batch_id: str,
                results: Sequence[BatchOrderResult]) -> Step:
         """A batch's last fill deltas and its completion; each part stays idempotent by its own key."""
         step = Step()
@@ -246,7 +246,7 @@ class ShardBooks:
         self._complete_batch(batch_id, results, step)
         return step
 
-    def _apply_fills(self, key: str, fills: Sequence[OrderFill], step: Step) -> None:
+    def _apply_fills(self, key: str, fills: Sequence[AssignedFill], step: Step) -> None:
         if key in self.fill_keys:
             step.replays += 1
             return

@@ -1,10 +1,8 @@
 """The solver's state and rules, without I/O: batches in flight, the fills that reach them, inventory.
 
-The `solver` actor is a thin owner of one SolverEngine: each tick it hands the engine the pending demand and the
-books and gets a batch to send; it passes fills and settled exchange orders in and gets fill deltas, completed
-batches and mintable orders out. Everything here is deterministic, so the engine's snapshot plus a replay of the
-lots each batch received (in the same rounds) rebuilds exactly the same assignment after a restart.
-"""
+The `solver` actor is a thin owner of one SolverEngine: demand and books in, a batch to send out; fills and settled
+orders in, fill deltas, completed batches and mintable orders out. Everything is deterministic, so the snapshot
+plus a replay of each batch's lots rebuilds the same assignment after a restart."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -13,8 +11,8 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
-from core.batch_planner import AssetOrder, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
-from core.lot_assignment import AssetLine, BatchAllocation, OrderFill
+from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
+from core.lot_assignment import AssetLine, BatchAllocation, AssignedFill
 from core.lots import Lot, lot_from_fill
 from core.money import D, quantize_down
 from core.side import Side
@@ -23,10 +21,10 @@ from core.symbol_filters import SymbolFilters
 
 @dataclass(frozen=True, slots=True)
 class SentOrder:
-    """An asset order of a batch with the client order id it is sent under."""
+    """A batch's leg with the client order id it is sent under."""
 
     client_order_id: str
-    order: AssetOrder
+    order: BasketLeg
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +36,7 @@ class CompletedBatch:
     inventory_in: Mapping[str, int]  # base units per symbol returned to inventory
     #: Fill deltas of the lots still unassigned when the batch completed (carried inventory that no exchange fill
     #: came after): the shards must get them before the completion.
-    last_fills: tuple[OrderFill, ...] = ()
+    last_fills: tuple[AssignedFill, ...] = ()
     rounds: int = 0  # assignment rounds the batch had (the last one's number keys those fills)
 
 
@@ -124,7 +122,7 @@ class SolverEngine:
                                      self.limits.fee_factor)
         if carried is None:
             carried = self._take_inventory(plan.inventory_used)
-        sent = {o.symbol: SentOrder(client_order_id(batch_id, o.symbol), o) for o in plan.asset_orders}
+        sent = {o.symbol: SentOrder(client_order_id(batch_id, o.symbol), o) for o in plan.legs}
         batch = _Batch(batch_id, plan, allocation, sent, set(sent))
         batch.pending_lots.extend(carried)
         self.batches[batch_id] = batch
@@ -148,12 +146,11 @@ class SolverEngine:
         return taken
 
     def adjust_engagements(self, batch_id: str, engaged: Mapping[str, Decimal], *, orders_out: bool = False) -> bool:
-        """The order books engaged `engaged` per order, which may be less than planned (a cancel came in between
-        the plan and the engage). Each short order is resized to what it got, by the planner's rule (collateral less
-        one unit, at the sizing price); orders that got nothing leave the batch. The asset orders stay as planned:
-        what nobody needs any more becomes inventory. Must run before any lot is assigned. Returns False if no order
-        is left: the batch is closed (its carried inventory back in stock), unless `orders_out` (its exchange orders
-        went out with the engage): then it stays open with no order, and all it receives becomes inventory."""
+        """The shards engaged `engaged` per order, maybe less than planned (a cancel came first). A short order is
+        resized by the planner's rule; orders that got nothing leave the batch; the asset orders stay as planned (what
+        nobody needs becomes inventory). Run before any lot is assigned. Returns False if no order is left: the batch
+        closes, unless `orders_out` (its exchange orders left with the engage): then it stays open and all it receives
+        becomes inventory."""
         batch = self.batches[batch_id]
         if batch.rounds:
             raise AssertionError(f"batch {batch_id}: engagements change after lots were assigned")
@@ -191,7 +188,7 @@ class SolverEngine:
         return list(self.batches[batch_id].sent.values())
 
     # ---- fills in -----------------------------------------------------------------------------------------------
-    def on_fills(self, fills: Iterable[tuple[str, ExchangeFill]]) -> list[OrderFill]:
+    def on_fills(self, fills: Iterable[tuple[str, ExchangeFill]]) -> list[AssignedFill]:
         """(client order id, fill) pairs from the sender; unknown client ids (not ours) are skipped by the caller's
         choice: they raise here, so nothing is silently dropped. Returns the fill deltas of every touched batch."""
         touched: list[_Batch] = []
@@ -205,17 +202,17 @@ class SolverEngine:
             batch.pending_lots.append(lot)
             if batch not in touched:
                 touched.append(batch)
-        out: list[OrderFill] = []
+        out: list[AssignedFill] = []
         for batch in touched:
             out.extend(self._assign(batch))
         return out
 
-    def assign_carried(self, batch_id: str) -> list[OrderFill]:
+    def assign_carried(self, batch_id: str) -> list[AssignedFill]:
         """Inventory carried into a batch fills orders now (else it is assigned with the batch's first exchange
         fills, in the same round, or at completion)."""
         return self._assign(self.batches[batch_id])
 
-    def _assign(self, batch: _Batch) -> list[OrderFill]:
+    def _assign(self, batch: _Batch) -> list[AssignedFill]:
         if not batch.pending_lots:
             return []
         lots, batch.pending_lots = batch.pending_lots, []
@@ -288,7 +285,7 @@ class SolverEngine:
         self.batches = {}
         for b in data["batches"]:
             engagements = tuple(Engagement(o, i, D(u), D(c), D(p)) for o, i, u, c, p in b["engagements"])
-            orders = tuple(AssetOrder(sym, Side(side), D(price), D(qty), D(need))
+            orders = tuple(BasketLeg(sym, Side(side), D(price), D(qty), D(need))
                            for _, sym, side, price, qty, need in b["asset_orders"])
             plan = BatchPlan(orders, engagements, {}, (), Decimal(1), D(b["notional"]))
             batch = self._open_batch(b["batch_id"], plan, carried=[])

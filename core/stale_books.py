@@ -1,11 +1,8 @@
 """Stale books: when a symbol's book may not be planned on, and how the orders that need it are told.
 
-A book is stale when it has no snapshot (never had one, or is being rebuilt after a gap or a reconnect) or when
-nothing arrived for it for `stale_after_ms`: its levels may be far from the exchange's, so a limit computed from them
-could miss the market or pay through it. The planner treats a stale symbol as having no book, but the orders that
-need it are deferred with a reason of their own (STALE_BOOK:<symbols>), never with NO_LIQUIDITY: the cause is our
-feed, not the market, and the solver's liquidity timeout must not reject an order for it.
-"""
+A book without a snapshot, or silent for `stale_after_ms`, may be far from the exchange's: a limit computed from it
+could miss the market or pay through it. The planner treats it as having no book, but defers its orders as
+STALE_BOOK:<symbols>, never NO_LIQUIDITY: the cause is our feed, so the liquidity timeout must not reject them."""
 from __future__ import annotations
 
 from typing import Callable, Collection, Iterable, Mapping

@@ -1,13 +1,9 @@
 """Binance spot symbol filters: parsed from exchangeInfo, checked exactly as the exchange checks them.
 
-One function, `validate`, is the rule: the order sender uses it to pre-check, and the exchange simulator uses the
-same function to reject, so the two can never disagree. `round_order` is the safe way to turn a wish (quantity,
-limit price) into something `validate` accepts without ever buying more or paying more than asked, and without
-clamping anything silently: what no rounding can save is rejected with the name of the filter that would fail.
-
-Rules (Binance spot filters doc, spec/binance.md section b): a zero bound disables its check; step checks are
-`value % step == 0` when step != 0; all numbers come from the payload's strings as Decimal.
-"""
+`validate` is the rule: the sender pre-checks with it and the simulator rejects with it, so they cannot disagree.
+`round_order` turns a wish into what `validate` accepts without buying or paying more than asked; what no rounding
+can save is rejected with the failing filter's name. A zero bound disables its check; numbers are Decimals from
+the payload's strings."""
 from __future__ import annotations
 
 import math
@@ -240,13 +236,9 @@ def validate(
 ) -> None:
     """Raise FilterError naming the first check Binance would fail, in Binance's order; return None if it passes.
 
-    `avg_price` is the exchange's reference price (GET /api/v3/avgPrice); without it the checks that need it
-    (PERCENT_PRICE_BY_SIDE, NOTIONAL of a MARKET order by quantity) cannot be evaluated and are skipped.
-    `quote_order_qty` makes a MARKET order by quote amount (then `quantity` must be None): its notional is that
-    amount, and LOT_SIZE/MARKET_LOT_SIZE apply only to the quantity the engine derives when executing.
-    Malformed calls (missing price on LIMIT, price on MARKET, negative numbers) raise plain ValueError: Binance
-    rejects those as bad parameters before any filter runs.
-    """
+    Without `avg_price` (GET /api/v3/avgPrice) the checks that need it are skipped. `quote_order_qty` makes a MARKET
+    order by quote amount (`quantity` None): its notional is that amount. Malformed calls (no price on LIMIT, price on
+    MARKET, negatives) raise plain ValueError: Binance rejects those before any filter runs."""
     side = Side(side)
     _check_arguments(order_type, quantity, price, quote_order_qty)
 
@@ -452,13 +444,10 @@ def round_order(
 ) -> tuple[Decimal, Decimal | None]:
     """(quantity, price) that `validate` accepts as a LIMIT order (or a MARKET order when `price` is None).
 
-    Price: onto the tick grid toward the passive side unless `aggressive_price` (see `round_price`). Quantity: down
-    onto the step grid, so never more than asked; with `pad_to_minimum`, a quantity below minQty / the minimum
-    notional is raised to `min_quantity_for` instead (the caller accepts buying a little more to get an order out).
-    Nothing is clamped: a quantity above maxQty, a price outside [minPrice, maxPrice] or the PERCENT_PRICE_BY_SIDE
-    band (checked when `avg_price` is given), a notional outside the bounds, MAX_NUM_ORDERS reached by `open_orders`
-    (the account's open orders on the symbol), raise FilterError naming the filter.
-    """
+    Price: onto the tick toward the passive side unless `aggressive_price`. Quantity: down onto the step, never more
+    than asked; `pad_to_minimum` raises one below the minimums instead. Nothing is clamped: a quantity, price, band,
+    notional or open-order count out of bounds raises FilterError naming the filter (the band checked when `avg_price`
+    is given)."""
     side = Side(side)
     quantity = D(quantity)
     if quantity < 0:

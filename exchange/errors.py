@@ -1,14 +1,8 @@
-"""The project's own exchange errors: what the actors catch instead of ccxt's classes.
+"""The project's own exchange errors: what the actors catch instead of ccxt's classes (ccxt stays in gateway.py).
 
-ccxt is confined to `exchange/gateway.py`; everything above it sees these types, each carrying the exchange's own
-`code` and `msg` (Binance's `{"code":-2010,"msg":"..."}`) so that callers can decide on the exchange's words
-(e.g. a filter name inside -1013) rather than on ccxt's classification. The split follows what a caller must DO:
-
-* `OrderRejected` and subclasses: the order certainly did not happen; fix it or drop it.
-* `RateLimited`: back off for `retry_after_s`; `IpBanned` is the 418 that follows ignoring a 429.
-* `StatusUnknown`: the request may or may not have executed (5xx, -1007, timeouts, dropped connections): the
-  sender must reconcile (fetch the order by its client id) before any resend.
-"""
+Each carries the exchange's own `code` and `msg`, so callers decide on the exchange's words. The split follows what
+a caller must DO: `OrderRejected`, the order did not happen (fix or drop it); `RateLimited`, back off (`IpBanned`
+follows an ignored 429); `StatusUnknown`, it may have executed: reconcile by client id before any resend."""
 from __future__ import annotations
 
 

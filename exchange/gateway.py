@@ -1,12 +1,10 @@
-"""The one module that knows ccxt: a Binance spot client pointed at any base URL (the simulator, the testnet or
-live Binance: same code), exposing the few calls the actors need.
+"""The one module that knows ccxt: a Binance spot client pointed at any base URL (simulator, testnet or live),
+exposing the few calls the actors need.
 
-Why a wrapper: ccxt turns numbers into floats, and money must not pass through float arithmetic. Orders, trades,
-balances and deposits are therefore read from each structure's `info` (the exchange's raw strings) into Decimal;
-book levels (which ccxt stores as floats parsed from <= 15-digit strings and never sums) are converted with
-`Decimal(repr(x))`, which is exact for them. Errors come out as `exchange.errors` types carrying Binance's code.
-Symbols are the exchange's own ids (`BTCUSDC`), as in the baskets; the ccxt symbol (`BTC/USDC`) stays in here.
-"""
+ccxt turns numbers into floats, and money must not pass through float arithmetic: orders, trades, balances and
+deposits are read from `info` (the raw strings) into Decimal; book levels (floats from <= 15-digit strings, never
+summed) via `Decimal(repr(x))`, exact for them. Errors are `exchange.errors` types. Symbols are exchange ids
+(`BTCUSDC`)."""
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +28,9 @@ T = TypeVar("T")
 
 # ============================================================================================== value types
 @dataclass(frozen=True, slots=True)
-class Fill:
+class ExchangeTrade:
+    """One trade of one of our orders as the exchange reports it (executionReport or myTrades), amounts exact."""
+
     symbol: str
     trade_id: int
     order_id: int
@@ -60,7 +60,7 @@ class ExchangeOrder:
     executed_qty: Decimal
     cum_quote: Decimal
     update_time: int | None
-    fills: tuple[Fill, ...] = ()
+    fills: tuple[ExchangeTrade, ...] = ()
     #: executionReport only: the execution type (NEW, TRADE, CANCELED, EXPIRED, ...) of the latest event.
     exec_type: str | None = None
 
@@ -228,8 +228,9 @@ def parse_order_info(info: dict[str, Any]) -> ExchangeOrder:
         cid = info.get("C") or info.get("c")  # on a cancel, C carries the order's own id
         fill = None
         if info.get("x") == "TRADE":
-            fill = Fill(info["s"], int(info["t"]), int(info["i"]), cid, Side(info["S"]), _dec(info["L"]),
-                        _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]), bool(info.get("m")))
+            fill = ExchangeTrade(info["s"], int(info["t"]), int(info["i"]), cid, Side(info["S"]), _dec(info["L"]),
+                                 _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]),
+                                 bool(info.get("m")))
         return ExchangeOrder(
             symbol=info["s"], order_id=int(info["i"]), client_order_id=cid, side=Side(info["S"]), type=info["o"],
             status=info["X"], time_in_force=info.get("f"), price=_dec(info.get("p")), orig_qty=_dec(info.get("q")),
@@ -241,8 +242,9 @@ def parse_order_info(info: dict[str, Any]) -> ExchangeOrder:
         cid = info["origClientOrderId"]
     side = Side(info["side"]) if info.get("side") else Side.BUY
     fills = tuple(
-        Fill(info["symbol"], int(f["tradeId"]), int(info["orderId"]), cid, side, _dec(f["price"]), _dec(f["qty"]),
-             _dec(f.get("commission")), f.get("commissionAsset"), _int(info.get("transactTime")) or 0, False)
+        ExchangeTrade(info["symbol"], int(f["tradeId"]), int(info["orderId"]), cid, side, _dec(f["price"]),
+                      _dec(f["qty"]), _dec(f.get("commission")), f.get("commissionAsset"),
+                      _int(info.get("transactTime")) or 0, False)
         for f in info.get("fills") or ()
     )
     return ExchangeOrder(
@@ -254,15 +256,16 @@ def parse_order_info(info: dict[str, Any]) -> ExchangeOrder:
     )
 
 
-def parse_trade_info(info: dict[str, Any]) -> Fill:
+def parse_trade_info(info: dict[str, Any]) -> ExchangeTrade:
     """From a myTrades row or an executionReport with x=TRADE."""
     if info.get("e") == "executionReport":
-        return Fill(info["s"], int(info["t"]), int(info["i"]), info.get("c", ""), Side(info["S"]), _dec(info["L"]),
-                    _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]), bool(info.get("m")))
+        return ExchangeTrade(info["s"], int(info["t"]), int(info["i"]), info.get("c", ""), Side(info["S"]),
+                             _dec(info["L"]), _dec(info["l"]), _dec(info.get("n")), info.get("N"), int(info["T"]),
+                             bool(info.get("m")))
     side = Side.BUY if info.get("isBuyer") else Side.SELL
-    return Fill(info["symbol"], int(info["id"]), int(info["orderId"]), "", side, _dec(info["price"]),
-                _dec(info["qty"]), _dec(info.get("commission")), info.get("commissionAsset"), int(info["time"]),
-                bool(info.get("isMaker")))
+    return ExchangeTrade(info["symbol"], int(info["id"]), int(info["orderId"]), "", side, _dec(info["price"]),
+                         _dec(info["qty"]), _dec(info.get("commission")), info.get("commissionAsset"),
+                         int(info["time"]), bool(info.get("isMaker")))
 
 
 def _levels(rows: Iterable[Any], depth: int | None) -> list[tuple[Decimal, Decimal]]:
@@ -287,13 +290,10 @@ GapListener = Callable[[str], None]
 class _BinancePro(ccxtpro.binance):
     """ccxt.pro's binance with two hooks for the market-data shards, and one repair.
 
-    * `book_listener` sees every applied diff without any awaiting: ccxt keeps the books up to date in its receive
-      loop whether or not anybody awaits a watch call, so per-message work stays a function call.
-    * On a gap, ccxt drops the symbol's book AND its subscription, so the next watch of the whole symbol list would
-      resubscribe every symbol and refetch every snapshot (weight 5 each). Instead the gapped book alone is
-      rebuilt: a fresh book buffering diffs, the subscription restored, one snapshot fetched (what ccxt does per
-      symbol when a subscription is acknowledged).
-    """
+    * `book_listener` sees every applied diff without awaiting: per-message work stays a function call.
+    * On a gap, ccxt drops the book AND its subscription, so the next watch would resubscribe every symbol and refetch
+      every snapshot (weight 5 each). Instead the gapped book alone is rebuilt: buffering diffs, subscription restored,
+      one snapshot fetched."""
 
     book_listener: BookListener | None = None
     gap_listener: GapListener | None = None
@@ -392,17 +392,12 @@ class BinanceGateway:
         throttle_burst: int | None = None,
         http_keepalive_s: float | None = None,
     ) -> None:
-        """`rest_url`/`ws_url` like "http://127.0.0.1:18080" / "ws://127.0.0.1:18080"; None keeps ccxt's own URLs
-        (live Binance, or the testnet with `sandbox=True`).
+        """`rest_url`/`ws_url`: None keeps ccxt's URLs (Binance, or the testnet with `sandbox=True`).
 
-        `enable_rate_limit` is ccxt's own leaky bucket (one cost unit per 50 ms, i.e. 6,000 weight/min); the order
-        sender turns it off and paces itself with core.rate_limits. `throttle_burst` lets that bucket start full
-        and hold that many cost units (a market-data shard fetches one depth snapshot, cost 1, per symbol at start
-        and after a reconnect; the default bucket of 1 spaces them 50 ms apart). `timeout_ms` bounds each REST
-        request (ccxt's default is 10 s); a timed-out order is a StatusUnknown. `http_keepalive_s` keeps idle REST
-        connections that long (aiohttp's default is 15 s): a sender whose batches come tens of seconds apart then
-        sends a batch over open connections instead of first opening one per concurrent request; it must be
-        constructed inside the event loop that will use it."""
+        `enable_rate_limit` is ccxt's leaky bucket; the order sender turns it off and paces itself (core.rate_limits).
+        `throttle_burst` lets the bucket start full (a shard fetches one snapshot per symbol at start). `timeout_ms`
+        bounds each REST request: a timed-out order is a StatusUnknown. `http_keepalive_s` keeps idle connections for
+        the next batch. Construct it inside the event loop that will use it."""
         opts: dict[str, Any] = {
             "defaultType": "spot",
             "fetchMarkets": {"types": ["spot"]},  # default also loads fapi + dapi exchangeInfo
@@ -529,11 +524,9 @@ class BinanceGateway:
         """LIMIT (GTC/IOC/FOK), LIMIT_MAKER or MARKET (by quantity, or by `quote_order_qty`). The FULL answer, so
         immediate fills are known at once. `client_order_id` is the idempotency key (newClientOrderId).
 
-        Sent through ccxt's raw endpoint call (POST /api/v3/order: ccxt signs, sends, maps errors) rather than its
-        unified create_order: the caller's quantity and price are already exact strings rounded to the symbol's
-        filters, and the answer is read once from its raw fields here. The unified call would format both again
-        and build ccxt's order and trade structures that nobody reads: ~150 us of CPU per order, 12 ms per
-        81-order batch on the machine that is sending it."""
+        Through ccxt's raw endpoint, not its unified create_order: quantity and price are already exact strings on the
+        symbol's filters, and the unified call would format them again and build structures nobody reads (~150 us of CPU
+        per order)."""
         await self._ensure_markets()
         kind = order_type.upper()
         if kind not in ("LIMIT", "LIMIT_MAKER", "MARKET"):
@@ -577,7 +570,7 @@ class BinanceGateway:
         return [parse_order_info(o["info"]) for o in orders]
 
     async def fetch_my_trades(self, symbol: str, since: int | None = None, limit: int | None = None,
-                              order_id: int | None = None) -> list[Fill]:
+                              order_id: int | None = None) -> list[ExchangeTrade]:
         await self._ensure_markets()
         params = {"orderId": order_id} if order_id is not None else {}
         trades = await self._call(self._ex.fetch_my_trades, self._sym(symbol), since, limit, params)
@@ -610,16 +603,12 @@ class BinanceGateway:
         self._ex.gap_listener = on_gap
 
     async def watch_books(self, symbols: list[str], limit: int | None = None) -> None:
-        """Keep `symbols`' books subscribed and return when one of them changed (or had a gap: it is then being
-        resynced on its own). No level is converted: read them with `book_levels` / `book_state`.
+        """Keep `symbols`' books subscribed and return when one of them changed (or gapped: it then resyncs on its own).
+        No level is converted: read them with `book_levels` / `book_state`.
 
-        The first call subscribes through ccxt's watch_order_book_for_symbols (one connection, one SUBSCRIBE for
-        up to 200 symbols, one REST snapshot each). Later calls only wait: ccxt applies every diff in its receive
-        loop anyway, and re-entering watch_order_book_for_symbols costs O(symbols) per wake-up (a race over one
-        future per symbol), which was ~30 % of a shard's CPU at 100 symbols. A private future registered on the
-        connection is rejected by ccxt when the connection fails or closes; then every book of `symbols` is
-        forgotten (no stale level is served) and the error is raised as StatusUnknown / ExchangeUnavailable: call
-        again to reconnect, resubscribe and rebuild."""
+        The first call subscribes; later calls only wait, since re-entering ccxt's watch costs O(symbols) per wake-up
+        (~30 % of a shard's CPU). When the connection fails, every book of `symbols` is forgotten (no stale level
+        served) and the error raised: call again to rebuild."""
         await self._ensure_markets()
         key = ",".join(symbols)
         feed = self._book_feeds.get(key)
@@ -710,7 +699,7 @@ class BinanceGateway:
             orders = await self._call(self._ex.watch_orders)
         return [parse_order_info(o["info"]) for o in orders]
 
-    async def watch_my_trades(self) -> list[Fill]:
+    async def watch_my_trades(self) -> list[ExchangeTrade]:
         """Fills (executionReport x=TRADE) since the last call; waits for the next one if there is none."""
         await self._ensure_markets()
         trades = self._take_pending(getattr(self._ex, "myTrades", None))
@@ -719,12 +708,10 @@ class BinanceGateway:
         return [parse_trade_info(t["info"]) for t in trades]
 
     async def watch_executions(self) -> list[ExchangeOrder]:
-        """Every executionReport since the last call, oldest first, each as the order's state after it (with its
-        fill when it is a TRADE); waits for the next one if there is none. The lean replacement for watch_orders +
-        watch_my_trades on a hot path: ccxt still subscribes and keeps the connection, but the reports are read
-        from their raw strings once, here, not parsed twice into ccxt's float structures and then read again.
-        Once called, this gateway's watch_orders/watch_my_trades see no more updates. A dropped stream raises
-        (events may have been lost: the caller reconciles); the next call subscribes again."""
+        """Every executionReport since the last call, oldest first, each as the order's state after it (with its fill
+        when it is a TRADE); waits if there is none. The lean replacement for watch_orders + watch_my_trades on a hot
+        path: reports are read once from their raw strings, not parsed into ccxt's float structures. Once called, this
+        gateway's watch_orders/watch_my_trades see no more updates. A dropped stream raises (the caller reconciles)."""
         await self._ensure_markets()
         ex = self._ex
         if not ex.raw_executions:

@@ -1,18 +1,9 @@
 """Attach to a RUNNING IndexMaker system from a notebook, read-only: find its Ray cluster and namespace, connect as
-one more driver, list its named actors and take one `inspect()` of each.
+one more driver, and take one `inspect()` of each named actor. `ray.init` is only called with an address, so a
+missing cluster is an error, never a new one.
 
-Why a module beside the notebook: the notebook's cells stay short, and where the system is can be decided (and
-tested) without a kernel. Nothing here starts or stops anything: `ray.init` is only ever called with an address, so
-a missing cluster is an error, never a new empty cluster; and only read-only methods are called.
-
-Where the system is, first match wins:
-1. `INDEXMAKER_RAY_ADDRESS` (`auto`, `host:port` of the GCS, or `ray://host:10001`) and `INDEXMAKER_NAMESPACE`;
-2. the run file `indexmaker up` writes (`$INDEXMAKER_STATE_DIR/run.json`, else `./state/run.json` of the checkout):
-   its Ray address and namespace. This matters: `up` on one machine starts Ray inside its own process (`ray.init`
-   without an address), which does not register itself for `address="auto"`; the run file is the only place its
-   address is written;
-3. `auto` (a cluster started with `ray start`, on this node) and the namespace `indexmaker`.
-"""
+Where the system is, first match wins: `INDEXMAKER_RAY_ADDRESS` and `INDEXMAKER_NAMESPACE`; the run file
+`indexmaker up` writes (its Ray is not findable by `auto`); `auto` with namespace `indexmaker`."""
 from __future__ import annotations
 
 import json

@@ -1,10 +1,8 @@
 """Showing what the notebook reads: HTML tables of exact values, and matplotlib figures as PNG outputs.
 
-Why not pyplot: a `matplotlib.figure.Figure` drawn straight to PNG works under any backend (Agg on a server, the
-inline backend in Jupyter, nbclient in the tests) and leaves no global figure state behind between cells.
-Why no pandas: the system's values are exact decimal strings; a table of those strings is all a reader needs, and
-the notebook then runs on the project's test dependencies alone.
-"""
+Not pyplot: a `Figure` drawn straight to PNG works under any backend and leaves no global state between cells. No
+pandas: the values are exact decimal strings, a table of them is all a reader needs, and the notebook runs on the
+test dependencies alone."""
 from __future__ import annotations
 
 import html

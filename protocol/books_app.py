@@ -14,7 +14,7 @@ from core.chain_events import CollateralDeposit
 from core.clock import Clock
 from core.deposit_reversal import BookReversal
 from core.index_order import IndexOrder, IndexOrderStatus, user_key
-from core.index_order_book import OrderRejected, UserOrderBook
+from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.shard_books import ShardBooks, Step
 from core.side import Side
 from protocol.envelope import UserRef
@@ -80,7 +80,7 @@ class BooksApp:
     def _new_order(self, r: NewOrder) -> AppResponse:
         try:
             self.books.new_order(user_key(r.user.address), r.client_order_id, r.symbol, r.side, r.amount)
-        except OrderRejected as exc:
+        except IndexOrderRefused as exc:
             return OrderRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)
         return OrderAccepted(r.user, r.client_order_id)
 
@@ -95,7 +95,7 @@ class BooksApp:
         amount = None if r.amount is None or r.amount >= order.remaining else r.amount
         try:
             order, cancelled = book.cancel(r.client_order_id, amount, self.clock.now_ms())
-        except OrderRejected as exc:
+        except IndexOrderRefused as exc:
             return [CancelRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)]
         out: list[AppResponse] = [CancelDone(r.user, r.client_order_id, cancelled, order.remaining, order.engaged)]
         if order.is_terminal:

@@ -2,14 +2,9 @@
 
     indexmaker order buy SY100 1000 --key env:MY_KEY [--url ws://127.0.0.1:8765/ws] [--id C-1] [--no-wait]
     indexmaker order cancel C-1 --symbol SY100 [--amount 250] --key file:~/.keys/me
-    indexmaker order invoice C-1 --key ...
 
-`--key` takes `env:NAME` (recommended), `file:PATH`, or the hex key itself (visible in the process list: avoid on
-shared machines); without it, the environment variable INDEXMAKER_USER_KEY is used. Each report is printed as one
-JSON line. Exit status: 0 done, 1 refused (NAK or business rejection), 2 usage, 3 connection failure or timeout.
-
-`run(argv)` accepts the arguments with or without the leading "order" (the project's cli.py passes them on).
-"""
+`--key` takes `env:NAME`, `file:PATH` or the hex key (visible in the process list), else INDEXMAKER_USER_KEY.
+Exit status: 0 done, 1 refused, 2 usage, 3 connection failure or timeout."""
 from __future__ import annotations
 
 import argparse

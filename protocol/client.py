@@ -1,16 +1,10 @@
 """An asyncio client of the gateway, for users, tools and tests: sign, send, await the ACK, iterate reports,
 reconnect and resume.
 
-What it guarantees its caller:
-* every stream message is seen once and in order, across reconnects: it logs on again with the last seq_num it
-  processed, and drops anything at or below it;
-* a request either gets its ACK or raises `NakError`; a request in flight when the connection drops is sent again
-  after the resume only if the server never took it (the resend, which precedes the Logon's ACK, carries the ACKs
-  of everything it took), so nothing is taken twice;
-* a fresh client does not need to know its sequence numbers: the server's BAD_SEQUENCE NAK says what it expects
-  (only after the signature checked out, so only the key holder learns it), and the client adopts it;
-* with `server_address`, every signed report is checked to come from the server's key.
-"""
+It guarantees: every stream message seen once and in order across reconnects; a request gets its ACK or raises
+`NakError`, and one in flight when the connection drops is resent only if the server never took it; a fresh client
+learns its sequence from the server's BAD_SEQUENCE NAK; with `server_address`, reports are checked against the
+server's key."""
 from __future__ import annotations
 
 import asyncio

@@ -1,17 +1,9 @@
 """The JSON codec: frame text <-> (envelope, body), the canonical form that is signed, and the NAK-able errors.
 
-Decoding is strict and in a fixed order, so that each failure maps to one reason code: size (TOO_LARGE), JSON
-(BAD_JSON: not one object, duplicate keys, NaN/Infinity), msg_type (UNKNOWN_MSG_TYPE), fields (BAD_FIELD).
-The raw dict is kept: the signature covers the canonical form of what the client sent, not of our re-encoding.
-
-Canonical form (§10.2): the message without `standard_trailer`, keys sorted at every level, no spaces, UTF-8,
-i.e. `json.dumps(msg, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`. An encoded frame is that text
-with the trailer appended as the last key, so encoding costs one serialisation, not two. When orjson is installed
-(it comes with ccxt) it produces those bytes ~10x faster; it gives the same bytes for every JSON value without
-lone surrogates (tests/unit/test_protocol_codec.py checks it with hypothesis), and a value with one cannot be
-encoded as UTF-8 by either. Frames are parsed by orjson too when that provably gives what the strict parser gives
-(`_fast_parse`: the result written back must be the frame itself), else by the strict parser.
-"""
+Decoding is strict and in a fixed order so each failure maps to one code: TOO_LARGE, BAD_JSON, UNKNOWN_MSG_TYPE,
+BAD_FIELD. The raw dict is kept: the signature covers what the client sent. Canonical form (§10.2): no trailer,
+sorted keys, no spaces, UTF-8. orjson is used where it provably gives the same bytes (~10x faster; see
+`_fast_parse`)."""
 from __future__ import annotations
 
 import json
@@ -97,14 +89,12 @@ _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicate_keys, parse_constant
 
 
 def _fast_parse(frame: str) -> Any:
-    """orjson's parse (~5x faster than the json module with hooks), or None when it cannot be proven to give what
-    `_DECODER` gives; the caller then parses with `_DECODER`, which also words the errors.
+    """orjson's parse (~5x faster), or None when it cannot be proven to give what `_DECODER` gives; the caller then
+    parses with `_DECODER`, which also words the errors.
 
-    orjson refuses NaN/Infinity and lone surrogates as `_DECODER` does (or `_DECODER` decides), but it keeps the last
-    of duplicate keys silently and reads integers beyond 64 bits as floats. So the result is taken only if writing
-    it back (orjson, keys in the order read, compact) gives the frame byte for byte: the same text has the same
-    number of keys, so none was dropped, and every number reads back as written. Our client's frames are written
-    that way (compact, canonical body, trailer last); a frame with spaces or escapes simply takes the strict path."""
+    orjson silently keeps the last duplicate key and reads big integers as floats, so its result is taken only if
+    writing it back gives the frame byte for byte: then no key was dropped and every number reads as written. Our
+    client writes frames that way; others take the strict path."""
     if _orjson_loads is None:
         return None
     try:

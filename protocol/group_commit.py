@@ -1,13 +1,9 @@
 """Group commit: every session's store writes go through one queue and reach the store in batches.
 
-Why: an ACK may be sent only once the request is stored, and one store round trip per message would cap the
-gateway at ~1/latency messages per second and cost a command each. Here a write waits at most for the batch in
-flight; everything that queued meanwhile goes in the next batch, as one command (one fsync on Redis). Callbacks run
-strictly in submission order once their batch is durable, so a user's stream is delivered in seq order.
-
-A failed batch is retried (the store is idempotent) under the store's retry policy; while the store is down the
-queue grows, and the server refuses new requests with SERVER_BUSY once `pending` passes its limit.
-"""
+An ACK may go only once the request is stored, and a round trip per message would cap the gateway at ~1/latency.
+A write waits at most for the batch in flight; callbacks run in submission order once durable, so a stream keeps
+seq order. A failed batch is retried under the store's retry policy (the store is idempotent); a long queue means
+SERVER_BUSY."""
 from __future__ import annotations
 
 import asyncio

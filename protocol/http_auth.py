@@ -1,22 +1,9 @@
 """Signed HTTP requests: the FIX/JSON signature scheme (§10.2: EIP-191 over canonical JSON) applied to a request.
 
-A client proves who it is with three headers:
-
-    X-IndexMaker-Address:   0x... (EIP-55), the user
-    X-IndexMaker-Timestamp: 2026-01-01T12:00:00.000Z (RFC 3339 UTC, like a frame's header timestamp)
-    X-IndexMaker-Signature: 0x + 65 bytes r||s||v, EIP-191 over request_payload(...)
-
-The signed payload is canonical JSON (sorted keys, compact, UTF-8) of
-`{"address", "kind": "http_request", "method", "target", "timestamp"}`, where `target` is the request-target
-exactly as sent (path and query string, e.g. `/invoices?user=0x...`). So the method, the path, the query and the
-time are all covered; the `kind` field keeps a request signature from ever being mistaken for a signed frame (a
-frame's canonical form has `standard_header` and no `kind`). A request is fresh for `max_skew_ms` either side of
-the server's clock (the same window as frames); within it the same request can be replayed, which for a read-only
-GET only returns again what the signer was already shown.
-
-Failures are `HttpAuthError` with HTTP status 401 and a stable code (MISSING_AUTH, BAD_ADDRESS, BAD_TIMESTAMP,
-STALE_TIMESTAMP, BAD_SIGNATURE); whether the signer may see what it asks for (403) is the service's business.
-"""
+Headers X-IndexMaker-Address, -Timestamp and -Signature; the signature covers canonical JSON of `{"address",
+"kind": "http_request", "method", "target", "timestamp"}` (`target`: path and query as sent). `kind` keeps it
+from passing as a signed frame. Fresh within `max_skew_ms`; a replay in that window only re-reads. Failures are
+`HttpAuthError`, 401 with a stable code; 403 is the service's business."""
 from __future__ import annotations
 
 from typing import Mapping

@@ -1,13 +1,9 @@
-"""The application side of the IndexMaker plugin: the requests it hands to the application and the responses it
-takes back, as plain typed values (Decimal amounts, core's Side), with no wire format in them.
+"""The application side of the IndexMaker plugin: the requests it hands to the application and the responses it takes
+back, as plain typed values (Decimal amounts, core's Side), with no wire format in them.
 
-The application is anything with `handle(requests) -> responses`: protocol/books_app.py over one set of books (the
-order shards run it; tests and benches drive it in one process), or the shards behind the gateway actor. Responses
-to a batch come back from `handle`; later ones (fills, late rejections, invoices) are pushed through the sink the
-plugin gives (`IndexMakerPlugin.deliver`). Business refusals carry a stable `ReasonCode` and a text.
-
-(These are the "events between actors" of DESIGN.md; they would sit in core/ if core could be changed here.)
-"""
+The application is anything with `handle(requests) -> responses`: protocol/books_app.py over one set of books, or
+the index-order shards behind the gateway actor. Later responses (fills, late rejections, invoices) come through
+the plugin's sink. Refusals carry a stable `ReasonCode` and a text."""
 from __future__ import annotations
 
 from dataclasses import dataclass

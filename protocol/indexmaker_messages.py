@@ -1,16 +1,9 @@
 """Bodies of IndexMaker's application messages, both directions (spec/fix-json.md §5, §6, §10.5-§10.7).
 
-Names and fields follow the reference so that its clients need only the signing change; where §10 changes the
-protocol it is followed instead:
-* business refusals carry a stable `reason_code` beside the human `reason` (§10.5);
-* a late failure is an `IndexOrderFill` with status "rejected" and a reason code, never a second NewIndexOrder;
-* `CancelIndexOrder.amount` is optional and the reply says how much was cancelled (§10.6);
-* `MintInvoice` names `routing_fee` and `exchange_fee` for what they are and carries what went back to the user
-  (§10.7); the per-lot detail and the ledger `position` of the reference are not sent: the invoice lists one line
-  per asset (quantity, average price, value, fee, the lot ids), which is what core's invoice holds.
-Server bodies whose msg_type the reference shares with a request (NewIndexOrder, CancelIndexOrder) are named
-`...Report` here; the msg_type on the wire is the reference's.
-"""
+Names and fields follow the reference so that its clients need only the signing change, except where §10 changes
+the protocol: `reason_code` beside `reason`, a late failure as an `IndexOrderFill` "rejected", an optional cancel
+amount, and a `MintInvoice` with one line per asset. Server bodies sharing a msg_type with a request are named
+`...Report` here; the wire keeps the reference's msg_type."""
 from __future__ import annotations
 
 from typing import Annotated, ClassVar, Literal

@@ -1,24 +1,8 @@
-"""The user's documents over HTTP: `GET /invoices/{id}`, `GET /invoices?user=ADDR` and `GET /balance`, signed like
-the frames.
+"""The user's documents over HTTP (`GET /invoices/{id}`, `GET /invoices?user=ADDR`, `GET /balance`), signed like the
+frames: an invoice is fetched long after the session that reported it, and a signed GET needs no session.
 
-`/balance` is the user's collateral ledger by parts (available, held for routing, reserved by orders, spent, fees
-charged, owed) and each deposit's state (credited, hold left, reversed): what `indexmaker balance` and `deposit`
-print.
-
-Why HTTP beside the websocket: an invoice is a document a user (or its accountant, or a front end) fetches again
-later, long after the session that reported it; a signed GET needs no session, no sequence numbers and no state.
-
-Who may see what: every request is authenticated by protocol/http_auth.py (401 otherwise); a user sees only its own
-invoices (403 for another user's, decided before anything is looked up, so a 403 says nothing about what exists);
-an invoice that is not there is 404 (`NOT_MINTED` when the order exists and has no mint yet, `UNKNOWN_INVOICE`
-otherwise). `{id}` is an invoice id (`inv:<address>:<client order id>`, as in the MintInvoice message) or simply
-the signer's own client order id (one that itself starts with `inv:` is reached by its invoice id). `?user=`
-defaults to the signer. Errors are JSON `{"error": CODE, "reason": text}`; a store that does not answer is 503
-and the client may retry.
-
-The store is any `lookup(address) -> user view | None`, the view being what an order-book shard's `user(address)`
-returns: the user's book (`orders`, each with `cl_ord_id`) and `invoices` ({client order id: invoice as JSON}).
-"""
+Unauthenticated is 401; another user's invoice is 403, decided before any lookup so it reveals nothing; a missing
+one is 404 (`NOT_MINTED` or `UNKNOWN_INVOICE`); a silent store is 503. `{id}` is an invoice id or a client order id."""
 from __future__ import annotations
 
 import logging

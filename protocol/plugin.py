@@ -1,11 +1,9 @@
-"""The boundary between the gateway and an application (issue M4 §5).
+"""The boundary between the gateway and an application.
 
-The gateway knows sessions, sequence numbers, signatures, limits and the store, and nothing of what a message
-means. A plugin declares the request bodies it takes; the gateway decodes and authenticates them, stores them,
-ACKs them and hands them over in order, in batches (one call per commit batch, so that an application behind
-a Ray actor costs one call per batch, not one per message). The plugin answers through the `Outbox` it is given:
-each body it emits becomes a signed, numbered, stored stream message of that user.
-"""
+The gateway knows sessions, sequence numbers, signatures, limits and the store, nothing of what a message means. A
+plugin declares the request bodies it takes; the gateway decodes, authenticates, stores and ACKs them and hands
+them over in order, one call per commit batch (so an application behind a Ray actor costs one call per batch).
+Each body emitted through the `Outbox` becomes a signed, numbered, stored stream message."""
 from __future__ import annotations
 
 from dataclasses import dataclass

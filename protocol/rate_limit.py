@@ -1,10 +1,8 @@
 """Token buckets for the gateway's limits (per session, per user, global; §10.8).
 
-Why a token bucket here and not core's sliding-window log (core/rate_limits.py): that one mirrors Binance's
-counting so that we never exceed an exchange's limit; here we are the one limiting, a short burst is fine (a client
-reconnecting sends a few messages at once), and a bucket costs two integer operations per message with no log to
-keep per session. Arithmetic is in integer milli-tokens, so it is exact and never drifts.
-"""
+Not core's sliding-window log (core/rate_limits.py), which mirrors Binance's counting so we never exceed it: here
+we are the one limiting, a short burst is fine, and a bucket costs two integer operations per message. Integer
+milli-tokens: exact, no drift."""
 from __future__ import annotations
 
 
@@ -37,15 +35,6 @@ class TokenBucket:
             return 0
         # Up: waiting one ms too long is harmless, one too short earns the client another NAK.
         return max(1, -(-(need - self._milli) // self.rate_per_s))
-
-    @property
-    def milli_tokens(self) -> int:
-        """The tokens in hand (milli-tokens, as of the last take): what a connection moving to another process
-        carries along, so that moving does not refill its bucket."""
-        return self._milli
-
-    def restore(self, milli_tokens: int) -> None:
-        self._milli = max(0, min(self.burst * 1000, milli_tokens))
 
     def available(self, now_ms: int) -> int:
         self._refill(now_ms)

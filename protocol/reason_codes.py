@@ -49,7 +49,7 @@ class ReasonCode(str, Enum):
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
-#: core.index_order_book.OrderRejected codes -> wire codes. Where core's spelling differs from the spec's list
+#: core.index_order_book.IndexOrderRefused codes -> wire codes. Where core's spelling differs from the spec's list
 #: (§10.5) the spec's spelling goes on the wire.
 CORE_REJECTION_CODES: dict[str, ReasonCode] = {
     "UNKNOWN_INDEX": ReasonCode.UNKNOWN_INDEX,

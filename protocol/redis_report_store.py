@@ -1,15 +1,9 @@
 """The report store on Redis: one sorted set per user and direction, scored by seq_num.
 
-Why this shape:
-* a whole batch is ONE command (a Lua script): atomic like MULTI/EXEC, and the client encodes one request instead
-  of thousands (at 5,000 orders/s the per-command overhead of redis-py would cost more CPU than the writes);
-* ZADD with the seq_num as score is idempotent: a batch retried after an ambiguous failure adds nothing twice;
-* the last seq_num of each direction is the highest score, so the sequence state needs no extra key;
-* with `appendfsync always` Redis answers only after the batch is on disk: one fsync per batch (group commit).
-
-Keys are `<prefix>{<user>}:in` and `<prefix>{<user>}:out`; the braces keep a user's keys in one cluster slot, but
-the script takes its keys from ARGV, so it is meant for one Redis node (what DESIGN.md runs).
-"""
+A batch is ONE Lua script call: atomic, and one request to encode instead of thousands. ZADD by seq_num is
+idempotent, so a batch retried after an ambiguous failure adds nothing twice, and the last seq_num is the highest
+score. With `appendfsync always`, one fsync per batch. Keys are `<prefix>{<user>}:in|out`; meant for one Redis
+node."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -1,15 +1,9 @@
 """Where each user's streams live: the requests the server accepted and every stream message it sent (§10.3).
 
-Why: sequence numbers belong to the user and survive reconnects and restarts, and a user who drops loses nothing.
-The server stores an accepted request (with its seq_num) and its ACK before it sends the ACK, and every report
-before it sends it; a Logon then resends what the client missed, from here. The last stored numbers are the
-user's sequence state, so there is no separate counter to keep in step.
-
-`append` takes a whole batch (the group committer collects them from all sessions) and must be atomic and
-idempotent: a batch retried after an ambiguous failure changes nothing the first attempt already wrote.
-Retention: with `keep`, each user's streams hold their last `keep` messages per direction (protocol/README.md,
-"Retention"); the newest is never dropped, so the sequence state survives.
-"""
+Sequence numbers belong to the user and survive reconnects and restarts: a request and its ACK are stored before
+the ACK is sent, each report before it is sent, and a Logon resends what the client missed from here. The last
+stored numbers are the sequence state. `append` takes a whole batch and must be atomic and idempotent. With `keep`,
+each stream holds its newest `keep` messages (protocol/README.md, Retention)."""
 from __future__ import annotations
 
 import bisect

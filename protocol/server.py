@@ -1,29 +1,26 @@
 """The FIX/JSON websocket gateway: sessions, checks, store, ACK/NAK, and the plugin that gives messages meaning.
 
-Every inbound frame goes through these steps in this order; the first that fails answers a NAK (a session frame,
-seq_num 0) and nothing else happens: the inbound sequence does not move, nothing is stored, the session goes on.
+Every inbound frame goes through the checks listed below in order; the first that fails answers a NAK (seq_num 0)
+and nothing else happens: nothing moves, nothing is stored. The hot path never waits for a socket or the store
+(a Logon excepted). The gateway knows nothing of index orders: the plugin brings those bodies."""
+# The checks, in order (a failure answers the NAK code named):
+#   1. global + session rate   RATE_LIMITED    every frame counts, garbage too; with retry_after_ms
+#   2. size                 TOO_LARGE          (frames above the hard limit cannot be read: websockets closes, 1009)
+#   3. JSON                 BAD_JSON           one object in a text frame; no duplicate keys, no NaN, <= 64 containers
+#   4. msg_type, fields     UNKNOWN_MSG_TYPE / BAD_FIELD (strict models; chain_id must be one we serve)
+#    -- Heartbeat / TestRequest are session frames: handled here, never sequenced
+#   5. session state        NOT_LOGGED_ON / ALREADY_LOGGED_ON / WRONG_USER (a session speaks for one user only)
+#   6. signature            BAD_SIGNATURE      EIP-191 over the canonical body; recovered address == address
+#   7. user rate (weighted)    RATE_LIMITED
+#   8. sequence             BAD_SEQUENCE       expected_seq_num says what is expected (replays land here)
+#   9. timestamp            STALE_TIMESTAMP    outside max_clock_skew_ms
+#  10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME / RESUME_TOO_OLD
+#  11. plugin precheck      (the plugin's code, e.g. UNSUPPORTED)
+#  12. store backlog        SERVER_BUSY
+#  13. accepted: the request and its ACK are queued for the store (group commit); once durable the ACK goes to the
+#      user's sessions and the request to the plugin. The next frame is read meanwhile: the hot path never waits for
+#      a socket or the store, except a Logon, which reads the user's state first.
 
-  1. global + session rate   RATE_LIMITED    every frame counts, garbage too; with retry_after_ms
-  2. size                 TOO_LARGE          (frames above the hard limit cannot be read: websockets closes, 1009)
-  3. JSON                 BAD_JSON           one object in a text frame; no duplicate keys, no NaN, <= 64 containers
-  4. msg_type, fields     UNKNOWN_MSG_TYPE / BAD_FIELD (strict models; chain_id must be one we serve)
-  -- Heartbeat / TestRequest are session frames: handled here, never sequenced
-  5. session state        NOT_LOGGED_ON / ALREADY_LOGGED_ON / WRONG_USER (a session speaks for one user only)
-   -- in a WorkerGroup, a Logon for a user owned by another process moves the connection there (worker_group.py),
-     which runs every step again from 1
- 6. signature            BAD_SIGNATURE      EIP-191 over the canonical body; recovered address == address
-  7. user rate (weighted)    RATE_LIMITED
-  8. sequence             BAD_SEQUENCE       expected_seq_num says what is expected (replays land here)
-  9. timestamp            STALE_TIMESTAMP    outside max_clock_skew_ms
- 10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME / RESUME_TOO_OLD
- 11. plugin precheck      (the plugin's code, e.g. UNSUPPORTED)
- 12. store backlog        SERVER_BUSY
- 13. accepted: the request and its ACK are queued for the store (group commit); once durable the ACK goes to the
-     user's sessions and the request to the plugin. The next frame is read meanwhile: the hot path never waits for
-     a socket or the store, except a Logon, which reads the user's state first.
-
-The gateway knows nothing of index orders: request bodies other than the session's come from the plugin.
-"""
 from __future__ import annotations
 
 import asyncio
@@ -33,14 +30,10 @@ import logging
 from http import HTTPStatus
 from typing import Any, Callable, Coroutine
 
-from websockets.asyncio.connection import Connection
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 from websockets.frames import DATA_OPCODES, Opcode
-from websockets.protocol import State
-from websockets.server import ServerProtocol
 
 from core.clock import Clock, SystemClock
 from protocol.codec import Decoded, FrameError, ack_frame, canonical, decode, encode, header, parse_frame, peek
@@ -57,7 +50,6 @@ from protocol.session_messages import (CLIENT_SESSION_BODIES, SESSION_FRAME_TYPE
 from protocol.signature import SignatureError, Signer, address_hex_of, recover_public_key
 from protocol.user_stream import UserStream
 from protocol.wire_types import ZERO_ADDRESS, format_timestamp, timestamp_ms
-from protocol.worker_group import MAX_HANDOFF_BYTES, HandoffReceiver, HandoffSender, WorkerGroup, bytes_after
 from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -70,23 +62,13 @@ def _comp_id(value: Any) -> str | None:
 
 
 class _GatewayConnection(ServerConnection):
-    """The gateway's websockets connection, with two additions.
+    """The gateway's websockets connection, with direct frames: once the session is logged on and nothing waits in the
+    queue, a complete text frame goes to the gateway from `data_received` itself (a task wake per frame cost ~5 us of
+    the ~180 us an order costs). Anything else is queued, and the handler turns direct delivery back on once caught
+    up, so frames keep their order."""
 
-    * Direct frames: once the session is logged on and nothing waits in websockets' queue, a complete text frame is
-      handed to the gateway (`direct`) from `data_received` itself, instead of being queued for the connection's
-      task to pick up (a task wake per frame: ~5 us of the ~180 us an order costs, measured A/B with the bench's
-      load at 200 sessions). Anything else (a fragment,
-      a binary frame, a frame while others wait in the queue) goes through the queue as usual, and the handler turns
-      direct delivery back on once it has caught up, so frames are always taken in the order they came.
-    * Read log (only in a WorkerGroup of several processes): what was read until the session logs on, so that a Logon
-      owned by another process can move the socket there with the bytes read after it (protocol/worker_group.py).
-      Bounded: past MAX_HANDOFF_BYTES the log is dropped and the connection cannot move."""
-
-    def __init__(self, *args: Any, record: bool = False, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.read_log: bytearray | None = bytearray() if record else None
-        self.log_has_http = True  # the log starts with the HTTP upgrade request (False: an adopted connection's)
-        self.log_overflow = False
         self.direct: Callable[[str], None] | None = None
 
     def queue_empty(self) -> bool:
@@ -106,32 +88,12 @@ class _GatewayConnection(ServerConnection):
             self.direct = None  # queued from here on, until the handler has caught up
         super().process_event(event)
 
-    def data_received(self, data: bytes) -> None:
-        read_log = self.read_log
-        if read_log is not None:
-            if len(read_log) + len(data) > MAX_HANDOFF_BYTES:
-                self.read_log = None
-                self.log_overflow = True
-            else:
-                read_log += data
-        super().data_received(data)
-
-
-class _AdoptedConnection(_GatewayConnection):
-    """A connection handed over by another process of the group: already open (the upgrade was done there)."""
-
-    def connection_made(self, transport: Any) -> None:
-        Connection.connection_made(self, transport)  # not ServerConnection's: no handshake, the gateway runs it
-
 
 class GatewayServer:
     def __init__(self, plugin: Plugin, store: ReportStore, signer: Signer, config: GatewayConfig | None = None,
-                 clock: Clock | None = None, group: WorkerGroup | None = None, retry: RetryPolicy | None = None
-                 ) -> None:
-        """`group`: this process is one of several sharing the port (protocol/worker_group.py); None: the only one.
-        `retry`: how a store that fails is waited out (the [store] policy when None)."""
+                 clock: Clock | None = None, retry: RetryPolicy | None = None) -> None:
+        """`retry`: how a store that fails is waited out (the [store] policy when None)."""
         self.config = cfg = config or GatewayConfig()
-        self.group = group if group is not None and group.count > 1 else None
         self.plugin = plugin
         self.store = store
         self.signer = signer
@@ -150,14 +112,8 @@ class GatewayServer:
                                         write_timeout_s=cfg.commit_write_timeout_s, retry=self.retry)
         self._users: dict[str, UserStream] = {}
         self._sessions: set[Session] = set()
-        # The global limit is the whole gateway's: each of N processes takes its share.
-        share = 1 if self.group is None else self.group.count
-        self._global = TokenBucket(-(-cfg.global_rate_per_s // share), -(-cfg.global_burst // share),
-                                   self.clock.now_ms())
-        self._max_connections = -(-cfg.max_connections // share)
-        self._handoff_in: HandoffReceiver | None = None
-        self._handoff_out: HandoffSender | None = None
-        self._adopted: set[asyncio.Task[None]] = set()
+        self._global = TokenBucket(cfg.global_rate_per_s, cfg.global_burst, self.clock.now_ms())
+        self._max_connections = cfg.max_connections
         self._loop_time: Callable[[], float] = lambda: asyncio.get_running_loop().time()
         self._dispatch_queue: list[Inbound] = []
         self._dispatch_wake = asyncio.Event()
@@ -168,7 +124,7 @@ class GatewayServer:
         self._test_req_ids = itertools.count(1)
         self.port: int | None = None
         self._changed = asyncio.Condition()  # notified when sessions open, log on or close
-        self.stats = {"frames": 0, "accepted": 0, "naks": 0, "emitted": 0, "handed_off": 0, "adopted": 0}
+        self.stats = {"frames": 0, "accepted": 0, "naks": 0, "emitted": 0}
         self.nak_counts: dict[str, int] = {}
         plugin.attach(self)
 
@@ -184,24 +140,15 @@ class GatewayServer:
         self.committer.start()
         self._tasks.append(loop.create_task(self._dispatcher(), name="gateway-dispatch"))
         self._tasks.append(loop.create_task(self._housekeeping(), name="gateway-housekeeping"))
-        extra: dict[str, Any] = {"create_connection": _GatewayConnection}
-        if self.group is not None:  # connections may move at Logon: record what they read until then
-            extra = {"create_connection": functools.partial(_GatewayConnection, record=True), "reuse_port": True}
-            self._handoff_out = HandoffSender(self.group)
-            self._handoff_in = HandoffReceiver(self.group, self._adopt)
-            self._handoff_in.start()
         self._server = await serve(self._handler, cfg.host, cfg.port, max_size=cfg.hard_max_frame_bytes,
                                    max_queue=64, ping_interval=None, compression=None,
-                                   process_request=self._process_request, **extra)
+                                   process_request=self._process_request, create_connection=_GatewayConnection)
         self.port = next(iter(self._server.sockets)).getsockname()[1]
         log.info("gateway listening on %s", self.url)
         return self
 
     async def stop(self) -> None:
         """Stop accepting, close every session, write what is queued, hand the plugin what was accepted."""
-        if self._handoff_in is not None:
-            self._handoff_in.close()
-            self._handoff_in = None
         if self._server is not None:
             self._server.close(close_connections=False)
         for session in list(self._sessions):
@@ -209,11 +156,6 @@ class GatewayServer:
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None
-        if self._adopted:
-            await asyncio.gather(*self._adopted, return_exceptions=True)
-        if self._handoff_out is not None:
-            self._handoff_out.close()
-            self._handoff_out = None
         await self.committer.stop(self.config.commit_write_timeout_s * 2)
         try:
             await asyncio.wait_for(self._dispatch_idle.wait(), self.config.commit_write_timeout_s)
@@ -257,25 +199,17 @@ class GatewayServer:
 
     # --- connections ------------------------------------------------------------------------------------------------
 
-    async def _handler(self, ws: ServerConnection, first: str | None = None, tokens_milli: int | None = None) -> None:
-        """One connection; `first` (with the session bucket's tokens) when it was handed over by another process
-        of the group: the Logon that brought it here."""
+    async def _handler(self, ws: ServerConnection) -> None:
         cfg = self.config
         loop = asyncio.get_running_loop()
         session = Session(ws, TokenBucket(cfg.session_rate_per_s, cfg.session_burst, self.clock.now_ms()),
                           cfg.max_outbound_queue, loop.time())
-        if tokens_milli is not None:
-            session.bucket.restore(tokens_milli)
         self._sessions.add(session)
         self._notify()
         sender = loop.create_task(session.run_sender(), name=f"send-{session.id}")
         gateway_ws = ws if isinstance(ws, _GatewayConnection) else None
         direct = functools.partial(self._direct_frame, session)
         try:
-            if first is not None:
-                logon = self._on_frame(session, first)
-                if logon is not None:
-                    await logon
             async for frame in ws:
                 if session.closed:
                     break
@@ -360,10 +294,6 @@ class GatewayServer:
             raise self._error(d, NakCode.NOT_LOGGED_ON, "send a signed Logon first")
         if user is not None and msg_type == Logon.MSG_TYPE:
             raise self._error(d, NakCode.ALREADY_LOGGED_ON, "this session is already logged on")
-        if msg_type == Logon.MSG_TYPE and self.group is not None:
-            owner = self.group.owner_of(env.user.key)
-            if owner != self.group.index:  # the owner checks everything (signature included) when it gets it
-                return self._hand_off(session, frame, owner)  # type: ignore[arg-type]
         self._authenticate(d, session)
         if msg_type == Logon.MSG_TYPE:
             return self._logon_safely(session, d, frame)  # type: ignore[arg-type]
@@ -410,12 +340,7 @@ class GatewayServer:
             refusal = self.plugin.precheck(user.ref, body)
             if refusal is not None:
                 raise self._error(d, refusal.code, refusal.text)
-        self._check_backlog(d)
-        hdr = d.envelope.standard_header
-        seq = hdr.seq_num
-        user.in_seq = seq
-        user.remember_comp_ids(hdr.sender_comp_id, hdr.target_comp_id)
-        ack_seq, ack = self._ack(user, seq, now)
+        seq, ack_seq, ack = self._sequence_and_ack(user, d, now)
         self.stats["accepted"] += 1
         if isinstance(body, Logout):
             session.close_after = ack_seq
@@ -429,6 +354,16 @@ class GatewayServer:
             self._dispatch(inbound)
 
         self.committer.submit(StreamWrite(user.key, (seq, frame), (ack_seq, ack)), durable)
+
+    def _sequence_and_ack(self, user: UserStream, d: Decoded, now: int) -> tuple[int, int, str]:
+        """A request past its checks (the store's backlog last): its seq_num becomes the user's inbound state and
+        its ACK takes the next outbound one. Returns (seq_num, ACK seq_num, ACK frame)."""
+        self._check_backlog(d)
+        hdr = d.envelope.standard_header
+        seq = hdr.seq_num
+        user.in_seq = seq
+        user.remember_comp_ids(hdr.sender_comp_id, hdr.target_comp_id)
+        return (seq, *self._ack(user, seq, now))
 
     def _check_backlog(self, d: Decoded) -> None:
         if self.committer.pending >= self.config.max_pending_writes:
@@ -472,16 +407,9 @@ class GatewayServer:
             raise self._error(d, NakCode.RESUME_TOO_OLD,
                               f"messages before seq {first_kept} are no longer kept; log on with last_server_seq_num "
                               f">= {first_kept - 1}, or without it for live messages only")
-        self._check_backlog(d)
-        hdr = d.envelope.standard_header
-        seq = hdr.seq_num
-        user.in_seq = seq
-        user.remember_comp_ids(hdr.sender_comp_id, hdr.target_comp_id)
-        ack_seq, ack = self._ack(user, seq, now)
+        seq, ack_seq, ack = self._sequence_and_ack(user, d, now)
         session.user = user
         user.sessions.append(session)
-        if isinstance(session.ws, _GatewayConnection):
-            session.ws.read_log = None  # logged on here, for good: the connection will not move again
         self._notify()
         session.cursor = ack_seq if resume_from is None else resume_from + 1
         ack_durable = asyncio.Event()
@@ -518,78 +446,6 @@ class GatewayServer:
             session.close(CLOSE_RESEND_FAILED, "resend failed; log on again")
         finally:
             session.resending = False
-
-    # --- several processes (protocol/worker_group.py) ----------------------------------------------------------------
-
-    def owns(self, user: UserRef) -> bool:
-        """True if this process serves `user` (always, unless one of a group): reports for a user are emitted by its
-        owner only (a process fed every report keeps those it owns)."""
-        return self.group is None or self.group.owner_of(user.key) == self.group.index
-
-    async def _hand_off(self, session: Session, frame: str, owner: int) -> None:
-        """Move this connection to the process that owns the Logon's user: the socket, the Logon, the bytes read
-        after it. The socket leaves without a Close; the client sees one connection. If it cannot move (the read
-        log overflowed, the client is not reading, the peer is down), it is closed 1013 and the client logs on again."""
-        ws = session.ws
-        transport = ws.transport
-        transport.pause_reading()  # everything not read yet stays in the socket for the owner to read
-        after = None
-        read_log = getattr(ws, "read_log", None)
-        if read_log is not None:
-            after = bytes_after(bytes(read_log), session.received, ws.log_has_http)
-        why = None
-        if isinstance(ws, _AdoptedConnection):
-            why = "it moved here already (a Logon for another user, or processes disagreeing on the group)"
-        elif after is None:
-            why = "read log unavailable"
-        elif not session.flush_now() or transport.get_write_buffer_size():
-            why = "replies still unsent"
-        else:
-            try:
-                await self._handoff_out.send(owner, transport.get_extra_info("socket").fileno(),  # type: ignore[union-attr]
-                                             frame, after, session.bucket.milli_tokens)
-            except (OSError, asyncio.TimeoutError) as exc:
-                why = f"process {owner} unreachable ({exc})"
-        if why is not None:
-            log.warning("%s: cannot hand the connection to process %d: %s; closing it", session.id, owner, why)
-            transport.resume_reading()
-            session.close(1013, "cannot move this connection to its user's gateway process; log on again")
-            return
-        self.stats["handed_off"] += 1
-        session.detach()
-        transport.abort()  # closes our descriptor only: the owner holds the socket now
-        await asyncio.shield(ws.connection_lost_waiter)
-
-    def _adopt(self, sock: Any, frame: str, after: bytes, tokens_milli: int) -> None:
-        task = asyncio.get_running_loop().create_task(self._run_adopted(sock, frame, after, tokens_milli),
-                                                      name="gateway-adopted")
-        self._adopted.add(task)
-        task.add_done_callback(self._adopted.discard)
-
-    async def _run_adopted(self, sock: Any, frame: str, after: bytes, tokens_milli: int) -> None:
-        cfg = self.config
-        loop = asyncio.get_running_loop()
-        if self._server is None or len(self._sessions) >= self._max_connections:
-            sock.close()  # shutting down, or full: the client reconnects
-            return
-        conn = _AdoptedConnection(ServerProtocol(state=State.OPEN, max_size=cfg.hard_max_frame_bytes), self._server,
-                                  ping_interval=None, max_queue=64)
-        conn.request = Request(cfg.path, Headers())  # the upgrade happened in the other process
-        conn.read_log, conn.log_has_http = bytearray(), False
-        try:
-            await loop.connect_accepted_socket(lambda: conn, sock)
-        except Exception as exc:  # noqa: BLE001  (the client went away meanwhile)
-            log.info("adopting a connection failed (%s)", exc)
-            sock.close()
-            return
-        self.stats["adopted"] += 1
-        if after:
-            conn.data_received(after)
-        try:
-            async with conn:  # closes the connection when the handler returns, as websockets' serve does
-                await self._handler(conn, frame, tokens_milli)
-        except Exception:
-            log.exception("adopted connection failed")
 
     def _user(self, ref: UserRef) -> UserStream:
         """The user's stream state; the first time the user is seen, it is created and loaded from the store
@@ -676,9 +532,6 @@ class GatewayServer:
     def emit(self, user: UserRef, body: Body) -> None:
         stream = self._users.get(user.key)
         if stream is None:
-            if not self.owns(user):
-                raise ValueError(f"user {user.key} belongs to gateway process {self.group.owner_of(user.key)}, "  # type: ignore[union-attr]
-                                 f"not {self.group.index}: emit its messages there")  # type: ignore[union-attr]
             stream = self._user(user)
         if stream.loading is not None:
             stream.waiting.append(body)
@@ -752,7 +605,6 @@ class GatewayServer:
         """Plain data for operators and notebooks."""
         return {
             "url": self.url if self.port else None,
-            "worker": None if self.group is None else f"{self.group.index}/{self.group.count}",
             "sessions": len(self._sessions),
             "logged_on": sum(1 for s in self._sessions if s.user is not None),
             "users": len(self._users),

@@ -1,17 +1,8 @@
 """One websocket connection: its limits, its binding to a user, and the ordered delivery of that user's stream.
 
-Delivery rule: a session has a cursor, the next stream seq_num it owes its client. A stream message below the
-cursor was sent already (a resend overlapping live delivery) and is dropped; one above it waits until the gap
-before it is filled (live messages that arrive while a resend is still reading the store). So every stream message
-reaches the client exactly once and in order, however resend and live traffic interleave. Session frames (NAK,
-Heartbeat, TestRequest; seq_num 0) bypass the cursor.
-
-All frames leave through one queue, so that nothing on the hot path waits for a socket; a client that does not read
-is closed (4001) once its queue passes the limit, and resumes from the store later. The queue is written out once
-per event-loop turn by a plain callback (every frame queued during the turn in one socket write) while the socket
-takes data; only when it pushes back (websockets paused writing) does the sender task take over and wait for it to
-drain. Waking a task per frame cost more than the write itself with 1,000 sessions.
-"""
+The cursor is the next stream seq_num owed: a message below it is dropped (sent already), one above it waits for
+the gap, so each arrives once and in order however resend and live traffic interleave. Frames leave through one
+queue written once per loop turn (a task wake per frame cost more); a client not reading is closed (4001)."""
 from __future__ import annotations
 
 import asyncio

@@ -1,12 +1,8 @@
 """Bodies of the session-level messages, the ones the server itself understands (spec/fix-json.md §10.3, §10.4).
 
-Everything else (orders, quotes, invoices) belongs to an application plugin; the server only routes it.
-
-Stream or not (our choice where the spec is silent): ACKs and application messages form the user's *stream*:
-numbered 1, 2, 3 ... per user, stored, resent after a reconnect. NAKs, Heartbeats and TestRequests are *session
-frames*: they carry seq_num 0, are never stored and never resent. A NAK never advances the inbound sequence
-(§10.4), so it takes no outbound number either; a flood or a replay therefore leaves no trace in the store.
-"""
+ACKs and application messages form the user's *stream* (numbered per user, stored, resent after a reconnect); NAKs,
+Heartbeats and TestRequests are *session frames* (seq_num 0, never stored or resent), our choice where the spec is
+silent. A NAK never advances the inbound sequence, so a flood or a replay leaves no trace in the store."""
 from __future__ import annotations
 
 from typing import Annotated, ClassVar

@@ -1,13 +1,8 @@
 """EIP-191 (`personal_sign`) signatures over the canonical body, one scheme for both directions (§10.2).
 
-The maths is eth-account's: `Account.sign_message(encode_defunct(primitive=body))` signs exactly what `Signer.sign`
-signs and `Account.recover_message` recovers what `recover_address` recovers (tests/unit/test_protocol_signature.py
-proves both ways). The hot path calls coincurve (eth-account's own backend through eth-keys) directly: eth-account's
-wrappers cost ~116 us per recovery here, the direct call ~50 us, and the server verifies every request.
-
-Only low-s signatures are accepted (EIP-2): eth-account never produces high-s ones, and refusing them removes the
-second valid encoding of every signature.
-"""
+The maths is eth-account's (tests/unit/test_protocol_signature.py proves it both ways), but the hot path calls
+coincurve directly: ~50 us per recovery instead of ~116 us, and the server verifies every request. Only low-s
+signatures are accepted (EIP-2), removing the second valid encoding of every signature."""
 from __future__ import annotations
 
 import os

@@ -1,10 +1,8 @@
 """One user's sequence state and live sessions, shared by all its connections (§10.3).
 
-Both directions' numbers belong to the user, not to a socket: `in_seq` is the last request accepted from any of its
-sessions, `out_seq` the last stream message numbered for it. They are loaded from the store when the user first
-shows up (or is first written to) and then kept here; the store holds the frames, and so the truth after a restart.
-Every stream message goes to every live session of the user, each of which delivers it in seq order.
-"""
+Both directions' numbers belong to the user, not to a socket: `in_seq` is the last request accepted from any
+session, `out_seq` the last stream message numbered. Loaded from the store when the user first shows up; the store
+holds the frames, so it is the truth after a restart. Every stream message goes to every live session of the user."""
 from __future__ import annotations
 
 import asyncio

@@ -1,10 +1,8 @@
 """The field types of the FIX/JSON wire, strict: what a field may hold is decided here, once, for every message.
 
-Why so strict: every byte of a client message is covered by its signature and may move money, so anything a
-lenient parser would "fix" (a float amount, an exponent, a lower-case address, an unknown side spelling) is refused
-with BAD_FIELD instead of being guessed at. Amounts travel as plain decimal strings (no sign, no exponent, no
-leading zeros) and become `Decimal` without passing through a float.
-"""
+Every byte of a client message is signed and may move money, so what a lenient parser would "fix" (a float amount,
+an exponent, a lower-case address) is refused with BAD_FIELD instead. Amounts travel as plain decimal strings and
+become `Decimal` without passing through a float."""
 from __future__ import annotations
 
 import calendar

@@ -2,7 +2,7 @@
 outbox of calls) and the entries of its batch history.
 
 The engine schema pins, field by field, the plain data of core.solver_engine's `snapshot()`; the outbox's payloads
-are core's own types (Engagement, OrderFill, BatchOrderResult, AssetOrder), whose fields are their schema. Version 0
+are core's own types (Engagement, AssignedFill, BatchOrderResult, BasketLeg), whose fields are their schema. Version 0
 is what the code wrote before records: JSON with the outbox pickled inside base64.
 """
 from __future__ import annotations
@@ -14,9 +14,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import Field
 
-from core.batch_planner import AssetOrder, Engagement
+from core.batch_planner import BasketLeg, Engagement
 from core.batch_result import BatchOrderResult
-from core.lot_assignment import OrderFill
+from core.lot_assignment import AssignedFill
 from core.side import Side
 from store.records import Record, record_kind, same_data
 from store.shard_records import MintPart, Part
@@ -66,7 +66,7 @@ class EngageStep(Part):
 class FillsStep(Part):
     kind: Literal["fills"]
     key: str  # batch_id:round
-    by_shard: dict[int, list[OrderFill]]
+    by_shard: dict[int, list[AssignedFill]]
 
 
 class CompleteStep(Part):
@@ -84,7 +84,7 @@ class RejectStep(Part):
 class SubmitStep(Part):
     kind: Literal["submit"]
     key: str
-    orders: list[AssetOrder]
+    orders: list[BasketLeg]
 
 
 #: One step of the solver's outbox, told apart by its kind.

@@ -1,15 +1,10 @@
-"""The local chain world: two real anvil nodes (Arbitrum 42161, Base 8453) with USDC, the index token and the real
-Across SpokePools deployed, accounts funded, and one world state file that the rest of the system reads.
+"""The local chain world: two anvil nodes (Arbitrum 42161, Base 8453) with USDC, the index token and the real Across
+SpokePools deployed, accounts funded, and one world state file that the rest of the system reads.
 
-Why it deploys on automine and switches to interval mining afterwards: a deployment is ~15 transactions, which
-take milliseconds on automine but 15 block times with `--block-time`. Demo and bench then run at a real block pace.
+It deploys on automine (15 transactions in milliseconds), then mines at the block pace. With a `state_dir`,
+`resume()` restarts the nodes from their state files: same chain, no new deployment.
 
-With a `state_dir`, each node keeps its chain in `anvil-<name>.json` (anvil's `--state`: written on SIGTERM and
-every `state_interval_s`), and `resume()` starts the nodes again from those files on the ports the world file
-names: same blocks and hashes, receipts, balances and contracts, no new deployment (`indexmaker down` / `up`).
-
-    python -m world.chains --state-file state/world.json [--block-time 1]   # runs until SIGTERM/SIGINT
-"""
+    python -m world.chains --state-file state/world.json [--block-time 1]"""
 from __future__ import annotations
 
 import argparse

@@ -1,11 +1,8 @@
 """A helper process that says it is ready with one JSON line on its stdout (its URLs, keys, pid, ...).
 
-Why: the local world's exchange, the tests' simulator and the benches' feeds each run in a process of their own (a
-server inside the caller's event loop stops serving as soon as the caller blocks in `ray.get`, and a process keeps
-its CPU apart). They share one protocol: the parent starts the child, waits on the child's pipe for that line (the
-readiness event, with a timeout, not a timer), reads it as JSON, and stops the child with SIGTERM (SIGKILL if it
-does not end within 10 s). The child's side is `announce_and_wait`.
-"""
+Servers run in processes of their own because one in the caller's loop stops serving when the caller blocks in
+`ray.get`. The parent waits on the pipe for that line (an event with a timeout, not a timer) and stops the child
+with SIGTERM, then SIGKILL after 10 s. The child's side is `announce_and_wait`."""
 from __future__ import annotations
 
 import asyncio

@@ -1,12 +1,9 @@
 """`indexmaker config check FILE`: every problem of a configuration file, one line per field, in words.
 
-Pydantic's own report is complete but written for programmers (error types, URLs, the whole input); an operator
-wants `solver.fee_factor: write money as a string ("1.002"), not 1.002` and the file's line when the TOML itself
-does not parse. Cross-field rules (the model validator) name the fields they relate. Placement entries and the
-environment's name are checked here too; the secrets an environment needs are listed with where each comes from
-(environment, secrets file, missing), without their values — missing ones are a note, since a file can be checked
-on a machine that will not run it.
-"""
+Pydantic's report is written for programmers; an operator wants `solver.fee_factor: write money as a string
+("1.002"), not 1.002`, and the TOML line when it does not parse. Cross-field rules name their fields; placement and
+the environment's name are checked; the secrets an environment needs are listed with their source, never their
+values (missing is a note)."""
 from __future__ import annotations
 
 import tomllib

@@ -1,12 +1,10 @@
 """Deploys, on one local chain, what the product expects to find there (spec/chain.md §4 and §7):
 
-- USDC: UMA's `ExpandedERC20("USD Coin", "USDC", 6)`, the admin holding the minter role (to fund accounts);
-- WETH9, then the real Across SpokePool implementation (`Arbitrum_SpokePool` on Arbitrum, `OP_SpokePool` on Base)
-  behind an `ERC1967Proxy` whose constructor calls `initialize` (the implementation disables its initialisers);
-- on the index chain: the index token, `ExpandedERC20(name, symbol, 18)`, whose only minter/burner is the solver.
+- USDC (`ExpandedERC20`, 6 decimals), the admin holding the minter role;
+- WETH9 and the real Across SpokePool behind an `ERC1967Proxy` whose constructor calls `initialize`;
+- on the index chain, the index token (18 decimals), whose only minter/burner is the solver.
 
-All bytecode comes from the npm artifacts as it is; nothing is compiled here.
-"""
+All bytecode comes from the npm artifacts as it is; nothing is compiled here."""
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -1,15 +1,8 @@
 """`indexmaker demo`: the main flow, end to end, on the local world, with three users.
 
-Each user transfers USDC to the custody address on Arbitrum (a real ERC-20 transfer), waits until the deposit is
-credited in its order-book shard, logs on to the gateway over the websocket (protocol/client.py, signed with the
-user's key) and sends an Index Order. Bob cancels part of his in the same breath (both frames go out together, so
-the cancel meets the order before any batch engages it); Carol first sends an order her collateral cannot cover,
-which is rejected with a reason, then a good one. The view shows what happens as it happens (deposits routed,
-batches sent, fills per order, mints), then a summary per user, read from the Mint Invoices the users received.
-
-`run_demo(system)` is the flow itself, returning everything it saw (the e2e test asserts on it); `main()` wraps it
-with the launcher and the console.
-"""
+Each user deposits USDC on Arbitrum, logs on and sends an Index Order; Bob cancels part of his at once, Carol first
+sends one her collateral cannot cover. Deposits, batches, fills and mints show as they happen, then a summary per
+user from their Mint Invoices. `run_demo(system)` is the flow (the e2e test asserts on it)."""
 from __future__ import annotations
 
 import asyncio

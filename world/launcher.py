@@ -1,21 +1,8 @@
-"""One object that starts the whole system on this machine and stops it again: the local world (redis-server,
-anvil x2 with the contracts, the Across relayer, the exchange simulator watching Base for deposits) and every actor
-on a local Ray instance, named, in one namespace.
+"""One object that starts the whole system on this machine and stops it again: the local world (redis-server, two
+anvil chains, the relayer, the simulator) and every actor on Ray, named, in one namespace.
 
-Why one object: the demo, the e2e tests and (later) `indexmaker up` all need the same wiring in the same order —
-the order matters because actors find each other by name: market data, the sender, the order-book shards first;
-then the gateway and the router (both look the shards up), then the solver (sender, shards, markets), then the
-minter (solver and chain). `stop()` undoes it in reverse and is safe to call twice or after a failed start.
-
-State: with a `state_dir`, everything the system knows lives there (redis's AOF, each anvil chain's state file, the
-exchange simulator's books of account, the world file, the gateway's signing key), and `resume=True` starts from it
-again instead of afresh: same users and balances, open orders go on, stored invoices stay fetchable, and nothing is
-done twice (every actor reloads from Redis and reconciles; see `indexmaker up`). `resume=False` wipes it first.
-
-Ray: with `address` it attaches to a running cluster (the actors are then usually `detached`, so they outlive this
-process), else it starts a Ray instance of its own (or uses the one a test already started). `placement` (or the
-config's `[ray.placement]`) puts actors on the nodes that offer the resources they ask for (world/placement.py).
-"""
+The demo, the tests and `indexmaker up` need the same wiring in the same order (actors find each other by name).
+`stop()` is safe twice. `state_dir` with `resume=True` starts from what is stored; `address` attaches to a cluster."""
 from __future__ import annotations
 
 import dataclasses

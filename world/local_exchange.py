@@ -1,19 +1,10 @@
-"""The local world's exchange: the project's Binance simulator (exchange/simulator) in a process of its own,
-crediting the USDC transfers it sees on the local Base chain to its accounts' deposit addresses after its
-confirmations, as Binance does. The product reaches it only through its API (exchange/gateway.py).
-
-Why a process: Ray actors (the router) reach it over HTTP, and a simulator inside the caller's event loop stops
-serving as soon as the caller blocks (`ray.get`); a process of its own also keeps its CPU apart.
+"""The local world's exchange: the Binance simulator in a process of its own, crediting USDC transfers it sees on the
+local Base chain. A process because actors reach it over HTTP and a simulator inside a caller's loop stops serving
+when the caller blocks.
 
     python -m world.local_exchange '<json of LocalExchangeConfig + the Base chain>'
 
-prints one JSON line (URLs, the test account's keys) once it listens: the readiness signal the parent waits for.
-
-With `state_file`, the exchange keeps its books of account there (exchange/simulator/persistence.py): it resumes
-from the file when it exists, writes it every `snapshot_ms` while something changed and once more on SIGTERM, so a
-stopped and restarted world finds the same balances, orders, trades and credited deposits (a crash loses at most
-the last `snapshot_ms`). It also tries the port it had before, so the URL stays the same across restarts.
-"""
+prints one JSON line once it listens. With `state_file` it resumes from its snapshot, on the same port."""
 from __future__ import annotations
 
 import asyncio

@@ -1,17 +1,12 @@
 """Where each actor runs: Ray custom resources per actor name, from the config (`[ray.placement]`).
 
     [ray.placement]
-    "market-*" = { exchange = 1 }     # the market-data shards only on nodes started with --resources '{"exchange":1}'
+    "market-*" = { exchange = 1 }
     solver = { core = 0.01 }
 
-Why resources and not node ids: a node id is new each time a node starts, a resource is what the operator gives a
-node when starting it (`ray start --resources`), so the same config places the same way on every start. A node that
-offers `exchange = 1` can host any number of actors asking 0.01 of it; asking 1 means at most one such actor there.
-
-The actors' own start helpers (actors/*.start_*) choose each actor's name, lifetime and restart policy; placement
-is added around them with `placed()`, which merges `resources` into every `.options(...)` the helper makes, so the
-launcher decides where and the helpers keep deciding how.
-"""
+Resources, not node ids: an id is new at each start, a resource is what the operator gives a node (`ray start
+--resources`), so one config places the same way every time. `placed()` merges `resources` into the start helpers'
+options: the launcher decides where, the helpers how."""
 from __future__ import annotations
 
 from contextlib import contextmanager

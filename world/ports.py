@@ -1,11 +1,8 @@
-"""Ports of the local world. `port_is_free`: is a port free to listen on? Used to keep a part of the world on the
-port it had before a restart (URLs then stay the same) and to fail fast, with the setting's name, when a fixed port
-is taken. `start_retrying_port`: start a server again on a new port when the one picked for it was taken first.
+"""Ports of the local world. `port_is_free` keeps a part on the port it had before a restart (its URLs stay the same)
+and fails fast, naming the setting, when a fixed port is taken; `start_retrying_port` starts a server again on a
+new port when the one picked was taken first.
 
-SO_REUSEADDR as the servers themselves bind (redis, anvil, aiohttp, websockets all set it): a port whose last
-connections linger in TIME_WAIT after a clean stop is free for them, so it is free here; a port another process
-listens on is not.
-"""
+SO_REUSEADDR, as the servers bind: a port lingering in TIME_WAIT is free for them, so it is free here."""
 from __future__ import annotations
 
 import socket

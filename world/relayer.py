@@ -1,13 +1,9 @@
 """A local Across relayer: part of the world, not of the product.
 
-On mainnet, independent relayers watch `FundsDeposited` on the origin SpokePool and front the output amount on the
-destination with `fillRelay`, to be repaid later by the HubPool. Locally nobody else does it, so this one does,
-from a float pre-funded on the destination (refunds are not simulated: spec/chain.md §6).
-
-Idempotent by construction: before filling, it reads the relay's on-chain `fillStatuses`; a second fill would
-revert with `RelayFilled()` anyway. It keeps only an in-memory cursor and rescans from the deployment block if the
-origin chain went backwards (evm_revert, restart), so it needs no store.
-"""
+On mainnet independent relayers fill deposits on the destination (`fillRelay`) and are repaid later; locally
+this one does, from a pre-funded float (refunds are not simulated: spec/chain.md §6). Idempotent: it reads the
+relay's `fillStatuses` before filling. It keeps only an in-memory cursor and rescans if the origin chain went
+backwards, so it needs no store."""
 from __future__ import annotations
 
 import logging

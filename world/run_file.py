@@ -1,11 +1,8 @@
 """The run file (`<state dir>/run.json`): how `indexmaker status`, `down` and `invoice` find a system that
 `indexmaker up` started in another process.
 
-It says which process serves the system (the service's pid), its phase (starting, up, stopping, down, failed),
-where Ray is (address, namespace) and which actors belong to it, the URLs (gateway, exchange, redis) and the world's
-OS processes by role (so `down` can still end them if the service itself died). It holds no secret.
-Written atomically (temp file + rename): a reader never sees half of it.
-"""
+It names the service's pid, its phase, where Ray is, the actors, the URLs and the world's OS processes (so `down`
+can end them if the service died). No secret. Written atomically: a reader never sees half of it."""
 from __future__ import annotations
 
 import json

@@ -1,13 +1,9 @@
 """Secrets: from environment variables, or from a file outside the repository named by INDEXMAKER_SECRETS_FILE.
 
-Why not the config files: they are committed (config/*.toml) and printed (`indexmaker config show`). The settings
-model has no field for a secret, so a key written into a TOML file is refused as an unknown field.
-
-The file holds `NAME=value` lines (`#` starts a comment) with the names below; an environment variable of the same
-name wins over the file. The file must not be inside the repository (it could be committed) and must not be
-readable by group or others (like an SSH key: `chmod 600`). `load_into_environ` is also Ray's worker setup hook, so
-every actor process on a node reads the same file (the launcher passes the file's path, never its contents).
-"""
+Not the config files: they are committed and printed, and the settings model refuses a secret as an unknown field.
+The file holds `NAME=value` lines; the environment wins. It must lie outside the repository and be `chmod 600`.
+`load_into_environ` is also Ray's worker setup hook: every actor reads the same file (its path is passed, never
+its contents)."""
 from __future__ import annotations
 
 import os

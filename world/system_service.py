@@ -1,17 +1,8 @@
-"""The process behind `indexmaker up`: it owns the local world (redis-server, two anvil chains, the relayer, the
-exchange simulator) and the actors, keeps them running until SIGTERM or SIGINT (`indexmaker down`, Ctrl-C), then
-stops everything in order, every part writing its state into the state dir on the way out.
+"""The process behind `indexmaker up`: it owns the local world and the actors, keeps them running until SIGTERM or
+SIGINT, then stops everything in order, each part writing its state into the state dir.
 
-Why a process that stays, rather than detached actors and an exiting command: the world is OS processes and a
-relayer thread that need an owner to stop them cleanly (anvil writes its chain to disk on SIGTERM, the simulator
-its books); a Ray instance started here lives as long as this process. `indexmaker up` therefore starts this
-service in the background (its own session, output in `<state dir>/logs/service.log`) and returns once it reports
-ready; `indexmaker up --foreground` runs it in the terminal instead. On a Ray cluster (`--address`), the actors
-are detached: they belong to the cluster, and this service only owns the local world around them.
-
-    python -m world.system_service --state-dir DIR [--config FILE] [--address A] [--fresh] [--ship-code]
-                                   [--ready-fd N]
-"""
+It stays because the world is OS processes and a relayer thread that need an owner to stop them cleanly. On a
+cluster (`--address`) the actors are detached and it owns only the local world."""
 from __future__ import annotations
 
 import argparse

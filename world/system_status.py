@@ -1,13 +1,8 @@
 """`indexmaker status`: is every part of a running system there, and what is it doing.
 
-From the run file it takes the service's pid, the world's processes, the Ray address and the actors' names; it
-asks each world process one question (redis PING, anvil eth_blockNumber, the exchange's /api/v3/ping), and each
-actor for its Ray record (state, restarts, node, pid) and its `inspect()`, of which a few key figures are shown.
-Something is DOWN when it does not answer (process gone, actor not ALIVE, inspect failing or timing out); the
-command then exits 1. Warnings (a stale market, an actor's recorded errors) are shown but are not "down".
-
-It connects to Ray as a second driver (about 0.3 s) and only calls the read-only `inspect()`, one call per actor.
-"""
+From the run file it asks each world process one question (redis PING, anvil block number, the exchange's ping)
+and each actor for its Ray record and `inspect()`. Something not answering is DOWN and the command exits 1;
+warnings (a stale market, recorded errors) are shown but are not down. Read-only: one `inspect()` per actor."""
 from __future__ import annotations
 
 import json

@@ -1,14 +1,9 @@
 """What a user does by hand against a running system: deposit USDC, read the balance, and (local world) find a
 funded key to do it with.
 
-Why here: the user's side needs the running system's addresses (the run file `up` writes, the world file it
-points to) and talks to it only as a user would: a signed ERC-20 transfer on chain, signed GETs on the HTTP
-service (protocol/invoice_http.py). Nothing here reaches into Ray or the store.
-
-Stages of a deposit, each printed as it happens: sent (tx), mined (block), confirmed and credited by the system
-(with the hold kept for its route, core/route_hold.py), routed (the route's real cost charged from the hold and the
-rest released). A deposit on the chain that carries the index (Base) skips the bridge.
-"""
+It talks to the system only as a user would: a signed ERC-20 transfer on chain, signed GETs on the HTTP service;
+nothing here reaches into Ray or the store. A deposit's stages are printed as they happen: sent, mined, credited
+(with its route's hold), routed."""
 from __future__ import annotations
 
 import json

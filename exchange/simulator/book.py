@@ -1,10 +1,8 @@
 """One symbol's price-time priority order book, which also numbers its own changes the way Binance does.
 
-Every change of a level's total quantity takes the next update id; the book remembers the levels changed since the
-last diff was taken, so a depth diff event `U..u` with absolute quantities (0 = level gone) can be cut at any time
-and the REST snapshot's `lastUpdateId` is always the id of the last change it includes. Both are read in the
-same thread as the changes, so a snapshot and the diff stream can never disagree.
-"""
+Every change of a level's quantity takes the next update id, and the book remembers the levels changed since the
+last diff, so a diff `U..u` can be cut at any time and a snapshot's `lastUpdateId` is the last change it includes.
+Both are read in the thread that makes the changes, so snapshot and diffs never disagree."""
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,10 +1,8 @@
-"""Deposits credited from a real chain: the simulator watches an EVM RPC (the local Base anvil) for token transfers
-to its accounts' deposit addresses and credits them after the configured confirmations, like Binance does.
+"""Deposits credited from a real chain: the simulator watches an EVM RPC for token transfers to its accounts' deposit
+addresses and credits them after the configured confirmations, like Binance does.
 
-It polls `eth_getLogs` over bounded block ranges from a cursor (filters do not survive an anvil restart, and anvil
-sends no `removed` logs on reorgs: crediting only confirmed blocks is the protection). The credit is idempotent per
-transaction hash (the deposit's `txId`), so a re-read range never credits twice.
-"""
+`eth_getLogs` over bounded ranges from a cursor (filters do not survive an anvil restart, and only confirmed blocks
+protect against reorgs). The credit is idempotent per transaction hash."""
 from __future__ import annotations
 
 import asyncio

@@ -1,18 +1,9 @@
 """The simulator's matching engine: pure state, no I/O, one thread.
 
-Price-time priority per symbol; takers cross level by level (one fill per resting order met, each with the next
-trade id); LIMIT GTC/IOC/FOK, LIMIT_MAKER, MARKET by quantity or by quoteOrderQty. Filters are checked with
-`core.symbol_filters.validate` (the same function the order sender pre-checks with, so they cannot disagree).
-Commission is taken from the received asset, rounded UP to the asset's commission precision (never under-charge:
-the exchange keeps the rounding, as a real one would; Binance does not publish its rule).
-
-The simulator's own liquidity is a market maker (`mm_*` methods, driven by price_process.py) whose orders rest in
-the same books; it has no balances and receives no events, but user orders trade against it and it trades against
-resting user orders when the price moves through them.
-
-Side effects for the outside world are appended to outboxes (`user_events`, `trade_events`, `first_fills`) that
-the server drains after each call; the engine itself never sends anything.
-"""
+Price-time priority; filters checked with `core.symbol_filters.validate`, the sender's own pre-check, so they
+cannot disagree. Commission is taken from the received asset, rounded UP (the exchange keeps the rounding). The
+market maker (`mm_*`, driven by price_process.py) rests in the same books without balances. Effects go to
+outboxes the server drains after each call: the engine never sends anything."""
 from __future__ import annotations
 
 import itertools

@@ -1,13 +1,9 @@
-"""Faults the tests can inject through /_admin (ccxt never calls it): delayed answers, rejected orders, forced
-429s, a paused feed, silenced symbols. Counters count down per request; -1 means "until cleared".
+"""Faults the tests inject through /_admin (ccxt never calls it): delayed answers, rejected orders, forced 429s, a
+paused feed, silenced symbols. Counters count down per request; -1 means "until cleared".
 
-`silenced` symbols get no market-data event (depth diffs, partial depth, bookTicker) while the rest of the feed
-flows: a client sees that one book go quiet (stale) on a live connection. Their book changes are kept, not lost:
-once un-silenced, the next diff carries them all, continuing the update ids (no gap).
-`delay_*` holds ANY request before it is served (the next N, whatever they are); `order_delay_*` holds only order
-placements, so that a test can keep a batch's exchange orders in flight while the other traffic (market data,
-deposit queries) flows: `before` the order executes (in flight on both sides), or `after` it executed and before
-its answer leaves (the exchange has it, the client does not know yet)."""
+A silenced symbol's book goes quiet on a live connection, its changes kept for the next diff (no gap).
+`order_delay_*` holds only order placements, `before` or `after` execution, so a test can keep a batch's orders in
+flight while other traffic flows."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field

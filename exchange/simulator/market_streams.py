@@ -1,11 +1,9 @@
-"""Market-data websockets: `/ws`, `/ws/<stream or anything>` (raw events) and `/stream?streams=a/b` (events
-wrapped `{"stream","data"}`), with SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS frames.
+"""Market-data websockets: `/ws`, `/ws/<stream>` (raw events) and `/stream?streams=a/b` (wrapped), with SUBSCRIBE /
+UNSUBSCRIBE / LIST_SUBSCRIPTIONS frames.
 
-Every connection has its own outgoing FIFO queue and sender task: the SUBSCRIBE ack is queued before the
-subscription is registered, so it always precedes the first event (ccxt drops events that come before the ack).
-Each event is serialised once per publication, whatever the number of subscribers. A client whose queue grows
-past `max_queue` is disconnected (Binance drops slow consumers too).
-"""
+Each connection has its own FIFO queue and sender task: the SUBSCRIBE ack is queued before the subscription is
+registered, so it precedes the first event (ccxt drops events before the ack). Events are serialised once per
+publication; a client whose queue passes `max_queue` is dropped, as Binance does."""
 from __future__ import annotations
 
 import asyncio

@@ -1,12 +1,8 @@
 """The simulator's market list: the real exchangeInfo entry of every basket pair where we have one.
 
-The real exchangeInfo (2024-09) predates the 2025 baskets, so each market says where its entry came from:
-* "real": the symbol's own unmodified entry;
-* "usdt_twin": the same base asset's USDT entry, with symbol/quoteAsset rewritten to USDC (filters are per base
-  asset in practice, so they stand in well);
-* "synthetic": a default entry with tick/step sizes scaled to the basket's implied price.
-Seed prices come from the baskets themselves: price_i = initial_price * weight_i / 100 / quantity_i.
-"""
+The recorded exchangeInfo predates the baskets, so each market says where its entry came from: "real" (its own),
+"usdt_twin" (the base asset's USDT entry renamed to USDC: filters are per base asset in practice) or "synthetic"
+(a default scaled to the implied price). Seed prices: initial_price * weight_i / 100 / quantity_i."""
 from __future__ import annotations
 
 import copy

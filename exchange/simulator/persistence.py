@@ -1,20 +1,8 @@
-"""The simulator's state on disk: what a real exchange keeps when it restarts, so a stopped and restarted local world
-resumes where it was (`indexmaker down` / `up`).
+"""The simulator's state on disk: what a real exchange keeps when it restarts, so `indexmaker down` / `up` resumes.
 
-Kept: every account (keys, free and locked balances, every order with its status, every trade, every credited
-deposit, deposit addresses), the id counters (order and trade ids per symbol, execution and deposit ids: an id is
-never handed out twice), each book's update id, the deposit watchers' block cursors (a deposit is credited once,
-even if its block is read again: the credit is idempotent per tx id too), and each symbol's mid price, which seeds
-the market maker again so prices go on from where they were instead of jumping back to the captured snapshot.
-A user order that was resting on a book (GTC) goes back on it at its price, behind the market maker.
-
-Not kept: the market maker's exact ladder (rebuilt around the saved mid), the 24 h ticker statistics and the
-avgPrice window (they restart empty, then fall back to the book's mid), rate-limit windows, open websocket
-sessions (clients reconnect) and the random walk's generator state.
-
-The file is written atomically (temp file, fsync, rename): a crash leaves the previous snapshot, never half of one.
-Amounts are written as strings: a float never touches them.
-"""
+Kept: accounts, balances, orders, trades, deposits, every id counter (an id is never handed out twice), deposit
+cursors, and each symbol's mid (prices go on instead of jumping back). Not kept: the market maker's ladder, ticker
+statistics, rate-limit windows, sessions. Written atomically (temp file, fsync, rename), amounts as strings."""
 from __future__ import annotations
 
 import itertools

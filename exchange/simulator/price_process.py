@@ -1,15 +1,8 @@
 """A seeded price process per symbol that moves the simulator's own resting liquidity.
 
-State is the best bid in integer ticks; the best ask sits `spread` ticks above. Each step moves the best bid by a
-random whole number of ticks (normal with the configured volatility), then steers the market maker's ladder:
-levels that would cross the new top are withdrawn, a level is added at the top when the best one has drifted more
-than one gap away, the ladder is trimmed/extended to `depth_levels` per side on a grid of `level_gap` ticks, and a
-few levels get a fresh quantity. Because the grid is anchored to prices (not to the mid), a small move changes
-only a few levels, like a real book, and the diff stream stays small.
-
-The random draw itself is a float (Python's normal variate); it only ever becomes an integer count of ticks or
-a whole percentage, so no price or quantity passes through a float. Same seed, same steps => same book.
-"""
+Each step moves the best bid by a whole number of ticks and steers the market maker's ladder on a grid anchored to
+prices, so a small move changes only a few levels and the diff stream stays small, like a real book. The random
+draw is a float that only becomes a whole count: no price passes through a float. Same seed, same book."""
 from __future__ import annotations
 
 import math

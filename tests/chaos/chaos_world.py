@@ -319,7 +319,7 @@ async def redis_outage(ctx: Ctx) -> None:
         ctx.note("redis-server started again (same port, same AOF)")
     retried = {f"orders-{k}": (await call(ctx.actor(f"orders-{k}"), "inspect"))["counts"].get("commit_retries", 0)
                for k in range(ctx.system.o.order_shards)}
-    ctx.note(f"order-book commits sent again during the outage: {retried}")
+    ctx.note(f"index-order shard commits sent again during the outage: {retried}")
 
 
 def scenarios(order_shards: int, market_shards: int) -> dict[str, Scenario]:

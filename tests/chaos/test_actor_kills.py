@@ -1,4 +1,4 @@
-"""M6 5(b): every actor of the running system killed in turn (`ray.kill(no_restart=False)`) in the middle of a round
+"""Every actor of the running system killed in turn (`ray.kill(no_restart=False)`) in the middle of a round
 with orders in flight, each at an observed moment (polled, bounded: never a sleep). It restarts, reloads from Redis
 and reconciles, and the round ends exactly as the undisturbed reference round does: per user the units filled, the
 collateral spent and returned, the tokens minted on chain; the same batch plan and exchange fills. Checked in every

@@ -1,4 +1,4 @@
-"""`minted` on an order-book shard when the Mint Invoice cannot be built (here: lines that cost more than the order
+"""`minted` on an index-order shard when the Mint Invoice cannot be built (here: lines that cost more than the order
 was charged, what a solver that assigned more than the shard engaged would hand over). The order must stay
 unmarked and owed, and the retry must fail the same way, with the same reason. Marked before building (the old
 order of steps), the order was left minted without an invoice and every retry answered KeyError."""
@@ -15,7 +15,7 @@ from actors.order_books import IndexOrderBooks, OrderBooksOptions  # noqa: E402
 from core.batch_planner import Engagement  # noqa: E402
 from core.batch_result import BatchOrderResult  # noqa: E402
 from core.chain_events import CollateralDeposit  # noqa: E402
-from core.lot_assignment import AssetLine, OrderFill  # noqa: E402
+from core.lot_assignment import AssetLine, AssignedFill  # noqa: E402
 from core.side import Side  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.indexmaker_app import NewOrder  # noqa: E402
@@ -39,7 +39,7 @@ def test_an_invoice_that_cannot_be_built_leaves_the_order_owed(ray_cluster, redi
         ray.get(shard.engage.remote("b1", [Engagement(oid, INDEX, units, Decimal("100"), Decimal("50000"))]))
         # charged 99.99 (the rest is dust: the order finishes) for lines that cost 150
         cost_q = int(Decimal("99.99").scaleb(24))
-        ray.get(shard.apply_fills.remote("b1:1", [OrderFill(oid, INDEX, int(units / UNIT), UNIT, cost_q, 0)]))
+        ray.get(shard.apply_fills.remote("b1:1", [AssignedFill(oid, INDEX, int(units / UNIT), UNIT, cost_q, 0)]))
         line = AssetLine("BTCUSDC", 100, Decimal("0.000001"), Decimal("150"), Decimal("0"), ("t1",))
         (mint,) = ray.get(shard.complete_batch.remote("b1", [BatchOrderResult(oid, units, (line,))]))
         assert mint.order_id == oid

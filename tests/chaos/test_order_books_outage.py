@@ -1,4 +1,4 @@
-"""An order-book shard through a Redis outage, on its own (the whole system's outage, test_redis_restart.py, is
+"""An index-order shard through a Redis outage, on its own (the whole system's outage, test_redis_restart.py, is
 placed where the solver writes nothing, so the shards are not written to during it):
 
 * a write that meets the outage waits for Redis and then goes through: the caller gets its answer late, never an

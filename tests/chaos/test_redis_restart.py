@@ -1,4 +1,4 @@
-"""M6 5(c): redis-server killed (SIGKILL) mid-batch and started again on the same port and directory (AOF,
+"""redis-server killed (SIGKILL) mid-batch and started again on the same port and directory (AOF,
 appendfsync always) only once the actors have felt the outage: the fills that came back meanwhile sit at the sender,
 which failed to commit them (after its client's own retries). Every actor rides it out (retries, nothing written is lost, no crash
 loop), and the round ends exactly as the undisturbed reference round does, with every invariant of
@@ -7,7 +7,7 @@ tests/chaos/chaos_world.py `check_round`.
 When: the batch's orders held at the exchange (before they execute) and the solver's state durable with nothing
 left to write. The solver is the one actor that does NOT ride an outage out (a failed write empties its memory:
 actors/solver.py `_commit` -> `_reload` -> `_load` fails too, engine/outbox/mints/cursor left empty; reported), so
-the outage is placed where it writes nothing; the order books, the sender, the router, the chain actor and the
+the outage is placed where it writes nothing; the index-order shards, the sender, the router, the chain actor and the
 gateway all write during it."""
 from __future__ import annotations
 

@@ -102,7 +102,7 @@ def cli_env(namespace_prefix: str) -> dict[str, str]:
 
 
 def credited(address: str, amount: Decimal):  # noqa: ANN201
-    """A status predicate: the user's deposit is credited in its order-book shard."""
+    """A status predicate: the user's deposit is credited in its index-order shard."""
     def check(report: dict) -> bool:
         ledgers = {k: v for shard in inspected(report, "orders-") for k, v in shard["ledgers"].items()}
         led = ledgers.get(address.lower())

@@ -441,7 +441,7 @@ async def test_deposit_credited_then_reorged_out_is_taken_back_and_never_bridged
 
 async def test_reorg_after_a_credit_used_by_orders_cancels_them_records_debt_reports_and_shows_in_health(
         ray_cluster, redis_server, chain_world, async_chains, aredis, exchange):
-    """The whole item on the real world: a deposit on Arbitrum credited in an order-book shard (a Ray actor), two
+    """The whole item on the real world: a deposit on Arbitrum credited in an index-order shard (a Ray actor), two
     orders on it, a batch engages part of the older one, then a reorg deeper than the confirmations drops the
     deposit. The router hands the reversal to the shard: the newest order's collateral is cancelled, the older
     one's unengaged rest too, the engaged part stays as the user's debt (new orders refused), the user gets the

@@ -1,4 +1,4 @@
-"""The HTTP invoice service against a running order-book shard holding a minted order's invoice, through a real
+"""The HTTP invoice service against a running index-order shard holding a minted order's invoice, through a real
 aiohttp client: signed requests see their own invoices, and every other request gets a clear 4xx (or 503)."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from actors.order_books import IndexOrderBooks, OrderBooksOptions  # noqa: E402
 from core.batch_planner import Engagement  # noqa: E402
 from core.batch_result import BatchOrderResult  # noqa: E402
 from core.chain_events import CollateralDeposit  # noqa: E402
-from core.lot_assignment import AssetLine, OrderFill  # noqa: E402
+from core.lot_assignment import AssetLine, AssignedFill  # noqa: E402
 from core.side import Side  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.http_auth import HEADER_SIGNATURE, sign_request  # noqa: E402
@@ -46,7 +46,7 @@ def shard_with_invoice(ray_cluster, redis_server):  # noqa: ARG001
         oa = f"{ALICE.address.lower()}:a1"
         ray.get(shard.engage.remote("b1", [Engagement(oa, INDEX, Decimal("0.0012"), Decimal("60"),
                                                       Decimal("49000"))]))
-        ray.get(shard.apply_fills.remote("b1:1", [OrderFill(oa, INDEX, int(Decimal("0.0012") / UNIT), UNIT,
+        ray.get(shard.apply_fills.remote("b1:1", [AssignedFill(oa, INDEX, int(Decimal("0.0012") / UNIT), UNIT,
                                                             int(Decimal("59.9").scaleb(24)),
                                                             int(Decimal("0.08").scaleb(24)))]))
         line = AssetLine("BTCUSDC", 100, Decimal("0.000001"), Decimal("59.9"), Decimal("0.08"), ("BTCUSDC:1",))

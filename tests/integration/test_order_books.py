@@ -16,7 +16,7 @@ from actors.order_books import IndexOrderBooks, OrderBooksOptions  # noqa: E402
 from core.batch_planner import Engagement  # noqa: E402
 from core.batch_result import BatchOrderResult  # noqa: E402
 from core.chain_events import CollateralDeposit  # noqa: E402
-from core.lot_assignment import AssetLine, OrderFill  # noqa: E402
+from core.lot_assignment import AssetLine, AssignedFill  # noqa: E402
 from core.side import Side  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.indexmaker_app import InvoiceIssued, NewOrder, OrderAccepted, OrderProgress  # noqa: E402
@@ -59,8 +59,8 @@ class Reports:
         return [self.seen[k] for k in sorted(self.seen)]
 
 
-def fill(order_id: str, units: str, value: str, fee: str) -> OrderFill:
-    return OrderFill(order_id, INDEX, int(Decimal(units) / UNIT), UNIT, int(Decimal(value).scaleb(24)),
+def fill(order_id: str, units: str, value: str, fee: str) -> AssignedFill:
+    return AssignedFill(order_id, INDEX, int(Decimal(units) / UNIT), UNIT, int(Decimal(value).scaleb(24)),
                      int(Decimal(fee).scaleb(24)))
 
 

@@ -14,7 +14,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from actors.order_sender import OrderSender, SenderOptions  # noqa: E402
-from core.batch_planner import AssetOrder as Planned  # noqa: E402
+from core.batch_planner import BasketLeg  # noqa: E402
 from core.sender_messages import OrderDone, SenderFill  # noqa: E402
 from core.side import Side  # noqa: E402
 from core.symbol_filters import min_quantity_for, parse_exchange_info  # noqa: E402
@@ -46,7 +46,7 @@ def make_sender(ray_cluster, sim: SimulatorProcess, redis_server, **kw):
     return sender, ExecutionsReader(redis_server.url, options.account)
 
 
-def buy_orders(sim: SimulatorProcess, filters, symbols: list[str], notional_factor: int = 2) -> list[Planned]:
+def buy_orders(sim: SimulatorProcess, filters, symbols: list[str], notional_factor: int = 2) -> list[BasketLeg]:
     """A taker BUY per symbol: limit 1 % above the best ask, about twice the minimum notional."""
     tops = sim.get("/_admin/test/books?limit=1")
     out = []
@@ -54,7 +54,7 @@ def buy_orders(sim: SimulatorProcess, filters, symbols: list[str], notional_fact
         ask = Decimal(tops[s]["asks"][0][0])
         price = ask * Decimal("1.01")
         qty = min_quantity_for(filters[s], price) * notional_factor
-        out.append(Planned(s, Side.BUY, price, qty, qty))
+        out.append(BasketLeg(s, Side.BUY, price, qty, qty))
     return out
 
 
@@ -71,12 +71,12 @@ def check_reports(sink_dump: dict, exchange: list[dict]) -> None:
     fills = [e for e in entries if isinstance(e, SenderFill)]
     dones = {e.client_order_id: e for e in entries if isinstance(e, OrderDone)}
     assert len({f.key for f in fills}) == len(fills)  # no fill reported twice
-    got = {(f.symbol, f.trade_id): f.quantity for f in fills}
+    got = {(f.symbol, f.fill.trade_id): f.fill.quantity for f in fills}
     expected = {(o["symbol"], t): Decimal(q) for o in exchange for t, q in o["fills"]}
     assert got == expected  # no fill lost, none invented
     per_order: dict[str, Decimal] = defaultdict(Decimal)
     for f in fills:
-        per_order[f.client_order_id] += f.quantity
+        per_order[f.client_order_id] += f.fill.quantity
     for o in exchange:
         done = dones[o["clientOrderId"]]
         assert done.executed_qty == Decimal(o["executedQty"]) == per_order[o["clientOrderId"]]
@@ -147,9 +147,9 @@ def test_a_filter_violating_order_is_rejected_by_name_and_never_sent(ray_cluster
         filters = sim_filters(sim)
         good = buy_orders(sim, filters, sim.symbols[:4])
         s2 = sim.symbols[2]
-        tiny = Planned(s2, Side.BUY, good[2].price, filters[s2].min_qty, Decimal(0))  # under minNotional
+        tiny = BasketLeg(s2, Side.BUY, good[2].price, filters[s2].min_qty, Decimal(0))  # under minNotional
         assert tiny.price * tiny.quantity < filters[s2].min_notional
-        huge = Planned(sim.symbols[3], Side.BUY, good[3].price, Decimal("1e12"), Decimal(0))  # a price in its band
+        huge = BasketLeg(sim.symbols[3], Side.BUY, good[3].price, Decimal("1e12"), Decimal(0))  # a price in its band
         good = good[:2]
         results = ray.get(sender.submit.remote("filt", good + [tiny, huge]))
         assert [(r.accepted, r.filter) for r in results] == [(True, None), (True, None), (False, "NOTIONAL"),

@@ -16,7 +16,7 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from actors.order_sender import SENDER_NAME, OrderSender, SenderOptions  # noqa: E402
-from core.batch_planner import AssetOrder as Planned  # noqa: E402
+from core.batch_planner import BasketLeg  # noqa: E402
 from core.config import REPO_ROOT  # noqa: E402
 from core.sender_messages import OrderDone  # noqa: E402
 from core.side import Side  # noqa: E402
@@ -57,7 +57,7 @@ def test_an_order_outside_the_percent_band_is_refused_before_sending(ray_cluster
         price = round_price(f, avg * f.bid_up * Decimal("1.05"), Side.BUY)  # 5 % above the band's top
         qty = min_quantity_for(f, price)
         before = stats(sim)
-        results = ray.get(sender.submit.remote("band", [good, Planned(b, Side.BUY, price, qty, qty)]))
+        results = ray.get(sender.submit.remote("band", [good, BasketLeg(b, Side.BUY, price, qty, qty)]))
         assert [(r.accepted, r.filter) for r in results] == [(True, None), (False, "PERCENT_PRICE_BY_SIDE")]
         assert results[1].client_order_id is None and "above" in results[1].reason
         assert ray.get(sender.wait_idle.remote(WAIT_S))

@@ -1,5 +1,5 @@
 """No plan on a stale book, with the real parts: the exchange simulator (its own process, prices moving), a market-data
-shard, an order-book shard, the order sender and the solver on a local Ray instance and a real redis-server.
+shard, an index-order shard, the order sender and the solver on a local Ray instance and a real redis-server.
 
 One symbol of a two-asset index has its depth feed silenced at the exchange (`/_admin/faults` silence_depth) while
 the other keeps flowing: its book goes stale; a quote for the index is refused naming that book; an order for it is

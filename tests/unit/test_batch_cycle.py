@@ -1,5 +1,5 @@
 """A whole batch cycle in core, no I/O: plan -> exchange fills (any price up to the limit, commission in the asset,
-any partial fill) -> lot assignment -> the users' order books. No order is charged above what it engaged or over
+any partial fill) -> lot assignment -> the users' index order books. No order is charged above what it engaged or over
 its collateral, the orders' charges plus inventory equal what the exchange was paid, and releasing the unspent
 engagement puts every order back in a consistent state."""
 from __future__ import annotations
@@ -66,7 +66,7 @@ def test_one_batch_cycle_keeps_every_book_whole(world, case):
     # The exchange fills each asset order partly, in up to 3 fills, at prices between the best ask and the limit.
     lots = []
     paid = Decimal(0)
-    for o in plan.asset_orders:
+    for o in plan.legs:
         pct, price_pct, n = fills[o.symbol]
         f = filters[o.symbol]
         filled = quantize_down(o.quantity * pct / 100, f.step_size)

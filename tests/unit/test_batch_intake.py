@@ -9,7 +9,7 @@ import pytest
 
 from core.asset_order import AssetOrderStatus
 from core.batch_intake import DUPLICATE_SYMBOL, UNKNOWN_SYMBOL, attempt_of, intake_batch, next_attempt
-from core.batch_planner import AssetOrder as Planned
+from core.batch_planner import BasketLeg
 from core.side import Side
 from core.symbol_filters import parse_exchange_info, validate
 
@@ -22,8 +22,8 @@ def filters(exchange_info):
 
 
 def test_accepted_orders_are_rounded_passively_and_valid(filters) -> None:
-    planned = [Planned("BTCUSDC", Side.BUY, D("60000.019"), D("0.0123456"), D("0.0123")),
-               Planned("ETHUSDC", Side.SELL, D("2500.001"), D("0.33339"), D("0.3"))]
+    planned = [BasketLeg("BTCUSDC", Side.BUY, D("60000.019"), D("0.0123456"), D("0.0123")),
+               BasketLeg("ETHUSDC", Side.SELL, D("2500.001"), D("0.33339"), D("0.3"))]
     orders, results = intake_batch("b42", planned, filters)
     assert [r.accepted for r in results] == [True, True]
     btc, eth = orders
@@ -38,11 +38,11 @@ def test_accepted_orders_are_rounded_passively_and_valid(filters) -> None:
 
 
 def test_filter_violations_unknown_and_duplicate_symbols_are_rejected_by_name(filters) -> None:
-    planned = [Planned("BTCUSDC", Side.BUY, D("60000"), D("0.00001"), D(0)),  # 0.6 USDC: below minNotional 5
-               Planned("ETHUSDC", Side.BUY, D("2500"), D("100000"), D(0)),  # above LOT_SIZE maxQty
-               Planned("NOPEUSDC", Side.BUY, D("1"), D("10"), D(0)),
-               Planned("SOLUSDC", Side.BUY, D("150"), D("1"), D(0)),
-               Planned("SOLUSDC", Side.BUY, D("150"), D("1"), D(0))]
+    planned = [BasketLeg("BTCUSDC", Side.BUY, D("60000"), D("0.00001"), D(0)),  # 0.6 USDC: below minNotional 5
+               BasketLeg("ETHUSDC", Side.BUY, D("2500"), D("100000"), D(0)),  # above LOT_SIZE maxQty
+               BasketLeg("NOPEUSDC", Side.BUY, D("1"), D("10"), D(0)),
+               BasketLeg("SOLUSDC", Side.BUY, D("150"), D("1"), D(0)),
+               BasketLeg("SOLUSDC", Side.BUY, D("150"), D("1"), D(0))]
     orders, results = intake_batch("b43", planned, filters)
     assert [(r.accepted, r.filter) for r in results] == [
         (False, "NOTIONAL"), (False, "LOT_SIZE"), (False, UNKNOWN_SYMBOL), (True, None), (False, DUPLICATE_SYMBOL)]
@@ -63,7 +63,7 @@ def test_a_market_order_has_no_price_and_no_time_in_force(filters) -> None:
 
 
 def test_next_attempt_derives_a_new_id_and_a_fresh_intent(filters) -> None:
-    orders, _ = intake_batch("b45", [Planned("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0))], filters)
+    orders, _ = intake_batch("b45", [BasketLeg("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0))], filters)
     first = orders[0]
     first.mark_sent()
     first.resolve_not_found()
@@ -77,9 +77,9 @@ def test_a_price_outside_the_average_price_band_is_refused_by_filter_name(filter
     """BTCUSDC's real PERCENT_PRICE_BY_SIDE: a BUY between 0.2x and 5x the exchange's average price."""
     band = filters["BTCUSDC"]
     assert (band.percent_price_filter, band.bid_up, band.bid_down) == ("PERCENT_PRICE_BY_SIDE", D("5"), D("0.2"))
-    planned = [Planned("BTCUSDC", Side.BUY, D("60000"), D("0.001"), D(0)),  # 6x the average: above the band
-               Planned("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0)),  # within its band
-               Planned("SOLUSDC", Side.SELL, D("20"), D("1"), D(0))]  # 0.1x the average: below the band
+    planned = [BasketLeg("BTCUSDC", Side.BUY, D("60000"), D("0.001"), D(0)),  # 6x the average: above the band
+               BasketLeg("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0)),  # within its band
+               BasketLeg("SOLUSDC", Side.SELL, D("20"), D("1"), D(0))]  # 0.1x the average: below the band
     avg = {"BTCUSDC": D("10000"), "ETHUSDC": D("2500"), "SOLUSDC": D("200")}
     orders, results = intake_batch("b46", planned, filters, avg_prices=avg)
     assert [(r.accepted, r.filter) for r in results] == [
@@ -93,11 +93,11 @@ def test_a_price_outside_the_average_price_band_is_refused_by_filter_name(filter
 
 def test_the_band_edge_is_inclusive_and_rounding_never_moves_a_price_into_the_band(filters) -> None:
     avg = {"BTCUSDC": D("10000")}
-    ok, _ = intake_batch("b48", [Planned("BTCUSDC", Side.BUY, D("50000"), D("0.001"), D(0))], filters,
+    ok, _ = intake_batch("b48", [BasketLeg("BTCUSDC", Side.BUY, D("50000"), D("0.001"), D(0))], filters,
                          avg_prices=avg)
     assert ok[0].price == D("50000")  # exactly 5x: allowed
     # 50000.009 rounds down (passive BUY) to 50000.00: inside; 50000.01 is on the grid and one tick outside.
-    _, res = intake_batch("b49", [Planned("BTCUSDC", Side.BUY, D("50000.01"), D("0.001"), D(0))], filters,
+    _, res = intake_batch("b49", [BasketLeg("BTCUSDC", Side.BUY, D("50000.01"), D("0.001"), D(0))], filters,
                           avg_prices=avg)
     assert (res[0].accepted, res[0].filter) == (False, "PERCENT_PRICE_BY_SIDE")
 
@@ -105,8 +105,8 @@ def test_the_band_edge_is_inclusive_and_rounding_never_moves_a_price_into_the_ba
 def test_max_num_orders_counts_the_open_orders_of_the_symbol(filters) -> None:
     cap = filters["BTCUSDC"].max_num_orders
     assert cap == 200  # the real payload's MAX_NUM_ORDERS
-    planned = [Planned("BTCUSDC", Side.BUY, D("60000"), D("0.001"), D(0)),
-               Planned("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0))]
+    planned = [BasketLeg("BTCUSDC", Side.BUY, D("60000"), D("0.001"), D(0)),
+               BasketLeg("ETHUSDC", Side.BUY, D("2500"), D("0.01"), D(0))]
     orders, results = intake_batch("b50", planned, filters, open_orders={"BTCUSDC": cap - 1, "ETHUSDC": cap})
     assert [(r.accepted, r.filter) for r in results] == [(True, None), (False, "MAX_NUM_ORDERS")]
     assert [o.symbol for o in orders] == ["BTCUSDC"]

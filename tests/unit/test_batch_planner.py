@@ -63,7 +63,7 @@ def test_spec_worked_example_sizes_like_the_formula(filters):
     lim = {s: quantize_down(p * Decimal("1.01"), filters[s].tick_size) for s, p in prices.items()}
     at_limits = sum(a.quantity * lim[a.symbol] for a in basket.assets) * e.units * limits.fee_factor
     assert e.collateral == min(Decimal(20), quantize_up(at_limits, Decimal("0.000001")))
-    by_symbol = {o.symbol: o for o in plan.asset_orders}
+    by_symbol = {o.symbol: o for o in plan.legs}
     assert set(by_symbol) == set(prices)
     # LINK's need is about 3 USDC: padded up to the exchange minimum notional (5), the rest becomes inventory.
     link = by_symbol["LINKUSDC"]
@@ -94,10 +94,10 @@ def test_stale_book_defers_its_indexes_as_stale_not_as_no_liquidity(filters, bas
     assert [e.order_id for e in plan.engagements] == ["b"]
     assert {d.order_id: d.reason for d in plan.deferred} == {"a": "STALE_BOOK:ADAUSDC,LINKUSDC",
                                                              "c": "STALE_BOOK:LINKUSDC"}
-    assert {o.symbol for o in plan.asset_orders} == {a.symbol for a in baskets["SY100.dev"].assets}
+    assert {o.symbol for o in plan.legs} == {a.symbol for a in baskets["SY100.dev"].assets}
     # the plan of the index that goes is the one it would have had alone
     alone = plan_batch(orders[1:2], baskets, asks, filters, order_budget=50, limits=PlannerLimits())
-    assert plan.engagements == alone.engagements and plan.asset_orders == alone.asset_orders
+    assert plan.engagements == alone.engagements and plan.legs == alone.legs
 
 
 def test_rate_budget_takes_whole_indexes_in_fifo_order(filters, baskets):
@@ -106,7 +106,7 @@ def test_rate_budget_takes_whole_indexes_in_fifo_order(filters, baskets):
               PendingOrder("pair2", "PAIR", Decimal(300))]
     plan = plan_batch(orders, baskets, asks, filters, order_budget=3, limits=PlannerLimits())
     assert {e.order_id for e in plan.engagements} == {"pair", "pair2"}
-    assert {o.symbol for o in plan.asset_orders} == {"BTCUSDC", "LINKUSDC"}
+    assert {o.symbol for o in plan.legs} == {"BTCUSDC", "LINKUSDC"}
     assert {d.order_id: d.reason for d in plan.deferred} == {"eight": "RATE_LIMIT"}
 
 
@@ -114,11 +114,11 @@ def test_inventory_nets_the_need(filters, baskets):
     asks = {s: book(filters, s, Decimal(1000)) for s in PRICES}
     orders = [PendingOrder("p", "PAIR", Decimal(100))]
     plain = plan_batch(orders, baskets, asks, filters, order_budget=10, limits=PlannerLimits())
-    btc_need = next(o.need for o in plain.asset_orders if o.symbol == "BTCUSDC")
+    btc_need = next(o.need for o in plain.legs if o.symbol == "BTCUSDC")
     held = int(btc_need / filters["BTCUSDC"].base_unit) + 5  # more than the need
     netted = plan_batch(orders, baskets, asks, filters, inventory_units={"BTCUSDC": held}, order_budget=10,
                         limits=PlannerLimits())
-    assert {o.symbol for o in netted.asset_orders} == {"LINKUSDC"}
+    assert {o.symbol for o in netted.legs} == {"LINKUSDC"}
     assert netted.inventory_used["BTCUSDC"] * filters["BTCUSDC"].base_unit >= btc_need
 
 
@@ -155,9 +155,9 @@ def test_plan_invariants(filters, baskets, case):
     assert not set(engaged) & {d.order_id for d in plan.deferred}
 
     # At most one exchange order per symbol, within the budget, each passing the exchange's filters.
-    symbols = [o.symbol for o in plan.asset_orders]
+    symbols = [o.symbol for o in plan.legs]
     assert len(symbols) == len(set(symbols)) and len(symbols) <= budget
-    for o in plan.asset_orders:
+    for o in plan.legs:
         validate(filters[o.symbol], Side.BUY, "LIMIT", o.quantity, o.price)
         best = asks[o.symbol][0][0]
         assert best <= o.price <= best * (1 + limits.slippage_cap)
@@ -174,7 +174,7 @@ def test_plan_invariants(filters, baskets, case):
     for e in plan.engagements:
         for a in baskets[e.index].assets:
             need[a.symbol] = need.get(a.symbol, Decimal(0)) + a.quantity * e.units
-    orders_by_symbol = {o.symbol: o for o in plan.asset_orders}
+    orders_by_symbol = {o.symbol: o for o in plan.legs}
     for s, n in need.items():
         unit = filters[s].base_unit
         from_inventory = plan.inventory_used.get(s, 0) * unit
@@ -193,7 +193,7 @@ def test_orders_are_sized_to_spend_nearly_all_their_collateral(filters, baskets)
     limits = PlannerLimits()
     orders = [PendingOrder(f"o{k}", "EIGHT", Decimal(1000 + k)) for k in range(3)]
     plan = plan_batch(orders, baskets, asks, filters, order_budget=20, limits=limits)
-    need = {o.symbol: o.need for o in plan.asset_orders}
+    need = {o.symbol: o.need for o in plan.legs}
 
     def walk(symbol: str, gross: Decimal) -> Decimal:
         cost, left = Decimal(0), gross

@@ -11,7 +11,7 @@ from core.batch_result import BatchOrderResult
 from core.chain_events import CollateralDeposit, DepositReversal
 from core.clock import ManualClock
 from core.config import CollateralConfig
-from core.lot_assignment import OrderFill
+from core.lot_assignment import AssignedFill
 from core.shard_books import ShardBooks
 from core.side import Side
 from protocol.books_app import BooksApp
@@ -54,7 +54,7 @@ def test_step_reports_are_fills_in_progress_then_closes_with_their_status() -> N
     oid = f"{KEY}:a1"
     a.books.engage("b1", [Engagement(oid, INDEX, Decimal("0.001"), Decimal("50"), Decimal("50000"))])
     unit = Decimal("1e-18")
-    fills = [OrderFill(oid, INDEX, int(Decimal("0.001") / unit), unit, int(Decimal("49.99").scaleb(24)), 0)]
+    fills = [AssignedFill(oid, INDEX, int(Decimal("0.001") / unit), unit, int(Decimal("49.99").scaleb(24)), 0)]
     step = a.books.settle("b1:1", fills, "b1", [BatchOrderResult(oid, Decimal("0.001"), ())])
     step.closed += a.books.reject_orders("gu:1", [(f"{KEY}:a2", "no liquidity")]).closed
     reports = a.step_reports(step)

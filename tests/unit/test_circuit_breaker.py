@@ -92,7 +92,7 @@ def test_state_round_trips_as_json_and_absent_state_loads_empty() -> None:
     again.load(stored)
     assert again.open == b.open and again.to_dict() == b.to_dict()
     assert again.on_reject("SOLUSDC", "x") is None and again.on_reject("SOLUSDC", "x") is not None  # count kept
-    for old in (None, {}):  # a sender's state written before the breaker existed
+    for old in (None, {}):  # a stored sender state without a breaker
         fresh, _ = breaker()
         fresh.load(old)
         assert fresh.open == [] and fresh.blocking("BTCUSDC") is None

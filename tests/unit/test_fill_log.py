@@ -29,7 +29,7 @@ def test_numbers_are_gap_free_and_fills_are_recorded_once() -> None:
     first = log.add_fills(o, [fill(1, "0.4"), fill(2, "0.1")])
     assert [e.seq for e in first] == [1, 2]
     again = log.add_fills(o, [fill(2, "0.1"), fill(3, "0.5")])
-    assert [(e.seq, e.trade_id) for e in again] == [(3, 3)]
+    assert [(e.seq, e.fill.trade_id) for e in again] == [(3, 3)]
     assert [e.seq for e in log.since(0)] == [1, 2, 3]
     assert [e.seq for e in log.since(1)] == [2, 3]
     assert log.since(3) == [] and log.since(1, limit=1) == [log.since(0)[1]]
@@ -89,5 +89,5 @@ def test_any_replay_of_updates_reports_each_trade_once(events: list[tuple[int, i
     reported: list[SenderFill] = []
     for trade_id, qty in events:
         reported += log.add_fills(o, [ExchangeFill(trade_id, D("150"), D(qty), D(0), "SOL")])
-    assert len({e.trade_id for e in reported}) == len(reported) == len({t for t, _ in events})
+    assert len({e.fill.trade_id for e in reported}) == len(reported) == len({t for t, _ in events})
     assert [e.seq for e in log.since(0)] == list(range(1, len(reported) + 1))

@@ -13,7 +13,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from core.collateral_ledger import USDC_UNIT, CollateralError, CollateralLedger, InsufficientCollateral
 from core.index_order import IndexOrder, IndexOrderStatus, OrderStateError
-from core.index_order_book import OrderRejected, UserOrderBook
+from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.side import Side
 
 U = USDC_UNIT
@@ -33,7 +33,7 @@ def make_book(user: str = ALICE, deposit: str | None = "100", max_open: int = 3)
 def reject_code(book: UserOrderBook, *args: object) -> str:
     ledger_before = book.ledger.to_dict()
     orders_before = len(book)
-    with pytest.raises(OrderRejected) as info:
+    with pytest.raises(IndexOrderRefused) as info:
         book.new_order(*args)  # type: ignore[arg-type]
     assert book.ledger.to_dict() == ledger_before and len(book) == orders_before  # a reject changes nothing
     return info.value.code
@@ -99,7 +99,7 @@ def test_too_many_open_orders_counts_only_open_ones() -> None:
 def test_insufficient_collateral_counts_what_other_orders_hold() -> None:
     book = make_book(deposit="10")
     book.new_order("c1", "SY100", "BUY", "6", T0)
-    with pytest.raises(OrderRejected) as info:
+    with pytest.raises(IndexOrderRefused) as info:
         book.new_order("c2", "SY100", "BUY", "4.000001", T0)
     assert info.value.code == "INSUFFICIENT_COLLATERAL" and "short by 0.000001" in info.value.text
     book.new_order("c2", "SY100", "BUY", "4", T0)
@@ -294,19 +294,19 @@ def test_open_orders_are_fifo_by_creation() -> None:
 
 def test_cancel_unknown_closed_and_too_much() -> None:
     book = make_book()
-    with pytest.raises(OrderRejected) as info:
+    with pytest.raises(IndexOrderRefused) as info:
         book.cancel("nope")
     assert info.value.code == "UNKNOWN_ORDER"
     book.new_order("c1", "SY100", "BUY", "10", T0)
     book.engage("c1", "4")
     for amount, code in (("6.000001", "CANCEL_EXCEEDS_REMAINING"), ("0.0000001", "TOO_MUCH_PRECISION"),
                          ("0", "NON_POSITIVE_AMOUNT")):
-        with pytest.raises(OrderRejected) as info:
+        with pytest.raises(IndexOrderRefused) as info:
             book.cancel("c1", amount)
         assert info.value.code == code
     book.release("c1", "4")
     book.cancel("c1")
-    with pytest.raises(OrderRejected) as info:
+    with pytest.raises(IndexOrderRefused) as info:
         book.cancel("c1")
     assert info.value.code == "ORDER_CLOSED"
 
@@ -349,7 +349,7 @@ def test_books_are_per_user_a_cancel_cannot_reach_another_users_order() -> None:
     alice, bob = make_book(ALICE), make_book(BOB)
     alice_order = alice.new_order("shared-id", "SY100", "BUY", "10", T0)
     before = alice_order.to_dict()
-    with pytest.raises(OrderRejected) as info:
+    with pytest.raises(IndexOrderRefused) as info:
         bob.cancel("shared-id")
     assert info.value.code == "UNKNOWN_ORDER"
     assert alice_order.to_dict() == before and alice.ledger.reservation(alice_order.order_id) == Decimal("10")
@@ -384,7 +384,7 @@ def test_snapshot_round_trip_gives_an_equal_book() -> None:
     assert copy == book
     assert [o.cl_ord_id for o in copy.open_orders()] == ["a", "b"]
     assert copy.get("a") == book.get("a") and copy.get("a") is not book.get("a")
-    with pytest.raises(OrderRejected) as info:
+    with pytest.raises(IndexOrderRefused) as info:
         copy.new_order("c", "SY100", "BUY", "1", T0)  # a replayed message after a restart is recognised
     assert info.value.code == "DUPLICATE_CL_ORD_ID"
     copy.apply_fill("a", "0.001", "1")
@@ -544,7 +544,7 @@ class BookMachine(RuleBasedStateMachine):
         else:
             expected = ""
         if expected:
-            with pytest.raises(OrderRejected) as info:
+            with pytest.raises(IndexOrderRefused) as info:
                 self.book.new_order(cl, index, side, amount, self.tick())
             assert info.value.code == expected
         else:
@@ -575,7 +575,7 @@ class BookMachine(RuleBasedStateMachine):
             if amount > m.remaining:
                 code = "CANCEL_EXCEEDS_REMAINING"
         if code:
-            with pytest.raises(OrderRejected) as info:
+            with pytest.raises(IndexOrderRefused) as info:
                 self.book.cancel(cl, amount)
             assert info.value.code == code
             return

@@ -8,13 +8,15 @@ from decimal import Decimal
 import ray.cloudpickle as cloudpickle
 
 from actors.packed import Packed, packed
+from core.asset_order import ExchangeFill
 from core.sender_messages import OrderDone, SenderFill
 from core.side import Side
 
 
 def executions() -> list:
-    return [SenderFill(1, "b1", "b1.BTCUSDC.0", "BTCUSDC", Side.BUY, 7, Decimal("60000.01"), Decimal("0.00123"),
-                       Decimal("0.00000123"), "BTC", 1_700_000_000_000, False),
+    return [SenderFill(1, "b1", "b1.BTCUSDC.0", "BTCUSDC", Side.BUY,
+                       ExchangeFill(7, Decimal("60000.01"), Decimal("0.00123"), Decimal("0.00000123"), "BTC",
+                                    1_700_000_000_000, False)),
             OrderDone(2, "b1", "b1.BTCUSDC.0", "BTCUSDC", Side.BUY, "FILLED", Decimal("0.00123"))]
 
 

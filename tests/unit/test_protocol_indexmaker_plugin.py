@@ -75,7 +75,7 @@ def quote(q: str, amount: str) -> NewQuoteRequest:
 
 def test_every_core_rejection_code_has_a_wire_code() -> None:
     source = (Path(__file__).resolve().parents[2] / "core" / "index_order_book.py").read_text()
-    codes = set(re.findall(r'OrderRejected\("([A-Z_]+)"', source))
+    codes = set(re.findall(r'IndexOrderRefused\("([A-Z_]+)"', source))
     assert codes and codes <= set(CORE_REJECTION_CODES)
     assert ReasonCode.INTERNAL_ERROR not in {CORE_REJECTION_CODES[c] for c in codes}
 

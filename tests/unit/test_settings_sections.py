@@ -1,4 +1,4 @@
-"""The numbers that used to live in code are settings now: a TOML file reaches the part that uses each of them,
+"""Every number is a setting: a TOML file reaches the part that uses each of them,
 and `config check` explains a wrong one."""
 from __future__ import annotations
 

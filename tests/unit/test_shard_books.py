@@ -13,7 +13,7 @@ from core.chain_events import CollateralDeposit
 from core.clock import ManualClock
 from core.collateral_route import FeeCharge
 from core.index_order import IndexOrder, IndexOrderStatus, OrderStateError
-from core.lot_assignment import AssetLine, OrderFill
+from core.lot_assignment import AssetLine, AssignedFill
 from core.shard_books import ShardBooks, rest_threshold
 from core.side import Side
 
@@ -41,8 +41,8 @@ def engagement(order_id: str, collateral: str) -> Engagement:
     return Engagement(order_id, INDEX, Decimal("0.001"), Decimal(collateral), Decimal("50000"))
 
 
-def fill(order_id: str, units: str, value: str, fee: str = "0") -> OrderFill:
-    return OrderFill(order_id, INDEX, int(Decimal(units) / UNIT), UNIT, int(Decimal(value).scaleb(24)),
+def fill(order_id: str, units: str, value: str, fee: str = "0") -> AssignedFill:
+    return AssignedFill(order_id, INDEX, int(Decimal(units) / UNIT), UNIT, int(Decimal(value).scaleb(24)),
                      int(Decimal(fee).scaleb(24)))
 
 

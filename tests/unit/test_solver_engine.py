@@ -61,7 +61,7 @@ def test_two_batches_inventory_and_conservation(world):
     assigned: dict[str, int] = {}
     pending = [PendingOrder(f"u{i}:c1", "SY100.dev", Decimal(300 + 7 * i)) for i in range(3)]
     b1, plan1 = engine.plan(pending, asks, order_budget=10)
-    assert b1 == "b1" and len(plan1.asset_orders) == 6
+    assert b1 == "b1" and len(plan1.legs) == 6
     fills = exchange_fills(engine, b1, filters, 100, 1000)
     deltas = engine.on_fills(fills)
     assert {d.order_id for d in deltas} == {o.order_id for o in pending}
@@ -86,7 +86,7 @@ def test_two_batches_inventory_and_conservation(world):
     carried = engine.assign_carried(b2)
     held_before = sum(inv.values())
     assert sum(engine.inventory_units().values()) < held_before
-    if not plan2.asset_orders:
+    if not plan2.legs:
         assert carried and engine.complete_if_no_orders(b2) is not None
 
 
@@ -157,7 +157,7 @@ def test_carried_inventory_left_pending_is_assigned_with_the_fills_or_at_complet
     engine = engine_holding_inventory(world, "u1")
     held = engine.inventory_units()
     b2, plan2 = engine.plan([PendingOrder("u2:c1", "SY100.dev", Decimal(400))], asks, order_budget=10)
-    assert plan2.inventory_used and plan2.asset_orders  # partly from inventory, partly bought
+    assert plan2.inventory_used and plan2.legs  # partly from inventory, partly bought
     carried_units = sum(held.values()) - sum(engine.inventory_units().values())
     assert carried_units > 0
     fills = exchange_fills(engine, b2, filters, pct, 2000)
@@ -185,7 +185,7 @@ def test_a_batch_nobody_engaged_is_dropped_or_buys_inventory_once_its_orders_lef
     before = engine.inventory_units()
     b2, plan2 = engine.plan([PendingOrder(f"u{i}:c2", "SY100.dev", Decimal(200 + i)) for i in range(2)], asks,
                             order_budget=10)
-    assert plan2.inventory_used and plan2.asset_orders
+    assert plan2.inventory_used and plan2.legs
     assert engine.adjust_engagements(b2, {}, orders_out=orders_out) is False
     if not orders_out:
         assert b2 not in engine.batches and engine.inventory_units() == before
