@@ -116,6 +116,8 @@ class OrderBooksOptions:
     rest_return_ratio: Decimal = Decimal("0.005")
     #: The solver to wake when new orders arrive (it also ticks on its own; None: never wake it).
     solver_name: str | None = "solver"
+    #: The minter to hand mintable orders to, after the commit that made them so (None: no minter).
+    minter_name: str | None = None
     max_open_orders: int = 100
     token_decimals: int = 18
     #: The chain id of a user known only from a deposit (the gateway's sessions bring their own).
@@ -222,6 +224,8 @@ class IndexOrderBooks:
         self._subscriber: Any = None
         self._solver: Any = None
         self._solver_retry_at = 0.0  # monotonic time before which a failed solver lookup is not repeated
+        self._minter: Any = None
+        self._minter_retry_at = 0.0
         self._last_handle: dict[str, Any] | None = None
         self._restarted = restarted_by_ray()
         self._load()
@@ -231,6 +235,7 @@ class IndexOrderBooks:
             return  # the first call starts delivery
         if self._outbox:
             self._ensure_started()  # a restart re-drives what was committed and not yet delivered
+        self._push_mints(self._mint_pending())  # a push lost in a crash after its commit goes out again
 
     # ------------------------------------------------------------------ state
     def _fresh(self) -> None:
@@ -667,6 +672,7 @@ class IndexOrderBooks:
                 return done
             reports, mints = self._complete_batch(batch_id, results)
             await self._commit(reports)
+            self._push_mints(mints)
             return mints
 
     async def settle(self, key: str, fills: Sequence[OrderFill], batch_id: str,
@@ -684,6 +690,8 @@ class IndexOrderBooks:
                 closing, mints = self._complete_batch(batch_id, results)
                 reports += closing
             await self._commit(reports)
+            if done is None:
+                self._push_mints(mints)
             return mints
 
     def _apply_fills(self, key: str, fills: Sequence[OrderFill]) -> list[AppResponse] | None:
@@ -759,7 +767,7 @@ class IndexOrderBooks:
         async with self._lock:
             if key in self._fill_keys:
                 self._counts["replays"] += 1
-                return []  # the first answer's mints are the solver's already (it commits them before popping)
+                return []  # the first call pushed its mints to the minter
             now = self._clock.now_ms()
             reports: list[AppResponse] = []
             mints: list[MintRequest] = []
@@ -775,6 +783,7 @@ class IndexOrderBooks:
             self._fill_keys.add(key)
             self._new_fill_keys.add(key)
             await self._commit(reports)
+            self._push_mints(mints)
             return mints
 
     async def minted(self, order_id: str, tx: str) -> MintInvoice:
@@ -784,33 +793,82 @@ class IndexOrderBooks:
         retry fails the same way with the same reason instead of finding a marked order without an invoice."""
         self._ensure_started()
         async with self._lock:
-            book, cl = self._order(order_id)
-            order = book.get(cl)
-            if order is None:
-                raise KeyError(f"no order {order_id}")
-            if order.minted_tx == tx:
-                stored = self.app.invoices.get((book.user, cl))
-                if stored is not None:
-                    self.app.touched.clear()
-                    return stored
-                # marked without an invoice (a state written before this order of steps): build it now
-            elif order.minted_tx is not None or not order.mint_pending:
-                book.mark_minted(cl, tx)  # raises with the reason (minted in another tx, or nothing to mint)
-            now = self._clock.now_ms()
-            invoice = build_invoice(order_id=order.order_id, user=book.user, cl_ord_id=cl, index=order.index,
-                                    collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
-                                    spent=order.spent, filled_units=order.filled_units,
-                                    lines=_invoice_lines(self._lines.get(order_id, {})),
-                                    token_decimals=self.o.token_decimals, mint_tx=tx, minted_ms=now)
-            book.mark_minted(cl, tx)
-            self._add_invoice(book.user, cl, invoice)
-            await self._commit([InvoiceIssued(self.app.ref(book.user), invoice, now)])
+            invoice, report = self._minted(order_id, tx)
+            if report is not None:
+                await self._commit([report])
+            else:
+                self.app.touched.clear()
             return invoice
 
+    async def minted_batch(self, landed: Sequence[tuple[str, str]]) -> list[MintInvoice | str]:
+        """The minter's report of a batch: `minted` for each (order id, tx), in one write. Answers per item the
+        invoice, or why it was refused (the order stays mint-pending and the minter tries again)."""
+        self._ensure_started()
+        async with self._lock:
+            out: list[MintInvoice | str] = []
+            reports: list[AppResponse] = []
+            for order_id, tx in landed:
+                try:
+                    invoice, report = self._minted(order_id, tx)
+                except Exception as exc:  # noqa: BLE001  (built before marked: the order is left as it was)
+                    self._note(f"mint of {order_id} in {tx} not taken: {exc!r}")
+                    out.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                out.append(invoice)
+                if report is not None:
+                    reports.append(report)
+            if reports:
+                await self._commit(reports)
+            else:
+                self.app.touched.clear()
+            return out
+
+    def _minted(self, order_id: str, tx: str) -> tuple[MintInvoice, AppResponse | None]:
+        """`minted` without the write: the invoice, and the report to commit (None: stored before)."""
+        book, cl = self._order(order_id)
+        order = book.get(cl)
+        if order is None:
+            raise KeyError(f"no order {order_id}")
+        if order.minted_tx == tx:
+            stored = self.app.invoices.get((book.user, cl))
+            if stored is not None:
+                return stored, None
+            # marked without an invoice (a state written before this order of steps): build it now
+        elif order.minted_tx is not None or not order.mint_pending:
+            book.mark_minted(cl, tx)  # raises with the reason (minted in another tx, or nothing to mint)
+        now = self._clock.now_ms()
+        invoice = build_invoice(order_id=order.order_id, user=book.user, cl_ord_id=cl, index=order.index,
+                                collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
+                                spent=order.spent, filled_units=order.filled_units,
+                                lines=_invoice_lines(self._lines.get(order_id, {})),
+                                token_decimals=self.o.token_decimals, mint_tx=tx, minted_ms=now)
+        book.mark_minted(cl, tx)
+        self._add_invoice(book.user, cl, invoice)
+        return invoice, InvoiceIssued(self.app.ref(book.user), invoice, now)
+
     async def mint_pending(self) -> list[MintRequest]:
-        """Orders finished with something filled and not minted yet (reconciliation after a restart)."""
+        """Orders finished with something filled and not minted yet (the minter's catch-up after its restart)."""
+        return self._mint_pending()
+
+    def _mint_pending(self) -> list[MintRequest]:
         return [MintRequest(o.order_id, b.user, o.index, o.filled_units, self.o.token_decimals)
                 for b in self.app.books.values() for o in b.mint_pending()]
+
+    def _push_mints(self, mints: Sequence[MintRequest]) -> None:
+        """Hand committed mintable orders to the minter: fire and forget, one call per commit. A push lost while
+        the minter is down is found by its own catch-up (it asks every shard on its start)."""
+        if not mints or self.o.minter_name is None:
+            return
+        now = time.monotonic()
+        if self._minter is None and now < self._minter_retry_at:
+            return  # looked up and failed just now (ray.get_actor blocks this loop); its catch-up will ask
+        try:
+            if self._minter is None:
+                self._minter = ray.get_actor(self.o.minter_name, namespace=ray.get_runtime_context().namespace)
+            self._minter.mint.remote(self.k, list(mints))
+        except Exception:  # noqa: BLE001  (no minter yet, or restarting: it asks every shard when it starts)
+            self._minter = None
+            self._minter_retry_at = now + 1.0
 
     async def holdings(self) -> dict[str, Any]:
         """What this shard's orders hold, for the reserves check: per index the units filled, "minted" (the mint

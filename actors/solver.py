@@ -4,10 +4,10 @@ Each tick (solver.tick_interval_ms) it pulls pending demand from every `orders-{
 needed symbols from the `market-{k}` shards (one call per shard, concurrently; the same answer says which books are
 stale: an index that needs one waits for it, core/stale_books.py), plans one batch, and then acts on it.
 Fills from the sender come in through `on_fills(seq_from, executions)` (batched by the sender); they become fill
-deltas per index order, completed batches and mint requests.
+deltas per index order and completed batches (the shards hand mintable orders to the minter themselves).
 
 Durability: every decision is written to Redis BEFORE it is acted on. The state is one JSON blob (the engine's
-snapshot, the sender cursor, the mints owed) plus an outbox of the calls the decision implies (engage, fill deltas,
+snapshot, the sender cursor) plus an outbox of the calls the decision implies (engage, fill deltas,
 submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on its receiver
 (engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart re-drives
 whatever had not been confirmed and nothing is lost or done twice. The sender's executions are deduplicated by
@@ -44,7 +44,6 @@ from core.batch_planner import PendingOrder, PlannerLimits
 from core.batch_result import BatchOrderResult
 from core.index_quote import quote_index
 from core.late_reject import StuckOrders
-from core.mint_request import MintRequest
 from core.reserves import assigned_in, lots_cost, lots_held
 from core.money import ZERO
 from core.sender_messages import Execution, OrderDone, SenderFill
@@ -163,22 +162,13 @@ class Solver:
         self.limits = limits
         self._key = f"solver:{options.name}:state"
         self._history_key = f"solver:{options.name}:history"
-        #: Mints owed, one hash field per order: written as they come and go, not inside the blob, which would
-        #: otherwise grow with every order while the minter is behind (or absent) and be rewritten whole each commit.
-        self._mints_key = f"solver:{options.name}:mints"
-        self._mints_added: set[str] = set()
-        self._mints_removed: set[str] = set()
         self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
         self._cursor = 0  # last sender seq consumed
         self._outbox: list[_Action] = []
-        self._mints: dict[str, MintRequest] = {}
-        self._mint_seqs: dict[str, int] = {}  # order id -> when it became owed (the hash keeps no order)
-        self._mint_seq = 0
         self._errors: list[str] = []
         self._notes: collections.deque[str] = collections.deque(maxlen=50)  # in memory only, like the shards'
         self._counts = {"ticks": 0, "batches": 0, "asset_orders": 0, "rejected_orders": 0, "fill_calls": 0,
-                        "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "mints_owed": 0,
-                        "minted": 0, "commits": 0, "calls": 0, "call_failures": 0,
+                        "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "commits": 0, "calls": 0, "call_failures": 0,
                         "late_rejects": 0}
         self._history: list[dict[str, Any]] = []  # per batch: id, orders engaged, asset orders (bounded)
         self._last_fills: dict[str, Any] | None = None
@@ -218,7 +208,6 @@ class Solver:
             try:
                 raw = r.get(self._key)
                 history = r.lrange(self._history_key, 0, -1)
-                mints = r.hgetall(self._mints_key)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as e:
                 log.warning("solver: cannot read the state (%s); retrying", e)
@@ -227,20 +216,14 @@ class Solver:
             finally:
                 r.close()
         self._history = [json.loads(h) for h in history]
-        self._mints_added, self._mints_removed = set(), set()
         if not raw:
             return
         data = json.loads(raw)
         self.engine.restore(data["engine"])
         self._cursor = int(data["cursor"])
         self._outbox = pickle.loads(base64.b64decode(data["outbox"]))
-        owed = sorted((json.loads(v) for v in mints.values()), key=lambda x: x["seq"])  # oldest first, as owed
-        self._mints = {x["mint"]["order_id"]: MintRequest.from_dict(x["mint"]) for x in owed}
-        self._mint_seqs = {x["mint"]["order_id"]: x["seq"] for x in owed}
-        self._mint_seq = max([int(data.get("mint_seq", 0))] + [x["seq"] for x in owed])
-        for m in data.get("mints", ()):  # a state written before the mints had their own hash
-            if m["order_id"] not in self._mints:
-                self._owe(MintRequest.from_dict(m))
+        # A state written when the solver relayed mints also holds "mint_seq"/"mints" (and a mints hash): ignored,
+        # the shards still hold those orders mint-pending and the minter asks them when it starts.
         self._counts.update(data.get("counts", {}))
         self._errors = data.get("errors", [])
 
@@ -250,25 +233,17 @@ class Solver:
         blob = json.dumps({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
             "outbox": base64.b64encode(pickle.dumps(self._outbox)).decode(),
-            "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]})
-        added = {oid: json.dumps({"seq": self._mint_seqs[oid], "mint": self._mints[oid].to_dict()})
-                 for oid in self._mints_added if oid in self._mints}
-        removed = [oid for oid in self._mints_removed if oid not in self._mints]
+            "counts": self._counts, "errors": self._errors[-50:]})
         backoff = self.o.retry_ms / 1000
         while True:
             try:
-                if history is None and not added and not removed:
+                if history is None:
                     await self._redis.set(self._key, blob)
                 else:
                     async with self._redis.pipeline(transaction=True) as pipe:
                         pipe.set(self._key, blob)
-                        if added:
-                            pipe.hset(self._mints_key, mapping=added)
-                        if removed:
-                            pipe.hdel(self._mints_key, *removed)
-                        if history is not None:
-                            pipe.rpush(self._history_key, json.dumps(history))
-                            pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
+                        pipe.rpush(self._history_key, json.dumps(history))
+                        pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
                         await pipe.execute()
                 break
             except (redis.ConnectionError, redis.TimeoutError) as e:
@@ -280,14 +255,12 @@ class Solver:
             except BaseException:
                 self._reload()
                 raise
-        self._mints_added.difference_update(added)
-        self._mints_removed.difference_update(removed)
         self._counts["commits"] += 1
 
     def _reload(self) -> None:
         self.engine = SolverEngine(self.engine.baskets, self.engine.filters, self.limits,
                                    quote_asset=self.o.quote_asset)
-        self._cursor, self._outbox, self._mints, self._mint_seqs, self._mint_seq = 0, [], {}, {}, 0
+        self._cursor, self._outbox = 0, []
         self._load()
 
     def _error(self, text: str) -> None:
@@ -726,14 +699,8 @@ class Solver:
             self._engaged(a.key, answers)
         if a.kind == "reject":
             self._counts["late_rejects"] += sum(len(rows) for rows in a.by_shard.values())
-        if a.kind in ("complete", "reject", "settle"):
-            if a.kind != "reject":
-                self._wake_event().set()  # orders with a rest are pending again
-            for mints in answers:
-                for m in mints:
-                    if m.order_id not in self._mints:
-                        self._owe(m)
-                        self._counts["mints_owed"] += 1
+        if a.kind in ("complete", "settle"):
+            self._wake_event().set()  # orders with a rest are pending again
 
     # ------------------------------------------------------------------ executions from the sender
     async def on_fills(self, seq_from: int, executions: list[Execution]) -> None:
@@ -803,33 +770,6 @@ class Solver:
         for done in self.engine.on_settled(dones):
             self._queue_complete(done)
 
-    # ------------------------------------------------------------------ mints
-    def _owe(self, m: MintRequest) -> None:
-        self._mint_seq += 1
-        self._mints[m.order_id] = m
-        self._mint_seqs[m.order_id] = self._mint_seq
-        self._mints_added.add(m.order_id)
-        self._mints_removed.discard(m.order_id)
-
-    async def pending_mints(self) -> list[MintRequest]:
-        """Mints owed for finished orders, oldest first (the chain wiring takes them from here). Waits for a
-        step in progress, so that a batch whose orders were reported closed has its mints listed."""
-        async with self._lock:
-            return list(self._mints.values())
-
-    async def minted(self, order_id: str, tx: str) -> Any:
-        """The mint of `order_id` landed in `tx`: the order's shard marks it and issues the invoice (returned)."""
-        async with self._lock:
-            invoice = await self._call(orders_shard_name(shard_of_order(order_id, self.o.order_shards)), "minted",
-                                       order_id, tx)
-            if self._mints.pop(order_id, None) is not None:
-                self._mint_seqs.pop(order_id, None)
-                self._mints_added.discard(order_id)
-                self._mints_removed.add(order_id)
-                self._counts["minted"] += 1
-                await self._commit()
-            return invoice
-
     # ------------------------------------------------------------------ quotes
     async def quote(self, requests: Sequence[NewQuote]) -> list[list[Any]]:
         """Quote requests (the gateway's, batched): index units each amount buys now, sized like a batch of that
@@ -898,7 +838,6 @@ class Solver:
                                                "open": sorted(b.open)} for b in e.batches.values()},
             "in_flight_notional": str(e.in_flight_notional()), "inventory_units": e.inventory_units(),
             "outbox": [[a.kind, a.key] for a in self._outbox],
-            "mints_owed": [m.to_dict() for m in self._mints.values()],
             "history": list(self._history), "counts": dict(self._counts), "errors": list(self._errors),
             "notes": list(self._notes),
             "last_fills": self._last_fills,

@@ -5,7 +5,7 @@ on a local Ray instance, named, in one namespace.
 Why one object: the demo, the e2e tests and (later) `indexmaker up` all need the same wiring in the same order —
 the order matters because actors find each other by name: market data, the sender, the order-book shards first;
 then the gateway and the router (both look the shards up), then the solver (sender, shards, markets), then the
-minter (solver and chain). `stop()` undoes it in reverse and is safe to call twice or after a failed start.
+minter (shards and chain; the shards push to it, and it asks each of them once when it starts). `stop()` undoes it in reverse and is safe to call twice or after a failed start.
 
 State: with a `state_dir`, everything the system knows lives there (redis's AOF, each anvil chain's state file, the
 exchange simulator's books of account, the world file, the gateway's signing key), and `resume=True` starts from it
@@ -330,7 +330,7 @@ class LocalSystem:
                                                  namespace=ns, detached=detached)
         with placed(IndexOrderBooks, table):
             shards = start_order_books(OrderBooksOptions.from_settings(s, (o.index,), o.order_shards,
-                                                                       redis_url=redis_url),
+                                                                       redis_url=redis_url, minter_name="minter"),
                                        namespace=ns, detached=detached)
         for k, sh in enumerate(shards):
             self.actors[f"orders-{k}"] = sh
@@ -356,7 +356,7 @@ class LocalSystem:
         self.actors["solver"] = solver
         ray.get(solver.start.remote())
         with placed(Minter, table):
-            self.actors["minter"] = start_minter(MinterOptions(namespace=ns, poll_ms=o.poll_ms),
+            self.actors["minter"] = start_minter(MinterOptions.from_settings(s, o.order_shards, namespace=ns),
                                                  detached=detached)
         self.gateway_url = ray.get(gateway.start.remote())
         # Observability: `http` (GET /health, the signed invoice service) beside the gateway, and the `monitor`
