@@ -173,10 +173,10 @@ class Minter:
                 for m in batch if m.minted_units > 0]
         if not asks:
             return
-        chain = ray.get_actor(self.o.chain_name, namespace=self.o.namespace)
         self.counts["mint_calls"] += 1
         started = time.perf_counter()
         try:
+            chain = ray.get_actor(self.o.chain_name, namespace=self.o.namespace)
             results = await chain.mint.remote(asks)
         except Exception as exc:  # noqa: BLE001  (chain restarting: the keyed mints are asked again, none twice)
             self.counts["failed"] += len(asks)

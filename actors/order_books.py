@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import json
 import time
 import logging
@@ -118,6 +119,8 @@ class OrderBooksOptions:
     solver_name: str | None = "solver"
     #: The minter to hand mintable orders to, after the commit that made them so (None: no minter).
     minter_name: str | None = None
+    #: The Ray namespace the minter is found in (None: this job's; start_order_books sets the shards' own).
+    namespace: str | None = None
     max_open_orders: int = 100
     token_decimals: int = 18
     #: The chain id of a user known only from a deposit (the gateway's sessions bring their own).
@@ -864,9 +867,11 @@ class IndexOrderBooks:
             return  # looked up and failed just now (ray.get_actor blocks this loop); its catch-up will ask
         try:
             if self._minter is None:
-                self._minter = ray.get_actor(self.o.minter_name, namespace=ray.get_runtime_context().namespace)
+                self._minter = ray.get_actor(self.o.minter_name,
+                                             namespace=self.o.namespace or ray.get_runtime_context().namespace)
             self._minter.mint.remote(self.k, list(mints))
-        except Exception:  # noqa: BLE001  (no minter yet, or restarting: it asks every shard when it starts)
+        except Exception as exc:  # noqa: BLE001  (no minter yet, or restarting: it asks every shard when it starts)
+            log.info("orders-%d: minter not reached (%s); it asks for these when it starts", self.k, exc)
             self._minter = None
             self._minter_retry_at = now + 1.0
 
@@ -925,6 +930,8 @@ class IndexOrderBooks:
 def start_order_books(options: OrderBooksOptions, *, namespace: str | None = None, detached: bool = False
                       ) -> list[Any]:
     """Create (or get) the `orders-{k}` shards; returns the handles in shard order."""
+    if namespace is not None and options.namespace is None:
+        options = dataclasses.replace(options, namespace=namespace)
     handles = []
     for k in range(options.shards):
         opts: dict[str, Any] = {"name": orders_shard_name(k), "get_if_exists": True}
