@@ -12,10 +12,12 @@ from typing import Any
 
 def actor_calls(limit: int = 1_000_000) -> Counter[str]:
     """Actor tasks so far (creations excluded), by "Class.method"."""
+    import ray
     from ray.util.state import list_tasks
 
-    tasks = list_tasks(filters=[("type", "=", "ACTOR_TASK")], limit=limit, raise_on_missing_output=False,
-                       timeout=120)
+    # This job's cluster by its address: other Ray instances may run on the machine.
+    tasks = list_tasks(address=ray.get_runtime_context().gcs_address, filters=[("type", "=", "ACTOR_TASK")],
+                       limit=limit, raise_on_missing_output=False, timeout=120)
     return Counter(t.name for t in tasks)
 
 

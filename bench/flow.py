@@ -456,6 +456,7 @@ def main() -> None:
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_MAX_LIMIT_FROM_API_SERVER", "1000000")  # (4) lists every actor task of the run
     import ray
 
     from bench.counting import actor_calls, per_order, redis_writes
