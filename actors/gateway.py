@@ -22,7 +22,8 @@ import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
-from actors.order_books import ShardedApp, ShardReport, orders_shard_name
+from actors.order_books import ShardReport
+from actors.order_shards import ShardedApp, orders_shard_name
 from protocol.indexmaker_app import AppResponse, InvoiceIssued, OrderAccepted, OrderProgress, OrderRefused
 from protocol.indexmaker_plugin import IndexMakerPlugin
 from protocol.report_store import StreamWrite
@@ -108,8 +109,9 @@ class GatewayActor:
                        "orders_rejected": 0, "orders_failed": 0, "orders_filled": 0, "orders_cancelled": 0,
                        "fill_reports": 0, "invoices": 0}
         self.plugin = _CountingPlugin(self.app, self.counts)
-        self.server = GatewayServer(self.plugin, RedisReportStore.from_url(options.redis_url, options.store_prefix),
-                                    Signer(options.server_key), GatewayConfig(**options.config))
+        config = GatewayConfig(**options.config)
+        store = RedisReportStore.from_url(options.redis_url, options.store_prefix, keep=config.report_retention)
+        self.server = GatewayServer(self.plugin, store, Signer(options.server_key), config)
         self._cursor: dict[int, int] = {}  # shard -> last report seq delivered (loaded in start)
         self._lock = asyncio.Lock()
         self._started: asyncio.Task | None = None

@@ -25,7 +25,7 @@ import core  # noqa: F401  (decimal context in the worker)
 from actors.chain_actor import TokenMint
 from actors.logs import setup_logging
 from actors.metrics import process_metrics
-from actors.order_books import orders_shard_name, shard_of_order
+from actors.order_shards import orders_shard_name, shard_of_order
 from core.mint_queue import MintQueue
 from core.mint_request import MintRequest
 

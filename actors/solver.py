@@ -3,15 +3,15 @@
 Each tick (solver.tick_interval_ms) it pulls pending demand from every `orders-{k}` shard and the asks of the
 needed symbols from the `market-{k}` shards (one call per shard, concurrently; the same answer says which books are
 stale: an index that needs one waits for it, core/stale_books.py), plans one batch, and then acts on it.
-Fills from the sender come in through `on_fills(seq_from, executions)` (batched by the sender); they become fill
-deltas per index order and completed batches (the shards hand mintable orders to the minter themselves).
+The sender's executions are read from its hand-off (store/handoff.py) after the solver's cursor; they become fill
+deltas per index order and completed batches (the shards hand mintable orders to the minter themselves), and the
+cursor moves (and the hand-off is trimmed) in the commit that stores them.
 
 Durability: every decision is written to Redis BEFORE it is acted on. The state is one JSON blob (the engine's
 snapshot, the sender cursor) plus an outbox of the calls the decision implies (engage, fill deltas,
 submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on its receiver
 (engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart re-drives
-whatever had not been confirmed and nothing is lost or done twice. The sender's executions are deduplicated by
-seq against the persisted cursor.
+whatever had not been confirmed and nothing is lost or done twice.
 
 Batching: one call per shard per tick or per round, never one per order or per fill.
 """
@@ -36,7 +36,7 @@ import redis.asyncio as aioredis
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
 from actors.ray_context import restarted_by_ray
-from actors.order_books import orders_shard_name, shard_of_order
+from actors.order_shards import orders_shard_name, shard_of_order
 from actors.packed import packed
 from core.asset_order import ExchangeFill
 from core.basket import Basket
@@ -46,7 +46,7 @@ from core.index_quote import quote_index
 from core.late_reject import StuckOrders
 from core.reserves import assigned_in, lots_cost, lots_held
 from core.money import ZERO
-from core.sender_messages import Execution, OrderDone, SenderFill
+from core.sender_messages import Execution, OrderDone, SenderFill, execution_from_dict
 from core.shard_assignment import shard_name, shard_of
 from core.side import Side
 from core.stale_books import is_stale_reason, symbols_of
@@ -55,6 +55,8 @@ from core.symbol_filters import SymbolFilters
 from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, QuoteResult
 from protocol.reason_codes import ReasonCode
+from store.handoff import read as read_handoff
+from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,11 @@ class SolverOptions:
     #: This actor's own name: the sender pushes executions to it, and it keys the Redis state.
     name: str = SOLVER_NAME
     sender_name: str = "sender"
+    #: The account of that sender: its executions hand-off (store/streams.py) is read by this solver.
+    sender_account: str = "main"
+    #: Most executions read at once, and how long those of a batch still open wait for the rest (config.py).
+    executions_batch: int = 5_000
+    executions_linger_ms: int = 250
     tick_interval_ms: int = 100
     collect_quiet_ms: int = 5
     collect_max_ms: int = 250
@@ -103,7 +110,9 @@ class SolverOptions:
             "idle_poll_ms": settings.solver.idle_poll_ms, "reject_after_ms": settings.solver.reject_after_ms,
             "quote_asset": settings.exchange.quote_asset, "order_budget": settings.solver.max_orders_per_batch,
             "max_in_flight_notional": settings.solver.max_in_flight_notional,
-            "stale_reject_after_ms": settings.solver.stale_reject_after_ms}
+            "stale_reject_after_ms": settings.solver.stale_reject_after_ms,
+            "executions_batch": settings.solver.executions_batch,
+            "executions_linger_ms": settings.solver.executions_linger_ms}
         values.update(overrides)
         return cls(**values)
 
@@ -164,6 +173,8 @@ class Solver:
         self._history_key = f"solver:{options.name}:history"
         self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
         self._cursor = 0  # last sender seq consumed
+        self._acked = 0  # the cursor as the last commit stored it (and trimmed the hand-off to)
+        self._executions = sender_executions(options.sender_account)
         self._outbox: list[_Action] = []
         self._errors: list[str] = []
         self._notes: collections.deque[str] = collections.deque(maxlen=50)  # in memory only, like the shards'
@@ -175,6 +186,8 @@ class Solver:
         self._restarted = restarted_by_ray()
         self._load()
         self._redis = aioredis.Redis.from_url(options.redis_url)
+        self._reader_redis = aioredis.Redis.from_url(options.redis_url)  # its blocking reads hold a connection
+        self._reader_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._tick_task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
@@ -220,7 +233,7 @@ class Solver:
             return
         data = json.loads(raw)
         self.engine.restore(data["engine"])
-        self._cursor = int(data["cursor"])
+        self._cursor = self._acked = int(data["cursor"])
         self._outbox = pickle.loads(base64.b64decode(data["outbox"]))
         # A state written when the solver relayed mints also holds "mint_seq"/"mints" (and a mints hash): ignored,
         # the shards still hold those orders mint-pending and the minter asks them when it starts.
@@ -234,16 +247,20 @@ class Solver:
             "engine": self.engine.snapshot(), "cursor": self._cursor,
             "outbox": base64.b64encode(pickle.dumps(self._outbox)).decode(),
             "counts": self._counts, "errors": self._errors[-50:]})
+        cursor = self._cursor
         backoff = self.o.retry_ms / 1000
         while True:
             try:
-                if history is None:
+                if history is None and cursor == self._acked:
                     await self._redis.set(self._key, blob)
                 else:
                     async with self._redis.pipeline(transaction=True) as pipe:
                         pipe.set(self._key, blob)
-                        pipe.rpush(self._history_key, json.dumps(history))
-                        pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
+                        if cursor != self._acked:
+                            self._executions.ack(pipe, cursor)  # consumed and stored: the sender's log lets go
+                        if history is not None:
+                            pipe.rpush(self._history_key, json.dumps(history))
+                            pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
                         await pipe.execute()
                 break
             except (redis.ConnectionError, redis.TimeoutError) as e:
@@ -255,12 +272,13 @@ class Solver:
             except BaseException:
                 self._reload()
                 raise
+        self._acked = cursor
         self._counts["commits"] += 1
 
     def _reload(self) -> None:
         self.engine = SolverEngine(self.engine.baskets, self.engine.filters, self.limits,
                                    quote_asset=self.o.quote_asset)
-        self._cursor, self._outbox = 0, []
+        self._cursor, self._acked, self._outbox = 0, 0, []
         self._load()
 
     def _error(self, text: str) -> None:
@@ -323,23 +341,21 @@ class Solver:
         return {"cursor": self._cursor, "outbox": len(self._outbox)}
 
     async def _start(self) -> None:
-        await self._call(self.o.sender_name, "register_subscriber", self.o.name, self.o.namespace)
         async with self._lock:
-            missed = await self._call(self.o.sender_name, "fills_since", self._cursor)
-            if missed:
-                self._consume(missed)
-                await self._commit()
             await self._drain()
         if self._tick_task is None or self._tick_task.done():
             self._tick_task = asyncio.ensure_future(self._tick_loop())
+        if self._reader_task is None or self._reader_task.done():
+            self._reader_task = asyncio.ensure_future(self._read_executions())
         tune_gc_once()
 
     async def stop(self) -> None:
-        for t in (self._tick_task, self._start_task):
+        for t in (self._tick_task, self._start_task, self._reader_task):
             if t is not None:
                 t.cancel()
         async with self._lock:
             await self._redis.aclose()
+            await self._reader_redis.aclose()
 
     def _wake_event(self) -> asyncio.Event:
         if self._wake is None:
@@ -703,9 +719,46 @@ class Solver:
             self._wake_event().set()  # orders with a rest are pending again
 
     # ------------------------------------------------------------------ executions from the sender
-    async def on_fills(self, seq_from: int, executions: list[Execution]) -> None:
-        """The sender's push: drop what the cursor has, catch up a gap, turn the rest into deltas and completions."""
-        self._ensure_ticking()
+    async def _read_executions(self) -> None:
+        """Read the sender's executions after the cursor, batch by batch, for as long as the solver runs. Each
+        wait is bounded (idle_poll_ms) so that a cursor moved back by a reload is read from again soon."""
+        loop = asyncio.get_running_loop()
+        retry = self.o.retry_ms / 1000
+        while True:
+            try:
+                entries = await self._read_after(self._cursor, self.o.idle_poll_ms)
+                deadline = loop.time() + self.o.executions_linger_ms / 1000
+                while entries and len(entries) < self.o.executions_batch and self._batch_still_open(entries):
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    entries += await self._read_after(entries[-1].seq, max(1, round(1000 * left)))
+                if entries:
+                    await self._on_executions(entries)
+                retry = self.o.retry_ms / 1000
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001  (the store or a shard away: the same entries are read again)
+                log.warning("solver: reading the sender's executions failed (%s); retrying", e)
+                await asyncio.sleep(retry)  # back-off while a peer is away, not synchronisation
+                retry = min(2 * retry, 2.0)
+
+    async def _read_after(self, seq: int, block_ms: int) -> list[Execution]:
+        got = await read_handoff(self._reader_redis, {self._executions: seq}, count=self.o.executions_batch,
+                                 block_ms=block_ms)
+        return [execution_from_dict(json.loads(payload)) for _, payload in got.get(self._executions, ())]
+
+    def _batch_still_open(self, entries: Sequence[Execution]) -> bool:
+        """True if a batch these executions belong to still has exchange orders without their completion here
+        (its answers come within tens of ms: waiting for them settles the batch in one round)."""
+        done = {e.client_order_id for e in entries if isinstance(e, OrderDone)}
+        for batch_id in {self._known(e.client_order_id) for e in entries} - {None}:
+            if set(self.engine.batches[batch_id].open) - done:  # type: ignore[index]
+                return True
+        return False
+
+    async def _on_executions(self, executions: Sequence[Execution]) -> None:
+        """Turn executions into deltas and completions, store them with the new cursor, then act on them."""
         called = time.time()
         async with self._lock:
             locked = time.time()
@@ -716,24 +769,16 @@ class Solver:
             self._counts["duplicates"] += len(executions) - len(fresh)
             if not fresh:
                 return
-            if fresh[0].seq > self._cursor + 1:  # a gap: take the missed entries from the sender's log first
-                missed = await self._call(self.o.sender_name, "fills_since", self._cursor)
-                top = missed[-1].seq if missed else self._cursor
-                fresh = list(missed) + [e for e in fresh if e.seq > top]
             self._consume(fresh)
             consumed = time.time()
             await self._commit()
             committed = time.time()
             await self._drain()
-            # Diagnostics (inspect): where the latest push of executions spent its time, in ms.
+            # Diagnostics (inspect): where the latest read of executions spent its time, in ms.
             self._last_fills = {"executions": len(fresh), "lock_wait_ms": round(1000 * (locked - called), 1),
                                 "consume_ms": round(1000 * (consumed - locked), 1),
                                 "commit_ms": round(1000 * (committed - consumed), 1),
                                 "drain_ms": round(1000 * (time.time() - committed), 1)}
-
-    def _ensure_ticking(self) -> None:
-        if self._start_task is None:
-            self._start_task = asyncio.ensure_future(self._start())
 
     def _known(self, cid: str) -> str | None:
         try:
@@ -803,15 +848,18 @@ class Solver:
         """What the solver holds outside the orders, per base asset: inventory (lots left over by completed
         batches), in flight (lots a batch received and has not assigned yet) and assigned (to the orders of
         batches still open: the shards count what completed batches delivered), and what the first two cost in
-        the quote asset; with the cursor in the sender's log up to which executions are in here, each symbol's base asset
-        and the baskets per index and base asset (the reserves check). Taken between two steps, never halfway
+        the quote asset; the executions the sender logged that are not in here yet ("unconsumed"), each symbol's base
+        asset and the baskets per index and base asset (the reserves check). Taken between two steps, never halfway
         through one."""
         async with self._lock:
             e = self.engine
             base = {s: f.base_asset for s, f in e.filters.items()}
             stock = [lot for lots in e.inventory.values() for lot in lots]
             moving = [lot for b in e.batches.values() for lot in (*b.pending_lots, *b.allocation.leftovers())]
-            return {"cursor": self._cursor, "base_assets": base, "quote_asset": e.quote_asset,
+            unconsumed = [execution_from_dict(json.loads(p))
+                          for _, p in await self._executions.since(self._redis, self._cursor)]
+            return {"cursor": self._cursor, "unconsumed": unconsumed, "base_assets": base,
+                    "quote_asset": e.quote_asset,
                     "inventory": {a: str(q) for a, q in lots_held(stock, base).items()},
                     "in_flight": {a: str(q) for a, q in lots_held(moving, base).items()},
                     "inventory_cost": str(lots_cost(stock)), "in_flight_cost": str(lots_cost(moving)),

@@ -94,6 +94,11 @@ class SolverConfig(_Section):
     #: An order that waits this long on a stale book (core/stale_books.py) is rejected saying which book; 0: it
     #: waits as long as the book stays stale. Never counted towards reject_after_ms (that is the market's verdict).
     stale_reject_after_ms: int = Field(900_000, ge=0)
+    #: Most executions the solver reads from the sender's hand-off at once, and how long the executions of a batch
+    #: still open wait for the rest: each read costs a commit and a call per shard, so a batch whose answers come
+    #: within tens of ms is settled in one go rather than in several partial rounds.
+    executions_batch: int = Field(5_000, ge=1)
+    executions_linger_ms: int = Field(250, ge=0)
 
 
 class ExchangeConfig(_Section):
@@ -241,6 +246,9 @@ class GatewayConfig(_Section):
     commit_write_timeout_s: float = Field(5.0, gt=0)
     #: Stored frames read per page when resending after a Logon.
     resend_page: int = Field(500, ge=1)
+    #: Messages kept per user and direction (the newest): a Logon resuming from before them is refused with
+    #: RESUME_TOO_OLD (protocol/README.md, "Retention"). 20,000 is weeks of an active trader's reports.
+    report_retention: int = Field(20_000, ge=1)
     #: Quote messages may come unsigned on a logged-on session (the reference's rule). Off: §10.2 signs them too.
     allow_unsigned_quotes: bool = False
 
@@ -328,9 +336,6 @@ class SenderConfig(_Section):
     http_keepalive_s: float = Field(300.0, gt=0)
     #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
     missing_fills_grace_ms: int = Field(2_000, ge=0)
-    #: Most executions in one push to the solver, and how long a batch's fills wait for the rest before a push.
-    delivery_batch: int = Field(5_000, ge=1)
-    delivery_linger_ms: int = Field(250, ge=0)
     #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
     default_retry_after_s: int = Field(1, ge=0)
     retry_ms: int = Field(200, ge=1)

@@ -15,7 +15,7 @@ seq_num 0) and nothing else happens: the inbound sequence does not move, nothing
   7. user rate (weighted)    RATE_LIMITED
   8. sequence             BAD_SEQUENCE       expected_seq_num says what is expected (replays land here)
   9. timestamp            STALE_TIMESTAMP    outside max_clock_skew_ms
- 10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME
+ 10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME / RESUME_TOO_OLD
  11. plugin precheck      (the plugin's code, e.g. UNSUPPORTED)
  12. store backlog        SERVER_BUSY
  13. accepted: the request and its ACK are queued for the store (group commit); once durable the ACK goes to the
@@ -451,6 +451,9 @@ class GatewayServer:
     async def _logon(self, session: Session, d: Decoded, frame: str) -> None:
         cfg = self.config
         user = await self._loaded_user(d)
+        resume_from = d.body.last_server_seq_num  # type: ignore[attr-defined]
+        # Read before the checks: nothing awaits between them and the session's registration.
+        first_kept = await self.store.first_outbound(user.key) if resume_from is not None else 0
         if session.closed:
             return
         now = self.clock.now_ms()
@@ -458,10 +461,13 @@ class GatewayServer:
             raise self._error(d, NakCode.TOO_MANY_SESSIONS,
                               f"{len(user.sessions)} sessions open for this user, limit {cfg.max_sessions_per_address}")
         self._check_sequenced(user, d, now)
-        resume_from = d.body.last_server_seq_num  # type: ignore[attr-defined]
         if resume_from is not None and resume_from > user.out_seq:
             raise self._error(d, NakCode.BAD_RESUME, f"last_server_seq_num {resume_from} is beyond the last message "
                                                      f"sent to this user ({user.out_seq})")
+        if resume_from is not None and first_kept and resume_from + 1 < first_kept:
+            raise self._error(d, NakCode.RESUME_TOO_OLD,
+                              f"messages before seq {first_kept} are no longer kept; log on with last_server_seq_num "
+                              f">= {first_kept - 1}, or without it for live messages only")
         self._check_backlog(d)
         hdr = d.envelope.standard_header
         seq = hdr.seq_num

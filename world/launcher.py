@@ -417,7 +417,7 @@ class LocalSystem:
         return self.actors[name]
 
     def shard(self, address: str) -> Any:
-        from actors.order_books import shard_of_user
+        from actors.order_shards import shard_of_user
 
         return self.actors[f"orders-{shard_of_user(address, self.o.order_shards)}"]
 

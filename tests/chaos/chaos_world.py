@@ -257,7 +257,7 @@ async def mint_unmined(ctx: Ctx) -> str:
 def mints_batched(shard: int | None = None) -> Callable[[Ctx], Awaitable[str]]:
     """Every mint of the round is at the minter (queued or in flight) and the batch it sent is recorded by the
     TxSender and not mined (automine off on Base); with `shard`, one of that shard's orders is among them."""
-    from actors.order_books import shard_of_order
+    from actors.order_shards import shard_of_order
 
     async def trigger(ctx: Ctx) -> str:
         solver_address = ctx.system.state.account("solver").address.lower()
@@ -438,7 +438,7 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
     for u, ref in zip(users, refs):
         u.key = derive_account(DEV_MNEMONIC, ref.index)
         u.address = u.key.address
-    from actors.order_books import user_key
+    from core.index_order import user_key
 
     order_ids = [f"{user_key(u.address)}:{cl}" for u in users for cl in u.good]
     ctx = Ctx(system, users, order_ids)

@@ -184,7 +184,7 @@ def test_growing_records_are_written_once_outside_the_snapshots_and_old_ones_mig
 
 
 def test_sharded_app_and_sink_route_each_user_to_its_shard_in_request_order(ray_cluster, redis_server):
-    from actors.order_books import ShardedApp, ShardedCollateralSink, shard_of_user
+    from actors.order_shards import ShardedApp, ShardedCollateralSink, shard_of_user
     from protocol.indexmaker_app import CancelDone, CancelOrder
 
     tag = uuid.uuid4().hex[:8]
@@ -233,7 +233,7 @@ def _balanced(parts: dict[str, Decimal]) -> bool:
 def test_a_full_deposit_order_right_after_the_credit_pays_its_routing_fee_in_full(ray_cluster, redis_server):
     """The hold is kept from the deposit in the user's shard, an order can take only what is free, the route's
     real cost comes out of the hold (across a restart of the shard) and the rest is released, exactly."""
-    from actors.order_books import ShardedApp, ShardedCollateralSink, shard_of_user
+    from actors.order_shards import ShardedApp, ShardedCollateralSink, shard_of_user
     from core.collateral_route import FeeCharge
 
     tag = uuid.uuid4().hex[:8]

@@ -44,11 +44,16 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
     client = redis_server.client()
     client.flushall()
     client.set("sender:old:state", json.dumps({"delivered": 3, "subscriber": None}))  # no "breaker" field
+    # ... and its log as a hash (seq -> entry): it moves into the executions hand-off at the first commit
+    done = {"kind": "done", "seq": 1, "batch_id": "b0", "client_order_id": "b0.ETHUSDC.0", "symbol": "ETHUSDC",
+            "side": "BUY", "status": "EXPIRED", "executed_qty": "0", "reason": ""}
+    client.hset("sender:old:log", mapping={1: json.dumps(done), 2: json.dumps({**done, "seq": 2,
+                                                                              "client_order_id": "b0.BTCUSDC.0"})})
     options = SenderOptions("http://127.0.0.1:1", "ws://127.0.0.1:1", "key", "secret", redis_url=redis_server.url,
                             account="old", breaker_threshold=1)
     cls = OrderSender.__ray_metadata__.modified_class
     sender = cls(options)
-    assert sender._delivered == 3 and sender._breaker.open == []  # noqa: SLF001
+    assert sender._breaker.open == [] and sender._log.last_seq == 2  # noqa: SLF001
     trip = sender._breaker.on_reject("BTCUSDC", "-2010: Order rejected")  # noqa: SLF001
     assert trip is not None
     sender._state_dirty = True  # noqa: SLF001
@@ -60,9 +65,12 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
 
     asyncio.run(commit_and_close())
     stored = json.loads(client.get("sender:old:state"))
-    assert stored["delivered"] == 3 and stored["breaker"]["open"][0]["key"] == "BTCUSDC"
+    assert stored["breaker"]["open"][0]["key"] == "BTCUSDC" and stored["log_seq"] == 2
+    moved = [json.loads(fields[b"r"]) for _, fields in client.xrange("sender:old:executions")]
+    assert [e["client_order_id"] for e in moved] == ["b0.ETHUSDC.0", "b0.BTCUSDC.0"] and not client.exists(
+        "sender:old:log")
     again = cls(options)
-    assert again._breaker.open == [trip] and again._delivered == 3  # noqa: SLF001
+    assert again._breaker.open == [trip] and again._log.last_seq == 2  # noqa: SLF001
 
 
 def test_the_guards_come_from_the_settings():
