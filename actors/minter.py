@@ -1,13 +1,9 @@
-"""`minter`: the mint step of the main flow (DESIGN.md step 7), between the order-book shards and `chain`.
+"""`minter`: the mint step (DESIGN.md step 7), between the order-book shards and `chain`.
 
-A shard pushes the orders that became mintable (`mint(shard, [MintRequest])`, one call per commit); the minter
-queues them (deduplicated by order id, core/mint_queue.py), mints up to `batch` of them in ONE `chain.mint` call
-(one keyed transaction per order, signed in the batch's nonce order, so they land together and a restart never
-mints twice), then tells each order's shard what landed in ONE `minted_batch` call per shard, which builds, stores
-and reports the Mint Invoices. Nothing is polled: the loop sleeps until a push, or a failed mint's backoff.
-
-It keeps nothing in Redis: what is owed is the shards' (orders mint-pending), what was sent is the chain actor's
-TxSender's. A push lost while it was down is found by asking every shard `mint_pending()` once on each (re)start.
+Shards push orders that became mintable (one call per commit); the minter queues them by order id
+(core/mint_queue.py), mints up to `batch` in ONE `chain.mint` call (keyed per order, nonces in batch order: they
+land together, a restart never mints twice) and tells each shard what landed in ONE `minted_batch` call. Nothing
+is polled. It stores nothing: on each (re)start it asks every shard `mint_pending()` once.
 """
 from __future__ import annotations
 
