@@ -218,7 +218,8 @@ class Minter:
 
     async def inspect(self) -> dict[str, Any]:
         return {"counts": dict(self.counts), "errors": list(self.errors), "minted": dict(self.minted_txs),
-                "owed": len(self.queue), "mints_owed": [m.to_dict() for m in self.queue.waiting()]}
+                "owed": len(self.queue), "mints_owed": [m.to_dict() for m in self.queue.waiting()],
+                "in_flight": self.queue.in_flight()}
 
 
 def start_minter(options: MinterOptions, *, detached: bool = False) -> Any:

@@ -81,3 +81,6 @@ class MintQueue:
 
     def waiting(self) -> list[MintRequest]:
         return list(self._waiting.values()) + list(self._in_flight.values())
+
+    def in_flight(self) -> list[str]:
+        return list(self._in_flight)

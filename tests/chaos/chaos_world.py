@@ -267,15 +267,16 @@ def mints_batched(shard: int | None = None) -> Callable[[Ctx], Awaitable[str]]:
         r = ctx.system.redis.client()
 
         async def batched() -> Any:
-            owed = {m["order_id"] for m in (await call(ctx.actor("minter"), "inspect"))["mints_owed"]}
-            recorded = {k.decode().removeprefix("mint:") for k in r.zrange(key, 0, -1)} & set(ctx.order_ids)
-            return recorded if owed >= set(ctx.order_ids) and recorded & set(mine) else None
+            info = await call(ctx.actor("minter"), "inspect")
+            owed, batch = {m["order_id"] for m in info["mints_owed"]}, set(info["in_flight"])
+            recorded = {k.decode().removeprefix("mint:") for k in r.zrange(key, 0, -1)}
+            return batch if owed >= set(ctx.order_ids) and batch and recorded >= batch and batch & set(mine) else None
         try:
-            found = await _wait(batched, "the round's mints at the minter, a batch recorded and not mined", WAIT_S,
+            found = await _wait(batched, "the round's mints at the minter, its batch recorded and not mined", WAIT_S,
                                 POLL_S)
         finally:
             r.close()
-        return f"{len(found)} of {len(ctx.order_ids)} mints recorded in one batch, not mined"
+        return f"a batch of {len(found)} of the round's {len(ctx.order_ids)} mints in flight, recorded, not mined"
     return trigger
 
 

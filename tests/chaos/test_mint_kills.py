@@ -19,6 +19,6 @@ def test_a_kill_while_mints_are_batched_mints_each_order_once(chaos_world, scena
     actor = chaos_world.scenarios[scenario].name
     assert any(n.split("] ", 1)[1].startswith(f"killed {actor} ") for n in result.notes), result.notes
     trigger = next(n for n in result.notes if "trigger:" in n)
-    assert "recorded in one batch" in trigger, trigger
+    assert "in flight, recorded, not mined" in trigger, trigger
     assert result.restarted == {actor: 1}, f"restarts during the round: {result.restarted}"
     chaos_world.compare(result)

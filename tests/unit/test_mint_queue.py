@@ -71,3 +71,13 @@ def test_landed_resets_the_backoff_and_dropped_forgets() -> None:
     assert q.next_ready_ms() == 100
     q.failed(["0xu:c9"], 0)  # not in flight: nothing to put back
     assert len(q) == 1
+
+
+def test_in_flight_lists_what_was_taken_and_not_settled() -> None:
+    q = MintQueue(100, 1000)
+    q.add([req(1), req(2), req(3)])
+    q.take(2, 0)
+    assert q.in_flight() == ["0xu:c1", "0xu:c2"]
+    q.landed(["0xu:c1"])
+    q.failed(["0xu:c2"], 0)
+    assert q.in_flight() == [] and [m.order_id for m in q.waiting()] == ["0xu:c3", "0xu:c2"]
