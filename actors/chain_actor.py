@@ -31,7 +31,9 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
-class MintRequest:
+class TokenMint:
+    """One index-token mint as the chain sees it: recipient and amount, keyed by the index order id."""
+
     index_order_id: str
     recipient: str
     quantity: Decimal  # index units, already rounded down to the token's decimals
@@ -145,9 +147,11 @@ class ChainActor:
 
     # --- calls out: mints, batched ------------------------------------------------------------------------------
 
-    async def mint(self, requests: list[MintRequest]) -> list[MintResult]:
-        """Mint for many index orders in one call; each at most once per index order id, whatever restarts."""
-        async def one(r: MintRequest) -> MintResult:
+    async def mint(self, requests: list[TokenMint]) -> list[MintResult]:
+        """Mint for many index orders in one call; each at most once per index order id, whatever restarts.
+        The transactions are recorded in the order of `requests` (each reaches the TxSender's FIFO lock before
+        its first await, in the order gather starts them), so their nonces follow it and they land together."""
+        async def one(r: TokenMint) -> MintResult:
             try:
                 res = await self.stack.minter.mint(r.index_order_id, r.recipient, r.quantity)
                 return MintResult(r.index_order_id, res.tx_hash, res.ok)

@@ -87,6 +87,10 @@ class OrderBooksOptions:
     rest_return_ratio: Decimal = Decimal("0.005")
     #: The solver to wake when new orders arrive (it also ticks on its own; None: never wake it).
     solver_name: str | None = "solver"
+    #: The minter to hand mintable orders to, after the commit that made them so (None: no minter).
+    minter_name: str | None = None
+    #: The Ray namespace the minter is found in (None: this job's; start_order_books sets the shards' own).
+    namespace: str | None = None
     max_open_orders: int = 100
     token_decimals: int = 18
     #: The chain id of a user known only from a deposit (the gateway's sessions bring their own).
@@ -131,9 +135,16 @@ class IndexOrderBooks:
         self._started = False
         self._solver: Any = None
         self._solver_retry_at = 0.0  # monotonic time before which a failed solver lookup is not repeated
+        self._minter: Any = None
+        self._minter_retry_at = 0.0
         self._last_handle: dict[str, Any] | None = None
         self._restarted = restarted_by_ray()
         self._load()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # outside Ray (a test drives the class): nothing to push to
+        self._push_mints(self.shard.mint_pending())  # a push lost in a crash after its commit goes out again
 
     # ------------------------------------------------------------------ state
     def _fresh(self) -> None:
@@ -421,6 +432,7 @@ class IndexOrderBooks:
             step = self._log_step(self.shard.complete_batch(batch_id, results))
             if not step.replays:
                 await self._commit(self.app.step_reports(step))
+                self._push_mints(step.mints)
             return step.mints
 
     async def settle(self, key: str, fills: Sequence[AssignedFill], batch_id: str,
@@ -431,6 +443,7 @@ class IndexOrderBooks:
         async with self._lock:
             step = self._log_step(self.shard.settle(key, fills, batch_id, results))
             await self._commit(self.app.step_reports(step))
+            self._push_mints(step.mints)  # a replayed completion's too: the minter drops what it already holds
             return step.mints
 
     async def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> list[MintRequest]:
@@ -441,8 +454,9 @@ class IndexOrderBooks:
         async with self._lock:
             step = self._log_step(self.shard.reject_orders(key, rejections))
             if step.replays:
-                return []  # the first answer's mints are the solver's already (it commits them before popping)
+                return []  # the first call pushed its mints to the minter
             await self._commit(self.app.step_reports(step))
+            self._push_mints(step.mints)
             return step.mints
 
     async def minted(self, order_id: str, tx: str) -> MintInvoice:
@@ -456,9 +470,53 @@ class IndexOrderBooks:
                 await self._commit([InvoiceIssued(self.app.ref(invoice.user), invoice, invoice.minted_ms)])
             return invoice
 
+    async def minted_batch(self, landed: Sequence[tuple[str, str]]) -> list[MintInvoice | str]:
+        """The minter's report of a batch: `minted` for each (order id, tx), in one write. Answers per item the
+        invoice, or why it was refused (the order stays mint-pending and the minter tries again)."""
+        self._ensure_started()
+        async with self._lock:
+            out: list[MintInvoice | str] = []
+            reports: list[AppResponse] = []
+            for order_id, tx in landed:
+                before = set(self.shard.touched)  # a stored invoice's answer clears the set: the others stay
+                try:
+                    invoice, new = self.shard.minted(order_id, tx)
+                except Exception as exc:  # noqa: BLE001  (built before marked: the order is left as it was)
+                    self._note(f"mint of {order_id} in {tx} not taken: {exc!r}")
+                    out.append(f"{type(exc).__name__}: {exc}")
+                    continue
+                finally:
+                    self.shard.touched |= before
+                out.append(invoice)
+                if new:
+                    reports.append(InvoiceIssued(self.app.ref(invoice.user), invoice, invoice.minted_ms))
+            if reports:
+                await self._commit(reports)
+            else:
+                self.shard.touched.clear()  # nothing new: nothing to write
+            return out
+
     async def mint_pending(self) -> list[MintRequest]:
-        """Orders finished with something filled and not minted yet (reconciliation after a restart)."""
+        """Orders finished with something filled and not minted yet (the minter's catch-up after its restart)."""
         return self.shard.mint_pending()
+
+    def _push_mints(self, mints: Sequence[MintRequest]) -> None:
+        """Hand committed mintable orders to the minter: fire and forget, one call per commit. A push lost while
+        the minter is down is found by its own catch-up (it asks every shard on its start)."""
+        if not mints or self.o.minter_name is None:
+            return
+        now = time.monotonic()
+        if self._minter is None and now < self._minter_retry_at:
+            return  # looked up and failed just now (ray.get_actor blocks this loop); its catch-up will ask
+        try:
+            if self._minter is None:
+                self._minter = ray.get_actor(self.o.minter_name,
+                                             namespace=self.o.namespace or ray.get_runtime_context().namespace)
+            self._minter.mint.remote(self.k, list(mints))
+        except Exception as exc:  # noqa: BLE001  (no minter yet, or restarting: it asks every shard when it starts)
+            log.info("orders-%d: minter not reached (%s); it asks for these when it starts", self.k, exc)
+            self._minter = None
+            self._minter_retry_at = now + 1.0
 
     async def holdings(self) -> dict[str, Any]:
         """What this shard's orders hold, for the reserves check (core.shard_books.ShardBooks.holdings). Reads
@@ -500,6 +558,8 @@ class IndexOrderBooks:
 def start_order_books(options: OrderBooksOptions, *, namespace: str | None = None, detached: bool = False
                       ) -> list[Any]:
     """Create (or get) the `orders-{k}` shards; returns the handles in shard order."""
+    if namespace is not None and options.namespace is None:
+        options = dataclasses.replace(options, namespace=namespace)
     handles = []
     for k in range(options.shards):
         opts: dict[str, Any] = {"name": orders_shard_name(k), "get_if_exists": True}

@@ -4,8 +4,8 @@ Each tick (solver.tick_interval_ms) it pulls pending demand from every `orders-{
 needed symbols from the `market-{k}` shards (one call per shard, concurrently; the same answer says which books are
 stale: an index that needs one waits for it, core/stale_books.py), plans one batch, and then acts on it.
 The sender's executions are read from its hand-off (store/handoff.py) after the solver's cursor; they become fill
-deltas per index order, completed batches and mint requests, and the cursor moves (and the hand-off is trimmed) in
-the commit that stores them.
+deltas per index order and completed batches (the shards hand mintable orders to the minter themselves), and the
+cursor moves (and the hand-off is trimmed) in the commit that stores them.
 
 Durability: every decision is written to Redis BEFORE it is acted on. The state is one record (the engine's
 snapshot, the sender cursor; store/solver_records.py) plus an outbox of the calls the decision implies (engage,
@@ -42,7 +42,6 @@ from core.batch_planner import PendingOrder, PlannerLimits
 from core.batch_result import BatchOrderResult
 from core.index_quote import quote_index
 from core.late_reject import StuckOrders
-from core.mint_request import MintRequest
 from core.reserves import assigned_in, lots_cost, lots_held
 from core.money import ZERO
 from core.sender_messages import Execution, OrderDone, SenderFill, execution_from_dict
@@ -178,24 +177,15 @@ class Solver:
         self.limits = limits
         self._key = f"solver:{options.name}:state"
         self._history_key = f"solver:{options.name}:history"
-        #: Mints owed, one hash field per order: written as they come and go, not inside the blob, which would
-        #: otherwise grow with every order while the minter is behind (or absent) and be rewritten whole each commit.
-        self._mints_key = f"solver:{options.name}:mints"
-        self._mints_added: set[str] = set()
-        self._mints_removed: set[str] = set()
         self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
         self._cursor = 0  # last sender seq consumed
         self._acked = 0  # the cursor as the last commit stored it (and trimmed the hand-off to)
         self._executions = sender_executions(options.sender_account)
         self._outbox: list[_Action] = []
-        self._mints: dict[str, MintRequest] = {}
-        self._mint_seqs: dict[str, int] = {}  # order id -> when it became owed (the hash keeps no order)
-        self._mint_seq = 0
         self._errors: list[str] = []
         self._notes: collections.deque[str] = collections.deque(maxlen=50)  # in memory only, like the shards'
         self._counts = {"ticks": 0, "batches": 0, "asset_orders": 0, "rejected_orders": 0, "fill_calls": 0,
-                        "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "mints_owed": 0,
-                        "minted": 0, "commits": 0, "calls": 0, "call_failures": 0,
+                        "fills": 0, "dones": 0, "duplicates": 0, "foreign": 0, "completed": 0, "commits": 0, "calls": 0, "call_failures": 0,
                         "late_rejects": 0}
         self._history: list[dict[str, Any]] = []  # per batch: id, orders engaged, asset orders (bounded)
         self._last_fills: dict[str, Any] | None = None
@@ -234,28 +224,22 @@ class Solver:
         def read() -> tuple[Any, list[bytes], dict[bytes, bytes]]:
             r = redis.Redis.from_url(self.o.redis_url)
             try:
-                return r.get(self._key), r.lrange(self._history_key, 0, -1), r.hgetall(self._mints_key)
+                return r.get(self._key), r.lrange(self._history_key, 0, -1)
             finally:
                 r.close()
 
         # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
-        raw, history, mints = self.o.retry.call_sync(
+        raw, history = self.o.retry.call_sync(
             read, lambda e: log.warning("solver: cannot read the state (%s); retrying", e))
         self._history = [SolverHistoryEntry.load(h).model_dump(mode="json") for h in history]
-        self._mints_added, self._mints_removed = set(), set()
         if not raw:
             return
         state = SolverState.load(raw)
         self.engine.restore(state.engine.model_dump(mode="json"))
         self._cursor = self._acked = state.cursor
         self._outbox = [_action_of(step) for step in state.outbox]
-        owed = sorted((json.loads(v) for v in mints.values()), key=lambda x: x["seq"])  # oldest first, as owed
-        self._mints = {x["mint"]["order_id"]: MintRequest.from_dict(x["mint"]) for x in owed}
-        self._mint_seqs = {x["mint"]["order_id"]: x["seq"] for x in owed}
-        self._mint_seq = max([state.mint_seq] + [x["seq"] for x in owed])
-        for part in state.mints:  # a state written before the mints had their own hash
-            if part.order_id not in self._mints:
-                self._owe(part.mint())
+        # A state written when the solver relayed mints also holds "mint_seq"/"mints" (and a mints hash): ignored,
+        # the shards still hold those orders mint-pending and the minter asks them when it starts.
         self._counts.update(state.counts)
         self._errors = list(state.errors)
 
@@ -265,24 +249,17 @@ class Solver:
         blob = SolverState.model_validate({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
             "outbox": [step_data(a) for a in self._outbox],
-            "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]}).dump()
-        added = {oid: json.dumps({"seq": self._mint_seqs[oid], "mint": self._mints[oid].to_dict()})
-                 for oid in self._mints_added if oid in self._mints}
-        removed = [oid for oid in self._mints_removed if oid not in self._mints]
+            "counts": self._counts, "errors": self._errors[-50:]}).dump()
         cursor = self._cursor
 
         async def write() -> None:
-            if history is None and not added and not removed and cursor == self._acked:
+            if history is None and cursor == self._acked:
                 await self._redis.set(self._key, blob)
             else:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.set(self._key, blob)
                     if cursor != self._acked:
                         self._executions.ack(pipe, cursor)  # consumed and stored: the sender's log lets go
-                    if added:
-                        pipe.hset(self._mints_key, mapping=added)
-                    if removed:
-                        pipe.hdel(self._mints_key, *removed)
                     if history is not None:
                         pipe.rpush(self._history_key, SolverHistoryEntry.model_validate(history).dump())
                         pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
@@ -295,15 +272,13 @@ class Solver:
         except BaseException:
             self._reload()
             raise
-        self._mints_added.difference_update(added)
-        self._mints_removed.difference_update(removed)
         self._acked = cursor
         self._counts["commits"] += 1
 
     def _reload(self) -> None:
         self.engine = SolverEngine(self.engine.baskets, self.engine.filters, self.limits,
                                    quote_asset=self.o.quote_asset)
-        self._cursor, self._acked, self._outbox, self._mints, self._mint_seqs, self._mint_seq = 0, 0, [], {}, {}, 0
+        self._cursor, self._acked, self._outbox = 0, 0, []
         self._load()
 
     def _error(self, text: str) -> None:
@@ -742,14 +717,8 @@ class Solver:
             self._engaged(a.key, answers)
         if a.kind == "reject":
             self._counts["late_rejects"] += sum(len(rows) for rows in a.by_shard.values())
-        if a.kind in ("complete", "reject", "settle"):
-            if a.kind != "reject":
-                self._wake_event().set()  # orders with a rest are pending again
-            for mints in answers:
-                for m in mints:
-                    if m.order_id not in self._mints:
-                        self._owe(m)
-                        self._counts["mints_owed"] += 1
+        if a.kind in ("complete", "settle"):
+            self._wake_event().set()  # orders with a rest are pending again
 
     # ------------------------------------------------------------------ executions from the sender
     async def _read_executions(self) -> None:
@@ -845,33 +814,6 @@ class Solver:
         for done in self.engine.on_settled(dones):
             self._queue_complete(done)
 
-    # ------------------------------------------------------------------ mints
-    def _owe(self, m: MintRequest) -> None:
-        self._mint_seq += 1
-        self._mints[m.order_id] = m
-        self._mint_seqs[m.order_id] = self._mint_seq
-        self._mints_added.add(m.order_id)
-        self._mints_removed.discard(m.order_id)
-
-    async def pending_mints(self) -> list[MintRequest]:
-        """Mints owed for finished orders, oldest first (the chain wiring takes them from here). Waits for a
-        step in progress, so that a batch whose orders were reported closed has its mints listed."""
-        async with self._lock:
-            return list(self._mints.values())
-
-    async def minted(self, order_id: str, tx: str) -> Any:
-        """The mint of `order_id` landed in `tx`: the order's shard marks it and issues the invoice (returned)."""
-        async with self._lock:
-            invoice = await self._call(orders_shard_name(shard_of_order(order_id, self.o.order_shards)), "minted",
-                                       order_id, tx)
-            if self._mints.pop(order_id, None) is not None:
-                self._mint_seqs.pop(order_id, None)
-                self._mints_added.discard(order_id)
-                self._mints_removed.add(order_id)
-                self._counts["minted"] += 1
-                await self._commit()
-            return invoice
-
     # ------------------------------------------------------------------ quotes
     async def quote(self, requests: Sequence[NewQuote]) -> list[list[Any]]:
         """Quote requests (the gateway's, batched): index units each amount buys now, sized like a batch of that
@@ -943,7 +885,6 @@ class Solver:
                                                "open": sorted(b.open)} for b in e.batches.values()},
             "in_flight_notional": str(e.in_flight_notional()), "inventory_units": e.inventory_units(),
             "outbox": [[a.kind, a.key] for a in self._outbox],
-            "mints_owed": [m.to_dict() for m in self._mints.values()],
             "history": list(self._history), "counts": dict(self._counts), "errors": list(self._errors),
             "notes": list(self._notes),
             "last_fills": self._last_fills,

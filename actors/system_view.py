@@ -216,13 +216,11 @@ class SystemView:
         outbox = len(d.get("outbox") or ())
         m.set("indexmaker_solver_batches_in_flight", len(d.get("batches_in_flight") or ()))
         m.set("indexmaker_solver_outbox", outbox)
-        m.set("indexmaker_mints_owed", len(d.get("mints_owed") or ()))
         lags["solver_outbox"] = outbox
         waiting = d.get("waiting_on_stale_books") or {}
         for symbol, n in waiting.items():
             self._stale_books[symbol] = int(n)
         lags["orders_waiting_on_stale_books"] = sum(int(n) for n in waiting.values())
-        lags["mints_owed"] = len(d.get("mints_owed") or ())
         history = d.get("history") or ()
         for entry in history:
             batch_id, start, end = entry.get("batch_id"), entry.get("planned_ms"), entry.get("completed_ms")
@@ -261,3 +259,6 @@ class SystemView:
 
     def _on_minter(self, name: str, d: Mapping[str, Any], problems: list[str], lags: dict[str, Any]) -> None:
         self._count(name, "indexmaker_mints", (d.get("counts") or {}).get("minted"))
+        owed = int(d.get("owed") or 0)  # queued or in flight at the minter
+        self.metrics.set("indexmaker_mints_owed", owed)
+        lags["mints_owed"] = owed

@@ -1,9 +1,10 @@
 """Benchmark of the whole buy flow, nothing mocked (local Ray, redis-server with fsync always, the simulator; SY100).
 It measures one basket's fill time against a bare ccxt script buying the same quantities (basket_vs_floor, cold
-and warm), and index orders filled per minute and exchange orders per index order for 1, 10 and 100 users.
+and warm), index orders filled per minute and exchange orders per index order for 1, 10 and 100 users, and per
+index order the actor calls and Redis writes from the request to its stored Mint Invoice (mint leg on).
 
 Readable tables, then one JSON line (the last).
-    .venv/bin/python bench/flow.py [--trials 5] [--rounds 2] [--amount 1000] [--tick-ms 100]"""
+    .venv/bin/python bench/flow.py [--trials 5] [--rounds 2] [--amount 1000] [--tick-ms 100] [--no-mint]"""
 from __future__ import annotations
 
 import argparse
@@ -15,6 +16,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -89,10 +91,13 @@ class World:
             launch_yield_every=args.launch_yield_every))
         self.actors.append(self.sender)
         self.solver_name = f"solver-{tag}"
+        self.minter_name = f"minter-{tag}" if args.mint else None
         self.shards = start_order_books(OrderBooksOptions(self.redis.url, ORDER_SHARDS, (INDEX,),
-                                                          key_prefix=f"orders-{tag}", solver_name=self.solver_name),
+                                                          key_prefix=f"orders-{tag}", solver_name=self.solver_name,
+                                                          minter_name=self.minter_name),
                                         namespace=namespace)
         self.actors += self.shards
+        self.chains = self._start_mint_leg(tmp, namespace, tag) if args.mint else None
         driver_name = f"flow-users-{tag}"
         self.driver = FlowDriver.options(name=driver_name).remote(
             [orders_shard_name(k) for k in range(ORDER_SHARDS)], namespace, CHAIN)
@@ -117,12 +122,51 @@ class World:
         ray.get(self.solver.start.remote())
         self._last_orders_at = 0.0
 
+    def _start_mint_leg(self, tmp: Path, namespace: str, tag: str) -> Any:
+        """anvil x2 with the contracts, the chain actor (its deposit listener has no router: nothing is deposited
+        on chain here) and the minter the shards push to."""
+        from actors.chain_actor import ChainActor
+        from actors.minter import MinterOptions, start_minter
+        from core.config import ChainConfig
+        from world.chains import LocalChains, LocalChainsConfig
+
+        chains = LocalChains(LocalChainsConfig(users=0), state_file=tmp / "world.json")
+        chains.start()
+        chain_name = f"chain-{tag}"
+        chain = ChainActor.options(name=chain_name).remote(
+            str(tmp / "world.json"), self.redis.url, ChainConfig(confirmations=0, base_confirmations=0,
+                                                                  receipt_poll_ms=20), router_name=None)
+        self.actors.append(chain)
+        self.ray.get(chain.start.remote())
+        self.minter = start_minter(MinterOptions(namespace=namespace, chain_name=chain_name, name=self.minter_name,
+                                                 order_shards=ORDER_SHARDS))
+        self.actors.append(self.minter)
+        return chains
+
+    def minted_all(self, timeout_s: float = PHASE_TIMEOUT_S) -> Counter[str]:
+        """Wait until no order is owed a mint (the shards have none pending, the minter has none queued). Returns
+        the actor calls this wait made (not the system's: (4) leaves them out)."""
+        made: Counter[str] = Counter()
+        if self.chains is None:
+            return made
+        deadline = time.monotonic() + timeout_s
+        while True:
+            owed = sum(len(x) for x in self.ray.get([s.mint_pending.remote() for s in self.shards]))
+            owed += self.ray.get(self.minter.inspect.remote())["owed"]
+            made.update({"IndexOrderBooks.mint_pending": len(self.shards), "Minter.inspect": 1})
+            if owed == 0:
+                return made
+            assert time.monotonic() < deadline, f"{owed} mints still owed after {timeout_s} s"
+            time.sleep(0.1)  # polling interval of a condition the actors make true
+
     def close(self) -> None:
         for a in self.actors:
             try:
                 self.ray.kill(a, no_restart=True)
             except Exception:  # noqa: BLE001
                 pass
+        if self.chains is not None:
+            self.chains.stop()
         self.sim.stop()
         self.redis.stop()
 
@@ -379,17 +423,26 @@ def main() -> None:
                     help="the sender yields after every N requests it starts (0: starts a whole wave first)")
     ap.add_argument("--users", default=",".join(map(str, USER_COUNTS)),
                     help="user counts of the throughput phases (empty: basket trials only, for quick looks)")
+    ap.add_argument("--no-mint", dest="mint", action="store_false",
+                    help="leave the mint leg (anvil, chain actor, minter) out")
     args = ap.parse_args()
     user_counts = [int(x) for x in args.users.split(",") if x.strip()]
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_MAX_LIMIT_FROM_API_SERVER", "1000000")  # (4) lists every actor task of the run
     import ray
+
+    from bench.counting import actor_calls, per_order, redis_writes
+    from chain.keys import DEV_MNEMONIC, MNEMONIC_ENV
 
     namespace = f"bench-flow-{uuid.uuid4().hex[:6]}"
     t0 = time.monotonic()
-    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20, logging_level="ERROR",
-             log_to_driver=False, namespace=namespace, runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    # The dashboard head serves Ray's state API (the actor calls of (4)); the chain actor signs with the local
+    # chains' dev mnemonic.
+    ray.init(num_cpus=2, include_dashboard=True, object_store_memory=100 * 2**20, logging_level="ERROR",
+             log_to_driver=False, namespace=namespace,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), MNEMONIC_ENV: DEV_MNEMONIC}})
     try:
         with tempfile.TemporaryDirectory() as tmp:
             log("starting ray, redis, simulator (SY100, 81 symbols), market data, shards, sender, solver ...")
@@ -399,7 +452,15 @@ def main() -> None:
                 log("(1)+(2) basket fill vs floor")
                 basket = basket_trials(world, args.trials, args.amount)
                 log("(3) throughput")
+                world.minted_all()
+                client = world.redis.client()
+                calls0, writes0 = actor_calls(), redis_writes(client)
                 phases = [throughput(world, n, args.rounds, args.amount) for n in user_counts]
+                waited = world.minted_all()
+                counted = sum(p["orders_filled"] for p in phases)
+                calls = per_order(calls0 + waited, actor_calls(), max(counted, 1))
+                writes = per_order(writes0, redis_writes(client), max(counted, 1))
+                client.close()
                 sender_info = ray.get(world.sender.inspect.remote())
                 sim_stats = world.sim.get("/_admin/test/stats")
                 solver_info = world.solver_info()
@@ -451,6 +512,17 @@ def main() -> None:
     print(f"sender: {sender_info['counts']}; simulator: {sim_stats}; solver errors: {len(solver_errors)}")
     print(f"solver: {solver_info['counts']}; its Redis state blob (rewritten whole on every commit): "
           f"{solver_state_bytes} bytes")
+    print(f"\n(4) per index order over the throughput phases ({counted} orders, request to stored invoice"
+          f"{'' if args.mint else ', no mint leg'}): actor calls {calls['total']}, Redis writes {writes['total']} "
+          f"(the bench's own wait for the mints left out; its few other reads, e.g. Solver.inspect, counted)")
+    print(f"{'actor method':>40} {'calls/order':>12}")
+    for k, v in calls.items():
+        if k != "total":
+            print(f"{k:>40} {v:>12.3f}")
+    print(f"{'redis command':>40} {'writes/order':>12}")
+    for k, v in writes.items():
+        if k != "total":
+            print(f"{k:>40} {v:>12.3f}")
     print(f"whole run {total_s:.0f} s")
 
     by_n = {p["users"]: p for p in phases}
@@ -477,6 +549,8 @@ def main() -> None:
     result["http_429"] = sim_stats.get("http_429", 0) + sim_stats.get("http_418", 0)
     result["solver_state_bytes"] = solver_state_bytes
     result["solver_commits"] = solver_info["counts"]["commits"]
+    result["actor_calls_per_order"] = calls
+    result["redis_writes_per_order"] = writes
     result["run_s"] = round(total_s, 1)
     print(json.dumps(result))
 

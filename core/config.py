@@ -265,13 +265,33 @@ class GatewayConfig(_Section):
 
 class SystemConfig(_Section):
     """What the system serves and how it is cut: the index and its basket file (under data_dir/indexes), the
-    order-book shards users are hashed to, and how often the chain listener, the router and the minter look."""
+    order-book shards users are hashed to, and how often the chain listener and the router look."""
 
     #: Wire symbols are [A-Z0-9]: "SY100.dev" is not one.
     index: str = "SY100DEV"
     index_file: str = "SY100.dev.json"
     order_shards: int = Field(2, ge=1)
     poll_ms: int = Field(50, ge=1)
+
+
+class MintConfig(_Section):
+    """The mint leg (actors/minter.py): how many mints go out in one chain call, and how a failed one is retried."""
+
+    #: Most mints in one call to the chain actor (their transactions are signed in nonce order and land together).
+    batch: int = Field(100, ge=1)
+    #: After a push wakes it, the minter waits this long for company: the shards of one batch push at about the
+    #: same time, and their mints then go out in one chain call (0: at once).
+    linger_ms: int = Field(20, ge=0)
+    #: A failed mint (or a shard that did not take its result) is tried again after retry_initial_ms, doubling
+    #: per failure of the same order up to retry_max_ms (the mint is keyed by order id: a retry never mints twice).
+    retry_initial_ms: int = Field(200, ge=1)
+    retry_max_ms: int = Field(5_000, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "MintConfig":
+        if self.retry_initial_ms > self.retry_max_ms:
+            raise ValueError("retry_initial_ms must not exceed retry_max_ms")
+        return self
 
 
 class LocalWorldConfig(_Section):
@@ -436,6 +456,7 @@ class Settings(BaseSettings):
     gateway: GatewayConfig = GatewayConfig()
     system: SystemConfig = SystemConfig()
     local: LocalWorldConfig = LocalWorldConfig()
+    mint: MintConfig = MintConfig()
     store: StoreConfig = StoreConfig()
     sender: SenderConfig = SenderConfig()
     monitor: MonitorConfig = MonitorConfig()

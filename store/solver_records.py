@@ -19,7 +19,7 @@ from core.batch_result import BatchOrderResult
 from core.lot_assignment import AssignedFill
 from core.side import Side
 from store.records import Record, record_kind, same_data
-from store.shard_records import MintPart, Part
+from store.shard_records import Part
 
 
 class LotPart(Part):
@@ -117,23 +117,25 @@ def _state_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {"mint_seq": 0, "mints": [], "counts": {}, "errors": []} | data | {"engine": engine, "outbox": outbox}
 
 
+def _state_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # The solver relayed mints, owed in a hash of its own (and inside older blobs); the shards hand them to the
+    # minter now, which asks every shard for its mint-pending orders when it starts: nothing here is needed.
+    return {k: v for k, v in data.items() if k not in ("mint_seq", "mints")}
+
+
 @record_kind
 class SolverState(Record):
     """The solver's state blob, rewritten whole by every commit."""
 
     KIND: ClassVar[str] = "solver.state"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _state_v0_to_v1}
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: _state_v0_to_v1, 1: _state_v1_to_v2}
 
     engine: EnginePart
     cursor: int  # the last sender seq consumed
     outbox: list[StepPart]
-    mint_seq: int
     counts: dict[str, int]
     errors: list[str]
-    #: Mints owed inside a state written before they had a hash of their own; the load owes them again and the
-    #: current code writes none.
-    mints: list[MintPart] = []
 
 
 class TickPart(Part):

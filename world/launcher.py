@@ -1,8 +1,9 @@
 """One object that starts the whole system on this machine and stops it again: the local world (redis-server, two
 anvil chains, the relayer, the simulator) and every actor on Ray, named, in one namespace.
 
-The demo, the tests and `indexmaker up` need the same wiring in the same order (actors find each other by name).
-`stop()` is safe twice. `state_dir` with `resume=True` starts from what is stored; `address` attaches to a cluster."""
+The demo, the tests and `indexmaker up` need the same wiring in the same order (actors find each other by name;
+the minter last: the shards push to it, it asks each of them once when it starts). `stop()` is safe twice.
+`state_dir` with `resume=True` starts from what is stored; `address` attaches to a cluster."""
 from __future__ import annotations
 
 import dataclasses
@@ -318,7 +319,7 @@ class LocalSystem:
                                                  namespace=ns, detached=detached)
         with placed(IndexOrderBooks, table):
             shards = start_order_books(OrderBooksOptions.from_settings(s, (o.index,), o.order_shards,
-                                                                       redis_url=redis_url),
+                                                                       redis_url=redis_url, minter_name="minter"),
                                        namespace=ns, detached=detached)
         for k, sh in enumerate(shards):
             self.actors[f"orders-{k}"] = sh
@@ -345,7 +346,7 @@ class LocalSystem:
         self.actors["solver"] = solver
         ray.get(solver.start.remote())
         with placed(Minter, table):
-            self.actors["minter"] = start_minter(MinterOptions(namespace=ns, poll_ms=o.poll_ms),
+            self.actors["minter"] = start_minter(MinterOptions.from_settings(s, o.order_shards, namespace=ns),
                                                  detached=detached)
         self.gateway_url = ray.get(gateway.start.remote())
         # Observability: `http` (GET /health, the signed invoice service) beside the gateway, and the `monitor`

@@ -139,11 +139,11 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
             warnings.append("orders waiting on stale books: " + ", ".join(f"{s} ({n})" for s, n in sorted(
                 waiting.items())))
         return (f"{c.get('batches')} batches, {c.get('asset_orders')} asset orders, "
-                f"{len(info.get('batches_in_flight') or {})} in flight, {len(info.get('mints_owed') or [])} mints "
-                f"owed, outbox {len(info.get('outbox') or [])}"), warnings
+                f"{len(info.get('batches_in_flight') or {})} in flight, "
+                f"outbox {len(info.get('outbox') or [])}"), warnings
     if name == "minter":
         c = info.get("counts") or {}
-        return f"minted {c.get('minted')}, failed {c.get('failed')}", warnings
+        return f"minted {c.get('minted')}, failed {c.get('failed')}, {info.get('owed', 0)} owed", warnings
     if name == "monitor":
         if info.get("healthy") is False:
             warnings.append("the monitor's last health verdict: NOT healthy")

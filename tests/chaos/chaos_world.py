@@ -255,6 +255,32 @@ async def mint_unmined(ctx: Ctx) -> str:
     return f"{sorted(found)[0]} recorded, not mined"
 
 
+def mints_batched(shard: int | None = None) -> Callable[[Ctx], Awaitable[str]]:
+    """Every mint of the round is at the minter (queued or in flight) and the batch it sent is recorded by the
+    TxSender and not mined (automine off on Base); with `shard`, one of that shard's orders is among them."""
+    from actors.order_shards import shard_of_order
+
+    async def trigger(ctx: Ctx) -> str:
+        solver_address = ctx.system.state.account("solver").address.lower()
+        key = f"tx:{ctx.system.state.chain('base').chain_id}:{solver_address}:pending"
+        mine = [oid for oid in ctx.order_ids
+                if shard is None or shard_of_order(oid, ctx.system.o.order_shards) == shard]
+        r = ctx.system.redis.client()
+
+        async def batched() -> Any:
+            info = await call(ctx.actor("minter"), "inspect")
+            owed, batch = {m["order_id"] for m in info["mints_owed"]}, set(info["in_flight"])
+            recorded = {k.decode().removeprefix("mint:") for k in r.zrange(key, 0, -1)}
+            return batch if owed >= set(ctx.order_ids) and batch and recorded >= batch and batch & set(mine) else None
+        try:
+            found = await _wait(batched, "the round's mints at the minter, its batch recorded and not mined", WAIT_S,
+                                POLL_S)
+        finally:
+            r.close()
+        return f"a batch of {len(found)} of the round's {len(ctx.order_ids)} mints in flight, recorded, not mined"
+    return trigger
+
+
 def automine_off(ctx: Ctx) -> None:
     set_automine(ctx.system, False)
 
@@ -336,6 +362,12 @@ def scenarios(order_shards: int, market_shards: int) -> dict[str, Scenario]:
     out["solver"] = Scenario("solver", batch_in_flight_with_its_inventory_stored, kill("solver"), hold_orders(),
                              clear_faults)
     out["minter"] = Scenario("minter", mint_unmined, kill_then_mine("minter"), automine_off, automine_on)
+    # A batch of mints in flight (recorded, not mined) when the minter, the chain actor or a shard is killed.
+    out["minter-batch"] = Scenario("minter", mints_batched(), kill_then_mine("minter"), automine_off, automine_on)
+    out["chain-batch"] = Scenario("chain", mints_batched(), kill_then_mine("chain"), automine_off, automine_on)
+    for k in range(order_shards):
+        out[f"orders-{k}-mint"] = Scenario(f"orders-{k}", mints_batched(k), kill_then_mine(f"orders-{k}"),
+                                           automine_off, automine_on)
     out["redis"] = Scenario("redis", batch_durable_and_at_exchange, redis_outage, hold_orders(), clear_faults)
     return out
 
@@ -479,7 +511,8 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
             members = {m["user"].lower() for r in mine for m in r["members"]}
             return members >= {u.address.lower() for u in users} and all(r["stage"] == "credited" for r in mine)
         await _wait(routed, "the round's deposits routed to the exchange", WAIT_S, 0.1)
-        pending = [m for m in await call(solver, "pending_mints") if m.order_id in order_ids]
+        pending = [m for k in range(system.o.order_shards)
+                   for m in await call(system.actor(f"orders-{k}"), "mint_pending") if m.order_id in order_ids]
         assert not pending, f"mints still owed: {pending}"
     except BaseException:
         print("\n".join(lines + ctx.notes))

@@ -52,6 +52,9 @@ def test_an_invoice_that_cannot_be_built_leaves_the_order_owed(ray_cluster, redi
         for e in errors:
             assert not isinstance(e.as_instanceof_cause(), KeyError), e
             assert "charged less than the cost" in str(e)
+        for _ in range(2):  # the minter's batched report: the reason as the answer, the same each time
+            (answer,) = ray.get(shard.minted_batch.remote([(oid, "0x" + "aa" * 32)]))
+            assert isinstance(answer, str) and "charged less than the cost" in answer
         assert [m.order_id for m in ray.get(shard.mint_pending.remote())] == [oid]  # still owed, not marked
         view = ray.get(shard.user.remote(USER))
         assert view["invoices"] == {} and [o["minted_tx"] for o in view["orders"]] == [None]

@@ -14,7 +14,7 @@ import pytest
 import ray
 from web3 import Web3
 
-from actors.chain_actor import MintRequest
+from actors.chain_actor import TokenMint
 from actors.chain_launch import start_chain_actors
 from actors.exchange_deposits import ExchangeKeys
 from chain.contracts import bind
@@ -106,14 +106,17 @@ def test_actors_route_a_deposit_survive_a_router_kill_and_mint_once(ray_cluster,
         assert Decimal(ledger["credited"]) == Decimal(30) and Decimal(ledger["fees_charged"]) == fee
         assert Decimal(ledger["available"]) == Decimal(30) - fee
 
-        order = MintRequest("order-1", user.address, Decimal("2.5"))
-        first = ray.get(chain.mint.remote([order, MintRequest("order-2", user.address, Decimal(1))]))
+        order = TokenMint("order-1", user.address, Decimal("2.5"))
+        batch = [order] + [TokenMint(f"order-{i}", user.address, Decimal(1)) for i in (2, 3, 4)]
+        first = ray.get(chain.mint.remote(batch))
+        # One batch: the transactions carry consecutive nonces in the batch's order (they go out together).
+        assert [w3b.eth.get_transaction(r.tx_hash)["nonce"] for r in first] == [0, 1, 2, 3]
         ray.kill(chain, no_restart=False)
         again = wait_for(lambda: ray.get(ray.get_actor("chain", namespace=ray_cluster).mint.remote([order])),
                          what="the restarted chain actor")
         assert all(r.ok for r in first) and again[0].tx_hash == first[0].tx_hash
-        assert cb.index_token.functions.balanceOf(user.address).call() == 35 * 10**17
-        assert w3b.eth.get_transaction_count(state.account("solver").address) == 2
+        assert cb.index_token.functions.balanceOf(user.address).call() == 55 * 10**17
+        assert w3b.eth.get_transaction_count(state.account("solver").address) == 4
     finally:
         for name in ("router", "chain"):
             try:

@@ -145,7 +145,7 @@ def _solver_state() -> Record:
 
     engine, outbox = solver_world()
     return SolverState.model_validate({"engine": engine.snapshot(), "cursor": 41,
-                                       "outbox": [step_data(a) for a in outbox], "mint_seq": 3,
+                                       "outbox": [step_data(a) for a in outbox],
                                        "counts": {"ticks": 9, "batches": 2, "commits": 17},
                                        "errors": ["fills b0:1 dropped: KeyError('b0')"]})
 

@@ -28,13 +28,14 @@ def test_a_version_0_state_loads_to_the_same_engine_and_outbox() -> None:
     assert _restored(engine, state).snapshot() == engine.snapshot()
     assert [_action_of(s) for s in state.outbox] == outbox
     assert [s.kind for s in state.outbox] == ["complete", "engage", "submit", "fills", "reject"]
-    assert (state.cursor, state.mint_seq, state.counts, state.errors, state.mints) == (41, 3, {"ticks": 9}, ["e"], [])
+    assert (state.cursor, state.counts, state.errors) == (41, {"ticks": 9}, ["e"])
+    assert "mint_seq" not in state.model_fields and "mints" not in state.model_fields  # version 2 let go
     assert "pickle" not in state.dump() and SolverState.load(state.dump()) == state
 
 
 def test_an_older_version_0_state_gets_the_defaults_its_loader_applied() -> None:
-    """Before the mints had their hash (they were inside), before counts and errors were kept, and with lots
-    written before they had a timestamp and a consumed count."""
+    """Before counts and errors were kept, with the mints owed inside (the minter asks the shards for those now),
+    and with lots written before they had a timestamp and a consumed count."""
     engine, _ = solver_world()
     snap = engine.snapshot()
     for b in snap["batches"]:
@@ -43,8 +44,7 @@ def test_an_older_version_0_state_gets_the_defaults_its_loader_applied() -> None
     old = {"engine": snap, "cursor": 7, "outbox": base64.b64encode(pickle.dumps([])).decode(),
            "mints": [m.to_dict() for m in mint_requests()]}
     state = SolverState.load(json.dumps(old))
-    assert (state.cursor, state.mint_seq, state.counts, state.errors, state.outbox) == (7, 0, {}, [], [])
-    assert [m.mint() for m in state.mints] == mint_requests()
+    assert (state.cursor, state.counts, state.errors, state.outbox) == (7, {}, [], [])
     rounds = [l for b in state.engine.batches for r in b.rounds for l in r]
     assert rounds and all(l.consumed == 0 and l.timestamp_ms == 0 for l in rounds)
     restored = _restored(engine, state).snapshot()
@@ -55,8 +55,7 @@ def test_every_step_kind_round_trips_to_the_same_action() -> None:
     _, outbox = solver_world()
     for action in outbox:
         state = SolverState.model_validate({"engine": {"batch_seq": 0, "inventory": {}, "batches": []}, "cursor": 0,
-                                            "outbox": [step_data(action)], "mint_seq": 0, "counts": {},
-                                            "errors": []})
+                                            "outbox": [step_data(action)], "counts": {}, "errors": []})
         assert [_action_of(s) for s in SolverState.load(state.dump()).outbox] == [action]
 
 

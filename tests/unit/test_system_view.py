@@ -205,3 +205,13 @@ def test_stale_books_alone_make_the_system_degraded_and_are_named_with_the_order
     assert worse["status"] == "unhealthy" and worse["stale_books"] == {"LINKUSDC": 3}
     back = poll(view, {"market-0": market(0), "solver": {**solver, "waiting_on_stale_books": {}}})
     assert back["healthy"] and back["status"] == "ok" and back["stale_books"] == {}
+
+
+def test_mints_owed_are_the_minters_queue() -> None:
+    m = Metrics(export=False)
+    view = SystemView(m)
+    health = poll(view, {"minter": {"counts": {"minted": 4}, "errors": [], "owed": 2, "mints_owed": [{}, {}]}})
+    assert health["lags"]["mints_owed"] == 2 and m.gauges["indexmaker_mints_owed"][""] == 2
+    assert counter(m, "indexmaker_mints") == 4
+    health = poll(view, {"minter": {"counts": {"minted": 6}, "errors": [], "owed": 0, "mints_owed": []}})
+    assert health["lags"]["mints_owed"] == 0 and m.gauges["indexmaker_mints_owed"][""] == 0

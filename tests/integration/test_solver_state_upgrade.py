@@ -1,0 +1,47 @@
+"""A solver state stored when the solver still relayed mints (a "mint_seq" and "mints" in the blob, a
+solver:{name}:mints hash) loads: those keys are ignored, the rest of the state is the solver's as before, and the
+next commit writes the blob without them. The orders they named are still mint-pending at their shards, and the
+minter asks the shards when it starts."""
+from __future__ import annotations
+
+import asyncio
+import json
+
+from actors.solver import Solver
+from core.batch_planner import PlannerLimits
+from tests.integration.test_solver_collect import order, plan_one_batch, solver_and_world  # noqa: F401
+
+OLD_MINT = {"order_id": "0xuser9:c1", "user": "0xuser9", "index": "SY100.dev", "filled_units": "0.5",
+            "token_decimals": 18}
+
+
+def test_a_state_with_the_old_mint_keys_loads_without_them(solver_and_world, redis_server) -> None:  # noqa: F811
+    solver, world = solver_and_world
+    batch_id = plan_one_batch(solver, world)
+    key = f"solver:{solver.o.name}:state"
+    r = redis_server.client()
+    try:
+        stored = json.loads(r.get(key))  # a record (store/records.py): written back as version 1, with the mints
+        data = stored["data"]
+        data.update({"mint_seq": 7, "mints": [OLD_MINT]})
+        data["counts"].update({"mints_owed": 1, "minted": 0})
+        r.set(key, json.dumps({**stored, "schema_version": 1, "data": data}))
+        r.hset(f"solver:{solver.o.name}:mints", OLD_MINT["order_id"], json.dumps({"seq": 7, "mint": OLD_MINT}))
+
+        again = Solver.__ray_metadata__.modified_class(solver.o, solver.engine.baskets, solver.engine.filters,
+                                                       PlannerLimits())
+        assert batch_id in again.engine.batches and again.engine.snapshot() == solver.engine.snapshot()
+        assert again._cursor == solver._cursor and len(again._outbox) == len(solver._outbox)  # noqa: SLF001
+        view = asyncio.run(again.inspect())
+        assert "mints_owed" not in view and batch_id in view["batches_in_flight"]
+
+        async def commit() -> None:
+            await again._commit()  # noqa: SLF001
+            await again._redis.aclose()  # noqa: SLF001
+        asyncio.run(commit())
+        rewritten = json.loads(r.get(key))
+        assert rewritten["schema_version"] == 2
+        assert "mint_seq" not in rewritten["data"] and "mints" not in rewritten["data"]
+        assert rewritten["data"]["engine"] == data["engine"]
+    finally:
+        r.close()
