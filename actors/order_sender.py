@@ -31,7 +31,6 @@ all; whoever needs durability before acting awaits the commit that includes its 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import logging
 from dataclasses import dataclass, field
@@ -56,12 +55,12 @@ from core.money import ZERO
 from core.rate_limits import RateLimiter, rate_limits_from_exchange_info
 from core.send_queue import SendQueue
 from core.send_resolution import NotFoundVerdict, on_not_found
-from core.sender_messages import Execution, SubmitResult, execution_from_dict, execution_to_dict
-from core.side import Side
+from core.sender_messages import Execution, SubmitResult
 from core.symbol_filters import parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, Fill
 from protocol.gc_tuning import tune_gc_once
+from store.sender_records import SenderBatchRecord, SenderExecutionRecord, SenderOrderRecord, SenderStateRecord
 
 log = logging.getLogger(__name__)
 
@@ -139,19 +138,6 @@ def exchange_fill(f: Fill) -> ExchangeFill:
     return ExchangeFill(f.trade_id, f.price, f.qty, f.commission, f.commission_asset, f.time, bool(f.is_maker))
 
 
-def _result_to_dict(r: SubmitResult) -> dict[str, Any]:
-    return {"symbol": r.symbol, "side": r.side.value, "accepted": r.accepted, "client_order_id": r.client_order_id,
-            "quantity": None if r.quantity is None else str(r.quantity),
-            "price": None if r.price is None else str(r.price), "status": r.status, "reason": r.reason,
-            "filter": r.filter}
-
-
-def _result_from_dict(d: dict[str, Any]) -> SubmitResult:
-    return SubmitResult(d["symbol"], Side(d["side"]), d["accepted"], d["client_order_id"],
-                        None if d["quantity"] is None else Decimal(d["quantity"]),
-                        None if d["price"] is None else Decimal(d["price"]), d["status"], d["reason"], d["filter"])
-
-
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class OrderSender:
     def __init__(self, options: SenderOptions) -> None:
@@ -214,25 +200,25 @@ class OrderSender:
         r = redis.Redis.from_url(self.o.redis_url)
         try:
             for cid, raw in r.hgetall(self._keys["orders"]).items():
-                d = json.loads(raw)
-                self._orders[cid.decode()] = AssetOrder.from_dict(d["order"])
-                if d.get("replaced_by"):
-                    self._replaced_by[cid.decode()] = d["replaced_by"]
+                stored = SenderOrderRecord.load(raw)
+                self._orders[cid.decode()] = stored.asset_order()
+                if stored.replaced_by:
+                    self._replaced_by[cid.decode()] = stored.replaced_by
             for batch_id, raw in r.hgetall(self._keys["batches"]).items():
-                self._batches[batch_id.decode()] = [_result_from_dict(x) for x in json.loads(raw)]
+                self._batches[batch_id.decode()] = SenderBatchRecord.load(raw).submit_results()
             rows = sorted((int(k), v) for k, v in r.hgetall(self._keys["log"]).items())
-            self._log = FillLog(execution_from_dict(json.loads(v)) for _, v in rows)
-            state = json.loads(r.get(self._keys["state"]) or b"{}")
+            self._log = FillLog(SenderExecutionRecord.load(v).execution() for _, v in rows)
+            state = SenderStateRecord.load(r.get(self._keys["state"]) or b"{}")  # none yet: the defaults
         finally:
             r.close()
         self._persisted_seq = self._log.last_seq
-        self._delivered = int(state.get("delivered", 0))
-        self._subscriber_spec: dict[str, Any] | None = state.get("subscriber")
-        self._breaker.load(state.get("breaker"))  # absent in state written before the breaker existed: none open
+        self._delivered = state.delivered
+        self._subscriber_spec: dict[str, Any] | None = (None if state.subscriber is None
+                                                         else state.subscriber.model_dump())
+        self._breaker.load(state.breaker.model_dump())
 
     def _order_record(self, cid: str) -> str:
-        return json.dumps({"order": self._orders[cid].to_dict(), "replaced_by": self._replaced_by.get(cid),
-                           "sent_at": self._sent_at.get(cid)})
+        return SenderOrderRecord.of(self._orders[cid], self._replaced_by.get(cid), self._sent_at.get(cid)).dump()
 
     def _touch(self, cids: Iterable[str] = ()) -> None:
         self._dirty.update(cids)
@@ -258,14 +244,14 @@ class OrderSender:
                     p.hset(self._keys["orders"], mapping={cid: self._order_record(cid) for cid in dirty})
                 if batches:
                     p.hset(self._keys["batches"], mapping={
-                        b: json.dumps([_result_to_dict(r) for r in self._batches[b]]) for b in batches})
+                        b: SenderBatchRecord.of(self._batches[b]).dump() for b in batches})
                 if entries:
                     # a hash keyed by seq, not a list: replaying a transaction after an ambiguous failure is harmless
-                    p.hset(self._keys["log"], mapping={e.seq: json.dumps(execution_to_dict(e)) for e in entries})
+                    p.hset(self._keys["log"], mapping={e.seq: SenderExecutionRecord.of(e).dump() for e in entries})
                 if state_dirty:
-                    p.set(self._keys["state"], json.dumps({"delivered": self._delivered,
-                                                           "subscriber": self._subscriber_spec,
-                                                           "breaker": self._breaker.to_dict()}))
+                    p.set(self._keys["state"], SenderStateRecord.model_validate({
+                        "delivered": self._delivered, "subscriber": self._subscriber_spec,
+                        "breaker": self._breaker.to_dict()}).dump())
                 await p.execute()
             except BaseException:
                 self._dirty |= dirty

@@ -164,7 +164,7 @@ class AssetOrder:
         order = cls(
             d["client_order_id"], d["batch_id"], d["symbol"], Side(d["side"]), d["order_type"], D(d["quantity"]),
             None if d["price"] is None else D(d["price"]), d["time_in_force"], AssetOrderStatus(d["status"]),
-            d["exchange_order_id"], D(d["executed_qty"]), {}, d.get("reason", ""),
+            d["exchange_order_id"], D(d["executed_qty"]), {}, d["reason"],
         )
         for f in d["fills"]:
             fill = _fill_from_dict(f)

@@ -100,5 +100,5 @@ def execution_from_dict(d: Mapping[str, Any]) -> Execution:
                           d["commission_asset"], int(d["time_ms"]), bool(d["is_maker"]))
     if d["kind"] == "done":
         return OrderDone(int(d["seq"]), d["batch_id"], d["client_order_id"], d["symbol"], Side(d["side"]),
-                         d["status"], D(d["executed_qty"]), d.get("reason", ""))
+                         d["status"], D(d["executed_qty"]), d["reason"])
     raise ValueError(f"unknown execution kind {d['kind']!r}")

@@ -42,6 +42,13 @@ class Record(BaseModel):
         return load_record(cls, raw)
 
 
+class Nested(BaseModel):
+    """A part inside a record (an order's fill, a batch's result): as strict as a record, with no version of its
+    own (it changes with the record that holds it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 _KINDS: dict[str, type[Record]] = {}
 
 

@@ -8,6 +8,7 @@ from decimal import Decimal
 from actors.order_sender import OrderSender, SenderOptions
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate
 from core.side import Side
+from store.sender_records import SenderStateRecord
 
 
 def test_an_update_that_changes_nothing_schedules_no_write(redis_server):
@@ -59,8 +60,10 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
         await sender._redis.aclose()  # noqa: SLF001
 
     asyncio.run(commit_and_close())
-    stored = json.loads(client.get("sender:old:state"))
-    assert stored["delivered"] == 3 and stored["breaker"]["open"][0]["key"] == "BTCUSDC"
+    raw = client.get("sender:old:state")
+    assert json.loads(raw)["schema"] == "sender.state"  # written back as a versioned record
+    stored = SenderStateRecord.load(raw)
+    assert stored.delivered == 3 and stored.breaker.open[0].key == "BTCUSDC"
     again = cls(options)
     assert again._breaker.open == [trip] and again._delivered == 3  # noqa: SLF001
 

@@ -1,0 +1,231 @@
+"""The chain side's stored kinds: the router's routes, queue, reversals and ledgers, the transaction intents, and
+the block cursors.
+
+Index entries stay plain Redis values, not records: a deposit's status word (`deposits` hash: "pending",
+"reversed" or a route id), the `active` set, the route counter, a block's hash and an event key's block (the
+cursor's `hashes` and `seen` hashes), the nonce indexes (`pending` zset, `by_nonce` hash). Each is one scalar under
+its key: there is no layout to drift. Version 0 is what the code wrote before records.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, ClassVar, Literal, Mapping
+
+from core.collateral_ledger import CollateralLedger
+from core.collateral_route import CollateralRoute, RouteStage
+from core.route_batch import RouteMember
+from store.records import Nested, Record, record_kind, same_data
+
+
+def _bare(field: str):  # noqa: ANN202
+    """The migration of a kind whose version 0 was a bare value (a number, a mapping) now held in `field`."""
+    return lambda data: {field: data}
+
+
+# ---------------------------------------------------------------------------------------------------- ledgers
+
+def _ledger_v0(data: dict[str, Any]) -> dict[str, Any]:
+    # held, debt, holds and reversed came with routing holds: a ledger written before them has none.
+    zero = {name: "0" for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt")}
+    return {**zero, "holds": {}, "reversed": {}, **data}
+
+
+@record_kind
+class RouterLedgerRecord(Record):
+    """One user's collateral ledger as the router keeps it without the order-book shards (`ledgers:users`)."""
+
+    KIND: ClassVar[str] = "router.ledger"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: _ledger_v0}
+
+    unit: Decimal
+    available: Decimal
+    held: Decimal
+    reserved: Decimal
+    spent: Decimal
+    fees_charged: Decimal
+    credited: Decimal
+    debt: Decimal
+    reservations: dict[str, Decimal]
+    deposits: dict[str, Decimal]
+    fees: dict[str, Decimal]
+    holds: dict[str, Decimal]
+    reversed: dict[str, Decimal]
+
+    @classmethod
+    def of(cls, ledger: CollateralLedger) -> "RouterLedgerRecord":
+        return cls.model_validate(ledger.to_dict())
+
+    def ledger(self) -> CollateralLedger:
+        return CollateralLedger.from_dict(self.model_dump(mode="json"))
+
+
+@record_kind
+class RoutedNetRecord(Record):
+    """What each deposit of a finished route brought to the exchange, net of its fees (`ledgers:routed`)."""
+
+    KIND: ClassVar[str] = "router.routed"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: _bare("net_by_deposit")}
+
+    net_by_deposit: dict[str, Decimal]
+
+
+# ---------------------------------------------------------------------------------------------------- routes
+
+class StoredRouteMember(Nested):
+    deposit_key: str
+    user: str
+    amount: Decimal
+    seen_ms: int
+
+
+class StoredHop(Nested):
+    hop: str
+    amount_in: Decimal
+    amount_out: Decimal
+    gas: Decimal
+
+
+@record_kind
+class RouteRecord(Record):
+    """One collateral route (`<router>:routes`). A step's facts (tx hashes, blocks, amounts as strings) are the
+    route's own plain data: what each step records is the step's business, so they stay mappings."""
+
+    KIND: ClassVar[str] = "router.route"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: same_data}
+
+    route_id: str
+    origin_chain_id: int
+    destination_chain_id: int
+    members: list[StoredRouteMember]
+    unit: Decimal
+    stage: RouteStage
+    created_ms: int
+    updated_ms: int
+    hops: list[StoredHop]
+    bridge: dict[str, Any] | None
+    fill: dict[str, Any] | None
+    transfer: dict[str, Any] | None
+    credit: dict[str, Any] | None
+    failure: str | None
+    charged: list[str]
+
+    @classmethod
+    def of(cls, route: CollateralRoute) -> "RouteRecord":
+        return cls.model_validate(route.to_dict())
+
+    def route(self) -> CollateralRoute:
+        return CollateralRoute.from_dict(self.model_dump(mode="json"))
+
+
+@record_kind
+class PendingDepositRecord(Record):
+    """A credited deposit waiting for its route (`<router>:pending`), with the chain it arrived on."""
+
+    KIND: ClassVar[str] = "router.pending"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: same_data}
+
+    deposit_key: str
+    user: str
+    amount: Decimal
+    seen_ms: int
+    chain_id: int
+
+    @classmethod
+    def of(cls, member: RouteMember, chain_id: int) -> "PendingDepositRecord":
+        return cls.model_validate({**member.to_dict(), "chain_id": chain_id})
+
+    def member(self) -> RouteMember:
+        return RouteMember(self.deposit_key, self.user, self.amount, self.seen_ms)
+
+
+def _reversal_v0(data: dict[str, Any]) -> dict[str, Any]:
+    # A deposit reversed while still queued was stored without a stage.
+    return {"stage": None, **data}
+
+
+@record_kind
+class ReversalRecord(Record):
+    """A deposit a reorg took back (`<router>:reversed`): whose, how much, and whether its money had left custody
+    (then the route and its stage at the time)."""
+
+    KIND: ClassVar[str] = "router.reversal"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: _reversal_v0}
+
+    user: str
+    amount: Decimal
+    routed: bool
+    route: str | None
+    stage: str | None
+
+
+@record_kind
+class StrandedReversalRecord(Record):
+    """A reversed deposit whose money had already left custody (`<router>:reversed_after_routing`): the
+    operator's to recover."""
+
+    KIND: ClassVar[str] = "router.stranded_reversal"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: same_data}
+
+    user: str
+    amount: Decimal
+    route: str
+    stage: str
+
+
+# ---------------------------------------------------------------------------------------------------- chain txs
+
+def _intent_v0(data: dict[str, Any]) -> dict[str, Any]:
+    # The block and status are stored once the transaction is mined.
+    return {"block": None, "status": None, **data}
+
+
+@record_kind
+class TxIntentRecord(Record):
+    """A transaction recorded before it is broadcast (`tx:<chain>:<account>:intents`): the signed bytes a retry
+    sends again, and `meta`, the effect it stands for (recipient, amount), which a replay must match."""
+
+    KIND: ClassVar[str] = "tx.intent"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: _intent_v0}
+
+    key: str
+    nonce: int
+    tx_hash: str
+    raw: str
+    state: Literal["signed", "sent", "mined"]
+    meta: dict[str, str | int]
+    block: int | None
+    status: int | None
+
+    @classmethod
+    def of(cls, intent: Mapping[str, Any]) -> "TxIntentRecord":
+        """From the sender's working copy (keys starting with "_" are its in-memory flags, never stored)."""
+        return cls.model_validate({k: v for k, v in intent.items() if not k.startswith("_")})
+
+
+@record_kind
+class NextNonceRecord(Record):
+    """The next nonce of one account on one chain (`tx:<chain>:<account>:next_nonce`)."""
+
+    KIND: ClassVar[str] = "tx.next_nonce"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: _bare("next_nonce")}
+
+    next_nonce: int
+
+
+@record_kind
+class BlockCursorRecord(Record):
+    """The next block a chain listener reads (`<listener>:next`)."""
+
+    KIND: ClassVar[str] = "chain.block_cursor"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: _bare("next_block")}
+
+    next_block: int
