@@ -201,13 +201,13 @@ class OrderSender:
         try:
             for cid, raw in r.hgetall(self._keys["orders"]).items():
                 stored = SenderOrderRecord.load(raw)
-                self._orders[cid.decode()] = stored.asset_order()
+                self._orders[cid.decode()] = stored.order
                 if stored.replaced_by:
                     self._replaced_by[cid.decode()] = stored.replaced_by
             for batch_id, raw in r.hgetall(self._keys["batches"]).items():
-                self._batches[batch_id.decode()] = SenderBatchRecord.load(raw).submit_results()
+                self._batches[batch_id.decode()] = SenderBatchRecord.load(raw).results
             rows = sorted((int(k), v) for k, v in r.hgetall(self._keys["log"]).items())
-            self._log = FillLog(SenderExecutionRecord.load(v).execution() for _, v in rows)
+            self._log = FillLog(SenderExecutionRecord.load(v).entry for _, v in rows)
             state = SenderStateRecord.load(r.get(self._keys["state"]) or b"{}")  # none yet: the defaults
         finally:
             r.close()
@@ -218,7 +218,8 @@ class OrderSender:
         self._breaker.load(state.breaker.model_dump())
 
     def _order_record(self, cid: str) -> str:
-        return SenderOrderRecord.of(self._orders[cid], self._replaced_by.get(cid), self._sent_at.get(cid)).dump()
+        return SenderOrderRecord(order=self._orders[cid], replaced_by=self._replaced_by.get(cid),
+                                 sent_at=self._sent_at.get(cid)).dump()
 
     def _touch(self, cids: Iterable[str] = ()) -> None:
         self._dirty.update(cids)

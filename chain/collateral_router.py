@@ -79,11 +79,11 @@ class CollateralRouter:
 
     async def route(self, route_id: str) -> CollateralRoute | None:
         raw = await self.redis.hget(self._k("routes"), route_id)
-        return RouteRecord.load(raw).route() if raw is not None else None
+        return RouteRecord.load(raw).route if raw is not None else None
 
     async def routes(self) -> list[CollateralRoute]:
         raw = await self.redis.hgetall(self._k("routes"))
-        return sorted((RouteRecord.load(v).route() for v in raw.values()), key=lambda r: r.created_ms)
+        return sorted((RouteRecord.load(v).route for v in raw.values()), key=lambda r: r.created_ms)
 
     async def active_routes(self) -> list[CollateralRoute]:
         ids = sorted(i.decode() for i in await self.redis.smembers(self._k("active")))
@@ -92,7 +92,7 @@ class CollateralRouter:
 
     async def pending(self) -> list[RouteMember]:
         raw = await self.redis.hgetall(self._k("pending"))
-        return sorted((PendingDepositRecord.load(v).member() for v in raw.values()),
+        return sorted((PendingDepositRecord.load(v).member for v in raw.values()),
                       key=lambda m: (m.seen_ms, m.deposit_key))
 
     async def route_of(self, deposit_key: str) -> str | None:
@@ -132,7 +132,7 @@ class CollateralRouter:
             for d in fresh:
                 member = RouteMember(d.key, d.user, d.amount, now)
                 pipe.hset(self._k("deposits"), d.key, "pending")
-                pipe.hset(self._k("pending"), d.key, PendingDepositRecord.of(member, d.chain_id).dump())
+                pipe.hset(self._k("pending"), d.key, PendingDepositRecord(member=member, chain_id=d.chain_id).dump())
             await pipe.execute()
             return fresh
 
@@ -165,7 +165,7 @@ class CollateralRouter:
                     raw = await self.redis.hget(self._k("pending"), key)
                     if raw is None:
                         continue
-                    member = PendingDepositRecord.load(raw).member()
+                    member = PendingDepositRecord.load(raw).member
                     pipe = self.redis.pipeline(transaction=True)
                     pipe.hdel(self._k("pending"), key)
                     pipe.hset(self._k("deposits"), key, "reversed")
@@ -252,7 +252,7 @@ class CollateralRouter:
         by_chain: dict[int, list[RouteMember]] = {}
         for v in raw.values():
             waiting = PendingDepositRecord.load(v)
-            by_chain.setdefault(waiting.chain_id, []).append(waiting.member())
+            by_chain.setdefault(waiting.chain_id, []).append(waiting.member)
         now = self.clock.now_ms()
         for chain_id, members in sorted(by_chain.items()):
             while True:
@@ -266,7 +266,7 @@ class CollateralRouter:
                                              destination_chain_id=self.config.destination_chain_id,
                                              unit=self.config.unit, now_ms=now)
                 pipe = self.redis.pipeline(transaction=True)
-                pipe.hset(self._k("routes"), route.route_id, RouteRecord.of(route).dump())
+                pipe.hset(self._k("routes"), route.route_id, RouteRecord(route=route).dump())
                 pipe.sadd(self._k("active"), route.route_id)
                 pipe.hdel(self._k("pending"), *taken)
                 for key in taken:
@@ -274,7 +274,7 @@ class CollateralRouter:
                 await pipe.execute()
 
     async def _save(self, route: CollateralRoute) -> None:
-        await self.redis.hset(self._k("routes"), route.route_id, RouteRecord.of(route).dump())
+        await self.redis.hset(self._k("routes"), route.route_id, RouteRecord(route=route).dump())
 
     async def _charge(self, route: CollateralRoute) -> None:
         due = route.uncharged()

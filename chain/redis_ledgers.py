@@ -39,7 +39,8 @@ class RedisLedgers:
         ledgers = {u: self._ledger(r) for u, r in zip(ordered, raws)}
         fn(ledgers)
         if ledgers:
-            await self.redis.hset(self._k("users"), mapping={u: RouterLedgerRecord.of(l).dump() for u, l in ledgers.items()})
+            await self.redis.hset(self._k("users"),
+                                  mapping={u: RouterLedgerRecord.of(l).dump() for u, l in ledgers.items()})
 
     async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
         def go(ledgers: dict[str, CollateralLedger]) -> None:
@@ -58,7 +59,8 @@ class RedisLedgers:
             for key, user in users.items():
                 ledgers[user.lower()].release_hold(key)
         await self._apply({u.lower() for u in users.values()}, go)
-        await self.redis.hset(self._k("routed"), route_id, RoutedNetRecord(net_by_deposit=dict(net_by_deposit)).dump())
+        await self.redis.hset(self._k("routed"), route_id,
+                              RoutedNetRecord(net_by_deposit=dict(net_by_deposit)).dump())
 
     async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
         def go(ledgers: dict[str, CollateralLedger]) -> None:

@@ -139,8 +139,7 @@ class TxSender:
             raise ValueError(f"send({key!r}): nothing to send (no call, no tx) and no recorded intent")
         signed = self.account.sign_transaction(fields)
         intent = {"key": key, "nonce": nonce, "tx_hash": signed.hash.to_0x_hex(),
-                  "raw": signed.raw_transaction.to_0x_hex(), "state": "signed", "meta": meta, "block": None,
-                  "status": None}
+                  "raw": signed.raw_transaction.to_0x_hex(), "state": "signed", "meta": meta}
         pipe = self.redis.pipeline(transaction=True)
         pipe.hset(self._k("intents"), key, TxIntentRecord.of(intent).dump())
         pipe.set(self._k("next_nonce"), NextNonceRecord(next_nonce=nonce + 1).dump())

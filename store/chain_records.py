@@ -12,9 +12,9 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal, Mapping
 
 from core.collateral_ledger import CollateralLedger
-from core.collateral_route import CollateralRoute, RouteStage
+from core.collateral_route import CollateralRoute
 from core.route_batch import RouteMember
-from store.records import Nested, Record, record_kind, same_data
+from store.records import Record, record_kind, same_data
 
 
 def _bare(field: str):  # noqa: ANN202
@@ -73,51 +73,20 @@ class RoutedNetRecord(Record):
 
 # ---------------------------------------------------------------------------------------------------- routes
 
-class StoredRouteMember(Nested):
-    deposit_key: str
-    user: str
-    amount: Decimal
-    seen_ms: int
-
-
-class StoredHop(Nested):
-    hop: str
-    amount_in: Decimal
-    amount_out: Decimal
-    gas: Decimal
-
-
 @record_kind
 class RouteRecord(Record):
-    """One collateral route (`<router>:routes`). A step's facts (tx hashes, blocks, amounts as strings) are the
-    route's own plain data: what each step records is the step's business, so they stay mappings."""
+    """One collateral route (`<router>:routes`), held as the domain's dataclass: its fields are the stored layout.
+    A step's facts (tx hashes, blocks, amounts as strings) stay mappings: what each step records is its business."""
 
     KIND: ClassVar[str] = "router.route"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: same_data}
+    MIGRATIONS = {0: _bare("route")}
 
-    route_id: str
-    origin_chain_id: int
-    destination_chain_id: int
-    members: list[StoredRouteMember]
-    unit: Decimal
-    stage: RouteStage
-    created_ms: int
-    updated_ms: int
-    hops: list[StoredHop]
-    bridge: dict[str, Any] | None
-    fill: dict[str, Any] | None
-    transfer: dict[str, Any] | None
-    credit: dict[str, Any] | None
-    failure: str | None
-    charged: list[str]
+    route: CollateralRoute
 
-    @classmethod
-    def of(cls, route: CollateralRoute) -> "RouteRecord":
-        return cls.model_validate(route.to_dict())
 
-    def route(self) -> CollateralRoute:
-        return CollateralRoute.from_dict(self.model_dump(mode="json"))
+def _pending_v0(data: dict[str, Any]) -> dict[str, Any]:
+    return {"member": {k: v for k, v in data.items() if k != "chain_id"}, "chain_id": data["chain_id"]}
 
 
 @record_kind
@@ -126,20 +95,10 @@ class PendingDepositRecord(Record):
 
     KIND: ClassVar[str] = "router.pending"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: same_data}
+    MIGRATIONS = {0: _pending_v0}
 
-    deposit_key: str
-    user: str
-    amount: Decimal
-    seen_ms: int
+    member: RouteMember
     chain_id: int
-
-    @classmethod
-    def of(cls, member: RouteMember, chain_id: int) -> "PendingDepositRecord":
-        return cls.model_validate({**member.to_dict(), "chain_id": chain_id})
-
-    def member(self) -> RouteMember:
-        return RouteMember(self.deposit_key, self.user, self.amount, self.seen_ms)
 
 
 def _reversal_v0(data: dict[str, Any]) -> dict[str, Any]:
@@ -180,11 +139,6 @@ class StrandedReversalRecord(Record):
 
 # ---------------------------------------------------------------------------------------------------- chain txs
 
-def _intent_v0(data: dict[str, Any]) -> dict[str, Any]:
-    # The block and status are stored once the transaction is mined.
-    return {"block": None, "status": None, **data}
-
-
 @record_kind
 class TxIntentRecord(Record):
     """A transaction recorded before it is broadcast (`tx:<chain>:<account>:intents`): the signed bytes a retry
@@ -192,7 +146,7 @@ class TxIntentRecord(Record):
 
     KIND: ClassVar[str] = "tx.intent"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _intent_v0}
+    MIGRATIONS = {0: same_data}
 
     key: str
     nonce: int
@@ -200,8 +154,8 @@ class TxIntentRecord(Record):
     raw: str
     state: Literal["signed", "sent", "mined"]
     meta: dict[str, str | int]
-    block: int | None
-    status: int | None
+    block: int | None = None  # where it was mined, and the receipt's status (1 success, 0 reverted): once mined
+    status: int | None = None
 
     @classmethod
     def of(cls, intent: Mapping[str, Any]) -> "TxIntentRecord":

@@ -1,54 +1,26 @@
 """The order sender's stored kinds: each asset order, each batch's verdicts, the execution log, the sender's state.
 
-The domain classes keep their plain-data view (to_dict/from_dict); these schemas pin that view field by field, so
-a key renamed in the domain code fails the fixture test instead of a restart. Version 0 is what the sender wrote
-before records; its migrations fill what the older layouts lacked, with the defaults the loader applied then.
+Where a domain class is a dataclass whose fields are its stored layout (AssetOrder, SubmitResult, SenderFill,
+OrderDone), the schema holds it as it is: pydantic validates its fields and refuses unknown ones, and
+a renamed field changes the dump, which the fixture test catches. Version 0 is what the sender wrote before
+records; its migrations fill what the older layouts lacked, with the defaults the loader applied then.
 """
 from __future__ import annotations
 
-from dataclasses import asdict
-from decimal import Decimal
-from typing import Annotated, Any, ClassVar, Literal, Sequence, Union
+from typing import Any, ClassVar, Sequence
 
-from pydantic import Field
-
-from core.asset_order import AssetOrder, AssetOrderStatus
+from core.asset_order import AssetOrder
 from core.circuit_breaker import ACCOUNT
-from core.sender_messages import Execution, SubmitResult, execution_from_dict, execution_to_dict
-from core.side import Side
-from store.records import Nested, Record, record_kind
-
-
-class StoredFill(Nested):
-    trade_id: int
-    price: Decimal
-    quantity: Decimal
-    commission: Decimal
-    commission_asset: str | None
-    time_ms: int
-    is_maker: bool
-
-
-class StoredAssetOrder(Nested):
-    client_order_id: str
-    batch_id: str
-    symbol: str
-    side: Side
-    order_type: str
-    quantity: Decimal
-    price: Decimal | None
-    time_in_force: str | None
-    status: AssetOrderStatus
-    exchange_order_id: int | None
-    executed_qty: Decimal
-    reason: str
-    fills: list[StoredFill]
+from core.sender_messages import Execution, OrderDone, SenderFill, SubmitResult
+from store.records import Nested, Record, RecordError, record_kind
 
 
 def _order_v0(data: dict[str, Any]) -> dict[str, Any]:
-    # An order stored before its reject reason existed has none; replaced_by and sent_at were not always written.
-    return {"order": {"reason": "", **data["order"]}, "replaced_by": data.get("replaced_by"),
-            "sent_at": data.get("sent_at")}
+    # Version 0 listed an order's fills (now keyed by trade id, as the order holds them); an order stored before
+    # its reject reason existed has none; replaced_by and sent_at were not always written.
+    order = data["order"]
+    return {"order": {"reason": "", **order, "fills": {str(f["trade_id"]): f for f in order["fills"]}},
+            "replaced_by": data.get("replaced_by"), "sent_at": data.get("sent_at")}
 
 
 @record_kind
@@ -60,28 +32,9 @@ class SenderOrderRecord(Record):
     VERSION: ClassVar[int] = 1
     MIGRATIONS = {0: _order_v0}
 
-    order: StoredAssetOrder
+    order: AssetOrder
     replaced_by: str | None
     sent_at: int | None
-
-    @classmethod
-    def of(cls, order: AssetOrder, replaced_by: str | None, sent_at: int | None) -> "SenderOrderRecord":
-        return cls.model_validate({"order": order.to_dict(), "replaced_by": replaced_by, "sent_at": sent_at})
-
-    def asset_order(self) -> AssetOrder:
-        return AssetOrder.from_dict(self.order.model_dump(mode="json"))
-
-
-class StoredSubmitResult(Nested):
-    symbol: str
-    side: Side
-    accepted: bool
-    client_order_id: str | None
-    quantity: Decimal | None
-    price: Decimal | None
-    status: str
-    reason: str
-    filter: str | None
 
 
 @record_kind
@@ -93,65 +46,37 @@ class SenderBatchRecord(Record):
     VERSION: ClassVar[int] = 1
     MIGRATIONS = {0: lambda data: {"results": data}}  # version 0 stored the bare list
 
-    results: list[StoredSubmitResult]
+    results: list[SubmitResult]
 
     @classmethod
     def of(cls, results: Sequence[SubmitResult]) -> "SenderBatchRecord":
-        return cls(results=[StoredSubmitResult(**asdict(r)) for r in results])
-
-    def submit_results(self) -> list[SubmitResult]:
-        return [SubmitResult(**dict(r)) for r in self.results]
-
-
-class StoredSenderFill(Nested):
-    kind: Literal["fill"]
-    seq: int
-    batch_id: str
-    client_order_id: str
-    symbol: str
-    side: Side
-    trade_id: int
-    price: Decimal
-    quantity: Decimal
-    commission: Decimal
-    commission_asset: str | None
-    time_ms: int
-    is_maker: bool
-
-
-class StoredOrderDone(Nested):
-    kind: Literal["done"]
-    seq: int
-    batch_id: str
-    client_order_id: str
-    symbol: str
-    side: Side
-    status: str
-    executed_qty: Decimal
-    reason: str
+        return cls(results=list(results))
 
 
 def _execution_v0(data: dict[str, Any]) -> dict[str, Any]:
-    # A completion logged before reasons were carried has none.
-    return {"entry": {"reason": "", **data} if data.get("kind") == "done" else data}
+    # Version 0 tagged each entry with its kind; a completion logged before reasons were carried has none.
+    kind = data.get("kind")
+    if kind not in ("fill", "done"):
+        raise RecordError(f"sender.execution version 0: unknown entry kind {kind!r}")
+    entry = {k: v for k, v in data.items() if k != "kind"}
+    return {"entry": {"reason": "", **entry} if kind == "done" else entry}
 
 
 @record_kind
 class SenderExecutionRecord(Record):
-    """One entry of the sender's execution log (`<account>:log` hash, by seq): a fill or an order's completion."""
+    """One entry of the sender's execution log (`<account>:log` hash, by seq): a fill or an order's completion.
+    The two shapes share no required fields (a fill has a trade id, a completion a status), so the union needs no
+    tag."""
 
     KIND: ClassVar[str] = "sender.execution"
     VERSION: ClassVar[int] = 1
     MIGRATIONS = {0: _execution_v0}
 
-    entry: Annotated[Union[StoredSenderFill, StoredOrderDone], Field(discriminator="kind")]
+    entry: SenderFill | OrderDone
 
     @classmethod
     def of(cls, execution: Execution) -> "SenderExecutionRecord":
-        return cls.model_validate({"entry": execution_to_dict(execution)})
-
-    def execution(self) -> Execution:
-        return execution_from_dict(self.entry.model_dump(mode="json"))
+        return cls(entry=execution)
 
 
 class StoredTrip(Nested):

@@ -30,6 +30,8 @@ D = Decimal
 T0 = 1_700_000_000_000
 USER = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
 DEPOSIT = "42161:0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060:3"
+USER2 = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc"
+DEPOSIT2 = "42161:0x9a0e3c4b1f5e7d2a6c8b0e1f3a5d7c9b2e4f6a8c0d2e4f6a8b0c2d4e6f8a0b2c:1"
 
 
 def asset_order_partly_filled() -> AssetOrder:
@@ -57,7 +59,8 @@ def breaker_tripped() -> CircuitBreaker:
     return breaker
 
 
-EXAMPLES["sender.order"] = lambda: SenderOrderRecord.of(asset_order_partly_filled(), None, T0 + 10)
+EXAMPLES["sender.order"] = lambda: SenderOrderRecord(order=asset_order_partly_filled(), replaced_by=None,
+                                                             sent_at=T0 + 10)
 EXAMPLES["sender.batch"] = lambda: SenderBatchRecord.of([
     SubmitResult("ETHUSDC", Side.BUY, True, "b7.ETHUSDC.0", D("0.5000"), D("2500.01"), "INTENDED"),
     SubmitResult("DOGEUSDC", Side.BUY, False, None, None, None, "REJECTED",
@@ -65,7 +68,8 @@ EXAMPLES["sender.batch"] = lambda: SenderBatchRecord.of([
 EXAMPLES["sender.execution"] = lambda: SenderExecutionRecord.of(
     sender_fill(7, asset_order_filled(), asset_order_filled().fills[902]))
 EXAMPLES["sender.state"] = lambda: SenderStateRecord.model_validate({
-    "delivered": 6, "subscriber": {"name": "solver", "namespace": "indexmaker"}, "breaker": breaker_tripped().to_dict()})
+    "delivered": 6, "subscriber": {"name": "solver", "namespace": "indexmaker"},
+    "breaker": breaker_tripped().to_dict()})
 
 
 # ------------------------------------------------------------------------------------------------ the chain side
@@ -78,18 +82,23 @@ def ledger_after_credit_hold_fee() -> CollateralLedger:
     return ledger
 
 
-def route_bridging() -> CollateralRoute:
-    route = CollateralRoute.open("route-3", [RouteMember(DEPOSIT, USER, D("250"), T0)], origin_chain_id=42161,
-                                 destination_chain_id=8453, unit=USDC_UNIT, now_ms=T0 + 1000)
-    route.bridge_sent(tx_hash="0x" + "ab" * 32, deposit_id=17, input_amount=D("250"), output_amount=D("249.88"),
+def route_bridged() -> CollateralRoute:
+    """Bridged and filled on the destination, the bridge's cost charged to its two members."""
+    members = [RouteMember(DEPOSIT, USER, D("250"), T0), RouteMember(DEPOSIT2, USER2, D("50"), T0 + 300)]
+    route = CollateralRoute.open("route-3", members, origin_chain_id=42161, destination_chain_id=8453,
+                                 unit=USDC_UNIT, now_ms=T0 + 1000)
+    route.bridge_sent(tx_hash="0x" + "ab" * 32, deposit_id=17, input_amount=D("300"), output_amount=D("299.88"),
                       gas=D("0.004211"), now_ms=T0 + 5000, block=1234)
+    route.bridge_filled(tx_hash="0x" + "ef" * 32, amount_received=D("299.87"), now_ms=T0 + 9000, block=88)
+    route.mark_charged([c.fee_id for c in route.charges()])
     return route
 
 
 EXAMPLES["router.ledger"] = lambda: RouterLedgerRecord.of(ledger_after_credit_hold_fee())
 EXAMPLES["router.routed"] = lambda: RoutedNetRecord(net_by_deposit={DEPOSIT: D("249.875789")})
-EXAMPLES["router.route"] = lambda: RouteRecord.of(route_bridging())
-EXAMPLES["router.pending"] = lambda: PendingDepositRecord.of(RouteMember(DEPOSIT, USER, D("250"), T0), 42161)
+EXAMPLES["router.route"] = lambda: RouteRecord(route=route_bridged())
+EXAMPLES["router.pending"] = lambda: PendingDepositRecord(member=RouteMember(DEPOSIT, USER, D("250"), T0),
+                                                          chain_id=42161)
 EXAMPLES["router.reversal"] = lambda: ReversalRecord(user=USER, amount=D("250"), routed=True, route="route-3",
                                                      stage="bridging")
 EXAMPLES["router.stranded_reversal"] = lambda: StrandedReversalRecord(user=USER, amount=D("250"), route="route-3",

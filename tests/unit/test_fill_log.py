@@ -9,8 +9,9 @@ from hypothesis import strategies as st
 
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, client_order_id
 from core.fill_log import FillLog
-from core.sender_messages import OrderDone, SenderFill, execution_from_dict, execution_to_dict
+from core.sender_messages import OrderDone, SenderFill
 from core.side import Side
+from store.sender_records import SenderExecutionRecord
 
 D = Decimal
 
@@ -63,8 +64,8 @@ def test_reloading_the_entries_restores_the_log_and_its_dedupe() -> None:
     o.mark_sent()
     o.apply(OrderUpdate(o.client_order_id, AssetOrderStatus.FILLED, D("1.0"), 3, (fill(1, "0.5"), fill(2, "0.5"))))
     log.add_done(o)
-    stored = [execution_to_dict(e) for e in log.since(0)]
-    back = FillLog(execution_from_dict(d) for d in stored)
+    stored = [SenderExecutionRecord.of(e).dump() for e in log.since(0)]
+    back = FillLog(SenderExecutionRecord.load(raw).entry for raw in stored)
     assert back.since(0) == log.since(0) and back.last_seq == 3
     assert back.add_fills(o, [fill(2, "0.5")]) == [] and back.add_done(o) is None
     with pytest.raises(ValueError):

@@ -13,7 +13,8 @@ from store.chain_records import (BlockCursorRecord, NextNonceRecord, PendingDepo
                                  RoutedNetRecord, RouteRecord, RouterLedgerRecord, StrandedReversalRecord,
                                  TxIntentRecord)
 from store.records import RecordError
-from tests.unit.store_examples import DEPOSIT, T0, USER, ledger_after_credit_hold_fee, route_bridging
+from tests.unit.store_examples import (DEPOSIT, DEPOSIT2, T0, USER, USER2, ledger_after_credit_hold_fee,
+                                      route_bridged)
 
 
 def test_a_ledger_written_before_routing_holds_loads_with_none() -> None:
@@ -42,15 +43,19 @@ def test_routed_nets_written_as_a_bare_mapping_load() -> None:
 
 
 ROUTE_V0 = {"route_id": "route-3", "origin_chain_id": 42161, "destination_chain_id": 8453,
-            "members": [{"deposit_key": DEPOSIT, "user": USER, "amount": "250", "seen_ms": T0}], "unit": "0.000001",
-            "stage": "bridging", "created_ms": T0 + 1000, "updated_ms": T0 + 5000, "hops": [],
-            "bridge": {"tx_hash": "0x" + "ab" * 32, "deposit_id": 17, "input_amount": "250", "output_amount": "249.88",
+            "members": [{"deposit_key": DEPOSIT, "user": USER, "amount": "250", "seen_ms": T0},
+                        {"deposit_key": DEPOSIT2, "user": USER2, "amount": "50", "seen_ms": T0 + 300}],
+            "unit": "0.000001", "stage": "on_destination", "created_ms": T0 + 1000, "updated_ms": T0 + 9000,
+            "hops": [{"hop": "across:42161->8453", "amount_in": "300", "amount_out": "299.87", "gas": "0.004211"}],
+            "bridge": {"tx_hash": "0x" + "ab" * 32, "deposit_id": 17, "input_amount": "300", "output_amount": "299.88",
                        "gas": "0.004211", "block": 1234},
-            "fill": None, "transfer": None, "credit": None, "failure": None, "charged": []}
+            "fill": {"tx_hash": "0x" + "ef" * 32, "amount_received": "299.87", "block": 88},
+            "transfer": None, "credit": None, "failure": None,
+            "charged": [f"route-3:across:42161->8453:{DEPOSIT}", f"route-3:across:42161->8453:{DEPOSIT2}"]}
 
 
 def test_a_route_written_before_records_loads_the_same_route() -> None:
-    assert RouteRecord.load(json.dumps(ROUTE_V0)).route() == route_bridging()
+    assert RouteRecord.load(json.dumps(ROUTE_V0)).route == route_bridged()
     with pytest.raises(RecordError):
         RouteRecord.load(json.dumps({**ROUTE_V0, "stage": "teleported"}))
 
@@ -58,7 +63,7 @@ def test_a_route_written_before_records_loads_the_same_route() -> None:
 def test_a_pending_deposit_written_before_records_loads_with_its_chain() -> None:
     v0 = {"deposit_key": DEPOSIT, "user": USER, "amount": "250", "seen_ms": T0, "chain_id": 42161}
     waiting = PendingDepositRecord.load(json.dumps(v0))
-    assert waiting.member() == RouteMember(DEPOSIT, USER, Decimal("250"), T0) and waiting.chain_id == 42161
+    assert waiting.member == RouteMember(DEPOSIT, USER, Decimal("250"), T0) and waiting.chain_id == 42161
 
 
 def test_reversals_written_before_records_load_both_shapes() -> None:
@@ -78,7 +83,8 @@ def test_intents_written_before_records_load_signed_and_mined() -> None:
     assert loaded.model_dump(mode="json") == {**signed, "block": None, "status": None}
     mined = {**signed, "state": "mined", "block": 99, "status": 1}
     assert TxIntentRecord.load(json.dumps(mined)).model_dump(mode="json") == mined
-    assert TxIntentRecord.of({**mined, "_fresh": True}) == TxIntentRecord.load(json.dumps(mined))  # flags stay in memory
+    # the sender's in-memory flags are never stored
+    assert TxIntentRecord.of({**mined, "_fresh": True}) == TxIntentRecord.load(json.dumps(mined))
     with pytest.raises(RecordError):
         TxIntentRecord.load(json.dumps({**signed, "state": "lost"}))
 

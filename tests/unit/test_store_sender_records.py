@@ -8,7 +8,7 @@ import pytest
 
 from core.circuit_breaker import CircuitBreaker
 from core.clock import ManualClock
-from core.sender_messages import OrderDone
+from core.sender_messages import OrderDone, SenderFill
 from core.side import Side
 from store.records import RecordError
 from store.sender_records import SenderBatchRecord, SenderExecutionRecord, SenderOrderRecord, SenderStateRecord
@@ -25,11 +25,11 @@ ORDER_V0 = {"order": {"client_order_id": "b7.ETHUSDC.0", "batch_id": "b7", "symb
 
 def test_an_order_written_before_records_loads_the_same_order() -> None:
     stored = SenderOrderRecord.load(json.dumps(ORDER_V0))
-    assert stored.asset_order() == asset_order_partly_filled()
+    assert stored.order == asset_order_partly_filled()
     assert stored.replaced_by is None and stored.sent_at == T0 + 10
     older = {"order": {k: v for k, v in ORDER_V0["order"].items() if k != "reason"}, "replaced_by": "b7.ETHUSDC.1"}
     again = SenderOrderRecord.load(json.dumps(older))  # before reasons, replaced_by and sent_at were always there
-    assert again.asset_order() == asset_order_partly_filled() and again.replaced_by == "b7.ETHUSDC.1"
+    assert again.order == asset_order_partly_filled() and again.replaced_by == "b7.ETHUSDC.1"
     assert again.sent_at is None
 
 
@@ -44,21 +44,22 @@ def test_a_batch_written_as_a_bare_list_loads_its_verdicts() -> None:
            "quantity": "0.5000", "price": "2500.01", "status": "INTENDED", "reason": "", "filter": None},
           {"symbol": "DOGEUSDC", "side": "SELL", "accepted": False, "client_order_id": None, "quantity": None,
            "price": None, "status": "REJECTED", "reason": "below the minimum", "filter": "LOT_SIZE"}]
-    ok, rejected = SenderBatchRecord.load(json.dumps(v0)).submit_results()
+    ok, rejected = SenderBatchRecord.load(json.dumps(v0)).results
     assert ok.side is Side.BUY and ok.quantity == Decimal("0.5000") and str(ok.quantity) == "0.5000"
     assert rejected.side is Side.SELL and rejected.quantity is None and rejected.filter == "LOT_SIZE"
-    assert SenderBatchRecord.load(SenderBatchRecord.of([ok, rejected]).dump()).submit_results() == [ok, rejected]
+    assert SenderBatchRecord.load(SenderBatchRecord.of([ok, rejected]).dump()).results == [ok, rejected]
 
 
 def test_log_entries_written_before_records_load_fills_and_completions() -> None:
     fill = {"kind": "fill", "seq": 1, "batch_id": "b7", "client_order_id": "b7.ETHUSDC.0", "symbol": "ETHUSDC",
             "side": "BUY", "trade_id": 901, "price": "2499.99", "quantity": "0.2", "commission": "0.0002",
             "commission_asset": None, "time_ms": T0, "is_maker": True}
-    loaded = SenderExecutionRecord.load(json.dumps(fill)).execution()
-    assert loaded.seq == 1 and loaded.price == Decimal("2499.99") and loaded.commission_asset is None  # type: ignore[union-attr]
+    loaded = SenderExecutionRecord.load(json.dumps(fill)).entry
+    assert isinstance(loaded, SenderFill)
+    assert loaded.seq == 1 and loaded.price == Decimal("2499.99") and loaded.commission_asset is None
     done = {"kind": "done", "seq": 2, "batch_id": "b7", "client_order_id": "b7.ETHUSDC.0", "symbol": "ETHUSDC",
             "side": "BUY", "status": "EXPIRED", "executed_qty": "0.2"}  # before completions carried a reason
-    assert SenderExecutionRecord.load(json.dumps(done)).execution() == OrderDone(
+    assert SenderExecutionRecord.load(json.dumps(done)).entry == OrderDone(
         2, "b7", "b7.ETHUSDC.0", "ETHUSDC", Side.BUY, "EXPIRED", Decimal("0.2"), "")
     with pytest.raises(RecordError):
         SenderExecutionRecord.load(json.dumps({**done, "kind": "cancel"}))
