@@ -187,10 +187,10 @@ class CollateralRouter:
                 pipe = self.redis.pipeline(transaction=True)  # both records or neither: a replay trusts the first
                 pipe.hset(self._k("reversed"), key, ReversalRecord(
                     user=member.user, amount=member.amount, routed=routed, route=route.route_id,
-                    stage=route.stage.value).dump())
+                    stage=route.stage).dump())
                 if routed:
                     pipe.hset(self._k("reversed_after_routing"), key, StrandedReversalRecord(
-                        user=member.user, amount=member.amount, route=route.route_id, stage=route.stage.value).dump())
+                        user=member.user, amount=member.amount, route=route.route_id, stage=route.stage).dump())
                 await pipe.execute()
                 if routed:  # the operator's to recover: /health and status name it
                     log.warning("deposit %s (%s USDC of %s) reversed by a reorg after its money left custody in %s: "

@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, Literal, Mapping
 
 from core.collateral_ledger import CollateralLedger
-from core.collateral_route import CollateralRoute
+from core.collateral_route import CollateralRoute, RouteStage
 from core.route_batch import RouteMember
 from store.records import Record, record_kind, same_data
 
@@ -119,7 +119,7 @@ class ReversalRecord(Record):
     amount: Decimal
     routed: bool
     route: str | None
-    stage: str | None
+    stage: RouteStage | None
 
 
 @record_kind
@@ -134,7 +134,7 @@ class StrandedReversalRecord(Record):
     user: str
     amount: Decimal
     route: str
-    stage: str
+    stage: RouteStage
 
 
 # ---------------------------------------------------------------------------------------------------- chain txs

@@ -11,7 +11,7 @@ from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUp
 from core.circuit_breaker import CircuitBreaker
 from core.clock import ManualClock
 from core.collateral_ledger import USDC_UNIT, CollateralLedger
-from core.collateral_route import CollateralRoute
+from core.collateral_route import CollateralRoute, RouteStage
 from core.route_batch import RouteMember
 from core.sender_messages import SubmitResult, order_done, sender_fill
 from core.side import Side
@@ -100,9 +100,9 @@ EXAMPLES["router.route"] = lambda: RouteRecord(route=route_bridged())
 EXAMPLES["router.pending"] = lambda: PendingDepositRecord(member=RouteMember(DEPOSIT, USER, D("250"), T0),
                                                           chain_id=42161)
 EXAMPLES["router.reversal"] = lambda: ReversalRecord(user=USER, amount=D("250"), routed=True, route="route-3",
-                                                     stage="bridging")
+                                                     stage=RouteStage.BRIDGING)
 EXAMPLES["router.stranded_reversal"] = lambda: StrandedReversalRecord(user=USER, amount=D("250"), route="route-3",
-                                                                      stage="bridging")
+                                                                      stage=RouteStage.BRIDGING)
 EXAMPLES["tx.intent"] = lambda: TxIntentRecord.of({
     "key": "route-3:bridge:deposit", "nonce": 12, "tx_hash": "0x" + "ab" * 32, "raw": "0x02f87182a4b10c" + "00" * 40,
     "state": "mined", "meta": {"recipient": USER, "input": "250", "output": "249.88", "destination_block": 88},
