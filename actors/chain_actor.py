@@ -25,6 +25,7 @@ from chain.keys import mnemonic_from_env
 from chain.route_effects import BridgeSent, FillSeen, TransferSent
 from chain.stack import ChainStack
 from core.config import ChainConfig
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class MintResult:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class ChainActor:
     def __init__(self, world_file: str, redis_url: str, config: ChainConfig, *, router_name: str | None = "router",
-                 router_namespace: str | None = None, poll_s: float = 0.1) -> None:
+                 router_namespace: str | None = None, poll_s: float = 0.1, retry: RetryPolicy | None = None) -> None:
         import redis.asyncio as aioredis
 
         setup_logging("chain")
@@ -55,7 +56,7 @@ class ChainActor:
         self.config = config
         self.state = WorldState.load(world_file)
         self.redis = aioredis.Redis.from_url(redis_url)
-        self.stack = ChainStack.build(self.state, self.redis, config, mnemonic=mnemonic_from_env())
+        self.stack = ChainStack.build(self.state, self.redis, config, mnemonic=mnemonic_from_env(), retry=retry)
         self.router_name = router_name
         self.router_namespace = router_namespace
         self.poll_s = poll_s

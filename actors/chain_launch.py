@@ -9,6 +9,7 @@ from actors.chain_actor import ChainActor
 from actors.exchange_deposits import ExchangeKeys
 from actors.router_actor import RouterActor
 from core.config import Settings
+from store.retry import RetryPolicy
 
 
 def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
@@ -25,7 +26,8 @@ def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
     if detached:
         opts["lifetime"] = "detached"
     chain = ChainActor.options(name="chain", **opts).remote(world_file, redis_url, settings.chain, poll_s=poll_s,
-                                                            router_namespace=namespace)
+                                                            router_namespace=namespace,
+                                                            retry=RetryPolicy.from_settings(settings))
     router = RouterActor.options(name="router", **opts).remote(redis_url, settings,
                                                                 exchange_keys or ExchangeKeys.from_env(),
                                                                 chain_namespace=namespace, step_s=step_s,

@@ -22,10 +22,12 @@ import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
-from actors.order_books import ShardedApp, ShardReport, orders_shard_name
+from actors.order_books import ShardReport
+from actors.order_shards import ShardedApp, orders_shard_name
 from protocol.indexmaker_app import AppResponse, InvoiceIssued, OrderAccepted, OrderProgress, OrderRefused
 from protocol.indexmaker_plugin import IndexMakerPlugin
 from protocol.report_store import StreamWrite
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class GatewayActorOptions:
     store_prefix: str = "fix:"
     #: Quote requests are answered by this actor (it sizes them on the live books).
     solver_name: str = "solver"
+    #: The store is waited out with this (the cursors at start, the server's loads and group commits).
+    retry: RetryPolicy = field(default_factory=RetryPolicy.default)
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -108,8 +112,9 @@ class GatewayActor:
                        "orders_rejected": 0, "orders_failed": 0, "orders_filled": 0, "orders_cancelled": 0,
                        "fill_reports": 0, "invoices": 0}
         self.plugin = _CountingPlugin(self.app, self.counts)
-        self.server = GatewayServer(self.plugin, RedisReportStore.from_url(options.redis_url, options.store_prefix),
-                                    Signer(options.server_key), GatewayConfig(**options.config))
+        config = GatewayConfig(**options.config)
+        store = RedisReportStore.from_url(options.redis_url, options.store_prefix, keep=config.report_retention)
+        self.server = GatewayServer(self.plugin, store, Signer(options.server_key), config, retry=options.retry)
         self._cursor: dict[int, int] = {}  # shard -> last report seq delivered (loaded in start)
         self._lock = asyncio.Lock()
         self._started: asyncio.Task | None = None
@@ -149,15 +154,10 @@ class GatewayActor:
     async def _start(self) -> None:
         from protocol.gc_tuning import tune_gc
 
-        delay = 0.05
-        while True:
-            try:
-                self._cursor = await self._load_cursors()
-                break
-            except Exception as exc:  # noqa: BLE001  (the store is down: a restart waits for it, never crash-loops)
-                log.warning("gateway: cannot read the delivery cursors (%s); retrying", exc)
-                await asyncio.sleep(delay)  # back-off while the store is down, not synchronisation
-                delay = min(2 * delay, 2.0)
+        # The store down is waited for (a restart never crash-loops); anything else fails this start, which the
+        # next call tries again.
+        self._cursor = await self.o.retry.call(self._load_cursors, lambda exc: log.warning(
+            "gateway: cannot read the delivery cursors (%s); retrying", exc), bounded=(Exception,))
         if not self.server.port:  # not listening yet (a start tried again after a failure may have got this far)
             await self.server.start()
         await asyncio.gather(*(s.register_subscriber.remote(self.o.name, self.o.namespace) for s in self.shards))

@@ -19,7 +19,7 @@ from aiohttp import web
 import core  # noqa: F401  (decimal context in the worker)
 from actors.logs import setup_logging
 from actors.monitor import MONITOR_NAME
-from actors.order_books import orders_shard_name, shard_of_user
+from actors.order_shards import orders_shard_name, shard_of_user
 from protocol.invoice_http import InvoiceHttp
 
 HTTP_NAME = "http"

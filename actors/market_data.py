@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Callable, Iterable
@@ -38,6 +39,7 @@ from core.stale_books import stale_symbols
 from exchange import errors
 from exchange.gateway import BinanceGateway
 from protocol.gc_tuning import tune_gc_once
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +58,16 @@ class MarketDataOptions:
     snapshot_burst: int = 100
     #: Lag samples kept for the percentiles in inspect().
     lag_samples: int = 20_000
-    #: Reconnect backoff after a dropped websocket: first wait, then doubled up to the cap.
+    #: Reconnect backoff after a dropped websocket: the first wait, then doubled up to the cap (the [store] retry
+    #: policy with these numbers).
     reconnect_min_ms: int = 100
     reconnect_max_ms: int = 5_000
     api_key: str = ""
     secret: str = ""
+
+    @property
+    def reconnect(self) -> RetryPolicy:
+        return dataclasses.replace(RetryPolicy.default(), base_ms=self.reconnect_min_ms, cap_ms=self.reconnect_max_ms)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> "MarketDataOptions":
@@ -142,11 +149,11 @@ class MarketDataShard:
 
     async def _run(self) -> None:
         assert self._gw is not None
-        backoff = self.options.reconnect_min_ms
+        pacer = self.options.reconnect.pacer()  # starts over once the feed has held a while
         while True:
             try:
                 await self._gw.watch_books(self.symbols, self.options.book_limit)
-                backoff = self.options.reconnect_min_ms
+                pacer.reset()
             except asyncio.CancelledError:
                 raise
             except errors.ExchangeError as e:
@@ -154,15 +161,14 @@ class MarketDataShard:
                 # next watch reconnects, resubscribes and refetches every snapshot.
                 self._reconnects += 1
                 self._last_error = f"{type(e).__name__}: {e}"
-                log.warning("market-%s: feed error, reconnecting in %s ms: %s", self.shard, backoff, e)
-                await asyncio.sleep(backoff / 1000)  # reconnect pacing, not synchronisation
-                backoff = min(2 * backoff, self.options.reconnect_max_ms)
+                delay = pacer.next_delay()
+                log.warning("market-%s: feed error, reconnecting in %d ms: %s", self.shard, 1000 * delay, e)
+                await asyncio.sleep(delay)  # reconnect pacing, not synchronisation
             except Exception as e:  # noqa: BLE001  (a feed bug must not kill the shard's queries)
                 self._reconnects += 1
                 self._last_error = f"{type(e).__name__}: {e}"
                 log.exception("market-%s: unexpected feed error", self.shard)
-                await asyncio.sleep(backoff / 1000)
-                backoff = min(2 * backoff, self.options.reconnect_max_ms)
+                await pacer.pause()
             if self._waiters:
                 self._check_waiters()
 

@@ -1,11 +1,10 @@
 """`orders-{k}`: the IndexOrderBooks shard, owner of the index order books and collateral ledgers of its users.
 
-Users are hashed to shards by address (core.shard_assignment's stable hash of the lower-cased address), so the
-gateway, the chain listener, the router and the solver all find a user's shard without asking anyone.
+Users are hashed to shards by address (actors/order_shards.py routes to them).
 
-The shard is thin around core: the application side (validation, reason codes, reports) is protocol's in-process
-application, composed here with a per-address book key; the engine side (engage, fills, completion, mint) calls
-core's UserOrderBook. What it adds is durability and batching:
+The shard is thin around core: its state and rules are core's ShardBooks (books, FIFO, engagements, fills,
+completion, mints, invoices), the application side (validation, reason codes, reports) is protocol's BooksApp over
+them. What the actor adds is durability, delivery and batching:
 
 * Every call that changes state writes, in ONE Redis MULTI, the snapshot of each user it touched (one HSET), the
   shard's own bookkeeping (idempotency keys, engagements, completed batches) and the reports it produced (an
@@ -20,10 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
+import dataclasses
 import time
 import logging
-import pickle
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
@@ -37,59 +35,24 @@ from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
 from core.chain_events import CollateralDeposit, DepositReversal
 from core.clock import SystemClock
-from core.collateral_ledger import USDC_UNIT, CollateralError, CollateralLedger
+from core.collateral_ledger import USDC_UNIT
 from core.collateral_route import FeeCharge
-from core.deposit_reversal import reverse_in_book
-from core.index_order import OrderStateError, order_id_of
-from core.index_order_book import UserOrderBook
-from core.invoice import InvoiceLine, MintInvoice, build_invoice
-from core.lot_assignment import AssetLine, OrderFill
+from core.index_order import user_key
+from core.invoice import MintInvoice
+from core.lot_assignment import OrderFill
 from core.mint_request import MintRequest
-from core.money import ZERO, D, quantize_up
-from core.shard_assignment import shard_of
-from protocol.envelope import UserRef
+from core.shard_books import ShardBooks, Step
+from protocol.books_app import BooksApp
 from protocol.gc_tuning import tune_gc_once
-from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, DepositReversed, GetInvoice, InvoiceIssued,
-                                     InvoiceRefused, NewOrder, NewQuote, OrderAccepted, QuoteRefused)
+from protocol.indexmaker_app import AppRequest, AppResponse, InvoiceIssued, NewOrder
 from actors.logs import setup_logging
+from actors.order_shards import orders_shard_name
 from actors.packed import packed
 from actors.ray_context import restarted_by_ray
-from protocol.inprocess_app import InProcessIndexMakerApp
-from protocol.reason_codes import ReasonCode
+from store.retry import RetryPolicy
+from store.shard_records import ShardCompleted, ShardInvoice, ShardMeta, ShardReportRecord, ShardUser
 
 log = logging.getLogger(__name__)
-
-
-# ============================================================================================== routing
-def orders_shard_name(k: int) -> str:
-    return f"orders-{k}"
-
-
-def user_key(address: str) -> str:
-    """A user's key in books, order ids and stores: the address, lower-cased (EVM addresses are case-insensitive;
-    the checksum casing of a signer and the lower case of a log must meet on one book)."""
-    return address.lower()
-
-
-def shard_of_user(address: str, shards: int) -> int:
-    return shard_of(user_key(address), shards)
-
-
-def user_of_order(order_id: str) -> str:
-    """The user key of an index order id (`user:cl_ord_id`; an address holds no colon)."""
-    return order_id.split(":", 1)[0]
-
-
-def shard_of_order(order_id: str, shards: int) -> int:
-    return shard_of(user_of_order(order_id), shards)
-
-
-def split_by_shard(items: Iterable[Any], shards: int, address_of: Any) -> dict[int, list[Any]]:
-    """Group items by the shard of `address_of(item)`, keeping their order: one call per shard."""
-    out: dict[int, list[Any]] = {}
-    for item in items:
-        out.setdefault(shard_of_user(address_of(item), shards), []).append(item)
-    return out
 
 
 # ============================================================================================== messages
@@ -100,6 +63,10 @@ class ShardReport:
     seq: int
     shard: int
     response: AppResponse
+
+
+def _report_of(record: ShardReportRecord) -> ShardReport:
+    return ShardReport(record.seq, record.shard, record.app_response())
 
 
 @dataclass(frozen=True)
@@ -125,7 +92,7 @@ class OrderBooksOptions:
     #: Reports may wait this long for company (fewer calls, later reports). 0: a commit's reports go at once; a
     #: commit already carries a whole step's reports (a batch's settle is one), so there is little to gather.
     delivery_linger_ms: int = 0
-    retry_ms: int = 200
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
 
     @classmethod
     def from_settings(cls, settings: Any, known_indexes: Iterable[str], shards: int, **overrides: Any
@@ -137,66 +104,9 @@ class OrderBooksOptions:
             "rest_return_ratio": settings.collateral.rest_return_ratio,
             "max_open_orders": settings.collateral.max_open_orders_per_user,
             "token_decimals": settings.chain.index_token_decimals,
-            "default_chain_id": settings.chain.arbitrum_chain_id}
+            "default_chain_id": settings.chain.arbitrum_chain_id, "retry": RetryPolicy.from_settings(settings)}
         values.update(overrides)
         return cls(**values)
-
-
-# ============================================================================================== the application
-class _ShardApp(InProcessIndexMakerApp):
-    """Protocol's in-process application, with books keyed by address (lower case) and the user's latest UserRef
-    kept for reports. Everything else (validation, reason codes, cancel, progress reports) is inherited."""
-
-    def __init__(self, *args: Any, default_chain_id: int, **kw: Any) -> None:
-        super().__init__(*args, **kw)
-        self.default_chain_id = default_chain_id
-        self.refs: dict[str, UserRef] = {}
-        self.touched: set[str] = set()
-        self.pushed: list[AppResponse] = []
-        self.set_sink(self.pushed.extend)
-
-    def book(self, user: UserRef) -> UserOrderBook:
-        key = user_key(user.address)
-        self.touched.add(key)
-        self.refs.setdefault(key, user)
-        book = self.books.get(key)
-        if book is None:
-            book = UserOrderBook(key, CollateralLedger(self.unit), unit=self.unit,
-                                 max_open_orders=self.max_open_orders, known_indexes=self.known_indexes)
-            self.books[key] = book
-        return book
-
-    def ref(self, key: str) -> UserRef:
-        return self.refs.get(key) or UserRef(self.default_chain_id, key)
-
-    def book_of(self, key: str) -> UserOrderBook:
-        return self.book(self.ref(key))
-
-    def _invoice(self, r: GetInvoice) -> AppResponse:
-        invoice = self.invoices.get((user_key(r.user.address), r.client_order_id))
-        if invoice is not None:
-            return InvoiceIssued(r.user, invoice, self.clock.now_ms())
-        if self.book(r.user).get(r.client_order_id) is None:
-            return InvoiceRefused(r.user, r.client_order_id, ReasonCode.UNKNOWN_ORDER,
-                                  f"no order {r.client_order_id!r} for this user")
-        return InvoiceRefused(r.user, r.client_order_id, ReasonCode.NOT_MINTED, "the order has not been minted")
-
-
-def _merge_lines(acc: dict[str, list[Any]], lines: Iterable[AssetLine]) -> None:
-    """Accumulate an order's asset lines over its batches: [units, quantity, value, fee, lot_ids] per symbol."""
-    for line in lines:
-        row = acc.setdefault(line.symbol, [0, ZERO, ZERO, ZERO, []])
-        row[0] += line.units
-        row[1] += line.quantity
-        row[2] += line.value
-        row[3] += line.fee
-        row[4].extend(line.lot_ids)
-
-
-def _invoice_lines(acc: Mapping[str, list[Any]]) -> list[InvoiceLine]:
-    return [InvoiceLine(symbol=s, quantity=q, average_price=(v / q if q else None), value=v, fee=f,
-                        lot_ids=tuple(ids))
-            for s, (_, q, v, f, ids) in sorted(acc.items())]
 
 
 # ============================================================================================== the actor
@@ -235,24 +145,15 @@ class IndexOrderBooks:
     # ------------------------------------------------------------------ state
     def _fresh(self) -> None:
         o = self.o
-        self.app = _ShardApp(o.known_indexes, clock=self._clock, unit=o.unit, max_open_orders=o.max_open_orders,
-                             token_decimals=o.token_decimals, default_chain_id=o.default_chain_id)
-        self._fifo: dict[str, None] = {}  # open order ids, in acceptance order (FIFO across the shard's users)
-        self._lines: dict[str, dict[str, list[Any]]] = {}  # order id -> symbol -> accumulated line
-        self._engaged: dict[str, list[tuple[str, Decimal]]] = {}  # batch id -> what it engaged
-        self._fill_keys: set[str] = set()
-        self._completed: dict[str, list[MintRequest]] = {}  # batch id -> its answer (kept for replays)
-        self._new_fill_keys: set[str] = set()  # added since the last commit: the next one writes them
-        self._new_completed: set[str] = set()
-        self._new_invoices: set[tuple[str, str]] = set()  # (user key, cl_ord_id)
-        self._invoices_of: dict[str, dict[str, MintInvoice]] = {}  # user key -> cl_ord_id -> invoice (views)
-        self._routes: dict[str, dict[str, str]] = {}
+        self.shard = ShardBooks(o.known_indexes, clock=self._clock, unit=o.unit, max_open_orders=o.max_open_orders,
+                                token_decimals=o.token_decimals, order_dust=o.order_dust,
+                                rest_return_ratio=o.rest_return_ratio)
+        self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id)
         self._report_seq = 0
         self._delivered = 0
         self._outbox: list[ShardReport] = []  # committed, not yet delivered
         self._subscriber_spec: dict[str, Any] | None = None
         self._errors: list[str] = []
-        self._reversals: list[dict[str, Any]] = []  # deposits taken back after a reorg, for the operator
         #: Handled races worth seeing (a cancel that beat an engage): not errors, so kept apart and in memory only.
         self._notes: collections.deque[str] = collections.deque(maxlen=50)
         self._counts = {"handled": 0, "commits": 0, "reports": 0, "delivery_calls": 0, "delivery_failures": 0,
@@ -262,84 +163,69 @@ class IndexOrderBooks:
         """Replace memory with what Redis holds. Everything is read first and memory is replaced only then, so a
         read that fails leaves the shard as it was (never half empty). While Redis is unreachable (an outage, a
         restart) the read is retried: a shard restarted meanwhile waits for it instead of crash-looping."""
-        import time
-
-        backoff = self.o.retry_ms / 1000
-        while True:
+        def read() -> tuple[Any, ...]:
             r = redis.Redis.from_url(self.o.redis_url)
             try:
                 users = r.hgetall(self._keys["users"])
                 meta_raw = r.get(self._keys["meta"])
-                meta = json.loads(meta_raw) if meta_raw else None
-                delivered = int(meta["delivered"]) if meta else 0
+                meta = ShardMeta.load(meta_raw) if meta_raw else None
+                delivered = meta.delivered if meta else 0
                 outbox = r.zrangebyscore(self._keys["outbox"], delivered + 1, "+inf")
                 completed = r.hgetall(self._keys["completed"])
                 fill_keys = r.smembers(self._keys["fill_keys"])
                 invoices = r.hgetall(self._keys["invoices"])
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc)
-                time.sleep(backoff)  # back-off while the store is down (nothing to serve before it answers)
-                backoff = min(2 * backoff, 2.0)
+                return users, meta, delivered, outbox, completed, fill_keys, invoices
             finally:
                 r.close()
+
+        users, meta, delivered, outbox, completed, fill_keys, invoices = self.o.retry.call_sync(
+            read, lambda exc: log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc))
         self._fresh()
+        st = self.shard
         for raw_key, raw in users.items():
-            key, data = raw_key.decode(), json.loads(raw)
-            self.app.refs[key] = UserRef(int(data["ref"][0]), data["ref"][1])
-            self.app.books[key] = UserOrderBook.from_dict(data["book"], max_open_orders=self.o.max_open_orders,
-                                                          known_indexes=self.o.known_indexes)
-            for oid, acc in data["lines"].items():
-                self._lines[oid] = {s: [int(u), D(q), D(v), D(f), list(ids)] for s, (u, q, v, f, ids) in acc.items()}
-            for cl, inv in data.get("invoices", {}).items():  # a snapshot written before invoices had a hash
-                self._add_invoice(key, cl, MintInvoice.model_validate(inv))
+            key, user = raw_key.decode(), ShardUser.load(raw)
+            self.app.refs[key] = user.user_ref()
+            st.books[key] = user.user_book(max_open_orders=self.o.max_open_orders, known_indexes=self.o.known_indexes)
+            for oid, acc in user.lines.items():
+                st.lines[oid] = {s: [u, q, v, f, list(ids)] for s, (u, q, v, f, ids) in acc.items()}
+            for cl, inv in user.invoices.items():  # moved to the invoices hash by the next commit
+                st.add_invoice(key, cl, inv)
         if meta:
-            self._fifo = dict.fromkeys(meta["fifo"])
-            self._engaged = {b: [(oid, D(a)) for oid, a in rows] for b, rows in meta["engaged"].items()}
-            # A meta written before the records had keys of their own holds them: they move out at the next commit.
-            self._fill_keys = set(meta.get("fill_keys", ()))
-            self._completed = {b: [MintRequest.from_dict(m) for m in ms]
-                               for b, ms in meta.get("completed", {}).items()}
-            self._new_fill_keys, self._new_completed = set(self._fill_keys), set(self._completed)
-            self._routes = meta["routes"]
-            self._report_seq = int(meta["report_seq"])
+            st.fifo = dict.fromkeys(meta.fifo)
+            st.engaged = {b: list(rows) for b, rows in meta.engaged.items()}
+            # Records still inside the meta (an older layout) move out to their own keys at the next commit.
+            st.fill_keys = set(meta.fill_keys)
+            st.completed = {b: [m.mint() for m in ms] for b, ms in meta.completed.items()}
+            st.new_fill_keys, st.new_completed = set(st.fill_keys), set(st.completed)
+            st.routes = {r: {k: str(v) for k, v in net.items()} for r, net in meta.routes.items()}
+            self._report_seq = meta.report_seq
             self._delivered = delivered
-            self._subscriber_spec = meta["subscriber"]
-            self._errors = list(meta["errors"])
-            self._reversals = list(meta.get("reversals", ()))  # a meta written before reversals has none
+            self._subscriber_spec = meta.subscriber.model_dump() if meta.subscriber else None
+            self._errors = list(meta.errors)
+            st.reversals = [r.model_dump(mode="json") for r in meta.reversals]
         for field, raw in invoices.items():
             key, cl = field.decode().split("\n", 1)
-            self._add_invoice(key, cl, MintInvoice.model_validate_json(raw))
-            self._new_invoices.discard((key, cl))  # stored already
-        self._fill_keys.update(k.decode() for k in fill_keys)
+            st.add_invoice(key, cl, ShardInvoice.load(raw).invoice)
+            st.new_invoices.discard((key, cl))  # stored already
+        st.fill_keys.update(k.decode() for k in fill_keys)
         for b, ms in completed.items():
-            self._completed[b.decode()] = [MintRequest.from_dict(m) for m in json.loads(ms)]
-        self._outbox = sorted((pickle.loads(e) for e in outbox), key=lambda e: e.seq)
-        self.app.touched.clear()
+            st.completed[b.decode()] = ShardCompleted.load(ms).requests()
+        self._outbox = sorted((_report_of(ShardReportRecord.load(e)) for e in outbox), key=lambda e: e.seq)
+        st.touched.clear()
 
     def _user_snapshot(self, key: str) -> str:
-        book = self.app.books[key]
+        book = self.shard.books[key]
         ref = self.app.ref(key)
-        return json.dumps({
-            "ref": [ref.chain_id, ref.address], "book": book.to_dict(),
-            "lines": {o.order_id: {s: [u, str(q), str(v), str(f), ids]
-                                   for s, (u, q, v, f, ids) in self._lines[o.order_id].items()}
-                      for o in book if o.order_id in self._lines},
-        })
-
-    def _add_invoice(self, key: str, cl: str, invoice: MintInvoice) -> None:
-        """A new invoice: in the app (answers GetMintInvoice), in the per-user view, and written by the next commit."""
-        self.app.invoices[(key, cl)] = invoice
-        self._invoices_of.setdefault(key, {})[cl] = invoice
-        self._new_invoices.add((key, cl))
+        lines = self.shard.lines
+        return ShardUser.of(ref, book, {o.order_id: lines[o.order_id] for o in book if o.order_id in lines}).dump()
 
     def _meta(self) -> str:
-        return json.dumps({
-            "fifo": list(self._fifo),
-            "engaged": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
-            "routes": self._routes, "report_seq": self._report_seq, "delivered": self._delivered,
-            "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": self._reversals,
-        })
+        st = self.shard
+        return ShardMeta.model_validate({
+            "fifo": list(st.fifo), "engaged": st.engaged,
+            "routes": st.routes, "report_seq": self._report_seq, "delivered": self._delivered,
+            "subscriber": self._subscriber_spec, "errors": self._errors[-50:], "reversals": st.reversals,
+        }).dump()
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
         """One MULTI: touched users, the shard's bookkeeping, new reports; nothing is answered that is not stored.
@@ -353,18 +239,19 @@ class IndexOrderBooks:
         for resp in reports:
             self._report_seq += 1
             entries.append(ShardReport(self._report_seq, self.k, resp))
-        touched, self.app.touched = set(self.app.touched), set()
-        backoff = self.o.retry_ms / 1000
+        st = self.shard
+        touched, st.touched = set(st.touched), set()
         try:
             users = {k: self._user_snapshot(k) for k in touched}
             meta = self._meta()
-            outbox = {pickle.dumps(e): e.seq for e in entries}
+            outbox = {ShardReportRecord.of(e.seq, e.shard, e.response).dump(): e.seq for e in entries}
             delivered = self._delivered
-            new_keys, new_completed = sorted(self._new_fill_keys), sorted(self._new_completed)
-            answers = {b: json.dumps([m.to_dict() for m in self._completed[b]]) for b in new_completed}
-            new_invoices = sorted(self._new_invoices)
-            invoices = {f"{k}\n{cl}": self.app.invoices[(k, cl)].model_dump_json() for k, cl in new_invoices}
-            while True:
+            new_keys, new_completed = sorted(st.new_fill_keys), sorted(st.new_completed)
+            answers = {b: ShardCompleted.of(st.completed[b]).dump() for b in new_completed}
+            new_invoices = sorted(st.new_invoices)
+            invoices = {f"{k}\n{cl}": ShardInvoice(invoice=st.invoices[(k, cl)]).dump() for k, cl in new_invoices}
+
+            async def write() -> None:
                 p = self._redis.pipeline(transaction=True)
                 if users:
                     p.hset(self._keys["users"], mapping=users)
@@ -379,20 +266,19 @@ class IndexOrderBooks:
                     p.hset(self._keys["completed"], mapping=answers)
                 if invoices:
                     p.hset(self._keys["invoices"], mapping=invoices)
-                try:
-                    await p.execute()
-                    break
-                except (redis.ConnectionError, redis.TimeoutError) as exc:
-                    self._counts["commit_retries"] = self._counts.get("commit_retries", 0) + 1
-                    log.warning("orders-%d: commit failed (%s); sending it again", self.k, exc)
-                    await asyncio.sleep(backoff)  # back-off while the store is down, not synchronisation
-                    backoff = min(2 * backoff, 2.0)
+                await p.execute()
+
+            def failed(exc: Exception) -> None:
+                self._counts["commit_retries"] = self._counts.get("commit_retries", 0) + 1
+                log.warning("orders-%d: commit failed (%s); sending it again", self.k, exc)
+
+            await self.o.retry.call(write, failed)
         except BaseException:
             self._load()
             raise
-        self._new_fill_keys.difference_update(new_keys)
-        self._new_completed.difference_update(new_completed)
-        self._new_invoices.difference_update(new_invoices)
+        st.new_fill_keys.difference_update(new_keys)
+        st.new_completed.difference_update(new_completed)
+        st.new_invoices.difference_update(new_invoices)
         self._counts["commits"] += 1
         if entries:
             self._counts["reports"] += len(entries)
@@ -409,9 +295,16 @@ class IndexOrderBooks:
         log.info("orders-%d: %s", self.k, text)
         self._notes.append(text)
 
-    def _order(self, order_id: str) -> tuple[UserOrderBook, str]:
-        key, cl = order_id.split(":", 1)
-        return self.app.book_of(key), cl
+    def _log_step(self, step: Step) -> Step:
+        """Log and keep what a core step says the operator should see; count its replays."""
+        for text in step.errors:
+            self._error(text)
+        for text in step.warnings:
+            log.warning("orders-%d: %s", self.k, text)
+        for text in step.notes:
+            self._note(text)
+        self._counts["replays"] += step.replays
+        return step
 
     # ------------------------------------------------------------------ lifecycle and delivery
     def _ensure_started(self) -> None:
@@ -439,6 +332,7 @@ class IndexOrderBooks:
 
     async def _deliver_loop(self) -> None:
         assert self._wake is not None
+        pacer = self.o.retry.pacer()
         while True:
             await self._wake.wait()
             if self.o.delivery_linger_ms > 0:
@@ -458,8 +352,9 @@ class IndexOrderBooks:
                     self._counts["delivery_failures"] += 1
                     log.warning("orders-%d: delivery failed (%s); retrying", self.k, e)
                     self._subscriber = None
-                    await asyncio.sleep(self.o.retry_ms / 1000)
+                    await pacer.pause()
                     continue
+                pacer.reset()
                 last = entries[-1].seq
                 self._delivered = max(self._delivered, last)
                 self._outbox = [e for e in self._outbox if e.seq > last]  # the cursor is saved with the next commit
@@ -468,7 +363,7 @@ class IndexOrderBooks:
         """Committed reports after `seq`, oldest first, still in the outbox (catch-up for a restarted subscriber)."""
         raw = await self._redis.zrangebyscore(self._keys["outbox"], seq + 1, "+inf",
                                               start=0 if limit else None, num=limit)
-        return [pickle.loads(e) for e in raw]
+        return [_report_of(ShardReportRecord.load(e)) for e in raw]
 
     # ------------------------------------------------------------------ the application (gateway side)
     async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
@@ -482,23 +377,14 @@ class IndexOrderBooks:
         entered = time.time()
         async with self._lock:
             locked = time.time()
-            out: list[list[AppResponse]] = []
-            for r in requests:
-                key = user_key(r.user.address)
-                self.app.refs[key] = r.user  # the session's own UserRef, for later reports
-                responses = list(await self.app.handle([r]))
-                for resp in responses:
-                    if isinstance(resp, OrderAccepted) and isinstance(r, NewOrder):
-                        self._fifo[order_id_of(key, resp.client_order_id)] = None
-                out.append(responses)
+            out = self.app.handle_each(requests)
             self._counts["handled"] += len(requests)
-            pushed, self.app.pushed[:] = list(self.app.pushed), []
             handled = time.time()
             if any(isinstance(r, NewOrder) for r in requests):
                 # Woken before the write, so the solver reads the rate budget and the books meanwhile; its read of
                 # the demand (`pending`) takes this lock, so it sees the new orders only once they are stored.
                 self._wake_solver()
-            await self._commit(pushed)
+            await self._commit()
             # Diagnostics (inspect): where the last batch of requests spent its time, in ms.
             self._last_handle = {"at": round(entered * 1000), "lock_ms": round(1000 * (locked - entered), 2),
                                  "app_ms": round(1000 * (handled - locked), 2),
@@ -525,30 +411,15 @@ class IndexOrderBooks:
                      ) -> None:
         """Book deposits, each holding `holds[key]` of itself for its route's cost (orders cannot engage it)."""
         self._ensure_started()
-        holds = holds or {}
         async with self._lock:
-            for d in deposits:
-                try:
-                    self.app.book(UserRef(d.chain_id, d.user)).ledger.credit(d.key, d.amount, holds.get(d.key, ZERO))
-                except CollateralError as exc:
-                    self._error(f"deposit {d.key}: {exc}")
+            self._log_step(self.app.book_deposits(deposits, holds or {}))
             await self._commit()
 
     async def charge(self, charges: Sequence[FeeCharge]) -> None:
-        """Routing-fee shares, each from its deposit's hold first; a share beyond the hold and the user's free
-        collateral is the user's debt (it blocks new orders until a deposit pays it)."""
+        """Routing-fee shares, each from its deposit's hold first (core.shard_books.ShardBooks.charge)."""
         self._ensure_started()
         async with self._lock:
-            for c in charges:
-                ledger = self.app.book_of(user_key(c.user)).ledger
-                owed = ledger.debt
-                try:
-                    ledger.charge_fee(c.fee_id, c.amount, hold_id=c.deposit_key)
-                except CollateralError as exc:
-                    self._error(f"fee {c.fee_id}: {exc}")
-                if ledger.debt > owed:
-                    log.warning("orders-%d: fee %s exceeds %s's hold and free collateral: %s owed", self.k, c.fee_id,
-                                c.user, ledger.debt)
+            self._log_step(self.shard.charge(charges))
             await self._commit()
 
     async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal],
@@ -556,67 +427,26 @@ class IndexOrderBooks:
         """A route is credited at the exchange: its real cost is charged, so the rest of each hold is released."""
         self._ensure_started()
         async with self._lock:
-            for key, user in (users or {}).items():
-                if user_key(user) in self.app.books:
-                    self.app.book_of(user_key(user)).ledger.release_hold(key)
-            self._routes[route_id] = {k: str(v) for k, v in net_by_deposit.items()}
+            self.shard.routed(route_id, net_by_deposit, users or {})
             await self._commit()
 
     async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
-        """Deposits dropped by a reorg after their credit (core.deposit_reversal): unengaged collateral of the
-        user's newest orders is cancelled as far as the shortfall needs, the deposit taken back, an engaged
-        shortfall left as the user's debt; the user gets a cancel report per order cut and a DepositReversed.
-        Idempotent per deposit key (the ledger remembers what it reversed)."""
+        """Deposits dropped by a reorg after their credit (core.deposit_reversal): the user gets a cancel report
+        per order cut and a DepositReversed. Idempotent per deposit key (the ledger remembers what it reversed)."""
         self._ensure_started()
         async with self._lock:
-            now = self._clock.now_ms()
-            reports: list[AppResponse] = []
-            for r in reversals:
-                key = user_key(r.user)
-                book = self.app.books.get(key)
-                done = reverse_in_book(book, r.deposit_key, now) if book is not None else None
-                if done is None:
-                    continue  # reversed before, or never credited here
-                self.app.touched.add(key)
-                ref = self.app.ref(key)
-                for order, freed in done.cancelled:
-                    reports.append(CancelDone(ref, order.cl_ord_id, freed, order.remaining, order.engaged))
-                    if order.is_terminal:
-                        reports.append(self.app._progress(ref, order))
-                reports.append(DepositReversed(ref, r.deposit_key, done.amount, book.ledger.debt,
-                                               tuple(o.cl_ord_id for o, _ in done.cancelled),
-                                               ReasonCode.DEPOSIT_REVERSED, now))
-                self._reversals.append({"deposit": r.deposit_key, "user": key, "amount": str(done.amount),
-                                        "debt_added": str(done.debt), "routed": r.routed, "at_ms": now})
-                del self._reversals[:-1000]  # the operator's recent view; the ledgers keep every reversal
+            done = self.shard.reverse(reversals)
+            for key, r in done:
                 log.warning("orders-%d: deposit %s of %s reversed by a reorg: %s taken back, %d orders cut, %s owed",
-                            self.k, r.deposit_key, key, done.amount, len(done.cancelled), book.ledger.debt)
-            await self._commit(reports)
+                            self.k, r.deposit_key, key, r.amount, len(r.cancelled), self.shard.books[key].ledger.debt)
+            await self._commit(self.app.reversal_reports(done))
 
     # ------------------------------------------------------------------ the solver's side
     async def pending(self, limit: int = 10_000) -> list[PendingOrder]:
         """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged. Only what is
         stored: a write in progress (new orders, which wake the solver before they are written) is waited for."""
         async with self._lock:
-            return packed(self._pending(limit))  # the solver's hot read: arrives as the list
-
-    def _pending(self, limit: int) -> list[PendingOrder]:
-        out: list[PendingOrder] = []
-        closed = []
-        for oid in self._fifo:
-            book, cl = self._order(oid)
-            order = book.get(cl)
-            if order is None or order.is_terminal:
-                closed.append(oid)
-                continue
-            if order.engaged == 0 and order.remaining > 0:
-                out.append(PendingOrder(oid, order.index, order.remaining))
-                if len(out) >= limit:
-                    break
-        for oid in closed:  # derived data: the next commit stores the shorter list
-            self._fifo.pop(oid, None)
-        self.app.touched.clear()
-        return out
+            return packed(self.shard.pending(limit))  # the solver's hot read: arrives as the list
 
     async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
         """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually
@@ -624,35 +454,20 @@ class IndexOrderBooks:
         orders to that), or None for a batch already completed."""
         self._ensure_started()
         async with self._lock:
-            if batch_id in self._engaged or batch_id in self._completed:
-                self._counts["replays"] += 1
-                return self._engaged.get(batch_id)
-            now = self._clock.now_ms()
-            applied: list[tuple[str, Decimal]] = []
-            for e in engagements:
-                book, cl = self._order(e.order_id)
-                order = book.get(cl)
-                if order is None or order.is_terminal:
-                    self._error(f"{batch_id}: cannot engage {e.order_id} (closed or unknown)")
-                    continue
-                amount = min(e.collateral, order.remaining)  # a cancel may have come in since `pending`
-                if amount < e.collateral:
-                    self._note(f"{batch_id}: {e.order_id} engaged {amount} of {e.collateral} (cancelled meanwhile)")
-                if amount > 0:
-                    book.engage(cl, amount, now)
-                    applied.append((e.order_id, amount))
-            self._engaged[batch_id] = applied
-            await self._commit()
-            return applied
+            step = self._log_step(self.shard.engage(batch_id, engagements))
+            if not step.replays:
+                await self._commit()
+            return step.engaged
 
     async def apply_fills(self, key: str, fills: Sequence[OrderFill]) -> int:
         """One solver round's fill deltas for this shard's orders; one progress report per order touched.
         Idempotent by `key` (batch_id:round). Returns the number of reports."""
         self._ensure_started()
         async with self._lock:
-            reports = self._apply_fills(key, fills)
-            if reports is None:
+            step = self._log_step(self.shard.apply_fills(key, fills))
+            if step.replays:
                 return 0
+            reports = self.app.step_reports(step)
             await self._commit(reports)
             return len(reports)
 
@@ -661,13 +476,10 @@ class IndexOrderBooks:
         return the mints owed for orders that finished with something filled. Idempotent by batch id."""
         self._ensure_started()
         async with self._lock:
-            done = self._completed.get(batch_id)
-            if done is not None:
-                self._counts["replays"] += 1
-                return done
-            reports, mints = self._complete_batch(batch_id, results)
-            await self._commit(reports)
-            return mints
+            step = self._log_step(self.shard.complete_batch(batch_id, results))
+            if not step.replays:
+                await self._commit(self.app.step_reports(step))
+            return step.mints
 
     async def settle(self, key: str, fills: Sequence[OrderFill], batch_id: str,
                      results: Sequence[BatchOrderResult]) -> list[MintRequest]:
@@ -675,81 +487,9 @@ class IndexOrderBooks:
         last exchange answers bring both). Each part stays idempotent by its own key."""
         self._ensure_started()
         async with self._lock:
-            reports = self._apply_fills(key, fills) or []
-            done = self._completed.get(batch_id)
-            if done is not None:
-                self._counts["replays"] += 1
-                mints = done
-            else:
-                closing, mints = self._complete_batch(batch_id, results)
-                reports += closing
-            await self._commit(reports)
-            return mints
-
-    def _apply_fills(self, key: str, fills: Sequence[OrderFill]) -> list[AppResponse] | None:
-        """apply_fills without the write; None for a replay."""
-        if key in self._fill_keys:
-            self._counts["replays"] += 1
-            return None
-        now = self._clock.now_ms()
-        touched: dict[str, None] = {}
-        for f in fills:
-            if f.units_q == 0 and f.value_q == 0 and f.fee_q == 0:
-                continue
-            book, cl = self._order(f.order_id)
-            try:
-                book.apply_fill(cl, f.units, f.cost, now)
-            except OrderStateError as exc:
-                self._error(f"fill {key} on {f.order_id}: {exc}")
-                continue
-            touched[f.order_id] = None
-        reports: list[AppResponse] = []
-        for oid in touched:
-            book, cl = self._order(oid)
-            order = book.get(cl)
-            assert order is not None
-            reports.append(self.app._progress(self.app.ref(book.user), order, "in progress"))
-        self._fill_keys.add(key)
-        self._new_fill_keys.add(key)
-        return reports
-
-    def _complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult]
-                        ) -> tuple[list[AppResponse], list[MintRequest]]:
-        """complete_batch without the write (the caller checked it is not a replay)."""
-        now = self._clock.now_ms()
-        engaged = self._engaged.pop(batch_id, [])
-        order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
-        for r in results:
-            _merge_lines(self._lines.setdefault(r.order_id, {}), r.lines)
-        reports: list[AppResponse] = []
-        mints: list[MintRequest] = []
-        for oid in order_ids:
-            book, cl = self._order(oid)
-            order = book.get(cl)
-            if order is None:
-                self._error(f"{batch_id}: unknown order {oid}")
-                continue
-            try:
-                if not order.is_terminal:
-                    book.release(cl, order.engaged, now)  # one batch at a time: all it holds is this batch's
-                if not order.is_terminal:
-                    # Below the dust, or below rest_return_ratio of what the user did not cancel: returned.
-                    dust = max(self.o.order_dust,
-                               quantize_up((order.collateral - order.cancelled) * self.o.rest_return_ratio,
-                                           self.o.unit))
-                    if order.remaining < dust:
-                        book.finish(cl, dust, now)
-            except OrderStateError as exc:
-                self._error(f"{batch_id}: closing {oid}: {exc}")
-                continue
-            if order.is_terminal:
-                reports.append(self.app._progress(self.app.ref(book.user), order))
-                if order.mint_pending:
-                    mints.append(MintRequest(oid, book.user, order.index, order.filled_units,
-                                             self.o.token_decimals))
-        self._completed[batch_id] = mints
-        self._new_completed.add(batch_id)
-        return reports, mints
+            step = self._log_step(self.shard.settle(key, fills, batch_id, results))
+            await self._commit(self.app.step_reports(step))
+            return step.mints
 
     async def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> list[MintRequest]:
         """The solver gives up on orders it could not plan for too long ((order id, reason) pairs): each open order
@@ -757,103 +497,56 @@ class IndexOrderBooks:
         bought something ends filled and its mint is owed (returned). Idempotent by `key`."""
         self._ensure_started()
         async with self._lock:
-            if key in self._fill_keys:
-                self._counts["replays"] += 1
+            step = self._log_step(self.shard.reject_orders(key, rejections))
+            if step.replays:
                 return []  # the first answer's mints are the solver's already (it commits them before popping)
-            now = self._clock.now_ms()
-            reports: list[AppResponse] = []
-            mints: list[MintRequest] = []
-            for oid, reason in rejections:
-                book, cl = self._order(oid)
-                order = book.get(cl)
-                if order is None or order.is_terminal or order.engaged != 0:
-                    continue  # closed or planned meanwhile: nothing to give up on
-                book.reject(cl, reason, now)
-                reports.append(self.app._progress(self.app.ref(book.user), order))
-                if order.mint_pending:
-                    mints.append(MintRequest(oid, book.user, order.index, order.filled_units, self.o.token_decimals))
-            self._fill_keys.add(key)
-            self._new_fill_keys.add(key)
-            await self._commit(reports)
-            return mints
+            await self._commit(self.app.step_reports(step))
+            return step.mints
 
     async def minted(self, order_id: str, tx: str) -> MintInvoice:
         """The mint of `order_id` landed in `tx`: build the Mint Invoice from the order's lines, then mark the order
         minted, store both and report the invoice. Idempotent by (order, tx): the same tx again returns the stored
-        invoice. Built BEFORE marking: an invoice that cannot be built (it raises) leaves the order unmarked, so the
-        retry fails the same way with the same reason instead of finding a marked order without an invoice."""
+        invoice (core.shard_books.ShardBooks.minted)."""
         self._ensure_started()
         async with self._lock:
-            book, cl = self._order(order_id)
-            order = book.get(cl)
-            if order is None:
-                raise KeyError(f"no order {order_id}")
-            if order.minted_tx == tx:
-                stored = self.app.invoices.get((book.user, cl))
-                if stored is not None:
-                    self.app.touched.clear()
-                    return stored
-                # marked without an invoice (a state written before this order of steps): build it now
-            elif order.minted_tx is not None or not order.mint_pending:
-                book.mark_minted(cl, tx)  # raises with the reason (minted in another tx, or nothing to mint)
-            now = self._clock.now_ms()
-            invoice = build_invoice(order_id=order.order_id, user=book.user, cl_ord_id=cl, index=order.index,
-                                    collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
-                                    spent=order.spent, filled_units=order.filled_units,
-                                    lines=_invoice_lines(self._lines.get(order_id, {})),
-                                    token_decimals=self.o.token_decimals, mint_tx=tx, minted_ms=now)
-            book.mark_minted(cl, tx)
-            self._add_invoice(book.user, cl, invoice)
-            await self._commit([InvoiceIssued(self.app.ref(book.user), invoice, now)])
+            invoice, new = self.shard.minted(order_id, tx)
+            if new:
+                await self._commit([InvoiceIssued(self.app.ref(invoice.user), invoice, invoice.minted_ms)])
             return invoice
 
     async def mint_pending(self) -> list[MintRequest]:
         """Orders finished with something filled and not minted yet (reconciliation after a restart)."""
-        return [MintRequest(o.order_id, b.user, o.index, o.filled_units, self.o.token_decimals)
-                for b in self.app.books.values() for o in b.mint_pending()]
+        return self.shard.mint_pending()
 
     async def holdings(self) -> dict[str, Any]:
-        """What this shard's orders hold, for the reserves check: per index the units filled, "minted" (the mint
-        landed) and "unminted" (still open, or its mint owed), and their exact "cost" in the quote asset; per
-        symbol the quantity the orders' completed batches delivered to them ("delivered": the invoice lines, exact
-        base units). Reads memory only: every order the shard keeps, once per check (reserves.interval_s)."""
-        indexes: dict[str, dict[str, Decimal]] = {}
-        for book in self.app.books.values():
-            for order in book:
-                if order.filled_units or order.cost_exact:
-                    acc = indexes.setdefault(order.index, {"minted": Decimal(0), "unminted": Decimal(0),
-                                                           "cost": Decimal(0)})
-                    acc["minted" if order.minted_tx is not None else "unminted"] += order.filled_units
-                    acc["cost"] += order.cost_exact
-        delivered: dict[str, Decimal] = {}
-        for lines in self._lines.values():
-            for symbol, row in lines.items():
-                delivered[symbol] = delivered.get(symbol, Decimal(0)) + row[1]
+        """What this shard's orders hold, for the reserves check (core.shard_books.ShardBooks.holdings). Reads
+        memory only: every order the shard keeps, once per check (reserves.interval_s)."""
+        indexes, delivered = self.shard.holdings()
         return {"indexes": {i: {k: str(v) for k, v in acc.items()} for i, acc in sorted(indexes.items())},
                 "delivered": {s: str(q) for s, q in sorted(delivered.items())}}
 
     # ------------------------------------------------------------------ views
     async def user(self, address: str) -> dict[str, Any] | None:
         """One user's book and ledger (plain data), or None."""
-        book = self.app.books.get(user_key(address))
+        book = self.shard.books.get(user_key(address))
         if book is None:
             return None
         return book.to_dict() | {"invoices": {cl: inv.model_dump(mode="json")
-                                              for cl, inv in self._invoices_of.get(book.user, {}).items()}}
+                                              for cl, inv in self.shard.invoices_of.get(book.user, {}).items()}}
 
     async def inspect(self) -> dict[str, Any]:
-        open_orders = [o.to_dict() for b in self.app.books.values() for o in b.open_orders()]
+        open_orders = [o.to_dict() for b in self.shard.books.values() for o in b.open_orders()]
         return {
-            "shard": self.k, "restarted": self._restarted, "users": len(self.app.books),
-            "ledgers": {k: b.ledger.to_dict() for k, b in self.app.books.items()},
-            "open_orders": open_orders, "fifo": len(self._fifo),
-            "engaged_batches": {b: [[o, str(a)] for o, a in rows] for b, rows in self._engaged.items()},
-            "completed_batches": len(self._completed), "fill_keys": len(self._fill_keys),
+            "shard": self.k, "restarted": self._restarted, "users": len(self.shard.books),
+            "ledgers": {k: b.ledger.to_dict() for k, b in self.shard.books.items()},
+            "open_orders": open_orders, "fifo": len(self.shard.fifo),
+            "engaged_batches": {b: [[o, str(a)] for o, a in rows] for b, rows in self.shard.engaged.items()},
+            "completed_batches": len(self.shard.completed), "fill_keys": len(self.shard.fill_keys),
             "report_seq": self._report_seq, "delivered_seq": self._delivered, "undelivered": len(self._outbox),
-            "subscriber": self._subscriber_spec, "invoices": len(self.app.invoices), "errors": list(self._errors),
+            "subscriber": self._subscriber_spec, "invoices": len(self.shard.invoices), "errors": list(self._errors),
             "notes": list(self._notes),
-            "reversed_deposits": list(self._reversals),
-            "debts": {k: str(b.ledger.debt) for k, b in self.app.books.items() if b.ledger.debt > 0},
+            "reversed_deposits": list(self.shard.reversals),
+            "debts": {k: str(b.ledger.debt) for k, b in self.shard.books.items() if b.ledger.debt > 0},
             "counts": dict(self._counts), "last_handle": self._last_handle,
         }
 
@@ -863,7 +556,7 @@ class IndexOrderBooks:
         await self._redis.aclose()
 
 
-# ============================================================================================== launching and routing
+# ============================================================================================== launching
 def start_order_books(options: OrderBooksOptions, *, namespace: str | None = None, detached: bool = False
                       ) -> list[Any]:
     """Create (or get) the `orders-{k}` shards; returns the handles in shard order."""
@@ -878,74 +571,3 @@ def start_order_books(options: OrderBooksOptions, *, namespace: str | None = Non
         handle.start.remote()
         handles.append(handle)
     return handles
-
-
-class ShardedCollateralSink:
-    """chain's CollateralSink over the order-book shards: one call per shard per step, each item to its user's
-    shard (the router's batches hold many users)."""
-
-    def __init__(self, shards: Sequence[Any]) -> None:
-        self.shards = list(shards)
-
-    async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
-        groups = split_by_shard(deposits, len(self.shards), lambda d: d.user)
-        await asyncio.gather(*(self.shards[k].credit.remote(items, {d.key: holds[d.key] for d in items
-                                                                    if d.key in holds})
-                               for k, items in groups.items()))
-
-    async def charge(self, charges: Sequence[FeeCharge]) -> None:
-        groups = split_by_shard(charges, len(self.shards), lambda c: c.user)
-        await asyncio.gather(*(self.shards[k].charge.remote(items) for k, items in groups.items()))
-
-    async def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
-        groups = split_by_shard(users.items(), len(self.shards), lambda item: item[1])
-        await asyncio.gather(*(s.routed.remote(route_id, dict(net_by_deposit), dict(groups.get(k, ())))
-                               for k, s in enumerate(self.shards)))
-
-
-    async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
-        groups = split_by_shard(reversals, len(self.shards), lambda r: r.user)
-        await asyncio.gather(*(self.shards[k].reverse.remote(items) for k, items in groups.items()))
-
-
-class ShardedApp:
-    """The application interface over every shard: requests split by user, one `handle` call per shard, the
-    answers put back in request order (what the gateway actor will host)."""
-
-    def __init__(self, shards: Sequence[Any], quoter: Any = None) -> None:
-        """`quoter`: the solver (it has the baskets and the live books), or a function that finds it (it may start
-        after the gateway); quote requests go to it in one call per batch."""
-        self.shards = list(shards)
-        self.quoter = quoter
-
-    async def _quote(self, requests: Sequence[NewQuote]) -> list[list[AppResponse]]:
-        try:
-            quoter = self.quoter() if callable(self.quoter) else self.quoter
-            return await quoter.quote.remote(list(requests))
-        except Exception as e:  # noqa: BLE001  (no solver yet, or restarting: the user may ask again)
-            log.warning("quotes unavailable: %s", e)
-            return [[QuoteRefused(r.user, r.client_quote_id, ReasonCode.MARKET_UNAVAILABLE,
-                                  "quotes are unavailable right now; retry")] for r in requests]
-
-    async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
-        n = len(self.shards)
-        groups: dict[int, list[int]] = {}
-        quotes: list[int] = []
-        for i, r in enumerate(requests):
-            if self.quoter is not None and isinstance(r, NewQuote):
-                quotes.append(i)
-                continue
-            groups.setdefault(shard_of_user(r.user.address, n), []).append(i)
-        keys = list(groups)
-        calls = [self.shards[k].handle_each.remote([requests[i] for i in groups[k]]) for k in keys]
-        if quotes:
-            calls.append(self._quote([requests[i] for i in quotes]))  # type: ignore[misc]
-        answers = await asyncio.gather(*calls)
-        per_request: list[list[AppResponse]] = [[] for _ in requests]
-        for k, answer in zip(keys, answers):
-            for i, responses in zip(groups[k], answer):
-                per_request[i] = responses
-        if quotes:
-            for i, responses in zip(quotes, answers[-1]):
-                per_request[i] = responses
-        return [resp for responses in per_request for resp in responses]

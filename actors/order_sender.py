@@ -21,9 +21,9 @@ What it owns and why it is safe to kill at any moment:
   breaker (core.circuit_breaker): a tripped symbol (or the whole account, on insufficient balance) sends nothing;
   its orders stay INTENDED, held here, until `resume` or the cool-off, then go out in their order. The breaker
   is stored with the sender's state.
-* Reporting (core.fill_log): every new fill, and every order's completion, gets the next number of a durable log
-  in the same Redis transaction as the order's state; only committed entries are pushed to the subscriber, in
-  batches (one actor call per batch), and `fills_since(seq)` serves catch-up. The subscriber drops seqs it has.
+* Reporting (core.fill_log): every new fill, and every order's completion, gets the next number of a durable log,
+  appended to the executions hand-off (store/streams.py) in the same Redis transaction as the order's state. The
+  solver reads it from its own cursor and acknowledges what it stored; nothing is pushed.
 
 Persistence is a group commit: changes accumulate in memory and one MULTI/EXEC (appendfsync always) writes them
 all; whoever needs durability before acting awaits the commit that includes its change.
@@ -55,12 +55,14 @@ from core.money import ZERO
 from core.rate_limits import RateLimiter, rate_limits_from_exchange_info
 from core.send_queue import SendQueue
 from core.send_resolution import NotFoundVerdict, on_not_found
-from core.sender_messages import Execution, SubmitResult
+from core.sender_messages import SubmitResult
 from core.symbol_filters import parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, Fill
 from protocol.gc_tuning import tune_gc_once
+from store.retry import STORE_AWAY, RetryPolicy
 from store.sender_records import SenderBatchRecord, SenderExecutionRecord, SenderOrderRecord, SenderStateRecord
+from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
 
@@ -100,14 +102,10 @@ class SenderOptions:
     http_keepalive_s: float = 300.0
     #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
     missing_fills_grace_ms: int = 2_000
-    #: Most executions in one push to the subscriber, and, while requests are out, how long their fills wait for
-    #: the rest of the batch before a push. A batch's answers come within tens of ms; each push costs the solver a
-    #: commit and a settle with the shards, so several partial pushes make the last one later, not sooner.
-    delivery_batch: int = 5_000
-    delivery_linger_ms: int = 250
-    #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
+    #: Back-off after a 429 that carried no Retry-After.
     default_retry_after_s: int = 1
-    retry_ms: int = 200
+    #: The store and the exchange's queries and streams are waited out with this.
+    retry: RetryPolicy = field(default_factory=RetryPolicy.default)
     #: Guards (core.config.ExchangeGuardsConfig): the average price's age limit and request weight, the breaker.
     avg_price_max_age_ms: int = 60_000
     avg_price_weight: int = 2
@@ -124,6 +122,7 @@ class SenderOptions:
         g = settings.exchange_guards
         values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
                       breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)
+        values["retry"] = RetryPolicy.from_settings(settings)
         values.update(overrides)
         return cls(**values)
 
@@ -138,6 +137,14 @@ def exchange_fill(f: Fill) -> ExchangeFill:
     return ExchangeFill(f.trade_id, f.price, f.qty, f.commission, f.commission_asset, f.time, bool(f.is_maker))
 
 
+def _commit_failed(e: BaseException) -> None:
+    """The store away is a warning (it comes back); any other failure of a commit is a defect: its trace."""
+    if isinstance(e, STORE_AWAY):
+        log.warning("sender: commit failed (%s); retrying", e)
+    else:
+        log.error("sender: commit failed, retrying", exc_info=e)
+
+
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class OrderSender:
     def __init__(self, options: SenderOptions) -> None:
@@ -145,6 +152,7 @@ class OrderSender:
         self.o = options
         self._clock = SystemClock()
         self._keys = {k: f"sender:{options.account}:{k}" for k in ("orders", "batches", "log", "state")}
+        self._executions = sender_executions(options.account)
         self._loaded_at = self._clock.now_ms()
         self._restarted = restarted_by_ray()
         # ---- state, reloaded from Redis (a restart re-runs __init__)
@@ -168,15 +176,12 @@ class OrderSender:
         self._balances: dict[str, str] = {}
         self._sent_at: dict[str, int] = {}  # cid -> ms stamped right before the request left (this process)
         self._in_flight: set[str] = set()
-        self._all_answered = asyncio.Event()
         self._last_submit: dict[str, Any] | None = None
         self._resolving: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._start_task: asyncio.Future | None = None
-        self._subscriber: Any = None
         self._counts = {"sent": 0, "answered": 0, "rate_limited": 0, "unknown": 0, "resent": 0, "rejected": 0,
-                        "queries": 0, "trade_queries": 0, "stream_errors": 0, "delivery_calls": 0,
-                        "delivery_failures": 0, "commits": 0, "commit_failures": 0, "avg_price_fetches": 0,
+                        "queries": 0, "trade_queries": 0, "stream_errors": 0, "commits": 0, "commit_failures": 0, "avg_price_fetches": 0,
                         "avg_price_failures": 0, "breaker_trips": 0, "held": 0}
         # ---- group commit
         self._dirty: set[str] = set()
@@ -187,7 +192,6 @@ class OrderSender:
         self._commit_lock = asyncio.Lock()
         self._commit_wake = asyncio.Event()
         self._send_wake = asyncio.Event()
-        self._deliver_wake = asyncio.Event()
         self._changed = asyncio.Event()
         try:
             asyncio.get_running_loop()
@@ -197,24 +201,33 @@ class OrderSender:
 
     # ================================================================================ persistence
     def _load(self) -> None:
-        r = redis.Redis.from_url(self.o.redis_url)
-        try:
-            for cid, raw in r.hgetall(self._keys["orders"]).items():
-                stored = SenderOrderRecord.load(raw)
-                self._orders[cid.decode()] = stored.order
-                if stored.replaced_by:
-                    self._replaced_by[cid.decode()] = stored.replaced_by
-            for batch_id, raw in r.hgetall(self._keys["batches"]).items():
-                self._batches[batch_id.decode()] = SenderBatchRecord.load(raw).results
-            rows = sorted((int(k), v) for k, v in r.hgetall(self._keys["log"]).items())
-            self._log = FillLog(SenderExecutionRecord.load(v).entry for _, v in rows)
-            state = SenderStateRecord.load(r.get(self._keys["state"]) or b"{}")  # none yet: the defaults
-        finally:
-            r.close()
-        self._persisted_seq = self._log.last_seq
-        self._delivered = state.delivered
-        self._subscriber_spec: dict[str, Any] | None = (None if state.subscriber is None
-                                                         else state.subscriber.model_dump())
+        def read() -> tuple[Any, ...]:
+            r = redis.Redis.from_url(self.o.redis_url)
+            try:
+                return (r.hgetall(self._keys["orders"]), r.hgetall(self._keys["batches"]),
+                        r.hgetall(self._keys["log"]), r.xrevrange(self._executions.key, count=1),
+                        r.get(self._keys["state"]))
+            finally:
+                r.close()
+
+        # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
+        orders, batches, log_rows, streamed, raw_state = self.o.retry.call_sync(
+            read, lambda e: log.warning("sender: cannot read the state (%s); retrying", e))
+        for cid, raw in orders.items():
+            stored = SenderOrderRecord.load(raw)
+            self._orders[cid.decode()] = stored.order
+            if stored.replaced_by:
+                self._replaced_by[cid.decode()] = stored.replaced_by
+        for batch_id, raw in batches.items():
+            self._batches[batch_id.decode()] = SenderBatchRecord.load(raw).results
+        state = SenderStateRecord.load(raw_state or b"{}")  # none yet: the defaults
+        # A log kept as a hash (seq -> entry) by older code: its entries go to the hand-off at the next commit.
+        legacy = sorted((int(k), v) for k, v in log_rows.items())
+        last = max([state.log_seq, legacy[-1][0] if legacy else 0]
+                   + [int(streamed[0][0].split(b"-")[0]) for _ in streamed[:1]])
+        self._log = FillLog.of_orders(last, self._orders, self._replaced_by)
+        self._persisted_seq = last
+        self._legacy_log = [SenderExecutionRecord.load(v).entry for _, v in legacy]
         self._breaker.load(state.breaker.model_dump())
 
     def _order_record(self, cid: str) -> str:
@@ -239,6 +252,7 @@ class OrderSender:
             batches, self._dirty_batches = self._dirty_batches, set()
             state_dirty, self._state_dirty = self._state_dirty, False
             entries = self._log.since(self._persisted_seq)
+            legacy, self._legacy_log = self._legacy_log, []
             try:
                 p = self._redis.pipeline(transaction=True)
                 if dirty:
@@ -246,41 +260,37 @@ class OrderSender:
                 if batches:
                     p.hset(self._keys["batches"], mapping={
                         b: SenderBatchRecord.of(self._batches[b]).dump() for b in batches})
-                if entries:
-                    # a hash keyed by seq, not a list: replaying a transaction after an ambiguous failure is harmless
-                    p.hset(self._keys["log"], mapping={e.seq: SenderExecutionRecord.of(e).dump() for e in entries})
-                if state_dirty:
+                if legacy:  # into the hand-off (the consumer skips what its cursor already has), then gone
+                    for e in legacy:
+                        self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
+                    p.delete(self._keys["log"])
+                for e in entries:
+                    self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
+                if state_dirty or entries:
                     p.set(self._keys["state"], SenderStateRecord.model_validate({
-                        "delivered": self._delivered, "subscriber": self._subscriber_spec,
+                        "log_seq": self._log.last_seq if not entries else entries[-1].seq,
                         "breaker": self._breaker.to_dict()}).dump())
                 await p.execute()
             except BaseException:
                 self._dirty |= dirty
                 self._dirty_batches |= batches
                 self._state_dirty |= state_dirty
+                self._legacy_log = legacy
                 self._counts["commit_failures"] += 1
                 raise
             self._counts["commits"] += 1
             if entries:
                 self._persisted_seq = entries[-1].seq
+                self._log.forget(self._persisted_seq)
             self._committed = max(self._committed, version)
-        if entries:
-            self._deliver_wake.set()
         self._changed.set()
 
     async def _commit_until_done(self) -> None:
         """Commit, retrying through Redis hiccups: for steps that must not go ahead undurably (sending)."""
-        while True:
-            try:
-                await self._commit()
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001
-                log.exception("sender: commit failed, retrying")
-                await asyncio.sleep(self.o.retry_ms / 1000)
+        await self.o.retry.call(self._commit, _commit_failed, away=(Exception,))
 
     async def _flusher(self) -> None:
+        pacer = self.o.retry.pacer()
         while True:
             await self._commit_wake.wait()
             self._commit_wake.clear()
@@ -288,10 +298,12 @@ class OrderSender:
                 await self._commit()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001  (Redis hiccup: keep the changes, try again)
-                log.exception("sender: commit failed, retrying")
-                await asyncio.sleep(self.o.retry_ms / 1000)
+            except Exception as e:  # noqa: BLE001  (Redis hiccup: keep the changes, try again)
+                _commit_failed(e)
+                await pacer.pause()
                 self._commit_wake.set()
+                continue
+            pacer.reset()
 
     # ================================================================================ start and reconcile
     async def start(self) -> dict[str, Any]:
@@ -315,12 +327,11 @@ class OrderSender:
             raise
         self._queue = SendQueue(self._limiter, o.order_weight)
         self._gw = gw
-        if self._subscriber_spec is not None:
-            self._subscriber = self._resolve_subscriber()
-        for coro in (self._flusher(), self._send_loop(), self._deliver_loop(), self._watch_executions()):
+        for coro in (self._flusher(), self._send_loop(), self._watch_executions()):
             self._tasks.append(asyncio.ensure_future(coro))
         self._reconcile(initial=True)
-        self._deliver_wake.set()
+        if self._legacy_log:
+            self._touch()  # the old log moves into the hand-off now
         tune_gc_once()  # after ccxt's markets are loaded: they leave the collector's sight
 
     async def _load_exchange(self, gw: BinanceGateway) -> None:
@@ -393,15 +404,11 @@ class OrderSender:
         group = self._take_group()
         taken = time.time()
         try:
-            while True:
-                try:
-                    await self._commit()  # the intents are on disk before anything can be sent
-                    break
-                except (redis.ConnectionError, redis.TimeoutError) as e:
-                    # The store is down (an outage, a restart): wait for it, as the caller's call waits. Refusing
-                    # would count as a failed call, and a caller drops a step after a few of those.
-                    log.warning("sender: cannot record batch %s yet (%s); retrying", batch_id, e)
-                    await asyncio.sleep(self.o.retry_ms / 1000)
+            # The intents are on disk before anything can be sent. The store down (an outage, a restart) is waited
+            # for, as the caller's call waits: refusing would count as a failed call, and a caller drops a step
+            # after a few of those.
+            await self.o.retry.call(self._commit, lambda e: log.warning(
+                "sender: cannot record batch %s yet (%s); retrying", batch_id, e))
         except BaseException:
             # Not durable: forget the batch, so that nothing unrecorded can go out; the caller may submit again.
             mine = {o.client_order_id for o in accepted}
@@ -655,8 +662,6 @@ class OrderSender:
                 self._touch()
         finally:
             self._in_flight.discard(cid)
-            if not self._in_flight:
-                self._all_answered.set()  # the batch's last answer: deliver without lingering
             self._send_wake.set()
             self._changed.set()
 
@@ -680,6 +685,7 @@ class OrderSender:
         self._resolving.add(cid)
         gw = self._gw
         assert gw is not None and self._limiter is not None and self._queue is not None
+        pacer = self.o.retry.pacer()
         try:
             while True:
                 asked_at = self._clock.now_ms()
@@ -703,7 +709,7 @@ class OrderSender:
                 except Exception as e:  # noqa: BLE001  (network trouble: ask again)
                     log.warning("sender: query of %s failed (%s); retrying", cid, e,
                                 extra={"client_order_id": cid, "batch_id": order.batch_id})
-                    await asyncio.sleep(self.o.retry_ms / 1000)
+                    await pacer.pause()
                     continue
                 self._apply(order, update_from(answer))
                 if order.status.is_final and order.missing_fills:
@@ -730,6 +736,7 @@ class OrderSender:
     async def _fetch_trades(self, order: AssetOrder) -> None:
         gw = self._gw
         assert gw is not None
+        pacer = self.o.retry.pacer()
         while order.missing_fills:
             await self._acquire(self.o.trades_weight)
             self._counts["trade_queries"] += 1
@@ -738,13 +745,13 @@ class OrderSender:
             except Exception as e:  # noqa: BLE001
                 log.warning("sender: trades of %s failed (%s); retrying", order.client_order_id, e,
                             extra={"client_order_id": order.client_order_id, "batch_id": order.batch_id})
-                await asyncio.sleep(self.o.retry_ms / 1000)
+                await pacer.pause()
                 continue
             fills = tuple(exchange_fill(t) for t in trades if t.order_id == order.exchange_order_id)
             self._apply(order, OrderUpdate(order.client_order_id, order.status, order.executed_qty,
                                            order.exchange_order_id, fills))
             if order.missing_fills:  # the exchange's trade list lags its order status: ask again shortly
-                await asyncio.sleep(self.o.retry_ms / 1000)
+                await pacer.pause()
 
     async def _check_fills_later(self, order: AssetOrder) -> None:
         await asyncio.sleep(self.o.missing_fills_grace_ms / 1000)  # give the trade stream its chance first
@@ -776,6 +783,7 @@ class OrderSender:
         unsettled order is asked for once it is back."""
         gw = self._gw
         assert gw is not None
+        pacer = self.o.retry.pacer()  # starts over once the stream has held a while
         while True:
             try:
                 updates = await gw.watch_executions()
@@ -784,72 +792,13 @@ class OrderSender:
             except Exception as e:  # noqa: BLE001  (stream dropped: events may be lost, ask for what is open)
                 self._counts["stream_errors"] += 1
                 log.warning("sender: user data stream failed (%s); reconnecting", e)
-                await asyncio.sleep(self.o.retry_ms / 1000)
+                await pacer.pause()
                 self._reconcile()
                 continue
             for eo in updates:
                 order = self._orders.get(eo.client_order_id)
                 if order is not None and order.status is not AssetOrderStatus.INTENDED:
                     self._apply(order, update_from(eo))
-
-    # ================================================================================ delivery
-    def _resolve_subscriber(self) -> Any:
-        spec = self._subscriber_spec
-        assert spec is not None
-        return ray.get_actor(spec["name"], namespace=spec.get("namespace"))
-
-    async def register_subscriber(self, name: str, namespace: str | None = None) -> int:
-        """Push executions to the named actor's `on_fills(seq_from, executions)` from now on, starting after the
-        last seq it was given (kept across restarts). Returns the latest committed seq."""
-        await self.start()
-        self._subscriber_spec = {"name": name, "namespace": namespace}
-        self._subscriber = self._resolve_subscriber()
-        self._state_dirty = True
-        self._touch()
-        await self._commit()
-        self._deliver_wake.set()
-        return self._persisted_seq
-
-    async def _deliver_loop(self) -> None:
-        while True:
-            await self._deliver_wake.wait()
-            # Let a batch gather (one call carries it all), but no longer than until every request is answered.
-            if self._in_flight:
-                self._all_answered.clear()
-                try:
-                    await asyncio.wait_for(self._all_answered.wait(), self.o.delivery_linger_ms / 1000)
-                except asyncio.TimeoutError:
-                    pass
-                if not self._in_flight:
-                    self._mark("answered_seen_ms")
-                    try:
-                        await self._commit()  # the last answers too: one push carries the whole batch
-                        self._mark("answers_committed_ms")
-                    except asyncio.CancelledError:
-                        raise
-                    except Exception:  # noqa: BLE001  (the flusher retries; deliver what is durable)
-                        pass
-            self._deliver_wake.clear()
-            while self._subscriber_spec is not None and self._delivered < self._persisted_seq:
-                entries = self._log.since(self._delivered, upto=self._persisted_seq, limit=self.o.delivery_batch)
-                try:
-                    if self._subscriber is None:
-                        self._subscriber = self._resolve_subscriber()
-                    self._counts["delivery_calls"] += 1
-                    self._mark("delivery_call_ms")
-                    await self._subscriber.on_fills.remote(entries[0].seq, packed(entries))
-                except asyncio.CancelledError:
-                    raise
-                except Exception as e:  # noqa: BLE001  (subscriber restarting or gone: it catches up later)
-                    self._counts["delivery_failures"] += 1
-                    log.warning("sender: delivery failed (%s); retrying", e)
-                    self._subscriber = None
-                    await asyncio.sleep(self.o.retry_ms / 1000)
-                    continue
-                self._delivered = entries[-1].seq
-                self._mark("delivered_ms")
-                self._state_dirty = True  # the cursor is saved with the next commit; a redelivery is deduped
-                self._touch()
 
     async def order_budget(self) -> tuple[int, int]:
         """(orders the rate limits admit now less those already queued, what they admit in empty windows): the
@@ -860,11 +809,6 @@ class OrderSender:
         assert limiter is not None and self._queue is not None
         weight = self.o.order_weight
         return (max(0, limiter.orders_available(weight) - len(self._queue)), limiter.orders_capacity(weight))
-
-    async def fills_since(self, seq: int, limit: int | None = None) -> list[Execution]:
-        """Committed executions after `seq` (oldest first): the catch-up for a subscriber that restarted."""
-        await self.start()
-        return self._log.since(seq, upto=self._persisted_seq, limit=limit)
 
     async def balances(self) -> dict[str, str]:
         """The account's balances (free + locked) per asset, exact from the exchange's strings: what the reserves
@@ -884,8 +828,7 @@ class OrderSender:
 
     def _idle(self) -> bool:
         return (self._queue is not None and not len(self._queue) and not self._in_flight and not self._resolving
-                and all(o.settled for o in self._orders.values()) and self._committed >= self._version
-                and (self._subscriber_spec is None or self._delivered >= self._persisted_seq))
+                and all(o.settled for o in self._orders.values()) and self._committed >= self._version)
 
     async def wait_idle(self, timeout_s: float = 60.0) -> bool:
         """True once nothing is queued, in flight or unresolved, every order is settled, everything is committed
@@ -918,8 +861,7 @@ class OrderSender:
             "unsettled": sorted(c for c, o in self._orders.items() if not o.settled)[:50],
             "batches": len(self._batches), "queued": len(self._queue) if self._queue is not None else None,
             "in_flight": len(self._in_flight), "last_submit": self._last_submit, "resolving": sorted(self._resolving),
-            "log_seq": self._log.last_seq, "persisted_seq": self._persisted_seq, "delivered_seq": self._delivered,
-            "subscriber": self._subscriber_spec, "counts": dict(self._counts), "balances_at_start": self._balances,
+            "log_seq": self._log.last_seq, "persisted_seq": self._persisted_seq, "counts": dict(self._counts), "balances_at_start": self._balances,
             "rate_limits": self._limiter.snapshot() if self._limiter is not None else None,
             "breakers": [t.to_dict() for t in self._breaker.open],
             "held": {sym: len(orders) for sym, orders in sorted(self._held.items())},

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Awaitable, Callable, Mapping, Sequence
 
-from actors.order_books import orders_shard_name
+from actors.order_shards import orders_shard_name
 from core.reserves import (
     ReserveRow, add_into, books_holdings, by_asset, compare, confirmed, net_received, quote_spent, supply_row,
 )
@@ -67,7 +67,7 @@ async def read_reserves(call: Call, o: ReservesOptions) -> list[ReserveRow]:
         timed(o.solver_name, "holdings"), timed(o.chain_name, "index_supply"), timed(o.router_name, "inspect"),
         *(timed(orders_shard_name(k), "holdings") for k in range(o.order_shards)))
     # Executions the sender logged that the solver has not consumed yet: bought, in no lot of the solver's.
-    unseen = await timed(o.sender_name, "fills_since", int(solver["cursor"]))
+    unseen = solver["unconsumed"]
     base, quote = solver["base_assets"], solver["quote_asset"]
     logged: dict[str, Decimal] = {}
     spent = Decimal(solver["inventory_cost"]) + Decimal(solver["in_flight_cost"])

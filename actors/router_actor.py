@@ -18,7 +18,7 @@ import ray
 
 import core  # noqa: F401  (decimal context in the worker)
 from actors.logs import setup_logging
-from actors.order_books import ShardedCollateralSink, orders_shard_name, shard_of_user
+from actors.order_shards import ShardedCollateralSink, orders_shard_name, shard_of_user
 from actors.exchange_deposits import ExchangeKeys, deposit_gateway, gateway_deposit_callables
 from chain.collateral_router import CollateralRouter, RouterConfig
 from chain.redis_ledgers import RedisLedgers

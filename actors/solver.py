@@ -3,27 +3,25 @@
 Each tick (solver.tick_interval_ms) it pulls pending demand from every `orders-{k}` shard and the asks of the
 needed symbols from the `market-{k}` shards (one call per shard, concurrently; the same answer says which books are
 stale: an index that needs one waits for it, core/stale_books.py), plans one batch, and then acts on it.
-Fills from the sender come in through `on_fills(seq_from, executions)` (batched by the sender); they become fill
-deltas per index order, completed batches and mint requests.
+The sender's executions are read from its hand-off (store/handoff.py) after the solver's cursor; they become fill
+deltas per index order, completed batches and mint requests, and the cursor moves (and the hand-off is trimmed) in
+the commit that stores them.
 
-Durability: every decision is written to Redis BEFORE it is acted on. The state is one JSON blob (the engine's
-snapshot, the sender cursor, the mints owed) plus an outbox of the calls the decision implies (engage, fill deltas,
-submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on its receiver
-(engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart re-drives
-whatever had not been confirmed and nothing is lost or done twice. The sender's executions are deduplicated by
-seq against the persisted cursor.
+Durability: every decision is written to Redis BEFORE it is acted on. The state is one record (the engine's
+snapshot, the sender cursor; store/solver_records.py) plus an outbox of the calls the decision implies (engage,
+fill deltas, submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on
+its receiver (engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart
+re-drives whatever had not been confirmed and nothing is lost or done twice.
 
 Batching: one call per shard per tick or per round, never one per order or per fill.
 """
 from __future__ import annotations
 
 import asyncio
-import base64
 import collections
 import dataclasses
 import json
 import logging
-import pickle
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -36,7 +34,7 @@ import redis.asyncio as aioredis
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
 from actors.ray_context import restarted_by_ray
-from actors.order_books import orders_shard_name, shard_of_order
+from actors.order_shards import orders_shard_name, shard_of_order
 from actors.packed import packed
 from core.asset_order import ExchangeFill
 from core.basket import Basket
@@ -56,6 +54,11 @@ from core.symbol_filters import SymbolFilters
 from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, QuoteResult
 from protocol.reason_codes import ReasonCode
+from store.handoff import read as read_handoff
+from store.retry import RetryPolicy, peer_away
+from store.sender_records import SenderExecutionRecord
+from store.solver_records import SolverHistoryEntry, SolverState, StepPart, step_data
+from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +78,11 @@ class SolverOptions:
     #: This actor's own name: the sender pushes executions to it, and it keys the Redis state.
     name: str = SOLVER_NAME
     sender_name: str = "sender"
+    #: The account of that sender: its executions hand-off (store/streams.py) is read by this solver.
+    sender_account: str = "main"
+    #: Most executions read at once, and how long those of a batch still open wait for the rest (config.py).
+    executions_batch: int = 5_000
+    executions_linger_ms: int = 250
     tick_interval_ms: int = 100
     collect_quiet_ms: int = 5
     collect_max_ms: int = 250
@@ -90,10 +98,9 @@ class SolverOptions:
     order_budget: int = 10_000
     #: Notional of all batches in flight together (the planner gets what is left of it).
     max_in_flight_notional: Decimal = Decimal("500000")
-    retry_ms: int = 200
-    #: A call that fails with something other than an unavailable actor is retried this often, then dropped
-    #: (and recorded in inspect()["errors"]).
-    max_call_failures: int = 5
+    #: The store and the peers are waited out with this; a call that fails with something other than an
+    #: unavailable actor is retried `max_failures` times, then dropped (and recorded in inspect()["errors"]).
+    retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
 
     @classmethod
     def from_settings(cls, settings: Any, order_shards: int, **overrides: Any) -> "SolverOptions":
@@ -104,7 +111,10 @@ class SolverOptions:
             "idle_poll_ms": settings.solver.idle_poll_ms, "reject_after_ms": settings.solver.reject_after_ms,
             "quote_asset": settings.exchange.quote_asset, "order_budget": settings.solver.max_orders_per_batch,
             "max_in_flight_notional": settings.solver.max_in_flight_notional,
-            "stale_reject_after_ms": settings.solver.stale_reject_after_ms}
+            "stale_reject_after_ms": settings.solver.stale_reject_after_ms,
+            "executions_batch": settings.solver.executions_batch,
+            "executions_linger_ms": settings.solver.executions_linger_ms,
+            "retry": RetryPolicy.from_settings(settings)}
         values.update(overrides)
         return cls(**values)
 
@@ -149,9 +159,15 @@ class _Action:
     key: str  # batch id, or batch_id:round for fills
     by_shard: Mapping[int, Sequence[Any]]  # engage / fills / complete: the payload per order shard
     orders: tuple[Any, ...] = ()  # submit: the batch's asset orders
-    #: engage: the batch's submit is queued right after it and runs at the same time (an engage stored by an
-    #: older version lacks the field: its submit is queued once the shards answer).
+    #: engage: the batch's submit is queued right after it and runs at the same time (else its submit is queued
+    #: once the shards answer).
     with_submit: bool = False
+
+
+def _action_of(step: StepPart) -> _Action:
+    """A stored outbox step as the action it was (a submit has no shard payload, only an engage has with_submit)."""
+    return _Action(step.kind, step.key, getattr(step, "by_shard", {}), tuple(getattr(step, "orders", ())),
+                   getattr(step, "with_submit", False))
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -170,6 +186,8 @@ class Solver:
         self._mints_removed: set[str] = set()
         self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
         self._cursor = 0  # last sender seq consumed
+        self._acked = 0  # the cursor as the last commit stored it (and trimmed the hand-off to)
+        self._executions = sender_executions(options.sender_account)
         self._outbox: list[_Action] = []
         self._mints: dict[str, MintRequest] = {}
         self._mint_seqs: dict[str, int] = {}  # order id -> when it became owed (the hash keeps no order)
@@ -185,6 +203,8 @@ class Solver:
         self._restarted = restarted_by_ray()
         self._load()
         self._redis = aioredis.Redis.from_url(options.redis_url)
+        self._reader_redis = aioredis.Redis.from_url(options.redis_url)  # its blocking reads hold a connection
+        self._reader_task: asyncio.Task | None = None
         self._lock = asyncio.Lock()
         self._tick_task: asyncio.Task | None = None
         self._wake: asyncio.Event | None = None
@@ -212,82 +232,79 @@ class Solver:
 
     # ------------------------------------------------------------------ persistence
     def _load(self) -> None:
-        backoff = self.o.retry_ms / 1000
-        while True:  # a store that is down (restarting) is waited for, not crashed on
+        def read() -> tuple[Any, list[bytes], dict[bytes, bytes]]:
             r = redis.Redis.from_url(self.o.redis_url)
             try:
-                raw = r.get(self._key)
-                history = r.lrange(self._history_key, 0, -1)
-                mints = r.hgetall(self._mints_key)
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                log.warning("solver: cannot read the state (%s); retrying", e)
-                time.sleep(backoff)  # __init__ is synchronous: nothing to serve before the state is read
-                backoff = min(2 * backoff, 2.0)
+                return r.get(self._key), r.lrange(self._history_key, 0, -1), r.hgetall(self._mints_key)
             finally:
                 r.close()
-        self._history = [json.loads(h) for h in history]
+
+        # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
+        raw, history, mints = self.o.retry.call_sync(
+            read, lambda e: log.warning("solver: cannot read the state (%s); retrying", e))
+        self._history = [SolverHistoryEntry.load(h).model_dump(mode="json") for h in history]
         self._mints_added, self._mints_removed = set(), set()
         if not raw:
             return
-        data = json.loads(raw)
-        self.engine.restore(data["engine"])
-        self._cursor = int(data["cursor"])
-        self._outbox = pickle.loads(base64.b64decode(data["outbox"]))
+        state = SolverState.load(raw)
+        self.engine.restore(state.engine.model_dump(mode="json"))
+        self._cursor = self._acked = state.cursor
+        self._outbox = [_action_of(step) for step in state.outbox]
         owed = sorted((json.loads(v) for v in mints.values()), key=lambda x: x["seq"])  # oldest first, as owed
         self._mints = {x["mint"]["order_id"]: MintRequest.from_dict(x["mint"]) for x in owed}
         self._mint_seqs = {x["mint"]["order_id"]: x["seq"] for x in owed}
-        self._mint_seq = max([int(data.get("mint_seq", 0))] + [x["seq"] for x in owed])
-        for m in data.get("mints", ()):  # a state written before the mints had their own hash
-            if m["order_id"] not in self._mints:
-                self._owe(MintRequest.from_dict(m))
-        self._counts.update(data.get("counts", {}))
-        self._errors = data.get("errors", [])
+        self._mint_seq = max([state.mint_seq] + [x["seq"] for x in owed])
+        for part in state.mints:  # a state written before the mints had their own hash
+            if part.order_id not in self._mints:
+                self._owe(part.mint())
+        self._counts.update(state.counts)
+        self._errors = list(state.errors)
 
     async def _commit(self, history: dict[str, Any] | None = None) -> None:
         """The state blob (without the batch history, which only grows: that is a capped list of its own, appended
         in the same transaction when a batch is planned)."""
-        blob = json.dumps({
+        blob = SolverState.model_validate({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
-            "outbox": base64.b64encode(pickle.dumps(self._outbox)).decode(),
-            "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]})
+            "outbox": [step_data(a) for a in self._outbox],
+            "mint_seq": self._mint_seq, "counts": self._counts, "errors": self._errors[-50:]}).dump()
         added = {oid: json.dumps({"seq": self._mint_seqs[oid], "mint": self._mints[oid].to_dict()})
                  for oid in self._mints_added if oid in self._mints}
         removed = [oid for oid in self._mints_removed if oid not in self._mints]
-        backoff = self.o.retry_ms / 1000
-        while True:
-            try:
-                if history is None and not added and not removed:
-                    await self._redis.set(self._key, blob)
-                else:
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        pipe.set(self._key, blob)
-                        if added:
-                            pipe.hset(self._mints_key, mapping=added)
-                        if removed:
-                            pipe.hdel(self._mints_key, *removed)
-                        if history is not None:
-                            pipe.rpush(self._history_key, json.dumps(history))
-                            pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
-                        await pipe.execute()
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                # Redis down or restarting: the same write again (it is absolute; the history entry is pushed in
-                # a transaction, so at most once). Everything else waits behind the lock meanwhile.
-                log.warning("solver: cannot write the state (%s); retrying", e)
-                await asyncio.sleep(backoff)
-                backoff = min(2 * backoff, 2.0)
-            except BaseException:
-                self._reload()
-                raise
+        cursor = self._cursor
+
+        async def write() -> None:
+            if history is None and not added and not removed and cursor == self._acked:
+                await self._redis.set(self._key, blob)
+            else:
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.set(self._key, blob)
+                    if cursor != self._acked:
+                        self._executions.ack(pipe, cursor)  # consumed and stored: the sender's log lets go
+                    if added:
+                        pipe.hset(self._mints_key, mapping=added)
+                    if removed:
+                        pipe.hdel(self._mints_key, *removed)
+                    if history is not None:
+                        pipe.rpush(self._history_key, SolverHistoryEntry.model_validate(history).dump())
+                        pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
+                    await pipe.execute()
+
+        try:
+            # Redis down or restarting: the same write again (it is absolute; the history entry is pushed in a
+            # transaction, so at most once). Everything else waits behind the lock meanwhile.
+            await self.o.retry.call(write, lambda e: log.warning("solver: cannot write the state (%s); retrying", e))
+        except BaseException:
+            self._reload()
+            raise
         self._mints_added.difference_update(added)
         self._mints_removed.difference_update(removed)
+        self._acked = cursor
         self._counts["commits"] += 1
 
     def _reload(self) -> None:
         self.engine = SolverEngine(self.engine.baskets, self.engine.filters, self.limits,
                                    quote_asset=self.o.quote_asset)
-        self._cursor, self._outbox, self._mints, self._mint_seqs, self._mint_seq = 0, [], {}, {}, 0
+        self._cursor, self._acked, self._outbox, self._mints, self._mint_seqs, self._mint_seq = 0, 0, [], {}, {}, 0
         self._load()
 
     def _error(self, text: str) -> None:
@@ -316,30 +333,32 @@ class Solver:
     async def _call(self, name: str, method: str, *args: Any) -> Any:
         """One call, retried while the peer restarts or is not registered yet (every call the solver makes is
         idempotent on the peer); any other failure is retried a few times, then raised."""
-        failures = 0
-        while True:
-            try:
-                handle = self._actor(name)
-            except ValueError as e:  # no such actor (yet): the launcher has not created it, or it is being replaced
+        found = False
+
+        async def call() -> Any:
+            nonlocal found
+            found = False
+            handle = self._actor(name)  # ValueError: not registered (yet), or being replaced
+            found = True
+            self._counts["calls"] += 1
+            return await getattr(handle, method).remote(*args)
+
+        def failed(e: Exception) -> None:
+            if not found:
                 log.warning("solver: %s not found (%s); retrying", name, e)
-                await asyncio.sleep(self.o.retry_ms / 1000)
-                continue
-            try:
-                self._counts["calls"] += 1
-                return await getattr(handle, method).remote(*args)
-            except asyncio.CancelledError:
-                raise
-            except ray.exceptions.RayActorError as e:  # restarting: the same call again is safe
+                return
+            self._counts["call_failures"] += 1
+            if isinstance(e, ray.exceptions.RayActorError):  # restarting: the same call again is safe
                 self._handles.pop(name, None)
-                self._counts["call_failures"] += 1
                 log.warning("solver: %s.%s unavailable (%s); retrying", name, method, e)
-            except Exception as e:  # noqa: BLE001
-                failures += 1
-                self._counts["call_failures"] += 1
-                if failures >= self.o.max_call_failures:
-                    raise
+            else:
                 log.warning("solver: %s.%s failed (%s); retrying", name, method, e)
-            await asyncio.sleep(self.o.retry_ms / 1000)
+
+        try:
+            return await self.o.retry.call(call, failed, away=peer_away, bounded=(Exception,))
+        except Exception:
+            self._counts["call_failures"] += 1  # the last failure: raised, not retried
+            raise
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> dict[str, Any]:
@@ -350,23 +369,21 @@ class Solver:
         return {"cursor": self._cursor, "outbox": len(self._outbox)}
 
     async def _start(self) -> None:
-        await self._call(self.o.sender_name, "register_subscriber", self.o.name, self.o.namespace)
         async with self._lock:
-            missed = await self._call(self.o.sender_name, "fills_since", self._cursor)
-            if missed:
-                self._consume(missed)
-                await self._commit()
             await self._drain()
         if self._tick_task is None or self._tick_task.done():
             self._tick_task = asyncio.ensure_future(self._tick_loop())
+        if self._reader_task is None or self._reader_task.done():
+            self._reader_task = asyncio.ensure_future(self._read_executions())
         tune_gc_once()
 
     async def stop(self) -> None:
-        for t in (self._tick_task, self._start_task):
+        for t in (self._tick_task, self._start_task, self._reader_task):
             if t is not None:
                 t.cancel()
         async with self._lock:
             await self._redis.aclose()
+            await self._reader_redis.aclose()
 
     def _wake_event(self) -> asyncio.Event:
         if self._wake is None:
@@ -736,9 +753,45 @@ class Solver:
                         self._counts["mints_owed"] += 1
 
     # ------------------------------------------------------------------ executions from the sender
-    async def on_fills(self, seq_from: int, executions: list[Execution]) -> None:
-        """The sender's push: drop what the cursor has, catch up a gap, turn the rest into deltas and completions."""
-        self._ensure_ticking()
+    async def _read_executions(self) -> None:
+        """Read the sender's executions after the cursor, batch by batch, for as long as the solver runs. Each
+        wait is bounded (idle_poll_ms) so that a cursor moved back by a reload is read from again soon."""
+        loop = asyncio.get_running_loop()
+        pacer = self.o.retry.pacer()
+        while True:
+            try:
+                entries = await self._read_after(self._cursor, self.o.idle_poll_ms)
+                deadline = loop.time() + self.o.executions_linger_ms / 1000
+                while entries and len(entries) < self.o.executions_batch and self._batch_still_open(entries):
+                    left = deadline - loop.time()
+                    if left <= 0:
+                        break
+                    entries += await self._read_after(entries[-1].seq, max(1, round(1000 * left)))
+                if entries:
+                    await self._on_executions(entries)
+                pacer.reset()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001  (the store or a shard away: the same entries are read again)
+                log.warning("solver: reading the sender's executions failed (%s); retrying", e)
+                await pacer.pause()
+
+    async def _read_after(self, seq: int, block_ms: int) -> list[Execution]:
+        got = await read_handoff(self._reader_redis, {self._executions: seq}, count=self.o.executions_batch,
+                                 block_ms=block_ms)
+        return [SenderExecutionRecord.load(payload).entry for _, payload in got.get(self._executions, ())]
+
+    def _batch_still_open(self, entries: Sequence[Execution]) -> bool:
+        """True if a batch these executions belong to still has exchange orders without their completion here
+        (its answers come within tens of ms: waiting for them settles the batch in one round)."""
+        done = {e.client_order_id for e in entries if isinstance(e, OrderDone)}
+        for batch_id in {self._known(e.client_order_id) for e in entries} - {None}:
+            if set(self.engine.batches[batch_id].open) - done:  # type: ignore[index]
+                return True
+        return False
+
+    async def _on_executions(self, executions: Sequence[Execution]) -> None:
+        """Turn executions into deltas and completions, store them with the new cursor, then act on them."""
         called = time.time()
         async with self._lock:
             locked = time.time()
@@ -749,24 +802,16 @@ class Solver:
             self._counts["duplicates"] += len(executions) - len(fresh)
             if not fresh:
                 return
-            if fresh[0].seq > self._cursor + 1:  # a gap: take the missed entries from the sender's log first
-                missed = await self._call(self.o.sender_name, "fills_since", self._cursor)
-                top = missed[-1].seq if missed else self._cursor
-                fresh = list(missed) + [e for e in fresh if e.seq > top]
             self._consume(fresh)
             consumed = time.time()
             await self._commit()
             committed = time.time()
             await self._drain()
-            # Diagnostics (inspect): where the latest push of executions spent its time, in ms.
+            # Diagnostics (inspect): where the latest read of executions spent its time, in ms.
             self._last_fills = {"executions": len(fresh), "lock_wait_ms": round(1000 * (locked - called), 1),
                                 "consume_ms": round(1000 * (consumed - locked), 1),
                                 "commit_ms": round(1000 * (committed - consumed), 1),
                                 "drain_ms": round(1000 * (time.time() - committed), 1)}
-
-    def _ensure_ticking(self) -> None:
-        if self._start_task is None:
-            self._start_task = asyncio.ensure_future(self._start())
 
     def _known(self, cid: str) -> str | None:
         try:
@@ -863,15 +908,18 @@ class Solver:
         """What the solver holds outside the orders, per base asset: inventory (lots left over by completed
         batches), in flight (lots a batch received and has not assigned yet) and assigned (to the orders of
         batches still open: the shards count what completed batches delivered), and what the first two cost in
-        the quote asset; with the cursor in the sender's log up to which executions are in here, each symbol's base asset
-        and the baskets per index and base asset (the reserves check). Taken between two steps, never halfway
+        the quote asset; the executions the sender logged that are not in here yet ("unconsumed"), each symbol's base
+        asset and the baskets per index and base asset (the reserves check). Taken between two steps, never halfway
         through one."""
         async with self._lock:
             e = self.engine
             base = {s: f.base_asset for s, f in e.filters.items()}
             stock = [lot for lots in e.inventory.values() for lot in lots]
             moving = [lot for b in e.batches.values() for lot in (*b.pending_lots, *b.allocation.leftovers())]
-            return {"cursor": self._cursor, "base_assets": base, "quote_asset": e.quote_asset,
+            unconsumed = [SenderExecutionRecord.load(p).entry
+                          for _, p in await self._executions.since(self._redis, self._cursor)]
+            return {"cursor": self._cursor, "unconsumed": unconsumed, "base_assets": base,
+                    "quote_asset": e.quote_asset,
                     "inventory": {a: str(q) for a, q in lots_held(stock, base).items()},
                     "in_flight": {a: str(q) for a, q in lots_held(moving, base).items()},
                     "inventory_cost": str(lots_cost(stock)), "in_flight_cost": str(lots_cost(moving)),

@@ -83,7 +83,8 @@ class World:
 
     def __init__(self, ray: Any, namespace: str, tmp: Path, args: argparse.Namespace) -> None:
         from actors.market_data import MarketDataOptions, start_market_data
-        from actors.order_books import OrderBooksOptions, orders_shard_name, split_by_shard, start_order_books
+        from actors.order_books import OrderBooksOptions, start_order_books
+        from actors.order_shards import orders_shard_name, split_by_shard
         from actors.order_sender import OrderSender, SenderOptions
         from actors.solver import SolverOptions, start_solver
         from bench.flow_driver import FlowDriver
@@ -135,7 +136,7 @@ class World:
             ray.get(self.shards[k].credit.remote(items))
 
         self.solver = start_solver(SolverOptions(self.redis.url, ORDER_SHARDS, MARKET_SHARDS, namespace=namespace,
-                                                 name=f"solver-{tag}", sender_name=sender_name,
+                                                 name=f"solver-{tag}", sender_name=sender_name, sender_account=f"flow{tag}",
                                                  tick_interval_ms=args.tick_ms),
                                    {INDEX: self.basket}, self.filters, PlannerLimits())
         self.actors.append(self.solver)
@@ -321,7 +322,7 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
                   "first_on_exchange": (min(first_times) - rec["sent_ms"]) / 1000,
                   "last_on_exchange": first_s, "filled_report": fill_s,
                   "tick_ms": run["history"][0].get("tick_ms"), "step_ms": run["history"][0].get("step_ms")}
-        from actors.order_books import shard_of_user
+        from actors.order_shards import shard_of_user
         handle = world.ray.get(world.shards[shard_of_user(address(0), ORDER_SHARDS)].inspect.remote())["last_handle"]
         submit = world.ray.get(world.sender.inspect.remote()).get("last_submit")
         if submit:

@@ -14,7 +14,8 @@ from typing import Any
 import ray
 
 import core  # noqa: F401  (the project's decimal context in the worker)
-from actors.order_books import shard_of_user, user_key
+from actors.order_shards import shard_of_user
+from core.index_order import user_key
 from core.side import Side
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import NewOrder, OrderAccepted, OrderProgress

@@ -4,8 +4,8 @@ websockets echo server measured in the same command.
 Setup (loopback only, bounded):
 * the gateway runs in processes of its own, `--workers` of them (default 2) on one port (protocol/worker_group.py:
   SO_REUSEPORT spreads the connections, each user belongs to one process, a Logon that reached the other process
-  moves its connection there): IndexMaker plugin over the in-process order books (every order is validated against
-  the user's collateral and answered NewIndexOrder "new", signed by the server), reports stored in one real
+  moves its connection there): IndexMaker plugin over the order shards' application, in process (every order is
+  validated against the user's collateral and answered NewIndexOrder "new", signed by the server), reports stored in one real
   redis-server with `appendfsync always` (an order's request and ACK are on disk before the ACK is sent);
 * the load runs in this process (the gateway and the echo server run in others): users' frames are signed BEFORE
   the timed sections (the client's signing is not what is measured); the server verifies every signature;
@@ -81,7 +81,10 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     from protocol.envelope import UserRef  # noqa: PLC0415
     from core.config import GatewayConfig  # noqa: PLC0415
     from protocol.indexmaker_plugin import IndexMakerPlugin  # noqa: PLC0415
-    from protocol.inprocess_app import InProcessIndexMakerApp  # noqa: PLC0415
+    from core.clock import SystemClock  # noqa: PLC0415
+    from core.config import CollateralConfig  # noqa: PLC0415
+    from core.shard_books import ShardBooks  # noqa: PLC0415
+    from protocol.books_app import BooksApp  # noqa: PLC0415
     from protocol.redis_report_store import RedisReportStore  # noqa: PLC0415
     from protocol.report_store import MemoryReportStore  # noqa: PLC0415
     from protocol.server import GatewayServer  # noqa: PLC0415
@@ -89,11 +92,13 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     from protocol.signature import Signer  # noqa: PLC0415
 
     async def main() -> None:
-        app = InProcessIndexMakerApp({"SY100"}, max_open_orders=1_000_000)
+        c = CollateralConfig()
+        books = ShardBooks({"SY100"}, clock=SystemClock(), unit=c.unit, max_open_orders=1_000_000, token_decimals=18,
+                           order_dust=c.order_dust, rest_return_ratio=c.rest_return_ratio)
+        app = BooksApp(books, default_chain_id=8453)
         for address in users:
-            app.credit(UserRef(8453, address), "bench-deposit", collateral)
+            app.book(UserRef(8453, address)).ledger.credit("bench-deposit", collateral)
         plugin = IndexMakerPlugin(app)
-        app.set_sink(plugin.deliver)
         store = RedisReportStore.from_url(redis_url) if redis_url else MemoryReportStore()
         config = GatewayConfig(port=port, session_rate_per_s=1_000_000, session_burst=1_000_000,
                                user_weight_per_s=10_000_000, user_burst=10_000_000, global_rate_per_s=10_000_000,

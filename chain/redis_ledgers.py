@@ -31,7 +31,7 @@ class RedisLedgers:
         return self._ledger(await self.redis.hget(self._k("users"), user.lower()))
 
     def _ledger(self, raw: bytes | None) -> CollateralLedger:
-        return RouterLedgerRecord.load(raw).ledger() if raw is not None else CollateralLedger(self.unit)
+        return RouterLedgerRecord.load(raw).collateral_ledger() if raw is not None else CollateralLedger(self.unit)
 
     async def _apply(self, users: set[str], fn) -> None:  # noqa: ANN001
         ordered = sorted(users)

@@ -20,6 +20,7 @@ from chain.keys import derive_account
 from chain.route_effects import ChainRouteEffects, DepositAddress, ExchangeCredited
 from chain.tx_sender import TxSender
 from core.config import ChainConfig
+from store.retry import RetryPolicy
 
 
 @dataclass
@@ -46,7 +47,7 @@ class ChainStack:
     def build(cls, state: WorldState, redis: Redis, config: ChainConfig, *, mnemonic: str,
               deposit_address: DepositAddress | None = None, exchange_credited: ExchangeCredited | None = None,
               arbitrum: str = "arbitrum", base: str = "base", tx_prefix: str = "tx",
-              chain_prefix: str = "chain") -> "ChainStack":
+              chain_prefix: str = "chain", retry: RetryPolicy | None = None) -> "ChainStack":
         a, b = state.chain(arbitrum), state.chain(base)
         arb = AsyncWeb3(AsyncHTTPProvider(a.rpc_url))
         bw3 = AsyncWeb3(AsyncHTTPProvider(b.rpc_url))
@@ -56,7 +57,7 @@ class ChainStack:
             return TxSender(w3, chain_id, derive_account(mnemonic, state.account(role).index), redis,
                             key_prefix=tx_prefix, receipt_timeout_s=config.receipt_timeout_ms / 1000,
                             poll_s=config.receipt_poll_ms / 1000, max_broadcasts=config.max_broadcasts,
-                            retry_backoff_s=config.retry_backoff_ms / 1000)
+                            retry=retry)
 
         custody = sender(arb, a.chain_id, "custody")
         wallet = sender(bw3, b.chain_id, "base_wallet")

@@ -21,6 +21,7 @@ from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from store.chain_records import NextNonceRecord, TxIntentRecord
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class TxSender:
 
     def __init__(self, w3: AsyncWeb3, chain_id: int, account: LocalAccount, redis: Redis, *,
                  key_prefix: str = "tx", receipt_timeout_s: float = 60.0, poll_s: float = 0.02,
-                 max_broadcasts: int = 5, retry_backoff_s: float = 0.2, confirmations: int = 0) -> None:
+                 max_broadcasts: int = 5, retry: RetryPolicy | None = None, confirmations: int = 0) -> None:
         self.w3 = w3
         self.chain_id = chain_id
         self.account = account
@@ -78,7 +79,8 @@ class TxSender:
         self.receipt_timeout_s = receipt_timeout_s
         self.poll_s = poll_s
         self.max_broadcasts = max_broadcasts
-        self.retry_backoff_s = retry_backoff_s
+        #: The pause after a failed broadcast before the same bytes go again (the [store] policy when None).
+        self.retry = retry or RetryPolicy.default()
         self.confirmations = confirmations
         self._lock = asyncio.Lock()
 
@@ -178,6 +180,7 @@ class TxSender:
         """Make sure the recorded transaction is mined (rebroadcasting the same bytes if it is not) and return it."""
         deadline = time.monotonic() + self.receipt_timeout_s
         broadcasts = 0
+        pacer = self.retry.pacer()
         receipt = None if sent_now else await self._receipt(intent["tx_hash"])
         while receipt is None:
             if broadcasts == 0 or time.monotonic() > deadline:
@@ -199,9 +202,10 @@ class TxSender:
                 try:
                     await self._broadcast(intent)
                     deadline = time.monotonic() + self.receipt_timeout_s
+                    pacer.reset()
                 except _TRANSIENT as exc:  # transport trouble: the same bytes go again after a short back-off
                     log.warning("broadcast of %s failed (%s), will retry", intent["key"], exc)
-                    deadline = time.monotonic() + self.retry_backoff_s
+                    deadline = time.monotonic() + pacer.next_delay()
                 if intent.get("state") == "signed":
                     intent = {**intent, "state": "sent"}
                     await self.redis.hset(self._k("intents"), intent["key"], TxIntentRecord.of(intent).dump())

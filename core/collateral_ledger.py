@@ -270,14 +270,13 @@ class CollateralLedger:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CollateralLedger":
         ledger = cls(D(data["unit"]))
-        # held, debt, holds and reversed came with routing holds: a snapshot written before them has none.
         for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt"):
-            setattr(ledger, name, D(data.get(name, "0")))
+            setattr(ledger, name, D(data[name]))
         ledger._reservations = {k: D(v) for k, v in data["reservations"].items()}
         ledger._deposits = {k: D(v) for k, v in data["deposits"].items()}
         ledger._fees = {k: D(v) for k, v in data["fees"].items()}
-        ledger._holds = {k: D(v) for k, v in data.get("holds", {}).items()}
-        ledger._reversed = {k: D(v) for k, v in data.get("reversed", {}).items()}
+        ledger._holds = {k: D(v) for k, v in data["holds"].items()}
+        ledger._reversed = {k: D(v) for k, v in data["reversed"].items()}
         ledger.check()  # a corrupt snapshot is refused at load, not discovered later
         return ledger
 

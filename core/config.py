@@ -94,6 +94,11 @@ class SolverConfig(_Section):
     #: An order that waits this long on a stale book (core/stale_books.py) is rejected saying which book; 0: it
     #: waits as long as the book stays stale. Never counted towards reject_after_ms (that is the market's verdict).
     stale_reject_after_ms: int = Field(900_000, ge=0)
+    #: Most executions the solver reads from the sender's hand-off at once, and how long the executions of a batch
+    #: still open wait for the rest: each read costs a commit and a call per shard, so a batch whose answers come
+    #: within tens of ms is settled in one go rather than in several partial rounds.
+    executions_batch: int = Field(5_000, ge=1)
+    executions_linger_ms: int = Field(250, ge=0)
 
 
 class ExchangeConfig(_Section):
@@ -164,11 +169,10 @@ class ChainConfig(_Section):
     route_hold_gas: dict[int, Decimal] = Field(
         default_factory=lambda: {42161: Decimal("1.50"), 8453: Decimal("0.50")})
     #: Own transactions (chain.tx_sender): receipt wait before a rebroadcast, receipt polling interval, broadcasts
-    #: per attempt before giving up for this round, pause after a failed broadcast.
+    #: per attempt before giving up for this round (the pause after a failed broadcast is the [store] retry).
     receipt_timeout_ms: int = Field(60_000, ge=1)
     receipt_poll_ms: int = Field(20, ge=1)
     max_broadcasts: int = Field(5, ge=1)
-    retry_backoff_ms: int = Field(200, ge=0)
     #: Batching users' deposits into one bridge transfer (core.route_batch.BatchPolicy): a batch closes at this many
     #: deposits, or when its total reaches batch_close_amount USDC (none: no amount trigger), or when its oldest
     #: deposit has waited batch_max_wait_ms. 1 deposit = every deposit routed alone at once.
@@ -241,6 +245,9 @@ class GatewayConfig(_Section):
     commit_write_timeout_s: float = Field(5.0, gt=0)
     #: Stored frames read per page when resending after a Logon.
     resend_page: int = Field(500, ge=1)
+    #: Messages kept per user and direction (the newest): a Logon resuming from before them is refused with
+    #: RESUME_TOO_OLD (protocol/README.md, "Retention"). 20,000 is weeks of an active trader's reports.
+    report_retention: int = Field(20_000, ge=1)
     #: Quote messages may come unsigned on a logged-on session (the reference's rule). Off: §10.2 signs them too.
     allow_unsigned_quotes: bool = False
 
@@ -308,12 +315,8 @@ class SenderConfig(_Section):
     http_keepalive_s: float = Field(300.0, gt=0)
     #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
     missing_fills_grace_ms: int = Field(2_000, ge=0)
-    #: Most executions in one push to the solver, and how long a batch's fills wait for the rest before a push.
-    delivery_batch: int = Field(5_000, ge=1)
-    delivery_linger_ms: int = Field(250, ge=0)
-    #: Back-off after a 429 that carried no Retry-After, and after a failed query / push / stream.
+    #: Back-off after a 429 that carried no Retry-After (a failed query or stream waits the [store] retry).
     default_retry_after_s: int = Field(1, ge=0)
-    retry_ms: int = Field(200, ge=1)
 
 
 class MonitorConfig(_Section):
@@ -339,6 +342,12 @@ class StoreConfig(_Section):
 
     host: str = "127.0.0.1"
     db: int = Field(0, ge=0)
+    #: The one retry policy (store/retry.py) of every loop that waits out the store or a peer (a restarting actor,
+    #: the exchange, a node): the first wait and the longest (ms), each drawn in [wait / 2, wait] as it doubles.
+    retry_base_ms: int = Field(200, ge=1)
+    retry_cap_ms: int = Field(2_000, ge=1)
+    #: Failures that do not mean "away" (a refusal, a bug) a loop takes before it gives up and raises.
+    retry_max_failures: int = Field(5, ge=1)
 
 
 class HttpConfig(_Section):
@@ -459,6 +468,8 @@ class Settings(BaseSettings):
             raise ValueError("chain.bridge_fee_rate must be in [0, 1)")
         if self.market_data.reconnect_min_ms > self.market_data.reconnect_max_ms:
             raise ValueError("market_data.reconnect_min_ms must not exceed market_data.reconnect_max_ms")
+        if self.store.retry_base_ms > self.store.retry_cap_ms:
+            raise ValueError("store.retry_base_ms must not exceed store.retry_cap_ms")
         for chain_id in (self.chain.arbitrum_chain_id, self.chain.base_chain_id):
             if self.chain.native_price.get(chain_id, Decimal(0)) <= 0:
                 raise ValueError(f"chain.native_price has no positive price for chain id {chain_id}")

@@ -1,31 +1,38 @@
 """The order sender's execution log: every fill and every order completion it reports, numbered 1, 2, 3, ...
 
-Why a numbered log rather than "push each fill once": delivery to the subscriber can fail or be repeated (the
-sender or the subscriber restarts between a push and its acknowledgement). With a durable, gap-free sequence the
-subscriber keeps one number (the last seq it applied), drops anything at or below it, and asks `since(seq)` for
-what it missed; the sender never has to know whether a push landed. Recording is idempotent too: a fill is keyed
-by (symbol, trade id) and an order completes once, so merging the same exchange update twice (REST answer, user
-stream, a query after a restart) adds nothing the second time.
+A gap-free sequence lets the consumer keep one number (the last seq it applied) and read on from it after any
+restart (store/handoff.py). Recording is idempotent: a fill is keyed by (symbol, trade id) and an order completes
+once, so merging the same exchange update twice adds nothing. Memory keeps the dedupe keys and the entries not
+yet stored: stored entries live in the hand-off until the consumer acknowledges them.
 """
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from core.asset_order import AssetOrder, ExchangeFill
 from core.sender_messages import Execution, OrderDone, SenderFill, order_done, sender_fill
 
 
 class FillLog:
-    def __init__(self, entries: Iterable[Execution] = ()) -> None:
+    def __init__(self, last_seq: int = 0, fill_keys: Iterable[tuple[str, int]] = (),
+                 done: Iterable[str] = ()) -> None:
+        self._first = last_seq + 1  # the seq of _entries[0]
         self._entries: list[Execution] = []
-        self._fill_keys: set[tuple[str, int]] = set()
-        self._done: set[str] = set()
-        for e in entries:
-            self._append(e)
+        self._fill_keys: set[tuple[str, int]] = set(fill_keys)
+        self._done: set[str] = set(done)
+
+    @classmethod
+    def of_orders(cls, last_seq: int, orders: Mapping[str, AssetOrder], replaced: Iterable[str]) -> "FillLog":
+        """The log after a restart, its dedupe rebuilt from the stored orders: an order's fills and its completion
+        are logged in the same commit as the order itself (the sender's rule), so every fill an order holds is
+        logged, and so is the completion of every settled order that was not replaced by a new attempt."""
+        skip = set(replaced)
+        return cls(last_seq, ((o.symbol, t) for o in orders.values() for t in o.fills),
+                   (cid for cid, o in orders.items() if o.settled and cid not in skip))
 
     def _append(self, e: Execution) -> None:
-        if e.seq != len(self._entries) + 1:
-            raise ValueError(f"log entry seq {e.seq} does not follow {len(self._entries)}")
+        if e.seq != self.last_seq + 1:
+            raise ValueError(f"log entry seq {e.seq} does not follow {self.last_seq}")
         self._entries.append(e)
         if isinstance(e, SenderFill):
             self._fill_keys.add(e.key)
@@ -34,11 +41,8 @@ class FillLog:
 
     @property
     def last_seq(self) -> int:
-        """The seq of the latest entry (0 when empty)."""
-        return len(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
+        """The seq of the latest entry (0 when none ever was)."""
+        return self._first + len(self._entries) - 1
 
     def has_fill(self, symbol: str, trade_id: int) -> bool:
         return (symbol, trade_id) in self._fill_keys
@@ -59,7 +63,7 @@ class FillLog:
 
     def add_done(self, order: AssetOrder) -> OrderDone | None:
         """Record that `order` is complete, once. Only a settled order completes: its fills must all be in the log
-        first, so a subscriber never sees an order closed before the fills that make up its executed quantity."""
+        first, so a consumer never sees an order closed before the fills that make up its executed quantity."""
         if not order.settled:
             raise ValueError(f"{order.client_order_id} is not settled ({order.status.value}, "
                              f"{order.filled_qty}/{order.executed_qty})")
@@ -72,10 +76,14 @@ class FillLog:
         self._append(entry)
         return entry
 
-    def since(self, seq: int, upto: int | None = None, limit: int | None = None) -> list[Execution]:
-        """Entries with seq in (seq, upto], oldest first, at most `limit` of them."""
-        start = max(0, seq)
-        end = self.last_seq if upto is None else min(upto, self.last_seq)
-        if limit is not None:
-            end = min(end, start + limit)
-        return self._entries[start:end] if end > start else []
+    def since(self, seq: int, limit: int | None = None) -> list[Execution]:
+        """Entries still in memory with seq > `seq`, oldest first, at most `limit` of them."""
+        start = max(0, seq + 1 - self._first)
+        end = len(self._entries) if limit is None else min(len(self._entries), start + limit)
+        return self._entries[start:end]
+
+    def forget(self, upto: int) -> None:
+        """Drop the entries up to `upto` from memory (they are stored: the hand-off has them)."""
+        drop = max(0, min(upto + 1 - self._first, len(self._entries)))
+        del self._entries[:drop]
+        self._first += drop

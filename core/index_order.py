@@ -49,6 +49,12 @@ def order_id_of(user: str, cl_ord_id: str) -> str:
     return f"{user}:{cl_ord_id}"
 
 
+def user_key(address: str) -> str:
+    """A user's key in books, order ids and stores: the address, lower-cased (EVM addresses are case-insensitive;
+    the checksum casing of a signer and the lower case of a log must meet on one book)."""
+    return address.lower()
+
+
 def _number(value: Decimal | str | int, what: str) -> Decimal:
     try:
         amount = D(value)

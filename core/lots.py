@@ -77,7 +77,7 @@ class Lot:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> "Lot":
         return cls(d["lot_id"], d["symbol"], int(d["quantity"]), D(d["unit"]), D(d["price"]), D(d["fee"]),
-                   int(d.get("timestamp_ms", 0)), int(d.get("consumed", 0)))
+                   int(d["timestamp_ms"]), int(d["consumed"]))
 
     def leftover(self, lot_id_suffix: str = "") -> "Lot":
         """The unassigned rest as a new lot (inventory carried to the next batch), with exactly the fee not yet shared."""

@@ -30,6 +30,7 @@ from protocol.reason_codes import NakCode
 from protocol.session_messages import SERVER_SESSION_BODIES, Ack, Heartbeat, Logon, Logout, Nak, TestRequest
 from protocol.signature import Signer, signer_matches
 from protocol.wire_types import format_timestamp
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,9 @@ class GatewayClient:
                  server_address: str | None = None, reports: Mapping[str, type[Body]] = INDEXMAKER_REPORTS,
                  clock: Clock | None = None, next_seq: int = 1, last_seen: int | None = None,
                  sender_comp_id: str = "CLIENT", target_comp_id: str = "SERVER", ack_timeout_s: float = 10.0,
-                 reconnect: bool = True, max_reconnect_delay_s: float = 2.0, idle_timeout_s: float = 35.0,
+                 reconnect: bool = True, retry: RetryPolicy | None = None, idle_timeout_s: float = 35.0,
                  max_frame_bytes: int = 2**22) -> None:
+        """`retry`: the pace of reconnect attempts (store/retry.py; the [store] defaults when None)."""
         self.url = url
         self.signer = key if isinstance(key, Signer) else Signer(key)
         self.user = UserRef(chain_id, self.signer.address)
@@ -66,7 +68,7 @@ class GatewayClient:
         self.comp_ids = (sender_comp_id, target_comp_id)
         self.ack_timeout_s = ack_timeout_s
         self.reconnect_enabled = reconnect
-        self.max_reconnect_delay_s = max_reconnect_delay_s
+        self._reconnect_pacer = (retry or RetryPolicy.default()).pacer()  # starts over once a connection held
         self.idle_timeout_s = idle_timeout_s
         self.max_frame_bytes = max_frame_bytes
         self._ws: ClientConnection | None = None
@@ -121,7 +123,6 @@ class GatewayClient:
             await self._ws.send(self._frame(body, seq))
 
     async def _reconnect(self) -> None:
-        delay = 0.05
         while not self._closing:
             try:
                 await self._open_and_logon()
@@ -129,9 +130,9 @@ class GatewayClient:
                 return
             except (OSError, ConnectionClosed, InvalidHandshake, asyncio.TimeoutError, NakError) as exc:
                 # InvalidHandshake: a server restarting may take the connection and close it before answering
+                delay = self._reconnect_pacer.next_delay()
                 log.info("reconnect failed (%s); retrying in %.2f s", exc, delay)
                 await asyncio.sleep(delay)  # back-off between reconnect attempts, not synchronisation
-                delay = min(delay * 2, self.max_reconnect_delay_s)
 
     async def drop_connection(self) -> None:
         """Close the socket without logging out (tests: what a network failure looks like to the server)."""

@@ -5,8 +5,8 @@ gateway at ~1/latency messages per second and cost a command each. Here a write 
 flight; everything that queued meanwhile goes in the next batch, as one command (one fsync on Redis). Callbacks run
 strictly in submission order once their batch is durable, so a user's stream is delivered in seq order.
 
-A failed batch is retried (the store is idempotent) with a capped backoff; while the store is down the queue grows,
-and the server refuses new requests with SERVER_BUSY once `pending` passes its limit.
+A failed batch is retried (the store is idempotent) under the store's retry policy; while the store is down the
+queue grows, and the server refuses new requests with SERVER_BUSY once `pending` passes its limit.
 """
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from collections import deque
 from typing import Callable
 
 from protocol.report_store import ReportStore, StreamWrite
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -24,12 +25,11 @@ Callback = Callable[[], None]
 
 class GroupCommitter:
     def __init__(self, store: ReportStore, *, max_batch: int = 2000, write_timeout_s: float = 5.0,
-                 retry_initial_s: float = 0.01, retry_max_s: float = 1.0) -> None:
+                 retry: RetryPolicy | None = None) -> None:
         self._store = store
         self._max_batch = max_batch
         self._write_timeout_s = write_timeout_s
-        self._retry_initial_s = retry_initial_s
-        self._retry_max_s = retry_max_s
+        self._pacer = (retry or RetryPolicy.default()).pacer()
         self._queue: deque[tuple[StreamWrite, Callback | None]] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -93,7 +93,6 @@ class GroupCommitter:
                         log.exception("group commit: callback failed")
 
     async def _write(self, writes: list[StreamWrite]) -> None:
-        delay = self._retry_initial_s
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
@@ -105,10 +104,11 @@ class GroupCommitter:
                 raise
             except Exception as exc:  # TimeoutError included
                 self.failures += 1
+                delay = self._pacer.next_delay()
                 log.warning("group commit: batch of %d failed (%s); retrying in %.3f s", len(writes), exc, delay)
                 await asyncio.sleep(delay)  # back-off before retrying a store that failed, not synchronisation
-                delay = min(delay * 2, self._retry_max_s)
                 continue
+            self._pacer.reset()
             took = loop.time() - started
             self.write_seconds += took
             self.max_write_seconds = max(self.max_write_seconds, took)

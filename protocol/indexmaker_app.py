@@ -1,9 +1,9 @@
 """The application side of the IndexMaker plugin: the requests it hands to the application and the responses it
 takes back, as plain typed values (Decimal amounts, core's Side), with no wire format in them.
 
-The application is anything with `handle(requests) -> responses`: in tests the in-process book
-(protocol/inprocess_app.py), in the system the order-book shards behind the gateway actor (M6). Responses to a
-batch come back from `handle`; later ones (fills, late rejections, invoices) are pushed through the sink the
+The application is anything with `handle(requests) -> responses`: protocol/books_app.py over one set of books (the
+order shards run it; tests and benches drive it in one process), or the shards behind the gateway actor. Responses
+to a batch come back from `handle`; later ones (fills, late rejections, invoices) are pushed through the sink the
 plugin gives (`IndexMakerPlugin.deliver`). Business refusals carry a stable `ReasonCode` and a text.
 
 (These are the "events between actors" of DESIGN.md; they would sit in core/ if core could be changed here.)

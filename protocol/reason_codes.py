@@ -21,6 +21,7 @@ class NakCode(str, Enum):
     TOO_MANY_SESSIONS = "TOO_MANY_SESSIONS"  # the address has its maximum of live sessions
     BAD_SEQUENCE = "BAD_SEQUENCE"  # seq_num is not last accepted + 1 (replays land here)
     BAD_RESUME = "BAD_RESUME"  # Logon's last_server_seq_num is beyond what the server ever sent
+    RESUME_TOO_OLD = "RESUME_TOO_OLD"  # Logon's last_server_seq_num is before the oldest message still kept
     STALE_TIMESTAMP = "STALE_TIMESTAMP"  # header timestamp outside the allowed skew
     RATE_LIMITED = "RATE_LIMITED"  # over a session / user / global limit; retry_after_ms says when
     UNSUPPORTED = "UNSUPPORTED"  # a known message the application does not offer (AccountToCustody ...)

@@ -19,13 +19,14 @@ import redis.asyncio as aioredis
 from protocol.redis_appender import RawRedisConnection, RedisError
 from protocol.report_store import ReportStore, StreamWrite
 
-# ARGV[1] = key prefix; ARGV[2] = the batch, every field terminated by NUL, five fields per write:
+# ARGV[1] = key prefix; ARGV[3] = messages kept per stream ('' keeps all: retention); ARGV[2] = the batch, every field terminated by NUL, five fields per write:
 # user, inbound seq, inbound frame, outbound seq, outbound frame (empty seq: no such part). One argument instead of
 # five per write: redis-py packs each argument in Python (~2 us), which at 1,000 writes per batch cost more than
 # Redis spent executing them. NUL cannot occur in a frame (JSON forbids raw control characters) nor in a user key.
 _APPEND = """
 local p = ARGV[1]
 local data = ARGV[2]
+local keep = tonumber(ARGV[3])
 local pos = 1
 local n = 0
 local function field()
@@ -40,8 +41,14 @@ while pos <= #data do
   local in_frame = field()
   local out_seq = field()
   local out_frame = field()
-  if in_seq ~= '' then redis.call('ZADD', p .. '{' .. u .. '}:in', in_seq, in_frame) end
-  if out_seq ~= '' then redis.call('ZADD', p .. '{' .. u .. '}:out', out_seq, out_frame) end
+  if in_seq ~= '' then
+    redis.call('ZADD', p .. '{' .. u .. '}:in', in_seq, in_frame)
+    if keep then redis.call('ZREMRANGEBYRANK', p .. '{' .. u .. '}:in', 0, -keep - 1) end
+  end
+  if out_seq ~= '' then
+    redis.call('ZADD', p .. '{' .. u .. '}:out', out_seq, out_frame)
+    if keep then redis.call('ZREMRANGEBYRANK', p .. '{' .. u .. '}:out', 0, -keep - 1) end
+  end
   n = n + 1
 end
 return n
@@ -49,9 +56,10 @@ return n
 
 
 class RedisReportStore(ReportStore):
-    def __init__(self, client: aioredis.Redis, prefix: str = "fix:") -> None:
+    def __init__(self, client: aioredis.Redis, prefix: str = "fix:", keep: int | None = None) -> None:
         self._redis = client
         self._prefix = prefix
+        self._keep = "" if keep is None else str(keep)
         self._append = client.register_script(_APPEND)
         self._sha = self._append.sha.encode("ascii")
         pool = client.connection_pool
@@ -61,8 +69,8 @@ class RedisReportStore(ReportStore):
         self.appends = 0
 
     @classmethod
-    def from_url(cls, url: str, prefix: str = "fix:") -> "RedisReportStore":
-        return cls(aioredis.Redis.from_url(url), prefix)
+    def from_url(cls, url: str, prefix: str = "fix:", keep: int | None = None) -> "RedisReportStore":
+        return cls(aioredis.Redis.from_url(url), prefix, keep)
 
     def _key(self, user: str, direction: str) -> str:
         return f"{self._prefix}{{{user}}}:{direction}"
@@ -84,7 +92,8 @@ class RedisReportStore(ReportStore):
         parts.append("")  # the last field's terminator
         data = "\0".join(parts)
         if self._raw is not None:
-            args = (b"EVALSHA", self._sha, b"0", self._prefix.encode("utf-8"), data.encode("utf-8"))
+            args = (b"EVALSHA", self._sha, b"0", self._prefix.encode("utf-8"), data.encode("utf-8"),
+                    self._keep.encode("ascii"))
             try:
                 result = await self._raw.execute(*args)
             except RedisError as exc:
@@ -93,7 +102,7 @@ class RedisReportStore(ReportStore):
                 await self._redis.script_load(_APPEND)  # a restarted Redis forgot the script
                 result = await self._raw.execute(*args)
         else:
-            result = await self._append(keys=[], args=[self._prefix, data])
+            result = await self._append(keys=[], args=[self._prefix, data, self._keep])
         if int(result) != len(writes):  # a frame with a NUL in it would shift every field after it
             raise RuntimeError(f"store wrote {result} of {len(writes)} writes")
         self.appends += 1
@@ -116,6 +125,10 @@ class RedisReportStore(ReportStore):
 
     async def inbound_after(self, user: str, after_seq: int, limit: int | None = None) -> list[tuple[int, str]]:
         return await self._after(self._key(user, "in"), after_seq, limit)
+
+    async def first_outbound(self, user: str) -> int:
+        rows = await self._redis.zrange(self._key(user, "out"), 0, 0, withscores=True)
+        return int(rows[0][1]) if rows else 0
 
     async def close(self) -> None:
         if self._raw is not None:

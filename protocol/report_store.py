@@ -7,6 +7,8 @@ user's sequence state, so there is no separate counter to keep in step.
 
 `append` takes a whole batch (the group committer collects them from all sessions) and must be atomic and
 idempotent: a batch retried after an ambiguous failure changes nothing the first attempt already wrote.
+Retention: with `keep`, each user's streams hold their last `keep` messages per direction (protocol/README.md,
+"Retention"); the newest is never dropped, so the sequence state survives.
 """
 from __future__ import annotations
 
@@ -42,6 +44,10 @@ class ReportStore(ABC):
     async def inbound_after(self, user: str, after_seq: int, limit: int | None = None) -> list[tuple[int, str]]:
         """Accepted requests numbered > after_seq, ascending: what an application replays after its own restart."""
 
+    @abstractmethod
+    async def first_outbound(self, user: str) -> int:
+        """The oldest outbound seq_num still kept (0 for none): a resume from before it cannot be served."""
+
     async def close(self) -> None:
         """Release connections (nothing to do for the memory store)."""
 
@@ -62,6 +68,11 @@ class _Stream:
         else:
             bisect.insort(self.seqs, seq)
 
+    def trim(self, keep: int) -> None:
+        for seq in self.seqs[:-keep]:
+            del self.frames[seq]
+        del self.seqs[:-keep]
+
     def after(self, after_seq: int, limit: int | None) -> list[tuple[int, str]]:
         start = bisect.bisect_right(self.seqs, after_seq)
         stop = len(self.seqs) if limit is None else min(len(self.seqs), start + limit)
@@ -75,7 +86,8 @@ class _Stream:
 class MemoryReportStore(ReportStore):
     """In-process store for tests and the demo: as the Redis one, without surviving the process."""
 
-    def __init__(self) -> None:
+    def __init__(self, keep: int | None = None) -> None:
+        self.keep = keep
         self._inbound: dict[str, _Stream] = {}
         self._outbound: dict[str, _Stream] = {}
         self.appends = 0  # batches written, for tests and benchmarks
@@ -86,6 +98,10 @@ class MemoryReportStore(ReportStore):
                 self._inbound.setdefault(w.user, _Stream()).put(*w.inbound)
             if w.outbound is not None:
                 self._outbound.setdefault(w.user, _Stream()).put(*w.outbound)
+            if self.keep is not None:
+                for streams in (self._inbound, self._outbound):
+                    if w.user in streams:
+                        streams[w.user].trim(self.keep)
         self.appends += 1
 
     async def last_seqs(self, user: str) -> tuple[int, int]:
@@ -99,3 +115,7 @@ class MemoryReportStore(ReportStore):
     async def inbound_after(self, user: str, after_seq: int, limit: int | None = None) -> list[tuple[int, str]]:
         stream = self._inbound.get(user)
         return stream.after(after_seq, limit) if stream else []
+
+    async def first_outbound(self, user: str) -> int:
+        stream = self._outbound.get(user)
+        return stream.seqs[0] if stream and stream.seqs else 0

@@ -15,7 +15,7 @@ seq_num 0) and nothing else happens: the inbound sequence does not move, nothing
   7. user rate (weighted)    RATE_LIMITED
   8. sequence             BAD_SEQUENCE       expected_seq_num says what is expected (replays land here)
   9. timestamp            STALE_TIMESTAMP    outside max_clock_skew_ms
- 10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME
+ 10. Logon only           TOO_MANY_SESSIONS / BAD_RESUME / RESUME_TOO_OLD
  11. plugin precheck      (the plugin's code, e.g. UNSUPPORTED)
  12. store backlog        SERVER_BUSY
  13. accepted: the request and its ACK are queued for the store (group commit); once durable the ACK goes to the
@@ -58,6 +58,7 @@ from protocol.signature import SignatureError, Signer, address_hex_of, recover_p
 from protocol.user_stream import UserStream
 from protocol.wire_types import ZERO_ADDRESS, format_timestamp, timestamp_ms
 from protocol.worker_group import MAX_HANDOFF_BYTES, HandoffReceiver, HandoffSender, WorkerGroup, bytes_after
+from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ class _AdoptedConnection(_GatewayConnection):
 
 class GatewayServer:
     def __init__(self, plugin: Plugin, store: ReportStore, signer: Signer, config: GatewayConfig | None = None,
-                 clock: Clock | None = None, group: WorkerGroup | None = None) -> None:
-        """`group`: this process is one of several sharing the port (protocol/worker_group.py); None: the only one."""
+                 clock: Clock | None = None, group: WorkerGroup | None = None, retry: RetryPolicy | None = None
+                 ) -> None:
+        """`group`: this process is one of several sharing the port (protocol/worker_group.py); None: the only one.
+        `retry`: how a store that fails is waited out (the [store] policy when None)."""
         self.config = cfg = config or GatewayConfig()
         self.group = group if group is not None and group.count > 1 else None
         self.plugin = plugin
@@ -142,8 +145,9 @@ class GatewayServer:
             if not 1 <= weight <= cfg.user_burst:
                 raise ValueError(f"weight of {name} must be in [1, user_burst={cfg.user_burst}], got {weight}")
         self._unsigned_ok = frozenset(plugin.unsigned_ok) if cfg.allow_unsigned_quotes else frozenset()
+        self.retry = retry or RetryPolicy.default()
         self.committer = GroupCommitter(store, max_batch=cfg.commit_max_batch,
-                                        write_timeout_s=cfg.commit_write_timeout_s)
+                                        write_timeout_s=cfg.commit_write_timeout_s, retry=self.retry)
         self._users: dict[str, UserStream] = {}
         self._sessions: set[Session] = set()
         # The global limit is the whole gateway's: each of N processes takes its share.
@@ -451,6 +455,9 @@ class GatewayServer:
     async def _logon(self, session: Session, d: Decoded, frame: str) -> None:
         cfg = self.config
         user = await self._loaded_user(d)
+        resume_from = d.body.last_server_seq_num  # type: ignore[attr-defined]
+        # Read before the checks: nothing awaits between them and the session's registration.
+        first_kept = await self.store.first_outbound(user.key) if resume_from is not None else 0
         if session.closed:
             return
         now = self.clock.now_ms()
@@ -458,10 +465,13 @@ class GatewayServer:
             raise self._error(d, NakCode.TOO_MANY_SESSIONS,
                               f"{len(user.sessions)} sessions open for this user, limit {cfg.max_sessions_per_address}")
         self._check_sequenced(user, d, now)
-        resume_from = d.body.last_server_seq_num  # type: ignore[attr-defined]
         if resume_from is not None and resume_from > user.out_seq:
             raise self._error(d, NakCode.BAD_RESUME, f"last_server_seq_num {resume_from} is beyond the last message "
                                                      f"sent to this user ({user.out_seq})")
+        if resume_from is not None and first_kept and resume_from + 1 < first_kept:
+            raise self._error(d, NakCode.RESUME_TOO_OLD,
+                              f"messages before seq {first_kept} are no longer kept; log on with last_server_seq_num "
+                              f">= {first_kept - 1}, or without it for live messages only")
         self._check_backlog(d)
         hdr = d.envelope.standard_header
         seq = hdr.seq_num
@@ -596,15 +606,15 @@ class GatewayServer:
         return user
 
     async def _load(self, user: UserStream) -> None:
-        delay = 0.01
+        pacer = self.retry.pacer()
         while True:
             try:
                 user.in_seq, user.out_seq = await self.store.last_seqs(user.key)
                 break
             except Exception as exc:
+                delay = pacer.next_delay()
                 log.warning("loading %s from the store failed (%s); retrying in %.2f s", user.key, exc, delay)
                 await asyncio.sleep(delay)  # back-off before retrying the store, not synchronisation
-                delay = min(delay * 2, 1.0)
         loading, user.loading = user.loading, None
         if loading is not None:
             loading.set_result(None)

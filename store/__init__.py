@@ -1,1 +1,2 @@
-"""The store's room: how state reaches Redis (versioned records, the durable hand-off, the retry policy)."""
+"""The store's room: how state reaches Redis and comes back (versioned records, the durable hand-off, the retry
+policy)."""

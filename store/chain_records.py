@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, Mapping
 from core.collateral_ledger import CollateralLedger
 from core.collateral_route import CollateralRoute, RouteStage
 from core.route_batch import RouteMember
+from store.ledger_records import LedgerPart, ledger_v0
 from store.records import Record, record_kind, same_data
 
 
@@ -24,40 +25,22 @@ def _bare(field: str):  # noqa: ANN202
 
 # ---------------------------------------------------------------------------------------------------- ledgers
 
-def _ledger_v0(data: dict[str, Any]) -> dict[str, Any]:
-    # held, debt, holds and reversed came with routing holds: a ledger written before them has none.
-    zero = {name: "0" for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt")}
-    return {**zero, "holds": {}, "reversed": {}, **data}
-
-
 @record_kind
 class RouterLedgerRecord(Record):
     """One user's collateral ledger as the router keeps it without the order-book shards (`ledgers:users`)."""
 
     KIND: ClassVar[str] = "router.ledger"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _ledger_v0}
+    MIGRATIONS = {0: lambda data: {"ledger": ledger_v0(data)}}  # version 0 stored the ledger's plain data bare
 
-    unit: Decimal
-    available: Decimal
-    held: Decimal
-    reserved: Decimal
-    spent: Decimal
-    fees_charged: Decimal
-    credited: Decimal
-    debt: Decimal
-    reservations: dict[str, Decimal]
-    deposits: dict[str, Decimal]
-    fees: dict[str, Decimal]
-    holds: dict[str, Decimal]
-    reversed: dict[str, Decimal]
+    ledger: LedgerPart
 
     @classmethod
     def of(cls, ledger: CollateralLedger) -> "RouterLedgerRecord":
-        return cls.model_validate(ledger.to_dict())
+        return cls.model_validate({"ledger": ledger.to_dict()})
 
-    def ledger(self) -> CollateralLedger:
-        return CollateralLedger.from_dict(self.model_dump(mode="json"))
+    def collateral_ledger(self) -> CollateralLedger:
+        return CollateralLedger.from_dict(self.ledger.model_dump(mode="json"))
 
 
 @record_kind

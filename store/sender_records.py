@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Sequence
 from core.asset_order import AssetOrder
 from core.circuit_breaker import ACCOUNT
 from core.sender_messages import Execution, OrderDone, SenderFill, SubmitResult
-from store.records import Nested, Record, RecordError, record_kind
+from store.records import Part, Record, RecordError, record_kind
 
 
 def _order_v0(data: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +79,7 @@ class SenderExecutionRecord(Record):
         return cls(entry=execution)
 
 
-class StoredTrip(Nested):
+class TripPart(Part):
     key: str
     scope: str
     reason: str
@@ -88,37 +88,30 @@ class StoredTrip(Nested):
     rejects: int
 
 
-class StoredBreaker(Nested):
+class BreakerPart(Part):
     streak: dict[str, int]
-    open: list[StoredTrip]
-
-
-class SubscriberSpec(Nested):
-    """The named actor executions are pushed to."""
-
-    name: str
-    namespace: str | None
+    open: list[TripPart]
 
 
 def _state_v0(data: dict[str, Any]) -> dict[str, Any]:
     # State written before the breaker existed has none (nothing open); trips stored before `detail`, `rejects`
-    # and `scope` existed get the values the breaker's loader gave them.
+    # and `scope` existed get the values the breaker's loader gave them. State written while executions were
+    # pushed to a subscriber had no `log_seq` (the log hash had the seqs) and a `delivered`/`subscriber` pair that
+    # the hand-off's cursor replaces.
     breaker = data.get("breaker") or {}
     trips = [{"detail": "", "rejects": 0, "scope": "account" if t["key"] == ACCOUNT else "symbol", **t}
              for t in breaker.get("open") or ()]
-    return {"delivered": int(data.get("delivered", 0)), "subscriber": data.get("subscriber"),
-            "breaker": {"streak": breaker.get("streak") or {}, "open": trips}}
+    return {"log_seq": int(data.get("log_seq", 0)), "breaker": {"streak": breaker.get("streak") or {}, "open": trips}}
 
 
 @record_kind
 class SenderStateRecord(Record):
-    """The sender's own state (`<account>:state`): the last seq its subscriber acknowledged, who the subscriber
-    is, and the circuit breaker."""
+    """The sender's own state (`<account>:state`): the last seq its execution log handed off, and the circuit
+    breaker."""
 
     KIND: ClassVar[str] = "sender.state"
     VERSION: ClassVar[int] = 1
     MIGRATIONS = {0: _state_v0}
 
-    delivered: int
-    subscriber: SubscriberSpec | None
-    breaker: StoredBreaker
+    log_seq: int
+    breaker: BreakerPart

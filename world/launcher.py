@@ -299,6 +299,7 @@ class LocalSystem:
         from actors.order_sender import SenderOptions, start_sender
         from actors.solver import SolverOptions, start_solver
         from core.batch_planner import PlannerLimits
+        from store.retry import RetryPolicy
 
         from actors.chain_actor import ChainActor
         from actors.gateway import GatewayActor
@@ -337,7 +338,8 @@ class LocalSystem:
         port = s.ports.gateway if o.gateway_port is None else o.gateway_port
         with placed(GatewayActor, table):
             gateway = start_gateway(GatewayActorOptions(redis_url, o.order_shards, self._gateway_key(),
-                                                        namespace=ns, config={**s.gateway.model_dump(), "port": port}),
+                                                        namespace=ns, config={**s.gateway.model_dump(), "port": port},
+                                                        retry=RetryPolicy.from_settings(s)),
                                   detached=detached)
         self.actors["gateway"] = gateway
         with placed(ChainActor, table), placed(RouterActor, table):
@@ -417,7 +419,7 @@ class LocalSystem:
         return self.actors[name]
 
     def shard(self, address: str) -> Any:
-        from actors.order_books import shard_of_user
+        from actors.order_shards import shard_of_user
 
         return self.actors[f"orders-{shard_of_user(address, self.o.order_shards)}"]
 

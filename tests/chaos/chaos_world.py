@@ -32,6 +32,7 @@ from typing import Any, Awaitable, Callable
 
 import ray
 
+from store.solver_records import SolverState
 from world.demo import DemoUser, _body_line, _transfer, _wait, balance_of
 
 WAIT_S = 90.0
@@ -178,11 +179,11 @@ async def batch_in_flight_with_its_inventory_stored(ctx: Ctx) -> str:
         if not mine:
             return None
         raw = r.get("solver:solver:state")
-        stored = {b["batch_id"]: b for b in json.loads(raw)["engine"]["batches"]} if raw else {}
+        stored = {b.batch_id: b for b in SolverState.load(raw).engine.batches} if raw else {}
         used = {h["batch_id"]: h.get("inventory_used") for h in info["history"]}
         for b in sorted(mine):
-            if b in stored and (stored[b]["pending_lots"] or stored[b]["rounds"] or not used.get(b)):
-                return b, len(stored[b]["pending_lots"])
+            if b in stored and (stored[b].pending_lots or stored[b].rounds or not used.get(b)):
+                return b, len(stored[b].pending_lots)
         return None
     try:
         batch, lots = await _wait(ready, "a batch in flight with its carried inventory stored", WAIT_S, POLL_S)
@@ -275,9 +276,6 @@ async def batch_durable_and_at_exchange(ctx: Ctx) -> str:
     left to write: its state in Redis holds the batch and an empty outbox. From here until the fills come back
     through a durable sender, the solver writes nothing (see the report: a solver write that fails during an
     outage empties its memory, actors/solver.py `_reload`)."""
-    import base64
-    import pickle
-
     sender = ctx.actor("sender")
     r = ctx.system.redis.client()
 
@@ -287,11 +285,9 @@ async def batch_durable_and_at_exchange(ctx: Ctx) -> str:
         raw = r.get("solver:solver:state")
         if not raw:
             return None
-        state = json.loads(raw)
-        batches = [b["batch_id"] for b in state["engine"]["batches"]
-                   if {e[0] for e in b["engagements"]} & set(ctx.order_ids)]
-        outbox = pickle.loads(base64.b64decode(state["outbox"]))
-        return batches if batches and not outbox else None
+        state = SolverState.load(raw)
+        batches = [b.batch_id for b in state.engine.batches if {e[0] for e in b.engagements} & set(ctx.order_ids)]
+        return batches if batches and not state.outbox else None
     try:
         found = await _wait(ready, "the batch durable at the solver and its orders at the exchange", WAIT_S, POLL_S)
     finally:
@@ -407,7 +403,7 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
     for u, ref in zip(users, refs):
         u.key = derive_account(DEV_MNEMONIC, ref.index)
         u.address = u.key.address
-    from actors.order_books import user_key
+    from core.index_order import user_key
 
     order_ids = [f"{user_key(u.address)}:{cl}" for u in users for cl in u.good]
     ctx = Ctx(system, users, order_ids)

@@ -19,6 +19,7 @@ ray = pytest.importorskip("ray")
 
 from actors.order_books import IndexOrderBooks, OrderBooksOptions  # noqa: E402
 from core.chain_events import CollateralDeposit  # noqa: E402
+from store.retry import RetryPolicy  # noqa: E402
 from world.redis_server import RedisServer  # noqa: E402
 
 pytestmark = pytest.mark.slow
@@ -49,7 +50,7 @@ def test_a_shard_rides_out_a_redis_outage(ray_cluster, tmp_path) -> None:
     shard = None
     try:
         options = OrderBooksOptions(redis.url, 1, ("SY100.dev",), key_prefix=f"outage-{uuid.uuid4().hex[:6]}",
-                                    solver_name=None, retry_ms=50)
+                                    solver_name=None, retry=RetryPolicy(50, 2_000, 5))
         shard = IndexOrderBooks.options(name=f"outage-{uuid.uuid4().hex[:6]}", namespace=ray_cluster).remote(0, options)
         ray.get(shard.credit.remote([_deposit(1, "100")]))
 

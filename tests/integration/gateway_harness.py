@@ -1,5 +1,6 @@
-"""Helpers for the gateway tests: a gateway with the in-process IndexMaker application, run in the test's event loop
-or in a thread of its own (for synchronous clients and hypothesis), and frames signed any way a test needs."""
+"""Helpers for the gateway tests: a gateway with the order shards' application (tests/hand_driven_app.py), run in
+the test's event loop or in a thread of its own (for synchronous clients and hypothesis), and frames signed any way
+a test needs."""
 from __future__ import annotations
 
 import asyncio
@@ -15,13 +16,13 @@ from protocol.envelope import Body, UserRef
 from core.config import GatewayConfig
 from protocol.indexmaker_messages import INDEXMAKER_REPORTS
 from protocol.indexmaker_plugin import IndexMakerPlugin
-from protocol.inprocess_app import InProcessIndexMakerApp
 from protocol.plugin import Plugin
 from protocol.report_store import MemoryReportStore, ReportStore
 from protocol.server import GatewayServer
 from protocol.session_messages import SERVER_SESSION_BODIES, Ack, Nak
 from protocol.signature import Signer
 from protocol.wire_types import format_timestamp
+from tests.hand_driven_app import HandDrivenApp
 
 T = TypeVar("T")
 SERVER_BODIES = {**SERVER_SESSION_BODIES, **INDEXMAKER_REPORTS}
@@ -33,9 +34,9 @@ OPEN_LIMITS = dict(session_rate_per_s=100_000, session_burst=100_000, user_weigh
 
 
 def make_gateway(store: ReportStore | None = None, clock: Clock | None = None, plugin: Plugin | None = None,
-                 server_key: Signer | None = None, **config: Any) -> tuple[GatewayServer, InProcessIndexMakerApp]:
+                 server_key: Signer | None = None, **config: Any) -> tuple[GatewayServer, HandDrivenApp]:
     clock = clock or SystemClock()
-    app = InProcessIndexMakerApp({"SY100", "SYAI"}, clock=clock, max_open_orders=10_000)
+    app = HandDrivenApp({"SY100", "SYAI"}, clock=clock, max_open_orders=10_000)
     if plugin is None:
         plugin = IndexMakerPlugin(app)
         app.set_sink(plugin.deliver)  # type: ignore[attr-defined]
@@ -62,12 +63,12 @@ def read(text: str | bytes) -> Decoded:
 class ServerThread:
     """A gateway in its own thread and event loop, for synchronous clients (hypothesis runs sync tests)."""
 
-    def __init__(self, build: Callable[[], tuple[GatewayServer, InProcessIndexMakerApp]]) -> None:
+    def __init__(self, build: Callable[[], tuple[GatewayServer, HandDrivenApp]]) -> None:
         self._build = build
         self.loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self.loop.run_forever, name="gateway-test-loop", daemon=True)
         self.server: GatewayServer
-        self.app: InProcessIndexMakerApp
+        self.app: HandDrivenApp
 
     def __enter__(self) -> "ServerThread":
         self._thread.start()

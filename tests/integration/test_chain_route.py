@@ -448,7 +448,8 @@ async def test_reorg_after_a_credit_used_by_orders_cancels_them_records_debt_rep
     cancel reports and a DepositReversed, and the operator's health view and `status` name it."""
     import uuid
 
-    from actors.order_books import IndexOrderBooks, OrderBooksOptions, ShardedCollateralSink
+    from actors.order_books import IndexOrderBooks, OrderBooksOptions
+    from actors.order_shards import ShardedCollateralSink
     from actors.system_view import Observation, SystemView
     from actors.metrics import Metrics
     from core.batch_planner import Engagement

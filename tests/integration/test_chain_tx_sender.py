@@ -9,6 +9,7 @@ from web3.exceptions import ContractLogicError
 
 from chain.index_minter import IndexMinter
 from chain.tx_sender import ConflictingIntent, TxSender
+from store.retry import RetryPolicy
 from tests.integration.chain_world import aredis, async_chains, chain_world, chain_world_module  # noqa: F401
 
 
@@ -148,7 +149,7 @@ async def test_a_transport_failure_on_broadcast_is_retried_with_the_same_bytes(c
                 raise ConnectionError("connection reset")  # nothing reached the node
             await super()._broadcast(intent)
 
-    m = IndexMinter(FlakyOnce(async_chains.base, 8453, chain_world.key("solver"), aredis, retry_backoff_s=0.01),
+    m = IndexMinter(FlakyOnce(async_chains.base, 8453, chain_world.key("solver"), aredis, retry=RetryPolicy(10, 10, 1)),
                     async_chains.base_c.index_token)
     result = await m.mint("order-20", chain_world.state.users[0].address, Decimal("1"))
     assert result.ok and result.sent_now and FlakyOnce.failures == 1

@@ -16,8 +16,9 @@ import pytest
 ray = pytest.importorskip("ray")
 
 from actors.market_data import MarketDataOptions, start_market_data  # noqa: E402
-from actors.order_books import (OrderBooksOptions, ShardedApp, ShardReport, shard_of_user, split_by_shard,  # noqa: E402
-                                start_order_books, user_key)
+from actors.order_books import OrderBooksOptions, ShardReport, start_order_books  # noqa: E402
+from actors.order_shards import ShardedApp, shard_of_user, split_by_shard  # noqa: E402
+from core.index_order import user_key  # noqa: E402
 from actors.order_sender import OrderSender, SenderOptions  # noqa: E402
 from actors.solver import SolverOptions, start_solver  # noqa: E402
 from core.shard_assignment import shard_of  # noqa: E402
@@ -125,7 +126,8 @@ def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server
                 ray.get(shards[k].credit.remote(items))  # a replayed deposit books nothing twice
 
             solver = start_solver(SolverOptions(redis_server.url, ORDER_SHARDS, MARKET_SHARDS, namespace=ray_cluster,
-                                                name=f"solver-{tag}", sender_name=sender_name, tick_interval_ms=50),
+                                                name=f"solver-{tag}", sender_name=sender_name, tick_interval_ms=50,
+                                                sender_account=f"flow{tag}"),
                                   {INDEX: basket}, filters, PlannerLimits())
             actors.append(solver)
             ray.get(solver.start.remote())

@@ -172,6 +172,34 @@ async def test_logon_cannot_resume_from_beyond_what_was_sent() -> None:
         await server.stop()
 
 
+async def test_a_logon_resuming_from_before_the_kept_messages_is_told_where_they_start() -> None:
+    server, app = await started(store=MemoryReportStore(keep=3))  # the gateway actor passes [gateway] report_retention
+    try:
+        key = Signer.generate()
+        client = await client_for(server, app, key)
+        for i in range(4):  # each order: its ACK and its report, 8 messages after the Logon's ACK
+            await client.new_order(f"C-{i}", "SY100", "1")
+            await client.next_report(WAIT_S)
+        await server.flush()
+        last = client.last_seen
+        await client.logout()
+        old = GatewayClient(server.url, key, last_seen=1, next_seq=client.next_seq + 1, ack_timeout_s=WAIT_S,
+                            reconnect=False)
+        with pytest.raises(NakError) as info:
+            await old.connect()
+        assert info.value.code is NakCode.RESUME_TOO_OLD
+        first_kept = await server.store.first_outbound(client.user.key)
+        last_stored = (await server.store.last_seqs(client.user.key))[1]
+        assert f"seq {first_kept}" in str(info.value) and first_kept == last_stored - 2  # the newest 3 are kept
+        again = GatewayClient(server.url, key, last_seen=first_kept - 1, next_seq=client.next_seq + 2,
+                              ack_timeout_s=WAIT_S, reconnect=False)
+        await again.connect()  # from the oldest kept message on: accepted, and what is kept is resent
+        assert again.last_seen >= last
+        await again.close()
+    finally:
+        await server.stop()
+
+
 # --- isolation ----------------------------------------------------------------------------------------------------
 
 

@@ -16,8 +16,10 @@ from world.redis_server import RedisServer
 
 @pytest.fixture(params=["memory", "redis"])
 def make_store(request, redis_server, redis_client):
-    def make() -> ReportStore:
-        return MemoryReportStore() if request.param == "memory" else RedisReportStore.from_url(redis_server.url)
+    def make(keep: int | None = None) -> ReportStore:
+        if request.param == "memory":
+            return MemoryReportStore(keep)
+        return RedisReportStore.from_url(redis_server.url, keep=keep)
 
     return make
 
@@ -43,6 +45,22 @@ async def test_streams_round_trip_in_order_and_batches_are_idempotent(make_store
             assert await store.outbound_after(u, 5, limit=3) == [(i, frame_text(u, "out", i)) for i in (6, 7, 8)]
         assert await store.last_seqs("8453:0xNEW") == (0, 0)
         assert await store.outbound_after("8453:0xNEW", 0) == []
+    finally:
+        await store.close()
+
+
+async def test_retention_keeps_the_newest_messages_of_each_stream(make_store) -> None:
+    store = make_store(keep=5)
+    try:
+        for start in (1, 8):  # two batches: the second trims what the first left beyond the rule
+            await store.append([StreamWrite(u, (i, f"in{i}"), (i, f"out{i}")) for i in range(start, start + 7)
+                                for u in ("a", "b")])
+        for u in ("a", "b"):
+            assert [s for s, _ in await store.outbound_after(u, 0)] == [10, 11, 12, 13, 14]
+            assert [s for s, _ in await store.inbound_after(u, 0)] == [10, 11, 12, 13, 14]
+            assert await store.first_outbound(u) == 10
+            assert await store.last_seqs(u) == (14, 14)  # the sequence state survives trimming
+        assert await store.first_outbound("nobody") == 0
     finally:
         await store.close()
 

@@ -13,12 +13,12 @@ from protocol.client import GatewayClient
 from core.config import GatewayConfig
 from protocol.indexmaker_messages import NewIndexOrder
 from protocol.indexmaker_plugin import IndexMakerPlugin
-from protocol.inprocess_app import InProcessIndexMakerApp
 from protocol.report_store import MemoryReportStore
 from protocol.server import GatewayServer
 from protocol.session_messages import Logon
 from protocol.signature import Signer
 from protocol.worker_group import WorkerGroup, bytes_after
+from tests.hand_driven_app import HandDrivenApp
 from tests.integration.gateway_harness import OPEN_LIMITS, WAIT_S, frame, read
 
 USERS = 12
@@ -35,13 +35,13 @@ class Pair:
         self.key = Signer.generate()
         self.keys = keys
         self.servers: list[GatewayServer] = []
-        self.apps: list[InProcessIndexMakerApp] = []
+        self.apps: list[HandDrivenApp] = []
         self.tmp = tmp
 
     async def start(self) -> "Pair":
         port = 0
         for index in range(2):
-            app = InProcessIndexMakerApp({"SY100"}, max_open_orders=10_000)
+            app = HandDrivenApp({"SY100"}, max_open_orders=10_000)
             plugin = IndexMakerPlugin(app)
             app.set_sink(plugin.deliver)
             server = GatewayServer(plugin, MemoryReportStore(), self.key,
@@ -154,7 +154,7 @@ async def test_a_logon_for_a_process_that_is_down_closes_the_connection_and_lose
     keys = [Signer.generate() for _ in range(40)]
     theirs = next(k for k in keys if group.owner_of(f"8453:{k.address}") == 1)
     ours = next(k for k in keys if group.owner_of(f"8453:{k.address}") == 0)
-    app = InProcessIndexMakerApp({"SY100"}, max_open_orders=100)
+    app = HandDrivenApp({"SY100"}, max_open_orders=100)
     plugin = IndexMakerPlugin(app)
     app.set_sink(plugin.deliver)
     store = MemoryReportStore()

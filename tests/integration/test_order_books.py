@@ -129,7 +129,7 @@ def test_shard_engine_side_is_idempotent_and_survives_a_kill(ray_cluster, redis_
 def test_growing_records_are_written_once_outside_the_snapshots_and_old_ones_migrate(ray_cluster, redis_server):
     """Completed batches' answers, applied keys and invoices only grow: they live in hashes and a set written by the
     commit that adds them, not in the meta / user snapshots that commits rewrite whole. State written the old way
-    (records inside) loads, and its records move out at the next commit."""
+    (version 0: plain JSON, records inside) loads, and its records move out at the next commit."""
     import json
 
     tag = uuid.uuid4().hex[:8]
@@ -149,19 +149,20 @@ def test_growing_records_are_written_once_outside_the_snapshots_and_old_ones_mig
         line = AssetLine("BTCUSDC", 100, Decimal("0.000001"), Decimal("49.9"), Decimal("0.05"), ("BTCUSDC:7",))
         mints = ray.get(shard.complete_batch.remote("b1", [BatchOrderResult(oa, Decimal("0.001"), (line,))]))
         assert [m.order_id for m in mints] == [oa]
-        meta = json.loads(r.get(meta_key))
-        assert "fill_keys" not in meta and "completed" not in meta
+        meta = json.loads(r.get(meta_key))["data"]
+        assert meta["fill_keys"] == [] and meta["completed"] == {}
         assert r.smembers(keys_key) == {b"b1:1"}
-        assert [m["order_id"] for m in json.loads(r.hget(done_key, "b1"))] == [oa]
+        done = json.loads(r.hget(done_key, "b1"))["data"]["mints"]
+        assert [m["order_id"] for m in done] == [oa]
         invoice = ray.get(shard.minted.remote(oa, "0xtx"))
-        snapshot = json.loads(r.hget(users_key, A.lower()))
-        assert "invoices" not in snapshot
-        assert json.loads(r.hget(invoices_key, f"{A.lower()}\nm1"))["mint_tx"] == "0xtx"
+        snapshot = json.loads(r.hget(users_key, A.lower()))["data"]
+        assert snapshot["invoices"] == {}
+        assert json.loads(r.hget(invoices_key, f"{A.lower()}\nm1"))["data"]["invoice"]["mint_tx"] == "0xtx"
 
         # The same shard as an older version stored it: the records inside the meta, no hash, no set.
         ray.kill(shard, no_restart=True)
         meta["fill_keys"] = ["b1:1", "old:1"]
-        meta["completed"] = {"b1": json.loads(r.hget(done_key, "b1")), "old": []}
+        meta["completed"] = {"b1": done, "old": []}
         r.set(meta_key, json.dumps(meta))
         snapshot["invoices"] = {"m1": invoice.model_dump(mode="json")}
         r.hset(users_key, A.lower(), json.dumps(snapshot))
@@ -172,8 +173,8 @@ def test_growing_records_are_written_once_outside_the_snapshots_and_old_ones_mig
         assert again == mints  # the stored answer, not a second close
         assert ray.get(shard.minted.remote(oa, "0xtx")) == invoice  # the invoice came back from the old snapshot
         ray.get(shard.credit.remote([CollateralDeposit(42161, "0x03", 1, 1, A, Decimal("1"))]))  # any commit
-        meta = json.loads(r.get(meta_key))
-        assert "fill_keys" not in meta and "completed" not in meta
+        meta = json.loads(r.get(meta_key))["data"]
+        assert meta["fill_keys"] == [] and meta["completed"] == {}
         assert r.smembers(keys_key) == {b"b1:1", b"old:1"}
         assert set(r.hkeys(done_key)) == {b"b1", b"old"}
         assert set(r.hkeys(invoices_key)) == {f"{A.lower()}\nm1".encode()}
@@ -184,7 +185,7 @@ def test_growing_records_are_written_once_outside_the_snapshots_and_old_ones_mig
 
 
 def test_sharded_app_and_sink_route_each_user_to_its_shard_in_request_order(ray_cluster, redis_server):
-    from actors.order_books import ShardedApp, ShardedCollateralSink, shard_of_user
+    from actors.order_shards import ShardedApp, ShardedCollateralSink, shard_of_user
     from protocol.indexmaker_app import CancelDone, CancelOrder
 
     tag = uuid.uuid4().hex[:8]
@@ -233,7 +234,7 @@ def _balanced(parts: dict[str, Decimal]) -> bool:
 def test_a_full_deposit_order_right_after_the_credit_pays_its_routing_fee_in_full(ray_cluster, redis_server):
     """The hold is kept from the deposit in the user's shard, an order can take only what is free, the route's
     real cost comes out of the hold (across a restart of the shard) and the rest is released, exactly."""
-    from actors.order_books import ShardedApp, ShardedCollateralSink, shard_of_user
+    from actors.order_shards import ShardedApp, ShardedCollateralSink, shard_of_user
     from core.collateral_route import FeeCharge
 
     tag = uuid.uuid4().hex[:8]

@@ -4,7 +4,6 @@ with nothing sent twice and no fill lost or reported twice, filter violations re
 unknown outcomes resolved by a query before any resend."""
 from __future__ import annotations
 
-import asyncio
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -19,6 +18,7 @@ from core.batch_planner import AssetOrder as Planned  # noqa: E402
 from core.sender_messages import OrderDone, SenderFill  # noqa: E402
 from core.side import Side  # noqa: E402
 from core.symbol_filters import min_quantity_for, parse_exchange_info  # noqa: E402
+from tests.integration.executions_reader import ExecutionsReader  # noqa: E402
 from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
 
 WAIT_S = 60.0  # upper bound on any single wait; the waits themselves are on conditions
@@ -29,47 +29,6 @@ def limits(orders: int, per_seconds: int = 1) -> list[dict]:
             {"rateLimitType": "ORDERS", "interval": "SECOND", "intervalNum": per_seconds, "limit": orders},
             {"rateLimitType": "ORDERS", "interval": "DAY", "intervalNum": 1, "limit": 200000},
             {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}]
-
-
-@ray.remote(num_cpus=0, max_restarts=-1)
-class FillSink:
-    """A subscriber as the solver will be: keeps executions by seq, drops a seq it already has."""
-
-    def __init__(self) -> None:
-        self.entries: dict[int, object] = {}
-        self.calls = 0
-        self.redelivered = 0
-        self.conflicts = 0
-        self._changed = asyncio.Event()
-
-    async def on_fills(self, seq_from: int, executions: list) -> None:
-        self.calls += 1
-        assert executions and executions[0].seq == seq_from
-        for e in executions:
-            old = self.entries.get(e.seq)
-            if old is None:
-                self.entries[e.seq] = e
-            else:
-                self.redelivered += 1
-                self.conflicts += old != e
-        self._changed.set()
-
-    async def wait_count(self, n: int, timeout_s: float) -> int:
-        deadline = asyncio.get_running_loop().time() + timeout_s
-        while len(self.entries) < n:
-            self._changed.clear()
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                break
-            try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
-            except asyncio.TimeoutError:
-                break
-        return len(self.entries)
-
-    async def dump(self) -> dict:
-        return {"entries": [self.entries[k] for k in sorted(self.entries)], "calls": self.calls,
-                "redelivered": self.redelivered, "conflicts": self.conflicts}
 
 
 def sim_filters(sim: SimulatorProcess) -> dict:
@@ -83,11 +42,8 @@ def make_sender(ray_cluster, sim: SimulatorProcess, redis_server, **kw):
                             resolve_margin_ms=500, **kw)
     name = f"sender-{uuid.uuid4().hex[:6]}"
     sender = OrderSender.options(name=name).remote(options)
-    sink_name = f"sink-{uuid.uuid4().hex[:6]}"
-    sink = FillSink.options(name=sink_name).remote()
     ray.get(sender.start.remote())
-    ray.get(sender.register_subscriber.remote(sink_name, ray_cluster))
-    return sender, sink
+    return sender, ExecutionsReader(redis_server.url, options.account)
 
 
 def buy_orders(sim: SimulatorProcess, filters, symbols: list[str], notional_factor: int = 2) -> list[Planned]:
@@ -107,7 +63,7 @@ def exchange_orders(sim: SimulatorProcess, prefix: str) -> list[dict]:
 
 
 def check_reports(sink_dump: dict, exchange: list[dict]) -> None:
-    """The subscriber's reports against the exchange's own record: every fill once, nothing else, and each order
+    """The consumer's reports against the exchange's own record: every fill once, nothing else, and each order
     closed with the quantity its fills add up to."""
     entries = sink_dump["entries"]
     assert [e.seq for e in entries] == list(range(1, len(entries) + 1))  # gap-free
@@ -144,10 +100,9 @@ def test_a_burst_of_1000_orders_gets_through_without_a_rate_limit_rejection(ray_
         assert info["counts"]["rate_limited"] == 0 and stats["http_429"] == 0 and stats["http_418"] == 0
         assert stats["order_requests"] == info["counts"]["sent"] == 1000
         assert elapsed >= 1000 / 285 - 1  # the budget (95 % of 300/s) paced it: no faster than allowed
-        dump = ray.get(sink.dump.remote())
+        dump = sink.dump()
         check_reports(dump, exchange_orders(sim, "burst"))
         assert sum(isinstance(e, OrderDone) for e in dump["entries"]) == 1000
-        assert dump["calls"] * 5 <= len(dump["entries"])  # delivered in batches, not one call per fill
         ray.get(sender.stop.remote())
 
 
@@ -180,7 +135,7 @@ def test_a_sender_killed_mid_batch_comes_back_with_nothing_duplicated_or_lost(ra
         per_intent = Counter(o["clientOrderId"].rsplit(".", 1)[0] for o in exchange)
         assert len(per_intent) == 300 and set(per_intent.values()) == {1}  # each planned order on the exchange once
         assert len({o["clientOrderId"] for o in exchange}) == len(exchange)
-        dump = ray.get(sink.dump.remote())
+        dump = sink.dump()
         check_reports(dump, exchange)
         assert sim.get("/_admin/test/stats")["http_429"] == 0
         ray.get(sender.stop.remote())
@@ -235,5 +190,5 @@ def test_unknown_outcomes_are_resolved_by_query_before_any_resend(ray_cluster, r
         assert len(slow) == 1  # exactly one order for that intent, whichever attempt it was
         info = ray.get(sender.inspect.remote())
         assert info["counts"]["unknown"] == 3 and info["counts"]["resent"] == 1 + (slow[0]["clientOrderId"][-1] != "0")
-        check_reports(ray.get(sink.dump.remote()), exchange_orders(sim, "unk"))
+        check_reports(sink.dump(), exchange_orders(sim, "unk"))
         ray.get(sender.stop.remote())

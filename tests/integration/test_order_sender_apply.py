@@ -8,7 +8,7 @@ from decimal import Decimal
 from actors.order_sender import OrderSender, SenderOptions
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate
 from core.side import Side
-from store.sender_records import SenderStateRecord
+from store.sender_records import SenderExecutionRecord, SenderStateRecord
 
 
 def test_an_update_that_changes_nothing_schedules_no_write(redis_server):
@@ -45,11 +45,16 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
     client = redis_server.client()
     client.flushall()
     client.set("sender:old:state", json.dumps({"delivered": 3, "subscriber": None}))  # no "breaker" field
+    # ... and its log as a hash (seq -> entry): it moves into the executions hand-off at the first commit
+    done = {"kind": "done", "seq": 1, "batch_id": "b0", "client_order_id": "b0.ETHUSDC.0", "symbol": "ETHUSDC",
+            "side": "BUY", "status": "EXPIRED", "executed_qty": "0", "reason": ""}
+    client.hset("sender:old:log", mapping={1: json.dumps(done), 2: json.dumps({**done, "seq": 2,
+                                                                              "client_order_id": "b0.BTCUSDC.0"})})
     options = SenderOptions("http://127.0.0.1:1", "ws://127.0.0.1:1", "key", "secret", redis_url=redis_server.url,
                             account="old", breaker_threshold=1)
     cls = OrderSender.__ray_metadata__.modified_class
     sender = cls(options)
-    assert sender._delivered == 3 and sender._breaker.open == []  # noqa: SLF001
+    assert sender._breaker.open == [] and sender._log.last_seq == 2  # noqa: SLF001
     trip = sender._breaker.on_reject("BTCUSDC", "-2010: Order rejected")  # noqa: SLF001
     assert trip is not None
     sender._state_dirty = True  # noqa: SLF001
@@ -63,9 +68,12 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
     raw = client.get("sender:old:state")
     assert json.loads(raw)["schema"] == "sender.state"  # written back as a versioned record
     stored = SenderStateRecord.load(raw)
-    assert stored.delivered == 3 and stored.breaker.open[0].key == "BTCUSDC"
+    assert stored.breaker.open[0].key == "BTCUSDC" and stored.log_seq == 2
+    moved = [SenderExecutionRecord.load(fields[b"r"]).entry for _, fields in client.xrange("sender:old:executions")]
+    assert [e.client_order_id for e in moved] == ["b0.ETHUSDC.0", "b0.BTCUSDC.0"] and not client.exists(
+        "sender:old:log")
     again = cls(options)
-    assert again._breaker.open == [trip] and again._delivered == 3  # noqa: SLF001
+    assert again._breaker.open == [trip] and again._log.last_seq == 2  # noqa: SLF001
 
 
 def test_the_guards_come_from_the_settings():
@@ -76,3 +84,47 @@ def test_the_guards_come_from_the_settings():
     o = SenderOptions.from_settings(settings, "key", "secret")
     assert (o.avg_price_max_age_ms, o.avg_price_weight, o.breaker_threshold, o.breaker_cool_off_ms) == (
         30_000, 2, 4, 0)
+
+
+def test_a_sender_started_while_the_store_is_down_waits_for_it_and_loads_its_state(tmp_path):
+    """The state read in __init__ goes through the retry policy: a store that is down at start is waited for,
+    with a warning, and what it held is loaded once it is back (the sender class outside Ray, a real redis)."""
+    import json
+    import logging
+    import threading
+
+    from store.retry import RetryPolicy
+    from world.redis_server import RedisServer
+
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        server.client().set("sender:down:state", json.dumps({"log_seq": 7}))
+        server.stop()  # AOF with fsync always: the state is back on start
+        warned = threading.Event()
+        warnings: list[logging.LogRecord] = []
+
+        class Seen(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                warnings.append(record)
+                if "cannot read the state" in record.getMessage():
+                    warned.set()
+
+        seen = Seen(level=logging.WARNING)
+        logging.getLogger("actors.order_sender").addHandler(seen)
+        built: list[object] = []
+        options = SenderOptions("http://127.0.0.1:1", "ws://127.0.0.1:1", "key", "secret", redis_url=server.url,
+                                account="down", retry=RetryPolicy(20, 100, 1))
+        thread = threading.Thread(target=lambda: built.append(OrderSender.__ray_metadata__.modified_class(options)))
+        try:
+            thread.start()
+            assert warned.wait(30), "no warning while the store was down"
+            assert thread.is_alive()  # still waiting for the store, not crashed
+            server.start()
+            thread.join(30)
+        finally:
+            logging.getLogger("actors.order_sender").removeHandler(seen)
+        assert not thread.is_alive() and len(built) == 1
+        assert built[0]._log.last_seq == 7  # noqa: SLF001
+        assert all(r.levelno == logging.WARNING for r in warnings)  # a handled wait is not an error
+    finally:
+        server.stop()

@@ -21,9 +21,10 @@ from core.config import REPO_ROOT  # noqa: E402
 from core.sender_messages import OrderDone  # noqa: E402
 from core.side import Side  # noqa: E402
 from core.symbol_filters import min_quantity_for, round_price  # noqa: E402
+from tests.integration.executions_reader import ExecutionsReader  # noqa: E402
 from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
 from tests.integration.test_order_sender import (  # noqa: E402
-    WAIT_S, FillSink, buy_orders, check_reports, exchange_orders, limits, make_sender, sim_filters)
+    WAIT_S, buy_orders, check_reports, exchange_orders, limits, make_sender, sim_filters)
 from world.run_file import write_run  # noqa: E402
 
 BALANCE = "Account has insufficient balance for requested action."
@@ -83,10 +84,8 @@ def test_consecutive_rejects_stop_a_symbol_until_the_operator_resumes_it(ray_clu
                                 resolve_margin_ms=500, breaker_threshold=2, breaker_cool_off_ms=0)
         # The name the CLI looks for, in this test session's own namespace.
         sender = OrderSender.options(name=SENDER_NAME).remote(options)
-        sink_name = f"sink-guards-{os.getpid()}"
-        sink = FillSink.options(name=sink_name).remote()
+        sink = ExecutionsReader(redis_server.url, options.account)
         ray.get(sender.start.remote())
-        ray.get(sender.register_subscriber.remote(sink_name, ray_cluster))
         try:
             filters = sim_filters(sim)
             s, t = sim.symbols[:2]
@@ -140,8 +139,8 @@ def test_consecutive_rejects_stop_a_symbol_until_the_operator_resumes_it(ray_clu
             assert info["breakers"] == [] and info["held"] == {}
             assert sorted(o["clientOrderId"] for o in exchange_orders(sim, "held")) == sorted(
                 [f"held.{s}.0", f"held.{t}.0"])
-            # Nothing dropped: the subscriber got each rejected order's end and every fill of what was sent.
-            dump = ray.get(sink.dump.remote())
+            # Nothing dropped: the consumer gets each rejected order's end and every fill of what was sent.
+            dump = sink.dump()
             check_reports(dump, exchange_orders(sim, "trip") + exchange_orders(sim, "held"))
             rejected = {e.client_order_id for e in dump["entries"]
                         if isinstance(e, OrderDone) and e.status == "REJECTED"}
@@ -179,5 +178,5 @@ def test_an_insufficient_balance_reject_stops_the_account_until_the_cool_off(ray
         waited = exchange_orders(sim, "wait")
         assert sorted(o["clientOrderId"] for o in waited) == sorted([f"wait.{s}.0", f"wait.{t}.0"])
         assert min(o["time"] for o in waited) >= trip["since_ms"] + cool_off_ms  # not one sent before
-        check_reports(ray.get(sink.dump.remote()), exchange_orders(sim, "poor") + waited)
+        check_reports(sink.dump(), exchange_orders(sim, "poor") + waited)
         ray.get(sender.stop.remote())

@@ -210,7 +210,7 @@ def test_map_error_reads_codes_from_bodies_and_bare_messages():
 def test_only_the_gateway_imports_ccxt():
     pattern = re.compile(r"^\s*(import ccxt|from ccxt)", re.MULTILINE)
     offenders = []
-    for package in ("core", "protocol", "actors", "chain", "exchange", "world"):
+    for package in ("core", "protocol", "actors", "chain", "exchange", "world", "store"):
         for path in (REPO_ROOT / package).rglob("*.py"):
             if path != REPO_ROOT / "exchange" / "gateway.py" and pattern.search(path.read_text()):
                 offenders.append(str(path.relative_to(REPO_ROOT)))

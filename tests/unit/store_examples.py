@@ -4,7 +4,9 @@ Add an entry when you add a kind. When a kind's VERSION goes up, its older fixtu
 the migrations) and the new version gets a fixture of its own."""
 from __future__ import annotations
 
+import json
 from decimal import Decimal
+from pathlib import Path
 from typing import Callable
 
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, client_order_id
@@ -25,9 +27,162 @@ from store.sender_records import SenderBatchRecord, SenderExecutionRecord, Sende
 EXAMPLES: dict[str, Callable[[], Record]] = {}
 
 
+# ------------------------------------------------------------------------------------------ order-book shard
+ALICE = "0x1111111111111111111111111111111111111111"
+INDEX = "SY100"
+T0 = 1_700_000_000_000
+
+
+def shard_book():
+    """A user's book as a shard holds it: a deposit credited with a routing hold, a fee taken from the hold, one
+    order partly filled in an engaged batch and one still waiting."""
+    from core.collateral_ledger import USDC_UNIT, CollateralLedger
+    from core.index_order_book import UserOrderBook
+    from core.side import Side
+
+    book = UserOrderBook(ALICE, CollateralLedger(USDC_UNIT), unit=USDC_UNIT, max_open_orders=10,
+                         known_indexes=(INDEX, "SYAI"))
+    book.ledger.credit("42161:0xdep:0", "100", hold="1")
+    book.ledger.charge_fee("route-1:42161:0xdep:0", "0.25", hold_id="42161:0xdep:0")
+    book.ledger.release_hold("42161:0xdep:0")
+    book.new_order("c1", INDEX, Side.BUY, Decimal("40"), T0)
+    book.engage("c1", "30")
+    book.apply_fill("c1", "0.0005", "29.4000001")
+    book.new_order("c2", INDEX, Side.BUY, Decimal("10.5"), T0 + 1)
+    return book
+
+
+def shard_lines() -> dict[str, dict[str, list]]:
+    return {f"{ALICE}:c1": {"BTCUSDC": [50, Decimal("0.0000005"), Decimal("29.4000001"), Decimal("0.0294"),
+                                        ["BTCUSDC:7", "BTCUSDC:8"]]}}
+
+
+def _shard_user() -> Record:
+    from protocol.envelope import UserRef
+    from store.shard_records import ShardUser
+
+    return ShardUser.of(UserRef(42161, ALICE), shard_book(), shard_lines())
+
+
+def _shard_meta() -> Record:
+    from store.shard_records import ShardMeta
+
+    return ShardMeta.model_validate({
+        "fifo": [f"{ALICE}:c1", f"{ALICE}:c2"], "engaged": {"b7": [(f"{ALICE}:c1", Decimal("30"))]},
+        "routes": {"route-1": {"42161:0xdep:0": "99.75"}}, "report_seq": 12, "delivered": 9,
+        "subscriber": {"name": "gateway", "namespace": None}, "errors": ["fills b6:1 on closed order"],
+        "reversals": [{"deposit": "42161:0xold:3", "user": ALICE, "amount": "5", "debt_added": "0",
+                       "routed": False, "at_ms": T0 + 5}]})
+
+
+def mint_requests():
+    from core.mint_request import MintRequest
+
+    return [MintRequest(f"{ALICE}:c1", ALICE, INDEX, Decimal("0.0005"), 18),
+            MintRequest(f"{ALICE}:c3", ALICE, INDEX, Decimal("1.234567891234567891234"), 18)]
+
+
+def _shard_completed() -> Record:
+    from store.shard_records import ShardCompleted
+
+    return ShardCompleted.of(mint_requests())
+
+
+def invoice():
+    from core.invoice import InvoiceLine, build_invoice
+
+    line = InvoiceLine(symbol="BTCUSDC", quantity=Decimal("0.0000005"), average_price=Decimal("58800000.2"),
+                       value=Decimal("29.4000001"), fee=Decimal("0.0294"), lot_ids=("BTCUSDC:7", "BTCUSDC:8"))
+    return build_invoice(order_id=f"{ALICE}:c1", user=ALICE, cl_ord_id="c1", index=INDEX, collateral=Decimal("40"),
+                         cancelled=Decimal("10"), returned=Decimal("0.570599"), spent=Decimal("29.429401"),
+                         filled_units=Decimal("0.0005"), lines=[line], token_decimals=18, mint_tx="0xabc",
+                         minted_ms=T0 + 9)
+
+
+def _shard_invoice() -> Record:
+    from store.shard_records import ShardInvoice
+
+    return ShardInvoice(invoice=invoice())
+
+
+def _shard_report() -> Record:
+    from protocol.envelope import UserRef
+    from protocol.indexmaker_app import InvoiceIssued
+    from store.shard_records import ShardReportRecord
+
+    return ShardReportRecord.of(12, 0, InvoiceIssued(UserRef(42161, ALICE), invoice(), T0 + 9))
+
+
+EXAMPLES.update({"shard.user": _shard_user, "shard.meta": _shard_meta, "shard.completed": _shard_completed,
+                 "shard.invoice": _shard_invoice, "shard.report": _shard_report})
+
+
+# ------------------------------------------------------------------------------------------ solver
+DATA = Path(__file__).parent.parent.parent / "data"
+
+
+def solver_world():
+    """A solver engine after one batch filled wholly (inventory carried) and a second one half filled (a round of
+    lots in flight), and the outbox actions such a history queues: one of every kind."""
+    from actors.solver import _Action
+    from core.basket import load_indexes
+    from core.batch_planner import PendingOrder, PlannerLimits
+    from core.batch_result import BatchOrderResult
+    from core.solver_engine import SolverEngine
+    from core.symbol_filters import parse_exchange_info
+    from tests.unit.test_solver_engine import BEST, exchange_fills
+
+    filters = parse_exchange_info(json.loads((DATA / "binance" / "exchangeInfo_spot_2024-09-08_usdt_usdc.json")
+                                             .read_text()))
+    baskets = {"SY100.dev": load_indexes(DATA / "indexes")["SY100.dev"]}
+    asks = {s: [(Decimal(p) + filters[s].tick_size * i, Decimal(10**5)) for i in range(5)] for s, p in BEST.items()}
+    engine = SolverEngine(baskets, filters, PlannerLimits())
+    b1, _ = engine.plan([PendingOrder(f"{ALICE}:c1", "SY100.dev", Decimal(300))], asks, order_budget=10)
+    engine.on_fills(exchange_fills(engine, b1, filters, 100, 1000))
+    (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
+    b2, plan = engine.plan([PendingOrder(f"{ALICE}:c2", "SY100.dev", Decimal(500))], asks, order_budget=10)
+    deltas = engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
+    results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
+               for e in done.engagements]
+    outbox = [_Action("complete", b1, {0: results}),
+              _Action("engage", b2, {0: list(plan.engagements)}, with_submit=True),
+              _Action("submit", b2, {}, tuple(s.order for s in engine.sent_orders(b2))),
+              _Action("fills", f"{b2}:1", {0: deltas}),
+              _Action("reject", "reject:solver:1700000000000:1", {0: [(f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC")]})]
+    return engine, outbox
+
+
+def _solver_state() -> Record:
+    from store.solver_records import SolverState, step_data
+
+    engine, outbox = solver_world()
+    return SolverState.model_validate({"engine": engine.snapshot(), "cursor": 41,
+                                       "outbox": [step_data(a) for a in outbox], "mint_seq": 3,
+                                       "counts": {"ticks": 9, "batches": 2, "commits": 17},
+                                       "errors": ["fills b0:1 dropped: KeyError('b0')"]})
+
+
+def history_entry() -> dict:
+    """A planned batch as the solver's tick records it."""
+    return {"batch_id": "b2", "planned_ms": T0 + 20, "orders": 1,
+            "asset_orders": [["b2.BTCUSDC.0", "60000.00", "0.00417"], ["b2.ETHUSDC.0", "2500.00", "0.0412"]],
+            "inventory_used": {"BTCUSDC": 12}, "scale": "1",
+            "deferred": [[f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC"]],
+            "tick_ms": {"woken": 0.4, "fetched": 3.1, "fetch": {"pending": 1.2, "asks": 2.9},
+                        "early_reads": {"pending": 0.8}, "planned": 4.7}}
+
+
+def _solver_history() -> Record:
+    from store.solver_records import SolverHistoryEntry
+
+    return SolverHistoryEntry.model_validate(history_entry())
+
+
+EXAMPLES.update({"solver.state": _solver_state, "solver.history": _solver_history})
+
+
 # ------------------------------------------------------------------------------------------------ the order sender
 D = Decimal
-T0 = 1_700_000_000_000
 USER = "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
 DEPOSIT = "42161:0x5c504ed432cb51138bcf09aa5e8a410dd4a1e204ef84bfed1be16dfba1b22060:3"
 USER2 = "0x3c44cdddb6a900fa2b585dd299e03d12fa4293bc"
@@ -68,8 +223,7 @@ EXAMPLES["sender.batch"] = lambda: SenderBatchRecord.of([
 EXAMPLES["sender.execution"] = lambda: SenderExecutionRecord.of(
     sender_fill(7, asset_order_filled(), asset_order_filled().fills[902]))
 EXAMPLES["sender.state"] = lambda: SenderStateRecord.model_validate({
-    "delivered": 6, "subscriber": {"name": "solver", "namespace": "indexmaker"},
-    "breaker": breaker_tripped().to_dict()})
+    "log_seq": 7, "breaker": breaker_tripped().to_dict()})
 
 
 # ------------------------------------------------------------------------------------------------ the chain side

@@ -11,7 +11,6 @@ from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUp
 from core.fill_log import FillLog
 from core.sender_messages import OrderDone, SenderFill
 from core.side import Side
-from store.sender_records import SenderExecutionRecord
 
 D = Decimal
 
@@ -33,8 +32,11 @@ def test_numbers_are_gap_free_and_fills_are_recorded_once() -> None:
     assert [(e.seq, e.trade_id) for e in again] == [(3, 3)]
     assert [e.seq for e in log.since(0)] == [1, 2, 3]
     assert [e.seq for e in log.since(1)] == [2, 3]
-    assert log.since(3) == [] and log.since(1, upto=2) == [log.since(0)[1]]
+    assert log.since(3) == [] and log.since(1, limit=1) == [log.since(0)[1]]
     assert [e.seq for e in log.since(0, limit=2)] == [1, 2]
+    log.forget(2)  # stored: only what is not is kept in memory, the numbering and the dedupe go on
+    assert [e.seq for e in log.since(0)] == [3] and log.last_seq == 3 and log.has_fill("ETHUSDC", 1)
+    assert log.add_fills(o, [fill(1, "0.4"), fill(4, "0.1")])[0].seq == 4
     assert log.has_fill("ETHUSDC", 3) and not log.has_fill("BTCUSDC", 3)  # trade ids are per symbol
 
 
@@ -57,19 +59,25 @@ def test_an_order_closes_once_and_only_when_settled() -> None:
         log.add_done(unsettled)  # final, but the exchange counted fills we do not hold
 
 
-def test_reloading_the_entries_restores_the_log_and_its_dedupe() -> None:
+def test_a_log_rebuilt_from_the_stored_orders_goes_on_without_repeating_anything() -> None:
     log = FillLog()
-    o = order()
-    log.add_fills(o, [fill(1, "0.5"), fill(2, "0.5")])
+    o, replaced, open_ = order(), order("BTCUSDC"), order("SOLUSDC")
     o.mark_sent()
-    o.apply(OrderUpdate(o.client_order_id, AssetOrderStatus.FILLED, D("1.0"), 3, (fill(1, "0.5"), fill(2, "0.5"))))
+    log.add_fills(o, o.apply(OrderUpdate(o.client_order_id, AssetOrderStatus.FILLED, D("1.0"), 3,
+                                         (fill(1, "0.5"), fill(2, "0.5")))))
     log.add_done(o)
-    stored = [SenderExecutionRecord.of(e).dump() for e in log.since(0)]
-    back = FillLog(SenderExecutionRecord.load(raw).entry for raw in stored)
-    assert back.since(0) == log.since(0) and back.last_seq == 3
+    replaced.mark_sent()
+    replaced.apply(OrderUpdate(replaced.client_order_id, AssetOrderStatus.EXPIRED, D(0), 4, ()))
+    open_.mark_sent()
+    log.add_fills(open_, open_.apply(OrderUpdate(open_.client_order_id, AssetOrderStatus.PARTIALLY_FILLED,
+                                                 D("0.5"), 5, (fill(1, "0.5"),))))
+    orders = {x.client_order_id: x for x in (o, replaced, open_)}
+    back = FillLog.of_orders(log.last_seq, orders, replaced=[replaced.client_order_id])
+    assert back.last_seq == 4 and back.since(0) == []  # the entries themselves are in the hand-off
     assert back.add_fills(o, [fill(2, "0.5")]) == [] and back.add_done(o) is None
-    with pytest.raises(ValueError):
-        FillLog([log.since(0)[1]])  # starts at seq 2: a hole
+    assert back.add_fills(open_, [fill(1, "0.5")]) == []  # same trade id, another symbol's: already logged
+    assert not back.is_done(replaced.client_order_id) and not back.is_done(open_.client_order_id)
+    assert back.add_fills(open_, [fill(6, "0.5")])[0].seq == 5
 
 
 @settings(max_examples=50, deadline=None)

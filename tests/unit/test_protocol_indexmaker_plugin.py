@@ -1,4 +1,4 @@
-"""The IndexMaker plugin and the in-process application: wire requests become application requests, the books'
+"""The IndexMaker plugin and the order shards' application: wire requests become application requests, the books'
 decisions become reports with stable codes, and a failing application or response never costs other reports."""
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from protocol.indexmaker_messages import (AccountToCustody, CancelIndexOrder, Ca
                                           MintInvoice, MintInvoiceRejected, NewIndexOrder, NewIndexOrderReport,
                                           NewIndexQuote, NewQuoteRequest)
 from protocol.indexmaker_plugin import IndexMakerPlugin
-from protocol.inprocess_app import InProcessIndexMakerApp
 from protocol.plugin import Inbound
 from protocol.reason_codes import CORE_REJECTION_CODES, NakCode, ReasonCode
+from tests.hand_driven_app import HandDrivenApp
 
 ALICE = UserRef(8453, "0x2B5AD5c4795c026514f8317c7a215E218DcCD6cF")
 BOB = UserRef(8453, "0x6813Eb9362372EEF6200f3b1dbC3f819671cBA69")
@@ -39,8 +39,8 @@ class Outbox:
         return [b for u, b in self.sent if u == user]
 
 
-def setup(quoter=None) -> tuple[InProcessIndexMakerApp, IndexMakerPlugin, Outbox]:  # noqa: ANN001
-    app = InProcessIndexMakerApp({"SY100"}, clock=ManualClock(), max_open_orders=5, quoter=quoter)
+def setup(quoter=None) -> tuple[HandDrivenApp, IndexMakerPlugin, Outbox]:  # noqa: ANN001
+    app = HandDrivenApp({"SY100"}, clock=ManualClock(), max_open_orders=5, quoter=quoter)
     plugin = IndexMakerPlugin(app)
     outbox = Outbox()
     plugin.attach(outbox)

@@ -13,6 +13,7 @@ from protocol.group_commit import GroupCommitter
 from protocol.rate_limit import TokenBucket
 from protocol.report_store import MemoryReportStore, StreamWrite
 from protocol.session import Session
+from store.retry import RetryPolicy
 
 
 class FakeSocket:
@@ -126,7 +127,7 @@ class FlakyStore(MemoryReportStore):
 def test_commits_are_batched_retried_and_called_back_in_order() -> None:
     async def scenario() -> tuple[list[int], list[int], FlakyStore, GroupCommitter]:
         store = FlakyStore(failures=2)
-        committer = GroupCommitter(store, max_batch=4, retry_initial_s=0.001)
+        committer = GroupCommitter(store, max_batch=4, retry=RetryPolicy(1, 1, 1))
         done: list[int] = []
         for i in range(10):
             committer.submit(StreamWrite("u", (i + 1, f"in{i}"), (i + 1, f"out{i}")), lambda i=i: done.append(i))

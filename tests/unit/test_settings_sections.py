@@ -6,6 +6,7 @@ from decimal import Decimal
 
 from actors.monitor import MonitorOptions
 from actors.order_sender import SenderOptions
+from actors.solver import SolverOptions
 from core.config import Settings
 from world.config_check import check
 from world.launcher import LauncherOptions
@@ -21,7 +22,8 @@ confirmations = 1
 price_update_ms = 0
 [sender]
 order_weight = 2
-delivery_linger_ms = 100
+[solver]
+executions_linger_ms = 100
 [monitor]
 interval_s = 2.5
 max_book_lag_ms = 800
@@ -42,7 +44,8 @@ def test_a_toml_file_reaches_every_part_that_uses_its_numbers(tmp_path) -> None:
     assert (o.users, o.order_shards, o.poll_ms, o.confirmations, o.price_update_ms) == (1, 3, 75, 1, 0)
     assert o.tick_interval_ms == s.solver.tick_interval_ms and o.market_shards == s.exchange.market_shards
     sender = SenderOptions.from_settings(s, "k", "secret")
-    assert (sender.order_weight, sender.delivery_linger_ms, sender.redis_url) == (2, 100, "redis://10.0.0.5:16379/0")
+    assert (sender.order_weight, sender.redis_url) == (2, "redis://10.0.0.5:16379/0")
+    assert SolverOptions.from_settings(s, 3).executions_linger_ms == 100
     monitor = MonitorOptions.from_settings(s, ("solver",))
     assert (monitor.interval_s, monitor.limits.max_book_lag_ms) == (2.5, 800)
     assert s.gateway.max_sessions_per_address == 2

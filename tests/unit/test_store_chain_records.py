@@ -23,7 +23,7 @@ def test_a_ledger_written_before_routing_holds_loads_with_none() -> None:
     expected = CollateralLedger(USDC_UNIT)
     expected.credit("d1", "100")
     expected.reserve("u:c1", "30")
-    loaded = RouterLedgerRecord.load(json.dumps(v0)).ledger()
+    loaded = RouterLedgerRecord.load(json.dumps(v0)).collateral_ledger()
     assert loaded == expected and loaded.held == 0 and loaded.debt == 0 and loaded.holds() == {}
     assert loaded.credit("d1", "100") is False  # the deposit it booked is still recognised
 
@@ -31,11 +31,11 @@ def test_a_ledger_written_before_routing_holds_loads_with_none() -> None:
 def test_a_ledger_with_holds_and_fees_round_trips_exactly() -> None:
     ledger = ledger_after_credit_hold_fee()
     v0 = json.dumps(ledger.to_dict())  # what RedisLedgers wrote before records
-    assert RouterLedgerRecord.load(v0).ledger() == ledger
-    assert RouterLedgerRecord.load(RouterLedgerRecord.of(ledger).dump()).ledger() == ledger
+    assert RouterLedgerRecord.load(v0).collateral_ledger() == ledger
+    assert RouterLedgerRecord.load(RouterLedgerRecord.of(ledger).dump()).collateral_ledger() == ledger
     bad = {**ledger.to_dict(), "available": "1"}  # books that do not add up are refused at load
     with pytest.raises(AssertionError):
-        RouterLedgerRecord.load(json.dumps(bad)).ledger()
+        RouterLedgerRecord.load(json.dumps(bad)).collateral_ledger()
 
 
 def test_routed_nets_written_as_a_bare_mapping_load() -> None:

@@ -1,0 +1,376 @@
+"""The books of one order shard's users and the shard's part in batches: plain state and rules, clock injected.
+
+The shard actor (actors/order_books.py) serialises the calls, stores what changed (`touched` users and the `new_*`
+records) and delivers the reports; the application (protocol/books_app.py) turns requests into calls here and a
+`Step`'s orders into reports. Engine steps are idempotent by their keys (engage and completion by batch id, fill
+deltas and give-ups by the caller's key, a mint by (order, tx)): a step re-driven after a restart changes nothing.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Collection, Iterable, Mapping, Sequence
+
+from core.batch_planner import Engagement, PendingOrder
+from core.batch_result import BatchOrderResult
+from core.chain_events import CollateralDeposit, DepositReversal
+from core.clock import Clock
+from core.collateral_ledger import CollateralError, CollateralLedger
+from core.collateral_route import FeeCharge
+from core.deposit_reversal import BookReversal, reverse_in_book
+from core.index_order import IndexOrder, OrderStateError, user_key
+from core.index_order_book import UserOrderBook
+from core.invoice import InvoiceLine, MintInvoice, build_invoice
+from core.lot_assignment import AssetLine, OrderFill
+from core.mint_request import MintRequest
+from core.money import ZERO, quantize_up
+from core.side import Side
+
+
+@dataclass(slots=True)
+class Step:
+    """What one call did: orders a fill moved (reported "in progress"), orders it closed (reported with their end
+    status), mints owed, what a batch engaged, and what the operator should see (errors, warnings, handled races)."""
+
+    filled: list[IndexOrder] = field(default_factory=list)
+    closed: list[IndexOrder] = field(default_factory=list)
+    mints: list[MintRequest] = field(default_factory=list)
+    engaged: list[tuple[str, Decimal]] | None = None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    replays: int = 0  # parts of the call already done under their key: nothing changed for them
+
+
+def rest_threshold(order: IndexOrder, order_dust: Decimal, rest_return_ratio: Decimal, unit: Decimal) -> Decimal:
+    """Below this, a completed batch's order is finished and its rest returned: the dust, or `rest_return_ratio` of
+    what the user did not cancel (rounded UP to the unit: at the boundary the rest goes back rather than buying
+    almost nothing in a batch padded to the exchange's minimum notional)."""
+    return max(order_dust, quantize_up((order.collateral - order.cancelled) * rest_return_ratio, unit))
+
+
+def merge_lines(acc: dict[str, list[Any]], lines: Iterable[AssetLine]) -> None:
+    """Accumulate an order's asset lines over its batches: [units, quantity, value, fee, lot_ids] per symbol."""
+    for line in lines:
+        row = acc.setdefault(line.symbol, [0, ZERO, ZERO, ZERO, []])
+        row[0] += line.units
+        row[1] += line.quantity
+        row[2] += line.value
+        row[3] += line.fee
+        row[4].extend(line.lot_ids)
+
+
+def invoice_lines(acc: Mapping[str, list[Any]]) -> list[InvoiceLine]:
+    return [InvoiceLine(symbol=s, quantity=q, average_price=(v / q if q else None), value=v, fee=f,
+                        lot_ids=tuple(ids))
+            for s, (_, q, v, f, ids) in sorted(acc.items())]
+
+
+class ShardBooks:
+    """Not thread-safe: the owner serialises the calls. Books are keyed by `user_key` (the lower-cased address)."""
+
+    def __init__(self, known_indexes: Collection[str], *, clock: Clock, unit: Decimal, max_open_orders: int,
+                 token_decimals: int, order_dust: Decimal, rest_return_ratio: Decimal) -> None:
+        """The numbers are the `[collateral]` and `[chain]` settings (core.config)."""
+        self.known_indexes = frozenset(known_indexes)
+        self.clock = clock
+        self.unit = unit
+        self.max_open_orders = max_open_orders
+        self.token_decimals = token_decimals
+        self.order_dust = order_dust
+        self.rest_return_ratio = rest_return_ratio
+        self.books: dict[str, UserOrderBook] = {}
+        self.fifo: dict[str, None] = {}  # open order ids, in acceptance order (FIFO across the shard's users)
+        self.lines: dict[str, dict[str, list[Any]]] = {}  # order id -> symbol -> accumulated line
+        self.engaged: dict[str, list[tuple[str, Decimal]]] = {}  # batch id -> what it engaged
+        self.fill_keys: set[str] = set()
+        self.completed: dict[str, list[MintRequest]] = {}  # batch id -> its answer (kept for replays)
+        self.invoices: dict[tuple[str, str], MintInvoice] = {}  # (user key, cl_ord_id) -> invoice
+        self.invoices_of: dict[str, dict[str, MintInvoice]] = {}  # user key -> cl_ord_id -> invoice (views)
+        self.routes: dict[str, dict[str, str]] = {}
+        self.reversals: list[dict[str, Any]] = []  # deposits taken back after a reorg, for the operator
+        # What changed since the owner last stored it.
+        self.touched: set[str] = set()
+        self.new_fill_keys: set[str] = set()
+        self.new_completed: set[str] = set()
+        self.new_invoices: set[tuple[str, str]] = set()
+
+    # ------------------------------------------------------------------ books
+    def book(self, key: str) -> UserOrderBook:
+        """The user's book, made empty on first sight; marked touched (its owner stores it with the next write)."""
+        self.touched.add(key)
+        book = self.books.get(key)
+        if book is None:
+            book = UserOrderBook(key, CollateralLedger(self.unit), unit=self.unit,
+                                 max_open_orders=self.max_open_orders, known_indexes=self.known_indexes)
+            self.books[key] = book
+        return book
+
+    def order(self, order_id: str) -> tuple[UserOrderBook, str]:
+        key, cl = order_id.split(":", 1)
+        return self.book(key), cl
+
+    def new_order(self, key: str, cl_ord_id: str, index: str, side: Side | str, amount: Decimal | str) -> IndexOrder:
+        """Open an order (core.index_order_book's validation; raises OrderRejected) and queue it in the FIFO."""
+        order = self.book(key).new_order(cl_ord_id, index, side, amount, self.clock.now_ms())
+        self.fifo[order.order_id] = None
+        return order
+
+    def add_invoice(self, key: str, cl: str, invoice: MintInvoice) -> None:
+        """A new invoice: answers GetMintInvoice, shows in the user's view, and is stored by the next write."""
+        self.invoices[(key, cl)] = invoice
+        self.invoices_of.setdefault(key, {})[cl] = invoice
+        self.new_invoices.add((key, cl))
+
+    def mint_request(self, order: IndexOrder) -> MintRequest:
+        return MintRequest(order.order_id, order.user, order.index, order.filled_units, self.token_decimals)
+
+    # ------------------------------------------------------------------ collateral
+    def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> Step:
+        """Book deposits, each holding `holds[key]` of itself for its route's cost (orders cannot engage it)."""
+        step = Step()
+        for d in deposits:
+            try:
+                self.book(user_key(d.user)).ledger.credit(d.key, d.amount, holds.get(d.key, ZERO))
+            except CollateralError as exc:
+                step.errors.append(f"deposit {d.key}: {exc}")
+        return step
+
+    def charge(self, charges: Sequence[FeeCharge]) -> Step:
+        """Routing-fee shares, each from its deposit's hold first; a share beyond the hold and the user's free
+        collateral is the user's debt (it blocks new orders until a deposit pays it)."""
+        step = Step()
+        for c in charges:
+            ledger = self.book(user_key(c.user)).ledger
+            owed = ledger.debt
+            try:
+                ledger.charge_fee(c.fee_id, c.amount, hold_id=c.deposit_key)
+            except CollateralError as exc:
+                step.errors.append(f"fee {c.fee_id}: {exc}")
+            if ledger.debt > owed:
+                step.warnings.append(f"fee {c.fee_id} exceeds {c.user}'s hold and free collateral: "
+                                     f"{ledger.debt} owed")
+        return step
+
+    def routed(self, route_id: str, net_by_deposit: Mapping[str, Decimal], users: Mapping[str, str]) -> None:
+        """A route is credited at the exchange: its real cost is charged, so the rest of each hold is released."""
+        for key, user in users.items():
+            if user_key(user) in self.books:
+                self.book(user_key(user)).ledger.release_hold(key)
+        self.routes[route_id] = {k: str(v) for k, v in net_by_deposit.items()}
+
+    def reverse(self, reversals: Sequence[DepositReversal]) -> list[tuple[str, BookReversal]]:
+        """Deposits dropped by a reorg (core.deposit_reversal), each with its user key; idempotent per deposit key
+        (the ledger remembers what it reversed): one reversed before, or never credited here, is left out."""
+        now = self.clock.now_ms()
+        out: list[tuple[str, BookReversal]] = []
+        for r in reversals:
+            key = user_key(r.user)
+            book = self.books.get(key)
+            done = reverse_in_book(book, r.deposit_key, now) if book is not None else None
+            if done is None:
+                continue
+            self.touched.add(key)
+            self.reversals.append({"deposit": r.deposit_key, "user": key, "amount": str(done.amount),
+                                   "debt_added": str(done.debt), "routed": r.routed, "at_ms": now})
+            del self.reversals[:-1000]  # the operator's recent view; the ledgers keep every reversal
+            out.append((key, done))
+        return out
+
+    # ------------------------------------------------------------------ the solver's side
+    def pending(self, limit: int) -> list[PendingOrder]:
+        """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged. Closed orders
+        leave the FIFO on the way (derived data: the next write stores the shorter list)."""
+        out: list[PendingOrder] = []
+        closed = []
+        for oid in self.fifo:
+            key, cl = oid.split(":", 1)
+            book = self.books.get(key)
+            order = book.get(cl) if book is not None else None
+            if order is None or order.is_terminal:
+                closed.append(oid)
+                continue
+            if order.engaged == 0 and order.remaining > 0:
+                out.append(PendingOrder(oid, order.index, order.remaining))
+                if len(out) >= limit:
+                    break
+        for oid in closed:
+            self.fifo.pop(oid, None)
+        return out
+
+    def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> Step:
+        """A batch takes the engaged collateral of its orders, each capped at what the order has left (a cancel may
+        have come in since `pending`). `Step.engaged`: what was engaged per order; a replay returns the first
+        answer (None for a batch already completed)."""
+        step = Step()
+        if batch_id in self.engaged or batch_id in self.completed:
+            step.replays += 1
+            step.engaged = self.engaged.get(batch_id)
+            return step
+        now = self.clock.now_ms()
+        applied: list[tuple[str, Decimal]] = []
+        for e in engagements:
+            book, cl = self.order(e.order_id)
+            order = book.get(cl)
+            if order is None or order.is_terminal:
+                step.errors.append(f"{batch_id}: cannot engage {e.order_id} (closed or unknown)")
+                continue
+            amount = min(e.collateral, order.remaining)
+            if amount < e.collateral:
+                step.notes.append(f"{batch_id}: {e.order_id} engaged {amount} of {e.collateral} (cancelled meanwhile)")
+            if amount > 0:
+                book.engage(cl, amount, now)
+                applied.append((e.order_id, amount))
+        self.engaged[batch_id] = applied
+        step.engaged = applied
+        return step
+
+    def apply_fills(self, key: str, fills: Sequence[OrderFill]) -> Step:
+        """One solver round's fill deltas (key batch_id:round): `Step.filled` holds each order touched once."""
+        step = Step()
+        self._apply_fills(key, fills, step)
+        return step
+
+    def complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult]) -> Step:
+        """Close this shard's side of a batch: release unspent engagement, finish orders whose rest is below
+        `rest_threshold`, and owe the mints of orders that finished with something filled."""
+        step = Step()
+        self._complete_batch(batch_id, results, step)
+        return step
+
+    def settle(self, key: str, fills: Sequence[OrderFill], batch_id: str,
+               results: Sequence[BatchOrderResult]) -> Step:
+        """A batch's last fill deltas and its completion; each part stays idempotent by its own key."""
+        step = Step()
+        self._apply_fills(key, fills, step)
+        self._complete_batch(batch_id, results, step)
+        return step
+
+    def _apply_fills(self, key: str, fills: Sequence[OrderFill], step: Step) -> None:
+        if key in self.fill_keys:
+            step.replays += 1
+            return
+        now = self.clock.now_ms()
+        touched: dict[str, None] = {}
+        for f in fills:
+            if f.units_q == 0 and f.value_q == 0 and f.fee_q == 0:
+                continue
+            book, cl = self.order(f.order_id)
+            try:
+                book.apply_fill(cl, f.units, f.cost, now)
+            except OrderStateError as exc:
+                step.errors.append(f"fill {key} on {f.order_id}: {exc}")
+                continue
+            touched[f.order_id] = None
+        for oid in touched:
+            book, cl = self.order(oid)
+            order = book.get(cl)
+            assert order is not None
+            step.filled.append(order)
+        self.fill_keys.add(key)
+        self.new_fill_keys.add(key)
+
+    def _complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult], step: Step) -> None:
+        done = self.completed.get(batch_id)
+        if done is not None:
+            step.replays += 1
+            step.mints += done
+            return
+        now = self.clock.now_ms()
+        engaged = self.engaged.pop(batch_id, [])
+        order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
+        for r in results:
+            merge_lines(self.lines.setdefault(r.order_id, {}), r.lines)
+        mints: list[MintRequest] = []
+        for oid in order_ids:
+            book, cl = self.order(oid)
+            order = book.get(cl)
+            if order is None:
+                step.errors.append(f"{batch_id}: unknown order {oid}")
+                continue
+            try:
+                if not order.is_terminal:
+                    book.release(cl, order.engaged, now)  # one batch at a time: all it holds is this batch's
+                if not order.is_terminal:
+                    dust = rest_threshold(order, self.order_dust, self.rest_return_ratio, self.unit)
+                    if order.remaining < dust:
+                        book.finish(cl, dust, now)
+            except OrderStateError as exc:
+                step.errors.append(f"{batch_id}: closing {oid}: {exc}")
+                continue
+            if order.is_terminal:
+                step.closed.append(order)
+                if order.mint_pending:
+                    mints.append(self.mint_request(order))
+        self.completed[batch_id] = mints
+        self.new_completed.add(batch_id)
+        step.mints += mints
+
+    def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> Step:
+        """The solver gives up on orders ((order id, reason) pairs): each open order with nothing engaged is closed
+        with the reason and its collateral freed; one that had bought something ends filled and its mint is owed.
+        Idempotent by `key`: a replay owes nothing (the first answer's mints are the caller's already)."""
+        step = Step()
+        if key in self.fill_keys:
+            step.replays += 1
+            return step
+        now = self.clock.now_ms()
+        for oid, reason in rejections:
+            book, cl = self.order(oid)
+            order = book.get(cl)
+            if order is None or order.is_terminal or order.engaged != 0:
+                continue  # closed or planned meanwhile: nothing to give up on
+            book.reject(cl, reason, now)
+            step.closed.append(order)
+            if order.mint_pending:
+                step.mints.append(self.mint_request(order))
+        self.fill_keys.add(key)
+        self.new_fill_keys.add(key)
+        return step
+
+    def minted(self, order_id: str, tx: str) -> tuple[MintInvoice, bool]:
+        """The mint of `order_id` landed in `tx`: the Mint Invoice from the order's lines, and whether it is new.
+        Idempotent by (order, tx): the same tx again returns the stored invoice. Built BEFORE marking: an invoice
+        that cannot be built (it raises) leaves the order unmarked, so a retry fails the same way."""
+        book, cl = self.order(order_id)
+        order = book.get(cl)
+        if order is None:
+            raise KeyError(f"no order {order_id}")
+        if order.minted_tx == tx:
+            stored = self.invoices.get((book.user, cl))
+            if stored is not None:
+                self.touched.clear()
+                return stored, False
+            # marked without an invoice (a state written before this order of steps): build it now
+        elif order.minted_tx is not None or not order.mint_pending:
+            book.mark_minted(cl, tx)  # raises with the reason (minted in another tx, or nothing to mint)
+        invoice = build_invoice(order_id=order.order_id, user=book.user, cl_ord_id=cl, index=order.index,
+                                collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
+                                spent=order.spent, filled_units=order.filled_units,
+                                lines=invoice_lines(self.lines.get(order_id, {})),
+                                token_decimals=self.token_decimals, mint_tx=tx, minted_ms=self.clock.now_ms())
+        book.mark_minted(cl, tx)
+        self.add_invoice(book.user, cl, invoice)
+        return invoice, True
+
+    def mint_pending(self) -> list[MintRequest]:
+        """Orders finished with something filled and not minted yet (reconciliation after a restart)."""
+        return [self.mint_request(o) for b in self.books.values() for o in b.mint_pending()]
+
+    def holdings(self) -> tuple[dict[str, dict[str, Decimal]], dict[str, Decimal]]:
+        """What the orders hold, for the reserves check: per index the units filled, "minted" (the mint landed) and
+        "unminted" (open, or its mint owed), and their exact "cost" in the quote asset; per symbol the quantity the
+        completed batches delivered to them (the invoice lines, exact base units)."""
+        indexes: dict[str, dict[str, Decimal]] = {}
+        for book in self.books.values():
+            for order in book:
+                if order.filled_units or order.cost_exact:
+                    acc = indexes.setdefault(order.index, {"minted": Decimal(0), "unminted": Decimal(0),
+                                                           "cost": Decimal(0)})
+                    acc["minted" if order.minted_tx is not None else "unminted"] += order.filled_units
+                    acc["cost"] += order.cost_exact
+        delivered: dict[str, Decimal] = {}
+        for lines in self.lines.values():
+            for symbol, row in lines.items():
+                delivered[symbol] = delivered.get(symbol, Decimal(0)) + row[1]
+        return indexes, delivered

@@ -1,0 +1,164 @@
+"""The IndexMaker application over core's `ShardBooks`: what an order shard runs, and what tests and benches drive.
+
+Requests are answered as the books decide (validation order, reason codes); core's steps (orders filled or closed)
+become the users' reports here. It is in protocol/ because it speaks AppRequest/AppResponse and UserRef, which core
+may not import. Quotes need an injected `quoter(symbol, amount)` (index units, or None: MARKET_UNAVAILABLE); the
+shards have none, the gateway sends quotes to the solver.
+"""
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Callable, Iterable, Mapping, Sequence
+
+from core.chain_events import CollateralDeposit
+from core.clock import Clock
+from core.deposit_reversal import BookReversal
+from core.index_order import IndexOrder, IndexOrderStatus, user_key
+from core.index_order_book import OrderRejected, UserOrderBook
+from core.shard_books import ShardBooks, Step
+from core.side import Side
+from protocol.envelope import UserRef
+from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
+                                     DepositReversed, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
+                                     OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelRefused,
+                                     QuoteRefused, QuoteResult)
+from protocol.indexmaker_messages import FillStatus
+from protocol.reason_codes import ReasonCode, reason_from_core
+
+Quoter = Callable[[str, Decimal], "Decimal | None"]
+
+_CLOSED_STATUS: dict[IndexOrderStatus, FillStatus] = {
+    IndexOrderStatus.FILLED: "filled", IndexOrderStatus.CANCELLED: "canceled", IndexOrderStatus.REJECTED: "rejected"}
+
+
+class BooksApp:
+    def __init__(self, books: ShardBooks, *, default_chain_id: int, quoter: Quoter | None = None) -> None:
+        """`default_chain_id`: the chain of a user known only by key (the engine's steps name orders, not
+        sessions); a request or a deposit brings the user's own."""
+        self.books = books
+        self.default_chain_id = default_chain_id
+        self.quoter = quoter
+        self.refs: dict[str, UserRef] = {}  # user key -> the UserRef its reports go to
+
+    @property
+    def clock(self) -> Clock:
+        return self.books.clock
+
+    def ref(self, key: str) -> UserRef:
+        return self.refs.get(key) or UserRef(self.default_chain_id, key)
+
+    def book(self, user: UserRef) -> UserOrderBook:
+        key = user_key(user.address)
+        self.refs.setdefault(key, user)
+        return self.books.book(key)
+
+    # --- requests ---------------------------------------------------------------------------------------------------
+
+    async def handle(self, requests: Sequence[AppRequest]) -> list[AppResponse]:
+        return [resp for group in self.handle_each(requests) for resp in group]
+
+    def handle_each(self, requests: Sequence[AppRequest]) -> list[list[AppResponse]]:
+        """The responses of each request apart (a cancel may answer twice), in request order."""
+        out: list[list[AppResponse]] = []
+        for request in requests:
+            self.refs[user_key(request.user.address)] = request.user  # the session's own UserRef, for later reports
+            if isinstance(request, NewOrder):
+                out.append([self._new_order(request)])
+            elif isinstance(request, CancelOrder):
+                out.append(self._cancel(request))
+            elif isinstance(request, NewQuote):
+                out.append(self._quote(request))
+            elif isinstance(request, CancelQuote):
+                out.append([QuoteCancelRefused(request.user, request.client_quote_id, ReasonCode.UNKNOWN_QUOTE,
+                                               "quotes are answered at once; none is pending")])
+            elif isinstance(request, GetInvoice):
+                out.append([self._invoice(request)])
+            else:
+                out.append([])
+        return out
+
+    def _new_order(self, r: NewOrder) -> AppResponse:
+        try:
+            self.books.new_order(user_key(r.user.address), r.client_order_id, r.symbol, r.side, r.amount)
+        except OrderRejected as exc:
+            return OrderRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)
+        return OrderAccepted(r.user, r.client_order_id)
+
+    def _cancel(self, r: CancelOrder) -> list[AppResponse]:
+        book = self.book(r.user)
+        order = book.get(r.client_order_id)
+        if order is None or order.index != r.symbol:
+            # Looked up in this user's book only: another user's ClOrdID is simply unknown here.
+            return [CancelRefused(r.user, r.client_order_id, ReasonCode.UNKNOWN_ORDER,
+                                  f"no order {r.client_order_id!r} on {r.symbol} for this user")]
+        # At least what is left (or no amount): cancel all of it, including what engaged batches leave unspent.
+        amount = None if r.amount is None or r.amount >= order.remaining else r.amount
+        try:
+            order, cancelled = book.cancel(r.client_order_id, amount, self.clock.now_ms())
+        except OrderRejected as exc:
+            return [CancelRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)]
+        out: list[AppResponse] = [CancelDone(r.user, r.client_order_id, cancelled, order.remaining, order.engaged)]
+        if order.is_terminal:
+            out.append(self.progress(r.user, order))
+        return out
+
+    def _quote(self, r: NewQuote) -> list[AppResponse]:
+        if r.side is not Side.BUY:
+            return [QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNSUPPORTED_SIDE, "only buy quotes")]
+        if r.symbol not in self.books.known_indexes:
+            return [QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNKNOWN_INDEX, f"unknown index {r.symbol!r}")]
+        quantity = self.quoter(r.symbol, r.amount) if self.quoter is not None else None
+        if quantity is None:
+            return [QuoteRefused(r.user, r.client_quote_id, ReasonCode.MARKET_UNAVAILABLE, "no prices to quote from")]
+        return [QuoteAccepted(r.user, r.client_quote_id), QuoteResult(r.user, r.client_quote_id, quantity)]
+
+    def _invoice(self, r: GetInvoice) -> AppResponse:
+        invoice = self.books.invoices.get((user_key(r.user.address), r.client_order_id))
+        if invoice is not None:
+            return InvoiceIssued(r.user, invoice, self.clock.now_ms())
+        if self.book(r.user).get(r.client_order_id) is None:
+            return InvoiceRefused(r.user, r.client_order_id, ReasonCode.UNKNOWN_ORDER,
+                                  f"no order {r.client_order_id!r} for this user")
+        return InvoiceRefused(r.user, r.client_order_id, ReasonCode.NOT_MINTED, "the order has not been minted")
+
+    # --- the engine's side: deposits, and core's steps as reports ---------------------------------------------------
+
+    def book_deposits(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> Step:
+        """Confirmed deposits (core.shard_books.ShardBooks.credit); the user's reports go to the deposit's chain
+        until a session of theirs says otherwise."""
+        for d in deposits:
+            self.refs.setdefault(user_key(d.user), UserRef(d.chain_id, d.user))
+        return self.books.credit(deposits, holds)
+
+    @staticmethod
+    def progress(user: UserRef, order: IndexOrder, status: FillStatus | None = None,
+                 code: ReasonCode | None = None, text: str | None = None) -> OrderProgress:
+        """An order's progress report; `status` None: from the order's state (a rejection carries its reason)."""
+        if status is None:
+            status = _CLOSED_STATUS.get(order.status, "in progress")
+        if status == "rejected" and code is None:
+            code, text = ReasonCode.ENGINE_FAILED, order.reject_reason or "the order could not be filled"
+        return OrderProgress(user, order.cl_ord_id, status, order.filled_units, order.spent,
+                             order.remaining + order.engaged, code, text)
+
+    def step_reports(self, step: Step) -> list[AppResponse]:
+        """A step's reports: each fill ("in progress"), then each order it closed."""
+        reports: list[AppResponse] = [self.progress(self.ref(o.user), o, "in progress") for o in step.filled]
+        reports += [self.progress(self.ref(o.user), o) for o in step.closed]
+        return reports
+
+    def reversal_reports(self, done: Iterable[tuple[str, BookReversal]]) -> list[AppResponse]:
+        """Per reversed deposit: a cancel report per order cut (and its close), then the DepositReversed."""
+        now = self.clock.now_ms()
+        reports: list[AppResponse] = []
+        for key, reversal in done:
+            ref = self.ref(key)
+            for order, freed in reversal.cancelled:
+                reports.append(CancelDone(ref, order.cl_ord_id, freed, order.remaining, order.engaged))
+                if order.is_terminal:
+                    reports.append(self.progress(ref, order))
+            reports.append(DepositReversed(ref, reversal.deposit_key, reversal.amount,
+                                           self.books.books[key].ledger.debt,
+                                           tuple(o.cl_ord_id for o, _ in reversal.cancelled),
+                                           ReasonCode.DEPOSIT_REVERSED, now))
+        return reports

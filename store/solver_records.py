@@ -1,0 +1,164 @@
+"""The record kinds of the solver (actors/solver.py): its state blob (the engine's snapshot, the sender cursor, the
+outbox of calls) and the entries of its batch history.
+
+The engine schema pins, field by field, the plain data of core.solver_engine's `snapshot()`; the outbox's payloads
+are core's own types (Engagement, OrderFill, BatchOrderResult, AssetOrder), whose fields are their schema. Version 0
+is what the code wrote before records: JSON with the outbox pickled inside base64.
+"""
+from __future__ import annotations
+
+import base64
+import pickle
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal, Union
+
+from pydantic import Field
+
+from core.batch_planner import AssetOrder, Engagement
+from core.batch_result import BatchOrderResult
+from core.lot_assignment import OrderFill
+from core.side import Side
+from store.records import Record, record_kind, same_data
+from store.shard_records import MintPart, Part
+
+
+class LotPart(Part):
+    """core.lots.Lot as `to_dict()` writes it."""
+
+    lot_id: str
+    symbol: str
+    quantity: int
+    unit: Decimal
+    price: Decimal
+    fee: Decimal
+    timestamp_ms: int
+    consumed: int
+
+
+class BatchPart(Part):
+    """A batch in flight, enough to rebuild it by replaying its rounds of lots."""
+
+    batch_id: str
+    #: [order id, index, units, collateral, index price]
+    engagements: list[tuple[str, str, Decimal, Decimal, Decimal]]
+    #: [client order id, symbol, side, price, quantity, need]
+    asset_orders: list[tuple[str, str, Side, Decimal, Decimal, Decimal]]
+    notional: Decimal
+    open: list[str]
+    rounds: list[list[LotPart]]
+    pending_lots: list[LotPart]
+
+
+class EnginePart(Part):
+    batch_seq: int
+    inventory: dict[str, list[LotPart]]
+    batches: list[BatchPart]
+
+
+# ------------------------------------------------------------------------------------------ the outbox
+class EngageStep(Part):
+    kind: Literal["engage"]
+    key: str  # the batch id
+    by_shard: dict[int, list[Engagement]]
+    with_submit: bool  # the batch's submit is queued right after it and runs at the same time
+
+
+class FillsStep(Part):
+    kind: Literal["fills"]
+    key: str  # batch_id:round
+    by_shard: dict[int, list[OrderFill]]
+
+
+class CompleteStep(Part):
+    kind: Literal["complete"]
+    key: str
+    by_shard: dict[int, list[BatchOrderResult]]
+
+
+class RejectStep(Part):
+    kind: Literal["reject"]
+    key: str
+    by_shard: dict[int, list[tuple[str, str]]]  # (order id, reason)
+
+
+class SubmitStep(Part):
+    kind: Literal["submit"]
+    key: str
+    orders: list[AssetOrder]
+
+
+#: One step of the solver's outbox, told apart by its kind.
+StepPart = Annotated[Union[EngageStep, FillsStep, CompleteStep, RejectStep, SubmitStep], Field(discriminator="kind")]
+
+
+def step_data(action: Any) -> dict[str, Any]:
+    """The plain data of one outbox action (actors.solver._Action: kind, key, by_shard, orders, with_submit) with
+    the fields its kind has."""
+    kind, key = action.kind, action.key
+    if kind == "submit":
+        return {"kind": kind, "key": key, "orders": list(action.orders)}
+    data = {"kind": kind, "key": key, "by_shard": {k: list(v) for k, v in action.by_shard.items()}}
+    return data | {"with_submit": getattr(action, "with_submit", False)} if kind == "engage" else data
+
+
+def _lot_v0(lot: dict[str, Any]) -> dict[str, Any]:
+    return {"timestamp_ms": 0, "consumed": 0} | lot  # a lot written before either had none
+
+
+def _state_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
+    engine = data["engine"]
+    batches = [b | {"rounds": [[_lot_v0(l) for l in r] for r in b["rounds"]],
+                    "pending_lots": [_lot_v0(l) for l in b["pending_lots"]]} for b in engine["batches"]]
+    engine = engine | {"inventory": {s: [_lot_v0(l) for l in lots] for s, lots in engine["inventory"].items()},
+                       "batches": batches}
+    # Reads what older code wrote: the outbox as a pickled list of actors.solver._Action, inside base64. An
+    # engage stored before with_submit existed lacks it: its submit is queued once the shards answer.
+    outbox = [step_data(a) for a in pickle.loads(base64.b64decode(data["outbox"]))]
+    return {"mint_seq": 0, "mints": [], "counts": {}, "errors": []} | data | {"engine": engine, "outbox": outbox}
+
+
+@record_kind
+class SolverState(Record):
+    """The solver's state blob, rewritten whole by every commit."""
+
+    KIND: ClassVar[str] = "solver.state"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: _state_v0_to_v1}
+
+    engine: EnginePart
+    cursor: int  # the last sender seq consumed
+    outbox: list[StepPart]
+    mint_seq: int
+    counts: dict[str, int]
+    errors: list[str]
+    #: Mints owed inside a state written before they had a hash of their own; the load owes them again and the
+    #: current code writes none.
+    mints: list[MintPart] = []
+
+
+class TickPart(Part):
+    """Where a tick's time went (ms from its start), as planned: read by bench/flow.py."""
+
+    woken: float | None
+    fetched: float
+    fetch: dict[str, float]
+    early_reads: dict[str, float]
+    planned: float
+
+
+@record_kind
+class SolverHistoryEntry(Record):
+    """One planned batch in the solver's capped history list (diagnostics, written once when planned)."""
+
+    KIND: ClassVar[str] = "solver.history"
+    VERSION: ClassVar[int] = 1
+    MIGRATIONS = {0: same_data}
+
+    batch_id: str
+    planned_ms: int
+    orders: int
+    asset_orders: list[tuple[str, Decimal, Decimal]]  # [client order id, price, quantity]
+    inventory_used: dict[str, int]
+    scale: Decimal
+    deferred: list[tuple[str, str]]  # [order id, reason], the first 20
+    tick_ms: TickPart

@@ -1,0 +1,67 @@
+"""store/solver_records.py: the solver's state blob as older code wrote it (version 0: JSON with the outbox pickled
+inside base64) loads to the same engine and the same outbox actions; what it writes now holds no pickle."""
+from __future__ import annotations
+
+import base64
+import json
+import pickle
+
+from actors.solver import _action_of
+from core.batch_planner import PlannerLimits
+from core.solver_engine import SolverEngine
+from store.solver_records import SolverHistoryEntry, SolverState, step_data
+from tests.unit.store_examples import ALICE, history_entry, mint_requests, solver_world
+
+
+def _restored(engine: SolverEngine, state: SolverState) -> SolverEngine:
+    fresh = SolverEngine(engine.baskets, engine.filters, PlannerLimits())
+    fresh.restore(state.engine.model_dump(mode="json"))
+    return fresh
+
+
+def test_a_version_0_state_loads_to_the_same_engine_and_outbox() -> None:
+    engine, outbox = solver_world()
+    old = json.dumps({"engine": engine.snapshot(), "cursor": 41,
+                      "outbox": base64.b64encode(pickle.dumps(outbox)).decode(), "mint_seq": 3,
+                      "counts": {"ticks": 9}, "errors": ["e"]})
+    state = SolverState.load(old)
+    assert _restored(engine, state).snapshot() == engine.snapshot()
+    assert [_action_of(s) for s in state.outbox] == outbox
+    assert [s.kind for s in state.outbox] == ["complete", "engage", "submit", "fills", "reject"]
+    assert (state.cursor, state.mint_seq, state.counts, state.errors, state.mints) == (41, 3, {"ticks": 9}, ["e"], [])
+    assert "pickle" not in state.dump() and SolverState.load(state.dump()) == state
+
+
+def test_an_older_version_0_state_gets_the_defaults_its_loader_applied() -> None:
+    """Before the mints had their hash (they were inside), before counts and errors were kept, and with lots
+    written before they had a timestamp and a consumed count."""
+    engine, _ = solver_world()
+    snap = engine.snapshot()
+    for b in snap["batches"]:
+        for lot in [l for r in b["rounds"] for l in r] + b["pending_lots"]:
+            assert lot.pop("consumed") == 0 and lot.pop("timestamp_ms") >= 0
+    old = {"engine": snap, "cursor": 7, "outbox": base64.b64encode(pickle.dumps([])).decode(),
+           "mints": [m.to_dict() for m in mint_requests()]}
+    state = SolverState.load(json.dumps(old))
+    assert (state.cursor, state.mint_seq, state.counts, state.errors, state.outbox) == (7, 0, {}, [], [])
+    assert [m.mint() for m in state.mints] == mint_requests()
+    rounds = [l for b in state.engine.batches for r in b.rounds for l in r]
+    assert rounds and all(l.consumed == 0 and l.timestamp_ms == 0 for l in rounds)
+    restored = _restored(engine, state).snapshot()
+    assert restored["batches"][0]["engagements"] == engine.snapshot()["batches"][0]["engagements"]
+
+
+def test_every_step_kind_round_trips_to_the_same_action() -> None:
+    _, outbox = solver_world()
+    for action in outbox:
+        state = SolverState.model_validate({"engine": {"batch_seq": 0, "inventory": {}, "batches": []}, "cursor": 0,
+                                            "outbox": [step_data(action)], "mint_seq": 0, "counts": {},
+                                            "errors": []})
+        assert [_action_of(s) for s in SolverState.load(state.dump()).outbox] == [action]
+
+
+def test_a_version_0_history_entry_loads_to_the_same_entry() -> None:
+    entry = history_entry()
+    assert SolverHistoryEntry.load(json.dumps(entry)).model_dump(mode="json") == entry
+    assert SolverHistoryEntry.load(SolverHistoryEntry.model_validate(entry).dump()).deferred == [
+        (f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC")]
