@@ -15,12 +15,7 @@ from core.collateral_ledger import CollateralLedger
 from core.collateral_route import CollateralRoute, RouteStage
 from core.route_batch import RouteMember
 from store.ledger_records import LedgerPart, ledger_v0
-from store.records import Record, record_kind, same_data
-
-
-def _bare(field: str):  # noqa: ANN202
-    """The migration of a kind whose version 0 was a bare value (a number, a mapping) now held in `field`."""
-    return lambda data: {field: data}
+from store.records import Record, held_in, record_kind, same_data
 
 
 # ---------------------------------------------------------------------------------------------------- ledgers
@@ -49,7 +44,7 @@ class RoutedNetRecord(Record):
 
     KIND: ClassVar[str] = "router.routed"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _bare("net_by_deposit")}
+    MIGRATIONS = {0: held_in("net_by_deposit")}
 
     net_by_deposit: dict[str, Decimal]
 
@@ -63,7 +58,7 @@ class RouteRecord(Record):
 
     KIND: ClassVar[str] = "router.route"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _bare("route")}
+    MIGRATIONS = {0: held_in("route")}
 
     route: CollateralRoute
 
@@ -152,7 +147,7 @@ class NextNonceRecord(Record):
 
     KIND: ClassVar[str] = "tx.next_nonce"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _bare("next_nonce")}
+    MIGRATIONS = {0: held_in("next_nonce")}
 
     next_nonce: int
 
@@ -163,6 +158,6 @@ class BlockCursorRecord(Record):
 
     KIND: ClassVar[str] = "chain.block_cursor"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _bare("next_block")}
+    MIGRATIONS = {0: held_in("next_block")}
 
     next_block: int

@@ -108,6 +108,12 @@ def load_record(cls: type[R], raw: bytes | str | Mapping[str, Any]) -> R:
         raise RecordError(f"{cls.KIND} record (version {version}) does not fit its schema: {exc}") from exc
 
 
+def held_in(field: str) -> Migration:
+    """The migration of a kind whose version 0 was a bare value (a list, a number, a mapping) that its first
+    version holds in `field`."""
+    return lambda data: {field: data}
+
+
 def same_data(data: dict[str, Any]) -> dict[str, Any]:
     """The migration of a kind whose first version keeps the layout stored before records (version 0)."""
     return data

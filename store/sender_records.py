@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Sequence
 from core.asset_order import AssetOrder
 from core.circuit_breaker import ACCOUNT
 from core.sender_messages import Execution, OrderDone, SenderFill, SubmitResult
-from store.records import Part, Record, RecordError, record_kind
+from store.records import Part, Record, RecordError, held_in, record_kind
 
 
 def _order_v0(data: dict[str, Any]) -> dict[str, Any]:
@@ -44,7 +44,7 @@ class SenderBatchRecord(Record):
 
     KIND: ClassVar[str] = "sender.batch"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: lambda data: {"results": data}}  # version 0 stored the bare list
+    MIGRATIONS = {0: held_in("results")}  # version 0 stored the bare list
 
     results: list[SubmitResult]
 

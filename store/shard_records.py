@@ -23,7 +23,7 @@ from core.side import Side
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
 from store.ledger_records import LedgerPart, ledger_v0
-from store.records import Part, Record, record_kind
+from store.records import Part, Record, held_in, record_kind
 
 
 # ------------------------------------------------------------------------------------------ a user's book
@@ -161,7 +161,7 @@ class ShardCompleted(Record):
 
     KIND: ClassVar[str] = "shard.completed"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: lambda data: {"mints": data}}  # version 0 was the bare list
+    MIGRATIONS = {0: held_in("mints")}  # version 0 was the bare list
 
     mints: list[MintPart]
 
@@ -179,7 +179,7 @@ class ShardInvoice(Record):
 
     KIND: ClassVar[str] = "shard.invoice"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: lambda data: {"invoice": data}}  # version 0 was the bare MintInvoice
+    MIGRATIONS = {0: held_in("invoice")}  # version 0 was the bare MintInvoice
 
     invoice: MintInvoice
 
