@@ -31,7 +31,6 @@ all; whoever needs durability before acting awaits the commit that includes its 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import logging
 from dataclasses import dataclass, field
@@ -56,14 +55,14 @@ from core.money import ZERO
 from core.rate_limits import RateLimiter, rate_limits_from_exchange_info
 from core.send_queue import SendQueue
 from core.send_resolution import NotFoundVerdict, on_not_found
-from core.sender_messages import SubmitResult, execution_from_dict, execution_to_dict
-from core.side import Side
+from core.sender_messages import SubmitResult
 from core.symbol_filters import parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, ExchangeTrade
 from protocol.gc_tuning import tune_gc_once
 from store.retry import STORE_AWAY, RetryPolicy
 from store.handoff import execute
+from store.sender_records import SenderBatchRecord, SenderExecutionRecord, SenderOrderRecord, SenderStateRecord
 from store.streams import sender_executions
 
 log = logging.getLogger(__name__)
@@ -137,19 +136,6 @@ def update_from(eo: ExchangeOrder) -> OrderUpdate:
 
 def exchange_fill(f: ExchangeTrade) -> ExchangeFill:
     return ExchangeFill(f.trade_id, f.price, f.qty, f.commission, f.commission_asset, f.time, bool(f.is_maker))
-
-
-def _result_to_dict(r: SubmitResult) -> dict[str, Any]:
-    return {"symbol": r.symbol, "side": r.side.value, "accepted": r.accepted, "client_order_id": r.client_order_id,
-            "quantity": None if r.quantity is None else str(r.quantity),
-            "price": None if r.price is None else str(r.price), "status": r.status, "reason": r.reason,
-            "filter": r.filter}
-
-
-def _result_from_dict(d: dict[str, Any]) -> SubmitResult:
-    return SubmitResult(d["symbol"], Side(d["side"]), d["accepted"], d["client_order_id"],
-                        None if d["quantity"] is None else Decimal(d["quantity"]),
-                        None if d["price"] is None else Decimal(d["price"]), d["status"], d["reason"], d["filter"])
 
 
 def _commit_failed(e: BaseException) -> None:
@@ -229,25 +215,25 @@ class OrderSender:
         orders, batches, log_rows, streamed, raw_state = self.o.retry.call_sync(
             read, lambda e: log.warning("sender: cannot read the state (%s); retrying", e))
         for cid, raw in orders.items():
-            d = json.loads(raw)
-            self._orders[cid.decode()] = AssetOrder.from_dict(d["order"])
-            if d.get("replaced_by"):
-                self._replaced_by[cid.decode()] = d["replaced_by"]
+            stored = SenderOrderRecord.load(raw)
+            self._orders[cid.decode()] = stored.order
+            if stored.replaced_by:
+                self._replaced_by[cid.decode()] = stored.replaced_by
         for batch_id, raw in batches.items():
-            self._batches[batch_id.decode()] = [_result_from_dict(x) for x in json.loads(raw)]
-        state = json.loads(raw_state or b"{}")
+            self._batches[batch_id.decode()] = SenderBatchRecord.load(raw).results
+        state = SenderStateRecord.load(raw_state or b"{}")  # none yet: the defaults
         # A log kept as a hash (seq -> entry) by older code: its entries go to the hand-off at the next commit.
         legacy = sorted((int(k), v) for k, v in log_rows.items())
-        last = max([int(state.get("log_seq", 0)), legacy[-1][0] if legacy else 0]
+        last = max([state.log_seq, legacy[-1][0] if legacy else 0]
                    + [int(streamed[0][0].split(b"-")[0]) for _ in streamed[:1]])
         self._log = FillLog.of_orders(last, self._orders, self._replaced_by)
         self._persisted_seq = last
-        self._legacy_log = [execution_from_dict(json.loads(v)) for _, v in legacy]
-        self._breaker.load(state.get("breaker"))  # absent in state written before the breaker existed: none open
+        self._legacy_log = [SenderExecutionRecord.load(v).entry for _, v in legacy]
+        self._breaker.load(state.breaker.model_dump())
 
     def _order_record(self, cid: str) -> str:
-        return json.dumps({"order": self._orders[cid].to_dict(), "replaced_by": self._replaced_by.get(cid),
-                           "sent_at": self._sent_at.get(cid)})
+        return SenderOrderRecord(order=self._orders[cid], replaced_by=self._replaced_by.get(cid),
+                                 sent_at=self._sent_at.get(cid)).dump()
 
     def _touch(self, cids: Iterable[str] = ()) -> None:
         self._dirty.update(cids)
@@ -274,17 +260,17 @@ class OrderSender:
                     p.hset(self._keys["orders"], mapping={cid: self._order_record(cid) for cid in dirty})
                 if batches:
                     p.hset(self._keys["batches"], mapping={
-                        b: json.dumps([_result_to_dict(r) for r in self._batches[b]]) for b in batches})
+                        b: SenderBatchRecord.of(self._batches[b]).dump() for b in batches})
                 if legacy:  # into the hand-off (the consumer skips what its cursor already has), then gone
                     for e in legacy:
-                        self._executions.append(p, e.seq, json.dumps(execution_to_dict(e)))
+                        self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
                     p.delete(self._keys["log"])
                 for e in entries:
-                    self._executions.append(p, e.seq, json.dumps(execution_to_dict(e)))
+                    self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
                 if state_dirty or entries:
-                    p.set(self._keys["state"], json.dumps({"log_seq": self._log.last_seq if not entries
-                                                           else entries[-1].seq,
-                                                           "breaker": self._breaker.to_dict()}))
+                    p.set(self._keys["state"], SenderStateRecord.model_validate({
+                        "log_seq": self._log.last_seq if not entries else entries[-1].seq,
+                        "breaker": self._breaker.to_dict()}).dump())
                 await execute(p)  # an append an earlier, lost-answer attempt made is not an error
             except BaseException:
                 self._dirty |= dirty

@@ -44,7 +44,7 @@ from core.index_quote import quote_index
 from core.late_reject import StuckOrders
 from core.reserves import assigned_in, lots_cost, lots_held
 from core.money import ZERO
-from core.sender_messages import Execution, OrderDone, SenderFill, execution_from_dict
+from core.sender_messages import Execution, OrderDone, SenderFill
 from core.shard_assignment import shard_name, shard_of
 from core.side import Side
 from core.stale_books import is_stale_reason, symbols_of
@@ -55,6 +55,7 @@ from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, Quote
 from protocol.reason_codes import ReasonCode
 from store.handoff import read as read_handoff
 from store.retry import RetryPolicy, peer_away
+from store.sender_records import SenderExecutionRecord
 from store.solver_records import SolverHistoryEntry, SolverState, StepPart, step_data
 from store.streams import sender_executions
 
@@ -747,7 +748,7 @@ class Solver:
     async def _read_after(self, seq: int, block_ms: int) -> list[Execution]:
         got = await read_handoff(self._reader_redis, {self._executions: seq}, count=self.o.executions_batch,
                                  block_ms=block_ms)
-        return [execution_from_dict(json.loads(payload)) for _, payload in got.get(self._executions, ())]
+        return [SenderExecutionRecord.load(payload).entry for _, payload in got.get(self._executions, ())]
 
     def _batch_still_open(self, entries: Sequence[Execution]) -> bool:
         """True if a batch these executions belong to still has exchange orders without their completion here
@@ -855,7 +856,7 @@ class Solver:
             base = {s: f.base_asset for s, f in e.filters.items()}
             stock = [lot for lots in e.inventory.values() for lot in lots]
             moving = [lot for b in e.batches.values() for lot in (*b.pending_lots, *b.allocation.leftovers())]
-            unconsumed = [execution_from_dict(json.loads(p))
+            unconsumed = [SenderExecutionRecord.load(p).entry
                           for _, p in await self._executions.since(self._redis, self._cursor)]
             return {"cursor": self._cursor, "unconsumed": unconsumed, "base_assets": base,
                     "quote_asset": e.quote_asset,

@@ -7,7 +7,6 @@ are charged (idempotent per fee id)."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -23,6 +22,7 @@ from core.collateral_route import CollateralRoute, RouteStage
 from core.config import Settings
 from core.route_batch import BatchPolicy, RouteMember, take_batch
 from core.route_hold import RouteHoldPolicy
+from store.chain_records import PendingDepositRecord, ReversalRecord, RouteRecord, StrandedReversalRecord
 
 log = logging.getLogger(__name__)
 
@@ -70,11 +70,11 @@ class CollateralRouter:
 
     async def route(self, route_id: str) -> CollateralRoute | None:
         raw = await self.redis.hget(self._k("routes"), route_id)
-        return CollateralRoute.from_dict(json.loads(raw)) if raw is not None else None
+        return RouteRecord.load(raw).route if raw is not None else None
 
     async def routes(self) -> list[CollateralRoute]:
         raw = await self.redis.hgetall(self._k("routes"))
-        return sorted((CollateralRoute.from_dict(json.loads(v)) for v in raw.values()), key=lambda r: r.created_ms)
+        return sorted((RouteRecord.load(v).route for v in raw.values()), key=lambda r: r.created_ms)
 
     async def active_routes(self) -> list[CollateralRoute]:
         ids = sorted(i.decode() for i in await self.redis.smembers(self._k("active")))
@@ -83,7 +83,7 @@ class CollateralRouter:
 
     async def pending(self) -> list[RouteMember]:
         raw = await self.redis.hgetall(self._k("pending"))
-        return sorted((RouteMember.from_dict(json.loads(v)) for v in raw.values()),
+        return sorted((PendingDepositRecord.load(v).member for v in raw.values()),
                       key=lambda m: (m.seen_ms, m.deposit_key))
 
     async def route_of(self, deposit_key: str) -> str | None:
@@ -123,7 +123,7 @@ class CollateralRouter:
             for d in fresh:
                 member = RouteMember(d.key, d.user, d.amount, now)
                 pipe.hset(self._k("deposits"), d.key, "pending")
-                pipe.hset(self._k("pending"), d.key, json.dumps({**member.to_dict(), "chain_id": d.chain_id}))
+                pipe.hset(self._k("pending"), d.key, PendingDepositRecord(member=member, chain_id=d.chain_id).dump())
             await pipe.execute()
             return fresh
 
@@ -144,8 +144,8 @@ class CollateralRouter:
             touched_routes: dict[str, CollateralRoute] = {}
             for key in dict.fromkeys(deposit_keys):
                 if recorded[key] is not None:  # a replay: tell the sink again
-                    data = json.loads(recorded[key])
-                    out.append(DepositReversal(key, data["user"], Decimal(data["amount"]), data["routed"]))
+                    done = ReversalRecord.load(recorded[key])
+                    out.append(DepositReversal(key, done.user, done.amount, done.routed))
                     continue
                 where = known[key].decode() if known[key] is not None else None
                 if where is None:
@@ -154,12 +154,12 @@ class CollateralRouter:
                     raw = await self.redis.hget(self._k("pending"), key)
                     if raw is None:
                         continue
-                    member = RouteMember.from_dict(json.loads(raw))
+                    member = PendingDepositRecord.load(raw).member
                     pipe = self.redis.pipeline(transaction=True)
                     pipe.hdel(self._k("pending"), key)
                     pipe.hset(self._k("deposits"), key, "reversed")
-                    pipe.hset(self._k("reversed"), key, json.dumps(
-                        {"user": member.user, "amount": str(member.amount), "routed": False, "route": None}))
+                    pipe.hset(self._k("reversed"), key, ReversalRecord(
+                        user=member.user, amount=member.amount, routed=False, route=None, stage=None).dump())
                     await pipe.execute()
                     out.append(DepositReversal(key, member.user, member.amount, False))
                     continue
@@ -173,12 +173,13 @@ class CollateralRouter:
                 # The money left custody with the route's first transaction: the bridge (from Arbitrum) or the
                 # transfer to the exchange (a route that started on Base).
                 routed = route.bridge is not None or route.transfer is not None
-                record = {"user": member.user, "amount": str(member.amount), "route": route.route_id,
-                          "stage": route.stage.value}
                 pipe = self.redis.pipeline(transaction=True)  # both records or neither: a replay trusts the first
-                pipe.hset(self._k("reversed"), key, json.dumps({**record, "routed": routed}))
+                pipe.hset(self._k("reversed"), key, ReversalRecord(
+                    user=member.user, amount=member.amount, routed=routed, route=route.route_id,
+                    stage=route.stage).dump())
                 if routed:
-                    pipe.hset(self._k("reversed_after_routing"), key, json.dumps(record))
+                    pipe.hset(self._k("reversed_after_routing"), key, StrandedReversalRecord(
+                        user=member.user, amount=member.amount, route=route.route_id, stage=route.stage).dump())
                 await pipe.execute()
                 if routed:  # the operator's to recover: /health and status name it
                     log.warning("deposit %s (%s USDC of %s) reversed by a reorg after its money left custody in %s: "
@@ -208,7 +209,7 @@ class CollateralRouter:
     async def reversed_after_routing(self) -> dict[str, dict[str, Any]]:
         """Reversed deposits whose money had already left custody: the operator must recover it."""
         raw = await self.redis.hgetall(self._k("reversed_after_routing"))
-        return {k.decode(): json.loads(v) for k, v in raw.items()}
+        return {k.decode(): StrandedReversalRecord.load(v).model_dump(mode="json") for k, v in raw.items()}
 
     # --- the loop body ----------------------------------------------------------------------------------------------
 
@@ -239,8 +240,8 @@ class CollateralRouter:
         raw = await self.redis.hgetall(self._k("pending"))
         by_chain: dict[int, list[RouteMember]] = {}
         for v in raw.values():
-            data = json.loads(v)
-            by_chain.setdefault(int(data["chain_id"]), []).append(RouteMember.from_dict(data))
+            waiting = PendingDepositRecord.load(v)
+            by_chain.setdefault(waiting.chain_id, []).append(waiting.member)
         now = self.clock.now_ms()
         for chain_id, members in sorted(by_chain.items()):
             while True:
@@ -254,7 +255,7 @@ class CollateralRouter:
                                              destination_chain_id=self.config.destination_chain_id,
                                              unit=self.config.unit, now_ms=now)
                 pipe = self.redis.pipeline(transaction=True)
-                pipe.hset(self._k("routes"), route.route_id, json.dumps(route.to_dict()))
+                pipe.hset(self._k("routes"), route.route_id, RouteRecord(route=route).dump())
                 pipe.sadd(self._k("active"), route.route_id)
                 pipe.hdel(self._k("pending"), *taken)
                 for key in taken:
@@ -262,7 +263,7 @@ class CollateralRouter:
                 await pipe.execute()
 
     async def _save(self, route: CollateralRoute) -> None:
-        await self.redis.hset(self._k("routes"), route.route_id, json.dumps(route.to_dict()))
+        await self.redis.hset(self._k("routes"), route.route_id, RouteRecord(route=route).dump())
 
     async def _charge(self, route: CollateralRoute) -> None:
         due = route.uncharged()

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 
+from store.chain_records import BlockCursorRecord
+
 
 @dataclass(slots=True)
 class CursorState:
@@ -33,7 +35,7 @@ class LogCursorStore:
         pipe.hgetall(self._k("seen"))
         nxt, hashes, seen = await pipe.execute()
         return CursorState(
-            next_block=int(nxt) if nxt is not None else start_block,
+            next_block=BlockCursorRecord.load(nxt).next_block if nxt is not None else start_block,
             hashes={int(k): v.decode() for k, v in hashes.items()},
             seen={k.decode(): int(v) for k, v in seen.items()},
         )
@@ -42,7 +44,7 @@ class LogCursorStore:
                    new_hashes: dict[int, str], new_seen: dict[str, int]) -> None:
         """One atomic step: the cursor never moves without its hashes and seen keys (and vice versa)."""
         pipe = self.redis.pipeline(transaction=True)
-        pipe.set(self._k("next"), state.next_block)
+        pipe.set(self._k("next"), BlockCursorRecord(next_block=state.next_block).dump())
         if dropped_blocks:
             pipe.hdel(self._k("hashes"), *dropped_blocks)
         if dropped_keys:

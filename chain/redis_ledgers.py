@@ -7,7 +7,6 @@ its id) and writes them back in one MULTI. Single writer (the router).
 """
 from __future__ import annotations
 
-import json
 from decimal import Decimal
 from typing import Mapping, Sequence
 
@@ -16,6 +15,7 @@ from redis.asyncio import Redis
 from core.chain_events import CollateralDeposit, DepositReversal
 from core.collateral_ledger import USDC_UNIT, CollateralLedger
 from core.collateral_route import FeeCharge
+from store.chain_records import RoutedNetRecord, RouterLedgerRecord
 
 
 class RedisLedgers:
@@ -28,17 +28,19 @@ class RedisLedgers:
         return f"{self.namespace}:{what}"
 
     async def ledger(self, user: str) -> CollateralLedger:
-        raw = await self.redis.hget(self._k("users"), user.lower())
-        return CollateralLedger.from_dict(json.loads(raw)) if raw is not None else CollateralLedger(self.unit)
+        return self._ledger(await self.redis.hget(self._k("users"), user.lower()))
+
+    def _ledger(self, raw: bytes | None) -> CollateralLedger:
+        return RouterLedgerRecord.load(raw).collateral_ledger() if raw is not None else CollateralLedger(self.unit)
 
     async def _apply(self, users: set[str], fn) -> None:  # noqa: ANN001
         ordered = sorted(users)
         raws = await self.redis.hmget(self._k("users"), ordered) if ordered else []
-        ledgers = {u: CollateralLedger.from_dict(json.loads(r)) if r is not None else CollateralLedger(self.unit)
-                   for u, r in zip(ordered, raws)}
+        ledgers = {u: self._ledger(r) for u, r in zip(ordered, raws)}
         fn(ledgers)
         if ledgers:
-            await self.redis.hset(self._k("users"), mapping={u: json.dumps(l.to_dict()) for u, l in ledgers.items()})
+            await self.redis.hset(self._k("users"),
+                                  mapping={u: RouterLedgerRecord.of(l).dump() for u, l in ledgers.items()})
 
     async def credit(self, deposits: Sequence[CollateralDeposit], holds: Mapping[str, Decimal]) -> None:
         def go(ledgers: dict[str, CollateralLedger]) -> None:
@@ -58,7 +60,7 @@ class RedisLedgers:
                 ledgers[user.lower()].release_hold(key)
         await self._apply({u.lower() for u in users.values()}, go)
         await self.redis.hset(self._k("routed"), route_id,
-                              json.dumps({k: str(v) for k, v in net_by_deposit.items()}))
+                              RoutedNetRecord(net_by_deposit=dict(net_by_deposit)).dump())
 
     async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
         def go(ledgers: dict[str, CollateralLedger]) -> None:

@@ -7,7 +7,6 @@ recorded nonce stays a gap."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from redis.asyncio import Redis
 from web3 import AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
+from store.chain_records import NextNonceRecord, TxIntentRecord
 from store.retry import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class TxSender:
 
     async def intent(self, key: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(self._k("intents"), key)
-        return json.loads(raw) if raw is not None else None
+        return TxIntentRecord.load(raw).model_dump(mode="json") if raw is not None else None
 
     async def pending_keys(self) -> list[str]:
         return [k.decode() for k in await self.redis.zrange(self._k("pending"), 0, -1)]
@@ -115,13 +115,14 @@ class TxSender:
         return await self._see_through(intent, sent_now=intent.get("_fresh", False))
 
     async def _record(self, key: str, call: Any, tx: dict[str, Any] | None, meta: dict[str, Any]) -> dict[str, Any]:
-        stored = await self.redis.get(self._k("next_nonce"))
+        raw = await self.redis.get(self._k("next_nonce"))
+        stored = NextNonceRecord.load(raw).next_nonce if raw is not None else None
         chain_nonce = await self.w3.eth.get_transaction_count(self.account.address, "pending")
-        if stored is not None and int(stored) > chain_nonce:
+        if stored is not None and stored > chain_nonce:
             # Recorded nonces the chain does not have (a crash before the broadcast, a reorg that dropped a mined
             # one): they go out again first, or ours would wait behind the gap forever.
-            await self._fill_gap(chain_nonce, int(stored))
-        nonce = max(int(stored) if stored is not None else 0, chain_nonce)
+            await self._fill_gap(chain_nonce, stored)
+        nonce = max(stored if stored is not None else 0, chain_nonce)
         base = {"from": self.account.address, "chainId": self.chain_id, "nonce": nonce}
         if call is not None:
             fields = await call.build_transaction(base)
@@ -139,8 +140,8 @@ class TxSender:
         intent = {"key": key, "nonce": nonce, "tx_hash": signed.hash.to_0x_hex(),
                   "raw": signed.raw_transaction.to_0x_hex(), "state": "signed", "meta": meta}
         pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self._k("intents"), key, json.dumps(intent))
-        pipe.set(self._k("next_nonce"), nonce + 1)
+        pipe.hset(self._k("intents"), key, TxIntentRecord.of(intent).dump())
+        pipe.set(self._k("next_nonce"), NextNonceRecord(next_nonce=nonce + 1).dump())
         pipe.zadd(self._k("pending"), {key: nonce})
         pipe.hset(self._k("by_nonce"), nonce, key)
         await pipe.execute()
@@ -204,8 +205,7 @@ class TxSender:
                     deadline = time.monotonic() + pacer.next_delay()
                 if intent.get("state") == "signed":
                     intent = {**intent, "state": "sent"}
-                    await self.redis.hset(self._k("intents"), intent["key"],
-                                          json.dumps({k: v for k, v in intent.items() if not k.startswith("_")}))
+                    await self.redis.hset(self._k("intents"), intent["key"], TxIntentRecord.of(intent).dump())
             await asyncio.sleep(self.poll_s)  # receipt polling interval (no push from an HTTP node)
             receipt = await self._receipt(intent["tx_hash"])
         if self.confirmations:
@@ -217,7 +217,7 @@ class TxSender:
             done = {k: v for k, v in intent.items() if not k.startswith("_")}
             done.update(state="mined", block=receipt["blockNumber"], status=receipt["status"])
             pipe = self.redis.pipeline(transaction=True)
-            pipe.hset(self._k("intents"), intent["key"], json.dumps(done))
+            pipe.hset(self._k("intents"), intent["key"], TxIntentRecord.of(done).dump())
             pipe.zrem(self._k("pending"), intent["key"])
             await pipe.execute()
         return TxResult(key=intent["key"], tx_hash=intent["tx_hash"], nonce=intent["nonce"],

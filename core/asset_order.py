@@ -9,9 +9,9 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import Enum
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable
 
-from core.money import ZERO, D
+from core.money import ZERO
 from core.side import Side
 
 #: Binance's rule for newClientOrderId.
@@ -157,28 +157,11 @@ class AssetOrder:
             "fills": [_fill_to_dict(f) for f in self.fills.values()],
         }
 
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> "AssetOrder":
-        order = cls(
-            d["client_order_id"], d["batch_id"], d["symbol"], Side(d["side"]), d["order_type"], D(d["quantity"]),
-            None if d["price"] is None else D(d["price"]), d["time_in_force"], AssetOrderStatus(d["status"]),
-            d["exchange_order_id"], D(d["executed_qty"]), {}, d.get("reason", ""),
-        )
-        for f in d["fills"]:
-            fill = _fill_from_dict(f)
-            order.fills[fill.trade_id] = fill
-        return order
-
 
 def _fill_to_dict(f: ExchangeFill) -> dict[str, Any]:
     return {"trade_id": f.trade_id, "price": str(f.price), "quantity": str(f.quantity),
             "commission": str(f.commission), "commission_asset": f.commission_asset, "time_ms": f.time_ms,
             "is_maker": f.is_maker}
-
-
-def _fill_from_dict(d: Mapping[str, Any]) -> ExchangeFill:
-    return ExchangeFill(int(d["trade_id"]), D(d["price"]), D(d["quantity"]), D(d["commission"]),
-                        d["commission_asset"], int(d["time_ms"]), bool(d["is_maker"]))
 
 
 def fills_total(fills: Iterable[ExchangeFill]) -> tuple[Decimal, Decimal]:

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Mapping, Union
+from typing import Union
 
 from core.asset_order import AssetOrder, ExchangeFill
-from core.money import D
 from core.side import Side
 
 
@@ -74,26 +73,3 @@ def sender_fill(seq: int, order: AssetOrder, fill: ExchangeFill) -> SenderFill:
 def order_done(seq: int, order: AssetOrder) -> OrderDone:
     return OrderDone(seq, order.batch_id, order.client_order_id, order.symbol, order.side, order.status.value,
                      order.executed_qty, order.reason)
-
-
-def execution_to_dict(e: Execution) -> dict[str, Any]:
-    if isinstance(e, SenderFill):
-        f = e.fill
-        return {"kind": "fill", "seq": e.seq, "batch_id": e.batch_id, "client_order_id": e.client_order_id,
-                "symbol": e.symbol, "side": e.side.value, "trade_id": f.trade_id, "price": str(f.price),
-                "quantity": str(f.quantity), "commission": str(f.commission),
-                "commission_asset": f.commission_asset, "time_ms": f.time_ms, "is_maker": f.is_maker}
-    return {"kind": "done", "seq": e.seq, "batch_id": e.batch_id, "client_order_id": e.client_order_id,
-            "symbol": e.symbol, "side": e.side.value, "status": e.status, "executed_qty": str(e.executed_qty),
-            "reason": e.reason}
-
-
-def execution_from_dict(d: Mapping[str, Any]) -> Execution:
-    if d["kind"] == "fill":
-        return SenderFill(int(d["seq"]), d["batch_id"], d["client_order_id"], d["symbol"], Side(d["side"]),
-                          ExchangeFill(int(d["trade_id"]), D(d["price"]), D(d["quantity"]), D(d["commission"]),
-                                       d["commission_asset"], int(d["time_ms"]), bool(d["is_maker"])))
-    if d["kind"] == "done":
-        return OrderDone(int(d["seq"]), d["batch_id"], d["client_order_id"], d["symbol"], Side(d["side"]),
-                         d["status"], D(d["executed_qty"]), d.get("reason", ""))
-    raise ValueError(f"unknown execution kind {d['kind']!r}")

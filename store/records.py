@@ -42,6 +42,13 @@ class Record(BaseModel):
         return load_record(cls, raw)
 
 
+class Part(BaseModel):
+    """A nested part of a record: strict about its fields like the record itself, with no version of its own (it
+    changes with the record that holds it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
 _KINDS: dict[str, type[Record]] = {}
 
 
@@ -99,6 +106,12 @@ def load_record(cls: type[R], raw: bytes | str | Mapping[str, Any]) -> R:
         return cls.model_validate(data)
     except ValidationError as exc:
         raise RecordError(f"{cls.KIND} record (version {version}) does not fit its schema: {exc}") from exc
+
+
+def held_in(field: str) -> Migration:
+    """The migration of a kind whose version 0 was a bare value (a list, a number, a mapping) that its first
+    version holds in `field`."""
+    return lambda data: {field: data}
 
 
 def same_data(data: dict[str, Any]) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import typing
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Mapping, Union
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, Field, create_model
 
 from core.index_order import IndexOrderStatus
 from core.index_order_book import UserOrderBook
@@ -22,32 +22,11 @@ from core.mint_request import MintRequest
 from core.side import Side
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
-from store.records import Record, record_kind
-
-
-class Part(BaseModel):
-    """A nested part of a record: strict about its fields like the record itself."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from store.ledger_records import LedgerPart, ledger_v0
+from store.records import Part, Record, held_in, record_kind
 
 
 # ------------------------------------------------------------------------------------------ a user's book
-class LedgerPart(Part):
-    unit: Decimal
-    available: Decimal
-    held: Decimal
-    reserved: Decimal
-    spent: Decimal
-    fees_charged: Decimal
-    credited: Decimal
-    debt: Decimal
-    reservations: dict[str, Decimal]
-    deposits: dict[str, Decimal]
-    fees: dict[str, Decimal]
-    holds: dict[str, Decimal]
-    reversed: dict[str, Decimal]
-
-
 class OrderPart(Part):
     order_id: str
     user: str
@@ -82,13 +61,6 @@ class BookPart(Part):
 
 #: An order's accumulated invoice line for one asset: [base units, quantity, value, fee, lot ids].
 LinePart = tuple[int, Decimal, Decimal, Decimal, list[str]]
-
-
-def ledger_v0(ledger: dict[str, Any]) -> dict[str, Any]:
-    """A ledger (core CollateralLedger.to_dict) written before routing holds and reorgs lacks held, debt, holds and
-    reversed: they were zero. Every kind that stores a ledger fills them in its migration from version 0."""
-    filled = {k: ledger.get(k, "0") for k in ("held", "debt")} | {k: ledger.get(k, {}) for k in ("holds", "reversed")}
-    return ledger | filled
 
 
 def _user_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -188,7 +160,7 @@ class ShardCompleted(Record):
 
     KIND: ClassVar[str] = "shard.completed"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: lambda data: {"mints": data}}  # version 0 was the bare list
+    MIGRATIONS = {0: held_in("mints")}  # version 0 was the bare list
 
     mints: list[MintPart]
 
@@ -206,7 +178,7 @@ class ShardInvoice(Record):
 
     KIND: ClassVar[str] = "shard.invoice"
     VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: lambda data: {"invoice": data}}  # version 0 was the bare MintInvoice
+    MIGRATIONS = {0: held_in("invoice")}  # version 0 was the bare MintInvoice
 
     invoice: MintInvoice
 

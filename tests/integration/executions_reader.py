@@ -2,12 +2,12 @@
 Nothing acknowledges here, so the stream keeps every entry the sender committed."""
 from __future__ import annotations
 
-import json
 import time
 
 import redis
 
-from core.sender_messages import Execution, execution_from_dict
+from core.sender_messages import Execution
+from store.sender_records import SenderExecutionRecord
 from store.streams import sender_executions
 
 
@@ -17,7 +17,7 @@ class ExecutionsReader:
         self._key = sender_executions(account).key
 
     def entries(self) -> list[Execution]:
-        return [execution_from_dict(json.loads(fields[b"r"])) for _, fields in self._redis.xrange(self._key)]
+        return [SenderExecutionRecord.load(fields[b"r"]).entry for _, fields in self._redis.xrange(self._key)]
 
     def dump(self) -> dict:
         return {"entries": self.entries(), "conflicts": 0}

@@ -8,6 +8,7 @@ from decimal import Decimal
 from actors.order_sender import OrderSender, SenderOptions
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate
 from core.side import Side
+from store.sender_records import SenderExecutionRecord, SenderStateRecord
 
 
 def test_an_update_that_changes_nothing_schedules_no_write(redis_server):
@@ -64,10 +65,12 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
         await sender._redis.aclose()  # noqa: SLF001
 
     asyncio.run(commit_and_close())
-    stored = json.loads(client.get("sender:old:state"))
-    assert stored["breaker"]["open"][0]["key"] == "BTCUSDC" and stored["log_seq"] == 2
-    moved = [json.loads(fields[b"r"]) for _, fields in client.xrange("sender:old:executions")]
-    assert [e["client_order_id"] for e in moved] == ["b0.ETHUSDC.0", "b0.BTCUSDC.0"] and not client.exists(
+    raw = client.get("sender:old:state")
+    assert json.loads(raw)["schema"] == "sender.state"  # written back as a versioned record
+    stored = SenderStateRecord.load(raw)
+    assert stored.breaker.open[0].key == "BTCUSDC" and stored.log_seq == 2
+    moved = [SenderExecutionRecord.load(fields[b"r"]).entry for _, fields in client.xrange("sender:old:executions")]
+    assert [e.client_order_id for e in moved] == ["b0.ETHUSDC.0", "b0.BTCUSDC.0"] and not client.exists(
         "sender:old:log")
     again = cls(options)
     assert again._breaker.open == [trip] and again._log.last_seq == 2  # noqa: SLF001

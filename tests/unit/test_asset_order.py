@@ -12,6 +12,7 @@ from core.asset_order import (
     AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, client_order_id, status_from_exchange,
 )
 from core.side import Side
+from store.sender_records import SenderOrderRecord
 
 S = AssetOrderStatus
 
@@ -72,8 +73,8 @@ def test_unknown_send_resolution_and_snapshot_round_trip():
     p = order()
     p.mark_sent()
     p.apply(OrderUpdate(p.client_order_id, S.PARTIALLY_FILLED, Decimal("0.2"), 5, (fill(4, "0.2"),)))
-    q = AssetOrder.from_dict(p.to_dict())
-    assert q == p
+    q = SenderOrderRecord.load(SenderOrderRecord(order=p, replaced_by=None, sent_at=None).dump()).order
+    assert q == p and q is not p
     with pytest.raises(ValueError):
         q.resolve_not_found()  # the exchange knew it: never resend
     with pytest.raises(ValueError):

@@ -82,7 +82,7 @@ def test_a_version_0_meta_loads_with_no_reversals_and_its_records_inside() -> No
     assert meta.reversals == [] and meta.fill_keys == ["b6:1", "b7:1"]
     assert [m.mint() for m in meta.completed["b6"]] == mint_requests()[:1]
     assert meta.engaged == {"b7": [(OID, Decimal("30"))]} and meta.report_seq == 12
-    assert "delivered" not in meta.model_fields and "subscriber" not in meta.model_fields  # version 2 let go
+    assert "delivered" not in ShardMeta.model_fields and "subscriber" not in ShardMeta.model_fields  # version 2 let go
     assert meta.routes == {"route-1": {"42161:0xdep:0": Decimal("99.75")}}
 
 
