@@ -1,11 +1,8 @@
-"""The `chain` actor: events in, calls out (DESIGN.md, Actors).
+"""The `chain` actor: events in, calls out (DESIGN.md, Actors), thin around chain/ and core/.
 
-Events in: it polls the deposit listeners of custody on Arbitrum and on Base (ChainConnector each: confirmations,
-reorgs, persisted cursor) and hands each batch to the `router` actor in ONE call per kind (deposits dropped by a
-reorg deeper than the confirmations, then new confirmed deposits); the cursor is committed only after the router
-has taken them (both calls are idempotent per deposit key, so a crash in between replays safely).
-Calls out: the router's chain hops (Across deposit, fill lookup, transfer to the exchange) and index-token mints,
-all through the keyed TxSenders (a restarted actor resends nothing). Thin: the logic is in chain/ and core/.
+In: it polls the custody deposit listeners on Arbitrum and Base and hands each batch to the `router` in one call
+per kind (reorged-out deposits, then new ones), committing the cursor only after (both idempotent per deposit
+key). Out: the router's hops and index-token mints, all through keyed TxSenders, so a restart resends nothing.
 """
 from __future__ import annotations
 

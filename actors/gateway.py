@@ -1,9 +1,9 @@
-"""`gateway`: protocol's GatewayServer hosted in a Ray actor, with the IndexMaker plugin over the index-order shards.
+"""`gateway`: protocol's GatewayServer in a Ray actor, with the IndexMaker plugin over the index-order shards.
 
 Requests go to the shards in one `handle_each` call per shard per batch. Reports: each shard appends them to its
-reports hand-off (store/streams.py), numbered per shard; this actor reads every shard's in one blocking XREAD after
-its cursors, stores each cursor with the reports it covers (one group commit), then trims the hand-off to it. A
-restarted gateway reads on from its cursors: nothing twice, nothing missed."""
+reports hand-off; this actor reads every shard's in one blocking XREAD after its cursors, stores each cursor with
+the reports it covers (one group commit), then trims the hand-off: nothing twice, nothing missed.
+"""
 from __future__ import annotations
 
 import asyncio

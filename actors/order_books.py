@@ -1,19 +1,9 @@
-"""`orders-{k}`: the IndexOrderBooks shard, owner of the index order books and collateral ledgers of its users.
+"""`orders-{k}`: the index-order shard, owner of its users' index order books and collateral ledgers.
 
-Users are hashed to shards by address (actors/order_shards.py routes to them).
-
-The shard is thin around core: its state and rules are core's ShardBooks (books, FIFO, engagements, fills,
-completion, mints, invoices), the application side (validation, reason codes, reports) is protocol's BooksApp over
-them. What the actor adds is durability, delivery and batching:
-
-* Every call that changes state writes, in ONE Redis MULTI, the snapshot of each user it touched (one HSET), the
-  shard's own bookkeeping (idempotency keys, engagements, completed batches) and the reports it produced (appended
-  to its reports hand-off, numbered by report seq) BEFORE it answers. A failed write reloads the last committed state and raises, so
-  memory never runs ahead of Redis. `__init__` reloads everything (a restart re-runs it).
-* Engine calls are idempotent: `engage` and `complete_batch` by batch id, `apply_fills` by the caller's key
-  (batch_id:round), `minted` by (order, tx), deposits and fees by their own keys (the ledger's).
-* Reports (fills, closes, invoices) are read by the gateway from the hand-off after its own cursor
-  (store/handoff.py); the shard pushes nothing.
+Thin around core's ShardBooks (the rules) and protocol's BooksApp (requests to reports). Every call that changes
+state writes, in ONE MULTI, the users it touched, its bookkeeping and its reports (appended to its reports
+hand-off) BEFORE it answers; a failed write reloads the last commit. Engine calls are idempotent by batch id or
+the caller's key.
 """
 from __future__ import annotations
 
@@ -229,12 +219,9 @@ class IndexOrderBooks:
 
     async def _commit(self, reports: Sequence[AppResponse] = ()) -> None:
         """One MULTI: touched users, the shard's bookkeeping, new reports; nothing is answered that is not stored.
-
-        While Redis is unreachable (connection refused or dropped: an outage, a restart) the SAME transaction is
-        sent again until it goes through; the caller holds the lock, so the shard's other writes wait behind it
-        rather than fail (a failure would make the solver drop the step). Sending it again is safe: every command
-        writes absolute values (snapshots, meta) or appends under a fixed seq (store/handoff.py `execute`). Any other failure reloads memory
-        from what Redis holds (the last commit) and raises."""
+        While Redis is away the SAME transaction is sent again (the lock holds the shard's other writes behind it):
+        safe, as every command writes absolute values or appends under a fixed seq (store/handoff.py `execute`).
+        Any other failure reloads the last commit and raises."""
         entries = []
         for resp in reports:
             self._report_seq += 1

@@ -1,32 +1,9 @@
-"""`sender`: the OrderSender, one per exchange account, thin around core.
+"""`sender`: the OrderSender, one per exchange account, thin around core; safe to kill.
 
-What it owns and why it is safe to kill at any moment:
-
-* Intake (core.batch_intake): a submitted batch is rounded and validated with the exchange's filters; what no
-  rounding can save is rejected at once with the filter's name and never sent. Every accepted order gets its
-  deterministic client order id (batch . symbol . attempt) and is written to Redis BEFORE `submit` returns.
-* Sending (core.send_queue under core.rate_limits): orders leave as fast as every exchange budget (x the
-  configured safety fraction) allows and no faster, so normal running never sees a 429. Before a group of orders
-  leaves, their SENT state is committed; a restarted sender therefore knows which orders may have reached the
-  exchange (SENT: query them) and which surely did not (INTENDED: send them).
-* Outcomes: the REST answer (FULL, with fills), the user data stream (orders and trades) and queries are merged
-  idempotently by core.asset_order (fills keyed by trade id, status only forward). A 429/418 backs everything off
-  for Retry-After and puts the refused order back at the head of the queue under the same id (it was refused,
-  not executed). An unknown outcome (timeout, 5xx, -1007, dropped answer) is resolved by a query by client order
-  id; "not found" is final only once the original request can no longer execute (core.send_resolution), then
-  the order goes out again under attempt + 1.
-* Guards: intake checks the price band against the exchange's average price (core.avg_prices: fetched for a
-  batch's symbols only when the cached value has aged out, concurrently, under the weight limit) and
-  MAX_NUM_ORDERS against this account's open orders per symbol. Rejects the exchange still gives feed a circuit
-  breaker (core.circuit_breaker): a tripped symbol (or the whole account, on insufficient balance) sends nothing;
-  its orders stay INTENDED, held here, until `resume` or the cool-off, then go out in their order. The breaker
-  is stored with the sender's state.
-* Reporting (core.fill_log): every new fill, and every order's completion, gets the next number of a durable log,
-  appended to the executions hand-off (store/streams.py) in the same Redis transaction as the order's state. The
-  solver reads it from its own cursor and acknowledges what it stored; nothing is pushed.
-
-Persistence is a group commit: changes accumulate in memory and one MULTI/EXEC (appendfsync always) writes them
-all; whoever needs durability before acting awaits the commit that includes its change.
+Every order is stored before it leaves: INTENDED at intake (filters and guards checked), SENT before its request,
+so a restart knows what to query and what to send. Sending stays under the rate limits; an unknown outcome is
+resolved by a query before any resend (core.send_resolution). Each fill and completion is appended to the
+executions hand-off in the same group commit as the order's state.
 """
 from __future__ import annotations
 

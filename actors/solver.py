@@ -1,19 +1,9 @@
 """`solver`: the batch cycle, a thin owner of one core SolverEngine.
 
-Each tick (solver.tick_interval_ms) it pulls pending demand from every `orders-{k}` shard and the asks of the
-needed symbols from the `market-{k}` shards (one call per shard, concurrently; the same answer says which books are
-stale: an index that needs one waits for it, core/stale_books.py), plans one batch, and then acts on it.
-The sender's executions are read from its hand-off (store/handoff.py) after the solver's cursor; they become fill
-deltas per index order and completed batches (the shards hand mintable orders to the minter themselves), and the
-cursor moves (and the hand-off is trimmed) in the commit that stores them.
-
-Durability: every decision is written to Redis BEFORE it is acted on. The state is one record (the engine's
-snapshot, the sender cursor; store/solver_records.py) plus an outbox of the calls the decision implies (engage,
-fill deltas, submit, complete). One SET writes both; then the outbox is driven in order, each call idempotent on
-its receiver (engage and complete by batch id, fill deltas by batch_id:round, submit by batch id), so a restart
-re-drives whatever had not been confirmed and nothing is lost or done twice.
-
-Batching: one call per shard per tick or per round, never one per order or per fill.
+Each tick it reads the shards' demand, the markets' asks and the sender's budget (one call each), plans
+one batch and commits it with an outbox of the idempotent calls it implies before driving them: a restart
+re-drives what was not confirmed. The sender's executions are read from its hand-off after the stored
+cursor; the cursor moves, and the hand-off is trimmed, in the commit that stores them.
 """
 from __future__ import annotations
 
@@ -845,12 +835,9 @@ class Solver:
         return out
 
     async def holdings(self) -> dict[str, Any]:
-        """What the solver holds outside the orders, per base asset: inventory (lots left over by completed
-        batches), in flight (lots a batch received and has not assigned yet) and assigned (to the orders of
-        batches still open: the shards count what completed batches delivered), and what the first two cost in
-        the quote asset; the executions the sender logged that are not in here yet ("unconsumed"), each symbol's base
-        asset and the baskets per index and base asset (the reserves check). Taken between two steps, never halfway
-        through one."""
+        """For the reserves check, per base asset: inventory, in flight and assigned lots (what completed batches
+        delivered the shards count), the cost of the first two, the executions not consumed yet, and the baskets.
+        Taken between two steps, never halfway through one."""
         async with self._lock:
             e = self.engine
             base = {s: f.base_asset for s, f in e.filters.items()}

@@ -1,10 +1,9 @@
-"""Benchmark of the whole buy flow, nothing mocked (local Ray, redis-server with fsync always, the simulator; SY100).
-It measures one basket's fill time against a bare ccxt script buying the same quantities (basket_vs_floor, cold
-and warm), index orders filled per minute and exchange orders per index order for 1, 10 and 100 users, and per
-index order the actor calls and Redis writes from the request to its stored Mint Invoice (mint leg on).
-
-Readable tables, then one JSON line (the last).
-    .venv/bin/python bench/flow.py [--trials 5] [--rounds 2] [--amount 1000] [--tick-ms 100] [--no-mint]"""
+"""Benchmark of the whole buy flow, nothing mocked (local Ray, redis-server with fsync always, the simulator; SY100):
+one basket's fill time against a bare ccxt script (basket_vs_floor, cold and warm), index orders filled per minute
+and exchange orders per index order for 1, 10 and 100 users, and per index order the actor calls and Redis writes
+up to its stored Mint Invoice. Tables, then one JSON line.
+    .venv/bin/python bench/flow.py [--trials 5] [--rounds 2] [--amount 1000] [--tick-ms 100] [--no-mint]
+"""
 from __future__ import annotations
 
 import argparse

@@ -1,9 +1,8 @@
 """The minter's queue: mints owed, deduplicated by order id, taken in batches, failed ones retried after a backoff.
 
-The shards push an order when it becomes mintable and again on a restart, and the minter asks every shard on its
-own restart: the same order can arrive several times, and must go out once per attempt. A failure is retried after
-a delay that doubles per failure of that order (capped), so that one order the chain keeps refusing does not hold
-back the others. Pure: the caller gives the time.
+The same order can arrive several times (a shard's push, its restart, the minter's own catch-up) and goes out once
+per attempt. A failure waits a delay that doubles per failure of that order (capped), so one order the chain keeps
+refusing does not hold back the others. Pure: the caller gives the time.
 """
 from __future__ import annotations
 

@@ -1,9 +1,8 @@
-"""The books of one order shard's users and the shard's part in batches: plain state and rules, clock injected.
+"""The books of one index-order shard's users and the shard's part in batches: plain state and rules, clock injected.
 
-The shard actor (actors/order_books.py) serialises the calls, stores what changed (`touched` users and the `new_*`
-records) and delivers the reports; the application (protocol/books_app.py) turns requests into calls here and a
-`Step`'s orders into reports. Engine steps are idempotent by their keys (engage and completion by batch id, fill
-deltas and give-ups by the caller's key, a mint by (order, tx)): a step re-driven after a restart changes nothing.
+The actor (actors/order_books.py) serialises the calls and stores what changed (`touched` users, the `new_*`
+records); protocol/books_app.py turns requests into calls here and a `Step` into reports. Engine steps are
+idempotent by their keys (batch id, the caller's key, (order, tx)): one re-driven after a restart changes nothing.
 """
 from __future__ import annotations
 

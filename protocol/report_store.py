@@ -1,9 +1,9 @@
 """Where each user's streams live: the requests the server accepted and every stream message it sent (§10.3).
 
-Sequence numbers belong to the user and survive reconnects and restarts: a request and its ACK are stored before
-the ACK is sent, each report before it is sent, and a Logon resends what the client missed from here. The last
-stored numbers are the sequence state. `append` takes a whole batch and must be atomic and idempotent. With `keep`,
-each stream holds its newest `keep` messages (protocol/README.md, Retention)."""
+Sequence numbers belong to the user and survive restarts: a request and its ACK are stored before the ACK is sent,
+each report before it is sent, and a Logon resends from here. The last stored numbers are the sequence state.
+`append` takes a whole batch, atomic and idempotent. With `keep`, each stream holds its newest `keep` messages.
+"""
 from __future__ import annotations
 
 import bisect

@@ -1,10 +1,8 @@
-"""The chain side's stored kinds: the router's routes, queue, reversals and ledgers, the transaction intents, and
-the block cursors.
+"""The chain side's stored kinds: the router's routes, queue, reversals and ledgers, transaction intents, block
+cursors. Version 0 is what the code wrote before records.
 
-Index entries stay plain Redis values, not records: a deposit's status word (`deposits` hash: "pending",
-"reversed" or a route id), the `active` set, the route counter, a block's hash and an event key's block (the
-cursor's `hashes` and `seen` hashes), the nonce indexes (`pending` zset, `by_nonce` hash). Each is one scalar under
-its key: there is no layout to drift. Version 0 is what the code wrote before records.
+Index entries stay plain Redis values: a deposit's status word, the `active` set, the route counter, the cursor's
+block hashes and seen keys, the nonce indexes. Each is one scalar under its key: no layout to drift.
 """
 from __future__ import annotations
 

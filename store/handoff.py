@@ -1,15 +1,8 @@
-"""The durable hand-off from a producer to its consumer: one Redis Stream per pair, whose entry ids are the
-producer's own sequence numbers.
+"""The durable hand-off from a producer to its consumer: one Redis Stream per pair, entry ids = the producer's seqs.
 
-The rules it makes the same for every pair:
-* The producer appends in the SAME transaction as the state change that produced the items (`append` into its
-  MULTI), so an item exists exactly when the change does. Its sequence number is part of its state: a reloaded
-  producer goes on from the committed number, never reusing or skipping one.
-* The consumer reads after its stored cursor (`read`, one blocking XREAD over all its streams), applies what it
-  read, and in ITS OWN transaction stores the new cursor and acknowledges (`ack`: XTRIM MINID drops what it has
-  consumed, so a stream holds only what is not yet consumed). A consumer killed before its commit reads the same
-  entries again from the same cursor; one killed after it never sees them again.
-* Catch-up after either side restarts is the same read from the stored cursor: there is no separate path.
+The producer appends in the transaction of the state change that made the items (its seq is part of that state).
+The consumer reads after its stored cursor, applies, and in its own transaction stores the cursor and acknowledges
+(XTRIM). Killed before its commit, it reads the entries again; after, never. Catch-up after a restart is that read.
 """
 from __future__ import annotations
 

@@ -1,11 +1,9 @@
-"""Versioned stored records: every value the house writes to Redis is a record of one kind, with an explicit schema
-(a pydantic model) and a schema version, so that a restart after a code change reads what the older code wrote.
+"""Versioned stored records: each value the house writes to Redis is a record of one kind, with a pydantic schema and
+a schema version, so that a restart after a code change reads what older code wrote.
 
-A stored record is JSON: `{"schema": kind, "schema_version": n, "data": {...}}`. Reading one of an older version
-runs the kind's migrations step by step (n -> n+1 -> ... -> current) on the plain data before validating it; a
-value written before records existed (plain JSON without the envelope) is version 0. A record of a newer version
-than the code knows is refused: an older binary must not guess at a newer layout. Schemas forbid unknown fields, so
-a renamed attribute fails in the fixture test (tests/unit/test_store_fixtures.py), not at a restart.
+Stored as `{"schema", "schema_version", "data"}`; an older version runs its migrations step by step, plain JSON
+without the envelope is version 0, a newer version is refused. Schemas forbid unknown fields: a renamed attribute
+fails the fixture test (tests/unit/test_store_fixtures.py), not a restart.
 """
 from __future__ import annotations
 

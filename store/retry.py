@@ -1,10 +1,8 @@
 """One retry policy for every loop that waits out the store (Redis) or a peer (a Ray actor, the exchange, a node).
 
-Built on redis-py's `Retry` and its equal-jitter backoff: the nominal wait doubles from `base_ms` up to `cap_ms`,
-and each wait is drawn in the upper half of it, so that shards restarted together do not retry in step and no wait
-is longer than the schedule. An error that means "the store or the peer is away" is waited out for as long as it
-takes (a restart ends); any other error is retried at most `max_failures` times, then raised (a bug does not go
-away by waiting).
+redis-py's `Retry` with equal-jitter backoff: waits double from `base_ms` to `cap_ms`, each drawn in the upper half,
+so shards restarted together do not retry in step. "Away" errors are waited out as long as it takes (a restart
+ends); any other error is retried `max_failures` times, then raised (a bug does not go away by waiting).
 """
 from __future__ import annotations
 

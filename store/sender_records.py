@@ -1,9 +1,8 @@
-"""The order sender's stored kinds: each asset order, each batch's verdicts, the execution log, the sender's state.
+"""The order sender's stored kinds: each asset order, each batch's verdicts, the executions, the sender's state.
 
-Where a domain class is a dataclass whose fields are its stored layout (AssetOrder, SubmitResult, SenderFill,
-OrderDone), the schema holds it as it is: pydantic validates its fields and refuses unknown ones, and
-a renamed field changes the dump, which the fixture test catches. Version 0 is what the sender wrote before
-records; its migrations fill what the older layouts lacked, with the defaults the loader applied then.
+A domain dataclass whose fields are its stored layout (AssetOrder, SubmitResult, SenderFill, OrderDone) is held as
+it is: pydantic refuses unknown fields and a renamed one changes the dump, which the fixture test catches. Version
+0 is what the sender wrote before records; migrations fill what older layouts lacked.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """One object that starts the whole system on this machine and stops it again: the local world (redis-server, two
 anvil chains, the relayer, the simulator) and every actor on Ray, named, in one namespace.
 
-The demo, the tests and `indexmaker up` need the same wiring in the same order (actors find each other by name;
-the minter last: the shards push to it, it asks each of them once when it starts). `stop()` is safe twice.
-`state_dir` with `resume=True` starts from what is stored; `address` attaches to a cluster."""
+The demo, the tests and `indexmaker up` share this wiring and its order (actors find each other by name; the
+minter last). `stop()` is safe twice. `state_dir` with `resume=True` starts from what is stored.
+"""
 from __future__ import annotations
 
 import dataclasses
