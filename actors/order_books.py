@@ -39,10 +39,11 @@ from actors.logs import setup_logging
 from actors.order_shards import orders_shard_name
 from actors.packed import packed
 from actors.ray_context import restarted_by_ray
-from store.handoff import execute
+from store.handoff import Entry, Handoff, execute, follow
 from store.retry import RetryPolicy
 from store.shard_records import ShardCompleted, ShardInvoice, ShardMeta, ShardReportRecord, ShardUser
-from store.streams import shard_reports
+from store.solver_records import ShardStepRecord
+from store.streams import shard_reports, solver_steps
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +121,8 @@ class IndexOrderBooks:
         self._keys = {"users": f"{p}:users", "meta": f"{p}:meta", "outbox": f"{p}:outbox",
                       "completed": f"{p}:completed", "fill_keys": f"{p}:fill_keys", "invoices": f"{p}:invoices"}
         self._reports = shard_reports(options.key_prefix, shard)
+        self._steps = solver_steps(options.key_prefix, shard)
+        self._steps_task: asyncio.Task | None = None
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._lock = asyncio.Lock()
         self._started = False
@@ -133,7 +136,8 @@ class IndexOrderBooks:
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return  # outside Ray (a test drives the class): nothing to push to
+            return  # outside Ray (a test drives the class): nothing to push to, nothing to read
+        self._ensure_started()  # the solver's steps are read from now on, after a restart too
         self._push_mints(self.shard.mint_pending())  # a push lost in a crash after its commit goes out again
 
     # ------------------------------------------------------------------ state
@@ -144,6 +148,7 @@ class IndexOrderBooks:
                                 rest_return_ratio=o.rest_return_ratio)
         self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id)
         self._report_seq = 0
+        self._step_cursor = self._steps_acked = 0  # the last solver step applied; as stored (and trimmed to)
         self._legacy_reports: list[bytes] = []  # kept in a sorted set by older code: into the hand-off, once
         self._errors: list[str] = []
         #: Handled races worth seeing (a cancel that beat an engage): not errors, so kept apart and in memory only.
@@ -189,6 +194,7 @@ class IndexOrderBooks:
             st.new_fill_keys, st.new_completed = set(st.fill_keys), set(st.completed)
             st.routes = {r: {k: str(v) for k, v in net.items()} for r, net in meta.routes.items()}
             self._report_seq = meta.report_seq
+            self._step_cursor = self._steps_acked = meta.step_cursor
             self._errors = list(meta.errors)
             st.reversals = [r.model_dump(mode="json") for r in meta.reversals]
         for field, raw in invoices.items():
@@ -213,7 +219,8 @@ class IndexOrderBooks:
         st = self.shard
         return ShardMeta.model_validate({
             "fifo": list(st.fifo), "engaged": st.engaged,
-            "routes": st.routes, "report_seq": self._report_seq, "errors": self._errors[-50:],
+            "routes": st.routes, "report_seq": self._report_seq, "step_cursor": self._step_cursor,
+            "errors": self._errors[-50:],
             "reversals": st.reversals,
         }).dump()
 
@@ -237,6 +244,7 @@ class IndexOrderBooks:
             answers = {b: ShardCompleted.of(st.completed[b]).dump() for b in new_completed}
             new_invoices = sorted(st.new_invoices)
             invoices = {f"{k}\n{cl}": ShardInvoice(invoice=st.invoices[(k, cl)]).dump() for k, cl in new_invoices}
+            step_cursor = self._step_cursor
 
             async def write() -> None:
                 p = self._redis.pipeline(transaction=True)
@@ -255,6 +263,8 @@ class IndexOrderBooks:
                     p.hset(self._keys["completed"], mapping=answers)
                 if invoices:
                     p.hset(self._keys["invoices"], mapping=invoices)
+                if step_cursor != self._steps_acked:
+                    self._steps.ack(p, step_cursor)  # applied and stored: the solver's hand-off lets go
                 await execute(p)
 
             def failed(exc: Exception) -> None:
@@ -266,6 +276,7 @@ class IndexOrderBooks:
             self._load()
             raise
         self._ensure_started()
+        self._steps_acked = step_cursor
         st.new_fill_keys.difference_update(new_keys)
         st.new_completed.difference_update(new_completed)
         st.new_invoices.difference_update(new_invoices)
@@ -296,6 +307,48 @@ class IndexOrderBooks:
         if not self._started:
             self._started = True
             tune_gc_once()  # the first call after the state is loaded
+        if self._steps_task is None or self._steps_task.done():
+            self._steps_task = asyncio.ensure_future(self._read_steps())
+
+    async def _read_steps(self) -> None:
+        """The solver's steps for this shard (fill deltas, completions, give-ups), read after the stored cursor and
+        applied in order; the cursor is stored, and the hand-off trimmed, with what they changed."""
+        pacer = self.o.retry.pacer()
+        reader = aioredis.Redis.from_url(self.o.redis_url)  # its blocking reads hold a connection
+
+        async def apply(_: Handoff, entries: list[Entry]) -> None:
+            mints: list[MintRequest] = []
+            rest = False
+            async with self._lock:
+                reports: list[AppResponse] = []
+                for seq, raw in entries:
+                    if seq <= self._step_cursor:
+                        continue  # applied already (read again after a failure between the commit and the trim)
+                    step = ShardStepRecord.load(raw).step
+                    if step.kind == "fills":
+                        done = self.shard.apply_fills(step.key, step.fills)
+                    elif step.kind == "complete":
+                        done, rest = self.shard.complete_batch(step.key, step.results), True
+                    else:
+                        done = self.shard.reject_orders(step.key, step.rejections)
+                    self._log_step(done)
+                    reports += self.app.step_reports(done)
+                    mints += done.mints
+                    self._step_cursor = seq
+                await self._commit(reports)
+            self._push_mints(mints)
+            if rest:
+                self._tell_solver("rest_pending")  # orders with a rest can be planned again
+
+        async def pause(e: Exception) -> None:
+            log.warning("orders-%d: reading the solver's steps failed (%s); retrying", self.k, e)
+            await pacer.pause()
+
+        try:
+            await follow(reader, lambda: {self._steps: self._step_cursor}, apply, count=1_000, block_ms=1_000,
+                         pause=pause, healthy=pacer.reset)
+        finally:
+            await reader.aclose()
 
     async def start(self) -> int:
         """Idempotent. Reports an older layout kept apart go into the hand-off now, not at the next change."""
@@ -333,6 +386,9 @@ class IndexOrderBooks:
 
     def _wake_solver(self) -> None:
         """Tell the solver there is new demand (fire and forget; one call per handled batch, never per order)."""
+        self._tell_solver("wake")
+
+    def _tell_solver(self, method: str) -> None:
         if self.o.solver_name is None:
             return
         now = time.monotonic()
@@ -340,8 +396,9 @@ class IndexOrderBooks:
             return  # looked it up and failed just now: ray.get_actor blocks this loop, so not on every batch
         try:
             if self._solver is None:
-                self._solver = ray.get_actor(self.o.solver_name, namespace=ray.get_runtime_context().namespace)
-            self._solver.wake.remote()
+                self._solver = ray.get_actor(self.o.solver_name, namespace=self.o.namespace
+                                             or ray.get_runtime_context().namespace)
+            getattr(self._solver, method).remote()
         except Exception:  # noqa: BLE001  (no solver yet, or restarting: its own tick finds the orders)
             self._solver = None
             self._solver_retry_at = now + 1.0
@@ -538,6 +595,8 @@ class IndexOrderBooks:
         }
 
     async def stop(self) -> None:
+        if self._steps_task is not None:
+            self._steps_task.cancel()
         await self._redis.aclose()
 
 

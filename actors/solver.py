@@ -43,11 +43,11 @@ from core.symbol_filters import SymbolFilters
 from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, QuoteResult
 from protocol.reason_codes import ReasonCode
-from store.handoff import read as read_handoff
+from store.handoff import execute, read as read_handoff
 from store.retry import RetryPolicy, peer_away
 from store.sender_records import SenderExecutionRecord
-from store.solver_records import SolverHistoryEntry, SolverState, StepPart, step_data
-from store.streams import sender_executions
+from store.solver_records import ShardStepRecord, SolverHistoryEntry, SolverState, StepPart, step_data
+from store.streams import sender_executions, solver_steps
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class SolverOptions:
     sender_name: str = "sender"
     #: The account of that sender: its executions hand-off (store/streams.py) is read by this solver.
     sender_account: str = "main"
+    #: The index-order shards' key prefix (OrderBooksOptions.key_prefix): it names their steps hand-offs.
+    shard_prefix: str = "orders"
     #: Most executions read at once, and how long those of a batch still open wait for the rest (config.py).
     executions_batch: int = 5_000
     executions_linger_ms: int = 250
@@ -170,6 +172,8 @@ class Solver:
         self._history_key = f"solver:{options.name}:history"
         self.engine = SolverEngine(baskets, filters, limits, quote_asset=options.quote_asset)
         self._cursor = 0  # last sender seq consumed
+        self._step_seqs: dict[int, int] = {}  # shard -> the last step appended to its hand-off
+        self._steps_out: dict[int, list[tuple[int, str]]] = {}  # steps queued for the next commit, per shard
         self._acked = 0  # the cursor as the last commit stored it (and trimmed the hand-off to)
         self._executions = sender_executions(options.sender_account)
         self._outbox: list[_Action] = []
@@ -228,7 +232,15 @@ class Solver:
         state = SolverState.load(raw)
         self.engine.restore(state.engine.model_dump(mode="json"))
         self._cursor = self._acked = state.cursor
-        self._outbox = [_action_of(step) for step in state.outbox]
+        self._step_seqs = dict(state.step_seqs)
+        self._outbox = []
+        for step in state.outbox:  # older code drove fills, completions and give-ups as calls: they go as steps
+            action = _action_of(step)
+            if action.kind in ("engage", "submit"):
+                self._outbox.append(action)
+            else:
+                for k, payload in action.by_shard.items():
+                    self._send_step(k, action.kind, action.key, payload)
         # A state written when the solver relayed mints also holds "mint_seq"/"mints" (and a mints hash): ignored,
         # the shards still hold those orders mint-pending and the minter asks them when it starts.
         self._counts.update(state.counts)
@@ -239,22 +251,27 @@ class Solver:
         in the same transaction when a batch is planned)."""
         blob = SolverState.model_validate({
             "engine": self.engine.snapshot(), "cursor": self._cursor,
-            "outbox": [step_data(a) for a in self._outbox],
+            "outbox": [step_data(a) for a in self._outbox], "step_seqs": self._step_seqs,
             "counts": self._counts, "errors": self._errors[-50:]}).dump()
         cursor = self._cursor
+        steps = {k: list(rows) for k, rows in self._steps_out.items() if rows}
 
         async def write() -> None:
-            if history is None and cursor == self._acked:
+            if history is None and cursor == self._acked and not steps:
                 await self._redis.set(self._key, blob)
             else:
                 async with self._redis.pipeline(transaction=True) as pipe:
                     pipe.set(self._key, blob)
+                    for k, rows in steps.items():  # the steps this state implies, in the same transaction
+                        handoff = solver_steps(self.o.shard_prefix, k)
+                        for seq, raw in rows:
+                            handoff.append(pipe, seq, raw)
                     if cursor != self._acked:
                         self._executions.ack(pipe, cursor)  # consumed and stored: the sender's log lets go
                     if history is not None:
                         pipe.rpush(self._history_key, SolverHistoryEntry.model_validate(history).dump())
                         pipe.ltrim(self._history_key, -HISTORY_KEPT, -1)
-                    await pipe.execute()
+                    await execute(pipe)
 
         try:
             # Redis down or restarting: the same write again (it is absolute; the history entry is pushed in a
@@ -264,12 +281,14 @@ class Solver:
             self._reload()
             raise
         self._acked = cursor
+        for k, rows in steps.items():
+            del self._steps_out[k][:len(rows)]
         self._counts["commits"] += 1
 
     def _reload(self) -> None:
         self.engine = SolverEngine(self.engine.baskets, self.engine.filters, self.limits,
                                    quote_asset=self.o.quote_asset)
-        self._cursor, self._acked, self._outbox = 0, 0, []
+        self._cursor, self._acked, self._outbox, self._step_seqs, self._steps_out = 0, 0, [], {}, {}
         self._load()
 
     def _error(self, text: str) -> None:
@@ -359,6 +378,11 @@ class Solver:
         """New demand (the order books call this once per batch of new orders): plan soon."""
         if self._woke_at is None:
             self._woke_at = time.time()
+        self._demand_version += 1
+        self._wake_event().set()
+
+    async def rest_pending(self) -> None:
+        """A shard applied a batch's completion: orders with a rest can be planned again (fire and forget)."""
         self._demand_version += 1
         self._wake_event().set()
 
@@ -469,6 +493,8 @@ class Solver:
             self._note_stale(plan.deferred)
             self._give_up_on(plan.deferred)
             if batch_id is None:
+                if any(self._steps_out.values()):
+                    await self._commit()  # the give-ups go to their shards now
                 return None
             by_shard: dict[int, list[Any]] = {}
             for e in plan.engagements:
@@ -517,7 +543,10 @@ class Solver:
             give_up.setdefault(shard_of_order(oid, self.o.order_shards), []).append((oid, reason))
         if give_up:
             self._reject_seq += 1
-            self._outbox.append(_Action("reject", f"reject:{self.o.name}:{now}:{self._reject_seq}", give_up))
+            key = f"reject:{self.o.name}:{now}:{self._reject_seq}"
+            for k, rows in give_up.items():
+                self._send_step(k, "reject", key, rows)
+            self._counts["late_rejects"] += sum(len(rows) for rows in give_up.values())
 
     def _engaged(self, batch_id: str, answers: Sequence[Sequence[tuple[str, Decimal]] | None],
                  with_submit: bool = False) -> None:
@@ -594,21 +623,30 @@ class Solver:
         for d in deltas:
             by_shard.setdefault(shard_of_order(d.order_id, self.o.order_shards), []).append(d)
         key = f"{batch_id}:{len(self.engine.batches[batch_id].rounds) if rounds is None else rounds}"
-        self._outbox.append(_Action("fills", key, by_shard))
+        for k, rows in by_shard.items():
+            self._send_step(k, "fills", key, rows)
 
     def _queue_complete(self, done: CompletedBatch) -> None:
         if done.last_fills:
-            self._queue_fills(done.batch_id, done.last_fills, done.rounds)  # merged with the completion: one settle
+            self._queue_fills(done.batch_id, done.last_fills, done.rounds)  # the shard applies both in one write
         by_shard: dict[int, list[Any]] = {}
         for e in done.engagements:
             r = BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
             by_shard.setdefault(shard_of_order(e.order_id, self.o.order_shards), []).append(r)
-        self._outbox.append(_Action("complete", done.batch_id, by_shard))
+        for k, rows in by_shard.items():
+            self._send_step(k, "complete", done.batch_id, rows)
         self._counts["completed"] += 1
         for entry in reversed(self._history):  # the batch time, for the monitor (diagnostic: memory only)
             if entry["batch_id"] == done.batch_id:
                 entry["completed_ms"] = int(time.time() * 1000)
                 break
+
+    def _send_step(self, shard: int, kind: str, key: str, payload: Sequence[Any]) -> None:
+        """Queue a step for a shard's hand-off: the next commit appends it, with the state that implies it."""
+        field = {"fills": "fills", "complete": "results", "reject": "rejections"}[kind]
+        seq = self._step_seqs[shard] = self._step_seqs.get(shard, 0) + 1
+        raw = ShardStepRecord.model_validate({"step": {"kind": kind, "key": key, field: list(payload)}}).dump()
+        self._steps_out.setdefault(shard, []).append((seq, raw))
 
     # ------------------------------------------------------------------ the outbox
     async def _drain(self) -> None:
@@ -616,13 +654,12 @@ class Solver:
         the outbox is empty (one write for a whole chain of steps: fills, then completion). A crash in between
         re-drives the steps not yet committed, which is safe because every step is idempotent on its receiver."""
         if not self._outbox:
+            if any(self._steps_out.values()):
+                await self._commit()
             return
         while self._outbox:
             action = self._outbox[0]
             steps = 1
-            if (action.kind == "fills" and len(self._outbox) > 1 and self._outbox[1].kind == "complete"
-                    and self._outbox[1].key == action.key.rsplit(":", 1)[0]):
-                action, steps = self._settle_action(action, self._outbox[1]), 2  # one call per shard, not two
             began = time.time()
             if (action.kind == "engage" and getattr(action, "with_submit", False) and len(self._outbox) > 1
                     and self._outbox[1].kind == "submit" and self._outbox[1].key == action.key):
@@ -637,13 +674,6 @@ class Solver:
                 self._history[-1].setdefault("step_ms", {})[action.kind] = round(1000 * (time.time() - began), 1)
             del self._outbox[:steps]
         await self._commit()
-
-    @staticmethod
-    def _settle_action(fills: _Action, complete: _Action) -> _Action:
-        """A batch's last fill deltas and its completion, merged into one `settle` per shard."""
-        shards = sorted(set(fills.by_shard) | set(complete.by_shard))
-        return _Action("settle", fills.key, {k: (list(fills.by_shard.get(k, ())), complete.key,
-                                                 list(complete.by_shard.get(k, ()))) for k in shards})
 
     async def _engage_and_submit(self, engage: _Action, submit: _Action) -> None:
         """A new batch's engage and its exchange orders, at once. The shards' answer is applied first (it sizes the
@@ -684,32 +714,16 @@ class Solver:
         self._after_shard_calls(a, answers)
 
     async def _shard_calls(self, a: _Action) -> list[Any]:
+        """An engage: one call per shard (its answer sizes the batch)."""
         keys = sorted(a.by_shard)
         try:
-            if a.kind == "settle":
-                answers = await asyncio.gather(*(self._call(orders_shard_name(k), "settle", a.key,
-                                                            *self._packed_settle(a.by_shard[k])) for k in keys))
-            else:
-                method = {"engage": "engage", "fills": "apply_fills", "complete": "complete_batch",
-                          "reject": "reject_orders"}[a.kind]
-                answers = await asyncio.gather(*(self._call(orders_shard_name(k), method, a.key,
-                                                            packed(list(a.by_shard[k]))) for k in keys))
+            return await asyncio.gather(*(self._call(orders_shard_name(k), "engage", a.key,
+                                                     packed(list(a.by_shard[k]))) for k in keys))
         finally:
-            self._demand_version += 1  # engaged, settled or rejected (or maybe, if it failed): pending may differ
-        return answers
-
-    @staticmethod
-    def _packed_settle(args: Sequence[Any]) -> tuple[Any, ...]:
-        fills, batch_id, results = args
-        return packed(list(fills)), batch_id, packed(list(results))
+            self._demand_version += 1  # engaged (or maybe, if it failed): pending may differ
 
     def _after_shard_calls(self, a: _Action, answers: Sequence[Any]) -> None:
-        if a.kind == "engage":
-            self._engaged(a.key, answers)
-        if a.kind == "reject":
-            self._counts["late_rejects"] += sum(len(rows) for rows in a.by_shard.values())
-        if a.kind in ("complete", "settle"):
-            self._wake_event().set()  # orders with a rest are pending again
+        self._engaged(a.key, answers)
 
     # ------------------------------------------------------------------ executions from the sender
     async def _read_executions(self) -> None:
@@ -856,14 +870,19 @@ class Solver:
 
     # ------------------------------------------------------------------ views
     async def wait_quiet(self, timeout_s: float = 60.0) -> bool:
-        """True once no batch is in flight and the outbox is empty (polled on the tick, for tests and the demo)."""
+        """True once no batch is in flight, the outbox is empty and every shard applied every step (polled on the
+        tick, for tests and the demo)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while self.engine.batches or self._outbox:
+        while self.engine.batches or self._outbox or any(self._steps_out.values()) or await self._steps_backlog():
             if loop.time() >= deadline:
                 return False
             await asyncio.sleep(self.o.tick_interval_ms / 1000)
         return True
+
+    async def _steps_backlog(self) -> int:
+        return sum([await solver_steps(self.o.shard_prefix, k).backlog(self._redis)
+                    for k in range(self.o.order_shards)])
 
     async def inspect(self) -> dict[str, Any]:
         e = self.engine

@@ -114,7 +114,7 @@ class World:
             ray.get(self.shards[k].credit.remote(items))
 
         self.solver = start_solver(SolverOptions(self.redis.url, ORDER_SHARDS, MARKET_SHARDS, namespace=namespace,
-                                                 name=f"solver-{tag}", sender_name=sender_name, sender_account=f"flow{tag}",
+                                                 name=f"solver-{tag}", sender_name=sender_name, sender_account=f"flow{tag}", shard_prefix=f"orders-{tag}",
                                                  tick_interval_ms=args.tick_ms),
                                    {INDEX: self.basket}, self.filters, PlannerLimits())
         self.actors.append(self.solver)

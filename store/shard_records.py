@@ -139,13 +139,14 @@ class ShardMeta(Record):
     """The shard's own bookkeeping, rewritten whole by every commit."""
 
     KIND: ClassVar[str] = "shard.meta"
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {0: _meta_v0_to_v1, 1: _meta_v1_to_v2}
+    VERSION: ClassVar[int] = 3
+    MIGRATIONS = {0: _meta_v0_to_v1, 1: _meta_v1_to_v2, 2: lambda data: {"step_cursor": 0} | data}
 
     fifo: list[str]  # open order ids in acceptance order
     engaged: dict[str, list[tuple[str, Decimal]]]  # batch id -> (order id, collateral engaged)
     routes: dict[str, dict[str, Decimal]]  # route id -> deposit key -> net amount routed
     report_seq: int  # the last report's seq (the reports hand-off's entry ids)
+    step_cursor: int  # the last solver step applied (the solver's steps hand-off)
     errors: list[str]
     reversals: list[ReversalPart]
     #: The idempotency records inside a meta written before they had keys of their own (ShardCompleted and the

@@ -91,6 +91,36 @@ class SubmitStep(Part):
 StepPart = Annotated[Union[EngageStep, FillsStep, CompleteStep, RejectStep, SubmitStep], Field(discriminator="kind")]
 
 
+class ShardFills(Part):
+    kind: Literal["fills"]
+    key: str  # batch_id:round
+    fills: list[AssignedFill]
+
+
+class ShardComplete(Part):
+    kind: Literal["complete"]
+    key: str  # the batch id
+    results: list[BatchOrderResult]
+
+
+class ShardReject(Part):
+    kind: Literal["reject"]
+    key: str
+    rejections: list[tuple[str, str]]  # (order id, reason)
+
+
+@record_kind
+class ShardStepRecord(Record):
+    """One step the solver hands an index-order shard through their hand-off (store/streams.py `solver_steps`):
+    a round's fill deltas, a batch's completion, or orders given up on. Keyed as before, so that a step the older
+    outbox had already driven is a replay the shard recognises."""
+
+    KIND: ClassVar[str] = "solver.shard_step"
+    VERSION: ClassVar[int] = 1
+
+    step: Annotated[Union[ShardFills, ShardComplete, ShardReject], Field(discriminator="kind")]
+
+
 def step_data(action: Any) -> dict[str, Any]:
     """The plain data of one outbox action (actors.solver._Action: kind, key, by_shard, orders, with_submit) with
     the fields its kind has."""
@@ -128,12 +158,15 @@ class SolverState(Record):
     """The solver's state blob, rewritten whole by every commit."""
 
     KIND: ClassVar[str] = "solver.state"
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {0: _state_v0_to_v1, 1: _state_v1_to_v2}
+    VERSION: ClassVar[int] = 3
+    MIGRATIONS = {0: _state_v0_to_v1, 1: _state_v1_to_v2, 2: lambda data: {"step_seqs": {}} | data}
 
     engine: EnginePart
     cursor: int  # the last sender seq consumed
+    #: The outbox of calls (engage and submit now; a state written by older code may hold fills, completions and
+    #: give-ups: they go to the shards' hand-offs when it loads).
     outbox: list[StepPart]
+    step_seqs: dict[int, int]  # shard -> the last step appended to its hand-off
     counts: dict[str, int]
     errors: list[str]
 

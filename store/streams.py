@@ -12,3 +12,8 @@ def sender_executions(account: str) -> Handoff:
 def shard_reports(key_prefix: str, shard: int) -> Handoff:
     """The order shard `shard` -> the gateway: its reports (fills, closes, invoices), numbered per shard."""
     return Handoff(f"{key_prefix}:{shard}:reports")
+
+
+def solver_steps(key_prefix: str, shard: int) -> Handoff:
+    """The solver -> the index-order shard `shard` (of that key prefix): fill deltas, completions, give-ups."""
+    return Handoff(f"{key_prefix}:{shard}:steps")

@@ -131,7 +131,7 @@ def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server
 
             solver = start_solver(SolverOptions(redis_server.url, ORDER_SHARDS, MARKET_SHARDS, namespace=ray_cluster,
                                                 name=f"solver-{tag}", sender_name=sender_name, tick_interval_ms=50,
-                                                sender_account=f"flow{tag}"),
+                                                sender_account=f"flow{tag}", shard_prefix=f"orders-{tag}"),
                                   {INDEX: basket}, filters, PlannerLimits())
             actors.append(solver)
             ray.get(solver.start.remote())

@@ -83,7 +83,7 @@ def test_an_index_waits_for_its_stale_book_then_fills(ray_cluster, redis_server)
             assert ray.get(market.wait_stale.remote([LIVE, SILENCED], False, WAIT_S))
             ray.get(shard.credit.remote([CollateralDeposit(CHAIN, f"0x{7:064x}", 0, 1, USER, Decimal(500))]))
             solver = start_solver(SolverOptions(redis_server.url, 1, 1, namespace=ray_cluster, name=f"solver-{tag}",
-                                                sender_name=sender_name, sender_account=f"stale{tag}", tick_interval_ms=50,
+                                                sender_name=sender_name, sender_account=f"stale{tag}", shard_prefix=f"orders-{tag}", tick_interval_ms=50,
                                                 reject_after_ms=REJECT_AFTER_MS, stale_reject_after_ms=0),
                                   {INDEX: BASKET}, filters, PlannerLimits())
             actors.append(solver)

@@ -69,7 +69,7 @@ def _shard_meta() -> Record:
 
     return ShardMeta.model_validate({
         "fifo": [f"{ALICE}:c1", f"{ALICE}:c2"], "engaged": {"b7": [(f"{ALICE}:c1", Decimal("30"))]},
-        "routes": {"route-1": {"42161:0xdep:0": "99.75"}}, "report_seq": 12,
+        "routes": {"route-1": {"42161:0xdep:0": "99.75"}}, "report_seq": 12, "step_cursor": 4,
         "errors": ["fills b6:1 on closed order"],
         "reversals": [{"deposit": "42161:0xold:3", "user": ALICE, "amount": "5", "debt_added": "0",
                        "routed": False, "at_ms": T0 + 5}]})
@@ -157,7 +157,8 @@ def _solver_state() -> Record:
 
     engine, outbox = solver_world()
     return SolverState.model_validate({"engine": engine.snapshot(), "cursor": 41,
-                                       "outbox": [step_data(a) for a in outbox],
+                                       "outbox": [step_data(a) for a in outbox if a.kind in ("engage", "submit")],
+                                       "step_seqs": {0: 4, 1: 2},
                                        "counts": {"ticks": 9, "batches": 2, "commits": 17},
                                        "errors": ["fills b0:1 dropped: KeyError('b0')"]})
 
@@ -178,7 +179,16 @@ def _solver_history() -> Record:
     return SolverHistoryEntry.model_validate(history_entry())
 
 
-EXAMPLES.update({"solver.state": _solver_state, "solver.history": _solver_history})
+def _shard_step() -> Record:
+    from store.solver_records import ShardStepRecord
+
+    _, outbox = solver_world()
+    fills = next(a for a in outbox if a.kind == "fills")
+    return ShardStepRecord.model_validate({"step": {"kind": "fills", "key": fills.key, "fills": fills.by_shard[0]}})
+
+
+EXAMPLES.update({"solver.state": _solver_state, "solver.history": _solver_history,
+                 "solver.shard_step": _shard_step})
 
 
 # ------------------------------------------------------------------------------------------------ the order sender

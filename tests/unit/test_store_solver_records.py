@@ -55,7 +55,8 @@ def test_every_step_kind_round_trips_to_the_same_action() -> None:
     _, outbox = solver_world()
     for action in outbox:
         state = SolverState.model_validate({"engine": {"batch_seq": 0, "inventory": {}, "batches": []}, "cursor": 0,
-                                            "outbox": [step_data(action)], "counts": {}, "errors": []})
+                                            "outbox": [step_data(action)], "step_seqs": {}, "counts": {},
+                                            "errors": []})
         assert [_action_of(s) for s in SolverState.load(state.dump()).outbox] == [action]
 
 
