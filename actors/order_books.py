@@ -149,6 +149,7 @@ class IndexOrderBooks:
         self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id)
         self._report_seq = 0
         self._step_cursor = self._steps_acked = 0  # the last solver step applied; as stored (and trimmed to)
+        self._backlog = 0  # the reports hand-off's length at the last view
         self._legacy_reports: list[bytes] = []  # kept in a sorted set by older code: into the hand-off, once
         self._errors: list[str] = []
         #: Handled races worth seeing (a cancel that beat an engage): not errors, so kept apart and in memory only.
@@ -578,6 +579,15 @@ class IndexOrderBooks:
         return book.to_dict() | {"invoices": {cl: inv.model_dump(mode="json")
                                               for cl, inv in self.shard.invoices_of.get(book.user, {}).items()}}
 
+    async def _undelivered(self) -> int:
+        """Reports the gateway has not taken yet (the hand-off's length); while the store is away, the last count
+        read: a view must answer when the store does not (the monitor reports the store itself)."""
+        try:
+            self._backlog = await asyncio.wait_for(self._reports.backlog(self._redis), 1.0)
+        except (redis.ConnectionError, redis.TimeoutError, asyncio.TimeoutError) as exc:
+            log.info("orders-%d: reports backlog unknown while the store is away (%s)", self.k, exc)
+        return self._backlog
+
     async def inspect(self) -> dict[str, Any]:
         open_orders = [o.to_dict() for b in self.shard.books.values() for o in b.open_orders()]
         return {
@@ -586,7 +596,7 @@ class IndexOrderBooks:
             "open_orders": open_orders, "fifo": len(self.shard.fifo),
             "engaged_batches": {b: [[o, str(a)] for o, a in rows] for b, rows in self.shard.engaged.items()},
             "completed_batches": len(self.shard.completed), "fill_keys": len(self.shard.fill_keys),
-            "report_seq": self._report_seq, "undelivered": await self._reports.backlog(self._redis),
+            "report_seq": self._report_seq, "undelivered": await self._undelivered(),
             "invoices": len(self.shard.invoices), "errors": list(self._errors),
             "notes": list(self._notes),
             "reversed_deposits": list(self.shard.reversals),
