@@ -757,11 +757,14 @@ class Solver:
     def _batch_still_open(self, entries: Sequence[Execution]) -> bool:
         """True if a batch these executions belong to still has exchange orders without their completion here
         (its answers come within tens of ms: waiting for them settles the batch in one round)."""
-        done = {e.client_order_id for e in entries if isinstance(e, OrderDone)}
-        for batch_id in {self._known(e.client_order_id) for e in entries} - {None}:
-            if set(self.engine.batches[batch_id].open) - done:  # type: ignore[index]
-                return True
-        return False
+        done: dict[str, set[str]] = {}  # batch id -> symbols whose completion is among the entries
+        for e in entries:
+            batch_id = self._known(e.client_order_id)
+            if batch_id is not None:
+                symbols = done.setdefault(batch_id, set())
+                if isinstance(e, OrderDone):
+                    symbols.add(e.symbol)
+        return any(self.engine.batches[b].open - symbols for b, symbols in done.items())
 
     async def _on_executions(self, executions: Sequence[Execution]) -> None:
         """Turn executions into deltas and completions, store them with the new cursor, then act on them."""

@@ -172,3 +172,20 @@ def test_a_batch_whose_orders_were_all_cancelled_before_the_engage_buys_inventor
     assert batch.plan.engagements == () and len(batch.sent) == 6
     assert any("no order could be engaged" in e and "inventory" in e for e in solver._notes)  # noqa: SLF001
     assert not solver._errors  # a handled race is a note, not an error  # noqa: SLF001
+
+
+def test_executions_wait_for_their_batch_only_while_one_of_its_orders_has_no_completion(solver_and_world):
+    """The reader lingers for the rest of a batch (one settle instead of several) only while a completion is
+    missing: once every exchange order's OrderDone is read, it goes on at once."""
+    from core.sender_messages import OrderDone
+    from core.side import Side
+
+    solver, world = solver_and_world
+    batch_id = plan_one_batch(solver, world)
+    sent = solver.engine.sent_orders(batch_id)
+    dones = [OrderDone(i + 1, batch_id, s.client_order_id, s.order.symbol, Side.BUY, "EXPIRED", Decimal(0))
+             for i, s in enumerate(sent)]
+    assert len(dones) > 1
+    assert solver._batch_still_open(dones[:-1])  # noqa: SLF001
+    assert not solver._batch_still_open(dones)  # noqa: SLF001
+    assert not solver._batch_still_open([])  # noqa: SLF001
