@@ -50,9 +50,11 @@ async def test_a_blocked_read_wakes_on_the_producers_commit_across_streams(r: ai
     a, b = Handoff("t:a"), Handoff("t:b")
     await _produce(r, a, range(1, 3), "a")
     reader = asyncio.ensure_future(read(r, {a: 2, b: 0}, count=100, block_ms=10_000))
-    await asyncio.sleep(0)  # let the XREAD go out before the write it waits for (ordering, not a timed wait)
     other = aioredis.Redis.from_url(redis_server.url)  # the producer's own connection
     try:
+        deadline = asyncio.get_running_loop().time() + 5
+        while (await other.info("clients"))["blocked_clients"] < 1:  # the XREAD is blocked in Redis: then write
+            assert asyncio.get_running_loop().time() < deadline and not reader.done()
         await _produce(other, b, range(1, 2), "b")
         got = await asyncio.wait_for(reader, 5)
     finally:
