@@ -413,7 +413,7 @@ def _balance(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({**balance, "tokens": {k: str(v) for k, v in tokens.items()}}, indent=2))
     else:
-        print("\n".join(uc.balance_lines(balance, tokens, run.get("index"))))
+        print("\n".join(uc.balance_lines(balance, tokens)))
     return 0
 
 

@@ -29,9 +29,11 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class TokenMint:
-    """One index-token mint as the chain sees it: recipient and amount, keyed by the index order id."""
+    """One index-token mint as the chain sees it: the index's token, recipient and amount, keyed by the index order
+    id (unique across indexes)."""
 
     index_order_id: str
+    index: str
     recipient: str
     quantity: Decimal  # index units, already rounded down to the token's decimals
 
@@ -149,22 +151,25 @@ class ChainActor:
         The transactions are recorded in the order of `requests` (each reaches the TxSender's FIFO lock before
         its first await, in the order gather starts them), so their nonces follow it and they land together."""
         async def one(r: TokenMint) -> MintResult:
+            minter = self.stack.minters.get(r.index)
+            if minter is None:  # a served index without a token in the world: a configuration error, said per order
+                return MintResult(r.index_order_id, None, False,
+                                  f"no token for index {r.index} (tokens: {sorted(self.stack.minters)})")
             try:
-                res = await self.stack.minter.mint(r.index_order_id, r.recipient, r.quantity)
+                res = await minter.mint(r.index_order_id, r.recipient, r.quantity)
                 return MintResult(r.index_order_id, res.tx_hash, res.ok)
             except Exception as exc:  # reported per order; the others go on
-                return MintResult(r.index_order_id, await self.stack.minter.minted(r.index_order_id), False,
+                return MintResult(r.index_order_id, await minter.minted(r.index_order_id), False,
                                   f"{type(exc).__name__}: {exc}")
         return list(await asyncio.gather(*(one(r) for r in requests)))
 
-    async def index_supply(self) -> str | None:
-        """The index token's totalSupply on Base in index units (exact: base units over 10^decimals); None
-        without a token in the world (the reserves check reads it)."""
-        token = self.stack.base_c.index_token
-        if token is None:
-            return None
-        units = await token.functions.totalSupply().call()
-        return str(Decimal(int(units)).scaleb(-self.config.index_token_decimals))
+    async def index_supplies(self) -> dict[str, str]:
+        """Each index token's totalSupply on Base in index units (exact: base units over 10^decimals), by index
+        symbol (the reserves check reads it)."""
+        tokens = self.stack.base_c.index_tokens
+        units = await asyncio.gather(*(t.functions.totalSupply().call() for t in tokens.values()))
+        return {index: str(Decimal(int(u)).scaleb(-self.config.index_token_decimals))
+                for index, u in zip(tokens, units)}
 
     async def inspect(self) -> dict[str, Any]:
         cursor = await self.stack.deposits.state()

@@ -165,7 +165,7 @@ class Minter:
             self.counts["skipped_zero"] += len(zero)
             self.queue.dropped(zero)
         # Shards key users by the lower-cased address; web3 wants the checksum form of the same address.
-        asks = [TokenMint(m.order_id, Web3.to_checksum_address(m.user), m.minted_units)
+        asks = [TokenMint(m.order_id, m.index, Web3.to_checksum_address(m.user), m.minted_units)
                 for m in batch if m.minted_units > 0]
         if not asks:
             return

@@ -23,8 +23,8 @@ Call = Callable[..., Awaitable[Any]]
 @dataclass(frozen=True)
 class ReservesOptions:
     order_shards: int
-    #: The index whose token the chain actor binds (the local world deploys one).
-    index: str
+    #: The indexes served: each token's supply is compared with the units the books minted for it.
+    indexes: tuple[str, ...]
     interval_s: float = 60.0
     confirm_reads: int = 2
     reread_ms: int = 1000
@@ -41,10 +41,11 @@ class ReservesOptions:
     router_name: str = "router"
 
     @classmethod
-    def from_settings(cls, settings: Any, order_shards: int, index: str, **overrides: Any) -> "ReservesOptions":
+    def from_settings(cls, settings: Any, order_shards: int, indexes: Sequence[str], **overrides: Any
+                      ) -> "ReservesOptions":
         r = settings.reserves
         values: dict[str, Any] = {
-            "order_shards": order_shards, "index": index, "interval_s": r.interval_s,
+            "order_shards": order_shards, "indexes": tuple(indexes), "interval_s": r.interval_s,
             "confirm_reads": r.confirm_reads, "reread_ms": r.reread_ms, "tolerance": r.tolerance,
             "tolerances": dict(r.tolerances), "supply_tolerance": r.supply_tolerance,
             "read_timeout_s": r.read_timeout_s, "opening": dict(r.opening)}
@@ -54,14 +55,14 @@ class ReservesOptions:
 
 async def read_reserves(call: Call, o: ReservesOptions) -> list[ReserveRow]:
     """One read of every part, compared: a row per basket asset (and the quote asset when its opening balance is
-    configured), then the index token's supply."""
+    configured), then each index token's supply."""
     def timed(name: str, method: str, *args: Any) -> Awaitable[Any]:
         return asyncio.wait_for(call(name, method, *args), o.read_timeout_s)
 
     # The exchange first: a fill landing during the read then shows as books ahead, never as money missing twice.
     balances = await timed(o.sender_name, "balances")
-    solver, supply, router, *shards = await asyncio.gather(
-        timed(o.solver_name, "holdings"), timed(o.chain_name, "index_supply"), timed(o.router_name, "inspect"),
+    solver, supplies, router, *shards = await asyncio.gather(
+        timed(o.solver_name, "holdings"), timed(o.chain_name, "index_supplies"), timed(o.router_name, "inspect"),
         *(timed(orders_shard_name(k), "holdings") for k in range(o.order_shards)))
     # Executions the sender logged that the solver has not consumed yet: bought, in no lot of the solver's.
     unseen = solver["unconsumed"]
@@ -90,9 +91,9 @@ async def read_reserves(call: Call, o: ReservesOptions) -> list[ReserveRow]:
         books[quote] = o.opening[quote] + credited(router.get("routes") or []) - spent
         assets.add(quote)
     rows = compare(books, _decimals(balances), assets, o.tolerance, o.tolerances)
-    if supply is not None:
-        m = minted.get(o.index, Decimal(0))
-        rows.append(supply_row(o.index, m, filled.get(o.index, Decimal(0)) - m, Decimal(supply),
+    for index in sorted(set(o.indexes) | set(supplies)):  # a served index without a token shows as supply 0
+        m = minted.get(index, Decimal(0))
+        rows.append(supply_row(index, m, filled.get(index, Decimal(0)) - m, Decimal(supplies.get(index, "0")),
                                o.supply_tolerance))
     return rows
 

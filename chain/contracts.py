@@ -18,7 +18,7 @@ ERC20_ARTIFACT = "ExpandedERC20"
 class ChainContracts:
     usdc: Any
     spoke_pool: Any
-    index_token: Any | None
+    index_tokens: dict[str, Any]  # index symbol -> its token contract
 
 
 def erc20(w3: Any, address: str) -> Any:
@@ -33,5 +33,5 @@ def bind(w3: Any, deployment: ChainDeployment) -> ChainContracts:
     return ChainContracts(
         usdc=erc20(w3, deployment.usdc),
         spoke_pool=spoke_pool(w3, deployment.spoke_pool, deployment.spoke_pool_abi),
-        index_token=erc20(w3, deployment.index_token) if deployment.index_token else None,
+        index_tokens={index: erc20(w3, address) for index, address in deployment.index_tokens.items()},
     )

@@ -14,6 +14,20 @@ from pathlib import Path
 from typing import Any
 
 
+#: 2: a token per index (`index_tokens`); 1 had one `index_token`, which served LEGACY_INDEX.
+WORLD_FILE_VERSION = 2
+LEGACY_INDEX = "SY100DEV"
+
+
+def _chain_v2(chain: dict[str, Any]) -> dict[str, Any]:
+    """A version-1 chain entry as version 2: its one index token was the token of the index served then."""
+    chain = dict(chain)
+    if "index_token" in chain:
+        token = chain.pop("index_token")
+        chain["index_tokens"] = {LEGACY_INDEX: token} if token else {}
+    return chain
+
+
 @dataclass(frozen=True, slots=True)
 class AccountRef:
     address: str
@@ -31,7 +45,8 @@ class ChainDeployment:
     spoke_pool_abi: str  # artifact name: "Arbitrum_SpokePool" or "OP_SpokePool"
     weth: str
     start_block: int  # first block after the deployment: log scans start here
-    index_token: str | None = None
+    #: Index symbol -> its token's address: only the chain that carries the index tokens (Base) has any.
+    index_tokens: dict[str, str] = field(default_factory=dict)
     index_token_decimals: int | None = None
     pid: int | None = None  # the anvil process, for a world started by another process
 
@@ -61,12 +76,15 @@ class WorldState:
             raise KeyError(f"world has no account {role!r} (has {sorted(self.accounts)})") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {"version": WORLD_FILE_VERSION, **asdict(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "WorldState":
+        version = data.get("version", 1)
+        if version > WORLD_FILE_VERSION:
+            raise ValueError(f"world file version {version} is newer than this code reads ({WORLD_FILE_VERSION})")
         return cls(
-            chains={k: ChainDeployment(**v) for k, v in data["chains"].items()},
+            chains={k: ChainDeployment(**_chain_v2(v)) for k, v in data["chains"].items()},
             accounts={k: AccountRef(**v) for k, v in data["accounts"].items()},
             users=[AccountRef(**u) for u in data.get("users", [])],
         )

@@ -33,11 +33,11 @@ class ChainStack:
     base_c: ChainContracts
     custody_sender: TxSender  # Arbitrum custody: bridges users' deposits
     wallet_sender: TxSender  # Base wallet: receives fills, pays the exchange
-    solver_sender: TxSender  # Base: the index token's minter
+    solver_sender: TxSender  # Base: the index tokens' minter
     bridge: AcrossBridge
     deposits: ChainConnector
     effects: ChainRouteEffects
-    minter: IndexMinter
+    minters: dict[str, IndexMinter]  # index symbol -> its token's minter (all through solver_sender)
     #: Custody on Base (the same account as on Arbitrum): users' deposits there go straight to the exchange, signed
     #: by custody itself, so no second transaction moves them to the Base wallet first.
     base_custody_sender: TxSender
@@ -83,11 +83,12 @@ class ChainStack:
                                     unit=config.usdc_unit, bridge_fee_rate=config.bridge_fee_rate,
                                     native_price=dict(config.native_price), destination_custody=base_custody,
                                     **exchange)
-        if base_c.index_token is None:
+        if not base_c.index_tokens:
             raise ValueError(f"world has no index token on {base}")
-        minter = IndexMinter(solver, base_c.index_token, decimals=config.index_token_decimals)
+        minters = {index: IndexMinter(solver, token, decimals=config.index_token_decimals)
+                   for index, token in base_c.index_tokens.items()}
         return cls(config, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
-                   minter, base_custody, base_deposits)
+                   minters, base_custody, base_deposits)
 
     async def recover(self) -> None:
         """On start: see through every transaction a crash left recorded but unconfirmed."""

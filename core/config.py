@@ -5,6 +5,7 @@ Amounts are Decimal (TOML strings like "0.01" keep their digits; TOML floats are
 """
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, ClassVar, get_args
@@ -264,14 +265,38 @@ class GatewayConfig(_Section):
 
 
 class SystemConfig(_Section):
-    """What the system serves and how it is cut: the index and its basket file (under data_dir/indexes), the
-    order-book shards users are hashed to, and how often the chain listener and the router look."""
+    """How the system is cut: the order-book shards users are hashed to, and how often the chain listener and the
+    router look. What it serves is the index registry (`[indexes.<SYMBOL>]`, IndexConfig)."""
 
-    #: Wire symbols are [A-Z0-9]: "SY100.dev" is not one.
-    index: str = "SY100DEV"
-    index_file: str = "SY100.dev.json"
     order_shards: int = Field(2, ge=1)
     poll_ms: int = Field(50, ge=1)
+
+
+#: An index's wire symbol (FIX/JSON Symbol): [A-Z0-9], so "SY100.dev" is not one.
+INDEX_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
+#: What a local world does with an index whose token has no address yet: deploys it (config/local.toml).
+DEPLOY = "deploy"
+
+
+class IndexConfig(_Section):
+    """One served index: its basket (a file under data_dir/indexes), its token's name, and where the token lives:
+    "deploy" (the local world deploys one per index) or chain name -> the token's address."""
+
+    basket: str
+    name: str = ""
+    token: str | dict[str, str] = DEPLOY
+
+    @field_validator("token")
+    @classmethod
+    def _token(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != DEPLOY:
+            raise ValueError(f'token must be "{DEPLOY}" or a table chain name -> address, got {v!r}')
+        return v
+
+
+def _dev_indexes() -> dict[str, IndexConfig]:
+    """Without a registry in the file: the 10-asset development basket (tests and throwaway runs)."""
+    return {"SY100DEV": IndexConfig(basket="SY100.dev.json", name="IndexMaker SY100 dev")}
 
 
 class MintConfig(_Section):
@@ -455,6 +480,8 @@ class Settings(BaseSettings):
     ray: RayConfig = RayConfig()
     gateway: GatewayConfig = GatewayConfig()
     system: SystemConfig = SystemConfig()
+    #: The indexes served, by wire symbol (`[indexes.SY100]`): a file's registry replaces this default whole.
+    indexes: dict[str, IndexConfig] = Field(default_factory=_dev_indexes)
     local: LocalWorldConfig = LocalWorldConfig()
     mint: MintConfig = MintConfig()
     store: StoreConfig = StoreConfig()
@@ -463,6 +490,10 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     market_data: MarketDataConfig = MarketDataConfig()
     reserves: ReservesConfig = ReservesConfig()
+
+    def basket_files(self) -> dict[str, str]:
+        """Index symbol -> its basket file under data_dir/indexes (core.basket.load_indexes reads them)."""
+        return {symbol: entry.basket for symbol, entry in self.indexes.items()}
 
     @property
     def redis_url(self) -> str:
@@ -491,6 +522,11 @@ class Settings(BaseSettings):
             raise ValueError("market_data.reconnect_min_ms must not exceed market_data.reconnect_max_ms")
         if self.store.retry_base_ms > self.store.retry_cap_ms:
             raise ValueError("store.retry_base_ms must not exceed store.retry_cap_ms")
+        if not self.indexes:
+            raise ValueError("indexes: the registry serves no index (add an [indexes.<SYMBOL>] table)")
+        for symbol in self.indexes:
+            if not INDEX_SYMBOL.match(symbol):
+                raise ValueError(f"indexes.{symbol}: an index symbol is 1 to 20 of A-Z and 0-9 (a FIX/JSON Symbol)")
         for chain_id in (self.chain.arbitrum_chain_id, self.chain.base_chain_id):
             if self.chain.native_price.get(chain_id, Decimal(0)) <= 0:
                 raise ValueError(f"chain.native_price has no positive price for chain id {chain_id}")

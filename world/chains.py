@@ -24,7 +24,7 @@ from chain.deployment import AccountRef, ChainDeployment, WorldState
 from chain.keys import DEV_MNEMONIC, derive_account
 from core.money import to_units
 from world.anvil_node import AnvilNode
-from world.contracts_deployer import deploy_chain, mint_usdc
+from world.contracts_deployer import deploy_chain, deploy_index_token, mint_usdc
 from world.evm_signer import EvmSigner
 from world.ports import port_is_free
 
@@ -51,8 +51,8 @@ class LocalChainsConfig:
     usdc_unit: Decimal = Decimal("0.000001")
     quote_time_buffer_s: int = 3600
     fill_deadline_buffer_s: int = 21600
-    index_token_name: str = "IndexMaker SY100"
-    index_token_symbol: str = "SY100"
+    #: (symbol, name) of each index whose token the world deploys (settings' registry entries marked "deploy").
+    index_tokens: tuple[tuple[str, str], ...] = (("SY100DEV", "IndexMaker SY100 dev"),)
     #: The chain that carries the index token (domain.md §12.8: Base).
     index_chain: str = "base"
     #: With a state dir: seconds between anvil's state dumps besides the one on SIGTERM (what a crash may lose).
@@ -105,7 +105,8 @@ class LocalChains:
                 if code in (None, "0x", "0x0"):
                     raise RuntimeError(f"chain {name}: the saved state {self.chain_state_file(name)} has no USDC "
                                        f"contract at {deployment.usdc}: the state is lost; start fresh")
-                chains[name] = dataclasses.replace(deployment, rpc_url=node.url, pid=node.pid)
+                chains[name] = self._with_new_tokens(dataclasses.replace(deployment, rpc_url=node.url, pid=node.pid),
+                                                     saved.account("solver").address)
             if self.config.block_time_s is not None:
                 for node in self.nodes.values():
                     node.call("evm_setIntervalMining", int(self.config.block_time_s))
@@ -116,6 +117,16 @@ class LocalChains:
         except BaseException:
             self.stop()
             raise
+
+    def _with_new_tokens(self, deployment: ChainDeployment, minter: str) -> ChainDeployment:
+        """An index added to the registry since the world was made gets its token now (the others keep theirs)."""
+        missing = [(s, n) for s, n in self.config.index_tokens if s not in deployment.index_tokens]
+        if deployment.name != self.config.index_chain or not missing:
+            return deployment
+        admin = EvmSigner(Web3(Web3.HTTPProvider(deployment.rpc_url)), self.account(self.config.roles["admin"]))
+        added = {s: deploy_index_token(admin, s, n, minter) for s, n in missing}
+        return dataclasses.replace(deployment, index_tokens={**deployment.index_tokens, **added},
+                                   index_token_decimals=18)
 
     def account(self, index: int):  # noqa: ANN201  (LocalAccount)
         return derive_account(self.config.mnemonic, index)
@@ -153,12 +164,12 @@ class LocalChains:
         node = self.nodes[name].start()
         w3 = Web3(Web3.HTTPProvider(node.url))
         admin = EvmSigner(w3, self.account(cfg.roles["admin"]))
-        index_token = ((cfg.index_token_name, cfg.index_token_symbol, roles["solver"].address)
-                       if name == cfg.index_chain else None)
+        index_tokens = cfg.index_tokens if name == cfg.index_chain else ()
         # offset: the second chain's admin burns a nonce first, so no address is the same on both chains.
         deployed = deploy_chain(admin, name, quote_time_buffer_s=cfg.quote_time_buffer_s,
                                 fill_deadline_buffer_s=cfg.fill_deadline_buffer_s,
-                                index_token=index_token, nonce_offset=offset)
+                                index_tokens=index_tokens, minter=roles["solver"].address,
+                                nonce_offset=offset)
         # Users hold USDC on both chains: a deposit may come from either (Base deposits skip the bridge).
         for user in users:
             mint_usdc(admin, deployed.usdc, user.address, to_units(cfg.user_usdc, cfg.usdc_unit))
@@ -171,8 +182,8 @@ class LocalChains:
         return ChainDeployment(
             name=name, chain_id=node.chain_id, rpc_url=node.url, usdc=deployed.usdc, usdc_decimals=6,
             spoke_pool=deployed.spoke_pool, spoke_pool_abi=deployed.spoke_pool_abi, weth=deployed.weth,
-            start_block=w3.eth.block_number + 1, index_token=deployed.index_token,
-            index_token_decimals=18 if deployed.index_token else None, pid=node.pid)
+            start_block=w3.eth.block_number + 1, index_tokens=deployed.index_tokens,
+            index_token_decimals=18 if deployed.index_tokens else None, pid=node.pid)
 
     def stop(self) -> None:
         """SIGTERM to both nodes: with a state dir, each writes its chain to its state file first."""

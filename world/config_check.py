@@ -86,6 +86,7 @@ def check(path: str | None) -> CheckResult:
     for problem in _beyond_the_model(settings.environment, settings.ray.placement):
         if problem not in result.errors:
             result.errors.append(problem)
+    result.errors.extend(_basket_problems(settings, result.notes))
     try:
         secrets = report(settings.environment)
         for name, source in secrets.source.items():
@@ -96,6 +97,39 @@ def check(path: str | None) -> CheckResult:
     except SecretsError as exc:
         result.errors.append(str(exc))
     return result
+
+
+def _basket_problems(settings: Any, notes: list[str]) -> list[str]:
+    """Each index's basket against the exchangeInfo it will trade on. The local world's is the simulator's (built
+    here from the same files, nothing started); an external exchange is asked by `up`, not by a file check."""
+    from core.basket import load_basket_file
+    from core.basket_check import basket_problems
+
+    problems, baskets = [], {}
+    for index, entry in settings.indexes.items():
+        path = settings.data_dir / "indexes" / entry.basket
+        try:
+            baskets[index] = load_basket_file(index, path)
+        except (OSError, ValueError) as exc:
+            problems.append(f"indexes.{index}: basket {path} cannot be read: {exc}")
+    pairs = sorted({a.symbol for b in baskets.values() for a in b.assets})
+    if settings.environment != "local":
+        notes.append(f"indexes: {len(settings.indexes)} indexes, {len(pairs)} pairs; checked against the exchange "
+                     f"when the system starts, not by a file check")
+        return problems
+    from exchange.simulator.config import SimulatorConfig
+    from exchange.simulator.markets import load_markets
+
+    sim = SimulatorConfig()
+    try:
+        markets = load_markets(sim.exchange_info_path, sim.indexes_dir, sim.deployment_path, pairs)
+    except ValueError as exc:  # a pair the simulator cannot list (no entry, no twin, no price)
+        return problems + [f"indexes: the local exchange cannot list every pair: {exc}"]
+    for basket in baskets.values():
+        problems.extend(basket_problems(basket, {s: m.filters for s, m in markets.items()}))
+    notes.append(f"indexes: {len(settings.indexes)} indexes, {len(pairs)} pairs checked against the local "
+                 f"exchange's exchangeInfo")
+    return problems
 
 
 def _beyond_the_model(environment: Any, placement: Any) -> list[str]:

@@ -2,12 +2,13 @@
 
 - USDC (`ExpandedERC20`, 6 decimals), the admin holding the minter role;
 - WETH9 and the real Across SpokePool behind an `ERC1967Proxy` whose constructor calls `initialize`;
-- on the index chain, the index token (18 decimals), whose only minter/burner is the solver.
+- on the index chain, one token per index (18 decimals), whose only minter/burner is the solver.
 
 All bytecode comes from the npm artifacts as it is; nothing is compiled here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from chain.artifacts import load_artifact
 from world.evm_signer import EvmSigner
@@ -26,12 +27,13 @@ class DeployedContracts:
     weth: str
     spoke_pool: str
     spoke_pool_abi: str
-    index_token: str | None
+    index_tokens: dict[str, str]  # index symbol -> token address
 
 
 def deploy_chain(admin: EvmSigner, flavour: str, *, quote_time_buffer_s: int, fill_deadline_buffer_s: int,
-                 index_token: tuple[str, str, str] | None = None, nonce_offset: int = 0) -> DeployedContracts:
-    """Deploy USDC, WETH9 and the SpokePool (and the index token if `index_token` = (name, symbol, minter)).
+                 index_tokens: Sequence[tuple[str, str]] = (), minter: str | None = None,
+                 nonce_offset: int = 0) -> DeployedContracts:
+    """Deploy USDC, WETH9 and the SpokePool, and a token per (symbol, name) of `index_tokens` minted by `minter`.
 
     `nonce_offset` dummy transactions go first so that this chain's CREATE addresses differ from another chain
     deployed by the same admin (spec/chain.md pitfall 8)."""
@@ -61,14 +63,20 @@ def deploy_chain(admin: EvmSigner, flavour: str, *, quote_time_buffer_s: int, fi
     proxy_art = load_artifact("ERC1967Proxy")
     pool = admin.deploy(proxy_art.abi, proxy_art.bytecode, impl, init_data)
 
-    token = None
-    if index_token is not None:
-        name, symbol, minter = index_token
-        token = admin.deploy(erc20.abi, erc20.bytecode, name, symbol, 18)
-        contract = admin.w3.eth.contract(address=token, abi=erc20.abi)
-        admin.transact(contract.functions.addMinter(minter))
-        admin.transact(contract.functions.addBurner(minter))
-    return DeployedContracts(usdc, weth, pool, pool_name, token)
+    tokens = {symbol: deploy_index_token(admin, symbol, name, minter) for symbol, name in index_tokens}
+    return DeployedContracts(usdc, weth, pool, pool_name, tokens)
+
+
+def deploy_index_token(admin: EvmSigner, symbol: str, name: str, minter: str | None) -> str:
+    """One index's token (18 decimals): `minter` (the solver) is its only minter and burner."""
+    if minter is None:
+        raise ValueError(f"index token {symbol}: no minter given")
+    erc20 = load_artifact("ExpandedERC20")
+    token = admin.deploy(erc20.abi, erc20.bytecode, name, symbol, 18)
+    contract = admin.w3.eth.contract(address=token, abi=erc20.abi)
+    admin.transact(contract.functions.addMinter(minter))
+    admin.transact(contract.functions.addBurner(minter))
+    return token
 
 
 def mint_usdc(admin: EvmSigner, usdc: str, to: str, units: int) -> None:

@@ -1,7 +1,8 @@
-"""`indexmaker demo`: the main flow, end to end, on the local world, with three users.
+"""`indexmaker demo`: the main flow, end to end, on the local world, with three users and two indexes.
 
-Each user deposits USDC on Arbitrum, logs on and sends an Index Order; Bob cancels part of his at once, Carol first
-sends one her collateral cannot cover. Deposits, batches, fills and mints show as they happen, then a summary per
+Each user deposits USDC on Arbitrum, logs on and sends an Index Order: Alice and Carol buy SY100 (81 assets), Bob
+SYAI, in the same batches (their common assets netted); Bob cancels part of his at once, Carol first sends one her
+collateral cannot cover. Deposits, batches, fills and mints show as they happen, then a summary per
 user from their Mint Invoices. `run_demo(system)` is the flow (the e2e test asserts on it)."""
 from __future__ import annotations
 
@@ -15,6 +16,8 @@ from typing import Any, Callable
 import core  # noqa: F401  (decimal context)
 
 WAIT_S = 60.0
+#: The indexes the demo serves (config/local.toml's entries): SY100, the largest basket, and one more.
+DEMO_INDEXES = ("SY100", "SYAI")
 
 
 @dataclass
@@ -23,6 +26,7 @@ class DemoUser:
     deposit: Decimal
     #: (client order id, amount) of the orders sent; the first may be a bad one (see `bad`).
     orders: list[tuple[str, Decimal]]
+    index: str = ""  # what the user buys ("" or an index not served: the first served index)
     cancel: tuple[str, Decimal] | None = None  # (client order id, amount to cancel)
     bad: str | None = None  # the client order id expected to be rejected
     address: str = ""
@@ -36,9 +40,10 @@ class DemoUser:
 
 def default_users() -> list[DemoUser]:
     return [
-        DemoUser("alice", Decimal("1000"), [("a1", Decimal("400"))]),
-        DemoUser("bob", Decimal("1500"), [("b1", Decimal("650.5"))], cancel=("b1", Decimal("200"))),
-        DemoUser("carol", Decimal("800"), [("c0", Decimal("5000")), ("c1", Decimal("500"))], bad="c0"),
+        DemoUser("alice", Decimal("1000"), [("a1", Decimal("400"))], index="SY100"),
+        DemoUser("bob", Decimal("1500"), [("b1", Decimal("650.5"))], index="SYAI", cancel=("b1", Decimal("200"))),
+        DemoUser("carol", Decimal("800"), [("c0", Decimal("5000")), ("c1", Decimal("500"))], index="SY100",
+                 bad="c0"),
     ]
 
 
@@ -119,10 +124,11 @@ async def run_demo(system: Any, users: list[DemoUser] | None = None, out: Callab
 
     users = users or default_users()
     view = ProgressView(out)
-    index = system.o.index
     for u, ref in zip(users, system.state.users):
         u.key = derive_account(DEV_MNEMONIC, ref.index)
         u.address = u.key.address
+        if u.index not in system.baskets:
+            u.index = next(iter(system.baskets))
     solver, router, minter = system.actor("solver"), system.actor("router"), system.actor("minter")
 
     # 1. deposits: real transfers on Arbitrum, then the credit in each user's shard
@@ -161,10 +167,10 @@ async def run_demo(system: Any, users: list[DemoUser] | None = None, out: Callab
         c = clients[u.name]
         for cl, amount in u.orders:
             if u.cancel is not None and u.cancel[0] == cl:  # order and cancel leave together
-                await asyncio.gather(c.new_order(cl, index, str(amount)),
-                                     c.cancel_order(cl, index, str(u.cancel[1])))
+                await asyncio.gather(c.new_order(cl, u.index, str(amount)),
+                                     c.cancel_order(cl, u.index, str(u.cancel[1])))
             else:
-                await c.new_order(cl, index, str(amount))
+                await c.new_order(cl, u.index, str(amount))
 
     routed = asyncio.Event()
 
@@ -203,21 +209,22 @@ async def run_demo(system: Any, users: list[DemoUser] | None = None, out: Callab
     return {"users": users, "views": views}
 
 
-def balance_of(system: Any, address: str) -> int:
-    """Index-token base units held on Base (the chain that carries the token)."""
+def balance_of(system: Any, address: str, index: str) -> int:
+    """`index`'s token base units held on Base (the chain that carries the index tokens)."""
     from web3 import Web3
 
     from chain.contracts import bind
 
     base = system.state.chain("base")
-    token = bind(Web3(Web3.HTTPProvider(base.rpc_url)), base).index_token
+    token = bind(Web3(Web3.HTTPProvider(base.rpc_url)), base).index_tokens[index]
     return token.functions.balanceOf(Web3.to_checksum_address(address)).call()
 
 
 def summary(system: Any, result: dict[str, Any]) -> list[str]:
-    """One row per minted order: amount, spent, exchange fee, returned (dust + cancelled), assets bought, tokens
-    minted, invoice id; and per user the routing fee charged on the deposit and the tokens in the wallet."""
-    head = (f"{'user':6}{'order':6}{'amount':>9}{'spent':>12}{'exch fee':>10}{'returned':>12}{'assets':>7}"
+    """One row per minted order: index, amount, spent, exchange fee, returned (dust + cancelled), assets bought,
+    tokens minted, invoice id; per user the routing fee charged on the deposit and the tokens in the wallet; per
+    index the orders, the units minted and its token's supply on Base."""
+    head = (f"{'user':6}{'order':6}{'index':7}{'amount':>9}{'spent':>12}{'exch fee':>10}{'returned':>12}{'assets':>7}"
             f"{'minted':>23}  invoice")
     rows = [head, "-" * len(head)]
     for u in result["users"]:
@@ -229,14 +236,41 @@ def summary(system: Any, result: dict[str, Any]) -> list[str]:
             b = d.body
             returned = Decimal(b.amount_returned) + Decimal(b.amount_cancelled)
             inv = invoices.get(b.client_order_id, {})
-            rows.append(f"{u.name:6}{b.client_order_id:6}{b.total_amount:>9}{b.collateral_spent:>12}"
+            rows.append(f"{u.name:6}{b.client_order_id:6}{b.symbol:7}{b.total_amount:>9}{b.collateral_spent:>12}"
                         f"{Decimal(b.exchange_fee).quantize(Decimal('0.000001')):>10}{returned:>12}"
                         f"{len(b.lines):>7}{b.minted_quantity:>23}  {inv.get('invoice_id', '?')[:22]}…")
         ledger = view["ledger"]
         rows.append(f"{'':12}deposit {u.deposit}, routing fee {ledger['fees_charged']}, available "
-                    f"{ledger['available']} USDC; wallet {Decimal(balance_of(system, u.address)).scaleb(-18)} "
-                    f"{system.o.index} on Base")
+                    f"{ledger['available']} USDC; wallet {Decimal(balance_of(system, u.address, u.index)).scaleb(-18)} "
+                    f"{u.index} on Base")
+    rows.append("")
+    minted: dict[str, list[Decimal]] = {}
+    for u in result["users"]:
+        for d in u.reports:
+            if type(d.body).__name__ == "MintInvoice":
+                minted.setdefault(d.body.symbol, []).append(Decimal(d.body.minted_quantity))
+    for index, units in sorted(minted.items()):
+        rows.append(f"{index:7}{len(units)} orders, {sum(units)} units minted; token supply on Base "
+                    f"{Decimal(supply_of(system, index)).scaleb(-18)}")
     return rows
+
+
+def supply_of(system: Any, index: str) -> int:
+    """`index`'s token totalSupply on Base (base units)."""
+    from web3 import Web3
+
+    from chain.contracts import bind
+
+    base = system.state.chain("base")
+    return bind(Web3(Web3.HTTPProvider(base.rpc_url)), base).index_tokens[index].functions.totalSupply().call()
+
+
+def demo_settings() -> Any:
+    """The defaults, serving DEMO_INDEXES as config/local.toml's registry describes them."""
+    from core.config import REPO_ROOT, Settings
+
+    registry = Settings.load(REPO_ROOT / "config" / "local.toml").indexes
+    return Settings(indexes={k: registry[k] for k in DEMO_INDEXES})
 
 
 def main(port: int | None = None) -> int:
@@ -245,11 +279,12 @@ def main(port: int | None = None) -> int:
     t0 = time.monotonic()
     print("starting the local world (redis, anvil x2 + Across relayer, exchange simulator) and the actors …",
           flush=True)
-    system = LocalSystem(LauncherOptions(gateway_port=port))
+    system = LocalSystem(LauncherOptions(gateway_port=port), demo_settings())
     try:
         system.start()
-        print(f"up in {time.monotonic() - t0:.1f} s: gateway {system.gateway_url}, index {system.o.index} "
-              f"({len(system.basket.assets)} assets), Ray namespace {system.namespace}", flush=True)
+        served = ", ".join(f"{k} ({len(b.assets)} assets)" for k, b in system.baskets.items())
+        print(f"up in {time.monotonic() - t0:.1f} s: gateway {system.gateway_url}, indexes {served}, "
+              f"{len(system.symbols)} pairs, Ray namespace {system.namespace}", flush=True)
         result = asyncio.run(run_demo(system, out=lambda s: print(s, flush=True)))
         print()
         for row in summary(system, result):

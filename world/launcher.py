@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import core  # noqa: F401  (decimal context)
-from core.config import ChainConfig, ExchangeConfig, Settings
+from core.config import DEPLOY, ChainConfig, ExchangeConfig, Settings
 from world.placement import placed
 
 log = logging.getLogger(__name__)
@@ -90,9 +90,6 @@ class LauncherOptions:
     """What a launch varies (where, which Ray, ports for tests). The numbers default to None: taken from the
     settings (`[system]`, `[local]`, `exchange.market_shards`, `solver.tick_interval_ms`); a test may pin one."""
 
-    #: The index served and the basket file it is read from.
-    index: str | None = None
-    index_file: str | None = None
     users: int | None = None
     order_shards: int | None = None
     market_shards: int | None = None
@@ -124,7 +121,6 @@ class LauncherOptions:
     def resolved(self, settings: Settings) -> "LauncherOptions":
         """These options with every None taken from the settings."""
         from_settings = {
-            "index": settings.system.index, "index_file": settings.system.index_file,
             "users": settings.local.users, "order_shards": settings.system.order_shards,
             "market_shards": settings.exchange.market_shards, "price_update_ms": settings.local.price_update_ms,
             "deposit_poll_ms": settings.local.deposit_poll_ms, "confirmations": settings.local.confirmations,
@@ -154,7 +150,7 @@ class LocalSystem:
         self.exchange: Any = None
         self.state: Any = None
         self.world_file: Path | None = None
-        self.basket: Any = None
+        self.baskets: dict[str, Any] = {}
         self.filters: dict[str, Any] = {}
         self.actors: dict[str, Any] = {}
         self.gateway_url: str | None = None
@@ -186,11 +182,13 @@ class LocalSystem:
             state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir = state_dir
         persistent = self.o.state_dir is not None
-        self.basket = load_indexes(self.base_settings.data_dir / "indexes",
-                                   {self.o.index: self.o.index_file})[self.o.index]
-        symbols = tuple(a.symbol for a in self.basket.assets)
+        self.baskets = load_indexes(self.base_settings.data_dir / "indexes", self.base_settings.basket_files())
+        symbols = self.symbols
         self.world_file = state_dir / "world.json"
-        self.chains = LocalChains(LocalChainsConfig(users=self.o.users), state_file=self.world_file,
+        tokens = tuple((index, entry.name or f"IndexMaker {index}") for index, entry in
+                       self.base_settings.indexes.items() if entry.token == DEPLOY)
+        self.chains = LocalChains(LocalChainsConfig(users=self.o.users, index_tokens=tokens),
+                                  state_file=self.world_file,
                                   state_dir=state_dir if persistent else None)
         exchange_file = state_dir / "exchange.json"
         ports = _read_json(state_dir / PORTS_FILE)
@@ -302,7 +300,7 @@ class LocalSystem:
         assert s is not None
         redis_url = self.redis.url
         account = self.exchange.account  # the simulator's own account: deposits land in it, the sender trades it
-        symbols = [a.symbol for a in self.basket.assets]
+        symbols = list(self.symbols)
         detached = o.detached
         if detached:
             self._release_stale_actors(ns)
@@ -318,7 +316,7 @@ class LocalSystem:
                                                                              redis_url=redis_url),
                                                  namespace=ns, detached=detached)
         with placed(IndexOrderBooks, table):
-            shards = start_order_books(OrderBooksOptions.from_settings(s, (o.index,), o.order_shards,
+            shards = start_order_books(OrderBooksOptions.from_settings(s, tuple(self.baskets), o.order_shards,
                                                                        redis_url=redis_url, minter_name="minter"),
                                        namespace=ns, detached=detached)
         for k, sh in enumerate(shards):
@@ -341,7 +339,7 @@ class LocalSystem:
         with placed(Solver, table):
             solver = start_solver(SolverOptions.from_settings(s, o.order_shards, redis_url=redis_url, namespace=ns,
                                                               tick_interval_ms=o.tick_interval_ms),
-                                  {o.index: self.basket}, self.filters, PlannerLimits.from_settings(s),
+                                  self.baskets, self.filters, PlannerLimits.from_settings(s),
                                   detached=detached)
         self.actors["solver"] = solver
         ray.get(solver.start.remote())
@@ -366,12 +364,17 @@ class LocalSystem:
         self.http_url = ray.get(self.actors["http"].start.remote())
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def symbols(self) -> tuple[str, ...]:
+        """Every pair the served indexes hold, each once (the simulator serves them, the market shards watch them)."""
+        return tuple(sorted({a.symbol for b in self.baskets.values() for a in b.assets}))
+
     def _reserves_options(self):  # noqa: ANN202
         """What the monitor's (and `indexmaker reconcile`'s) reserves check reads: settings.reserves."""
         from actors.reserves_probe import ReservesOptions
 
         assert self.settings is not None
-        return ReservesOptions.from_settings(self.settings, self.o.order_shards, self.o.index)
+        return ReservesOptions.from_settings(self.settings, self.o.order_shards, tuple(self.baskets))
 
     def _gateway_key(self) -> str:
         """The gateway's signing key, the same on every start (users may pin its address): INDEXMAKER_GATEWAY_KEY,

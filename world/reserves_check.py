@@ -27,7 +27,7 @@ def reconcile(run: dict[str, Any], settings: Any) -> tuple[list[ReserveRow], int
     r = run.get("ray") or {}
     namespace = r.get("namespace")
     shards = sum(1 for name in run.get("actors") or [] if name.startswith("orders-"))
-    options = ReservesOptions.from_settings(settings, shards, run.get("index") or "SY100DEV")
+    options = ReservesOptions.from_settings(settings, shards, run.get("indexes") or list(settings.indexes))
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(address=r.get("address") or "auto", namespace=namespace, log_to_driver=False, configure_logging=False,

@@ -64,7 +64,7 @@ def serve(settings, state_dir: Path, *, config_path: str | None, address: str | 
         exchange_url=system.exchange.url, redis_url=system.redis.url, world_file=str(system.world_file),
         ray={"address": system.ray_address, "namespace": system.namespace, "own": address is None,
              "detached": system.o.detached},
-        processes=system.processes(), actors=list(system.actors), index=system.o.index,
+        processes=system.processes(), actors=list(system.actors), indexes=list(system.baskets),
         up_in_s=round(time.monotonic() - t0, 1))
     ready("ready " + json.dumps({k: record[k] for k in ("gateway_url", "exchange_url", "resumed", "up_in_s")}))
     try:

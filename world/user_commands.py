@@ -57,22 +57,21 @@ def fetch_balance(http_url: str, signer: Signer, timeout_s: float = 10.0) -> dic
 
 
 def token_balances(world: WorldState, address: str) -> dict[str, Decimal]:
-    """Index tokens held on each chain that carries one: {chain name: tokens}."""
+    """Index tokens held, per index (every chain that carries index tokens; Base on every world): {index: tokens}."""
     from web3 import Web3
 
     from chain.contracts import bind
 
-    out = {}
-    for name, chain in sorted(world.chains.items()):
-        if not chain.index_token:
-            continue
-        token = bind(Web3(Web3.HTTPProvider(chain.rpc_url)), chain).index_token
-        units = token.functions.balanceOf(Web3.to_checksum_address(address)).call()
-        out[name] = Decimal(units).scaleb(-(chain.index_token_decimals or 18))
+    out: dict[str, Decimal] = {}
+    for chain in world.chains.values():
+        tokens = bind(Web3(Web3.HTTPProvider(chain.rpc_url)), chain).index_tokens
+        for index, token in sorted(tokens.items()):
+            units = token.functions.balanceOf(Web3.to_checksum_address(address)).call()
+            out[index] = out.get(index, Decimal(0)) + Decimal(units).scaleb(-(chain.index_token_decimals or 18))
     return out
 
 
-def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal], index: str | None) -> list[str]:
+def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal]) -> list[str]:
     parts = balance["parts"]
     lines = [f"user {balance['user']}"]
     lines += [f"  {name:13} {Decimal(parts[name]):>20f} USDC" for name in
@@ -82,8 +81,8 @@ def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal], index: st
         state = "reversed by a reorg" if d["reversed"] else (f"{d['held']} held for its route"
                                                              if Decimal(d["held"]) else "routed")
         lines.append(f"  deposit {key}: {d['amount']} USDC, {state}")
-    for chain, amount in tokens.items():
-        lines.append(f"  tokens on {chain}: {amount:f}" + (f" {index}" if index else ""))
+    for index, amount in tokens.items():
+        lines.append(f"  tokens: {amount:f} {index}")
     return lines
 
 

@@ -74,14 +74,14 @@ def set_automine(system: Any, on: bool, chain: str = "base") -> None:
         rpc(url, "evm_mine", [])
 
 
-def mint_logs(system: Any, address: str) -> list[dict]:
-    """Every Transfer of the index token from 0x0 to `address` on Base: one per mint."""
+def mint_logs(system: Any, address: str, index: str = "SY100DEV") -> list[dict]:
+    """Every Transfer of `index`'s token from 0x0 to `address` on Base: one per mint."""
     from web3 import Web3
 
     base = system.state.chain("base")
     w3 = Web3(Web3.HTTPProvider(base.rpc_url))
     to_topic = "0x" + "0" * 24 + address.lower().removeprefix("0x")
-    return w3.eth.get_logs({"address": Web3.to_checksum_address(base.index_token), "fromBlock": 0,
+    return w3.eth.get_logs({"address": Web3.to_checksum_address(base.index_tokens[index]), "fromBlock": 0,
                             "toBlock": "latest", "topics": [TRANSFER_TOPIC, "0x" + "0" * 64, to_topic]})
 
 
@@ -147,7 +147,7 @@ def kill(name: str) -> Callable[[Ctx], Awaitable[None]]:
 def hold_orders(ms: int = 1500, after: bool = False) -> Callable[[Ctx], None]:
     """The exchange holds the batch's order placements (before they execute, or after, before the answer)."""
     def prepare(ctx: Ctx) -> None:
-        admin(ctx.system, "/_admin/faults", {"order_delay_ms": ms, "order_delay_count": len(ctx.system.basket.assets),
+        admin(ctx.system, "/_admin/faults", {"order_delay_ms": ms, "order_delay_count": len(next(iter(ctx.system.baskets.values())).assets),
                                              "order_delay_after": after})
     return prepare
 
@@ -480,7 +480,7 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
         # 3. the orders, one at a time, each answered before the next (a fixed FIFO in every run)
         for u in users:
             for cl, amount in u.orders:
-                await clients[u.name].new_order(cl, system.o.index, str(amount))
+                await clients[u.name].new_order(cl, next(iter(system.baskets)), str(amount))
 
                 async def answered(u: DemoUser = u, cl: str = cl) -> bool:
                     return bool(_reports(u, "NewIndexOrderReport", cl))
@@ -571,7 +571,7 @@ def check_round(system: Any, users: list[DemoUser], batches: list[dict], solver_
     result.executed = sorted((o["symbol"], o["executedQty"]) for o in on_exchange)
     # ---- per user: the stream, message by message, against the shard's book, the ledger and the chain
     router = ray.get(system.actor("router").inspect.remote())
-    basket = {a.symbol: a.quantity for a in system.basket.assets}
+    basket = {a.symbol: a.quantity for a in next(iter(system.baskets.values())).assets}
     for u in users:
         seqs = [d.envelope.standard_header.seq_num for d in u.reports]
         assert seqs == sorted(set(seqs)), f"{u.name}: report seq numbers repeated or out of order: {seqs}"
@@ -621,7 +621,7 @@ def check_round(system: Any, users: list[DemoUser], batches: list[dict], solver_
         # ---- no double mint: one mint per order on chain, the wallet holds exactly the fills
         mints = mint_logs(system, u.address)
         assert len(mints) == len(u.good), f"{u.name}: {len(mints)} mints on chain for {len(u.good)} orders"
-        balance = balance_of(system, u.address)
+        balance = balance_of(system, u.address, next(iter(system.baskets)))
         expected = sum(int(Decimal(orders[cl]["filled_units"]).quantize(TOKEN_UNIT, rounding=ROUND_DOWN)
                            .scaleb(18)) for cl in u.good)
         assert balance == expected, f"{u.name}: {balance} token base units on chain, fills back {expected}"

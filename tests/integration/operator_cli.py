@@ -73,14 +73,14 @@ def transfer(world_file: str, user_index: int, amount: Decimal) -> None:
         bind(w3, arb).usdc.functions.transfer(world.account("custody").address, int(amount.scaleb(6))))
 
 
-def token_balance(world_file: str, address: str) -> int:
+def token_balance(world_file: str, address: str, index: str = "SY100DEV") -> int:
     from web3 import Web3
 
     from chain.contracts import bind
     from chain.deployment import WorldState
 
     base = WorldState.load(world_file).chain("base")
-    token = bind(Web3(Web3.HTTPProvider(base.rpc_url)), base).index_token
+    token = bind(Web3(Web3.HTTPProvider(base.rpc_url)), base).index_tokens[index]
     return token.functions.balanceOf(Web3.to_checksum_address(address)).call()
 
 

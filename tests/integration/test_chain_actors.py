@@ -29,7 +29,8 @@ from world.relayer import AcrossRelayer
 @pytest.fixture(scope="module")
 def world_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("world") / "world.json"
-    chains = LocalChains(LocalChainsConfig(users=2), state_file=path)
+    chains = LocalChains(LocalChainsConfig(users=2, index_tokens=(("SY100DEV", "dev"), ("SYAI", "AI"))),
+                         state_file=path)
     state = chains.start()
     relayer = AcrossRelayer.from_world(state, mnemonic=DEV_MNEMONIC, poll_s=0.02).start()
     exchange = LocalExchange(state, LocalExchangeConfig(confirmations=1, poll_ms=20))
@@ -106,16 +107,22 @@ def test_actors_route_a_deposit_survive_a_router_kill_and_mint_once(ray_cluster,
         assert Decimal(ledger["credited"]) == Decimal(30) and Decimal(ledger["fees_charged"]) == fee
         assert Decimal(ledger["available"]) == Decimal(30) - fee
 
-        order = TokenMint("order-1", user.address, Decimal("2.5"))
-        batch = [order] + [TokenMint(f"order-{i}", user.address, Decimal(1)) for i in (2, 3, 4)]
+        order = TokenMint("order-1", "SY100DEV", user.address, Decimal("2.5"))
+        batch = [order] + [TokenMint(f"order-{i}", "SYAI" if i % 2 else "SY100DEV", user.address, Decimal(1))
+                           for i in (2, 3, 4)]
+        unknown = ray.get(chain.mint.remote([TokenMint("order-9", "NOPE", user.address, Decimal(1))]))
+        assert not unknown[0].ok and "no token for index NOPE" in unknown[0].error
         first = ray.get(chain.mint.remote(batch))
-        # One batch: the transactions carry consecutive nonces in the batch's order (they go out together).
+        # One batch over two tokens: the transactions carry consecutive nonces in the batch's order.
         assert [w3b.eth.get_transaction(r.tx_hash)["nonce"] for r in first] == [0, 1, 2, 3]
         ray.kill(chain, no_restart=False)
         again = wait_for(lambda: ray.get(ray.get_actor("chain", namespace=ray_cluster).mint.remote([order])),
                          what="the restarted chain actor")
         assert all(r.ok for r in first) and again[0].tx_hash == first[0].tx_hash
-        assert cb.index_token.functions.balanceOf(user.address).call() == 55 * 10**17
+        assert cb.index_tokens["SY100DEV"].functions.balanceOf(user.address).call() == 45 * 10**17
+        assert cb.index_tokens["SYAI"].functions.balanceOf(user.address).call() == 10**18
+        supplies = ray.get(ray.get_actor("chain", namespace=ray_cluster).index_supplies.remote())
+        assert {k: Decimal(v) for k, v in supplies.items()} == {"SY100DEV": Decimal("4.5"), "SYAI": Decimal(1)}
         assert w3b.eth.get_transaction_count(state.account("solver").address) == 4
     finally:
         for name in ("router", "chain"):

@@ -30,12 +30,12 @@ class CrashBeforeBroadcast(TxSender):
 
 def minter(world, chains, redis, cls=TxSender, role="solver") -> IndexMinter:
     sender = cls(chains.base, world.state.chain("base").chain_id, world.key(role), redis)
-    return IndexMinter(sender, chains.base_c.index_token)
+    return IndexMinter(sender, chains.base_c.index_tokens["SY100DEV"])
 
 
 async def supply_and_nonce(world, chains) -> tuple[int, int]:
     solver = world.state.account("solver").address
-    return (await chains.base_c.index_token.functions.totalSupply().call(),
+    return (await chains.base_c.index_tokens["SY100DEV"].functions.totalSupply().call(),
             await chains.base.eth.get_transaction_count(solver))
 
 
@@ -46,7 +46,7 @@ async def test_a_key_is_sent_once(chain_world, async_chains, aredis):
     again = await m.mint("order-1", user, Decimal("1.5"))
     assert first.ok and first.sent_now and not again.sent_now and again.tx_hash == first.tx_hash
     assert await supply_and_nonce(chain_world, async_chains) == (15 * 10**17, 1)
-    assert await async_chains.base_c.index_token.functions.balanceOf(user).call() == 15 * 10**17
+    assert await async_chains.base_c.index_tokens["SY100DEV"].functions.balanceOf(user).call() == 15 * 10**17
 
 
 async def test_mint_is_sent_once_when_the_sender_restarts_after_sending(chain_world, async_chains, aredis):
@@ -150,7 +150,7 @@ async def test_a_transport_failure_on_broadcast_is_retried_with_the_same_bytes(c
             await super()._broadcast(intent)
 
     m = IndexMinter(FlakyOnce(async_chains.base, 8453, chain_world.key("solver"), aredis, retry=RetryPolicy(10, 10, 1)),
-                    async_chains.base_c.index_token)
+                    async_chains.base_c.index_tokens["SY100DEV"])
     result = await m.mint("order-20", chain_world.state.users[0].address, Decimal("1"))
     assert result.ok and result.sent_now and FlakyOnce.failures == 1
     assert await supply_and_nonce(chain_world, async_chains) == (10**18, 1)

@@ -7,6 +7,7 @@ import pytest
 from web3 import Web3
 from web3.exceptions import ContractLogicError
 
+from chain.artifacts import load_artifact
 from chain.bytes32 import address_to_bytes32, bytes32_to_address
 from chain.contracts import bind
 from chain.deployment import WorldState
@@ -39,7 +40,7 @@ def test_contracts_are_where_the_world_file_says_and_differ_between_chains(chain
         assert c.spoke_pool.functions.numberOfDeposits().call() == 0
         assert c.spoke_pool.functions.depositQuoteTimeBuffer().call() == 3600
         assert c.spoke_pool.functions.fillDeadlineBuffer().call() == 21600
-    assert arb.index_token is None and base.index_token is not None
+    assert arb.index_tokens == {} and set(base.index_tokens) == {"SY100DEV"}
     saved = state.save(tmp_path / "w.json")
     assert WorldState.load(saved) == state
 
@@ -47,7 +48,7 @@ def test_contracts_are_where_the_world_file_says_and_differ_between_chains(chain
 def test_only_the_solver_mints_the_index_token(chain_world):
     state = chain_world.state
     w3, c = sync(chain_world, "base")
-    token = c.index_token
+    token = c.index_tokens["SY100DEV"]
     assert token.functions.decimals().call() == 18
     assert token.functions.holdsRole(MINTER, state.account("solver").address).call()
     assert not token.functions.holdsRole(MINTER, state.account("admin").address).call()
@@ -115,3 +116,26 @@ def test_interval_mining_makes_blocks_on_its_own_and_stop_ends_the_nodes(tmp_pat
     assert all(p.poll() is not None for p in processes)
     with pytest.raises(ValueError):
         LocalChains(LocalChainsConfig(block_time_s=0))
+
+
+def test_one_token_per_index_and_an_index_added_later_gets_its_token_on_resume(tmp_path):
+    one = (("SY100DEV", "dev"),)
+    chains = LocalChains(LocalChainsConfig(users=1, index_tokens=one), state_file=tmp_path / "world.json",
+                         state_dir=tmp_path)
+    first = chains.start()
+    chains.stop()
+    more = LocalChains(LocalChainsConfig(users=1, index_tokens=one + (("SYAI", "AI"), ("SYME", "Memes"))),
+                       state_file=tmp_path / "world.json", state_dir=tmp_path)
+    try:
+        resumed = more.resume()
+        tokens = resumed.chain("base").index_tokens
+        assert set(tokens) == {"SY100DEV", "SYAI", "SYME"} and len(set(tokens.values())) == 3
+        assert tokens["SY100DEV"] == first.chain("base").index_tokens["SY100DEV"]  # kept, not redeployed
+        assert WorldState.load(tmp_path / "world.json") == resumed  # the new tokens are in the world file
+        w3 = Web3(Web3.HTTPProvider(resumed.chain("base").rpc_url))
+        for index in ("SYAI", "SYME"):
+            token = w3.eth.contract(address=tokens[index], abi=load_artifact("ExpandedERC20").abi)
+            assert token.functions.symbol().call() == index
+            assert token.functions.holdsRole(MINTER, resumed.account("solver").address).call()
+    finally:
+        more.stop()

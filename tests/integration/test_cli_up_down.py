@@ -156,7 +156,7 @@ def test_up_down_up_resumes_without_doing_anything_twice(operator) -> None:  # n
     parts = {k: Decimal(v) for k, v in balance["parts"].items()}
     assert parts["spent"] == Decimal(ledger["spent"]) and parts["credited"] + parts["debt"] == (
         parts["available"] + parts["held"] + parts["reserved"] + parts["spent"] + parts["fees_charged"])
-    assert Decimal(balance["tokens"]["base"]) == minted.quantize(Decimal("1e-18"), rounding=ROUND_DOWN)
+    assert Decimal(balance["tokens"][INDEX]) == minted.quantize(Decimal("1e-18"), rounding=ROUND_DOWN)
     (sender,) = inspected(report, "sender")
     assert sender["orders"] > 0 and set(sender["by_status"]) <= {"FILLED", "PARTIALLY_FILLED", "EXPIRED", "CANCELED"}
 

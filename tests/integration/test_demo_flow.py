@@ -25,7 +25,7 @@ ray = pytest.importorskip("ray")
 from core.config import Settings  # noqa: E402
 from core.money import quantize_up  # noqa: E402
 from protocol.reason_codes import ReasonCode  # noqa: E402
-from world.demo import balance_of, default_users, run_demo, summary  # noqa: E402
+from world.demo import DEMO_INDEXES, balance_of, default_users, demo_settings, run_demo, summary  # noqa: E402
 from world.launcher import LauncherOptions, LocalSystem  # noqa: E402
 
 MICRO = Decimal("0.000001")
@@ -50,7 +50,7 @@ def exchange_trades(system: LocalSystem, symbols: list[str]) -> dict[str, list]:
 @pytest.fixture(scope="module")
 def demo(ray_cluster):  # noqa: ARG001  (the session's Ray cluster must be up)
     started = time.monotonic()
-    system = LocalSystem(LauncherOptions(gateway_port=0, namespace=f"demo-{uuid.uuid4().hex[:8]}"))
+    system = LocalSystem(LauncherOptions(gateway_port=0, namespace=f"demo-{uuid.uuid4().hex[:8]}"), demo_settings())
     system.start()
     try:
         lines: list[str] = []
@@ -95,14 +95,16 @@ def test_streams_message_by_message(demo) -> None:
         assert qty == sorted(qty) and spent == sorted(spent) and qty[0] > 0  # cumulative, never backwards
         seqs = [d.envelope.standard_header.seq_num for d in u.reports]
         assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)  # no lost order, no repeated report
-    assert len(summary(system, result)) == 2 + 3 + 3  # header, rule, one row per minted order, one per user
+    assert [u.index for u in (alice, bob, carol)] == ["SY100", "SYAI", "SY100"] and set(system.baskets) == set(
+        DEMO_INDEXES)
+    # header, rule, one row per minted order, one per user; a blank line, one row per index
+    assert len(summary(system, result)) == 2 + 3 + 3 + 1 + len(DEMO_INDEXES)
     assert any("MINTED" in line for line in lines) and any("routes[credited:3]" in line for line in lines)
     assert time.monotonic() - started < 120
 
 
 def test_fill_reports_add_up_to_the_exchange_fills(demo) -> None:
     system, result, _, _ = demo
-    basket = {a.symbol: a.quantity for a in system.basket.assets}
     solver = system.actor("solver")
     info = ray.get(solver.inspect.remote())
     assert info["errors"] == [] and info["outbox"] == [] and not info["batches_in_flight"]
@@ -111,6 +113,8 @@ def test_fill_reports_add_up_to_the_exchange_fills(demo) -> None:
         fills = [d.body for d in u.reports if type(d.body).__name__ == "IndexOrderFill"]
         (inv,) = [d.body for d in u.reports if type(d.body).__name__ == "MintInvoice"]
         rounds = len(fills)
+        basket = {a.symbol: a.quantity for a in system.baskets[u.index].assets}
+        assert inv.symbol == u.index
         # The last fill report is what the invoice says was filled and spent.
         assert Decimal(fills[-1].filled_quantity) == Decimal(inv.filled_quantity)
         assert Decimal(fills[-1].collateral_spent) == Decimal(inv.collateral_spent)
@@ -123,15 +127,28 @@ def test_fill_reports_add_up_to_the_exchange_fills(demo) -> None:
             unit = system.filters[line.symbol].base_unit
             assert -unit * rounds < short < unit * rounds, line.symbol
             assigned[line.symbol] += Decimal(line.quantity)
-    # Every unit the exchange delivered (net of the commission it kept in the asset) is in some order's invoice
-    # or in the solver's inventory for the next batch; nothing invented, nothing lost.
-    trades = exchange_trades(system, list(basket))
+    # Every unit the exchange delivered (net of the commission it kept in the asset) is in some order's invoice,
+    # of whichever index, or in the solver's inventory for the next batch; nothing invented, nothing lost.
+    trades = exchange_trades(system, list(system.symbols))
     inventory = info["inventory_units"]
     for symbol, rows in trades.items():
         base = symbol[: -len("USDC")]
         received = sum((t.qty - (t.commission if t.commission_asset == base else 0) for t in rows), Decimal(0))
         held = Decimal(inventory.get(symbol, 0)) * system.filters[symbol].base_unit
         assert rows and assigned[symbol] + held == received, symbol
+
+
+def test_a_batch_sends_one_exchange_order_per_asset_whatever_indexes_need_it(demo) -> None:
+    """SY100 and SYAI share pairs: a batch serving both buys each shared pair with one exchange order (client order
+    ids are batch.symbol.attempt, core/asset_order.py)."""
+    system, result, _, _ = demo
+    history = ray.get(system.actor("solver").inspect.remote())["history"]
+    assert history
+    shared = set(system.baskets["SY100"].symbols) & set(system.baskets["SYAI"].symbols)
+    for entry in history:
+        symbols = [cid.split(".")[1] for cid, _, _ in entry["asset_orders"]]
+        assert len(symbols) == len(set(symbols)) and set(symbols) <= set(system.symbols), entry["batch_id"]
+    assert shared  # else the demo would not show netting across indexes
 
 
 def test_tokens_minted_and_usdc_accounted_to_the_unit(demo) -> None:
@@ -141,7 +158,7 @@ def test_tokens_minted_and_usdc_accounted_to_the_unit(demo) -> None:
         filled = Decimal(inv.filled_quantity)
         minted = filled.quantize(TOKEN_UNIT, rounding=ROUND_DOWN)  # never more than the fills back
         assert Decimal(inv.minted_quantity) == minted
-        assert balance_of(system, u.address) == int(minted.scaleb(18))  # on Base, in the user's wallet
+        assert balance_of(system, u.address, u.index) == int(minted.scaleb(18))  # on Base, in the user's wallet
         view = result["views"][u.name]
         (order,) = [o for o in view["orders"] if o["status"] != "rejected"] if u.bad else view["orders"]
         total = Decimal(inv.total_amount)

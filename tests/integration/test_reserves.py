@@ -37,7 +37,7 @@ def state_dir(flow, tmp_path_factory) -> Path:
     """A run file describing the test's system, as `indexmaker up` writes it (this process stands as its service)."""
     system, _ = flow
     where = tmp_path_factory.mktemp("state")
-    write_run(where, phase="up", pid=os.getpid(), processes={}, actors=list(system.actors), index=system.o.index,
+    write_run(where, phase="up", pid=os.getpid(), processes={}, actors=list(system.actors), indexes=list(system.baskets),
               ray={"address": ray.get_runtime_context().gcs_address, "namespace": system.namespace})
     return where
 
@@ -65,7 +65,7 @@ def test_reserves_agree_after_orders_filled_and_minted(flow, state_dir) -> None:
     assert r.returncode == 0, explain(r)
     report = json.loads(r.stdout)
     rows = {row["asset"]: row for row in report["rows"]}
-    basket = {a.symbol.removesuffix("USDC") for a in system.basket.assets}
+    basket = {a.symbol.removesuffix("USDC") for a in next(iter(system.baskets.values())).assets}
     assert set(rows) == basket | {"USDC", "SY100DEV supply"}
     assert all(row["ok"] for row in rows.values()), rows
     assert all(Decimal(row["difference"]) == 0 for row in rows.values()), rows  # exact, not within a tolerance

@@ -12,8 +12,9 @@ from world.config_check import check
 from world.launcher import LauncherOptions
 
 TOML = """
+[indexes.SYAI]
+basket = "SYAI.json"
 [system]
-index = "SY100DEV"
 order_shards = 3
 poll_ms = 75
 [local]
@@ -49,6 +50,7 @@ def test_a_toml_file_reaches_every_part_that_uses_its_numbers(tmp_path) -> None:
     monitor = MonitorOptions.from_settings(s, ("solver",))
     assert (monitor.interval_s, monitor.limits.max_book_lag_ms) == (2.5, 800)
     assert s.gateway.max_sessions_per_address == 2
+    assert s.basket_files() == {"SYAI": "SYAI.json"}
     assert s.chain.hold_policy.hold_for(Decimal("100"), 42161) == Decimal("2.35")  # 0.1 % cut + 2.25 of gas
     assert s.chain.hold_policy.hold_for(Decimal("100"), 8453) == Decimal("0.75")  # no bridge on Base
 
