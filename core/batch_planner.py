@@ -286,17 +286,21 @@ def plan_batch(
     def inventory(symbol: str) -> Decimal:
         return inventory_units.get(symbol, 0) * assets[symbol].filters.base_unit  # type: ignore[union-attr]
 
-    # 4. The rate-limit budget: whole indexes in FIFO order while their exchange orders fit.
+    # 4. The rate-limit budget: whole indexes in FIFO order (of their first order) while their exchange orders fit;
+    #    the first that does not fit stops the batch, so a large basket is never overtaken by smaller ones behind
+    #    it window after window: every order waits at most for the windows the indexes ahead of it need.
     need = demand(units)
     chosen: set[str] = set()
     selected: dict[str, list[tuple[PendingOrder, int]]] = {}
+    full = False
     for index, rows in units.items():
         wanted = {a.symbol for a in baskets[index].assets if need[a.symbol] > inventory(a.symbol)}
-        if len(chosen | wanted) <= order_budget:
+        full = full or len(chosen | wanted) > order_budget
+        if full:
+            deferred.extend(Deferred(o.order_id, "RATE_LIMIT") for o, _ in rows)
+        else:
             chosen |= wanted
             selected[index] = rows
-        else:
-            deferred.extend(Deferred(o.order_id, "RATE_LIMIT") for o, _ in rows)
     need = demand(selected)
 
     # 5. One scale factor for liquidity, the batch cap and the in-flight room.

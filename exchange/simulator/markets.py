@@ -88,16 +88,22 @@ def _f8(x: Decimal) -> str:
 
 
 def implied_prices(baskets: Mapping[str, Basket], initial_prices: Mapping[str, Decimal]) -> dict[str, Decimal]:
-    """Price per pair implied by each basket, SY100's first (its quantities are consistent with its price)."""
+    """Price per pair implied by the baskets: an index's value times the pair's weight over its quantity. SY100
+    goes first, valued at its deployment price (its quantities are consistent with it). The other indexes' deployment
+    prices are launch prices, unrelated to their quantities (SYDF's 1.15 would price LINK at 0.0002): each is valued
+    instead from the pairs it shares with the indexes priced before it (the median of price * quantity / weight),
+    and its launch price is used only when it shares none."""
     order = sorted(baskets, key=lambda name: (name != PREFERRED_PRICE_INDEX, name))
     prices: dict[str, Decimal] = {}
     for name in order:
-        initial = initial_prices.get(name)
-        if initial is None:
-            continue  # e.g. SY100.dev: no deployment entry, weights not normalised
-        for asset in baskets[name].assets:
-            if asset.symbol not in prices and asset.weight > 0:
-                prices[asset.symbol] = initial * asset.weight / 100 / asset.quantity
+        weighted = [a for a in baskets[name].assets if a.weight > 0]
+        shared = sorted(prices[a.symbol] * a.quantity * 100 / a.weight for a in weighted if a.symbol in prices)
+        value = shared[len(shared) // 2] if shared else initial_prices.get(name)
+        if value is None:
+            continue  # e.g. SY100.dev: no deployment entry and no pair priced yet
+        for asset in weighted:
+            if asset.symbol not in prices:
+                prices[asset.symbol] = value * asset.weight / 100 / asset.quantity
     return prices
 
 

@@ -108,6 +108,14 @@ def test_rate_budget_takes_whole_indexes_in_fifo_order(filters, baskets):
     assert {e.order_id for e in plan.engagements} == {"pair", "pair2"}
     assert {o.symbol for o in plan.legs} == {"BTCUSDC", "LINKUSDC"}
     assert {d.order_id: d.reason for d in plan.deferred} == {"eight": "RATE_LIMIT"}
+    # The larger basket first: it waits for a window with room for it, and what is behind it waits too (FIFO).
+    first = [orders[1], orders[0], orders[2]]
+    held = plan_batch(first, baskets, asks, filters, order_budget=7, limits=PlannerLimits())
+    assert held.engagements == () and held.legs == ()
+    assert {d.order_id: d.reason for d in held.deferred} == {o.order_id: "RATE_LIMIT" for o in orders}
+    room = plan_batch(first, baskets, asks, filters, order_budget=9, limits=PlannerLimits())
+    assert {e.order_id for e in room.engagements} == {"pair", "eight", "pair2"}  # BTC and LINK netted: 8 orders
+    assert len(room.legs) == 8
 
 
 def test_inventory_nets_the_need(filters, baskets):
