@@ -8,6 +8,7 @@
     indexmaker resume SYMBOL | --account [--state-dir DIR]  # clear a circuit breaker of the order sender
     indexmaker deposit AMOUNT --key ... [--chain arbitrum|base]   # USDC to custody, followed until credited
     indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held
+    indexmaker indexes [--brief] [--json]             # the served indexes, their assets and live prices
     indexmaker dev-keys                               # the local world's funded user keys
     indexmaker reconcile [--state-dir DIR] [--json]   # books vs exchange and chain; exit 1 on a difference
     indexmaker config check|show [FILE]
@@ -399,6 +400,18 @@ def _deposit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _indexes(args: argparse.Namespace) -> int:
+    from world import user_commands as uc
+
+    try:
+        indexes = uc.fetch_indexes(_running(args)["http_url"])
+    except uc.UserCommandError as exc:
+        print(f"indexmaker indexes: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(indexes, indent=2) if args.json else "\n".join(uc.index_lines(indexes, not args.brief)))
+    return 0
+
+
 def _balance(args: argparse.Namespace) -> int:
     from world import user_commands as uc
 
@@ -518,6 +531,10 @@ def _parser() -> argparse.ArgumentParser:
     balance = sub.add_parser("balance", parents=[where, user_key],
                              help="the user's collateral by parts, its deposits and the index tokens it holds")
     balance.add_argument("--json", action="store_true")
+    listing = sub.add_parser("indexes", parents=[where],
+                             help="the indexes the system serves, their assets and live prices per unit")
+    listing.add_argument("--brief", action="store_true", help="one line per index, without its assets")
+    listing.add_argument("--json", action="store_true")
     keys = sub.add_parser("dev-keys", parents=[where], help="the local world's funded user keys")
     keys.add_argument("--json", action="store_true")
     rec = sub.add_parser("reconcile", parents=[where], help="what the books hold against the exchange account and "
@@ -557,6 +574,8 @@ def main(argv: list[str] | None = None) -> int:
         return _deposit(args)
     if args.command == "balance":
         return _balance(args)
+    if args.command == "indexes":
+        return _indexes(args)
     if args.command == "dev-keys":
         return _dev_keys(args)
     if args.command == "reconcile":

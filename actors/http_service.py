@@ -1,4 +1,5 @@
-"""`http`: the HTTP side of the gateway host: `GET /health` for operators and the signed invoice service for users.
+"""`http`: the HTTP side of the gateway host: `GET /health` for operators, the signed invoice service for users and
+`GET /indexes` (the served indexes, their assets and live prices: one `top` call per market shard).
 
 An actor of its own (port settings.ports.invoices), so that /health still answers 503 when the gateway or another
 actor is down. /health is the `monitor`'s last verdict (503 if unhealthy or silent); it never polls actors itself,
@@ -7,7 +8,8 @@ request."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, Mapping
 
 import ray
@@ -17,6 +19,9 @@ import core  # noqa: F401  (decimal context in the worker)
 from actors.logs import setup_logging
 from actors.monitor import MONITOR_NAME
 from actors.order_shards import orders_shard_name, shard_of_user
+from core.basket import Basket
+from core.index_listing import list_index
+from core.shard_assignment import shard_name
 from protocol.invoice_http import InvoiceHttp
 
 HTTP_NAME = "http"
@@ -35,6 +40,11 @@ class HttpServiceOptions:
     health_timeout_s: float = 3.0
     #: Freshness window of a signed request (the gateway's max_clock_skew_ms).
     max_clock_skew_ms: int = 60_000
+    #: The served indexes (GET /indexes): baskets by symbol, each with its registry name; the market shards' count.
+    baskets: Mapping[str, Basket] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)
+    market_shards: int = 1
+    unit: Decimal = Decimal("0.000001")
 
 
 class HealthRoute:
@@ -65,7 +75,8 @@ class HttpService:
         self.invoices = InvoiceHttp(self._user_view, max_skew_ms=options.max_clock_skew_ms)
         self.health = HealthRoute(self._monitor_health, options.health_timeout_s)
         self.app = web.Application()
-        self.app.add_routes([web.get("/health", self.health.handle), *self.invoices.routes()])
+        self.app.add_routes([web.get("/health", self.health.handle), web.get("/indexes", self._indexes),
+                             *self.invoices.routes()])
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self._started: asyncio.Task | None = None
@@ -91,6 +102,17 @@ class HttpService:
 
     async def _user_view(self, address: str) -> Mapping[str, Any] | None:
         return await self._call(orders_shard_name(shard_of_user(address, self.o.order_shards)), "user", address)
+
+    async def _indexes(self, request: web.Request) -> web.Response:
+        """Public: every served index with its assets and live prices, read from the market shards now."""
+        try:
+            tops: dict[str, Any] = {}
+            for part in await asyncio.gather(*(self._call(shard_name(k), "top") for k in range(self.o.market_shards))):
+                tops.update(part)
+        except Exception as exc:  # noqa: BLE001  (a market shard restarting: the listing says so, 503)
+            return web.json_response({"error": f"market data unavailable: {type(exc).__name__}"}, status=503)
+        listing = [list_index(b, self.o.names.get(k, ""), tops, self.o.unit) for k, b in self.o.baskets.items()]
+        return web.json_response({"indexes": listing}, headers={"Cache-Control": "no-store"})
 
     async def _monitor_health(self) -> Mapping[str, Any]:
         return await self._call(self.o.monitor_name, "health")

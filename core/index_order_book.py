@@ -61,7 +61,8 @@ class UserOrderBook:
         if side_value is not Side.BUY:
             raise IndexOrderRefused("UNSUPPORTED_SIDE", f"{side_value.value} is not supported yet")
         if index not in self.known_indexes:
-            raise IndexOrderRefused("UNKNOWN_INDEX", f"unknown index {index!r}")
+            raise IndexOrderRefused("UNKNOWN_INDEX", f"unknown index {index!r}; served: "
+                                                     f"{', '.join(sorted(self.known_indexes))}")
         if self.ledger.debt > 0:
             raise IndexOrderRefused("DEBT_OUTSTANDING",
                                 f"{self.ledger.debt} is owed (a routing cost beyond its hold, or a deposit reversed "

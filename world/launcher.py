@@ -356,7 +356,9 @@ class LocalSystem:
             self.actors["http"] = start_http_service(HttpServiceOptions(
                 o.order_shards, namespace=ns, host=s.http.host, port=0 if o.gateway_port == 0 else s.ports.invoices,
                 health_timeout_s=s.http.health_timeout_s,
-                max_clock_skew_ms=s.gateway.max_clock_skew_ms), detached=detached)
+                max_clock_skew_ms=s.gateway.max_clock_skew_ms, baskets=self.baskets,
+                names={k: e.name for k, e in s.indexes.items()}, market_shards=o.market_shards,
+                unit=s.collateral.unit), detached=detached)
         with placed(Monitor, table):
             self.actors["monitor"] = start_monitor(MonitorOptions.from_settings(s, tuple(self.actors), namespace=ns,
                                                                                 reserves=self._reserves_options()),

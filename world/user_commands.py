@@ -56,6 +56,33 @@ def fetch_balance(http_url: str, signer: Signer, timeout_s: float = 10.0) -> dic
         raise UserCommandError(f"the HTTP service at {http_url} does not answer: {exc.reason}") from None
 
 
+def fetch_indexes(http_url: str, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+    """The served indexes with their assets and live prices (GET /indexes: public, unsigned)."""
+    try:
+        with urllib.request.urlopen(http_url.rstrip("/") + "/indexes", timeout=timeout_s) as answer:
+            return json.loads(answer.read())["indexes"]
+    except urllib.error.HTTPError as exc:
+        raise UserCommandError(f"GET /indexes answered {exc.code}: {exc.read().decode(errors='replace')[:500]}"
+                               ) from None
+    except urllib.error.URLError as exc:
+        raise UserCommandError(f"the HTTP service at {http_url} does not answer: {exc.reason}") from None
+
+
+def index_lines(indexes: list[dict[str, Any]], assets: bool = True) -> list[str]:
+    """`indexmaker indexes`: a line per index (its price per unit at the mids and at the asks), then its assets."""
+    lines = []
+    for ix in indexes:
+        price = (f"{Decimal(ix['mid_price']):,f} USDC per unit (mid), {Decimal(ix['ask_price']):,f} at the asks"
+                 if ix["mid_price"] is not None else f"no live price (no book: {', '.join(ix['missing_books'])})")
+        lines.append(f"{ix['index']:9} {len(ix['assets']):3} assets  {price}  {ix['name']}")
+        if assets:
+            for a in ix["assets"]:
+                mid = f"{Decimal(a['mid']):f}" if a["mid"] is not None else "-"
+                lines.append(f"    {a['symbol']:14} {Decimal(a['quantity']):>26f} per unit  weight "
+                             f"{a['weight']:>6}%  mid {mid}")
+    return lines
+
+
 def token_balances(world: WorldState, address: str) -> dict[str, Decimal]:
     """Index tokens held, per index (every chain that carries index tokens; Base on every world): {index: tokens}."""
     from web3 import Web3

@@ -41,7 +41,8 @@ def operator(tmp_path_factory):
     base = tmp_path_factory.mktemp("updown")
     state_dir = base / "state"
     config = base / "local.toml"
-    config.write_text(f'environment = "local"\n[ports]\ngateway = {free_port()}\ninvoices = {free_port()}\n')
+    config.write_text(f'environment = "local"\n[ports]\ngateway = {free_port()}\ninvoices = {free_port()}\n'
+                      f'[indexes.{INDEX}]\nbasket = "SY100.dev.json"\n[indexes.SYAI]\nbasket = "SYAI.json"\n')
     env = cli_env("updown")
     where = ["--state-dir", str(state_dir), "--config", str(config)]
     try:
@@ -142,13 +143,30 @@ def test_up_down_up_resumes_without_doing_anything_twice(operator) -> None:  # n
         assert got["client_order_id"] == cl and got["mint_tx"] == inv.body.mint_tx
         assert Decimal(got["minted_quantity"]) == Decimal(inv.body.minted_quantity)
 
+    # Every index of the registry is served: listed with its live price, bought by name; an unknown one refused.
+    r = cli(env, "indexes", "--json", *where)
+    assert r.returncode == 0, explain(r)
+    listed = {ix["index"]: ix for ix in json.loads(r.stdout)}
+    assert set(listed) == {INDEX, "SYAI"} and len(listed["SYAI"]["assets"]) == 26
+    assert all(Decimal(ix["ask_price"]) >= Decimal(ix["mid_price"]) > 0 for ix in listed.values())
+    r = cli(env, "order", "buy", "SYAI", "300", "--id", "AI-1", "--key", "env:UPDOWN_USER_KEY", "--url",
+            run2["gateway_url"], "--chain-id", str(world.chain("arbitrum").chain_id), "--timeout", "60")
+    assert r.returncode == 0, explain(r)
+    (inv_ai,) = [x for x in map(json.loads, filter(lambda x: x.startswith("{"), r.stdout.splitlines()))
+                 if x.get("msg_type") == "MintInvoice"]
+    assert inv_ai["symbol"] == "SYAI" and Decimal(inv_ai["minted_quantity"]) > 0
+    r = cli(env, "order", "buy", "SYXX", "10", "--id", "X-1", "--key", "env:UPDOWN_USER_KEY", "--url",
+            run2["gateway_url"], "--chain-id", str(world.chain("arbitrum").chain_id), "--timeout", "30")
+    assert r.returncode == 1 and "UNKNOWN_INDEX" in r.stdout and f"served: {INDEX}, SYAI" in r.stdout, explain(r)
+
     # Nothing twice: one credit, one mint per order, one exchange order per (batch, asset).
     code, report = status(env, where)
     assert code == 0, (report["phase"], down_parts(report))
     ledgers = {k: v for shard in inspected(report, "orders-") for k, v in shard["ledgers"].items()}
     ledger = ledgers[user.address.lower()]
     assert Decimal(ledger["credited"]) == DEPOSIT
-    assert Decimal(ledger["spent"]) == Decimal(inv_a.body.collateral_spent) + Decimal(inv_b.body.collateral_spent)
+    assert Decimal(ledger["spent"]) == (Decimal(inv_a.body.collateral_spent) + Decimal(inv_b.body.collateral_spent)
+                                        + Decimal(inv_ai["collateral_spent"]))
     minted = sum(Decimal(i.body.minted_quantity) for i in (inv_a, inv_b))
     assert token_balance(run2["world_file"], user.address) == int(minted.quantize(Decimal("1e-18"),
                                                                                  rounding=ROUND_DOWN).scaleb(18))
@@ -157,6 +175,7 @@ def test_up_down_up_resumes_without_doing_anything_twice(operator) -> None:  # n
     assert parts["spent"] == Decimal(ledger["spent"]) and parts["credited"] + parts["debt"] == (
         parts["available"] + parts["held"] + parts["reserved"] + parts["spent"] + parts["fees_charged"])
     assert Decimal(balance["tokens"][INDEX]) == minted.quantize(Decimal("1e-18"), rounding=ROUND_DOWN)
+    assert Decimal(balance["tokens"]["SYAI"]) == Decimal(inv_ai["minted_quantity"])
     (sender,) = inspected(report, "sender")
     assert sender["orders"] > 0 and set(sender["by_status"]) <= {"FILLED", "PARTIALLY_FILLED", "EXPIRED", "CANCELED"}
 

@@ -151,6 +151,19 @@ def test_a_batch_sends_one_exchange_order_per_asset_whatever_indexes_need_it(dem
     assert shared  # else the demo would not show netting across indexes
 
 
+def test_the_http_service_lists_every_served_index_with_its_live_price(demo) -> None:
+    from world.user_commands import fetch_indexes, index_lines
+
+    system, _, _, _ = demo
+    listed = {ix["index"]: ix for ix in fetch_indexes(system.http_url)}
+    assert set(listed) == set(DEMO_INDEXES)
+    for index, ix in listed.items():
+        assert [a["symbol"] for a in ix["assets"]] == list(system.baskets[index].symbols)
+        assert Decimal(ix["ask_price"]) >= Decimal(ix["mid_price"]) > 0 and ix["missing_books"] == []
+    lines = index_lines(list(listed.values()))
+    assert len(lines) == len(listed) + sum(len(ix["assets"]) for ix in listed.values())
+
+
 def test_tokens_minted_and_usdc_accounted_to_the_unit(demo) -> None:
     system, result, _, _ = demo
     for u in result["users"]:

@@ -83,8 +83,12 @@ def test_unsupported_side(side: object) -> None:
     assert reject_code(make_book(), "c1", "SY100", side, "10", T0) == "UNSUPPORTED_SIDE"
 
 
-def test_unknown_index() -> None:
-    assert reject_code(make_book(), "c1", "SY999", "BUY", "10", T0) == "UNKNOWN_INDEX"
+def test_unknown_index_is_refused_with_the_served_ones() -> None:
+    book = make_book()
+    assert reject_code(book, "c1", "SY999", "BUY", "10", T0) == "UNKNOWN_INDEX"
+    with pytest.raises(IndexOrderRefused, match="unknown index 'SY999'; served: " + ", ".join(
+            sorted(book.known_indexes))):
+        book.new_order("c1", "SY999", "BUY", "10", T0)
 
 
 def test_too_many_open_orders_counts_only_open_ones() -> None:
