@@ -139,7 +139,7 @@ class BooksApp:
         if status == "rejected" and code is None:
             code, text = ReasonCode.ENGINE_FAILED, order.reject_reason or "the order could not be filled"
         return OrderProgress(user, order.cl_ord_id, status, order.filled_units, order.spent,
-                             order.remaining + order.engaged, code, text)
+                             order.remaining + order.engaged, code, text, order.index)
 
     def step_reports(self, step: Step) -> list[AppResponse]:
         """A step's reports: each fill ("in progress"), then each order it closed."""

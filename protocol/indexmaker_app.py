@@ -108,6 +108,7 @@ class OrderProgress:
     collateral_remaining: Decimal
     code: ReasonCode | None = None
     text: str | None = None
+    index: str = ""  # the order's index ("" in reports stored before one system served several)
 
 
 @dataclass(slots=True, frozen=True)

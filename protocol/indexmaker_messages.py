@@ -114,6 +114,8 @@ class IndexOrderFill(_Refusable):
 
     MSG_TYPE: ClassVar[str] = "IndexOrderFill"
     client_order_id: Id
+    #: The order's index (absent only in reports stored before the system served several indexes).
+    symbol: Symbol | None = None
     status: FillStatus
     filled_quantity: DecimalStr
     collateral_spent: DecimalStr

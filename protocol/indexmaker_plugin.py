@@ -123,7 +123,7 @@ class IndexMakerPlugin(BasePlugin):
                                           reason=_text(r.text))
         if isinstance(r, OrderProgress):
             return IndexOrderFill(
-                client_order_id=r.client_order_id, status=r.status, filled_quantity=r.filled_quantity,
+                client_order_id=r.client_order_id, symbol=r.index or None, status=r.status, filled_quantity=r.filled_quantity,
                 collateral_spent=r.collateral_spent, collateral_remaining=r.collateral_remaining,
                 fill_rate=_rate(r.collateral_spent, r.collateral_spent + r.collateral_remaining),
                 reason_code=r.code, reason=None if r.text is None else _text(r.text))

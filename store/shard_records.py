@@ -203,7 +203,7 @@ ResponsePart = Annotated[Union[tuple(_RESPONSE_PARTS.values())],  # type: ignore
 def response_data(response: Any) -> dict[str, Any]:
     """A response as the plain data its part validates."""
     name = type(response).__name__
-    return {"type": name} | {f.name: getattr(response, f.name) for f in dataclasses.fields(response)}
+    return {"type": name} | {f.name: getattr(response, f.name, f.default) for f in dataclasses.fields(response)}
 
 
 def _report_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
@@ -212,14 +212,21 @@ def _report_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {"seq": old.seq, "shard": old.shard, "response": response_data(old.response)}
 
 
+def _report_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2: a fill report names its order's index; older ones served one index, not named ("").
+    if data["response"]["type"] == "OrderProgress":
+        return data | {"response": {"index": ""} | data["response"]}
+    return data
+
+
 @record_kind
 class ShardReportRecord(Record):
     """A report of the shard: an entry of its reports hand-off (store/streams.py), or of the sorted set older code
     kept them in."""
 
     KIND: ClassVar[str] = "shard.report"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _report_v0_to_v1}
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: _report_v0_to_v1, 1: _report_v1_to_v2}
 
     seq: int
     shard: int

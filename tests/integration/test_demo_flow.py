@@ -90,6 +90,7 @@ def test_streams_message_by_message(demo) -> None:
     for u in (alice, bob, carol):
         fills = [d.body for d in u.reports if type(d.body).__name__ == "IndexOrderFill"]
         assert [f.status for f in fills[:-1]] == ["in progress"] * (len(fills) - 1) and fills[-1].status == "filled"
+        assert {f.symbol for f in fills} == {u.index}  # each fill report names its order's index
         qty = [Decimal(f.filled_quantity) for f in fills]
         spent = [Decimal(f.collateral_spent) for f in fills]
         assert qty == sorted(qty) and spent == sorted(spent) and qty[0] > 0  # cumulative, never backwards

@@ -107,10 +107,11 @@ def _shard_invoice() -> Record:
 
 def _shard_report() -> Record:
     from protocol.envelope import UserRef
-    from protocol.indexmaker_app import InvoiceIssued
+    from protocol.indexmaker_app import OrderProgress
     from store.shard_records import ShardReportRecord
 
-    return ShardReportRecord.of(12, 0, InvoiceIssued(UserRef(42161, ALICE), invoice(), T0 + 9))
+    return ShardReportRecord.of(12, 0, OrderProgress(UserRef(42161, ALICE), "c1", "in progress", Decimal("0.0005"),
+                                                     Decimal("29.429401"), Decimal("10.570599"), index="SY100"))
 
 
 EXAMPLES.update({"shard.user": _shard_user, "shard.meta": _shard_meta, "shard.completed": _shard_completed,

@@ -20,6 +20,7 @@ from store.records import RecordError
 from store.shard_records import (RESPONSE_TYPES, ShardCompleted, ShardInvoice, ShardMeta, ShardReportRecord,
                                  ShardUser)
 from tests.unit.store_examples import ALICE, T0, invoice, mint_requests, shard_book, shard_lines
+from tests.unit.test_store_fixtures import FIXTURES
 
 OID = f"{ALICE}:c1"
 REF = UserRef(42161, ALICE)
@@ -119,3 +120,14 @@ def test_every_response_type_round_trips_and_a_pickled_report_of_older_code_read
         old = ShardReportRecord.load(pickle.dumps(ShardReport(seq, 2, response)))  # what older code wrote
         assert (old.seq, old.shard, old.app_response()) == (seq, 2, response)
         assert old.dump() == raw
+
+
+def test_a_version_1_fill_report_reads_with_no_index_and_others_are_untouched() -> None:
+    v1 = json.loads((FIXTURES / "shard.report.v1.json").read_text())
+    assert ShardReportRecord.load(json.dumps(v1)).app_response().invoice == invoice()  # not a fill: as it was
+    progress = app.OrderProgress(REF, "c1", "in progress", Decimal("0.5"), Decimal("1"), Decimal("2"), index="SYAI")
+    data = json.loads(ShardReportRecord.of(3, 1, progress).dump())
+    del data["data"]["response"]["index"]
+    data["schema_version"] = 1
+    assert ShardReportRecord.load(json.dumps(data)).app_response().index == ""
+    assert ShardReportRecord.load(ShardReportRecord.of(3, 1, progress).dump()).app_response() == progress
