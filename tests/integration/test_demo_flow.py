@@ -152,6 +152,20 @@ def test_a_batch_sends_one_exchange_order_per_asset_whatever_indexes_need_it(dem
     assert shared  # else the demo would not show netting across indexes
 
 
+def test_the_shards_count_units_per_index_as_the_tokens_were_minted(demo) -> None:
+    from world.demo import supply_of
+
+    system, result, _, _ = demo
+    minted: dict[str, Decimal] = defaultdict(Decimal)
+    for k in range(system.o.order_shards):
+        for index, parts in ray.get(system.actor(f"orders-{k}").inspect.remote())["indexes"].items():
+            assert Decimal(parts["unminted"]) == 0 and parts["open"] == 0
+            minted[index] += Decimal(parts["minted"])
+    assert set(minted) == set(DEMO_INDEXES)
+    for index, units in minted.items():  # each token's supply is the units filled for its index
+        assert Decimal(supply_of(system, index)) == units.scaleb(18)
+
+
 def test_the_http_service_lists_every_served_index_with_its_live_price(demo) -> None:
     from world.user_commands import fetch_indexes, index_lines
 
