@@ -26,14 +26,13 @@ from actors.order_shards import orders_shard_name, shard_of_order
 from actors.packed import packed
 from core.basket import Basket
 from core.batch_planner import PendingOrder, PlannerLimits
-from core.index_quote import quote_index
 from core.sender_messages import Execution
 from core.shard_assignment import shard_name
 from core.side import Side
 from core.solver_cycle import OutboxCall, SolverCycle, call_of
 from core.solver_engine import SolverEngine
-from core.solver_reads import (Books, by_market_shard, every_symbol, interleave, merge_liquidity, order_budget,
-                                quote_refusal, symbols_for)
+from core.solver_reads import (Books, answer_quote, by_market_shard, every_symbol, interleave, merge_liquidity,
+                                order_budget, symbols_for)
 from core.symbol_filters import SymbolFilters
 from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import NewQuote, QuoteAccepted, QuoteRefused, QuoteResult
@@ -417,12 +416,12 @@ class Solver:
             if not early:
                 books = await self._asks_for(symbols_for(pending, self.engine.baskets))
             fetched = time.time()
-            batch_id, plan = self.cycle.plan(pending, books, budget, int(time.time() * 1000))
+            batch_id, plan = self.cycle.plan(pending, books, budget, _now_ms())
             if batch_id is None:
                 if self.cycle.has_steps():
                     await self._commit()  # the give-ups go to their shards now
                 return None
-            entry = self.cycle.remember(batch_id, plan, int(time.time() * 1000), {
+            entry = self.cycle.remember(batch_id, plan, _now_ms(), {
                 "woken": round(1000 * (woke_at - started), 1) if woke_at else None,
                 "fetched": round(1000 * (fetched - started), 1), "fetch": took,
                 "early_reads": dict(self._prefetch_ms), "planned": round(1000 * (time.time() - started), 1)})
@@ -571,16 +570,9 @@ class Solver:
         books = await self._asks_for(symbols_for(wanted, e.baskets)) if wanted else Books({}, frozenset())
         out: list[list[Any]] = []
         for r in requests:
-            if r.side is not Side.BUY:
-                out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNSUPPORTED_SIDE, "only buy quotes")])
-                continue
-            q = quote_index(r.symbol, r.amount, e.baskets, books.asks, e.filters, self.limits, stale=books.stale)
-            refusal = quote_refusal(r.symbol, q)
-            if refusal is not None:
-                out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode[refusal[0]], refusal[1])])
-            else:
-                out.append([QuoteAccepted(r.user, r.client_quote_id),
-                            QuoteResult(r.user, r.client_quote_id, q.units)])
+            units, refusal = answer_quote(r.side, r.symbol, r.amount, e.baskets, books, e.filters, self.limits)
+            out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode[refusal[0]], refusal[1])] if refusal else
+                       [QuoteAccepted(r.user, r.client_quote_id), QuoteResult(r.user, r.client_quote_id, units)])
         return out
 
     async def holdings(self) -> dict[str, Any]:

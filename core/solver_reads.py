@@ -8,9 +8,11 @@ from decimal import Decimal
 from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
 
 from core.basket import Basket
-from core.batch_planner import PendingOrder
-from core.index_quote import IndexQuote
+from core.batch_planner import PendingOrder, PlannerLimits
+from core.index_quote import IndexQuote, quote_index
 from core.shard_assignment import shard_of
+from core.side import Side
+from core.symbol_filters import SymbolFilters
 from core.stale_books import is_stale_reason, symbols_of
 
 
@@ -82,3 +84,13 @@ def quote_refusal(index: str, q: IndexQuote) -> tuple[str, str] | None:
     if q.problem is not None:
         return "MARKET_UNAVAILABLE", f"no price to quote from ({q.problem})"
     return None
+
+
+def answer_quote(side: Side, index: str, amount: Decimal, baskets: Mapping[str, Basket], books: Books,
+                 filters: Mapping[str, SymbolFilters], limits: PlannerLimits) -> tuple[Decimal, tuple[str, str] | None]:
+    """(index units `amount` buys now, sized like a batch of that order alone on `books`; why no quote is given,
+    as in quote_refusal, or None)."""
+    if side is not Side.BUY:
+        return Decimal(0), ("UNSUPPORTED_SIDE", "only buy quotes")
+    q = quote_index(index, amount, baskets, books.asks, filters, limits, stale=books.stale)
+    return q.units, quote_refusal(index, q)

@@ -5,12 +5,14 @@ from __future__ import annotations
 from decimal import Decimal
 
 from core.basket import load_indexes
-from core.batch_planner import PendingOrder
+from core.batch_planner import PendingOrder, PlannerLimits
 from core.index_quote import IndexQuote
 from core.shard_assignment import shard_of
+from core.side import Side
 from core.stale_books import stale_reason
-from core.solver_reads import (by_market_shard, every_symbol, interleave, merge_liquidity, order_budget,
-                               quote_refusal, symbols_for)
+from core.solver_reads import (Books, answer_quote, by_market_shard, every_symbol, interleave, merge_liquidity,
+                               order_budget, quote_refusal, symbols_for)
+from tests.unit.test_solver_engine import world  # noqa: F401  (the fixture)
 
 ZERO = Decimal(0)
 
@@ -61,3 +63,18 @@ def test_a_quote_is_refused_with_the_reason_of_its_problem() -> None:
     assert code == "MARKET_UNAVAILABLE" and "stale book: BTCUSDC, ETHUSDC" in text
     assert quote_refusal("SY100.dev", q("NO_LIQUIDITY:XRPUSDC")) == (
         "MARKET_UNAVAILABLE", "no price to quote from (NO_LIQUIDITY:XRPUSDC)")
+
+
+def test_a_buy_quote_is_sized_on_the_books_and_a_sell_or_a_stale_book_is_refused(world) -> None:  # noqa: F811
+    filters, baskets, asks = world
+    units, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, Books(asks, frozenset()), filters,
+                                  PlannerLimits())
+    assert refusal is None and units > 0
+    more, _ = answer_quote(Side.BUY, "SY100.dev", Decimal(2000), baskets, Books(asks, frozenset()), filters,
+                           PlannerLimits())
+    assert more > units
+    assert answer_quote(Side.SELL, "SY100.dev", Decimal(1000), baskets, Books(asks, frozenset()), filters,
+                        PlannerLimits()) == (ZERO, ("UNSUPPORTED_SIDE", "only buy quotes"))
+    stale = Books({s: levels for s, levels in asks.items() if s != "BTCUSDC"}, frozenset({"BTCUSDC"}))
+    units, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, stale, filters, PlannerLimits())
+    assert units == 0 and refusal is not None and refusal[0] == "MARKET_UNAVAILABLE" and "BTCUSDC" in refusal[1]
