@@ -1,4 +1,4 @@
-"""`solver`: the batch cycle, a thin owner of one core SolverEngine.
+"""`solver`: the batch cycle, a thin owner of core's SolverCycle (its decisions) around one SolverEngine.
 
 Each tick it reads the shards' demand, the markets' asks and the sender's budget (one call each), plans
 one batch and commits it with an outbox of the idempotent calls it implies before driving them: a restart
