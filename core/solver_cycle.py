@@ -168,6 +168,7 @@ class SolverCycle:
     def remember(self, batch_id: str, plan: BatchPlan, now_ms: int, tick_ms: dict[str, Any]) -> dict[str, Any]:
         """The planned batch's history entry (diagnostics; `tick_ms`: where the tick's time went, for bench/flow)."""
         entry = {"batch_id": batch_id, "planned_ms": now_ms, "orders": len(plan.engagements),
+                 "indexes": dict(collections.Counter(e.index for e in plan.engagements)),
                  "asset_orders": [[s.client_order_id, str(s.order.price), str(s.order.quantity)]
                                   for s in self.engine.sent_orders(batch_id)],
                  "inventory_used": dict(plan.inventory_used), "scale": str(plan.scale),

@@ -207,12 +207,14 @@ class SolverHistoryEntry(Record):
     """One planned batch in the solver's capped history list (diagnostics, written once when planned)."""
 
     KIND: ClassVar[str] = "solver.history"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: same_data}
+    VERSION: ClassVar[int] = 2
+    #: Version 2 counts the orders engaged per index (one index was served before: not counted then).
+    MIGRATIONS = {0: same_data, 1: lambda data: {"indexes": {}} | data}
 
     batch_id: str
     planned_ms: int
     orders: int
+    indexes: dict[str, int]  # orders engaged per index
     asset_orders: list[tuple[str, Decimal, Decimal]]  # [client order id, price, quantity]
     inventory_used: dict[str, int]
     scale: Decimal

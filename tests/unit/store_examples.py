@@ -166,7 +166,7 @@ def _solver_state() -> Record:
 
 def history_entry() -> dict:
     """A planned batch as the solver's tick records it."""
-    return {"batch_id": "b2", "planned_ms": T0 + 20, "orders": 1,
+    return {"batch_id": "b2", "planned_ms": T0 + 20, "orders": 1, "indexes": {"SY100": 1},
             "asset_orders": [["b2.BTCUSDC.0", "60000.00", "0.00417"], ["b2.ETHUSDC.0", "2500.00", "0.0412"]],
             "inventory_used": {"BTCUSDC": 12}, "scale": "1",
             "deferred": [[f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC"]],

@@ -72,6 +72,7 @@ def test_the_history_entry_names_the_batch_and_its_exchange_orders(world) -> Non
         entry = cycle.remember(batch_id, plan, T0 + i, {"planned": 1.5})
     assert [h["batch_id"] for h in cycle.history] == ["b2", "b3"]  # capped, newest last
     assert entry["planned_ms"] == T0 + 2 and entry["orders"] == 1 and entry["tick_ms"] == {"planned": 1.5}
+    assert entry["indexes"] == {"SY100.dev": 1}  # orders engaged per index
     assert [row[0] for row in entry["asset_orders"]] == [s.client_order_id for s in cycle.engine.sent_orders("b3")]
     cycle.step_took("b3", "engage+submit", 2.5)
     cycle.step_took("b2:1", "fills", 9.0)  # not the latest batch: not recorded
