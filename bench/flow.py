@@ -2,7 +2,13 @@
 one basket's fill time against a bare ccxt script (basket_vs_floor, cold and warm), index orders filled per minute
 and exchange orders per index order for 1, 10 and 100 users, and per index order the actor calls and Redis writes
 up to its stored Mint Invoice. Tables, then one JSON line.
+
+`--indexes`: the six real indexes served at once (155 pairs), the users spread over them (user i buys the i-th
+index, round robin): per batch, the exchange orders sent against the distinct pairs its orders needed (perfect
+netting: equal), against netting within each index only and against no netting; SY100's basket against the warm
+floor in that world.
     .venv/bin/python bench/flow.py [--trials 5] [--rounds 2] [--amount 1000] [--tick-ms 100] [--no-mint]
+    .venv/bin/python bench/flow.py --indexes [--users 100] [--trials 3] [--rounds 2]
 """
 from __future__ import annotations
 
@@ -26,6 +32,8 @@ sys.path.insert(0, str(ROOT))
 import core  # noqa: E402,F401
 
 INDEX = "SY100"
+#: The six real indexes (data/indexes), served together with --indexes.
+REAL_INDEXES = ("SY100", "SYAI", "SYAZ", "SYDF", "SYL2", "SYME")
 CHAIN = 42161
 ORDER_SHARDS = 2
 MARKET_SHARDS = 2
@@ -71,8 +79,10 @@ class World:
         from world.redis_server import RedisServer
 
         self.ray = ray
-        self.basket = load_indexes(ROOT / "data" / "indexes")[INDEX]
-        self.symbols = [a.symbol for a in self.basket.assets]
+        every = load_indexes(ROOT / "data" / "indexes")
+        self.baskets = {k: every[k] for k in (REAL_INDEXES if args.indexes else (INDEX,))}
+        self.basket = self.baskets[INDEX]
+        self.symbols = sorted({a.symbol for b in self.baskets.values() for a in b.assets})
         self.redis = RedisServer(tmp / "redis").start()
         self.sim = SimulatorProcess(symbols=self.symbols, update_ms=100, rate_limits=rate_limits()).start()
         sim = self.sim
@@ -91,7 +101,7 @@ class World:
         self.actors.append(self.sender)
         self.solver_name = f"solver-{tag}"
         self.minter_name = f"minter-{tag}" if args.mint else None
-        self.shards = start_order_books(OrderBooksOptions(self.redis.url, ORDER_SHARDS, (INDEX,),
+        self.shards = start_order_books(OrderBooksOptions(self.redis.url, ORDER_SHARDS, tuple(self.baskets),
                                                           key_prefix=f"orders-{tag}", solver_name=self.solver_name,
                                                           minter_name=self.minter_name),
                                         namespace=namespace)
@@ -116,7 +126,7 @@ class World:
         self.solver = start_solver(SolverOptions(self.redis.url, ORDER_SHARDS, MARKET_SHARDS, namespace=namespace,
                                                  name=f"solver-{tag}", sender_name=sender_name, sender_account=f"flow{tag}", shard_prefix=f"orders-{tag}",
                                                  tick_interval_ms=args.tick_ms),
-                                   {INDEX: self.basket}, self.filters, PlannerLimits())
+                                   self.baskets, self.filters, PlannerLimits())
         self.actors.append(self.solver)
         ray.get(self.solver.start.remote())
         self._last_orders_at = 0.0
@@ -129,7 +139,8 @@ class World:
         from core.config import ChainConfig
         from world.chains import LocalChains, LocalChainsConfig
 
-        chains = LocalChains(LocalChainsConfig(users=0), state_file=tmp / "world.json")
+        chains = LocalChains(LocalChainsConfig(users=0, index_tokens=tuple((k, k) for k in self.baskets)),
+                             state_file=tmp / "world.json")
         chains.start()
         chain_name = f"chain-{tag}"
         chain = ChainActor.options(name=chain_name).remote(
@@ -187,10 +198,13 @@ class World:
     def solver_info(self) -> dict[str, Any]:
         return self.ray.get(self.solver.inspect.remote())
 
-    def run_users(self, n: int, rounds: int, amount: str, tag: str) -> dict[str, Any]:
+    def run_users(self, n: int, rounds: int, amount: str, tag: str, spread: bool = False) -> dict[str, Any]:
+        """n users, `rounds` orders each; `spread`: user i buys the i-th served index (round robin), else SY100."""
         before = set(self.exchange_orders())
         counts0 = self.solver_info()["counts"]
-        out = self.ray.get(self.driver.run.remote([address(i) for i in range(n)], rounds, amount, INDEX, tag,
+        names = list(self.baskets)
+        index: str | list[str] = [names[i % len(names)] for i in range(n)] if spread else INDEX
+        out = self.ray.get(self.driver.run.remote([address(i) for i in range(n)], rounds, amount, index, tag,
                                                   PHASE_TIMEOUT_S))
         self.quiet()
         self._last_orders_at = time.monotonic()
@@ -377,9 +391,27 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
             "trials": details}
 
 
-def throughput(world: World, n: int, rounds: int, amount: str) -> dict[str, Any]:
+def netting(world: World, history: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per batch: exchange orders sent, the distinct pairs its orders' baskets hold (netting across indexes: one
+    order per pair), the sum of each index's pairs (netting within an index only) and of each order's (none)."""
+    rows = []
+    for h in history:
+        pairs = {k: set(world.baskets[k].symbols) for k in h["indexes"]}
+        rows.append({"batch_id": h["batch_id"], "orders": h["orders"], "indexes": h["indexes"],
+                     "exchange_orders": len(h["asset_orders"]),
+                     "distinct_assets": len(set().union(*pairs.values())) if pairs else 0,
+                     "per_index_netting": sum(len(p) for p in pairs.values()),
+                     "no_netting": sum(len(pairs[k]) * c for k, c in h["indexes"].items())})
+
+    def mean(key: str) -> float:
+        return statistics.mean(r[key] for r in rows) if rows else 0.0
+    return {"batches": rows, **{k: round(mean(k), 2) for k in ("exchange_orders", "distinct_assets",
+                                                               "per_index_netting", "no_netting")}}
+
+
+def throughput(world: World, n: int, rounds: int, amount: str, spread: bool = False) -> dict[str, Any]:
     world.fresh_window()
-    run = world.run_users(n, rounds, amount, f"u{n}")
+    run = world.run_users(n, rounds, amount, f"u{n}", spread)
     recs = run["records"]
     filled = [r for r in recs if r["status"] == "filled"]
     bad = [r for r in recs if r["status"] != "filled"]
@@ -397,7 +429,8 @@ def throughput(world: World, n: int, rounds: int, amount: str) -> dict[str, Any]
            "seconds": end - run["started"], "per_min_whole": whole, "per_min_sustained": sustained,
            "exchange_orders": len(run["exchange_orders"]), "batches": run["batches"],
            "exchange_per_index_order": len(run["exchange_orders"]) / len(filled) if filled else float("inf"),
-           "exchange_statuses": statuses, "fill_p50_s": lat[len(lat) // 2], "fill_max_s": lat[-1]}
+           "exchange_statuses": statuses, "fill_p50_s": lat[len(lat) // 2], "fill_max_s": lat[-1],
+           "netting": netting(world, run["history"])}
     log(f"  {n} users: {len(filled)} filled ({len(bad)} not) in {out['seconds']:.1f} s, {run['batches']} batches, "
         f"{out['exchange_orders']} exchange orders {statuses}"
         + (f"; not filled: {out['not_filled_examples']}" if bad else ""))
@@ -420,12 +453,16 @@ def main() -> None:
     ap.add_argument("--tick-ms", type=int, default=100, help="the solver's tick interval (config default 100)")
     ap.add_argument("--launch-yield-every", type=int, default=16,
                     help="the sender yields after every N requests it starts (0: starts a whole wave first)")
-    ap.add_argument("--users", default=",".join(map(str, USER_COUNTS)),
-                    help="user counts of the throughput phases (empty: basket trials only, for quick looks)")
+    ap.add_argument("--users", default=None,
+                    help="user counts of the throughput phases (default 1,10,100; with --indexes 100; empty: basket "
+                         "trials only, for quick looks)")
+    ap.add_argument("--indexes", action="store_true",
+                    help="serve the six real indexes, users spread over them; netting across indexes measured")
     ap.add_argument("--no-mint", dest="mint", action="store_false",
                     help="leave the mint leg (anvil, chain actor, minter) out")
     args = ap.parse_args()
-    user_counts = [int(x) for x in args.users.split(",") if x.strip()]
+    users = args.users if args.users is not None else ("100" if args.indexes else ",".join(map(str, USER_COUNTS)))
+    user_counts = [int(x) for x in users.split(",") if x.strip()]
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -444,7 +481,8 @@ def main() -> None:
              runtime_env={"env_vars": {"PYTHONPATH": str(ROOT), MNEMONIC_ENV: DEV_MNEMONIC}})
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            log("starting ray, redis, simulator (SY100, 81 symbols), market data, shards, sender, solver ...")
+            log(f"starting ray, redis, simulator ({'the six real indexes' if args.indexes else 'SY100'}), market "
+                f"data, shards, sender, solver ...")
             world = World(ray, namespace, Path(tmp), args)
             try:
                 log(f"world up in {time.monotonic() - t0:.1f} s")
@@ -454,7 +492,7 @@ def main() -> None:
                 world.minted_all()
                 client = world.redis.client()
                 calls0, writes0 = actor_calls(), redis_writes(client)
-                phases = [throughput(world, n, args.rounds, args.amount) for n in user_counts]
+                phases = [throughput(world, n, args.rounds, args.amount, args.indexes) for n in user_counts]
                 waited = world.minted_all()
                 counted = sum(p["orders_filled"] for p in phases)
                 calls = per_order(calls0 + waited, actor_calls(), max(counted, 1))
@@ -472,9 +510,11 @@ def main() -> None:
     finally:
         ray.shutdown()
     total_s = time.monotonic() - t0
-    assets = len(world.symbols)
+    assets = len(world.basket.assets)
 
-    print(f"\nwhole flow on {INDEX} ({assets} assets), {args.amount} USDC per index order, simulator ORDERS limit "
+    served = ", ".join(f"{k} ({len(b.assets)})" for k, b in world.baskets.items())
+    print(f"\nwhole flow serving {served}: {len(world.symbols)} pairs; the basket trials buy {INDEX} ({assets} "
+          f"assets); {args.amount} USDC per index order, simulator ORDERS limit "
           f"{ORDERS_LIMIT}/{ORDERS_INTERVAL_S} s, solver tick {args.tick_ms} ms, {ORDER_SHARDS} order shards, "
           f"{MARKET_SHARDS} market shards, redis AOF fsync always")
     print("\n(1)+(2) one basket, fresh rate-limit window")
@@ -507,7 +547,20 @@ def main() -> None:
               f"{p['exchange_orders']:>9} {p['exchange_per_index_order']:>9.3f} {p['fill_p50_s']:>9.2f} "
               f"{p['fill_max_s']:>9.2f}  {p['exchange_statuses']}")
     target = 1.1 * assets / 100
-    print(f"target at 100 users: exchange orders per filled index order <= 1.1 x {assets}/100 = {target:.3f}")
+    if not args.indexes:
+        print(f"target at 100 users: exchange orders per filled index order <= 1.1 x {assets}/100 = {target:.3f}")
+    for p in phases:
+        net = p["netting"]
+        print(f"\nnetting, {p['users']} users: per batch, exchange orders sent against the distinct pairs its orders "
+              f"needed (perfect netting: equal; inventory may cover some), the orders netting within each index only "
+              f"would send, and with no netting")
+        print(f"{'batch':>12} {'orders':>7} {'exch ord':>9} {'distinct':>9} {'per index':>10} {'no netting':>11}"
+              f"  orders per index")
+        for r in net["batches"]:
+            print(f"{r['batch_id']:>12} {r['orders']:>7} {r['exchange_orders']:>9} {r['distinct_assets']:>9} "
+                  f"{r['per_index_netting']:>10} {r['no_netting']:>11}  {r['indexes']}")
+        print(f"{'mean':>12} {'':>7} {net['exchange_orders']:>9} {net['distinct_assets']:>9} "
+              f"{net['per_index_netting']:>10} {net['no_netting']:>11}")
     print(f"sender: {sender_info['counts']}; simulator: {sim_stats}; solver errors: {len(solver_errors)}")
     print(f"solver: {solver_info['counts']}; its Redis state blob (rewritten whole on every commit): "
           f"{solver_state_bytes} bytes")
@@ -526,7 +579,8 @@ def main() -> None:
 
     by_n = {p["users"]: p for p in phases}
     result: dict[str, Any] = {
-        "index": INDEX, "assets": assets, "amount_usdc": args.amount,
+        "index": INDEX, "assets": assets, "indexes": list(world.baskets), "pairs": len(world.symbols),
+        "amount_usdc": args.amount,
         "orders_limit": f"{ORDERS_LIMIT}/{ORDERS_INTERVAL_S}s",
         "basket_fill_s": round(basket["fill_s"], 3), "basket_floor_s": round(basket["floor_s"], 3),
         "basket_vs_floor": round(ratio, 3),
@@ -542,7 +596,16 @@ def main() -> None:
         result[f"index_orders_per_min_{n}"] = round(by_n[n]["per_min_sustained"], 1)
     for n in user_counts:
         result[f"index_orders_per_min_whole_{n}"] = round(by_n[n]["per_min_whole"], 1)
-    result["exchange_per_index_target_100"] = round(target, 3)
+    if args.indexes and phases:
+        top = phases[-1]  # the largest user count
+        result.update({"exchange_orders_per_batch": top["netting"]["exchange_orders"],
+                       "distinct_assets_per_batch": top["netting"]["distinct_assets"],
+                       "per_index_netting_orders": top["netting"]["per_index_netting"],
+                       "no_netting_orders": top["netting"]["no_netting"],
+                       "index_orders_per_min": round(top["per_min_sustained"], 1),
+                       "basket_vs_warm_floor_sy100": round(warm_ratio, 3)})
+    else:
+        result["exchange_per_index_target_100"] = round(target, 3)
     result["not_filled"] = sum(p["not_filled"] for p in phases)
     result["solver_errors"] = len(solver_errors)
     result["http_429"] = sim_stats.get("http_429", 0) + sim_stats.get("http_418", 0)

@@ -104,15 +104,18 @@ class FlowDriver:
                     fut.set_result(responses)
 
     # ------------------------------------------------------------------ the users
-    async def run(self, users: list[str], orders_per_user: int, amount: str, index: str, tag: str,
+    async def run(self, users: list[str], orders_per_user: int, amount: str, index: str | list[str], tag: str,
                   timeout_s: float) -> dict[str, Any]:
         """Every user sends `orders_per_user` orders one after the other (the next once the previous is closed),
-        all users at once. Returns per order: user, round, sent and closed times (monotonic, this process), status."""
+        all users at once; `index` is every user's, or one per user. Returns per order: user, index, round, sent
+        and closed times (monotonic, this process), status."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         records: list[dict[str, Any]] = []
 
-        async def user(addr: str) -> None:
+        indexes = [index] * len(users) if isinstance(index, str) else index
+
+        async def user(addr: str, index: str) -> None:
             for i in range(orders_per_user):
                 cid = f"{tag}-{i}"
                 key = (user_key(addr), cid)
@@ -132,7 +135,8 @@ class FlowDriver:
                     return
                 finally:
                     self._waiters.pop(key, None)
-                records.append({"user": addr, "round": i, "sent": sent, "closed": closed, "status": status,
+                records.append({"user": addr, "index": index, "round": i, "sent": sent, "closed": closed,
+                                "status": status,
                                 "sent_ms": sent_ms, "first_fill": self._first_fill.pop(key, None),
                                 "filled_units": filled,
                                 "spent": spent})
@@ -140,7 +144,7 @@ class FlowDriver:
                     return
 
         started = time.monotonic()
-        await asyncio.gather(*(user(a) for a in users))
+        await asyncio.gather(*(user(a, ix) for a, ix in zip(users, indexes)))
         return {"started": started, "records": records}
 
     async def stats(self) -> dict[str, int]:
