@@ -572,7 +572,8 @@ class Solver:
         for r in requests:
             units, refusal = answer_quote(r.side, r.symbol, r.amount, e.baskets, books, e.filters, self.limits)
             out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode[refusal[0]], refusal[1])] if refusal else
-                       [QuoteAccepted(r.user, r.client_quote_id), QuoteResult(r.user, r.client_quote_id, units)])
+                       [QuoteAccepted(r.user, r.client_quote_id), QuoteResult(r.user, r.client_quote_id, units,
+                                                                              r.symbol)])
         return out
 
     async def holdings(self) -> dict[str, Any]:

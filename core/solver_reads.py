@@ -74,10 +74,11 @@ def symbols_for(pending: Iterable[PendingOrder], baskets: Mapping[str, Basket]) 
     return sorted({a.symbol for o in pending if o.index in baskets for a in baskets[o.index].assets})
 
 
-def quote_refusal(index: str, q: IndexQuote) -> tuple[str, str] | None:
-    """(reason code name, text) of a quote that cannot be given; None: `q.units` is the answer."""
+def quote_refusal(index: str, q: IndexQuote, served: Iterable[str] = ()) -> tuple[str, str] | None:
+    """(reason code name, text) of a quote that cannot be given (an unknown index: with the `served` ones); None:
+    `q.units` is the answer."""
     if q.problem == "UNKNOWN_INDEX":
-        return "UNKNOWN_INDEX", f"unknown index {index!r}"
+        return "UNKNOWN_INDEX", f"unknown index {index!r}; served: {', '.join(sorted(served))}"
     if q.problem is not None and is_stale_reason(q.problem):
         return ("MARKET_UNAVAILABLE",
                 f"stale book: {', '.join(symbols_of(q.problem))} (no quote until it is fresh again)")
@@ -93,4 +94,4 @@ def answer_quote(side: Side, index: str, amount: Decimal, baskets: Mapping[str, 
     if side is not Side.BUY:
         return Decimal(0), ("UNSUPPORTED_SIDE", "only buy quotes")
     q = quote_index(index, amount, baskets, books.asks, filters, limits, stale=books.stale)
-    return q.units, quote_refusal(index, q)
+    return q.units, quote_refusal(index, q, baskets)

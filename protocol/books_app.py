@@ -106,11 +106,12 @@ class BooksApp:
         if r.side is not Side.BUY:
             return [QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNSUPPORTED_SIDE, "only buy quotes")]
         if r.symbol not in self.books.known_indexes:
-            return [QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNKNOWN_INDEX, f"unknown index {r.symbol!r}")]
+            return [QuoteRefused(r.user, r.client_quote_id, ReasonCode.UNKNOWN_INDEX,
+                                 f"unknown index {r.symbol!r}; served: {', '.join(sorted(self.books.known_indexes))}")]
         quantity = self.quoter(r.symbol, r.amount) if self.quoter is not None else None
         if quantity is None:
             return [QuoteRefused(r.user, r.client_quote_id, ReasonCode.MARKET_UNAVAILABLE, "no prices to quote from")]
-        return [QuoteAccepted(r.user, r.client_quote_id), QuoteResult(r.user, r.client_quote_id, quantity)]
+        return [QuoteAccepted(r.user, r.client_quote_id), QuoteResult(r.user, r.client_quote_id, quantity, r.symbol)]
 
     def _invoice(self, r: GetInvoice) -> AppResponse:
         invoice = self.books.invoices.get((user_key(r.user.address), r.client_order_id))

@@ -145,6 +145,7 @@ class QuoteResult:
     user: UserRef
     client_quote_id: str
     quantity_possible: Decimal
+    index: str = ""  # the quoted index ("" in reports stored before one system served several)
 
 
 @dataclass(slots=True, frozen=True)

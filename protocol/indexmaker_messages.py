@@ -182,6 +182,8 @@ class IndexQuoteResponse(Body):
 
     MSG_TYPE: ClassVar[str] = "IndexQuoteResponse"
     client_quote_id: Id
+    #: The quoted index (absent only in reports stored before the system served several indexes).
+    symbol: Symbol | None = None
     quantity_possible: DecimalStr
 
 

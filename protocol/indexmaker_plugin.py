@@ -137,7 +137,8 @@ class IndexMakerPlugin(BasePlugin):
             return NewIndexQuote(status="rejected", client_quote_id=r.client_quote_id, reason_code=r.code,
                                  reason=_text(r.text))
         if isinstance(r, QuoteResult):
-            return IndexQuoteResponse(client_quote_id=r.client_quote_id, quantity_possible=r.quantity_possible)
+            return IndexQuoteResponse(client_quote_id=r.client_quote_id, symbol=r.index or None,
+                                      quantity_possible=r.quantity_possible)
         if isinstance(r, QuoteCancelled):
             return CancelIndexQuote(status="canceled", client_quote_id=r.client_quote_id)
         if isinstance(r, QuoteCancelRefused):

@@ -213,8 +213,8 @@ def _report_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _report_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
-    # Version 2: a fill report names its order's index; older ones served one index, not named ("").
-    if data["response"]["type"] == "OrderProgress":
+    # Version 2: fill reports and quote results name their index; older ones served one index, not named ("").
+    if data["response"]["type"] in ("OrderProgress", "QuoteResult"):
         return data | {"response": {"index": ""} | data["response"]}
     return data
 

@@ -143,6 +143,7 @@ def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server
                     NewQuote(user, "q2", "NOPE", Side.BUY, Decimal(1000))]))
                 accepted, result, refused = answers
                 assert type(accepted).__name__ == "QuoteAccepted" and result.client_quote_id == "q1"
+                assert result.index == INDEX  # the quote names its index
                 # 1000 USDC buys ~1000 / (index value at the asks * 1.002 * 1.0005) units: within 2 % of that.
                 book = {}
                 for k, m in enumerate(markets):
@@ -150,7 +151,7 @@ def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server
                     book.update(ray.get(m.liquidity.remote(mine, Side.BUY, 1)))
                 at_asks = sum(a.quantity * book[a.symbol][0][0] for a in basket.assets if a.symbol in book)
                 assert Decimal("0.98") < result.quantity_possible * at_asks / Decimal(1000) < Decimal("1.0")
-                assert refused.code is ReasonCode.UNKNOWN_INDEX
+                assert refused.code is ReasonCode.UNKNOWN_INDEX and refused.text.endswith(f"served: {INDEX}")
 
             if kill_solver:  # the exchange answers the first batch late, so that the kill finds it in flight
                 sim.post("/_admin/faults", {"order_delay_ms": 800, "order_delay_count": len(symbols)})

@@ -58,7 +58,8 @@ def test_a_quote_is_refused_with_the_reason_of_its_problem() -> None:
         return IndexQuote("SY100.dev", Decimal(100), ZERO, ZERO, False, problem)
 
     assert quote_refusal("SY100.dev", q(None)) is None
-    assert quote_refusal("X", q("UNKNOWN_INDEX")) == ("UNKNOWN_INDEX", "unknown index 'X'")
+    assert quote_refusal("X", q("UNKNOWN_INDEX"), ["SYAI", "SY100"]) == ("UNKNOWN_INDEX",
+                                                                   "unknown index 'X'; served: SY100, SYAI")
     code, text = quote_refusal("SY100.dev", q(stale_reason(["ETHUSDC", "BTCUSDC"])))
     assert code == "MARKET_UNAVAILABLE" and "stale book: BTCUSDC, ETHUSDC" in text
     assert quote_refusal("SY100.dev", q("NO_LIQUIDITY:XRPUSDC")) == (
