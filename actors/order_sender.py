@@ -10,18 +10,15 @@ from __future__ import annotations
 import asyncio
 import time
 import logging
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Iterable
 
 import ray
-import redis
 import redis.asyncio as aioredis
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
-from actors.packed import packed
 from actors.ray_context import restarted_by_ray
+from actors.sender_options import SenderOptions
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
 from core.avg_prices import AvgPrices
 from core.batch_intake import PlannedOrder, intake_batch
@@ -37,72 +34,13 @@ from core.symbol_filters import parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, ExchangeTrade
 from protocol.gc_tuning import tune_gc_once
-from store.retry import STORE_AWAY, RetryPolicy
+from store.retry import STORE_AWAY
 from store.handoff import execute
-from store.sender_records import SenderBatchRecord, SenderExecutionRecord, SenderOrderRecord, SenderStateRecord
-from store.streams import sender_executions
+from store.sender_store import SenderStore
 
 log = logging.getLogger(__name__)
 
 SENDER_NAME = "sender"
-
-
-@dataclass(frozen=True)
-class SenderOptions:
-    rest_url: str | None
-    ws_url: str | None
-    api_key: str = field(repr=False)
-    secret: str = field(repr=False)
-    redis_url: str = "redis://127.0.0.1:16379/0"
-    #: Redis key prefix (one sender per account).
-    account: str = "main"
-    #: Fraction of each exchange limit the sender allows itself.
-    rate_limit_safety: Decimal = Decimal("0.95")
-    recv_window_ms: int = 10_000
-    #: A REST request unanswered after this long is a StatusUnknown (then resolved by a query).
-    request_timeout_ms: int = 5_000
-    #: Clock offset and stamping allowance on top of recvWindow before a "not found" is final.
-    resolve_margin_ms: int = 1_000
-    #: Requests outstanding at once: one batch's orders (up to Binance's 100 orders per 10 s) go out in one wave.
-    max_in_flight: int = 128
-    #: While a wave is started, yield to the event loop after every this many requests so that the first ones reach
-    #: their sockets before the rest are built (0: start the whole wave, then write; see _launch).
-    launch_yield_every: int = 16
-    time_in_force: str = "IOC"
-    #: Request weights (Binance: POST order 1, GET order 4, GET myTrades with orderId 5, exchangeInfo 20); these
-    #: defaults serve tests that build options by hand: the system takes them from core.config's [sender].
-    order_weight: int = 1
-    query_weight: int = 4
-    trades_weight: int = 5
-    info_weight: int = 20
-    account_weight: int = 20
-    #: Idle REST connections are kept this long: batches minutes apart still go out over open connections.
-    http_keepalive_s: float = 300.0
-    #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
-    missing_fills_grace_ms: int = 2_000
-    #: Back-off after a 429 that carried no Retry-After.
-    default_retry_after_s: int = 1
-    #: The store and the exchange's queries and streams are waited out with this.
-    retry: RetryPolicy = field(default_factory=RetryPolicy.default)
-    #: Guards (core.config.ExchangeGuardsConfig): the average price's age limit and request weight, the breaker.
-    avg_price_max_age_ms: int = 60_000
-    avg_price_weight: int = 2
-    breaker_threshold: int = 3
-    breaker_cool_off_ms: int = 300_000
-
-    @classmethod
-    def from_settings(cls, settings: Any, api_key: str, secret: str, **overrides: Any) -> "SenderOptions":
-        x = settings.exchange
-        values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "api_key": api_key, "secret": secret,
-                                  "redis_url": settings.redis_url,
-                                  "rate_limit_safety": x.rate_limit_safety, "recv_window_ms": x.recv_window_ms}
-        values.update(settings.sender.model_dump())  # pace, weights, waits: the [sender] section
-        g = settings.exchange_guards
-        values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
-                      breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)
-        values["retry"] = RetryPolicy.from_settings(settings)
-        values.update(overrides)
-        return cls(**values)
 
 
 def update_from(eo: ExchangeOrder) -> OrderUpdate:
@@ -129,8 +67,7 @@ class OrderSender:
         setup_logging("sender")
         self.o = options
         self._clock = SystemClock()
-        self._keys = {k: f"sender:{options.account}:{k}" for k in ("orders", "batches", "log", "state")}
-        self._executions = sender_executions(options.account)
+        self._store = SenderStore(options.account)
         self._loaded_at = self._clock.now_ms()
         self._restarted = restarted_by_ray()
         # ---- state, reloaded from Redis (a restart re-runs __init__)
@@ -162,34 +99,10 @@ class OrderSender:
 
     # ================================================================================ persistence
     def _load(self) -> None:
-        def read() -> tuple[Any, ...]:
-            r = redis.Redis.from_url(self.o.redis_url)
-            try:
-                return (r.hgetall(self._keys["orders"]), r.hgetall(self._keys["batches"]),
-                        r.hgetall(self._keys["log"]), r.xrevrange(self._executions.key, count=1),
-                        r.get(self._keys["state"]))
-            finally:
-                r.close()
-
         # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
-        orders, batches, log_rows, streamed, raw_state = self.o.retry.call_sync(
-            read, lambda e: log.warning("sender: cannot read the state (%s); retrying", e))
-        stored = {cid.decode(): SenderOrderRecord.load(raw) for cid, raw in orders.items()}
-        state = SenderStateRecord.load(raw_state or b"{}")  # none yet: the defaults
-        # A log kept as a hash (seq -> entry) by older code: its entries go to the hand-off at the next commit.
-        legacy = sorted((int(k), v) for k, v in log_rows.items())
-        last = max([state.log_seq, legacy[-1][0] if legacy else 0]
-                   + [int(streamed[0][0].split(b"-")[0]) for _ in streamed[:1]])
-        self._breaker.load(state.breaker.model_dump())
-        self._book.restore({cid: r.order for cid, r in stored.items()},
-                           {cid: r.replaced_by for cid, r in stored.items() if r.replaced_by},
-                           {b.decode(): SenderBatchRecord.load(raw).results for b, raw in batches.items()},
-                           last, [SenderExecutionRecord.load(v).entry for _, v in legacy])
-
-    def _order_record(self, cid: str) -> str:
-        book = self._book
-        return SenderOrderRecord(order=book.orders[cid], replaced_by=book.replaced_by.get(cid),
-                                 sent_at=book.sent_at.get(cid)).dump()
+        raw = self.o.retry.call_sync(lambda: self._store.read(self.o.redis_url),
+                                     lambda e: log.warning("sender: cannot read the state (%s); retrying", e))
+        self._store.restore(raw, self._book)
 
     def _wake_commit(self) -> None:
         self._commit_wake.set()
@@ -209,20 +122,7 @@ class OrderSender:
             changes = book.take_changes()
             try:
                 p = self._redis.pipeline(transaction=True)
-                if changes.orders:
-                    p.hset(self._keys["orders"], mapping={cid: self._order_record(cid) for cid in changes.orders})
-                if changes.batches:
-                    p.hset(self._keys["batches"], mapping={
-                        b: SenderBatchRecord.of(book.batches[b]).dump() for b in changes.batches})
-                if changes.legacy:  # into the hand-off (the consumer skips what its cursor already has), then gone
-                    for e in changes.legacy:
-                        self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
-                    p.delete(self._keys["log"])
-                for e in changes.entries:
-                    self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
-                if changes.writes_state:
-                    p.set(self._keys["state"], SenderStateRecord.model_validate({
-                        "log_seq": changes.log_seq, "breaker": self._breaker.to_dict()}).dump())
+                self._store.write(p, book, changes)
                 await execute(p)  # an append an earlier, lost-answer attempt made is not an error
             except BaseException:
                 book.put_back(changes)
@@ -370,9 +270,8 @@ class OrderSender:
             except asyncio.CancelledError:
                 raise
             except errors.RateLimited as e:
-                self._counts["rate_limited"] += 1
                 self._counts["avg_price_failures"] += 1
-                self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                self._back_off(e)
                 return
             except Exception as e:  # noqa: BLE001  (network trouble: this batch goes without the band check)
                 self._counts["avg_price_failures"] += 1
@@ -453,9 +352,7 @@ class OrderSender:
                 answer = await gw.create_order(order.symbol, order.side, order.order_type, order.quantity,
                                                order.price, client_order_id=cid, time_in_force=order.time_in_force)
             except errors.RateLimited as e:
-                # Refused before execution: back off as told and resend the SAME order first when allowed.
-                self._counts["rate_limited"] += 1
-                self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                self._back_off(e)  # refused before execution: the SAME order goes first when allowed
                 book.requeue(order, front=True)
                 return
             except errors.DuplicateOrder:
@@ -490,6 +387,12 @@ class OrderSender:
         if last is not None and not (once and key in last):
             last[key] = round(time.time() * 1000 - last["at"], 2)
 
+    def _back_off(self, e: errors.RateLimited) -> None:
+        """A 429: no request of any kind until the exchange's Retry-After (or the default) has passed."""
+        assert self._limiter is not None
+        self._counts["rate_limited"] += 1
+        self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+
     async def _acquire(self, weight: int) -> None:
         """Wait for room for a non-order request of `weight` (queries), then record it."""
         limiter = self._limiter
@@ -523,8 +426,7 @@ class OrderSender:
                     await asyncio.sleep(max(0, decision.at_ms - self._clock.now_ms()) / 1000)  # until conclusive
                     continue
                 except errors.RateLimited as e:
-                    self._counts["rate_limited"] += 1
-                    self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                    self._back_off(e)
                     continue
                 except Exception as e:  # noqa: BLE001  (network trouble: ask again)
                     log.warning("sender: query of %s failed (%s); retrying", cid, e,
