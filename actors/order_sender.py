@@ -22,7 +22,7 @@ from actors.sender_options import SenderOptions
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
 from core.avg_prices import AvgPrices
 from core.batch_intake import PlannedOrder, intake_batch
-from core.circuit_breaker import ACCOUNT, CircuitBreaker, stopped
+from core.circuit_breaker import CircuitBreaker, stopped
 from core.clock import SystemClock
 from core.money import ZERO
 from core.rate_limits import RateLimiter, rate_limits_from_exchange_info
@@ -294,11 +294,7 @@ class OrderSender:
         (unless another breaker still stops them). Returns what was cleared, how many orders were released and
         the breakers still open."""
         await self.start()
-        if account == (symbol is not None):
-            raise ValueError("resume takes either a symbol or account=True")
-        if symbol is not None and symbol not in self._filters:
-            raise ValueError(f"{symbol} is not traded on this exchange")
-        trip, released = self._book.resume(ACCOUNT if account else symbol)  # type: ignore[arg-type]
+        trip, released = self._book.resume(symbol, account, traded=self._filters)
         await self._commit_until_done()
         if trip is not None:
             log.info("sender: circuit breaker for %s cleared by the operator; %d held orders released",
@@ -461,9 +457,8 @@ class OrderSender:
                             extra={"client_order_id": order.client_order_id, "batch_id": order.batch_id})
                 await pacer.pause()
                 continue
-            fills = tuple(exchange_fill(t) for t in trades if t.order_id == order.exchange_order_id)
-            self._apply(order, OrderUpdate(order.client_order_id, order.status, order.executed_qty,
-                                           order.exchange_order_id, fills))
+            self._apply(order, self._book.trades_update(order, (exchange_fill(t) for t in trades
+                                                                 if t.order_id == order.exchange_order_id)))
             if order.missing_fills:  # the exchange's trade list lags its order status: ask again shortly
                 await pacer.pause()
 

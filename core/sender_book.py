@@ -8,11 +8,11 @@ actor's loops.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Container, Iterable, Mapping
 
-from core.asset_order import AssetOrder, AssetOrderStatus, OrderUpdate
+from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate
 from core.batch_intake import next_attempt
-from core.circuit_breaker import CircuitBreaker, Trip
+from core.circuit_breaker import ACCOUNT, CircuitBreaker, Trip
 from core.fill_log import FillLog
 from core.send_queue import SendQueue
 from core.sender_messages import Execution, SubmitResult
@@ -261,10 +261,14 @@ class SenderBook:
         self.touch(state=True)
         return expired, released
 
-    def resume(self, key: str) -> tuple[Trip | None, int]:
-        """The operator clears a breaker (a symbol or ACCOUNT): (the breaker, None if it was not open; orders
-        released)."""
-        trip = self.breaker.resume(key)
+    def resume(self, symbol: str | None, account: bool, traded: Container[str]) -> tuple[Trip | None, int]:
+        """The operator clears the breaker of a traded `symbol` or, with `account`, the account's: (the breaker,
+        None if it was not open; orders released)."""
+        if account == (symbol is not None):
+            raise ValueError("resume takes either a symbol or account=True")
+        if symbol is not None and symbol not in traded:
+            raise ValueError(f"{symbol} is not traded on this exchange")
+        trip = self.breaker.resume(ACCOUNT if symbol is None else symbol)
         released = self.release()
         self.touch(state=True)
         return trip, released
@@ -290,6 +294,12 @@ class SenderBook:
             self.touch([cid])
         self.track_open(order)
         return check_later
+
+    @staticmethod
+    def trades_update(order: AssetOrder, fills: Iterable[ExchangeFill]) -> OrderUpdate:
+        """The order's trades, fetched because the stream lagged: an update that adds fills and nothing else."""
+        return OrderUpdate(order.client_order_id, order.status, order.executed_qty, order.exchange_order_id,
+                           tuple(fills))
 
     def merge_reports(self, updates: Iterable[OrderUpdate]) -> list[AssetOrder]:
         """The user data stream's reports, merged into the orders they are about (one still INTENDED has not been

@@ -159,7 +159,12 @@ def test_a_tripped_breaker_holds_the_queued_orders_of_its_symbol_until_resumed()
     assert b.hold_back(taken) and taken.status is AssetOrderStatus.INTENDED and len(b.held["BTCUSDC"]) == 2
     assert not b.hold_back(sent(b, eth))
     woken.clear()
-    cleared, released = b.resume("BTCUSDC")
+    with pytest.raises(ValueError, match="either"):
+        b.resume("BTCUSDC", True, traded={"BTCUSDC"})
+    with pytest.raises(ValueError, match="not traded"):
+        b.resume("DOGEUSDC", False, traded={"BTCUSDC"})
+    assert woken == [] and b.held  # a refused call changes nothing
+    cleared, released = b.resume("BTCUSDC", False, traded={"BTCUSDC", "ETHUSDC"})
     assert cleared == trip and released == 2 and not b.held and woken[-1] == "change" and "queued" in woken
     assert [o.client_order_id for o in b.queue] == [queued[1].client_order_id, "b2.BTCUSDC.0", "b3.BTCUSDC.0"]
 
@@ -177,6 +182,11 @@ def test_an_insufficient_balance_stops_every_symbol_and_cools_off() -> None:
     expired, released = b.expire_breakers()
     assert [t.key for t in expired] == [ACCOUNT] and released == 1 and len(b.queue) == 1
     assert b.wait_ms(10, clock.now_ms()) == 0  # the released order fits the limits now
+    b.on_reject(sent(b, order("b3")), "-2010: insufficient balance", insufficient_balance=True)
+    b.enqueue([order("b4", "ETHUSDC")])
+    cleared, released = b.resume(None, True, traded=())
+    assert cleared is not None and cleared.key == ACCOUNT and b.breaker.open == []
+    assert released == 2 and [o.batch_id for o in b.queue] == ["b2", "b4"]  # the queued one was held again too
 
 
 def test_a_rate_limited_order_goes_back_first_and_an_accepted_one_ends_the_streak() -> None:
@@ -205,6 +215,15 @@ def test_a_resend_books_the_next_attempt_and_the_first_never_completes_in_the_lo
     assert b.open_by_symbol["BTCUSDC"] == {again.client_order_id}
     b.apply(first, OrderUpdate(first.client_order_id, AssetOrderStatus.REJECTED, D(0)))
     assert not b.log.is_done(first.client_order_id) and b.log.last_seq == 0
+
+
+def test_fetched_trades_add_fills_and_change_nothing_else() -> None:
+    b, _ = book()
+    o = sent(b, order())
+    b.apply(o, OrderUpdate(o.client_order_id, AssetOrderStatus.FILLED, D("0.002"), 42, (fill(1, "0.001"),)))
+    update = b.trades_update(o, iter([fill(1, "0.001"), fill(2, "0.001")]))
+    assert (update.status, update.executed_qty, update.exchange_order_id) == (AssetOrderStatus.FILLED, D("0.002"), 42)
+    assert b.apply(o, update) is False and o.settled and b.log.is_done(o.client_order_id) and b.log.last_seq == 3
 
 
 def test_reconcile_queues_intended_orders_at_start_and_returns_the_unknown_ones() -> None:
