@@ -15,6 +15,7 @@ from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingO
 from core.lot_assignment import AssetLine, BatchAllocation, AssignedFill
 from core.lots import Lot, lot_from_fill
 from core.money import D, quantize_down
+from core.reserves import assigned_in, lots_cost, lots_held
 from core.side import Side
 from core.symbol_filters import SymbolFilters
 
@@ -99,6 +100,20 @@ class SolverEngine:
 
     def units(self) -> dict[str, Decimal]:
         return {s: f.base_unit for s, f in self.filters.items()}
+
+    def holdings(self) -> dict[str, Any]:
+        """For the reserves check, per base asset: inventory, in flight and assigned lots (what completed batches
+        delivered the shards count), the cost of the first two, and the baskets."""
+        base = {s: f.base_asset for s, f in self.filters.items()}
+        stock = [lot for lots in self.inventory.values() for lot in lots]
+        moving = [lot for b in self.batches.values() for lot in (*b.pending_lots, *b.allocation.leftovers())]
+        return {"base_assets": base, "quote_asset": self.quote_asset,
+                "inventory": {a: str(q) for a, q in lots_held(stock, base).items()},
+                "in_flight": {a: str(q) for a, q in lots_held(moving, base).items()},
+                "inventory_cost": str(lots_cost(stock)), "in_flight_cost": str(lots_cost(moving)),
+                "assigned": {a: str(q) for a, q in assigned_in(self.batches.values(), self.filters).items()},
+                "baskets": {i: {base[s]: str(q) for s, q in bk.quantities().items()}
+                            for i, bk in self.baskets.items()}}
 
     # ---- planning -----------------------------------------------------------------------------------------------
     def plan(self, pending: Sequence[PendingOrder], asks: Mapping[str, Sequence[Level]], order_budget: int,

@@ -8,6 +8,7 @@ is what the code wrote before records: JSON with the outbox pickled inside base6
 from __future__ import annotations
 
 import base64
+import io
 import pickle
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Union
@@ -18,6 +19,7 @@ from core.batch_planner import BasketLeg, Engagement
 from core.batch_result import BatchOrderResult
 from core.lot_assignment import AssignedFill
 from core.side import Side
+from core.solver_cycle import OutboxCall, ShardStep
 from store.records import Record, record_kind, same_data
 from store.shard_records import Part
 
@@ -121,9 +123,19 @@ class ShardStepRecord(Record):
     step: Annotated[Union[ShardFills, ShardComplete, ShardReject], Field(discriminator="kind")]
 
 
+#: The field of a shard step record that holds the payload, per kind.
+_STEP_PAYLOAD = {"fills": "fills", "complete": "results", "reject": "rejections"}
+
+
+def step_record(step: ShardStep) -> bytes:
+    """A step queued for a shard (core.solver_cycle) as its hand-off record."""
+    return ShardStepRecord.model_validate({"step": {"kind": step.kind, "key": step.key,
+                                                    _STEP_PAYLOAD[step.kind]: list(step.payload)}}).dump()
+
+
 def step_data(action: Any) -> dict[str, Any]:
-    """The plain data of one outbox action (actors.solver._Action: kind, key, by_shard, orders, with_submit) with
-    the fields its kind has."""
+    """The plain data of one outbox call (core.solver_cycle.OutboxCall: kind, key, by_shard, orders, with_submit)
+    with the fields its kind has."""
     kind, key = action.kind, action.key
     if kind == "submit":
         return {"kind": kind, "key": key, "orders": list(action.orders)}
@@ -135,15 +147,24 @@ def _lot_v0(lot: dict[str, Any]) -> dict[str, Any]:
     return {"timestamp_ms": 0, "consumed": 0} | lot  # a lot written before either had none
 
 
+class _OldOutbox(pickle.Unpickler):
+    """Older code pickled its outbox calls as actors.solver._Action (the fields of OutboxCall, in its order)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("actors.solver", "_Action"):
+            return OutboxCall
+        return super().find_class(module, name)
+
+
 def _state_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     engine = data["engine"]
     batches = [b | {"rounds": [[_lot_v0(l) for l in r] for r in b["rounds"]],
                     "pending_lots": [_lot_v0(l) for l in b["pending_lots"]]} for b in engine["batches"]]
     engine = engine | {"inventory": {s: [_lot_v0(l) for l in lots] for s, lots in engine["inventory"].items()},
                        "batches": batches}
-    # Reads what older code wrote: the outbox as a pickled list of actors.solver._Action, inside base64. An
-    # engage stored before with_submit existed lacks it: its submit is queued once the shards answer.
-    outbox = [step_data(a) for a in pickle.loads(base64.b64decode(data["outbox"]))]
+    # Reads what older code wrote: the outbox as a pickled list of calls, inside base64. An engage stored before
+    # with_submit existed lacks it: its submit is queued once the shards answer.
+    outbox = [step_data(a) for a in _OldOutbox(io.BytesIO(base64.b64decode(data["outbox"]))).load()]
     return {"mint_seq": 0, "mints": [], "counts": {}, "errors": []} | data | {"engine": engine, "outbox": outbox}
 
 

@@ -106,7 +106,7 @@ def plan_one_batch(solver: Any, world: FakeWorld, during: Any = None, after: Any
         if after is not None:
             after()
         batch_id = await solver.tick()
-        assert not solver._errors, solver._errors  # noqa: SLF001
+        assert not solver.cycle.errors, solver.cycle.errors
         await solver._redis.aclose()  # noqa: SLF001
         return batch_id
 
@@ -156,9 +156,9 @@ def test_the_exchange_orders_go_out_while_the_shards_engage(solver_and_world):
     world.engage_waits_for_submit = True
     batch_id = plan_one_batch(solver, world)
     assert world.engaged[batch_id] == ["0xuser1:c1"] and len(world.submitted[batch_id]) == 6
-    assert not solver._errors  # noqa: SLF001
+    assert not solver.cycle.errors
     assert solver.engine.batches[batch_id].plan.engagements[0].order_id == "0xuser1:c1"
-    assert not solver._outbox  # noqa: SLF001  (both steps done and committed)
+    assert not solver.cycle.outbox  # (both steps done and committed)
 
 
 def test_a_batch_whose_orders_were_all_cancelled_before_the_engage_buys_inventory(solver_and_world):
@@ -170,8 +170,8 @@ def test_a_batch_whose_orders_were_all_cancelled_before_the_engage_buys_inventor
     assert len(world.submitted[batch_id]) == 6
     batch = solver.engine.batches[batch_id]
     assert batch.plan.engagements == () and len(batch.sent) == 6
-    assert any("no order could be engaged" in e and "inventory" in e for e in solver._notes)  # noqa: SLF001
-    assert not solver._errors  # a handled race is a note, not an error  # noqa: SLF001
+    assert any("no order could be engaged" in e and "inventory" in e for e in solver.cycle.notes)
+    assert not solver.cycle.errors  # a handled race is a note, not an error
 
 
 def test_executions_wait_for_their_batch_only_while_one_of_its_orders_has_no_completion(solver_and_world):
@@ -186,6 +186,6 @@ def test_executions_wait_for_their_batch_only_while_one_of_its_orders_has_no_com
     dones = [OrderDone(i + 1, batch_id, s.client_order_id, s.order.symbol, Side.BUY, "EXPIRED", Decimal(0))
              for i, s in enumerate(sent)]
     assert len(dones) > 1
-    assert solver._batch_still_open(dones[:-1])  # noqa: SLF001
-    assert not solver._batch_still_open(dones)  # noqa: SLF001
-    assert not solver._batch_still_open([])  # noqa: SLF001
+    assert solver.cycle.batch_still_open(dones[:-1])
+    assert not solver.cycle.batch_still_open(dones)
+    assert not solver.cycle.batch_still_open([])

@@ -32,7 +32,7 @@ def test_a_state_with_the_old_mint_keys_loads_without_them(solver_and_world, red
         again = Solver.__ray_metadata__.modified_class(solver.o, solver.engine.baskets, solver.engine.filters,
                                                        PlannerLimits())
         assert batch_id in again.engine.batches and again.engine.snapshot() == solver.engine.snapshot()
-        assert again._cursor == solver._cursor and len(again._outbox) == len(solver._outbox)  # noqa: SLF001
+        assert again.cycle.cursor == solver.cycle.cursor and len(again.cycle.outbox) == len(solver.cycle.outbox)
         view = asyncio.run(again.inspect())
         assert "mints_owed" not in view and batch_id in view["batches_in_flight"]
 
@@ -69,8 +69,8 @@ def test_fills_completions_and_give_ups_an_older_outbox_held_go_to_the_shards_ha
         r.set(key, json.dumps({"schema": SolverState.KIND, "schema_version": 2, "data": old}))
         again = Solver.__ray_metadata__.modified_class(solver.o, solver.engine.baskets, solver.engine.filters,
                                                        PlannerLimits())
-        assert [a.kind for a in again._outbox] == ["engage", "submit"]  # noqa: SLF001
-        assert [seq for seq, _ in again._steps_out[0]] == [1, 2, 3]  # noqa: SLF001  (complete, fills, reject)
+        assert [a.kind for a in again.cycle.outbox] == ["engage", "submit"]
+        assert [s.seq for s in again.cycle.steps_out[0]] == [1, 2, 3]  # (complete, fills, reject)
 
         async def commit() -> None:
             await again._commit()  # noqa: SLF001

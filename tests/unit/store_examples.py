@@ -124,10 +124,10 @@ DATA = Path(__file__).parent.parent.parent / "data"
 def solver_world():
     """A solver engine after one batch filled wholly (inventory carried) and a second one half filled (a round of
     lots in flight), and the outbox actions such a history queues: one of every kind."""
-    from actors.solver import _Action
     from core.basket import load_indexes
     from core.batch_planner import PendingOrder, PlannerLimits
     from core.batch_result import BatchOrderResult
+    from core.solver_cycle import OutboxCall
     from core.solver_engine import SolverEngine
     from core.symbol_filters import parse_exchange_info
     from tests.unit.test_solver_engine import BEST, exchange_fills
@@ -144,11 +144,11 @@ def solver_world():
     deltas = engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
     results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
                for e in done.engagements]
-    outbox = [_Action("complete", b1, {0: results}),
-              _Action("engage", b2, {0: list(plan.engagements)}, with_submit=True),
-              _Action("submit", b2, {}, tuple(s.order for s in engine.sent_orders(b2))),
-              _Action("fills", f"{b2}:1", {0: deltas}),
-              _Action("reject", "reject:solver:1700000000000:1", {0: [(f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC")]})]
+    outbox = [OutboxCall("complete", b1, {0: results}),
+              OutboxCall("engage", b2, {0: list(plan.engagements)}, with_submit=True),
+              OutboxCall("submit", b2, {}, tuple(s.order for s in engine.sent_orders(b2))),
+              OutboxCall("fills", f"{b2}:1", {0: deltas}),
+              OutboxCall("reject", "reject:solver:1700000000000:1", {0: [(f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC")]})]
     return engine, outbox
 
 

@@ -202,3 +202,24 @@ def test_a_batch_nobody_engaged_is_dropped_or_buys_inventory_once_its_orders_lef
     after = engine.inventory_units()
     for sym in set(before) | set(received):
         assert after.get(sym, 0) == before.get(sym, 0) + received.get(sym, 0)
+
+
+def test_holdings_count_inventory_in_flight_and_assigned_units_per_base_asset(world):
+    """What the reserves check reads of the solver: inventory left by a completed batch, a second batch's lots
+    still in flight, and what completed batches assigned (none of those counted twice)."""
+    filters, baskets, asks = world
+    engine = engine_holding_inventory(world)
+    stock = engine.inventory_units()
+    assert stock
+    held = engine.holdings()
+    for symbol, units in stock.items():
+        f = filters[symbol]
+        assert Decimal(held["inventory"][f.base_asset]) == units * f.base_unit
+    assert held["in_flight"] == {} and Decimal(held["in_flight_cost"]) == 0 < Decimal(held["inventory_cost"])
+    assert held["quote_asset"] == "USDC" and set(held["baskets"]) == {"SY100.dev"}
+    b2, _ = engine.plan([PendingOrder("u1:c2", "SY100.dev", Decimal(500))], asks, order_budget=10)
+    engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
+    moving = engine.holdings()
+    assert moving["in_flight"] and Decimal(moving["in_flight_cost"]) > 0
+    assert moving["assigned"] and all(Decimal(q) > 0 for q in moving["assigned"].values())
+    assert set(moving["assigned"]) <= set(moving["base_assets"].values())

@@ -6,7 +6,7 @@ import base64
 import json
 import pickle
 
-from actors.solver import _action_of
+from core.solver_cycle import call_of
 from core.batch_planner import PlannerLimits
 from core.solver_engine import SolverEngine
 from store.solver_records import SolverHistoryEntry, SolverState, step_data
@@ -26,7 +26,7 @@ def test_a_version_0_state_loads_to_the_same_engine_and_outbox() -> None:
                       "counts": {"ticks": 9}, "errors": ["e"]})
     state = SolverState.load(old)
     assert _restored(engine, state).snapshot() == engine.snapshot()
-    assert [_action_of(s) for s in state.outbox] == outbox
+    assert [call_of(s) for s in state.outbox] == outbox
     assert [s.kind for s in state.outbox] == ["complete", "engage", "submit", "fills", "reject"]
     assert (state.cursor, state.counts, state.errors) == (41, {"ticks": 9}, ["e"])
     assert "mint_seq" not in SolverState.model_fields and "mints" not in SolverState.model_fields  # version 2 let go
@@ -57,7 +57,7 @@ def test_every_step_kind_round_trips_to_the_same_action() -> None:
         state = SolverState.model_validate({"engine": {"batch_seq": 0, "inventory": {}, "batches": []}, "cursor": 0,
                                             "outbox": [step_data(action)], "step_seqs": {}, "counts": {},
                                             "errors": []})
-        assert [_action_of(s) for s in SolverState.load(state.dump()).outbox] == [action]
+        assert [call_of(s) for s in SolverState.load(state.dump()).outbox] == [action]
 
 
 def test_a_version_0_history_entry_loads_to_the_same_entry() -> None:
@@ -65,3 +65,14 @@ def test_a_version_0_history_entry_loads_to_the_same_entry() -> None:
     assert SolverHistoryEntry.load(json.dumps(entry)).model_dump(mode="json") == entry
     assert SolverHistoryEntry.load(SolverHistoryEntry.model_validate(entry).dump()).deferred == [
         (f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC")]
+
+
+def test_a_version_0_outbox_pickled_under_the_old_class_name_loads_to_the_same_calls() -> None:
+    """Older code pickled its outbox as actors.solver._Action, a name that no longer exists: those load as
+    OutboxCall with the same fields."""
+    engine, outbox = solver_world()
+    raw = pickle.dumps(outbox, protocol=2)  # names classes as text: "c<module>\n<name>\n"
+    old_raw = raw.replace(b"ccore.solver_cycle\nOutboxCall\n", b"cactors.solver\n_Action\n")
+    assert old_raw != raw and b"OutboxCall" not in old_raw
+    old = json.dumps({"engine": engine.snapshot(), "cursor": 5, "outbox": base64.b64encode(old_raw).decode()})
+    assert [call_of(s) for s in SolverState.load(old).outbox] == outbox
