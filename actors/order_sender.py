@@ -10,99 +10,37 @@ from __future__ import annotations
 import asyncio
 import time
 import logging
-from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Iterable
 
 import ray
-import redis
 import redis.asyncio as aioredis
 
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
-from actors.packed import packed
 from actors.ray_context import restarted_by_ray
+from actors.sender_options import SenderOptions
 from core.asset_order import AssetOrder, AssetOrderStatus, ExchangeFill, OrderUpdate, status_from_exchange
 from core.avg_prices import AvgPrices
-from core.batch_intake import PlannedOrder, intake_batch, next_attempt
-from core.circuit_breaker import ACCOUNT, CircuitBreaker, stopped
+from core.batch_intake import PlannedOrder, intake_batch
+from core.circuit_breaker import CircuitBreaker, stopped
 from core.clock import SystemClock
-from core.fill_log import FillLog
 from core.money import ZERO
 from core.rate_limits import RateLimiter, rate_limits_from_exchange_info
 from core.send_queue import SendQueue
 from core.send_resolution import NotFoundVerdict, on_not_found
+from core.sender_book import SenderBook
 from core.sender_messages import SubmitResult
 from core.symbol_filters import parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, ExchangeTrade
 from protocol.gc_tuning import tune_gc_once
-from store.retry import STORE_AWAY, RetryPolicy
+from store.retry import STORE_AWAY
 from store.handoff import execute
-from store.sender_records import SenderBatchRecord, SenderExecutionRecord, SenderOrderRecord, SenderStateRecord
-from store.streams import sender_executions
+from store.sender_store import SenderStore
 
 log = logging.getLogger(__name__)
 
 SENDER_NAME = "sender"
-
-
-@dataclass(frozen=True)
-class SenderOptions:
-    rest_url: str | None
-    ws_url: str | None
-    api_key: str = field(repr=False)
-    secret: str = field(repr=False)
-    redis_url: str = "redis://127.0.0.1:16379/0"
-    #: Redis key prefix (one sender per account).
-    account: str = "main"
-    #: Fraction of each exchange limit the sender allows itself.
-    rate_limit_safety: Decimal = Decimal("0.95")
-    recv_window_ms: int = 10_000
-    #: A REST request unanswered after this long is a StatusUnknown (then resolved by a query).
-    request_timeout_ms: int = 5_000
-    #: Clock offset and stamping allowance on top of recvWindow before a "not found" is final.
-    resolve_margin_ms: int = 1_000
-    #: Requests outstanding at once: one batch's orders (up to Binance's 100 orders per 10 s) go out in one wave.
-    max_in_flight: int = 128
-    #: While a wave is started, yield to the event loop after every this many requests so that the first ones reach
-    #: their sockets before the rest are built (0: start the whole wave, then write; see _launch).
-    launch_yield_every: int = 16
-    time_in_force: str = "IOC"
-    #: Request weights (Binance: POST order 1, GET order 4, GET myTrades with orderId 5, exchangeInfo 20); these
-    #: defaults serve tests that build options by hand: the system takes them from core.config's [sender].
-    order_weight: int = 1
-    query_weight: int = 4
-    trades_weight: int = 5
-    info_weight: int = 20
-    account_weight: int = 20
-    #: Idle REST connections are kept this long: batches minutes apart still go out over open connections.
-    http_keepalive_s: float = 300.0
-    #: A final order whose fills have not all arrived by the stream after this long is asked for its trades.
-    missing_fills_grace_ms: int = 2_000
-    #: Back-off after a 429 that carried no Retry-After.
-    default_retry_after_s: int = 1
-    #: The store and the exchange's queries and streams are waited out with this.
-    retry: RetryPolicy = field(default_factory=RetryPolicy.default)
-    #: Guards (core.config.ExchangeGuardsConfig): the average price's age limit and request weight, the breaker.
-    avg_price_max_age_ms: int = 60_000
-    avg_price_weight: int = 2
-    breaker_threshold: int = 3
-    breaker_cool_off_ms: int = 300_000
-
-    @classmethod
-    def from_settings(cls, settings: Any, api_key: str, secret: str, **overrides: Any) -> "SenderOptions":
-        x = settings.exchange
-        values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "api_key": api_key, "secret": secret,
-                                  "redis_url": settings.redis_url,
-                                  "rate_limit_safety": x.rate_limit_safety, "recv_window_ms": x.recv_window_ms}
-        values.update(settings.sender.model_dump())  # pace, weights, waits: the [sender] section
-        g = settings.exchange_guards
-        values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
-                      breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)
-        values["retry"] = RetryPolicy.from_settings(settings)
-        values.update(overrides)
-        return cls(**values)
 
 
 def update_from(eo: ExchangeOrder) -> OrderUpdate:
@@ -129,44 +67,26 @@ class OrderSender:
         setup_logging("sender")
         self.o = options
         self._clock = SystemClock()
-        self._keys = {k: f"sender:{options.account}:{k}" for k in ("orders", "batches", "log", "state")}
-        self._executions = sender_executions(options.account)
+        self._store = SenderStore(options.account)
         self._loaded_at = self._clock.now_ms()
         self._restarted = restarted_by_ray()
         # ---- state, reloaded from Redis (a restart re-runs __init__)
-        self._orders: dict[str, AssetOrder] = {}
-        self._replaced_by: dict[str, str] = {}
-        self._batches: dict[str, list[SubmitResult]] = {}
         self._breaker = CircuitBreaker(options.breaker_threshold, options.breaker_cool_off_ms, self._clock)
+        self._book = SenderBook(self._breaker, on_change=self._wake_commit, on_queued=self._wake_send)
+        self._counts = self._book.counts
         self._load()
-        self._open_by_symbol: dict[str, set[str]] = {}  # not final: open on the exchange, or may become so
-        for order in self._orders.values():
-            self._track_open(order)
-        self._held: dict[str, list[AssetOrder]] = {}  # symbol -> INTENDED orders a breaker keeps from the queue
         self._avg = AvgPrices(options.avg_price_max_age_ms, self._clock)
         self._avg_fetching: dict[str, asyncio.Future] = {}
         # ---- runtime
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._gw: BinanceGateway | None = None
         self._limiter: RateLimiter | None = None
-        self._queue: SendQueue[AssetOrder] | None = None
         self._filters: dict[str, Any] = {}
         self._balances: dict[str, str] = {}
-        self._sent_at: dict[str, int] = {}  # cid -> ms stamped right before the request left (this process)
-        self._in_flight: set[str] = set()
         self._last_submit: dict[str, Any] | None = None
-        self._resolving: set[str] = set()
         self._tasks: list[asyncio.Task] = []
         self._start_task: asyncio.Future | None = None
-        self._counts = {"sent": 0, "answered": 0, "rate_limited": 0, "unknown": 0, "resent": 0, "rejected": 0,
-                        "queries": 0, "trade_queries": 0, "stream_errors": 0, "commits": 0, "commit_failures": 0, "avg_price_fetches": 0,
-                        "avg_price_failures": 0, "breaker_trips": 0, "held": 0}
         # ---- group commit
-        self._dirty: set[str] = set()
-        self._dirty_batches: set[str] = set()
-        self._state_dirty = False
-        self._version = 0
-        self._committed = 0
         self._commit_lock = asyncio.Lock()
         self._commit_wake = asyncio.Event()
         self._send_wake = asyncio.Event()
@@ -179,88 +99,37 @@ class OrderSender:
 
     # ================================================================================ persistence
     def _load(self) -> None:
-        def read() -> tuple[Any, ...]:
-            r = redis.Redis.from_url(self.o.redis_url)
-            try:
-                return (r.hgetall(self._keys["orders"]), r.hgetall(self._keys["batches"]),
-                        r.hgetall(self._keys["log"]), r.xrevrange(self._executions.key, count=1),
-                        r.get(self._keys["state"]))
-            finally:
-                r.close()
-
         # A store that is down (restarting) is waited for, not crashed on: __init__ has nothing to serve before.
-        orders, batches, log_rows, streamed, raw_state = self.o.retry.call_sync(
-            read, lambda e: log.warning("sender: cannot read the state (%s); retrying", e))
-        for cid, raw in orders.items():
-            stored = SenderOrderRecord.load(raw)
-            self._orders[cid.decode()] = stored.order
-            if stored.replaced_by:
-                self._replaced_by[cid.decode()] = stored.replaced_by
-        for batch_id, raw in batches.items():
-            self._batches[batch_id.decode()] = SenderBatchRecord.load(raw).results
-        state = SenderStateRecord.load(raw_state or b"{}")  # none yet: the defaults
-        # A log kept as a hash (seq -> entry) by older code: its entries go to the hand-off at the next commit.
-        legacy = sorted((int(k), v) for k, v in log_rows.items())
-        last = max([state.log_seq, legacy[-1][0] if legacy else 0]
-                   + [int(streamed[0][0].split(b"-")[0]) for _ in streamed[:1]])
-        self._log = FillLog.of_orders(last, self._orders, self._replaced_by)
-        self._persisted_seq = last
-        self._legacy_log = [SenderExecutionRecord.load(v).entry for _, v in legacy]
-        self._breaker.load(state.breaker.model_dump())
+        raw = self.o.retry.call_sync(lambda: self._store.read(self.o.redis_url),
+                                     lambda e: log.warning("sender: cannot read the state (%s); retrying", e))
+        self._store.restore(raw, self._book)
 
-    def _order_record(self, cid: str) -> str:
-        return SenderOrderRecord(order=self._orders[cid], replaced_by=self._replaced_by.get(cid),
-                                 sent_at=self._sent_at.get(cid)).dump()
-
-    def _touch(self, cids: Iterable[str] = ()) -> None:
-        self._dirty.update(cids)
-        self._version += 1
+    def _wake_commit(self) -> None:
         self._commit_wake.set()
         self._changed.set()
+
+    def _wake_send(self) -> None:
+        self._send_wake.set()
 
     async def _commit(self) -> None:
         """Durably write every change made so far (one MULTI/EXEC); returns once it is on disk. Concurrent callers
         share one transaction: whoever comes second finds its change already committed."""
-        target = self._version
+        book = self._book
+        target = book.version
         async with self._commit_lock:
-            if self._committed >= target:
+            if book.committed >= target:
                 return
-            version = self._version
-            dirty, self._dirty = self._dirty, set()
-            batches, self._dirty_batches = self._dirty_batches, set()
-            state_dirty, self._state_dirty = self._state_dirty, False
-            entries = self._log.since(self._persisted_seq)
-            legacy, self._legacy_log = self._legacy_log, []
+            changes = book.take_changes()
             try:
                 p = self._redis.pipeline(transaction=True)
-                if dirty:
-                    p.hset(self._keys["orders"], mapping={cid: self._order_record(cid) for cid in dirty})
-                if batches:
-                    p.hset(self._keys["batches"], mapping={
-                        b: SenderBatchRecord.of(self._batches[b]).dump() for b in batches})
-                if legacy:  # into the hand-off (the consumer skips what its cursor already has), then gone
-                    for e in legacy:
-                        self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
-                    p.delete(self._keys["log"])
-                for e in entries:
-                    self._executions.append(p, e.seq, SenderExecutionRecord.of(e).dump())
-                if state_dirty or entries:
-                    p.set(self._keys["state"], SenderStateRecord.model_validate({
-                        "log_seq": self._log.last_seq if not entries else entries[-1].seq,
-                        "breaker": self._breaker.to_dict()}).dump())
+                self._store.write(p, book, changes)
                 await execute(p)  # an append an earlier, lost-answer attempt made is not an error
             except BaseException:
-                self._dirty |= dirty
-                self._dirty_batches |= batches
-                self._state_dirty |= state_dirty
-                self._legacy_log = legacy
+                book.put_back(changes)
                 self._counts["commit_failures"] += 1
                 raise
             self._counts["commits"] += 1
-            if entries:
-                self._persisted_seq = entries[-1].seq
-                self._log.forget(self._persisted_seq)
-            self._committed = max(self._committed, version)
+            book.stored(changes)
         self._changed.set()
 
     async def _commit_until_done(self) -> None:
@@ -291,7 +160,7 @@ class OrderSender:
         if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
             self._start_task = task = asyncio.ensure_future(self._start())  # first call, or the last one failed
         await asyncio.shield(task)
-        return {"restarted": self._restarted, "orders": len(self._orders), "log": self._log.last_seq}
+        return {"restarted": self._restarted, "orders": len(self._book.orders), "log": self._book.log.last_seq}
 
     async def _start(self) -> None:
         o = self.o
@@ -303,13 +172,13 @@ class OrderSender:
         except BaseException:
             await gw.close()  # the next call to start() tries again with a fresh client
             raise
-        self._queue = SendQueue(self._limiter, o.order_weight)
+        self._book.queue = SendQueue(self._limiter, o.order_weight)
         self._gw = gw
         for coro in (self._flusher(), self._send_loop(), self._watch_executions()):
             self._tasks.append(asyncio.ensure_future(coro))
         self._reconcile(initial=True)
-        if self._legacy_log:
-            self._touch()  # the old log moves into the hand-off now
+        if self._book.legacy:
+            self._book.touch()  # the old log moves into the hand-off now
         tune_gc_once()  # after ccxt's markets are loaded: they leave the collector's sight
 
     async def _load_exchange(self, gw: BinanceGateway) -> None:
@@ -327,20 +196,10 @@ class OrderSender:
         self._limiter.correct_from_headers(gw.last_response_headers())
 
     def _reconcile(self, initial: bool = False) -> None:
-        """Orders whose outcome we may not know: INTENDED ones (surely never sent: restart only) go to the queue;
-        every other unsettled one is asked for by client order id, then for its trades if fills are missing."""
-        assert self._queue is not None
-        intended = []
-        for cid, order in self._orders.items():
-            if order.settled or cid in self._in_flight or cid in self._resolving:
-                continue
-            if order.status is AssetOrderStatus.INTENDED:
-                if initial:
-                    intended.append(order)
-                continue
+        """Every order whose outcome we may not know is asked for by client order id, then for its trades if fills
+        are missing (SenderBook.reconcile)."""
+        for order in self._book.reconcile(initial):
             self._spawn(self._resolve(order))
-        if intended:
-            self._enqueue(sorted(intended, key=lambda x: x.client_order_id))
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -354,32 +213,22 @@ class OrderSender:
         Submitting the same batch id again returns the first answer (a caller that lost the reply may retry)."""
         entered = time.time()
         await self.start()
-        known = self._batches.get(batch_id)
+        book = self._book
+        known = book.batches.get(batch_id)
         if known is not None:
             return known
         symbols = {p.symbol for p in orders}
         await self._refresh_avg_prices(symbols)
-        known = self._batches.get(batch_id)  # the same batch submitted again while the prices were fetched
+        known = book.batches.get(batch_id)  # the same batch submitted again while the prices were fetched
         if known is not None:
             return known
         accepted, results = intake_batch(
             batch_id, orders, self._filters, self.o.time_in_force, avg_prices=self._avg.fresh(symbols, self._filters),
-            open_orders={s: len(self._open_by_symbol.get(s, ())) for s in symbols})
-        for order in accepted:
-            if order.client_order_id in self._orders:
-                raise ValueError(f"{order.client_order_id} already exists: batch ids must be unique")
-        for order in accepted:
-            self._orders[order.client_order_id] = order
-            self._track_open(order)
-        self._batches[batch_id] = results
-        self._dirty_batches.add(batch_id)
-        self._counts["rejected"] += len(results) - len(accepted)
-        self._touch(o.client_order_id for o in accepted)
-        assert self._queue is not None
+            open_orders=book.open_counts(symbols))
+        book.record_batch(batch_id, accepted, results)
         # What the rate limits admit now is marked sent in the SAME write as the intents: one durable write
         # before the requests leave instead of two (a restart asks the exchange about SENT orders either way).
-        self._enqueue(accepted, wake=False)
-        group = self._take_group()
+        group = book.take_group(self.o.max_in_flight)
         taken = time.time()
         try:
             # The intents are on disk before anything can be sent. The store down (an outage, a restart) is waited
@@ -389,22 +238,7 @@ class OrderSender:
                 "sender: cannot record batch %s yet (%s); retrying", batch_id, e))
         except BaseException:
             # Not durable: forget the batch, so that nothing unrecorded can go out; the caller may submit again.
-            mine = {o.client_order_id for o in accepted}
-            older = []
-            for order in group:  # taken, not sent: back to what they were
-                self._in_flight.discard(order.client_order_id)
-                order.status = AssetOrderStatus.INTENDED
-                if order.client_order_id not in mine:
-                    older.append(order)
-            for order in accepted:
-                if not self._queue.remove(order):
-                    self._unhold(order)
-                self._orders.pop(order.client_order_id, None)
-                self._open_by_symbol.get(order.symbol, set()).discard(order.client_order_id)
-                self._dirty.discard(order.client_order_id)
-            self._queue.push_front(older)
-            self._batches.pop(batch_id, None)
-            self._dirty_batches.discard(batch_id)
+            book.forget_batch(batch_id, accepted, group)
             raise
         if group:
             self._spawn(self._launch(group))
@@ -416,29 +250,7 @@ class OrderSender:
                              "commit_ms": round(1000 * (time.time() - taken), 2), "sent_now": len(group)}
         return results
 
-    def _take_group(self) -> list[AssetOrder]:
-        """Take what the rate limits and the in-flight cap admit now, marked sent (the caller writes it, then
-        sends)."""
-        assert self._queue is not None
-        free = self.o.max_in_flight - len(self._in_flight)
-        group = self._queue.take(free) if free > 0 else []
-        for order in group:
-            order.mark_sent()
-            self._in_flight.add(order.client_order_id)
-        if group:
-            self._touch(o.client_order_id for o in group)
-        return group
-
     # ================================================================================ guards
-    def _track_open(self, order: AssetOrder) -> None:
-        """Keep the per-symbol set of orders that count against MAX_NUM_ORDERS: every one not final (queued,
-        held, in flight, open on the exchange), so a batch is refused before the exchange would refuse it."""
-        ids = self._open_by_symbol.setdefault(order.symbol, set())
-        if order.status.is_final:
-            ids.discard(order.client_order_id)
-        else:
-            ids.add(order.client_order_id)
-
     async def _refresh_avg_prices(self, symbols: Iterable[str]) -> None:
         """Fetch the exchange's average price of the symbols whose cached value aged out: one request per symbol,
         all at once, each admitted by the weight budget. A fresh cache costs nothing. A failed fetch leaves the
@@ -458,9 +270,8 @@ class OrderSender:
             except asyncio.CancelledError:
                 raise
             except errors.RateLimited as e:
-                self._counts["rate_limited"] += 1
                 self._counts["avg_price_failures"] += 1
-                self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                self._back_off(e)
                 return
             except Exception as e:  # noqa: BLE001  (network trouble: this batch goes without the band check)
                 self._counts["avg_price_failures"] += 1
@@ -478,79 +289,12 @@ class OrderSender:
             waits.append(asyncio.shield(task))
         await asyncio.gather(*waits)
 
-    def _enqueue(self, orders: list[AssetOrder], *, front: bool = False, wake: bool = True) -> None:
-        """Queue orders to send, except those a breaker stops: they wait, INTENDED, until it clears."""
-        assert self._queue is not None
-        go = []
-        for order in orders:
-            if self._breaker.blocking(order.symbol) is not None:
-                self._held.setdefault(order.symbol, []).append(order)
-                self._counts["held"] += 1
-            else:
-                go.append(order)
-        if go:
-            (self._queue.push_front if front else self._queue.push)(go)
-            if wake:
-                self._send_wake.set()
-
-    def _unhold(self, order: AssetOrder) -> None:
-        held = self._held.get(order.symbol)
-        if held and order in held:
-            held.remove(order)
-            if not held:
-                del self._held[order.symbol]
-
-    def _on_exchange_reject(self, order: AssetOrder, e: Exception) -> None:
-        """Count a reject; if it trips a breaker, what is queued for the stopped symbol(s) is held back."""
-        trip = self._breaker.on_reject(order.symbol, f"{getattr(e, 'code', None)}: {getattr(e, 'msg', e)}",
-                                       insufficient_balance=isinstance(e, errors.InsufficientBalance))
-        self._state_dirty = True
-        self._touch()
-        if trip is None:
-            return
-        self._counts["breaker_trips"] += 1
-        # An operator condition, not a fault of this code: a warning, and inspect()/health name it.
-        log.warning("sender: circuit breaker open for %s (%s: %s); nothing is sent for it until `indexmaker "
-                    "resume` or the cool-off", stopped(trip.key), trip.reason,
-                    trip.detail)
-        assert self._queue is not None
-        blocked = [o for o in self._queue if self._breaker.blocking(o.symbol) is not None]
-        for o in blocked:
-            self._queue.remove(o)
-        self._enqueue(blocked, wake=False)
-
-    def _release(self) -> int:
-        """Queue the held orders no breaker stops any more, oldest client order id first; returns how many."""
-        freed: list[AssetOrder] = []
-        for symbol in list(self._held):
-            if self._breaker.blocking(symbol) is None:
-                freed += self._held.pop(symbol)
-        if freed:
-            self._enqueue(sorted(freed, key=lambda o: o.client_order_id))
-        return len(freed)
-
-    def _expire_breakers(self) -> None:
-        expired = self._breaker.expire()
-        if expired:
-            released = self._release()
-            log.info("sender: circuit breaker cooled off for %s; %d held orders released",
-                     ", ".join(t.key for t in expired), released)
-            self._state_dirty = True
-            self._touch()
-
     async def resume(self, symbol: str | None = None, account: bool = False) -> dict[str, Any]:
         """The operator clears the breaker of `symbol` (or, with `account`, the account's): its held orders go out
         (unless another breaker still stops them). Returns what was cleared, how many orders were released and
         the breakers still open."""
         await self.start()
-        if account == (symbol is not None):
-            raise ValueError("resume takes either a symbol or account=True")
-        if symbol is not None and symbol not in self._filters:
-            raise ValueError(f"{symbol} is not traded on this exchange")
-        trip = self._breaker.resume(ACCOUNT if account else symbol)  # type: ignore[arg-type]
-        released = self._release()
-        self._state_dirty = True
-        self._touch()
+        trip, released = self._book.resume(symbol, account, traded=self._filters)
         await self._commit_until_done()
         if trip is not None:
             log.info("sender: circuit breaker for %s cleared by the operator; %d held orders released",
@@ -560,22 +304,19 @@ class OrderSender:
 
     # ================================================================================ sending
     async def _send_loop(self) -> None:
-        assert self._queue is not None
-        queue = self._queue
+        book = self._book
         while True:
             self._send_wake.clear()
-            self._expire_breakers()
-            free = self.o.max_in_flight - len(self._in_flight)
-            group = self._take_group()
+            expired, released = book.expire_breakers()
+            if expired:
+                log.info("sender: circuit breaker cooled off for %s; %d held orders released",
+                         ", ".join(t.key for t in expired), released)
+            group = book.take_group(self.o.max_in_flight)
             if group:
                 await self._commit_until_done()  # SENT is on disk before the requests leave: a restart will ask
                 await self._launch(group)
                 continue
-            wait = queue.wait_ms() if free > 0 else None
-            expiry = self._breaker.next_expiry_ms()
-            if expiry is not None:  # wake when a breaker cools off, to release what it held
-                until = max(0, expiry - self._clock.now_ms())
-                wait = until if wait is None else min(wait, until)
+            wait = book.wait_ms(self.o.max_in_flight, self._clock.now_ms())
             try:
                 await asyncio.wait_for(self._send_wake.wait(), None if wait is None else max(wait, 1) / 1000)
             except asyncio.TimeoutError:
@@ -594,36 +335,32 @@ class OrderSender:
 
     async def _send(self, order: AssetOrder) -> None:
         gw = self._gw
-        assert gw is not None and self._limiter is not None and self._queue is not None
+        book = self._book
+        assert gw is not None and self._limiter is not None
         cid = order.client_order_id
         try:
-            if self._breaker.blocking(order.symbol) is not None:
-                # Taken for sending before a breaker tripped (a group leaves over several loop turns): it was not
-                # sent, so it is INTENDED again and waits with the others (a restart meanwhile asks for it first).
-                order.status = AssetOrderStatus.INTENDED
-                self._touch([cid])
-                self._enqueue([order])
+            if book.hold_back(order):  # a breaker tripped since it was taken (a restart meanwhile asks first)
                 return
-            self._sent_at[cid] = self._clock.now_ms()
+            book.sent_at[cid] = self._clock.now_ms()
             self._counts["sent"] += 1
             self._mark("first_request_ms", once=True)
             try:
                 answer = await gw.create_order(order.symbol, order.side, order.order_type, order.quantity,
                                                order.price, client_order_id=cid, time_in_force=order.time_in_force)
             except errors.RateLimited as e:
-                # Refused before execution: back off as told and resend the SAME order first when allowed.
-                self._counts["rate_limited"] += 1
-                self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
-                order.status = AssetOrderStatus.INTENDED
-                self._touch([cid])
-                self._enqueue([order], front=True)
+                self._back_off(e)  # refused before execution: the SAME order goes first when allowed
+                book.requeue(order, front=True)
                 return
             except errors.DuplicateOrder:
                 await self._resolve(order)  # an open order already has this id: it is this one
                 return
             except (errors.OrderRejected, errors.BadRequest, errors.BadSymbol, errors.AuthenticationFailed) as e:
                 self._apply(order, OrderUpdate(cid, AssetOrderStatus.REJECTED, ZERO, reason=f"{e.code}: {e.msg}"))
-                self._on_exchange_reject(order, e)
+                trip = book.on_reject(order, f"{getattr(e, 'code', None)}: {getattr(e, 'msg', e)}",
+                                      insufficient_balance=isinstance(e, errors.InsufficientBalance))
+                if trip is not None:  # an operator condition, not a fault of this code: a warning
+                    log.warning("sender: circuit breaker open for %s (%s: %s); nothing is sent for it until "
+                                "`indexmaker resume` or the cool-off", stopped(trip.key), trip.reason, trip.detail)
                 return
             except Exception as e:  # noqa: BLE001  (StatusUnknown, a timeout, a bug: the order may exist)
                 self._counts["unknown"] += 1
@@ -635,11 +372,9 @@ class OrderSender:
             self._mark("last_answer_ms")
             self._limiter.correct_from_headers(gw.last_response_headers())
             self._apply(order, update_from(answer))
-            if self._breaker.on_accepted(order.symbol):
-                self._state_dirty = True
-                self._touch()
+            book.on_accepted(order)
         finally:
-            self._in_flight.discard(cid)
+            book.in_flight.discard(cid)
             self._send_wake.set()
             self._changed.set()
 
@@ -647,6 +382,12 @@ class OrderSender:
         last = self._last_submit
         if last is not None and not (once and key in last):
             last[key] = round(time.time() * 1000 - last["at"], 2)
+
+    def _back_off(self, e: errors.RateLimited) -> None:
+        """A 429: no request of any kind until the exchange's Retry-After (or the default) has passed."""
+        assert self._limiter is not None
+        self._counts["rate_limited"] += 1
+        self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
 
     async def _acquire(self, weight: int) -> None:
         """Wait for room for a non-order request of `weight` (queries), then record it."""
@@ -658,11 +399,11 @@ class OrderSender:
     async def _resolve(self, order: AssetOrder) -> None:
         """Find out what became of an order whose outcome we do not know, before anything is resent."""
         cid = order.client_order_id
-        if cid in self._resolving:
+        if cid in self._book.resolving:
             return
-        self._resolving.add(cid)
+        self._book.resolving.add(cid)
         gw = self._gw
-        assert gw is not None and self._limiter is not None and self._queue is not None
+        assert gw is not None and self._limiter is not None
         pacer = self.o.retry.pacer()
         try:
             while True:
@@ -673,7 +414,7 @@ class OrderSender:
                     answer = await gw.fetch_order(order.symbol, client_order_id=cid)
                 except errors.OrderNotFound:
                     # A restarted sender does not know when the request left: at most when it restarted.
-                    sent_at = self._sent_at.get(cid, self._loaded_at)
+                    sent_at = self._book.sent_at.get(cid, self._loaded_at)
                     decision = on_not_found(sent_at, asked_at, self.o.recv_window_ms, self.o.resolve_margin_ms)
                     if decision.verdict is NotFoundVerdict.RESEND:
                         await self._resend(order)
@@ -681,8 +422,7 @@ class OrderSender:
                     await asyncio.sleep(max(0, decision.at_ms - self._clock.now_ms()) / 1000)  # until conclusive
                     continue
                 except errors.RateLimited as e:
-                    self._counts["rate_limited"] += 1
-                    self._limiter.back_off(1000 * (e.retry_after_s or self.o.default_retry_after_s))
+                    self._back_off(e)
                     continue
                 except Exception as e:  # noqa: BLE001  (network trouble: ask again)
                     log.warning("sender: query of %s failed (%s); retrying", cid, e,
@@ -694,22 +434,14 @@ class OrderSender:
                     await self._fetch_trades(order)
                 return
         finally:
-            self._resolving.discard(cid)
+            self._book.resolving.discard(cid)
             self._changed.set()
 
     async def _resend(self, order: AssetOrder) -> None:
         """The exchange never got `order` and never will: send it again under the next attempt's id."""
-        assert self._queue is not None
-        order.resolve_not_found()
-        again = next_attempt(order)
-        self._orders[again.client_order_id] = again
-        self._replaced_by[order.client_order_id] = again.client_order_id
-        self._counts["resent"] += 1
-        self._touch([order.client_order_id, again.client_order_id])
-        self._track_open(order)
-        self._track_open(again)
+        again = self._book.resend(order)
         await self._commit_until_done()
-        self._enqueue([again], front=True)
+        self._book.enqueue([again], front=True)
 
     async def _fetch_trades(self, order: AssetOrder) -> None:
         gw = self._gw
@@ -725,9 +457,8 @@ class OrderSender:
                             extra={"client_order_id": order.client_order_id, "batch_id": order.batch_id})
                 await pacer.pause()
                 continue
-            fills = tuple(exchange_fill(t) for t in trades if t.order_id == order.exchange_order_id)
-            self._apply(order, OrderUpdate(order.client_order_id, order.status, order.executed_qty,
-                                           order.exchange_order_id, fills))
+            self._apply(order, self._book.trades_update(order, (exchange_fill(t) for t in trades
+                                                                 if t.order_id == order.exchange_order_id)))
             if order.missing_fills:  # the exchange's trade list lags its order status: ask again shortly
                 await pacer.pause()
 
@@ -738,22 +469,9 @@ class OrderSender:
 
     # ================================================================================ merging outcomes
     def _apply(self, order: AssetOrder, update: OrderUpdate) -> None:
-        """Merge one update; log new fills and, once settled, the order's completion; schedule the commit if
-        anything changed (the stream repeats what a FULL answer already said: nothing to write again)."""
-        was_missing = order.status.is_final and order.missing_fills
-        before = (order.status, order.executed_qty, order.exchange_order_id, order.reason, self._log.last_seq)
-        new = order.apply(update)
-        if new:
-            self._log.add_fills(order, new)
-        cid = order.client_order_id
-        if order.settled and cid not in self._replaced_by and not self._log.is_done(cid):
-            self._log.add_done(order)
-        elif order.status.is_final and order.missing_fills and not was_missing and cid not in self._resolving:
+        """Merge one update (SenderBook.apply); a final order whose fills lag gets its trades checked later."""
+        if self._book.apply(order, update):
             self._spawn(self._check_fills_later(order))
-        if new or before != (order.status, order.executed_qty, order.exchange_order_id, order.reason,
-                             self._log.last_seq):
-            self._touch([cid])
-        self._track_open(order)
 
     async def _watch_executions(self) -> None:
         """The user data stream, read raw (exchange/gateway.watch_executions): each executionReport carries the
@@ -773,10 +491,8 @@ class OrderSender:
                 await pacer.pause()
                 self._reconcile()
                 continue
-            for eo in updates:
-                order = self._orders.get(eo.client_order_id)
-                if order is not None and order.status is not AssetOrderStatus.INTENDED:
-                    self._apply(order, update_from(eo))
+            for order in self._book.merge_reports(update_from(eo) for eo in updates):
+                self._spawn(self._check_fills_later(order))
 
     async def order_budget(self) -> tuple[int, int]:
         """(orders the rate limits admit now less those already queued, what they admit in empty windows): the
@@ -784,9 +500,10 @@ class OrderSender:
         into it instead of forming a second batch that waits behind the first."""
         await self.start()
         limiter = self._limiter
-        assert limiter is not None and self._queue is not None
+        queue = self._book.queue
+        assert limiter is not None and queue is not None
         weight = self.o.order_weight
-        return (max(0, limiter.orders_available(weight) - len(self._queue)), limiter.orders_capacity(weight))
+        return (max(0, limiter.orders_available(weight) - len(queue)), limiter.orders_capacity(weight))
 
     async def balances(self) -> dict[str, str]:
         """The account's balances (free + locked) per asset, exact from the exchange's strings: what the reserves
@@ -801,12 +518,7 @@ class OrderSender:
     async def orders(self, batch_id: str) -> list[dict[str, Any]]:
         """Every order of a batch (all attempts), as plain data."""
         await self.start()
-        return [o.to_dict() | {"replaced_by": self._replaced_by.get(cid)}
-                for cid, o in sorted(self._orders.items()) if o.batch_id == batch_id]
-
-    def _idle(self) -> bool:
-        return (self._queue is not None and not len(self._queue) and not self._in_flight and not self._resolving
-                and all(o.settled for o in self._orders.values()) and self._committed >= self._version)
+        return self._book.batch_orders(batch_id)
 
     async def wait_idle(self, timeout_s: float = 60.0) -> bool:
         """True once nothing is queued, in flight or unresolved, every order is settled, everything is committed
@@ -814,9 +526,9 @@ class OrderSender:
         await self.start()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        while not self._idle():
+        while not self._book.idle():
             self._changed.clear()
-            if self._idle():
+            if self._book.idle():
                 break
             remaining = deadline - loop.time()
             if remaining <= 0:
@@ -824,26 +536,15 @@ class OrderSender:
             try:
                 await asyncio.wait_for(self._changed.wait(), remaining)
             except asyncio.TimeoutError:
-                return self._idle()
+                return self._book.idle()
         return True
 
     async def inspect(self) -> dict[str, Any]:
         """Plain data for notebooks (no credentials)."""
-        by_status: dict[str, int] = {}
-        for o in self._orders.values():
-            by_status[o.status.value] = by_status.get(o.status.value, 0) + 1
         started = self._start_task is not None and self._start_task.done() and self._start_task.exception() is None
-        return {
-            "account": self.o.account, "restarted": self._restarted, "started": started,
-            "orders": len(self._orders), "by_status": by_status,
-            "unsettled": sorted(c for c, o in self._orders.items() if not o.settled)[:50],
-            "batches": len(self._batches), "queued": len(self._queue) if self._queue is not None else None,
-            "in_flight": len(self._in_flight), "last_submit": self._last_submit, "resolving": sorted(self._resolving),
-            "log_seq": self._log.last_seq, "persisted_seq": self._persisted_seq, "counts": dict(self._counts), "balances_at_start": self._balances,
-            "rate_limits": self._limiter.snapshot() if self._limiter is not None else None,
-            "breakers": [t.to_dict() for t in self._breaker.open],
-            "held": {sym: len(orders) for sym, orders in sorted(self._held.items())},
-        }
+        return {"account": self.o.account, "restarted": self._restarted, "started": started, **self._book.view(),
+                "last_submit": self._last_submit, "balances_at_start": self._balances,
+                "rate_limits": self._limiter.snapshot() if self._limiter is not None else None}
 
     async def stop(self) -> None:
         for t in list(self._tasks):

@@ -17,7 +17,7 @@ def test_an_update_that_changes_nothing_schedules_no_write(redis_server):
         "http://127.0.0.1:1", "ws://127.0.0.1:1", "key", "secret", redis_url=redis_server.url, account="apply"))
     order = AssetOrder("b1.BTCUSDC.0", "b1", "BTCUSDC", Side.BUY, "LIMIT", Decimal("0.002"), Decimal("60000"))
     order.mark_sent()
-    sender._orders[order.client_order_id] = order  # noqa: SLF001
+    sender._book.orders[order.client_order_id] = order  # noqa: SLF001
     cid = order.client_order_id
     fill = ExchangeFill(7, Decimal("59999.5"), Decimal("0.002"), Decimal("0.000002"), "BTC", 1, False)
     steps = [  # (what the exchange says, whether the sender must write the order again)
@@ -27,13 +27,13 @@ def test_an_update_that_changes_nothing_schedules_no_write(redis_server):
         (OrderUpdate(cid, AssetOrderStatus.FILLED, Decimal("0.002"), 42, (fill,)), False),  # the stream's TRADE
     ]
     for update, writes in steps:
-        version, logged = sender._version, sender._log.last_seq  # noqa: SLF001
-        sender._dirty.clear()  # noqa: SLF001  (as a commit would)
+        version, logged = sender._book.version, sender._book.log.last_seq  # noqa: SLF001
+        sender._book.dirty.clear()  # noqa: SLF001  (as a commit would)
         sender._apply(order, update)  # noqa: SLF001
-        assert (sender._version > version) is writes and (cid in sender._dirty) is writes, update  # noqa: SLF001
+        assert (sender._book.version > version) is writes and (cid in sender._book.dirty) is writes, update  # noqa: SLF001
         if not writes:
-            assert sender._log.last_seq == logged  # noqa: SLF001  (nothing reported twice either)
-    assert sender._log.last_seq == 2  # noqa: SLF001  (the fill, then the order's completion: once each)
+            assert sender._book.log.last_seq == logged  # noqa: SLF001  (nothing reported twice either)
+    assert sender._book.log.last_seq == 2  # noqa: SLF001  (the fill, then the order's completion: once each)
 
 
 def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_loads(redis_server):
@@ -54,11 +54,10 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
                             account="old", breaker_threshold=1)
     cls = OrderSender.__ray_metadata__.modified_class
     sender = cls(options)
-    assert sender._breaker.open == [] and sender._log.last_seq == 2  # noqa: SLF001
+    assert sender._breaker.open == [] and sender._book.log.last_seq == 2  # noqa: SLF001
     trip = sender._breaker.on_reject("BTCUSDC", "-2010: Order rejected")  # noqa: SLF001
     assert trip is not None
-    sender._state_dirty = True  # noqa: SLF001
-    sender._touch()  # noqa: SLF001
+    sender._book.touch(state=True)  # noqa: SLF001
 
     async def commit_and_close() -> None:
         await sender._commit()  # noqa: SLF001
@@ -73,7 +72,7 @@ def test_the_breaker_is_stored_with_the_state_and_state_written_before_it_still_
     assert [e.client_order_id for e in moved] == ["b0.ETHUSDC.0", "b0.BTCUSDC.0"] and not client.exists(
         "sender:old:log")
     again = cls(options)
-    assert again._breaker.open == [trip] and again._log.last_seq == 2  # noqa: SLF001
+    assert again._breaker.open == [trip] and again._book.log.last_seq == 2  # noqa: SLF001
 
 
 def test_the_guards_come_from_the_settings():
@@ -124,7 +123,7 @@ def test_a_sender_started_while_the_store_is_down_waits_for_it_and_loads_its_sta
         finally:
             logging.getLogger("actors.order_sender").removeHandler(seen)
         assert not thread.is_alive() and len(built) == 1
-        assert built[0]._log.last_seq == 7  # noqa: SLF001
+        assert built[0]._book.log.last_seq == 7  # noqa: SLF001
         assert all(r.levelno == logging.WARNING for r in warnings)  # a handled wait is not an error
     finally:
         server.stop()
