@@ -52,6 +52,8 @@ class SenderOptions:
     #: Guards (core.config.ExchangeGuardsConfig): the average price's age limit and request weight, the breaker.
     avg_price_max_age_ms: int = 60_000
     avg_price_weight: int = 2
+    avg_price_refresh_ms: int = 15_000
+    avg_price_keep_ms: int = 1_800_000
     breaker_threshold: int = 3
     breaker_cool_off_ms: int = 300_000
 
@@ -64,6 +66,7 @@ class SenderOptions:
         values.update(settings.sender.model_dump())  # pace, weights, waits: the [sender] section
         g = settings.exchange_guards
         values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
+                      avg_price_refresh_ms=g.avg_price_refresh_ms, avg_price_keep_ms=g.avg_price_keep_ms,
                       breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)
         values["retry"] = RetryPolicy.from_settings(settings)
         values.update(overrides)

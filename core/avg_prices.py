@@ -2,7 +2,8 @@
 
 PERCENT_PRICE_BY_SIDE bounds a limit price by that average, so the sender checks the band against the exchange's
 own figure, not our mid. It moves slowly, so a value younger than `max_age_ms` (and the filter's window) is used as
-is: a batch pays the round trip only for symbols whose value aged out."""
+is. The sender also refreshes, ahead of their age limit, the values of symbols a batch used in the last `keep_ms`
+(`due`): a batch then pays the round trip only for a symbol it is the first in a while to trade."""
 from __future__ import annotations
 
 from decimal import Decimal
@@ -13,12 +14,14 @@ from core.symbol_filters import SymbolFilters
 
 
 class AvgPrices:
-    def __init__(self, max_age_ms: int, clock: Clock) -> None:
+    def __init__(self, max_age_ms: int, clock: Clock, keep_ms: int = 0) -> None:
         if max_age_ms < 1:
             raise ValueError(f"max_age_ms must be positive, got {max_age_ms}")
         self.max_age_ms = max_age_ms
+        self.keep_ms = keep_ms
         self.clock = clock
         self._prices: dict[str, tuple[Decimal, int]] = {}  # symbol -> (price, fetched at ms)
+        self._used: dict[str, int] = {}  # symbol -> when a batch last needed its value (ms)
 
     def _limit_ms(self, f: SymbolFilters | None) -> int:
         """The age past which a symbol's value is refetched: the configured age, within the filter's window
@@ -27,9 +30,10 @@ class AvgPrices:
             return min(self.max_age_ms, f.avg_price_mins * 60_000)
         return self.max_age_ms
 
-    def to_refresh(self, symbols: Iterable[str], filters: Mapping[str, SymbolFilters]) -> list[str]:
-        """The known symbols among `symbols` whose value is missing or too old (sorted, each once)."""
-        now = self.clock.now_ms()
+    def to_refresh(self, symbols: Iterable[str], filters: Mapping[str, SymbolFilters], lead_ms: int = 0) -> list[str]:
+        """The known symbols among `symbols` whose value is missing or too old, or will be within `lead_ms`
+        (sorted, each once)."""
+        now = self.clock.now_ms() + lead_ms
         out = set()
         for s in symbols:
             if s not in filters:
@@ -38,6 +42,20 @@ class AvgPrices:
             if cached is None or now - cached[1] >= self._limit_ms(filters[s]):
                 out.add(s)
         return sorted(out)
+
+    def used(self, symbols: Iterable[str]) -> None:
+        """A batch needs these symbols' values now: they are kept fresh for `keep_ms` (see `due`)."""
+        now = self.clock.now_ms()
+        for s in symbols:
+            self._used[s] = now
+
+    def due(self, filters: Mapping[str, SymbolFilters], lead_ms: int) -> list[str]:
+        """The symbols a batch used within `keep_ms` whose value is missing or ages out within `lead_ms`: refreshed
+        now, the next batch finds them fresh. Symbols unused for longer are forgotten (no weight spent on them)."""
+        now = self.clock.now_ms()
+        for s in [s for s, at in self._used.items() if now - at > self.keep_ms]:
+            del self._used[s]
+        return self.to_refresh(self._used, filters, lead_ms)
 
     def put(self, symbol: str, price: Decimal, at_ms: int) -> None:
         """Record a fetched value. A non-positive price (an exchange with no trades and no book answers 0) is no

@@ -19,8 +19,8 @@ from core.sender_messages import Execution, SubmitResult
 
 #: What inspect() counts; the actor adds to the transport's counts itself.
 COUNTS = ("sent", "answered", "rate_limited", "unknown", "resent", "rejected", "queries", "trade_queries",
-          "stream_errors", "commits", "commit_failures", "avg_price_fetches", "avg_price_failures", "breaker_trips",
-          "held")
+          "stream_errors", "commits", "commit_failures", "avg_price_fetches", "avg_price_refreshes",
+          "avg_price_failures", "breaker_trips", "held")
 
 
 @dataclass(slots=True)

@@ -77,6 +77,31 @@ def test_an_order_outside_the_percent_band_is_refused_before_sending(ray_cluster
         ray.get(sender.stop.remote())
 
 
+def test_the_average_prices_of_recent_batches_are_kept_fresh_so_a_batch_does_not_wait_for_them(ray_cluster,
+                                                                                                 redis_server):
+    with SimulatorProcess(n_symbols=3, update_ms=100, rate_limits=limits(300)) as sim:
+        sender, _ = make_sender(ray_cluster, sim, redis_server, avg_price_max_age_ms=1_500, avg_price_refresh_ms=300,
+                                avg_price_keep_ms=60_000)
+        filters = sim_filters(sim)
+        a, b = sim.symbols[:2]
+        assert all(r.accepted for r in ray.get(sender.submit.remote("k1", buy_orders(sim, filters, [a, b]))))
+
+        def counts() -> dict:
+            return ray.get(sender.inspect.remote())["counts"]
+        assert counts()["avg_price_fetches"] == 2  # the first batch on these symbols waits for their values
+        deadline = time.monotonic() + WAIT_S
+        while counts()["avg_price_refreshes"] < 4:  # two refresh rounds: past the first values' 1.5 s of age
+            assert time.monotonic() < deadline, counts()
+        before = counts()
+        assert all(r.accepted for r in ray.get(sender.submit.remote("k2", buy_orders(sim, filters, [a, b]))))
+        after = counts()
+        # Every fetch since is the background's: the batch itself asked for no value (they were kept fresh).
+        assert (after["avg_price_fetches"] - before["avg_price_fetches"]
+                == after["avg_price_refreshes"] - before["avg_price_refreshes"])
+        assert ray.get(sender.wait_idle.remote(WAIT_S))
+        ray.get(sender.stop.remote())
+
+
 def test_consecutive_rejects_stop_a_symbol_until_the_operator_resumes_it(ray_cluster, redis_server, tmp_path):
     with SimulatorProcess(n_symbols=3, update_ms=100, rate_limits=limits(300)) as sim:
         options = SenderOptions(sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=redis_server.url,

@@ -55,3 +55,21 @@ def test_a_zero_price_is_no_reference(filters) -> None:
     assert cache.fresh(["BTCUSDC"], filters) == {} and cache.to_refresh(["BTCUSDC"], filters) == ["BTCUSDC"]
     with pytest.raises(ValueError):
         AvgPrices(0, clock)
+
+
+def test_the_symbols_batches_used_are_due_before_they_age_out_and_forgotten_when_unused(filters) -> None:
+    clock = ManualClock()
+    cache = AvgPrices(60_000, clock, keep_ms=600_000)
+    assert cache.due(filters, lead_ms=15_000) == []  # nothing used yet: nothing kept fresh
+    cache.used(["BTCUSDC", "ETHUSDC", "NOPEUSDC"])
+    assert cache.due(filters, lead_ms=15_000) == ["BTCUSDC", "ETHUSDC"]  # no value yet (unknown ones never)
+    cache.put("BTCUSDC", D("60000"), clock.now_ms())
+    cache.put("ETHUSDC", D("2500"), clock.now_ms())
+    clock.advance(44_999)
+    assert cache.due(filters, lead_ms=15_000) == []  # still fresh 15 s from now
+    clock.advance(1)
+    assert cache.due(filters, lead_ms=15_000) == ["BTCUSDC", "ETHUSDC"]  # would age out before the next round
+    assert cache.fresh(["BTCUSDC"], filters) == {"BTCUSDC": D("60000")}  # (still usable now)
+    cache.used(["ETHUSDC"])
+    clock.advance(600_000 - 45_000 + 1)  # BTC last used 600,001 ms ago, ETH 555,001 ms ago
+    assert cache.due(filters, lead_ms=15_000) == ["ETHUSDC"]  # an unused symbol costs no more weight
