@@ -1,10 +1,9 @@
 """`http`: the HTTP side of the gateway host: `GET /health` for operators, the signed invoice service for users and
 `GET /indexes` (the served indexes, their assets and live prices: one `top` call per market shard).
 
-An actor of its own (port settings.ports.invoices), so that /health still answers 503 when the gateway or another
-actor is down. /health is the `monitor`'s last verdict (503 if unhealthy or silent); it never polls actors itself,
-so frequent probes cost nothing. Invoice routes (protocol/invoice_http.py) read the user's shard, one call per
-request."""
+An actor of its own, so that /health still answers 503 when another actor is down. /health is the `monitor`'s
+last verdict (503 if unhealthy or silent): probes poll no actor. Invoice routes read the user's shard, one call
+per request."""
 from __future__ import annotations
 
 import asyncio

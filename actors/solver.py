@@ -1,9 +1,8 @@
 """`solver`: the batch cycle, a thin owner of core's SolverCycle (its decisions) around one SolverEngine.
 
-Each tick it reads the shards' demand, the markets' asks and the sender's budget (one call each), plans
-one batch and commits it with an outbox of the idempotent calls it implies before driving them: a restart
-re-drives what was not confirmed. The sender's executions are read from its hand-off after the stored
-cursor; the cursor moves, and the hand-off is trimmed, in the commit that stores them.
+Each tick reads demand, asks and budget (one call each), plans a batch and commits it with the idempotent calls
+it implies before driving them: a restart re-drives what was not confirmed. The sender's executions are read
+from its hand-off after the stored cursor, which moves (and trims it) in the commit that stores them.
 """
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 """The exchange's published average prices (GET /api/v3/avgPrice), cached with their age.
 
-PERCENT_PRICE_BY_SIDE bounds a limit price by that average, so the sender checks the band against the exchange's
-own figure, not our mid. It moves slowly, so a value younger than `max_age_ms` (and the filter's window) is used as
-is. The sender also refreshes, ahead of their age limit, the values of symbols a batch used in the last `keep_ms`
-(`due`): a batch then pays the round trip only for a symbol it is the first in a while to trade."""
+PERCENT_PRICE_BY_SIDE bounds a limit price by that average, so the band is checked against the exchange's own
+figure. It moves slowly: a value younger than `max_age_ms` (and the filter's window) is used as is, and the values
+of symbols batches used in the last `keep_ms` are refreshed before they age out (`due`), so a batch waits only
+for a symbol nobody traded in a while."""
 from __future__ import annotations
 
 from decimal import Decimal

@@ -1,9 +1,8 @@
 """What `GET /indexes` and `indexmaker indexes` show: every served index, its assets and its basket's live price.
 
-The price of one index unit is each asset's quantity times its price on the live books: at the mid (what the basket
-is worth) and at the best ask (what buying it would cost before depth and fees; a quote sizes an order). Both are
-rounded to the collateral unit: the mid half-even (a display value, no side favoured), the ask up (a cost is
-never shown lower than it is). An asset without a two-sided book leaves the index without a live price."""
+One unit's price is the sum of each asset's quantity times its mid (what the basket is worth) or best ask (what
+buying costs before depth and fees). Rounded to the collateral unit: the mid half-even (a display value), the ask
+up (a cost never shows lower than it is). An asset without a two-sided book leaves no live price."""
 from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Decimal

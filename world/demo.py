@@ -1,9 +1,8 @@
 """`indexmaker demo`: the main flow, end to end, on the local world, with three users and two indexes.
 
-Each user deposits USDC on Arbitrum, logs on and sends an Index Order: Alice and Carol buy SY100 (81 assets), Bob
-SYAI, in the same batches (their common assets netted); Bob cancels part of his at once, Carol first sends one her
-collateral cannot cover. Deposits, batches, fills and mints show as they happen, then a summary per
-user from their Mint Invoices. `run_demo(system)` is the flow (the e2e test asserts on it)."""
+Each user deposits USDC on Arbitrum and sends an Index Order: Alice and Carol buy SY100, Bob SYAI, netted in the
+same batches; Bob cancels part of his, Carol first sends one her collateral cannot cover. Events show as they
+happen, then a summary per user and per index. `run_demo(system)` is the flow the e2e test asserts on."""
 from __future__ import annotations
 
 import asyncio

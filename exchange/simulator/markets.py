@@ -89,10 +89,9 @@ def _f8(x: Decimal) -> str:
 
 def implied_prices(baskets: Mapping[str, Basket], initial_prices: Mapping[str, Decimal]) -> dict[str, Decimal]:
     """Price per pair implied by the baskets: an index's value times the pair's weight over its quantity. SY100
-    goes first, valued at its deployment price (its quantities are consistent with it). The other indexes' deployment
-    prices are launch prices, unrelated to their quantities (SYDF's 1.15 would price LINK at 0.0002): each is valued
-    instead from the pairs it shares with the indexes priced before it (the median of price * quantity / weight),
-    and its launch price is used only when it shares none."""
+    goes first, at its deployment price. The others' deployment prices are launch prices, unrelated to their
+    quantities (SYDF's 1.15 would price LINK at 0.0002): each is valued from the pairs it shares with those priced
+    before it (the median of price * quantity / weight), its launch price only when it shares none."""
     order = sorted(baskets, key=lambda name: (name != PREFERRED_PRICE_INDEX, name))
     prices: dict[str, Decimal] = {}
     for name in order:
