@@ -140,8 +140,11 @@ class ExchangeGuardsConfig(_Section):
 
 class ChainConfig(_Section):
     """The chain side (chain/, actors/chain_actor.py, actors/router_actor.py). Contract addresses and RPC URLs of
-    the local world come from its world state file; these are the numbers."""
+    the local world come from its world state file; an external world's contracts from `deployment_file`."""
 
+    #: An external world's deployment file (USDC and the Across SpokePools per chain, chain/deployment_file.py),
+    #: relative to config/ unless absolute; the local world writes its own.
+    deployment_file: str | None = None
     arbitrum_chain_id: int = 42161
     base_chain_id: int = 8453
     arbitrum_rpc: str = "http://127.0.0.1:8545"

@@ -87,6 +87,7 @@ def check(path: str | None) -> CheckResult:
         if problem not in result.errors:
             result.errors.append(problem)
     result.errors.extend(_basket_problems(settings, result.notes))
+    result.errors.extend(_deployment_problems(settings, result.notes))
     try:
         secrets = report(settings.environment)
         for name, source in secrets.source.items():
@@ -130,6 +131,31 @@ def _basket_problems(settings: Any, notes: list[str]) -> list[str]:
     notes.append(f"indexes: {len(settings.indexes)} indexes, {len(pairs)} pairs checked against the local "
                  f"exchange's exchangeInfo")
     return problems
+
+
+def _deployment_problems(settings: Any, notes: list[str]) -> list[str]:
+    """An external world names its contracts in a deployment file that agrees with the configuration; its index
+    tokens are the operator's to deploy (noted while one is missing, as `up` will refuse to start without it)."""
+    from chain.deployment_file import deployment_problems, load_deployment
+    from core.config import DEPLOY, REPO_ROOT
+
+    if settings.environment == "local":
+        return []
+    name = settings.chain.deployment_file
+    if name is None:
+        return [f"chain.deployment_file: the {settings.environment} world names its contracts in a deployment file "
+                f"(config/deployments/{settings.environment}.toml)"]
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else REPO_ROOT / "config" / path
+    try:
+        deployment = load_deployment(path)
+    except ValueError as exc:
+        return str(exc).splitlines()
+    notes.append(f"deployment {path}: USDC and SpokePools on chains {', '.join(sorted(deployment.chains))}")
+    for index, entry in settings.indexes.items():
+        if entry.token == DEPLOY or "base" not in entry.token:
+            notes.append(f"indexes.{index}: no token address on base yet (the operator deploys it)")
+    return deployment_problems(deployment, settings)
 
 
 def _beyond_the_model(environment: Any, placement: Any) -> list[str]:
