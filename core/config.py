@@ -211,7 +211,8 @@ class GatewayConfig(_Section):
     port: int = Field(8765, ge=0, le=65535)  # 0: any free port (tests)
     path: str = "/ws"
     server_comp_id: str = "SERVER"
-    #: Chains whose users we serve (Arbitrum, Base); any other chain_id is BAD_FIELD.
+    #: Chains whose users we serve (the configured Arbitrum and Base: `chain`'s ids); any other chain_id is
+    #: BAD_FIELD.
     allowed_chain_ids: frozenset[int] = frozenset({42161, 8453})
 
     #: Frames above this get NAK TOO_LARGE and the session goes on ...
@@ -532,6 +533,12 @@ class Settings(BaseSettings):
             raise ValueError("store.retry_base_ms must not exceed store.retry_cap_ms")
         if not self.indexes:
             raise ValueError("indexes: the registry serves no index (add an [indexes.<SYMBOL>] table)")
+        chains = {self.chain.arbitrum_chain_id, self.chain.base_chain_id}
+        if not self.gateway.allowed_chain_ids <= chains or self.chain.arbitrum_chain_id not in \
+                self.gateway.allowed_chain_ids:
+            raise ValueError(f"gateway.allowed_chain_ids {sorted(self.gateway.allowed_chain_ids)} must be among the "
+                             f"configured chains {sorted(chains)} and include Arbitrum's "
+                             f"({self.chain.arbitrum_chain_id}), where users deposit")
         for symbol in self.indexes:
             if not INDEX_SYMBOL.match(symbol):
                 raise ValueError(f"indexes.{symbol}: an index symbol is 1 to 20 of A-Z and 0-9 (a FIX/JSON Symbol)")

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from chain.collateral_router import RouterConfig
-from core.config import ChainConfig, Settings
+from core.config import ChainConfig, GatewayConfig, Settings
 from core.route_batch import BatchPolicy
 
 
@@ -63,7 +63,8 @@ def test_usdc_unit_follows_the_decimals():
 
 def test_router_takes_its_slice_from_the_three_sections():
     s = Settings(chain=ChainConfig(base_chain_id=84532, batch_max_deposits=4, batch_max_wait_ms=1_000,
-                                   native_price={42161: Decimal(3000), 84532: Decimal(3000)}))
+                                   native_price={42161: Decimal(3000), 84532: Decimal(3000)}),
+                 gateway=GatewayConfig(allowed_chain_ids=frozenset({42161, 84532})))
     r = RouterConfig.from_settings(s, namespace="r2")
     assert r.destination_chain_id == 84532 and r.unit == s.chain.usdc_unit
     assert r.batch == BatchPolicy(4, None, 1_000)

@@ -52,3 +52,13 @@ def test_cli_config_check(tmp_path, capsys):
     assert cli_main(["config", "check", str(bad)]) == 1
     assert "fee_factor" in capsys.readouterr().err
     assert cli_main(["config", "check", str(tmp_path / "missing.toml")]) == 1
+
+
+def test_the_gateway_serves_the_configured_chains_only(tmp_path) -> None:
+    from core.config import REPO_ROOT
+
+    assert Settings.load(REPO_ROOT / "config" / "testnet.toml").gateway.allowed_chain_ids == {421614, 84532}
+    f = tmp_path / "t.toml"
+    f.write_text('environment = "testnet"\n[chain]\narbitrum_chain_id = 421614\nbase_chain_id = 84532\n')
+    with pytest.raises(ValueError, match=r"allowed_chain_ids \[8453, 42161\] must be among the configured chains"):
+        Settings.load(f)  # mainnet ids left in place: every testnet user would be refused
