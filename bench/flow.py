@@ -154,20 +154,15 @@ class World:
         return chains
 
     def minted_all(self, timeout_s: float = PHASE_TIMEOUT_S) -> Counter[str]:
-        """Wait until no order is owed a mint (the shards have none pending, the minter has none queued). Returns
-        the actor calls this wait made (not the system's: (4) leaves them out)."""
+        """Wait until every filled order has its invoice (its mint landed), as the users' reports say. Returns the
+        actor calls this wait made (not the system's: (4) leaves them out)."""
         made: Counter[str] = Counter()
         if self.chains is None:
             return made
-        deadline = time.monotonic() + timeout_s
-        while True:
-            owed = sum(len(x) for x in self.ray.get([s.mint_pending.remote() for s in self.shards]))
-            owed += self.ray.get(self.minter.inspect.remote())["owed"]
-            made.update({"IndexOrderBooks.mint_pending": len(self.shards), "Minter.inspect": 1})
-            if owed == 0:
-                return made
-            assert time.monotonic() < deadline, f"{owed} mints still owed after {timeout_s} s"
-            time.sleep(0.1)  # polling interval of a condition the actors make true
+        owed = self.ray.get(self.driver.wait_invoiced.remote(timeout_s))
+        made["FlowDriver.wait_invoiced"] = 1
+        assert owed == 0, f"{owed} orders still owed their invoice after {timeout_s} s"
+        return made
 
     def close(self) -> None:
         for a in self.actors:

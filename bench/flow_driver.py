@@ -18,7 +18,7 @@ from actors.order_shards import shard_of_user
 from core.index_order import user_key
 from core.side import Side
 from protocol.envelope import UserRef
-from protocol.indexmaker_app import NewOrder, OrderAccepted, OrderProgress
+from protocol.indexmaker_app import InvoiceIssued, NewOrder, OrderAccepted, OrderProgress
 from store.handoff import Entry, Handoff, follow
 from store.streams import shard_reports
 
@@ -37,6 +37,11 @@ class FlowDriver:
         self._first_fill: dict[tuple[str, str], float] = {}  # the first report with units filled
         self._queued: dict[int, list[tuple[NewOrder, asyncio.Future]]] = {}
         self._flush_task: asyncio.Task | None = None
+        # Orders filled and orders invoiced (their mint landed): the bench waits for the one to cover the other.
+        self._filled: set[tuple[str, str]] = set()
+        self._invoiced: set[tuple[str, str]] = set()
+        self._invoices_caught_up = asyncio.Event()
+        self._invoices_caught_up.set()
         self.handle_calls = 0
         self.reports = 0
 
@@ -68,9 +73,17 @@ class FlowDriver:
         for r in reports:
             self.reports += 1
             resp = r.response
+            if isinstance(resp, InvoiceIssued):
+                self._invoiced.add((user_key(resp.user.address), resp.invoice.cl_ord_id))
+                if self._filled <= self._invoiced:
+                    self._invoices_caught_up.set()
+                continue
             if not isinstance(resp, OrderProgress):
                 continue
             key = (user_key(resp.user.address), resp.client_order_id)
+            if resp.status == "filled" and resp.filled_quantity > 0 and key not in self._invoiced:
+                self._filled.add(key)
+                self._invoices_caught_up.clear()
             if resp.filled_quantity > 0 and key in self._waiters:
                 self._first_fill.setdefault(key, now)
             if resp.status in TERMINAL:
@@ -146,6 +159,15 @@ class FlowDriver:
         started = time.monotonic()
         await asyncio.gather(*(user(a, ix) for a, ix in zip(users, indexes)))
         return {"started": started, "records": records}
+
+    async def wait_invoiced(self, timeout_s: float) -> int:
+        """Until every order seen filled has its invoice (its mint landed); returns how many are still owed one
+        (0 unless the timeout came first)."""
+        try:
+            await asyncio.wait_for(self._invoices_caught_up.wait(), timeout_s)
+        except asyncio.TimeoutError:
+            pass
+        return len(self._filled - self._invoiced)
 
     async def stats(self) -> dict[str, int]:
         return {"handle_calls": self.handle_calls, "reports": self.reports}

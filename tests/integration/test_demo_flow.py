@@ -158,8 +158,10 @@ def test_the_shards_count_units_per_index_as_the_tokens_were_minted(demo) -> Non
     system, result, _, _ = demo
     minted: dict[str, Decimal] = defaultdict(Decimal)
     for k in range(system.o.order_shards):
-        for index, parts in ray.get(system.actor(f"orders-{k}").inspect.remote())["indexes"].items():
-            assert Decimal(parts["unminted"]) == 0 and parts["open"] == 0
+        shard = system.actor(f"orders-{k}")
+        assert ray.get(shard.inspect.remote())["open_per_index"] == {}
+        for index, parts in ray.get(shard.holdings.remote())["indexes"].items():
+            assert Decimal(parts["unminted"]) == 0
             minted[index] += Decimal(parts["minted"])
     assert set(minted) == set(DEMO_INDEXES)
     for index, units in minted.items():  # each token's supply is the units filled for its index
