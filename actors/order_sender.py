@@ -130,6 +130,9 @@ class OrderSender:
                 raise
             self._counts["commits"] += 1
             book.stored(changes)
+            last = self._last_submit
+            if last is not None and last.get("answers_committed_ms", -1.0) < last.get("last_answer_ms", -1.0):
+                self._mark("answers_committed_ms")  # (inspect) the last answer so far is on disk
         self._changed.set()
 
     async def _commit_until_done(self) -> None:

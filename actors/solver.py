@@ -554,7 +554,8 @@ class Solver:
             committed = time.time()
             await self._drain()
             # Diagnostics (inspect): where the latest read of executions spent its time, in ms.
-            self._last_fills = {"executions": fresh, "lock_wait_ms": round(1000 * (locked - called), 1),
+            self._last_fills = {"executions": fresh, "at": round(1000 * called, 1),
+                                "lock_wait_ms": round(1000 * (locked - called), 1),
                                 "consume_ms": round(1000 * (consumed - locked), 1),
                                 "commit_ms": round(1000 * (committed - consumed), 1),
                                 "drain_ms": round(1000 * (time.time() - committed), 1)}

@@ -295,25 +295,30 @@ def floor_orders(history: list[dict[str, Any]]) -> list[tuple[str, Decimal, Deci
     return [(s, price[s], qty[s]) for s in qty]
 
 
-TIMELINE = ("shard", "planned", "sender", "1st req", "1st exch", "last exch", "last ans", "committed", "delivered",
-            "filled")
+TIMELINE = ("shard", "planned", "sender", "1st req", "1st exch", "last exch", "last ans", "committed", "solver in",
+            "solver out", "filled")
 
 
 def timeline(stages: dict[str, Any]) -> dict[str, float | None]:
     """The basket's path in ms after the user's request: the shard took it, the solver planned, the sender got the
     batch and sent its first request, the exchange executed the first and last orders, the sender had the last
-    answer and had committed it, its push to the solver returned, the user had the 'filled' report."""
+    answer and had committed it, the solver took the batch's executions and had committed their fills (handed to
+    the shards), the user had the 'filled' report."""
     submit = stages.get("sender_submit") or {}
     sender = 1000 * submit["entered"] if "entered" in submit else None
+    fills = stages.get("solver_last_fills") or {}
+    solver_in = 1000 * fills["entered"] if "entered" in fills else None
 
     def after_sender(key: str) -> float | None:
         return None if sender is None or key not in submit else sender + submit[key]
 
+    solver_out = None if solver_in is None else solver_in + sum(
+        fills.get(k, 0) for k in ("lock_wait_ms", "consume_ms", "commit_ms"))
     values = (1000 * stages["shard"]["entered"] if "shard" in stages else None,
               1000 * stages["planned"] if stages.get("planned") is not None else None, sender,
               after_sender("first_request_ms"), 1000 * stages["first_on_exchange"],
               1000 * stages["last_on_exchange"], after_sender("last_answer_ms"), after_sender("answers_committed_ms"),
-              after_sender("delivered_ms"), 1000 * stages["filled_report"])
+              solver_in, solver_out, 1000 * stages["filled_report"])
     return {k: None if v is None else round(v, 1) for k, v in zip(TIMELINE, values)}
 
 
@@ -351,7 +356,10 @@ def basket_trials(world: World, trials: int, amount: str) -> dict[str, Any]:
         if submit:
             submit = dict(submit, entered=round((submit.pop("at") - rec["sent_ms"]) / 1000, 4))
         stages["sender_submit"] = submit
-        stages["solver_last_fills"] = world.solver_info().get("last_fills")
+        last_fills = world.solver_info().get("last_fills")
+        if last_fills and "at" in last_fills:
+            last_fills = dict(last_fills, entered=round((last_fills.pop("at") - rec["sent_ms"]) / 1000, 4))
+        stages["solver_last_fills"] = last_fills
         if handle:  # the order's own batch is the shard's last one only if nothing came after: true here
             stages["shard"] = {"entered": (handle["at"] - rec["sent_ms"]) / 1000,
                                **{k: handle[k] for k in ("lock_ms", "app_ms", "commit_ms")}}
