@@ -18,7 +18,8 @@ from web3 import Web3
 CHAINS = ("arbitrum", "base")
 
 
-def _address(value: Any) -> str:
+def checked_address(value: Any) -> str:
+    """`value` as a checksummed EVM address; ValueError if it is none, or fails its EIP-55 checksum."""
     if not isinstance(value, str) or not Web3.is_address(value):
         raise ValueError(f"not an EVM address: {value!r}")
     if value != value.lower() and not Web3.is_checksum_address(value):
@@ -42,7 +43,7 @@ class ChainContracts(BaseModel):
     @field_validator("usdc", "spoke_pool", mode="before")
     @classmethod
     def _checked(cls, v: Any) -> str:
-        return _address(v)
+        return checked_address(v)
 
 
 class DeploymentFile(BaseModel):

@@ -119,9 +119,10 @@ def _basket_problems(settings: Any, notes: list[str]) -> list[str]:
                      f"when the system starts, not by a file check")
         return problems
     from exchange.simulator.config import SimulatorConfig
+    from world.ports import LOOPBACK
     from exchange.simulator.markets import load_markets
 
-    sim = SimulatorConfig()
+    sim = SimulatorConfig(host=LOOPBACK)
     try:
         markets = load_markets(sim.exchange_info_path, sim.indexes_dir, sim.deployment_path, pairs)
     except ValueError as exc:  # a pair the simulator cannot list (no entry, no twin, no price)
@@ -137,16 +138,15 @@ def _deployment_problems(settings: Any, notes: list[str]) -> list[str]:
     """An external world names its contracts in a deployment file that agrees with the configuration; its index
     tokens are the operator's to deploy (noted while one is missing, as `up` will refuse to start without it)."""
     from chain.deployment_file import deployment_problems, load_deployment
+    from chain.external_world import deployment_path
     from core.config import DEPLOY, REPO_ROOT
 
     if settings.environment == "local":
         return []
-    name = settings.chain.deployment_file
-    if name is None:
+    path = deployment_path(settings, REPO_ROOT / "config")
+    if path is None:
         return [f"chain.deployment_file: the {settings.environment} world names its contracts in a deployment file "
                 f"(config/deployments/{settings.environment}.toml)"]
-    path = Path(name).expanduser()
-    path = path if path.is_absolute() else REPO_ROOT / "config" / path
     try:
         deployment = load_deployment(path)
     except ValueError as exc:
