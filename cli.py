@@ -214,6 +214,42 @@ def _tail(path: Path, n: int) -> str:
         return "(no log)"
 
 
+# ---------------------------------------------------------------------------------------------------- deploy-token
+def _deploy_token(args: argparse.Namespace) -> int:
+    """Deploy one index token on the configured Base with the operator's admin key; print what the config needs."""
+    from web3.exceptions import Web3Exception
+
+    from chain.keys import MNEMONIC_ENV
+    from core.config import INDEX_SYMBOL
+    from world.secrets import SecretsError, load_into_environ, require
+    from world.token_deploy import deploy_token
+
+    settings = _settings(args.config)
+    if settings.environment == "local":
+        print('the local world deploys its index tokens itself ([indexes.X] token = "deploy"); deploy-token is for '
+              'an external world (--config config/testnet.toml)', file=sys.stderr)
+        return 2
+    if not INDEX_SYMBOL.match(args.symbol):
+        print(f"{args.symbol!r} is not an index symbol (1 to 20 of A-Z and 0-9)", file=sys.stderr)
+        return 2
+    entry = settings.indexes.get(args.symbol)
+    name = args.name or (entry.name if entry is not None and entry.name else f"IndexMaker {args.symbol}")
+    try:
+        load_into_environ()
+        (mnemonic,) = require(MNEMONIC_ENV)
+        address = deploy_token(settings, args.symbol, name, mnemonic)
+    except (SecretsError, RuntimeError) as exc:
+        print(f"not deployed: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, Web3Exception) as exc:  # the RPC unreachable, or it refused the transaction
+        print(f"not deployed: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(address)
+    print(f"  put it in the configuration:\n  [indexes.{args.symbol}]\n  token = {{ base = \"{address}\" }}",
+          file=sys.stderr)
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- down
 #: What a world process's command line must contain for `down` to end it after a crash (a pid may be reused).
 _ROLE_MARKS = {"redis": "redis-server", "exchange": "world.local_exchange", "anvil-": "anvil"}
@@ -550,6 +586,11 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--timeout", type=float, default=UP_TIMEOUT_S, help="seconds to wait for ready")
     up.add_argument("--check-only", action="store_true", help="only check the configured world (exchange, key, "
                     "pairs, chains, contracts, secrets), one line per problem; exit 1 if any")
+    deploy = sub.add_parser("deploy-token", help="deploy an index token on the configured Base with the operator's "
+                            "key (INDEXMAKER_CHAIN_MNEMONIC); prints its address")
+    deploy.add_argument("symbol")
+    deploy.add_argument("--config", required=True)
+    deploy.add_argument("--name", help="the token's name (default: the registry's name of the index)")
     down = sub.add_parser("down", parents=[where], help="stop the system cleanly (its state stays)")
     down.add_argument("--timeout", type=float, default=DOWN_TIMEOUT_S)
     status = sub.add_parser("status", parents=[where], help="every part's state; exit 1 if something is down")
@@ -616,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         return _up(args)
     if args.command == "down":
         return _down(args)
+    if args.command == "deploy-token":
+        return _deploy_token(args)
     if args.command == "status":
         return _status(args)
     if args.command == "compact-store":
