@@ -155,7 +155,25 @@ def _deployment_problems(settings: Any, notes: list[str]) -> list[str]:
     for index, entry in settings.indexes.items():
         if entry.token == DEPLOY or "base" not in entry.token:
             notes.append(f"indexes.{index}: no token address on base yet (the operator deploys it)")
-    return deployment_problems(deployment, settings)
+    return deployment_problems(deployment, settings) + _external_problems(settings)
+
+
+def _external_problems(settings: Any) -> list[str]:
+    """What an external world must name that the local world fills in itself: the chains' RPCs, the WebSocket API
+    apart from the market streams (Binance serves them on two hosts), well-formed token addresses."""
+    from chain.external_world import index_tokens
+
+    problems = [f"chain.{name}: required outside the local world (the chain's RPC URL)"
+                for name in ("arbitrum_rpc", "base_rpc") if not getattr(settings.chain, name)]
+    x = settings.exchange
+    if x.ws_url and not x.ws_api_url:
+        problems.append("exchange.ws_api_url: required with ws_url outside the local world (Binance serves the "
+                        "WebSocket API on its own host: wss://ws-api.binance.com:443/ws-api/v3)")
+    try:
+        index_tokens(settings)
+    except ValueError as exc:
+        problems.append(str(exc))
+    return problems
 
 
 def _beyond_the_model(environment: Any, placement: Any) -> list[str]:
