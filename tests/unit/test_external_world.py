@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
 
 
-def testnet_file(tmp_path: Path, extra: str = "") -> Path:
+def external_config(tmp_path: Path, extra: str = "") -> Path:
     """config/testnet.toml with `extra` appended, its deployment file absolute (the copy lives elsewhere)."""
     text = (ROOT / "config" / "testnet.toml").read_text().replace(
         'deployment_file = "deployments/testnet.toml"',
@@ -32,7 +32,7 @@ def testnet_file(tmp_path: Path, extra: str = "") -> Path:
 
 
 def test_the_world_is_the_deployment_file_with_the_configs_rpcs_tokens_and_derived_accounts(tmp_path) -> None:
-    settings = Settings.load(testnet_file(tmp_path, f'[indexes.SY100DEV]\nbasket = "SY100.dev.json"\n'
+    settings = Settings.load(external_config(tmp_path, f'[indexes.SY100DEV]\nbasket = "SY100.dev.json"\n'
                                                f'token = {{ base = "{TOKEN.lower()}" }}\n'))
     deployment = load_deployment(ROOT / "config" / "deployments" / "testnet.toml")
     world = external_world(settings, deployment, DEV_MNEMONIC)
@@ -47,7 +47,7 @@ def test_the_world_is_the_deployment_file_with_the_configs_rpcs_tokens_and_deriv
 
 
 def test_an_index_without_a_token_is_refused_unless_the_checks_name_it_themselves(tmp_path) -> None:
-    settings = Settings.load(testnet_file(tmp_path))  # the default registry: SY100DEV, no token
+    settings = Settings.load(external_config(tmp_path))  # the default registry: SY100DEV, no token
     deployment = load_deployment(ROOT / "config" / "deployments" / "testnet.toml")
     with pytest.raises(ValueError, match="SY100DEV: no token address on base"):
         external_world(settings, deployment, DEV_MNEMONIC)
@@ -56,7 +56,7 @@ def test_an_index_without_a_token_is_refused_unless_the_checks_name_it_themselve
 
 
 def test_config_check_names_what_an_external_world_must_say(tmp_path) -> None:
-    path = testnet_file(tmp_path, '[indexes.SY100DEV]\nbasket = "SY100.dev.json"\ntoken = { base = "0x1234" }\n')
+    path = external_config(tmp_path, '[indexes.SY100DEV]\nbasket = "SY100.dev.json"\ntoken = { base = "0x1234" }\n')
     text = path.read_text().replace('ws_api_url = "wss://ws-api.testnet.binance.vision/ws-api/v3"\n', "")
     text = text.replace('base_rpc = "https://sepolia.base.org"\n', "")
     path.write_text(text)
