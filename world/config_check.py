@@ -161,6 +161,7 @@ def _deployment_problems(settings: Any, notes: list[str]) -> list[str]:
 def _external_problems(settings: Any) -> list[str]:
     """What an external world must name that the local world fills in itself: the chains' RPCs, the WebSocket API
     apart from the market streams (Binance serves them on two hosts), well-formed token addresses."""
+    from chain.deployment_file import checked_address
     from chain.external_world import index_tokens
 
     problems = [f"chain.{name}: required outside the local world (the chain's RPC URL)"
@@ -173,6 +174,11 @@ def _external_problems(settings: Any) -> list[str]:
         index_tokens(settings)
     except ValueError as exc:
         problems.append(str(exc))
+    if x.deposit_address is not None:
+        try:
+            checked_address(x.deposit_address)
+        except ValueError as exc:
+            problems.append(f"exchange.deposit_address: {exc} (the route pays it on {x.deposit_network})")
     return problems
 
 

@@ -175,6 +175,7 @@ class LocalSystem:
             raise
 
     def _start_world(self) -> None:
+        from actors.exchange_deposits import ExchangeKeys
         from chain.keys import DEV_MNEMONIC
         from core.basket import load_indexes
         from world.chains import LocalChains, LocalChainsConfig
@@ -244,8 +245,6 @@ class LocalSystem:
             "ports": s.ports.model_copy(update={"redis": self.redis.port}),
             **self._addresses(s, self.redis.url),
         })
-        from actors.exchange_deposits import ExchangeKeys
-
         account = self.exchange.account  # the simulator's own account: deposits land in it, the sender trades it
         self.exchange_keys = ExchangeKeys(account.api_key, account.secret)
 

@@ -57,13 +57,15 @@ def test_an_index_without_a_token_is_refused_unless_the_checks_name_it_themselve
 
 def test_config_check_names_what_an_external_world_must_say(tmp_path) -> None:
     path = external_config(tmp_path, '[indexes.SY100DEV]\nbasket = "SY100.dev.json"\ntoken = { base = "0x1234" }\n')
-    text = path.read_text().replace('ws_api_url = "wss://ws-api.testnet.binance.vision/ws-api/v3"\n', "")
+    text = path.read_text().replace('ws_api_url = "wss://ws-api.testnet.binance.vision/ws-api/v3"\n',
+                                    'deposit_address = "base:0xabc"\n')
     text = text.replace('base_rpc = "https://sepolia.base.org"\n', "")
     path.write_text(text)
     errors = check(str(path)).errors
     assert any(e.startswith("chain.base_rpc: required outside the local world") for e in errors), errors
     assert any(e.startswith("exchange.ws_api_url: required with ws_url") for e in errors), errors
     assert any(e.startswith("indexes.SY100DEV.token.base: not an EVM address") for e in errors), errors
+    assert any(e.startswith("exchange.deposit_address: not an EVM address") for e in errors), errors
     assert not any("arbitrum_rpc" in e for e in errors)
 
 
