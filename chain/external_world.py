@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chain.deployment import AccountRef, ChainDeployment, WorldState
-from chain.deployment_file import DeploymentFile, checked_address, load_deployment
+from chain.deployment_file import DeploymentFile, account_problems, checked_address, load_deployment
 from chain.keys import derive_account
 
 #: Where each chain's RPC is in the configuration (`[chain]`).
@@ -42,13 +42,14 @@ def index_tokens(settings: Any) -> dict[str, str | None]:
 
 
 def external_world(settings: Any, deployment: DeploymentFile, mnemonic: str, *,
-                   require_tokens: bool = True) -> WorldState:
-    """The world state of `deployment` as configured; ValueError naming what is missing (an RPC, a token; without
-    `require_tokens`, an index without a token is left out: the world checks name it themselves)."""
+                   strict: bool = True) -> WorldState:
+    """The world state of `deployment` as configured; ValueError naming what is missing or wrong (an RPC, a token,
+    an account the mnemonic does not derive). Not `strict` (the world checks, which name these
+    themselves), an index without a token is left out and the accounts are not compared."""
     c = settings.chain
     tokens = index_tokens(settings)
     missing = sorted(index for index, token in tokens.items() if token is None)
-    if missing and require_tokens:
+    if missing and strict:
         raise ValueError(f"indexes {', '.join(missing)}: no token address on {INDEX_CHAIN} "
                          f"(`indexmaker deploy-token SYMBOL` deploys one)")
     chains = {}
@@ -68,12 +69,16 @@ def external_world(settings: Any, deployment: DeploymentFile, mnemonic: str, *,
             index_token_decimals=c.index_token_decimals if on_index_chain else None)
     accounts = {role: AccountRef(derive_account(mnemonic, index).address, index)
                 for role, index in c.account_indexes.items()}
+    wrong = account_problems(deployment, c.account_indexes, lambda i: derive_account(mnemonic, i).address)
+    if wrong and strict:
+        raise ValueError("\n".join(wrong))
     return WorldState(chains=chains, accounts=accounts)
 
 
-def load_external_world(settings: Any, config_dir: Path, mnemonic: str, *, require_tokens: bool = True) -> WorldState:
+def load_external_world(settings: Any, config_dir: Path, mnemonic: str) -> WorldState:
+    """The launcher's world: `external_world` of the configuration's deployment file, strictly."""
     path = deployment_path(settings, config_dir)
     if path is None:
         raise ValueError(f"chain.deployment_file: the {settings.environment} world names its contracts in a "
                          f"deployment file")
-    return external_world(settings, load_deployment(path), mnemonic, require_tokens=require_tokens)
+    return external_world(settings, load_deployment(path), mnemonic)

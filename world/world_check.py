@@ -203,19 +203,28 @@ def external_target(settings: Any, config_dir: Any, redis_url: str | None) -> Wo
     """The external world `settings` name: its chains from the config and the deployment file (accounts derived
     from the operator's mnemonic, if it is there), the exchange key from the secrets."""
     from actors.exchange_deposits import API_KEY_ENV, SECRET_ENV
-    from chain.external_world import INDEX_CHAIN, index_tokens, load_external_world
-    from chain.keys import DEV_MNEMONIC, MNEMONIC_ENV
+    from chain.deployment_file import account_problems, load_deployment
+    from chain.external_world import INDEX_CHAIN, deployment_path, external_world, index_tokens
+    from chain.keys import DEV_MNEMONIC, MNEMONIC_ENV, derive_account
     from core.basket import load_indexes
 
     problems: list[str] = []
     world = None
+    mnemonic = os.environ.get(MNEMONIC_ENV)
     try:
         problems += [f"indexes.{index}: no token address on {INDEX_CHAIN} (`indexmaker deploy-token {index}` "
                      f"deploys one)" for index, token in index_tokens(settings).items() if token is None]
+        path = deployment_path(settings, config_dir)
+        if path is None:
+            raise ValueError(f"chain.deployment_file: the {settings.environment} world names its contracts in a "
+                             f"deployment file")
+        deployment = load_deployment(path)
         # Without the mnemonic the chains are still checked; the accounts of the dev mnemonic stand in (never used
         # to sign: the secrets check names the missing mnemonic and `up` stops).
-        world = load_external_world(settings, config_dir, os.environ.get(MNEMONIC_ENV) or DEV_MNEMONIC,
-                                    require_tokens=False)
+        world = external_world(settings, deployment, mnemonic or DEV_MNEMONIC, strict=False)
+        if mnemonic:  # the custody keys at hand are the world's
+            problems += account_problems(deployment, settings.chain.account_indexes,
+                                         lambda i: derive_account(mnemonic, i).address)
     except ValueError as exc:
         problems.extend(str(exc).splitlines())
     baskets = load_indexes(settings.data_dir / "indexes", settings.basket_files())

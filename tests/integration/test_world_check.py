@@ -1,6 +1,7 @@
 """`indexmaker up --check-only` against a real world described as an external one (anvil chains, the exchange
-simulator in its own process, a deployment file and a configuration written here), with one thing wrong at a time:
-each problem is named on one line, and a sound world passes. The index token is deployed by `indexmaker
+simulator in its own process, a deployment file and a configuration written here), with one thing wrong at a time
+(an unreachable RPC, a wrong chain id, an address without code, custody keys that are not the world's, a pair not
+TRADING, a key without trade permission): each problem is named on one line, and a sound world passes. The index token is deployed by `indexmaker
 deploy-token` first, as an operator would. Last: on this machine without network, config/testnet.toml names each
 unreachable part once, quickly, without a traceback."""
 from __future__ import annotations
@@ -64,7 +65,7 @@ def admin(sim_url: str, path: str, body: dict) -> dict:
 
 
 def write_world(tmp_path: Path, world, *, token: str | None, arbitrum_rpc: str | None = None,
-                arbitrum_chain_id: int = 42161) -> Path:
+                arbitrum_chain_id: int = 42161, custody: str | None = None) -> Path:
     """A configuration of environment "testnet" naming the module's world, and its deployment file."""
     state, exchange, _ = world
     arb, base = state.chain("arbitrum"), state.chain("base")
@@ -80,6 +81,8 @@ chain_id = {base.chain_id}
 usdc = "{base.usdc}"
 spoke_pool = "{base.spoke_pool}"
 spoke_pool_abi = "{base.spoke_pool_abi}"
+[accounts]
+custody = "{custody or derive_account(DEV_MNEMONIC, ROLES['custody']).address}"
 """)
     token_line = f'token = {{ base = "{token}" }}' if token else ""
     config = tmp_path / "world.toml"
@@ -162,6 +165,15 @@ def test_an_address_without_code_is_named(world, token, secrets, tmp_path, capsy
     code, lines = check_only(write_world(tmp_path, world, token=nothing), capsys)
     assert code == 1 and lines == [f"chain base: index {INDEX}'s token at {nothing} has no code (wrong address or "
                                    f"chain?)"], lines
+
+
+def test_custody_keys_that_are_not_the_worlds_are_named(world, token, secrets, tmp_path, capsys) -> None:
+    other = derive_account(DEV_MNEMONIC, 98).address  # the deployment's custody: not what the mnemonic derives
+    code, lines = check_only(write_world(tmp_path, world, token=token, custody=other), capsys)
+    assert code == 1 and len(lines) == 1, lines
+    assert lines[0].startswith(f"account custody: the mnemonic derives "
+                               f"{derive_account(DEV_MNEMONIC, ROLES['custody']).address} at index 4, the deployment "
+                               f"file names {other}")
 
 
 def test_a_pair_not_trading_is_named(world, token, secrets, tmp_path, capsys) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import core  # noqa: F401
-from chain.deployment_file import load_deployment
+from chain.deployment_file import deployment_problems, load_deployment
 from chain.external_world import external_world, index_tokens
 from chain.keys import DEV_MNEMONIC, derive_account
 from core.config import Settings
@@ -46,12 +46,28 @@ def test_the_world_is_the_deployment_file_with_the_configs_rpcs_tokens_and_deriv
     assert world.users == []
 
 
+def test_accounts_the_deployment_names_must_be_the_mnemonics(tmp_path) -> None:
+    settings = Settings.load(external_config(tmp_path, f'[indexes.SY100DEV]\nbasket = "SY100.dev.json"\n'
+                                                      f'token = {{ base = "{TOKEN}" }}\n'))
+    deployment = load_deployment(ROOT / "config" / "deployments" / "testnet.toml")
+    custody = derive_account(DEV_MNEMONIC, 4).address
+    ours = deployment.model_copy(update={"accounts": {"custody": custody}})
+    assert external_world(settings, ours, DEV_MNEMONIC).account("custody").address == custody
+    other = "test test test test test test test test test test test ball"  # another mnemonic (valid checksum)
+    with pytest.raises(ValueError, match=f"account custody: the mnemonic derives .* the deployment file names "
+                                         f"{custody}"):
+        external_world(settings, ours, other)
+    assert external_world(settings, ours, other, strict=False).account("custody").address != custody
+    unknown = deployment.model_copy(update={"accounts": {"treasury": custody}})
+    assert any("accounts.treasury: no such role" in p for p in deployment_problems(unknown, settings))
+
+
 def test_an_index_without_a_token_is_refused_unless_the_checks_name_it_themselves(tmp_path) -> None:
     settings = Settings.load(external_config(tmp_path))  # the default registry: SY100DEV, no token
     deployment = load_deployment(ROOT / "config" / "deployments" / "testnet.toml")
     with pytest.raises(ValueError, match="SY100DEV: no token address on base"):
         external_world(settings, deployment, DEV_MNEMONIC)
-    assert external_world(settings, deployment, DEV_MNEMONIC, require_tokens=False).chain("base").index_tokens == {}
+    assert external_world(settings, deployment, DEV_MNEMONIC, strict=False).chain("base").index_tokens == {}
     assert index_tokens(settings) == {"SY100DEV": None}
 
 
