@@ -50,7 +50,8 @@ async def serve_simulator(port: int, interval_ms: int) -> None:
     from exchange.simulator.server import Simulator
 
     cfg = SimulatorConfig(
-        host=LOOPBACK, port=port, symbols=tuple(bench_symbols()), rate_limits=_UNLIMITED, depth_interval_ms=interval_ms,
+        host=LOOPBACK, port=port, symbols=tuple(bench_symbols()), rate_limits=_UNLIMITED,
+        depth_interval_ms=interval_ms,
         max_ws_queue=1_000_000,
         process=PriceProcessConfig(update_ms=interval_ms, trade_percent=0),
         accounts=[AccountSpec(TEST_API_KEY, TEST_SECRET, {"USDC": Decimal("10000000000"), "BTC": Decimal("100000")})],

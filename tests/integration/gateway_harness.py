@@ -41,7 +41,8 @@ def make_gateway(store: ReportStore | None = None, clock: Clock | None = None, p
     if plugin is None:
         plugin = IndexMakerPlugin(app)
         app.set_sink(plugin.deliver)  # type: ignore[attr-defined]
-    settings = {"host": LOOPBACK, "port": 0, "max_frame_bytes": 4096, "hard_max_frame_bytes": 65536, **OPEN_LIMITS, **config}
+    settings = {"host": LOOPBACK, "port": 0, "max_frame_bytes": 4096, "hard_max_frame_bytes": 65536, **OPEN_LIMITS,
+                **config}
     server = GatewayServer(plugin, store or MemoryReportStore(), server_key or Signer.generate(),
                            GatewayConfig(**settings), clock)
     return server, app

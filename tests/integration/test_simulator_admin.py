@@ -254,7 +254,8 @@ async def test_configured_deposit_address_is_served():
 async def test_standalone_module_prints_url_and_test_account():
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exchange.simulator", "--host", LOOPBACK, "--symbols", "BTCUSDC,ETHUSDC", "--update-ms", "50",
+        sys.executable, "-m", "exchange.simulator", "--host", LOOPBACK, "--symbols", "BTCUSDC,ETHUSDC",
+        "--update-ms", "50",
         cwd=str(REPO_ROOT), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)

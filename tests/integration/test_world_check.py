@@ -1,9 +1,10 @@
 """`indexmaker up --check-only` against a real world described as an external one (anvil chains, the exchange
 simulator in its own process, a deployment file and a configuration written here), with one thing wrong at a time
 (an unreachable RPC, a wrong chain id, an address without code, custody keys that are not the world's, a pair not
-TRADING, a key without trade permission): each problem is named on one line, and a sound world passes. The index token is deployed by `indexmaker
-deploy-token` first, as an operator would. Last: on this machine without network, config/testnet.toml names each
-unreachable part once, quickly, without a traceback."""
+TRADING, a key without trade permission): each problem is named on one line, and a sound world passes. The index
+token is deployed by `indexmaker deploy-token` first, as an operator would. On this machine without network,
+config/testnet.toml names each unreachable part once, quickly, without a traceback. Last (slow): `up` on the sound
+world starts only the system against it."""
 from __future__ import annotations
 
 import json
@@ -223,3 +224,43 @@ def test_testnet_without_network_names_each_unreachable_part_once() -> None:
     assert unreachable[1].startswith("chain arbitrum: RPC https://sepolia-rollup.arbitrum.io/rpc unreachable")
     assert unreachable[2].startswith("chain base: RPC https://sepolia.base.org unreachable")
     assert "secret INDEXMAKER_CHAIN_MNEMONIC: missing" in out  # the custody keys are named too
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_up_on_an_external_world_starts_only_the_system_against_it(world, token, tmp_path) -> None:
+    """`up` on the sound world: the world checks pass, then only the actors and the store ("local": a redis-server
+    in the state dir) start; the chain actor reads the world as configured (the deployment file's contracts, the
+    config's RPCs, the accounts of the operator's mnemonic); `down` stops the system and leaves the world running."""
+    from chain.deployment import WorldState
+    from tests.integration.operator_cli import cli, cli_env, explain, up, wait_status
+
+    state, exchange, _ = world
+    config = write_world(tmp_path, world, token=token)
+    config.write_text(config.read_text() + f"[ports]\ngateway = {free_port()}\ninvoices = {free_port()}\n")
+    env = cli_env("external")
+    env = {k: v for k, v in env.items() if k != "INDEXMAKER_SECRETS_FILE"}
+    env.update(INDEXMAKER_EXCHANGE_API_KEY=exchange.account.api_key,
+               INDEXMAKER_EXCHANGE_SECRET=exchange.account.secret, INDEXMAKER_CHAIN_MNEMONIC=DEV_MNEMONIC,
+               INDEXMAKER_GATEWAY_KEY="0x" + "22" * 32)
+    where = ["--state-dir", str(tmp_path / "state"), "--config", str(config)]
+    try:
+        run = up(env, where)
+        assert run["phase"] == "up" and set(run["processes"]) == {"redis"}  # no chain, no exchange of its own
+        assert run["exchange_url"] == exchange.url
+        seen = WorldState.load(run["world_file"])
+        assert seen.chain("arbitrum").rpc_url == state.chain("arbitrum").rpc_url
+        assert seen.chain("base").usdc == state.chain("base").usdc
+        assert seen.chain("base").index_tokens == {INDEX: token}
+        assert seen.account("custody").address == derive_account(DEV_MNEMONIC, ROLES["custody"]).address
+        report = wait_status(env, where, "healthy after up", lambda r: r["healthy"])
+        actors = {p["name"]: p for p in report["parts"] if p["kind"] == "actor"}
+        assert {"sender", "solver", "gateway", "chain", "router", "minter", "market-0", "http"} <= set(actors)
+        assert actors["chain"]["inspect"]["listening"] is True
+    finally:
+        r = cli(env, "down", *where)
+    assert r.returncode == 0, explain(r)
+    w3 = Web3(Web3.HTTPProvider(state.chain("base").rpc_url))
+    assert w3.eth.chain_id == state.chain("base").chain_id  # the world goes on: it is not the system's to stop
+    with urllib.request.urlopen(exchange.url + "/api/v3/ping", timeout=10) as resp:
+        assert resp.status == 200
