@@ -1,6 +1,8 @@
 """The `indexmaker` command.
 
     indexmaker up [--config FILE] [--address ray://...|auto] [--state-dir DIR] [--fresh] [--foreground]
+    indexmaker up --check-only [--config FILE]       # the world checks alone; exit 1 on a problem
+    indexmaker deploy-token SYMBOL --config FILE      # an index token on the configured Base, by the operator
     indexmaker status [--state-dir DIR] [--json]      # exit 1 if something is down
     indexmaker down [--state-dir DIR]                 # stops cleanly; the state stays in DIR
     indexmaker invoice ID [--key ...] [--url ...]     # a stored Mint Invoice, again
@@ -74,12 +76,19 @@ def _up(args: argparse.Namespace) -> int:
         print(f"config {result.file} is not valid:", *(f"  {e}" for e in result.errors), sep="\n", file=sys.stderr)
         return 2
     settings = result.settings
-    if settings.environment != "local":
-        print(f"`indexmaker up` starts the local world (redis, anvil chains, the exchange simulator) with the actors; "
-              f"environment {settings.environment!r} has no world to start here yet: its redis, chains and exchange "
-              f"are external, and their deployment file is not part of the config.", file=sys.stderr)
-        return 2
     state_dir = _state_dir(args)
+    if args.check_only or settings.environment != "local":
+        problems = _world_problems(settings, state_dir)
+        if problems is None:
+            return 1
+        for line in problems:
+            print(line, file=sys.stderr)
+        if problems:
+            print(f"world check: {len(problems)} problem(s); nothing started", file=sys.stderr)
+            return 1
+        print(f"world check: ok ({settings.environment})", flush=True)
+        if args.check_only:
+            return 0
     address = args.address or settings.ray.address
     run = read_run(state_dir)
     if run is not None and pid_alive(run.get("pid")):
@@ -142,6 +151,30 @@ def _up(args: argparse.Namespace) -> int:
     return 1
 
 
+def _world_problems(settings, state_dir: Path) -> list[str] | None:  # noqa: ANN001
+    """The world checks (world/world_check.py) of the configured world: an external one as configured, the local
+    one as its running `up` started it (None, said why, when it is not up)."""
+    from core.config import LOCAL_STORE, REPO_ROOT
+    from world.secrets import SecretsError, load_into_environ, store_url
+    from world.world_check import external_target, local_target, run_checks
+
+    try:
+        load_into_environ()
+    except SecretsError as exc:
+        return [str(exc)]
+    if settings.environment != "local":
+        redis_url = None if settings.store.url == LOCAL_STORE else store_url(settings.store.url)
+        return run_checks(external_target(settings, REPO_ROOT / "config", redis_url))
+    from world.run_file import pid_alive, read_run
+
+    run = read_run(state_dir)
+    if run is None or run.get("phase") != "up" or not pid_alive(run.get("pid")):
+        print(f"the local world is not up in {state_dir}: `indexmaker up` starts it (its checks run on a world "
+              f"that is up)", file=sys.stderr)
+        return None
+    return run_checks(local_target(settings, run))
+
+
 def _read_line(fd: int, timeout_s: float) -> str:
     """One line from the service's ready pipe; '' on EOF (it died) or timeout."""
     buf = b""
@@ -179,6 +212,42 @@ def _tail(path: Path, n: int) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-n:])
     except OSError:
         return "(no log)"
+
+
+# ---------------------------------------------------------------------------------------------------- deploy-token
+def _deploy_token(args: argparse.Namespace) -> int:
+    """Deploy one index token on the configured Base with the operator's admin key; print what the config needs."""
+    from web3.exceptions import Web3Exception
+
+    from chain.keys import MNEMONIC_ENV
+    from core.config import INDEX_SYMBOL
+    from world.secrets import SecretsError, load_into_environ, require
+    from world.token_deploy import deploy_token
+
+    settings = _settings(args.config)
+    if settings.environment == "local":
+        print('the local world deploys its index tokens itself ([indexes.X] token = "deploy"); deploy-token is for '
+              'an external world (--config config/testnet.toml)', file=sys.stderr)
+        return 2
+    if not INDEX_SYMBOL.match(args.symbol):
+        print(f"{args.symbol!r} is not an index symbol (1 to 20 of A-Z and 0-9)", file=sys.stderr)
+        return 2
+    entry = settings.indexes.get(args.symbol)
+    name = args.name or (entry.name if entry is not None and entry.name else f"IndexMaker {args.symbol}")
+    try:
+        load_into_environ()
+        (mnemonic,) = require(MNEMONIC_ENV)
+        address = deploy_token(settings, args.symbol, name, mnemonic)
+    except (SecretsError, RuntimeError) as exc:
+        print(f"not deployed: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, Web3Exception) as exc:  # the RPC unreachable, or it refused the transaction
+        print(f"not deployed: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    print(address)
+    print(f"  put it in the configuration:\n  [indexes.{args.symbol}]\n  token = {{ base = \"{address}\" }}",
+          file=sys.stderr)
+    return 0
 
 
 # ---------------------------------------------------------------------------------------------------- down
@@ -282,6 +351,17 @@ def _invoice(args: argparse.Namespace, rest: list[str]) -> int:
     return client_run(argv)
 
 
+def _running_gateway_url() -> str | None:
+    """The gateway of the system running from the default state dir (the config's state_dir), if one is up."""
+    from world.run_file import read_run
+
+    try:
+        run = read_run(Path(_settings(None).state_dir).expanduser().resolve()) or {}
+    except (OSError, ValueError):
+        return None
+    return run.get("gateway_url") if run.get("phase") == "up" else None
+
+
 # ---------------------------------------------------------------------------------------------------- compact-store
 def _compact_store(args: argparse.Namespace) -> int:
     """Rewrite the store's AOF now (world/redis_server.py says why it is the operator's to schedule). The store:
@@ -294,7 +374,9 @@ def _compact_store(args: argparse.Namespace) -> int:
     url = args.url
     if url is None:
         run = read_run(_state_dir(args)) or {}
-        url = run.get("redis_url") if run.get("phase") == "up" else None
+        from world.secrets import store_url
+
+        url = store_url(run["redis_url"]) if run.get("phase") == "up" and run.get("redis_url") else None
         if url is None:
             print(f"no running system in {_state_dir(args)} (start it with `indexmaker up`, or give --url)",
                   file=sys.stderr)
@@ -502,6 +584,13 @@ def _parser() -> argparse.ArgumentParser:
                                                              "the actors' working_dir (nodes without it)")
     up.add_argument("--foreground", action="store_true", help="run in this terminal until Ctrl-C")
     up.add_argument("--timeout", type=float, default=UP_TIMEOUT_S, help="seconds to wait for ready")
+    up.add_argument("--check-only", action="store_true", help="only check the configured world (exchange, key, "
+                    "pairs, chains, contracts, secrets), one line per problem; exit 1 if any")
+    deploy = sub.add_parser("deploy-token", help="deploy an index token on the configured Base with the operator's "
+                            "key (INDEXMAKER_CHAIN_MNEMONIC); prints its address")
+    deploy.add_argument("symbol")
+    deploy.add_argument("--config", required=True)
+    deploy.add_argument("--name", help="the token's name (default: the registry's name of the index)")
     down = sub.add_parser("down", parents=[where], help="stop the system cleanly (its state stays)")
     down.add_argument("--timeout", type=float, default=DOWN_TIMEOUT_S)
     status = sub.add_parser("status", parents=[where], help="every part's state; exit 1 if something is down")
@@ -546,9 +635,13 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "order":  # everything after `order` belongs to the protocol client's own parser
-        from protocol.cli import run
+        from protocol.cli import URL_ENV, run
 
-        return run(argv[1:])
+        rest = argv[1:]
+        if "--url" not in rest and not os.environ.get(URL_ENV):
+            gateway = _running_gateway_url()
+            rest += ["--url", gateway] if gateway else []
+        return run(rest)
     parser = _parser()
     if argv and argv[0] == "invoice":
         args, rest = parser.parse_known_args(argv)
@@ -564,6 +657,8 @@ def main(argv: list[str] | None = None) -> int:
         return _up(args)
     if args.command == "down":
         return _down(args)
+    if args.command == "deploy-token":
+        return _deploy_token(args)
     if args.command == "status":
         return _status(args)
     if args.command == "compact-store":

@@ -36,11 +36,14 @@ def deposit_gateway(exchange_config: Any, keys: ExchangeKeys) -> Any:
     return BinanceGateway.from_config(exchange_config, keys.api_key, keys.secret)
 
 
-def gateway_deposit_callables(gateway: Any) -> tuple[Callable[[str, str], Awaitable[str]],
-                                                      Callable[[str, str, str, Decimal], Awaitable[Decimal | None]]]:
-    """(deposit_address, exchange_credited) over a BinanceGateway, as the router's RouteEffects want them."""
+def gateway_deposit_callables(gateway: Any, fixed_address: str | None = None) -> tuple[
+        Callable[[str, str], Awaitable[str]], Callable[[str, str, str, Decimal], Awaitable[Decimal | None]]]:
+    """(deposit_address, exchange_credited) over a BinanceGateway, as the router's RouteEffects want them.
+    `fixed_address` (`[exchange] deposit_address`) answers for an exchange without a capital API."""
 
     async def deposit_address(coin: str, network: str) -> str:
+        if fixed_address is not None:
+            return fixed_address
         return (await gateway.fetch_deposit_address(coin, network)).address
 
     async def exchange_credited(coin: str, network: str, tx_hash: str, amount: Decimal) -> Decimal | None:

@@ -29,9 +29,10 @@ HTTP_NAME = "http"
 @dataclass(frozen=True)
 class HttpServiceOptions:
     order_shards: int
+    #: The address it listens on (the config's http.host, or the launcher's loopback).
+    host: str
     namespace: str | None = None
     name: str = HTTP_NAME
-    host: str = "127.0.0.1"
     #: 0: any free port (tests).
     port: int = 8766
     monitor_name: str = MONITOR_NAME

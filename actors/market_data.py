@@ -50,6 +50,8 @@ class MarketDataOptions:
     reconnect_max_ms: int = 5_000
     api_key: str = ""
     secret: str = ""
+    #: ccxt's sandbox (Binance's spot testnet) where no URL is given.
+    sandbox: bool = False
 
     @property
     def reconnect(self) -> RetryPolicy:
@@ -59,7 +61,7 @@ class MarketDataOptions:
     def from_settings(cls, settings: Any, **overrides: Any) -> "MarketDataOptions":
         x, m = settings.exchange, settings.market_data
         values: dict[str, Any] = {
-            "rest_url": x.rest_url, "ws_url": x.ws_url, "book_limit": x.order_book_depth,
+            "rest_url": x.rest_url, "ws_url": x.ws_url, "sandbox": x.sandbox, "book_limit": x.order_book_depth,
             "stale_after_ms": m.stale_after_ms, "snapshot_burst": m.snapshot_burst, "lag_samples": m.lag_samples,
             "reconnect_min_ms": m.reconnect_min_ms, "reconnect_max_ms": m.reconnect_max_ms}
         values.update(overrides)
@@ -112,7 +114,7 @@ class MarketDataShard:
                 tune_gc_once()
                 o = self.options
                 self._gw = BinanceGateway(o.rest_url, o.ws_url, o.api_key, o.secret, watch_book_limit=o.book_limit,
-                                          throttle_burst=o.snapshot_burst)
+                                          throttle_burst=o.snapshot_burst, sandbox=o.sandbox)
                 self._gw.set_book_listeners(self._on_update, self._on_gap)
             self._task = asyncio.ensure_future(self._run())
 

@@ -169,7 +169,7 @@ class OrderSender:
         o = self.o
         gw = BinanceGateway(o.rest_url, o.ws_url, o.api_key, o.secret, recv_window_ms=o.recv_window_ms,
                             enable_rate_limit=False, timeout_ms=o.request_timeout_ms,
-                            http_keepalive_s=o.http_keepalive_s)
+                            http_keepalive_s=o.http_keepalive_s, ws_api_url=o.ws_api_url, sandbox=o.sandbox)
         try:
             await self._load_exchange(gw)
         except BaseException:

@@ -66,7 +66,8 @@ class RouterActor:
 
         self.redis = aioredis.Redis.from_url(redis_url)
         self.gateway = deposit_gateway(settings.exchange, exchange_keys or ExchangeKeys.from_env())
-        deposit_address, exchange_credited = gateway_deposit_callables(self.gateway)
+        deposit_address, exchange_credited = gateway_deposit_callables(self.gateway,
+                                                                       settings.exchange.deposit_address)
         self.ledgers = RedisLedgers(self.redis, unit=settings.chain.usdc_unit)
         # The whole flow books collateral in the users' index-order shards (credited on accept, fees charged per
         # hop); without shards (the chain-side tests) the router keeps its own RedisLedgers.

@@ -18,7 +18,8 @@ class SenderOptions:
     ws_url: str | None
     api_key: str = field(repr=False)
     secret: str = field(repr=False)
-    redis_url: str = "redis://127.0.0.1:16379/0"
+    #: The store (the settings' `redis_url`; None only before a local world has started its own).
+    redis_url: str | None = None
     #: Redis key prefix (one sender per account).
     account: str = "main"
     #: Fraction of each exchange limit the sender allows itself.
@@ -56,11 +57,15 @@ class SenderOptions:
     avg_price_keep_ms: int = 1_800_000
     breaker_threshold: int = 3
     breaker_cool_off_ms: int = 300_000
+    #: The exchange's WebSocket API (user data) where it is not `ws_url`/ws-api/v3, and ccxt's sandbox (testnet).
+    ws_api_url: str | None = None
+    sandbox: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any, api_key: str, secret: str, **overrides: Any) -> "SenderOptions":
         x = settings.exchange
-        values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "api_key": api_key, "secret": secret,
+        values: dict[str, Any] = {"rest_url": x.rest_url, "ws_url": x.ws_url, "ws_api_url": x.ws_api_url,
+                                  "sandbox": x.sandbox, "api_key": api_key, "secret": secret,
                                   "redis_url": settings.redis_url,
                                   "rate_limit_safety": x.rate_limit_safety, "recv_window_ms": x.recv_window_ms}
         values.update(settings.sender.model_dump())  # pace, weights, waits: the [sender] section

@@ -42,6 +42,7 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     _loop_policy()
     from protocol.envelope import UserRef  # noqa: PLC0415
     from core.config import GatewayConfig  # noqa: PLC0415
+    from world.ports import LOOPBACK  # noqa: PLC0415
     from protocol.indexmaker_plugin import IndexMakerPlugin  # noqa: PLC0415
     from core.clock import SystemClock  # noqa: PLC0415
     from core.config import CollateralConfig  # noqa: PLC0415
@@ -61,7 +62,7 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
             app.book(UserRef(8453, address)).ledger.credit("bench-deposit", collateral)
         plugin = IndexMakerPlugin(app)
         store = RedisReportStore.from_url(redis_url) if redis_url else MemoryReportStore()
-        config = GatewayConfig(port=0, session_rate_per_s=1_000_000, session_burst=1_000_000,
+        config = GatewayConfig(host=LOOPBACK, port=0, session_rate_per_s=1_000_000, session_burst=1_000_000,
                                user_weight_per_s=10_000_000, user_burst=10_000_000, global_rate_per_s=10_000_000,
                                global_burst=10_000_000, max_connections=5_000, max_outbound_queue=1_000_000,
                                heartbeat_interval_ms=60_000, idle_timeout_ms=120_000, logon_timeout_ms=120_000)

@@ -28,6 +28,7 @@ from aiohttp import web  # noqa: E402
 import core  # noqa: E402,F401
 from exchange.simulator import auth  # noqa: E402
 from exchange.simulator.config import TEST_API_KEY, TEST_SECRET, AccountSpec, PriceProcessConfig, SimulatorConfig  # noqa: E402
+from world.ports import LOOPBACK
 from exchange.simulator.markets import basket_symbols  # noqa: E402
 
 N_SYMBOLS = 100
@@ -49,7 +50,8 @@ async def serve_simulator(port: int, interval_ms: int) -> None:
     from exchange.simulator.server import Simulator
 
     cfg = SimulatorConfig(
-        port=port, symbols=tuple(bench_symbols()), rate_limits=_UNLIMITED, depth_interval_ms=interval_ms,
+        host=LOOPBACK, port=port, symbols=tuple(bench_symbols()), rate_limits=_UNLIMITED,
+        depth_interval_ms=interval_ms,
         max_ws_queue=1_000_000,
         process=PriceProcessConfig(update_ms=interval_ms, trade_percent=0),
         accounts=[AccountSpec(TEST_API_KEY, TEST_SECRET, {"USDC": Decimal("10000000000"), "BTC": Decimal("100000")})],

@@ -18,7 +18,8 @@ from web3 import Web3
 CHAINS = ("arbitrum", "base")
 
 
-def _address(value: Any) -> str:
+def checked_address(value: Any) -> str:
+    """`value` as a checksummed EVM address; ValueError if it is none, or fails its EIP-55 checksum."""
     if not isinstance(value, str) or not Web3.is_address(value):
         raise ValueError(f"not an EVM address: {value!r}")
     if value != value.lower() and not Web3.is_checksum_address(value):
@@ -42,7 +43,7 @@ class ChainContracts(BaseModel):
     @field_validator("usdc", "spoke_pool", mode="before")
     @classmethod
     def _checked(cls, v: Any) -> str:
-        return _address(v)
+        return checked_address(v)
 
 
 class DeploymentFile(BaseModel):
@@ -51,6 +52,16 @@ class DeploymentFile(BaseModel):
     version: Literal[1]
     environment: str
     chains: dict[str, ChainContracts]
+    #: The system's own accounts by role (custody, base_wallet, solver, admin), as the operator's mnemonic derives
+    #: them at `[chain] account_indexes`: named here so that `up` checks the keys it has are the world's.
+    accounts: dict[str, str] = {}
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _accounts(cls, v: Any) -> dict[str, str]:
+        if not isinstance(v, dict):
+            raise ValueError("accounts: a table role -> address")
+        return {role: checked_address(address) for role, address in v.items()}
 
 
 def load_deployment(path: str | Path) -> DeploymentFile:
@@ -84,4 +95,18 @@ def deployment_problems(deployment: DeploymentFile, settings: Any) -> list[str]:
         elif contracts.usdc_decimals != settings.chain.usdc_decimals:
             problems.append(f"deployment's {name} USDC has {contracts.usdc_decimals} decimals, the configuration "
                             f"{settings.chain.usdc_decimals}")
+    problems += [f"deployment's accounts.{role}: no such role (roles: {', '.join(settings.chain.account_indexes)})"
+                 for role in deployment.accounts if role not in settings.chain.account_indexes]
+    return problems
+
+
+def account_problems(deployment: DeploymentFile, account_indexes: dict[str, int], derive: Any) -> list[str]:
+    """Each account the deployment names that `derive(index)` (the operator's mnemonic) does not give: the keys at
+    hand are not the world's."""
+    problems = []
+    for role, address in deployment.accounts.items():
+        index = account_indexes.get(role)
+        if index is not None and derive(index) != address:
+            problems.append(f"account {role}: the mnemonic derives {derive(index)} at index {index}, the deployment "
+                            f"file names {address} (another mnemonic, or another index in [chain] account_indexes)")
     return problems

@@ -54,7 +54,12 @@ class ChainStack:
         arb_c, base_c = bind(arb, a), bind(bw3, b)
 
         def sender(w3: AsyncWeb3, chain_id: int, role: str) -> TxSender:
-            return TxSender(w3, chain_id, derive_account(mnemonic, state.account(role).index), redis,
+            ref = state.account(role)
+            account = derive_account(mnemonic, ref.index)
+            if account.address.lower() != ref.address.lower():
+                raise ValueError(f"the mnemonic does not derive the world's {role} account {ref.address} at index "
+                                 f"{ref.index}: another mnemonic than the world's")
+            return TxSender(w3, chain_id, account, redis,
                             key_prefix=tx_prefix, receipt_timeout_s=config.receipt_timeout_ms / 1000,
                             poll_s=config.receipt_poll_ms / 1000, max_broadcasts=config.max_broadcasts,
                             retry=retry)

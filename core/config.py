@@ -104,8 +104,18 @@ class SolverConfig(_Section):
 
 class ExchangeConfig(_Section):
     name: str = "binance"
-    rest_url: str = "http://127.0.0.1:18080"
-    ws_url: str = "ws://127.0.0.1:18080"
+    #: Binance serves three hosts (spec/binance.md, Hosts): REST; market streams (`ws_url`: ccxt appends `/ws`);
+    #: the WebSocket API of orders and user data (`ws_api_url`, the whole URL, `.../ws-api/v3`). None: ccxt's own
+    #: (Binance's; its spot testnet's with `sandbox`); the local world fills in its simulator's, which serves
+    #: all three on one address (`ws_api_url` None then means `ws_url` + /ws-api/v3).
+    rest_url: str | None = None
+    ws_url: str | None = None
+    ws_api_url: str | None = None
+    #: ccxt's sandbox mode: Binance's spot testnet where a URL above is not given.
+    sandbox: bool = False
+    #: Where the exchange takes deposits of `quote_asset` on `deposit_network`, for an exchange without a capital
+    #: (deposit-address) API, as Binance's spot testnet; None: asked from the exchange.
+    deposit_address: str | None = None
     quote_asset: str = "USDC"
     #: Binance's default taker commission, in the received asset.
     commission_rate: Decimal = Decimal("0.001")
@@ -138,6 +148,10 @@ class ExchangeGuardsConfig(_Section):
     breaker_cool_off_ms: int = Field(300_000, ge=0)
 
 
+#: The roles the chain side signs for (chain/stack.py): every external world derives them from its mnemonic.
+ACCOUNT_ROLES = ("admin", "solver", "base_wallet", "custody")
+
+
 class ChainConfig(_Section):
     """The chain side (chain/, actors/chain_actor.py, actors/router_actor.py). Contract addresses and RPC URLs of
     the local world come from its world state file; an external world's contracts from `deployment_file`."""
@@ -147,8 +161,15 @@ class ChainConfig(_Section):
     deployment_file: str | None = None
     arbitrum_chain_id: int = 42161
     base_chain_id: int = 8453
-    arbitrum_rpc: str = "http://127.0.0.1:8545"
-    base_rpc: str = "http://127.0.0.1:8546"
+    #: An external world's RPC endpoints (required outside local); the local world's are its anvil nodes', in its
+    #: world file.
+    arbitrum_rpc: str | None = None
+    base_rpc: str | None = None
+    #: BIP-44 index of each role's account under INDEXMAKER_CHAIN_MNEMONIC (the local world's are world/chains.py's
+    #: own): custody takes users' deposits on both chains, base_wallet pays the exchange, solver mints the tokens,
+    #: admin deploys them (`indexmaker deploy-token`).
+    account_indexes: dict[str, int] = Field(
+        default_factory=lambda: {"admin": 0, "solver": 1, "base_wallet": 3, "custody": 4})
     #: Blocks on top of a user's deposit on Arbitrum before it is credited (a deposit dropped by a reorg within
     #: this depth is never credited).
     confirmations: int = Field(2, ge=0)
@@ -189,6 +210,16 @@ class ChainConfig(_Section):
     batch_close_amount: Decimal | None = Field(None, gt=0)
     batch_max_wait_ms: int = Field(0, ge=0)
 
+    @field_validator("account_indexes")
+    @classmethod
+    def _roles(cls, v: dict[str, int]) -> dict[str, int]:
+        missing = sorted(set(ACCOUNT_ROLES) - set(v))
+        if missing:
+            raise ValueError(f"account_indexes names no index for {', '.join(missing)}")
+        if any(i < 0 for i in v.values()):
+            raise ValueError("account_indexes: a derivation index is >= 0")
+        return v
+
     @property
     def usdc_unit(self) -> Decimal:
         """One base unit of USDC on chain (1e-6): every chain amount is a whole number of it."""
@@ -207,7 +238,9 @@ class GatewayConfig(_Section):
     """Every number of the websocket gateway (spec/fix-json.md §10.8): limits, timeouts, sizes. The listening port is
     `ports.gateway`; `port` here is what the launcher passes on (0: any free port, tests)."""
 
-    host: str = "127.0.0.1"
+    #: The address the gateway listens on (config/local.toml: loopback; an external world: the interface users
+    #: reach, e.g. "0.0.0.0"). None: the launcher's loopback (world/ports.py LOOPBACK).
+    host: str | None = None
     port: int = Field(8765, ge=0, le=65535)  # 0: any free port (tests)
     path: str = "/ws"
     server_comp_id: str = "SERVER"
@@ -285,6 +318,9 @@ class SystemConfig(_Section):
 INDEX_SYMBOL = re.compile(r"^[A-Z0-9]{1,20}$")
 #: What a local world does with an index whose token has no address yet: deploys it (config/local.toml).
 DEPLOY = "deploy"
+#: `[store] url` for a redis-server the world starts itself; any other value is a URL of one of these schemes.
+LOCAL_STORE = "local"
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 class IndexConfig(_Section):
@@ -392,9 +428,13 @@ class MonitorConfig(_Section):
 
 
 class StoreConfig(_Section):
-    """Where the store (redis-server) answers; its port is `ports.redis`."""
+    """Where the store (redis-server) answers: `url`, or "local" for one the local world starts (its address is the
+    launcher's). Every Redis client (actors, CLI, world) builds from `Settings.redis_url`."""
 
-    host: str = "127.0.0.1"
+    #: "local", or redis://[:password@]host:port/db, rediss://... (TLS), unix:///path.
+    url: str = "local"
+    #: With url "local": a store reached at host:`ports.redis` instead (None: the one the launcher starts).
+    host: str | None = None
     db: int = Field(0, ge=0)
     #: The one retry policy (store/retry.py) of every loop that waits out the store or a peer (a restarting actor,
     #: the exchange, a node): the first wait and the longest (ms), each drawn in [wait / 2, wait] as it doubles.
@@ -407,7 +447,8 @@ class StoreConfig(_Section):
 class HttpConfig(_Section):
     """The HTTP side service (GET /health, the signed invoice and balance routes); its port is `ports.invoices`."""
 
-    host: str = "127.0.0.1"
+    #: The address it listens on; None: the launcher's loopback (as the gateway's host).
+    host: str | None = None
     #: How long /health waits for the monitor before answering 503.
     health_timeout_s: float = Field(3.0, gt=0)
 
@@ -471,6 +512,14 @@ class ReservesConfig(_Section):
     read_timeout_s: float = Field(10.0, gt=0)
 
 
+class WorldCheckConfig(_Section):
+    """The checks `indexmaker up` runs on the configured world before it starts (world/world_check.py)."""
+
+    #: Longest wait for one answer (an RPC, the exchange, the store): every part is asked at once, so a world with
+    #: nothing reachable is named part by part within about twice this.
+    timeout_s: float = Field(5.0, gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
 
@@ -499,13 +548,19 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     market_data: MarketDataConfig = MarketDataConfig()
     reserves: ReservesConfig = ReservesConfig()
+    world_check: WorldCheckConfig = WorldCheckConfig()
 
     def basket_files(self) -> dict[str, str]:
         """Index symbol -> its basket file under data_dir/indexes (core.basket.load_indexes reads them)."""
         return {symbol: entry.basket for symbol, entry in self.indexes.items()}
 
     @property
-    def redis_url(self) -> str:
+    def redis_url(self) -> str | None:
+        """The store's URL; None for a "local" store not started yet (the launcher fills in the one it starts)."""
+        if self.store.url != LOCAL_STORE:
+            return self.store.url
+        if self.store.host is None:
+            return None
         return f"redis://{self.store.host}:{self.ports.redis}/{self.store.db}"
 
     @model_validator(mode="after")
@@ -529,6 +584,9 @@ class Settings(BaseSettings):
             raise ValueError("chain.bridge_fee_rate must be in [0, 1)")
         if self.market_data.reconnect_min_ms > self.market_data.reconnect_max_ms:
             raise ValueError("market_data.reconnect_min_ms must not exceed market_data.reconnect_max_ms")
+        if self.store.url != LOCAL_STORE and not self.store.url.startswith(REDIS_SCHEMES):
+            raise ValueError(f"store.url must be \"{LOCAL_STORE}\" or a URL starting with {', '.join(REDIS_SCHEMES)} "
+                             f"(got {self.store.url!r})")
         if self.store.retry_base_ms > self.store.retry_cap_ms:
             raise ValueError("store.retry_base_ms must not exceed store.retry_cap_ms")
         if not self.indexes:

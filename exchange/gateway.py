@@ -391,8 +391,11 @@ class BinanceGateway:
         timeout_ms: int | None = None,
         throttle_burst: int | None = None,
         http_keepalive_s: float | None = None,
+        ws_api_url: str | None = None,
     ) -> None:
-        """`rest_url`/`ws_url`: None keeps ccxt's URLs (Binance, or the testnet with `sandbox=True`).
+        """`rest_url`/`ws_url` (market streams)/`ws_api_url` (the WebSocket API, whole URL): None keeps ccxt's URLs
+        (Binance, or the testnet with `sandbox=True`); `ws_api_url` None with a `ws_url` is `ws_url`/ws-api/v3 (the
+        simulator serves both on one address; Binance on two hosts).
 
         `enable_rate_limit` is ccxt's leaky bucket; the order sender turns it off and paces itself (core.rate_limits).
         `throttle_burst` lets the bucket start full (a shard fetches one snapshot per symbol at start). `timeout_ms`
@@ -439,14 +442,16 @@ class BinanceGateway:
             api = self._ex.urls["api"]
             api["ws"]["spot"] = ws + "/ws"  # market streams: ccxt appends "/<n>"
             api["ws"]["ws-api"]["spot"] = ws + "/ws-api/v3"  # user data (orders, fills, balances)
+        if ws_api_url is not None:
+            self._ex.urls["api"]["ws"]["ws-api"]["spot"] = ws_api_url.rstrip("/")
         self._markets_loaded = False
         self._executions_sub: asyncio.Future | None = None
 
     @classmethod
     def from_config(cls, cfg: Any, api_key: str, secret: str) -> "BinanceGateway":
-        """From core.config.ExchangeConfig (rest_url, ws_url, recv_window_ms, order_book_depth)."""
+        """From core.config.ExchangeConfig (its three URLs, sandbox, recv_window_ms, order_book_depth)."""
         return cls(cfg.rest_url, cfg.ws_url, api_key, secret, recv_window_ms=cfg.recv_window_ms,
-                   watch_book_limit=cfg.order_book_depth)
+                   watch_book_limit=cfg.order_book_depth, sandbox=cfg.sandbox, ws_api_url=cfg.ws_api_url)
 
     @property
     def ccxt(self) -> Any:
@@ -579,6 +584,12 @@ class BinanceGateway:
     async def fetch_balance(self) -> dict[str, Balance]:
         bal = await self._call(self._ex.fetch_balance)
         return {b["asset"]: Balance(b["asset"], D(b["free"]), D(b["locked"])) for b in bal["info"]["balances"]}
+
+    async def fetch_can_trade(self) -> bool:
+        """GET /api/v3/account's canTrade: whether this key may place spot orders (a signed request, so it also
+        proves the key and secret)."""
+        info = await self._call(self._ex.private_get_account)
+        return bool(info.get("canTrade"))
 
     async def fetch_deposit_address(self, coin: str, network: str) -> DepositAddress:
         await self._ensure_markets()

@@ -1,8 +1,9 @@
 """`indexmaker order ...`: send an order or a cancel over the gateway and print every report as it arrives.
 
-    indexmaker order buy SY100 1000 --key env:MY_KEY [--url ws://127.0.0.1:8765/ws] [--id C-1] [--no-wait]
+    indexmaker order buy SY100 1000 --key env:MY_KEY [--url ws://HOST:8765/ws] [--id C-1] [--no-wait]
     indexmaker order cancel C-1 --symbol SY100 [--amount 250] --key file:~/.keys/me
 
+`--url` defaults to $INDEXMAKER_GATEWAY_URL (`indexmaker order` fills in the running system's gateway).
 `--key` takes `env:NAME`, `file:PATH` or the hex key (visible in the process list), else INDEXMAKER_USER_KEY.
 Exit status: 0 done, 1 refused, 2 usage, 3 connection failure or timeout."""
 from __future__ import annotations
@@ -21,6 +22,7 @@ from protocol.codec import Decoded, body_dict
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 KEY_ENV = "INDEXMAKER_USER_KEY"
+URL_ENV = "INDEXMAKER_GATEWAY_URL"
 
 
 class KeyUsageError(Exception):
@@ -31,7 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexmaker order", description="Send index orders over FIX/JSON.")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--key", help="env:NAME, file:PATH or hex; default $" + KEY_ENV)
-    common.add_argument("--url", default=os.environ.get("INDEXMAKER_GATEWAY_URL", "ws://127.0.0.1:8765/ws"))
+    common.add_argument("--url", default=os.environ.get(URL_ENV))
     common.add_argument("--chain-id", type=int, default=8453)
     common.add_argument("--server-address", help="check every report is signed by this address")
     common.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for the final report")
@@ -148,6 +150,9 @@ def run(argv: Sequence[str], out: Any = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse's own usage errors (and --help)
         return EXIT_OK if exc.code == 0 else EXIT_USAGE
+    if not args.url:
+        print(f"no gateway URL: pass --url ws://HOST:PORT/ws or set {URL_ENV}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         return asyncio.run(_main(args, out or sys.stdout))
     except KeyUsageError as exc:

@@ -99,7 +99,9 @@ class RawRedisConnection:
         if kw.get("path"):
             _, conn = await loop.create_unix_connection(_Connection, kw["path"])
         else:
-            _, conn = await loop.create_connection(_Connection, kw.get("host", "localhost"), kw.get("port", 6379))
+            if not kw.get("host"):
+                raise ValueError("the store's URL names no host")
+            _, conn = await loop.create_connection(_Connection, kw["host"], kw.get("port", 6379))
         setup = []
         if kw.get("password"):
             user = kw.get("username")

@@ -136,6 +136,8 @@ class GatewayServer:
 
     async def start(self) -> "GatewayServer":
         cfg = self.config
+        if not cfg.host:  # None would listen on every interface: where to listen is the configuration's choice
+            raise ValueError("gateway.host: no address to listen on (the launcher fills in the loopback)")
         loop = asyncio.get_running_loop()
         self.committer.start()
         self._tasks.append(loop.create_task(self._dispatcher(), name="gateway-dispatch"))

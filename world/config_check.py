@@ -119,9 +119,10 @@ def _basket_problems(settings: Any, notes: list[str]) -> list[str]:
                      f"when the system starts, not by a file check")
         return problems
     from exchange.simulator.config import SimulatorConfig
+    from world.ports import LOOPBACK
     from exchange.simulator.markets import load_markets
 
-    sim = SimulatorConfig()
+    sim = SimulatorConfig(host=LOOPBACK)
     try:
         markets = load_markets(sim.exchange_info_path, sim.indexes_dir, sim.deployment_path, pairs)
     except ValueError as exc:  # a pair the simulator cannot list (no entry, no twin, no price)
@@ -137,16 +138,15 @@ def _deployment_problems(settings: Any, notes: list[str]) -> list[str]:
     """An external world names its contracts in a deployment file that agrees with the configuration; its index
     tokens are the operator's to deploy (noted while one is missing, as `up` will refuse to start without it)."""
     from chain.deployment_file import deployment_problems, load_deployment
+    from chain.external_world import deployment_path
     from core.config import DEPLOY, REPO_ROOT
 
     if settings.environment == "local":
         return []
-    name = settings.chain.deployment_file
-    if name is None:
+    path = deployment_path(settings, REPO_ROOT / "config")
+    if path is None:
         return [f"chain.deployment_file: the {settings.environment} world names its contracts in a deployment file "
                 f"(config/deployments/{settings.environment}.toml)"]
-    path = Path(name).expanduser()
-    path = path if path.is_absolute() else REPO_ROOT / "config" / path
     try:
         deployment = load_deployment(path)
     except ValueError as exc:
@@ -155,7 +155,31 @@ def _deployment_problems(settings: Any, notes: list[str]) -> list[str]:
     for index, entry in settings.indexes.items():
         if entry.token == DEPLOY or "base" not in entry.token:
             notes.append(f"indexes.{index}: no token address on base yet (the operator deploys it)")
-    return deployment_problems(deployment, settings)
+    return deployment_problems(deployment, settings) + _external_problems(settings)
+
+
+def _external_problems(settings: Any) -> list[str]:
+    """What an external world must name that the local world fills in itself: the chains' RPCs, the WebSocket API
+    apart from the market streams (Binance serves them on two hosts), well-formed token addresses."""
+    from chain.deployment_file import checked_address
+    from chain.external_world import index_tokens
+
+    problems = [f"chain.{name}: required outside the local world (the chain's RPC URL)"
+                for name in ("arbitrum_rpc", "base_rpc") if not getattr(settings.chain, name)]
+    x = settings.exchange
+    if x.ws_url and not x.ws_api_url:
+        problems.append("exchange.ws_api_url: required with ws_url outside the local world (Binance serves the "
+                        "WebSocket API on its own host: wss://ws-api.binance.com:443/ws-api/v3)")
+    try:
+        index_tokens(settings)
+    except ValueError as exc:
+        problems.append(str(exc))
+    if x.deposit_address is not None:
+        try:
+            checked_address(x.deposit_address)
+        except ValueError as exc:
+            problems.append(f"exchange.deposit_address: {exc} (the route pays it on {x.deposit_network})")
+    return problems
 
 
 def _beyond_the_model(environment: Any, placement: Any) -> list[str]:

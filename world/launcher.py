@@ -1,5 +1,7 @@
 """One object that starts the whole system on this machine and stops it again: the local world (redis-server, two
-anvil chains, the relayer, the simulator) and every actor on Ray, named, in one namespace.
+anvil chains, the relayer, the simulator) and every actor on Ray, named, in one namespace. With an external world
+(any environment but "local") it starts only the actors (and redis when `[store] url` is "local"), against the
+chains, exchange and store the configuration and its deployment file name.
 
 The demo, the tests and `indexmaker up` share this wiring and its order (actors find each other by name; the
 minter last). `stop()` is safe twice. `state_dir` with `resume=True` starts from what is stored.
@@ -18,8 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import core  # noqa: F401  (decimal context)
-from core.config import DEPLOY, ChainConfig, ExchangeConfig, Settings
+from core.config import DEPLOY, LOCAL_STORE, ChainConfig, ExchangeConfig, Settings
 from world.placement import placed
+from world.ports import LOOPBACK
 
 log = logging.getLogger(__name__)
 
@@ -154,6 +157,11 @@ class LocalSystem:
         self.filters: dict[str, Any] = {}
         self.actors: dict[str, Any] = {}
         self.gateway_url: str | None = None
+        self.http_url: str | None = None
+        #: Not the local world: the configuration names the chains, the exchange and (unless "local") the store.
+        self.external = self.base_settings.environment != "local"
+        #: The exchange account the sender and router use (actors.exchange_deposits.ExchangeKeys).
+        self.exchange_keys: Any = None
 
     # ------------------------------------------------------------------ start
     def start(self) -> "LocalSystem":
@@ -167,6 +175,7 @@ class LocalSystem:
             raise
 
     def _start_world(self) -> None:
+        from actors.exchange_deposits import ExchangeKeys
         from chain.keys import DEV_MNEMONIC
         from core.basket import load_indexes
         from world.chains import LocalChains, LocalChainsConfig
@@ -183,6 +192,9 @@ class LocalSystem:
         self.state_dir = state_dir
         persistent = self.o.state_dir is not None
         self.baskets = load_indexes(self.base_settings.data_dir / "indexes", self.base_settings.basket_files())
+        if self.external:
+            self._attach_world(state_dir)
+            return
         symbols = self.symbols
         self.world_file = state_dir / "world.json"
         tokens = tuple((index, entry.name or f"IndexMaker {index}") for index, entry in
@@ -228,10 +240,76 @@ class LocalSystem:
                                     "base_confirmations": self.o.confirmations,
                                     "receipt_poll_ms": s.local.receipt_poll_ms}),
             "exchange": ExchangeConfig(**{**s.exchange.model_dump(), "rest_url": self.exchange.url,
-                                          "ws_url": self.exchange.ws_url,
+                                          "ws_url": self.exchange.ws_url, "ws_api_url": None, "sandbox": False,
                                           "market_shards": self.o.market_shards}),
             "ports": s.ports.model_copy(update={"redis": self.redis.port}),
+            **self._addresses(s, self.redis.url),
         })
+        account = self.exchange.account  # the simulator's own account: deposits land in it, the sender trades it
+        self.exchange_keys = ExchangeKeys(account.api_key, account.secret)
+
+    @staticmethod
+    def _addresses(s: Settings, redis_url: str) -> dict[str, Any]:
+        """The settings' store URL (the one started or configured) and bind hosts (the loopback where the
+        configuration names none): every part then takes its addresses from the settings."""
+        return {"store": s.store.model_copy(update={"url": redis_url}),
+                "gateway": s.gateway.model_copy(update={"host": s.gateway.host or LOOPBACK}),
+                "http": s.http.model_copy(update={"host": s.http.host or LOOPBACK})}
+
+    def _attach_world(self, state_dir: Path) -> None:
+        """An external world: nothing of it is started here but a "local" store. Its chains are described by the
+        configuration and its deployment file (written as this run's world file, which the chain actor reads), the
+        exchange account comes from the secrets. `indexmaker up` has checked it answers (world/world_check.py)."""
+        import asyncio
+
+        from actors.exchange_deposits import ExchangeKeys
+        from chain.external_world import load_external_world
+        from chain.keys import MNEMONIC_ENV
+        from core.config import REPO_ROOT
+        from world.redis_server import RedisServer
+        from world.secrets import require, store_url
+
+        s = self.base_settings
+        mnemonic, api_key, secret = require(MNEMONIC_ENV, "INDEXMAKER_EXCHANGE_API_KEY", "INDEXMAKER_EXCHANGE_SECRET")
+        self.exchange_keys = ExchangeKeys(api_key, secret)
+        self.world_file = state_dir / "world.json"
+        self.state = load_external_world(s, REPO_ROOT / "config", mnemonic)
+        self.state.save(self.world_file)
+        if s.store.url == LOCAL_STORE:
+            ports = _read_json(state_dir / PORTS_FILE)
+            self.redis = RedisServer(state_dir / "redis", _free_or_none(ports.get("redis"))).start()
+            _write_json(state_dir / PORTS_FILE, {**ports, "redis": self.redis.port})
+            redis_url = self.redis.url
+        else:
+            redis_url = store_url(s.store.url)
+        self.resumed = self._store_size(redis_url) > 0
+        if self.resumed and not self.o.resume:
+            raise RuntimeError(f"the store {s.store.url} holds an earlier run's state: an external world's store is "
+                               f"never wiped by `up --fresh` (its chains and exchange account go on); empty it "
+                               f"yourself if that is meant")
+        self.filters = {sym: f for sym, f in asyncio.run(self._exchange_filters(s)).items() if sym in self.symbols}
+        self.settings = s.model_copy(update=self._addresses(s, redis_url))
+
+    @staticmethod
+    def _store_size(redis_url: str) -> int:
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        try:
+            return int(client.dbsize())
+        finally:
+            client.close()
+
+    async def _exchange_filters(self, s: Settings) -> dict[str, Any]:
+        """The configured exchange's symbol filters (exchangeInfo), which the solver plans with."""
+        from core.symbol_filters import parse_exchange_info
+        from exchange.gateway import BinanceGateway
+
+        gw = BinanceGateway.from_config(s.exchange, self.exchange_keys.api_key, self.exchange_keys.secret)
+        try:
+            return parse_exchange_info(await gw.fetch_exchange_info())
+        finally:
+            await gw.close()
 
     def _start_ray(self) -> None:
         import ray
@@ -264,10 +342,12 @@ class LocalSystem:
         if os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR"):  # a submitted job: its runtime_env is already the one
             return None
         # The local world's chains are deployed from anvil's public dev mnemonic: the chain actor must sign with
-        # it too, whatever mnemonic this machine's environment holds for a real environment.
-        env: dict[str, Any] = {"env_vars": {"PYTHONPATH": str(ROOT), MNEMONIC_ENV: DEV_MNEMONIC}}
+        # it too, whatever mnemonic this machine's environment holds for a real environment. An external world's
+        # is the operator's secret: the actors have it from their environment or the secrets file, never from here.
+        dev = {} if self.external else {MNEMONIC_ENV: DEV_MNEMONIC}
+        env: dict[str, Any] = {"env_vars": {"PYTHONPATH": str(ROOT), **dev}}
         if self.o.ship_code:
-            env = {"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES, "env_vars": {MNEMONIC_ENV: DEV_MNEMONIC}}
+            env = {"working_dir": str(ROOT), "excludes": SHIP_EXCLUDES, "env_vars": dict(dev)}
         if os.environ.get(SECRETS_FILE_ENV):
             env.setdefault("env_vars", {})[SECRETS_FILE_ENV] = os.environ[SECRETS_FILE_ENV]
             env["worker_process_setup_hook"] = "world.secrets.load_into_environ"
@@ -298,21 +378,20 @@ class LocalSystem:
 
         s, ns, o = self.settings, self.namespace, self.o
         assert s is not None
-        redis_url = self.redis.url
-        account = self.exchange.account  # the simulator's own account: deposits land in it, the sender trades it
+        redis_url = s.redis_url
+        keys = self.exchange_keys
         symbols = list(self.symbols)
         detached = o.detached
         if detached:
             self._release_stale_actors(ns)
         table = self.placement
         with placed(MarketDataShard, table):
-            markets = start_market_data(MarketDataOptions.from_settings(s, rest_url=self.exchange.url,
-                                                                        ws_url=self.exchange.ws_url),
-                                        symbols, o.market_shards, namespace=ns, detached=detached)
+            markets = start_market_data(MarketDataOptions.from_settings(s), symbols, o.market_shards, namespace=ns,
+                                        detached=detached)
         for k, m in enumerate(markets):
             self.actors[f"market-{k}"] = m
         with placed(OrderSender, table):
-            self.actors["sender"] = start_sender(SenderOptions.from_settings(s, account.api_key, account.secret,
+            self.actors["sender"] = start_sender(SenderOptions.from_settings(s, keys.api_key, keys.secret,
                                                                              redis_url=redis_url),
                                                  namespace=ns, detached=detached)
         with placed(IndexOrderBooks, table):
@@ -330,7 +409,7 @@ class LocalSystem:
         self.actors["gateway"] = gateway
         with placed(ChainActor, table), placed(RouterActor, table):
             chain, router = start_chain_actors(world_file=str(self.world_file), redis_url=redis_url, settings=s,
-                                               exchange_keys=ExchangeKeys(account.api_key, account.secret),
+                                               exchange_keys=keys,
                                                namespace=ns, poll_s=o.poll_ms / 1000, step_s=o.poll_ms / 1000,
                                                order_shards=o.order_shards, detached=detached)
         self.actors["chain"], self.actors["router"] = chain, router

@@ -19,7 +19,7 @@ from typing import Any
 
 from chain.deployment import WorldState
 from world.child_process import ReadyLineProcess, announce_and_wait
-from world.ports import port_is_free
+from world.ports import LOOPBACK, port_is_free
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
     port = c["port"]
     if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
         port = int(saved["port"])
-    return SimulatorConfig(port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
+    return SimulatorConfig(host=LOOPBACK, port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
                            process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()])
 
 
@@ -73,7 +73,7 @@ def house_account() -> Any:
     from exchange.simulator.config import AccountSpec, SimulatorConfig
 
     keys = ExchangeKeys.from_env()
-    (default,) = SimulatorConfig().accounts
+    (default,) = SimulatorConfig(host=LOOPBACK).accounts
     return AccountSpec(keys.api_key, keys.secret, dict(default.balances))
 
 

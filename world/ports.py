@@ -10,8 +10,13 @@ from typing import Callable, TypeVar
 
 T = TypeVar("T")
 
+#: Where the local world's parts listen and are reached (redis, anvil, the simulator; the gateway and the HTTP
+#: service unless the config names a host). Only world/ and tests/ know it: everything else takes addresses from
+#: the config (tests/unit/test_no_loopback.py).
+LOOPBACK = "127.0.0.1"
 
-def port_is_free(port: int, host: str = "127.0.0.1") -> bool:
+
+def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

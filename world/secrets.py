@@ -13,6 +13,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRETS_FILE_ENV = "INDEXMAKER_SECRETS_FILE"
+STORE_PASSWORD = "INDEXMAKER_STORE_PASSWORD"
 
 #: name -> what it is. Only these are read from the file.
 SECRET_NAMES = {
@@ -20,13 +21,16 @@ SECRET_NAMES = {
     "INDEXMAKER_EXCHANGE_SECRET": "the exchange account's API secret",
     "INDEXMAKER_CHAIN_MNEMONIC": "the mnemonic the chain accounts (custody, wallet, solver) derive from",
     "INDEXMAKER_GATEWAY_KEY": "the gateway's signing key (hex): users check reports against its address",
+    STORE_PASSWORD: "the store's password, where `[store] url` names a Redis that asks for one (optional)",
 }
+_NEEDED = ("INDEXMAKER_EXCHANGE_API_KEY", "INDEXMAKER_EXCHANGE_SECRET", "INDEXMAKER_CHAIN_MNEMONIC",
+           "INDEXMAKER_GATEWAY_KEY")
 
 #: What each environment needs (local: the simulator's test account, anvil's dev mnemonic, a key in the state dir).
 REQUIRED = {
     "local": (),
-    "testnet": tuple(SECRET_NAMES),
-    "live": tuple(SECRET_NAMES),
+    "testnet": _NEEDED,
+    "live": _NEEDED,
 }
 
 
@@ -100,3 +104,24 @@ def report(environment: str) -> SecretsReport:
         else:
             source[name] = "missing"
     return SecretsReport(source)
+
+
+def require(*names: str) -> tuple[str, ...]:
+    """The values of `names` from the environment (after load_into_environ); SecretsError naming every one missing."""
+    missing = [n for n in names if not os.environ.get(n)]
+    if missing:
+        raise SecretsError("missing secret(s): " + ", ".join(f"{n} ({SECRET_NAMES.get(n, n)})" for n in missing))
+    return tuple(os.environ[n].strip() for n in names)
+
+
+def store_url(url: str) -> str:
+    """`url` with INDEXMAKER_STORE_PASSWORD as its password where it names none: the config file keeps the store's
+    address, the secrets its password."""
+    from urllib.parse import quote, urlsplit, urlunsplit
+
+    password = os.environ.get(STORE_PASSWORD)
+    parts = urlsplit(url)
+    if not password or parts.password is not None or not parts.hostname:
+        return url
+    netloc = f"{parts.username or ''}:{quote(password, safe='')}@{parts.netloc}"
+    return urlunsplit(parts._replace(netloc=netloc))

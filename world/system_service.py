@@ -1,5 +1,6 @@
-"""The process behind `indexmaker up`: it owns the local world and the actors, keeps them running until SIGTERM or
-SIGINT, then stops everything in order, each part writing its state into the state dir.
+"""The process behind `indexmaker up`: it owns the local world (of an external world, only a "local" store) and the
+actors, keeps them running until SIGTERM or SIGINT, then stops everything in order, each part writing its state
+into the state dir.
 
 It stays because the world is OS processes and a relayer thread that need an owner to stop them cleanly. On a
 cluster (`--address`) the actors are detached and it owns only the local world."""
@@ -27,6 +28,14 @@ def launcher_options(settings, state_dir: Path, *, address: str | None, fresh: b
     return LauncherOptions(state_dir=state_dir, resume=not fresh, address=address, detached=address is not None,
                            ship_code=ship_code,
                            namespace=os.environ.get("INDEXMAKER_NAMESPACE") or settings.ray.namespace)
+
+
+def _stored_url(settings, url: str) -> str:  # noqa: ANN001
+    """The store URL as the run file keeps it: the configured one (its password stays a secret, added again by
+    whoever reads it: world.secrets.store_url), or the one of the redis started here."""
+    from core.config import LOCAL_STORE
+
+    return url if settings.store.url == LOCAL_STORE else settings.store.url
 
 
 def serve(settings, state_dir: Path, *, config_path: str | None, address: str | None, fresh: bool,  # noqa: ANN001
@@ -61,7 +70,8 @@ def serve(settings, state_dir: Path, *, config_path: str | None, address: str | 
         signal.signal(sig, on_signal)
     record = write_run(
         state_dir, phase="up", resumed=system.resumed, gateway_url=system.gateway_url, http_url=system.http_url,
-        exchange_url=system.exchange.url, redis_url=system.redis.url, world_file=str(system.world_file),
+        exchange_url=system.settings.exchange.rest_url, redis_url=_stored_url(settings, system.settings.redis_url),
+        world_file=str(system.world_file),
         ray={"address": system.ray_address, "namespace": system.namespace, "own": address is None,
              "detached": system.o.detached},
         processes=system.processes(), actors=list(system.actors), indexes=list(system.baskets),

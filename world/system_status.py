@@ -64,7 +64,9 @@ def _process_checks(run: dict[str, Any]) -> list[PartStatus]:
                 if role == "redis":
                     import redis
 
-                    redis.Redis.from_url(run["redis_url"], socket_timeout=3).ping()
+                    from world.secrets import store_url
+
+                    redis.Redis.from_url(store_url(run["redis_url"]), socket_timeout=3).ping()
                     detail += f", {run['redis_url']}"
                 elif role.startswith("anvil-"):
                     chain = world.get("chains", {}).get(role.removeprefix("anvil-"), {})

@@ -1,6 +1,6 @@
-"""`python -m exchange.simulator [--port N] [--symbols A,B] [--seed S] [--update-ms MS] [--deposit-rpc URL
---deposit-token ADDR]`: run the simulator
-standalone; prints its URLs and the test account's key/secret as one JSON line, then serves until interrupted."""
+"""`python -m exchange.simulator --host ADDR [--port N] [--symbols A,B] [--seed S] [--update-ms MS]
+[--deposit-rpc URL --deposit-token ADDR]`: run the simulator standalone on ADDR; prints its URLs and the test account's
+key/secret as one JSON line, then serves until interrupted."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ from exchange.simulator.server import Simulator
 
 def parse_args(argv: list[str]) -> SimulatorConfig:
     ap = argparse.ArgumentParser(prog="python -m exchange.simulator", description=__doc__)
-    ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--host", required=True, help="the address to listen on")
     ap.add_argument("--port", type=int, default=0, help="0 = pick a free port")
     ap.add_argument("--symbols", default="", help="comma-separated symbols (default: every basket pair)")
     ap.add_argument("--seed", type=int, default=7)

@@ -36,6 +36,9 @@ class Account:
         self.deposit_addresses: dict[tuple[str, str], str] = {}  # (coin, network) -> address
         self.network_addresses: dict[str, str] = {}  # network -> address (configured)
         self.deposits: list[Deposit] = []
+        #: The key's "Enable Spot & Margin Trading" restriction: off, /api/v3/account says canTrade false and an
+        #: order is refused with -2015, as Binance answers a key without trading permission.
+        self.can_trade = True
 
     # ---------------------------------------------------------------- balances
     def balance(self, asset: str) -> tuple[Decimal, Decimal]:

@@ -1,5 +1,6 @@
 """Test-only control endpoints under /_admin (ccxt never calls them): inspect the configuration, inject faults,
-drop websockets, credit deposits, withdraw balance, step the price process, read the simulator's own book."""
+drop websockets, credit deposits, withdraw balance, step the price process, read the simulator's own book, halt a
+pair, take a key's trading permission away."""
 from __future__ import annotations
 
 import json
@@ -142,7 +143,31 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         sim.add_account(str(b["api_key"]), str(b["secret"]), balances)
         return _ok({"api_key": b["api_key"]})
 
+    async def market_status(request: web.Request) -> web.Response:
+        """{"symbol", "status"}: the pair's exchangeInfo status ("TRADING", "BREAK", "HALT", ...); an order on a
+        pair not TRADING is refused (-1013 "Market is closed.")."""
+        b = await body(request)
+        symbol, status = str(b.get("symbol")), str(b.get("status", "TRADING"))
+        if symbol not in sim.engine.markets:
+            return _ok({"error": f"unknown symbol {symbol!r}"}, 400)
+        if status == "TRADING":
+            sim.market_status.pop(symbol, None)
+        else:
+            sim.market_status[symbol] = status
+        return _ok({"symbol": symbol, "status": status})
+
+    async def permissions(request: web.Request) -> web.Response:
+        """{"api_key" (default: the first account), "can_trade"}: the key's trading permission."""
+        b = await body(request)
+        acct = sim.engine.accounts.get(str(b.get("api_key") or next(iter(sim.engine.accounts))))
+        if acct is None:
+            return _ok({"error": "unknown api key"}, 400)
+        acct.can_trade = bool(b.get("can_trade", True))
+        return _ok({"api_key": acct.api_key, "can_trade": acct.can_trade})
+
     return [
+        web.post("/_admin/market_status", market_status),
+        web.post("/_admin/permissions", permissions),
         web.get("/_admin/config", config),
         web.post("/_admin/faults", faults),
         web.post("/_admin/drop_ws", drop_ws),

@@ -49,7 +49,8 @@ class PriceProcessConfig:
 
 @dataclass(slots=True)
 class SimulatorConfig:
-    host: str = "127.0.0.1"
+    #: The address it listens on: its caller's (world/ports.py LOOPBACK for the local world).
+    host: str
     #: 0 = let the OS pick a free port (the started simulator reports its URL).
     port: int = 0
     exchange_info_path: Path = DATA_DIR / "binance" / "exchangeInfo_spot_2024-09-08_usdt_usdc.json"

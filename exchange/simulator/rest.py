@@ -316,7 +316,7 @@ class RestApi:
             "commissionRates": {"maker": payloads.fmt(sim.config.maker_commission),
                                 "taker": payloads.fmt(sim.config.taker_commission),
                                 "buyer": "0.00000000", "seller": "0.00000000"},
-            "canTrade": True,
+            "canTrade": account.can_trade,
             "canWithdraw": True,
             "canDeposit": True,
             "brokered": False,
@@ -332,6 +332,10 @@ class RestApi:
     async def new_order(self, request, params, account, headers) -> Any:
         sim = self.sim
         symbol = self._symbol(params)
+        if not account.can_trade:
+            raise EngineError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+        if not sim.trading(symbol):
+            raise EngineError(-1013, "Market is closed.")
         f = sim.engine.markets[symbol].filters
         side_raw = params.get("side")
         if not side_raw:

@@ -1,10 +1,10 @@
-"""The exchange simulator: one aiohttp application on 127.0.0.1 serving Binance spot's REST API, market streams and
-WebSocket API, around the matching engine and the price processes. Everything runs on one event loop; the engine
-is called synchronously, so a REST snapshot and the diff stream always agree on update ids.
+"""The exchange simulator: one aiohttp application on its caller's address serving Binance spot's REST API, market
+streams and WebSocket API, around the matching engine and the price processes. Everything runs on one event loop; the
+engine is called synchronously, so a REST snapshot and the diff stream always agree on update ids.
 
 Usage (in a test's event loop):
 
-    async with Simulator(SimulatorConfig(port=0)) as sim:
+    async with Simulator(SimulatorConfig(host=HOST, port=0)) as sim:
         ... sim.url, sim.ws_url, sim.engine, sim.step(), sim.publish_depth(), sim.credit_deposit(...)
 """
 from __future__ import annotations
@@ -55,17 +55,20 @@ def _snapshot_symbol(path: Path) -> str:
 
 
 class Simulator:
-    def __init__(self, config: SimulatorConfig | None = None, *, clock: Clock | None = None,
+    def __init__(self, config: SimulatorConfig, *, clock: Clock | None = None,
                  seed_prices: dict[str, Decimal] | None = None, state: dict[str, Any] | None = None) -> None:
         """`state`: a snapshot from exchange.simulator.persistence to resume from (accounts, orders, trades,
         deposits, id counters; prices go on from its mids unless `seed_prices` says otherwise)."""
-        self.config = cfg = config or SimulatorConfig()
+        self.config = cfg = config
         self.clock = clock or SystemClock()
         self.markets = _cached_markets(Path(cfg.exchange_info_path), Path(cfg.indexes_dir),
                                        Path(cfg.deployment_path), tuple(cfg.symbols) if cfg.symbols else None,
                                        tuple(cfg.extra_symbols))
         self.engine = MatchingEngine(self.markets, self.clock, maker_commission=cfg.maker_commission,
                                      taker_commission=cfg.taker_commission)
+        #: Pairs set to a status other than TRADING (/_admin/market_status): served in exchangeInfo, orders refused.
+        #: Kept here, not in the market entries, which simulators of one process share.
+        self.market_status: dict[str, str] = {}
         if state is not None:  # before the market maker seeds: its new orders must not reuse a restored id
             from exchange.simulator.persistence import restore, seed_prices as saved_prices
 
@@ -349,7 +352,15 @@ class Simulator:
         h = self._info_header
         return {"timezone": h.get("timezone", "UTC"), "serverTime": self.clock.now_ms(),
                 "rateLimits": h["rateLimits"], "exchangeFilters": h.get("exchangeFilters", []),
-                "symbols": [self.markets[s].entry for s in names]}
+                "symbols": [self._entry(s) for s in names]}
+
+    def _entry(self, symbol: str) -> dict[str, Any]:
+        entry = self.markets[symbol].entry
+        status = self.market_status.get(symbol)
+        return entry if status is None else {**entry, "status": status}
+
+    def trading(self, symbol: str) -> bool:
+        return self.market_status.get(symbol, "TRADING") == "TRADING"
 
     def networks(self, coin: str) -> tuple[str, ...]:
         return NETWORKS.get(coin, _DEFAULT_NETWORKS)

@@ -23,6 +23,7 @@ from protocol.session_messages import SERVER_SESSION_BODIES, Ack, Nak
 from protocol.signature import Signer
 from protocol.wire_types import format_timestamp
 from tests.hand_driven_app import HandDrivenApp
+from world.ports import LOOPBACK
 
 T = TypeVar("T")
 SERVER_BODIES = {**SERVER_SESSION_BODIES, **INDEXMAKER_REPORTS}
@@ -40,7 +41,8 @@ def make_gateway(store: ReportStore | None = None, clock: Clock | None = None, p
     if plugin is None:
         plugin = IndexMakerPlugin(app)
         app.set_sink(plugin.deliver)  # type: ignore[attr-defined]
-    settings = {"port": 0, "max_frame_bytes": 4096, "hard_max_frame_bytes": 65536, **OPEN_LIMITS, **config}
+    settings = {"host": LOOPBACK, "port": 0, "max_frame_bytes": 4096, "hard_max_frame_bytes": 65536, **OPEN_LIMITS,
+                **config}
     server = GatewayServer(plugin, store or MemoryReportStore(), server_key or Signer.generate(),
                            GatewayConfig(**settings), clock)
     return server, app

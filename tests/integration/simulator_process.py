@@ -36,14 +36,16 @@ from world.child_process import ReadyLineProcess, announce_and_wait
 def _build(options: dict[str, Any]):  # noqa: ANN202
     import core  # noqa: F401
     from exchange.simulator.config import PriceProcessConfig, SimulatorConfig
+    from world.ports import LOOPBACK
     from exchange.simulator.markets import load_markets
     from exchange.simulator.server import Simulator
 
-    base = SimulatorConfig()
+    base = SimulatorConfig(host=LOOPBACK)
     symbols = options.get("symbols")
     if symbols is None and options.get("n_symbols"):
         every = load_markets(base.exchange_info_path, base.indexes_dir, base.deployment_path, None, ())
-        probe = Simulator(SimulatorConfig(symbols=tuple(sorted(every)), process=PriceProcessConfig(update_ms=0)))
+        probe = Simulator(SimulatorConfig(host=LOOPBACK, symbols=tuple(sorted(every)),
+                                          process=PriceProcessConfig(update_ms=0)))
         seeded = [s for s in sorted(probe.markets) if s in probe.processes and _tradeable(probe, s)]
         symbols = seeded[: int(options["n_symbols"])]
     process = PriceProcessConfig(
@@ -52,7 +54,7 @@ def _build(options: dict[str, Any]):  # noqa: ANN202
         trade_percent=int(options.get("trade_percent", 0)),
         jitter_levels=int(options.get("jitter_levels", 1)),
     )
-    cfg = SimulatorConfig(port=int(options.get("port", 0)), symbols=tuple(symbols) if symbols else None,
+    cfg = SimulatorConfig(host=LOOPBACK, port=int(options.get("port", 0)), symbols=tuple(symbols) if symbols else None,
                           depth_interval_ms=int(options.get("depth_interval_ms", 100)), process=process,
                           rate_limits=options.get("rate_limits"),
                           ban_after_429s=int(options.get("ban_after_429s", 3)))

@@ -228,3 +228,37 @@ def test_the_gateway_took_every_shard_report_and_the_hand_offs_let_go_of_them(de
             assert ray.get(system.actor(f"orders-{k}").inspect.remote())["undelivered"] == 0
     finally:
         client.close()
+
+
+def test_check_only_on_the_running_local_world_passes_then_names_a_halted_pair(demo, tmp_path, capsys) -> None:
+    """`indexmaker up --check-only` on the local world as `up` records it (the run file): the same checks as an
+    external world's, against the simulator, the anvil chains and the redis it started."""
+    import json
+    import os
+    import urllib.request
+
+    import cli
+    from world.run_file import write_run
+
+    system, _, _, _ = demo
+    config = tmp_path / "local.toml"
+    config.write_text("".join(f'[indexes.{k}]\nbasket = "{e.basket}"\n' for k, e in system.settings.indexes.items()))
+    write_run(tmp_path, phase="up", pid=os.getpid(), exchange_url=system.exchange.url, redis_url=system.redis.url,
+              world_file=str(system.world_file))
+    where = ["up", "--check-only", "--config", str(config), "--state-dir", str(tmp_path)]
+    assert cli.main(where) == 0, capsys.readouterr().err
+    assert "world check: ok (local)" in capsys.readouterr().out
+    pair = system.symbols[0]
+
+    def status(value: str) -> None:
+        request = urllib.request.Request(system.exchange.url + "/_admin/market_status", method="POST",
+                                         data=json.dumps({"symbol": pair, "status": value}).encode())
+        urllib.request.urlopen(request, timeout=10).close()
+
+    status("HALT")
+    try:
+        assert cli.main(where) == 1
+    finally:
+        status("TRADING")
+    lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("world check:")]
+    assert lines and all(f"{pair} is HALT, not TRADING" in line for line in lines), lines

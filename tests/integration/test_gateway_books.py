@@ -13,6 +13,7 @@ from core.side import Side
 from exchange import errors
 from exchange.gateway import BinanceGateway
 from exchange.simulator.config import TEST_API_KEY, TEST_SECRET, PriceProcessConfig, SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.server import Simulator
 
 SYMBOLS = ["BTCUSDC", "ETHUSDC", "DOGEUSDC"]
@@ -21,7 +22,8 @@ TIMEOUT = 10
 
 @pytest.fixture
 async def sim():
-    cfg = SimulatorConfig(symbols=tuple(SYMBOLS), process=PriceProcessConfig(update_ms=0, trade_percent=0),
+    cfg = SimulatorConfig(host=LOOPBACK, symbols=tuple(SYMBOLS),
+                          process=PriceProcessConfig(update_ms=0, trade_percent=0),
                           depth_interval_ms=10_000)  # diffs only when the test publishes them
     async with Simulator(cfg) as s:
         yield s

@@ -17,6 +17,7 @@ from protocol.server import GatewayServer
 from core.config import GatewayConfig
 from protocol.signature import Signer
 from protocol.wire_types import Id
+from world.ports import LOOPBACK
 
 
 class Echo(Body):
@@ -45,7 +46,7 @@ class EchoPlugin(BasePlugin):
 
 async def test_an_echo_application_gets_the_whole_session_layer() -> None:
     plugin = EchoPlugin()
-    server = GatewayServer(plugin, MemoryReportStore(), Signer.generate(), GatewayConfig(port=0))
+    server = GatewayServer(plugin, MemoryReportStore(), Signer.generate(), GatewayConfig(host=LOOPBACK, port=0))
     await server.start()
     try:
         client = GatewayClient(server.url, Signer.generate(), reports={"EchoReply": EchoReply},
@@ -75,7 +76,7 @@ def test_a_plugin_cannot_take_over_session_messages() -> None:
         requests = {"Logon": Echo}
 
     with pytest.raises(ValueError, match="session messages"):
-        GatewayServer(Greedy(), MemoryReportStore(), Signer.generate(), GatewayConfig(port=0))
+        GatewayServer(Greedy(), MemoryReportStore(), Signer.generate(), GatewayConfig(host=LOOPBACK, port=0))
     assert asyncio.iscoroutinefunction(EchoPlugin.on_requests)
 
 
@@ -92,7 +93,8 @@ async def test_a_backlog_reaches_the_plugin_in_bounded_chunks_in_order() -> None
             await super().on_requests(batch)
 
     plugin = Recording()
-    server = GatewayServer(plugin, MemoryReportStore(), Signer.generate(), GatewayConfig(port=0, dispatch_chunk=2))
+    server = GatewayServer(plugin, MemoryReportStore(), Signer.generate(),
+                           GatewayConfig(host=LOOPBACK, port=0, dispatch_chunk=2))
     await server.start()
     try:
         user = UserRef(42161, Signer.generate().address)

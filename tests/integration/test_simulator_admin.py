@@ -19,6 +19,7 @@ from core.side import Side
 from exchange import errors
 from exchange.gateway import BinanceGateway
 from exchange.simulator.config import TEST_API_KEY, TEST_SECRET, AccountSpec, PriceProcessConfig, SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.server import Simulator
 
 D = Decimal
@@ -27,7 +28,8 @@ SYMBOLS = ("BTCUSDC", "ETHUSDC")
 
 
 def config(update_ms: int = 0, **kw) -> SimulatorConfig:
-    return SimulatorConfig(symbols=SYMBOLS, process=PriceProcessConfig(update_ms=update_ms, trade_percent=0), **kw)
+    return SimulatorConfig(host=LOOPBACK, symbols=SYMBOLS,
+                           process=PriceProcessConfig(update_ms=update_ms, trade_percent=0), **kw)
 
 
 @pytest.fixture
@@ -67,7 +69,7 @@ async def test_config_marks_each_markets_origin(sim):
     assert cfg["markets"]["ETHUSDC"]["seed"] == "basket_implied_price"
     assert [r["limit"] for r in cfg["rate_limits"]] == [6000, 100, 200000, 61000]
     assert cfg["accounts"] == [TEST_API_KEY]
-    async with Simulator(SimulatorConfig(symbols=("XLMUSDC", "PENGUUSDC"),
+    async with Simulator(SimulatorConfig(host=LOOPBACK, symbols=("XLMUSDC", "PENGUUSDC"),
                                          process=PriceProcessConfig(update_ms=0))) as other:
         status, cfg = await admin(other, "config")
         assert {s: m["origin"] for s, m in cfg["markets"].items()} == {"XLMUSDC": "usdt_twin",
@@ -252,7 +254,8 @@ async def test_configured_deposit_address_is_served():
 async def test_standalone_module_prints_url_and_test_account():
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "exchange.simulator", "--symbols", "BTCUSDC,ETHUSDC", "--update-ms", "50",
+        sys.executable, "-m", "exchange.simulator", "--host", LOOPBACK, "--symbols", "BTCUSDC,ETHUSDC",
+        "--update-ms", "50",
         cwd=str(REPO_ROOT), env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     try:
         line = await asyncio.wait_for(proc.stdout.readline(), 30)

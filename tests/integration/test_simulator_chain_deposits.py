@@ -12,6 +12,7 @@ from chain.keys import DEV_MNEMONIC, derive_account
 from exchange.gateway import BinanceGateway
 from exchange.simulator.chain_deposits import DepositChain
 from exchange.simulator.config import TEST_API_KEY, TEST_SECRET, PriceProcessConfig, SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.server import Simulator
 from world.chains import LocalChains, LocalChainsConfig
 from world.contracts_deployer import load_artifact, mint_usdc
@@ -30,7 +31,7 @@ async def test_transfer_on_base_is_credited_once_after_confirmations(base_world)
     chains, state = base_world
     base = state.chain("base")
     w3 = Web3(Web3.HTTPProvider(base.rpc_url))
-    cfg = SimulatorConfig(process=PriceProcessConfig(update_ms=0), symbols=("BTCUSDC",),
+    cfg = SimulatorConfig(host=LOOPBACK, process=PriceProcessConfig(update_ms=0), symbols=("BTCUSDC",),
                           deposit_chains=(DepositChain("BASE", base.rpc_url, base.usdc, confirmations=3,
                                                        poll_ms=600_000, from_block=base.start_block),))
     async with Simulator(cfg) as sim:

@@ -17,6 +17,7 @@ from core.side import Side
 from exchange import errors
 from exchange.gateway import BinanceGateway, map_error
 from exchange.simulator.config import TEST_API_KEY, TEST_SECRET, PriceProcessConfig, SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.server import Simulator
 
 D = Decimal
@@ -24,7 +25,7 @@ TIMEOUT = 10
 
 
 def config(**kw) -> SimulatorConfig:
-    return SimulatorConfig(symbols=("BTCUSDC", "ETHUSDC", "DOGEUSDC"),
+    return SimulatorConfig(host=LOOPBACK, symbols=("BTCUSDC", "ETHUSDC", "DOGEUSDC"),
                            process=PriceProcessConfig(update_ms=0, trade_percent=0), **kw)
 
 

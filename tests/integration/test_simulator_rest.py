@@ -17,6 +17,7 @@ from core.clock import ManualClock, SystemClock
 from exchange.gateway import BinanceGateway
 from exchange.simulator import auth
 from exchange.simulator.config import DATA_DIR, TEST_API_KEY, TEST_SECRET, PriceProcessConfig, SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.server import Simulator
 
 D = Decimal
@@ -30,7 +31,7 @@ EIGHT_DP = re.compile(r"^\d+\.\d{8}$")
 
 def quiet_config(**kw) -> SimulatorConfig:
     """No background price moves: tests step the market by hand."""
-    return SimulatorConfig(process=PriceProcessConfig(update_ms=0, trade_percent=0), **kw)
+    return SimulatorConfig(host=LOOPBACK, process=PriceProcessConfig(update_ms=0, trade_percent=0), **kw)
 
 
 @pytest.fixture

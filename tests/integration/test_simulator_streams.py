@@ -15,6 +15,7 @@ from core.side import Side
 from exchange.gateway import BinanceGateway
 from exchange.simulator import auth
 from exchange.simulator.config import DATA_DIR, TEST_API_KEY, TEST_SECRET, PriceProcessConfig, SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.server import Simulator
 
 D = Decimal
@@ -27,7 +28,7 @@ TIMEOUT = 10
 
 @pytest.fixture
 async def sim():
-    cfg = SimulatorConfig(symbols=SYMBOLS, process=PriceProcessConfig(update_ms=0, trade_percent=0))
+    cfg = SimulatorConfig(host=LOOPBACK, symbols=SYMBOLS, process=PriceProcessConfig(update_ms=0, trade_percent=0))
     async with Simulator(cfg) as s:
         yield s
 

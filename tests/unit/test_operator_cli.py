@@ -91,10 +91,22 @@ def test_nothing_started_means_nothing_to_stop(tmp_path: Path, capsys) -> None: 
     assert "nothing was started" in capsys.readouterr().out
 
 
-def test_up_refuses_an_environment_without_a_local_world(capsys) -> None:  # noqa: ANN001
+def test_up_checks_an_external_world_before_it_starts_anything(tmp_path: Path, monkeypatch,  # noqa: ANN001
+                                                                capsys) -> None:
     root = Path(__file__).resolve().parents[2]
-    assert cli.main(["up", "--config", str(root / "config" / "live.toml"), "--state-dir", "/nonexistent"]) == 2
-    assert "environment 'live'" in capsys.readouterr().err
+    checked: list[object] = []
+    monkeypatch.setattr("world.world_check.run_checks",
+                        lambda target: checked.append(target) or ["chain base: RPC x unreachable (refused)"])
+    state = tmp_path / "state"
+    assert cli.main(["up", "--config", str(root / "config" / "live.toml"), "--state-dir", str(state)]) == 1
+    err = capsys.readouterr().err
+    assert "chain base: RPC x unreachable (refused)" in err and "nothing started" in err
+    assert checked[0].settings.environment == "live" and not state.exists()  # nothing started, nothing written
+
+
+def test_up_check_only_on_a_local_world_that_is_not_up_says_so(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    assert cli.main(["up", "--check-only", "--state-dir", str(tmp_path)]) == 1
+    assert "the local world is not up" in capsys.readouterr().err
 
 
 def test_invoice_goes_to_the_running_systems_gateway(tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001

@@ -14,6 +14,7 @@ from core.basket import load_indexes
 from core.batch_planner import PendingOrder, PlannerLimits, plan_batch
 from core.config import REPO_ROOT, Settings
 from exchange.simulator.config import SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.markets import load_markets
 
 REAL = ("SY100", "SYAI", "SYAZ", "SYDF", "SYL2", "SYME")
@@ -27,7 +28,7 @@ def world():
     s = Settings.load(REPO_ROOT / "config" / "local.toml")
     baskets = load_indexes(s.data_dir / "indexes", {k: s.indexes[k].basket for k in REAL})
     pairs = sorted({a.symbol for b in baskets.values() for a in b.assets})
-    sim = SimulatorConfig()
+    sim = SimulatorConfig(host=LOOPBACK)
     markets = load_markets(sim.exchange_info_path, sim.indexes_dir, sim.deployment_path, pairs)
     filters = {p: m.filters for p, m in markets.items()}
     # Deep books at each pair's price: the window is the only limit, as the test means.

@@ -12,6 +12,7 @@ from core.clock import ManualClock
 from core.side import Side
 from exchange.simulator import persistence
 from exchange.simulator.config import TEST_API_KEY, PriceProcessConfig, SimulatorConfig
+from world.ports import LOOPBACK
 from exchange.simulator.engine import EngineError
 from exchange.simulator.server import Simulator
 
@@ -19,7 +20,7 @@ D = Decimal
 
 
 def make_sim(state=None) -> Simulator:  # noqa: ANN001
-    cfg = SimulatorConfig(symbols=("BTCUSDC", "ETHUSDC"), process=PriceProcessConfig(update_ms=0))
+    cfg = SimulatorConfig(host=LOOPBACK, symbols=("BTCUSDC", "ETHUSDC"), process=PriceProcessConfig(update_ms=0))
     return Simulator(cfg, clock=ManualClock(), state=state)
 
 
