@@ -48,6 +48,19 @@ class PriceProcessConfig:
 
 
 @dataclass(slots=True)
+class RegimeConfig:
+    """How strong the named market regimes are (regimes.py), against the calm walk."""
+
+    volatile_factor: Decimal = Decimal("10")
+    #: A thin book's levels hold this many times less.
+    thin_factor: Decimal = Decimal("10")
+    wide_factor: Decimal = Decimal("10")
+    trend_bps_per_min: Decimal = Decimal("20")
+    #: A gap's jump, percent of the price (negative: down), unless the request names one.
+    gap_percent: Decimal = Decimal("5")
+
+
+@dataclass(slots=True)
 class SimulatorConfig:
     #: The address it listens on: its caller's (world/ports.py LOOPBACK for the local world).
     host: str
@@ -87,3 +100,4 @@ class SimulatorConfig:
         ]
     )
     process: PriceProcessConfig = field(default_factory=PriceProcessConfig)
+    regimes: RegimeConfig = field(default_factory=RegimeConfig)

@@ -31,6 +31,8 @@ from exchange.simulator.market_streams import MarketStreams
 from exchange.simulator.markets import SimMarket, load_markets
 from exchange.simulator.orders import Deposit
 from exchange.simulator.price_process import PriceProcess
+from exchange.simulator.regimes import EVENT_NAMES, REGIME_NAMES, regime
+from exchange.simulator.replay import DepthReplay
 from exchange.simulator.rate_limiter import RateLimiter, RateLimitExceeded
 from exchange.simulator.rest import RestApi
 from exchange.simulator.user_streams import UserStreams
@@ -89,6 +91,10 @@ class Simulator:
                                      max_streams=cfg.max_streams_per_connection)
         self.user_streams = UserStreams(self._secret_of, self.clock.now_ms, self._ws_rate_limits, self._ws_charge)
         self.processes: dict[str, PriceProcess] = {}
+        #: Symbols whose book a recorded depth stream drives instead of their walk (Simulator.replay).
+        self.replays: dict[str, DepthReplay] = {}
+        #: Pairs a "halted" regime event set to BREAK (what "calm" sets back to TRADING).
+        self.halted: set[str] = set()
         self.seed_source: dict[str, str | None] = {}
         #: The market maker's ladder as seeded, per symbol and side (price -> quantity): what `set_liquidity`
         #: restores, so that tests on a frozen market (update_ms 0) can start every run from the same book.
@@ -251,8 +257,73 @@ class Simulator:
         procs = self.processes.values() if symbols is None else [self.processes[s] for s in symbols]
         for _ in range(n):
             for p in procs:
-                p.step(self.engine, dt)
+                replay = self.replays.get(p.symbol)
+                if replay is not None:
+                    self._replay_step(p, replay)
+                elif p.symbol not in self.halted:  # a halted pair's book stands still
+                    p.step(self.engine, dt)
         self.dispatch()
+
+    def _replay_step(self, process: PriceProcess, replay: DepthReplay) -> None:
+        replay.step(self.engine)
+        if replay.done:  # the walk takes the book over where the recording left it
+            del self.replays[process.symbol]
+            bids, asks = (self.engine.mm_levels(process.symbol, side) for side in (Side.BUY, Side.SELL))
+            if bids:
+                process.anchor(max(bids), min(asks) if asks else None)
+
+    # ================================================================ market regimes (test and research control)
+    def set_regime(self, name: str, symbols: Iterable[str] | None = None, percent: Decimal | None = None,
+                   drift_bps_per_min: Decimal | None = None) -> dict[str, Any]:
+        """Switch the market of `symbols` (default: every priced one) to a regime (regimes.py), or apply an event:
+        "gap" jumps every price by `percent` (default: the configured one), "halted" sets the pairs to BREAK (orders
+        refused, books still). "calm" also ends the halts it set. Returns the regimes now in force. A bad request
+        changes nothing (ValueError)."""
+        chosen = sorted(self.processes if symbols is None else symbols)
+        unknown = [s for s in chosen if s not in self.processes]
+        if unknown:
+            raise ValueError(f"unknown or unpriced symbols {unknown}")
+        if name == "halted":
+            if symbols is None:
+                raise ValueError("halted needs the symbols to halt")
+            for symbol in chosen:
+                self.market_status[symbol] = "BREAK"
+                self.halted.add(symbol)
+        elif name == "gap":
+            jump = self.config.regimes.gap_percent if percent is None else Decimal(percent)
+            if jump <= -100:
+                raise ValueError(f"a gap of {jump}% leaves no price")
+            for symbol in chosen:
+                self.processes[symbol].jump(self.engine, jump)
+        else:
+            chosen_regime = regime(name, self.config.regimes, drift_bps_per_min)
+            for symbol in chosen:
+                self.processes[symbol].set_regime(self.engine, chosen_regime)
+            if name == "calm":
+                for symbol in self.halted.intersection(chosen):
+                    self.market_status.pop(symbol, None)
+                self.halted.difference_update(chosen)
+        self.dispatch()
+        return self.regimes()
+
+    def regimes(self) -> dict[str, Any]:
+        """The regime of each priced symbol (grouped by name), the halted pairs and the replays running."""
+        by_name: dict[str, list[str]] = {}
+        for symbol, p in sorted(self.processes.items()):
+            by_name.setdefault(p.regime.name, []).append(symbol)
+        return {"regimes": by_name, "halted": sorted(self.halted), "replaying": sorted(self.replays),
+                "names": list(REGIME_NAMES + EVENT_NAMES)}
+
+    def replay(self, symbol: str, events: list[dict[str, Any]], rebase: bool = False) -> dict[str, Any]:
+        """Drive `symbol`'s book with recorded depth events, one per step, from now (replay.py)."""
+        process = self.processes.get(symbol)
+        if process is None:
+            raise ValueError(f"unknown or unpriced symbol {symbol!r}")
+        replay = DepthReplay(symbol, events, process.tick, process.step_qty)
+        replay.start(self.engine, rebase)
+        self.replays[symbol] = replay
+        self.dispatch()
+        return {"symbol": symbol, "events": len(events), "ratio": str(replay.ratio)}
 
     def set_liquidity(self, action: str, symbols: Iterable[str] | None = None) -> int:
         """The market maker's resting liquidity, by hand (tests on a frozen market): "withdraw" takes every level
@@ -400,6 +471,7 @@ class Simulator:
             "rate_limits": self._info_header["rateLimits"],
             "accounts": sorted(self.engine.accounts),
             "process": {k: str(getattr(self.config.process, k)) for k in self.config.process.__slots__},
+            "market": self.regimes(),
             "faults": {k: str(getattr(self.faults, k)) for k in self.faults.__slots__},
             "depth_events_published": self.depth_events_published,
             "market_messages_sent": self.streams.messages_sent,
