@@ -88,6 +88,7 @@ def check(path: str | None) -> CheckResult:
             result.errors.append(problem)
     result.errors.extend(_basket_problems(settings, result.notes))
     result.errors.extend(_deployment_problems(settings, result.notes))
+    result.errors.extend(_paper_problems(settings, result.notes))
     try:
         secrets = report(settings.environment)
         for name, source in secrets.source.items():
@@ -156,6 +157,26 @@ def _deployment_problems(settings: Any, notes: list[str]) -> list[str]:
         if entry.token == DEPLOY or "base" not in entry.token:
             notes.append(f"indexes.{index}: no token address on base yet (the operator deploys it)")
     return deployment_problems(deployment, settings)
+
+
+def _paper_problems(settings: Any, notes: list[str]) -> list[str]:
+    """Paper mode trades nothing, but the router still moves real USDC on a real chain: to an address someone
+    holds, never to one derived from a key."""
+    if settings.exchange.mode != "paper":
+        return []
+    paper = settings.paper
+    notes.append(f"exchange.mode paper: market data from {settings.exchange.rest_url}, orders matched by the paper "
+                 f"exchange, nothing sent; starting balances "
+                 f"{', '.join(f'{a} {v}' for a, v in sorted(paper.balances.items())) or 'none'}")
+    problems = [f"paper.balances.{asset}: must not be negative (got {value})"
+                for asset, value in sorted(paper.balances.items()) if value < 0]
+    if dict(settings.reserves.opening) != dict(paper.balances):
+        problems.append(f"paper.balances: the reserves check counts from reserves.opening "
+                        f"({dict(sorted(settings.reserves.opening.items()))}): make the two equal")
+    if settings.environment != "local" and not paper.deposit_address:
+        problems.append("paper.deposit_address: on a real chain the router sends real USDC to the paper deposit "
+                        "address: name an address you control")
+    return problems
 
 
 def _beyond_the_model(environment: Any, placement: Any) -> list[str]:

@@ -148,6 +148,8 @@ class LocalSystem:
         self.chains: Any = None
         self.relayer: Any = None
         self.exchange: Any = None
+        #: Paper mode: the exchange whose market data the paper exchange (`exchange`) mirrors.
+        self.upstream: Any = None
         self.state: Any = None
         self.world_file: Path | None = None
         self.baskets: dict[str, Any] = {}
@@ -217,6 +219,8 @@ class LocalSystem:
         self.exchange = LocalExchange(self.state, LocalExchangeConfig(
             confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
             update_ms=self.o.price_update_ms, state_file=str(exchange_file) if persistent else None)).start()
+        if self.base_settings.exchange.mode == "paper":
+            self._start_paper_exchange(symbols)
         with urllib.request.urlopen(self.exchange.url + "/api/v3/exchangeInfo", timeout=30) as resp:
             info = json.loads(resp.read())
         from core.symbol_filters import parse_exchange_info
@@ -232,6 +236,24 @@ class LocalSystem:
                                           "market_shards": self.o.market_shards}),
             "ports": s.ports.model_copy(update={"redis": self.redis.port}),
         })
+
+    def _start_paper_exchange(self, symbols: tuple[str, ...]) -> None:
+        """Paper mode: the simulator just started plays the live exchange (`upstream`); the paper exchange in front
+        of it mirrors its market data and is the exchange of everything after this (market shards, sender, router),
+        so nothing the system sends reaches the simulator's order or account endpoints."""
+        from world.local_exchange import LocalExchangeConfig
+        from world.paper_exchange import PaperExchangeProcess
+
+        s, local = self.base_settings, self.base_settings.local
+        self.upstream = self.exchange
+        self.exchange = None  # stop() stops the upstream alone if the paper exchange fails to start
+        self.exchange = PaperExchangeProcess(
+            self.state, LocalExchangeConfig(confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms,
+                                            symbols=symbols),
+            upstream_rest_url=self.upstream.url, upstream_ws_url=self.upstream.ws_url,
+            paper=s.paper.model_dump(mode="json"), book_depth=s.exchange.order_book_depth).start()
+        log.info("exchange mode PAPER: orders matched by the paper exchange %s on the market data of %s; nothing "
+                 "is sent to the exchange", self.exchange.url, self.upstream.url)
 
     def _start_ray(self) -> None:
         import ray
@@ -325,7 +347,8 @@ class LocalSystem:
         with placed(GatewayActor, table):
             gateway = start_gateway(GatewayActorOptions(redis_url, o.order_shards, self._gateway_key(),
                                                         namespace=ns, config={**s.gateway.model_dump(), "port": port},
-                                                        retry=RetryPolicy.from_settings(s)),
+                                                        retry=RetryPolicy.from_settings(s),
+                                                        trading_mode=self.trading_mode),
                                   detached=detached)
         self.actors["gateway"] = gateway
         with placed(ChainActor, table), placed(RouterActor, table):
@@ -358,14 +381,20 @@ class LocalSystem:
                 health_timeout_s=s.http.health_timeout_s,
                 max_clock_skew_ms=s.gateway.max_clock_skew_ms, baskets=self.baskets,
                 names={k: e.name for k, e in s.indexes.items()}, market_shards=o.market_shards,
-                unit=s.collateral.unit), detached=detached)
+                unit=s.collateral.unit, trading_mode=self.trading_mode), detached=detached)
         with placed(Monitor, table):
             self.actors["monitor"] = start_monitor(MonitorOptions.from_settings(s, tuple(self.actors), namespace=ns,
-                                                                                reserves=self._reserves_options()),
+                                                                                reserves=self._reserves_options(),
+                                                                                trading_mode=self.trading_mode),
                                                    detached=detached)
         self.http_url = ray.get(self.actors["http"].start.remote())
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def trading_mode(self) -> str | None:
+        """"paper" in paper mode (the users' reports and invoices say it), else None."""
+        return "paper" if self.base_settings.exchange.mode == "paper" else None
+
     @property
     def symbols(self) -> tuple[str, ...]:
         """Every pair the served indexes hold, each once (the simulator serves them, the market shards watch them)."""
@@ -438,13 +467,13 @@ class LocalSystem:
                 ray.shutdown()  # ends a Ray instance of our own; only disconnects from a cluster we attached to
                 self._own_ray = self._connected_ray = False
         finally:
-            for part in (self.exchange, self.relayer, self.chains, self.redis):
+            for part in (self.exchange, self.upstream, self.relayer, self.chains, self.redis):
                 if part is not None:
                     try:
                         part.stop()
                     except Exception as exc:  # noqa: BLE001  (the others must still stop)
                         log.warning("stopping %s: %s", type(part).__name__, exc)
-            self.exchange = self.relayer = self.chains = self.redis = None
+            self.exchange = self.upstream = self.relayer = self.chains = self.redis = None
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None
@@ -458,7 +487,11 @@ class LocalSystem:
             for name, node in self.chains.nodes.items():
                 if node.pid is not None:
                     out[f"anvil-{name}"] = node.pid
-        if self.exchange is not None and self.exchange.pid is not None:
+        if self.upstream is not None and self.upstream.pid is not None:  # paper mode: the simulator is upstream
+            out["exchange"] = self.upstream.pid
+            if self.exchange is not None and self.exchange.pid is not None:
+                out["paper-exchange"] = self.exchange.pid
+        elif self.exchange is not None and self.exchange.pid is not None:
             out["exchange"] = self.exchange.pid
         return out
 

@@ -46,8 +46,17 @@ class ExchangeAccount:
     secret: str
 
 
-def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) -> Any:
+def deposit_chain(options: dict[str, Any], from_block: int) -> Any:
+    """The chain the exchange watches for deposits to its accounts' addresses, from a child's options."""
     from exchange.simulator.chain_deposits import DepositChain
+
+    c = options["config"]
+    return DepositChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
+                        decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
+                        from_block=from_block)
+
+
+def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) -> Any:
     from exchange.simulator.config import PriceProcessConfig, SimulatorConfig
     from exchange.simulator.persistence import deposit_cursor
 
@@ -55,9 +64,7 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
     from_block = options["from_block"]
     if saved is not None:  # blocks already read need not be read again (a re-read would credit nothing twice)
         from_block = max(from_block, deposit_cursor(saved, c["network"]) or 0)
-    chain = DepositChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
-                         decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
-                         from_block=from_block)
+    chain = deposit_chain(options, from_block)
     port = c["port"]
     if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
         port = int(saved["port"])
@@ -150,10 +157,13 @@ class LocalExchange:
         return ExchangeAccount(keys.api_key, keys.secret)
 
     def start(self) -> "LocalExchange":
+        return self._start_child("world.local_exchange", "the exchange simulator", {})
+
+    def _start_child(self, module: str, what: str, extra: dict[str, Any]) -> "LocalExchange":
+        """`python -m module '<options>'`: the chain it watches and `extra`; its ready line becomes `info`."""
         options = {"config": asdict(self.config), "rpc_url": self.chain.rpc_url, "token": self.chain.usdc,
-                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block}
-        self._child = ReadyLineProcess([sys.executable, "-m", "world.local_exchange", json.dumps(options)],
-                                       "the exchange simulator")
+                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block, **extra}
+        self._child = ReadyLineProcess([sys.executable, "-m", module, json.dumps(options)], what)
         self.info = self._child.start()
         return self
 
