@@ -168,3 +168,67 @@ def test_render_marks_down_parts() -> None:
     up = SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls", warnings=["reserves: BTC ..."])])
     assert render(up, {"environment": "local", "ray": {}})[-1] == "every part up; 1 warning(s) above, marked !"
     assert render(SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls")]), {"ray": {}})[-1] == "healthy"
+
+
+def _ping_server():  # noqa: ANN202
+    """A tiny exchange that answers /api/v3/ping and counts the pings it got."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.server.pings += 1  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.pings = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_status_says_paper_and_checks_both_exchanges() -> None:
+    from world.system_status import PartStatus, SystemStatus
+
+    (paper_srv, paper_url), (up_srv, up_url) = _ping_server(), _ping_server()
+    run = {"environment": "local", "ray": {}, "exchange_mode": "paper", "exchange_url": paper_url,
+           "upstream_url": up_url}
+    up = SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls")])
+    assert render(up, run)[1] == (f"  PAPER trading: orders are matched by the paper exchange {paper_url} on the "
+                                  f"market data of {up_url}; nothing is sent to that exchange")
+    assert not any("PAPER" in line for line in render(up, {"environment": "local", "ray": {}}))
+    # Each exchange process is asked at its own address: the upstream at upstream_url, the paper one at exchange_url.
+    a, b = sleeper("-m", "world.local_exchange"), sleeper("-m", "world.paper_exchange")
+    try:
+        parts = {p.name: p for p in collect({**run, "phase": "down", "processes": {"exchange": a.pid,
+                                                                                    "paper-exchange": b.pid}}).parts}
+        assert parts["exchange"].up and parts["exchange"].detail == f"pid {a.pid}, {up_url}"
+        assert parts["paper-exchange"].up and parts["paper-exchange"].detail == f"pid {b.pid}, {paper_url}"
+        assert (up_srv.pings, paper_srv.pings) == (1, 1)
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
+        paper_srv.shutdown()
+        up_srv.shutdown()
+
+
+def test_down_after_a_crash_ends_the_paper_exchange_too(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    upstream, paper = sleeper("-m", "world.local_exchange"), sleeper("-m", "world.paper_exchange")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    try:
+        write_run(tmp_path, phase="up", pid=dead.pid, ray={"detached": False},
+                  processes={"exchange": upstream.pid, "paper-exchange": paper.pid})
+        assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
+        assert "stopped what it left: exchange, paper-exchange" in capsys.readouterr().out
+        assert upstream.wait(30) is not None and paper.wait(30) is not None
+    finally:
+        for p in (upstream, paper):
+            if p.poll() is None:
+                p.kill()
+                p.wait()
