@@ -29,6 +29,8 @@ NAMESPACE_ENV = "INDEXMAKER_NAMESPACE"
 GATEWAY_KEY_ENV = "INDEXMAKER_GATEWAY_KEY"
 GATEWAY_KEY_FILE = "gateway.key"
 PORTS_FILE = "ports.json"
+#: Paper mode: the paper exchange's account, kept across `down` / `up` as the simulator's is (exchange.json).
+PAPER_EXCHANGE_FILE = "paper_exchange.json"
 #: What a shipped working_dir leaves out (installed per node, or state).
 SHIP_EXCLUDES = [".venv/", "node_modules/", "state/", ".git/", ".pytest_cache/", ".hypothesis/", "**/__pycache__/"]
 
@@ -202,6 +204,11 @@ class LocalSystem:
                     f"{state_dir} holds the chains ({self.world_file}, anvil-*.json) but its store (redis) is "
                     f"empty: resuming would credit every deposit again. Start afresh (--fresh) or restore "
                     f"{state_dir / 'redis'}.")
+            kept_mode, mode = ports.get("exchange_mode", "live"), self.base_settings.exchange.mode
+            if kept_mode != mode:
+                raise RuntimeError(
+                    f"{state_dir} holds a system that traded in exchange mode {kept_mode!r}, not {mode!r}: its "
+                    f"orders and balances are on the other exchange. Start afresh (--fresh) or keep the mode.")
             self.state = self.chains.resume()
         else:
             if self.o.resume and persistent and self.redis.client().dbsize() > 0:
@@ -211,8 +218,10 @@ class LocalSystem:
                     f"restore the missing files.")
             self.redis.client().flushall()  # a fresh start: nothing of an earlier world may leak into this one
             exchange_file.unlink(missing_ok=True)
+            (state_dir / PAPER_EXCHANGE_FILE).unlink(missing_ok=True)
             self.state = self.chains.start()
-        _write_json(state_dir / PORTS_FILE, {**ports, "redis": self.redis.port})
+        _write_json(state_dir / PORTS_FILE, {**ports, "redis": self.redis.port,
+                                             "exchange_mode": self.base_settings.exchange.mode})
         local = self.base_settings.local
         self.relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC,
                                                 poll_s=local.relayer_poll_ms / 1000).start()
@@ -220,7 +229,7 @@ class LocalSystem:
             confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
             update_ms=self.o.price_update_ms, state_file=str(exchange_file) if persistent else None)).start()
         if self.base_settings.exchange.mode == "paper":
-            self._start_paper_exchange(symbols)
+            self._start_paper_exchange(symbols, state_dir / PAPER_EXCHANGE_FILE if persistent else None)
         with urllib.request.urlopen(self.exchange.url + "/api/v3/exchangeInfo", timeout=30) as resp:
             info = json.loads(resp.read())
         from core.symbol_filters import parse_exchange_info
@@ -237,7 +246,7 @@ class LocalSystem:
             "ports": s.ports.model_copy(update={"redis": self.redis.port}),
         })
 
-    def _start_paper_exchange(self, symbols: tuple[str, ...]) -> None:
+    def _start_paper_exchange(self, symbols: tuple[str, ...], state_file: Path | None) -> None:
         """Paper mode: the simulator just started plays the live exchange (`upstream`); the paper exchange in front
         of it mirrors its market data and is the exchange of everything after this (market shards, sender, router),
         so nothing the system sends reaches the simulator's order or account endpoints."""
@@ -249,7 +258,7 @@ class LocalSystem:
         self.exchange = None  # stop() stops the upstream alone if the paper exchange fails to start
         self.exchange = PaperExchangeProcess(
             self.state, LocalExchangeConfig(confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms,
-                                            symbols=symbols),
+                                            symbols=symbols, state_file=str(state_file) if state_file else None),
             upstream_rest_url=self.upstream.url, upstream_ws_url=self.upstream.ws_url,
             paper=s.paper.model_dump(mode="json"), book_depth=s.exchange.order_book_depth).start()
         log.info("exchange mode PAPER: orders matched by the paper exchange %s on the market data of %s; nothing "

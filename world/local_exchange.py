@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from chain.deployment import WorldState
 from world.child_process import ReadyLineProcess, announce_and_wait
@@ -112,7 +112,7 @@ async def _keep(sim: Any, path: Path, every_ms: int) -> None:
 
 async def _serve(options: dict[str, Any]) -> None:
     import core  # noqa: F401  (decimal context)
-    from exchange.simulator.persistence import load, save, snapshot
+    from exchange.simulator.persistence import load
     from exchange.simulator.server import Simulator
 
     c = options["config"]
@@ -120,13 +120,23 @@ async def _serve(options: dict[str, Any]) -> None:
     saved = load(path) if path is not None else None
     sim = Simulator(_serve_config(options, saved), state=saved)
     await sim.start()
-    keeper = asyncio.ensure_future(_keep(sim, path, c["snapshot_ms"])) if path is not None else None
+    await serve_kept(sim, path, c["snapshot_ms"], {"url": sim.url, "ws_url": sim.ws_url, "pid": os.getpid(),
+                                                   "resumed": saved is not None}, sim.stop)
+
+
+async def serve_kept(sim: Any, path: Path | None, every_ms: int, ready: dict[str, Any],
+                     stop: Callable[[], Awaitable[None]]) -> None:
+    """A started exchange until SIGTERM: its state written to `path` (when given) at once, whenever it changed,
+    and after `stop()`; the ready line printed once the first snapshot is on disk."""
+    from exchange.simulator.persistence import save, snapshot
+
+    keeper = asyncio.ensure_future(_keep(sim, path, every_ms)) if path is not None else None
     if path is not None:
         save(snapshot(sim), path)  # the first start's state exists on disk at once
-    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "pid": os.getpid(), "resumed": saved is not None})
+    await announce_and_wait(ready)
     if keeper is not None:
         keeper.cancel()
-    await sim.stop()
+    await stop()
     if path is not None:
         save(snapshot(sim), path)
 

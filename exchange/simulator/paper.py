@@ -7,7 +7,7 @@ are the simulator's own, so the system talks to this exchange exactly as to a re
 market-data requests ever reaches the upstream: the upstream client here has no key. The system's market shards
 read their books from this exchange too, so the solver plans on the very levels the paper orders match against
 (paper fills included). Balances: the configured starting balances, plus what reaches the paper deposit address on
-a watched chain (the local world's Base chain)."""
+a watched chain (the local world's Base chain); a snapshot resumes them (world/paper_exchange.py keeps one)."""
 from __future__ import annotations
 
 import asyncio
@@ -83,9 +83,13 @@ def upstream_markets(info: dict[str, Any], symbols: tuple[str, ...]) -> dict[str
 class PaperExchange:
     """`await start()` loads the upstream's markets, mirrors every book once, then serves; `stop()` ends it."""
 
-    def __init__(self, options: PaperOptions, *, clock: Clock | None = None) -> None:
+    def __init__(self, options: PaperOptions, *, clock: Clock | None = None,
+                 state: dict[str, Any] | None = None) -> None:
+        """`state`: a snapshot (exchange.simulator.persistence) to resume the paper account from: its balances,
+        orders, trades and deposits; resting paper orders go back on the books before the first mirrored level."""
         self.o = options
         self.clock = clock
+        self.state = state
         self.sim: Simulator | None = None
         self.mirror = UpstreamMirror()
         self._upstream: BinanceGateway | None = None
@@ -116,7 +120,7 @@ class PaperExchange:
         cfg = SimulatorConfig(host=o.host, port=o.port, symbols=o.symbols, accounts=[o.account],
                               deposit_chains=o.deposit_chains, depth_interval_ms=o.depth_interval_ms,
                               process=PriceProcessConfig(update_ms=0))
-        self.sim = Simulator(cfg, clock=self.clock, markets=markets, info_header=info)
+        self.sim = Simulator(cfg, clock=self.clock, markets=markets, info_header=info, state=self.state)
         await self._read_avg_prices()
         up.set_book_listeners(self._on_update, None)
         self._tasks.append(asyncio.ensure_future(self._follow_books()))

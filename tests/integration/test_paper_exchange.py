@@ -102,3 +102,33 @@ async def test_a_moving_upstream_moves_the_paper_books_and_limits_and_filters_ap
     with pytest.raises(errors.InsufficientBalance):  # the paper account's own balances: it holds no BTC
         await gw.create_order("BTCUSDC", Side.SELL, "MARKET", D("0.01"), client_order_id="paper-sell")
     assert upstream.engine.accounts[TEST_API_KEY].orders == {}
+
+
+async def test_a_resumed_paper_exchange_keeps_the_account_and_mirrors_the_books_again(upstream, paper, gw):
+    from exchange.simulator.persistence import snapshot
+
+    bid = top(upstream, "BTCUSDC")[0][-1][0]  # the lowest bid: a resting order far from the market
+    await gw.create_order("BTCUSDC", Side.BUY, "LIMIT", D("0.001"), bid, client_order_id="paper-keep",
+                          time_in_force="GTC")
+    bought = await gw.create_order("ETHUSDC", Side.BUY, "MARKET", D("0.01"), client_order_id="paper-eth")
+    balances = await gw.fetch_balance()
+    saved = snapshot(paper.sim)
+    await paper.stop()
+    resumed = PaperExchange(paper.o, state=saved)
+    await resumed.start()
+    g = BinanceGateway(resumed.url, resumed.ws_url, TEST_API_KEY, TEST_SECRET)
+    g.ccxt.timeout_on_exit = 0
+    try:
+        again = await g.fetch_balance()
+        assert {a: (b.free, b.locked) for a, b in again.items()} == {a: (b.free, b.locked) for a, b in
+                                                                      balances.items()}
+        assert [o.client_order_id for o in await g.fetch_open_orders("BTCUSDC")] == ["paper-keep"]
+        assert [t.order_id for t in await g.fetch_my_trades("ETHUSDC")] == [bought.order_id] * len(bought.fills)
+        # The mirrored levels are the upstream's again; the resting paper order is on the book beside them.
+        _, asks = top(resumed.sim, "ETHUSDC")
+        assert asks == top(upstream, "ETHUSDC")[1]
+        bids = dict(top(resumed.sim, "BTCUSDC", 100)[0])
+        assert bids[bid] == dict(top(upstream, "BTCUSDC", 100)[0])[bid] + D("0.001")
+    finally:
+        await g.close()
+        await resumed.stop()
