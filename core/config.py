@@ -461,7 +461,9 @@ class PaperConfig(_Section):
     avg_price_poll_ms: int = Field(30_000, ge=1)
     #: Depth diff cadence of the paper exchange's own streams (what the market shards read).
     depth_interval_ms: int = Field(100, ge=10)
-    #: The paper exchange's port (0: any free one) and how long it may take to mirror every book at start.
+    #: Where the paper exchange listens (the actors reach it there), its port (0: any free one), and how long it
+    #: may take to mirror every book at start.
+    host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
     ready_timeout_s: float = Field(60.0, gt=0)
 

@@ -58,7 +58,7 @@ async def _serve(options: dict[str, Any]) -> None:
     account = AccountSpec(keys.api_key, keys.secret, {a: Decimal(v) for a, v in p["balances"].items()},
                           paper_deposit_addresses(keys.api_key, p["deposit_address"] or None))
     paper = PaperExchange(PaperOptions(
-        up["rest_url"], up["ws_url"], tuple(c["symbols"]), account, port=port, book_depth=up["book_depth"],
+        up["rest_url"], up["ws_url"], tuple(c["symbols"]), account, p["host"], port=port, book_depth=up["book_depth"],
         avg_price_poll_ms=p["avg_price_poll_ms"], depth_interval_ms=p["depth_interval_ms"],
         deposit_chains=(deposit_chain(options, from_block),)), state=saved)
     await paper.start(p["ready_timeout_s"])

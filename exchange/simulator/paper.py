@@ -43,7 +43,8 @@ class PaperOptions:
     symbols: tuple[str, ...]
     #: The paper account: the keys the system signs with, and its starting balances.
     account: AccountSpec
-    host: str = "127.0.0.1"
+    #: Where it listens (the system's actors reach it there: `[paper] host`).
+    host: str
     port: int = 0
     #: Levels per side mirrored (the upstream snapshot's size; Binance weight 5 up to 100).
     book_depth: int = 100
@@ -94,7 +95,6 @@ class PaperExchange:
         self.mirror = UpstreamMirror()
         self._upstream: BinanceGateway | None = None
         self._dirty: set[str] = set()
-        self._tasks: list[asyncio.Task] = []
         self._mirrored = asyncio.Event()
         self.counts = {"upstream_updates": 0, "levels_set": 0, "reconnects": 0, "avg_price_errors": 0}
 
@@ -123,8 +123,8 @@ class PaperExchange:
         self.sim = Simulator(cfg, clock=self.clock, markets=markets, info_header=info, state=self.state)
         await self._read_avg_prices()
         up.set_book_listeners(self._on_update, None)
-        self._tasks.append(asyncio.ensure_future(self._follow_books()))
-        self._tasks.append(asyncio.ensure_future(self._poll_avg_prices()))
+        self.sim.run_task(self._follow_books())
+        self.sim.run_task(self._poll_avg_prices())
         try:
             await asyncio.wait_for(self._mirrored.wait(), ready_timeout_s)
         except asyncio.TimeoutError:
@@ -138,19 +138,11 @@ class PaperExchange:
         return self
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001  (shutting down whatever its state)
-                pass
-        self._tasks.clear()
+        if self.sim is not None:
+            await self.sim.stop()  # the feeds too (its tasks), before their upstream connection closes
         if self._upstream is not None:
             await self._upstream.close()
             self._upstream = None
-        if self.sim is not None:
-            await self.sim.stop()
 
     async def __aenter__(self) -> "PaperExchange":
         return await self.start()

@@ -187,6 +187,12 @@ class Simulator:
             self._tasks.append(asyncio.ensure_future(watcher.run()))
         return self
 
+    def run_task(self, coro: Any) -> asyncio.Task:
+        """A task of the caller's (the paper exchange's feeds) that `stop()` cancels with the simulator's own."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        return task
+
     def deposit_addresses(self, coin: str, network: str) -> dict[str, str]:
         """Every account's deposit address for (coin, network), lower case -> API key (for the chain watchers)."""
         return {a.deposit_address(coin, network).lower(): key for key, a in self.engine.accounts.items()}

@@ -41,7 +41,7 @@ async def upstream():
 @pytest.fixture
 async def paper(upstream):
     account = AccountSpec(TEST_API_KEY, TEST_SECRET, {"USDC": D("100000")})
-    options = PaperOptions(upstream.url, upstream.ws_url, SYMBOLS, account, depth_interval_ms=20,
+    options = PaperOptions(upstream.url, upstream.ws_url, SYMBOLS, account, "127.0.0.1", depth_interval_ms=20,
                            avg_price_poll_ms=60_000, book_depth=20)
     async with PaperExchange(options) as p:
         yield p

@@ -20,6 +20,13 @@ def sleeper(*marks: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *marks])
 
 
+def crashed_run(state_dir: Path, processes: dict[str, int]) -> None:
+    """A run file left by a service that died while up, naming these world processes."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_run(state_dir, phase="up", pid=dead.pid, ray={"detached": False}, processes=processes)
+
+
 def test_the_run_file_merges_and_refuses_unknown_phases(tmp_path: Path) -> None:
     write_run(tmp_path, phase="starting", pid=123, processes={})
     record = write_run(tmp_path, phase="up", gateway_url="ws://x")
@@ -56,11 +63,8 @@ def test_status_of_nothing_and_of_a_dead_service(tmp_path: Path, capsys) -> None
 def test_down_after_a_crash_ends_the_world_it_left_and_nothing_else(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     exchange = sleeper("-m", "world.local_exchange")
     stranger = sleeper("unrelated")  # a recorded pid now running something else (reused): left alone
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     try:
-        write_run(tmp_path, phase="up", pid=dead.pid, ray={"detached": False},
-                  processes={"exchange": exchange.pid, "redis": stranger.pid})
+        crashed_run(tmp_path, {"exchange": exchange.pid, "redis": stranger.pid})
         assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
         assert "stopped what it left: exchange" in capsys.readouterr().out
         assert exchange.wait(30) is not None
@@ -219,11 +223,8 @@ def test_status_says_paper_and_checks_both_exchanges() -> None:
 
 def test_down_after_a_crash_ends_the_paper_exchange_too(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     upstream, paper = sleeper("-m", "world.local_exchange"), sleeper("-m", "world.paper_exchange")
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     try:
-        write_run(tmp_path, phase="up", pid=dead.pid, ray={"detached": False},
-                  processes={"exchange": upstream.pid, "paper-exchange": paper.pid})
+        crashed_run(tmp_path, {"exchange": upstream.pid, "paper-exchange": paper.pid})
         assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
         assert "stopped what it left: exchange, paper-exchange" in capsys.readouterr().out
         assert upstream.wait(30) is not None and paper.wait(30) is not None

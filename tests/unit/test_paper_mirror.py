@@ -71,7 +71,8 @@ def test_a_paper_fill_leaves_the_level_short_until_the_upstream_changes_that_lev
     assert book(eng)[1] == [(D("60000"), D("0.1")), (D("60001"), D("0.4"))]
     # The upstream moved elsewhere (a new bid, the 60001 ask grew): the eaten level stays short.
     apply(eng, m.update("BTCUSDC", bids + [(D("59980"), D("1"))], [(D("60000"), D("0.3")), (D("60001"), D("0.6"))]))
-    assert book(eng) == ([(D("59990"), D("0.5")), (D("59980"), D("1"))], [(D("60000"), D("0.1")), (D("60001"), D("0.6"))])
+    assert book(eng) == ([(D("59990"), D("0.5")), (D("59980"), D("1"))],
+                         [(D("60000"), D("0.1")), (D("60001"), D("0.6"))])
     # The upstream now reports 60000 again: its figure replaces the local one whole.
     apply(eng, m.update("BTCUSDC", bids, [(D("60000"), D("0.25")), (D("60001"), D("0.6"))]))
     assert book(eng) == ([(D("59990"), D("0.5"))], [(D("60000"), D("0.25")), (D("60001"), D("0.6"))])
