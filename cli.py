@@ -136,6 +136,9 @@ def _up(args: argparse.Namespace) -> int:
         what = "resumed" if info.get("resumed") else "started fresh"
         print(f"up ({what} in {info.get('up_in_s')} s): gateway {info.get('gateway_url')}, exchange "
               f"{info.get('exchange_url')}\n  `indexmaker status` shows every part, `indexmaker down` stops it")
+        if info.get("exchange_mode") == "paper":
+            print(f"  PAPER trading: orders are matched locally on the market data of {info.get('upstream_url')}; "
+                  f"nothing is sent to that exchange")
         if settings.environment == "local":
             print("  users: `indexmaker dev-keys` lists the local world's funded keys; then `indexmaker deposit "
                   "1000 --key KEY`, `indexmaker order buy ...`, `indexmaker balance --key KEY`")
@@ -252,7 +255,8 @@ def _deploy_token(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------- down
 #: What a world process's command line must contain for `down` to end it after a crash (a pid may be reused).
-_ROLE_MARKS = {"redis": "redis-server", "exchange": "world.local_exchange", "anvil-": "anvil"}
+_ROLE_MARKS = {"redis": "redis-server", "exchange": "world.local_exchange", "anvil-": "anvil",
+               "paper-exchange": "world.paper_exchange"}
 
 
 def _down(args: argparse.Namespace) -> int:

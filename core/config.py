@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -125,6 +125,10 @@ class ExchangeConfig(_Section):
     market_shards: int = Field(2, ge=1)
     order_book_depth: int = Field(100, ge=5)
     deposit_network: str = "BASE"
+    #: "live": the system trades on the exchange at rest_url/ws_url. "paper": on a local paper exchange
+    #: (exchange/simulator/paper.py, `[paper]`) that mirrors rest_url/ws_url's market data and matches the orders
+    #: itself: nothing reaches the exchange's order or account endpoints, balances are the paper account's.
+    mode: Literal["live", "paper"] = "live"
 
 
 class ExchangeGuardsConfig(_Section):
@@ -486,6 +490,25 @@ class MarketDataConfig(_Section):
     reconnect_max_ms: int = Field(5_000, ge=1)
 
 
+class PaperConfig(_Section):
+    """Paper mode (`[exchange] mode = "paper"`): the paper exchange's account and its mirror of the exchange."""
+
+    #: The paper account's starting balances, asset -> amount (free); deposits to its address come on top.
+    balances: dict[str, Decimal] = Field(default_factory=lambda: {"USDC": Decimal("1000000")})
+    #: The deposit address the paper exchange gives the router ("": one derived from the account's key, which only
+    #: the local world's chain may receive: on a real chain name an address you control, or routed USDC is lost).
+    deposit_address: str = ""
+    #: The exchange's avgPrice (the filters' reference) is read again this often, per symbol (weight 2 each).
+    avg_price_poll_ms: int = Field(30_000, ge=1)
+    #: Depth diff cadence of the paper exchange's own streams (what the market shards read).
+    depth_interval_ms: int = Field(100, ge=10)
+    #: Where the paper exchange listens (the actors reach it there; None: the launcher's loopback, world/ports.py),
+    #: its port (0: any free one), and how long it may take to mirror every book at start.
+    host: str | None = None
+    port: int = Field(0, ge=0, le=65535)
+    ready_timeout_s: float = Field(60.0, gt=0)
+
+
 class ReservesConfig(_Section):
     """The reserves check (core/reserves.py; `indexmaker reconcile`, the monitor): what the books say is held
     against the exchange account's balances and the index tokens' on-chain supply."""
@@ -549,6 +572,7 @@ class Settings(BaseSettings):
     market_data: MarketDataConfig = MarketDataConfig()
     reserves: ReservesConfig = ReservesConfig()
     world_check: WorldCheckConfig = WorldCheckConfig()
+    paper: PaperConfig = PaperConfig()
 
     def basket_files(self) -> dict[str, str]:
         """Index symbol -> its basket file under data_dir/indexes (core.basket.load_indexes reads them)."""

@@ -58,14 +58,19 @@ def _snapshot_symbol(path: Path) -> str:
 
 class Simulator:
     def __init__(self, config: SimulatorConfig, *, clock: Clock | None = None,
-                 seed_prices: dict[str, Decimal] | None = None, state: dict[str, Any] | None = None) -> None:
+                 seed_prices: dict[str, Decimal] | None = None, state: dict[str, Any] | None = None,
+                 markets: dict[str, SimMarket] | None = None, info_header: dict[str, Any] | None = None) -> None:
         """`state`: a snapshot from exchange.simulator.persistence to resume from (accounts, orders, trades,
-        deposits, id counters; prices go on from its mids unless `seed_prices` says otherwise)."""
+        deposits, id counters; prices go on from its mids unless `seed_prices` says otherwise).
+
+        `markets` and `info_header` (exchangeInfo without its symbols): an upstream exchange's, for the paper
+        exchange (exchange/simulator/paper.py). Its books are then left empty, for the upstream's levels."""
         self.config = cfg = config
         self.clock = clock or SystemClock()
-        self.markets = _cached_markets(Path(cfg.exchange_info_path), Path(cfg.indexes_dir),
-                                       Path(cfg.deployment_path), tuple(cfg.symbols) if cfg.symbols else None,
-                                       tuple(cfg.extra_symbols))
+        mirrored = markets is not None
+        self.markets = dict(markets) if markets is not None else _cached_markets(
+            Path(cfg.exchange_info_path), Path(cfg.indexes_dir), Path(cfg.deployment_path),
+            tuple(cfg.symbols) if cfg.symbols else None, tuple(cfg.extra_symbols))
         self.engine = MatchingEngine(self.markets, self.clock, maker_commission=cfg.maker_commission,
                                      taker_commission=cfg.taker_commission)
         #: Pairs set to a status other than TRADING (/_admin/market_status): served in exchangeInfo, orders refused.
@@ -79,7 +84,7 @@ class Simulator:
         else:
             for spec in cfg.accounts:
                 self.engine.add_account(spec.api_key, spec.secret, spec.balances, spec.deposit_addresses)
-        header = json.loads(Path(cfg.rate_limits_path).read_text())
+        header = info_header if info_header is not None else json.loads(Path(cfg.rate_limits_path).read_text())
         self._info_header = {k: v for k, v in header.items() if k not in ("symbols", "serverTime")}
         rate_limits = cfg.rate_limits if cfg.rate_limits is not None else header["rateLimits"]
         self._info_header["rateLimits"] = rate_limits
@@ -99,7 +104,8 @@ class Simulator:
         #: The market maker's ladder as seeded, per symbol and side (price -> quantity): what `set_liquidity`
         #: restores, so that tests on a frozen market (update_ms 0) can start every run from the same book.
         self.seeded_levels: dict[str, dict[Side, dict[Decimal, Decimal]]] = {}
-        self._seed_books(seed_prices or {})
+        if not mirrored:
+            self._seed_books(seed_prices or {})
         self._acc_1000: dict[str, tuple[int, int, dict, dict]] = {}
         self._last_top: dict[str, tuple] = {}
         self._runner: web.AppRunner | None = None
@@ -189,6 +195,12 @@ class Simulator:
             self.deposit_watchers.append(watcher)
             self._tasks.append(asyncio.ensure_future(watcher.run()))
         return self
+
+    def run_task(self, coro: Any) -> asyncio.Task:
+        """A task of the caller's (the paper exchange's feeds) that `stop()` cancels with the simulator's own."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        return task
 
     def deposit_addresses(self, coin: str, network: str) -> dict[str, str]:
         """Every account's deposit address for (coin, network), lower case -> API key (for the chain watchers)."""

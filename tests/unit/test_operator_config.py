@@ -89,6 +89,22 @@ def test_the_reserves_section_is_checked(tmp_path: Path) -> None:
     assert live.opening == {"USDC": 0} and check(None).settings.reserves.opening == {"USDC": 1000000}
 
 
+def test_the_paper_section_is_checked(tmp_path: Path) -> None:
+    assert check(None).settings.exchange.mode == "live"
+    good = check(write(tmp_path, '[exchange]\nmode = "paper"\n'))
+    assert good.ok and good.settings.paper.balances == {"USDC": 1000000}
+    assert any(n.startswith("exchange.mode paper: market data from the local world's simulator") for n in good.notes)
+    errors = check(write(tmp_path, '[exchange]\nmode = "papr"\n[paper]\nbalances = { USDC = 5.5 }\n'
+                                   'avg_price_poll_ms = 0\n', "b.toml")).errors
+    assert {e.split(":", 1)[0] for e in errors} == {"exchange.mode", "paper.balances", "paper.avg_price_poll_ms"}
+    (error,) = check(write(tmp_path, '[exchange]\nmode = "paper"\n[paper]\nbalances = { USDC = "5" }\n',
+                           "c.toml")).errors
+    assert error.startswith("paper.balances: the reserves check counts from reserves.opening")
+    testnet = (ROOT / "config" / "testnet.toml").read_text() + '\n[paper]\nbalances = { USDC = "0" }\n'
+    errors = check(write(tmp_path, testnet.replace('[exchange]\n', '[exchange]\nmode = "paper"\n', 1), "d.toml")).errors
+    assert any(e.startswith("paper.deposit_address: on a real chain") for e in errors)
+
+
 def test_a_cross_field_rule_names_its_fields(tmp_path: Path) -> None:
     (error,) = check(write(tmp_path, '[solver]\nfee_factor = "1.0001"\n')).errors
     assert "solver.fee_factor" in error and "exchange.commission_rate" in error
