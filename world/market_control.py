@@ -17,11 +17,13 @@ class MarketControlError(RuntimeError):
 
 
 def simulator_url(run: dict[str, Any]) -> str:
-    """The local world's simulator, from the run file; refused for any other environment."""
+    """The local world's simulator (in paper mode, the one the paper exchange mirrors), from the run file; refused
+    for any other environment."""
     if run.get("environment") != "local":
         raise MarketControlError(f"the running system's exchange is {run.get('environment')!r}, not the local "
                                  "world's simulator: market regimes exist only there")
-    url = run.get("exchange_url")
+    # Paper mode: the simulator plays the live exchange behind the paper one, and its market is the one to change.
+    url = run.get("upstream_url") or run.get("exchange_url")
     if not url:
         raise MarketControlError("the run file names no exchange URL: restart the system with this version")
     return str(url)
