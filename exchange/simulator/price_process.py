@@ -3,9 +3,7 @@
 Each step moves the best bid by a whole number of ticks and steers the market maker's ladder on a grid anchored to
 prices, so a small move changes only a few levels and the diff stream stays small, like a real book. The random
 draw is a float that only becomes a whole count: no price passes through a float. Same seed, same book.
-
-A market regime (regimes.py) scales the walk's volatility, the ladder's quantities and the spread, and adds a drift;
-switching one, or a gap, rebuilds the ladder around the new price at once, as a market maker requoting would."""
+A regime (regimes.py) scales it; switching one, or a gap, requotes the ladder at once."""
 from __future__ import annotations
 
 import math

@@ -1,5 +1,5 @@
-"""Market regimes: named conditions the simulator's market switches to while it runs, so that how well orders are
-served can be compared between a calm market and a wild one on the same seeded stream.
+"""Market regimes: named conditions the simulator's market switches to while it runs, to compare how orders are
+served in a calm market and a wild one.
 
 A regime scales the calm walk (price_process.py): its volatility, the ladder's quantities (the depth) and the
 spread, and may add a steady drift. A gap (every price jumps at once) and a halted pair (status BREAK) are events

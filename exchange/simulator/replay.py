@@ -1,10 +1,8 @@
 """A recorded depth stream driving one symbol's book: the market maker's ladder is withdrawn and each step applies
-the next recorded diff (Binance's absolute quantity per level, 0 removing it), so the book clients see moves as the
-recording did. When the recording ends, the symbol's walk goes on from where it left the book.
+the next recorded diff (absolute quantity per level, 0 removes it); when it ends, the walk goes on from there.
 
-`rebase` scales the recorded prices by (the book's best bid now / the recording's first best bid), so a capture of
-another pair or another year drives this pair's book at its own price level. Prices are rounded down to the tick
-and quantities down to the step (a level never shows more than was recorded)."""
+`rebase` scales recorded prices by (best bid now / the recording's first best bid): a capture of another pair or
+year drives this pair at its own level. Prices round down to the tick, quantities down to the step."""
 from __future__ import annotations
 
 import json
