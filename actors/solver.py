@@ -431,7 +431,8 @@ class Solver:
             return batch_id
 
     async def _order_budget(self) -> int:
-        available, capacity = await self._call(self.o.sender_name, "order_budget")
+        available, capacity, closed = await self._call(self.o.sender_name, "order_budget")
+        self.cycle.closed_pairs = frozenset(closed)  # the indexes holding one wait (core.market_status)
         return order_budget(available, capacity, self.o.order_budget)
 
     async def _pending(self) -> list[PendingOrder]:

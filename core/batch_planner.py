@@ -13,6 +13,7 @@ from typing import Collection, Mapping, NamedTuple, Sequence
 from core.basket import Basket
 from core.money import ONE, ZERO, quantize_down, quantize_up, units_up
 from core.side import Side
+from core.market_status import closed_in, closed_reason
 from core.stale_books import stale_in, stale_reason
 from core.symbol_filters import SymbolFilters, min_quantity_for, round_price
 
@@ -170,6 +171,7 @@ def plan_batch(
     order_budget: int,
     limits: PlannerLimits,
     stale: Collection[str] = frozenset(),
+    closed: Collection[str] = frozenset(),
 ) -> BatchPlan:
     """Plan one buy batch. `asks` are best-first (price, quantity) levels; `inventory_units` counts whole base units
     per symbol that are free to use and `inventory_prices` what they cost (quote per whole asset, commission included);
@@ -196,9 +198,10 @@ def plan_batch(
     index_prices: dict[str, Decimal] = {}
     for index in list(by_index):
         basket = baskets[index]
+        halted = closed_in(basket, closed) if closed else ()
         waits_on = stale_in(basket, stale) if stale else ()
-        if waits_on:
-            reason = stale_reason(waits_on)
+        if halted or waits_on:
+            reason = closed_reason(halted) if halted else stale_reason(waits_on)
             deferred.extend(Deferred(o.order_id, reason) for o in by_index.pop(index))
             continue
         missing = None

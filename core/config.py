@@ -150,6 +150,10 @@ class ExchangeGuardsConfig(_Section):
     #: A tripped breaker clears by itself after this long (it trips again at once if the rejects go on: one more
     #: reject for the account, `breaker_threshold` for a symbol); 0: only `indexmaker resume` clears it.
     breaker_cool_off_ms: int = Field(300_000, ge=0)
+    #: Pairs' status (exchangeInfo, weight 20): read every status_poll_ms for the pairs traded lately, so a halt
+    #: is known before a batch meets it, and every closed_poll_ms while a pair is halted, to know when it reopens.
+    status_poll_ms: int = Field(60_000, ge=1)
+    closed_poll_ms: int = Field(5_000, ge=1)
 
 
 #: The roles the chain side signs for (chain/stack.py): every external world derives them from its mnemonic.

@@ -2,12 +2,14 @@
 
 No liquidity and too small may pass (books refill), so an order is rejected only after `reject_after_ms` deferred
 for such a reason at every cycle; rate limits and a full batch always pass. A stale book is our feed's fault: its
-own clock is `stale_reject_after_ms` (0: wait). A change of kind restarts the clock."""
+own clock is `stale_reject_after_ms` (0: wait). A pair the exchange halted never ends in a reject: the order
+waits for it (or for its user's cancel). A change of kind restarts the clock."""
 from __future__ import annotations
 
 from typing import Iterable
 
 from core.batch_planner import Deferred
+from core.market_status import is_closed_reason
 from core.stale_books import is_stale_reason, symbols_of
 
 
@@ -31,7 +33,10 @@ class StuckOrders:
         self.since: dict[str, tuple[str, int]] = {}
 
     def _limit(self, reason: str) -> tuple[str, int] | None:
-        """(kind, delay) of a reason that may end in a reject; None: never one."""
+        """(kind, delay) of a reason that may end in a reject; None: never one (a halted pair: the order waits for
+        the exchange to reopen it, or for the user's cancel)."""
+        if is_closed_reason(reason):
+            return None
         if is_stale_reason(reason):
             return ("stale", self.stale_reject_after_ms) if self.stale_reject_after_ms > 0 else None
         return ("market", self.reject_after_ms) if lasting(reason) else None

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import aiohttp
 import ccxt.pro as ccxtpro
@@ -492,9 +492,13 @@ class BinanceGateway:
         self._markets_loaded = True
         return {m["id"]: m["info"] for m in markets.values() if m.get("spot")}
 
-    async def fetch_exchange_info(self) -> dict[str, Any]:
+    async def fetch_exchange_info(self, symbols: Sequence[str] | None = None) -> dict[str, Any]:
         """The raw GET /api/v3/exchangeInfo payload (weight 20): `rateLimits` and `symbols[].filters` as the
-        exchange wrote them, for core.rate_limits and core.symbol_filters (ccxt keeps neither in full)."""
+        exchange wrote them, for core.rate_limits and core.symbol_filters (ccxt keeps neither in full); only
+        `symbols`' entries when given."""
+        if symbols:
+            return await self._call(self._ex.public_get_exchangeinfo,
+                                    {"symbols": json.dumps(list(symbols), separators=(",", ":"))})
         return await self._call(self._ex.public_get_exchangeinfo)
 
     async def fetch_order_book(self, symbol: str, limit: int = 100) -> BookSnapshot:
