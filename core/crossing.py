@@ -66,16 +66,16 @@ def plan_mixed(
     buys: Sequence[PendingOrder],
     sells: Sequence[PendingSell],
     baskets: Mapping[str, Basket],
+    filters: Mapping[str, SymbolFilters],
     bids: Mapping[str, Sequence[Level]],
     asks: Mapping[str, Sequence[Level]],
-    filters: Mapping[str, SymbolFilters],
     *,
-    inventory_units: Mapping[str, int] | None = None,
-    inventory_prices: Mapping[str, Decimal] | None = None,
-    order_budget: int,
     limits: PlannerLimits,
+    order_budget: int,
     stale: Collection[str] = frozenset(),
     avg_prices: Mapping[str, Decimal] | None = None,
+    inventory_units: Mapping[str, int] | None = None,
+    inventory_prices: Mapping[str, Decimal] | None = None,
 ) -> MixedPlan:
     """Plan one batch of buys and sells. Sells are planned first (they free what buys then take) and count every
     asset they touch against the order budget; the buy planner gets the rest (core.batch_planner.plan_batch)."""

@@ -139,12 +139,14 @@ def assign_sells(
     each lot's whole quantity sold; a symbol without lots sold nothing."""
     scale = -index_unit.as_tuple().exponent  # type: ignore[operator]
     cohorts: dict[str, _Cohort] = {}
+    seen: set[str] = set()
     for e in engagements:
+        if e.order_id in seen:
+            raise ValueError(f"sell {e.order_id} engaged twice")
+        seen.add(e.order_id)
         c = cohorts.get(e.index)
         if c is None:
             c = cohorts[e.index] = _Cohort(e.index, baskets[e.index].quantities(), [], [])
-        if any(r.order_id == e.order_id for r in c.rows):
-            raise ValueError(f"sell {e.order_id} engaged twice")
         c.rows.append(e)
         c.quanta.append(_quanta(e.units, scale))
 
@@ -152,6 +154,9 @@ def assign_sells(
     for index in cohorts:
         for symbol, n in release[index].items():
             released[symbol] = released.get(symbol, 0) + n
+    strays = sorted(s for s, lots in pools.items() if lots and s not in released)
+    if strays:
+        raise ValueError(f"lots of {', '.join(strays)}, which no engaged sell released")
     pool = {s: _Pool.of(pools.get(s, ()), units[s]) for s in released}
     for symbol, p in pool.items():
         if p.sold > released[symbol]:

@@ -51,7 +51,7 @@ def run_batch(buys: Sequence[PendingOrder], sells: Sequence[PendingSell], basket
               bids: Mapping[str, Sequence[Level]], asks: Mapping[str, Sequence[Level]],
               filters: Mapping[str, SymbolFilters], inventory: Mapping[str, Lot], limits: PlannerLimits,
               order_budget: int = 100) -> Outcome:
-    plan = plan_mixed(buys, sells, baskets, bids, asks, filters,
+    plan = plan_mixed(buys, sells, baskets, filters, bids, asks,
                       inventory_units={s: l.remaining for s, l in inventory.items()},
                       inventory_prices={s: (l.value + l.fee) / (l.quantity * l.unit) for s, l in inventory.items()},
                       order_budget=order_budget, limits=limits)
@@ -92,7 +92,9 @@ def run_batch(buys: Sequence[PendingOrder], sells: Sequence[PendingSell], basket
                 out.pools.setdefault(symbol, []).append(lot)
         if crossed is not None:
             out.crossed_lots[symbol] = crossed
-            lots.append(Lot(crossed.lot_id, symbol, crossed.quantity, crossed.unit, crossed.price, crossed.fee))
+            # The buys' copy (a lot is consumed as it is assigned), ahead of the exchange's: the release comes first.
+            lots.insert(len(taken), Lot(crossed.lot_id, symbol, crossed.quantity, crossed.unit, crossed.price,
+                                        crossed.fee))
         if absorbed is not None:
             out.inventory_lots[symbol] = absorbed
     out.allocation.add_lots(lots)

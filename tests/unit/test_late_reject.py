@@ -42,3 +42,11 @@ def test_stale_deferrals_have_their_own_clock_and_a_switch_starts_over():
         ("a", "no liquidity for XUSDC within the slippage cap for 60 s")]
     assert s.update([Deferred("b", "STALE_BOOK:YUSDC")], 899_999) == []
     assert s.update([Deferred("b", "STALE_BOOK:YUSDC")], 900_000) == [("b", "book of YUSDC stale for 900 s")]
+
+
+def test_a_sale_below_its_minimum_is_rejected_after_the_delay():
+    s = StuckOrders(60_000)
+    assert s.update([Deferred("s", "BELOW_MINIMUM")], 0) == []
+    assert s.update([Deferred("s", "BELOW_MINIMUM")], 59_999) == []
+    assert s.update([Deferred("s", "BELOW_MINIMUM")], 60_000) == [
+        ("s", "the book would not pay the minimum asked for 60 s")]

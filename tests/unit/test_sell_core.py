@@ -95,6 +95,20 @@ def test_sell_plan_defers_unknown_stale_illiquid_and_over_budget(filters, basket
     assert [(d.order_id, d.reason) for d in plan.deferred] == [("y", "RATE_LIMIT")]
 
 
+def test_sell_limit_is_raised_into_the_percent_price_band(filters):
+    """BTCUSDC's PERCENT_PRICE_BY_SIDE: a sell limit must be >= avg x askMultiplierDown and <= avg x askMultiplierUp."""
+    from core.sell_plan import sell_quote
+    f = filters["BTCUSDC"]
+    bids = [(Decimal("60000.00"), Decimal(1)), (Decimal("59999.00"), Decimal(1))]
+    plain = sell_quote("BTCUSDC", bids, None, f, LIMITS)
+    assert plain is not None and plain.limit == Decimal("59400.00") and len(plain.levels) == 2
+    avg = Decimal("299998")  # the band's floor: 59999.6, above the 1 % cap's 59400 and the second bid
+    raised = sell_quote("BTCUSDC", bids, None, f, LIMITS, avg_price=avg)
+    assert raised is not None and raised.limit == Decimal("59999.60")
+    assert raised.levels == ((Decimal("60000.00"), Decimal(1)),)
+    assert sell_quote("BTCUSDC", bids, None, f, LIMITS, avg_price=Decimal("59400") / f.ask_up / 2) is None
+
+
 # ---- crossing ------------------------------------------------------------------------------------------------------
 
 def test_without_sells_the_buy_plan_is_unchanged(filters, baskets):
@@ -102,7 +116,7 @@ def test_without_sells_the_buy_plan_is_unchanged(filters, baskets):
     buys = [PendingOrder("a", "SY100.dev", Decimal(900)), PendingOrder("b", "PAIR", Decimal(300))]
     alone = plan_batch(buys, baskets, asks, filters, inventory_units={"BTCUSDC": 1000}, order_budget=20,
                        limits=LIMITS)
-    mixed = plan_mixed(buys, [], baskets, bids, asks, filters, inventory_units={"BTCUSDC": 1000}, order_budget=20,
+    mixed = plan_mixed(buys, [], baskets, filters, bids, asks, inventory_units={"BTCUSDC": 1000}, order_budget=20,
                        limits=LIMITS)
     assert mixed.batch == alone and mixed.crossings == {} and mixed.sells.is_empty
 
@@ -111,7 +125,7 @@ def test_only_the_net_goes_out_one_order_per_asset(filters, baskets):
     bids, asks = books(filters)
     buys = [PendingOrder("b", "SY100.dev", Decimal(20000))]
     sells = [PendingSell("s", "TRIO", Decimal(2)), PendingSell("p", "PAIR", Decimal(40))]
-    m = plan_mixed(buys, sells, baskets, bids, asks, filters, order_budget=20, limits=LIMITS)
+    m = plan_mixed(buys, sells, baskets, filters, bids, asks, order_budget=20, limits=LIMITS)
     legs = {}
     for leg in m.batch.legs:
         assert leg.symbol not in legs, "one exchange order per asset"
@@ -140,11 +154,11 @@ def test_a_net_of_zero_sends_nothing(filters, baskets):
     sells = [PendingSell("s", "PAIR", Decimal(10))]  # 0.01 BTC and 30 LINK: whole base units
     # Served from the release alone, the buy is sized at the mid whatever its size: read that price on a small buy,
     # then cap the order at exactly 10 units' worth.
-    small = plan_mixed([PendingOrder("b", "PAIR", Decimal(10**6))], sells, baskets, bids, asks, filters,
+    small = plan_mixed([PendingOrder("b", "PAIR", Decimal(10**6))], sells, baskets, filters, bids, asks,
                        order_budget=10, limits=PlannerLimits(max_order_notional=Decimal(100)))
     price = small.batch.engagements[0].index_price
     limits = PlannerLimits(max_order_notional=Decimal(10) * price * LIMITS.fee_factor)
-    m = plan_mixed([PendingOrder("b", "PAIR", Decimal(10**6))], sells, baskets, bids, asks, filters,
+    m = plan_mixed([PendingOrder("b", "PAIR", Decimal(10**6))], sells, baskets, filters, bids, asks,
                    order_budget=10, limits=limits)
     (e,) = m.batch.engagements
     assert e.units == Decimal(10) and e.index_price == price
@@ -163,7 +177,7 @@ def test_crossing_price_is_the_batch_average_or_the_mid_rounded_down():
 def test_a_sell_below_the_exchange_minimums_is_taken_by_inventory(filters, baskets):
     """0.001 PAIR releases 0.000001 BTC (0.06 USDC): no exchange order can carry it; inventory takes it at mid."""
     bids, asks = books(filters)
-    m = plan_mixed([], [PendingSell("s", "PAIR", Decimal("0.001"))], baskets, bids, asks, filters,
+    m = plan_mixed([], [PendingSell("s", "PAIR", Decimal("0.001"))], baskets, filters, bids, asks,
                    order_budget=10, limits=LIMITS)
     assert m.batch.legs == ()
     for s in ("BTCUSDC", "LINKUSDC"):
@@ -234,6 +248,32 @@ def test_selling_more_than_released_is_refused():
         assign_sells([SellEngagement("a", "X", Decimal(1), None, Decimal(0))], baskets, {"X": {"AUSDC": 1}},
                      {"AUSDC": [_sale("AUSDC", 1, "1", "1", "0")]}, {"AUSDC": U}, index_unit=IU,
                      collateral_unit=Decimal("0.000001"))
+    with pytest.raises(ValueError, match="no engaged sell released"):  # a fill nobody's sell explains: not dropped
+        assign_sells([SellEngagement("a", "X", Decimal(1), None, Decimal(0))], baskets, {"X": {"AUSDC": 10**8}},
+                     {"BUSDC": [_sale("BUSDC", 1, "1", "1", "0")]}, {"AUSDC": U, "BUSDC": U}, index_unit=IU,
+                     collateral_unit=Decimal("0.000001"))
+
+
+def test_both_sides_see_the_crossed_lots_at_one_price(filters, baskets):
+    bids, asks = books(filters)
+    out = run_batch([PendingOrder("b", "SY100.dev", Decimal(20000))], [PendingSell("s", "TRIO", Decimal(2))],
+                    baskets, filters, bids, asks, {}, LIMITS)
+    eth = out.plan.crossings["ETHUSDC"]
+    assert eth.crossed == eth.released == 4_000_000  # 2 x 0.02 ETH
+    crossed = out.crossed_lots["ETHUSDC"]
+    # ETH was also bought on the exchange: the crossing price is the batch's average ETH price, not the mid.
+    buy_fills = [(p, q) for p, q in asks["ETHUSDC"]][:1]
+    assert crossed.price == crossing_price(eth.mid, buy_fills) != eth.mid
+    (buy_line,) = [l for l in out.allocation.breakdown("b") if l.symbol == "ETHUSDC"]
+    assert any(is_crossed(x) for x in buy_line.lot_ids)
+    (sale,) = out.sale.results
+    (sell_line,) = [l for l in sale.lines if l.symbol == "ETHUSDC"]
+    assert sell_line.crossed == Decimal("0.04") == sell_line.quantity and sell_line.fee == 0
+    assert sell_line.average_price == crossed.price
+    # DOGE: crossed too; ADA only TRIO holds: sold on the exchange at its bids, less the commission.
+    (ada,) = [l for l in sale.lines if l.symbol == "ADAUSDC"]
+    assert ada.crossed == 0 and ada.fee > 0 and ada.average_price == bids["ADAUSDC"][0][0]
+    assert sale.payout == quantize_down(sum((l.proceeds for l in sale.lines), Decimal(0)), Decimal("0.000001"))
 
 
 # ---- conservation over random batches ------------------------------------------------------------------------------
@@ -264,7 +304,7 @@ def test_conservation_over_random_batches_of_buys_and_sells(filters, baskets, ca
     bids = {s: [(p, depth[s]) for p, _ in levels] for s, levels in bids.items()}
     inventory = {s: Lot(f"inv:{s}", s, n, filters[s].base_unit, Decimal(PRICES[s]), Decimal(0))
                  for s, n in held.items() if n}
-    out = run_batch(buys, sells, baskets, bids, asks, filters, inventory, LIMITS)
+    out = run_batch(buys, sells, baskets, filters, bids, asks, inventory, LIMITS)
     m, alloc, sale = out.plan, out.allocation, out.sale
     for name, seen in (("crossed", any(c.crossed for c in m.crossings.values())),
                        ("sold on the exchange", bool(out.sold)),
