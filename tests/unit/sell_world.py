@@ -48,8 +48,8 @@ def execute(levels: Sequence[Level], side: Side, limit: Decimal, quantity: Decim
 
 
 def run_batch(buys: Sequence[PendingOrder], sells: Sequence[PendingSell], baskets: Mapping[str, Basket],
-              bids: Mapping[str, Sequence[Level]], asks: Mapping[str, Sequence[Level]],
-              filters: Mapping[str, SymbolFilters], inventory: Mapping[str, Lot], limits: PlannerLimits,
+              filters: Mapping[str, SymbolFilters], bids: Mapping[str, Sequence[Level]],
+              asks: Mapping[str, Sequence[Level]], inventory: Mapping[str, Lot], limits: PlannerLimits,
               order_budget: int = 100) -> Outcome:
     plan = plan_mixed(buys, sells, baskets, filters, bids, asks,
                       inventory_units={s: l.remaining for s, l in inventory.items()},
