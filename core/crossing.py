@@ -15,9 +15,10 @@ from decimal import Decimal
 from typing import Collection, Iterable, Mapping, Sequence
 
 from core.basket import Basket
-from core.batch_planner import BasketLeg, BatchPlan, Deferred, Level, PendingOrder, PlannerLimits, plan_batch
+from core.batch_planner import (SCALE_QUANTUM, BasketLeg, BatchPlan, Deferred, Level, PendingOrder, PlannerLimits,
+                                plan_batch)
 from core.lots import Lot
-from core.money import ONE, ZERO, quantize_down, to_units
+from core.money import ONE, ZERO, quantize_down, quantize_up, to_units
 from core.sell_plan import PendingSell, SellPlan, plan_sells
 from core.side import Side
 from core.symbol_filters import SymbolFilters
@@ -76,9 +77,16 @@ def plan_mixed(
     avg_prices: Mapping[str, Decimal] | None = None,
     inventory_units: Mapping[str, int] | None = None,
     inventory_prices: Mapping[str, Decimal] | None = None,
+    fit_liquidity: bool = True,
 ) -> MixedPlan:
     """Plan one batch of buys and sells. Sells are planned first (they free what buys then take) and count every
-    asset they touch against the order budget; the buy planner gets the rest (core.batch_planner.plan_batch)."""
+    asset they touch against the order budget; the buy planner gets the rest (core.batch_planner.plan_batch).
+
+    A net sell beyond the bids within the limit would sell part of a basket: the sells are then scaled by one
+    factor (rounded down, like the buys') so the nets fit the bids, and the batch is planned again. Scaling the
+    release by s scales each net by s or less (the buys' need is taken first), so one pass fits unless the buys'
+    own sizing moved; then the IOC sells what the book holds and the sale is assigned at the rate it reached
+    (`fit_liquidity` False: that second pass, no scaling)."""
     inventory_units = dict(inventory_units or {})
     sell_plan = plan_sells(sells, baskets, bids, filters, order_budget=order_budget, limits=limits, asks=asks,
                            stale=stale, avg_prices=avg_prices)
@@ -117,8 +125,35 @@ def plan_mixed(
         if qty:
             sell_legs.append(BasketLeg(symbol, Side.SELL, quote.limit, qty * f.base_unit, net * f.base_unit))
         crossings[symbol] = Crossing(symbol, r, crossed, qty, net - qty, quote.mid)
-    batch = replace(plan, legs=plan.legs + tuple(sell_legs), inventory_used=inventory_used)
-    return MixedPlan(batch, sell_plan, crossings)
+    mixed = MixedPlan(replace(plan, legs=plan.legs + tuple(sell_legs), inventory_used=inventory_used), sell_plan,
+                      crossings)
+    if not fit_liquidity:
+        return mixed
+    scale, short = ONE, ""
+    for leg in mixed.batch.legs:
+        room = mixed.sells.quotes[leg.symbol].liquidity if leg.side is Side.SELL else None
+        if room is not None and leg.quantity > room and room / leg.quantity < scale:
+            scale, short = room / leg.quantity, leg.symbol
+    if scale == ONE:
+        return mixed
+    # The engaged sells, scaled DOWN (1e-12, then the index unit): a scaled sell never releases more than the bids
+    # take. The sells deferred in the first pass stay deferred for their reason.
+    scale = quantize_down(scale, SCALE_QUANTUM)
+    iu, cu = limits.index_unit, limits.collateral_unit
+    scaled: list[PendingSell] = []
+    dropped = list(sell_plan.deferred)
+    for e in sell_plan.engagements:
+        units = quantize_down(e.units * scale, iu)
+        if units < iu:
+            dropped.append(Deferred(e.order_id, f"NO_LIQUIDITY:{short}"))
+            continue
+        # The minimum pro rata to the units engaged (a floor on the price per unit), rounded UP: never looser.
+        minimum = None if e.min_proceeds is None else quantize_up(e.min_proceeds * units / e.units, cu)
+        scaled.append(PendingSell(e.order_id, e.index, units, minimum))
+    mixed = plan_mixed(buys, scaled, baskets, filters, bids, asks, limits=limits, order_budget=order_budget,
+                       stale=stale, avg_prices=avg_prices, inventory_units=inventory_units,
+                       inventory_prices=inventory_prices, fit_liquidity=False)
+    return replace(mixed, sells=replace(mixed.sells, deferred=tuple(dropped) + mixed.sells.deferred))
 
 
 def _sell_quantity(f: SymbolFilters, net: int, limit: Decimal, limits: PlannerLimits) -> int:

@@ -7,8 +7,9 @@ asset's pool covers (a partial IOC). A cohort takes floor(quantity x redeemed un
 the pool's value and fee are split over cohorts by those units, then over each cohort's orders by units, all
 rounded DOWN by telescoping: the shares add up to what was taken, and the payout (proceeds rounded DOWN to the
 collateral unit) never exceeds what the sale fetched. What rounding leaves, and what was sold of units not redeemed,
-is the house's: never a user's. An order whose payout is below its minimum is stopped before the burn: it redeems
-nothing and what was sold for it is the house's (inventory gives those units back to the unburnt tokens)."""
+is the house's: never a user's. The minimum is a floor on the price per unit (a part redeemed must pay its share of
+it, rounded UP); an order paid less is stopped before the burn: it redeems nothing and what was sold for it is the
+house's (inventory gives those units back to the unburnt tokens)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from core.basket import Basket
 from core.lot_assignment import _cost_dec, _cost_int, _quanta
 from core.lots import Lot
 from core.crossing import is_crossed
-from core.money import ZERO, to_units
+from core.money import ZERO, quantize_up, to_units
 from core.sell_plan import SellEngagement
 
 STOPPED_BELOW_MINIMUM = "BELOW_MINIMUM"
@@ -167,7 +168,13 @@ def assign_sells(
         total = Decimal(sum(c.quanta)) * index_unit
         for symbol, q in c.quantities.items():
             exact[symbol] = exact.get(symbol, ZERO) + q * total / units[symbol]
-    minimum = {e.order_id: e.min_proceeds for e in engagements}
+    floor = {e.order_id: e for e in engagements}
+
+    def below_minimum(r: SellResult) -> bool:
+        e = floor[r.order_id]
+        if e.min_proceeds is None or r.stopped is not None or r.units <= 0:
+            return False
+        return r.payout < quantize_up(e.min_proceeds * r.units / e.units, collateral_unit)
 
     stopped: set[str] = set()
     while True:  # each pass stops at least one more order, or ends
@@ -188,8 +195,7 @@ def assign_sells(
         for c in cohorts.values():
             results.extend(_orders(c, redeemed[c.index], cohort_shares[c.index], pool, units, index_unit,
                                    collateral_unit, stopped))
-        newly = {r.order_id for r in results if r.stopped is None and r.units > 0
-                 and minimum[r.order_id] is not None and r.payout < minimum[r.order_id]}
+        newly = {r.order_id for r in results if below_minimum(r)}
         if not newly:
             break
         stopped |= newly

@@ -42,6 +42,8 @@ def execute(levels: Sequence[Level], side: Side, limit: Decimal, quantity: Decim
         if left <= 0 or (price > limit if side is Side.BUY else price < limit):
             break
         take = min(left, qty)
+        if take <= 0:
+            continue
         out.append((price, take))
         left -= take
     return out
@@ -50,7 +52,8 @@ def execute(levels: Sequence[Level], side: Side, limit: Decimal, quantity: Decim
 def run_batch(buys: Sequence[PendingOrder], sells: Sequence[PendingSell], baskets: Mapping[str, Basket],
               filters: Mapping[str, SymbolFilters], bids: Mapping[str, Sequence[Level]],
               asks: Mapping[str, Sequence[Level]], inventory: Mapping[str, Lot], limits: PlannerLimits,
-              order_budget: int = 100) -> Outcome:
+              order_budget: int = 100, bids_then: Mapping[str, Sequence[Level]] | None = None) -> Outcome:
+    """`bids_then`: the bids when the sells reach the exchange (the book moved since the plan); default `bids`."""
     plan = plan_mixed(buys, sells, baskets, filters, bids, asks,
                       inventory_units={s: l.remaining for s, l in inventory.items()},
                       inventory_prices={s: (l.value + l.fee) / (l.quantity * l.unit) for s, l in inventory.items()},
@@ -68,7 +71,7 @@ def run_batch(buys: Sequence[PendingOrder], sells: Sequence[PendingSell], basket
     rate = limits.commission_rate
     for k, leg in enumerate(plan.batch.legs):
         f = filters[leg.symbol]
-        book = asks[leg.symbol] if leg.side is Side.BUY else bids[leg.symbol]
+        book = asks[leg.symbol] if leg.side is Side.BUY else (bids_then or bids)[leg.symbol]
         for t, (price, qty) in enumerate(execute(book, leg.side, leg.price, leg.quantity)):
             traded.setdefault(leg.symbol, []).append((price, qty))
             if leg.side is Side.BUY:

@@ -167,6 +167,20 @@ def test_a_net_of_zero_sends_nothing(filters, baskets):
         "BTCUSDC": (1_000_000, 0, 0), "LINKUSDC": (3_000_000_000, 0, 0)}
 
 
+def test_sells_are_scaled_to_the_bids_the_net_can_reach(filters, baskets):
+    """PAIR's LINK bids hold 10 LINK within the limit: a 40-unit sale (120 LINK) is scaled to fit, its minimum pro
+    rata; the net sell fits the bids."""
+    bids, asks = books(filters)
+    bids["LINKUSDC"] = [(p, Decimal(2)) for p, _ in bids["LINKUSDC"]]
+    m = plan_mixed([], [PendingSell("s", "PAIR", Decimal(40), min_proceeds=Decimal(800))], baskets, filters, bids,
+                   asks, order_budget=10, limits=LIMITS)
+    (e,) = m.sells.engagements
+    assert Decimal(3) < e.units < Decimal("3.34")  # 10 / 3 LINK per unit, down
+    assert e.min_proceeds == quantize_up(Decimal(800) * e.units / 40, Decimal("0.000001"))
+    link = next(leg for leg in m.batch.legs if leg.symbol == "LINKUSDC")
+    assert link.side is Side.SELL and link.quantity <= Decimal(10)
+
+
 def test_crossing_price_is_the_batch_average_or_the_mid_rounded_down():
     assert crossing_price(Decimal("100.5"), []) == Decimal("100.5")
     p = crossing_price(Decimal(1), [(Decimal(100), Decimal(1)), (Decimal(101), Decimal(2))])
@@ -279,6 +293,7 @@ def test_both_sides_see_the_crossed_lots_at_one_price(filters, baskets):
 # ---- conservation over random batches ------------------------------------------------------------------------------
 
 INDEXES = ("SY100.dev", "PAIR", "TRIO")
+WORTH = {"SY100.dev": Decimal("42623.9"), "PAIR": Decimal("103.5"), "TRIO": Decimal("163.2")}  # at PRICES
 
 
 @st.composite
@@ -286,30 +301,38 @@ def batches(draw):
     buys = [PendingOrder(f"b{i}", draw(st.sampled_from(INDEXES)), Decimal(draw(st.integers(5, 40_000))))
             for i in range(draw(st.integers(0, 6)))]
     sells = []
-    for i in range(draw(st.integers(0, 6))):
+    for i in range(draw(st.integers(0, 8))):
         index = draw(st.sampled_from(INDEXES))
-        units = Decimal(draw(st.integers(1, 10**6))).scaleb(-draw(st.integers(3, 8)))
-        minimum = draw(st.one_of(st.none(), st.integers(0, 3000).map(Decimal)))
+        units = Decimal(draw(st.integers(1, 10**6))).scaleb(-draw(st.integers(2, 7)))
+        # A minimum near the units' worth at the book (some pass the plan, and a thinner book stops some)
+        share = draw(st.one_of(st.none(), st.sampled_from(("0.5", "0.95", "0.985", "0.995", "1.01"))))
+        minimum = None if share is None else quantize_down(units * WORTH[index] * Decimal(share), Decimal("0.01"))
         sells.append(PendingSell(f"s{i}", index, units, minimum))
-    depth = {s: Decimal(draw(st.integers(1, 10**6))).scaleb(-draw(st.integers(0, 6))) for s in PRICES}
+    depth = {s: Decimal(draw(st.integers(1, 10**6))).scaleb(-draw(st.integers(0, 4))) for s in PRICES}
     inventory = {s: draw(st.integers(0, 10**7)) for s in PRICES}
-    return buys, sells, depth, inventory
+    # The book when the sells arrive: % of each bid level still there, and how far the bids fell since the plan.
+    left = {s: draw(st.sampled_from((100, 100, 100, 90, 50, 1, 0))) for s in PRICES}
+    fell = {s: Decimal(draw(st.sampled_from(("0", "0", "0.003", "0.008")))) for s in PRICES}
+    return buys, sells, depth, inventory, left, fell
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batches())
 def test_conservation_over_random_batches_of_buys_and_sells(filters, baskets, case):
-    buys, sells, depth, held = case
+    buys, sells, depth, held, left, fell = case
     bids, asks = books(filters)
     bids = {s: [(p, depth[s]) for p, _ in levels] for s, levels in bids.items()}
+    bids_then = {s: [(quantize_down(p * (1 - fell[s]), filters[s].tick_size), q * left[s] / 100) for p, q in levels]
+                 for s, levels in bids.items()}
     inventory = {s: Lot(f"inv:{s}", s, n, filters[s].base_unit, Decimal(PRICES[s]), Decimal(0))
                  for s, n in held.items() if n}
-    out = run_batch(buys, sells, baskets, filters, bids, asks, inventory, LIMITS)
+    out = run_batch(buys, sells, baskets, filters, bids, asks, inventory, LIMITS, bids_then=bids_then)
     m, alloc, sale = out.plan, out.allocation, out.sale
     for name, seen in (("crossed", any(c.crossed for c in m.crossings.values())),
                        ("sold on the exchange", bool(out.sold)),
                        ("taken by inventory", any(c.to_inventory for c in m.crossings.values())),
                        ("partial sale", any(p.unsold for p in sale.pools.values())),
+                       ("sells engaged", bool(m.sells.engagements)),
                        ("stopped below minimum", any(r.stopped for r in sale.results))):
         if seen:
             event(name)
@@ -360,8 +383,8 @@ def test_conservation_over_random_batches_of_buys_and_sells(filters, baskets, ca
     for r in sale.results:
         e = next(x for x in m.sells.engagements if x.order_id == r.order_id)
         assert 0 <= r.units <= e.units and 0 <= r.payout <= r.proceeds
-        if r.units and e.min_proceeds is not None:
-            assert r.payout >= e.min_proceeds
+        if r.units and e.min_proceeds is not None:  # the minimum, pro rata to what was redeemed
+            assert r.payout >= e.min_proceeds * r.units / e.units
         q = baskets[r.index].quantities()
         for line in r.lines:
             # Its share of the asset: the redeemed units' holding, within the one unit telescoping may move.
