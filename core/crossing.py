@@ -27,6 +27,7 @@ from core.symbol_filters import SymbolFilters
 #: them by less than 1e-12 quote per whole asset, and a crossed price never exceeds the average it comes from.
 CROSS_PRICE_QUANTUM = Decimal("1e-12")
 CROSSED = "cross"  # lot ids of crossed units: cross:<batch>:<symbol>; taken by inventory: ...:<symbol>:inventory
+TAKEN_BY_INVENTORY = ":inventory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,9 +191,18 @@ def crossed_lot_id(batch_id: str, symbol: str) -> str:
     return f"{CROSSED}:{batch_id}:{symbol}"
 
 
+def inventory_lot_id(batch_id: str, symbol: str) -> str:
+    return f"{crossed_lot_id(batch_id, symbol)}{TAKEN_BY_INVENTORY}"
+
+
 def is_crossed(lot_id: str) -> bool:
     """A lot (or a slice, or an inventory piece of one) that came from crossing, not from the exchange."""
     return lot_id.startswith(CROSSED + ":")
+
+
+def is_crossed_with_buys(lot_id: str) -> bool:
+    """A crossed lot the batch's buys took (not the part inventory took)."""
+    return is_crossed(lot_id) and not lot_id.endswith(TAKEN_BY_INVENTORY)
 
 
 def crossing_lots(batch_id: str, crossing: Crossing, price: Decimal, unit: Decimal,
@@ -201,6 +211,6 @@ def crossing_lots(batch_id: str, crossing: Crossing, price: Decimal, unit: Decim
     The sells' side of the same units is the same two lots: core.sell_assignment takes them into its pool."""
     crossed = (Lot(crossed_lot_id(batch_id, crossing.symbol), crossing.symbol, crossing.crossed, unit, price, ZERO,
                    timestamp_ms) if crossing.crossed else None)
-    taken = (Lot(f"{crossed_lot_id(batch_id, crossing.symbol)}:inventory", crossing.symbol, crossing.to_inventory,
-                 unit, price, ZERO, timestamp_ms) if crossing.to_inventory else None)
+    taken = (Lot(inventory_lot_id(batch_id, crossing.symbol), crossing.symbol, crossing.to_inventory, unit, price,
+                 ZERO, timestamp_ms) if crossing.to_inventory else None)
     return crossed, taken

@@ -8,12 +8,12 @@ from __future__ import annotations
 from typing import Iterable
 
 from core.batch_planner import Deferred
-from core.sell_plan import BELOW_MINIMUM
+from core.sell_plan import BELOW_MINIMUM, TOO_SMALL_TO_SELL
 from core.stale_books import is_stale_reason, symbols_of
 
 
 def lasting(reason: str) -> bool:
-    return reason in ("TOO_SMALL", BELOW_MINIMUM) or reason.startswith("NO_LIQUIDITY")
+    return reason in ("TOO_SMALL", BELOW_MINIMUM, TOO_SMALL_TO_SELL) or reason.startswith("NO_LIQUIDITY")
 
 
 def explain(reason: str, after_ms: int) -> str:
@@ -21,6 +21,8 @@ def explain(reason: str, after_ms: int) -> str:
         return f"book of {', '.join(symbols_of(reason)) or 'an asset'} stale for {after_ms // 1000} s"
     if reason == BELOW_MINIMUM:
         return f"the book would not pay the minimum asked for {after_ms // 1000} s"
+    if reason == TOO_SMALL_TO_SELL:
+        return f"too small to sell (worth nothing at the collateral unit) for {after_ms // 1000} s"
     text = (f"no liquidity for {reason.split(':', 1)[1]} within the slippage cap" if reason.startswith("NO_LIQUIDITY:")
             else "no liquidity" if reason.startswith("NO_LIQUIDITY") else "too small to buy one unit of the index")
     return f"{text} for {after_ms // 1000} s"

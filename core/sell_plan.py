@@ -4,7 +4,8 @@ A redemption of U index units releases, per asset, U x basket quantity summed ov
 DOWN to the asset's base unit: the redeemed tokens hold that much and no more, so we never sell what they do not
 hold (the sub-unit rest stays with the house). The sell limit is best bid x (1 - slippage cap) rounded UP to the
 tick, so a sell never accepts less than the cap allows. A sell whose proceeds at the book (walking the bids down
-to the limit, less commission) cannot reach its minimum is not started: deferred as BELOW_MINIMUM."""
+to the limit, less commission) cannot reach its minimum is not started: deferred as BELOW_MINIMUM (and rejected
+when that lasts: core/late_reject.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ from core.symbol_filters import SymbolFilters, round_price
 
 #: The deferral reason of a sell whose expected proceeds are below the user's minimum.
 BELOW_MINIMUM = "BELOW_MINIMUM"
+#: A sell of less than one index unit, or of units whose proceeds round to nothing at the collateral unit.
+TOO_SMALL_TO_SELL = "TOO_SMALL_TO_SELL"
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +143,7 @@ def plan_sells(
         elif s.index not in baskets:
             deferred.append(Deferred(s.order_id, "UNKNOWN_INDEX"))
         elif s.units < iu or quantize_down(s.units, iu) != s.units:
-            deferred.append(Deferred(s.order_id, "TOO_SMALL"))  # not a whole number of index units: intake's error
+            deferred.append(Deferred(s.order_id, TOO_SMALL_TO_SELL))  # not whole index units: intake's error
         else:
             by_index.setdefault(s.index, []).append(s)
 
@@ -197,7 +200,7 @@ def plan_sells(
             for s in group:
                 e = quantize_down(cohort * s.units / total_units, cu)  # down: a promise never above the walk
                 if e <= 0:
-                    deferred.append(Deferred(s.order_id, "TOO_SMALL"))
+                    deferred.append(Deferred(s.order_id, TOO_SMALL_TO_SELL))
                     dropped = True
                 elif s.min_proceeds is not None and e < s.min_proceeds:
                     deferred.append(Deferred(s.order_id, BELOW_MINIMUM))

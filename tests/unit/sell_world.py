@@ -105,4 +105,5 @@ def run_batch(buys: Sequence[PendingOrder], sells: Sequence[PendingSell], basket
     out.allocation.check()
     out.sale = assign_sells(plan.sells.engagements, baskets, plan.sells.release, out.pools, plan.sells.units,
                             index_unit=limits.index_unit, collateral_unit=limits.collateral_unit)
+    out.sale.check()
     return out

@@ -88,7 +88,7 @@ def test_sell_plan_defers_unknown_stale_illiquid_and_over_budget(filters, basket
     plan = plan_sells(sells, baskets, bids, filters, order_budget=4, limits=LIMITS, stale={"SOLUSDC"})
     reasons = {d.order_id: d.reason for d in plan.deferred}
     assert reasons == {"u": "UNKNOWN_INDEX", "p": "NO_LIQUIDITY:LINKUSDC", "y": "STALE_BOOK:SOLUSDC",
-                       "frac": "TOO_SMALL"}
+                       "frac": "TOO_SMALL_TO_SELL"}
     assert [e.order_id for e in plan.engagements] == ["t"]
     plan = plan_sells(sells[2:4], baskets, books(filters)[0], filters, order_budget=4, limits=LIMITS)
     assert [e.order_id for e in plan.engagements] == ["t"]  # SY100.dev's 6 assets do not fit with TRIO's 3
@@ -229,6 +229,7 @@ def test_sale_split_by_units_rounded_down_rest_to_the_house():
     assert line.units == 100_000_000 and line.crossed == Decimal("0.33333333")
     assert any(is_crossed(x) for x in line.lot_ids)
     assert sale.pools["AUSDC"].house_units == 0 and sale.pools["AUSDC"].unsold == 0
+    sale.check()
 
 
 def test_a_partial_sale_redeems_what_every_asset_covers_and_stops_below_minimum():
@@ -252,7 +253,8 @@ def test_a_partial_sale_redeems_what_every_asset_covers_and_stops_below_minimum(
     assert (pa.to_orders, pa.house_units, pa.unsold) == (75_000_000, 125_000_000, 0)
     assert (pb.to_orders, pb.house_units, pb.unsold) == (150_000_000, 150_000_000, 100_000_000)
     fetched = Decimal(20) - Decimal("0.02") + Decimal(15) - Decimal("0.015")
-    assert a.payout + sale.house_quote == fetched
+    assert a.payout + sale.house_quote == fetched == sale.fetched
+    sale.check()
 
 
 def test_selling_more_than_released_is_refused():
@@ -379,6 +381,7 @@ def test_conservation_over_random_batches_of_buys_and_sells(filters, baskets, ca
     # Per seller: never more units than engaged, paid at most the proceeds, which add up with the house's to
     # exactly what the sale fetched; a minimum is met or nothing is redeemed.
     fetched = sum((l.value - l.fee for lots in out.pools.values() for l in lots), Decimal(0))
+    assert sale.fetched == fetched
     assert sum((r.payout for r in sale.results), Decimal(0)) + sale.house_quote == fetched
     for r in sale.results:
         e = next(x for x in m.sells.engagements if x.order_id == r.order_id)
