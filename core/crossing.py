@@ -208,7 +208,9 @@ def is_crossed_with_buys(lot_id: str) -> bool:
 def crossing_lots(batch_id: str, crossing: Crossing, price: Decimal, unit: Decimal,
                   timestamp_ms: int = 0) -> tuple[Lot | None, Lot | None]:
     """(the buys' crossed lot, inventory's lot) of one asset at the crossing price, no fee (no exchange took one).
-    The sells' side of the same units is the same two lots: core.sell_assignment takes them into its pool."""
+    The sells' side of the same units is the same two lots: core.sell_assignment takes them into its pool, reading
+    only their quantity, value and fee. A lot is consumed as it is assigned: the buys' allocation and inventory get
+    lots of their own (call again), never the pool's."""
     crossed = (Lot(crossed_lot_id(batch_id, crossing.symbol), crossing.symbol, crossing.crossed, unit, price, ZERO,
                    timestamp_ms) if crossing.crossed else None)
     taken = (Lot(inventory_lot_id(batch_id, crossing.symbol), crossing.symbol, crossing.to_inventory, unit, price,

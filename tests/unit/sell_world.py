@@ -95,9 +95,8 @@ def run_batch(buys: Sequence[PendingOrder], sells: Sequence[PendingSell], basket
                 out.pools.setdefault(symbol, []).append(lot)
         if crossed is not None:
             out.crossed_lots[symbol] = crossed
-            # The buys' copy (a lot is consumed as it is assigned), ahead of the exchange's: the release comes first.
-            lots.insert(len(taken), Lot(crossed.lot_id, symbol, crossed.quantity, crossed.unit, crossed.price,
-                                        crossed.fee))
+            # The buys' own lot (a lot is consumed as it is assigned), ahead of the exchange's: the release first.
+            lots.insert(len(taken), crossing_lots("b1", c, price, filters[symbol].base_unit)[0])
         if absorbed is not None:
             out.inventory_lots[symbol] = absorbed
     out.allocation.add_lots(lots)
