@@ -172,11 +172,13 @@ def plan_batch(
     limits: PlannerLimits,
     stale: Collection[str] = frozenset(),
     closed: Collection[str] = frozenset(),
+    reserved_symbols: Collection[str] = frozenset(),
 ) -> BatchPlan:
     """Plan one buy batch. `asks` are best-first (price, quantity) levels; `inventory_units` counts whole base units
     per symbol that are free to use and `inventory_prices` what they cost (quote per whole asset, commission included);
     `order_budget` is how many exchange orders the rate limits allow now; `stale` are the symbols whose book is stale
-    (their asks, if given, are ignored)."""
+    (their asks, if given, are ignored); `reserved_symbols` already count against the budget (the batch's sells may
+    send an order on each, and one asset takes one exchange order whichever side its net falls on)."""
     inventory_units = inventory_units or {}
     deferred: list[Deferred] = []
 
@@ -293,7 +295,7 @@ def plan_batch(
     #    the first that does not fit stops the batch, so a large basket is never overtaken by smaller ones behind
     #    it window after window: every order waits at most for the windows the indexes ahead of it need.
     need = demand(units)
-    chosen: set[str] = set()
+    chosen: set[str] = set(reserved_symbols)
     selected: dict[str, list[tuple[PendingOrder, int]]] = {}
     full = False
     for index, rows in units.items():
