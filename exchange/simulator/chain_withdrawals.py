@@ -1,0 +1,110 @@
+"""Withdrawals paid on a real chain: the exchange's hot wallet sends the token to the withdrawal's address on the
+local anvil, and the withdrawal completes (6) with that transaction's hash once it has the confirmations.
+
+The mirror of chain_deposits.py. The tx hash is written on the withdrawal before the broadcast: a withdrawal that
+has one is only ever waited for, never signed again (a restarted simulator never pays twice)."""
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Callable
+
+from eth_account import Account as EthAccount
+from loguru import logger
+from web3 import AsyncHTTPProvider, AsyncWeb3
+
+from exchange.simulator.orders import Withdrawal
+
+#: ERC-20 transfer(address,uint256)
+_TRANSFER_SELECTOR = "a9059cbb"
+
+
+@dataclass(frozen=True)
+class WithdrawChain:
+    network: str  # the exchange's network name, e.g. "BASE"
+    rpc_url: str
+    token_address: str
+    #: The exchange's hot wallet on that chain (a local dev key; never a real one).
+    hot_wallet_key: str
+    coin: str = "USDC"
+    decimals: int = 6
+    confirmations: int = 1
+    poll_ms: int = 250
+
+
+def transfer_data(to: str, base_units: int) -> str:
+    return "0x" + _TRANSFER_SELECTOR + to.lower().removeprefix("0x").rjust(64, "0") + f"{base_units:064x}"
+
+
+class ChainWithdrawalPayer:
+    def __init__(self, chain: WithdrawChain, owed: Callable[[str], list[Withdrawal]],
+                 complete: Callable[[Withdrawal, str], None]) -> None:
+        """`owed(network)`: the withdrawals in 4 (Processing) on that network; `complete(w, tx)`: mark one done."""
+        self.chain = chain
+        self.owed = owed
+        self.complete = complete
+        self.w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_url))
+        self.account = EthAccount.from_key(chain.hot_wallet_key)
+        self.sent = 0
+        self.errors = 0
+
+    @property
+    def address(self) -> str:
+        return self.account.address
+
+    def base_units(self, amount: Decimal) -> int:
+        units = amount.scaleb(self.chain.decimals)
+        if units != units.to_integral_value():
+            raise ValueError(f"{amount} {self.chain.coin} has more than {self.chain.decimals} decimals")
+        return int(units)
+
+    async def _send(self, w: Withdrawal) -> None:
+        w3, acct = self.w3, self.account
+        tx = {
+            "from": acct.address, "to": AsyncWeb3.to_checksum_address(self.chain.token_address), "value": 0,
+            "data": transfer_data(w.address, self.base_units(w.amount)),
+            "nonce": await w3.eth.get_transaction_count(acct.address, "pending"),
+            "chainId": await w3.eth.chain_id,
+        }
+        tx["gas"] = await w3.eth.estimate_gas(tx)
+        block = await w3.eth.get_block("latest")
+        tip = await w3.eth.max_priority_fee
+        tx["maxFeePerGas"] = 2 * block["baseFeePerGas"] + tip
+        tx["maxPriorityFeePerGas"] = tip
+        signed = acct.sign_transaction(tx)
+        w.tx_id = "0x" + bytes(signed.hash).hex().removeprefix("0x")  # recorded before the broadcast
+        await w3.eth.send_raw_transaction(signed.raw_transaction)
+        self.sent += 1
+
+    async def _confirmed(self, tx_id: str) -> bool:
+        try:
+            receipt = await self.w3.eth.get_transaction_receipt(tx_id)
+        except Exception:  # web3 raises TransactionNotFound while the tx is pending
+            return False
+        if receipt["status"] != 1:
+            raise RuntimeError(f"withdrawal transfer {tx_id} reverted")
+        latest = await self.w3.eth.block_number
+        return latest - receipt["blockNumber"] + 1 >= max(self.chain.confirmations, 1)
+
+    async def poll_once(self) -> int:
+        """Send what is owed and not sent yet; complete what has its confirmations. Returns how many completed."""
+        done = 0
+        for w in self.owed(self.chain.network):
+            if not w.tx_id:
+                await self._send(w)
+            if await self._confirmed(w.tx_id):
+                self.complete(w, w.tx_id)
+                done += 1
+        return done
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.poll_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # the RPC may be down for a while (anvil restarting): log, retry
+                self.errors += 1
+                logger.warning("withdrawal payer {} poll failed: {}", self.chain.network, e)
+            await asyncio.sleep(self.chain.poll_ms / 1000)  # polling cadence of the RPC

@@ -1,0 +1,217 @@
+"""The simulator's withdrawals as Binance's wallet API serves them, seen through ccxt (exchange/gateway.py): the
+debit of amount + fee, the statuses on the simulator's clock, the history filters, a repeated withdrawOrderId, the
+refusals with Binance's codes, a rejection's refund, the snapshot, and a real payout on the local Base chain."""
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from web3 import Web3
+
+from core.clock import SystemClock
+from exchange import errors
+from exchange.gateway import BinanceGateway
+from exchange.simulator.chain_withdrawals import WithdrawChain
+from exchange.simulator.config import (
+    TEST_API_KEY, TEST_SECRET, AccountSpec, PriceProcessConfig, SimulatorConfig, WithdrawConfig,
+)
+from exchange.simulator.persistence import snapshot
+from exchange.simulator.server import Simulator
+
+USER = "0x" + "5a" * 20
+FEE = Decimal("0.1")  # WithdrawConfig's default for USDC on BASE
+
+
+class MovableClock:
+    """System time plus an offset a test moves (then moves back, so that signed requests stay in recvWindow)."""
+
+    def __init__(self) -> None:
+        self.offset = 0
+
+    def now_ms(self) -> int:
+        return SystemClock().now_ms() + self.offset
+
+
+def config(**kw) -> SimulatorConfig:
+    withdrawals = WithdrawConfig(approval_ms=60_000, processing_ms=60_000,
+                                 keys_without_withdraw=frozenset({"noWithdrawKey"}))
+    accounts = [AccountSpec(TEST_API_KEY, TEST_SECRET, {"USDC": Decimal("1000")}),
+                AccountSpec("noWithdrawKey", "noWithdrawSecret", {"USDC": Decimal("1000")})]
+    return SimulatorConfig(process=PriceProcessConfig(update_ms=0, trade_percent=0), symbols=("BTCUSDC",),
+                           withdrawals=withdrawals, accounts=accounts, **kw)
+
+
+async def free_usdc(gw: BinanceGateway) -> Decimal:
+    return (await gw.fetch_balance())["USDC"].free
+
+
+def later(sim: Simulator, clock: MovableClock, ms: int) -> None:
+    """The simulator's clock `ms` after the test began: the withdrawals move on; then back to now for the next
+    signed request."""
+    clock.offset = ms
+    sim.advance_withdrawals()
+    clock.offset = 0
+
+
+async def test_withdrawal_debits_amount_plus_fee_and_completes_on_the_clock():
+    clock = MovableClock()
+    async with Simulator(config(), clock=clock) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            before = await free_usdc(gw)
+            wid = await gw.withdraw("USDC", Decimal("250"), USER, "BASE", "wd-1")
+            assert await free_usdc(gw) == before - Decimal("250") - FEE
+
+            (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
+            assert (row.id, row.status, row.amount, row.fee, row.network, row.address, row.tx_id) == (
+                wid, 2, Decimal("250"), FEE, "BASE", USER, None)
+            assert row.info["applyTime"] and "completeTime" not in row.info
+
+            later(sim, clock, 60_000)
+            (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
+            assert row.status == 4 and row.tx_id is None
+
+            later(sim, clock, 120_000)
+            (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
+            assert row.completed and row.tx_id and row.tx_id.startswith("0x") and row.info["completeTime"]
+            assert await free_usdc(gw) == before - Decimal("250") - FEE  # debited once, whatever the status
+            # The status filter and the id list filter of Binance's history.
+            done = await gw.ccxt.sapiGetCapitalWithdrawHistory({"status": 6, "idList": wid})
+            assert [r["id"] for r in done] == [wid]
+            assert await gw.ccxt.sapiGetCapitalWithdrawHistory({"status": 2}) == []
+        finally:
+            await gw.close()
+
+
+async def test_same_withdraw_order_id_twice_is_two_withdrawals():
+    """Binance documents no uniqueness for withdrawOrderId: a second apply is a second withdrawal, which is why the
+    client looks the id up before applying again."""
+    async with Simulator(config()) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            before = await free_usdc(gw)
+            first = await gw.withdraw("USDC", Decimal("10"), USER, "BASE", "wd-dup")
+            second = await gw.withdraw("USDC", Decimal("10"), USER, "BASE", "wd-dup")
+            assert first != second
+            rows = await gw.fetch_withdrawals("USDC", "wd-dup")
+            assert sorted(r.id for r in rows) == sorted([first, second])
+            assert await free_usdc(gw) == before - 2 * (Decimal("10") + FEE)
+            assert await gw.fetch_withdrawals("USDC", "wd-other") == []
+        finally:
+            await gw.close()
+
+
+async def test_refusals_carry_binance_codes_and_debit_nothing():
+    async with Simulator(config()) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        barred = BinanceGateway(sim.url, sim.ws_url, "noWithdrawKey", "noWithdrawSecret")
+        try:
+            before = await free_usdc(gw)
+            with pytest.raises(errors.WithdrawBelowMinimum) as below:
+                await gw.withdraw("USDC", Decimal("0.5"), USER, "BASE", "wd-small")
+            assert below.value.code == -4022
+            with pytest.raises(errors.WithdrawInsufficientBalance) as poor:
+                await gw.withdraw("USDC", before, USER, "BASE", "wd-all")  # the fee comes on top
+            assert poor.value.code == -4026
+            with pytest.raises(errors.WithdrawNetworkUnknown) as unknown:
+                await gw.withdraw("USDC", Decimal("10"), USER, "SOLANA", "wd-sol")
+            assert unknown.value.code == -4018
+            with pytest.raises(errors.WithdrawNotPermitted) as barred_err:
+                await barred.withdraw("USDC", Decimal("10"), USER, "BASE", "wd-barred")
+            assert barred_err.value.code == -1002
+            with pytest.raises(errors.WithdrawRefused) as bad_address:
+                await gw.withdraw("USDC", Decimal("10"), "0x1234", "BASE", "wd-addr")
+            assert bad_address.value.code == -4033
+            assert await free_usdc(gw) == before
+            assert await gw.fetch_withdrawals("USDC") == []
+            assert await free_usdc(barred) == Decimal("1000")
+        finally:
+            await gw.close()
+            await barred.close()
+
+
+async def test_capital_config_lists_the_withdraw_fee_and_minimum_per_network():
+    async with Simulator(config()) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            coins = {c["coin"]: c for c in await gw.ccxt.sapiGetCapitalConfigGetall()}
+            nets = {n["network"]: n for n in coins["USDC"]["networkList"]}
+            base = nets["BASE"]
+            assert (base["withdrawFee"], base["withdrawMin"], base["withdrawEnable"], base["isDefault"]) == (
+                "0.1", "1", True, True)
+            assert Decimal(coins["USDC"]["free"]) == await free_usdc(gw)
+        finally:
+            await gw.close()
+
+
+async def test_rejected_withdrawal_gives_amount_and_fee_back_and_survives_a_snapshot():
+    async with Simulator(config()) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            before = await free_usdc(gw)
+            wid = await gw.withdraw("USDC", Decimal("40"), USER, "BASE", "wd-rej")
+            account = sim.engine.accounts[TEST_API_KEY]
+            sim.withdrawals.reject(account, wid, "Risk control")
+            sim.withdrawals.reject(account, wid, "Risk control")  # a second rejection changes nothing
+            (row,) = await gw.fetch_withdrawals("USDC", "wd-rej")
+            assert row.failed and row.status == 3 and row.info["info"] == "Risk control"
+            assert await free_usdc(gw) == before
+            kept = await gw.withdraw("USDC", Decimal("5"), USER, "BASE", "wd-kept")
+            saved = snapshot(sim)
+        finally:
+            await gw.close()
+    async with Simulator(config(), state=saved) as resumed:
+        gw = BinanceGateway(resumed.url, resumed.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            rows = {r.withdraw_order_id: r for r in await gw.fetch_withdrawals("USDC")}
+            assert rows["wd-rej"].status == 3 and rows["wd-kept"].id == kept and rows["wd-kept"].status == 2
+            new = await gw.withdraw("USDC", Decimal("5"), USER, "BASE", "wd-new")
+            assert new not in (wid, kept)  # ids are never handed out twice
+        finally:
+            await gw.close()
+
+
+@pytest.fixture(scope="module")
+def base_world():
+    from world.chains import LocalChains, LocalChainsConfig
+
+    chains = LocalChains(LocalChainsConfig(users=1))
+    state = chains.start()
+    yield chains, state
+    chains.stop()
+
+
+async def test_withdrawal_is_paid_on_base_from_the_hot_wallet(base_world):
+    from chain.keys import DEV_MNEMONIC, derive_account
+    from world.contracts_deployer import load_artifact, mint_usdc
+    from world.evm_signer import EvmSigner
+
+    chains, state = base_world
+    base = state.chain("base")
+    w3 = Web3(Web3.HTTPProvider(base.rpc_url))
+    hot = derive_account(DEV_MNEMONIC, state.account("base_wallet").index)
+    admin = EvmSigner(w3, derive_account(DEV_MNEMONIC, state.account("admin").index))
+    mint_usdc(admin, base.usdc, hot.address, 1_000_000_000)
+    usdc = w3.eth.contract(address=base.usdc, abi=load_artifact("ExpandedERC20").abi)
+    to = Web3.to_checksum_address("0x" + "7c" * 20)
+    chain = WithdrawChain("BASE", base.rpc_url, base.usdc, hot.key.hex(), confirmations=2, poll_ms=600_000)
+    cfg = config(withdraw_chains=(chain,))
+    cfg.withdrawals.approval_ms = 0
+    async with Simulator(cfg) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            await gw.withdraw("USDC", Decimal("123.456789"), to, "BASE", "wd-chain")
+            payer = sim.withdrawal_payers[0]
+            assert await payer.poll_once() == 0  # sent, one confirmation: not completed yet
+            (row,) = await gw.fetch_withdrawals("USDC", "wd-chain")
+            assert row.status == 4
+            chains.nodes["base"].call("anvil_mine", hex(1), "0x0")
+            assert await payer.poll_once() == 1
+            assert await payer.poll_once() == 0  # completed once; never paid again
+            (row,) = await gw.fetch_withdrawals("USDC", "wd-chain")
+            assert row.completed
+            receipt = w3.eth.get_transaction_receipt(row.tx_id)
+            assert receipt["status"] == 1 and payer.sent == 1
+            assert usdc.functions.balanceOf(to).call() == 123_456_789
+        finally:
+            await gw.close()
