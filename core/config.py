@@ -471,6 +471,15 @@ class ReservesConfig(_Section):
     read_timeout_s: float = Field(10.0, gt=0)
 
 
+class WithdrawalConfig(_Section):
+    """Users' withdrawals of USDC to Arbitrum (core/withdrawal.py): exchange -> our Base wallet -> Across -> user."""
+
+    #: The exchange's name of the network it withdraws to (our Base wallet).
+    exchange_network: str = "BASE"
+    #: Smallest withdrawal a user may ask for (USDC, fees included): below it the route's fees eat the payout.
+    minimum: Decimal = Field(Decimal("5"), gt=0)
+
+
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
 
@@ -499,6 +508,7 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     market_data: MarketDataConfig = MarketDataConfig()
     reserves: ReservesConfig = ReservesConfig()
+    withdrawal: WithdrawalConfig = WithdrawalConfig()
 
     def basket_files(self) -> dict[str, str]:
         """Index symbol -> its basket file under data_dir/indexes (core.basket.load_indexes reads them)."""

@@ -650,6 +650,15 @@ class BinanceGateway:
                                {"network": network, "withdrawOrderId": withdraw_order_id})
         return str(res["info"]["id"])
 
+    async def ensure_withdrawal(self, coin: str, amount: Decimal, address: str, network: str,
+                                withdraw_order_id: str) -> str:
+        """The exchange's id of the withdrawal under `withdraw_order_id`, applying it only when the history has none:
+        safe to call again after a lost answer (StatusUnknown) or a restart, it never withdraws twice."""
+        known = await self.fetch_withdrawals(coin, withdraw_order_id)
+        if known:
+            return known[-1].id  # ccxt sorts oldest first: a second one can only come from another client's apply
+        return await self.withdraw(coin, amount, address, network, withdraw_order_id)
+
     async def fetch_withdrawals(self, coin: str | None = None, withdraw_order_id: str | None = None,
                                 since: int | None = None) -> list[WithdrawalRecord]:
         """Withdrawal history (GET /sapi/v1/capital/withdraw/history), optionally one withdrawOrderId's."""

@@ -62,7 +62,23 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
     if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
         port = int(saved["port"])
     return SimulatorConfig(port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
-                           process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()])
+                           process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()],
+                           withdraw_chains=_withdraw_chains(options))
+
+
+def _withdraw_chains(options: dict[str, Any]) -> tuple:
+    """The exchange's hot wallet on the watched chain, when the world gave it one (a dev key's derivation index:
+    no key on the command line): it pays the withdrawals for real."""
+    from chain.keys import DEV_MNEMONIC, derive_account
+    from exchange.simulator.chain_withdrawals import WithdrawChain
+
+    index = options.get("hot_wallet_index")
+    if index is None:
+        return ()
+    c = options["config"]
+    key = "0x" + bytes(derive_account(DEV_MNEMONIC, int(index)).key).hex().removeprefix("0x")
+    return (WithdrawChain(c["network"], options["rpc_url"], options["token"], key, coin=c["coin"],
+                          decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"]),)
 
 
 def house_account() -> Any:
@@ -127,9 +143,13 @@ async def _serve(options: dict[str, Any]) -> None:
 class LocalExchange:
     """Start the simulator watching `chain` of the world, wait for its ready line; `stop()` ends it by pid."""
 
-    def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base") -> None:
+    def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base",
+                 hot_wallet_index: int | None = None) -> None:
+        """`hot_wallet_index`: the dev mnemonic's account that pays the exchange's withdrawals on `chain` (None: the
+        withdrawals complete with a derived txId and no transfer)."""
         self.config = config or LocalExchangeConfig()
         self.chain = state.chain(chain)
+        self.hot_wallet_index = hot_wallet_index
         self._child: ReadyLineProcess | None = None
         self.info: dict[str, Any] = {}
 
@@ -151,7 +171,8 @@ class LocalExchange:
 
     def start(self) -> "LocalExchange":
         options = {"config": asdict(self.config), "rpc_url": self.chain.rpc_url, "token": self.chain.usdc,
-                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block}
+                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block,
+                   "hot_wallet_index": self.hot_wallet_index}
         self._child = ReadyLineProcess([sys.executable, "-m", "world.local_exchange", json.dumps(options)],
                                        "the exchange simulator")
         self.info = self._child.start()

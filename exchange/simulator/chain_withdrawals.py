@@ -1,8 +1,9 @@
 """Withdrawals paid on a real chain: the exchange's hot wallet sends the token to the withdrawal's address on the
 local anvil, and the withdrawal completes (6) with that transaction's hash once it has the confirmations.
 
-The mirror of chain_deposits.py. The tx hash is written on the withdrawal before the broadcast: a withdrawal that
-has one is only ever waited for, never signed again (a restarted simulator never pays twice)."""
+The mirror of chain_deposits.py. The signed transaction and its hash are written on the withdrawal before the
+broadcast: a withdrawal that has them is only ever broadcast again (same nonce, same hash) and waited for, never
+signed again, so a lost broadcast or a restarted simulator never pays twice."""
 from __future__ import annotations
 
 import asyncio
@@ -13,6 +14,7 @@ from typing import Callable
 from eth_account import Account as EthAccount
 from loguru import logger
 from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.exceptions import TransactionNotFound, Web3RPCError
 
 from exchange.simulator.orders import Withdrawal
 
@@ -39,11 +41,13 @@ def transfer_data(to: str, base_units: int) -> str:
 
 class ChainWithdrawalPayer:
     def __init__(self, chain: WithdrawChain, owed: Callable[[str], list[Withdrawal]],
-                 complete: Callable[[Withdrawal, str], None]) -> None:
-        """`owed(network)`: the withdrawals in 4 (Processing) on that network; `complete(w, tx)`: mark one done."""
+                 complete: Callable[[Withdrawal, str], None], fail: Callable[[Withdrawal, str], None]) -> None:
+        """`owed(network)`: the withdrawals in 4 (Processing) on that network; `complete(w, tx)`: mark one done;
+        `fail(w, info)`: its transfer reverted (5, the account gets amount + fee back)."""
         self.chain = chain
         self.owed = owed
         self.complete = complete
+        self.fail = fail
         self.w3 = AsyncWeb3(AsyncHTTPProvider(chain.rpc_url))
         self.account = EthAccount.from_key(chain.hot_wallet_key)
         self.sent = 0
@@ -74,16 +78,22 @@ class ChainWithdrawalPayer:
         tx["maxPriorityFeePerGas"] = tip
         signed = acct.sign_transaction(tx)
         w.tx_id = "0x" + bytes(signed.hash).hex().removeprefix("0x")  # recorded before the broadcast
-        await w3.eth.send_raw_transaction(signed.raw_transaction)
+        w.raw_tx = "0x" + bytes(signed.raw_transaction).hex().removeprefix("0x")
         self.sent += 1
+        await w3.eth.send_raw_transaction(w.raw_tx)
 
-    async def _confirmed(self, tx_id: str) -> bool:
+    async def _confirmed(self, w: Withdrawal) -> bool | None:
+        """True once it has the confirmations, False while not yet, None when it reverted."""
         try:
-            receipt = await self.w3.eth.get_transaction_receipt(tx_id)
-        except Exception:  # web3 raises TransactionNotFound while the tx is pending
+            receipt = await self.w3.eth.get_transaction_receipt(w.tx_id)
+        except TransactionNotFound:  # pending, or its broadcast was lost: send the same bytes again
+            try:
+                await self.w3.eth.send_raw_transaction(w.raw_tx)
+            except Web3RPCError as e:  # "already known" (still pending) is the expected answer
+                logger.debug("withdrawal {} rebroadcast: {}", w.id, e)
             return False
         if receipt["status"] != 1:
-            raise RuntimeError(f"withdrawal transfer {tx_id} reverted")
+            return None
         latest = await self.w3.eth.block_number
         return latest - receipt["blockNumber"] + 1 >= max(self.chain.confirmations, 1)
 
@@ -93,7 +103,11 @@ class ChainWithdrawalPayer:
         for w in self.owed(self.chain.network):
             if not w.tx_id:
                 await self._send(w)
-            if await self._confirmed(w.tx_id):
+            confirmed = await self._confirmed(w)
+            if confirmed is None:
+                logger.warning("withdrawal {} transfer {} reverted: failed, refunded", w.id, w.tx_id)
+                self.fail(w, "The withdrawal transaction failed on chain.")
+            elif confirmed:
                 self.complete(w, w.tx_id)
                 done += 1
         return done

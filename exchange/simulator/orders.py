@@ -113,6 +113,8 @@ class Withdrawal:
     wallet_type: int = 0
     status: int = W_AWAITING_APPROVAL
     tx_id: str = ""
+    #: The payout's signed transaction (chain_withdrawals.py): broadcast again, never signed again.
+    raw_tx: str = ""
     complete_time: int | None = None
     info: str = ""
     #: When the status last changed (the simulator's clock), to move it on after the configured delays.

@@ -84,7 +84,7 @@ class Simulator:
         self.limiter = RateLimiter(rate_limits, self.clock, ban_after_429s=cfg.ban_after_429s,
                                    ban_seconds=cfg.ban_seconds)
         self.faults = Faults()
-        self.withdrawals = WithdrawalDesk(cfg.withdrawals, self.clock, self._emit_balance)
+        self.withdrawals = WithdrawalDesk(cfg.withdrawals, self.clock, self.engine.accounts, self._emit_balance)
         self.withdrawal_payers: list[ChainWithdrawalPayer] = []
         for chain in cfg.withdraw_chains:
             self.withdrawals.paid_networks.add(chain.network)
@@ -191,7 +191,8 @@ class Simulator:
             self.deposit_watchers.append(watcher)
             self._tasks.append(asyncio.ensure_future(watcher.run()))
         for chain in self.config.withdraw_chains:
-            payer = ChainWithdrawalPayer(chain, self.withdrawals.processing, self.complete_withdrawal)
+            payer = ChainWithdrawalPayer(chain, self.withdrawals.processing, self.complete_withdrawal,
+                                         self.fail_withdrawal)
             self.withdrawal_payers.append(payer)
             self._tasks.append(asyncio.ensure_future(payer.run()))
         self._tasks.append(asyncio.ensure_future(self._withdrawal_loop()))
@@ -209,6 +210,10 @@ class Simulator:
 
     def complete_withdrawal(self, w: Withdrawal, tx_id: str) -> None:
         self.withdrawals.complete(w, tx_id, self.clock.now_ms())
+
+    def fail_withdrawal(self, w: Withdrawal, info: str) -> None:
+        self.withdrawals.fail(w, info)
+        self.dispatch()
 
     async def _withdrawal_loop(self) -> None:
         while True:

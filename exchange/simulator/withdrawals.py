@@ -24,17 +24,20 @@ from exchange.simulator.accounts import Account, BalanceError
 from exchange.simulator.config import WithdrawConfig, WithdrawNetwork
 from exchange.simulator.engine import EngineError
 from exchange.simulator.orders import (
-    W_AWAITING_APPROVAL, W_COMPLETED, W_FINAL, W_PROCESSING, W_REJECTED, Withdrawal,
+    W_AWAITING_APPROVAL, W_COMPLETED, W_FAILURE, W_FINAL, W_PROCESSING, W_REJECTED, Withdrawal,
 )
 
 _EVM_ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 
 
 class WithdrawalDesk:
-    """The exchange's withdrawals across accounts. `emit(account, event)` queues a user-data event."""
+    """The exchange's withdrawals across accounts."""
 
-    def __init__(self, config: WithdrawConfig, clock: Any, emit: Callable[[Account, dict], None]) -> None:
+    def __init__(self, config: WithdrawConfig, clock: Any, accounts: dict[str, Account],
+                 emit: Callable[[Account, dict], None]) -> None:
+        """`accounts`: the engine's accounts by API key; `emit(account, event)` queues a user-data event."""
         self.config = config
+        self.accounts = accounts
         self.clock = clock
         self.emit = emit
         self.ids = itertools.count(1)
@@ -128,8 +131,18 @@ class WithdrawalDesk:
             raise EngineError(-4029, "The withdrawal record does not exist.")
         if w.status in W_FINAL or w.tx_id:
             return w
+        return self._give_back(account, w, W_REJECTED, info)
+
+    def fail(self, w: Withdrawal, info: str) -> Withdrawal:
+        """The payout failed on chain (5, Failure): amount + fee go back to the account."""
+        if w.status in W_FINAL:
+            return w
+        owner = next(key for key, rows in self.by_account.items() if any(r is w for r in rows))
+        return self._give_back(self.accounts[owner], w, W_FAILURE, info)
+
+    def _give_back(self, account: Account, w: Withdrawal, status: int, info: str) -> Withdrawal:
         now = self.clock.now_ms()
-        w.status, w.info, w.status_time = W_REJECTED, info, now
+        w.status, w.info, w.status_time = status, info, now
         account.credit(w.coin, w.amount + w.fee, now)
         self.emit(account, payloads.balance_update(w.coin, w.amount + w.fee, now))
         return w

@@ -101,6 +101,20 @@ async def test_same_withdraw_order_id_twice_is_two_withdrawals():
             await gw.close()
 
 
+async def test_ensure_withdrawal_looks_the_id_up_before_applying():
+    async with Simulator(config()) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            before = await free_usdc(gw)
+            first = await gw.ensure_withdrawal("USDC", Decimal("10"), USER, "BASE", "wd-once")
+            again = await gw.ensure_withdrawal("USDC", Decimal("10"), USER, "BASE", "wd-once")
+            assert first == again
+            assert [r.id for r in await gw.fetch_withdrawals("USDC", "wd-once")] == [first]
+            assert await free_usdc(gw) == before - Decimal("10") - FEE
+        finally:
+            await gw.close()
+
+
 async def test_refusals_carry_binance_codes_and_debit_nothing():
     async with Simulator(config()) as sim:
         gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
@@ -156,6 +170,11 @@ async def test_rejected_withdrawal_gives_amount_and_fee_back_and_survives_a_snap
             (row,) = await gw.fetch_withdrawals("USDC", "wd-rej")
             assert row.failed and row.status == 3 and row.info["info"] == "Risk control"
             assert await free_usdc(gw) == before
+            failing = await gw.withdraw("USDC", Decimal("7"), USER, "BASE", "wd-fail")
+            (w,) = [w for w in sim.withdrawals.by_account[TEST_API_KEY] if w.id == failing]
+            sim.fail_withdrawal(w, "The withdrawal transaction failed on chain.")  # what the payer does on a revert
+            (row,) = await gw.fetch_withdrawals("USDC", "wd-fail")
+            assert row.failed and row.status == 5 and await free_usdc(gw) == before
             kept = await gw.withdraw("USDC", Decimal("5"), USER, "BASE", "wd-kept")
             saved = snapshot(sim)
         finally:
@@ -213,5 +232,61 @@ async def test_withdrawal_is_paid_on_base_from_the_hot_wallet(base_world):
             receipt = w3.eth.get_transaction_receipt(row.tx_id)
             assert receipt["status"] == 1 and payer.sent == 1
             assert usdc.functions.balanceOf(to).call() == 123_456_789
+
+            # A broadcast lost on the way: the next poll sends the same signed bytes again, and it is paid once.
+            eth = payer.w3.eth
+            broadcast = eth.send_raw_transaction
+            sent: list = []
+
+            async def lossy(raw):
+                sent.append(raw)
+                if len(sent) == 1:
+                    raise ConnectionError("broadcast lost")
+                return await broadcast(raw)
+
+            eth.send_raw_transaction = lossy
+            await gw.withdraw("USDC", Decimal("2"), to, "BASE", "wd-lost")
+            with pytest.raises(ConnectionError):
+                await payer.poll_once()
+            assert await payer.poll_once() == 0  # broadcast again (mined at once by anvil): one confirmation
+            chains.nodes["base"].call("anvil_mine", hex(1), "0x0")
+            assert await payer.poll_once() == 1
+            assert len(sent) == 2 and sent[0] == sent[1] and payer.sent == 2
+            (lost,) = await gw.fetch_withdrawals("USDC", "wd-lost")
+            assert lost.completed and usdc.functions.balanceOf(to).call() == 125_456_789
+        finally:
+            await gw.close()
+
+
+async def test_the_local_worlds_exchange_pays_withdrawals_from_its_hot_wallet(base_world):
+    """world/local_exchange.py with a hot wallet: the exchange process pays on Base by itself (its own loops)."""
+    import asyncio
+
+    from chain.keys import DEV_MNEMONIC, derive_account
+    from world.contracts_deployer import load_artifact, mint_usdc
+    from world.evm_signer import EvmSigner
+    from world.local_exchange import LocalExchange, LocalExchangeConfig
+
+    chains, state = base_world
+    base = state.chain("base")
+    w3 = Web3(Web3.HTTPProvider(base.rpc_url))
+    hot_index = 40  # an account of the dev mnemonic no role or user has
+    hot = derive_account(DEV_MNEMONIC, hot_index).address
+    chains.nodes["base"].call("anvil_setBalance", hot, hex(10**18))
+    mint_usdc(EvmSigner(w3, derive_account(DEV_MNEMONIC, state.account("admin").index)), base.usdc, hot,
+              50_000_000)
+    usdc = w3.eth.contract(address=base.usdc, abi=load_artifact("ExpandedERC20").abi)
+    to = Web3.to_checksum_address("0x" + "3d" * 20)
+    with LocalExchange(state, LocalExchangeConfig(), hot_wallet_index=hot_index) as exchange:
+        gw = exchange.gateway()
+        try:
+            await gw.withdraw("USDC", Decimal("20"), to, "BASE", "wd-world")
+            for _ in range(200):  # the exchange's own loops pay and complete it; each read is one request
+                (row,) = await gw.fetch_withdrawals("USDC", "wd-world")
+                if row.completed:
+                    break
+                await asyncio.sleep(0.05)  # the history is only readable by polling (as on Binance)
+            assert row.completed and w3.eth.get_transaction_receipt(row.tx_id)["status"] == 1
+            assert usdc.functions.balanceOf(to).call() == 20_000_000
         finally:
             await gw.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,17 @@ def test_the_reserves_section_is_checked(tmp_path: Path) -> None:
     assert "write money as a string" in by_field["reserves.opening"]
     live = check(str(ROOT / "config" / "live.toml")).settings.reserves
     assert live.opening == {"USDC": 0} and check(None).settings.reserves.opening == {"USDC": 1000000}
+
+
+def test_the_withdrawal_section_is_checked(tmp_path: Path) -> None:
+    errors = check(write(tmp_path, '[withdrawal]\nminimum = 5.0\nexchange_netwrk = "BASE"\n')).errors
+    by_field = {e.split(":", 1)[0]: e for e in errors}
+    assert set(by_field) == {"withdrawal.minimum", "withdrawal.exchange_netwrk"}
+    assert "write money as a string" in by_field["withdrawal.minimum"]
+    good = check(write(tmp_path, '[withdrawal]\nminimum = "2.5"\n', "b.toml")).settings.withdrawal
+    assert (good.minimum, good.exchange_network) == (Decimal("2.5"), "BASE")
+    (error,) = check(write(tmp_path, '[withdrawal]\nminimum = "0"\n', "c.toml")).errors
+    assert error.startswith("withdrawal.minimum:")
 
 
 def test_a_cross_field_rule_names_its_fields(tmp_path: Path) -> None:
