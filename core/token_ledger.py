@@ -86,22 +86,20 @@ class TokenLedger:
         book.reserved += units
 
     def release(self, index: str, units: Decimal) -> None:
-        """Reserved units a sell no longer needs (cancelled, or not sold)."""
-        book = self._book(index)
-        units = whole_units(units, self.unit, f"release of {index}", allow_zero=True)
-        if units > book.reserved:
-            raise CollateralError(f"{index}: release {units} of {book.reserved} reserved")
-        book.reserved -= units
-        book.available += units
+        """Reserved units a sell no longer needs (cancelled, or not sold): available again."""
+        self._book(index).available += self._from_reserved(index, units, "release")
 
     def redeem(self, index: str, units: Decimal) -> None:
         """Reserved units sold and burnt."""
+        self._book(index).redeemed += self._from_reserved(index, units, "redeem")
+
+    def _from_reserved(self, index: str, units: Decimal, what: str) -> Decimal:
         book = self._book(index)
-        units = whole_units(units, self.unit, f"redemption of {index}", allow_zero=True)
+        units = whole_units(units, self.unit, f"{what} of {index}", allow_zero=True)
         if units > book.reserved:
-            raise CollateralError(f"{index}: redeem {units} of {book.reserved} reserved")
+            raise CollateralError(f"{index}: {what} {units} of {book.reserved} reserved")
         book.reserved -= units
-        book.redeemed += units
+        return units
 
     def reverse(self, deposit_key: str) -> TokenReversal | None:
         """Take back a deposit a reorg dropped: from the available units (the caller cancels sells first when it

@@ -77,8 +77,9 @@ def _withdraw_chains(options: dict[str, Any]) -> tuple:
         return ()
     c = options["config"]
     key = "0x" + bytes(derive_account(DEV_MNEMONIC, int(index)).key).hex().removeprefix("0x")
-    return (WithdrawChain(c["network"], options["rpc_url"], options["token"], key, coin=c["coin"],
-                          decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"]),)
+    return (WithdrawChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
+                          decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
+                          hot_wallet_key=key),)
 
 
 def house_account() -> Any:

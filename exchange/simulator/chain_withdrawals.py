@@ -6,7 +6,6 @@ broadcast: a withdrawal that has them is only ever broadcast again (same nonce, 
 signed again, so a lost broadcast or a restarted simulator never pays twice."""
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable
@@ -16,6 +15,7 @@ from loguru import logger
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3RPCError
 
+from exchange.simulator.chain_deposits import DepositChain, poll_forever
 from exchange.simulator.orders import Withdrawal
 
 #: ERC-20 transfer(address,uint256)
@@ -23,16 +23,11 @@ _TRANSFER_SELECTOR = "a9059cbb"
 
 
 @dataclass(frozen=True)
-class WithdrawChain:
-    network: str  # the exchange's network name, e.g. "BASE"
-    rpc_url: str
-    token_address: str
+class WithdrawChain(DepositChain):
+    """A chain the exchange pays withdrawals on (its deposit fields name the token, the RPC and the cadence)."""
+
     #: The exchange's hot wallet on that chain (a local dev key; never a real one).
-    hot_wallet_key: str
-    coin: str = "USDC"
-    decimals: int = 6
-    confirmations: int = 1
-    poll_ms: int = 250
+    hot_wallet_key: str = ""
 
 
 def transfer_data(to: str, base_units: int) -> str:
@@ -113,12 +108,4 @@ class ChainWithdrawalPayer:
         return done
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the RPC may be down for a while (anvil restarting): log, retry
-                self.errors += 1
-                logger.warning("withdrawal payer {} poll failed: {}", self.chain.network, e)
-            await asyncio.sleep(self.chain.poll_ms / 1000)  # polling cadence of the RPC
+        await poll_forever(self, f"withdrawal payer {self.chain.network}")

@@ -1,8 +1,9 @@
 """The simulator's state on disk: what a real exchange keeps when it restarts, so `indexmaker down` / `up` resumes.
 
 Kept: accounts, balances, orders, trades, deposits, withdrawals, every id counter (an id is never handed out
-twice), deposit cursors, and each symbol's mid (prices go on instead of jumping back). Not kept: the market maker's ladder, ticker
-statistics, rate-limit windows, sessions. Written atomically (temp file, fsync, rename), amounts as strings."""
+twice), deposit cursors, and each symbol's mid (prices go on instead of jumping back). Not kept: the market maker's
+ladder, ticker statistics, rate-limit windows, sessions. Written atomically (temp file, fsync, rename), amounts as
+strings."""
 from __future__ import annotations
 
 import itertools

@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import asyncio
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
 import pytest
 from web3 import Web3
 
+from chain.keys import DEV_MNEMONIC, derive_account
 from core.clock import SystemClock
 from exchange import errors
 from exchange.gateway import BinanceGateway
@@ -17,6 +22,10 @@ from exchange.simulator.config import (
 )
 from exchange.simulator.persistence import snapshot
 from exchange.simulator.server import Simulator
+from tests.integration.chain_world import chain_world, chain_world_module  # noqa: F401  (fixtures)
+from world.contracts_deployer import load_artifact, mint_usdc
+from world.evm_signer import EvmSigner
+from world.local_exchange import LocalExchange, LocalExchangeConfig
 
 USER = "0x" + "5a" * 20
 FEE = Decimal("0.1")  # WithdrawConfig's default for USDC on BASE
@@ -41,6 +50,17 @@ def config(**kw) -> SimulatorConfig:
                            withdrawals=withdrawals, accounts=accounts, **kw)
 
 
+@asynccontextmanager
+async def exchange_and_client(cfg: SimulatorConfig | None = None, **kw) -> AsyncIterator[tuple]:
+    """A started simulator and a ccxt client of its test account (closed after)."""
+    async with Simulator(cfg or config(), **kw) as sim:
+        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
+        try:
+            yield sim, gw
+        finally:
+            await gw.close()
+
+
 async def free_usdc(gw: BinanceGateway) -> Decimal:
     return (await gw.fetch_balance())["USDC"].free
 
@@ -55,64 +75,52 @@ def later(sim: Simulator, clock: MovableClock, ms: int) -> None:
 
 async def test_withdrawal_debits_amount_plus_fee_and_completes_on_the_clock():
     clock = MovableClock()
-    async with Simulator(config(), clock=clock) as sim:
-        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
-        try:
-            before = await free_usdc(gw)
-            wid = await gw.withdraw("USDC", Decimal("250"), USER, "BASE", "wd-1")
-            assert await free_usdc(gw) == before - Decimal("250") - FEE
+    async with exchange_and_client(config(), clock=clock) as (sim, gw):
+        before = await free_usdc(gw)
+        wid = await gw.withdraw("USDC", Decimal("250"), USER, "BASE", "wd-1")
+        assert await free_usdc(gw) == before - Decimal("250") - FEE
 
-            (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
-            assert (row.id, row.status, row.amount, row.fee, row.network, row.address, row.tx_id) == (
-                wid, 2, Decimal("250"), FEE, "BASE", USER, None)
-            assert row.info["applyTime"] and "completeTime" not in row.info
+        (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
+        assert (row.id, row.status, row.amount, row.fee, row.network, row.address, row.tx_id) == (
+            wid, 2, Decimal("250"), FEE, "BASE", USER, None)
+        assert row.info["applyTime"] and "completeTime" not in row.info
 
-            later(sim, clock, 60_000)
-            (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
-            assert row.status == 4 and row.tx_id is None
+        later(sim, clock, 60_000)
+        (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
+        assert row.status == 4 and row.tx_id is None
 
-            later(sim, clock, 120_000)
-            (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
-            assert row.completed and row.tx_id and row.tx_id.startswith("0x") and row.info["completeTime"]
-            assert await free_usdc(gw) == before - Decimal("250") - FEE  # debited once, whatever the status
-            # The status filter and the id list filter of Binance's history.
-            done = await gw.ccxt.sapiGetCapitalWithdrawHistory({"status": 6, "idList": wid})
-            assert [r["id"] for r in done] == [wid]
-            assert await gw.ccxt.sapiGetCapitalWithdrawHistory({"status": 2}) == []
-        finally:
-            await gw.close()
+        later(sim, clock, 120_000)
+        (row,) = await gw.fetch_withdrawals("USDC", "wd-1")
+        assert row.completed and row.tx_id and row.tx_id.startswith("0x") and row.info["completeTime"]
+        assert await free_usdc(gw) == before - Decimal("250") - FEE  # debited once, whatever the status
+        # The status filter and the id list filter of Binance's history.
+        done = await gw.ccxt.sapiGetCapitalWithdrawHistory({"status": 6, "idList": wid})
+        assert [r["id"] for r in done] == [wid]
+        assert await gw.ccxt.sapiGetCapitalWithdrawHistory({"status": 2}) == []
 
 
 async def test_same_withdraw_order_id_twice_is_two_withdrawals():
     """Binance documents no uniqueness for withdrawOrderId: a second apply is a second withdrawal, which is why the
     client looks the id up before applying again."""
-    async with Simulator(config()) as sim:
-        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
-        try:
-            before = await free_usdc(gw)
-            first = await gw.withdraw("USDC", Decimal("10"), USER, "BASE", "wd-dup")
-            second = await gw.withdraw("USDC", Decimal("10"), USER, "BASE", "wd-dup")
-            assert first != second
-            rows = await gw.fetch_withdrawals("USDC", "wd-dup")
-            assert sorted(r.id for r in rows) == sorted([first, second])
-            assert await free_usdc(gw) == before - 2 * (Decimal("10") + FEE)
-            assert await gw.fetch_withdrawals("USDC", "wd-other") == []
-        finally:
-            await gw.close()
+    async with exchange_and_client(config()) as (sim, gw):
+        before = await free_usdc(gw)
+        first = await gw.withdraw("USDC", Decimal("10"), USER, "BASE", "wd-dup")
+        second = await gw.withdraw("USDC", Decimal("10"), USER, "BASE", "wd-dup")
+        assert first != second
+        rows = await gw.fetch_withdrawals("USDC", "wd-dup")
+        assert sorted(r.id for r in rows) == sorted([first, second])
+        assert await free_usdc(gw) == before - 2 * (Decimal("10") + FEE)
+        assert await gw.fetch_withdrawals("USDC", "wd-other") == []
 
 
 async def test_ensure_withdrawal_looks_the_id_up_before_applying():
-    async with Simulator(config()) as sim:
-        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
-        try:
-            before = await free_usdc(gw)
-            first = await gw.ensure_withdrawal("USDC", Decimal("10"), USER, "BASE", "wd-once")
-            again = await gw.ensure_withdrawal("USDC", Decimal("10"), USER, "BASE", "wd-once")
-            assert first == again
-            assert [r.id for r in await gw.fetch_withdrawals("USDC", "wd-once")] == [first]
-            assert await free_usdc(gw) == before - Decimal("10") - FEE
-        finally:
-            await gw.close()
+    async with exchange_and_client(config()) as (sim, gw):
+        before = await free_usdc(gw)
+        first = await gw.ensure_withdrawal("USDC", Decimal("10"), USER, "BASE", "wd-once")
+        again = await gw.ensure_withdrawal("USDC", Decimal("10"), USER, "BASE", "wd-once")
+        assert first == again
+        assert [r.id for r in await gw.fetch_withdrawals("USDC", "wd-once")] == [first]
+        assert await free_usdc(gw) == before - Decimal("10") - FEE
 
 
 async def test_refusals_carry_binance_codes_and_debit_nothing():
@@ -145,139 +153,99 @@ async def test_refusals_carry_binance_codes_and_debit_nothing():
 
 
 async def test_capital_config_lists_the_withdraw_fee_and_minimum_per_network():
-    async with Simulator(config()) as sim:
-        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
-        try:
-            coins = {c["coin"]: c for c in await gw.ccxt.sapiGetCapitalConfigGetall()}
-            nets = {n["network"]: n for n in coins["USDC"]["networkList"]}
-            base = nets["BASE"]
-            assert (base["withdrawFee"], base["withdrawMin"], base["withdrawEnable"], base["isDefault"]) == (
-                "0.1", "1", True, True)
-            assert Decimal(coins["USDC"]["free"]) == await free_usdc(gw)
-        finally:
-            await gw.close()
+    async with exchange_and_client(config()) as (sim, gw):
+        coins = {c["coin"]: c for c in await gw.ccxt.sapiGetCapitalConfigGetall()}
+        nets = {n["network"]: n for n in coins["USDC"]["networkList"]}
+        base = nets["BASE"]
+        assert (base["withdrawFee"], base["withdrawMin"], base["withdrawEnable"], base["isDefault"]) == (
+            "0.1", "1", True, True)
+        assert Decimal(coins["USDC"]["free"]) == await free_usdc(gw)
 
 
 async def test_rejected_withdrawal_gives_amount_and_fee_back_and_survives_a_snapshot():
-    async with Simulator(config()) as sim:
-        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
-        try:
-            before = await free_usdc(gw)
-            wid = await gw.withdraw("USDC", Decimal("40"), USER, "BASE", "wd-rej")
-            account = sim.engine.accounts[TEST_API_KEY]
-            sim.withdrawals.reject(account, wid, "Risk control")
-            sim.withdrawals.reject(account, wid, "Risk control")  # a second rejection changes nothing
-            (row,) = await gw.fetch_withdrawals("USDC", "wd-rej")
-            assert row.failed and row.status == 3 and row.info["info"] == "Risk control"
-            assert await free_usdc(gw) == before
-            failing = await gw.withdraw("USDC", Decimal("7"), USER, "BASE", "wd-fail")
-            (w,) = [w for w in sim.withdrawals.by_account[TEST_API_KEY] if w.id == failing]
-            sim.fail_withdrawal(w, "The withdrawal transaction failed on chain.")  # what the payer does on a revert
-            (row,) = await gw.fetch_withdrawals("USDC", "wd-fail")
-            assert row.failed and row.status == 5 and await free_usdc(gw) == before
-            kept = await gw.withdraw("USDC", Decimal("5"), USER, "BASE", "wd-kept")
-            saved = snapshot(sim)
-        finally:
-            await gw.close()
-    async with Simulator(config(), state=saved) as resumed:
-        gw = BinanceGateway(resumed.url, resumed.ws_url, TEST_API_KEY, TEST_SECRET)
-        try:
-            rows = {r.withdraw_order_id: r for r in await gw.fetch_withdrawals("USDC")}
-            assert rows["wd-rej"].status == 3 and rows["wd-kept"].id == kept and rows["wd-kept"].status == 2
-            new = await gw.withdraw("USDC", Decimal("5"), USER, "BASE", "wd-new")
-            assert new not in (wid, kept)  # ids are never handed out twice
-        finally:
-            await gw.close()
+    async with exchange_and_client(config()) as (sim, gw):
+        before = await free_usdc(gw)
+        wid = await gw.withdraw("USDC", Decimal("40"), USER, "BASE", "wd-rej")
+        account = sim.engine.accounts[TEST_API_KEY]
+        sim.withdrawals.reject(account, wid, "Risk control")
+        sim.withdrawals.reject(account, wid, "Risk control")  # a second rejection changes nothing
+        (row,) = await gw.fetch_withdrawals("USDC", "wd-rej")
+        assert row.failed and row.status == 3 and row.info["info"] == "Risk control"
+        assert await free_usdc(gw) == before
+        failing = await gw.withdraw("USDC", Decimal("7"), USER, "BASE", "wd-fail")
+        (w,) = [w for w in sim.withdrawals.by_account[TEST_API_KEY] if w.id == failing]
+        sim.fail_withdrawal(w, "The withdrawal transaction failed on chain.")  # what the payer does on a revert
+        (row,) = await gw.fetch_withdrawals("USDC", "wd-fail")
+        assert row.failed and row.status == 5 and await free_usdc(gw) == before
+        kept = await gw.withdraw("USDC", Decimal("5"), USER, "BASE", "wd-kept")
+        saved = snapshot(sim)
+    async with exchange_and_client(config(), state=saved) as (resumed, gw):
+        rows = {r.withdraw_order_id: r for r in await gw.fetch_withdrawals("USDC")}
+        assert rows["wd-rej"].status == 3 and rows["wd-kept"].id == kept and rows["wd-kept"].status == 2
+        new = await gw.withdraw("USDC", Decimal("5"), USER, "BASE", "wd-new")
+        assert new not in (wid, kept)  # ids are never handed out twice
 
 
-@pytest.fixture(scope="module")
-def base_world():
-    from world.chains import LocalChains, LocalChainsConfig
-
-    chains = LocalChains(LocalChainsConfig(users=1))
-    state = chains.start()
-    yield chains, state
-    chains.stop()
-
-
-async def test_withdrawal_is_paid_on_base_from_the_hot_wallet(base_world):
-    from chain.keys import DEV_MNEMONIC, derive_account
-    from world.contracts_deployer import load_artifact, mint_usdc
-    from world.evm_signer import EvmSigner
-
-    chains, state = base_world
-    base = state.chain("base")
+def funded_hot_wallet(world, index: int, usdc_units: int):
+    """The dev mnemonic's account `index` as an exchange hot wallet on Base: gas money and `usdc_units` of USDC."""
+    base = world.state.chain("base")
     w3 = Web3(Web3.HTTPProvider(base.rpc_url))
-    hot = derive_account(DEV_MNEMONIC, state.account("base_wallet").index)
-    admin = EvmSigner(w3, derive_account(DEV_MNEMONIC, state.account("admin").index))
-    mint_usdc(admin, base.usdc, hot.address, 1_000_000_000)
-    usdc = w3.eth.contract(address=base.usdc, abi=load_artifact("ExpandedERC20").abi)
+    hot = derive_account(DEV_MNEMONIC, index)
+    world.node("base").call("anvil_setBalance", hot.address, hex(10**18))
+    mint_usdc(EvmSigner(w3, world.key("admin")), base.usdc, hot.address, usdc_units)
+    return hot, w3, w3.eth.contract(address=base.usdc, abi=load_artifact("ExpandedERC20").abi)
+
+
+async def test_withdrawal_is_paid_on_base_from_the_hot_wallet(chain_world):
+    hot, w3, usdc = funded_hot_wallet(chain_world, 40, 1_000_000_000)
+    base = chain_world.state.chain("base")
     to = Web3.to_checksum_address("0x" + "7c" * 20)
-    chain = WithdrawChain("BASE", base.rpc_url, base.usdc, hot.key.hex(), confirmations=2, poll_ms=600_000)
+    chain = WithdrawChain("BASE", base.rpc_url, base.usdc, confirmations=2, poll_ms=600_000,
+                          hot_wallet_key=hot.key.hex())
     cfg = config(withdraw_chains=(chain,))
     cfg.withdrawals.approval_ms = 0
-    async with Simulator(cfg) as sim:
-        gw = BinanceGateway(sim.url, sim.ws_url, TEST_API_KEY, TEST_SECRET)
-        try:
-            await gw.withdraw("USDC", Decimal("123.456789"), to, "BASE", "wd-chain")
-            payer = sim.withdrawal_payers[0]
-            assert await payer.poll_once() == 0  # sent, one confirmation: not completed yet
-            (row,) = await gw.fetch_withdrawals("USDC", "wd-chain")
-            assert row.status == 4
-            chains.nodes["base"].call("anvil_mine", hex(1), "0x0")
-            assert await payer.poll_once() == 1
-            assert await payer.poll_once() == 0  # completed once; never paid again
-            (row,) = await gw.fetch_withdrawals("USDC", "wd-chain")
-            assert row.completed
-            receipt = w3.eth.get_transaction_receipt(row.tx_id)
-            assert receipt["status"] == 1 and payer.sent == 1
-            assert usdc.functions.balanceOf(to).call() == 123_456_789
+    async with exchange_and_client(cfg) as (sim, gw):
+        await gw.withdraw("USDC", Decimal("123.456789"), to, "BASE", "wd-chain")
+        payer = sim.withdrawal_payers[0]
+        assert await payer.poll_once() == 0  # sent, one confirmation: not completed yet
+        (row,) = await gw.fetch_withdrawals("USDC", "wd-chain")
+        assert row.status == 4
+        chain_world.mine("base", 1)
+        assert await payer.poll_once() == 1
+        assert await payer.poll_once() == 0  # completed once; never paid again
+        (row,) = await gw.fetch_withdrawals("USDC", "wd-chain")
+        assert row.completed
+        receipt = w3.eth.get_transaction_receipt(row.tx_id)
+        assert receipt["status"] == 1 and payer.sent == 1
+        assert usdc.functions.balanceOf(to).call() == 123_456_789
+        # A broadcast lost on the way: the next poll sends the same signed bytes again, and it is paid once.
+        eth = payer.w3.eth
+        broadcast = eth.send_raw_transaction
+        sent: list = []
 
-            # A broadcast lost on the way: the next poll sends the same signed bytes again, and it is paid once.
-            eth = payer.w3.eth
-            broadcast = eth.send_raw_transaction
-            sent: list = []
+        async def lossy(raw):
+            sent.append(raw)
+            if len(sent) == 1:
+                raise ConnectionError("broadcast lost")
+            return await broadcast(raw)
 
-            async def lossy(raw):
-                sent.append(raw)
-                if len(sent) == 1:
-                    raise ConnectionError("broadcast lost")
-                return await broadcast(raw)
-
-            eth.send_raw_transaction = lossy
-            await gw.withdraw("USDC", Decimal("2"), to, "BASE", "wd-lost")
-            with pytest.raises(ConnectionError):
-                await payer.poll_once()
-            assert await payer.poll_once() == 0  # broadcast again (mined at once by anvil): one confirmation
-            chains.nodes["base"].call("anvil_mine", hex(1), "0x0")
-            assert await payer.poll_once() == 1
-            assert len(sent) == 2 and sent[0] == sent[1] and payer.sent == 2
-            (lost,) = await gw.fetch_withdrawals("USDC", "wd-lost")
-            assert lost.completed and usdc.functions.balanceOf(to).call() == 125_456_789
-        finally:
-            await gw.close()
+        eth.send_raw_transaction = lossy
+        await gw.withdraw("USDC", Decimal("2"), to, "BASE", "wd-lost")
+        with pytest.raises(ConnectionError):
+            await payer.poll_once()
+        assert await payer.poll_once() == 0  # broadcast again (mined at once by anvil): one confirmation
+        chain_world.mine("base", 1)
+        assert await payer.poll_once() == 1
+        assert len(sent) == 2 and sent[0] == sent[1] and payer.sent == 2
+        (lost,) = await gw.fetch_withdrawals("USDC", "wd-lost")
+        assert lost.completed and usdc.functions.balanceOf(to).call() == 125_456_789
 
 
-async def test_the_local_worlds_exchange_pays_withdrawals_from_its_hot_wallet(base_world):
+async def test_the_local_worlds_exchange_pays_withdrawals_from_its_hot_wallet(chain_world):
     """world/local_exchange.py with a hot wallet: the exchange process pays on Base by itself (its own loops)."""
-    import asyncio
-
-    from chain.keys import DEV_MNEMONIC, derive_account
-    from world.contracts_deployer import load_artifact, mint_usdc
-    from world.evm_signer import EvmSigner
-    from world.local_exchange import LocalExchange, LocalExchangeConfig
-
-    chains, state = base_world
-    base = state.chain("base")
-    w3 = Web3(Web3.HTTPProvider(base.rpc_url))
-    hot_index = 40  # an account of the dev mnemonic no role or user has
-    hot = derive_account(DEV_MNEMONIC, hot_index).address
-    chains.nodes["base"].call("anvil_setBalance", hot, hex(10**18))
-    mint_usdc(EvmSigner(w3, derive_account(DEV_MNEMONIC, state.account("admin").index)), base.usdc, hot,
-              50_000_000)
-    usdc = w3.eth.contract(address=base.usdc, abi=load_artifact("ExpandedERC20").abi)
+    _, w3, usdc = funded_hot_wallet(chain_world, 41, 50_000_000)
     to = Web3.to_checksum_address("0x" + "3d" * 20)
-    with LocalExchange(state, LocalExchangeConfig(), hot_wallet_index=hot_index) as exchange:
+    with LocalExchange(chain_world.state, LocalExchangeConfig(), hot_wallet_index=41) as exchange:
         gw = exchange.gateway()
         try:
             await gw.withdraw("USDC", Decimal("20"), to, "BASE", "wd-world")
