@@ -233,6 +233,8 @@ class Simulator:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks.clear()
+        for chain_client in [*self.deposit_watchers, *self.withdrawal_payers]:
+            await chain_client.w3.provider.disconnect()  # their RPC sessions end with the simulator
         await self.streams.drop_all()
         await self.user_streams.drop_all()
         if self._runner is not None:
