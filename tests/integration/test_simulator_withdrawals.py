@@ -9,6 +9,7 @@ import asyncio
 from contextlib import asynccontextmanager
 from typing import AsyncIterator
 
+import aiohttp
 import pytest
 from web3 import Web3
 
@@ -258,3 +259,19 @@ async def test_the_local_worlds_exchange_pays_withdrawals_from_its_hot_wallet(ch
             assert usdc.functions.balanceOf(to).call() == 20_000_000
         finally:
             await gw.close()
+
+
+async def test_the_user_stream_sees_the_debit_and_the_refund_of_a_rejection():
+    async with exchange_and_client(config()) as (sim, gw):
+        before = await free_usdc(gw)
+        watch = asyncio.ensure_future(gw.watch_balance())
+        await asyncio.wait_for(sim.user_streams.subscribed.wait(), 10)
+        wid = await gw.withdraw("USDC", Decimal("30"), USER, "BASE", "wd-stream")
+        assert (await asyncio.wait_for(watch, 10))["USDC"].free == before - Decimal("30") - FEE
+        watch = asyncio.ensure_future(gw.watch_balance())
+        async with aiohttp.ClientSession() as http:  # the exchange's risk team, through the admin endpoint
+            async with http.post(sim.url + "/_admin/withdraw/reject", json={"id": wid, "info": "AML"}) as r:
+                assert r.status == 200 and (await r.json())["status"] == 3
+            async with http.post(sim.url + "/_admin/withdraw/reject", json={"id": "nope"}) as r:
+                assert r.status == 400 and (await r.json())["code"] == -4029
+        assert (await asyncio.wait_for(watch, 10))["USDC"].free == before
