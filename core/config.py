@@ -546,6 +546,14 @@ class WorldCheckConfig(_Section):
     #: nothing reachable is named part by part within about twice this.
     timeout_s: float = Field(5.0, gt=0)
 
+class WithdrawalConfig(_Section):
+    """Users' withdrawals of USDC to Arbitrum (core/withdrawal.py): exchange -> our Base wallet -> Across -> user."""
+
+    #: The exchange's name of the network it withdraws to (our Base wallet).
+    exchange_network: str = "BASE"
+    #: Smallest withdrawal a user may ask for (USDC, fees included): below it the route's fees eat the payout.
+    minimum: Decimal = Field(Decimal("5"), gt=0)
+
 
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
@@ -577,6 +585,7 @@ class Settings(BaseSettings):
     reserves: ReservesConfig = ReservesConfig()
     world_check: WorldCheckConfig = WorldCheckConfig()
     paper: PaperConfig = PaperConfig()
+    withdrawal: WithdrawalConfig = WithdrawalConfig()
 
     def basket_files(self) -> dict[str, str]:
         """Index symbol -> its basket file under data_dir/indexes (core.basket.load_indexes reads them)."""

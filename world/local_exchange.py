@@ -69,7 +69,24 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
     if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
         port = int(saved["port"])
     return SimulatorConfig(host=LOOPBACK, port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
-                           process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()])
+                           process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()],
+                           withdraw_chains=_withdraw_chains(options))
+
+
+def _withdraw_chains(options: dict[str, Any]) -> tuple:
+    """The exchange's hot wallet on the watched chain, when the world gave it one (a dev key's derivation index:
+    no key on the command line): it pays the withdrawals for real."""
+    from chain.keys import DEV_MNEMONIC, derive_account
+    from exchange.simulator.chain_withdrawals import WithdrawChain
+
+    index = options.get("hot_wallet_index")
+    if index is None:
+        return ()
+    c = options["config"]
+    key = "0x" + bytes(derive_account(DEV_MNEMONIC, int(index)).key).hex().removeprefix("0x")
+    return (WithdrawChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
+                          decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
+                          hot_wallet_key=key),)
 
 
 def house_account() -> Any:
@@ -144,9 +161,13 @@ async def serve_kept(sim: Any, path: Path | None, every_ms: int, ready: dict[str
 class LocalExchange:
     """Start the simulator watching `chain` of the world, wait for its ready line; `stop()` ends it by pid."""
 
-    def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base") -> None:
+    def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base",
+                 hot_wallet_index: int | None = None) -> None:
+        """`hot_wallet_index`: the dev mnemonic's account that pays the exchange's withdrawals on `chain` (None: the
+        withdrawals complete with a derived txId and no transfer)."""
         self.config = config or LocalExchangeConfig()
         self.chain = state.chain(chain)
+        self.hot_wallet_index = hot_wallet_index
         self._child: ReadyLineProcess | None = None
         self.info: dict[str, Any] = {}
 
@@ -172,7 +193,8 @@ class LocalExchange:
     def _start_child(self, module: str, what: str, extra: dict[str, Any]) -> "LocalExchange":
         """`python -m module '<options>'`: the chain it watches and `extra`; its ready line becomes `info`."""
         options = {"config": asdict(self.config), "rpc_url": self.chain.rpc_url, "token": self.chain.usdc,
-                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block, **extra}
+                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block,
+                   "hot_wallet_index": self.hot_wallet_index, **extra}
         self._child = ReadyLineProcess([sys.executable, "-m", module, json.dumps(options)], what)
         self.info = self._child.start()
         return self

@@ -14,6 +14,7 @@ from exchange.simulator import payloads
 from exchange.simulator.engine import EngineError
 from exchange.simulator.faults import OrderReject
 from exchange.simulator.replay import depth_events
+from exchange.simulator.withdrawals import history_row
 
 if TYPE_CHECKING:
     from exchange.simulator.server import Simulator
@@ -99,6 +100,22 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         except EngineError as e:
             return _ok({"code": e.code, "msg": e.msg}, e.http_status)
         return _ok({"asset": b["asset"], "free": payloads.fmt(left)})
+
+    async def reject_withdrawal(request: web.Request) -> web.Response:
+        """{"api_key" (default: the first account), "id", "info"}: the exchange refuses a withdrawal not yet sent
+        (status 3, amount + fee back to the account)."""
+        b = await body(request)
+        acct = sim.engine.accounts.get(str(b.get("api_key") or next(iter(sim.engine.accounts))))
+        if acct is None:
+            return _ok({"error": "unknown api key"}, 400)
+        try:
+            w = sim.withdrawals.reject(acct, str(b["id"]), str(b.get("info", "Rejected by risk control.")))
+        except KeyError as e:
+            return _ok({"error": f"bad reject request: {e}"}, 400)
+        except EngineError as e:
+            return _ok({"code": e.code, "msg": e.msg}, e.http_status)
+        sim.dispatch()
+        return _ok(history_row(w))
 
     async def step(request: web.Request) -> web.Response:
         b = await body(request)
@@ -203,6 +220,7 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         web.post("/_admin/drop_ws", drop_ws),
         web.post("/_admin/deposit", deposit),
         web.post("/_admin/withdraw", withdraw),
+        web.post("/_admin/withdraw/reject", reject_withdrawal),
         web.post("/_admin/step", step),
         web.get("/_admin/book", book),
         web.post("/_admin/account", account),

@@ -22,20 +22,23 @@ from aiohttp import web
 from core.clock import Clock, SystemClock
 from core.side import Side
 from exchange.simulator import payloads
+from exchange.simulator.accounts import Account
 from exchange.simulator.admin import admin_routes
 from exchange.simulator.chain_deposits import ChainDepositWatcher
+from exchange.simulator.chain_withdrawals import ChainWithdrawalPayer
 from exchange.simulator.config import SimulatorConfig
 from exchange.simulator.engine import MatchingEngine
 from exchange.simulator.faults import Faults
 from exchange.simulator.market_streams import MarketStreams
 from exchange.simulator.markets import SimMarket, load_markets
-from exchange.simulator.orders import Deposit
+from exchange.simulator.orders import Deposit, Withdrawal
 from exchange.simulator.price_process import PriceProcess
 from exchange.simulator.regimes import EVENT_NAMES, REGIME_NAMES, regime
 from exchange.simulator.replay import DepthReplay
 from exchange.simulator.rate_limiter import RateLimiter, RateLimitExceeded
 from exchange.simulator.rest import RestApi
 from exchange.simulator.user_streams import UserStreams
+from exchange.simulator.withdrawals import WithdrawalDesk
 
 #: Deposit networks per coin (the project's collateral arrives as USDC on Base) and their explorers.
 NETWORKS: dict[str, tuple[str, ...]] = {"USDC": ("BASE", "ETH", "ARBITRUM", "BSC"), "USDT": ("ETH", "BSC", "TRX")}
@@ -91,6 +94,14 @@ class Simulator:
         self.limiter = RateLimiter(rate_limits, self.clock, ban_after_429s=cfg.ban_after_429s,
                                    ban_seconds=cfg.ban_seconds)
         self.faults = Faults()
+        self.withdrawals = WithdrawalDesk(cfg.withdrawals, self.clock, self.engine.accounts, self._emit_balance)
+        self.withdrawal_payers: list[ChainWithdrawalPayer] = []
+        for chain in cfg.withdraw_chains:
+            self.withdrawals.paid_networks.add(chain.network)
+        if state is not None:
+            from exchange.simulator.persistence import restore_withdrawals
+
+            restore_withdrawals(self.withdrawals, state)
         self.streams = MarketStreams(self.markets, max_queue=cfg.max_ws_queue,
                                      max_incoming_per_s=cfg.max_ws_incoming_per_s,
                                      max_streams=cfg.max_streams_per_connection)
@@ -194,6 +205,12 @@ class Simulator:
             watcher = ChainDepositWatcher(chain, self.deposit_addresses, self.credit_deposit)
             self.deposit_watchers.append(watcher)
             self._tasks.append(asyncio.ensure_future(watcher.run()))
+        for chain in self.config.withdraw_chains:
+            payer = ChainWithdrawalPayer(chain, self.withdrawals.processing, self.complete_withdrawal,
+                                         self.fail_withdrawal)
+            self.withdrawal_payers.append(payer)
+            self._tasks.append(asyncio.ensure_future(payer.run()))
+        self._tasks.append(asyncio.ensure_future(self._withdrawal_loop()))
         return self
 
     def run_task(self, coro: Any) -> asyncio.Task:
@@ -201,6 +218,28 @@ class Simulator:
         task = asyncio.ensure_future(coro)
         self._tasks.append(task)
         return task
+
+    def _emit_balance(self, acct: Account, event: dict[str, Any]) -> None:
+        """A withdrawal's balanceUpdate, then the account's outboundAccountPosition (as Binance sends both)."""
+        self.engine.user_events.append((acct, event))
+        self.engine._positions([acct], event["E"])  # noqa: SLF001
+
+    def advance_withdrawals(self) -> None:
+        """Move the withdrawals' statuses on by the clock (the loop does it; so does every withdrawal request)."""
+        self.withdrawals.advance(self.clock.now_ms())
+        self.dispatch()
+
+    def complete_withdrawal(self, w: Withdrawal, tx_id: str) -> None:
+        self.withdrawals.complete(w, tx_id, self.clock.now_ms())
+
+    def fail_withdrawal(self, w: Withdrawal, info: str) -> None:
+        self.withdrawals.fail(w, info)
+        self.dispatch()
+
+    async def _withdrawal_loop(self) -> None:
+        while True:
+            self.advance_withdrawals()
+            await asyncio.sleep(self.config.withdraw_poll_ms / 1000)  # the statuses' cadence on the clock
 
     def deposit_addresses(self, coin: str, network: str) -> dict[str, str]:
         """Every account's deposit address for (coin, network), lower case -> API key (for the chain watchers)."""
@@ -215,6 +254,8 @@ class Simulator:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks.clear()
+        for chain_client in [*self.deposit_watchers, *self.withdrawal_payers]:
+            await chain_client.w3.provider.disconnect()  # their RPC sessions end with the simulator
         await self.streams.drop_all()
         await self.user_streams.drop_all()
         if self._runner is not None:

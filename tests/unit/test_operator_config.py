@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -103,6 +104,16 @@ def test_the_paper_section_is_checked(tmp_path: Path) -> None:
     testnet = (ROOT / "config" / "testnet.toml").read_text() + '\n[paper]\nbalances = { USDC = "0" }\n'
     errors = check(write(tmp_path, testnet.replace('[exchange]\n', '[exchange]\nmode = "paper"\n', 1), "d.toml")).errors
     assert any(e.startswith("paper.deposit_address: on a real chain") for e in errors)
+
+def test_the_withdrawal_section_is_checked(tmp_path: Path) -> None:
+    errors = check(write(tmp_path, '[withdrawal]\nminimum = 5.0\nexchange_netwrk = "BASE"\n')).errors
+    by_field = {e.split(":", 1)[0]: e for e in errors}
+    assert set(by_field) == {"withdrawal.minimum", "withdrawal.exchange_netwrk"}
+    assert "write money as a string" in by_field["withdrawal.minimum"]
+    good = check(write(tmp_path, '[withdrawal]\nminimum = "2.5"\n', "b.toml")).settings.withdrawal
+    assert (good.minimum, good.exchange_network) == (Decimal("2.5"), "BASE")
+    (error,) = check(write(tmp_path, '[withdrawal]\nminimum = "0"\n', "c.toml")).errors
+    assert error.startswith("withdrawal.minimum:")
 
 
 def test_a_cross_field_rule_names_its_fields(tmp_path: Path) -> None:
