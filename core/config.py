@@ -67,6 +67,9 @@ class SolverConfig(_Section):
     tick_interval_ms: int = Field(100, ge=1)
     #: Buy limit price = best ask * (1 + slippage_cap), rounded down to the tick (stays inside the cap).
     slippage_cap: Decimal = Decimal("0.01")
+    #: A quote says the market is wide past this spread of the basket at the touch, in bps of its mid (Binance's
+    #: large pairs quote under 1 bps, small ones 5-20; the local simulator's calm market 2, its wide regime 20).
+    wide_spread_bps: Decimal = Field(Decimal("10"), gt=0)
     #: Orders are sized at the expected price (the batch's walk of the asks) times 1 + price_buffer.
     price_buffer: Decimal = Field(Decimal("0.0005"), ge=0, lt=1)
     #: After the first new order arrives, the solver waits until none came for collect_quiet_ms (at most

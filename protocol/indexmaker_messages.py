@@ -195,6 +195,10 @@ class IndexQuoteResponse(_Report):
     #: The quoted index (absent only in reports stored before the system served several indexes).
     symbol: Symbol | None = None
     quantity_possible: DecimalStr
+    #: The basket's spread at the touch, in basis points of its mid value (rounded up), when the books gave both
+    #: sides; `wide_market` true when it is past the system's width for a normal market (`[solver] wide_spread_bps`).
+    spread_bps: DecimalStr | None = None
+    wide_market: bool | None = None
 
 
 class CancelIndexQuote(_Refusable):

@@ -142,7 +142,8 @@ class IndexMakerPlugin(BasePlugin):
                                  reason=_text(r.text))
         if isinstance(r, QuoteResult):
             return IndexQuoteResponse(client_quote_id=r.client_quote_id, symbol=r.index or None,
-                                      quantity_possible=r.quantity_possible)
+                                      quantity_possible=r.quantity_possible, spread_bps=r.spread_bps,
+                                      wide_market=r.wide_market or None)
         if isinstance(r, QuoteCancelled):
             return CancelIndexQuote(status="canceled", client_quote_id=r.client_quote_id)
         if isinstance(r, QuoteCancelRefused):
