@@ -285,14 +285,16 @@ def test_the_operator_switches_the_local_market_regime_and_back(demo, tmp_path, 
         return Decimal(book["asks"][0][0]) - Decimal(book["bids"][0][0])
 
     where = ["--state-dir", str(tmp_path)]
+    assert cli.main(["market", "regime", "calm", *where]) == 0, capsys.readouterr().err  # requoted at its own spread
     calm = spread()
     try:
         assert cli.main(["market", "regime", "wide", *where]) == 0, capsys.readouterr().err
-        assert spread() >= 5 * calm  # ten times the walk's spread (the calm book may sit wider than its own)
+        # Ten times the walk's spread (a synthetic taker may have eaten a top level of either book since: 3x)
+        assert spread() >= 3 * calm
         assert cli.main(["market", "regime", *where]) == 0
         assert "wide: " in capsys.readouterr().out
         assert cli.main(["market", "regime", "stormy", *where]) == 1
         assert "unknown regime 'stormy'" in capsys.readouterr().err
     finally:
         assert cli.main(["market", "regime", "calm", *where]) == 0
-    assert spread() < 5 * calm
+    assert spread() < 3 * calm
