@@ -97,6 +97,21 @@ def test_batch_time_is_observed_only_from_recorded_times() -> None:
     assert counter(m, "indexmaker_fills") == 7 and counter(m, "indexmaker_batches") == 2
 
 
+def test_each_invoice_shortfall_is_observed_once_per_index_and_health_is_unaffected() -> None:
+    m = Metrics(export=False)
+    view = SystemView(m)
+    orders = {"shard": 0, "open_orders": [], "undelivered": 0,
+              "shortfalls": [[1, "SY100", "12.50"], [2, "SYAI", "-3.10"], [3, "SY100", "7.25"]]}
+    assert poll(view, {"orders-0": orders})["status"] == "ok"
+    poll(view, {"orders-0": orders})  # seen already: not observed again
+    h = m.histograms["indexmaker_shortfall_bps"]
+    assert (h["index=SY100"]["count"], h["index=SY100"]["sum"]) == (2, pytest.approx(19.75))
+    assert h["index=SYAI"]["count"] == 1 and h["index=SYAI"]["buckets"][4] == 1  # the (-5, 0] bucket
+    orders["shortfalls"] = [[1, "SY100", "40"]]  # the shard restarted: its numbering starts again
+    poll(view, {"orders-0": orders})
+    assert h["index=SY100"]["count"] == 3
+
+
 def test_health_names_every_problem() -> None:
     view = SystemView(Metrics(export=False), HealthLimits(max_book_lag_ms=1_000, max_pending_writes=10))
     ok = poll(view, {"gateway": gateway(1), "market-0": market(0), "sender": sender(1),
