@@ -22,8 +22,9 @@ class MetricSpec:
 
 
 _SECONDS_SHORT = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
-#: Shortfall in bps: negative is price improvement; a calm market's buy costs about half the spread plus the fee.
-_BPS = (-50.0, -20.0, -10.0, -5.0, 0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0)
+#: Shortfall in bps; a calm market's buy costs about half the spread plus the fee (~10-15). Ray takes only positive
+#: boundaries: a price improvement (<= 0) counts in the first bucket, and shows in the sum.
+_BPS = (1.0, 2.0, 5.0, 10.0, 12.5, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0)
 _SECONDS_LONG = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in (

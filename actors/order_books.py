@@ -12,6 +12,7 @@ import collections
 import dataclasses
 import time
 import logging
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
@@ -141,6 +142,7 @@ class IndexOrderBooks:
         #: The shortfall of each invoice issued, numbered, for the monitor's histogram (memory only, bounded).
         self._shortfalls: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=SHORTFALLS_KEPT)
         self._shortfall_seq = 0
+        self._epoch = uuid.uuid4().hex[:12]  # this instance: the monitor tells a restart's numbering apart by it
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._lock = asyncio.Lock()
         self._started = False
@@ -671,7 +673,7 @@ class IndexOrderBooks:
             "arrival": {i: {"mid": str(v.mid), "touch": str(v.touch), "at_ms": v.at_ms}
                         for i, v in sorted(self.shard.arrivals.values.items())},
             "arrival_reads": dict(self._arrival_reads),
-            "shortfalls": [list(x) for x in self._shortfalls],
+            "shortfalls": {"epoch": self._epoch, "recent": [list(x) for x in self._shortfalls]},
         }
 
     async def stop(self) -> None:

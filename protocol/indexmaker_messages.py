@@ -12,7 +12,8 @@ from pydantic import Field, model_validator
 
 from protocol.envelope import Body, WireModel
 from protocol.reason_codes import ReasonCode
-from protocol.wire_types import EnumValue, DecimalStr, Id, LooseId, Symbol, Text, Timestamp, TxHash, WireSide
+from protocol.wire_types import (EnumValue, DecimalStr, Id, LooseId, SignedDecimalStr, Symbol, Text, Timestamp, TxHash,
+                                 WireSide)
 
 # --- client -> server --------------------------------------------------------------------------------------------
 
@@ -132,7 +133,7 @@ class IndexOrderFill(_Refusable):
     collateral_remaining: DecimalStr
     fill_rate: DecimalStr
     #: The shortfall so far, in bps, against the basket's value when the order arrived (absent: none known).
-    shortfall_bps: DecimalStr | None = None
+    shortfall_bps: SignedDecimalStr | None = None
 
 
 class InvoiceLine(WireModel):
@@ -145,7 +146,7 @@ class InvoiceLine(WireModel):
     #: The asset's mid and best ask when the order arrived, and average_price against that mid in bps.
     arrival_mid: DecimalStr | None = None
     arrival_ask: DecimalStr | None = None
-    shortfall_bps: DecimalStr | None = None
+    shortfall_bps: SignedDecimalStr | None = None
 
 
 class MintInvoice(_Report):
@@ -175,11 +176,11 @@ class MintInvoice(_Report):
     arrival_time: Timestamp | None = None
     batch_touch: DecimalStr | None = None
     paid_per_unit: DecimalStr | None = None
-    shortfall_bps: DecimalStr | None = None
-    spread_bps: DecimalStr | None = None
-    delay_bps: DecimalStr | None = None
-    impact_bps: DecimalStr | None = None
-    fee_bps: DecimalStr | None = None
+    shortfall_bps: SignedDecimalStr | None = None
+    spread_bps: SignedDecimalStr | None = None
+    delay_bps: SignedDecimalStr | None = None
+    impact_bps: SignedDecimalStr | None = None
+    fee_bps: SignedDecimalStr | None = None
 
     @model_validator(mode="after")
     def _adds_up(self) -> "MintInvoice":

@@ -186,3 +186,18 @@ def test_an_invoice_whose_parts_do_not_add_up_is_refused() -> None:
     assert (wire.arrival_value, wire.shortfall_bps, wire.delay_bps) == (D("49990"), D("12.01"), D("0.00"))
     assert wire.arrival_time is not None and wire.lines[0].arrival_ask == D("100000")
     assert wire.spread_bps + wire.delay_bps + wire.impact_bps + wire.fee_bps == wire.shortfall_bps
+
+
+def test_a_negative_shortfall_goes_on_the_wire_signed_and_comes_back() -> None:
+    from protocol.indexmaker_messages import IndexOrderFill
+
+    body = IndexOrderFill(client_order_id="a1", status="in progress", filled_quantity=D("1"), collateral_spent=D("1"),
+                          collateral_remaining=D("0"), fill_rate=D("1"), shortfall_bps=D("-3.25"))
+    data = body.model_dump(mode="json")
+    assert data["shortfall_bps"] == "-3.25"
+    assert IndexOrderFill.model_validate(data).shortfall_bps == D("-3.25")
+    for bad in ("--1", "-", "-01", "1e3", "+1"):
+        with pytest.raises(ValidationError):
+            IndexOrderFill.model_validate(data | {"shortfall_bps": bad})
+    with pytest.raises(ValidationError):  # an amount stays unsigned
+        IndexOrderFill.model_validate(data | {"filled_quantity": "-1"})
