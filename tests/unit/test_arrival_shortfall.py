@@ -201,3 +201,39 @@ def test_a_negative_shortfall_goes_on_the_wire_signed_and_comes_back() -> None:
             IndexOrderFill.model_validate(data | {"shortfall_bps": bad})
     with pytest.raises(ValidationError):  # an amount stays unsigned
         IndexOrderFill.model_validate(data | {"filled_quantity": "-1"})
+
+
+# --- the batch touch, from the solver's planning to the shard ------------------------------------------------------
+
+def test_the_solver_records_each_index_touch_at_planning_and_hands_it_with_the_completion() -> None:
+    from core.solver_cycle import SolverCycle
+    from core.solver_engine import SolverEngine
+    from tests.unit.store_examples import solver_world
+    from tests.unit.test_solver_engine import BEST
+
+    engine, outbox = solver_world()
+    (b2,) = engine.batches.values()  # planned from the asks whose best level is BEST
+    quantities = engine.baskets["SY100.dev"].quantities()
+    assert b2.touch == {"SY100.dev": sum((q * D(BEST[s]) for s, q in quantities.items()), D(0))}
+    # Kept across a restart: the snapshot holds it, the restore gives it back.
+    again = SolverEngine(engine.baskets, engine.filters, engine.limits)
+    again.restore(engine.snapshot())
+    assert again.batches[b2.batch_id].touch == b2.touch
+    # The completion of the first batch (planned from the same asks) carried its touch to the order's result.
+    (complete,) = [a for a in outbox if a.kind == "complete"]
+    assert [r.touch for r in complete.by_shard[0]] == [b2.touch["SY100.dev"]]
+    # The history entry says it too.
+    cycle = SolverCycle(again, shard_of_order=lambda _: 0, name="s", reject_after_ms=1, stale_reject_after_ms=1,
+                        max_in_flight_notional=D("1e9"))
+    entry = cycle.remember(b2.batch_id, b2.plan, 1, {})
+    assert entry["touch"] == {"SY100.dev": str(b2.touch["SY100.dev"])}
+
+
+def test_the_shard_options_take_the_arrival_settings() -> None:
+    from actors.order_books import OrderBooksOptions
+    from core.config import Settings
+
+    s = Settings()
+    o = OrderBooksOptions.from_settings(s, (INDEX,), 2, redis_url="redis://x", baskets={INDEX: BASKET})
+    assert (o.arrival_refresh_ms, o.arrival_max_age_ms) == (s.arrival.refresh_ms, s.arrival.max_age_ms) == (200, 2000)
+    assert o.market_shards == s.exchange.market_shards and o.baskets == {INDEX: BASKET}
