@@ -9,6 +9,7 @@ The collateral is accounted for to the last unit:
 it mutates, so a refused call changes nothing."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
@@ -132,6 +133,13 @@ class IndexOrder:
     def batch_touch(self) -> Decimal | None:
         """The touch per index unit at the order's batches, weighted by the units each bought (None: not known)."""
         return self.touch_value / self.touch_units if self.touch_units > 0 else None
+
+    def settle_arrival(self) -> None:
+        """The order needs its arrival's per-asset prices no more (invoiced, or closed with nothing to invoice): they
+        are dropped, the per-unit values kept; the user's snapshot, rewritten whenever the user is touched, would
+        otherwise carry a price pair per basket asset for every order the user ever had."""
+        if self.arrival is not None and self.arrival.assets:
+            self.arrival = dataclasses.replace(self.arrival, assets={})
 
     def note_batch_touch(self, touch: Decimal | None, units: Decimal) -> None:
         """A completed batch bought `units` of this order, planned when the index's touch was `touch`."""

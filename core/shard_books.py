@@ -312,6 +312,8 @@ class ShardBooks:
                 step.closed.append(order)
                 if order.mint_pending:
                     mints.append(self.mint_request(order))
+                else:
+                    order.settle_arrival()  # nothing to invoice
         self.completed[batch_id] = mints
         self.new_completed.add(batch_id)
         step.mints += mints
@@ -334,6 +336,8 @@ class ShardBooks:
             step.closed.append(order)
             if order.mint_pending:
                 step.mints.append(self.mint_request(order))
+            else:
+                order.settle_arrival()  # nothing to invoice
         self.fill_keys.add(key)
         self.new_fill_keys.add(key)
         return step
@@ -361,6 +365,7 @@ class ShardBooks:
                                 token_decimals=self.token_decimals, mint_tx=tx, minted_ms=self.clock.now_ms(),
                                 arrival=order.arrival, batch_touch=order.batch_touch)
         book.mark_minted(cl, tx)
+        order.settle_arrival()  # the invoice's lines carry the per-asset prices now
         self.add_invoice(book.user, cl, invoice)
         return invoice, True
 

@@ -147,6 +147,8 @@ def test_a_stamped_order_gets_the_weighted_batch_touch_and_an_invoice_that_adds_
     assert invoice.spread_bps + invoice.delay_bps + invoice.impact_bps + invoice.fee_bps == invoice.shortfall_bps
     [row] = invoice.lines
     assert (row.arrival_mid, row.arrival_ask) == (D("100000"), D("100010"))
+    # Invoiced: the order keeps its per-unit arrival values, not the per-asset prices the invoice now holds.
+    assert (order.arrival.mid, order.arrival.assets) == (D("50000"), {})
     assert row.shortfall_bps == total_bps(D("100000"), row.average_price)
 
 
