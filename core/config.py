@@ -497,6 +497,16 @@ class MarketDataConfig(_Section):
     reconnect_max_ms: int = Field(5_000, ge=1)
 
 
+class ArrivalConfig(_Section):
+    """The arrival value accepted orders are stamped with (core/arrival.py, actors/order_books.py)."""
+
+    #: Each order shard reads the best bid and ask of every market shard this often (one `top()` call per market
+    #: shard), in the background: the accept path only reads the latest values.
+    refresh_ms: int = Field(200, ge=10)
+    #: A value older than this (the books stopped answering) is not stamped: the order carries none.
+    max_age_ms: int = Field(2_000, ge=1)
+
+
 class PaperConfig(_Section):
     """Paper mode (`[exchange] mode = "paper"`): the paper exchange's account and its mirror of the exchange."""
 
@@ -585,6 +595,7 @@ class Settings(BaseSettings):
     monitor: MonitorConfig = MonitorConfig()
     http: HttpConfig = HttpConfig()
     market_data: MarketDataConfig = MarketDataConfig()
+    arrival: ArrivalConfig = ArrivalConfig()
     reserves: ReservesConfig = ReservesConfig()
     world_check: WorldCheckConfig = WorldCheckConfig()
     paper: PaperConfig = PaperConfig()

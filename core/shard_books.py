@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
+from core.arrival import ArrivalBoard
 from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
 from core.chain_events import CollateralDeposit, DepositReversal
@@ -69,8 +70,10 @@ class ShardBooks:
     """Not thread-safe: the owner serialises the calls. Books are keyed by `user_key` (the lower-cased address)."""
 
     def __init__(self, known_indexes: Collection[str], *, clock: Clock, unit: Decimal, max_open_orders: int,
-                 token_decimals: int, order_dust: Decimal, rest_return_ratio: Decimal) -> None:
-        """The numbers are the `[collateral]` and `[chain]` settings (core.config)."""
+                 token_decimals: int, order_dust: Decimal, rest_return_ratio: Decimal,
+                 arrivals: ArrivalBoard | None = None) -> None:
+        """The numbers are the `[collateral]` and `[chain]` settings (core.config); `arrivals`: the indexes' latest
+        values an accepted order is stamped with (none: orders carry no arrival value)."""
         self.known_indexes = frozenset(known_indexes)
         self.clock = clock
         self.unit = unit
@@ -78,6 +81,7 @@ class ShardBooks:
         self.token_decimals = token_decimals
         self.order_dust = order_dust
         self.rest_return_ratio = rest_return_ratio
+        self.arrivals = arrivals if arrivals is not None else ArrivalBoard({}, 0)
         self.books: dict[str, UserOrderBook] = {}
         self.fifo: dict[str, None] = {}  # open order ids, in acceptance order (FIFO across the shard's users)
         self.lines: dict[str, dict[str, list[Any]]] = {}  # order id -> symbol -> accumulated line
@@ -110,8 +114,11 @@ class ShardBooks:
         return self.book(key), cl
 
     def new_order(self, key: str, cl_ord_id: str, index: str, side: Side | str, amount: Decimal | str) -> IndexOrder:
-        """Open an order (core.index_order_book's validation; raises OrderRejected) and queue it in the FIFO."""
-        order = self.book(key).new_order(cl_ord_id, index, side, amount, self.clock.now_ms())
+        """Open an order (core.index_order_book's validation; raises OrderRejected), stamp it with its index's
+        latest arrival value (none if none is fresh) and queue it in the FIFO."""
+        now = self.clock.now_ms()
+        order = self.book(key).new_order(cl_ord_id, index, side, amount, now)
+        order.arrival = self.arrivals.stamp(order.index, now)
         self.fifo[order.order_id] = None
         return order
 
@@ -280,6 +287,10 @@ class ShardBooks:
         order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
         for r in results:
             merge_lines(self.lines.setdefault(r.order_id, {}), r.lines)
+            book, cl = self.order(r.order_id)
+            got = book.get(cl)
+            if got is not None:
+                got.note_batch_touch(r.touch, r.filled_units)
         mints: list[MintRequest] = []
         for oid in order_ids:
             book, cl = self.order(oid)
@@ -301,6 +312,8 @@ class ShardBooks:
                 step.closed.append(order)
                 if order.mint_pending:
                     mints.append(self.mint_request(order))
+                else:
+                    order.settle_arrival()  # nothing to invoice
         self.completed[batch_id] = mints
         self.new_completed.add(batch_id)
         step.mints += mints
@@ -323,6 +336,8 @@ class ShardBooks:
             step.closed.append(order)
             if order.mint_pending:
                 step.mints.append(self.mint_request(order))
+            else:
+                order.settle_arrival()  # nothing to invoice
         self.fill_keys.add(key)
         self.new_fill_keys.add(key)
         return step
@@ -347,8 +362,10 @@ class ShardBooks:
                                 collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
                                 spent=order.spent, filled_units=order.filled_units,
                                 lines=invoice_lines(self.lines.get(order_id, {})),
-                                token_decimals=self.token_decimals, mint_tx=tx, minted_ms=self.clock.now_ms())
+                                token_decimals=self.token_decimals, mint_tx=tx, minted_ms=self.clock.now_ms(),
+                                arrival=order.arrival, batch_touch=order.batch_touch)
         book.mark_minted(cl, tx)
+        order.settle_arrival()  # the invoice's lines carry the per-asset prices now
         self.add_invoice(book.user, cl, invoice)
         return invoice, True
 

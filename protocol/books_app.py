@@ -16,6 +16,7 @@ from core.deposit_reversal import BookReversal
 from core.index_order import IndexOrder, IndexOrderStatus, user_key
 from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.shard_books import ShardBooks, Step
+from core.shortfall import running_bps
 from core.side import Side
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
@@ -139,8 +140,10 @@ class BooksApp:
             status = _CLOSED_STATUS.get(order.status, "in progress")
         if status == "rejected" and code is None:
             code, text = ReasonCode.ENGINE_FAILED, order.reject_reason or "the order could not be filled"
+        arrival = None if order.arrival is None else order.arrival.mid
         return OrderProgress(user, order.cl_ord_id, status, order.filled_units, order.spent,
-                             order.remaining + order.engaged, code, text, order.index)
+                             order.remaining + order.engaged, code, text, order.index,
+                             running_bps(arrival, order.cost_exact, order.filled_units))
 
     def step_reports(self, step: Step) -> list[AppResponse]:
         """A step's reports: each fill ("in progress"), then each order it closed."""

@@ -109,6 +109,9 @@ class OrderProgress:
     code: ReasonCode | None = None
     text: str | None = None
     index: str = ""  # the order's index ("" in reports stored before one system served several)
+    #: The shortfall so far against the order's arrival value (core.shortfall.running_bps); None: no arrival value
+    #: or nothing bought yet.
+    shortfall_bps: Decimal | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -12,7 +12,8 @@ from pydantic import Field, model_validator
 
 from protocol.envelope import Body, WireModel
 from protocol.reason_codes import ReasonCode
-from protocol.wire_types import EnumValue, DecimalStr, Id, LooseId, Symbol, Text, Timestamp, TxHash, WireSide
+from protocol.wire_types import (EnumValue, DecimalStr, Id, LooseId, SignedDecimalStr, Symbol, Text, Timestamp, TxHash,
+                                 WireSide)
 
 # --- client -> server --------------------------------------------------------------------------------------------
 
@@ -131,6 +132,8 @@ class IndexOrderFill(_Refusable):
     collateral_spent: DecimalStr
     collateral_remaining: DecimalStr
     fill_rate: DecimalStr
+    #: The shortfall so far, in bps, against the basket's value when the order arrived (absent: none known).
+    shortfall_bps: SignedDecimalStr | None = None
 
 
 class InvoiceLine(WireModel):
@@ -140,6 +143,10 @@ class InvoiceLine(WireModel):
     value: DecimalStr
     fee: DecimalStr
     lot_ids: list[LooseId] = Field(default_factory=list, max_length=10_000)
+    #: The asset's mid and best ask when the order arrived, and average_price against that mid in bps.
+    arrival_mid: DecimalStr | None = None
+    arrival_ask: DecimalStr | None = None
+    shortfall_bps: SignedDecimalStr | None = None
 
 
 class MintInvoice(_Report):
@@ -162,6 +169,18 @@ class MintInvoice(_Report):
     lines: list[InvoiceLine] = Field(max_length=1_000)
     mint_tx: TxHash | None = None
     timestamp: Timestamp
+    #: Execution quality per index unit (protocol/README.md, "Arrival value and shortfall"): absent when the order
+    #: arrived before any value of its basket was known.
+    arrival_value: DecimalStr | None = None
+    arrival_touch: DecimalStr | None = None
+    arrival_time: Timestamp | None = None
+    batch_touch: DecimalStr | None = None
+    paid_per_unit: DecimalStr | None = None
+    shortfall_bps: SignedDecimalStr | None = None
+    spread_bps: SignedDecimalStr | None = None
+    delay_bps: SignedDecimalStr | None = None
+    impact_bps: SignedDecimalStr | None = None
+    fee_bps: SignedDecimalStr | None = None
 
     @model_validator(mode="after")
     def _adds_up(self) -> "MintInvoice":
@@ -169,6 +188,10 @@ class MintInvoice(_Report):
             raise ValueError("collateral_spent + amount_cancelled + amount_returned must equal total_amount")
         if self.minted_quantity > self.filled_quantity:
             raise ValueError("minted_quantity exceeds filled_quantity")
+        if self.shortfall_bps is not None:
+            parts = (self.spread_bps, self.delay_bps or 0, self.impact_bps, self.fee_bps)
+            if any(p is None for p in parts) or sum(parts) != self.shortfall_bps:  # type: ignore[arg-type]
+                raise ValueError("spread_bps + delay_bps + impact_bps + fee_bps must equal shortfall_bps")
         return self
 
 

@@ -130,7 +130,7 @@ class IndexMakerPlugin(BasePlugin):
                 client_order_id=r.client_order_id, symbol=r.index or None, status=r.status, filled_quantity=r.filled_quantity,
                 collateral_spent=r.collateral_spent, collateral_remaining=r.collateral_remaining,
                 fill_rate=_rate(r.collateral_spent, r.collateral_spent + r.collateral_remaining),
-                reason_code=r.code, reason=None if r.text is None else _text(r.text))
+                reason_code=r.code, reason=None if r.text is None else _text(r.text), shortfall_bps=r.shortfall_bps)
         if isinstance(r, InvoiceIssued):
             return _invoice(r)
         if isinstance(r, InvoiceRefused):
@@ -172,9 +172,16 @@ def _invoice(r: InvoiceIssued) -> MintInvoice:
         # Of what the user did not cancel, the share that was spent (the rest came back as dust).
         fill_rate=_rate(inv.spent, inv.collateral - inv.cancelled),
         lines=[InvoiceLine(symbol=line.symbol, quantity=line.quantity, average_price=_price(line.average_price),
-                           value=line.value, fee=line.fee, lot_ids=list(line.lot_ids)) for line in inv.lines],
+                           value=line.value, fee=line.fee, lot_ids=list(line.lot_ids),
+                           arrival_mid=_price(line.arrival_mid), arrival_ask=_price(line.arrival_ask),
+                           shortfall_bps=line.shortfall_bps) for line in inv.lines],
         mint_tx=inv.mint_tx, timestamp=format_timestamp(inv.minted_ms if inv.minted_ms is not None
-                                                        else r.timestamp_ms))
+                                                        else r.timestamp_ms),
+        # Per-unit prices are exact quotients in the invoice: shown to the price quantum, like a line's average.
+        arrival_value=_price(inv.arrival_value), arrival_touch=_price(inv.arrival_touch),
+        arrival_time=None if inv.arrival_ms is None else format_timestamp(inv.arrival_ms),
+        batch_touch=_price(inv.batch_touch), paid_per_unit=_price(inv.paid_per_unit), shortfall_bps=inv.shortfall_bps,
+        spread_bps=inv.spread_bps, delay_bps=inv.delay_bps, impact_bps=inv.impact_bps, fee_bps=inv.fee_bps)
 
 
 def _internal_error(request: AppRequest, text: str) -> Any:

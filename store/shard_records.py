@@ -23,10 +23,19 @@ from core.side import Side
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
 from store.ledger_records import LedgerPart, ledger_v0
-from store.records import Part, Record, held_in, record_kind
+from store.records import Part, Record, held_in, record_kind, same_data
 
 
 # ------------------------------------------------------------------------------------------ a user's book
+class ArrivalPart(Part):
+    """core.arrival.ArrivalValue: per index unit at mid and at the best asks, when, and per symbol (mid, ask)."""
+
+    mid: Decimal
+    touch: Decimal
+    at_ms: int
+    assets: dict[str, tuple[Decimal, Decimal]]
+
+
 class OrderPart(Part):
     order_id: str
     user: str
@@ -48,6 +57,9 @@ class OrderPart(Part):
     cancelled: Decimal
     returned: Decimal
     unit: Decimal
+    arrival: ArrivalPart | None
+    touch_value: Decimal
+    touch_units: Decimal
 
 
 class BookPart(Part):
@@ -67,13 +79,19 @@ def _user_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"ledger": ledger_v0(data["book"]["ledger"])}}
 
 
+def _user_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2: orders carry their arrival value and their batches' touch; older orders have neither.
+    orders = [{"arrival": None, "touch_value": "0", "touch_units": "0"} | o for o in data["book"]["orders"]]
+    return data | {"book": data["book"] | {"orders": orders}}
+
+
 @record_kind
 class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _user_v0_to_v1}
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart
@@ -178,8 +196,9 @@ class ShardInvoice(Record):
     """An order's invoice (a field of the invoices hash, keyed by user key and ClOrdID)."""
 
     KIND: ClassVar[str] = "shard.invoice"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: held_in("invoice")}  # version 0 was the bare MintInvoice
+    #: Version 2: the invoice and its lines carry the arrival value and the shortfall (None in older ones).
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: held_in("invoice"), 1: same_data}  # version 0 was the bare MintInvoice
 
     invoice: MintInvoice
 
@@ -219,14 +238,21 @@ def _report_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _report_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 3: fill reports carry the running shortfall (None in older ones), invoices their arrival fields.
+    if data["response"]["type"] == "OrderProgress":
+        return data | {"response": {"shortfall_bps": None} | data["response"]}
+    return data
+
+
 @record_kind
 class ShardReportRecord(Record):
     """A report of the shard: an entry of its reports hand-off (store/streams.py), or of the sorted set older code
     kept them in."""
 
     KIND: ClassVar[str] = "shard.report"
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {0: _report_v0_to_v1, 1: _report_v1_to_v2}
+    VERSION: ClassVar[int] = 3
+    MIGRATIONS = {0: _report_v0_to_v1, 1: _report_v1_to_v2, 2: _report_v2_to_v3}
 
     seq: int
     shard: int

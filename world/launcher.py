@@ -427,8 +427,9 @@ class LocalSystem:
                                                                              redis_url=redis_url),
                                                  namespace=ns, detached=detached)
         with placed(IndexOrderBooks, table):
-            shards = start_order_books(OrderBooksOptions.from_settings(s, tuple(self.baskets), o.order_shards,
-                                                                       redis_url=redis_url, minter_name="minter"),
+            shards = start_order_books(OrderBooksOptions.from_settings(
+                s, tuple(self.baskets), o.order_shards, redis_url=redis_url, minter_name="minter",
+                baskets={i: b.quantities() for i, b in self.baskets.items()}),
                                        namespace=ns, detached=detached)
         for k, sh in enumerate(shards):
             self.actors[f"orders-{k}"] = sh

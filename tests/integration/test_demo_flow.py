@@ -181,6 +181,46 @@ def test_the_http_service_lists_every_served_index_with_its_live_price(demo) -> 
     assert len(lines) == len(listed) + sum(len(ix["assets"]) for ix in listed.values())
 
 
+def test_invoices_carry_the_arrival_value_and_a_shortfall_whose_parts_add_up(demo) -> None:
+    system, result, lines, _ = demo
+    assert all("shortfall" in line for line in lines if "MINTED" in line)  # the demo shows it
+    bps = Decimal(10_000)
+    per_index: dict[str, int] = defaultdict(int)
+    for u in result["users"]:
+        fills = [d.body for d in u.reports if type(d.body).__name__ == "IndexOrderFill"]
+        (inv,) = [d.body for d in u.reports if type(d.body).__name__ == "MintInvoice"]
+        # Accepted while the market shards' books were live: stamped, and planned with the touch known.
+        assert inv.arrival_value is not None and inv.arrival_time is not None and inv.batch_touch is not None
+        mid, touch = Decimal(inv.arrival_value), Decimal(inv.arrival_touch)
+        assert touch > mid > 0
+        parts = [Decimal(p) for p in (inv.spread_bps, inv.delay_bps, inv.impact_bps, inv.fee_bps)]
+        assert sum(parts) == Decimal(inv.shortfall_bps)  # to the last hundredth of a bp
+        # The total from the invoice's own numbers, rounded UP to 0.01 bp.
+        filled = Decimal(inv.filled_quantity)
+        exact = ((Decimal(inv.assets_value) + Decimal(inv.exchange_fee)) / filled - mid) * bps / mid
+        assert Decimal(0) <= Decimal(inv.shortfall_bps) - exact < Decimal("0.01")
+        assert abs(Decimal(inv.spread_bps) - (touch - mid) * bps / mid) <= Decimal("0.005")
+        # The simulator's commission is 10 bps of what was bought, itself within the slippage cap of the arrival.
+        assert Decimal(9) < Decimal(inv.fee_bps) < Decimal(11)
+        assert Decimal(-100) < Decimal(inv.shortfall_bps) < Decimal(120)
+        assert Decimal(inv.paid_per_unit) == (Decimal(inv.assets_value) / filled).quantize(TOKEN_UNIT)
+        for line in inv.lines:
+            assert line.arrival_ask >= line.arrival_mid > 0 and line.shortfall_bps is not None
+        # Every fill report carries the running shortfall; the last one is the invoice's total.
+        assert all(f.shortfall_bps is not None for f in fills)
+        assert Decimal(fills[-1].shortfall_bps) == Decimal(inv.shortfall_bps)
+        per_index[u.index] += 1
+    # The monitor exports each minted order's shortfall in its index's histogram; /health does not change for it.
+    monitor = system.actor("monitor")
+    polls = ray.get(monitor.inspect.remote())["polls"]
+    assert ray.get(monitor.wait_polls.remote(polls + 1, 30.0))
+    info = ray.get(monitor.inspect.remote())
+    hist = info["metrics"]["histograms"]["indexmaker_shortfall_bps"]
+    assert {k: h["count"] for k, h in hist.items()} == {f"index={i}": n for i, n in per_index.items()}
+    health = ray.get(monitor.health.remote())
+    assert health["healthy"], health["problems"]
+
+
 def test_tokens_minted_and_usdc_accounted_to_the_unit(demo) -> None:
     system, result, _, _ = demo
     for u in result["users"]:

@@ -124,7 +124,8 @@ def test_every_response_type_round_trips_and_a_pickled_report_of_older_code_read
 
 def test_a_version_1_fill_report_reads_with_no_index_and_others_are_untouched() -> None:
     v1 = json.loads((FIXTURES / "shard.report.v1.json").read_text())
-    assert ShardReportRecord.load(json.dumps(v1)).app_response().invoice == invoice()  # not a fill: as it was
+    # Not a fill: as it was (no arrival value then).
+    assert ShardReportRecord.load(json.dumps(v1)).app_response().invoice == invoice(with_arrival=False)
     progress = app.OrderProgress(REF, "c1", "in progress", Decimal("0.5"), Decimal("1"), Decimal("2"), index="SYAI")
     data = json.loads(ShardReportRecord.of(3, 1, progress).dump())
     del data["data"]["response"]["index"]
