@@ -166,7 +166,7 @@ class BooksApp:
 
     def token_reports(self, step: TokenStep) -> list[AppResponse]:
         """A TokenDepositReport per deposit credited ("credited") or taken back by a reorg ("reversed"), with the
-        units of its index left free to sell."""
+        units of its index free to sell now (after the whole step)."""
         now = self.clock.now_ms()
         reports: list[AppResponse] = []
         for key, d in step.credited:

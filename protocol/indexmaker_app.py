@@ -181,7 +181,7 @@ class DepositReversed:
 class TokenDepositReport:
     """Index tokens the user sent to custody: "credited" for redemption once confirmed, or "reversed" when a reorg
     dropped the transfer after its credit (`code` DEPOSIT_REVERSED; `debt`: units already sold that the user now
-    owes). `available`: the user's units of the index free to sell after this event."""
+    owes). `available`: the user's units of the index free to sell now (after the whole batch the event came in)."""
 
     user: UserRef
     deposit_id: str
