@@ -9,7 +9,8 @@
     indexmaker compact-store [--state-dir DIR]        # rewrite the store's AOF now (cron it at a quiet hour)
     indexmaker resume SYMBOL | --account [--state-dir DIR]  # clear a circuit breaker of the order sender
     indexmaker deposit AMOUNT --key ... [--chain arbitrum|base]   # USDC to custody, followed until credited
-    indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held
+    indexmaker deposit-tokens INDEX QUANTITY --key ...  # index tokens to custody on Base, for redemption
+    indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held and credited
     indexmaker indexes [--brief] [--json]             # the served indexes, their assets and live prices
     indexmaker dev-keys                               # the local world's funded user keys
     indexmaker reconcile [--state-dir DIR] [--json]   # books vs exchange and chain; exit 1 on a difference
@@ -458,17 +459,25 @@ def _running(args: argparse.Namespace) -> dict:
     return running_system(read_run(_state_dir(args)), _state_dir(args))
 
 
-def _deposit(args: argparse.Namespace) -> int:
-    """Send USDC from the user's key to custody on the chosen chain and follow it until credited and routed."""
+def _decimal_arg(args: argparse.Namespace, name: str):  # noqa: ANN202
+    """The decimal argument `name`, or None once the user is told it is not one."""
     from decimal import Decimal, InvalidOperation
 
+    try:
+        return Decimal(getattr(args, name))
+    except InvalidOperation:
+        print(f"indexmaker {args.command}: {name} must be a decimal number, got {getattr(args, name)!r}",
+              file=sys.stderr)
+        return None
+
+
+def _deposit(args: argparse.Namespace) -> int:
+    """Send USDC from the user's key to custody on the chosen chain and follow it until credited and routed."""
     from world import user_commands as uc
 
     signer = _user_signer(args)
-    try:
-        amount = Decimal(args.amount)
-    except InvalidOperation:
-        print(f"indexmaker deposit: amount must be a decimal number, got {args.amount!r}", file=sys.stderr)
+    amount = _decimal_arg(args, "amount")
+    if amount is None:
         return 2
     try:
         run = _running(args)
@@ -482,6 +491,29 @@ def _deposit(args: argparse.Namespace) -> int:
                           until_routed=not args.no_wait_route)
     except (uc.UserCommandError, KeyError) as exc:
         print(f"indexmaker deposit: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _deposit_tokens(args: argparse.Namespace) -> int:
+    """Send index tokens from the user's key to custody on Base and wait until they are credited for redemption."""
+    from world import user_commands as uc
+
+    signer = _user_signer(args)
+    quantity = _decimal_arg(args, "quantity")
+    if quantity is None:
+        return 2
+    try:
+        run = _running(args)
+        world = uc.world_of(run)
+        chain = world.chain("base")
+        custody = world.account("custody").address
+        print(f"sending    {quantity} {args.index} from {signer.address} to custody {custody} on {chain.name}")
+        tx, block, key = uc.send_token_deposit(chain, custody, signer.private_key_hex, args.index, quantity)
+        print(f"mined      tx {tx} in block {block}; waiting for the system's confirmations")
+        uc.follow_token_deposit(run["http_url"], signer, key, print, timeout_s=args.timeout)
+    except (uc.UserCommandError, KeyError) as exc:
+        print(f"indexmaker deposit-tokens: {exc}", file=sys.stderr)
         return 1
     return 0
 
@@ -640,8 +672,15 @@ def _parser() -> argparse.ArgumentParser:
     deposit.add_argument("--chain", default="arbitrum", help="arbitrum (bridged to Base) or base (no bridge)")
     deposit.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each stage")
     deposit.add_argument("--no-wait-route", action="store_true", help="stop once credited (the route goes on)")
+    deposit_tokens = sub.add_parser("deposit-tokens", parents=[where, user_key],
+                                    help="send index tokens from the user's key to custody on Base and wait until "
+                                         "they are credited for redemption")
+    deposit_tokens.add_argument("index", help="the index symbol, e.g. SY100")
+    deposit_tokens.add_argument("quantity", help="index units, a decimal string")
+    deposit_tokens.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the credit")
     balance = sub.add_parser("balance", parents=[where, user_key],
-                             help="the user's collateral by parts, its deposits and the index tokens it holds")
+                             help="the user's collateral by parts, its deposits, the index tokens it holds and "
+                                  "those credited for redemption")
     balance.add_argument("--json", action="store_true")
     listing = sub.add_parser("indexes", parents=[where],
                              help="the indexes the system serves, their assets and live prices per unit")
@@ -704,6 +743,8 @@ def main(argv: list[str] | None = None) -> int:
         return _resume(args)
     if args.command == "deposit":
         return _deposit(args)
+    if args.command == "deposit-tokens":
+        return _deposit_tokens(args)
     if args.command == "balance":
         return _balance(args)
     if args.command == "indexes":
