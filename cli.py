@@ -459,63 +459,53 @@ def _running(args: argparse.Namespace) -> dict:
     return running_system(read_run(_state_dir(args)), _state_dir(args))
 
 
-def _decimal_arg(args: argparse.Namespace, name: str):  # noqa: ANN202
-    """The decimal argument `name`, or None once the user is told it is not one."""
+def _to_custody(args: argparse.Namespace, amount: str, chain_name: str, asset: str,
+                send, follow) -> int:  # noqa: ANN001
+    """The deposit commands' path: the amount given, sent from the user's key to custody on `chain_name`
+    (`send(chain, custody, key, amount)` -> (tx, block, deposit key)), then followed (`follow(http_url, signer,
+    deposit key)`)."""
     from decimal import Decimal, InvalidOperation
 
+    from world import user_commands as uc
+
+    signer = _user_signer(args)
     try:
-        return Decimal(getattr(args, name))
+        value = Decimal(amount)
     except InvalidOperation:
-        print(f"indexmaker {args.command}: {name} must be a decimal number, got {getattr(args, name)!r}",
-              file=sys.stderr)
-        return None
+        print(f"indexmaker {args.command}: the amount must be a decimal number, got {amount!r}", file=sys.stderr)
+        return 2
+    try:
+        run = _running(args)
+        world = uc.world_of(run)
+        chain = world.chain(chain_name)
+        custody = world.account("custody").address
+        print(f"sending    {value} {asset} from {signer.address} to custody {custody} on {chain.name}")
+        tx, block, key = send(chain, custody, signer.private_key_hex, value)
+        print(f"mined      tx {tx} in block {block}; waiting for the system's confirmations")
+        follow(run["http_url"], signer, key)
+    except (uc.UserCommandError, KeyError) as exc:
+        print(f"indexmaker {args.command}: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _deposit(args: argparse.Namespace) -> int:
     """Send USDC from the user's key to custody on the chosen chain and follow it until credited and routed."""
     from world import user_commands as uc
 
-    signer = _user_signer(args)
-    amount = _decimal_arg(args, "amount")
-    if amount is None:
-        return 2
-    try:
-        run = _running(args)
-        world = uc.world_of(run)
-        chain = world.chain(args.chain)
-        custody = world.account("custody").address
-        print(f"sending    {amount} USDC from {signer.address} to custody {custody} on {chain.name}")
-        tx, block, key = uc.send_deposit(chain, custody, signer.private_key_hex, amount)
-        print(f"mined      tx {tx} in block {block}; waiting for the system's confirmations")
-        uc.follow_deposit(run["http_url"], signer, key, print, timeout_s=args.timeout,
-                          until_routed=not args.no_wait_route)
-    except (uc.UserCommandError, KeyError) as exc:
-        print(f"indexmaker deposit: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _to_custody(args, args.amount, args.chain, "USDC", uc.send_deposit,
+                       lambda url, signer, key: uc.follow_deposit(url, signer, key, print, timeout_s=args.timeout,
+                                                                  until_routed=not args.no_wait_route))
 
 
 def _deposit_tokens(args: argparse.Namespace) -> int:
     """Send index tokens from the user's key to custody on Base and wait until they are credited for redemption."""
     from world import user_commands as uc
 
-    signer = _user_signer(args)
-    quantity = _decimal_arg(args, "quantity")
-    if quantity is None:
-        return 2
-    try:
-        run = _running(args)
-        world = uc.world_of(run)
-        chain = world.chain("base")
-        custody = world.account("custody").address
-        print(f"sending    {quantity} {args.index} from {signer.address} to custody {custody} on {chain.name}")
-        tx, block, key = uc.send_token_deposit(chain, custody, signer.private_key_hex, args.index, quantity)
-        print(f"mined      tx {tx} in block {block}; waiting for the system's confirmations")
-        uc.follow_token_deposit(run["http_url"], signer, key, print, timeout_s=args.timeout)
-    except (uc.UserCommandError, KeyError) as exc:
-        print(f"indexmaker deposit-tokens: {exc}", file=sys.stderr)
-        return 1
-    return 0
+    return _to_custody(args, args.quantity, "base", args.index,
+                       lambda chain, custody, key, q: uc.send_token_deposit(chain, custody, key, args.index, q),
+                       lambda url, signer, key: uc.follow_token_deposit(url, signer, key, print,
+                                                                        timeout_s=args.timeout))
 
 
 def _indexes(args: argparse.Namespace) -> int:

@@ -224,8 +224,8 @@ class TokenDeposit(_Refusable):
     credited for redemption; "reversed" (with `reason_code` DEPOSIT_REVERSED): a reorg deeper than the
     confirmations dropped the transfer after its credit, and the units were taken back (`debt`: units of the index
     already sold that the user now owes; new sells of it are refused until a deposit pays it). `quantity`: the
-    deposit's index units; `available`: the user's units of `symbol` free to sell now (after every deposit of the batch this one was
-    confirmed in)."""
+    deposit's index units; `available`: the user's units of `symbol` free to sell now (after every deposit of the
+    batch this one was confirmed in)."""
 
     MSG_TYPE: ClassVar[str] = "TokenDeposit"
     REJECTED: ClassVar[str] = "reversed"
