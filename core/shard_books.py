@@ -245,9 +245,9 @@ class ShardBooks:
                 continue
             self.touched.add(key)
             step.reversed.append((key, done))
-            if done.debt > 0:
-                step.warnings.append(f"token deposit {deposit_key} of {key} reversed by a reorg: {done.units} "
-                                     f"{done.index} taken back, {done.debt} of it owed")
+            # For the operator: the confirmations were too low for this chain (and a debt is tokens already sold).
+            step.warnings.append(f"token deposit {deposit_key} of {key} reversed by a reorg: {done.units} "
+                                 f"{done.index} taken back, {done.debt} of it owed")
         return step
 
     # ------------------------------------------------------------------ the solver's side
