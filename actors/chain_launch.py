@@ -20,7 +20,7 @@ def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
     `chain` first: the router looks it up by name when it is built. The router reaches the exchange at
     `settings.exchange.rest_url` with `exchange_keys` (default: ExchangeKeys.from_env()). With `order_shards`, the
     router books collateral in the `orders-{k}` shards (ShardedCollateralSink), and the chain credits index tokens
-sent back to custody there (ShardedTokenSink); the shards must exist first."""
+    sent back to custody there (ShardedTokenSink); the shards must exist first."""
     opts: dict[str, Any] = {"get_if_exists": True}
     if namespace:
         opts["namespace"] = namespace

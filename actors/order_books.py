@@ -636,8 +636,8 @@ class IndexOrderBooks:
             "notes": list(self._notes),
             "reversed_deposits": list(self.shard.reversals),
             "debts": {k: str(b.ledger.debt) for k, b in self.shard.books.items() if b.ledger.debt > 0},
-            "token_debts": {k: {i: str(t.debt) for i, t in ledger.indexes.items() if t.debt > 0}
-                            for k, ledger in self.shard.tokens.items() if any(t.debt for t in ledger.indexes.values())},
+            "token_debts": {k: owed for k, owed in ((k, {i: str(t.debt) for i, t in ledger.indexes.items() if t.debt})
+                                                    for k, ledger in self.shard.tokens.items()) if owed},
             "counts": dict(self._counts), "last_handle": self._last_handle,
         }
 

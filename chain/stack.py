@@ -1,8 +1,7 @@
 """Wires the chain side from the world state file and core.config's ChainConfig: web3 clients, contracts, the
 signing accounts' senders (custody on both chains, the Base wallet, the solver), the Across bridge, the deposit
 listeners (custody on Arbitrum and on Base; index tokens sent back to custody on Base), the route effects and the
-index minter. One place, so that tests, the
-bench and the actors build exactly the same objects.
+index minter. One place, so that tests, the bench and the actors build exactly the same objects.
 """
 from __future__ import annotations
 
