@@ -163,3 +163,35 @@ async def test_deep_reorg_after_the_shards_credit_is_taken_back_once_by_the_owne
     assert other.tokens[u1.lower()].of(INDEX).available == Decimal("0.02")
     assert owner.reverse_tokens([key]).replays == 1  # seen again: nothing more taken
     assert owner.tokens[u0.lower()].check() and other.tokens[u1.lower()].check()
+
+
+async def test_the_users_commands_send_tokens_and_usdc_to_custody_with_the_listeners_keys(chain_world, async_chains,
+                                                                                         aredis):
+    """world/user_commands.py's transfers (what `deposit-tokens` and `deposit --chain base` send): the deposit key
+    they return is the one the chain listener credits; a quantity beyond the wallet, below the token's unit or of
+    a token the world lacks is refused before anything is sent."""
+    import pytest
+
+    from world.user_commands import UserCommandError, send_deposit, send_token_deposit
+
+    base = chain_world.state.chain("base")
+    custody = chain_world.state.account("custody").address
+    user = chain_world.key(2)
+    key_hex = "0x" + user.key.hex().removeprefix("0x")
+    mint(chain_world, user.address, 5 * 10**16)
+    conn = connector(chain_world, async_chains, aredis, confirmations=0)
+    await conn.poll()
+    for bad, why in (("0.06", "less than 0.06"), ("1e-19", "whole number")):
+        with pytest.raises(UserCommandError, match=why):
+            send_token_deposit(base, custody, key_hex, INDEX, Decimal(bad))
+    with pytest.raises(UserCommandError, match=f"no SYNONE token on base.*{INDEX}"):
+        send_token_deposit(base, custody, key_hex, "SYNONE", Decimal("0.01"))
+    tx, block, key = send_token_deposit(base, custody, key_hex, INDEX, Decimal("0.02"))
+    (d,) = token_deposits_from_batch(await conn.poll(), TOKEN_UNIT)
+    assert (d.key, d.block_number, d.user, d.units) == (key, block, user.address, Decimal("0.02"))
+    assert key.startswith(f"{base.chain_id}:{tx}:")
+
+    _, _, usdc_key = send_deposit(base, custody, key_hex, Decimal("1.5"))
+    usdc = async_chains.base_c.usdc
+    [entry] = await usdc.events.Transfer().get_logs(from_block=block + 1, argument_filters={"to": custody})
+    assert usdc_key == f"{base.chain_id}:{entry['transactionHash'].to_0x_hex().lower()}:{entry['logIndex']}"
