@@ -121,11 +121,14 @@ class TokenLedger:
         return all(b.check() for b in self.indexes.values())
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain data (decimal strings): what the user's shard snapshot stores and the balance view shows."""
-        return {"unit": str(self.unit),
-                "indexes": {i: {k: str(v) for k, v in asdict(b).items()} for i, b in sorted(self.indexes.items())},
-                "deposits": {k: [index, str(units)] for k, (index, units) in self.deposits.items()},
-                "reversals": {k: str(v) for k, v in self.reversals.items()}}
+        """Plain data (decimal strings in plain notation, never an exponent: 18 decimals would print as 1E-18):
+        what the user's shard snapshot stores and the balance view shows."""
+        def s(v: Decimal) -> str:
+            return format(v, "f")
+        return {"unit": s(self.unit),
+                "indexes": {i: {k: s(v) for k, v in asdict(b).items()} for i, b in sorted(self.indexes.items())},
+                "deposits": {k: [index, s(units)] for k, (index, units) in self.deposits.items()},
+                "reversals": {k: s(v) for k, v in self.reversals.items()}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TokenLedger":
