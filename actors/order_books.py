@@ -15,7 +15,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import ray
 import redis
@@ -24,7 +24,7 @@ import redis.asyncio as aioredis
 import core  # noqa: F401  (the project's decimal context in the worker)
 from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
-from core.chain_events import CollateralDeposit, DepositReversal
+from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
 from core.arrival import ArrivalBoard
 from core.clock import SystemClock
 from core.collateral_ledger import USDC_UNIT
@@ -34,7 +34,7 @@ from core.invoice import MintInvoice
 from core.lot_assignment import AssignedFill
 from core.mint_request import MintRequest
 from core.shard_assignment import shard_name, shard_of
-from core.shard_books import ShardBooks, Step
+from core.shard_books import ShardBooks, Step, TokenStep
 from protocol.books_app import BooksApp
 from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import AppRequest, AppResponse, InvoiceIssued, NewOrder
@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 
 #: Invoices' shortfalls kept for the monitor between its polls (it reads every few seconds).
 SHORTFALLS_KEPT = 1000
+S = TypeVar("S", Step, TokenStep)
 
 
 # ============================================================================================== messages
@@ -203,6 +204,9 @@ class IndexOrderBooks:
             key, user = raw_key.decode(), ShardUser.load(raw)
             self.app.refs[key] = user.user_ref()
             st.books[key] = user.user_book(max_open_orders=self.o.max_open_orders, known_indexes=self.o.known_indexes)
+            tokens = user.token_ledger()
+            if tokens is not None:
+                st.load_tokens(key, tokens)
             for oid, acc in user.lines.items():
                 st.lines[oid] = {s: [u, q, v, f, list(ids)] for s, (u, q, v, f, ids) in acc.items()}
             for cl, inv in user.invoices.items():  # moved to the invoices hash by the next commit
@@ -235,7 +239,8 @@ class IndexOrderBooks:
         book = self.shard.books[key]
         ref = self.app.ref(key)
         lines = self.shard.lines
-        return ShardUser.of(ref, book, {o.order_id: lines[o.order_id] for o in book if o.order_id in lines}).dump()
+        return ShardUser.of(ref, book, {o.order_id: lines[o.order_id] for o in book if o.order_id in lines},
+                            self.shard.tokens.get(key)).dump()
 
     def _meta(self) -> str:
         st = self.shard
@@ -313,7 +318,7 @@ class IndexOrderBooks:
         log.info("orders-%d: %s", self.k, text)
         self._notes.append(text)
 
-    def _log_step(self, step: Step) -> Step:
+    def _log_step(self, step: S) -> S:
         """Log and keep what a core step says the operator should see; count its replays."""
         for text in step.errors:
             self._error(text)
@@ -494,6 +499,30 @@ class IndexOrderBooks:
                             self.k, r.deposit_key, key, r.amount, len(r.cancelled), self.shard.books[key].ledger.debt)
             await self._commit(self.app.reversal_reports(done))
 
+    # ------------------------------------------------------------------ index tokens (the chain listener)
+    async def credit_tokens(self, deposits: Sequence[TokenDeposit]) -> int:
+        """Confirmed index-token deposits to custody, credited for redemption to their senders (one call per batch
+        of this shard's users); each user gets a TokenDeposit report "credited". Idempotent per deposit key.
+        Returns how many were new."""
+        self._ensure_started()
+        async with self._lock:
+            step = self._log_step(self.shard.credit_tokens(deposits))
+            if step.credited or step.errors:
+                await self._commit(self.app.token_reports(step))
+            else:
+                self.shard.touched.clear()  # replays only: nothing changed, nothing to write
+            return len(step.credited)
+
+    async def reverse_tokens(self, deposit_keys: Sequence[str]) -> int:
+        """Token deposits a reorg dropped after their credit (every shard is asked: a key names no user); those
+        credited here are taken back once and reported "reversed". Returns how many were reversed here."""
+        self._ensure_started()
+        async with self._lock:
+            step = self._log_step(self.shard.reverse_tokens(deposit_keys))
+            if step.reversed:
+                await self._commit(self.app.token_reports(step))
+            return len(step.reversed)
+
     # ------------------------------------------------------------------ the solver's side
     async def pending(self, limit: int = 10_000) -> list[PendingOrder]:
         """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged. Only what is
@@ -640,8 +669,10 @@ class IndexOrderBooks:
         book = self.shard.books.get(user_key(address))
         if book is None:
             return None
+        tokens = self.shard.tokens.get(book.user)
         return book.to_dict() | {"invoices": {cl: inv.model_dump(mode="json")
-                                              for cl, inv in self.shard.invoices_of.get(book.user, {}).items()}}
+                                              for cl, inv in self.shard.invoices_of.get(book.user, {}).items()},
+                                 "tokens": None if tokens is None else tokens.to_dict()}
 
     async def _undelivered(self) -> int:
         """Reports the gateway has not taken yet (the hand-off's length); while the store is away, the last count
@@ -668,6 +699,8 @@ class IndexOrderBooks:
             "notes": list(self._notes),
             "reversed_deposits": list(self.shard.reversals),
             "debts": {k: str(b.ledger.debt) for k, b in self.shard.books.items() if b.ledger.debt > 0},
+            "token_debts": {k: owed for k, owed in ((k, {i: str(t.debt) for i, t in ledger.indexes.items() if t.debt})
+                                                    for k, ledger in self.shard.tokens.items()) if owed},
             "counts": dict(self._counts), "last_handle": self._last_handle,
             # The latest arrival value per index (what an order accepted now is stamped with, if fresh enough).
             "arrival": {i: {"mid": str(v.mid), "touch": str(v.touch), "at_ms": v.at_ms}

@@ -13,7 +13,7 @@ from typing import Any, Collection, Iterable, Mapping, Sequence
 from core.arrival import ArrivalBoard
 from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
-from core.chain_events import CollateralDeposit, DepositReversal
+from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
 from core.clock import Clock
 from core.collateral_ledger import CollateralError, CollateralLedger
 from core.collateral_route import FeeCharge
@@ -25,6 +25,7 @@ from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
 from core.money import ZERO, quantize_up
 from core.side import Side
+from core.token_ledger import TokenLedger, TokenReversal
 
 
 @dataclass(slots=True)
@@ -40,6 +41,19 @@ class Step:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     replays: int = 0  # parts of the call already done under their key: nothing changed for them
+
+
+@dataclass(slots=True)
+class TokenStep:
+    """What a batch of index-token deposits, or of their reversals, did: per user key the deposits newly credited
+    and the reversals made (each reported to its user), and what the operator should see."""
+
+    credited: list[tuple[str, TokenDeposit]] = field(default_factory=list)
+    reversed: list[tuple[str, TokenReversal]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    replays: int = 0  # deposits booked or reversed before under their key: nothing changed for them
 
 
 def rest_threshold(order: IndexOrder, order_dust: Decimal, rest_return_ratio: Decimal, unit: Decimal) -> Decimal:
@@ -92,6 +106,8 @@ class ShardBooks:
         self.invoices_of: dict[str, dict[str, MintInvoice]] = {}  # user key -> cl_ord_id -> invoice (views)
         self.routes: dict[str, dict[str, str]] = {}
         self.reversals: list[dict[str, Any]] = []  # deposits taken back after a reorg, for the operator
+        self.tokens: dict[str, TokenLedger] = {}  # user key -> index tokens deposited for redemption
+        self.token_owners: dict[str, str] = {}  # token deposit key -> user key (derived from the ledgers)
         # What changed since the owner last stored it.
         self.touched: set[str] = set()
         self.new_fill_keys: set[str] = set()
@@ -182,6 +198,64 @@ class ShardBooks:
             del self.reversals[:-1000]  # the operator's recent view; the ledgers keep every reversal
             out.append((key, done))
         return out
+
+    # ------------------------------------------------------------------ index tokens (deposited for redemption)
+    def token_ledger(self, key: str) -> TokenLedger:
+        """The user's index tokens, made empty on first sight. A user first seen by a token deposit gets an empty
+        book too: the user's snapshot stores both. Marked touched."""
+        self.book(key)
+        ledger = self.tokens.get(key)
+        if ledger is None:
+            ledger = self.tokens[key] = TokenLedger(Decimal(1).scaleb(-self.token_decimals))
+        return ledger
+
+    def load_tokens(self, key: str, ledger: TokenLedger) -> None:
+        """A stored user's token ledger (the owner's load), with the index of its deposits' keys."""
+        self.tokens[key] = ledger
+        self.token_owners.update(dict.fromkeys(ledger.deposits, key))
+
+    def credit_tokens(self, deposits: Sequence[TokenDeposit]) -> TokenStep:
+        """Book confirmed index-token deposits, each to its sender, once per deposit key (a replay books nothing).
+        A deposit that cannot be booked (a replay with other numbers, a fraction of the token's unit) is left out
+        with an error and nothing else changes. Tokens of an index this system does not serve are booked all the
+        same (they are the user's) with a warning: nothing can sell them until the index is served."""
+        step = TokenStep()
+        for d in deposits:
+            key = user_key(d.user)
+            try:
+                new = self.token_ledger(key).credit(d)
+            except CollateralError as exc:
+                step.errors.append(f"token deposit {d.key}: {exc}")
+                continue
+            if not new:
+                step.replays += 1
+                continue
+            self.token_owners[d.key] = key
+            step.credited.append((key, d))
+            if d.index not in self.known_indexes:
+                step.warnings.append(f"token deposit {d.key}: {d.units} {d.index} credited to {key}, an index "
+                                     f"this system does not serve")
+        return step
+
+    def reverse_tokens(self, deposit_keys: Sequence[str]) -> TokenStep:
+        """Token deposits a reorg dropped after their credit: each taken back once (core.token_ledger: from the
+        available units, the rest is the user's debt in that index). Keys this shard never credited (the chain
+        listener asks every shard: a key alone names no user) or reversed before are left out."""
+        step = TokenStep()
+        for deposit_key in deposit_keys:
+            key = self.token_owners.get(deposit_key)
+            if key is None:
+                continue
+            done = self.tokens[key].reverse(deposit_key)
+            if done is None:
+                step.replays += 1
+                continue
+            self.touched.add(key)
+            step.reversed.append((key, done))
+            # For the operator: the confirmations were too low for this chain (and a debt is tokens already sold).
+            step.warnings.append(f"token deposit {deposit_key} of {key} reversed by a reorg: {done.units} "
+                                 f"{done.index} taken back, {done.debt} of it owed")
+        return step
 
     # ------------------------------------------------------------------ the solver's side
     def pending(self, limit: int) -> list[PendingOrder]:

@@ -15,14 +15,14 @@ from core.clock import Clock
 from core.deposit_reversal import BookReversal
 from core.index_order import IndexOrder, IndexOrderStatus, user_key
 from core.index_order_book import IndexOrderRefused, UserOrderBook
-from core.shard_books import ShardBooks, Step
+from core.shard_books import ShardBooks, Step, TokenStep
 from core.shortfall import running_bps
 from core.side import Side
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
                                      DepositReversed, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelRefused,
-                                     QuoteRefused, QuoteResult)
+                                     QuoteRefused, QuoteResult, TokenDepositReport)
 from protocol.indexmaker_messages import FillStatus
 from protocol.reason_codes import ReasonCode, reason_from_core
 
@@ -165,4 +165,19 @@ class BooksApp:
                                            self.books.books[key].ledger.debt,
                                            tuple(o.cl_ord_id for o, _ in reversal.cancelled),
                                            ReasonCode.DEPOSIT_REVERSED, now))
+        return reports
+
+    def token_reports(self, step: TokenStep) -> list[AppResponse]:
+        """A TokenDepositReport per deposit credited ("credited") or taken back by a reorg ("reversed"), with the
+        units of its index free to sell now (after the whole step)."""
+        now = self.clock.now_ms()
+        reports: list[AppResponse] = []
+        for key, d in step.credited:
+            held = self.books.tokens[key].of(d.index)
+            reports.append(TokenDepositReport(self.ref(key), d.key, d.index, "credited", d.units, held.available,
+                                              held.debt, None, now))
+        for key, r in step.reversed:
+            held = self.books.tokens[key].of(r.index)
+            reports.append(TokenDepositReport(self.ref(key), r.deposit_key, r.index, "reversed", r.units,
+                                              held.available, held.debt, ReasonCode.DEPOSIT_REVERSED, now))
         return reports

@@ -182,9 +182,26 @@ class DepositReversed:
     timestamp_ms: int
 
 
+@dataclass(slots=True, frozen=True)
+class TokenDepositReport:
+    """Index tokens the user sent to custody: "credited" for redemption once confirmed, or "reversed" when a reorg
+    dropped the transfer after its credit (`code` DEPOSIT_REVERSED; `debt`: units already sold that the user now
+    owes). `available`: the user's units of the index free to sell now (after the whole batch the event came in)."""
+
+    user: UserRef
+    deposit_id: str
+    index: str
+    status: str  # "credited" | "reversed"
+    units: Decimal
+    available: Decimal
+    debt: Decimal
+    code: ReasonCode | None
+    timestamp_ms: int
+
+
 AppResponse = Union[OrderAccepted, OrderRefused, CancelDone, CancelRefused, OrderProgress, InvoiceIssued,
                     InvoiceRefused, QuoteAccepted, QuoteRefused, QuoteResult, QuoteCancelled, QuoteCancelRefused,
-                    DepositReversed]
+                    DepositReversed, TokenDepositReport]
 
 
 class IndexMakerApp(Protocol):

@@ -246,10 +246,29 @@ class DepositReversed(_Report):
     timestamp: Timestamp
 
 
+class TokenDeposit(_Refusable):
+    """Server-initiated: index tokens the user sent to our custody address on Base. "credited": confirmed and
+    credited for redemption; "reversed" (with `reason_code` DEPOSIT_REVERSED): a reorg deeper than the
+    confirmations dropped the transfer after its credit, and the units were taken back (`debt`: units of the index
+    already sold that the user now owes; new sells of it are refused until a deposit pays it). `quantity`: the
+    deposit's index units; `available`: the user's units of `symbol` free to sell now (after every deposit of the
+    batch this one was confirmed in)."""
+
+    MSG_TYPE: ClassVar[str] = "TokenDeposit"
+    REJECTED: ClassVar[str] = "reversed"
+    deposit_id: LooseId
+    symbol: Symbol
+    status: Literal["credited", "reversed"]
+    quantity: DecimalStr
+    available: DecimalStr
+    debt: DecimalStr
+    timestamp: Timestamp
+
+
 INDEXMAKER_REQUESTS: dict[str, type[Body]] = {
     m.MSG_TYPE: m for m in (NewIndexOrder, CancelIndexOrder, NewQuoteRequest, CancelQuoteRequest, GetMintInvoice,
                             AccountToCustody, CustodyToAccount)}
 INDEXMAKER_REPORTS: dict[str, type[Body]] = {
     m.MSG_TYPE: m for m in (NewIndexOrderReport, CancelIndexOrderReport, IndexOrderFill, MintInvoice,
                             MintInvoiceRejected, NewIndexQuote, IndexQuoteResponse, CancelIndexQuote,
-                            DepositReversed)}
+                            DepositReversed, TokenDeposit)}

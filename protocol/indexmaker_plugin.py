@@ -15,13 +15,14 @@ from protocol.envelope import Body, UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
                                      DepositReversed, GetInvoice, IndexMakerApp, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelled,
-                                     QuoteCancelRefused, QuoteRefused, QuoteResult)
+                                     QuoteCancelRefused, QuoteRefused, QuoteResult, TokenDepositReport)
 from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody, CancelIndexOrder,
                                           CancelIndexOrderReport, CancelIndexQuote, CancelQuoteRequest,
                                           CustodyToAccount, GetMintInvoice, IndexOrderFill, IndexQuoteResponse,
                                           InvoiceLine, MintInvoice, MintInvoiceRejected, NewIndexOrder,
                                           NewIndexOrderReport, NewIndexQuote, NewQuoteRequest)
 from protocol.indexmaker_messages import DepositReversed as DepositReversedReport
+from protocol.indexmaker_messages import TokenDeposit as TokenDepositWire
 from protocol.plugin import BasePlugin, Inbound, Refusal
 from protocol.reason_codes import NakCode, ReasonCode
 from protocol.wire_types import format_timestamp
@@ -154,6 +155,14 @@ class IndexMakerPlugin(BasePlugin):
                 deposit_id=r.deposit_id, amount=r.amount, debt=r.debt, cancelled_orders=list(r.cancelled_orders),
                 reason_code=r.code, reason=_text(f"deposit {r.deposit_id} was dropped by a chain reorg: {r.amount} "
                                                   f"taken back from your collateral"),
+                timestamp=format_timestamp(r.timestamp_ms))
+        if isinstance(r, TokenDepositReport):
+            reversed_ = r.status == "reversed"
+            return TokenDepositWire(
+                deposit_id=r.deposit_id, symbol=r.index, status=r.status, quantity=r.units, available=r.available,
+                debt=r.debt, reason_code=r.code if reversed_ else None,
+                reason=_text(f"token deposit {r.deposit_id} was dropped by a chain reorg: {r.units} {r.index} "
+                             f"taken back") if reversed_ else None,
                 timestamp=format_timestamp(r.timestamp_ms))
         raise TypeError(f"unknown application response {type(r).__name__}")
 

@@ -20,6 +20,7 @@ from core.index_order_book import UserOrderBook
 from core.invoice import MintInvoice
 from core.mint_request import MintRequest
 from core.side import Side
+from core.token_ledger import TokenLedger
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
 from store.ledger_records import LedgerPart, ledger_v0
@@ -75,6 +76,26 @@ class BookPart(Part):
 LinePart = tuple[int, Decimal, Decimal, Decimal, list[str]]
 
 
+class IndexTokensPart(Part):
+    """core.token_ledger.IndexTokens: one index's tokens of one user."""
+
+    credited: Decimal
+    available: Decimal
+    reserved: Decimal
+    redeemed: Decimal
+    reversed: Decimal
+    debt: Decimal
+
+
+class TokenLedgerPart(Part):
+    """core.token_ledger.TokenLedger's to_dict(): the user's index tokens deposited for redemption."""
+
+    unit: Decimal
+    indexes: dict[str, IndexTokensPart]
+    deposits: dict[str, tuple[str, Decimal]]  # deposit key -> (index, units)
+    reversals: dict[str, Decimal]  # deposit key -> units taken back
+
+
 def _user_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"ledger": ledger_v0(data["book"]["ledger"])}}
 
@@ -85,24 +106,31 @@ def _user_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"orders": orders}}
 
 
+def _user_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    return {"tokens": None} | data  # written before index tokens could be deposited: none
+
+
 @record_kind
 class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2}
+    VERSION: ClassVar[int] = 3
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart
     lines: dict[str, dict[str, LinePart]]  # order id -> symbol -> line
+    tokens: TokenLedgerPart | None  # index tokens deposited for redemption (None: never any)
     #: Invoices inside a snapshot written before invoices had a hash of their own; the load moves them there and
     #: the current code writes none.
     invoices: dict[str, MintInvoice] = {}
 
     @classmethod
-    def of(cls, ref: UserRef, book: UserOrderBook, lines: Mapping[str, Mapping[str, list[Any]]]) -> "ShardUser":
-        return cls.model_validate({"ref": (ref.chain_id, ref.address), "book": book.to_dict(), "lines": lines})
+    def of(cls, ref: UserRef, book: UserOrderBook, lines: Mapping[str, Mapping[str, list[Any]]],
+           tokens: TokenLedger | None = None) -> "ShardUser":
+        return cls.model_validate({"ref": (ref.chain_id, ref.address), "book": book.to_dict(), "lines": lines,
+                                   "tokens": None if tokens is None else tokens.to_dict()})
 
     def user_ref(self) -> UserRef:
         return UserRef(self.ref[0], self.ref[1])
@@ -110,6 +138,9 @@ class ShardUser(Record):
     def user_book(self, *, max_open_orders: int, known_indexes: tuple[str, ...]) -> UserOrderBook:
         return UserOrderBook.from_dict(self.book.model_dump(mode="json"), max_open_orders=max_open_orders,
                                        known_indexes=known_indexes)
+
+    def token_ledger(self) -> TokenLedger | None:
+        return None if self.tokens is None else TokenLedger.from_dict(self.tokens.model_dump(mode="json"))
 
 
 # ------------------------------------------------------------------------------------------ the shard's meta

@@ -338,3 +338,71 @@ def test_the_operator_switches_the_local_market_regime_and_back(demo, tmp_path, 
     finally:
         assert cli.main(["market", "regime", "calm", *where]) == 0
     assert spread() < 3 * calm
+
+
+def test_a_buyer_sends_tokens_back_with_deposit_tokens_and_sees_them_credited(demo, tmp_path, capsys,
+                                                                             monkeypatch) -> None:
+    """`indexmaker deposit-tokens SY100 Q` by Alice, who bought SY100 in the demo: half her tokens go to custody on
+    Base, the chain listener credits them for redemption in her shard, her session gets a TokenDeposit report, and
+    `indexmaker balance` shows the rest in her wallet and the deposit credited. Last in this file: it moves tokens
+    the tests above count in her wallet."""
+    import json
+    import os
+
+    import cli
+    from protocol.client import GatewayClient
+    from world.run_file import write_run
+
+    system, result, _, _ = demo
+    alice = result["users"][0]
+    assert alice.index == "SY100"
+    write_run(tmp_path, phase="up", pid=os.getpid(), environment="local", exchange_url=system.exchange.url,
+              http_url=system.http_url, world_file=str(system.world_file))
+    where = ["--state-dir", str(tmp_path)]
+    monkeypatch.setenv("DEMO_ALICE_KEY", "0x" + alice.key.key.hex().removeprefix("0x"))
+    held = balance_of(system, alice.address, "SY100")
+    assert held > 0
+    sent = held // 2
+    quantity = Decimal(sent).scaleb(-18)
+
+    async def deposit_and_read_the_report():  # noqa: ANN202
+        client = GatewayClient(system.gateway_url, alice.key.key, chain_id=system.settings.chain.arbitrum_chain_id,
+                               last_seen=alice.reports[-1].seq_num)
+        await client.connect()
+        try:
+            code = await asyncio.to_thread(cli.main, ["deposit-tokens", "SY100", f"{quantity:f}", "--key",
+                                                      "env:DEMO_ALICE_KEY", *where])
+            while True:  # her stream after the demo's last report: the token deposit's comes next
+                report = await client.next_report(timeout=60)
+                if report.msg_type == "TokenDeposit":
+                    return code, report
+        finally:
+            await client.close()
+
+    code, report = asyncio.run(deposit_and_read_the_report())
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "mined" in out.out and f"credited   {quantity:f} SY100 for redemption" in out.out, out.out
+    body = report.body
+    assert (report.msg_type, body.status, body.symbol, body.quantity, body.available, body.debt) == (
+        "TokenDeposit", "credited", "SY100", quantity, quantity, 0)
+    assert balance_of(system, alice.address, "SY100") == held - sent
+
+    assert cli.main(["balance", "--json", "--key", "env:DEMO_ALICE_KEY", *where]) == 0
+    balance = json.loads(capsys.readouterr().out)
+    assert Decimal(balance["tokens"]["SY100"]) == Decimal(held - sent).scaleb(-18)  # the wallet
+    credited = {k: Decimal(v) for k, v in balance["tokens_credited"]["SY100"].items()}
+    assert credited == {"credited": quantity, "available": quantity, "reserved": 0, "redeemed": 0, "reversed": 0,
+                        "debt": 0}
+    [(key, deposit)] = balance["token_deposits"].items()
+    assert key == body.deposit_id and key.startswith(f"{system.state.chain('base').chain_id}:")
+    assert (deposit["index"], Decimal(deposit["units"]), deposit["reversed"]) == ("SY100", quantity, False)
+    assert Decimal(balance["parts"]["credited"]) == alice.deposit  # the USDC side untouched
+    assert cli.main(["balance", "--key", "env:DEMO_ALICE_KEY", *where]) == 0
+    text = capsys.readouterr().out
+    assert f"credited for redemption {quantity:f}: {quantity:f} available" in text, text
+    # Restart-safe and once: the chain's cursor is past it and a re-read books nothing.
+    chain = ray.get(system.actor("chain").inspect.remote(), timeout=30)
+    assert chain["token_deposits_forwarded"] >= 1 and chain["last_error"] is None
+    view = ray.get(system.shard(alice.address).user.remote(alice.address), timeout=30)
+    assert list(view["tokens"]["deposits"]) == [key]

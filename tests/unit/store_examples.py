@@ -67,11 +67,24 @@ def shard_lines() -> dict[str, dict[str, list]]:
                                         ["BTCUSDC:7", "BTCUSDC:8"]]}}
 
 
+def shard_tokens():  # noqa: ANN201
+    """A token ledger with a credit, a sell's reservation and a reversal: every part set."""
+    from core.chain_events import TokenDeposit
+    from core.token_ledger import TokenLedger
+
+    tokens = TokenLedger()
+    tokens.credit(TokenDeposit(8453, "0xtok1", 0, 10, ALICE, INDEX, Decimal("0.02")))
+    tokens.credit(TokenDeposit(8453, "0xtok2", 1, 11, ALICE, INDEX, Decimal("0.005")))
+    tokens.reserve(INDEX, Decimal("0.01"))
+    tokens.reverse("8453:0xtok2:1")
+    return tokens
+
+
 def _shard_user() -> Record:
     from protocol.envelope import UserRef
     from store.shard_records import ShardUser
 
-    return ShardUser.of(UserRef(42161, ALICE), shard_book(), shard_lines())
+    return ShardUser.of(UserRef(42161, ALICE), shard_book(), shard_lines(), shard_tokens())
 
 
 def _shard_meta() -> Record:

@@ -107,7 +107,10 @@ def _every_response() -> list[typing.Any]:
             app.QuoteAccepted(REF, "q1"), app.QuoteRefused(REF, "q2", ReasonCode.UNKNOWN_INDEX, "no index"),
             app.QuoteResult(REF, "q1", d("0.0123")), app.QuoteCancelled(REF, "q1"),
             app.QuoteCancelRefused(REF, "q3", ReasonCode.UNKNOWN_QUOTE, "none"),
-            app.DepositReversed(REF, "42161:0xold:3", d("5"), d("1.5"), ("c1",), ReasonCode.DEPOSIT_REVERSED, T0)]
+            app.DepositReversed(REF, "42161:0xold:3", d("5"), d("1.5"), ("c1",), ReasonCode.DEPOSIT_REVERSED, T0),
+            app.TokenDepositReport(REF, "8453:0xtok:1", "SY100", "credited", d("0.01"), d("0.01"), d("0"), None, T0),
+            app.TokenDepositReport(REF, "8453:0xtok:1", "SY100", "reversed", d("0.01"), d("0"), d("0.002"),
+                                   ReasonCode.DEPOSIT_REVERSED, T0 + 1)]
 
 
 def test_every_response_type_round_trips_and_a_pickled_report_of_older_code_reads_once() -> None:
