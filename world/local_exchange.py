@@ -35,6 +35,11 @@ class LocalExchangeConfig:
     symbols: tuple[str, ...] = ("BTCUSDC",)
     update_ms: int = 0
     port: int = 0  # 0: any free port (the ready line says which), or the saved one when resuming
+    #: Where the REST API listens; the market streams and the WebSocket API on addresses of their own where given
+    #: (each on any free port), else on `host` too.
+    host: str = LOOPBACK
+    stream_host: str | None = None
+    ws_api_host: str | None = None
     #: Where the exchange's state is kept across restarts (None: in memory only, lost on stop).
     state_file: str | None = None
     snapshot_ms: int = 500
@@ -59,9 +64,10 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
                          decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
                          from_block=from_block)
     port = c["port"]
-    if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
+    if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"]), c["host"]):
         port = int(saved["port"])
-    return SimulatorConfig(host=LOOPBACK, port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
+    return SimulatorConfig(host=c["host"], stream_host=c["stream_host"], ws_api_host=c["ws_api_host"], port=port,
+                           symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
                            process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()])
 
 
@@ -116,7 +122,8 @@ async def _serve(options: dict[str, Any]) -> None:
     keeper = asyncio.ensure_future(_keep(sim, path, c["snapshot_ms"])) if path is not None else None
     if path is not None:
         save(snapshot(sim), path)  # the first start's state exists on disk at once
-    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "pid": os.getpid(), "resumed": saved is not None})
+    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "ws_api_url": sim.ws_api_url, "pid": os.getpid(),
+                             "resumed": saved is not None})
     if keeper is not None:
         keeper.cancel()
     await sim.stop()
@@ -140,6 +147,10 @@ class LocalExchange:
     @property
     def ws_url(self) -> str:
         return self.info["ws_url"]
+
+    @property
+    def ws_api_url(self) -> str:
+        return self.info["ws_api_url"]
 
     @property
     def account(self) -> ExchangeAccount:
