@@ -388,7 +388,7 @@ class LocalWorldConfig(_Section):
     relayer_poll_ms: int = Field(20, ge=1)
     receipt_poll_ms: int = Field(20, ge=1)
     #: The local world started on its own as an external one (`python -m world.external_local`): each part on a
-    #: loopback address of its own, none 127.0.0.1, as Binance's three hosts, two chains and a Redis would be.
+    #: loopback address of its own, none the local world's, as Binance's three hosts, two chains and a Redis would be.
     external_hosts: dict[str, str] = Field(default_factory=lambda: dict(EXTERNAL_HOSTS))
 
     @field_validator("external_hosts")
