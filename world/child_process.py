@@ -32,6 +32,18 @@ def stop_process(proc: "subprocess.Popen[Any] | None", timeout_s: float) -> None
             proc.wait()
 
 
+def stop_parts(*parts: Any) -> None:
+    """`stop()` each part that is there (not None), in order; one that fails is logged and the others still stop."""
+    import logging
+
+    for part in parts:
+        if part is not None:
+            try:
+                part.stop()
+            except Exception as exc:  # noqa: BLE001  (the others must still stop)
+                logging.getLogger(__name__).warning("stopping %s: %s", type(part).__name__, exc)
+
+
 def read_ready_line(fd: int, timeout_s: float) -> str:
     """One line from a detached process's ready pipe (its `--ready-fd`); '' on EOF (it died) or timeout."""
     buf = b""

@@ -33,8 +33,6 @@ CONFIG_FILE, DEPLOYMENT_FILE, SECRETS_FILE, WORLD_FILE = "config.toml", "deploym
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 60.0
 
-log = logging.getLogger(__name__)
-
 
 def deployment_toml(state: Any, environment: str, accounts: dict[str, str]) -> str:
     """A deployment file (chain/deployment_file.py) naming the chains of `state` and the system's `accounts`."""
@@ -100,13 +98,13 @@ class ExternalLocalWorld:
                 confirmations=s.local.exchange_confirmations, poll_ms=s.local.deposit_poll_ms, symbols=self.symbols,
                 update_ms=s.local.price_update_ms, host=h["exchange_rest"], stream_host=h["exchange_streams"],
                 ws_api_host=h["exchange_ws_api"])).start()
-            self._write_files()
-            return self
         except BaseException:
             self.stop()
             raise
+        return self
 
-    def _write_files(self) -> None:
+    def write_files(self) -> None:
+        """The deployment file, the configuration and the secrets file (mode 600) of the started world."""
         from chain.keys import DEV_MNEMONIC
 
         s, state = self.settings, self.state
@@ -166,12 +164,9 @@ class ExternalLocalWorld:
                 "base": self.state.chain("base").rpc_url, "store": self.redis.url}
 
     def stop(self) -> None:
-        for part in (self.exchange, self.relayer, self.chains, self.redis):
-            if part is not None:
-                try:
-                    part.stop()
-                except Exception as exc:  # noqa: BLE001  (the others must still stop)
-                    log.warning("stopping %s: %s", type(part).__name__, exc)
+        from world.child_process import stop_parts
+
+        stop_parts(self.exchange, self.relayer, self.chains, self.redis)
         self.exchange = self.relayer = self.chains = self.redis = None
 
 
@@ -187,7 +182,9 @@ def serve(directory: Path, config: str | None, ready: Callable[[str], None]) -> 
     world = ExternalLocalWorld(directory, Settings.load(config))
     try:
         world.start()
+        world.write_files()
     except BaseException as exc:  # noqa: BLE001  (reported to `start`, which prints it)
+        world.stop()
         ready("failed " + json.dumps({"error": f"{type(exc).__name__}: {exc}"}))
         raise
     try:
