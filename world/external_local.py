@@ -86,6 +86,7 @@ class ExternalLocalWorld:
         os.environ["INDEXMAKER_EXCHANGE_SECRET"] = secrets.token_hex(32)
         try:
             self.redis = RedisServer(self.dir / "redis", host=h["store"], password=self.store_password).start()
+            self.redis.client().flushall()  # new chains every start: an earlier world's store must not pair with them
             tokens = tuple((index, entry.name or f"IndexMaker {index}") for index, entry in s.indexes.items()
                            if entry.token == DEPLOY)
             self.chains = LocalChains(LocalChainsConfig(users=s.local.users, index_tokens=tokens,
@@ -204,6 +205,10 @@ def start(directory: Path, config: str | None, timeout_s: float = START_TIMEOUT_
     from world.run_file import pid_alive
 
     directory = Path(directory).resolve()
+    if directory == ROOT or ROOT in directory.parents:
+        print(f"--dir {directory} is inside the repository: the world writes a secrets file there, which `up` would "
+              f"refuse; choose a directory outside {ROOT}", file=sys.stderr)
+        return 2
     running = _read_run(directory)
     if running and pid_alive(running.get("pid")):
         print(f"already running (pid {running['pid']}): {running['config']}")

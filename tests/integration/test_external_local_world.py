@@ -20,8 +20,6 @@ import redis
 from tests.integration.operator_cli import (INDEX, ExternalLocalWorld, buy_to_invoice, cli, credited, explain,
                                            token_balance, transfer, up, wait_status)
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
 DEPOSIT = Decimal("500")
 
 
@@ -39,6 +37,25 @@ def answers(host: str, port: int) -> bool:
         return False
 
 
+def test_a_directory_inside_the_repository_is_refused_and_stop_without_a_world_says_so(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.integration.operator_cli import ROOT
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "world.external_local", *args], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60)
+
+    inside = ROOT / "state" / "external-world"
+    refused = run("start", "--dir", str(inside))
+    assert refused.returncode == 2 and "inside the repository" in refused.stderr and not inside.exists()
+    nothing = run("stop", "--dir", str(tmp_path))
+    assert nothing.returncode == 0 and "no world running" in nothing.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_up_on_the_local_world_started_as_an_external_one_mints(tmp_path: Path) -> None:
     from chain.deployment import WorldState
     from chain.keys import DEV_MNEMONIC, derive_account
