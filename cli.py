@@ -137,6 +137,9 @@ def _up(args: argparse.Namespace) -> int:
         what = "resumed" if info.get("resumed") else "started fresh"
         print(f"up ({what} in {info.get('up_in_s')} s): gateway {info.get('gateway_url')}, exchange "
               f"{info.get('exchange_url')}\n  `indexmaker status` shows every part, `indexmaker down` stops it")
+        if info.get("exchange_mode") == "paper":
+            print(f"  PAPER trading: orders are matched locally on the market data of {info.get('upstream_url')}; "
+                  f"nothing is sent to that exchange")
         if settings.environment == "local":
             print("  users: `indexmaker dev-keys` lists the local world's funded keys; then `indexmaker deposit "
                   "1000 --key KEY`, `indexmaker order buy ...`, `indexmaker balance --key KEY`")
@@ -234,7 +237,8 @@ def _deploy_token(args: argparse.Namespace) -> int:
 
 # ---------------------------------------------------------------------------------------------------- down
 #: What a world process's command line must contain for `down` to end it after a crash (a pid may be reused).
-_ROLE_MARKS = {"redis": "redis-server", "exchange": "world.local_exchange", "anvil-": "anvil"}
+_ROLE_MARKS = {"redis": "redis-server", "exchange": "world.local_exchange", "anvil-": "anvil",
+               "paper-exchange": "world.paper_exchange"}
 
 
 def _down(args: argparse.Namespace) -> int:
@@ -544,6 +548,25 @@ def _reconcile(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+# ---------------------------------------------------------------------------------------------------- market
+def _market(args: argparse.Namespace) -> int:
+    """The local world's market regime or a replay (world/market_control.py)."""
+    from world import market_control as mc
+    from world import user_commands as uc
+
+    try:
+        url = mc.simulator_url(_running(args))
+        if args.market_action == "replay":
+            print(json.dumps(mc.replay(url, args.symbol, Path(args.capture), args.rebase)))
+            return 0
+        state = mc.set_regime(url, args.name, args.symbols, args.percent, args.drift_bps_per_min)
+    except (uc.UserCommandError, mc.MarketControlError) as exc:
+        print(f"indexmaker market: {exc}", file=sys.stderr)
+        return 1
+    print("\n".join(mc.regime_lines(state)))
+    return 0
+
+
 # ---------------------------------------------------------------------------------------------------- main
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="indexmaker", description=__doc__,
@@ -608,6 +631,20 @@ def _parser() -> argparse.ArgumentParser:
     listing.add_argument("--json", action="store_true")
     keys = sub.add_parser("dev-keys", parents=[where], help="the local world's funded user keys")
     keys.add_argument("--json", action="store_true")
+    market = sub.add_parser("market", parents=[where], help="local world only: switch the simulator's market "
+                            "regime (calm, volatile, thin, wide, trending; events: gap, halted) or replay a recorded "
+                            "depth stream into a pair's book")
+    market_sub = market.add_subparsers(dest="market_action", required=True)
+    regime = market_sub.add_parser("regime", parents=[where], help="switch the regime (no NAME: show the current)")
+    regime.add_argument("name", nargs="?", help="calm | volatile | thin | wide | trending | gap | halted")
+    regime.add_argument("--symbols", nargs="+", help="only these pairs (halted needs them; default: every pair)")
+    regime.add_argument("--percent", help="gap: the jump in percent (default: the simulator's configured one)")
+    regime.add_argument("--drift-bps-per-min", help="trending: the drift (default: the configured one)")
+    replay = market_sub.add_parser("replay", parents=[where], help="drive a pair's book with a recorded depth "
+                                   "stream (JSON or JSON lines of depthUpdate events), one event per price step")
+    replay.add_argument("symbol")
+    replay.add_argument("capture", help="the capture file")
+    replay.add_argument("--rebase", action="store_true", help="scale the recorded prices to the pair's own level")
     rec = sub.add_parser("reconcile", parents=[where], help="what the books hold against the exchange account and "
                                                             "the index token's supply; exit 1 on a difference")
     rec.add_argument("--json", action="store_true", help="the rows as JSON")
@@ -657,6 +694,8 @@ def main(argv: list[str] | None = None) -> int:
         return _dev_keys(args)
     if args.command == "reconcile":
         return _reconcile(args)
+    if args.command == "market":
+        return _market(args)
     return 2
 
 

@@ -54,8 +54,8 @@ def tally(counts: dict[str, int], responses: Sequence[AppResponse], reported: bo
 class _CountingPlugin(IndexMakerPlugin):
     """The IndexMaker plugin, tallying what it sends: immediate answers here, reports via `deliver_reports`."""
 
-    def __init__(self, app: Any, counts: dict[str, int]) -> None:
-        super().__init__(app)
+    def __init__(self, app: Any, counts: dict[str, int], trading_mode: str | None = None) -> None:
+        super().__init__(app, trading_mode=trading_mode)
         self.counts = counts
 
     def deliver(self, responses: Sequence[AppResponse]) -> None:
@@ -89,6 +89,8 @@ class GatewayActorOptions:
     #: read returns as soon as a shard commits a report).
     read_batch: int = 5_000
     read_block_ms: int = 1_000
+    #: "paper" in paper mode: every business report carries `trading_mode: "paper"` (protocol/README.md).
+    trading_mode: str | None = None
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
@@ -112,7 +114,7 @@ class GatewayActor:
         self.counts = {"report_calls": 0, "reports": 0, "duplicates": 0, "orders_accepted": 0,
                        "orders_rejected": 0, "orders_failed": 0, "orders_filled": 0, "orders_cancelled": 0,
                        "fill_reports": 0, "invoices": 0}
-        self.plugin = _CountingPlugin(self.app, self.counts)
+        self.plugin = _CountingPlugin(self.app, self.counts, options.trading_mode)
         config = GatewayConfig(**options.config)
         store = RedisReportStore.from_url(options.redis_url, options.store_prefix, keep=config.report_retention)
         self.server = GatewayServer(self.plugin, store, Signer(options.server_key), config, retry=options.retry)

@@ -45,6 +45,8 @@ class HttpServiceOptions:
     names: Mapping[str, str] = field(default_factory=dict)
     market_shards: int = 1
     unit: Decimal = Decimal("0.000001")
+    #: "paper" in paper mode: every invoice served says so.
+    trading_mode: str | None = None
 
 
 class HealthRoute:
@@ -72,7 +74,8 @@ class HttpService:
         setup_logging(options.name)
         self.o = options
         self._handles: dict[str, Any] = {}
-        self.invoices = InvoiceHttp(self._user_view, max_skew_ms=options.max_clock_skew_ms)
+        self.invoices = InvoiceHttp(self._user_view, max_skew_ms=options.max_clock_skew_ms,
+                                    trading_mode=options.trading_mode)
         self.health = HealthRoute(self._monitor_health, options.health_timeout_s)
         self.app = web.Application()
         self.app.add_routes([web.get("/health", self.health.handle), web.get("/indexes", self._indexes),

@@ -29,6 +29,8 @@ CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("indexmaker_actor_up", "gauge", "1 if the actor answered inspect() on the last poll", ("actor",)),
     MetricSpec("indexmaker_actor_inspect_seconds", "gauge", "time the actor took to answer inspect()", ("actor",)),
     MetricSpec("indexmaker_healthy", "gauge", "1 if /health would answer 200"),
+    MetricSpec("indexmaker_paper_mode", "gauge",
+               "1 in paper mode: orders matched locally, nothing sent to the exchange"),
     # --- index orders (gateway: every application response it delivered, counted per batch)
     MetricSpec("indexmaker_index_orders", "counter",
                "index orders by outcome: accepted, rejected (at entry), failed (late rejection), filled, cancelled, "

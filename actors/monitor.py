@@ -72,6 +72,8 @@ class MonitorOptions:
     export: bool = True
     #: The reserves check every `reserves.interval_s` (None, or an interval of 0: no check).
     reserves: ReservesOptions | None = None
+    #: "paper" in paper mode: the indexmaker_paper_mode gauge says so from the first scrape.
+    trading_mode: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, actors: tuple[str, ...], **overrides: Any) -> "MonitorOptions":
@@ -97,6 +99,9 @@ class Monitor:
         self.log = logger.bind(actor=options.name)
         self.o = options
         self.metrics = Metrics(export=options.export)
+        self.metrics.set("indexmaker_paper_mode", 1 if options.trading_mode == "paper" else 0)
+        if options.trading_mode == "paper":
+            self.log.info("PAPER mode: orders are matched by the paper exchange, nothing is sent to the exchange")
         self.view = SystemView(self.metrics, options.limits)
         self._handles: dict[str, Any] = {}
         self.polls = 0

@@ -24,13 +24,14 @@ from core.avg_prices import AvgPrices
 from core.batch_intake import PlannedOrder, intake_batch
 from core.circuit_breaker import CircuitBreaker, stopped
 from core.clock import SystemClock
+from core.market_status import ClosedPairs
 from core.money import ZERO
 from core.rate_limits import RateLimiter, rate_limits_from_exchange_info
 from core.send_queue import SendQueue
 from core.send_resolution import NotFoundVerdict, on_not_found
 from core.sender_book import SenderBook
 from core.sender_messages import SubmitResult
-from core.symbol_filters import parse_exchange_info
+from core.symbol_filters import MARKET_CLOSED, parse_exchange_info
 from exchange import errors
 from exchange.gateway import BinanceGateway, ExchangeOrder, ExchangeTrade
 from protocol.gc_tuning import tune_gc_once
@@ -82,6 +83,8 @@ class OrderSender:
         self._gw: BinanceGateway | None = None
         self._limiter: RateLimiter | None = None
         self._filters: dict[str, Any] = {}
+        self._closed = ClosedPairs()  # pairs the exchange halted (not stored: exchangeInfo says it again at start)
+        self._status_wake = asyncio.Event()
         self._balances: dict[str, str] = {}
         self._last_submit: dict[str, Any] | None = None
         self._tasks: list[asyncio.Task] = []
@@ -177,7 +180,7 @@ class OrderSender:
             raise
         self._book.queue = SendQueue(self._limiter, o.order_weight)
         self._gw = gw
-        loops = [self._flusher(), self._send_loop(), self._watch_executions()]
+        loops = [self._flusher(), self._send_loop(), self._watch_executions(), self._watch_status()]
         if o.avg_price_refresh_ms > 0:
             loops.append(self._keep_avg_prices())
         for coro in loops:
@@ -231,6 +234,9 @@ class OrderSender:
         accepted, results = intake_batch(
             batch_id, orders, self._filters, self.o.time_in_force, avg_prices=self._avg.fresh(symbols, self._filters),
             open_orders=book.open_counts(symbols))
+        for r in results:  # refused here for the status exchangeInfo gave: the solver is told, as after a -1013
+            if r.filter == MARKET_CLOSED and self._closed.close(r.symbol, self._filters[r.symbol].status):
+                self._status_wake.set()
         book.record_batch(batch_id, accepted, results)
         # What the rate limits admit now is marked sent in the SAME write as the intents: one durable write
         # before the requests leave instead of two (a restart asks the exchange about SENT orders either way).
@@ -315,6 +321,39 @@ class OrderSender:
             waits.append(asyncio.shield(task))
         await asyncio.gather(*waits)
 
+    async def _watch_status(self) -> None:
+        """The pairs' status from exchangeInfo (one request for all): those traded lately every status_poll_ms,
+        so a halt is known before a batch meets it; while one is closed, every closed_poll_ms (and at once after a
+        -1013), so it reopens soon after the exchange lists it TRADING. Their filters are taken anew with it."""
+        gw = self._gw
+        assert gw is not None
+        while True:
+            every = self.o.closed_poll_ms if self._closed else self.o.status_poll_ms
+            try:
+                await asyncio.wait_for(self._status_wake.wait(), every / 1000)
+            except asyncio.TimeoutError:
+                pass  # the polling period: a pace, no event to wait for
+            self._status_wake.clear()
+            symbols = sorted(set(self._avg.recent()) | set(self._closed.closed))
+            if not symbols:
+                continue
+            try:
+                await self._acquire(self.o.info_weight)
+                info = await gw.fetch_exchange_info(symbols)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # noqa: BLE001  (network trouble: the next period asks again)
+                log.warning("sender: pairs' status not read (%s); asking again in %d ms", e, every)
+                continue
+            self._filters.update(parse_exchange_info(info))
+            reopened, closed = self._closed.update({e["symbol"]: e["status"] for e in info.get("symbols", ())})
+            if closed:
+                log.warning("sender: %s not TRADING on the exchange; the indexes holding them wait",
+                            ", ".join(closed))
+            if reopened:
+                log.info("sender: %s TRADING again", ", ".join(reopened))
+            self._changed.set()
+
     async def resume(self, symbol: str | None = None, account: bool = False) -> dict[str, Any]:
         """The operator clears the breaker of `symbol` (or, with `account`, the account's): its held orders go out
         (unless another breaker still stops them). Returns what was cleared, how many orders were released and
@@ -379,6 +418,13 @@ class OrderSender:
                 return
             except errors.DuplicateOrder:
                 await self._resolve(order)  # an open order already has this id: it is this one
+                return
+            except errors.MarketClosed as e:  # the exchange halted the pair: not a fault to count for a breaker
+                self._apply(order, OrderUpdate(cid, AssetOrderStatus.REJECTED, ZERO, reason=f"{e.code}: {e.msg}"))
+                if self._closed.close(order.symbol):
+                    log.warning("sender: %s is closed on the exchange; the indexes holding it wait until it "
+                                "reopens", order.symbol)
+                    self._status_wake.set()
                 return
             except (errors.OrderRejected, errors.BadRequest, errors.BadSymbol, errors.AuthenticationFailed) as e:
                 self._apply(order, OrderUpdate(cid, AssetOrderStatus.REJECTED, ZERO, reason=f"{e.code}: {e.msg}"))
@@ -520,8 +566,9 @@ class OrderSender:
             for order in self._book.merge_reports(update_from(eo) for eo in updates):
                 self._spawn(self._check_fills_later(order))
 
-    async def order_budget(self) -> tuple[int, int]:
-        """(orders the rate limits admit now less those already queued, what they admit in empty windows): the
+    async def order_budget(self) -> tuple[int, int, list[str]]:
+        """(orders the rate limits admit now less those already queued, what they admit in empty windows, the pairs
+        the exchange has closed: core.market_status): the
         solver plans a batch only when its orders can go out at once, so orders that arrive meanwhile are netted
         into it instead of forming a second batch that waits behind the first."""
         await self.start()
@@ -529,7 +576,8 @@ class OrderSender:
         queue = self._book.queue
         assert limiter is not None and queue is not None
         weight = self.o.order_weight
-        return (max(0, limiter.orders_available(weight) - len(queue)), limiter.orders_capacity(weight))
+        return (max(0, limiter.orders_available(weight) - len(queue)), limiter.orders_capacity(weight),
+                self._closed.symbols())
 
     async def balances(self) -> dict[str, str]:
         """The account's balances (free + locked) per asset, exact from the exchange's strings: what the reserves
@@ -570,6 +618,7 @@ class OrderSender:
         started = self._start_task is not None and self._start_task.done() and self._start_task.exception() is None
         return {"account": self.o.account, "restarted": self._restarted, "started": started, **self._book.view(),
                 "last_submit": self._last_submit, "balances_at_start": self._balances,
+                "closed_pairs": dict(self._closed.closed),
                 "rate_limits": self._limiter.snapshot() if self._limiter is not None else None}
 
     async def stop(self) -> None:

@@ -57,6 +57,8 @@ class SenderOptions:
     avg_price_keep_ms: int = 1_800_000
     breaker_threshold: int = 3
     breaker_cool_off_ms: int = 300_000
+    status_poll_ms: int = 60_000
+    closed_poll_ms: int = 5_000
     #: The exchange's WebSocket API (user data) where it is not `ws_url`/ws-api/v3, and ccxt's sandbox (testnet).
     ws_api_url: str | None = None
     sandbox: bool = False
@@ -72,7 +74,8 @@ class SenderOptions:
         g = settings.exchange_guards
         values.update(avg_price_max_age_ms=g.avg_price_max_age_ms, avg_price_weight=g.avg_price_weight,
                       avg_price_refresh_ms=g.avg_price_refresh_ms, avg_price_keep_ms=g.avg_price_keep_ms,
-                      breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms)
+                      breaker_threshold=g.breaker_threshold, breaker_cool_off_ms=g.breaker_cool_off_ms,
+                      status_poll_ms=g.status_poll_ms, closed_poll_ms=g.closed_poll_ms)
         values["retry"] = RetryPolicy.from_settings(settings)
         values.update(overrides)
         return cls(**values)

@@ -39,13 +39,15 @@ def deposit_connector(w3: Any, chain_id: int, redis: Any, usdc: Any, custody: st
 
 
 async def hand_over(batch: LogBatch, unit: Decimal,
-                    accept: Callable[[list[CollateralDeposit]], Awaitable[Any]],
-                    reverse: Callable[[list[str]], Awaitable[Any]]) -> tuple[int, int]:
+                    accept: Callable[[list[Any]], Awaitable[Any]],
+                    reverse: Callable[[list[str]], Awaitable[Any]],
+                    extract: Callable[[LogBatch, Decimal], list[Any]] = deposits_from_batch) -> tuple[int, int]:
     """Give one confirmed batch to the router: first the deposits a reorg deeper than the confirmations dropped
     (handed out before, gone now: `reverse(keys)`), then the new ones (`accept(deposits)`); one call each, only
     when there is something. Either raising leaves the batch uncommitted, so it comes again (both are idempotent).
+    `extract` reads the deposits out of the batch (USDC by default; token_deposit_feed.py for index tokens).
     Returns (deposits accepted, keys reversed)."""
-    deposits = deposits_from_batch(batch, unit)
+    deposits = extract(batch, unit)
     orphaned: Sequence[str] = batch.reorg.orphaned if batch.reorg is not None else ()
     if orphaned:
         await reverse(list(orphaned))

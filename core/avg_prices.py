@@ -49,6 +49,11 @@ class AvgPrices:
         for s in symbols:
             self._used[s] = now
 
+    def recent(self) -> list[str]:
+        """The symbols a batch used within `keep_ms` (the ones worth watching), sorted."""
+        now = self.clock.now_ms()
+        return sorted(s for s, at in self._used.items() if now - at <= self.keep_ms)
+
     def due(self, filters: Mapping[str, SymbolFilters], lead_ms: int) -> list[str]:
         """The symbols a batch used within `keep_ms` whose value is missing or ages out within `lead_ms`: refreshed
         now, the next batch finds them fresh. Symbols unused for longer are forgotten (no weight spent on them)."""

@@ -13,6 +13,7 @@ from typing import Collection, Mapping, NamedTuple, Sequence
 from core.basket import Basket
 from core.money import ONE, ZERO, quantize_down, quantize_up, units_up
 from core.side import Side
+from core.market_status import closed_in, closed_reason
 from core.stale_books import stale_in, stale_reason
 from core.symbol_filters import SymbolFilters, min_quantity_for, round_price
 
@@ -170,11 +171,14 @@ def plan_batch(
     order_budget: int,
     limits: PlannerLimits,
     stale: Collection[str] = frozenset(),
+    closed: Collection[str] = frozenset(),
+    reserved_symbols: Collection[str] = frozenset(),
 ) -> BatchPlan:
     """Plan one buy batch. `asks` are best-first (price, quantity) levels; `inventory_units` counts whole base units
     per symbol that are free to use and `inventory_prices` what they cost (quote per whole asset, commission included);
     `order_budget` is how many exchange orders the rate limits allow now; `stale` are the symbols whose book is stale
-    (their asks, if given, are ignored)."""
+    (their asks, if given, are ignored); `reserved_symbols` already count against the budget (the batch's sells may
+    send an order on each, and one asset takes one exchange order whichever side its net falls on)."""
     inventory_units = inventory_units or {}
     deferred: list[Deferred] = []
 
@@ -196,9 +200,10 @@ def plan_batch(
     index_prices: dict[str, Decimal] = {}
     for index in list(by_index):
         basket = baskets[index]
+        halted = closed_in(basket, closed) if closed else ()
         waits_on = stale_in(basket, stale) if stale else ()
-        if waits_on:
-            reason = stale_reason(waits_on)
+        if halted or waits_on:
+            reason = closed_reason(halted) if halted else stale_reason(waits_on)
             deferred.extend(Deferred(o.order_id, reason) for o in by_index.pop(index))
             continue
         missing = None
@@ -290,7 +295,7 @@ def plan_batch(
     #    the first that does not fit stops the batch, so a large basket is never overtaken by smaller ones behind
     #    it window after window: every order waits at most for the windows the indexes ahead of it need.
     need = demand(units)
-    chosen: set[str] = set()
+    chosen: set[str] = set(reserved_symbols)
     selected: dict[str, list[tuple[PendingOrder, int]]] = {}
     full = False
     for index, rows in units.items():

@@ -63,3 +63,28 @@ class DepositReversal:
     user: str
     amount: Decimal
     routed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class TokenDeposit:
+    """A user's transfer of an index token to our custody address (on Base, where the index tokens live), seen with
+    the configured confirmations: `units` of index `index` to credit for redemption."""
+
+    chain_id: int
+    tx_hash: str
+    log_index: int
+    block_number: int
+    user: str  # the sender's address: the account credited
+    index: str  # the index symbol the token belongs to
+    units: Decimal  # index units (the token's whole base units, scaled by its decimals)
+
+    @property
+    def key(self) -> str:
+        return event_key(self.chain_id, self.tx_hash, self.log_index)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "units": str(self.units)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenDeposit":
+        return cls(**{**data, "units": D(data["units"])})

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, ClassVar, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -67,6 +67,9 @@ class SolverConfig(_Section):
     tick_interval_ms: int = Field(100, ge=1)
     #: Buy limit price = best ask * (1 + slippage_cap), rounded down to the tick (stays inside the cap).
     slippage_cap: Decimal = Decimal("0.01")
+    #: A quote says the market is wide past this spread of the basket at the touch, in bps of its mid (Binance's
+    #: large pairs quote under 1 bps, small ones 5-20; the local simulator's calm market 2, its wide regime 20).
+    wide_spread_bps: Decimal = Field(Decimal("10"), gt=0)
     #: Orders are sized at the expected price (the batch's walk of the asks) times 1 + price_buffer.
     price_buffer: Decimal = Field(Decimal("0.0005"), ge=0, lt=1)
     #: After the first new order arrives, the solver waits until none came for collect_quiet_ms (at most
@@ -125,6 +128,10 @@ class ExchangeConfig(_Section):
     market_shards: int = Field(2, ge=1)
     order_book_depth: int = Field(100, ge=5)
     deposit_network: str = "BASE"
+    #: "live": the system trades on the exchange at rest_url/ws_url. "paper": on a local paper exchange
+    #: (exchange/simulator/paper.py, `[paper]`) that mirrors rest_url/ws_url's market data and matches the orders
+    #: itself: nothing reaches the exchange's order or account endpoints, balances are the paper account's.
+    mode: Literal["live", "paper"] = "live"
 
 
 class ExchangeGuardsConfig(_Section):
@@ -146,6 +153,10 @@ class ExchangeGuardsConfig(_Section):
     #: A tripped breaker clears by itself after this long (it trips again at once if the rejects go on: one more
     #: reject for the account, `breaker_threshold` for a symbol); 0: only `indexmaker resume` clears it.
     breaker_cool_off_ms: int = Field(300_000, ge=0)
+    #: Pairs' status (exchangeInfo, weight 20): read every status_poll_ms for the pairs traded lately, so a halt
+    #: is known before a batch meets it, and every closed_poll_ms while a pair is halted, to know when it reopens.
+    status_poll_ms: int = Field(60_000, ge=1)
+    closed_poll_ms: int = Field(5_000, ge=1)
 
 
 #: The roles the chain side signs for (chain/stack.py): every external world derives them from its mnemonic.
@@ -513,6 +524,25 @@ class MarketDataConfig(_Section):
     reconnect_max_ms: int = Field(5_000, ge=1)
 
 
+class PaperConfig(_Section):
+    """Paper mode (`[exchange] mode = "paper"`): the paper exchange's account and its mirror of the exchange."""
+
+    #: The paper account's starting balances, asset -> amount (free); deposits to its address come on top.
+    balances: dict[str, Decimal] = Field(default_factory=lambda: {"USDC": Decimal("1000000")})
+    #: The deposit address the paper exchange gives the router ("": one derived from the account's key, which only
+    #: the local world's chain may receive: on a real chain name an address you control, or routed USDC is lost).
+    deposit_address: str = ""
+    #: The exchange's avgPrice (the filters' reference) is read again this often, per symbol (weight 2 each).
+    avg_price_poll_ms: int = Field(30_000, ge=1)
+    #: Depth diff cadence of the paper exchange's own streams (what the market shards read).
+    depth_interval_ms: int = Field(100, ge=10)
+    #: Where the paper exchange listens (the actors reach it there; None: the launcher's loopback, world/ports.py),
+    #: its port (0: any free one), and how long it may take to mirror every book at start.
+    host: str | None = None
+    port: int = Field(0, ge=0, le=65535)
+    ready_timeout_s: float = Field(60.0, gt=0)
+
+
 class ReservesConfig(_Section):
     """The reserves check (core/reserves.py; `indexmaker reconcile`, the monitor): what the books say is held
     against the exchange account's balances and the index tokens' on-chain supply."""
@@ -546,6 +576,14 @@ class WorldCheckConfig(_Section):
     #: nothing reachable is named part by part within about twice this.
     timeout_s: float = Field(5.0, gt=0)
 
+class WithdrawalConfig(_Section):
+    """Users' withdrawals of USDC to Arbitrum (core/withdrawal.py): exchange -> our Base wallet -> Across -> user."""
+
+    #: The exchange's name of the network it withdraws to (our Base wallet).
+    exchange_network: str = "BASE"
+    #: Smallest withdrawal a user may ask for (USDC, fees included): below it the route's fees eat the payout.
+    minimum: Decimal = Field(Decimal("5"), gt=0)
+
 
 class Settings(BaseSettings):
     """The whole configuration. `Settings.load("prod.toml")` reads a file; env vars override it."""
@@ -576,6 +614,8 @@ class Settings(BaseSettings):
     market_data: MarketDataConfig = MarketDataConfig()
     reserves: ReservesConfig = ReservesConfig()
     world_check: WorldCheckConfig = WorldCheckConfig()
+    paper: PaperConfig = PaperConfig()
+    withdrawal: WithdrawalConfig = WithdrawalConfig()
 
     def basket_files(self) -> dict[str, str]:
         """Index symbol -> its basket file under data_dir/indexes (core.basket.load_indexes reads them)."""

@@ -1,23 +1,30 @@
 """When the solver gives up on an order: deferred too long for a reason that time may not fix.
 
-No liquidity and too small may pass (books refill), so an order is rejected only after `reject_after_ms` deferred
-for such a reason at every cycle; rate limits and a full batch always pass. A stale book is our feed's fault: its
-own clock is `stale_reject_after_ms` (0: wait). A change of kind restarts the clock."""
+No liquidity, too small and a sale below its minimum may pass (books refill), so an order is rejected only after
+`reject_after_ms` deferred for such a reason at every cycle; rate limits and a full batch always pass. A stale book
+is our feed's fault: its own clock is `stale_reject_after_ms` (0: wait). A pair the exchange halted never ends in a
+reject: the order waits for it (or for its user's cancel). A change of kind restarts the clock."""
 from __future__ import annotations
 
 from typing import Iterable
 
 from core.batch_planner import Deferred
+from core.market_status import is_closed_reason
+from core.sell_plan import BELOW_MINIMUM, TOO_SMALL_TO_SELL
 from core.stale_books import is_stale_reason, symbols_of
 
 
 def lasting(reason: str) -> bool:
-    return reason == "TOO_SMALL" or reason.startswith("NO_LIQUIDITY")
+    return reason in ("TOO_SMALL", BELOW_MINIMUM, TOO_SMALL_TO_SELL) or reason.startswith("NO_LIQUIDITY")
 
 
 def explain(reason: str, after_ms: int) -> str:
     if is_stale_reason(reason):
         return f"book of {', '.join(symbols_of(reason)) or 'an asset'} stale for {after_ms // 1000} s"
+    if reason == BELOW_MINIMUM:
+        return f"the book would not pay the minimum asked for {after_ms // 1000} s"
+    if reason == TOO_SMALL_TO_SELL:
+        return f"too small to sell (worth nothing at the collateral unit) for {after_ms // 1000} s"
     text = (f"no liquidity for {reason.split(':', 1)[1]} within the slippage cap" if reason.startswith("NO_LIQUIDITY:")
             else "no liquidity" if reason.startswith("NO_LIQUIDITY") else "too small to buy one unit of the index")
     return f"{text} for {after_ms // 1000} s"
@@ -31,7 +38,10 @@ class StuckOrders:
         self.since: dict[str, tuple[str, int]] = {}
 
     def _limit(self, reason: str) -> tuple[str, int] | None:
-        """(kind, delay) of a reason that may end in a reject; None: never one."""
+        """(kind, delay) of a reason that may end in a reject; None: never one (a halted pair: the order waits for
+        the exchange to reopen it, or for the user's cancel)."""
+        if is_closed_reason(reason):
+            return None
         if is_stale_reason(reason):
             return ("stale", self.stale_reject_after_ms) if self.stale_reject_after_ms > 0 else None
         return ("market", self.reject_after_ms) if lasting(reason) else None

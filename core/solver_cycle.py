@@ -83,6 +83,7 @@ class SolverCycle:
         self.deferred = 0  # orders the last tick deferred (> 0: look again soon)
         self.stuck = StuckOrders(reject_after_ms, stale_reject_after_ms)
         self.stale_books: frozenset[str] = frozenset()  # at the last read of the books
+        self.closed_pairs: frozenset[str] = frozenset()  # halted by the exchange, as the sender last said
         self.waiting_on_stale: dict[str, int] = {}  # stale symbol -> orders the last plan deferred for it
         self.reject_seq = 0
 
@@ -150,7 +151,8 @@ class SolverCycle:
         leaves unneeded becomes inventory), so both go out together, one shard round trip sooner."""
         room = max(ZERO, self.max_in_flight_notional - self.engine.in_flight_notional())
         limits = dataclasses.replace(self.engine.limits, in_flight_room=room)
-        batch_id, plan = self.engine.plan(pending, books.asks, budget, limits, stale=books.stale)
+        batch_id, plan = self.engine.plan(pending, books.asks, budget, limits, stale=books.stale,
+                                          closed=self.closed_pairs)
         self.deferred = len(plan.deferred)
         self._note_stale(plan.deferred)
         self._give_up_on(plan.deferred, now_ms)
@@ -342,4 +344,5 @@ class SolverCycle:
             "notes": list(self.notes),
             # Books stale at the last read, and per stale book the orders the last plan left waiting for it.
             "stale_books": sorted(self.stale_books), "waiting_on_stale_books": dict(self.waiting_on_stale),
+            "closed_pairs": sorted(self.closed_pairs),
         }

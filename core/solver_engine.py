@@ -117,14 +117,15 @@ class SolverEngine:
 
     # ---- planning -----------------------------------------------------------------------------------------------
     def plan(self, pending: Sequence[PendingOrder], asks: Mapping[str, Sequence[Level]], order_budget: int,
-             limits: PlannerLimits | None = None, stale: Collection[str] = frozenset()) -> tuple[str | None, BatchPlan]:
+             limits: PlannerLimits | None = None, stale: Collection[str] = frozenset(),
+             closed: Collection[str] = frozenset()) -> tuple[str | None, BatchPlan]:
         """Plan the next batch from the orders not already in one (`stale`: symbols whose book may not be planned
-        on). Returns (batch_id or None, plan)."""
+        on; `closed`: pairs the exchange halted). Returns (batch_id or None, plan)."""
         busy = self.engaged_order_ids()
         free = [o for o in pending if o.order_id not in busy]
         plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
                           inventory_prices=self.inventory_prices(), order_budget=order_budget,
-                          limits=limits or self.limits, stale=stale)
+                          limits=limits or self.limits, stale=stale, closed=closed)
         if plan.is_empty:
             return None, plan
         self.batch_seq += 1

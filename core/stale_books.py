@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Callable, Collection, Iterable, Mapping
 
 from core.basket import Basket
+from core.symbol_reasons import held_in, is_kind, reason_naming
 
 STALE_BOOK = "STALE_BOOK"
 
@@ -25,16 +26,16 @@ def stale_symbols(symbols: Iterable[str], has_snapshot: Callable[[str], bool], l
 
 def stale_in(basket: Basket, stale: Collection[str]) -> list[str]:
     """The basket's symbols that are stale, sorted (empty: the index may be planned)."""
-    return sorted(a.symbol for a in basket.assets if a.symbol in stale)
+    return held_in(basket, stale)
 
 
 def stale_reason(symbols: Iterable[str]) -> str:
     """The deferral reason of an order whose index needs these stale books."""
-    return f"{STALE_BOOK}:{','.join(sorted(symbols))}"
+    return reason_naming(STALE_BOOK, symbols)
 
 
 def is_stale_reason(reason: str) -> bool:
-    return reason == STALE_BOOK or reason.startswith(STALE_BOOK + ":")
+    return is_kind(reason, STALE_BOOK)
 
 
 def symbols_of(reason: str) -> list[str]:

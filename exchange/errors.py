@@ -95,3 +95,25 @@ class StatusUnknown(ExchangeError):
 
 class ExchangeUnavailable(StatusUnknown):
     """The exchange could not be reached at all (connection refused, DNS). For orders still treated as unknown."""
+
+
+class WithdrawRefused(ExchangeError):
+    """The exchange refused a withdrawal (Binance's wallet codes: -4018 asset or network unknown, -4019 withdrawals
+    closed for it, -4021 not a multiple, -4022 below the minimum, -4023 above the maximum, -4026 insufficient
+    balance, -4033 illegal address; -1002 the API key may not withdraw). Nothing was debited."""
+
+
+class WithdrawBelowMinimum(WithdrawRefused):
+    """-4022: less than the network's withdrawMin."""
+
+
+class WithdrawInsufficientBalance(WithdrawRefused):
+    """-4026: free balance below amount + fee."""
+
+
+class WithdrawNetworkUnknown(WithdrawRefused):
+    """-4018: the exchange does not list the coin, or not on that network."""
+
+
+class WithdrawNotPermitted(WithdrawRefused):
+    """-1002: the API key lacks the withdrawal permission (or the network's withdrawals are closed: -4019)."""

@@ -12,7 +12,7 @@ import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Awaitable, Callable, Iterable, TypeVar
+from typing import Any, Awaitable, Callable, Iterable, Sequence, TypeVar
 
 import aiohttp
 import ccxt.pro as ccxtpro
@@ -114,6 +114,42 @@ class DepositRecord:
     info: dict = field(default_factory=dict, compare=False)
 
 
+@dataclass(frozen=True, slots=True)
+class WithdrawalRecord:
+    """A withdrawal as the exchange reports it (GET /sapi/v1/capital/withdraw/history), amounts exact. Binance's
+    status: 0 email sent, 1 cancelled, 2 awaiting approval, 3 rejected, 4 processing, 5 failure, 6 completed."""
+
+    id: str
+    coin: str
+    network: str | None
+    address: str | None
+    amount: Decimal
+    fee: Decimal | None
+    status: int | None
+    tx_id: str | None
+    withdraw_order_id: str | None
+    apply_time: str | None
+    complete_time: str | None
+    info: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def completed(self) -> bool:
+        return self.status == 6
+
+    @property
+    def failed(self) -> bool:
+        """Cancelled, rejected or failed: the exchange gave amount + fee back."""
+        return self.status in (1, 3, 5)
+
+
+def parse_withdrawal_info(r: dict[str, Any]) -> WithdrawalRecord:
+    fee = r.get("transactionFee")
+    return WithdrawalRecord(str(r["id"]), r.get("coin", ""), r.get("network"), r.get("address"),
+                            D(str(r.get("amount", "0"))), D(str(fee)) if fee not in (None, "") else None,
+                            _int(r.get("status")), r.get("txId") or None, r.get("withdrawOrderId") or None,
+                            r.get("applyTime"), r.get("completeTime"), r)
+
+
 # ============================================================================================== error mapping
 #: Binance messages ccxt sometimes raises without the body (it matches the message text first).
 _MESSAGE_CODES = {
@@ -129,6 +165,13 @@ _MESSAGE_CODES = {
     "API-key format invalid.": -2014,
     "Invalid API-key, IP, or permissions for action.": -2015,
     "Invalid symbol.": -1121,
+}
+#: Binance's wallet codes a withdrawal apply answers (its error-code list; -1002: a key without withdrawals).
+_WITHDRAW_CODES: dict[int, type[errors.WithdrawRefused]] = {
+    -1002: errors.WithdrawNotPermitted, -4019: errors.WithdrawNotPermitted,
+    -4018: errors.WithdrawNetworkUnknown, -4022: errors.WithdrawBelowMinimum,
+    -4026: errors.WithdrawInsufficientBalance, -4021: errors.WithdrawRefused, -4023: errors.WithdrawRefused,
+    -4033: errors.WithdrawRefused,
 }
 _CODE_RE = re.compile(r'"code"\s*:\s*(-?\d+)')
 _MSG_RE = re.compile(r'"msg"\s*:\s*"((?:[^"\\]|\\.)*)"')
@@ -180,6 +223,8 @@ def map_error(exc: Exception, retry_after: str | None = None) -> errors.Exchange
         return errors.InvalidTimestamp(msg, code)
     if code in (-1022, -2014, -2015):
         return errors.AuthenticationFailed(msg, code)
+    if code in _WITHDRAW_CODES:
+        return _WITHDRAW_CODES[code](msg, code, http_status=http_status)
     if code in (-1007, -1008) or (http_status is not None and http_status >= 500):
         return errors.StatusUnknown(msg, code, http_status=http_status)
     if code is not None and -1199 <= code <= -1100:
@@ -492,9 +537,13 @@ class BinanceGateway:
         self._markets_loaded = True
         return {m["id"]: m["info"] for m in markets.values() if m.get("spot")}
 
-    async def fetch_exchange_info(self) -> dict[str, Any]:
+    async def fetch_exchange_info(self, symbols: Sequence[str] | None = None) -> dict[str, Any]:
         """The raw GET /api/v3/exchangeInfo payload (weight 20): `rateLimits` and `symbols[].filters` as the
-        exchange wrote them, for core.rate_limits and core.symbol_filters (ccxt keeps neither in full)."""
+        exchange wrote them, for core.rate_limits and core.symbol_filters (ccxt keeps neither in full); only
+        `symbols`' entries when given."""
+        if symbols:
+            return await self._call(self._ex.public_get_exchangeinfo,
+                                    {"symbols": json.dumps(list(symbols), separators=(",", ":"))})
         return await self._call(self._ex.public_get_exchangeinfo)
 
     async def fetch_order_book(self, symbol: str, limit: int = 100) -> BookSnapshot:
@@ -605,6 +654,33 @@ class BinanceGateway:
         return [DepositRecord(str(r.get("id")), r["coin"], r.get("network"), D(str(r["amount"])),
                               _int(r.get("status")), r.get("txId"), r.get("address"), _int(r.get("insertTime")), r)
                 for r in rows]
+
+    async def withdraw(self, coin: str, amount: Decimal, address: str, network: str,
+                       withdraw_order_id: str) -> str:
+        """POST /sapi/v1/capital/withdraw/apply through ccxt; returns the exchange's withdrawal id. Binance does not
+        deduplicate `withdraw_order_id`: after a lost answer, look it up (fetch_withdrawals) before applying again.
+        `amount` reaches the address; the account pays amount + the network's fee."""
+        await self._ensure_markets()
+        res = await self._call(self._ex.withdraw, coin, _plain(amount), address,
+                               {"network": network, "withdrawOrderId": withdraw_order_id})
+        return str(res["info"]["id"])
+
+    async def ensure_withdrawal(self, coin: str, amount: Decimal, address: str, network: str,
+                                withdraw_order_id: str) -> str:
+        """The exchange's id of the withdrawal under `withdraw_order_id`, applying it only when the history has none:
+        safe to call again after a lost answer (StatusUnknown) or a restart, it never withdraws twice."""
+        known = await self.fetch_withdrawals(coin, withdraw_order_id)
+        if known:
+            return known[-1].id  # ccxt sorts oldest first: a second one can only come from another client's apply
+        return await self.withdraw(coin, amount, address, network, withdraw_order_id)
+
+    async def fetch_withdrawals(self, coin: str | None = None, withdraw_order_id: str | None = None,
+                                since: int | None = None) -> list[WithdrawalRecord]:
+        """Withdrawal history (GET /sapi/v1/capital/withdraw/history), optionally one withdrawOrderId's."""
+        await self._ensure_markets()
+        params = {"withdrawOrderId": withdraw_order_id} if withdraw_order_id else {}
+        rows = await self._call(self._ex.fetch_withdrawals, coin, since, None, params)
+        return [parse_withdrawal_info(t["info"]) for t in rows]
 
     # ------------------------------------------------------------------ live books (market-data shards)
     def set_book_listeners(self, on_update: BookListener | None, on_gap: GapListener | None = None) -> None:

@@ -146,6 +146,8 @@ class QuoteResult:
     client_quote_id: str
     quantity_possible: Decimal
     index: str = ""  # the quoted index ("" in reports stored before one system served several)
+    spread_bps: Decimal | None = None  # the basket's spread at the touch, bps of its mid (None: not known)
+    wide_market: bool = False  # past [solver] wide_spread_bps
 
 
 @dataclass(slots=True, frozen=True)

@@ -70,7 +70,17 @@ class CustodyToAccount(Body):
 # --- server -> client --------------------------------------------------------------------------------------------
 
 
-class _Refusable(Body):
+TradingMode = Literal["paper"]
+
+
+class _Report(Body):
+    """A server's business message. `trading_mode` "paper" says the system runs in paper mode (nothing it reports
+    was traded on the exchange: fills are matched locally on its market data); absent on a live system."""
+
+    trading_mode: TradingMode | None = None
+
+
+class _Refusable(_Report):
     """A report whose status may be "rejected": then, and only then, a reason code and text come with it."""
 
     REJECTED: ClassVar[str] = "rejected"
@@ -132,7 +142,7 @@ class InvoiceLine(WireModel):
     lot_ids: list[LooseId] = Field(default_factory=list, max_length=10_000)
 
 
-class MintInvoice(Body):
+class MintInvoice(_Report):
     """What the order bought and what it cost. total_amount = collateral_spent + amount_cancelled + amount_returned
     (exact); the routing fee was charged to the user's collateral on top, when the deposit was routed."""
 
@@ -162,7 +172,7 @@ class MintInvoice(Body):
         return self
 
 
-class MintInvoiceRejected(Body):
+class MintInvoiceRejected(_Report):
     """Answer to GetMintInvoice when there is no invoice (UNKNOWN_ORDER, NOT_MINTED)."""
 
     MSG_TYPE: ClassVar[str] = "MintInvoiceRejected"
@@ -177,7 +187,7 @@ class NewIndexQuote(_Refusable):
     client_quote_id: Id
 
 
-class IndexQuoteResponse(Body):
+class IndexQuoteResponse(_Report):
     """Index units that the quoted amount would buy now."""
 
     MSG_TYPE: ClassVar[str] = "IndexQuoteResponse"
@@ -185,6 +195,10 @@ class IndexQuoteResponse(Body):
     #: The quoted index (absent only in reports stored before the system served several indexes).
     symbol: Symbol | None = None
     quantity_possible: DecimalStr
+    #: The basket's spread at the touch, in basis points of its mid value (rounded up), when the books gave both
+    #: sides; `wide_market` true when it is past the system's width for a normal market (`[solver] wide_spread_bps`).
+    spread_bps: DecimalStr | None = None
+    wide_market: bool | None = None
 
 
 class CancelIndexQuote(_Refusable):
@@ -193,7 +207,7 @@ class CancelIndexQuote(_Refusable):
     client_quote_id: Id
 
 
-class DepositReversed(Body):
+class DepositReversed(_Report):
     """Server-initiated: a deposit credited before was dropped by a reorg deeper than the confirmations. `amount`
     left the user's collateral; the orders in `cancelled_orders` had their not-yet-engaged collateral cut for it
     (each with its own CancelIndexOrder report); `debt` is what the user now owes (collateral already engaged by a

@@ -55,10 +55,12 @@ class IndexMakerPlugin(BasePlugin):
                        "GetMintInvoice": 2}
     unsigned_ok = frozenset({"NewQuoteRequest", "CancelQuoteRequest"})
 
-    def __init__(self, app: IndexMakerApp | Handler) -> None:
+    def __init__(self, app: IndexMakerApp | Handler, *, trading_mode: str | None = None) -> None:
+        """`trading_mode` "paper": every business report says so (its `trading_mode` field)."""
         super().__init__()
         self._handle: Handler = app.handle if hasattr(app, "handle") else app  # type: ignore[union-attr,assignment]
         self.delivered = 0
+        self.trading_mode = trading_mode
 
     # --- wire -> application ----------------------------------------------------------------------------------------
 
@@ -101,6 +103,8 @@ class IndexMakerPlugin(BasePlugin):
         for response in responses:
             try:
                 body = self.to_wire(response)
+                if self.trading_mode is not None and "trading_mode" in type(body).model_fields:
+                    body = body.model_copy(update={"trading_mode": self.trading_mode})
             except Exception:  # one malformed response must not cost the others their reports
                 log.exception("cannot turn %r into a wire message", response)
                 continue
@@ -138,7 +142,8 @@ class IndexMakerPlugin(BasePlugin):
                                  reason=_text(r.text))
         if isinstance(r, QuoteResult):
             return IndexQuoteResponse(client_quote_id=r.client_quote_id, symbol=r.index or None,
-                                      quantity_possible=r.quantity_possible)
+                                      quantity_possible=r.quantity_possible, spread_bps=r.spread_bps,
+                                      wide_market=r.wide_market or None)
         if isinstance(r, QuoteCancelled):
             return CancelIndexQuote(status="canceled", client_quote_id=r.client_quote_id)
         if isinstance(r, QuoteCancelRefused):

@@ -30,8 +30,11 @@ def error(status: int, code: str, reason: str, headers: Mapping[str, str] | None
 class InvoiceHttp:
     """The two routes, over a user lookup; `stats` counts answers by status (plain data for inspect())."""
 
-    def __init__(self, lookup: UserLookup, *, clock: Clock | None = None, max_skew_ms: int = 60_000) -> None:
+    def __init__(self, lookup: UserLookup, *, clock: Clock | None = None, max_skew_ms: int = 60_000,
+                 trading_mode: str | None = None) -> None:
+        """`trading_mode` "paper": every invoice served says so, as the reports do."""
         self.lookup = lookup
+        self.trading_mode = trading_mode
         self.clock = clock or SystemClock()
         self.max_skew_ms = max_skew_ms
         self.stats: dict[str, int] = {}
@@ -67,7 +70,7 @@ class InvoiceHttp:
         except Exception as exc:  # noqa: BLE001  (a shard restarting: the client may retry)
             log.warning("invoice lookup for %s failed: %s", signer, exc, extra={"user": signer.lower()})
             return self._answer(error(503, "UNAVAILABLE", "the invoice store does not answer; retry later"))
-        invoices = list((view or {}).get("invoices", {}).values())
+        invoices = [self._stamped(inv) for inv in (view or {}).get("invoices", {}).values()]
         invoices.sort(key=lambda inv: (inv.get("minted_ms") or 0, inv.get("invoice_id", "")))
         return self._answer(web.json_response({"user": signer, "invoices": invoices}))
 
@@ -93,11 +96,14 @@ class InvoiceHttp:
             return self._answer(error(503, "UNAVAILABLE", "the invoice store does not answer; retry later"))
         invoice = (view or {}).get("invoices", {}).get(cl_ord_id)
         if invoice is not None:
-            return self._answer(web.json_response(invoice))
+            return self._answer(web.json_response(self._stamped(invoice)))
         if any(o.get("cl_ord_id") == cl_ord_id for o in (view or {}).get("orders", ())):
             return self._answer(error(404, "NOT_MINTED", f"order {cl_ord_id!r} has no invoice yet: it is not "
                                                          "minted"))
         return self._answer(error(404, "UNKNOWN_INVOICE", f"no invoice {wanted!r} for this user"))
+
+    def _stamped(self, invoice: Mapping[str, Any]) -> Mapping[str, Any]:
+        return invoice if self.trading_mode is None else {**invoice, "trading_mode": self.trading_mode}
 
     async def get_balance(self, request: web.Request) -> web.Response:
         """The signer's own ledger (no `user=`: a balance is nobody else's business)."""

@@ -5,3 +5,4 @@ from store import chain_records  # noqa: F401
 from store import sender_records  # noqa: F401
 from store import shard_records  # noqa: F401
 from store import solver_records  # noqa: F401
+from store import withdrawal_records  # noqa: F401

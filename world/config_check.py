@@ -88,6 +88,7 @@ def check(path: str | None) -> CheckResult:
             result.errors.append(problem)
     result.errors.extend(_basket_problems(settings, result.notes))
     result.errors.extend(_deployment_problems(settings, result.notes))
+    result.errors.extend(_paper_problems(settings, result.notes))
     try:
         secrets = report(settings.environment)
         for name, source in secrets.source.items():
@@ -179,6 +180,27 @@ def _external_problems(settings: Any) -> list[str]:
             checked_address(x.deposit_address)
         except ValueError as exc:
             problems.append(f"exchange.deposit_address: {exc} (the route pays it on {x.deposit_network})")
+    return problems
+
+
+def _paper_problems(settings: Any, notes: list[str]) -> list[str]:
+    """Paper mode trades nothing, but the router still moves real USDC on a real chain: to an address someone
+    holds, never to one derived from a key."""
+    if settings.exchange.mode != "paper":
+        return []
+    paper = settings.paper
+    source = settings.exchange.rest_url or "the local world's simulator"
+    notes.append(f"exchange.mode paper: market data from {source}, orders matched by the paper "
+                 f"exchange, nothing sent; starting balances "
+                 f"{', '.join(f'{a} {v}' for a, v in sorted(paper.balances.items())) or 'none'}")
+    problems = [f"paper.balances.{asset}: must not be negative (got {value})"
+                for asset, value in sorted(paper.balances.items()) if value < 0]
+    if dict(settings.reserves.opening) != dict(paper.balances):
+        problems.append(f"paper.balances: the reserves check counts from reserves.opening "
+                        f"({dict(sorted(settings.reserves.opening.items()))}): make the two equal")
+    if settings.environment != "local" and not paper.deposit_address:
+        problems.append("paper.deposit_address: on a real chain the router sends real USDC to the paper deposit "
+                        "address: name an address you control")
     return problems
 
 

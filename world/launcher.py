@@ -32,6 +32,8 @@ NAMESPACE_ENV = "INDEXMAKER_NAMESPACE"
 GATEWAY_KEY_ENV = "INDEXMAKER_GATEWAY_KEY"
 GATEWAY_KEY_FILE = "gateway.key"
 PORTS_FILE = "ports.json"
+#: Paper mode: the paper exchange's account, kept across `down` / `up` as the simulator's is (exchange.json).
+PAPER_EXCHANGE_FILE = "paper_exchange.json"
 #: What a shipped working_dir leaves out (installed per node, or state).
 SHIP_EXCLUDES = [".venv/", "node_modules/", "state/", ".git/", ".pytest_cache/", ".hypothesis/", "**/__pycache__/"]
 
@@ -151,6 +153,8 @@ class LocalSystem:
         self.chains: Any = None
         self.relayer: Any = None
         self.exchange: Any = None
+        #: Paper mode: the exchange whose market data the paper exchange (`exchange`) mirrors.
+        self.upstream: Any = None
         self.state: Any = None
         self.world_file: Path | None = None
         self.baskets: dict[str, Any] = {}
@@ -212,6 +216,11 @@ class LocalSystem:
                     f"{state_dir} holds the chains ({self.world_file}, anvil-*.json) but its store (redis) is "
                     f"empty: resuming would credit every deposit again. Start afresh (--fresh) or restore "
                     f"{state_dir / 'redis'}.")
+            kept_mode, mode = ports.get("exchange_mode", "live"), self.base_settings.exchange.mode
+            if kept_mode != mode:
+                raise RuntimeError(
+                    f"{state_dir} holds a system that traded in exchange mode {kept_mode!r}, not {mode!r}: its "
+                    f"orders and balances are on the other exchange. Start afresh (--fresh) or keep the mode.")
             self.state = self.chains.resume()
         else:
             if self.o.resume and persistent and self.redis.client().dbsize() > 0:
@@ -221,14 +230,18 @@ class LocalSystem:
                     f"restore the missing files.")
             self.redis.client().flushall()  # a fresh start: nothing of an earlier world may leak into this one
             exchange_file.unlink(missing_ok=True)
+            (state_dir / PAPER_EXCHANGE_FILE).unlink(missing_ok=True)
             self.state = self.chains.start()
-        _write_json(state_dir / PORTS_FILE, {**ports, "redis": self.redis.port})
+        _write_json(state_dir / PORTS_FILE, {**ports, "redis": self.redis.port,
+                                             "exchange_mode": self.base_settings.exchange.mode})
         local = self.base_settings.local
         self.relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC,
                                                 poll_s=local.relayer_poll_ms / 1000).start()
         self.exchange = LocalExchange(self.state, LocalExchangeConfig(
             confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
             update_ms=self.o.price_update_ms, state_file=str(exchange_file) if persistent else None)).start()
+        if self.base_settings.exchange.mode == "paper":
+            self._start_paper_exchange(symbols, state_dir / PAPER_EXCHANGE_FILE if persistent else None)
         with urllib.request.urlopen(self.exchange.url + "/api/v3/exchangeInfo", timeout=30) as resp:
             info = json.loads(resp.read())
         from core.symbol_filters import parse_exchange_info
@@ -310,6 +323,25 @@ class LocalSystem:
             return parse_exchange_info(await gw.fetch_exchange_info())
         finally:
             await gw.close()
+
+    def _start_paper_exchange(self, symbols: tuple[str, ...], state_file: Path | None) -> None:
+        """Paper mode: the simulator just started plays the live exchange (`upstream`); the paper exchange in front
+        of it mirrors its market data and is the exchange of everything after this (market shards, sender, router),
+        so nothing the system sends reaches the simulator's order or account endpoints."""
+        from world.local_exchange import LocalExchangeConfig
+        from world.paper_exchange import PaperExchangeProcess
+
+        s, local = self.base_settings, self.base_settings.local
+        self.upstream = self.exchange
+        self.exchange = None  # stop() stops the upstream alone if the paper exchange fails to start
+        self.exchange = PaperExchangeProcess(
+            self.state, LocalExchangeConfig(confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms,
+                                            symbols=symbols, state_file=str(state_file) if state_file else None),
+            upstream_rest_url=self.upstream.url, upstream_ws_url=self.upstream.ws_url,
+            paper={**s.paper.model_dump(mode="json"), "host": s.paper.host or LOOPBACK},
+            book_depth=s.exchange.order_book_depth).start()
+        log.info("exchange mode PAPER: orders matched by the paper exchange %s on the market data of %s; nothing "
+                 "is sent to the exchange", self.exchange.url, self.upstream.url)
 
     def _start_ray(self) -> None:
         import ray
@@ -404,7 +436,8 @@ class LocalSystem:
         with placed(GatewayActor, table):
             gateway = start_gateway(GatewayActorOptions(redis_url, o.order_shards, self._gateway_key(),
                                                         namespace=ns, config={**s.gateway.model_dump(), "port": port},
-                                                        retry=RetryPolicy.from_settings(s)),
+                                                        retry=RetryPolicy.from_settings(s),
+                                                        trading_mode=self.trading_mode),
                                   detached=detached)
         self.actors["gateway"] = gateway
         with placed(ChainActor, table), placed(RouterActor, table):
@@ -437,14 +470,20 @@ class LocalSystem:
                 health_timeout_s=s.http.health_timeout_s,
                 max_clock_skew_ms=s.gateway.max_clock_skew_ms, baskets=self.baskets,
                 names={k: e.name for k, e in s.indexes.items()}, market_shards=o.market_shards,
-                unit=s.collateral.unit), detached=detached)
+                unit=s.collateral.unit, trading_mode=self.trading_mode), detached=detached)
         with placed(Monitor, table):
             self.actors["monitor"] = start_monitor(MonitorOptions.from_settings(s, tuple(self.actors), namespace=ns,
-                                                                                reserves=self._reserves_options()),
+                                                                                reserves=self._reserves_options(),
+                                                                                trading_mode=self.trading_mode),
                                                    detached=detached)
         self.http_url = ray.get(self.actors["http"].start.remote())
 
     # ------------------------------------------------------------------ helpers
+    @property
+    def trading_mode(self) -> str | None:
+        """"paper" in paper mode (the users' reports and invoices say it), else None."""
+        return "paper" if self.base_settings.exchange.mode == "paper" else None
+
     @property
     def symbols(self) -> tuple[str, ...]:
         """Every pair the served indexes hold, each once (the simulator serves them, the market shards watch them)."""
@@ -519,8 +558,8 @@ class LocalSystem:
         finally:
             from world.child_process import stop_parts
 
-            stop_parts(self.exchange, self.relayer, self.chains, self.redis)
-            self.exchange = self.relayer = self.chains = self.redis = None
+            stop_parts(self.exchange, self.upstream, self.relayer, self.chains, self.redis)
+            self.exchange = self.upstream = self.relayer = self.chains = self.redis = None
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None
@@ -534,7 +573,11 @@ class LocalSystem:
             for name, node in self.chains.nodes.items():
                 if node.pid is not None:
                     out[f"anvil-{name}"] = node.pid
-        if self.exchange is not None and self.exchange.pid is not None:
+        if self.upstream is not None and self.upstream.pid is not None:  # paper mode: the simulator is upstream
+            out["exchange"] = self.upstream.pid
+            if self.exchange is not None and self.exchange.pid is not None:
+                out["paper-exchange"] = self.exchange.pid
+        elif self.exchange is not None and self.exchange.pid is not None:
             out["exchange"] = self.exchange.pid
         return out
 

@@ -15,7 +15,7 @@ import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from chain.deployment import WorldState
 from world.child_process import ReadyLineProcess, announce_and_wait
@@ -51,8 +51,17 @@ class ExchangeAccount:
     secret: str
 
 
-def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) -> Any:
+def deposit_chain(options: dict[str, Any], from_block: int) -> Any:
+    """The chain the exchange watches for deposits to its accounts' addresses, from a child's options."""
     from exchange.simulator.chain_deposits import DepositChain
+
+    c = options["config"]
+    return DepositChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
+                        decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
+                        from_block=from_block)
+
+
+def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) -> Any:
     from exchange.simulator.config import PriceProcessConfig, SimulatorConfig
     from exchange.simulator.persistence import deposit_cursor
 
@@ -60,15 +69,30 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
     from_block = options["from_block"]
     if saved is not None:  # blocks already read need not be read again (a re-read would credit nothing twice)
         from_block = max(from_block, deposit_cursor(saved, c["network"]) or 0)
-    chain = DepositChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
-                         decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
-                         from_block=from_block)
+    chain = deposit_chain(options, from_block)
     port = c["port"]
     if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"]), c["host"]):
         port = int(saved["port"])
     return SimulatorConfig(host=c["host"], stream_host=c["stream_host"], ws_api_host=c["ws_api_host"], port=port,
                            symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
-                           process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()])
+                           process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()],
+                           withdraw_chains=_withdraw_chains(options))
+
+
+def _withdraw_chains(options: dict[str, Any]) -> tuple:
+    """The exchange's hot wallet on the watched chain, when the world gave it one (a dev key's derivation index:
+    no key on the command line): it pays the withdrawals for real."""
+    from chain.keys import DEV_MNEMONIC, derive_account
+    from exchange.simulator.chain_withdrawals import WithdrawChain
+
+    index = options.get("hot_wallet_index")
+    if index is None:
+        return ()
+    c = options["config"]
+    key = "0x" + bytes(derive_account(DEV_MNEMONIC, int(index)).key).hex().removeprefix("0x")
+    return (WithdrawChain(c["network"], options["rpc_url"], options["token"], coin=c["coin"],
+                          decimals=options["decimals"], confirmations=c["confirmations"], poll_ms=c["poll_ms"],
+                          hot_wallet_key=key),)
 
 
 def house_account() -> Any:
@@ -111,7 +135,7 @@ async def _keep(sim: Any, path: Path, every_ms: int) -> None:
 
 async def _serve(options: dict[str, Any]) -> None:
     import core  # noqa: F401  (decimal context)
-    from exchange.simulator.persistence import load, save, snapshot
+    from exchange.simulator.persistence import load
     from exchange.simulator.server import Simulator
 
     c = options["config"]
@@ -119,14 +143,23 @@ async def _serve(options: dict[str, Any]) -> None:
     saved = load(path) if path is not None else None
     sim = Simulator(_serve_config(options, saved), state=saved)
     await sim.start()
-    keeper = asyncio.ensure_future(_keep(sim, path, c["snapshot_ms"])) if path is not None else None
+    await serve_kept(sim, path, c["snapshot_ms"], {"url": sim.url, "ws_url": sim.ws_url, "ws_api_url": sim.ws_api_url,
+                                                   "pid": os.getpid(), "resumed": saved is not None}, sim.stop)
+
+
+async def serve_kept(sim: Any, path: Path | None, every_ms: int, ready: dict[str, Any],
+                     stop: Callable[[], Awaitable[None]]) -> None:
+    """A started exchange until SIGTERM: its state written to `path` (when given) at once, whenever it changed,
+    and after `stop()`; the ready line printed once the first snapshot is on disk."""
+    from exchange.simulator.persistence import save, snapshot
+
+    keeper = asyncio.ensure_future(_keep(sim, path, every_ms)) if path is not None else None
     if path is not None:
         save(snapshot(sim), path)  # the first start's state exists on disk at once
-    await announce_and_wait({"url": sim.url, "ws_url": sim.ws_url, "ws_api_url": sim.ws_api_url, "pid": os.getpid(),
-                             "resumed": saved is not None})
+    await announce_and_wait(ready)
     if keeper is not None:
         keeper.cancel()
-    await sim.stop()
+    await stop()
     if path is not None:
         save(snapshot(sim), path)
 
@@ -134,9 +167,13 @@ async def _serve(options: dict[str, Any]) -> None:
 class LocalExchange:
     """Start the simulator watching `chain` of the world, wait for its ready line; `stop()` ends it by pid."""
 
-    def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base") -> None:
+    def __init__(self, state: WorldState, config: LocalExchangeConfig | None = None, *, chain: str = "base",
+                 hot_wallet_index: int | None = None) -> None:
+        """`hot_wallet_index`: the dev mnemonic's account that pays the exchange's withdrawals on `chain` (None: the
+        withdrawals complete with a derived txId and no transfer)."""
         self.config = config or LocalExchangeConfig()
         self.chain = state.chain(chain)
+        self.hot_wallet_index = hot_wallet_index
         self._child: ReadyLineProcess | None = None
         self.info: dict[str, Any] = {}
 
@@ -150,7 +187,8 @@ class LocalExchange:
 
     @property
     def ws_api_url(self) -> str:
-        return self.info["ws_api_url"]
+        """The WebSocket API's URL: its own address where the child serves it apart, else under `ws_url`."""
+        return self.info.get("ws_api_url") or self.ws_url + "/ws-api/v3"
 
     @property
     def account(self) -> ExchangeAccount:
@@ -161,10 +199,14 @@ class LocalExchange:
         return ExchangeAccount(keys.api_key, keys.secret)
 
     def start(self) -> "LocalExchange":
+        return self._start_child("world.local_exchange", "the exchange simulator", {})
+
+    def _start_child(self, module: str, what: str, extra: dict[str, Any]) -> "LocalExchange":
+        """`python -m module '<options>'`: the chain it watches and `extra`; its ready line becomes `info`."""
         options = {"config": asdict(self.config), "rpc_url": self.chain.rpc_url, "token": self.chain.usdc,
-                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block}
-        self._child = ReadyLineProcess([sys.executable, "-m", "world.local_exchange", json.dumps(options)],
-                                       "the exchange simulator")
+                   "decimals": self.chain.usdc_decimals, "from_block": self.chain.start_block,
+                   "hot_wallet_index": self.hot_wallet_index, **extra}
+        self._child = ReadyLineProcess([sys.executable, "-m", module, json.dumps(options)], what)
         self.info = self._child.start()
         return self
 

@@ -72,11 +72,13 @@ def serve(settings, state_dir: Path, *, config_path: str | None, address: str | 
         state_dir, phase="up", resumed=system.resumed, gateway_url=system.gateway_url, http_url=system.http_url,
         exchange_url=system.settings.exchange.rest_url, redis_url=_stored_url(settings, system.settings.redis_url),
         world_file=str(system.world_file),
+        exchange_mode=settings.exchange.mode, upstream_url=system.upstream.url if system.upstream else None,
         ray={"address": system.ray_address, "namespace": system.namespace, "own": address is None,
              "detached": system.o.detached},
         processes=system.processes(), actors=list(system.actors), indexes=list(system.baskets),
         up_in_s=round(time.monotonic() - t0, 1))
-    ready("ready " + json.dumps({k: record[k] for k in ("gateway_url", "exchange_url", "resumed", "up_in_s")}))
+    ready("ready " + json.dumps({k: record[k] for k in ("gateway_url", "exchange_url", "exchange_mode", "upstream_url",
+                                                        "resumed", "up_in_s")}))
     try:
         while not stop.wait(1.0):  # woken by the signal handler; the timeout only lets signals in promptly
             pass

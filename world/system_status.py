@@ -73,9 +73,12 @@ def _process_checks(run: dict[str, Any]) -> list[PartStatus]:
                     block = _http_json(chain["rpc_url"], {"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber",
                                                           "params": []})["result"]
                     detail += f", chain {chain.get('chain_id')} at block {int(block, 16)}"
-                elif role == "exchange":
-                    _http_json(run["exchange_url"] + "/api/v3/ping")
-                    detail += f", {run['exchange_url']}"
+                elif role in ("exchange", "paper-exchange"):
+                    # In paper mode "exchange" is the upstream whose market data the paper exchange mirrors.
+                    url = run.get("upstream_url") if role == "exchange" and run.get("upstream_url") else \
+                        run["exchange_url"]
+                    _http_json(url + "/api/v3/ping")
+                    detail += f", {url}"
             except Exception as exc:  # noqa: BLE001  (not answering is what we report)
                 up = False
                 detail += f", not answering: {type(exc).__name__}: {exc}"
@@ -225,6 +228,9 @@ def render(status: SystemStatus, run: dict[str, Any] | None) -> list[str]:
         r = run.get("ray") or {}
         lines.append(f"system: {status.phase}  (environment {run.get('environment')}, gateway "
                      f"{run.get('gateway_url')}, Ray {r.get('address')} namespace {r.get('namespace')})")
+        if run.get("exchange_mode") == "paper":
+            lines.append(f"  PAPER trading: orders are matched by the paper exchange {run.get('exchange_url')} on the "
+                         f"market data of {run.get('upstream_url')}; nothing is sent to that exchange")
         if run.get("error"):
             lines.append(f"  last start failed: {run['error'].strip().splitlines()[-1]}")
     else:

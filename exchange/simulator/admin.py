@@ -13,6 +13,8 @@ from core.side import Side
 from exchange.simulator import payloads
 from exchange.simulator.engine import EngineError
 from exchange.simulator.faults import OrderReject
+from exchange.simulator.replay import depth_events
+from exchange.simulator.withdrawals import history_row
 
 if TYPE_CHECKING:
     from exchange.simulator.server import Simulator
@@ -99,6 +101,22 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
             return _ok({"code": e.code, "msg": e.msg}, e.http_status)
         return _ok({"asset": b["asset"], "free": payloads.fmt(left)})
 
+    async def reject_withdrawal(request: web.Request) -> web.Response:
+        """{"api_key" (default: the first account), "id", "info"}: the exchange refuses a withdrawal not yet sent
+        (status 3, amount + fee back to the account)."""
+        b = await body(request)
+        acct = sim.engine.accounts.get(str(b.get("api_key") or next(iter(sim.engine.accounts))))
+        if acct is None:
+            return _ok({"error": "unknown api key"}, 400)
+        try:
+            w = sim.withdrawals.reject(acct, str(b["id"]), str(b.get("info", "Rejected by risk control.")))
+        except KeyError as e:
+            return _ok({"error": f"bad reject request: {e}"}, 400)
+        except EngineError as e:
+            return _ok({"code": e.code, "msg": e.msg}, e.http_status)
+        sim.dispatch()
+        return _ok(history_row(w))
+
     async def step(request: web.Request) -> web.Response:
         b = await body(request)
         sim.step(int(b.get("n", 1)), b.get("symbols"))
@@ -165,7 +183,36 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         acct.can_trade = bool(b.get("can_trade", True))
         return _ok({"api_key": acct.api_key, "can_trade": acct.can_trade})
 
+    async def regime(request: web.Request) -> web.Response:
+        """GET: the regimes in force. POST {"name": calm | volatile | thin | wide | trending | gap | halted,
+        "symbols": [...] (default every priced pair; halted needs them), "percent" (gap), "drift_bps_per_min"
+        (trending)}: the market switches at once (Simulator.set_regime)."""
+        if request.method == "GET":
+            return _ok(sim.regimes())
+        b = await body(request)
+        try:
+            symbols = b.get("symbols")
+            if symbols is not None and not isinstance(symbols, list):
+                raise ValueError("symbols must be a list")
+            percent = None if b.get("percent") is None else Decimal(str(b["percent"]))
+            drift = None if b.get("drift_bps_per_min") is None else Decimal(str(b["drift_bps_per_min"]))
+            return _ok(sim.set_regime(str(b.get("name")), symbols, percent, drift))
+        except (ValueError, InvalidOperation) as e:
+            return _ok({"error": str(e)}, 400)
+
+    async def replay(request: web.Request) -> web.Response:
+        """{"symbol", "events": [depthUpdate, ...] (bare or {"stream", "data"}), "rebase": bool}: the recording
+        drives the symbol's book, one event per price step (Simulator.replay)."""
+        b = await body(request)
+        try:
+            return _ok(sim.replay(str(b.get("symbol")), depth_events(b.get("events")), bool(b.get("rebase"))))
+        except (ValueError, InvalidOperation, TypeError) as e:
+            return _ok({"error": str(e)}, 400)
+
     return [
+        web.get("/_admin/regime", regime),
+        web.post("/_admin/regime", regime),
+        web.post("/_admin/replay", replay),
         web.post("/_admin/market_status", market_status),
         web.post("/_admin/permissions", permissions),
         web.get("/_admin/config", config),
@@ -173,6 +220,7 @@ def admin_routes(sim: "Simulator") -> list[web.RouteDef]:
         web.post("/_admin/drop_ws", drop_ws),
         web.post("/_admin/deposit", deposit),
         web.post("/_admin/withdraw", withdraw),
+        web.post("/_admin/withdraw/reject", reject_withdrawal),
         web.post("/_admin/step", step),
         web.get("/_admin/book", book),
         web.post("/_admin/account", account),

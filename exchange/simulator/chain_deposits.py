@@ -79,12 +79,18 @@ class ChainDepositWatcher:
         return credited
 
     async def run(self) -> None:
-        while True:
-            try:
-                await self.poll_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # the RPC may be down for a while (anvil restarting): log, keep the cursor, retry
-                self.errors += 1
-                logger.warning("deposit watcher {} poll failed: {}", self.chain.network, e)
-            await asyncio.sleep(self.chain.poll_ms / 1000)  # polling cadence of the RPC
+        await poll_forever(self, f"deposit watcher {self.chain.network}")
+
+
+async def poll_forever(poller: Any, what: str) -> None:
+    """`poller.poll_once()` every `poller.chain.poll_ms`. The RPC may be down for a while (anvil restarting): a
+    failed poll is counted in `poller.errors`, logged, and tried again (cursors and records are kept)."""
+    while True:
+        try:
+            await poller.poll_once()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            poller.errors += 1
+            logger.warning("{} poll failed: {}", what, e)
+        await asyncio.sleep(poller.chain.poll_ms / 1000)  # polling cadence of the RPC

@@ -47,6 +47,48 @@ class PriceProcessConfig:
     trade_percent: int = 20
 
 
+@dataclass(frozen=True, slots=True)
+class WithdrawNetwork:
+    """One coin on one network, as `networkList[]` of /sapi/v1/capital/config/getall describes it."""
+
+    fee: Decimal = Decimal("0.1")
+    minimum: Decimal = Decimal("1")
+    maximum: Decimal = Decimal("9999999")
+    integer_multiple: Decimal = Decimal("0.000001")
+    enabled: bool = True
+    min_confirm: int = 1
+
+
+@dataclass(slots=True)
+class WithdrawConfig:
+    #: coin -> network -> its rules; networks listed first are the coin's default.
+    networks: dict[str, dict[str, WithdrawNetwork]] = field(default_factory=lambda: {
+        "USDC": {"BASE": WithdrawNetwork(), "ETH": WithdrawNetwork(fee=Decimal("5"), minimum=Decimal("10")),
+                 "ARBITRUM": WithdrawNetwork(), "BSC": WithdrawNetwork()},
+        "USDT": {"ETH": WithdrawNetwork(fee=Decimal("5"), minimum=Decimal("10")), "BSC": WithdrawNetwork(),
+                 "TRX": WithdrawNetwork(fee=Decimal("1"), minimum=Decimal("10"))},
+    })
+    #: Milliseconds in 2 (Awaiting Approval) before 4 (Processing).
+    approval_ms: int = 0
+    #: Milliseconds in 4 (Processing) before 6 (Completed) where no chain payer serves the network.
+    processing_ms: int = 1000
+    #: API keys without the "Enable Withdrawals" permission (apply answers -1002).
+    keys_without_withdraw: frozenset[str] = frozenset()
+
+
+@dataclass(slots=True)
+class RegimeConfig:
+    """How strong the named market regimes are (regimes.py), against the calm walk."""
+
+    volatile_factor: Decimal = Decimal("10")
+    #: A thin book's levels hold this many times less.
+    thin_factor: Decimal = Decimal("10")
+    wide_factor: Decimal = Decimal("10")
+    trend_bps_per_min: Decimal = Decimal("20")
+    #: A gap's jump, percent of the price (negative: down), unless the request names one.
+    gap_percent: Decimal = Decimal("5")
+
+
 @dataclass(slots=True)
 class SimulatorConfig:
     #: The address it listens on: its caller's (world/ports.py LOOPBACK for the local world).
@@ -92,3 +134,9 @@ class SimulatorConfig:
         ]
     )
     process: PriceProcessConfig = field(default_factory=PriceProcessConfig)
+    regimes: RegimeConfig = field(default_factory=RegimeConfig)
+    withdrawals: WithdrawConfig = field(default_factory=WithdrawConfig)
+    #: Chains whose withdrawals the hot wallet pays for real (exchange.simulator.chain_withdrawals.WithdrawChain).
+    withdraw_chains: tuple = ()
+    #: Cadence of the withdrawals' statuses (and of the chain payers' polls).
+    withdraw_poll_ms: int = 100

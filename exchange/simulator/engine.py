@@ -122,6 +122,9 @@ class MatchingEngine:
         self.trade_events: list[tuple[str, dict]] = []
         self.first_fills: list[str] = []  # account ids whose order had its first fill (ORDERS counters)
         self.reference_prices: dict[str, Decimal] = {}  # fallback reference before any trade (seed prices)
+        #: The upstream exchange's avgPrice per symbol (paper mode): the reference of the filters there, since the
+        #: few paper trades here are not the market.
+        self.upstream_avg_prices: dict[str, Decimal] = {}
 
     # ================================================================ accounts
     def add_account(self, api_key: str, secret: str, balances: Mapping[str, Decimal] | None = None,
@@ -155,8 +158,12 @@ class MatchingEngine:
         return bid if bid is not None else ask
 
     def avg_price(self, symbol: str) -> Decimal | None:
-        """Reference price of the NOTIONAL / PERCENT_PRICE_BY_SIDE filters: VWAP of the last avgPriceMins minutes,
-        else the last trade, else the book's mid (a fresh simulator has no trades yet), else the seed price."""
+        """Reference price of the NOTIONAL / PERCENT_PRICE_BY_SIDE filters: the upstream's avgPrice in paper mode,
+        else the VWAP of the last avgPriceMins minutes, else the last trade, else the book's mid (a fresh simulator
+        has no trades yet), else the seed price."""
+        upstream = self.upstream_avg_prices.get(symbol)
+        if upstream is not None:
+            return upstream
         st = self.stats[symbol]
         v = st.vwap(self.clock.now_ms())
         if v is not None:

@@ -89,3 +89,33 @@ class Deposit:
     status: int = 1  # 1 = success (credited)
     confirmations: str = "1/1"
     extra: dict = field(default_factory=dict)
+
+
+# Withdrawal statuses (GET /sapi/v1/capital/withdraw/history: 0 Email Sent, 1 Cancelled, 2 Awaiting Approval,
+# 3 Rejected, 4 Processing, 5 Failure, 6 Completed).
+W_EMAIL_SENT, W_CANCELLED, W_AWAITING_APPROVAL, W_REJECTED, W_PROCESSING, W_FAILURE, W_COMPLETED = range(7)
+W_FINAL = frozenset({W_CANCELLED, W_REJECTED, W_FAILURE, W_COMPLETED})
+
+
+@dataclass(slots=True)
+class Withdrawal:
+    """One withdrawal (a GET /sapi/v1/capital/withdraw/history row). `amount` is what reaches the address; the
+    account paid `amount + fee`."""
+
+    id: str
+    coin: str
+    network: str
+    address: str
+    amount: Decimal
+    fee: Decimal
+    apply_time: int
+    withdraw_order_id: str = ""
+    wallet_type: int = 0
+    status: int = W_AWAITING_APPROVAL
+    tx_id: str = ""
+    #: The payout's signed transaction (chain_withdrawals.py): broadcast again, never signed again.
+    raw_tx: str = ""
+    complete_time: int | None = None
+    info: str = ""
+    #: When the status last changed (the simulator's clock), to move it on after the configured delays.
+    status_time: int = 0

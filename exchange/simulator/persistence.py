@@ -1,8 +1,9 @@
 """The simulator's state on disk: what a real exchange keeps when it restarts, so `indexmaker down` / `up` resumes.
 
-Kept: accounts, balances, orders, trades, deposits, every id counter (an id is never handed out twice), deposit
-cursors, and each symbol's mid (prices go on instead of jumping back). Not kept: the market maker's ladder, ticker
-statistics, rate-limit windows, sessions. Written atomically (temp file, fsync, rename), amounts as strings."""
+Kept: accounts, balances, orders, trades, deposits, withdrawals, every id counter (an id is never handed out
+twice), deposit cursors, and each symbol's mid (prices go on instead of jumping back). Not kept: the market maker's
+ladder, ticker statistics, rate-limit windows, sessions. Written atomically (temp file, fsync, rename), amounts as
+strings."""
 from __future__ import annotations
 
 import itertools
@@ -16,7 +17,7 @@ from typing import Any
 
 from core.side import Side
 from exchange.simulator.accounts import Account
-from exchange.simulator.orders import Deposit, Fill, Order
+from exchange.simulator.orders import Deposit, Fill, Order, Withdrawal
 
 FORMAT = 1
 
@@ -90,7 +91,25 @@ def snapshot(sim: Any) -> dict[str, Any]:
         "book_update_ids": {s: b.update_id for s, b in e.books.items()},
         "deposit_cursors": {w.chain.network: w.cursor for w in sim.deposit_watchers},
         "mids": mids,
+        "withdrawals": {"next_id": peek_withdrawal_id(sim.withdrawals),
+                        "by_account": {k: [_record(w) for w in rows]
+                                       for k, rows in sim.withdrawals.by_account.items()}},
     }
+
+
+def peek_withdrawal_id(desk: Any) -> int:
+    value, desk.ids = peek_counter(desk.ids)
+    return value
+
+
+def restore_withdrawals(desk: Any, data: dict[str, Any]) -> None:
+    """The withdrawals of a snapshot into a fresh desk (absent in snapshots older than withdrawals: none)."""
+    saved = data.get("withdrawals")
+    if not saved:
+        return
+    desk.ids = itertools.count(int(saved["next_id"]))
+    desk.by_account = {k: [Withdrawal(**{**w, "amount": Decimal(w["amount"]), "fee": Decimal(w["fee"])})
+                           for w in rows] for k, rows in saved["by_account"].items()}
 
 
 def seed_prices(data: dict[str, Any]) -> dict[str, Decimal]:

@@ -2,7 +2,8 @@
 
 Each step moves the best bid by a whole number of ticks and steers the market maker's ladder on a grid anchored to
 prices, so a small move changes only a few levels and the diff stream stays small, like a real book. The random
-draw is a float that only becomes a whole count: no price passes through a float. Same seed, same book."""
+draw is a float that only becomes a whole count: no price passes through a float. Same seed, same book.
+A regime (regimes.py) scales it; switching one, or a gap, requotes the ladder at once."""
 from __future__ import annotations
 
 import math
@@ -15,6 +16,7 @@ from core.money import ZERO, D, quantize_down
 from core.side import Side
 from exchange.simulator.config import PriceProcessConfig
 from exchange.simulator.markets import SimMarket
+from exchange.simulator.regimes import CALM, Regime
 
 _BPS = Decimal(10_000)
 
@@ -58,6 +60,10 @@ class PriceProcess:
         self.gap = max(1, int(seed_price * cfg.level_gap_bps / _BPS / self.tick))
         # Mean quantity of a level: the configured notional at the seed price, on the step grid.
         self.base_qty = max(quantize_down(cfg.level_notional / seed_price, self.step_qty), self.min_qty)
+        # What the calm regime quotes; other regimes scale these.
+        self.calm_spread, self.calm_qty = self.spread, self.base_qty
+        self.regime = CALM
+        self._drift_ticks = ZERO  # the drift's fraction of a tick not yet applied (exact)
 
     @property
     def ask_top(self) -> int:
@@ -85,9 +91,16 @@ class PriceProcess:
 
     # ------------------------------------------------------------------ stepping
     def step(self, mm: MarketMakerPort, dt_ms: int) -> None:
-        cfg = self.cfg
-        sigma = float(cfg.volatility_bps_per_s) / 10_000 * self.bid_top * math.sqrt(max(dt_ms, 1) / 1000)
+        cfg, regime = self.cfg, self.regime
+        sigma = (float(cfg.volatility_bps_per_s * regime.volatility_factor) / 10_000 * self.bid_top
+                 * math.sqrt(max(dt_ms, 1) / 1000))
         move = int(round(self.rng.gauss(0.0, sigma))) if sigma > 0 else 0
+        if regime.drift_bps_per_min:
+            # Exact: the drift accrues in Decimal ticks and moves the price by the whole ones (toward zero).
+            self._drift_ticks += self.bid_top * regime.drift_bps_per_min / _BPS * dt_ms / 60_000
+            whole = int(self._drift_ticks)
+            self._drift_ticks -= whole
+            move += whole
         self.bid_top = max(1, self.bid_top + move)
         self._maintain(mm, jitter=True)
         if cfg.trade_percent > 0 and self.rng.randrange(100) < cfg.trade_percent:
@@ -98,6 +111,39 @@ class PriceProcess:
                 qty = quantize_down(top[best] * Decimal(self.rng.randint(10, 50)) / 100, self.step_qty)
                 if qty >= self.min_qty:
                     mm.mm_take(self.symbol, taker, qty)
+
+    # ------------------------------------------------------------------ regimes and shocks
+    def set_regime(self, mm: MarketMakerPort, regime: Regime) -> None:
+        """Quote as `regime` from now on: the spread and the levels' quantities are scaled from the calm ones
+        (rounded down to the tick and the step, at least one tick and the minimum quantity), the mid is kept, and
+        the ladder is requoted at once."""
+        mid2 = 2 * self.bid_top + self.spread  # twice the mid, in ticks: exact
+        self.regime = regime
+        self.spread = max(1, int(self.calm_spread * regime.spread_factor))
+        self.base_qty = max(quantize_down(self.calm_qty * regime.depth_factor, self.step_qty), self.min_qty)
+        self._drift_ticks = ZERO
+        self.bid_top = max(1, (mid2 - self.spread) // 2)
+        self.requote(mm)
+
+    def jump(self, mm: MarketMakerPort, percent: Decimal) -> None:
+        """A gap: the price jumps by `percent` at once (the best bid rounded down to the tick) and the ladder is
+        requoted there; resting orders the new levels cross trade with them, as when a market gaps through them."""
+        moved = quantize_down(self.bid_top * (1 + percent / 100), Decimal(1))
+        self.bid_top = max(1, int(moved))
+        self.requote(mm)
+
+    def anchor(self, best_bid: Decimal, best_ask: Decimal | None) -> None:
+        """Take over a book another source drove (a replay): the walk goes on from its best bid and spread."""
+        self.bid_top = max(1, _ticks(best_bid, self.tick))
+        if best_ask is not None and best_ask > best_bid:
+            self.spread = max(1, _ticks(best_ask, self.tick) - self.bid_top)
+
+    def requote(self, mm: MarketMakerPort) -> None:
+        """Withdraw the whole ladder and quote a fresh one around the current price."""
+        for side in Side:
+            for price in mm.mm_levels(self.symbol, side):
+                mm.mm_set_level(self.symbol, side, price, ZERO)
+        self._maintain(mm, jitter=False)
 
     def _maintain(self, mm: MarketMakerPort, jitter: bool) -> None:
         s = self.symbol

@@ -21,6 +21,7 @@ from exchange.simulator import auth, payloads
 from exchange.simulator.engine import EngineError
 from exchange.simulator.orders import FOK, GTC, IOC, LIMIT, LIMIT_MAKER, MARKET
 from exchange.simulator.rate_limiter import RateLimitExceeded
+from exchange.simulator.withdrawals import history_row
 
 if TYPE_CHECKING:
     from exchange.simulator.server import Simulator
@@ -103,6 +104,11 @@ class RestApi:
             web.get("/api/v3/myTrades", s(self.my_trades, lambda p: 5 if "orderId" in p else 20, signed=True)),
             web.get("/sapi/v1/capital/deposit/address", s(self.deposit_address, 10, signed=True, sapi=True)),
             web.get("/sapi/v1/capital/deposit/hisrec", s(self.deposit_history, 1, signed=True, sapi=True)),
+            # Binance counts these against the UID's SAPI budget (900 per apply), which the limiter does not model:
+            # they cost the IP's SAPI budget 1, as the history does.
+            web.post("/sapi/v1/capital/withdraw/apply", s(self.withdraw_apply, 1, signed=True, sapi=True)),
+            web.get("/sapi/v1/capital/withdraw/history", s(self.withdraw_history, 1, signed=True, sapi=True)),
+            web.get("/sapi/v1/capital/config/getall", s(self.capital_config, 10, signed=True, sapi=True)),
         ]
 
     @staticmethod
@@ -460,3 +466,37 @@ class RestApi:
                 and (start is None or d.insert_time >= start) and (end is None or d.insert_time <= end)]
         limit = _int(params, "limit") or 1000
         return rows[:limit]
+
+    # ================================================================ withdrawals (Binance wallet API)
+    async def withdraw_apply(self, request, params, account, headers) -> Any:
+        for name in ("coin", "address"):
+            if not params.get(name):
+                raise _mandatory(name)
+        amount = _decimal(params, "amount")
+        if amount is None or amount <= 0:
+            raise _mandatory("amount")
+        wallet_type = _int(params, "walletType") or 0
+        if wallet_type not in (0, 1):
+            raise EngineError(-1100, "Illegal characters found in parameter 'walletType'; legal range is '0, 1'.")
+        order_id = params.get("withdrawOrderId") or ""
+        if order_id and not _CLIENT_ID_RE.match(order_id):
+            raise EngineError(-1100, "Illegal characters found in parameter 'withdrawOrderId'.")
+        w = self.sim.withdrawals.apply(account, params["coin"], params.get("network") or None, params["address"],
+                                       amount, order_id, wallet_type)
+        self.sim.advance_withdrawals()
+        return {"id": w.id}
+
+    async def withdraw_history(self, request, params, account, headers) -> Any:
+        self.sim.advance_withdrawals()
+        limit = _int(params, "limit") or 1000
+        if limit > 1000:
+            raise EngineError(-1100, "Illegal characters found in parameter 'limit'; legal range is '1-1000'.")
+        ids = params.get("idList")
+        rows = self.sim.withdrawals.history(
+            account, coin=params.get("coin") or None, withdraw_order_id=params.get("withdrawOrderId") or None,
+            status=_int(params, "status"), start=_int(params, "startTime"), end=_int(params, "endTime"),
+            offset=_int(params, "offset") or 0, limit=limit, id_list=ids.split(",") if ids else None)
+        return [history_row(w) for w in rows]
+
+    async def capital_config(self, request, params, account, headers) -> Any:
+        return self.sim.withdrawals.config_rows(account)

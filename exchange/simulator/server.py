@@ -22,18 +22,23 @@ from aiohttp import web
 from core.clock import Clock, SystemClock
 from core.side import Side
 from exchange.simulator import payloads
+from exchange.simulator.accounts import Account
 from exchange.simulator.admin import admin_routes
 from exchange.simulator.chain_deposits import ChainDepositWatcher
+from exchange.simulator.chain_withdrawals import ChainWithdrawalPayer
 from exchange.simulator.config import SimulatorConfig
 from exchange.simulator.engine import MatchingEngine
 from exchange.simulator.faults import Faults
 from exchange.simulator.market_streams import MarketStreams
 from exchange.simulator.markets import SimMarket, load_markets
-from exchange.simulator.orders import Deposit
+from exchange.simulator.orders import Deposit, Withdrawal
 from exchange.simulator.price_process import PriceProcess
+from exchange.simulator.regimes import EVENT_NAMES, REGIME_NAMES, regime
+from exchange.simulator.replay import DepthReplay
 from exchange.simulator.rate_limiter import RateLimiter, RateLimitExceeded
 from exchange.simulator.rest import RestApi
 from exchange.simulator.user_streams import UserStreams
+from exchange.simulator.withdrawals import WithdrawalDesk
 
 #: Deposit networks per coin (the project's collateral arrives as USDC on Base) and their explorers.
 NETWORKS: dict[str, tuple[str, ...]] = {"USDC": ("BASE", "ETH", "ARBITRUM", "BSC"), "USDT": ("ETH", "BSC", "TRX")}
@@ -70,14 +75,19 @@ def part_of_path(path: str) -> str:
 
 class Simulator:
     def __init__(self, config: SimulatorConfig, *, clock: Clock | None = None,
-                 seed_prices: dict[str, Decimal] | None = None, state: dict[str, Any] | None = None) -> None:
+                 seed_prices: dict[str, Decimal] | None = None, state: dict[str, Any] | None = None,
+                 markets: dict[str, SimMarket] | None = None, info_header: dict[str, Any] | None = None) -> None:
         """`state`: a snapshot from exchange.simulator.persistence to resume from (accounts, orders, trades,
-        deposits, id counters; prices go on from its mids unless `seed_prices` says otherwise)."""
+        deposits, id counters; prices go on from its mids unless `seed_prices` says otherwise).
+
+        `markets` and `info_header` (exchangeInfo without its symbols): an upstream exchange's, for the paper
+        exchange (exchange/simulator/paper.py). Its books are then left empty, for the upstream's levels."""
         self.config = cfg = config
         self.clock = clock or SystemClock()
-        self.markets = _cached_markets(Path(cfg.exchange_info_path), Path(cfg.indexes_dir),
-                                       Path(cfg.deployment_path), tuple(cfg.symbols) if cfg.symbols else None,
-                                       tuple(cfg.extra_symbols))
+        mirrored = markets is not None
+        self.markets = dict(markets) if markets is not None else _cached_markets(
+            Path(cfg.exchange_info_path), Path(cfg.indexes_dir), Path(cfg.deployment_path),
+            tuple(cfg.symbols) if cfg.symbols else None, tuple(cfg.extra_symbols))
         self.engine = MatchingEngine(self.markets, self.clock, maker_commission=cfg.maker_commission,
                                      taker_commission=cfg.taker_commission)
         #: Pairs set to a status other than TRADING (/_admin/market_status): served in exchangeInfo, orders refused.
@@ -91,23 +101,36 @@ class Simulator:
         else:
             for spec in cfg.accounts:
                 self.engine.add_account(spec.api_key, spec.secret, spec.balances, spec.deposit_addresses)
-        header = json.loads(Path(cfg.rate_limits_path).read_text())
+        header = info_header if info_header is not None else json.loads(Path(cfg.rate_limits_path).read_text())
         self._info_header = {k: v for k, v in header.items() if k not in ("symbols", "serverTime")}
         rate_limits = cfg.rate_limits if cfg.rate_limits is not None else header["rateLimits"]
         self._info_header["rateLimits"] = rate_limits
         self.limiter = RateLimiter(rate_limits, self.clock, ban_after_429s=cfg.ban_after_429s,
                                    ban_seconds=cfg.ban_seconds)
         self.faults = Faults()
+        self.withdrawals = WithdrawalDesk(cfg.withdrawals, self.clock, self.engine.accounts, self._emit_balance)
+        self.withdrawal_payers: list[ChainWithdrawalPayer] = []
+        for chain in cfg.withdraw_chains:
+            self.withdrawals.paid_networks.add(chain.network)
+        if state is not None:
+            from exchange.simulator.persistence import restore_withdrawals
+
+            restore_withdrawals(self.withdrawals, state)
         self.streams = MarketStreams(self.markets, max_queue=cfg.max_ws_queue,
                                      max_incoming_per_s=cfg.max_ws_incoming_per_s,
                                      max_streams=cfg.max_streams_per_connection)
         self.user_streams = UserStreams(self._secret_of, self.clock.now_ms, self._ws_rate_limits, self._ws_charge)
         self.processes: dict[str, PriceProcess] = {}
+        #: Symbols whose book a recorded depth stream drives instead of their walk (Simulator.replay).
+        self.replays: dict[str, DepthReplay] = {}
+        #: Pairs a "halted" regime event set to BREAK (what "calm" sets back to TRADING).
+        self.halted: set[str] = set()
         self.seed_source: dict[str, str | None] = {}
         #: The market maker's ladder as seeded, per symbol and side (price -> quantity): what `set_liquidity`
         #: restores, so that tests on a frozen market (update_ms 0) can start every run from the same book.
         self.seeded_levels: dict[str, dict[Side, dict[Decimal, Decimal]]] = {}
-        self._seed_books(seed_prices or {})
+        if not mirrored:
+            self._seed_books(seed_prices or {})
         self._acc_1000: dict[str, tuple[int, int, dict, dict]] = {}
         self._last_top: dict[str, tuple] = {}
         self._runner: web.AppRunner | None = None
@@ -227,7 +250,41 @@ class Simulator:
             watcher = ChainDepositWatcher(chain, self.deposit_addresses, self.credit_deposit)
             self.deposit_watchers.append(watcher)
             self._tasks.append(asyncio.ensure_future(watcher.run()))
+        for chain in self.config.withdraw_chains:
+            payer = ChainWithdrawalPayer(chain, self.withdrawals.processing, self.complete_withdrawal,
+                                         self.fail_withdrawal)
+            self.withdrawal_payers.append(payer)
+            self._tasks.append(asyncio.ensure_future(payer.run()))
+        self._tasks.append(asyncio.ensure_future(self._withdrawal_loop()))
         return self
+
+    def run_task(self, coro: Any) -> asyncio.Task:
+        """A task of the caller's (the paper exchange's feeds) that `stop()` cancels with the simulator's own."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.append(task)
+        return task
+
+    def _emit_balance(self, acct: Account, event: dict[str, Any]) -> None:
+        """A withdrawal's balanceUpdate, then the account's outboundAccountPosition (as Binance sends both)."""
+        self.engine.user_events.append((acct, event))
+        self.engine._positions([acct], event["E"])  # noqa: SLF001
+
+    def advance_withdrawals(self) -> None:
+        """Move the withdrawals' statuses on by the clock (the loop does it; so does every withdrawal request)."""
+        self.withdrawals.advance(self.clock.now_ms())
+        self.dispatch()
+
+    def complete_withdrawal(self, w: Withdrawal, tx_id: str) -> None:
+        self.withdrawals.complete(w, tx_id, self.clock.now_ms())
+
+    def fail_withdrawal(self, w: Withdrawal, info: str) -> None:
+        self.withdrawals.fail(w, info)
+        self.dispatch()
+
+    async def _withdrawal_loop(self) -> None:
+        while True:
+            self.advance_withdrawals()
+            await asyncio.sleep(self.config.withdraw_poll_ms / 1000)  # the statuses' cadence on the clock
 
     def deposit_addresses(self, coin: str, network: str) -> dict[str, str]:
         """Every account's deposit address for (coin, network), lower case -> API key (for the chain watchers)."""
@@ -242,6 +299,8 @@ class Simulator:
             except (asyncio.CancelledError, Exception):
                 pass
         self._tasks.clear()
+        for chain_client in [*self.deposit_watchers, *self.withdrawal_payers]:
+            await chain_client.w3.provider.disconnect()  # their RPC sessions end with the simulator
         await self.streams.drop_all()
         await self.user_streams.drop_all()
         if self._runner is not None:
@@ -296,8 +355,73 @@ class Simulator:
         procs = self.processes.values() if symbols is None else [self.processes[s] for s in symbols]
         for _ in range(n):
             for p in procs:
-                p.step(self.engine, dt)
+                replay = self.replays.get(p.symbol)
+                if replay is not None:
+                    self._replay_step(p, replay)
+                elif p.symbol not in self.halted:  # a halted pair's book stands still
+                    p.step(self.engine, dt)
         self.dispatch()
+
+    def _replay_step(self, process: PriceProcess, replay: DepthReplay) -> None:
+        replay.step(self.engine)
+        if replay.done:  # the walk takes the book over where the recording left it
+            del self.replays[process.symbol]
+            bids, asks = (self.engine.mm_levels(process.symbol, side) for side in (Side.BUY, Side.SELL))
+            if bids:
+                process.anchor(max(bids), min(asks) if asks else None)
+
+    # ================================================================ market regimes (test and research control)
+    def set_regime(self, name: str, symbols: Iterable[str] | None = None, percent: Decimal | None = None,
+                   drift_bps_per_min: Decimal | None = None) -> dict[str, Any]:
+        """Switch the market of `symbols` (default: every priced one) to a regime (regimes.py), or apply an event:
+        "gap" jumps every price by `percent` (default: the configured one), "halted" sets the pairs to BREAK (orders
+        refused, books still). "calm" also ends the halts it set. Returns the regimes now in force. A bad request
+        changes nothing (ValueError)."""
+        chosen = sorted(self.processes if symbols is None else symbols)
+        unknown = [s for s in chosen if s not in self.processes]
+        if unknown:
+            raise ValueError(f"unknown or unpriced symbols {unknown}")
+        if name == "halted":
+            if symbols is None:
+                raise ValueError("halted needs the symbols to halt")
+            for symbol in chosen:
+                self.market_status[symbol] = "BREAK"
+                self.halted.add(symbol)
+        elif name == "gap":
+            jump = self.config.regimes.gap_percent if percent is None else Decimal(percent)
+            if jump <= -100:
+                raise ValueError(f"a gap of {jump}% leaves no price")
+            for symbol in chosen:
+                self.processes[symbol].jump(self.engine, jump)
+        else:
+            chosen_regime = regime(name, self.config.regimes, drift_bps_per_min)
+            for symbol in chosen:
+                self.processes[symbol].set_regime(self.engine, chosen_regime)
+            if name == "calm":
+                for symbol in self.halted.intersection(chosen):
+                    self.market_status.pop(symbol, None)
+                self.halted.difference_update(chosen)
+        self.dispatch()
+        return self.regimes()
+
+    def regimes(self) -> dict[str, Any]:
+        """The regime of each priced symbol (grouped by name), the halted pairs and the replays running."""
+        by_name: dict[str, list[str]] = {}
+        for symbol, p in sorted(self.processes.items()):
+            by_name.setdefault(p.regime.name, []).append(symbol)
+        return {"regimes": by_name, "halted": sorted(self.halted), "replaying": sorted(self.replays),
+                "names": list(REGIME_NAMES + EVENT_NAMES)}
+
+    def replay(self, symbol: str, events: list[dict[str, Any]], rebase: bool = False) -> dict[str, Any]:
+        """Drive `symbol`'s book with recorded depth events, one per step, from now (replay.py)."""
+        process = self.processes.get(symbol)
+        if process is None:
+            raise ValueError(f"unknown or unpriced symbol {symbol!r}")
+        replay = DepthReplay(symbol, events, process.tick, process.step_qty)
+        replay.start(self.engine, rebase)
+        self.replays[symbol] = replay
+        self.dispatch()
+        return {"symbol": symbol, "events": len(events), "ratio": str(replay.ratio)}
 
     def set_liquidity(self, action: str, symbols: Iterable[str] | None = None) -> int:
         """The market maker's resting liquidity, by hand (tests on a frozen market): "withdraw" takes every level
@@ -446,6 +570,7 @@ class Simulator:
             "rate_limits": self._info_header["rateLimits"],
             "accounts": sorted(self.engine.accounts),
             "process": {k: str(getattr(self.config.process, k)) for k in self.config.process.__slots__},
+            "market": self.regimes(),
             "faults": {k: str(getattr(self.faults, k)) for k in self.faults.__slots__},
             "depth_events_published": self.depth_events_published,
             "market_messages_sent": self.streams.messages_sent,

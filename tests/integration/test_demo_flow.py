@@ -262,3 +262,37 @@ def test_check_only_on_the_running_local_world_passes_then_names_a_halted_pair(d
         status("TRADING")
     lines = [line for line in capsys.readouterr().err.splitlines() if not line.startswith("world check:")]
     assert lines and all(f"{pair} is HALT, not TRADING" in line for line in lines), lines
+
+
+def test_the_operator_switches_the_local_market_regime_and_back(demo, tmp_path, capsys) -> None:
+    """`indexmaker market regime wide` on the running local world: the simulator requotes every pair with ten times
+    the spread at once (its book, read back), `indexmaker market regime` shows it, `calm` brings the spread back."""
+    import json
+    import os
+    import urllib.request
+
+    import cli
+    from world.run_file import write_run
+
+    system, _, _, _ = demo
+    write_run(tmp_path, phase="up", pid=os.getpid(), environment="local", exchange_url=system.exchange.url,
+              http_url=system.http_url, world_file=str(system.world_file))
+    pair = system.symbols[0]
+
+    def spread() -> Decimal:
+        with urllib.request.urlopen(f"{system.exchange.url}/_admin/book?symbol={pair}&limit=1", timeout=10) as r:
+            book = json.loads(r.read())
+        return Decimal(book["asks"][0][0]) - Decimal(book["bids"][0][0])
+
+    where = ["--state-dir", str(tmp_path)]
+    calm = spread()
+    try:
+        assert cli.main(["market", "regime", "wide", *where]) == 0, capsys.readouterr().err
+        assert spread() >= 5 * calm  # ten times the walk's spread (the calm book may sit wider than its own)
+        assert cli.main(["market", "regime", *where]) == 0
+        assert "wide: " in capsys.readouterr().out
+        assert cli.main(["market", "regime", "stormy", *where]) == 1
+        assert "unknown regime 'stormy'" in capsys.readouterr().err
+    finally:
+        assert cli.main(["market", "regime", "calm", *where]) == 0
+    assert spread() < 5 * calm

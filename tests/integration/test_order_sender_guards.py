@@ -205,3 +205,39 @@ def test_an_insufficient_balance_reject_stops_the_account_until_the_cool_off(ray
         assert min(o["time"] for o in waited) >= trip["since_ms"] + cool_off_ms  # not one sent before
         check_reports(sink.dump(), exchange_orders(sim, "poor") + waited)
         ray.get(sender.stop.remote())
+
+
+def test_a_halted_pair_is_told_to_the_solver_without_tripping_a_breaker_and_reopens_with_the_exchange(
+        ray_cluster, redis_server):
+    """The exchange halts a pair (status BREAK): the order meets -1013 "Market is closed.", is rejected, and the
+    sender's order budget names the pair closed (what makes the solver hold its indexes back), which trips no
+    breaker; the status read that follows takes the pair's filters anew, so a later order for it is refused before
+    it is sent. Once exchangeInfo lists it TRADING again, the next status read reopens it."""
+    with SimulatorProcess(n_symbols=3, update_ms=100, rate_limits=limits(300)) as sim:
+        sender, _ = make_sender(ray_cluster, sim, redis_server, breaker_threshold=1, closed_poll_ms=100,
+                                status_poll_ms=60_000)
+        filters = sim_filters(sim)
+        a, b = sim.symbols[:2]
+        sim.post("/_admin/market_status", {"symbol": a, "status": "BREAK"})
+        ray.get(sender.submit.remote("halt0", buy_orders(sim, filters, [a, b])))
+        assert wait_settled(sender, "halt0", a)["status"] == "REJECTED"
+        assert wait_settled(sender, "halt0", b)["status"] == "FILLED"
+        assert ray.get(sender.order_budget.remote())[2] == [a]
+        deadline = time.monotonic() + WAIT_S
+        while ray.get(sender.inspect.remote())["closed_pairs"] != {a: "BREAK"}:  # the status read after the -1013
+            assert time.monotonic() < deadline, ray.get(sender.inspect.remote())["closed_pairs"]
+        sent = stats(sim)["order_requests"]
+        refused, filled = ray.get(sender.submit.remote("halt1", buy_orders(sim, filters, [a, b])))
+        assert not refused.accepted and refused.filter == "MARKET_CLOSED"
+        assert wait_settled(sender, "halt1", b)["status"] == "FILLED"
+        assert stats(sim)["order_requests"] == sent + 1  # only b's: a's never left
+        inspect = ray.get(sender.inspect.remote())
+        assert inspect["counts"]["breaker_trips"] == 0 and inspect["breakers"] == []
+        sim.post("/_admin/market_status", {"symbol": a, "status": "TRADING"})
+        deadline = time.monotonic() + WAIT_S
+        while ray.get(sender.order_budget.remote())[2]:  # the sender's next status read (every 100 ms here)
+            assert time.monotonic() < deadline, "the pair never reopened"
+        results = ray.get(sender.submit.remote("open", buy_orders(sim, filters, [a])))
+        assert results[0].accepted and wait_settled(sender, "open", a)["status"] == "FILLED"
+        assert ray.get(sender.wait_idle.remote(WAIT_S))
+        ray.get(sender.stop.remote())

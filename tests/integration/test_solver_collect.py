@@ -46,7 +46,7 @@ class FakeWorld:
     async def call(self, name: str, method: str, *args: Any) -> Any:
         args = pickle.loads(pickle.dumps(args))  # what a Ray call does to them (packed payloads arrive unwrapped)
         if method == "order_budget":
-            return (100, 100)
+            return (100, 100, [])
         if method == "liquidity":  # (levels, stale symbols): the solver's read
             assert args[3] is True
             return {s: self.asks[s] for s in args[0]}, []

@@ -274,3 +274,25 @@ EXAMPLES["tx.intent"] = lambda: TxIntentRecord.of({
     "block": 1234, "status": 1})
 EXAMPLES["tx.next_nonce"] = lambda: NextNonceRecord(next_nonce=13)
 EXAMPLES["chain.block_cursor"] = lambda: BlockCursorRecord(next_block=1235)
+
+
+# ------------------------------------------------------------------------------------------ withdrawals
+def withdrawal_bridged():
+    from core.withdrawal import BridgeDeposited, BridgeFilled, ExchangeApplied, ExchangeCompleted, Reserve, Withdrawal
+
+    w = Withdrawal.request("wd-7", ALICE, "0x2222222222222222222222222222222222222222", Decimal("250"),
+                           Decimal("0.1"))
+    for event in (Reserve(Decimal("900")), ExchangeApplied("cdf3f799d10432434c695bef374d9deb"),
+                  ExchangeCompleted("cdf3f799d10432434c695bef374d9deb", "0x" + "cd" * 32),
+                  BridgeDeposited("4242", Decimal("249.85")), BridgeFilled("4242", Decimal("0.0123456"))):
+        w.apply(event)
+    return w
+
+
+def _withdrawal() -> Record:
+    from store.withdrawal_records import WithdrawalRecord
+
+    return WithdrawalRecord(withdrawal=withdrawal_bridged())
+
+
+EXAMPLES["withdrawal"] = _withdrawal

@@ -100,6 +100,22 @@ def test_stale_book_defers_its_indexes_as_stale_not_as_no_liquidity(filters, bas
     assert plan.engagements == alone.engagements and plan.legs == alone.legs
 
 
+def test_a_halted_pair_defers_its_indexes_whole_and_buys_nothing_of_them(filters, baskets):
+    """A pair the exchange closed (core.market_status): every index holding it waits with MARKET_CLOSED naming the
+    closed pairs (before a stale book: the halt is the exchange's word), no leg buys any of its other assets for
+    it, and the other indexes are planned as if nothing happened."""
+    asks = {s: book(filters, s, Decimal(1000)) for s in PRICES}
+    orders = [PendingOrder("a", "EIGHT", Decimal(500)), PendingOrder("b", "SY100.dev", Decimal(500)),
+              PendingOrder("c", "PAIR", Decimal(500))]
+    plan = plan_batch(orders, baskets, asks, filters, order_budget=50, limits=PlannerLimits(),
+                      closed={"LINKUSDC"}, stale={"ADAUSDC"})
+    assert [e.order_id for e in plan.engagements] == ["b"]
+    assert {d.order_id: d.reason for d in plan.deferred} == {"a": "MARKET_CLOSED:LINKUSDC",
+                                                             "c": "MARKET_CLOSED:LINKUSDC"}
+    alone = plan_batch(orders[1:2], baskets, asks, filters, order_budget=50, limits=PlannerLimits())
+    assert plan.engagements == alone.engagements and plan.legs == alone.legs
+
+
 def test_rate_budget_takes_whole_indexes_in_fifo_order(filters, baskets):
     asks = {s: book(filters, s, Decimal(1000)) for s in PRICES}
     orders = [PendingOrder("pair", "PAIR", Decimal(500)), PendingOrder("eight", "EIGHT", Decimal(500)),

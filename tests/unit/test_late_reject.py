@@ -42,3 +42,21 @@ def test_stale_deferrals_have_their_own_clock_and_a_switch_starts_over():
         ("a", "no liquidity for XUSDC within the slippage cap for 60 s")]
     assert s.update([Deferred("b", "STALE_BOOK:YUSDC")], 899_999) == []
     assert s.update([Deferred("b", "STALE_BOOK:YUSDC")], 900_000) == [("b", "book of YUSDC stale for 900 s")]
+
+
+def test_a_halted_pair_never_ends_in_a_reject_and_the_market_clock_starts_after_it():
+    s = StuckOrders(60_000, stale_reject_after_ms=900_000)
+    for t in (0, 10**6, 10**9):
+        assert s.update([Deferred("a", "MARKET_CLOSED:XUSDC")], t) == []  # waits for the exchange to reopen it
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC")], 10**9 + 1) == []
+    assert s.update([Deferred("a", "NO_LIQUIDITY:XUSDC")], 10**9 + 60_001) != []  # its own clock, from reopening
+
+
+def test_a_sale_below_its_minimum_is_rejected_after_the_delay():
+    s = StuckOrders(60_000)
+    assert s.update([Deferred("s", "BELOW_MINIMUM")], 0) == []
+    assert s.update([Deferred("s", "BELOW_MINIMUM")], 59_999) == []
+    assert s.update([Deferred("s", "BELOW_MINIMUM"), Deferred("t", "TOO_SMALL_TO_SELL")], 60_000) == [
+        ("s", "the book would not pay the minimum asked for 60 s")]
+    assert s.update([Deferred("t", "TOO_SMALL_TO_SELL")], 120_000) == [
+        ("t", "too small to sell (worth nothing at the collateral unit) for 60 s")]

@@ -20,6 +20,13 @@ def sleeper(*marks: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *marks])
 
 
+def crashed_run(state_dir: Path, processes: dict[str, int]) -> None:
+    """A run file left by a service that died while up, naming these world processes."""
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    write_run(state_dir, phase="up", pid=dead.pid, ray={"detached": False}, processes=processes)
+
+
 def test_the_run_file_merges_and_refuses_unknown_phases(tmp_path: Path) -> None:
     write_run(tmp_path, phase="starting", pid=123, processes={})
     record = write_run(tmp_path, phase="up", gateway_url="ws://x")
@@ -56,11 +63,8 @@ def test_status_of_nothing_and_of_a_dead_service(tmp_path: Path, capsys) -> None
 def test_down_after_a_crash_ends_the_world_it_left_and_nothing_else(tmp_path: Path, capsys) -> None:  # noqa: ANN001
     exchange = sleeper("-m", "world.local_exchange")
     stranger = sleeper("unrelated")  # a recorded pid now running something else (reused): left alone
-    dead = subprocess.Popen([sys.executable, "-c", "pass"])
-    dead.wait()
     try:
-        write_run(tmp_path, phase="up", pid=dead.pid, ray={"detached": False},
-                  processes={"exchange": exchange.pid, "redis": stranger.pid})
+        crashed_run(tmp_path, {"exchange": exchange.pid, "redis": stranger.pid})
         assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
         assert "stopped what it left: exchange" in capsys.readouterr().out
         assert exchange.wait(30) is not None
@@ -180,3 +184,64 @@ def test_render_marks_down_parts() -> None:
     up = SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls", warnings=["reserves: BTC ..."])])
     assert render(up, {"environment": "local", "ray": {}})[-1] == "every part up; 1 warning(s) above, marked !"
     assert render(SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls")]), {"ray": {}})[-1] == "healthy"
+
+
+def _ping_server():  # noqa: ANN202
+    """A tiny exchange that answers /api/v3/ping and counts the pings it got."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.server.pings += 1  # type: ignore[attr-defined]
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, *args) -> None:  # noqa: ANN002
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.pings = 0  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def test_status_says_paper_and_checks_both_exchanges() -> None:
+    from world.system_status import PartStatus, SystemStatus
+
+    (paper_srv, paper_url), (up_srv, up_url) = _ping_server(), _ping_server()
+    run = {"environment": "local", "ray": {}, "exchange_mode": "paper", "exchange_url": paper_url,
+           "upstream_url": up_url}
+    up = SystemStatus("up", [PartStatus("monitor", "actor", True, "3 polls")])
+    assert render(up, run)[1] == (f"  PAPER trading: orders are matched by the paper exchange {paper_url} on the "
+                                  f"market data of {up_url}; nothing is sent to that exchange")
+    assert not any("PAPER" in line for line in render(up, {"environment": "local", "ray": {}}))
+    # Each exchange process is asked at its own address: the upstream at upstream_url, the paper one at exchange_url.
+    a, b = sleeper("-m", "world.local_exchange"), sleeper("-m", "world.paper_exchange")
+    try:
+        parts = {p.name: p for p in collect({**run, "phase": "down", "processes": {"exchange": a.pid,
+                                                                                    "paper-exchange": b.pid}}).parts}
+        assert parts["exchange"].up and parts["exchange"].detail == f"pid {a.pid}, {up_url}"
+        assert parts["paper-exchange"].up and parts["paper-exchange"].detail == f"pid {b.pid}, {paper_url}"
+        assert (up_srv.pings, paper_srv.pings) == (1, 1)
+    finally:
+        for p in (a, b):
+            p.kill()
+            p.wait()
+        paper_srv.shutdown()
+        up_srv.shutdown()
+
+
+def test_down_after_a_crash_ends_the_paper_exchange_too(tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    upstream, paper = sleeper("-m", "world.local_exchange"), sleeper("-m", "world.paper_exchange")
+    try:
+        crashed_run(tmp_path, {"exchange": upstream.pid, "paper-exchange": paper.pid})
+        assert cli.main(["down", "--state-dir", str(tmp_path)]) == 0
+        assert "stopped what it left: exchange, paper-exchange" in capsys.readouterr().out
+        assert upstream.wait(30) is not None and paper.wait(30) is not None
+    finally:
+        for p in (upstream, paper):
+            if p.poll() is None:
+                p.kill()
+                p.wait()

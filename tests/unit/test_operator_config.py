@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -87,6 +88,32 @@ def test_the_reserves_section_is_checked(tmp_path: Path) -> None:
     assert "write money as a string" in by_field["reserves.opening"]
     live = check(str(ROOT / "config" / "live.toml")).settings.reserves
     assert live.opening == {"USDC": 0} and check(None).settings.reserves.opening == {"USDC": 1000000}
+
+
+def test_the_paper_section_is_checked(tmp_path: Path) -> None:
+    assert check(None).settings.exchange.mode == "live"
+    good = check(write(tmp_path, '[exchange]\nmode = "paper"\n'))
+    assert good.ok and good.settings.paper.balances == {"USDC": 1000000}
+    assert any(n.startswith("exchange.mode paper: market data from the local world's simulator") for n in good.notes)
+    errors = check(write(tmp_path, '[exchange]\nmode = "papr"\n[paper]\nbalances = { USDC = 5.5 }\n'
+                                   'avg_price_poll_ms = 0\n', "b.toml")).errors
+    assert {e.split(":", 1)[0] for e in errors} == {"exchange.mode", "paper.balances", "paper.avg_price_poll_ms"}
+    (error,) = check(write(tmp_path, '[exchange]\nmode = "paper"\n[paper]\nbalances = { USDC = "5" }\n',
+                           "c.toml")).errors
+    assert error.startswith("paper.balances: the reserves check counts from reserves.opening")
+    testnet = (ROOT / "config" / "testnet.toml").read_text() + '\n[paper]\nbalances = { USDC = "0" }\n'
+    errors = check(write(tmp_path, testnet.replace('[exchange]\n', '[exchange]\nmode = "paper"\n', 1), "d.toml")).errors
+    assert any(e.startswith("paper.deposit_address: on a real chain") for e in errors)
+
+def test_the_withdrawal_section_is_checked(tmp_path: Path) -> None:
+    errors = check(write(tmp_path, '[withdrawal]\nminimum = 5.0\nexchange_netwrk = "BASE"\n')).errors
+    by_field = {e.split(":", 1)[0]: e for e in errors}
+    assert set(by_field) == {"withdrawal.minimum", "withdrawal.exchange_netwrk"}
+    assert "write money as a string" in by_field["withdrawal.minimum"]
+    good = check(write(tmp_path, '[withdrawal]\nminimum = "2.5"\n', "b.toml")).settings.withdrawal
+    assert (good.minimum, good.exchange_network) == (Decimal("2.5"), "BASE")
+    (error,) = check(write(tmp_path, '[withdrawal]\nminimum = "0"\n', "c.toml")).errors
+    assert error.startswith("withdrawal.minimum:")
 
 
 def test_the_external_local_worlds_addresses_are_checked(tmp_path: Path) -> None:

@@ -242,3 +242,39 @@ def test_a_reversed_deposit_reaches_the_user_as_a_deposit_reversed_message() -> 
     assert key in body.reason
     again = DepositReversed.model_validate_json(body.model_dump_json())
     assert again == body
+
+
+def test_in_paper_mode_every_report_says_paper_and_a_live_wire_is_unchanged() -> None:
+    from protocol.codec import body_dict, decode
+    from protocol.indexmaker_messages import INDEXMAKER_REPORTS
+
+    app = HandDrivenApp({"SY100"}, clock=ManualClock(), max_open_orders=5)
+    plugin = IndexMakerPlugin(app, trading_mode="paper")
+    out = Outbox()
+    plugin.attach(out)
+    app.set_sink(plugin.deliver)
+    app.credit(ALICE, "dep-a", "1000")
+    send(plugin, ALICE, order("P-1", "100"), order("P-bad", "100", symbol="NOPE"))
+    app.engage(ALICE, "P-1", "100")
+    app.fill(ALICE, "P-1", "0.002", "60.1234565")
+    app.finish(ALICE, "P-1", "50")
+    line = CoreInvoiceLine(symbol="BTC", quantity=Decimal("0.001"), average_price=Decimal("60000"),
+                           value=Decimal("60"), fee=Decimal("0.1234565"), lot_ids=("L-1",))
+    app.mint(ALICE, "P-1", [line], "0x" + "ab" * 32, routing_fee=Decimal("0.25"))
+    send(plugin, ALICE, CancelIndexOrder.model_validate({"client_order_id": "P-1", "symbol": "SY100"}))
+    bodies = out.of(ALICE)
+    kinds = {type(b).__name__ for b in bodies}
+    assert {"NewIndexOrderReport", "IndexOrderFill", "MintInvoice", "CancelIndexOrderReport"} <= kinds
+    assert all(b.trading_mode == "paper" for b in bodies)
+    # On the wire: a field the client decodes back; a live system's reports do not carry it at all.
+    invoice = next(b for b in bodies if isinstance(b, MintInvoice))
+    wire = body_dict(invoice)
+    assert wire["trading_mode"] == "paper"
+    header = {"msg_type": "MintInvoice", "sender_comp_id": "S", "target_comp_id": "C", "seq_num": 1,
+              "timestamp": "2025-10-01T12:00:00.000Z"}
+    decoded = decode({"standard_header": header, "chain_id": ALICE.chain_id, "address": ALICE.address, **wire},
+                     INDEXMAKER_REPORTS)
+    assert decoded.body == invoice
+    _, live_plugin, live_out = setup()
+    send(live_plugin, ALICE, order("L-1", "100"))
+    assert "trading_mode" not in body_dict(live_out.of(ALICE)[-1])
