@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -130,7 +129,9 @@ def _up(args: argparse.Namespace) -> int:
                                 stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_end,), start_new_session=True)
     os.close(write_end)
     print(f"starting (service pid {proc.pid}, state {state_dir}, log {log_file}) …", flush=True)
-    line = _read_line(read_end, args.timeout)
+    from world.child_process import read_ready_line
+
+    line = read_ready_line(read_end, args.timeout)
     os.close(read_end)
     if line.startswith("ready "):
         info = json.loads(line[len("ready "):])
@@ -177,25 +178,6 @@ def _world_problems(settings, state_dir: Path) -> list[str] | None:  # noqa: ANN
               f"that is up)", file=sys.stderr)
         return None
     return run_checks(local_target(settings, run))
-
-
-def _read_line(fd: int, timeout_s: float) -> str:
-    """One line from the service's ready pipe; '' on EOF (it died) or timeout."""
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                return ""
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return ""
-            buf += chunk
-    return buf.split(b"\n", 1)[0].decode()
 
 
 def _last_line(text: str) -> str:

@@ -375,6 +375,12 @@ class MintConfig(_Section):
         return self
 
 
+#: The parts of the local world started as an external one, and their default addresses (127.0.0.2 is left to a
+#: second Ray node).
+EXTERNAL_HOSTS = {"exchange_rest": "127.0.0.3", "exchange_streams": "127.0.0.4", "exchange_ws_api": "127.0.0.5",
+                  "arbitrum": "127.0.0.6", "base": "127.0.0.7", "store": "127.0.0.8"}
+
+
 class LocalWorldConfig(_Section):
     """The local world `indexmaker up` and `make demo` start (world/): its users, its chains' finality, the exchange
     simulator's pace."""
@@ -392,6 +398,27 @@ class LocalWorldConfig(_Section):
     #: The Across relayer's look for deposits to fill, and our own transactions' receipt polling, on anvil.
     relayer_poll_ms: int = Field(20, ge=1)
     receipt_poll_ms: int = Field(20, ge=1)
+    #: The local world started on its own as an external one (`python -m world.external_local`): each part on a
+    #: loopback address of its own, none the local world's, as Binance's three hosts, two chains and a Redis would be.
+    external_hosts: dict[str, str] = Field(default_factory=lambda: dict(EXTERNAL_HOSTS))
+
+    @field_validator("external_hosts")
+    @classmethod
+    def _external_hosts(cls, v: dict[str, str]) -> dict[str, str]:
+        import ipaddress
+
+        if set(v) != set(EXTERNAL_HOSTS):
+            raise ValueError(f"name exactly {', '.join(EXTERNAL_HOSTS)}")
+        for part, host in v.items():
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError(f"{part}: {host!r} is not a loopback address (127.0.0.0/8)")
+        if len(set(v.values())) != len(v):
+            raise ValueError("each part has an address of its own")
+        return v
 
 
 class SenderConfig(_Section):

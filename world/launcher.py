@@ -557,12 +557,9 @@ class LocalSystem:
                 ray.shutdown()  # ends a Ray instance of our own; only disconnects from a cluster we attached to
                 self._own_ray = self._connected_ray = False
         finally:
-            for part in (self.exchange, self.upstream, self.relayer, self.chains, self.redis):
-                if part is not None:
-                    try:
-                        part.stop()
-                    except Exception as exc:  # noqa: BLE001  (the others must still stop)
-                        log.warning("stopping %s: %s", type(part).__name__, exc)
+            from world.child_process import stop_parts
+
+            stop_parts(self.exchange, self.upstream, self.relayer, self.chains, self.redis)
             self.exchange = self.upstream = self.relayer = self.chains = self.redis = None
             if self._tmp is not None:
                 self._tmp.cleanup()
