@@ -4,9 +4,9 @@ Slow: the small bench runs the real system under two regimes and writes its per-
 runs on that file in a real kernel. Checked: the file against the bench's own last line (its table's figures) and
 against the invoices' own arithmetic; every cell ran; the figures are real PNGs; the notebook's per-regime table holds
 the order counts and percentiles this test recomputes from the file, and the bench's and the floor's medians its last
-line printed. Fast: the committed notebook has no outputs and starts nothing; the loader refuses a file of another
-format or version with what to do; the bench writes the version the loader reads; the per-asset contributions the
-bench writes add up to the invoice's shortfall without the fee.
+line printed. Fast: the committed notebook has no outputs and starts nothing; its tables on a small file; the loader
+refuses a file of another format or version with what to do; the bench writes the version the loader reads; the
+per-asset contributions the bench writes add up to the invoice's shortfall without the fee.
 """
 from __future__ import annotations
 
@@ -75,6 +75,41 @@ def test_the_file_is_found_from_the_environment_else_the_default(tmp_path: Path)
     path, _ = quality_data.find_file({})
     assert path == ROOT / "state" / "execution_quality.json"
     assert "--out state/execution_quality.json" in quality_data.PRODUCE  # the default is where the command writes
+
+
+def _order(regime: str, shortfall: str, parts: tuple[str, str | None, str, str], lines: list[tuple[str, str]],
+           status: str = "filled", fill_s: str = "1.5") -> dict:
+    spread, delay, impact, fee = parts
+    return {"regime": regime, "status": status, "amount_usdc": "300", "filled_units": "0.1", "spent": "299",
+            "bench_shortfall_bps": shortfall, "fill_s": fill_s, "batches": "1", "shortfall_bps": shortfall,
+            "spread_bps": spread, "delay_bps": delay, "impact_bps": impact, "fee_bps": fee,
+            "lines": [{"symbol": sym, "quantity": "2", "value": "10", "arrival_mid": "4.9", "contribution_bps": c}
+                      for sym, c in lines]}
+
+
+def test_the_tables_the_notebook_shows(tmp_path: Path) -> None:
+    orders = [_order("calm", "12.00", ("5.00", "1.00", "-4.00", "10.00"), [("A", "1.50"), ("B", "0.50")]),
+              _order("calm", "20.01", ("5.00", None, "5.01", "10.00"), [("A", "3.00")]),  # no batch touch: no delay
+              _order("calm", "15.00", ("5.00", "0.00", "0.00", "10.00"), [("B", "2.00")]),
+              _order("calm", "99", ("0", "0", "0", "99"), [], status="rejected"),  # not served: left out
+              _order("wide", "60.00", ("50.00", "0.00", "0.00", "10.00"), [("A", "40.00")], fill_s="0.2")]
+    path = _write(tmp_path / "q.json", regimes=[{"regime": "calm"}, {"regime": "wide"}], orders=orders,
+                  floor=[{"regime": "calm", "shortfall_bps": "14.00"}, {"regime": "calm", "shortfall_bps": "18.00"}])
+    data = quality_data.load(path)
+    calm, wide = quality_data.regime_table(data)
+    assert (calm["regime"], calm["orders"], wide["orders"]) == ("calm", 3, 1)
+    assert (calm["shortfall p50"], calm["shortfall p95"]) == (Decimal("15.00"), Decimal("20.01"))
+    assert (calm["floor p50"], calm["floor sweeps"], wide["floor p50"]) == (Decimal("18.00"), 2, None)
+    # the parts' means add up to the mean shortfall, to the rounding of each (a missing delay counts as none:
+    # impact holds it)
+    parts = sum((calm[f"{p.removesuffix('_bps')} mean"] for p in quality_data.PARTS), Decimal(0))
+    assert quality_data.mean([Decimal("12.00"), Decimal("20.01"), Decimal("15.00")]) == Decimal("15.67")
+    assert abs(parts - Decimal("15.67")) <= Decimal("0.02") and calm["delay mean"] == Decimal("0.33")
+    assert calm["fill s p50"] == Decimal("1.5") and wide["fill s p50"] == Decimal("0.2")
+    costs = quality_data.asset_costs(data, "calm")
+    assert [(r["symbol"], r["orders"], r["contribution bps"]) for r in costs] == [("A", 2, Decimal("2.25")),
+                                                                                  ("B", 2, Decimal("1.25"))]
+    assert costs[0]["over mid usdc"] == 2 * (Decimal(10) - 2 * Decimal("4.9"))
 
 
 def test_the_bench_writes_the_version_the_notebook_reads() -> None:
