@@ -2,7 +2,7 @@
 
 The ledger takes the amount from the deposit's hold, then free collateral. Reserved but unengaged collateral is
 still the user's to give back, so open orders are cut first, newest first and only as much as needed: the oldest
-orders, first in line for a batch, go on. What batches already engaged or spent becomes debt, which blocks new
+orders, first in line for a batch, go on; sells hold index tokens, not USDC, and are left alone. What batches already engaged or spent becomes debt, which blocks new
 orders."""
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from decimal import Decimal
 
 from core.index_order import IndexOrder
 from core.index_order_book import UserOrderBook
+from core.money import ZERO
+from core.side import Side
 
 
 @dataclass(slots=True)
@@ -33,7 +35,7 @@ def reverse_in_book(book: UserOrderBook, deposit_key: str, now_ms: int) -> BookR
     for order in reversed(book.open_orders()):
         if short <= 0:
             break
-        take = min(order.remaining, short)
+        take = min(order.remaining, short) if order.side is Side.BUY else ZERO  # a sell holds tokens, not USDC
         if take <= 0:
             continue
         # All of it (None) when nothing is engaged, so the order closes; else exactly `take`, and the engaged part

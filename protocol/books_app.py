@@ -3,7 +3,8 @@
 Requests are answered as the books decide (validation order, reason codes); core's steps (orders filled or closed)
 become the users' reports here. It is in protocol/ because it speaks AppRequest/AppResponse and UserRef, which core
 may not import. Quotes need an injected `quoter(symbol, amount)` (index units, or None: MARKET_UNAVAILABLE); the
-shards have none, the gateway sends quotes to the solver.
+shards have none, the gateway sends quotes to the solver. Sells are refused (UNSUPPORTED_SIDE) unless
+`accept_sells`: the books take them, the path that sells, burns and pays them is wired only when that is set.
 """
 from __future__ import annotations
 
@@ -33,12 +34,14 @@ _CLOSED_STATUS: dict[IndexOrderStatus, FillStatus] = {
 
 
 class BooksApp:
-    def __init__(self, books: ShardBooks, *, default_chain_id: int, quoter: Quoter | None = None) -> None:
+    def __init__(self, books: ShardBooks, *, default_chain_id: int, quoter: Quoter | None = None,
+                 accept_sells: bool = False) -> None:
         """`default_chain_id`: the chain of a user known only by key (the engine's steps name orders, not
         sessions); a request or a deposit brings the user's own."""
         self.books = books
         self.default_chain_id = default_chain_id
         self.quoter = quoter
+        self.accept_sells = accept_sells
         self.refs: dict[str, UserRef] = {}  # user key -> the UserRef its reports go to
 
     @property
@@ -79,8 +82,11 @@ class BooksApp:
         return out
 
     def _new_order(self, r: NewOrder) -> AppResponse:
+        if r.side is Side.SELL and not self.accept_sells:
+            return OrderRefused(r.user, r.client_order_id, ReasonCode.UNSUPPORTED_SIDE, "sells are not served yet")
         try:
-            self.books.new_order(user_key(r.user.address), r.client_order_id, r.symbol, r.side, r.amount)
+            self.books.new_order(user_key(r.user.address), r.client_order_id, r.symbol, r.side, r.amount,
+                                 r.min_usdc)
         except IndexOrderRefused as exc:
             return OrderRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)
         return OrderAccepted(r.user, r.client_order_id)
@@ -95,7 +101,7 @@ class BooksApp:
         # At least what is left (or no amount): cancel all of it, including what engaged batches leave unspent.
         amount = None if r.amount is None or r.amount >= order.remaining else r.amount
         try:
-            order, cancelled = book.cancel(r.client_order_id, amount, self.clock.now_ms())
+            order, cancelled = self.books.cancel(book.user, r.client_order_id, amount)
         except IndexOrderRefused as exc:
             return [CancelRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)]
         out: list[AppResponse] = [CancelDone(r.user, r.client_order_id, cancelled, order.remaining, order.engaged)]
