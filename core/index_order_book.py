@@ -52,27 +52,16 @@ class UserOrderBook:
         """Validate (first failure wins, in the order below), reserve the collateral, and open the order as NEW."""
         if cl_ord_id in self._orders:
             raise IndexOrderRefused("DUPLICATE_CL_ORD_ID", f"ClOrdID {cl_ord_id!r} was used before by this user")
-        value = self._parse_amount(amount)
-        if not self._fits_unit(value):
-            raise IndexOrderRefused("TOO_MUCH_PRECISION", f"{value} has more decimals than {self.unit}")
-        if value <= 0:
-            raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"amount must be positive, got {value}")
+        value = self._positive(amount, self.unit, "amount")
         try:
             side_value = Side(side)
         except ValueError:
             raise IndexOrderRefused("UNSUPPORTED_SIDE", f"unknown side {side!r}") from None
         if side_value is not Side.BUY:
             raise IndexOrderRefused("UNSUPPORTED_SIDE", f"{side_value.value} is not supported yet")
-        if index not in self.known_indexes:
-            raise IndexOrderRefused("UNKNOWN_INDEX", f"unknown index {index!r}; served: "
-                                                     f"{', '.join(sorted(self.known_indexes))}")
-        if self.ledger.debt > 0:
-            raise IndexOrderRefused("DEBT_OUTSTANDING",
-                                f"{self.ledger.debt} is owed (a routing cost beyond its hold, or a deposit reversed "
-                                f"by a reorg); a deposit pays it first")
-        if len(self._open) >= self.max_open_orders:
-            raise IndexOrderRefused("TOO_MANY_OPEN_ORDERS",
-                                    f"{len(self._open)} orders open, limit {self.max_open_orders}")
+        self._admit(index, self.ledger.debt > 0, "DEBT_OUTSTANDING",
+                    f"{self.ledger.debt} is owed (a routing cost beyond its hold, or a deposit reversed by a reorg); "
+                    f"a deposit pays it first")
         if value > self.ledger.available:
             raise IndexOrderRefused("INSUFFICIENT_COLLATERAL",
                                 f"{value} needed, {self.ledger.available} available, "
@@ -89,29 +78,12 @@ class UserOrderBook:
         (the user's token ledger) and open the order as NEW. `min_proceeds`: the least USDC the user accepts."""
         if cl_ord_id in self._orders:
             raise IndexOrderRefused("DUPLICATE_CL_ORD_ID", f"ClOrdID {cl_ord_id!r} was used before by this user")
-        value = self._parse_amount(units)
-        if not self._fits(value, tokens.unit):
-            raise IndexOrderRefused("TOO_MUCH_PRECISION", f"{value} has more decimals than {tokens.unit}")
-        if value <= 0:
-            raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"units must be positive, got {value}")
-        minimum = None
-        if min_proceeds is not None:
-            minimum = self._parse_amount(min_proceeds)
-            if not self._fits(minimum, self.unit):
-                raise IndexOrderRefused("TOO_MUCH_PRECISION", f"minimum {minimum} has more decimals than {self.unit}")
-            if minimum <= 0:
-                raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"minimum must be positive, got {minimum}")
-        if index not in self.known_indexes:
-            raise IndexOrderRefused("UNKNOWN_INDEX", f"unknown index {index!r}; served: "
-                                                     f"{', '.join(sorted(self.known_indexes))}")
+        value = self._positive(units, tokens.unit, "units")
+        minimum = None if min_proceeds is None else self._positive(min_proceeds, self.unit, "minimum")
         held = tokens.of(index)
-        if held.debt > 0:
-            raise IndexOrderRefused("TOKEN_DEBT_OUTSTANDING",
-                                    f"{held.debt} {index} is owed (a token deposit reversed by a reorg after its "
-                                    f"units were sold); a token deposit pays it first")
-        if len(self._open) >= self.max_open_orders:
-            raise IndexOrderRefused("TOO_MANY_OPEN_ORDERS",
-                                    f"{len(self._open)} orders open, limit {self.max_open_orders}")
+        self._admit(index, held.debt > 0, "TOKEN_DEBT_OUTSTANDING",
+                    f"{held.debt} {index} is owed (a token deposit reversed by a reorg after its units were sold); "
+                    f"a token deposit pays it first")
         if value > held.available:
             raise IndexOrderRefused("INSUFFICIENT_TOKENS",
                                     f"{value} {index} to sell, {held.available} credited and free, "
@@ -137,11 +109,7 @@ class UserOrderBook:
         if order.is_terminal:
             raise IndexOrderRefused("ORDER_CLOSED", f"order {cl_ord_id!r} is {order.status.value}")
         if amount is not None:
-            value = self._parse_amount(amount)
-            if not self._fits(value, order.unit):
-                raise IndexOrderRefused("TOO_MUCH_PRECISION", f"{value} has more decimals than {order.unit}")
-            if value <= 0:
-                raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"cancel amount must be positive, got {value}")
+            value = self._positive(amount, order.unit, "cancel amount")
             if value > order.remaining:
                 raise IndexOrderRefused("CANCEL_EXCEEDS_REMAINING",
                                     f"cancel {value} exceeds the not-yet-engaged {order.remaining}")
@@ -336,8 +304,26 @@ class UserOrderBook:
             raise IndexOrderRefused("INVALID_AMOUNT", f"not a finite number: {amount!r}")
         return value
 
-    def _fits_unit(self, value: Decimal) -> bool:
-        return self._fits(value, self.unit)
+    def _admit(self, index: str, owes: bool, owed_code: str, owed_text: str) -> None:
+        """The checks a new order of either side passes, in this order: a served index, nothing owed on what it
+        spends, room among the open orders."""
+        if index not in self.known_indexes:
+            raise IndexOrderRefused("UNKNOWN_INDEX", f"unknown index {index!r}; served: "
+                                                     f"{', '.join(sorted(self.known_indexes))}")
+        if owes:
+            raise IndexOrderRefused(owed_code, owed_text)
+        if len(self._open) >= self.max_open_orders:
+            raise IndexOrderRefused("TOO_MANY_OPEN_ORDERS",
+                                    f"{len(self._open)} orders open, limit {self.max_open_orders}")
+
+    def _positive(self, amount: Decimal | str | int, unit: Decimal, what: str) -> Decimal:
+        """A request's amount: a number, whole in `unit`, above zero (checked in that order)."""
+        value = self._parse_amount(amount)
+        if not self._fits(value, unit):
+            raise IndexOrderRefused("TOO_MUCH_PRECISION", f"{value} has more decimals than {unit}")
+        if value <= 0:
+            raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"{what} must be positive, got {value}")
+        return value
 
     @staticmethod
     def _fits(value: Decimal, unit: Decimal) -> bool:
