@@ -17,7 +17,7 @@ from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
 from core.clock import Clock
 from core.collateral_ledger import CollateralError, CollateralLedger
 from core.collateral_route import FeeCharge
-from core.deposit_reversal import BookReversal, reverse_in_book
+from core.deposit_reversal import BookReversal, cut_open_orders, reverse_in_book
 from core.index_order import IndexOrder, OrderStateError, user_key
 from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
@@ -51,6 +51,8 @@ class TokenStep:
 
     credited: list[tuple[str, TokenDeposit]] = field(default_factory=list)
     reversed: list[tuple[str, TokenReversal]] = field(default_factory=list)
+    #: Per user key, the sells a reversal cut to give the units back, with the units each cancel freed.
+    cut: list[tuple[str, IndexOrder, Decimal]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -252,14 +254,24 @@ class ShardBooks:
 
     def reverse_tokens(self, deposit_keys: Sequence[str]) -> TokenStep:
         """Token deposits a reorg dropped after their credit: each taken back once (core.token_ledger: from the
-        available units, the rest is the user's debt in that index). Keys this shard never credited (the chain
+        available units, after cutting the user's open sells of that index as far as needed; the rest is the user's
+        debt in that index). Keys this shard never credited (the chain
         listener asks every shard: a key alone names no user) or reversed before are left out."""
         step = TokenStep()
         for deposit_key in deposit_keys:
             key = self.token_owners.get(deposit_key)
             if key is None:
                 continue
-            done = self.tokens[key].reverse(deposit_key)
+            ledger = self.tokens[key]
+            seen = ledger.deposits[deposit_key]
+            if deposit_key not in ledger.reversals:
+                # Open sells of the index give back their unengaged units first (newest first), so that no sell
+                # goes on with units the reorg took back; only what batches hold or sold becomes debt.
+                short = seen[1] - ledger.of(seen[0]).available
+                cut = cut_open_orders(self.book(key), short, self.clock.now_ms(), side=Side.SELL, index=seen[0],
+                                      tokens=ledger)
+                step.cut.extend((key, order, freed) for order, freed in cut)
+            done = ledger.reverse(deposit_key)
             if done is None:
                 step.replays += 1
                 continue

@@ -175,13 +175,19 @@ class BooksApp:
 
     def token_reports(self, step: TokenStep) -> list[AppResponse]:
         """A TokenDepositReport per deposit credited ("credited") or taken back by a reorg ("reversed"), with the
-        units of its index free to sell now (after the whole step)."""
+        units of its index free to sell now (after the whole step); before the reversals, a cancel report per sell
+        they cut (and its close)."""
         now = self.clock.now_ms()
         reports: list[AppResponse] = []
         for key, d in step.credited:
             held = self.books.tokens[key].of(d.index)
             reports.append(TokenDepositReport(self.ref(key), d.key, d.index, "credited", d.units, held.available,
                                               held.debt, None, now))
+        for key, order, freed in step.cut:
+            ref = self.ref(key)
+            reports.append(CancelDone(ref, order.cl_ord_id, freed, order.remaining, order.engaged))
+            if order.is_terminal:
+                reports.append(self.progress(ref, order))
         for key, r in step.reversed:
             held = self.books.tokens[key].of(r.index)
             reports.append(TokenDepositReport(self.ref(key), r.deposit_key, r.index, "reversed", r.units,

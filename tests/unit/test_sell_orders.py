@@ -215,3 +215,27 @@ def test_a_version_3_user_snapshot_loads_its_orders_as_buys_without_a_minimum() 
     v3 = json.loads((FIXTURES / "shard.user.v3.json").read_text())
     user = ShardUser.load(json.dumps(v3))
     assert user.book.orders and all(o.min_proceeds is None and o.side is Side.BUY for o in user.book.orders)
+
+
+def test_a_reorg_that_takes_tokens_back_cuts_the_open_sells_of_that_index_first_and_tells_the_user() -> None:
+    shard = with_tokens("0.01")
+    shard.credit_tokens([TokenDeposit(8453, "0x" + "03" * 32, 0, 102, A, OTHER, D("0.002"))])
+    app = BooksApp(shard, default_chain_id=42161, accept_sells=True)
+    app.refs[KA] = REF
+    shard.new_order(KA, "s1", INDEX, Side.SELL, D("0.004"))
+    shard.new_order(KA, "s2", INDEX, Side.SELL, D("0.005"))
+    shard.new_order(KA, "o1", OTHER, Side.SELL, D("0.002"))  # another index: not cut
+    shard.books[KA].engage("s2", D("0.002"))  # a batch holds part of s2: that part finishes its batch
+    step = shard.reverse_tokens(["8453:0x" + "01" * 32 + ":0"])
+    assert [(o.cl_ord_id, freed) for _, o, freed in step.cut] == [("s2", D("0.003")), ("s1", D("0.004"))]
+    [(_, r)] = step.reversed
+    assert (r.units, r.debt) == (D("0.01"), D("0.002"))  # only what the batch holds is owed
+    assert tokens(shard) == (0, D("0.002")) and tokens(shard, OTHER) == (0, D("0.002"))
+    s1, s2 = shard.books[KA].get("s1"), shard.books[KA].get("s2")
+    assert s1.status is IndexOrderStatus.CANCELLED and (s2.remaining, s2.engaged) == (0, D("0.002"))
+    shard.books[KA].check(shard.tokens[KA])
+    reports = app.token_reports(step)
+    assert [type(r).__name__ for r in reports] == ["CancelDone", "CancelDone", "OrderProgress", "TokenDepositReport"]
+    assert (reports[0].client_order_id, reports[0].cancelled, reports[0].engaged) == ("s2", D("0.003"), D("0.002"))
+    assert (reports[2].client_order_id, reports[2].status) == ("s1", "canceled")
+    assert shard.reverse_tokens(["8453:0x" + "01" * 32 + ":0"]).cut == []  # a replay cuts nothing more
