@@ -305,5 +305,26 @@ class Withdrawal:
             return self._move(S.PAID, SpendCollateral(self.held - self.spent))
         raise TypeError(f"not a withdrawal event: {event!r}")
 
+    def settlement(self) -> tuple[Decimal, dict[str, Decimal]]:
+        """What a final withdrawal takes from the user's hold: (paid to the user, fee id -> fee). A refusal or a
+        release takes nothing; a refund takes the exchange's fee; a payment its payout and each fee, the fees capped
+        in route order at what the amount covers (the user never loses more than the amount). The rest of the hold
+        goes back to the user."""
+        S = WithdrawalStage
+        if self.stage not in FINAL:
+            raise WithdrawalError(f"{self.withdrawal_id} is {self.stage.value}, not settled yet")
+        if self.stage in (S.REFUSED, S.RELEASED):
+            return ZERO, {}
+        paid = (self.payout or ZERO) if self.stage is S.PAID else ZERO
+        fees = {"exchange": self.exchange_fee}
+        if self.stage is S.PAID:
+            fees |= {"bridge": self.bridge_fee, "gas": self.gas_fee}
+        left = self.amount - paid
+        charges: dict[str, Decimal] = {}
+        for name, fee in fees.items():
+            charges[f"{self.payout_key}:{name}"] = min(fee, left)
+            left -= charges[f"{self.payout_key}:{name}"]
+        return paid, {k: v for k, v in charges.items() if v > 0}
+
     def _same_exchange(self, exchange_id: str | None) -> bool:
         return exchange_id is None or self.exchange_id is None or exchange_id == self.exchange_id

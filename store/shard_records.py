@@ -22,7 +22,7 @@ from core.mint_request import MintRequest
 from core.side import Side
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
-from store.ledger_records import LedgerPart, ledger_v0
+from store.ledger_records import LedgerPart, ledger_v0, ledger_v1_to_v2
 from store.records import Part, Record, held_in, record_kind
 
 
@@ -67,13 +67,17 @@ def _user_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"ledger": ledger_v0(data["book"]["ledger"])}}
 
 
+def _user_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    return data | {"book": data["book"] | {"ledger": ledger_v1_to_v2(data["book"]["ledger"])}}
+
+
 @record_kind
 class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: _user_v0_to_v1}
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart

@@ -102,8 +102,8 @@ def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal]) -> list[s
     parts = balance["parts"]
     lines = [f"user {balance['user']}"]
     lines += [f"  {name:13} {Decimal(parts[name]):>20f} USDC" for name in
-              ("available", "held", "reserved", "spent", "fees_charged", "debt", "credited")]
-    lines.append("  (credited + debt = available + held + reserved + spent + fees_charged)")
+              ("available", "held", "reserved", "spent", "fees_charged", "withdrawn", "debt", "credited")]
+    lines.append("  (credited + debt = available + held + reserved + spent + fees_charged + withdrawn)")
     for key, d in balance["deposits"].items():
         state = "reversed by a reorg" if d["reversed"] else (f"{d['held']} held for its route"
                                                              if Decimal(d["held"]) else "routed")
