@@ -553,6 +553,8 @@ class WithdrawalConfig(_Section):
     exchange_network: str = "BASE"
     #: Smallest withdrawal a user may ask for (USDC, fees included): below it the route's fees eat the payout.
     minimum: Decimal = Field(Decimal("5"), gt=0)
+    #: How often the withdrawal actor looks at the withdrawals in flight (one exchange history call for all).
+    poll_ms: int = Field(2_000, gt=0)
 
 
 class Settings(BaseSettings):

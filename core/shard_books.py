@@ -24,7 +24,7 @@ from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
 from core.money import ZERO, quantize_up
 from core.side import Side
-from core.withdrawal import Withdrawal, WithdrawalError
+from core.withdrawal import Withdrawal, WithdrawalError, WithdrawalRequest
 
 
 @dataclass(slots=True)
@@ -89,11 +89,13 @@ class ShardBooks:
         self.invoices_of: dict[str, dict[str, MintInvoice]] = {}  # user key -> cl_ord_id -> invoice (views)
         self.routes: dict[str, dict[str, str]] = {}
         self.reversals: list[dict[str, Any]] = []  # deposits taken back after a reorg, for the operator
+        self.withdrawals: dict[str, WithdrawalRequest] = {}  # withdrawal id -> the request its hold was made for
         # What changed since the owner last stored it.
         self.touched: set[str] = set()
         self.new_fill_keys: set[str] = set()
         self.new_completed: set[str] = set()
         self.new_invoices: set[tuple[str, str]] = set()
+        self.new_withdrawals: set[str] = set()
 
     # ------------------------------------------------------------------ books
     def book(self, key: str) -> UserOrderBook:
@@ -210,6 +212,25 @@ class ShardBooks:
                                     "(collateral of orders and routes is not)") from None
         self.touched.add(key)
         return True
+
+    def accept_withdrawal(self, request: WithdrawalRequest, minimum: Decimal) -> bool:
+        """`hold_withdrawal` for a signed request, kept with it (the owner stores both in one write and hands the
+        request to whoever drives it). True: new; False: the same request accepted before."""
+        wid = request.withdrawal_id
+        if self.hold_withdrawal(request.user, wid, request.amount, minimum):
+            self.withdrawals[wid] = request
+            self.new_withdrawals.add(wid)
+            return True
+        return False
+
+    def open_withdrawal_requests(self) -> list[WithdrawalRequest]:
+        """The requests whose hold is not settled yet, oldest first."""
+        out = []
+        for wid, r in self.withdrawals.items():
+            book = self.books.get(r.user)
+            if book is not None and wid in book.ledger.open_withdrawals():
+                out.append(r)
+        return sorted(out, key=lambda r: (r.accepted_ms, r.withdrawal_id))
 
     def settle_withdrawals(self, done: Sequence[Withdrawal]) -> Step:
         """Final withdrawals (core.withdrawal): each one's payout and fees leave its hold, the rest goes back to the

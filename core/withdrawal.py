@@ -17,6 +17,7 @@ micro-USDC (the custody never pays a fraction the route did not bring) and the p
 the exchange's withdraw fee, the bridge's fee and the Arbitrum gas, exact."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -44,6 +45,30 @@ FINAL = frozenset({WithdrawalStage.PAID, WithdrawalStage.REFUSED, WithdrawalStag
 
 class WithdrawalError(ValueError):
     """A request that cannot start a withdrawal (its numbers or address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalRequest:
+    """What the user signed, as their shard accepted it (the amount held then): the withdrawal's facts before any
+    hop. `client_id` is the user's id of it (unique per user); `withdrawal_id` the house's (unique overall)."""
+
+    user: str  # the user's key (lower-cased address)
+    client_id: str
+    to: str  # the address paid on the destination chain
+    chain_id: int  # the destination chain (Arbitrum)
+    amount: Decimal  # USDC, fees included
+    max_fee: Decimal | None  # the most the user accepts to pay in routing fees (None: whatever they are)
+    accepted_ms: int
+
+    @property
+    def withdrawal_id(self) -> str:
+        return withdrawal_id_of(self.user, self.client_id)
+
+
+def withdrawal_id_of(user: str, client_id: str) -> str:
+    """The house's id of a user's withdrawal: a digest of (user, client id), short enough that every hop's key built
+    from it fits (the exchange's withdrawOrderId takes 36 characters), and the same after any restart."""
+    return hashlib.sha256(f"{user.lower()}\n{client_id}".encode()).hexdigest()[:24]
 
 
 # ------------------------------------------------------------------------------------------------ events

@@ -60,7 +60,19 @@ class GetInvoice:
     client_order_id: str
 
 
-AppRequest = Union[NewOrder, CancelOrder, NewQuote, CancelQuote, GetInvoice]
+@dataclass(slots=True, frozen=True)
+class Withdraw:
+    """A signed WithdrawCollateral: `amount` of available USDC (fees included) to `destination` on `chain_id`."""
+
+    user: UserRef
+    withdrawal_id: str
+    amount: Decimal
+    destination: str
+    chain_id: int
+    max_fee: Decimal | None
+
+
+AppRequest = Union[NewOrder, CancelOrder, NewQuote, CancelQuote, GetInvoice, Withdraw]
 
 # --- responses (application -> gateway) --------------------------------------------------------------------------
 
@@ -177,9 +189,38 @@ class DepositReversed:
     timestamp_ms: int
 
 
+@dataclass(slots=True, frozen=True)
+class WithdrawalAccepted:
+    user: UserRef
+    withdrawal_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class WithdrawalRefused:
+    user: UserRef
+    withdrawal_id: str
+    code: ReasonCode
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class WithdrawalProgress:
+    """A withdrawal reached `stage` (core.withdrawal.WithdrawalStage's value); see CollateralWithdrawal."""
+
+    user: UserRef
+    withdrawal_id: str
+    stage: str
+    amount: Decimal
+    fees: Decimal
+    payout: Decimal | None
+    tx_hash: str | None
+    reason: str | None
+    timestamp_ms: int
+
+
 AppResponse = Union[OrderAccepted, OrderRefused, CancelDone, CancelRefused, OrderProgress, InvoiceIssued,
                     InvoiceRefused, QuoteAccepted, QuoteRefused, QuoteResult, QuoteCancelled, QuoteCancelRefused,
-                    DepositReversed]
+                    DepositReversed, WithdrawalAccepted, WithdrawalRefused, WithdrawalProgress]
 
 
 class IndexMakerApp(Protocol):

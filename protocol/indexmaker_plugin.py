@@ -15,12 +15,14 @@ from protocol.envelope import Body, UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
                                      DepositReversed, GetInvoice, IndexMakerApp, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelled,
-                                     QuoteCancelRefused, QuoteRefused, QuoteResult)
+                                     QuoteCancelRefused, QuoteRefused, QuoteResult, Withdraw, WithdrawalAccepted,
+                                     WithdrawalProgress, WithdrawalRefused)
 from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody, CancelIndexOrder,
                                           CancelIndexOrderReport, CancelIndexQuote, CancelQuoteRequest,
                                           CustodyToAccount, GetMintInvoice, IndexOrderFill, IndexQuoteResponse,
                                           InvoiceLine, MintInvoice, MintInvoiceRejected, NewIndexOrder,
-                                          NewIndexOrderReport, NewIndexQuote, NewQuoteRequest)
+                                          NewIndexOrderReport, NewIndexQuote, NewQuoteRequest, WithdrawCollateral,
+                                          WithdrawCollateralReport, CollateralWithdrawal)
 from protocol.indexmaker_messages import DepositReversed as DepositReversedReport
 from protocol.plugin import BasePlugin, Inbound, Refusal
 from protocol.reason_codes import NakCode, ReasonCode
@@ -52,7 +54,7 @@ class IndexMakerPlugin(BasePlugin):
     requests = INDEXMAKER_REQUESTS
     #: Per-message weights for the per-user limit (§10.8): the reference's configured table, actually used.
     message_weights = {"NewIndexOrder": 10, "CancelIndexOrder": 5, "NewQuoteRequest": 5, "CancelQuoteRequest": 3,
-                       "GetMintInvoice": 2}
+                       "GetMintInvoice": 2, "WithdrawCollateral": 10}
     unsigned_ok = frozenset({"NewQuoteRequest", "CancelQuoteRequest"})
 
     def __init__(self, app: IndexMakerApp | Handler, *, trading_mode: str | None = None) -> None:
@@ -82,6 +84,9 @@ class IndexMakerPlugin(BasePlugin):
             return CancelQuote(user, body.client_quote_id, body.symbol)
         if isinstance(body, GetMintInvoice):
             return GetInvoice(user, body.client_order_id)
+        if isinstance(body, WithdrawCollateral):
+            return Withdraw(user, body.withdrawal_id, body.amount, body.destination, body.destination_chain_id,
+                            body.max_fee)
         raise TypeError(f"no application request for {body.MSG_TYPE}")  # precheck refused the others
 
     async def on_requests(self, batch: Sequence[Inbound]) -> None:
@@ -154,6 +159,16 @@ class IndexMakerPlugin(BasePlugin):
                 reason_code=r.code, reason=_text(f"deposit {r.deposit_id} was dropped by a chain reorg: {r.amount} "
                                                   f"taken back from your collateral"),
                 timestamp=format_timestamp(r.timestamp_ms))
+        if isinstance(r, WithdrawalAccepted):
+            return WithdrawCollateralReport(status="new", withdrawal_id=r.withdrawal_id)
+        if isinstance(r, WithdrawalRefused):
+            return WithdrawCollateralReport(status="rejected", withdrawal_id=r.withdrawal_id, reason_code=r.code,
+                                            reason=_text(r.text))
+        if isinstance(r, WithdrawalProgress):
+            return CollateralWithdrawal(withdrawal_id=r.withdrawal_id, stage=r.stage, amount=r.amount, fees=r.fees,
+                                        payout=r.payout, tx_hash=r.tx_hash,
+                                        reason=None if r.reason is None else _text(r.reason),
+                                        timestamp=format_timestamp(r.timestamp_ms))
         raise TypeError(f"unknown application response {type(r).__name__}")
 
 
@@ -186,4 +201,6 @@ def _internal_error(request: AppRequest, text: str) -> Any:
         return QuoteRefused(user, request.client_quote_id, ReasonCode.INTERNAL_ERROR, text)
     if isinstance(request, CancelQuote):
         return QuoteCancelRefused(user, request.client_quote_id, ReasonCode.INTERNAL_ERROR, text)
+    if isinstance(request, Withdraw):
+        return WithdrawalRefused(user, request.withdrawal_id, ReasonCode.INTERNAL_ERROR, text)
     return InvoiceRefused(user, request.client_order_id, ReasonCode.INTERNAL_ERROR, text)

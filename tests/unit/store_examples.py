@@ -299,3 +299,14 @@ def _withdrawal() -> Record:
 
 
 EXAMPLES["withdrawal"] = _withdrawal
+
+
+def _shard_withdrawal() -> Record:
+    from core.withdrawal import WithdrawalRequest
+    from store.withdrawal_records import ShardWithdrawal
+
+    return ShardWithdrawal(request=WithdrawalRequest(ALICE, "w-7", "0x" + "22" * 20, 42161, Decimal("250"),
+                                                     Decimal("1.5"), T0 + 9))
+
+
+EXAMPLES["shard.withdrawal"] = _shard_withdrawal
