@@ -144,6 +144,27 @@ class ChainActor:
                        ) -> TransferSent:
         return await self.stack.effects.transfer(key, address, amount, from_custody=from_custody)
 
+    # --- calls out: users' withdrawals (Base wallet -> Across -> custody on Arbitrum -> the user) ----------------
+
+    async def withdrawal_bridge(self, key: str, amount: Decimal) -> BridgeSent:
+        """Bridge `amount` from the Base wallet to custody on Arbitrum, once per `key` (again: the same deposit)."""
+        return await self._returns().bridge(key, amount)
+
+    async def withdrawal_fill(self, deposit_id: int, from_block: int) -> FillSeen | None:
+        return await self._returns().find_fill(deposit_id, from_block)
+
+    async def withdrawal_fill_expired(self, fill_deadline: int) -> bool:
+        return await self._returns().fill_expired(fill_deadline)
+
+    async def withdrawal_pay(self, key: str, address: str, amount: Decimal) -> TransferSent:
+        """Pay the user from custody on Arbitrum, once per `key`."""
+        return await self._returns().transfer(key, address, amount)
+
+    def _returns(self) -> Any:
+        if self.stack.return_effects is None:
+            raise RuntimeError("this chain stack has no return route (withdrawals)")
+        return self.stack.return_effects
+
     # --- calls out: mints, batched ------------------------------------------------------------------------------
 
     async def mint(self, requests: list[TokenMint]) -> list[MintResult]:

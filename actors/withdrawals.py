@@ -28,8 +28,9 @@ import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
 from actors.order_shards import orders_shard_name, shard_of_user
 from core.clock import SystemClock
-from core.withdrawal import (FINAL, ExchangeApplied, ExchangeCompleted, ExchangeRejected, Event, Reserve, Transition,
-                             Withdrawal, WithdrawalError, WithdrawalReport, WithdrawalRequest, WithdrawalStage)
+from core.withdrawal import (FINAL, BridgeDeposited, BridgeExpired, BridgeFilled, ExchangeApplied, ExchangeCompleted,
+                             ExchangeRejected, Event, Paid, Reserve, Transition, Withdrawal, WithdrawalError,
+                             WithdrawalReport, WithdrawalRequest, WithdrawalStage)
 from exchange import errors
 from store.retry import RetryPolicy
 from store.withdrawal_records import WithdrawalRecord
@@ -58,6 +59,11 @@ class WithdrawalsOptions:
     network: str = "BASE"
     #: `[withdrawal] poll_ms`: how often the withdrawals in flight are looked at (one history call for all).
     poll_ms: int = 2_000
+    #: `[withdrawal] payout_gas`: the USDC charged for the Arbitrum transfer to the user (an estimate: it is charged
+    #: before the transfer is sent; the Base bridge deposit's gas is charged as it was really paid).
+    payout_gas: Decimal = Decimal("0.20")
+    #: The actor that owns our chain transactions (actors/chain_actor.py: the return route's hops).
+    chain_name: str = "chain"
     key_prefix: str = "withdrawals"
     name: str = "withdrawals"
     namespace: str | None = None
@@ -71,7 +77,7 @@ class WithdrawalsOptions:
             "redis_url": settings.redis_url, "shards": shards, "base_wallet": base_wallet, "rest_url": x.rest_url,
             "ws_url": x.ws_url, "ws_api_url": x.ws_api_url, "sandbox": x.sandbox, "api_key": api_key,
             "secret": secret, "recv_window_ms": x.recv_window_ms, "network": w.exchange_network,
-            "poll_ms": w.poll_ms, "retry": RetryPolicy.from_settings(settings)}
+            "poll_ms": w.poll_ms, "payout_gas": w.payout_gas, "retry": RetryPolicy.from_settings(settings)}
         values.update(overrides)
         return cls(**values)
 
@@ -79,8 +85,11 @@ class WithdrawalsOptions:
 class WithdrawalDesk:
     """The actor's body (Ray wraps it as `Withdrawals`; tests drive it directly with a shard call of their own)."""
 
-    def __init__(self, options: WithdrawalsOptions, *, exchange: Any = None, shard_call: ShardCall | None = None
-                 ) -> None:
+    def __init__(self, options: WithdrawalsOptions, *, exchange: Any = None, shard_call: ShardCall | None = None,
+                 return_route: Any = None) -> None:
+        """`exchange` (a BinanceGateway), `shard_call` and `return_route` (chain.route_effects' RouteEffects of the
+        route Base -> Arbitrum: bridge, find_fill, fill_expired, transfer): a test's; None: this actor's own
+        exchange client, the shards by name and the chain actor's withdrawal hops."""
         setup_logging(options.name)
         self.o = options
         self._clock = SystemClock()
@@ -90,6 +99,7 @@ class WithdrawalDesk:
         self._over_ray = shard_call is None  # the shards are Ray actors (else the test's call stands for them)
         self._shard_call = shard_call or self._ray_shard_call
         self._shard_handles: dict[int, Any] = {}
+        self._route = return_route
         self.withdrawals: dict[str, Withdrawal] = {}
         self.settled: set[str] = set()  # final withdrawals their shard has settled (told and answered)
         self._reports: dict[int, list[WithdrawalReport]] = {}  # per shard, to send with the next tick
@@ -180,7 +190,39 @@ class WithdrawalDesk:
         for w in live:
             if w.stage is S.RESERVED:
                 await self._advance(w, await self._apply(w))
-        applied = [w for w in live if w.stage is S.APPLIED]
+        await self._drive_exchange([w for w in live if w.stage is S.APPLIED])
+        for w in live:
+            try:
+                if w.stage is S.ON_BASE:
+                    sent = await self._return_route().bridge(self._bridge_key(w), w.on_base)
+                    await self._advance(w, BridgeDeposited(str(sent.deposit_id), sent.output_amount))
+                if w.stage is S.BRIDGING:
+                    await self._advance(w, await self._bridged(w))
+                if w.stage is S.BRIDGED and w.payout is not None:
+                    paid = await self._return_route().transfer(w.payout_key, w.to, w.payout)
+                    await self._advance(w, Paid(paid.tx_hash))
+            except Exception as exc:  # noqa: BLE001  (a node or the chain actor away: the next tick, same keys)
+                self._counts["chain_errors"] = self._counts.get("chain_errors", 0) + 1
+                log.warning("withdrawals: %s waits at %s (%s: %s)", w.withdrawal_id, w.stage.value,
+                            type(exc).__name__, exc)
+
+    @staticmethod
+    def _bridge_key(w: Withdrawal) -> str:
+        return f"{w.payout_key}:bridge"
+
+    async def _bridged(self, w: Withdrawal) -> Event | None:
+        """The bridge deposit's fill on Arbitrum (the deposit looked up again under its key: the same one), or its
+        expiry. The gas charged: the Base deposit's, as paid, and the payout's estimate."""
+        route = self._return_route()
+        sent = await route.bridge(self._bridge_key(w), w.on_base)
+        fill = await route.find_fill(sent.deposit_id, sent.destination_block)
+        if fill is not None:
+            return BridgeFilled(str(sent.deposit_id), sent.gas + self.o.payout_gas)
+        if await route.fill_expired(sent.fill_deadline):
+            return BridgeExpired(str(sent.deposit_id))
+        return None
+
+    async def _drive_exchange(self, applied: list[Withdrawal]) -> None:
         if not applied:
             return
         try:
@@ -261,6 +303,12 @@ class WithdrawalDesk:
                                             sandbox=o.sandbox, ws_api_url=o.ws_api_url)
         return self._exchange
 
+    def _return_route(self) -> Any:
+        if self._route is None:
+            self._route = _ChainReturnRoute(ray.get_actor(self.o.chain_name, namespace=self.o.namespace
+                                                          or ray.get_runtime_context().namespace))
+        return self._route
+
     def _shard(self, k: int) -> Any:
         if k not in self._shard_handles:
             self._shard_handles[k] = ray.get_actor(orders_shard_name(k), namespace=self.o.namespace
@@ -285,6 +333,25 @@ class WithdrawalDesk:
 
     async def withdrawal(self, withdrawal_id: str) -> Withdrawal | None:
         return self.withdrawals.get(withdrawal_id)
+
+
+class _ChainReturnRoute:
+    """The chain actor's withdrawal hops under RouteEffects' names (the chain actor owns our transactions)."""
+
+    def __init__(self, chain: Any) -> None:
+        self._chain = chain
+
+    async def bridge(self, key: str, amount: Decimal) -> Any:
+        return await self._chain.withdrawal_bridge.remote(key, amount)
+
+    async def find_fill(self, deposit_id: int, from_block: int) -> Any:
+        return await self._chain.withdrawal_fill.remote(deposit_id, from_block)
+
+    async def fill_expired(self, fill_deadline: int) -> bool:
+        return await self._chain.withdrawal_fill_expired.remote(fill_deadline)
+
+    async def transfer(self, key: str, address: str, amount: Decimal) -> Any:
+        return await self._chain.withdrawal_pay.remote(key, address, amount)
 
 
 def _start(r: WithdrawalRequest, fee: Decimal) -> tuple[Withdrawal, list[Transition]]:

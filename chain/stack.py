@@ -42,6 +42,9 @@ class ChainStack:
     #: by custody itself, so no second transaction moves them to the Base wallet first.
     base_custody_sender: TxSender
     base_deposits: ChainConnector
+    #: Users' withdrawals, the route backwards: the Base wallet bridges to custody on Arbitrum (Across), custody
+    #: pays the user there. The same senders as the routes', so each account's nonces have one owner.
+    return_effects: ChainRouteEffects | None = None
 
     @classmethod
     def build(cls, state: WorldState, redis: Redis, config: ChainConfig, *, mnemonic: str,
@@ -92,8 +95,17 @@ class ChainStack:
             raise ValueError(f"world has no index token on {base}")
         minters = {index: IndexMinter(solver, token, decimals=config.index_token_decimals)
                    for index, token in base_c.index_tokens.items()}
+        return_bridge = AcrossBridge(wallet, base_c.usdc, base_c.spoke_pool, arb, arb_c.spoke_pool,
+                                     destination_chain_id=a.chain_id, destination_usdc=a.usdc,
+                                     fill_deadline_s=config.fill_deadline_s,
+                                     fill_confirmations=config.fill_confirmations,
+                                     max_block_range=config.max_block_range)
+        return_effects = ChainRouteEffects(return_bridge, custody, arb_c.usdc,
+                                           destination_wallet=state.account("custody").address,
+                                           unit=config.usdc_unit, bridge_fee_rate=config.bridge_fee_rate,
+                                           native_price=dict(config.native_price))
         return cls(config, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
-                   minters, base_custody, base_deposits)
+                   minters, base_custody, base_deposits, return_effects)
 
     async def recover(self) -> None:
         """On start: see through every transaction a crash left recorded but unconfirmed."""

@@ -555,6 +555,9 @@ class WithdrawalConfig(_Section):
     minimum: Decimal = Field(Decimal("5"), gt=0)
     #: How often the withdrawal actor looks at the withdrawals in flight (one exchange history call for all).
     poll_ms: int = Field(2_000, gt=0)
+    #: USDC charged for the Arbitrum transfer that pays the user, estimated (charged before it is sent): anvil's
+    #: 1 gwei at native_price makes an ERC-20 transfer ~0.15.
+    payout_gas: Decimal = Field(Decimal("0.20"), ge=0)
 
 
 class Settings(BaseSettings):

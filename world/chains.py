@@ -48,7 +48,7 @@ class LocalChainsConfig:
     roles: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     first_user_index: int = 5
     users: int = 3
-    #: USDC each user holds on Arbitrum at start, and the relayer's float on Base (whole USDC strings).
+    #: USDC each user holds on each chain at start, and the relayer's float on each chain (whole USDC strings).
     user_usdc: Decimal = Decimal("100000")
     relayer_usdc: Decimal = Decimal("10000000")
     #: The exchange's hot wallet's USDC on Base (it pays the exchange's withdrawals).
@@ -182,11 +182,13 @@ class LocalChains:
             mint_usdc(admin, deployed.usdc, user.address, to_units(cfg.user_usdc, cfg.usdc_unit))
         if name != "arbitrum":
             mint_usdc(admin, deployed.usdc, roles[HOT_WALLET].address, to_units(cfg.hot_wallet_usdc, cfg.usdc_unit))
-            mint_usdc(admin, deployed.usdc, roles["relayer"].address, to_units(cfg.relayer_usdc, cfg.usdc_unit))
-            # Relayers keep a standing approval of their float to the pool: a fill is then one transaction.
-            relayer = EvmSigner(w3, self.account(cfg.roles["relayer"]))
-            usdc = w3.eth.contract(address=deployed.usdc, abi=load_artifact("ExpandedERC20").abi)
-            relayer.transact(usdc.functions.approve(deployed.spoke_pool, 2**256 - 1))
+        # The relayer fills on both chains: deposits towards Base (users' collateral) and towards Arbitrum (their
+        # withdrawals).
+        mint_usdc(admin, deployed.usdc, roles["relayer"].address, to_units(cfg.relayer_usdc, cfg.usdc_unit))
+        # Relayers keep a standing approval of their float to the pool: a fill is then one transaction.
+        relayer = EvmSigner(w3, self.account(cfg.roles["relayer"]))
+        usdc = w3.eth.contract(address=deployed.usdc, abi=load_artifact("ExpandedERC20").abi)
+        relayer.transact(usdc.functions.approve(deployed.spoke_pool, 2**256 - 1))
         return ChainDeployment(
             name=name, chain_id=node.chain_id, rpc_url=node.url, usdc=deployed.usdc, usdc_decimals=6,
             spoke_pool=deployed.spoke_pool, spoke_pool_abi=deployed.spoke_pool_abi, weth=deployed.weth,

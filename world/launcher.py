@@ -152,6 +152,7 @@ class LocalSystem:
         self.redis: Any = None
         self.chains: Any = None
         self.relayer: Any = None
+        self.return_relayer: Any = None  # fills the withdrawals' deposits, Base -> Arbitrum
         self.exchange: Any = None
         #: Paper mode: the exchange whose market data the paper exchange (`exchange`) mirrors.
         self.upstream: Any = None
@@ -237,6 +238,9 @@ class LocalSystem:
         local = self.base_settings.local
         self.relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC,
                                                 poll_s=local.relayer_poll_ms / 1000).start()
+        self.return_relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC, origin="base",
+                                                       destination="arbitrum",
+                                                       poll_s=local.relayer_poll_ms / 1000).start()
         hot = self.state.accounts.get(HOT_WALLET)  # a world saved before it had one: withdrawals not paid on chain
         self.exchange = LocalExchange(self.state, LocalExchangeConfig(
             confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
@@ -566,13 +570,13 @@ class LocalSystem:
                 ray.shutdown()  # ends a Ray instance of our own; only disconnects from a cluster we attached to
                 self._own_ray = self._connected_ray = False
         finally:
-            for part in (self.exchange, self.upstream, self.relayer, self.chains, self.redis):
+            for part in (self.exchange, self.upstream, self.relayer, self.return_relayer, self.chains, self.redis):
                 if part is not None:
                     try:
                         part.stop()
                     except Exception as exc:  # noqa: BLE001  (the others must still stop)
                         log.warning("stopping %s: %s", type(part).__name__, exc)
-            self.exchange = self.upstream = self.relayer = self.chains = self.redis = None
+            self.exchange = self.upstream = self.relayer = self.return_relayer = self.chains = self.redis = None
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None
