@@ -27,6 +27,7 @@ import redis.asyncio as aioredis
 import core  # noqa: F401  (the project's decimal context in the worker)
 from actors.logs import setup_logging
 from actors.order_shards import orders_shard_name, shard_of_user
+from actors.ray_context import start_named
 from core.clock import SystemClock
 from core.withdrawal import (FINAL, BridgeDeposited, BridgeExpired, BridgeFilled, ExchangeApplied, ExchangeCompleted,
                              ExchangeRejected, Event, Paid, Reserve, Transition, Withdrawal, WithdrawalError,
@@ -104,26 +105,37 @@ class WithdrawalDesk:
         self.settled: set[str] = set()  # final withdrawals their shard has settled (told and answered)
         self._reports: dict[int, list[WithdrawalReport]] = {}  # per shard, to send with the next tick
         self._lock = asyncio.Lock()
+        self._load_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._loaded = False
         self._counts = {"submitted": 0, "transitions": 0, "exchange_errors": 0, "shard_errors": 0}
+        if self._over_ray:
+            # Started at once, on creation and on every restart (Ray re-runs __init__ on the actor's loop): a
+            # restarted actor reloads its records and resumes each withdrawal by itself.
+            try:
+                asyncio.get_running_loop().create_task(self.start())
+            except RuntimeError:  # no loop: constructed outside Ray; the caller starts it
+                pass
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> int:
-        """Idempotent: load the stored withdrawals, take the open requests of every shard, start the loop."""
+        """Idempotent: load the stored withdrawals, start the loop (which first takes every shard's open requests,
+        when the shards are Ray actors)."""
         await self._load()
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._run())
         return len(self.withdrawals)
 
     async def _load(self) -> None:
-        if self._loaded:
-            return
-        records = await self._redis.hgetall(self._keys["records"])
-        settled = await self._redis.smembers(self._keys["settled"])
-        self.withdrawals = {k.decode(): WithdrawalRecord.load(v).withdrawal for k, v in records.items()}
-        self.settled = {s.decode() for s in settled}
-        self._loaded = True
+        """The stored withdrawals, read once (a submit arriving during the start waits for the read)."""
+        async with self._load_lock:
+            if self._loaded:
+                return
+            records = await self._redis.hgetall(self._keys["records"])
+            settled = await self._redis.smembers(self._keys["settled"])
+            self.withdrawals = {k.decode(): WithdrawalRecord.load(v).withdrawal for k, v in records.items()}
+            self.settled = {s.decode() for s in settled}
+            self._loaded = True
 
     async def catch_up(self) -> None:
         """Requests a shard accepted while this actor was away (its push was lost): asked of every shard."""
@@ -375,11 +387,4 @@ Withdrawals = ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)(Withdr
 
 
 def start_withdrawals(options: WithdrawalsOptions, *, detached: bool = False) -> Any:
-    opts: dict[str, Any] = {"name": options.name, "get_if_exists": True}
-    if options.namespace is not None:
-        opts["namespace"] = options.namespace
-    if detached:
-        opts["lifetime"] = "detached"
-    handle = Withdrawals.options(**opts).remote(options)
-    handle.start.remote()
-    return handle
+    return start_named(Withdrawals, options.name, options.namespace, detached, options)

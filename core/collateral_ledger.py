@@ -48,6 +48,18 @@ def whole_units(value: Amount, unit: Decimal, what: str, *, allow_zero: bool = F
     return amount
 
 
+def _first_time(booked: dict[str, Decimal], key: str, value: Decimal, what: str) -> bool:
+    """Book `key` -> `value` unless booked before: False for a replay with the same value; a replay with another
+    value is refused (it would change what was booked)."""
+    seen = booked.get(key)
+    if seen is not None:
+        if seen != value:
+            raise CollateralError(f"{what} {key} replayed with {value}, booked before with {seen}")
+        return False
+    booked[key] = value
+    return True
+
+
 class CollateralLedger:
     """The collateral of one user. Not thread-safe: its owner (one order-book shard) serialises the calls."""
 
@@ -82,12 +94,8 @@ class CollateralLedger:
         engage it. False (and nothing changes) when `deposit_id` was booked before with the same amount."""
         value = whole_units(amount, self.unit, f"deposit {deposit_id}")
         held = min(whole_units(hold, self.unit, f"hold of {deposit_id}", allow_zero=True), value)
-        seen = self._deposits.get(deposit_id)
-        if seen is not None:
-            if seen != value:
-                raise CollateralError(f"deposit {deposit_id} replayed with {value}, booked before with {seen}")
+        if not _first_time(self._deposits, deposit_id, value, "deposit"):
             return False
-        self._deposits[deposit_id] = value
         self.credited += value
         if held > 0:
             self._holds[deposit_id] = held
@@ -112,12 +120,8 @@ class CollateralLedger:
         covers becomes the user's debt (the house is never the silent payer). False (nothing changes) when
         `fee_id` was charged before."""
         value = whole_units(amount, self.unit, f"fee {fee_id}")
-        seen = self._fees.get(fee_id)
-        if seen is not None:
-            if seen != value:
-                raise CollateralError(f"fee {fee_id} replayed with {value}, charged before with {seen}")
+        if not _first_time(self._fees, fee_id, value, "fee"):
             return False
-        self._fees[fee_id] = value
         self.fees_charged += value
         from_hold = min(value, self.hold(hold_id)) if hold_id is not None else ZERO
         if from_hold:
@@ -183,15 +187,11 @@ class CollateralLedger:
         """Hold free collateral for a withdrawal: no order can reserve it, nothing engaged or held is touched. False
         (nothing changes) when `withdrawal_id` was held before with the same amount, even if settled since."""
         value = whole_units(amount, self.unit, f"withdrawal {withdrawal_id}")
-        seen = self._withdrawals.get(withdrawal_id)
-        if seen is not None:
-            if seen != value:
-                raise CollateralError(f"withdrawal {withdrawal_id} replayed with {value}, held before with {seen}")
-            return False
-        if value > self.available:
+        if withdrawal_id not in self._withdrawals and value > self.available:
             raise InsufficientCollateral(f"withdrawal {withdrawal_id}: {value} asked, {self.available} available, "
                                          f"short by {value - self.available}")
-        self._withdrawals[withdrawal_id] = value
+        if not _first_time(self._withdrawals, withdrawal_id, value, "withdrawal"):
+            return False
         self.available -= value
         self.held += value
         self._holds[self.withdrawal_hold(withdrawal_id)] = value
