@@ -107,7 +107,11 @@ def _every_response() -> list[typing.Any]:
             app.QuoteAccepted(REF, "q1"), app.QuoteRefused(REF, "q2", ReasonCode.UNKNOWN_INDEX, "no index"),
             app.QuoteResult(REF, "q1", d("0.0123")), app.QuoteCancelled(REF, "q1"),
             app.QuoteCancelRefused(REF, "q3", ReasonCode.UNKNOWN_QUOTE, "none"),
-            app.DepositReversed(REF, "42161:0xold:3", d("5"), d("1.5"), ("c1",), ReasonCode.DEPOSIT_REVERSED, T0)]
+            app.DepositReversed(REF, "42161:0xold:3", d("5"), d("1.5"), ("c1",), ReasonCode.DEPOSIT_REVERSED, T0),
+            app.WithdrawalAccepted(REF, "w1"),
+            app.WithdrawalRefused(REF, "w2", ReasonCode.BELOW_MINIMUM, "below 5"),
+            app.WithdrawalProgress(REF, "w1", "paid", d("250"), d("0.85"), d("249.15"), "0x" + "ab" * 32, None, T0),
+            app.WithdrawalProgress(REF, "w3", "released", d("10"), d("0"), None, None, "refused", T0)]
 
 
 def test_every_response_type_round_trips_and_a_pickled_report_of_older_code_reads_once() -> None:
