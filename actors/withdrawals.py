@@ -108,7 +108,7 @@ class WithdrawalDesk:
         self._load_lock = asyncio.Lock()
         self._task: asyncio.Task | None = None
         self._loaded = False
-        self._counts = {"submitted": 0, "transitions": 0, "exchange_errors": 0, "shard_errors": 0}
+        self._counts = {"submitted": 0, "transitions": 0, "exchange_errors": 0, "shard_errors": 0, "chain_errors": 0}
         if self._over_ray:
             # Started at once, on creation and on every restart (Ray re-runs __init__ on the actor's loop): a
             # restarted actor reloads its records and resumes each withdrawal by itself.
@@ -136,6 +136,11 @@ class WithdrawalDesk:
             self.withdrawals = {k.decode(): WithdrawalRecord.load(v).withdrawal for k, v in records.items()}
             self.settled = {s.decode() for s in settled}
             self._loaded = True
+            # A stage's report is queued after its record is stored: one a crash lost in between goes out now
+            # (the user may see the stage they were told last once more).
+            for w in self.withdrawals.values():
+                if w.withdrawal_id not in self.settled and w.stage is not WithdrawalStage.REQUESTED:
+                    self._reports.setdefault(shard_of_user(w.user, self.o.shards), []).append(w.report())
 
     async def catch_up(self) -> None:
         """Requests a shard accepted while this actor was away (its push was lost): asked of every shard."""
@@ -214,7 +219,7 @@ class WithdrawalDesk:
                     paid = await self._return_route().transfer(w.payout_key, w.to, w.payout)
                     await self._advance(w, Paid(paid.tx_hash))
             except Exception as exc:  # noqa: BLE001  (a node or the chain actor away: the next tick, same keys)
-                self._counts["chain_errors"] = self._counts.get("chain_errors", 0) + 1
+                self._counts["chain_errors"] += 1
                 log.warning("withdrawals: %s waits at %s (%s: %s)", w.withdrawal_id, w.stage.value,
                             type(exc).__name__, exc)
 

@@ -72,7 +72,9 @@ async def test_a_withdrawal_is_paid_on_arbitrum_exactly_amount_less_fees(chain_w
         await first.start()
         first._task.cancel()  # ticked by the test
         assert await first.submit(0, await shard.withdrawal_requests()) == 1
-        await run(first, {S.BRIDGING, S.BRIDGED, S.PAID})
+        # The deposit's fill can only be seen a tick after it (the relayer polls between ticks): bridging is a
+        # stage some tick ends at.
+        await run(first, {S.BRIDGING})
         await first.stop()  # a restart while the bridge is in flight
 
         second = desk()
@@ -100,7 +102,9 @@ async def test_a_withdrawal_is_paid_on_arbitrum_exactly_amount_less_fees(chain_w
     assert (Decimal(ledger["available"]), Decimal(ledger["held"])) == (Decimal("750"), Decimal("0"))
     reports = [report_of(raw).response for _, raw in await shard_reports(PREFIX, 0).since(shard._redis, 0)]
     progress = [r for r in reports if isinstance(r, WithdrawalProgress)]
-    assert [r.stage for r in progress] == ["reserved", "applied", "on_base", "bridging", "bridged", "paid"]
+    stages = [r.stage for r in progress]
+    assert list(dict.fromkeys(stages)) == ["reserved", "applied", "on_base", "bridging", "bridged", "paid"]
+    assert len(stages) == 7  # the stage the restart found was told once more; no other stage twice
     assert progress[-1].tx_hash == w.paid_tx and progress[-1].payout == w.payout and progress[-1].fees == w.fees
     await stack.close()
     await shard._redis.aclose()
