@@ -116,8 +116,7 @@ class BooksApp:
             request = self.books.withdrawals.get(rep.withdrawal_id)
             if request is None:
                 continue  # not this shard's (the caller routes by user): nobody to tell
-            out.append(WithdrawalProgress(self.ref(request.user), request.client_id, rep.stage.value, rep.amount,
-                                          rep.fees, rep.payout, rep.tx_hash, rep.reason, now))
+            out.append(WithdrawalProgress(self.ref(request.user), request.client_id, rep, now))
         return out
 
     def _cancel(self, r: CancelOrder) -> list[AppResponse]:

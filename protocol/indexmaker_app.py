@@ -12,6 +12,7 @@ from typing import Protocol, Sequence, Union
 
 from core.invoice import MintInvoice as CoreMintInvoice
 from core.side import Side
+from core.withdrawal import WithdrawalReport as CoreWithdrawalReport
 from protocol.envelope import UserRef
 from protocol.indexmaker_messages import FillStatus
 from protocol.reason_codes import ReasonCode
@@ -205,16 +206,11 @@ class WithdrawalRefused:
 
 @dataclass(slots=True, frozen=True)
 class WithdrawalProgress:
-    """A withdrawal reached `stage` (core.withdrawal.WithdrawalStage's value); see CollateralWithdrawal."""
+    """A withdrawal reached `report.stage` (core.withdrawal); `withdrawal_id` is the user's id of it."""
 
     user: UserRef
     withdrawal_id: str
-    stage: str
-    amount: Decimal
-    fees: Decimal
-    payout: Decimal | None
-    tx_hash: str | None
-    reason: str | None
+    report: CoreWithdrawalReport
     timestamp_ms: int
 
 

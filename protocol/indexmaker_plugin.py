@@ -118,11 +118,8 @@ class IndexMakerPlugin(BasePlugin):
 
     @staticmethod
     def to_wire(r: AppResponse) -> Body:
-        if isinstance(r, OrderAccepted):
-            return NewIndexOrderReport(status="new", client_order_id=r.client_order_id)
-        if isinstance(r, OrderRefused):
-            return NewIndexOrderReport(status="rejected", client_order_id=r.client_order_id, reason_code=r.code,
-                                       reason=_text(r.text))
+        if isinstance(r, (OrderAccepted, OrderRefused)):
+            return _answer(NewIndexOrderReport, client_order_id=r.client_order_id, refused=r)
         if isinstance(r, CancelDone):
             return CancelIndexOrderReport(status="canceled", client_order_id=r.client_order_id,
                                           cancelled_amount=r.cancelled, collateral_remaining=r.remaining,
@@ -159,17 +156,22 @@ class IndexMakerPlugin(BasePlugin):
                 reason_code=r.code, reason=_text(f"deposit {r.deposit_id} was dropped by a chain reorg: {r.amount} "
                                                   f"taken back from your collateral"),
                 timestamp=format_timestamp(r.timestamp_ms))
-        if isinstance(r, WithdrawalAccepted):
-            return WithdrawCollateralReport(status="new", withdrawal_id=r.withdrawal_id)
-        if isinstance(r, WithdrawalRefused):
-            return WithdrawCollateralReport(status="rejected", withdrawal_id=r.withdrawal_id, reason_code=r.code,
-                                            reason=_text(r.text))
+        if isinstance(r, (WithdrawalAccepted, WithdrawalRefused)):
+            return _answer(WithdrawCollateralReport, withdrawal_id=r.withdrawal_id, refused=r)
         if isinstance(r, WithdrawalProgress):
-            return CollateralWithdrawal(withdrawal_id=r.withdrawal_id, stage=r.stage, amount=r.amount, fees=r.fees,
-                                        payout=r.payout, tx_hash=r.tx_hash,
-                                        reason=None if r.reason is None else _text(r.reason),
+            rep = r.report
+            return CollateralWithdrawal(withdrawal_id=r.withdrawal_id, stage=rep.stage.value, amount=rep.amount,
+                                        fees=rep.fees, payout=rep.payout, tx_hash=rep.tx_hash,
+                                        reason=None if rep.reason is None else _text(rep.reason),
                                         timestamp=format_timestamp(r.timestamp_ms))
         raise TypeError(f"unknown application response {type(r).__name__}")
+
+
+def _answer(report: type[Body], *, refused: Any, **ident: str) -> Body:
+    """A request's answer: status "new", or "rejected" with the refusal's code and text (a response with `code`)."""
+    if hasattr(refused, "code"):
+        return report(status="rejected", reason_code=refused.code, reason=_text(refused.text), **ident)
+    return report(status="new", **ident)
 
 
 def _price(p: Decimal | None) -> Decimal | None:

@@ -141,12 +141,13 @@ def test_a_withdrawal_is_held_applied_once_and_completed_on_base(redis_server, m
             await second.stop()
 
         reports = [report_of(raw).response for _, raw in await shard_reports(PREFIX, 0).since(shard._redis, 0)]
-        stages = [(r.withdrawal_id, r.stage) for r in reports if isinstance(r, WithdrawalProgress)]
+        stages = [(r.withdrawal_id, r.report.stage.value) for r in reports if isinstance(r, WithdrawalProgress)]
         # The restart told w-1's stage again (a report lost between its record and the shard is never lost);
         # w-2, settled, is not told again.
         assert stages == [("w-1", "reserved"), ("w-1", "applied"), ("w-2", "reserved"), ("w-2", "released"),
                           ("w-1", "applied"), ("w-1", "on_base")]
-        released = next(r for r in reports if isinstance(r, WithdrawalProgress) and r.stage == "released")
+        released = next(r.report for r in reports
+                        if isinstance(r, WithdrawalProgress) and r.report.stage == "released")
         assert released.fees == 0 and "WithdrawInsufficientBalance" in released.reason
         ledger = await ledger_of(shard)
         assert (Decimal(ledger["available"]), Decimal(ledger["held"])) == (Decimal("750"), Decimal("250"))

@@ -101,8 +101,8 @@ async def test_a_withdrawal_is_paid_on_arbitrum_exactly_amount_less_fees(chain_w
     assert Decimal(ledger["withdrawn"]) == w.payout and Decimal(ledger["fees_charged"]) == w.fees
     assert (Decimal(ledger["available"]), Decimal(ledger["held"])) == (Decimal("750"), Decimal("0"))
     reports = [report_of(raw).response for _, raw in await shard_reports(PREFIX, 0).since(shard._redis, 0)]
-    progress = [r for r in reports if isinstance(r, WithdrawalProgress)]
-    stages = [r.stage for r in progress]
+    progress = [r.report for r in reports if isinstance(r, WithdrawalProgress)]
+    stages = [r.stage.value for r in progress]
     assert list(dict.fromkeys(stages)) == ["reserved", "applied", "on_base", "bridging", "bridged", "paid"]
     assert len(stages) == 7  # the stage the restart found was told once more; no other stage twice
     assert progress[-1].tx_hash == w.paid_tx and progress[-1].payout == w.payout and progress[-1].fees == w.fees
