@@ -9,7 +9,8 @@
     indexmaker compact-store [--state-dir DIR]        # rewrite the store's AOF now (cron it at a quiet hour)
     indexmaker resume SYMBOL | --account [--state-dir DIR]  # clear a circuit breaker of the order sender
     indexmaker deposit AMOUNT --key ... [--chain arbitrum|base]   # USDC to custody, followed until credited
-    indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held
+    indexmaker deposit-tokens INDEX QUANTITY --key ...  # index tokens to custody on Base, for redemption
+    indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held and credited
     indexmaker withdraw AMOUNT --key ... [--to ADDR] [--max-fee F]   # USDC back to Arbitrum, followed until paid
     indexmaker indexes [--brief] [--json]             # the served indexes, their assets and live prices
     indexmaker dev-keys                               # the local world's funded user keys
@@ -23,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import selectors
 import signal
 import subprocess
 import sys
@@ -130,7 +130,9 @@ def _up(args: argparse.Namespace) -> int:
                                 stdout=log, stderr=subprocess.STDOUT, pass_fds=(write_end,), start_new_session=True)
     os.close(write_end)
     print(f"starting (service pid {proc.pid}, state {state_dir}, log {log_file}) …", flush=True)
-    line = _read_line(read_end, args.timeout)
+    from world.child_process import read_ready_line
+
+    line = read_ready_line(read_end, args.timeout)
     os.close(read_end)
     if line.startswith("ready "):
         info = json.loads(line[len("ready "):])
@@ -177,25 +179,6 @@ def _world_problems(settings, state_dir: Path) -> list[str] | None:  # noqa: ANN
               f"that is up)", file=sys.stderr)
         return None
     return run_checks(local_target(settings, run))
-
-
-def _read_line(fd: int, timeout_s: float) -> str:
-    """One line from the service's ready pipe; '' on EOF (it died) or timeout."""
-    buf = b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(fd, selectors.EVENT_READ)
-        import time
-
-        deadline = time.monotonic() + timeout_s
-        while b"\n" not in buf:
-            left = deadline - time.monotonic()
-            if left <= 0 or not sel.select(left):
-                return ""
-            chunk = os.read(fd, 4096)
-            if not chunk:
-                return ""
-            buf += chunk
-    return buf.split(b"\n", 1)[0].decode()
 
 
 def _last_line(text: str) -> str:
@@ -459,34 +442,53 @@ def _running(args: argparse.Namespace) -> dict:
     return running_system(read_run(_state_dir(args)), _state_dir(args))
 
 
-def _deposit(args: argparse.Namespace) -> int:
-    """Send USDC from the user's key to custody on the chosen chain and follow it until credited and routed."""
+def _to_custody(args: argparse.Namespace, amount: str, chain_name: str, asset: str,
+                send, follow) -> int:  # noqa: ANN001
+    """The deposit commands' path: the amount given, sent from the user's key to custody on `chain_name`
+    (`send(chain, custody, key, amount)` -> (tx, block, deposit key)), then followed (`follow(http_url, signer,
+    deposit key)`)."""
     from decimal import Decimal, InvalidOperation
 
     from world import user_commands as uc
 
     signer = _user_signer(args)
     try:
-        amount = Decimal(args.amount)
+        value = Decimal(amount)
     except InvalidOperation:
-        print(f"indexmaker deposit: amount must be a decimal number, got {args.amount!r}", file=sys.stderr)
+        print(f"indexmaker {args.command}: the amount must be a decimal number, got {amount!r}", file=sys.stderr)
         return 2
     try:
         run = _running(args)
         world = uc.world_of(run)
-        chain = world.chain(args.chain)
+        chain = world.chain(chain_name)
         custody = world.account("custody").address
-        print(f"sending    {amount} USDC from {signer.address} to custody {custody} on {chain.name}")
-        tx, block, key = uc.send_deposit(chain, custody, signer.private_key_hex, amount)
+        print(f"sending    {value} {asset} from {signer.address} to custody {custody} on {chain.name}")
+        tx, block, key = send(chain, custody, signer.private_key_hex, value)
         print(f"mined      tx {tx} in block {block}; waiting for the system's confirmations")
-        uc.follow_deposit(run["http_url"], signer, key, print, timeout_s=args.timeout,
-                          until_routed=not args.no_wait_route)
+        follow(run["http_url"], signer, key)
     except (uc.UserCommandError, KeyError) as exc:
-        print(f"indexmaker deposit: {exc}", file=sys.stderr)
+        print(f"indexmaker {args.command}: {exc}", file=sys.stderr)
         return 1
     return 0
 
 
+def _deposit(args: argparse.Namespace) -> int:
+    """Send USDC from the user's key to custody on the chosen chain and follow it until credited and routed."""
+    from world import user_commands as uc
+
+    return _to_custody(args, args.amount, args.chain, "USDC", uc.send_deposit,
+                       lambda url, signer, key: uc.follow_deposit(url, signer, key, print, timeout_s=args.timeout,
+                                                                  until_routed=not args.no_wait_route))
+
+
+def _deposit_tokens(args: argparse.Namespace) -> int:
+    """Send index tokens from the user's key to custody on Base and wait until they are credited for redemption."""
+    from world import user_commands as uc
+
+    return _to_custody(args, args.quantity, "base", args.index,
+                       lambda chain, custody, key, q: uc.send_token_deposit(chain, custody, key, args.index, q),
+                       lambda url, signer, key: uc.follow_token_deposit(url, signer, key, print,
+                                                                        timeout_s=args.timeout))
 def _withdraw(args: argparse.Namespace) -> int:
     """Withdraw available USDC to the user's address on Arbitrum over the gateway; print each stage until it ends."""
     import asyncio
@@ -673,6 +675,12 @@ def _parser() -> argparse.ArgumentParser:
     deposit.add_argument("--chain", default="arbitrum", help="arbitrum (bridged to Base) or base (no bridge)")
     deposit.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for each stage")
     deposit.add_argument("--no-wait-route", action="store_true", help="stop once credited (the route goes on)")
+    deposit_tokens = sub.add_parser("deposit-tokens", parents=[where, user_key],
+                                    help="send index tokens from the user's key to custody on Base and wait until "
+                                         "they are credited for redemption")
+    deposit_tokens.add_argument("index", help="the index symbol, e.g. SY100")
+    deposit_tokens.add_argument("quantity", help="index units, a decimal string")
+    deposit_tokens.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the credit")
     withdraw = sub.add_parser("withdraw", parents=[where, user_key],
                               help="withdraw available USDC to the user's address on Arbitrum, followed until paid")
     withdraw.add_argument("amount", help="USDC taken from the available collateral, routing fees included")
@@ -681,7 +689,8 @@ def _parser() -> argparse.ArgumentParser:
     withdraw.add_argument("--max-fee", help="the most routing fees accepted, USDC")
     withdraw.add_argument("--timeout", type=float, default=600.0, help="seconds to follow it")
     balance = sub.add_parser("balance", parents=[where, user_key],
-                             help="the user's collateral by parts, its deposits and the index tokens it holds")
+                             help="the user's collateral by parts, its deposits, the index tokens it holds and "
+                                  "those credited for redemption")
     balance.add_argument("--json", action="store_true")
     listing = sub.add_parser("indexes", parents=[where],
                              help="the indexes the system serves, their assets and live prices per unit")
@@ -744,6 +753,8 @@ def main(argv: list[str] | None = None) -> int:
         return _resume(args)
     if args.command == "deposit":
         return _deposit(args)
+    if args.command == "deposit-tokens":
+        return _deposit_tokens(args)
     if args.command == "withdraw":
         return _withdraw(args)
     if args.command == "balance":

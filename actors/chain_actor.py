@@ -2,7 +2,9 @@
 
 In: it polls the custody deposit listeners on Arbitrum and Base and hands each batch to the `router` in one call
 per kind (reorged-out deposits, then new ones), committing the cursor only after (both idempotent per deposit
-key). Out: the router's hops and index-token mints, all through keyed TxSenders, so a restart resends nothing.
+key); with the order shards, it also follows every index token sent back to custody on Base and hands each batch
+to the senders' shards (one call per shard; a reorg's keys to every shard), which credit them for redemption.
+Out: the router's hops and index-token mints, all through keyed TxSenders, so a restart resends nothing.
 """
 from __future__ import annotations
 
@@ -16,11 +18,13 @@ import ray
 
 import core  # noqa: F401  (decimal context in the worker)
 from actors.logs import setup_logging
+from actors.order_shards import ShardedTokenSink, orders_shard_name
 from chain.deployment import WorldState
 from chain.deposit_feed import hand_over
 from chain.keys import mnemonic_from_env
 from chain.route_effects import BridgeSent, FillSeen, TransferSent
 from chain.stack import ChainStack
+from chain.token_deposit_feed import token_deposits_from_batch
 from core.config import ChainConfig
 from store.retry import RetryPolicy
 
@@ -49,7 +53,10 @@ class MintResult:
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=0)
 class ChainActor:
     def __init__(self, world_file: str, redis_url: str, config: ChainConfig, *, router_name: str | None = "router",
-                 router_namespace: str | None = None, poll_s: float = 0.1, retry: RetryPolicy | None = None) -> None:
+                 router_namespace: str | None = None, poll_s: float = 0.1, retry: RetryPolicy | None = None,
+                 order_shards: int | None = None) -> None:
+        """`order_shards`: the `orders-{k}` shards (in the router's namespace) to credit index-token deposits in;
+        None: token deposits are not followed (their cursor waits for a start with shards)."""
         import redis.asyncio as aioredis
 
         setup_logging("chain")
@@ -62,12 +69,17 @@ class ChainActor:
         self.router_namespace = router_namespace
         self.poll_s = poll_s
         self._router: Any = None
+        self.order_shards = order_shards
+        self._token_sink: ShardedTokenSink | None = None
+        self.token_unit = Decimal(1).scaleb(-config.index_token_decimals)
         self._task: asyncio.Task | None = None
         self._stop = asyncio.Event()
         self._start_lock = asyncio.Lock()
         self.last_error: str | None = None
         self.deposits_forwarded = 0
         self.deposits_reversed = 0
+        self.token_deposits_forwarded = 0
+        self.token_deposits_reversed = 0
         # Start at once, on creation and on every restart (Ray re-runs __init__ on the actor's running loop), so
         # a restarted actor resumes by itself; start() stays idempotent for launchers that call it.
         try:
@@ -114,13 +126,38 @@ class ChainActor:
             self.deposits_forwarded += accepted
             self.deposits_reversed += reversed_
 
+    def _tokens_handle(self) -> ShardedTokenSink:
+        if self._token_sink is None:
+            assert self.order_shards
+            self._token_sink = ShardedTokenSink([ray.get_actor(orders_shard_name(k), namespace=self.router_namespace)
+                                                 for k in range(self.order_shards)])
+        return self._token_sink
+
+    async def _forward_tokens(self, batch: Any) -> None:
+        """Index tokens sent back to custody: reversals first, then the new ones, each to the shards (idempotent per
+        deposit key there); raising leaves the cursor where it was, so the batch comes again."""
+        orphaned = batch.reorg is not None and batch.reorg.orphaned
+        if not batch.logs and not orphaned:
+            return
+        sink = self._tokens_handle()
+        if orphaned:
+            log.warning("chain %s: token deposits handed out before were dropped by a reorg: %s", batch.chain_id,
+                        batch.reorg.orphaned)
+        accepted, reversed_ = await hand_over(batch, self.token_unit, sink.credit, sink.reverse,
+                                              extract=token_deposits_from_batch)
+        self.token_deposits_forwarded += accepted
+        self.token_deposits_reversed += reversed_
+
     async def _listen(self) -> None:
         while not self._stop.is_set():
             errors = []
-            for listener in self.stack.deposit_listeners:  # each chain on its own: one node down stops only it
+            polls = [(listener, self._forward) for listener in self.stack.deposit_listeners]
+            if self.order_shards:
+                polls.append((self.stack.token_deposits, self._forward_tokens))
+            for listener, handler in polls:  # each chain on its own: one node down stops only it
                 try:
-                    await listener.poll(self._forward)
-                except Exception as exc:  # node or router unreachable: the same range is read again next time
+                    await listener.poll(handler)
+                except Exception as exc:  # node or a consumer unreachable: the same range is read again next time
                     errors.append(f"chain {listener.chain_id}: {type(exc).__name__}: {exc}")
                     log.warning("deposit poll on chain %s failed: %s", listener.chain_id, exc)
             self.last_error = "; ".join(errors) or None
@@ -195,8 +232,12 @@ class ChainActor:
     async def inspect(self) -> dict[str, Any]:
         cursor = await self.stack.deposits.state()
         base_cursor = await self.stack.base_deposits.state()
+        token_cursor = await self.stack.token_deposits.state()
         return {"deposit_cursor": cursor.next_block, "base_deposit_cursor": base_cursor.next_block,
                 "deposits_forwarded": self.deposits_forwarded, "deposits_reversed": self.deposits_reversed,
+                "token_deposit_cursor": token_cursor.next_block,
+                "token_deposits_forwarded": self.token_deposits_forwarded,
+                "token_deposits_reversed": self.token_deposits_reversed,
                 "listening": self._task is not None and not self._task.done(), "last_error": self.last_error,
                 "pending_txs": {s.address: await s.pending_keys() for s in
                                 (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)},

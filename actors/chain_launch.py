@@ -19,7 +19,8 @@ def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
     """Create (or get) the named `chain` and `router` actors and start their loops. Returns (chain, router).
     `chain` first: the router looks it up by name when it is built. The router reaches the exchange at
     `settings.exchange.rest_url` with `exchange_keys` (default: ExchangeKeys.from_env()). With `order_shards`, the
-    router books collateral in the `orders-{k}` shards (ShardedCollateralSink), which must exist first."""
+    router books collateral in the `orders-{k}` shards (ShardedCollateralSink), and the chain credits index tokens
+    sent back to custody there (ShardedTokenSink); the shards must exist first."""
     opts: dict[str, Any] = {"get_if_exists": True}
     if namespace:
         opts["namespace"] = namespace
@@ -27,7 +28,8 @@ def start_chain_actors(*, world_file: str, redis_url: str, settings: Settings,
         opts["lifetime"] = "detached"
     chain = ChainActor.options(name="chain", **opts).remote(world_file, redis_url, settings.chain, poll_s=poll_s,
                                                             router_namespace=namespace,
-                                                            retry=RetryPolicy.from_settings(settings))
+                                                            retry=RetryPolicy.from_settings(settings),
+                                                            order_shards=order_shards)
     router = RouterActor.options(name="router", **opts).remote(redis_url, settings,
                                                                 exchange_keys or ExchangeKeys.from_env(),
                                                                 chain_namespace=namespace, step_s=step_s,

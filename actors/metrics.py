@@ -22,6 +22,9 @@ class MetricSpec:
 
 
 _SECONDS_SHORT = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0)
+#: Shortfall in bps; a calm market's buy costs about half the spread plus the fee (~10-15). Ray takes only positive
+#: boundaries: a price improvement (<= 0) counts in the first bucket, and shows in the sum.
+_BPS = (1.0, 2.0, 5.0, 10.0, 12.5, 15.0, 20.0, 30.0, 50.0, 100.0, 200.0, 500.0)
 _SECONDS_LONG = (1.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 
 CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in (
@@ -69,6 +72,10 @@ CATALOGUE: dict[str, MetricSpec] = {s.name: s for s in (
     MetricSpec("indexmaker_solver_batches_in_flight", "gauge", "batches planned and not completed"),
     MetricSpec("indexmaker_solver_outbox", "gauge", "solver decisions stored and not yet carried out"),
     MetricSpec("indexmaker_batch_seconds", "histogram", "batch time, planned to completed", (), _SECONDS_SHORT),
+    # --- execution quality (index-order shards: each Mint Invoice's shortfall against the order's arrival value)
+    MetricSpec("indexmaker_shortfall_bps", "histogram",
+               "implementation shortfall of each minted order against its arrival value, in basis points",
+               ("index",), _BPS),
     # --- collateral routes (router)
     MetricSpec("indexmaker_routes", "gauge", "collateral routes by stage", ("stage",)),
     MetricSpec("indexmaker_route_deposits_pending", "gauge", "deposits waiting for a route"),

@@ -12,9 +12,10 @@ import collections
 import dataclasses
 import time
 import logging
+import uuid
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 import ray
 import redis
@@ -23,7 +24,8 @@ import redis.asyncio as aioredis
 import core  # noqa: F401  (the project's decimal context in the worker)
 from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
-from core.chain_events import CollateralDeposit, DepositReversal
+from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
+from core.arrival import ArrivalBoard
 from core.clock import SystemClock
 from core.collateral_ledger import USDC_UNIT
 from core.collateral_route import FeeCharge
@@ -31,7 +33,8 @@ from core.index_order import user_key
 from core.invoice import MintInvoice
 from core.lot_assignment import AssignedFill
 from core.mint_request import MintRequest
-from core.shard_books import ShardBooks, Step
+from core.shard_assignment import shard_name, shard_of
+from core.shard_books import ShardBooks, Step, TokenStep
 from core.withdrawal import Withdrawal, WithdrawalReport, WithdrawalRequest
 from protocol.books_app import BooksApp
 from protocol.gc_tuning import tune_gc_once
@@ -48,6 +51,10 @@ from store.streams import shard_reports, solver_steps
 from store.withdrawal_records import ShardWithdrawal
 
 log = logging.getLogger(__name__)
+
+#: Invoices' shortfalls kept for the monitor between its polls (it reads every few seconds).
+SHORTFALLS_KEPT = 1000
+S = TypeVar("S", Step, TokenStep)
 
 
 # ============================================================================================== messages
@@ -95,6 +102,12 @@ class OrderBooksOptions:
     withdrawal_minimum: Decimal | None = None
     withdrawal_chains: frozenset[int] = frozenset()
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
+    #: index -> symbol -> quantity per index unit: what an arrival value is computed from (empty: orders carry none).
+    baskets: Mapping[str, Mapping[str, Decimal]] = dataclasses.field(default_factory=dict)
+    #: The market-data shards the tops are read from (`[exchange] market_shards`; 0: none, no arrival values).
+    market_shards: int = 0
+    arrival_refresh_ms: int = 200
+    arrival_max_age_ms: int = 2_000
 
     @classmethod
     def from_settings(cls, settings: Any, known_indexes: Iterable[str], shards: int, **overrides: Any
@@ -106,7 +119,9 @@ class OrderBooksOptions:
             "rest_return_ratio": settings.collateral.rest_return_ratio,
             "max_open_orders": settings.collateral.max_open_orders_per_user,
             "token_decimals": settings.chain.index_token_decimals,
-            "default_chain_id": settings.chain.arbitrum_chain_id, "retry": RetryPolicy.from_settings(settings)}
+            "default_chain_id": settings.chain.arbitrum_chain_id, "retry": RetryPolicy.from_settings(settings),
+            "market_shards": settings.exchange.market_shards, "arrival_refresh_ms": settings.arrival.refresh_ms,
+            "arrival_max_age_ms": settings.arrival.max_age_ms}
         values.update(overrides)
         return cls(**values)
 
@@ -131,6 +146,12 @@ class IndexOrderBooks:
         self._reports = shard_reports(options.key_prefix, shard)
         self._steps = solver_steps(options.key_prefix, shard)
         self._steps_task: asyncio.Task | None = None
+        self._arrival_task: asyncio.Task | None = None
+        self._arrival_reads = {"refreshes": 0, "failures": 0}
+        #: The shortfall of each invoice issued, numbered, for the monitor's histogram (memory only, bounded).
+        self._shortfalls: collections.deque[tuple[int, str, str]] = collections.deque(maxlen=SHORTFALLS_KEPT)
+        self._shortfall_seq = 0
+        self._epoch = uuid.uuid4().hex[:12]  # this instance: the monitor tells a restart's numbering apart by it
         self._redis = aioredis.Redis.from_url(options.redis_url)
         self._lock = asyncio.Lock()
         self._started = False
@@ -154,7 +175,8 @@ class IndexOrderBooks:
         o = self.o
         self.shard = ShardBooks(o.known_indexes, clock=self._clock, unit=o.unit, max_open_orders=o.max_open_orders,
                                 token_decimals=o.token_decimals, order_dust=o.order_dust,
-                                rest_return_ratio=o.rest_return_ratio)
+                                rest_return_ratio=o.rest_return_ratio,
+                                arrivals=ArrivalBoard(o.baskets, o.arrival_max_age_ms))
         self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id, withdrawal_minimum=o.withdrawal_minimum,
                             withdrawal_chains=o.withdrawal_chains)
         self._report_seq = 0
@@ -193,6 +215,9 @@ class IndexOrderBooks:
             key, user = raw_key.decode(), ShardUser.load(raw)
             self.app.refs[key] = user.user_ref()
             st.books[key] = user.user_book(max_open_orders=self.o.max_open_orders, known_indexes=self.o.known_indexes)
+            tokens = user.token_ledger()
+            if tokens is not None:
+                st.load_tokens(key, tokens)
             for oid, acc in user.lines.items():
                 st.lines[oid] = {s: [u, q, v, f, list(ids)] for s, (u, q, v, f, ids) in acc.items()}
             for cl, inv in user.invoices.items():  # moved to the invoices hash by the next commit
@@ -227,7 +252,8 @@ class IndexOrderBooks:
         book = self.shard.books[key]
         ref = self.app.ref(key)
         lines = self.shard.lines
-        return ShardUser.of(ref, book, {o.order_id: lines[o.order_id] for o in book if o.order_id in lines}).dump()
+        return ShardUser.of(ref, book, {o.order_id: lines[o.order_id] for o in book if o.order_id in lines},
+                            self.shard.tokens.get(key)).dump()
 
     def _meta(self) -> str:
         st = self.shard
@@ -311,7 +337,7 @@ class IndexOrderBooks:
         log.info("orders-%d: %s", self.k, text)
         self._notes.append(text)
 
-    def _log_step(self, step: Step) -> Step:
+    def _log_step(self, step: S) -> S:
         """Log and keep what a core step says the operator should see; count its replays."""
         for text in step.errors:
             self._error(text)
@@ -329,6 +355,40 @@ class IndexOrderBooks:
             tune_gc_once()  # the first call after the state is loaded
         if self._steps_task is None or self._steps_task.done():
             self._steps_task = asyncio.ensure_future(self._read_steps())
+        if self.o.market_shards and self.o.baskets and (self._arrival_task is None or self._arrival_task.done()):
+            self._arrival_task = asyncio.ensure_future(self._refresh_arrivals())
+
+    async def _refresh_arrivals(self) -> None:
+        """Every arrival_refresh_ms, one `top()` per market shard that owns a basket symbol, and the indexes'
+        values recomputed from them (core.arrival.ArrivalBoard): an accepted order is stamped with the latest
+        without a call of its own. A market shard not reachable leaves the values to age out (then orders carry
+        none); it is looked up again at most once a second (ray.get_actor blocks this loop)."""
+        board = self.shard.arrivals
+        wanted = sorted({shard_of(s, self.o.market_shards) for s in board.symbols()})
+        handles: dict[int, Any] = {}
+        retry_at = 0.0
+        while True:
+            try:
+                missing = [k for k in wanted if k not in handles]
+                if missing and time.monotonic() >= retry_at:
+                    ns = self.o.namespace or ray.get_runtime_context().namespace
+                    for k in missing:
+                        handles[k] = ray.get_actor(shard_name(k), namespace=ns)
+                if len(handles) == len(wanted):
+                    tops: dict[str, Any] = {}
+                    for answer in await asyncio.gather(*(handles[k].top.remote() for k in wanted)):
+                        tops.update(answer)
+                    board = self.shard.arrivals  # a reload (_load) makes a new board: refresh the current one
+                    board.refresh(tops, self._clock.now_ms())
+                    self._arrival_reads["refreshes"] += 1
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (a market shard not up yet, or restarting: values age out)
+                self._arrival_reads["failures"] += 1
+                log.info("orders-%d: market tops not read (%s); arrival values age out meanwhile", self.k, exc)
+                handles.clear()
+                retry_at = time.monotonic() + 1.0
+            await asyncio.sleep(self.o.arrival_refresh_ms / 1000)  # the refresh period, not a wait for an event
 
     async def _read_steps(self) -> None:
         """The solver's steps for this shard (fill deltas, completions, give-ups), read after the stored cursor and
@@ -458,6 +518,30 @@ class IndexOrderBooks:
                             self.k, r.deposit_key, key, r.amount, len(r.cancelled), self.shard.books[key].ledger.debt)
             await self._commit(self.app.reversal_reports(done))
 
+    # ------------------------------------------------------------------ index tokens (the chain listener)
+    async def credit_tokens(self, deposits: Sequence[TokenDeposit]) -> int:
+        """Confirmed index-token deposits to custody, credited for redemption to their senders (one call per batch
+        of this shard's users); each user gets a TokenDeposit report "credited". Idempotent per deposit key.
+        Returns how many were new."""
+        self._ensure_started()
+        async with self._lock:
+            step = self._log_step(self.shard.credit_tokens(deposits))
+            if step.credited or step.errors:
+                await self._commit(self.app.token_reports(step))
+            else:
+                self.shard.touched.clear()  # replays only: nothing changed, nothing to write
+            return len(step.credited)
+
+    async def reverse_tokens(self, deposit_keys: Sequence[str]) -> int:
+        """Token deposits a reorg dropped after their credit (every shard is asked: a key names no user); those
+        credited here are taken back once and reported "reversed". Returns how many were reversed here."""
+        self._ensure_started()
+        async with self._lock:
+            step = self._log_step(self.shard.reverse_tokens(deposit_keys))
+            if step.reversed:
+                await self._commit(self.app.token_reports(step))
+            return len(step.reversed)
+
     # ------------------------------------------------------------------ the solver's side
     async def pending(self, limit: int = 10_000) -> list[PendingOrder]:
         """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged. Only what is
@@ -532,6 +616,7 @@ class IndexOrderBooks:
             invoice, new = self.shard.minted(order_id, tx)
             if new:
                 await self._commit([InvoiceIssued(self.app.ref(invoice.user), invoice, invoice.minted_ms)])
+                self._note_shortfalls([invoice])
             return invoice
 
     async def minted_batch(self, landed: Sequence[tuple[str, str]]) -> list[MintInvoice | str]:
@@ -556,9 +641,17 @@ class IndexOrderBooks:
                     reports.append(InvoiceIssued(self.app.ref(invoice.user), invoice, invoice.minted_ms))
             if reports:
                 await self._commit(reports)
+                self._note_shortfalls([r.invoice for r in reports if isinstance(r, InvoiceIssued)])
             else:
                 self.shard.touched.clear()  # nothing new: nothing to write
             return out
+
+    def _note_shortfalls(self, invoices: Iterable[MintInvoice]) -> None:
+        """Stored invoices' shortfalls, for the monitor (inspect "shortfalls"); an invoice without one is left out."""
+        for inv in invoices:
+            if inv.shortfall_bps is not None:
+                self._shortfall_seq += 1
+                self._shortfalls.append((self._shortfall_seq, inv.index, str(inv.shortfall_bps)))
 
     async def mint_pending(self) -> list[MintRequest]:
         """Orders finished with something filled and not minted yet (the minter's catch-up after its restart)."""
@@ -621,8 +714,10 @@ class IndexOrderBooks:
         book = self.shard.books.get(user_key(address))
         if book is None:
             return None
+        tokens = self.shard.tokens.get(book.user)
         return book.to_dict() | {"invoices": {cl: inv.model_dump(mode="json")
-                                              for cl, inv in self.shard.invoices_of.get(book.user, {}).items()}}
+                                              for cl, inv in self.shard.invoices_of.get(book.user, {}).items()},
+                                 "tokens": None if tokens is None else tokens.to_dict()}
 
     async def _undelivered(self) -> int:
         """Reports the gateway has not taken yet (the hand-off's length); while the store is away, the last count
@@ -649,12 +744,21 @@ class IndexOrderBooks:
             "notes": list(self._notes),
             "reversed_deposits": list(self.shard.reversals),
             "debts": {k: str(b.ledger.debt) for k, b in self.shard.books.items() if b.ledger.debt > 0},
+            "token_debts": {k: owed for k, owed in ((k, {i: str(t.debt) for i, t in ledger.indexes.items() if t.debt})
+                                                    for k, ledger in self.shard.tokens.items()) if owed},
             "counts": dict(self._counts), "last_handle": self._last_handle,
+            # The latest arrival value per index (what an order accepted now is stamped with, if fresh enough).
+            "arrival": {i: {"mid": str(v.mid), "touch": str(v.touch), "at_ms": v.at_ms}
+                        for i, v in sorted(self.shard.arrivals.values.items())},
+            "arrival_reads": dict(self._arrival_reads),
+            "shortfalls": {"epoch": self._epoch, "recent": [list(x) for x in self._shortfalls]},
         }
 
     async def stop(self) -> None:
         if self._steps_task is not None:
             self._steps_task.cancel()
+        if self._arrival_task is not None:
+            self._arrival_task.cancel()
         await self._redis.aclose()
 
 

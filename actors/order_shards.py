@@ -1,6 +1,6 @@
 """Reaching the order shards (actors/order_books.py) from outside: which shard owns a user or an order, and the
-clients that split a batch over the shards, one call per shard, for the gateway (`ShardedApp`) and the chain's
-router (`ShardedCollateralSink`).
+clients that split a batch over the shards, one call per shard, for the gateway (`ShardedApp`), the chain's
+router (`ShardedCollateralSink`) and the chain listener's index-token deposits (`ShardedTokenSink`).
 
 Users are hashed to shards by address (core.shard_assignment's stable hash of the lower-cased address), so the
 gateway, the chain listener, the router and the solver all find a user's shard without asking anyone.
@@ -12,7 +12,7 @@ import logging
 from decimal import Decimal
 from typing import Any, Iterable, Mapping, Sequence
 
-from core.chain_events import CollateralDeposit, DepositReversal
+from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
 from core.collateral_route import FeeCharge
 from core.index_order import user_key
 from core.shard_assignment import shard_of
@@ -75,6 +75,22 @@ class ShardedCollateralSink:
     async def reverse(self, reversals: Sequence[DepositReversal]) -> None:
         groups = split_by_shard(reversals, len(self.shards), lambda r: r.user)
         await asyncio.gather(*(self.shards[k].reverse.remote(items) for k, items in groups.items()))
+
+
+class ShardedTokenSink:
+    """chain's hand-over of index-token deposits to the order-book shards: each deposit to its sender's shard, one
+    call per shard per batch; a reorg's keys to every shard (a key alone names no user: each shard takes back only
+    what it credited). Both idempotent per deposit key."""
+
+    def __init__(self, shards: Sequence[Any]) -> None:
+        self.shards = list(shards)
+
+    async def credit(self, deposits: Sequence[TokenDeposit]) -> None:
+        groups = split_by_shard(deposits, len(self.shards), lambda d: d.user)
+        await asyncio.gather(*(self.shards[k].credit_tokens.remote(items) for k, items in groups.items()))
+
+    async def reverse(self, deposit_keys: Sequence[str]) -> None:
+        await asyncio.gather(*(s.reverse_tokens.remote(list(deposit_keys)) for s in self.shards))
 
 
 class ShardedApp:

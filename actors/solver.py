@@ -82,6 +82,8 @@ class SolverOptions:
     order_budget: int = 10_000
     #: Notional of all batches in flight together (the planner gets what is left of it).
     max_in_flight_notional: Decimal = Decimal("500000")
+    #: A quote past this spread of its basket (bps of the mid) says the market is wide.
+    wide_spread_bps: Decimal = Decimal("10")
     #: The store and the peers are waited out with this; a call that fails with something other than an
     #: unavailable actor is retried `max_failures` times, then dropped (and recorded in inspect()["errors"]).
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
@@ -98,6 +100,7 @@ class SolverOptions:
             "stale_reject_after_ms": settings.solver.stale_reject_after_ms,
             "executions_batch": settings.solver.executions_batch,
             "executions_linger_ms": settings.solver.executions_linger_ms,
+            "wide_spread_bps": settings.solver.wide_spread_bps,
             "retry": RetryPolicy.from_settings(settings)}
         values.update(overrides)
         return cls(**values)
@@ -568,14 +571,25 @@ class Solver:
         e = self.engine
         wanted = [PendingOrder("quote", r.symbol, r.amount) for r in requests
                   if r.side is Side.BUY and r.symbol in e.baskets]
-        books = await self._asks_for(symbols_for(wanted, e.baskets)) if wanted else Books({}, frozenset())
+        symbols = symbols_for(wanted, e.baskets)
+        books, bids = await asyncio.gather(self._asks_for(symbols), self._best_bids(symbols)) if wanted else (
+            Books({}, frozenset()), {})
         out: list[list[Any]] = []
         for r in requests:
-            units, refusal = answer_quote(r.side, r.symbol, r.amount, e.baskets, books, e.filters, self.limits)
+            q, refusal = answer_quote(r.side, r.symbol, r.amount, e.baskets, books, e.filters, self.limits,
+                                      closed=self.cycle.closed_pairs, best_bids=bids,
+                                      wide_spread_bps=self.o.wide_spread_bps)
             out.append([QuoteRefused(r.user, r.client_quote_id, ReasonCode[refusal[0]], refusal[1])] if refusal else
-                       [QuoteAccepted(r.user, r.client_quote_id), QuoteResult(r.user, r.client_quote_id, units,
-                                                                              r.symbol)])
+                       [QuoteAccepted(r.user, r.client_quote_id),
+                        QuoteResult(r.user, r.client_quote_id, q.units, r.symbol, q.spread_bps, q.wide)])
         return out
+
+    async def _best_bids(self, symbols: Sequence[str]) -> dict[str, Decimal]:
+        """The best bid of each symbol (none for an empty or stale book): the quote's spread."""
+        groups = by_market_shard(symbols, self.o.market_shards)
+        books = merge_liquidity(await asyncio.gather(*(self._call(shard_name(k), "liquidity", wanted, Side.SELL, 1,
+                                                                  True) for k, wanted in groups.items())))
+        return {s: levels[0][0] for s, levels in books.asks.items() if levels}  # (the SELL side's levels: bids)
 
     async def holdings(self) -> dict[str, Any]:
         """The engine's holdings for the reserves check (core/solver_engine.py), with the executions not consumed

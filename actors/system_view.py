@@ -62,6 +62,8 @@ class SystemView:
         self._last: dict[tuple[str, str, str], float] = {}  # (actor, metric, series) -> last counter value
         self._routes_seen: set[str] = set()
         self._batches_seen: set[str] = set()
+        #: orders shard -> (its instance's epoch, the last shortfall seq observed of it)
+        self._shortfalls_seen: dict[str, tuple[Any, int]] = {}
         self.last_health: dict[str, Any] | None = None
         #: This poll's stale books (symbol -> orders the solver left waiting for it) and how many problems they
         #: made: a system whose only problems are stale books is "degraded" (some indexes wait), not "unhealthy".
@@ -156,6 +158,17 @@ class SystemView:
         lags.setdefault("reports_undelivered", {})[name] = undelivered
         if undelivered > self.limits.max_undelivered_reports:
             problems.append(f"{name}: {undelivered} reports not delivered to the gateway")
+        # Each invoice's shortfall once: numbered by the shard instance (a restarted one starts again under a new
+        # epoch); an answer older than one already taken (polls may overlap) brings nothing new.
+        shortfalls = d.get("shortfalls") or {}
+        epoch, recent = shortfalls.get("epoch"), shortfalls.get("recent") or ()  # recent: [seq, index, bps]
+        last_epoch, seen = self._shortfalls_seen.get(name, (epoch, 0))
+        if last_epoch != epoch:
+            seen = 0
+        for seq, index, bps in recent:
+            if seq > seen:
+                self.metrics.observe("indexmaker_shortfall_bps", float(bps), {"index": index})
+        self._shortfalls_seen[name] = (epoch, max([seen] + [seq for seq, _, _ in recent]))
         for user, debt in sorted((d.get("debts") or {}).items()):
             self._money_warnings.append(f"{name}: user {user} owes {debt} USDC (new orders refused)")
         for r in d.get("reversed_deposits") or ():

@@ -1,7 +1,7 @@
 """Wires the chain side from the world state file and core.config's ChainConfig: web3 clients, contracts, the
 signing accounts' senders (custody on both chains, the Base wallet, the solver), the Across bridge, the deposit
-listeners (custody on Arbitrum and on Base), the route effects and the index minter. One place, so that tests, the
-bench and the actors build exactly the same objects.
+listeners (custody on Arbitrum and on Base; index tokens sent back to custody on Base), the route effects and the
+index minter. One place, so that tests, the bench and the actors build exactly the same objects.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from chain.deposit_feed import deposit_connector
 from chain.index_minter import IndexMinter
 from chain.keys import derive_account
 from chain.route_effects import ChainRouteEffects, DepositAddress, ExchangeCredited
+from chain.token_deposit_feed import token_deposit_connector
 from chain.tx_sender import TxSender
 from core.config import ChainConfig
 from store.retry import RetryPolicy
@@ -42,6 +43,8 @@ class ChainStack:
     #: by custody itself, so no second transaction moves them to the Base wallet first.
     base_custody_sender: TxSender
     base_deposits: ChainConnector
+    #: Index tokens users send back to custody on Base (for redemption): every index token of the world.
+    token_deposits: ChainConnector
     #: Users' withdrawals, the route backwards: the Base wallet bridges to custody on Arbitrum (Across), custody
     #: pays the user there. The same senders as the routes', so each account's nonces have one owner.
     return_effects: ChainRouteEffects | None = None
@@ -95,6 +98,11 @@ class ChainStack:
             raise ValueError(f"world has no index token on {base}")
         minters = {index: IndexMinter(solver, token, decimals=config.index_token_decimals)
                    for index, token in base_c.index_tokens.items()}
+        token_deposits = token_deposit_connector(bw3, b.chain_id, redis, base_c.index_tokens,
+                                                 state.account("custody").address, start_block=b.start_block,
+                                                 confirmations=config.base_confirmations,
+                                                 max_block_range=config.max_block_range,
+                                                 reorg_window=config.reorg_window, key_prefix=chain_prefix)
         return_bridge = AcrossBridge(wallet, base_c.usdc, base_c.spoke_pool, arb, arb_c.spoke_pool,
                                      destination_chain_id=a.chain_id, destination_usdc=a.usdc,
                                      fill_deadline_s=config.fill_deadline_s,
@@ -105,7 +113,7 @@ class ChainStack:
                                            unit=config.usdc_unit, bridge_fee_rate=config.bridge_fee_rate,
                                            native_price=dict(config.native_price))
         return cls(config, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
-                   minters, base_custody, base_deposits, return_effects)
+                   minters, base_custody, base_deposits, token_deposits, return_effects)
 
     async def recover(self) -> None:
         """On start: see through every transaction a crash left recorded but unconfirmed."""

@@ -16,3 +16,6 @@ class BatchOrderResult:
     order_id: str
     filled_units: Decimal
     lines: tuple[AssetLine, ...]
+    #: The touch of one unit of the order's index (Σ quantity × best ask) when the batch was planned; None: not
+    #: known (a batch planned by older code). Splits the order's shortfall into delay and impact (core.shortfall).
+    touch: Decimal | None = None

@@ -67,6 +67,9 @@ class SolverConfig(_Section):
     tick_interval_ms: int = Field(100, ge=1)
     #: Buy limit price = best ask * (1 + slippage_cap), rounded down to the tick (stays inside the cap).
     slippage_cap: Decimal = Decimal("0.01")
+    #: A quote says the market is wide past this spread of the basket at the touch, in bps of its mid (Binance's
+    #: large pairs quote under 1 bps, small ones 5-20; the local simulator's calm market 2, its wide regime 20).
+    wide_spread_bps: Decimal = Field(Decimal("10"), gt=0)
     #: Orders are sized at the expected price (the batch's walk of the asks) times 1 + price_buffer.
     price_buffer: Decimal = Field(Decimal("0.0005"), ge=0, lt=1)
     #: After the first new order arrives, the solver waits until none came for collect_quiet_ms (at most
@@ -372,6 +375,12 @@ class MintConfig(_Section):
         return self
 
 
+#: The parts of the local world started as an external one, and their default addresses (127.0.0.2 is left to a
+#: second Ray node).
+EXTERNAL_HOSTS = {"exchange_rest": "127.0.0.3", "exchange_streams": "127.0.0.4", "exchange_ws_api": "127.0.0.5",
+                  "arbitrum": "127.0.0.6", "base": "127.0.0.7", "store": "127.0.0.8"}
+
+
 class LocalWorldConfig(_Section):
     """The local world `indexmaker up` and `make demo` start (world/): its users, its chains' finality, the exchange
     simulator's pace."""
@@ -389,6 +398,27 @@ class LocalWorldConfig(_Section):
     #: The Across relayer's look for deposits to fill, and our own transactions' receipt polling, on anvil.
     relayer_poll_ms: int = Field(20, ge=1)
     receipt_poll_ms: int = Field(20, ge=1)
+    #: The local world started on its own as an external one (`python -m world.external_local`): each part on a
+    #: loopback address of its own, none the local world's, as Binance's three hosts, two chains and a Redis would be.
+    external_hosts: dict[str, str] = Field(default_factory=lambda: dict(EXTERNAL_HOSTS))
+
+    @field_validator("external_hosts")
+    @classmethod
+    def _external_hosts(cls, v: dict[str, str]) -> dict[str, str]:
+        import ipaddress
+
+        if set(v) != set(EXTERNAL_HOSTS):
+            raise ValueError(f"name exactly {', '.join(EXTERNAL_HOSTS)}")
+        for part, host in v.items():
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError(f"{part}: {host!r} is not a loopback address (127.0.0.0/8)")
+        if len(set(v.values())) != len(v):
+            raise ValueError("each part has an address of its own")
+        return v
 
 
 class SenderConfig(_Section):
@@ -494,6 +524,16 @@ class MarketDataConfig(_Section):
     reconnect_max_ms: int = Field(5_000, ge=1)
 
 
+class ArrivalConfig(_Section):
+    """The arrival value accepted orders are stamped with (core/arrival.py, actors/order_books.py)."""
+
+    #: Each order shard reads the best bid and ask of every market shard this often (one `top()` call per market
+    #: shard), in the background: the accept path only reads the latest values.
+    refresh_ms: int = Field(200, ge=10)
+    #: A value older than this (the books stopped answering) is not stamped: the order carries none.
+    max_age_ms: int = Field(2_000, ge=1)
+
+
 class PaperConfig(_Section):
     """Paper mode (`[exchange] mode = "paper"`): the paper exchange's account and its mirror of the exchange."""
 
@@ -587,6 +627,7 @@ class Settings(BaseSettings):
     monitor: MonitorConfig = MonitorConfig()
     http: HttpConfig = HttpConfig()
     market_data: MarketDataConfig = MarketDataConfig()
+    arrival: ArrivalConfig = ArrivalConfig()
     reserves: ReservesConfig = ReservesConfig()
     world_check: WorldCheckConfig = WorldCheckConfig()
     paper: PaperConfig = PaperConfig()

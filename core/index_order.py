@@ -9,11 +9,13 @@ The collateral is accounted for to the last unit:
 it mutates, so a refused call changes nothing."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 from typing import Any, Mapping
 
+from core.arrival import ArrivalValue
 from core.collateral_ledger import USDC_UNIT
 from core.money import ZERO, D, is_multiple, quantize_up
 from core.side import Side
@@ -85,6 +87,13 @@ class IndexOrder:
     reject_reason: str | None = None
     cancel_pending: bool = False  # the user cancelled all while a batch was in flight: its unspent part is cancelled
     minted_tx: str | None = None
+    #: The basket's value per index unit on the live books when the order was accepted (core.arrival); None: no
+    #: value was known then.
+    arrival: ArrivalValue | None = None
+    #: Σ (the index's touch at a batch's planning × the units that batch bought) and Σ those units: the touch the
+    #: order's batches met, weighted by what each bought (core.shortfall's Tb).
+    touch_value: Decimal = ZERO
+    touch_units: Decimal = ZERO
 
     def __post_init__(self) -> None:
         self.side = Side(self.side)
@@ -119,6 +128,24 @@ class IndexOrder:
         if denominator == 0:
             return None
         return self.spent / denominator
+
+    @property
+    def batch_touch(self) -> Decimal | None:
+        """The touch per index unit at the order's batches, weighted by the units each bought (None: not known)."""
+        return self.touch_value / self.touch_units if self.touch_units > 0 else None
+
+    def settle_arrival(self) -> None:
+        """The order needs its arrival's per-asset prices no more (invoiced, or closed with nothing to invoice): they
+        are dropped, the per-unit values kept; the user's snapshot, rewritten whenever the user is touched, would
+        otherwise carry a price pair per basket asset for every order the user ever had."""
+        if self.arrival is not None and self.arrival.assets:
+            self.arrival = dataclasses.replace(self.arrival, assets={})
+
+    def note_batch_touch(self, touch: Decimal | None, units: Decimal) -> None:
+        """A completed batch bought `units` of this order, planned when the index's touch was `touch`."""
+        if touch is not None and units > 0:
+            self.touch_value += touch * units
+            self.touch_units += units
 
     # --- transitions ------------------------------------------------------------------------------------------------
 
@@ -317,6 +344,9 @@ class IndexOrder:
             "reject_reason": self.reject_reason,
             "cancel_pending": self.cancel_pending,
             "minted_tx": self.minted_tx,
+            "arrival": None if self.arrival is None else self.arrival.to_dict(),
+            "touch_value": str(self.touch_value),
+            "touch_units": str(self.touch_units),
         }
         for name in _DECIMAL_FIELDS:
             data[name] = str(getattr(self, name))
@@ -327,4 +357,7 @@ class IndexOrder:
         kwargs = {k: data[k] for k in ("order_id", "user", "cl_ord_id", "index", "created_ms", "updated_ms",
                                        "reject_reason", "cancel_pending", "minted_tx")}
         kwargs.update({name: D(data[name]) for name in _DECIMAL_FIELDS})
+        arrival = data.get("arrival")
+        kwargs.update(arrival=None if arrival is None else ArrivalValue.from_dict(arrival),
+                      touch_value=D(data.get("touch_value", "0")), touch_units=D(data.get("touch_units", "0")))
         return cls(side=Side(data["side"]), status=IndexOrderStatus(data["status"]), **kwargs)  # __post_init__ checks

@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
+from core.arrival import ArrivalBoard
 from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
-from core.chain_events import CollateralDeposit, DepositReversal
+from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
 from core.clock import Clock
 from core.collateral_ledger import CollateralError, CollateralLedger, InsufficientCollateral, whole_units
 from core.collateral_route import FeeCharge
@@ -24,6 +25,7 @@ from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
 from core.money import ZERO, quantize_up
 from core.side import Side
+from core.token_ledger import TokenLedger, TokenReversal
 from core.withdrawal import Withdrawal, WithdrawalError, WithdrawalRequest
 
 
@@ -40,6 +42,19 @@ class Step:
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     replays: int = 0  # parts of the call already done under their key: nothing changed for them
+
+
+@dataclass(slots=True)
+class TokenStep:
+    """What a batch of index-token deposits, or of their reversals, did: per user key the deposits newly credited
+    and the reversals made (each reported to its user), and what the operator should see."""
+
+    credited: list[tuple[str, TokenDeposit]] = field(default_factory=list)
+    reversed: list[tuple[str, TokenReversal]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    replays: int = 0  # deposits booked or reversed before under their key: nothing changed for them
 
 
 def rest_threshold(order: IndexOrder, order_dust: Decimal, rest_return_ratio: Decimal, unit: Decimal) -> Decimal:
@@ -70,8 +85,10 @@ class ShardBooks:
     """Not thread-safe: the owner serialises the calls. Books are keyed by `user_key` (the lower-cased address)."""
 
     def __init__(self, known_indexes: Collection[str], *, clock: Clock, unit: Decimal, max_open_orders: int,
-                 token_decimals: int, order_dust: Decimal, rest_return_ratio: Decimal) -> None:
-        """The numbers are the `[collateral]` and `[chain]` settings (core.config)."""
+                 token_decimals: int, order_dust: Decimal, rest_return_ratio: Decimal,
+                 arrivals: ArrivalBoard | None = None) -> None:
+        """The numbers are the `[collateral]` and `[chain]` settings (core.config); `arrivals`: the indexes' latest
+        values an accepted order is stamped with (none: orders carry no arrival value)."""
         self.known_indexes = frozenset(known_indexes)
         self.clock = clock
         self.unit = unit
@@ -79,6 +96,7 @@ class ShardBooks:
         self.token_decimals = token_decimals
         self.order_dust = order_dust
         self.rest_return_ratio = rest_return_ratio
+        self.arrivals = arrivals if arrivals is not None else ArrivalBoard({}, 0)
         self.books: dict[str, UserOrderBook] = {}
         self.fifo: dict[str, None] = {}  # open order ids, in acceptance order (FIFO across the shard's users)
         self.lines: dict[str, dict[str, list[Any]]] = {}  # order id -> symbol -> accumulated line
@@ -89,6 +107,8 @@ class ShardBooks:
         self.invoices_of: dict[str, dict[str, MintInvoice]] = {}  # user key -> cl_ord_id -> invoice (views)
         self.routes: dict[str, dict[str, str]] = {}
         self.reversals: list[dict[str, Any]] = []  # deposits taken back after a reorg, for the operator
+        self.tokens: dict[str, TokenLedger] = {}  # user key -> index tokens deposited for redemption
+        self.token_owners: dict[str, str] = {}  # token deposit key -> user key (derived from the ledgers)
         self.withdrawals: dict[str, WithdrawalRequest] = {}  # withdrawal id -> the request its hold was made for
         # What changed since the owner last stored it.
         self.touched: set[str] = set()
@@ -113,8 +133,11 @@ class ShardBooks:
         return self.book(key), cl
 
     def new_order(self, key: str, cl_ord_id: str, index: str, side: Side | str, amount: Decimal | str) -> IndexOrder:
-        """Open an order (core.index_order_book's validation; raises OrderRejected) and queue it in the FIFO."""
-        order = self.book(key).new_order(cl_ord_id, index, side, amount, self.clock.now_ms())
+        """Open an order (core.index_order_book's validation; raises OrderRejected), stamp it with its index's
+        latest arrival value (none if none is fresh) and queue it in the FIFO."""
+        now = self.clock.now_ms()
+        order = self.book(key).new_order(cl_ord_id, index, side, amount, now)
+        order.arrival = self.arrivals.stamp(order.index, now)
         self.fifo[order.order_id] = None
         return order
 
@@ -179,6 +202,63 @@ class ShardBooks:
             out.append((key, done))
         return out
 
+    # ------------------------------------------------------------------ index tokens (deposited for redemption)
+    def token_ledger(self, key: str) -> TokenLedger:
+        """The user's index tokens, made empty on first sight. A user first seen by a token deposit gets an empty
+        book too: the user's snapshot stores both. Marked touched."""
+        self.book(key)
+        ledger = self.tokens.get(key)
+        if ledger is None:
+            ledger = self.tokens[key] = TokenLedger(Decimal(1).scaleb(-self.token_decimals))
+        return ledger
+
+    def load_tokens(self, key: str, ledger: TokenLedger) -> None:
+        """A stored user's token ledger (the owner's load), with the index of its deposits' keys."""
+        self.tokens[key] = ledger
+        self.token_owners.update(dict.fromkeys(ledger.deposits, key))
+
+    def credit_tokens(self, deposits: Sequence[TokenDeposit]) -> TokenStep:
+        """Book confirmed index-token deposits, each to its sender, once per deposit key (a replay books nothing).
+        A deposit that cannot be booked (a replay with other numbers, a fraction of the token's unit) is left out
+        with an error and nothing else changes. Tokens of an index this system does not serve are booked all the
+        same (they are the user's) with a warning: nothing can sell them until the index is served."""
+        step = TokenStep()
+        for d in deposits:
+            key = user_key(d.user)
+            try:
+                new = self.token_ledger(key).credit(d)
+            except CollateralError as exc:
+                step.errors.append(f"token deposit {d.key}: {exc}")
+                continue
+            if not new:
+                step.replays += 1
+                continue
+            self.token_owners[d.key] = key
+            step.credited.append((key, d))
+            if d.index not in self.known_indexes:
+                step.warnings.append(f"token deposit {d.key}: {d.units} {d.index} credited to {key}, an index "
+                                     f"this system does not serve")
+        return step
+
+    def reverse_tokens(self, deposit_keys: Sequence[str]) -> TokenStep:
+        """Token deposits a reorg dropped after their credit: each taken back once (core.token_ledger: from the
+        available units, the rest is the user's debt in that index). Keys this shard never credited (the chain
+        listener asks every shard: a key alone names no user) or reversed before are left out."""
+        step = TokenStep()
+        for deposit_key in deposit_keys:
+            key = self.token_owners.get(deposit_key)
+            if key is None:
+                continue
+            done = self.tokens[key].reverse(deposit_key)
+            if done is None:
+                step.replays += 1
+                continue
+            self.touched.add(key)
+            step.reversed.append((key, done))
+            # For the operator: the confirmations were too low for this chain (and a debt is tokens already sold).
+            step.warnings.append(f"token deposit {deposit_key} of {key} reversed by a reorg: {done.units} "
+                                 f"{done.index} taken back, {done.debt} of it owed")
+        return step
     # ------------------------------------------------------------------ withdrawals
     def hold_withdrawal(self, key: str, withdrawal_id: str, amount: Decimal | str, minimum: Decimal) -> bool:
         """Hold `amount` of the user's free collateral for a withdrawal (never what orders reserved or a route holds).
@@ -360,6 +440,10 @@ class ShardBooks:
         order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
         for r in results:
             merge_lines(self.lines.setdefault(r.order_id, {}), r.lines)
+            book, cl = self.order(r.order_id)
+            got = book.get(cl)
+            if got is not None:
+                got.note_batch_touch(r.touch, r.filled_units)
         mints: list[MintRequest] = []
         for oid in order_ids:
             book, cl = self.order(oid)
@@ -381,6 +465,8 @@ class ShardBooks:
                 step.closed.append(order)
                 if order.mint_pending:
                     mints.append(self.mint_request(order))
+                else:
+                    order.settle_arrival()  # nothing to invoice
         self.completed[batch_id] = mints
         self.new_completed.add(batch_id)
         step.mints += mints
@@ -403,6 +489,8 @@ class ShardBooks:
             step.closed.append(order)
             if order.mint_pending:
                 step.mints.append(self.mint_request(order))
+            else:
+                order.settle_arrival()  # nothing to invoice
         self.fill_keys.add(key)
         self.new_fill_keys.add(key)
         return step
@@ -427,8 +515,10 @@ class ShardBooks:
                                 collateral=order.collateral, cancelled=order.cancelled, returned=order.returned,
                                 spent=order.spent, filled_units=order.filled_units,
                                 lines=invoice_lines(self.lines.get(order_id, {})),
-                                token_decimals=self.token_decimals, mint_tx=tx, minted_ms=self.clock.now_ms())
+                                token_decimals=self.token_decimals, mint_tx=tx, minted_ms=self.clock.now_ms(),
+                                arrival=order.arrival, batch_touch=order.batch_touch)
         book.mark_minted(cl, tx)
+        order.settle_arrival()  # the invoice's lines carry the per-asset prices now
         self.add_invoice(book.user, cl, invoice)
         return invoice, True
 

@@ -174,7 +174,9 @@ class SolverCycle:
                  "asset_orders": [[s.client_order_id, str(s.order.price), str(s.order.quantity)]
                                   for s in self.engine.sent_orders(batch_id)],
                  "inventory_used": dict(plan.inventory_used), "scale": str(plan.scale),
-                 "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20], "tick_ms": tick_ms}
+                 "deferred": [[d.order_id, d.reason] for d in plan.deferred][:20], "tick_ms": tick_ms,
+                 # Per index, one unit at the best asks at planning: the batch touch of its orders' shortfall.
+                 "touch": {i: str(t) for i, t in sorted(self.engine.batches[batch_id].touch.items())}}
         self.history.append(entry)
         del self.history[:-self.history_kept]
         return entry
@@ -315,7 +317,8 @@ class SolverCycle:
     def _queue_complete(self, done: CompletedBatch, now_ms: int) -> None:
         if done.last_fills:
             self._queue_fills(done.batch_id, done.last_fills, done.rounds)  # the shard applies both in one write
-        results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
+        results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]),
+                                    done.touch.get(e.index))
                    for e in done.engagements]
         for k, rows in group_by_shard(results, lambda r: self.shard_of_order(r.order_id)).items():
             self._send_step(k, "complete", done.batch_id, rows)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any, Collection, Iterable, Mapping, Sequence
 
+from core.arrival import basket_touch
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
 from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
@@ -39,6 +40,8 @@ class CompletedBatch:
     #: came after): the shards must get them before the completion.
     last_fills: tuple[AssignedFill, ...] = ()
     rounds: int = 0  # assignment rounds the batch had (the last one's number keys those fills)
+    #: Per index of the batch, one unit at the best asks when it was planned (core.arrival.basket_touch).
+    touch: Mapping[str, Decimal] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -50,6 +53,7 @@ class _Batch:
     open: set[str]  # symbols whose exchange order is not settled yet
     rounds: list[list[Lot]] = field(default_factory=list)  # lots given to each assign() round, for replay
     pending_lots: list[Lot] = field(default_factory=list)  # arrived since the last round
+    touch: dict[str, Decimal] = field(default_factory=dict)  # index -> one unit at the best asks at planning
 
 
 class SolverEngine:
@@ -130,7 +134,11 @@ class SolverEngine:
             return None, plan
         self.batch_seq += 1
         batch_id = f"b{self.batch_seq}"
-        self._open_batch(batch_id, plan)
+        batch = self._open_batch(batch_id, plan)
+        for index in dict.fromkeys(e.index for e in plan.engagements):
+            touch = basket_touch(self.baskets[index].quantities(), asks)
+            if touch is not None:
+                batch.touch[index] = touch
         return batch_id, plan
 
     def _open_batch(self, batch_id: str, plan: BatchPlan, carried: Sequence[Lot] | None = None) -> _Batch:
@@ -270,7 +278,7 @@ class SolverEngine:
         lines = {e.order_id: tuple(alloc.breakdown(e.order_id)) for e in batch.plan.engagements}
         del self.batches[batch.batch_id]
         return CompletedBatch(batch.batch_id, batch.plan.engagements, filled, lines, back, last_fills,
-                              len(batch.rounds))
+                              len(batch.rounds), dict(batch.touch))
 
     # ---- persistence --------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -290,6 +298,7 @@ class SolverEngine:
                     # As they ARRIVED (nothing consumed): the replay hands them out again from scratch.
                     "rounds": [[l.to_dict() | {"consumed": 0} for l in r] for r in b.rounds],
                     "pending_lots": [l.to_dict() for l in b.pending_lots],
+                    "touch": {i: str(t) for i, t in sorted(b.touch.items())},
                 }
                 for b in self.batches.values()
             ],
@@ -310,3 +319,4 @@ class SolverEngine:
                 self._assign(batch)
             batch.pending_lots = [Lot.from_dict(l) for l in b["pending_lots"]]
             batch.open = set(b["open"])
+            batch.touch = {i: D(t) for i, t in b.get("touch", {}).items()}

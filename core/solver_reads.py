@@ -5,11 +5,12 @@ and what a quote request is refused for, so that they are the same for a tick an
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any, Callable, Iterable, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, NamedTuple, Sequence
 
 from core.basket import Basket
 from core.batch_planner import PendingOrder, PlannerLimits
 from core.index_quote import IndexQuote, quote_index
+from core.market_status import is_closed_reason
 from core.shard_assignment import shard_of
 from core.side import Side
 from core.symbol_filters import SymbolFilters
@@ -82,16 +83,22 @@ def quote_refusal(index: str, q: IndexQuote, served: Iterable[str] = ()) -> tupl
     if q.problem is not None and is_stale_reason(q.problem):
         return ("MARKET_UNAVAILABLE",
                 f"stale book: {', '.join(symbols_of(q.problem))} (no quote until it is fresh again)")
+    if q.problem is not None and is_closed_reason(q.problem):
+        pairs = q.problem.partition(":")[2].replace(",", ", ")
+        return "MARKET_UNAVAILABLE", f"halted on the exchange: {pairs} (no quote until it trades again)"
     if q.problem is not None:
         return "MARKET_UNAVAILABLE", f"no price to quote from ({q.problem})"
     return None
 
 
 def answer_quote(side: Side, index: str, amount: Decimal, baskets: Mapping[str, Basket], books: Books,
-                 filters: Mapping[str, SymbolFilters], limits: PlannerLimits) -> tuple[Decimal, tuple[str, str] | None]:
-    """(index units `amount` buys now, sized like a batch of that order alone on `books`; why no quote is given,
-    as in quote_refusal, or None)."""
+                 filters: Mapping[str, SymbolFilters], limits: PlannerLimits, *,
+                 closed: Collection[str] = frozenset(), best_bids: Mapping[str, Decimal] | None = None,
+                 wide_spread_bps: Decimal | None = None) -> tuple[IndexQuote, tuple[str, str] | None]:
+    """(the quote: index units `amount` buys now, sized like a batch of that order alone on `books`, and the
+    market's width; why no quote is given, as in quote_refusal, or None)."""
     if side is not Side.BUY:
-        return Decimal(0), ("UNSUPPORTED_SIDE", "only buy quotes")
-    q = quote_index(index, amount, baskets, books.asks, filters, limits, stale=books.stale)
-    return q.units, quote_refusal(index, q, baskets)
+        return IndexQuote(index, amount, Decimal(0), Decimal(0), False), ("UNSUPPORTED_SIDE", "only buy quotes")
+    q = quote_index(index, amount, baskets, books.asks, filters, limits, stale=books.stale, closed=closed,
+                    best_bids=best_bids, wide_spread_bps=wide_spread_bps)
+    return q, quote_refusal(index, q, baskets)

@@ -9,8 +9,9 @@ deposit_reversal.py does for USDC); what was already redeemed becomes debt, whic
 Units are whole numbers of the token's smallest unit; nothing is rounded."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from decimal import Decimal
+from typing import Any
 
 from core.chain_events import TokenDeposit
 from core.collateral_ledger import CollateralError, InsufficientCollateral, whole_units
@@ -118,3 +119,22 @@ class TokenLedger:
 
     def check(self) -> bool:
         return all(b.check() for b in self.indexes.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (decimal strings in plain notation, never an exponent: 18 decimals would print as 1E-18):
+        what the user's shard snapshot stores and the balance view shows."""
+        def s(v: Decimal) -> str:
+            return format(v, "f")
+        return {"unit": s(self.unit),
+                "indexes": {i: {k: s(v) for k, v in asdict(b).items()} for i, b in sorted(self.indexes.items())},
+                "deposits": {k: [index, s(units)] for k, (index, units) in self.deposits.items()},
+                "reversals": {k: s(v) for k, v in self.reversals.items()}}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TokenLedger":
+        names = [f.name for f in fields(IndexTokens)]
+        return cls(unit=Decimal(str(data["unit"])),
+                   indexes={i: IndexTokens(**{k: Decimal(str(b[k])) for k in names})
+                            for i, b in data["indexes"].items()},
+                   deposits={k: (index, Decimal(str(units))) for k, (index, units) in data["deposits"].items()},
+                   reversals={k: Decimal(str(v)) for k, v in data["reversals"].items()})

@@ -15,15 +15,16 @@ from core.clock import Clock
 from core.deposit_reversal import BookReversal
 from core.index_order import IndexOrder, IndexOrderStatus, user_key
 from core.index_order_book import IndexOrderRefused, UserOrderBook
-from core.shard_books import ShardBooks, Step
+from core.shard_books import ShardBooks, Step, TokenStep
+from core.shortfall import running_bps
 from core.side import Side
 from core.withdrawal import WithdrawalReport, WithdrawalRequest
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
                                      DepositReversed, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelRefused,
-                                     QuoteRefused, QuoteResult, Withdraw, WithdrawalAccepted, WithdrawalProgress,
-                                     WithdrawalRefused)
+                                     QuoteRefused, QuoteResult, TokenDepositReport, Withdraw, WithdrawalAccepted,
+                                     WithdrawalProgress, WithdrawalRefused)
 from protocol.indexmaker_messages import FillStatus
 from protocol.reason_codes import ReasonCode, reason_from_core
 
@@ -174,8 +175,10 @@ class BooksApp:
             status = _CLOSED_STATUS.get(order.status, "in progress")
         if status == "rejected" and code is None:
             code, text = ReasonCode.ENGINE_FAILED, order.reject_reason or "the order could not be filled"
+        arrival = None if order.arrival is None else order.arrival.mid
         return OrderProgress(user, order.cl_ord_id, status, order.filled_units, order.spent,
-                             order.remaining + order.engaged, code, text, order.index)
+                             order.remaining + order.engaged, code, text, order.index,
+                             running_bps(arrival, order.cost_exact, order.filled_units))
 
     def step_reports(self, step: Step) -> list[AppResponse]:
         """A step's reports: each fill ("in progress"), then each order it closed."""
@@ -197,4 +200,19 @@ class BooksApp:
                                            self.books.books[key].ledger.debt,
                                            tuple(o.cl_ord_id for o, _ in reversal.cancelled),
                                            ReasonCode.DEPOSIT_REVERSED, now))
+        return reports
+
+    def token_reports(self, step: TokenStep) -> list[AppResponse]:
+        """A TokenDepositReport per deposit credited ("credited") or taken back by a reorg ("reversed"), with the
+        units of its index free to sell now (after the whole step)."""
+        now = self.clock.now_ms()
+        reports: list[AppResponse] = []
+        for key, d in step.credited:
+            held = self.books.tokens[key].of(d.index)
+            reports.append(TokenDepositReport(self.ref(key), d.key, d.index, "credited", d.units, held.available,
+                                              held.debt, None, now))
+        for key, r in step.reversed:
+            held = self.books.tokens[key].of(r.index)
+            reports.append(TokenDepositReport(self.ref(key), r.deposit_key, r.index, "reversed", r.units,
+                                              held.available, held.debt, ReasonCode.DEPOSIT_REVERSED, now))
         return reports

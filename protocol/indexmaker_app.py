@@ -122,6 +122,9 @@ class OrderProgress:
     code: ReasonCode | None = None
     text: str | None = None
     index: str = ""  # the order's index ("" in reports stored before one system served several)
+    #: The shortfall so far against the order's arrival value (core.shortfall.running_bps); None: no arrival value
+    #: or nothing bought yet.
+    shortfall_bps: Decimal | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -159,6 +162,8 @@ class QuoteResult:
     client_quote_id: str
     quantity_possible: Decimal
     index: str = ""  # the quoted index ("" in reports stored before one system served several)
+    spread_bps: Decimal | None = None  # the basket's spread at the touch, bps of its mid (None: not known)
+    wide_market: bool = False  # past [solver] wide_spread_bps
 
 
 @dataclass(slots=True, frozen=True)
@@ -191,6 +196,23 @@ class DepositReversed:
 
 
 @dataclass(slots=True, frozen=True)
+class TokenDepositReport:
+    """Index tokens the user sent to custody: "credited" for redemption once confirmed, or "reversed" when a reorg
+    dropped the transfer after its credit (`code` DEPOSIT_REVERSED; `debt`: units already sold that the user now
+    owes). `available`: the user's units of the index free to sell now (after the whole batch the event came in)."""
+
+    user: UserRef
+    deposit_id: str
+    index: str
+    status: str  # "credited" | "reversed"
+    units: Decimal
+    available: Decimal
+    debt: Decimal
+    code: ReasonCode | None
+    timestamp_ms: int
+
+
+@dataclass(slots=True, frozen=True)
 class WithdrawalAccepted:
     user: UserRef
     withdrawal_id: str
@@ -216,7 +238,8 @@ class WithdrawalProgress:
 
 AppResponse = Union[OrderAccepted, OrderRefused, CancelDone, CancelRefused, OrderProgress, InvoiceIssued,
                     InvoiceRefused, QuoteAccepted, QuoteRefused, QuoteResult, QuoteCancelled, QuoteCancelRefused,
-                    DepositReversed, WithdrawalAccepted, WithdrawalRefused, WithdrawalProgress]
+                    DepositReversed, TokenDepositReport, WithdrawalAccepted, WithdrawalRefused,
+                    WithdrawalProgress]
 
 
 class IndexMakerApp(Protocol):

@@ -12,8 +12,8 @@ from pydantic import Field, model_validator
 
 from protocol.envelope import Body, WireModel
 from protocol.reason_codes import ReasonCode
-from protocol.wire_types import (Address, EnumValue, DecimalStr, Id, LooseId, Symbol, Text, Timestamp, TxHash,
-                                 WireSide)
+from protocol.wire_types import (Address, EnumValue, DecimalStr, Id, LooseId, SignedDecimalStr, Symbol, Text,
+                                 Timestamp, TxHash, WireSide)
 
 # --- client -> server --------------------------------------------------------------------------------------------
 
@@ -145,6 +145,8 @@ class IndexOrderFill(_Refusable):
     collateral_spent: DecimalStr
     collateral_remaining: DecimalStr
     fill_rate: DecimalStr
+    #: The shortfall so far, in bps, against the basket's value when the order arrived (absent: none known).
+    shortfall_bps: SignedDecimalStr | None = None
 
 
 class InvoiceLine(WireModel):
@@ -154,6 +156,10 @@ class InvoiceLine(WireModel):
     value: DecimalStr
     fee: DecimalStr
     lot_ids: list[LooseId] = Field(default_factory=list, max_length=10_000)
+    #: The asset's mid and best ask when the order arrived, and average_price against that mid in bps.
+    arrival_mid: DecimalStr | None = None
+    arrival_ask: DecimalStr | None = None
+    shortfall_bps: SignedDecimalStr | None = None
 
 
 class MintInvoice(_Report):
@@ -176,6 +182,18 @@ class MintInvoice(_Report):
     lines: list[InvoiceLine] = Field(max_length=1_000)
     mint_tx: TxHash | None = None
     timestamp: Timestamp
+    #: Execution quality per index unit (protocol/README.md, "Arrival value and shortfall"): absent when the order
+    #: arrived before any value of its basket was known.
+    arrival_value: DecimalStr | None = None
+    arrival_touch: DecimalStr | None = None
+    arrival_time: Timestamp | None = None
+    batch_touch: DecimalStr | None = None
+    paid_per_unit: DecimalStr | None = None
+    shortfall_bps: SignedDecimalStr | None = None
+    spread_bps: SignedDecimalStr | None = None
+    delay_bps: SignedDecimalStr | None = None
+    impact_bps: SignedDecimalStr | None = None
+    fee_bps: SignedDecimalStr | None = None
 
     @model_validator(mode="after")
     def _adds_up(self) -> "MintInvoice":
@@ -183,6 +201,10 @@ class MintInvoice(_Report):
             raise ValueError("collateral_spent + amount_cancelled + amount_returned must equal total_amount")
         if self.minted_quantity > self.filled_quantity:
             raise ValueError("minted_quantity exceeds filled_quantity")
+        if self.shortfall_bps is not None:
+            parts = (self.spread_bps, self.delay_bps or 0, self.impact_bps, self.fee_bps)
+            if any(p is None for p in parts) or sum(parts) != self.shortfall_bps:  # type: ignore[arg-type]
+                raise ValueError("spread_bps + delay_bps + impact_bps + fee_bps must equal shortfall_bps")
         return self
 
 
@@ -209,6 +231,10 @@ class IndexQuoteResponse(_Report):
     #: The quoted index (absent only in reports stored before the system served several indexes).
     symbol: Symbol | None = None
     quantity_possible: DecimalStr
+    #: The basket's spread at the touch, in basis points of its mid value (rounded up), when the books gave both
+    #: sides; `wide_market` true when it is past the system's width for a normal market (`[solver] wide_spread_bps`).
+    spread_bps: DecimalStr | None = None
+    wide_market: bool | None = None
 
 
 class CancelIndexQuote(_Refusable):
@@ -230,6 +256,25 @@ class DepositReversed(_Report):
     cancelled_orders: list[Id] = Field(default_factory=list, max_length=1_000)
     reason_code: Annotated[ReasonCode, EnumValue]
     reason: Text
+    timestamp: Timestamp
+
+
+class TokenDeposit(_Refusable):
+    """Server-initiated: index tokens the user sent to our custody address on Base. "credited": confirmed and
+    credited for redemption; "reversed" (with `reason_code` DEPOSIT_REVERSED): a reorg deeper than the
+    confirmations dropped the transfer after its credit, and the units were taken back (`debt`: units of the index
+    already sold that the user now owes; new sells of it are refused until a deposit pays it). `quantity`: the
+    deposit's index units; `available`: the user's units of `symbol` free to sell now (after every deposit of the
+    batch this one was confirmed in)."""
+
+    MSG_TYPE: ClassVar[str] = "TokenDeposit"
+    REJECTED: ClassVar[str] = "reversed"
+    deposit_id: LooseId
+    symbol: Symbol
+    status: Literal["credited", "reversed"]
+    quantity: DecimalStr
+    available: DecimalStr
+    debt: DecimalStr
     timestamp: Timestamp
 
 
@@ -267,4 +312,4 @@ INDEXMAKER_REQUESTS: dict[str, type[Body]] = {
 INDEXMAKER_REPORTS: dict[str, type[Body]] = {
     m.MSG_TYPE: m for m in (NewIndexOrderReport, CancelIndexOrderReport, IndexOrderFill, MintInvoice,
                             MintInvoiceRejected, NewIndexQuote, IndexQuoteResponse, CancelIndexQuote,
-                            DepositReversed, WithdrawCollateralReport, CollateralWithdrawal)}
+                            DepositReversed, TokenDeposit, WithdrawCollateralReport, CollateralWithdrawal)}

@@ -15,8 +15,8 @@ from protocol.envelope import Body, UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
                                      DepositReversed, GetInvoice, IndexMakerApp, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelled,
-                                     QuoteCancelRefused, QuoteRefused, QuoteResult, Withdraw, WithdrawalAccepted,
-                                     WithdrawalProgress, WithdrawalRefused)
+                                     QuoteCancelRefused, QuoteRefused, QuoteResult, TokenDepositReport, Withdraw,
+                                     WithdrawalAccepted, WithdrawalProgress, WithdrawalRefused)
 from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody, CancelIndexOrder,
                                           CancelIndexOrderReport, CancelIndexQuote, CancelQuoteRequest,
                                           CustodyToAccount, GetMintInvoice, IndexOrderFill, IndexQuoteResponse,
@@ -24,6 +24,7 @@ from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody,
                                           NewIndexOrderReport, NewIndexQuote, NewQuoteRequest, WithdrawCollateral,
                                           WithdrawCollateralReport, CollateralWithdrawal)
 from protocol.indexmaker_messages import DepositReversed as DepositReversedReport
+from protocol.indexmaker_messages import TokenDeposit as TokenDepositWire
 from protocol.plugin import BasePlugin, Inbound, Refusal
 from protocol.reason_codes import NakCode, ReasonCode
 from protocol.wire_types import format_timestamp
@@ -132,7 +133,7 @@ class IndexMakerPlugin(BasePlugin):
                 client_order_id=r.client_order_id, symbol=r.index or None, status=r.status, filled_quantity=r.filled_quantity,
                 collateral_spent=r.collateral_spent, collateral_remaining=r.collateral_remaining,
                 fill_rate=_rate(r.collateral_spent, r.collateral_spent + r.collateral_remaining),
-                reason_code=r.code, reason=None if r.text is None else _text(r.text))
+                reason_code=r.code, reason=None if r.text is None else _text(r.text), shortfall_bps=r.shortfall_bps)
         if isinstance(r, InvoiceIssued):
             return _invoice(r)
         if isinstance(r, InvoiceRefused):
@@ -144,7 +145,8 @@ class IndexMakerPlugin(BasePlugin):
                                  reason=_text(r.text))
         if isinstance(r, QuoteResult):
             return IndexQuoteResponse(client_quote_id=r.client_quote_id, symbol=r.index or None,
-                                      quantity_possible=r.quantity_possible)
+                                      quantity_possible=r.quantity_possible, spread_bps=r.spread_bps,
+                                      wide_market=r.wide_market or None)
         if isinstance(r, QuoteCancelled):
             return CancelIndexQuote(status="canceled", client_quote_id=r.client_quote_id)
         if isinstance(r, QuoteCancelRefused):
@@ -155,6 +157,14 @@ class IndexMakerPlugin(BasePlugin):
                 deposit_id=r.deposit_id, amount=r.amount, debt=r.debt, cancelled_orders=list(r.cancelled_orders),
                 reason_code=r.code, reason=_text(f"deposit {r.deposit_id} was dropped by a chain reorg: {r.amount} "
                                                   f"taken back from your collateral"),
+                timestamp=format_timestamp(r.timestamp_ms))
+        if isinstance(r, TokenDepositReport):
+            reversed_ = r.status == "reversed"
+            return TokenDepositWire(
+                deposit_id=r.deposit_id, symbol=r.index, status=r.status, quantity=r.units, available=r.available,
+                debt=r.debt, reason_code=r.code if reversed_ else None,
+                reason=_text(f"token deposit {r.deposit_id} was dropped by a chain reorg: {r.units} {r.index} "
+                             f"taken back") if reversed_ else None,
                 timestamp=format_timestamp(r.timestamp_ms))
         if isinstance(r, (WithdrawalAccepted, WithdrawalRefused)):
             return _answer(WithdrawCollateralReport, withdrawal_id=r.withdrawal_id, refused=r)
@@ -188,9 +198,16 @@ def _invoice(r: InvoiceIssued) -> MintInvoice:
         # Of what the user did not cancel, the share that was spent (the rest came back as dust).
         fill_rate=_rate(inv.spent, inv.collateral - inv.cancelled),
         lines=[InvoiceLine(symbol=line.symbol, quantity=line.quantity, average_price=_price(line.average_price),
-                           value=line.value, fee=line.fee, lot_ids=list(line.lot_ids)) for line in inv.lines],
+                           value=line.value, fee=line.fee, lot_ids=list(line.lot_ids),
+                           arrival_mid=_price(line.arrival_mid), arrival_ask=_price(line.arrival_ask),
+                           shortfall_bps=line.shortfall_bps) for line in inv.lines],
         mint_tx=inv.mint_tx, timestamp=format_timestamp(inv.minted_ms if inv.minted_ms is not None
-                                                        else r.timestamp_ms))
+                                                        else r.timestamp_ms),
+        # Per-unit prices are exact quotients in the invoice: shown to the price quantum, like a line's average.
+        arrival_value=_price(inv.arrival_value), arrival_touch=_price(inv.arrival_touch),
+        arrival_time=None if inv.arrival_ms is None else format_timestamp(inv.arrival_ms),
+        batch_touch=_price(inv.batch_touch), paid_per_unit=_price(inv.paid_per_unit), shortfall_bps=inv.shortfall_bps,
+        spread_bps=inv.spread_bps, delay_bps=inv.delay_bps, impact_bps=inv.impact_bps, fee_bps=inv.fee_bps)
 
 
 def _internal_error(request: AppRequest, text: str) -> Any:

@@ -116,7 +116,9 @@ class InvoiceHttp:
         except Exception as exc:  # noqa: BLE001  (a shard restarting: the client may retry)
             log.warning("balance lookup for %s failed: %s", signer, exc, extra={"user": signer.lower()})
             return self._answer(error(503, "UNAVAILABLE", "the ledger store does not answer; retry later"))
-        return self._answer(web.json_response({"user": signer, **balance_view((view or {}).get("ledger"))}))
+        view = view or {}
+        return self._answer(web.json_response({"user": signer, **balance_view(view.get("ledger")),
+                                               **token_view(view.get("tokens"))}))
 
 
 #: The ledger's parts, in the order of its identity: credited + debt = available + held + reserved + spent + fees
@@ -133,3 +135,14 @@ def balance_view(ledger: Mapping[str, Any] | None) -> dict[str, Any]:
                 for key, amount in ledger.get("deposits", {}).items()}
     return {"parts": {name: ledger.get(name, "0") for name in LEDGER_PARTS}, "deposits": deposits,
             "fees": dict(ledger.get("fees", {}))}
+
+
+def token_view(tokens: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A stored token ledger (core.token_ledger's to_dict) as the user sees it: per index the tokens credited for
+    redemption by parts (credited + debt = available + reserved + redeemed + reversed), and per token deposit its
+    index, units and whether a reorg reversed it. None yet: empty."""
+    tokens = tokens or {}
+    reversals = tokens.get("reversals", {})
+    deposits = {key: {"index": index, "units": units, "reversed": key in reversals}
+                for key, (index, units) in tokens.get("deposits", {}).items()}
+    return {"tokens_credited": dict(tokens.get("indexes", {})), "token_deposits": deposits}

@@ -42,13 +42,15 @@ TxHash = Annotated[str, StringConstraints(strict=True, pattern=r"^0x[0-9a-fA-F]{
 _DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]{0,29})(\.[0-9]{1,30})?\Z")
 
 
-def _parse_decimal(value: Any) -> Decimal:
+def _parse_decimal(value: Any, signed: bool = False) -> Decimal:
     if isinstance(value, Decimal):  # built by our own code (server reports): must still be a sane amount
-        if not value.is_finite() or value < 0:
+        if not value.is_finite() or (value < 0 and not signed):
             raise ValueError(f"amount must be a finite non-negative decimal, got {value}")
         return value
     if not isinstance(value, str):
         raise ValueError(f"amounts are decimal strings like \"12.5\", not {type(value).__name__}")
+    if signed and value.startswith("-") and value != "-0":
+        return -_parse_decimal(value[1:])
     if _DECIMAL_RE.match(value) is None:
         raise ValueError(f"{value[:40]!r} is not a plain decimal string (digits, one optional point, no sign, "
                          f"no exponent, no leading zeros, at most 30 digits on each side)")
@@ -66,6 +68,9 @@ def format_decimal(value: Decimal) -> str:
 
 #: A non-negative amount on the wire: a string in, a Decimal in Python, the same plain string out.
 DecimalStr = Annotated[Decimal, BeforeValidator(_parse_decimal), PlainSerializer(format_decimal, return_type=str)]
+#: A signed number on the wire (a shortfall in bps: negative is a price improvement): a DecimalStr, or "-" and one.
+SignedDecimalStr = Annotated[Decimal, BeforeValidator(lambda v: _parse_decimal(v, signed=True)),
+                             PlainSerializer(format_decimal, return_type=str)]
 
 # --- enums ------------------------------------------------------------------------------------------------------
 

@@ -20,13 +20,23 @@ from core.index_order_book import UserOrderBook
 from core.invoice import MintInvoice
 from core.mint_request import MintRequest
 from core.side import Side
+from core.token_ledger import TokenLedger
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
 from store.ledger_records import LedgerPart, ledger_v0, ledger_v1_to_v2
-from store.records import Part, Record, held_in, record_kind
+from store.records import Part, Record, held_in, record_kind, same_data
 
 
 # ------------------------------------------------------------------------------------------ a user's book
+class ArrivalPart(Part):
+    """core.arrival.ArrivalValue: per index unit at mid and at the best asks, when, and per symbol (mid, ask)."""
+
+    mid: Decimal
+    touch: Decimal
+    at_ms: int
+    assets: dict[str, tuple[Decimal, Decimal]]
+
+
 class OrderPart(Part):
     order_id: str
     user: str
@@ -48,6 +58,9 @@ class OrderPart(Part):
     cancelled: Decimal
     returned: Decimal
     unit: Decimal
+    arrival: ArrivalPart | None
+    touch_value: Decimal
+    touch_units: Decimal
 
 
 class BookPart(Part):
@@ -63,11 +76,41 @@ class BookPart(Part):
 LinePart = tuple[int, Decimal, Decimal, Decimal, list[str]]
 
 
+class IndexTokensPart(Part):
+    """core.token_ledger.IndexTokens: one index's tokens of one user."""
+
+    credited: Decimal
+    available: Decimal
+    reserved: Decimal
+    redeemed: Decimal
+    reversed: Decimal
+    debt: Decimal
+
+
+class TokenLedgerPart(Part):
+    """core.token_ledger.TokenLedger's to_dict(): the user's index tokens deposited for redemption."""
+
+    unit: Decimal
+    indexes: dict[str, IndexTokensPart]
+    deposits: dict[str, tuple[str, Decimal]]  # deposit key -> (index, units)
+    reversals: dict[str, Decimal]  # deposit key -> units taken back
+
+
 def _user_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"ledger": ledger_v0(data["book"]["ledger"])}}
 
 
 def _user_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 2: orders carry their arrival value and their batches' touch; older orders have neither.
+    orders = [{"arrival": None, "touch_value": "0", "touch_units": "0"} | o for o in data["book"]["orders"]]
+    return data | {"book": data["book"] | {"orders": orders}}
+
+
+def _user_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    return {"tokens": None} | data  # written before index tokens could be deposited: none
+
+
+def _user_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"ledger": ledger_v1_to_v2(data["book"]["ledger"])}}
 
 
@@ -76,19 +119,22 @@ class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2}
+    VERSION: ClassVar[int] = 4
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart
     lines: dict[str, dict[str, LinePart]]  # order id -> symbol -> line
+    tokens: TokenLedgerPart | None  # index tokens deposited for redemption (None: never any)
     #: Invoices inside a snapshot written before invoices had a hash of their own; the load moves them there and
     #: the current code writes none.
     invoices: dict[str, MintInvoice] = {}
 
     @classmethod
-    def of(cls, ref: UserRef, book: UserOrderBook, lines: Mapping[str, Mapping[str, list[Any]]]) -> "ShardUser":
-        return cls.model_validate({"ref": (ref.chain_id, ref.address), "book": book.to_dict(), "lines": lines})
+    def of(cls, ref: UserRef, book: UserOrderBook, lines: Mapping[str, Mapping[str, list[Any]]],
+           tokens: TokenLedger | None = None) -> "ShardUser":
+        return cls.model_validate({"ref": (ref.chain_id, ref.address), "book": book.to_dict(), "lines": lines,
+                                   "tokens": None if tokens is None else tokens.to_dict()})
 
     def user_ref(self) -> UserRef:
         return UserRef(self.ref[0], self.ref[1])
@@ -96,6 +142,9 @@ class ShardUser(Record):
     def user_book(self, *, max_open_orders: int, known_indexes: tuple[str, ...]) -> UserOrderBook:
         return UserOrderBook.from_dict(self.book.model_dump(mode="json"), max_open_orders=max_open_orders,
                                        known_indexes=known_indexes)
+
+    def token_ledger(self) -> TokenLedger | None:
+        return None if self.tokens is None else TokenLedger.from_dict(self.tokens.model_dump(mode="json"))
 
 
 # ------------------------------------------------------------------------------------------ the shard's meta
@@ -182,8 +231,9 @@ class ShardInvoice(Record):
     """An order's invoice (a field of the invoices hash, keyed by user key and ClOrdID)."""
 
     KIND: ClassVar[str] = "shard.invoice"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: held_in("invoice")}  # version 0 was the bare MintInvoice
+    #: Version 2: the invoice and its lines carry the arrival value and the shortfall (None in older ones).
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: held_in("invoice"), 1: same_data}  # version 0 was the bare MintInvoice
 
     invoice: MintInvoice
 
@@ -223,14 +273,21 @@ def _report_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+def _report_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 3: fill reports carry the running shortfall (None in older ones), invoices their arrival fields.
+    if data["response"]["type"] == "OrderProgress":
+        return data | {"response": {"shortfall_bps": None} | data["response"]}
+    return data
+
+
 @record_kind
 class ShardReportRecord(Record):
     """A report of the shard: an entry of its reports hand-off (store/streams.py), or of the sorted set older code
     kept them in."""
 
     KIND: ClassVar[str] = "shard.report"
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {0: _report_v0_to_v1, 1: _report_v1_to_v2}
+    VERSION: ClassVar[int] = 3
+    MIGRATIONS = {0: _report_v0_to_v1, 1: _report_v1_to_v2, 2: _report_v2_to_v3}
 
     seq: int
     shard: int

@@ -49,6 +49,7 @@ class BatchPart(Part):
     open: list[str]
     rounds: list[list[LotPart]]
     pending_lots: list[LotPart]
+    touch: dict[str, Decimal]  # index -> one unit at the best asks when the batch was planned
 
 
 class EnginePart(Part):
@@ -118,7 +119,9 @@ class ShardStepRecord(Record):
     outbox had already driven is a replay the shard recognises."""
 
     KIND: ClassVar[str] = "solver.shard_step"
-    VERSION: ClassVar[int] = 1
+    #: Version 2: a completion's results carry the batch touch of the order's index (None in older ones).
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {1: same_data}
 
     step: Annotated[Union[ShardFills, ShardComplete, ShardReject], Field(discriminator="kind")]
 
@@ -168,6 +171,12 @@ def _state_v0_to_v1(data: dict[str, Any]) -> dict[str, Any]:
     return {"mint_seq": 0, "mints": [], "counts": {}, "errors": []} | data | {"engine": engine, "outbox": outbox}
 
 
+def _state_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 4 keeps each batch's touch per index; a batch planned before has none (its orders' delay unknown).
+    engine = data["engine"]
+    return data | {"engine": engine | {"batches": [{"touch": {}} | b for b in engine["batches"]]}}
+
+
 def _state_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     # The solver relayed mints, owed in a hash of its own (and inside older blobs); the shards hand them to the
     # minter now, which asks every shard for its mint-pending orders when it starts: nothing here is needed.
@@ -179,8 +188,9 @@ class SolverState(Record):
     """The solver's state blob, rewritten whole by every commit."""
 
     KIND: ClassVar[str] = "solver.state"
-    VERSION: ClassVar[int] = 3
-    MIGRATIONS = {0: _state_v0_to_v1, 1: _state_v1_to_v2, 2: lambda data: {"step_seqs": {}} | data}
+    VERSION: ClassVar[int] = 4
+    MIGRATIONS = {0: _state_v0_to_v1, 1: _state_v1_to_v2, 2: lambda data: {"step_seqs": {}} | data,
+                  3: _state_v3_to_v4}
 
     engine: EnginePart
     cursor: int  # the last sender seq consumed
@@ -207,9 +217,10 @@ class SolverHistoryEntry(Record):
     """One planned batch in the solver's capped history list (diagnostics, written once when planned)."""
 
     KIND: ClassVar[str] = "solver.history"
-    VERSION: ClassVar[int] = 2
-    #: Version 2 counts the orders engaged per index (one index was served before: not counted then).
-    MIGRATIONS = {0: same_data, 1: lambda data: {"indexes": {}} | data}
+    VERSION: ClassVar[int] = 3
+    #: Version 2 counts the orders engaged per index (one index was served before: not counted then); version 3
+    #: keeps the touch per index at planning (none before).
+    MIGRATIONS = {0: same_data, 1: lambda data: {"indexes": {}} | data, 2: lambda data: {"touch": {}} | data}
 
     batch_id: str
     planned_ms: int
@@ -220,3 +231,4 @@ class SolverHistoryEntry(Record):
     scale: Decimal
     deferred: list[tuple[str, str]]  # [order id, reason], the first 20
     tick_ms: TickPart
+    touch: dict[str, Decimal]  # index -> one unit at the best asks at planning

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO
 
 from world.child_process import stop_process
-from world.ports import PortTaken, start_retrying_port
+from world.ports import LOOPBACK, PortTaken, start_retrying_port
 from world.redis_server import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,17 +47,18 @@ def rpc(url: str, method: str, params: list | None = None, timeout_s: float = 5.
 
 
 class AnvilNode:
-    """Start, stop (SIGTERM) and query one anvil on 127.0.0.1."""
+    """Start, stop (SIGTERM) and query one anvil on `host` (the loopback by default)."""
 
     def __init__(self, chain_id: int, *, port: int | None = None, accounts: int = 10, block_time_s: float | None = None,
                  slots_in_an_epoch: int | None = None, state_file: Path | None = None,
-                 mnemonic: str | None = None, state_interval_s: int | None = None) -> None:
+                 mnemonic: str | None = None, state_interval_s: int | None = None, host: str = LOOPBACK) -> None:
         """`state_file`: anvil's `--state` (loaded at start when it exists, written on SIGTERM: blocks, receipts,
         balances and contracts survive a restart); `state_interval_s` also writes it every so many seconds, so a
         crash (SIGKILL) loses at most that much."""
         self.chain_id = chain_id
+        self.host = host
         self._port_chosen_here = port is None  # a port we picked may be taken before anvil binds it: pick again
-        self.port = port or free_port()
+        self.port = port or free_port(host)
         self.accounts = accounts
         self.block_time_s = block_time_s
         self.slots_in_an_epoch = slots_in_an_epoch
@@ -69,14 +70,14 @@ class AnvilNode:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
 
     def command(self) -> list[str]:
-        cmd = [anvil_binary(), "--host", "127.0.0.1", "--port", str(self.port), "--chain-id", str(self.chain_id),
+        cmd = [anvil_binary(), "--host", self.host, "--port", str(self.port), "--chain-id", str(self.chain_id),
                "--accounts", str(self.accounts), "--silent"]
         if self.mnemonic:
             cmd += ["--mnemonic", self.mnemonic]
@@ -98,7 +99,7 @@ class AnvilNode:
                                    self._repick if self._port_chosen_here else None)
 
     def _repick(self) -> None:
-        self.port = free_port()
+        self.port = free_port(self.host)
 
     def _start_once(self, timeout_s: float) -> "AnvilNode":
         self._stderr = tempfile.TemporaryFile()

@@ -26,7 +26,7 @@ from core.money import to_units
 from world.anvil_node import AnvilNode
 from world.contracts_deployer import deploy_chain, deploy_index_token, mint_usdc
 from world.evm_signer import EvmSigner
-from world.ports import port_is_free
+from world.ports import LOOPBACK, port_is_free
 
 #: Who does what, by derivation index under the mnemonic. Users follow from `first_user_index`.
 DEFAULT_ROLES = {"admin": 0, "solver": 1, "relayer": 2, "base_wallet": 3, "custody": 4}
@@ -62,6 +62,8 @@ class LocalChainsConfig:
     index_chain: str = "base"
     #: With a state dir: seconds between anvil's state dumps besides the one on SIGTERM (what a crash may lose).
     state_interval_s: int = 2
+    #: Chain name -> the address its node listens on (the loopback where none is named).
+    hosts: dict[str, str] = field(default_factory=dict)
 
 
 class LocalChains:
@@ -82,6 +84,7 @@ class LocalChains:
     def _node(self, chain_id: int, name: str, port: int | None = None) -> AnvilNode:
         cfg = self.config
         return AnvilNode(chain_id, port=port, accounts=cfg.first_user_index + cfg.users + 1,  # + the hot wallet
+                         host=cfg.hosts.get(name, LOOPBACK),
                          slots_in_an_epoch=cfg.slots_in_an_epoch, mnemonic=cfg.mnemonic,
                          state_file=self.chain_state_file(name),
                          state_interval_s=cfg.state_interval_s if self.state_dir is not None else None)

@@ -9,8 +9,10 @@ import asyncio
 import json
 import os
 import selectors
+import selectors
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -28,6 +30,35 @@ def stop_process(proc: "subprocess.Popen[Any] | None", timeout_s: float) -> None
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def stop_parts(*parts: Any) -> None:
+    """`stop()` each part that is there (not None), in order; one that fails is logged and the others still stop."""
+    import logging
+
+    for part in parts:
+        if part is not None:
+            try:
+                part.stop()
+            except Exception as exc:  # noqa: BLE001  (the others must still stop)
+                logging.getLogger(__name__).warning("stopping %s: %s", type(part).__name__, exc)
+
+
+def read_ready_line(fd: int, timeout_s: float) -> str:
+    """One line from a detached process's ready pipe (its `--ready-fd`); '' on EOF (it died) or timeout."""
+    buf = b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(fd, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                return ""
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                return ""
+            buf += chunk
+    return buf.split(b"\n", 1)[0].decode()
 
 
 class ReadyLineProcess:

@@ -79,7 +79,9 @@ def _body_line(user: DemoUser, d: Any) -> str:
         return (f"{user.name:5} {b.client_order_id:3} fill  {b.status:11} units {b.filled_quantity}  spent "
                 f"{b.collateral_spent}  rate {b.fill_rate}")
     if kind == "MintInvoice":
-        return f"{user.name:5} {b.client_order_id:3} MINTED {b.minted_quantity} {b.symbol}  tx {str(b.mint_tx)[:12]}…"
+        quality = "" if b.shortfall_bps is None else f"  shortfall {b.shortfall_bps} bps"
+        return (f"{user.name:5} {b.client_order_id:3} MINTED {b.minted_quantity} {b.symbol}  tx {str(b.mint_tx)[:12]}…"
+                f"{quality}")
     return f"{user.name:5} {kind}"
 
 

@@ -435,6 +435,7 @@ class LocalSystem:
         with placed(IndexOrderBooks, table):
             shards = start_order_books(OrderBooksOptions.from_settings(
                 s, tuple(self.baskets), o.order_shards, redis_url=redis_url, minter_name="minter",
+                baskets={i: b.quantities() for i, b in self.baskets.items()},
                 withdrawals_name="withdrawals", withdrawal_minimum=s.withdrawal.minimum,
                 withdrawal_chains=frozenset({s.chain.arbitrum_chain_id})),
                                        namespace=ns, detached=detached)
@@ -570,12 +571,9 @@ class LocalSystem:
                 ray.shutdown()  # ends a Ray instance of our own; only disconnects from a cluster we attached to
                 self._own_ray = self._connected_ray = False
         finally:
-            for part in (self.exchange, self.upstream, self.relayer, self.return_relayer, self.chains, self.redis):
-                if part is not None:
-                    try:
-                        part.stop()
-                    except Exception as exc:  # noqa: BLE001  (the others must still stop)
-                        log.warning("stopping %s: %s", type(part).__name__, exc)
+            from world.child_process import stop_parts
+
+            stop_parts(self.exchange, self.upstream, self.relayer, self.return_relayer, self.chains, self.redis)
             self.exchange = self.upstream = self.relayer = self.return_relayer = self.chains = self.redis = None
             if self._tmp is not None:
                 self._tmp.cleanup()

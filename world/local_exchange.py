@@ -35,6 +35,11 @@ class LocalExchangeConfig:
     symbols: tuple[str, ...] = ("BTCUSDC",)
     update_ms: int = 0
     port: int = 0  # 0: any free port (the ready line says which), or the saved one when resuming
+    #: Where the REST API listens; the market streams and the WebSocket API on addresses of their own where given
+    #: (each on any free port), else on `host` too.
+    host: str = LOOPBACK
+    stream_host: str | None = None
+    ws_api_host: str | None = None
     #: Where the exchange's state is kept across restarts (None: in memory only, lost on stop).
     state_file: str | None = None
     snapshot_ms: int = 500
@@ -66,9 +71,10 @@ def _serve_config(options: dict[str, Any], saved: dict[str, Any] | None = None) 
         from_block = max(from_block, deposit_cursor(saved, c["network"]) or 0)
     chain = deposit_chain(options, from_block)
     port = c["port"]
-    if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"])):
+    if port == 0 and saved is not None and saved.get("port") and port_is_free(int(saved["port"]), c["host"]):
         port = int(saved["port"])
-    return SimulatorConfig(host=LOOPBACK, port=port, symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
+    return SimulatorConfig(host=c["host"], stream_host=c["stream_host"], ws_api_host=c["ws_api_host"], port=port,
+                           symbols=tuple(c["symbols"]) or None, deposit_chains=(chain,),
                            process=PriceProcessConfig(update_ms=c["update_ms"]), accounts=[house_account()],
                            withdraw_chains=_withdraw_chains(options))
 
@@ -137,8 +143,8 @@ async def _serve(options: dict[str, Any]) -> None:
     saved = load(path) if path is not None else None
     sim = Simulator(_serve_config(options, saved), state=saved)
     await sim.start()
-    await serve_kept(sim, path, c["snapshot_ms"], {"url": sim.url, "ws_url": sim.ws_url, "pid": os.getpid(),
-                                                   "resumed": saved is not None}, sim.stop)
+    await serve_kept(sim, path, c["snapshot_ms"], {"url": sim.url, "ws_url": sim.ws_url, "ws_api_url": sim.ws_api_url,
+                                                   "pid": os.getpid(), "resumed": saved is not None}, sim.stop)
 
 
 async def serve_kept(sim: Any, path: Path | None, every_ms: int, ready: dict[str, Any],
@@ -178,6 +184,11 @@ class LocalExchange:
     @property
     def ws_url(self) -> str:
         return self.info["ws_url"]
+
+    @property
+    def ws_api_url(self) -> str:
+        """The WebSocket API's URL: its own address where the child serves it apart, else under `ws_url`."""
+        return self.info.get("ws_api_url") or self.ws_url + "/ws-api/v3"
 
     @property
     def account(self) -> ExchangeAccount:

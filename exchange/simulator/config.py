@@ -95,6 +95,11 @@ class SimulatorConfig:
     host: str
     #: 0 = let the OS pick a free port (the started simulator reports its URL).
     port: int = 0
+    #: Binance serves REST, market streams and the WebSocket API from three hosts: with these set, the market streams
+    #: and the WebSocket API are served on addresses of their own (any free port), and each address serves only its
+    #: part. None: `host` serves all three.
+    stream_host: str | None = None
+    ws_api_host: str | None = None
     exchange_info_path: Path = DATA_DIR / "binance" / "exchangeInfo_spot_2024-09-08_usdt_usdc.json"
     #: The later capture whose rateLimits are served (6000 weight/min, 100 orders/10 s, 200000 orders/day).
     rate_limits_path: Path = DATA_DIR / "binance" / "exchangeInfo_header_2025-06-21.json"

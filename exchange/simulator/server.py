@@ -59,6 +59,20 @@ def _snapshot_symbol(path: Path) -> str:
     return stem[len("depth_snapshot_"):] if stem.startswith("depth_snapshot_") else stem
 
 
+#: The three parts of Binance's API, each on its own host (spec/binance.md, Hosts).
+REST, STREAMS, WS_API = "REST", "market streams", "WebSocket API"
+WS_API_PATH = "/ws-api/v3"
+
+
+def part_of_path(path: str) -> str:
+    """Which part of the API a request path belongs to."""
+    if path == WS_API_PATH:
+        return WS_API
+    if path in ("/ws", "/stream") or path.startswith("/ws/"):
+        return STREAMS
+    return REST
+
+
 class Simulator:
     def __init__(self, config: SimulatorConfig, *, clock: Clock | None = None,
                  seed_prices: dict[str, Decimal] | None = None, state: dict[str, Any] | None = None,
@@ -123,6 +137,9 @@ class Simulator:
         self._tasks: list[asyncio.Task] = []
         self.deposit_watchers: list[ChainDepositWatcher] = []
         self.port: int | None = None
+        #: part (REST, STREAMS, WS_API) -> (host, port), where the parts are served apart (config.stream_host,
+        #: ws_api_host); empty when the one address serves all three.
+        self.sites: dict[str, tuple[str, int]] = {}
         self.depth_events_published = 0
         #: Ticks of the depth cadence (also while the feed is paused), for tests to wait on instead of sleeping.
         self.depth_ticks = 0
@@ -163,10 +180,23 @@ class Simulator:
             web.get("/ws", self.streams.handle),
             web.get("/ws/{tail:.*}", self.streams.handle),
             web.get("/stream", self.streams.handle),
-            web.get("/ws-api/v3", self.user_streams.handle),
+            web.get(WS_API_PATH, self.user_streams.handle),
         ])
         app.add_routes(admin_routes(self))
+        app.middlewares.append(self._only_its_part)
         return app
+
+    @web.middleware
+    async def _only_its_part(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Where the parts are served apart, each address answers only its own paths (404 otherwise), as Binance's
+        hosts do: a client that reaches a part at the wrong address fails instead of working by accident."""
+        if self.sites:
+            sockname = request.transport.get_extra_info("sockname") if request.transport else None
+            served = {where: part for part, where in self.sites.items()}
+            part = served.get(tuple(sockname[:2])) if sockname else None
+            if part is not None and part != part_of_path(request.path):
+                raise web.HTTPNotFound(text=f"{request.path} is not served at this address (the {part} host)")
+        return await handler(request)
 
     def _secret_of(self, api_key: str) -> str | None:
         acct = self.engine.accounts.get(api_key)
@@ -189,15 +219,30 @@ class Simulator:
 
     @property
     def ws_url(self) -> str:
-        return f"ws://{self.config.host}:{self.port}"
+        host, port = self.sites.get(STREAMS, (self.config.host, self.port))
+        return f"ws://{host}:{port}"
+
+    @property
+    def ws_api_url(self) -> str:
+        host, port = self.sites.get(WS_API, (self.config.host, self.port))
+        return f"ws://{host}:{port}{WS_API_PATH}"
+
+    async def _listen(self, host: str, port: int) -> int:
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        server = site._server  # noqa: SLF001  (the bound port when 0 was asked for)
+        return server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def start(self) -> "Simulator":
         self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
-        await site.start()
-        server = site._server  # noqa: SLF001  (the bound port when 0 was asked for)
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.port = await self._listen(self.config.host, self.config.port)
+        split = {STREAMS: self.config.stream_host, WS_API: self.config.ws_api_host}
+        if any(split.values()):
+            self.sites[REST] = (self.config.host, self.port)
+            for part, host in split.items():
+                if host is not None:
+                    self.sites[part] = (host, await self._listen(host, 0))
         self._tasks.append(asyncio.ensure_future(self._depth_loop()))
         if self.config.process.update_ms > 0:
             self._tasks.append(asyncio.ensure_future(self._feed_loop()))
@@ -515,6 +560,7 @@ class Simulator:
         return {
             "url": self.url if self.port else None,
             "ws_url": self.ws_url if self.port else None,
+            "ws_api_url": self.ws_api_url if self.port else None,
             "markets": {
                 s: {"origin": m.origin, "seed": self.seed_source.get(s),
                     "seed_price": payloads.fmt(self.processes[s].seed_price) if s in self.processes else None,

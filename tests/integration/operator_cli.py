@@ -108,3 +108,50 @@ def credited(address: str, amount: Decimal):  # noqa: ANN201
         led = ledgers.get(address.lower())
         return led is not None and Decimal(led["credited"]) == amount
     return check
+
+
+async def buy_to_invoice(gateway_url: str, key: str, chain_id: int, client_order_id: str, quantity: str) -> object:
+    """A user's buy of INDEX through the gateway, read until its Mint Invoice."""
+    from protocol.client import GatewayClient
+
+    client = GatewayClient(gateway_url, key, chain_id=chain_id)
+    await client.connect()
+    try:
+        await client.new_order(client_order_id, INDEX, quantity)
+        return await until(client, {"MintInvoice"}, client_order_id, [])
+    finally:
+        await client.close()
+
+
+class ExternalLocalWorld:
+    """`python -m world.external_local start --dir D` / `stop`, as an operator runs them (the world's own process,
+    on its own addresses); `info` is its run file (pid, config, secrets file, addresses)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+        self.info: dict = {}
+
+    def _run(self, command: str) -> subprocess.CompletedProcess:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("INDEXMAKER_")}
+        return subprocess.run([sys.executable, "-m", "world.external_local", command, "--dir", str(self.dir)],
+                              cwd=ROOT, env={**env, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+                              timeout=300)
+
+    def start(self) -> "ExternalLocalWorld":
+        r = self._run("start")
+        assert r.returncode == 0, explain(r)
+        self.info = json.loads((self.dir / "world-run.json").read_text())
+        return self
+
+    def stop(self) -> subprocess.CompletedProcess:
+        return self._run("stop")
+
+    def system_env(self, namespace_prefix: str) -> dict[str, str]:
+        """The CLI's environment against this world: its secrets file, ports of the system's own."""
+        from world.redis_server import free_port
+
+        env = {k: v for k, v in cli_env(namespace_prefix).items() if not k.startswith("INDEXMAKER_")
+               or k == "INDEXMAKER_NAMESPACE"}
+        env.update(INDEXMAKER_SECRETS_FILE=self.info["secrets_file"], INDEXMAKER_PORTS__GATEWAY=str(free_port()),
+                   INDEXMAKER_PORTS__INVOICES=str(free_port()))
+        return env

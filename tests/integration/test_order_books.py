@@ -275,3 +275,50 @@ def test_a_full_deposit_order_right_after_the_credit_pays_its_routing_fee_in_ful
     finally:
         for a in shards:
             ray.kill(a, no_restart=True)
+
+
+def test_token_deposits_reach_their_senders_shards_once_and_survive_a_kill(ray_cluster, redis_server):
+    """The chain listener's hand-over (ShardedTokenSink) on two real shards: each deposit credited in its sender's
+    shard only, the user told; a shard killed comes back with the same tokens and books a re-read batch as nothing;
+    a reorg's keys go to every shard and only the owner takes the deposit back, once."""
+    from actors.order_shards import ShardedTokenSink, shard_of_user
+    from core.chain_events import TokenDeposit
+    from protocol.indexmaker_app import TokenDepositReport
+
+    tag = uuid.uuid4().hex[:8]
+    options = OrderBooksOptions(redis_server.url, 2, (INDEX,), key_prefix=f"obt-{tag}")
+    shards = [IndexOrderBooks.options(name=f"obt-{tag}-{k}").remote(k, options) for k in range(2)]
+    sink = Reports.options(name=f"obtr-{tag}").remote()
+    try:
+        ray.get(sink.follow.remote(redis_server.url, f"obt-{tag}", 1))  # shard 0's reports (seqs are per shard)
+        addrs = [f"0x{i:040x}" for i in range(1, 40)]
+        u0, u1 = (next(a for a in addrs if shard_of_user(a, 2) == k) for k in range(2))
+        deposits = [TokenDeposit(8453, "0x" + "0a" * 32, 0, 5, u0, INDEX, Decimal("0.01")),
+                    TokenDeposit(8453, "0x" + "0b" * 32, 3, 6, u1, INDEX, Decimal("0.25")),
+                    TokenDeposit(8453, "0x" + "0c" * 32, 1, 7, u0, INDEX, Decimal("0.004"))]
+        tokens = ShardedTokenSink(shards)
+        asyncio.run(tokens.credit(deposits))
+        views = [ray.get(shards[k].user.remote(u)) for k, u in ((0, u0), (1, u1))]
+        assert Decimal(views[0]["tokens"]["indexes"][INDEX]["available"]) == Decimal("0.014")
+        assert Decimal(views[1]["tokens"]["indexes"][INDEX]["available"]) == Decimal("0.25")
+        assert ray.get(shards[0].user.remote(u1)) is None and ray.get(shards[1].user.remote(u0)) is None
+
+        ray.kill(shards[0], no_restart=False)
+        wait_restarted(shards[0])
+        assert call_until_back(shards[0].user, u0) == views[0]
+        assert ray.get(shards[0].credit_tokens.remote(deposits[::2])) == 0  # the batch read again: nothing new
+
+        asyncio.run(tokens.reverse([deposits[2].key]))
+        asyncio.run(tokens.reverse([deposits[2].key]))  # the same reorg seen again
+        after = {k: Decimal(v) for k, v in ray.get(shards[0].user.remote(u0))["tokens"]["indexes"][INDEX].items()}
+        assert (after["available"], after["reversed"], after["debt"]) == (Decimal("0.01"), Decimal("0.004"), 0)
+        assert ray.get(shards[1].user.remote(u1)) == views[1]
+
+        reports = [r.response for r in ray.get(sink.wait_count.remote(3))]
+        assert all(isinstance(r, TokenDepositReport) for r in reports)
+        assert [(r.user.address, r.deposit_id, r.status, r.units) for r in reports] == [
+            (u0, deposits[0].key, "credited", Decimal("0.01")), (u0, deposits[2].key, "credited", Decimal("0.004")),
+            (u0, deposits[2].key, "reversed", Decimal("0.004"))]
+    finally:
+        for a in (*shards, sink):
+            ray.kill(a, no_restart=True)

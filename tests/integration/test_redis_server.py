@@ -1,6 +1,11 @@
 """The local redis-server: starts, persists transactions through a SIGKILL (AOF), restarts on the same data."""
 from __future__ import annotations
 
+import subprocess
+
+import pytest
+import redis
+
 from world.redis_server import RedisServer
 
 
@@ -18,6 +23,28 @@ def test_transactions_survive_a_kill(tmp_path):
         r = server.client()
         assert int(r.get("state:seq")) == 199
         assert r.llen("outbox") == 200
+    finally:
+        server.stop()
+
+
+def test_a_store_on_another_address_with_a_password(tmp_path):
+    """As the external world's store: listens on its host only, asks for its password, keeps it off the command
+    line (ps shows a command line to every user of the machine), and keeps both across a restart."""
+    server = RedisServer(tmp_path, host="127.0.0.8", password="not-on-the-command-line").start()
+    try:
+        assert server.url == f"redis://127.0.0.8:{server.port}/0"  # no password in a URL that is logged
+        assert server.client().ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.8", port=server.port).ping()
+        with pytest.raises(redis.ConnectionError):
+            redis.Redis(host="127.0.0.1", port=server.port, password=server.password, socket_connect_timeout=2).ping()
+        argv = subprocess.run(["ps", "-o", "args=", "-p", str(server.process.pid)], capture_output=True,
+                              text=True).stdout
+        assert argv and server.password not in argv
+        server.restart()
+        assert server.client().ping()
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(host="127.0.0.8", port=server.port).ping()
     finally:
         server.stop()
 

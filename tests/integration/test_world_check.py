@@ -7,6 +7,7 @@ config/testnet.toml names each unreachable part once, quickly, without a traceba
 world starts only the system against it."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -25,6 +26,7 @@ from chain.keys import DEV_MNEMONIC, derive_account
 from core.basket import load_basket_file
 from core.config import REPO_ROOT
 from world.chains import LocalChains, LocalChainsConfig
+from world.external_local import deployment_toml
 from world.local_exchange import LocalExchange, LocalExchangeConfig
 from world.ports import LOOPBACK
 from world.redis_server import free_port
@@ -70,21 +72,10 @@ def write_world(tmp_path: Path, world, *, token: str | None, arbitrum_rpc: str |
     """A configuration of environment "testnet" naming the module's world, and its deployment file."""
     state, exchange, _ = world
     arb, base = state.chain("arbitrum"), state.chain("base")
-    (tmp_path / "deployment.toml").write_text(f"""version = 1
-environment = "testnet"
-[chains.arbitrum]
-chain_id = {arbitrum_chain_id}
-usdc = "{arb.usdc}"
-spoke_pool = "{arb.spoke_pool}"
-spoke_pool_abi = "{arb.spoke_pool_abi}"
-[chains.base]
-chain_id = {base.chain_id}
-usdc = "{base.usdc}"
-spoke_pool = "{base.spoke_pool}"
-spoke_pool_abi = "{base.spoke_pool_abi}"
-[accounts]
-custody = "{custody or derive_account(DEV_MNEMONIC, ROLES['custody']).address}"
-""")
+    described = dataclasses.replace(state, chains={**state.chains,
+                                                   "arbitrum": dataclasses.replace(arb, chain_id=arbitrum_chain_id)})
+    (tmp_path / "deployment.toml").write_text(deployment_toml(
+        described, "testnet", {"custody": custody or derive_account(DEV_MNEMONIC, ROLES["custody"]).address}))
     token_line = f'token = {{ base = "{token}" }}' if token else ""
     config = tmp_path / "world.toml"
     config.write_text(f"""environment = "testnet"

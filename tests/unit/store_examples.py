@@ -46,8 +46,10 @@ def shard_book():
     book.ledger.charge_fee("route-1:42161:0xdep:0", "0.25", hold_id="42161:0xdep:0")
     book.ledger.release_hold("42161:0xdep:0")
     book.new_order("c1", INDEX, Side.BUY, Decimal("40"), T0)
+    book.get("c1").arrival = arrival_value()
     book.engage("c1", "30")
     book.apply_fill("c1", "0.0005", "29.4000001")
+    book.get("c1").note_batch_touch(Decimal("58830.5"), Decimal("0.0005"))
     book.new_order("c2", INDEX, Side.BUY, Decimal("10.5"), T0 + 1)
     book.ledger.hold_withdrawal("w1", "20")
     book.ledger.settle_withdrawal("w1", "18.7", {"withdraw:w1:exchange": "1", "withdraw:w1:bridge": "0.3"})
@@ -55,16 +57,37 @@ def shard_book():
     return book
 
 
+def arrival_value():
+    """The value of one SY100 unit when an order arrived (one asset, for brevity)."""
+    from core.arrival import ArrivalValue
+
+    return ArrivalValue(Decimal("58790.25"), Decimal("58800.5"), T0 - 150,
+                        {"BTCUSDC": (Decimal("58790250"), Decimal("58800500"))})
+
+
 def shard_lines() -> dict[str, dict[str, list]]:
     return {f"{ALICE}:c1": {"BTCUSDC": [50, Decimal("0.0000005"), Decimal("29.4000001"), Decimal("0.0294"),
                                         ["BTCUSDC:7", "BTCUSDC:8"]]}}
+
+
+def shard_tokens():  # noqa: ANN201
+    """A token ledger with a credit, a sell's reservation and a reversal: every part set."""
+    from core.chain_events import TokenDeposit
+    from core.token_ledger import TokenLedger
+
+    tokens = TokenLedger()
+    tokens.credit(TokenDeposit(8453, "0xtok1", 0, 10, ALICE, INDEX, Decimal("0.02")))
+    tokens.credit(TokenDeposit(8453, "0xtok2", 1, 11, ALICE, INDEX, Decimal("0.005")))
+    tokens.reserve(INDEX, Decimal("0.01"))
+    tokens.reverse("8453:0xtok2:1")
+    return tokens
 
 
 def _shard_user() -> Record:
     from protocol.envelope import UserRef
     from store.shard_records import ShardUser
 
-    return ShardUser.of(UserRef(42161, ALICE), shard_book(), shard_lines())
+    return ShardUser.of(UserRef(42161, ALICE), shard_book(), shard_lines(), shard_tokens())
 
 
 def _shard_meta() -> Record:
@@ -91,7 +114,9 @@ def _shard_completed() -> Record:
     return ShardCompleted.of(mint_requests())
 
 
-def invoice():
+def invoice(with_arrival: bool = True):
+    """An order's invoice; `with_arrival` False: as an invoice of an order that arrived before any value was known
+    (and as code before arrival values wrote every invoice)."""
     from core.invoice import InvoiceLine, build_invoice
 
     line = InvoiceLine(symbol="BTCUSDC", quantity=Decimal("0.0000005"), average_price=Decimal("58800000.2"),
@@ -99,7 +124,8 @@ def invoice():
     return build_invoice(order_id=f"{ALICE}:c1", user=ALICE, cl_ord_id="c1", index=INDEX, collateral=Decimal("40"),
                          cancelled=Decimal("10"), returned=Decimal("0.570599"), spent=Decimal("29.429401"),
                          filled_units=Decimal("0.0005"), lines=[line], token_decimals=18, mint_tx="0xabc",
-                         minted_ms=T0 + 9)
+                         minted_ms=T0 + 9, arrival=arrival_value() if with_arrival else None,
+                         batch_touch=Decimal("58830.5") if with_arrival else None)
 
 
 def _shard_invoice() -> Record:
@@ -114,7 +140,8 @@ def _shard_report() -> Record:
     from store.shard_records import ShardReportRecord
 
     return ShardReportRecord.of(12, 0, OrderProgress(UserRef(42161, ALICE), "c1", "in progress", Decimal("0.0005"),
-                                                     Decimal("29.429401"), Decimal("10.570599"), index="SY100"))
+                                                     Decimal("29.429401"), Decimal("10.570599"), index="SY100",
+                                                     shortfall_bps=Decimal("10.23")))
 
 
 EXAMPLES.update({"shard.user": _shard_user, "shard.meta": _shard_meta, "shard.completed": _shard_completed,
@@ -146,8 +173,8 @@ def solver_world():
     (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
     b2, plan = engine.plan([PendingOrder(f"{ALICE}:c2", "SY100.dev", Decimal(500))], asks, order_budget=10)
     deltas = engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
-    results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]))
-               for e in done.engagements]
+    results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]),
+                                done.touch.get(e.index)) for e in done.engagements]
     outbox = [OutboxCall("complete", b1, {0: results}),
               OutboxCall("engage", b2, {0: list(plan.engagements)}, with_submit=True),
               OutboxCall("submit", b2, {}, tuple(s.order for s in engine.sent_orders(b2))),
@@ -174,7 +201,8 @@ def history_entry() -> dict:
             "inventory_used": {"BTCUSDC": 12}, "scale": "1",
             "deferred": [[f"{ALICE}:c9", "NO_LIQUIDITY:XRPUSDC"]],
             "tick_ms": {"woken": 0.4, "fetched": 3.1, "fetch": {"pending": 1.2, "asks": 2.9},
-                        "early_reads": {"pending": 0.8}, "planned": 4.7}}
+                        "early_reads": {"pending": 0.8}, "planned": 4.7},
+            "touch": {"SY100": "5012.625"}}
 
 
 def _solver_history() -> Record:
@@ -187,8 +215,9 @@ def _shard_step() -> Record:
     from store.solver_records import ShardStepRecord
 
     _, outbox = solver_world()
-    fills = next(a for a in outbox if a.kind == "fills")
-    return ShardStepRecord.model_validate({"step": {"kind": "fills", "key": fills.key, "fills": fills.by_shard[0]}})
+    done = next(a for a in outbox if a.kind == "complete")  # its results carry the batch touch
+    return ShardStepRecord.model_validate({"step": {"kind": "complete", "key": done.key,
+                                                    "results": done.by_shard[0]}})
 
 
 EXAMPLES.update({"solver.state": _solver_state, "solver.history": _solver_history,

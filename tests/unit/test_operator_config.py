@@ -116,6 +116,22 @@ def test_the_withdrawal_section_is_checked(tmp_path: Path) -> None:
     assert error.startswith("withdrawal.minimum:")
 
 
+def test_the_external_local_worlds_addresses_are_checked(tmp_path: Path) -> None:
+    from core.config import EXTERNAL_HOSTS
+
+    assert check(None).settings.local.external_hosts == EXTERNAL_HOSTS
+    assert len(set(EXTERNAL_HOSTS.values())) == len(EXTERNAL_HOSTS)
+    cases = {"10.0.0.3": "exchange_rest: '10.0.0.3' is not a loopback address",
+             "127.0.0.4": "each part has an address of its own",
+             "nowhere": "exchange_rest: 'nowhere' is not a loopback address"}
+    for n, (rest, message) in enumerate(cases.items()):
+        hosts = ", ".join(f'{k} = "{rest if k == "exchange_rest" else v}"' for k, v in EXTERNAL_HOSTS.items())
+        (error,) = check(write(tmp_path, f"[local]\nexternal_hosts = {{ {hosts} }}\n", f"{n}.toml")).errors
+        assert error.startswith("local.external_hosts:") and message in error, error
+    (error,) = check(write(tmp_path, '[local]\nexternal_hosts = { store = "127.0.0.8" }\n', "m.toml")).errors
+    assert error.startswith("local.external_hosts: name exactly exchange_rest, "), error
+
+
 def test_a_cross_field_rule_names_its_fields(tmp_path: Path) -> None:
     (error,) = check(write(tmp_path, '[solver]\nfee_factor = "1.0001"\n')).errors
     assert "solver.fee_factor" in error and "exchange.commission_rate" in error

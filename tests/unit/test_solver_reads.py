@@ -68,14 +68,39 @@ def test_a_quote_is_refused_with_the_reason_of_its_problem() -> None:
 
 def test_a_buy_quote_is_sized_on_the_books_and_a_sell_or_a_stale_book_is_refused(world) -> None:  # noqa: F811
     filters, baskets, asks = world
-    units, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, Books(asks, frozenset()), filters,
+    quote, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, Books(asks, frozenset()), filters,
                                   PlannerLimits())
-    assert refusal is None and units > 0
+    assert refusal is None and quote.units > 0 and quote.spread_bps is None  # no bids given: no width said
     more, _ = answer_quote(Side.BUY, "SY100.dev", Decimal(2000), baskets, Books(asks, frozenset()), filters,
                            PlannerLimits())
-    assert more > units
-    assert answer_quote(Side.SELL, "SY100.dev", Decimal(1000), baskets, Books(asks, frozenset()), filters,
-                        PlannerLimits()) == (ZERO, ("UNSUPPORTED_SIDE", "only buy quotes"))
+    assert more.units > quote.units
+    sell, refusal = answer_quote(Side.SELL, "SY100.dev", Decimal(1000), baskets, Books(asks, frozenset()), filters,
+                                 PlannerLimits())
+    assert sell.units == ZERO and refusal == ("UNSUPPORTED_SIDE", "only buy quotes")
     stale = Books({s: levels for s, levels in asks.items() if s != "BTCUSDC"}, frozenset({"BTCUSDC"}))
-    units, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, stale, filters, PlannerLimits())
-    assert units == 0 and refusal is not None and refusal[0] == "MARKET_UNAVAILABLE" and "BTCUSDC" in refusal[1]
+    quote, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, stale, filters, PlannerLimits())
+    assert quote.units == 0 and refusal is not None and refusal[0] == "MARKET_UNAVAILABLE" and "BTCUSDC" in refusal[1]
+
+
+def test_a_quote_says_how_wide_the_market_is_and_a_halted_pair_has_none(world) -> None:  # noqa: F811
+    """The basket's spread at the touch in bps of its mid (rounded up), past `wide_spread_bps`: wide. An index
+    holding a halted pair gets no quote, the pair named."""
+    filters, baskets, asks = world
+    basket = baskets["SY100.dev"]
+    books = Books(asks, frozenset())
+    best_ask = {s: levels[0][0] for s, levels in asks.items()}
+    tight = {s: p * Decimal("0.999") for s, p in best_ask.items()}  # 10 bps under each ask
+    quote, _ = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, books, filters, PlannerLimits(),
+                            best_bids=tight, wide_spread_bps=Decimal(50))
+    ask = sum(a.quantity * best_ask[a.symbol] for a in basket.assets)
+    bid = sum(a.quantity * tight[a.symbol] for a in basket.assets)
+    exact = (ask - bid) / ((ask + bid) / 2) * 10_000
+    assert quote.spread_bps == exact.quantize(Decimal("0.01"), rounding="ROUND_UP") >= exact and not quote.wide
+    wide = {s: p * Decimal("0.99") for s, p in best_ask.items()}  # 100 bps
+    quote, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, books, filters, PlannerLimits(),
+                                  best_bids=wide, wide_spread_bps=Decimal(50))
+    assert refusal is None and quote.wide and quote.spread_bps > 100 and quote.units > 0
+    halted, refusal = answer_quote(Side.BUY, "SY100.dev", Decimal(1000), baskets, books, filters, PlannerLimits(),
+                                   closed={"BTCUSDC"})
+    assert halted.units == 0 and refusal == ("MARKET_UNAVAILABLE",
+                                             "halted on the exchange: BTCUSDC (no quote until it trades again)")

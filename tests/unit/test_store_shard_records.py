@@ -109,6 +109,9 @@ def _every_response() -> list[typing.Any]:
             app.QuoteResult(REF, "q1", d("0.0123")), app.QuoteCancelled(REF, "q1"),
             app.QuoteCancelRefused(REF, "q3", ReasonCode.UNKNOWN_QUOTE, "none"),
             app.DepositReversed(REF, "42161:0xold:3", d("5"), d("1.5"), ("c1",), ReasonCode.DEPOSIT_REVERSED, T0),
+            app.TokenDepositReport(REF, "8453:0xtok:1", "SY100", "credited", d("0.01"), d("0.01"), d("0"), None, T0),
+            app.TokenDepositReport(REF, "8453:0xtok:1", "SY100", "reversed", d("0.01"), d("0"), d("0.002"),
+                                   ReasonCode.DEPOSIT_REVERSED, T0 + 1),
             app.WithdrawalAccepted(REF, "w1"),
             app.WithdrawalRefused(REF, "w2", ReasonCode.BELOW_MINIMUM, "below 5"),
             app.WithdrawalProgress(REF, "w1", WithdrawalReport("a1b2", WithdrawalStage.PAID, d("250"), d("0.85"),
@@ -131,7 +134,8 @@ def test_every_response_type_round_trips_and_a_pickled_report_of_older_code_read
 
 def test_a_version_1_fill_report_reads_with_no_index_and_others_are_untouched() -> None:
     v1 = json.loads((FIXTURES / "shard.report.v1.json").read_text())
-    assert ShardReportRecord.load(json.dumps(v1)).app_response().invoice == invoice()  # not a fill: as it was
+    # Not a fill: as it was (no arrival value then).
+    assert ShardReportRecord.load(json.dumps(v1)).app_response().invoice == invoice(with_arrival=False)
     progress = app.OrderProgress(REF, "c1", "in progress", Decimal("0.5"), Decimal("1"), Decimal("2"), index="SYAI")
     data = json.loads(ShardReportRecord.of(3, 1, progress).dump())
     del data["data"]["response"]["index"]

@@ -97,6 +97,24 @@ def test_batch_time_is_observed_only_from_recorded_times() -> None:
     assert counter(m, "indexmaker_fills") == 7 and counter(m, "indexmaker_batches") == 2
 
 
+def test_each_invoice_shortfall_is_observed_once_per_index_and_health_is_unaffected() -> None:
+    m = Metrics(export=False)
+    view = SystemView(m)
+    recent = [[1, "SY100", "12.50"], [2, "SYAI", "-3.10"], [3, "SY100", "7.25"]]
+    orders = {"shard": 0, "open_orders": [], "undelivered": 0, "shortfalls": {"epoch": "e1", "recent": recent}}
+    assert poll(view, {"orders-0": orders})["status"] == "ok"
+    poll(view, {"orders-0": orders})  # seen already: not observed again
+    h = m.histograms["indexmaker_shortfall_bps"]
+    assert (h["index=SY100"]["count"], h["index=SY100"]["sum"]) == (2, pytest.approx(19.75))
+    assert h["index=SYAI"]["count"] == 1 and h["index=SYAI"]["buckets"][0] == 1  # an improvement: the first bucket
+    # An answer older than one already taken (overlapping polls) brings nothing new.
+    poll(view, {"orders-0": orders | {"shortfalls": {"epoch": "e1", "recent": recent[:1]}}})
+    assert h["index=SY100"]["count"] == 2
+    # The shard restarted: its numbering starts again under a new epoch.
+    poll(view, {"orders-0": orders | {"shortfalls": {"epoch": "e2", "recent": [[1, "SY100", "40"]]}}})
+    assert h["index=SY100"]["count"] == 3
+
+
 def test_health_names_every_problem() -> None:
     view = SystemView(Metrics(export=False), HealthLimits(max_book_lag_ms=1_000, max_pending_writes=10))
     ok = poll(view, {"gateway": gateway(1), "market-0": market(0), "sender": sender(1),
@@ -154,6 +172,15 @@ def test_metrics_refuse_unknown_names_and_wrong_tags() -> None:
     with pytest.raises(ValueError, match="only goes up"):
         m.inc("indexmaker_fills", -1)
     assert json.loads(json.dumps(m.snapshot())) == m.snapshot()
+
+
+def test_histogram_boundaries_are_what_ray_exports() -> None:
+    from ray.util import metrics as rm
+
+    for spec in CATALOGUE.values():
+        if spec.kind == "histogram":
+            rm.Histogram(spec.name, description=spec.description, boundaries=list(spec.boundaries),
+                         tag_keys=spec.tags)  # raises ValueError for a boundary Ray refuses (<= 0)
 
 
 def test_catalogue_names_are_prometheus_names_and_counters_do_not_end_in_total() -> None:
