@@ -321,6 +321,8 @@ class WithdrawalDesk:
         return self._exchange
 
     def _return_route(self) -> Any:
+        if self._route is None and not self._over_ray:
+            raise RuntimeError("no return route given (a desk driven outside Ray): the withdrawal waits on Base")
         if self._route is None:
             self._route = _ChainReturnRoute(ray.get_actor(self.o.chain_name, namespace=self.o.namespace
                                                           or ray.get_runtime_context().namespace))
