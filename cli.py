@@ -685,8 +685,9 @@ def _parser() -> argparse.ArgumentParser:
                               help="withdraw available USDC to the user's address on Arbitrum, followed until paid")
     withdraw.add_argument("amount", help="USDC taken from the available collateral, routing fees included")
     withdraw.add_argument("--to", help="the address paid on Arbitrum (default: the key's own)")
-    withdraw.add_argument("--id", help="the withdrawal's id (default: a new one); the same id again follows it")
-    withdraw.add_argument("--max-fee", help="the most routing fees accepted, USDC")
+    withdraw.add_argument("--id", help="the withdrawal's id (default: a new one); the same id and amount again is "
+                               "answered as the first and holds nothing more")
+    withdraw.add_argument("--max-fee", help="the most the exchange's withdrawal fee may be, USDC (above it: released)")
     withdraw.add_argument("--timeout", type=float, default=600.0, help="seconds to follow it")
     balance = sub.add_parser("balance", parents=[where, user_key],
                              help="the user's collateral by parts, its deposits, the index tokens it holds and "
