@@ -37,6 +37,7 @@ from world.chains import LocalChains, LocalChainsConfig  # noqa: E402
 from world.local_exchange import LocalExchange, LocalExchangeConfig  # noqa: E402
 from world.redis_server import RedisServer  # noqa: E402
 from world.relayer import AcrossRelayer  # noqa: E402
+from world.ports import LOOPBACK  # noqa: E402  (the bench's own servers, on this machine)
 
 U = Decimal("0.000001")
 
@@ -64,7 +65,7 @@ def send_deposits(state, per_user: int) -> int:
 async def bench_detection(redis_port: int, users: int, per_user: int) -> dict:
     chains = LocalChains(LocalChainsConfig(users=users))
     state = chains.start()
-    redis = aioredis.Redis(host="127.0.0.1", port=redis_port)
+    redis = aioredis.Redis(host=LOOPBACK, port=redis_port)
     await redis.flushdb()
     try:
         t = time.perf_counter()
@@ -119,7 +120,7 @@ async def bench_route(redis_port: int, block_time: float, routes: int, confirmat
                       exchange_confirmations: int, exchange_poll_ms: int) -> dict:
     chains = LocalChains(LocalChainsConfig(users=max(routes, 1), block_time_s=block_time))
     state = chains.start()
-    redis = aioredis.Redis(host="127.0.0.1", port=redis_port)
+    redis = aioredis.Redis(host=LOOPBACK, port=redis_port)
     await redis.flushdb()
     relayer = AcrossRelayer.from_world(state, mnemonic=DEV_MNEMONIC, poll_s=0.05).start()
     exchange = LocalExchange(state, LocalExchangeConfig(confirmations=exchange_confirmations,

@@ -24,6 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402,F401
 from world.child_process import ReadyLineProcess, announce_and_wait  # noqa: E402
+from world.ports import LOOPBACK  # noqa: E402  (the bench's own servers, on this machine)
 
 N_SYMBOLS = 100
 CADENCE_STEPS_MS = (100, 50, 20, 10, 5, 2)  # one diff per symbol per step: 1k, 2k, 5k, 10k, 20k, 50k diffs/s
@@ -119,11 +120,11 @@ def serve_feed(options: dict[str, Any]) -> None:
                         web.get("/ws/{tail:.*}", ws_handler), web.get("/ws", ws_handler)])
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, LOOPBACK, 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]  # noqa: SLF001
         task = asyncio.ensure_future(emit())
-        await announce_and_wait({"url": f"http://127.0.0.1:{port}", "ws_url": f"ws://127.0.0.1:{port}",
+        await announce_and_wait({"url": f"http://{LOOPBACK}:{port}", "ws_url": f"ws://{LOOPBACK}:{port}",
                                  "symbols": [e["symbol"] for e in entries]})
         task.cancel()
         await runner.cleanup()

@@ -20,6 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import core  # noqa: E402,F401
+from world.ports import LOOPBACK  # noqa: E402  (the bench's own servers, on this machine)
 
 
 def _loop_policy() -> str:
@@ -42,7 +43,6 @@ def _gateway_process(conn: Any, redis_url: str | None, users: list[str], collate
     _loop_policy()
     from protocol.envelope import UserRef  # noqa: PLC0415
     from core.config import GatewayConfig  # noqa: PLC0415
-    from world.ports import LOOPBACK  # noqa: PLC0415
     from protocol.indexmaker_plugin import IndexMakerPlugin  # noqa: PLC0415
     from core.clock import SystemClock  # noqa: PLC0415
     from core.config import CollateralConfig  # noqa: PLC0415
@@ -176,7 +176,7 @@ async def _serve_until_stopped(conn: Any, handler: Any) -> None:
     stopped."""
     from websockets.asyncio.server import serve  # noqa: PLC0415
 
-    server = await serve(handler, "127.0.0.1", 0, ping_interval=None, compression=None, max_queue=64)
+    server = await serve(handler, LOOPBACK, 0, ping_interval=None, compression=None, max_queue=64)
     conn.send(next(iter(server.sockets)).getsockname()[1])
     loop = asyncio.get_running_loop()
     while True:
@@ -338,7 +338,7 @@ class Conn:
 async def _connect_all(port: int, load: Load, n: int, echo: bool) -> list[Conn]:
     import websockets  # noqa: PLC0415
 
-    url = f"ws://127.0.0.1:{port}/ws"
+    url = f"ws://{LOOPBACK}:{port}/ws"
     conns: list[Conn] = []
     sem = asyncio.Semaphore(100)
 
@@ -510,7 +510,7 @@ async def _lean_connect_all(port: int, frames: LeanFrames, n: int, echo: bool) -
 
     async def one(i: int) -> LeanConn:
         async with sem:
-            ws = await connect("127.0.0.1", port, "/ws", timeout=30)
+            ws = await connect(LOOPBACK, port, "/ws", timeout=30)
             if not echo:
                 ws.send(frames.logons[i])
                 while True:

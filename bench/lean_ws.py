@@ -9,6 +9,7 @@ import asyncio
 import base64
 import hashlib
 import ipaddress
+import socket
 import os
 import struct
 import time
@@ -334,12 +335,13 @@ class LeanWebSocket(asyncio.Protocol):
 
 
 def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
     try:
         return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    except ValueError:  # a name: what it resolves to
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except (OSError, ValueError):
+            return False
 
 
 async def connect(host: str, port: int, path: str = "/", timeout: float = 30.0,

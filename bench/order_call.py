@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 import core  # noqa: E402,F401
 from core.side import Side  # noqa: E402
 from exchange.gateway import BinanceGateway  # noqa: E402
+from world.ports import LOOPBACK  # noqa: E402  (the bench's own servers, on this machine)
 
 INFO = ROOT.parent / "shared" / "data" / "binance" / "exchangeInfo_spot_2024-09-08_usdt_usdc.json"
 ANSWER = {"symbol": "BTCUSDC", "orderId": 28, "orderListId": -1, "clientOrderId": "b2.BTCUSDC.0",
@@ -36,7 +37,7 @@ ANSWER = {"symbol": "BTCUSDC", "orderId": 28, "orderListId": -1, "clientOrderId"
 
 async def main(orders: int, rounds: int) -> dict[str, float]:
     info = json.loads(INFO.read_text())
-    gw = BinanceGateway("http://127.0.0.1:9", "ws://127.0.0.1:9", "k" * 64, "s" * 64, enable_rate_limit=False)
+    gw = BinanceGateway(f"http://{LOOPBACK}:9", f"ws://{LOOPBACK}:9", "k" * 64, "s" * 64, enable_rate_limit=False)
     ex = gw.ccxt
 
     async def fetch(url: str, method: str = "GET", headers: object = None, body: object = None) -> dict:

@@ -215,15 +215,17 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             log(f"starting the world: {', '.join(REAL_INDEXES)} ...")
             world = World(ray, namespace, Path(tmp), world_args)
-            floor = FloorSweep(world)
+            floor = None
             try:
+                floor = FloorSweep(world)
                 market = Market(world)
                 for n, name in enumerate(regimes):
                     log(f"regime {name}")
                     rows.append(run_regime(world, market, floor, name, args.users, args.amount,
                                            args.floor_samples, n))
             finally:
-                floor.close()
+                if floor is not None:
+                    floor.close()
                 world.close()
     finally:
         ray.shutdown()

@@ -116,7 +116,7 @@ async def _run_app(routes, port: int) -> None:
     app.add_routes(routes)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
+    site = web.TCPSite(runner, LOOPBACK, port)
     await site.start()
     print(json.dumps({"port": site._server.sockets[0].getsockname()[1]}), flush=True)  # noqa: SLF001
     await asyncio.Event().wait()
@@ -151,7 +151,7 @@ class Child:
 
 async def count_ws_messages(port: int, streams: list[str], seconds: float, child: Child) -> tuple[float, float]:
     async with aiohttp.ClientSession() as s:
-        async with s.ws_connect(f"ws://127.0.0.1:{port}/ws/0", max_msg_size=0) as ws:
+        async with s.ws_connect(f"ws://{LOOPBACK}:{port}/ws/0", max_msg_size=0) as ws:
             await ws.send_json({"method": "SUBSCRIBE", "params": streams, "id": 1})
             ack = await ws.receive()
             assert json.loads(ack.data) == {"result": None, "id": 1}
@@ -173,7 +173,7 @@ async def count_ws_messages(port: int, streams: list[str], seconds: float, child
 
 
 async def post_orders(port: int, seconds: float, concurrency: int, child: Child) -> tuple[float, float]:
-    url = f"http://127.0.0.1:{port}/api/v3/order"
+    url = f"http://{LOOPBACK}:{port}/api/v3/order"
     counter = {"ok": 0, "bad": 0, "i": 0}
     stop_at = [0.0]
 

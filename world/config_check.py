@@ -90,7 +90,7 @@ def check(path: str | None) -> CheckResult:
     result.errors.extend(_deployment_problems(settings, result.notes))
     result.errors.extend(_paper_problems(settings, result.notes))
     try:
-        secrets = report(settings.environment)
+        secrets = report(settings.environment, settings.exchange.mode == "paper")
         for name, source in secrets.source.items():
             result.notes.append(f"secret {name}: {source}")
         if secrets.missing:

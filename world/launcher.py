@@ -38,6 +38,18 @@ PAPER_EXCHANGE_FILE = "paper_exchange.json"
 SHIP_EXCLUDES = [".venv/", "node_modules/", "state/", ".git/", ".pytest_cache/", ".hypothesis/", "**/__pycache__/"]
 
 
+@dataclass(frozen=True)
+class _Upstream:
+    """An external exchange the paper exchange mirrors: nothing of it runs here (no process to stop)."""
+
+    url: str | None
+    ws_url: str | None
+    pid: None = None
+
+    def stop(self) -> None:
+        return None
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     try:
         return json.loads(path.read_text())
@@ -289,8 +301,14 @@ class LocalSystem:
         from world.secrets import require, store_url
 
         s = self.base_settings
-        mnemonic, api_key, secret = require(MNEMONIC_ENV, "INDEXMAKER_EXCHANGE_API_KEY", "INDEXMAKER_EXCHANGE_SECRET")
-        self.exchange_keys = ExchangeKeys(api_key, secret)
+        paper = s.exchange.mode == "paper"
+        if paper:  # nothing is signed for the exchange: the operator's key if given, else the simulator's test one
+            (mnemonic,) = require(MNEMONIC_ENV)
+            self.exchange_keys = ExchangeKeys.from_env()
+        else:
+            mnemonic, api_key, secret = require(MNEMONIC_ENV, "INDEXMAKER_EXCHANGE_API_KEY",
+                                                "INDEXMAKER_EXCHANGE_SECRET")
+            self.exchange_keys = ExchangeKeys(api_key, secret)
         self.world_file = state_dir / "world.json"
         self.state = load_external_world(s, REPO_ROOT / "config", mnemonic)
         self.state.save(self.world_file)
@@ -306,6 +324,15 @@ class LocalSystem:
             raise RuntimeError(f"the store {s.store.url} holds an earlier run's state: an external world's store is "
                                f"never wiped by `up --fresh` (its chains and exchange account go on); empty it "
                                f"yourself if that is meant")
+        if paper:
+            # The configured exchange is the upstream the paper exchange mirrors; everything after this trades on
+            # the paper one (its account kept in the state dir across down/up).
+            self.upstream = _Upstream(s.exchange.rest_url, s.exchange.ws_url)
+            self._start_paper_exchange(self.symbols, state_dir / PAPER_EXCHANGE_FILE,
+                                       confirmations=s.chain.base_confirmations)
+            s = s.model_copy(update={"exchange": s.exchange.model_copy(update={
+                "rest_url": self.exchange.url, "ws_url": self.exchange.ws_url, "ws_api_url": None, "sandbox": False,
+                "deposit_address": None})})
         self.filters = {sym: f for sym, f in asyncio.run(self._exchange_filters(s)).items() if sym in self.symbols}
         self.settings = s.model_copy(update=self._addresses(s, redis_url))
 
@@ -330,18 +357,23 @@ class LocalSystem:
         finally:
             await gw.close()
 
-    def _start_paper_exchange(self, symbols: tuple[str, ...], state_file: Path | None) -> None:
-        """Paper mode: the simulator just started plays the live exchange (`upstream`); the paper exchange in front
-        of it mirrors its market data and is the exchange of everything after this (market shards, sender, router),
-        so nothing the system sends reaches the simulator's order or account endpoints."""
+    def _start_paper_exchange(self, symbols: tuple[str, ...], state_file: Path | None,
+                              confirmations: int | None = None) -> None:
+        """Paper mode: the exchange just started (the local world's simulator) or configured (an external world's)
+        plays the live exchange (`upstream`); the paper exchange in front of it mirrors its market data and is the
+        exchange of everything after this (market shards, sender, router), so nothing the system sends reaches the
+        upstream's order or account endpoints. It credits the deposits the router makes on Base to its address
+        after `confirmations` (default: the local world's)."""
         from world.local_exchange import LocalExchangeConfig
         from world.paper_exchange import PaperExchangeProcess
 
         s, local = self.base_settings, self.base_settings.local
-        self.upstream = self.exchange
+        if self.upstream is None:
+            self.upstream = self.exchange
         self.exchange = None  # stop() stops the upstream alone if the paper exchange fails to start
+        confirmations = local.exchange_confirmations if confirmations is None else confirmations
         self.exchange = PaperExchangeProcess(
-            self.state, LocalExchangeConfig(confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms,
+            self.state, LocalExchangeConfig(confirmations=confirmations, poll_ms=self.o.deposit_poll_ms,
                                             symbols=symbols, state_file=str(state_file) if state_file else None),
             upstream_rest_url=self.upstream.url, upstream_ws_url=self.upstream.ws_url,
             paper={**s.paper.model_dump(mode="json"), "host": s.paper.host or LOOPBACK},
@@ -588,8 +620,9 @@ class LocalSystem:
             for name, node in self.chains.nodes.items():
                 if node.pid is not None:
                     out[f"anvil-{name}"] = node.pid
-        if self.upstream is not None and self.upstream.pid is not None:  # paper mode: the simulator is upstream
-            out["exchange"] = self.upstream.pid
+        if self.upstream is not None:  # paper mode: the simulator (or an external exchange) is upstream
+            if self.upstream.pid is not None:
+                out["exchange"] = self.upstream.pid
             if self.exchange is not None and self.exchange.pid is not None:
                 out["paper-exchange"] = self.exchange.pid
         elif self.exchange is not None and self.exchange.pid is not None:

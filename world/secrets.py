@@ -91,12 +91,19 @@ def load_into_environ() -> dict[str, str]:
     return sources
 
 
-def report(environment: str) -> SecretsReport:
-    """Where each secret `environment` needs comes from, without loading anything into the environment."""
+#: What paper mode does without: it never signs a request to the exchange (the paper exchange takes any key).
+PAPER_NOT_NEEDED = ("INDEXMAKER_EXCHANGE_API_KEY", "INDEXMAKER_EXCHANGE_SECRET")
+
+
+def report(environment: str, paper: bool = False) -> SecretsReport:
+    """Where each secret `environment` needs comes from (in paper mode: no exchange key), without loading anything
+    into the environment."""
     path = os.environ.get(SECRETS_FILE_ENV)
     from_file = read_secrets_file(path) if path else {}
     source = {}
     for name in REQUIRED.get(environment, tuple(SECRET_NAMES)):
+        if paper and name in PAPER_NOT_NEEDED:
+            continue
         if os.environ.get(name):
             source[name] = "environment"
         elif name in from_file:

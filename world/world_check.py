@@ -53,12 +53,13 @@ async def _bounded(what: str, coro: Awaitable[Any], timeout_s: float) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------- secrets
-def secrets_problems(environment: str) -> list[str]:
-    """Each secret the environment needs and does not have (the custody keys are the mnemonic's)."""
+def secrets_problems(environment: str, paper: bool = False) -> list[str]:
+    """Each secret the environment needs and does not have (the custody keys are the mnemonic's; paper mode needs
+    no exchange key)."""
     from world.secrets import SECRET_NAMES, SecretsError, report
 
     try:
-        missing = report(environment).missing
+        missing = report(environment, paper).missing
     except SecretsError as exc:
         return [str(exc)]
     return [f"secret {name}: missing ({SECRET_NAMES[name]})" for name in missing]
@@ -195,7 +196,7 @@ async def check_world(target: WorldToCheck) -> list[str]:
     found = await asyncio.gather(*(c() for c in checks))
     problems = list(target.problems)
     if target.check_secrets:
-        problems += secrets_problems(target.settings.environment)
+        problems += secrets_problems(target.settings.environment, target.settings.exchange.mode == "paper")
     return problems + [line for lines in found for line in lines]
 
 
@@ -228,7 +229,10 @@ def external_target(settings: Any, config_dir: Any, redis_url: str | None) -> Wo
     except ValueError as exc:
         problems.extend(str(exc).splitlines())
     baskets = load_indexes(settings.data_dir / "indexes", settings.basket_files())
-    access = ExchangeAccess(os.environ.get(API_KEY_ENV), os.environ.get(SECRET_ENV))
+    # Paper mode trades nothing on the exchange: its market data is checked, not a key (none is sent to it).
+    paper = settings.exchange.mode == "paper"
+    access = ExchangeAccess(None, None) if paper else ExchangeAccess(os.environ.get(API_KEY_ENV),
+                                                                     os.environ.get(SECRET_ENV))
     return WorldToCheck(settings, world, access, redis_url, baskets, problems)
 
 

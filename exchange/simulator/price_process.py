@@ -1,9 +1,8 @@
 """A seeded price process per symbol that moves the simulator's own resting liquidity.
 
-Each step moves the best bid by a whole number of ticks and steers the market maker's ladder on a grid anchored to
-prices, so a small move changes only a few levels and the diff stream stays small, like a real book. The random
-draw is a float that only becomes a whole count: no price passes through a float. Same seed, same book.
-A regime (regimes.py) scales it; switching one, or a gap, requotes the ladder at once."""
+Each step moves the best bid by whole ticks and steers the market maker's ladder on a grid anchored to prices: a
+small move changes a few levels, like a real book's diff stream. The random draw only becomes a whole count (no
+price passes through a float); same seed, same book. A regime (regimes.py) scales it; a switch requotes at once."""
 from __future__ import annotations
 
 import math

@@ -5,8 +5,7 @@ configuration, so that an actor on another host of a Ray cluster, or a world on 
 Searched: every Python file of the project. Not searched, and why:
 - world/: the local world itself (it starts redis, anvil and the simulator on LOOPBACK, world/ports.py) and the
   launcher, which fills the local world's addresses into the settings;
-- tests/: tests start their own parts on loopback;
-- bench/: benchmarks, like tests, start their own servers and clients on this machine;
+- tests/: tests start their own parts on loopback (benchmarks too, but through world/ports.py's LOOPBACK);
 - .venv/, node_modules/: installed packages, not ours.
 """
 from __future__ import annotations
@@ -15,7 +14,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-EXCLUDED = {"world", "tests", "bench", ".venv", "node_modules", ".git"}
+EXCLUDED = {"world", "tests", ".venv", "node_modules", ".git"}
 LOOPBACK = re.compile(r"127\.0\.0\.1|localhost", re.IGNORECASE)
 
 
