@@ -1,9 +1,9 @@
 """A user's withdrawal paid on Arbitrum over the real local world: the order shard (the actor's class outside Ray)
 holds it, the withdrawal actor's body applies it at the exchange (the simulator in its own process, paying from its
 hot wallet on Base), bridges what reached our Base wallet with Across (real SpokePools, the world's relayer filling
-Base -> Arbitrum into custody), and custody pays the user. The user receives exactly amount - fees, the shard's
-ledger says the same (withdrawn, fees charged, nothing held), every stage is reported with the payment's hash at
-the end, a restart mid-way and a repeated request pay nothing twice."""
+Base -> Arbitrum into the Base wallet's account there), and that account pays the user. The user receives exactly
+amount - fees, the shard's ledger says the same (withdrawn, fees charged, nothing held), every stage is reported
+with the payment's hash at the end, a restart mid-way and a repeated request pay nothing twice."""
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +12,7 @@ from decimal import Decimal
 from actors.order_books import IndexOrderBooks, OrderBooksOptions, report_of
 from actors.withdrawals import WithdrawalDesk, WithdrawalsOptions
 from chain.keys import DEV_MNEMONIC
+from chain.deposit_feed import deposits_from_batch
 from chain.stack import ChainStack
 from core.chain_events import CollateralDeposit
 from core.config import ChainConfig
@@ -19,7 +20,8 @@ from core.withdrawal import WithdrawalStage as S, withdrawal_id_of
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import Withdraw, WithdrawalAccepted, WithdrawalProgress
 from store.streams import shard_reports
-from tests.integration.chain_world import aredis, async_chains, chain_world, chain_world_module  # noqa: F401
+from tests.integration.chain_world import (aredis, async_chains, chain_world, chain_world_module,  # noqa: F401
+                                           user_transfer)
 from world.chains import HOT_WALLET
 from world.local_exchange import LocalExchange, LocalExchangeConfig
 from world.relayer import AcrossRelayer
@@ -108,3 +110,37 @@ async def test_a_withdrawal_is_paid_on_arbitrum_exactly_amount_less_fees(chain_w
     assert progress[-1].tx_hash == w.paid_tx and progress[-1].payout == w.payout and progress[-1].fees == w.fees
     await stack.close()
     await shard._redis.aclose()
+
+
+async def test_a_withdrawals_bridged_usdc_is_nobodys_deposit_and_pays_the_user(chain_world, async_chains, aredis):
+    """The return route's fill is the relayer's transfer to the address it lands on: were that address watched for
+    deposits (custody's), the relayer would be credited the bridged USDC and the router would route it away before
+    the user is paid. It lands where no deposit listener looks, and that address pays the user."""
+    state = chain_world.state
+    stack = ChainStack.build(state, aredis, CONFIG, mnemonic=DEV_MNEMONIC)
+    route = stack.return_effects
+    await user_transfer(async_chains, chain_world, 0, state.account("base_wallet").address, 300 * 10**6,
+                        chain="base")  # USDC in our Base wallet, as the exchange's withdrawal leaves it
+    sent = await route.bridge("wd-nobody:bridge", Decimal("300"))
+    relayer = AcrossRelayer.from_world(state, mnemonic=DEV_MNEMONIC, origin="base", destination="arbitrum")
+    assert await asyncio.to_thread(relayer.poll_once)
+    fill = await route.find_fill(sent.deposit_id, sent.destination_block)
+    assert fill is not None and fill.amount == sent.output_amount
+
+    chain_world.mine("arbitrum", CONFIG.confirmations + 1)
+    chain_world.mine("base", CONFIG.base_confirmations + 1)
+    credited = []
+    for listener in stack.deposit_listeners:
+        batch = await listener.fetch()
+        credited += deposits_from_batch(batch, CONFIG.usdc_unit)
+        if listener.chain_id == ARBITRUM:
+            assert batch.to_block >= fill.block  # the fill's block was read
+    assert credited == []
+
+    user = state.users[1].address
+    before = await async_chains.arb_c.usdc.functions.balanceOf(user).call()
+    paid = await route.transfer("wd-nobody", user, fill.amount)
+    assert (await async_chains.arb.eth.get_transaction_receipt(paid.tx_hash))["status"] == 1
+    after = await async_chains.arb_c.usdc.functions.balanceOf(user).call()
+    assert Decimal(after - before).scaleb(-6) == fill.amount
+    await stack.close()
