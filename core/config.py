@@ -177,8 +177,8 @@ class ChainConfig(_Section):
     arbitrum_rpc: str | None = None
     base_rpc: str | None = None
     #: BIP-44 index of each role's account under INDEXMAKER_CHAIN_MNEMONIC (the local world's are world/chains.py's
-    #: own): custody takes users' deposits on both chains, base_wallet pays the exchange, solver mints the tokens,
-    #: admin deploys them (`indexmaker deploy-token`).
+    #: own): custody takes users' deposits on both chains, base_wallet pays the exchange on Base and the users'
+    #: withdrawals on Arbitrum, solver mints the tokens, admin deploys them (`indexmaker deploy-token`).
     account_indexes: dict[str, int] = Field(
         default_factory=lambda: {"admin": 0, "solver": 1, "base_wallet": 3, "custody": 4})
     #: Blocks on top of a user's deposit on Arbitrum before it is credited (a deposit dropped by a reorg within

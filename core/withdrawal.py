@@ -13,7 +13,7 @@ events after a restart never holds, releases, spends or pays twice. The owner st
 record) before it carries out a transition's effects.
 
 Money: the user asks for `amount` (micro-USDC), all of it leaves their collateral. Each fee is rounded UP to the
-micro-USDC (the custody never pays a fraction the route did not bring) and the payout is what is left: amount less
+micro-USDC (the payer never pays a fraction the route did not bring) and the payout is what is left: amount less
 the exchange's withdraw fee, the bridge's fee and the Arbitrum gas, exact."""
 from __future__ import annotations
 
