@@ -80,8 +80,11 @@ class World:
 
         self.ray = ray
         every = load_indexes(ROOT / "data" / "indexes")
-        self.baskets = {k: every[k] for k in (REAL_INDEXES if args.indexes else (INDEX,))}
-        self.basket = self.baskets[INDEX]
+        # `indexes`: True serves the six real indexes, a list of names serves those (a smaller world), else SY100
+        served = args.indexes if isinstance(args.indexes, (list, tuple)) else (REAL_INDEXES if args.indexes else
+                                                                                (INDEX,))
+        self.baskets = {k: every[k] for k in served}
+        self.basket = self.baskets.get(INDEX) or next(iter(self.baskets.values()))
         self.symbols = sorted({a.symbol for b in self.baskets.values() for a in b.assets})
         self.redis = RedisServer(tmp / "redis").start()
         self.sim = SimulatorProcess(symbols=self.symbols, update_ms=100, rate_limits=rate_limits()).start()
@@ -103,7 +106,8 @@ class World:
         self.minter_name = f"minter-{tag}" if args.mint else None
         self.shards = start_order_books(OrderBooksOptions(self.redis.url, ORDER_SHARDS, tuple(self.baskets),
                                                           key_prefix=f"orders-{tag}", solver_name=self.solver_name,
-                                                          minter_name=self.minter_name),
+                                                          minter_name=self.minter_name,
+                                                          **self._arrival_options(args)),
                                         namespace=namespace)
         self.actors += self.shards
         self.chains = self._start_mint_leg(tmp, namespace, tag) if args.mint else None
@@ -130,6 +134,13 @@ class World:
         self.actors.append(self.solver)
         ray.get(self.solver.start.remote())
         self._last_orders_at = 0.0
+
+    def _arrival_options(self, args: argparse.Namespace) -> dict[str, Any]:
+        """With `args.arrival`, the shards stamp each order with its basket's value on the market shards' books as
+        the launcher configures them (every invoice then reports the shortfall); without, orders carry none."""
+        if not getattr(args, "arrival", False):
+            return {}
+        return {"baskets": {i: b.quantities() for i, b in self.baskets.items()}, "market_shards": MARKET_SHARDS}
 
     def _start_mint_leg(self, tmp: Path, namespace: str, tag: str) -> Any:
         """anvil x2 with the contracts, the chain actor (its deposit listener has no router: nothing is deposited

@@ -40,6 +40,7 @@ class FlowDriver:
         # Orders filled and orders invoiced (their mint landed): the bench waits for the one to cover the other.
         self._filled: set[tuple[str, str]] = set()
         self._invoiced: set[tuple[str, str]] = set()
+        self._invoices: dict[tuple[str, str], Any] = {}  # the invoices themselves, for invoices()
         self._invoices_caught_up = asyncio.Event()
         self._invoices_caught_up.set()
         self.handle_calls = 0
@@ -75,6 +76,7 @@ class FlowDriver:
             resp = r.response
             if isinstance(resp, InvoiceIssued):
                 self._invoiced.add((user_key(resp.user.address), resp.invoice.cl_ord_id))
+                self._invoices[(user_key(resp.user.address), resp.invoice.cl_ord_id)] = resp.invoice
                 if self._filled <= self._invoiced:
                     self._invoices_caught_up.set()
                 continue
@@ -117,18 +119,19 @@ class FlowDriver:
                     fut.set_result(responses)
 
     # ------------------------------------------------------------------ the users
-    async def run(self, users: list[str], orders_per_user: int, amount: str, index: str | list[str], tag: str,
-                  timeout_s: float) -> dict[str, Any]:
+    async def run(self, users: list[str], orders_per_user: int, amount: str | list[str], index: str | list[str],
+                  tag: str, timeout_s: float) -> dict[str, Any]:
         """Every user sends `orders_per_user` orders one after the other (the next once the previous is closed),
-        all users at once; `index` is every user's, or one per user. Returns per order: user, index, round, sent
-        and closed times (monotonic, this process), status."""
+        all users at once; `index` and `amount` are every user's, or one per user. Returns per order: user, index,
+        amount, client order id, round, sent and closed times (monotonic, this process), status."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         records: list[dict[str, Any]] = []
 
         indexes = [index] * len(users) if isinstance(index, str) else index
+        amounts = [amount] * len(users) if isinstance(amount, str) else amount
 
-        async def user(addr: str, index: str) -> None:
+        async def user(addr: str, index: str, amount: str) -> None:
             for i in range(orders_per_user):
                 cid = f"{tag}-{i}"
                 key = (user_key(addr), cid)
@@ -138,18 +141,19 @@ class FlowDriver:
                 responses = await self._submit(NewOrder(UserRef(self.chain_id, addr), cid, index, Side.BUY,
                                                         Decimal(amount)))
                 if not any(isinstance(r, OrderAccepted) for r in responses):
-                    records.append({"user": addr, "round": i, "sent": sent, "closed": None,
-                                    "status": f"refused {responses!r}"})
+                    records.append({"user": addr, "index": index, "amount": amount, "cl_ord_id": cid, "round": i,
+                                    "sent": sent, "closed": None, "status": f"refused {responses!r}"})
                     return
                 try:
                     closed, status, filled, spent = await asyncio.wait_for(fut, max(0.0, deadline - loop.time()))
                 except asyncio.TimeoutError:
-                    records.append({"user": addr, "round": i, "sent": sent, "closed": None, "status": "timeout"})
+                    records.append({"user": addr, "index": index, "amount": amount, "cl_ord_id": cid, "round": i,
+                                    "sent": sent, "closed": None, "status": "timeout"})
                     return
                 finally:
                     self._waiters.pop(key, None)
-                records.append({"user": addr, "index": index, "round": i, "sent": sent, "closed": closed,
-                                "status": status,
+                records.append({"user": addr, "index": index, "amount": amount, "cl_ord_id": cid, "round": i,
+                                "sent": sent, "closed": closed, "status": status,
                                 "sent_ms": sent_ms, "first_fill": self._first_fill.pop(key, None),
                                 "filled_units": filled,
                                 "spent": spent})
@@ -157,7 +161,7 @@ class FlowDriver:
                     return
 
         started = time.monotonic()
-        await asyncio.gather(*(user(a, ix) for a, ix in zip(users, indexes)))
+        await asyncio.gather(*(user(a, ix, am) for a, ix, am in zip(users, indexes, amounts)))
         return {"started": started, "records": records}
 
     async def wait_invoiced(self, timeout_s: float) -> int:
@@ -168,6 +172,15 @@ class FlowDriver:
         except asyncio.TimeoutError:
             pass
         return len(self._filled - self._invoiced)
+
+    async def invoices(self, orders: list[tuple[str, str]]) -> list[dict[str, Any] | None]:
+        """The Mint Invoices the users received for these (address, client order id), as plain data (exact
+        decimal strings); None for an order without one."""
+        out = []
+        for addr, cid in orders:
+            inv = self._invoices.get((user_key(addr), cid))
+            out.append(None if inv is None else inv.model_dump(mode="json"))
+        return out
 
     async def stats(self) -> dict[str, int]:
         return {"handle_calls": self.handle_calls, "reports": self.reports}

@@ -14,35 +14,21 @@ that the committed notebook carries no outputs and no call that could start or s
 from __future__ import annotations
 
 import asyncio
-import base64
-import importlib.util
 import json
-import os
 import re
-import sys
 import time
 import uuid
 from decimal import Decimal
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOKS = ROOT / "notebooks"
+from tests.integration.notebook_runner import NOTEBOOKS, Outputs, committed_code, execute, load_module
+
 NOTEBOOK = NOTEBOOKS / "attach.ipynb"
 
 
-def _load(name: str):  # noqa: ANN202
-    """A module of notebooks/ by path (the folder is not a package, and stays off sys.path)."""
-    spec = importlib.util.spec_from_file_location(f"notebooks_{name}", NOTEBOOKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-_attach = _load("attach_system")
+_attach = load_module("attach_system")
 ADDRESS_ENV, NAMESPACE_ENV, STATE_DIR_ENV = _attach.ADDRESS_ENV, _attach.NAMESPACE_ENV, _attach.STATE_DIR_ENV
 find_target = _attach.find_target
 
@@ -81,57 +67,13 @@ def test_no_run_file_means_auto_and_the_default_namespace(tmp_path: Path) -> Non
 
 
 def test_the_committed_notebook_is_clean_and_read_only() -> None:
-    nbformat = pytest.importorskip("nbformat")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    nbformat.validate(nb)
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    assert code and all(not c.get("outputs") and c.get("execution_count") is None for c in code)
-    cells = "\n".join(c.source for c in code)
-    for forbidden in ("ray.kill", ".stop.remote", "ray.shutdown", "ray.init", "subprocess", "os.system"):
-        assert forbidden not in cells, forbidden
+    committed_code(NOTEBOOK)
     # ray.init (in attach_system.connect) only ever with an address: never a new, empty cluster of its own
     inits = re.findall(r"ray\.init\(([^)]*)\)", (NOTEBOOKS / "attach_system.py").read_text())
     assert inits and all(args.strip().startswith("address=") for args in inits)
 
 
 # ============================================================================================== slow: the real thing
-class _Tables(HTMLParser):
-    """The notebook's HTML tables as {caption: [row dicts]}."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.tables: dict[str, list[dict[str, str]]] = {}
-        self._caption = self._cell = None
-        self._head: list[str] = []
-        self._row: list[str] = []
-        self._in = ""
-
-    def handle_starttag(self, tag: str, attrs: list) -> None:  # noqa: ARG002
-        if tag in ("caption", "th", "td"):
-            self._in, self._cell = tag, ""
-        elif tag == "table":
-            self._caption, self._head = None, []
-        elif tag == "tr":
-            self._row = []
-
-    def handle_data(self, data: str) -> None:
-        if self._in:
-            self._cell += data
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "caption":
-            self._caption = self._cell
-            self.tables[self._caption] = []
-        elif tag == "th":
-            self._head.append(self._cell)
-        elif tag == "td":
-            self._row.append(self._cell)
-        elif tag == "tr" and self._row:
-            self.tables[self._caption].append(dict(zip(self._head, self._row)))
-        if tag in ("caption", "th", "td"):
-            self._in = ""
-
-
 @pytest.fixture(scope="module")
 def running(ray_cluster):  # noqa: ARG001  (the session's Ray cluster: the kernel attaches to it)
     import ray
@@ -160,16 +102,8 @@ def running(ray_cluster):  # noqa: ARG001  (the session's Ray cluster: the kerne
 
 
 def _execute(system, timeout_s: int = 180):  # noqa: ANN001, ANN202
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    env = {**os.environ, ADDRESS_ENV: system.ray_address, NAMESPACE_ENV: system.namespace,
-           "MPLBACKEND": "Agg"}  # a headless server's backend: the figures must still come out
-    env.pop(STATE_DIR_ENV, None)
-    client = nbclient.NotebookClient(nb, timeout=timeout_s, startup_timeout=60, kernel_name="python3",
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
-    client.execute(env=env)  # raises CellExecutionError on the first failing cell
-    return nb
+    return execute(NOTEBOOK, {ADDRESS_ENV: system.ray_address, NAMESPACE_ENV: system.namespace},
+                   drop=(STATE_DIR_ENV,), timeout_s=timeout_s)
 
 
 @pytest.mark.slow
@@ -187,19 +121,15 @@ def test_the_notebook_reads_and_plots_a_running_system(running) -> None:
     nb = _execute(system)
     took = time.monotonic() - t0
 
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    assert not [o for o in outputs if o.output_type == "error"]
-    pngs = [base64.b64decode(o.data["image/png"]) for o in outputs if "image/png" in o.get("data", {})]
+    out = Outputs(nb)
+    assert not out.errors
+    pngs = out.pngs
     assert len(pngs) >= 4  # books, batches, fills, routes
-    assert all(p.startswith(b"\x89PNG\r\n\x1a\n") and len(p) > 5_000 for p in pngs)  # drawn, not empty canvases
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert out.drawn()  # drawn, not empty canvases
+    text = out.text
     assert f"attached to {system.ray_address}" in text and repr(system.namespace) in text and "missing: none" in text
 
-    parser = _Tables()
-    for o in outputs:
-        if "text/html" in o.get("data", {}):
-            parser.feed(o.data["text/html"])
-    tables = parser.tables
+    tables = out.tables
 
     # every actor answered inspect()
     actor_rows = tables[f"namespace {system.namespace}"]
