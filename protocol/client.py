@@ -19,7 +19,7 @@ from core.clock import Clock, SystemClock
 from protocol.codec import Decoded, FrameError, canonical, decode, encode, header, parse_frame
 from protocol.envelope import Body, UserRef
 from protocol.indexmaker_messages import (INDEXMAKER_REPORTS, CancelIndexOrder, GetMintInvoice, NewIndexOrder,
-                                          NewQuoteRequest)
+                                          NewQuoteRequest, WithdrawCollateral)
 from protocol.reason_codes import NakCode
 from protocol.session_messages import SERVER_SESSION_BODIES, Ack, Heartbeat, Logon, Logout, Nak, TestRequest
 from protocol.signature import Signer, signer_matches
@@ -208,6 +208,14 @@ class GatewayClient:
 
     async def get_invoice(self, client_order_id: str) -> int:
         return await self.request(GetMintInvoice(client_order_id=client_order_id))
+
+    async def withdraw(self, withdrawal_id: str, amount: str, destination: str, destination_chain_id: int,
+                       max_fee: str | None = None) -> int:
+        fields: dict[str, Any] = {"withdrawal_id": withdrawal_id, "amount": amount, "destination": destination,
+                                  "destination_chain_id": destination_chain_id}
+        if max_fee is not None:
+            fields["max_fee"] = max_fee
+        return await self.request(WithdrawCollateral.model_validate(fields))
 
     async def send_raw(self, frame: str | bytes) -> None:
         """Send anything (tests of the server's refusals)."""

@@ -46,6 +46,10 @@ class ReasonCode(str, Enum):
     DEBT_OUTSTANDING = "DEBT_OUTSTANDING"  # the user owes the house (routing cost beyond the hold, reversed deposit)
     DEPOSIT_REVERSED = "DEPOSIT_REVERSED"  # a credited deposit was dropped by a reorg: orders cut to give it back
     ENGINE_FAILED = "ENGINE_FAILED"  # the engine gave up on an accepted order (late rejection, §10.5)
+    UNKNOWN_USER = "UNKNOWN_USER"  # a withdrawal by an address that never deposited
+    BELOW_MINIMUM = "BELOW_MINIMUM"  # a withdrawal below `[withdrawal] minimum`
+    DUPLICATE_WITHDRAWAL_ID = "DUPLICATE_WITHDRAWAL_ID"  # the user's withdrawal id was used for another amount
+    UNSUPPORTED_DESTINATION = "UNSUPPORTED_DESTINATION"  # a withdrawal to a chain we do not pay on
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -64,6 +68,9 @@ CORE_REJECTION_CODES: dict[str, ReasonCode] = {
     "UNKNOWN_ORDER": ReasonCode.UNKNOWN_ORDER,
     "ORDER_CLOSED": ReasonCode.NOT_CANCELABLE,
     "CANCEL_EXCEEDS_REMAINING": ReasonCode.INVALID_AMOUNT,
+    "UNKNOWN_USER": ReasonCode.UNKNOWN_USER,
+    "BELOW_MINIMUM": ReasonCode.BELOW_MINIMUM,
+    "DUPLICATE_WITHDRAWAL_ID": ReasonCode.DUPLICATE_WITHDRAWAL_ID,
 }
 
 

@@ -23,7 +23,7 @@ from core.side import Side
 from core.token_ledger import TokenLedger
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
-from store.ledger_records import LedgerPart, ledger_v0
+from store.ledger_records import LedgerPart, ledger_v0, ledger_v1_to_v2
 from store.records import Part, Record, held_in, record_kind, same_data
 
 
@@ -110,13 +110,17 @@ def _user_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
     return {"tokens": None} | data  # written before index tokens could be deposited: none
 
 
+def _user_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
+    return data | {"book": data["book"] | {"ledger": ledger_v1_to_v2(data["book"]["ledger"])}}
+
+
 @record_kind
 class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 3
-    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3}
+    VERSION: ClassVar[int] = 4
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart
