@@ -11,6 +11,7 @@
     indexmaker deposit AMOUNT --key ... [--chain arbitrum|base]   # USDC to custody, followed until credited
     indexmaker deposit-tokens INDEX QUANTITY --key ...  # index tokens to custody on Base, for redemption
     indexmaker balance --key ...                      # the ledger's parts, deposits, tokens held and credited
+    indexmaker withdraw AMOUNT --key ... [--to ADDR] [--max-fee F]   # USDC back to Arbitrum, followed until paid
     indexmaker indexes [--brief] [--json]             # the served indexes, their assets and live prices
     indexmaker dev-keys                               # the local world's funded user keys
     indexmaker reconcile [--state-dir DIR] [--json]   # books vs exchange and chain; exit 1 on a difference
@@ -488,6 +489,36 @@ def _deposit_tokens(args: argparse.Namespace) -> int:
                        lambda chain, custody, key, q: uc.send_token_deposit(chain, custody, key, args.index, q),
                        lambda url, signer, key: uc.follow_token_deposit(url, signer, key, print,
                                                                         timeout_s=args.timeout))
+def _withdraw(args: argparse.Namespace) -> int:
+    """Withdraw available USDC to the user's address on Arbitrum over the gateway; print each stage until it ends."""
+    import asyncio
+    import uuid
+    from decimal import Decimal, InvalidOperation
+
+    from world import user_commands as uc
+
+    signer = _user_signer(args)
+    try:
+        amount = Decimal(args.amount)
+        max_fee = None if args.max_fee is None else Decimal(args.max_fee)
+    except InvalidOperation:
+        print(f"indexmaker withdraw: amounts must be decimal numbers, got {args.amount!r}", file=sys.stderr)
+        return 2
+    try:
+        run = _running(args)
+        if not run.get("gateway_url"):
+            raise uc.UserCommandError("the run file has no gateway_url")
+        arbitrum = uc.world_of(run).chain("arbitrum")
+        withdrawal_id = args.id or f"wd-{uuid.uuid4().hex[:16]}"
+        print(f"requesting withdrawal {withdrawal_id}: {amount} USDC (fees included) to {args.to or signer.address} "
+              f"on {arbitrum.name}")
+        asyncio.run(uc.withdraw(run["gateway_url"], signer, arbitrum.chain_id, withdrawal_id, amount,
+                                args.to or signer.address, arbitrum.chain_id, max_fee, print,
+                                timeout_s=args.timeout))
+    except (uc.UserCommandError, KeyError, OSError) as exc:
+        print(f"indexmaker withdraw: {exc}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _indexes(args: argparse.Namespace) -> int:
@@ -650,6 +681,14 @@ def _parser() -> argparse.ArgumentParser:
     deposit_tokens.add_argument("index", help="the index symbol, e.g. SY100")
     deposit_tokens.add_argument("quantity", help="index units, a decimal string")
     deposit_tokens.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the credit")
+    withdraw = sub.add_parser("withdraw", parents=[where, user_key],
+                              help="withdraw available USDC to the user's address on Arbitrum, followed until paid")
+    withdraw.add_argument("amount", help="USDC taken from the available collateral, routing fees included")
+    withdraw.add_argument("--to", help="the address paid on Arbitrum (default: the key's own)")
+    withdraw.add_argument("--id", help="the withdrawal's id (default: a new one); the same id and amount again is "
+                               "answered as the first and holds nothing more")
+    withdraw.add_argument("--max-fee", help="the most the exchange's withdrawal fee may be, USDC (above it: released)")
+    withdraw.add_argument("--timeout", type=float, default=600.0, help="seconds to follow it")
     balance = sub.add_parser("balance", parents=[where, user_key],
                              help="the user's collateral by parts, its deposits, the index tokens it holds and "
                                   "those credited for redemption")
@@ -717,6 +756,8 @@ def main(argv: list[str] | None = None) -> int:
         return _deposit(args)
     if args.command == "deposit-tokens":
         return _deposit_tokens(args)
+    if args.command == "withdraw":
+        return _withdraw(args)
     if args.command == "balance":
         return _balance(args)
     if args.command == "indexes":

@@ -181,6 +181,28 @@ class ChainActor:
                        ) -> TransferSent:
         return await self.stack.effects.transfer(key, address, amount, from_custody=from_custody)
 
+    # --- calls out: users' withdrawals (Base wallet -> Across -> its account on Arbitrum -> the user) ------------
+
+    async def withdrawal_bridge(self, key: str, amount: Decimal) -> BridgeSent:
+        """Bridge `amount` from the Base wallet to its own account on Arbitrum (never custody's: its deposit listener
+        would credit the relayer's fill), once per `key` (again: the same deposit)."""
+        return await self._returns().bridge(key, amount)
+
+    async def withdrawal_fill(self, deposit_id: int, from_block: int) -> FillSeen | None:
+        return await self._returns().find_fill(deposit_id, from_block)
+
+    async def withdrawal_fill_expired(self, fill_deadline: int) -> bool:
+        return await self._returns().fill_expired(fill_deadline)
+
+    async def withdrawal_pay(self, key: str, address: str, amount: Decimal) -> TransferSent:
+        """Pay the user from the Base wallet's account on Arbitrum, once per `key`."""
+        return await self._returns().transfer(key, address, amount)
+
+    def _returns(self) -> Any:
+        if self.stack.return_effects is None:
+            raise RuntimeError("this chain stack has no return route (withdrawals)")
+        return self.stack.return_effects
+
     # --- calls out: mints, batched ------------------------------------------------------------------------------
 
     async def mint(self, requests: list[TokenMint]) -> list[MintResult]:
@@ -220,4 +242,6 @@ class ChainActor:
                 "listening": self._task is not None and not self._task.done(), "last_error": self.last_error,
                 "pending_txs": {s.address: await s.pending_keys() for s in
                                 (self.stack.custody_sender, self.stack.wallet_sender, self.stack.solver_sender)},
-                "pending_txs_base_custody": await self.stack.base_custody_sender.pending_keys()}
+                "pending_txs_base_custody": await self.stack.base_custody_sender.pending_keys(),
+                "pending_txs_arb_wallet": (await self.stack.arb_wallet_sender.pending_keys()
+                                           if self.stack.arb_wallet_sender is not None else [])}

@@ -22,6 +22,7 @@ from actors.chain_actor import TokenMint
 from actors.logs import setup_logging
 from actors.metrics import process_metrics
 from actors.order_shards import orders_shard_name, shard_of_order
+from actors.ray_context import start_named
 from core.mint_queue import MintQueue
 from core.mint_request import MintRequest
 
@@ -223,11 +224,4 @@ class Minter:
 
 
 def start_minter(options: MinterOptions, *, detached: bool = False) -> Any:
-    opts: dict[str, Any] = {"name": options.name, "get_if_exists": True}
-    if options.namespace is not None:
-        opts["namespace"] = options.namespace
-    if detached:
-        opts["lifetime"] = "detached"
-    handle = Minter.options(**opts).remote(options)
-    handle.start.remote()
-    return handle
+    return start_named(Minter, options.name, options.namespace, detached, options)

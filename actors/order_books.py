@@ -36,6 +36,7 @@ from core.mint_request import MintRequest
 from core.sell_plan import PendingSell
 from core.shard_assignment import shard_name, shard_of
 from core.shard_books import ShardBooks, Step, TokenStep
+from core.withdrawal import Withdrawal, WithdrawalReport, WithdrawalRequest
 from protocol.books_app import BooksApp
 from protocol.gc_tuning import tune_gc_once
 from protocol.indexmaker_app import AppRequest, AppResponse, InvoiceIssued, NewOrder
@@ -48,6 +49,7 @@ from store.retry import RetryPolicy
 from store.shard_records import ShardCompleted, ShardInvoice, ShardMeta, ShardReportRecord, ShardUser
 from store.solver_records import ShardStepRecord
 from store.streams import shard_reports, solver_steps
+from store.withdrawal_records import ShardWithdrawal
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +97,11 @@ class OrderBooksOptions:
     #: The chain id of a user known only from a deposit (the gateway's sessions bring their own).
     default_chain_id: int = 42161
     key_prefix: str = "orders"
+    #: The withdrawal actor accepted withdrawals are handed to (None: none runs; the requests wait for its start).
+    withdrawals_name: str | None = None
+    #: `[withdrawal] minimum` (None: withdrawals are refused) and the chains they pay on.
+    withdrawal_minimum: Decimal | None = None
+    withdrawal_chains: frozenset[int] = frozenset()
     retry: RetryPolicy = dataclasses.field(default_factory=RetryPolicy.default)
     #: index -> symbol -> quantity per index unit: what an arrival value is computed from (empty: orders carry none).
     baskets: Mapping[str, Mapping[str, Decimal]] = dataclasses.field(default_factory=dict)
@@ -135,7 +142,8 @@ class IndexOrderBooks:
         # Invoices likewise (one field per order, written once): a user's snapshot, rewritten whenever the user
         # is touched, would otherwise carry every invoice the user ever had.
         self._keys = {"users": f"{p}:users", "meta": f"{p}:meta", "outbox": f"{p}:outbox",
-                      "completed": f"{p}:completed", "fill_keys": f"{p}:fill_keys", "invoices": f"{p}:invoices"}
+                      "completed": f"{p}:completed", "fill_keys": f"{p}:fill_keys", "invoices": f"{p}:invoices",
+                      "withdrawals": f"{p}:withdrawals"}
         self._reports = shard_reports(options.key_prefix, shard)
         self._steps = solver_steps(options.key_prefix, shard)
         self._steps_task: asyncio.Task | None = None
@@ -150,8 +158,8 @@ class IndexOrderBooks:
         self._started = False
         self._solver: Any = None
         self._solver_retry_at = 0.0  # monotonic time before which a failed solver lookup is not repeated
-        self._minter: Any = None
-        self._minter_retry_at = 0.0
+        self._peers: dict[str, Any] = {}  # actors pushed to (the minter, the withdrawal actor), by name
+        self._peer_retry_at: dict[str, float] = {}  # monotonic time before which a failed lookup is not repeated
         self._last_handle: dict[str, Any] | None = None
         self._restarted = restarted_by_ray()
         self._load()
@@ -161,6 +169,7 @@ class IndexOrderBooks:
             return  # outside Ray (a test drives the class): nothing to push to, nothing to read
         self._ensure_started()  # the solver's steps are read from now on, after a restart too
         self._push_mints(self.shard.mint_pending())  # a push lost in a crash after its commit goes out again
+        self._push_withdrawals(self.shard.open_withdrawal_requests())  # and so is a withdrawal's
 
     # ------------------------------------------------------------------ state
     def _fresh(self) -> None:
@@ -169,7 +178,8 @@ class IndexOrderBooks:
                                 token_decimals=o.token_decimals, order_dust=o.order_dust,
                                 rest_return_ratio=o.rest_return_ratio,
                                 arrivals=ArrivalBoard(o.baskets, o.arrival_max_age_ms))
-        self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id)
+        self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id, withdrawal_minimum=o.withdrawal_minimum,
+                            withdrawal_chains=o.withdrawal_chains)
         self._report_seq = 0
         self._step_cursor = self._steps_acked = 0  # the last solver step applied; as stored (and trimmed to)
         self._backlog = 0  # the reports hand-off's length at the last view
@@ -193,11 +203,12 @@ class IndexOrderBooks:
                 completed = r.hgetall(self._keys["completed"])
                 fill_keys = r.smembers(self._keys["fill_keys"])
                 invoices = r.hgetall(self._keys["invoices"])
-                return users, meta, outbox, completed, fill_keys, invoices
+                withdrawals = r.hgetall(self._keys["withdrawals"])
+                return users, meta, outbox, completed, fill_keys, invoices, withdrawals
             finally:
                 r.close()
 
-        users, meta, outbox, completed, fill_keys, invoices = self.o.retry.call_sync(
+        users, meta, outbox, completed, fill_keys, invoices, withdrawals = self.o.retry.call_sync(
             read, lambda exc: log.warning("orders-%d: cannot read the store (%s); retrying", self.k, exc))
         self._fresh()
         st = self.shard
@@ -229,6 +240,8 @@ class IndexOrderBooks:
             st.add_invoice(key, cl, ShardInvoice.load(raw).invoice)
             st.new_invoices.discard((key, cl))  # stored already
         st.fill_keys.update(k.decode() for k in fill_keys)
+        for wid, raw in withdrawals.items():
+            st.withdrawals[wid.decode()] = ShardWithdrawal.load(raw).request
         for b, ms in completed.items():
             st.completed[b.decode()] = ShardCompleted.load(ms).requests()
         # Reports older code kept in a sorted set (those its subscriber had not taken, maybe a few it had: the
@@ -272,6 +285,8 @@ class IndexOrderBooks:
             answers = {b: ShardCompleted.of(st.completed[b]).dump() for b in new_completed}
             new_invoices = sorted(st.new_invoices)
             invoices = {f"{k}\n{cl}": ShardInvoice(invoice=st.invoices[(k, cl)]).dump() for k, cl in new_invoices}
+            new_withdrawals = sorted(st.new_withdrawals)
+            withdrawals = {w: ShardWithdrawal(request=st.withdrawals[w]).dump() for w in new_withdrawals}
             step_cursor = self._step_cursor
 
             async def write() -> None:
@@ -291,6 +306,8 @@ class IndexOrderBooks:
                     p.hset(self._keys["completed"], mapping=answers)
                 if invoices:
                     p.hset(self._keys["invoices"], mapping=invoices)
+                if withdrawals:
+                    p.hset(self._keys["withdrawals"], mapping=withdrawals)
                 if step_cursor != self._steps_acked:
                     self._steps.ack(p, step_cursor)  # applied and stored: the solver's hand-off lets go
                 await execute(p)
@@ -308,6 +325,8 @@ class IndexOrderBooks:
         st.new_fill_keys.difference_update(new_keys)
         st.new_completed.difference_update(new_completed)
         st.new_invoices.difference_update(new_invoices)
+        st.new_withdrawals.difference_update(new_withdrawals)
+        self._push_withdrawals([st.withdrawals[w] for w in new_withdrawals])  # stored: the actor may drive them
         self._counts["commits"] += 1
         self._counts["reports"] += len(entries)
 
@@ -648,20 +667,46 @@ class IndexOrderBooks:
     def _push_mints(self, mints: Sequence[MintRequest]) -> None:
         """Hand committed mintable orders to the minter: fire and forget, one call per commit. A push lost while
         the minter is down is found by its own catch-up (it asks every shard on its start)."""
-        if not mints or self.o.minter_name is None:
+        if mints:
+            self._push(self.o.minter_name, "mint", self.k, list(mints))
+
+    def _push_withdrawals(self, requests: Sequence[WithdrawalRequest]) -> None:
+        """Hand committed withdrawal requests to the withdrawal actor, like mints to the minter (its start asks
+        every shard for the open ones)."""
+        if requests:
+            self._push(self.o.withdrawals_name, "submit", self.k, list(requests))
+
+    def _push(self, name: str | None, method: str, *args: Any) -> None:
+        """Fire and forget `name.method(*args)`; a peer not reached is looked up again after a second (lookups
+        block this loop) and finds what it missed by its own catch-up."""
+        if name is None:
             return
         now = time.monotonic()
-        if self._minter is None and now < self._minter_retry_at:
-            return  # looked up and failed just now (ray.get_actor blocks this loop); its catch-up will ask
+        if self._peers.get(name) is None and now < self._peer_retry_at.get(name, 0.0):
+            return
         try:
-            if self._minter is None:
-                self._minter = ray.get_actor(self.o.minter_name,
-                                             namespace=self.o.namespace or ray.get_runtime_context().namespace)
-            self._minter.mint.remote(self.k, list(mints))
-        except Exception as exc:  # noqa: BLE001  (no minter yet, or restarting: it asks every shard when it starts)
-            log.info("orders-%d: minter not reached (%s); it asks for these when it starts", self.k, exc)
-            self._minter = None
-            self._minter_retry_at = now + 1.0
+            if self._peers.get(name) is None:
+                self._peers[name] = ray.get_actor(name, namespace=self.o.namespace
+                                                  or ray.get_runtime_context().namespace)
+            getattr(self._peers[name], method).remote(*args)
+        except Exception as exc:  # noqa: BLE001  (not started yet, or restarting: it asks every shard when it starts)
+            log.info("orders-%d: %s not reached (%s); it asks for this when it starts", self.k, name, exc)
+            self._peers[name] = None
+            self._peer_retry_at[name] = now + 1.0
+
+    # ------------------------------------------------------------------ withdrawals
+    async def withdrawal_requests(self) -> list[WithdrawalRequest]:
+        """The accepted withdrawals whose hold is open (the withdrawal actor's catch-up at its start)."""
+        return self.shard.open_withdrawal_requests()
+
+    async def withdrawal_progress(self, reports: Sequence[WithdrawalReport], done: Sequence[Withdrawal]) -> int:
+        """Stages withdrawals of this shard's users reached (their users' reports), and the final ones, settled
+        from their holds (core.shard_books.ShardBooks.settle_withdrawals); one commit. Idempotent per withdrawal."""
+        self._ensure_started()
+        async with self._lock:
+            self._log_step(self.shard.settle_withdrawals(done))
+            await self._commit(self.app.withdrawal_reports(reports))
+        return len(reports)
 
     async def holdings(self) -> dict[str, Any]:
         """What this shard's orders hold, for the reserves check (core.shard_books.ShardBooks.holdings). Reads

@@ -1,7 +1,8 @@
 """Wires the chain side from the world state file and core.config's ChainConfig: web3 clients, contracts, the
-signing accounts' senders (custody on both chains, the Base wallet, the solver), the Across bridge, the deposit
-listeners (custody on Arbitrum and on Base; index tokens sent back to custody on Base), the route effects and the
-index minter. One place, so that tests, the bench and the actors build exactly the same objects.
+signing accounts' senders (custody and the Base wallet on both chains, the solver), the Across bridges (Arbitrum ->
+Base for deposits, Base -> Arbitrum for withdrawals), the deposit listeners (custody on Arbitrum and on Base; index
+tokens sent back to custody on Base), the route effects and the index minter. One place, so that tests, the bench
+and the actors build exactly the same objects.
 """
 from __future__ import annotations
 
@@ -45,6 +46,12 @@ class ChainStack:
     base_deposits: ChainConnector
     #: Index tokens users send back to custody on Base (for redemption): every index token of the world.
     token_deposits: ChainConnector
+    #: Users' withdrawals, the route backwards: the Base wallet bridges to its own account on Arbitrum (Across),
+    #: which pays the user there. Never to custody: the relayer's fill is a USDC transfer from the relayer, which
+    #: custody's deposit listener would credit to the relayer as a deposit (and the router route away).
+    return_effects: ChainRouteEffects | None = None
+    #: The Base wallet's account on Arbitrum: receives the withdrawals' fills, pays the users (its only signer).
+    arb_wallet_sender: TxSender | None = None
 
     @classmethod
     def build(cls, state: WorldState, redis: Redis, config: ChainConfig, *, mnemonic: str,
@@ -100,8 +107,18 @@ class ChainStack:
                                                  confirmations=config.base_confirmations,
                                                  max_block_range=config.max_block_range,
                                                  reorg_window=config.reorg_window, key_prefix=chain_prefix)
+        return_bridge = AcrossBridge(wallet, base_c.usdc, base_c.spoke_pool, arb, arb_c.spoke_pool,
+                                     destination_chain_id=a.chain_id, destination_usdc=a.usdc,
+                                     fill_deadline_s=config.fill_deadline_s,
+                                     fill_confirmations=config.fill_confirmations,
+                                     max_block_range=config.max_block_range)
+        arb_wallet = sender(arb, a.chain_id, "base_wallet")
+        return_effects = ChainRouteEffects(return_bridge, arb_wallet, arb_c.usdc,
+                                           destination_wallet=state.account("base_wallet").address,
+                                           unit=config.usdc_unit, bridge_fee_rate=config.bridge_fee_rate,
+                                           native_price=dict(config.native_price))
         return cls(config, state, arb, bw3, arb_c, base_c, custody, wallet, solver, bridge, deposits, effects,
-                   minters, base_custody, base_deposits, token_deposits)
+                   minters, base_custody, base_deposits, token_deposits, return_effects, arb_wallet)
 
     async def recover(self) -> None:
         """On start: see through every transaction a crash left recorded but unconfirmed."""
@@ -110,7 +127,8 @@ class ChainStack:
 
     @property
     def senders(self) -> tuple[TxSender, ...]:
-        return (self.custody_sender, self.wallet_sender, self.solver_sender, self.base_custody_sender)
+        return tuple(s for s in (self.custody_sender, self.wallet_sender, self.solver_sender,
+                                 self.base_custody_sender, self.arb_wallet_sender) if s is not None)
 
     @property
     def deposit_listeners(self) -> tuple[ChainConnector, ...]:

@@ -1,7 +1,7 @@
 """One user's collateral (USDC), booked exactly in whole units of the token (micro-USDC by default).
 
 Every unit deposited is in exactly one place, and `check()` proves
-credited + debt == available + held + reserved + spent + fees_charged.
+credited + debt == available + held + reserved + spent + fees_charged + withdrawn.
 Debt (a cost beyond the hold, a reorged deposit) is paid first. Amounts that are not whole units are refused,
 never rounded. Deposits and fees carry ids chosen beforehand: booking one twice is a no-op."""
 from __future__ import annotations
@@ -16,6 +16,9 @@ from core.money import ZERO, D, is_multiple
 USDC_UNIT = Decimal("0.000001")
 
 Amount = Decimal | str | int
+
+#: The ledger's balances, each a whole number of the unit (stored by name).
+_TOTALS = ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt", "withdrawn")
 
 
 class CollateralError(ValueError):
@@ -45,11 +48,23 @@ def whole_units(value: Amount, unit: Decimal, what: str, *, allow_zero: bool = F
     return amount
 
 
+def _first_time(booked: dict[str, Decimal], key: str, value: Decimal, what: str) -> bool:
+    """Book `key` -> `value` unless booked before: False for a replay with the same value; a replay with another
+    value is refused (it would change what was booked)."""
+    seen = booked.get(key)
+    if seen is not None:
+        if seen != value:
+            raise CollateralError(f"{what} {key} replayed with {value}, booked before with {seen}")
+        return False
+    booked[key] = value
+    return True
+
+
 class CollateralLedger:
     """The collateral of one user. Not thread-safe: its owner (one order-book shard) serialises the calls."""
 
-    __slots__ = ("unit", "available", "held", "reserved", "spent", "fees_charged", "credited", "debt",
-                 "_reservations", "_deposits", "_fees", "_holds", "_reversed")
+    __slots__ = ("unit", "available", "held", "reserved", "spent", "fees_charged", "credited", "debt", "withdrawn",
+                 "_reservations", "_deposits", "_fees", "_holds", "_reversed", "_withdrawals", "_payouts")
 
     def __init__(self, unit: Decimal = USDC_UNIT) -> None:
         if not isinstance(unit, Decimal) or not unit.is_finite() or unit <= 0:
@@ -62,12 +77,15 @@ class CollateralLedger:
         self.fees_charged = ZERO
         self.credited = ZERO
         self.debt = ZERO
+        self.withdrawn = ZERO  # paid out to the user's own address (withdrawals), fees apart
         self._reservations: dict[str, Decimal] = {}  # order id -> amount held; entries at zero are dropped
         self._deposits: dict[str, Decimal] = {}  # deposit id -> amount, to recognise replays (and conflicting ones)
         self._fees: dict[str, Decimal] = {}  # fee id -> amount, same reason
         #: deposit id -> what is still held for its route; the entry goes when the route's cost is known (released)
         self._holds: dict[str, Decimal] = {}
         self._reversed: dict[str, Decimal] = {}  # deposit id -> amount taken back (a reorg dropped the deposit)
+        self._withdrawals: dict[str, Decimal] = {}  # withdrawal id -> amount held for it when it was accepted
+        self._payouts: dict[str, Decimal] = {}  # withdrawal id -> amount paid out (0: given back); settled ones
 
     # --- money in ---------------------------------------------------------------------------------------------------
 
@@ -76,12 +94,8 @@ class CollateralLedger:
         engage it. False (and nothing changes) when `deposit_id` was booked before with the same amount."""
         value = whole_units(amount, self.unit, f"deposit {deposit_id}")
         held = min(whole_units(hold, self.unit, f"hold of {deposit_id}", allow_zero=True), value)
-        seen = self._deposits.get(deposit_id)
-        if seen is not None:
-            if seen != value:
-                raise CollateralError(f"deposit {deposit_id} replayed with {value}, booked before with {seen}")
+        if not _first_time(self._deposits, deposit_id, value, "deposit"):
             return False
-        self._deposits[deposit_id] = value
         self.credited += value
         if held > 0:
             self._holds[deposit_id] = held
@@ -106,12 +120,8 @@ class CollateralLedger:
         covers becomes the user's debt (the house is never the silent payer). False (nothing changes) when
         `fee_id` was charged before."""
         value = whole_units(amount, self.unit, f"fee {fee_id}")
-        seen = self._fees.get(fee_id)
-        if seen is not None:
-            if seen != value:
-                raise CollateralError(f"fee {fee_id} replayed with {value}, charged before with {seen}")
+        if not _first_time(self._fees, fee_id, value, "fee"):
             return False
-        self._fees[fee_id] = value
         self.fees_charged += value
         from_hold = min(value, self.hold(hold_id)) if hold_id is not None else ZERO
         if from_hold:
@@ -166,6 +176,62 @@ class CollateralLedger:
     def reversed_deposits(self) -> dict[str, Decimal]:
         return dict(self._reversed)
 
+    # --- withdrawals -------------------------------------------------------------------------------------------------
+
+    @staticmethod
+    def withdrawal_hold(withdrawal_id: str) -> str:
+        """The hold's id of a withdrawal (apart from the deposits' holds, which are keyed by deposit)."""
+        return f"withdraw:{withdrawal_id}"
+
+    def hold_withdrawal(self, withdrawal_id: str, amount: Amount) -> bool:
+        """Hold free collateral for a withdrawal: no order can reserve it, nothing engaged or held is touched. False
+        (nothing changes) when `withdrawal_id` was held before with the same amount, even if settled since."""
+        value = whole_units(amount, self.unit, f"withdrawal {withdrawal_id}")
+        if withdrawal_id not in self._withdrawals and value > self.available:
+            raise InsufficientCollateral(f"withdrawal {withdrawal_id}: {value} asked, {self.available} available, "
+                                         f"short by {value - self.available}")
+        if not _first_time(self._withdrawals, withdrawal_id, value, "withdrawal"):
+            return False
+        self.available -= value
+        self.held += value
+        self._holds[self.withdrawal_hold(withdrawal_id)] = value
+        return True
+
+    def withdrawal(self, withdrawal_id: str) -> Decimal:
+        """What was held for `withdrawal_id` (zero if never)."""
+        return self._withdrawals.get(withdrawal_id, ZERO)
+
+    def open_withdrawals(self) -> dict[str, Decimal]:
+        """Withdrawals held and not settled yet: id -> what is still held for them."""
+        return {w: self.hold(self.withdrawal_hold(w)) for w in self._withdrawals if w not in self._payouts}
+
+    def settle_withdrawal(self, withdrawal_id: str, paid: Amount, fees: Mapping[str, Amount]) -> bool:
+        """The withdrawal is over: `paid` left for the user's address, each fee (id -> amount) is charged, all out of
+        its hold; the rest of the hold goes back to the user (a refusal: nothing paid, no fee, all of it back).
+        Refused whole (nothing changes) when paid + fees exceed the hold. False when settled before."""
+        value = whole_units(paid, self.unit, f"payout of {withdrawal_id}", allow_zero=True)
+        charges = {k: whole_units(v, self.unit, f"fee {k}", allow_zero=True) for k, v in fees.items()}
+        if withdrawal_id in self._payouts:
+            if self._payouts[withdrawal_id] != value:
+                raise CollateralError(f"withdrawal {withdrawal_id} settled again with {value}, paid before "
+                                      f"{self._payouts[withdrawal_id]}")
+            return False
+        hold_id = self.withdrawal_hold(withdrawal_id)
+        if withdrawal_id not in self._withdrawals:
+            raise CollateralError(f"withdrawal {withdrawal_id} was never held")
+        if value + sum(charges.values(), ZERO) > self.hold(hold_id):
+            raise CollateralError(f"withdrawal {withdrawal_id}: paid {value} + fees {sum(charges.values(), ZERO)} "
+                                  f"exceed its hold {self.hold(hold_id)}")
+        for fee_id, fee in charges.items():
+            if fee:
+                self.charge_fee(fee_id, fee, hold_id=hold_id)
+        if value:
+            self._take_hold(hold_id, value)
+            self.withdrawn += value
+        self._payouts[withdrawal_id] = value
+        self.release_hold(hold_id)
+        return True
+
     # --- per-order reservations -------------------------------------------------------------------------------------
 
     def reservation(self, order_id: str) -> Decimal:
@@ -214,12 +280,12 @@ class CollateralLedger:
     def check(self) -> None:
         """Raise AssertionError unless every unit credited (plus what the user owes) is in exactly one balance
         (exact, no epsilon)."""
-        total = self.available + self.held + self.reserved + self.spent + self.fees_charged
+        total = self.available + self.held + self.reserved + self.spent + self.fees_charged + self.withdrawn
         if self.credited + self.debt != total:
             raise AssertionError(
                 f"ledger out of balance: credited {self.credited} + debt {self.debt} != available {self.available} "
                 f"+ held {self.held} + reserved {self.reserved} + spent {self.spent} + fees {self.fees_charged} "
-                f"= {total}")
+                f"+ withdrawn {self.withdrawn} = {total}")
         held = sum(self._reservations.values(), ZERO)
         if held != self.reserved:
             raise AssertionError(f"reserved {self.reserved} != sum of reservations {held}")
@@ -229,7 +295,11 @@ class CollateralLedger:
             raise AssertionError(f"credited {self.credited} != booked deposits minus reversed ones")
         if self.fees_charged != sum(self._fees.values(), ZERO):
             raise AssertionError(f"fees_charged {self.fees_charged} != sum of booked fees")
-        for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt"):
+        if self.withdrawn != sum(self._payouts.values(), ZERO):
+            raise AssertionError(f"withdrawn {self.withdrawn} != sum of payouts")
+        if not self._payouts.keys() <= self._withdrawals.keys():
+            raise AssertionError("a payout of a withdrawal never held")
+        for name in _TOTALS:
             value = getattr(self, name)
             if value < 0 or not is_multiple(value, self.unit):
                 raise AssertionError(f"{name} = {value} is negative or not a whole number of {self.unit}")
@@ -250,23 +320,28 @@ class CollateralLedger:
             "fees_charged": str(self.fees_charged),
             "credited": str(self.credited),
             "debt": str(self.debt),
+            "withdrawn": str(self.withdrawn),
             "reservations": {k: str(v) for k, v in self._reservations.items()},
             "deposits": {k: str(v) for k, v in self._deposits.items()},
             "fees": {k: str(v) for k, v in self._fees.items()},
             "holds": {k: str(v) for k, v in self._holds.items()},
             "reversed": {k: str(v) for k, v in self._reversed.items()},
+            "withdrawals": {k: str(v) for k, v in self._withdrawals.items()},
+            "payouts": {k: str(v) for k, v in self._payouts.items()},
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "CollateralLedger":
         ledger = cls(D(data["unit"]))
-        for name in ("available", "held", "reserved", "spent", "fees_charged", "credited", "debt"):
+        for name in _TOTALS:
             setattr(ledger, name, D(data[name]))
         ledger._reservations = {k: D(v) for k, v in data["reservations"].items()}
         ledger._deposits = {k: D(v) for k, v in data["deposits"].items()}
         ledger._fees = {k: D(v) for k, v in data["fees"].items()}
         ledger._holds = {k: D(v) for k, v in data["holds"].items()}
         ledger._reversed = {k: D(v) for k, v in data["reversed"].items()}
+        ledger._withdrawals = {k: D(v) for k, v in data["withdrawals"].items()}
+        ledger._payouts = {k: D(v) for k, v in data["payouts"].items()}
         ledger.check()  # a corrupt snapshot is refused at load, not discovered later
         return ledger
 
@@ -278,10 +353,12 @@ class CollateralLedger:
 
     def _state(self) -> tuple:
         return (self.unit, self.available, self.held, self.reserved, self.spent, self.fees_charged, self.credited,
-                self.debt, self._reservations, self._deposits, self._fees, self._holds, self._reversed)
+                self.debt, self.withdrawn, self._reservations, self._deposits, self._fees, self._holds, self._reversed,
+                self._withdrawals, self._payouts)
 
     __hash__ = None  # type: ignore[assignment]  (mutable)
 
     def __repr__(self) -> str:
         return (f"CollateralLedger(available={self.available}, held={self.held}, reserved={self.reserved}, "
-                f"spent={self.spent}, fees_charged={self.fees_charged}, credited={self.credited}, debt={self.debt})")
+                f"spent={self.spent}, fees_charged={self.fees_charged}, credited={self.credited}, debt={self.debt}, "
+                f"withdrawn={self.withdrawn})")

@@ -177,8 +177,8 @@ class ChainConfig(_Section):
     arbitrum_rpc: str | None = None
     base_rpc: str | None = None
     #: BIP-44 index of each role's account under INDEXMAKER_CHAIN_MNEMONIC (the local world's are world/chains.py's
-    #: own): custody takes users' deposits on both chains, base_wallet pays the exchange, solver mints the tokens,
-    #: admin deploys them (`indexmaker deploy-token`).
+    #: own): custody takes users' deposits on both chains, base_wallet pays the exchange on Base and the users'
+    #: withdrawals on Arbitrum, solver mints the tokens, admin deploys them (`indexmaker deploy-token`).
     account_indexes: dict[str, int] = Field(
         default_factory=lambda: {"admin": 0, "solver": 1, "base_wallet": 3, "custody": 4})
     #: Blocks on top of a user's deposit on Arbitrum before it is credited (a deposit dropped by a reorg within
@@ -593,6 +593,11 @@ class WithdrawalConfig(_Section):
     exchange_network: str = "BASE"
     #: Smallest withdrawal a user may ask for (USDC, fees included): below it the route's fees eat the payout.
     minimum: Decimal = Field(Decimal("5"), gt=0)
+    #: How often the withdrawal actor looks at the withdrawals in flight (one exchange history call for all).
+    poll_ms: int = Field(2_000, gt=0)
+    #: USDC charged for the Arbitrum transfer that pays the user, estimated (charged before it is sent): anvil's
+    #: 1 gwei at native_price makes an ERC-20 transfer ~0.15.
+    payout_gas: Decimal = Field(Decimal("0.20"), ge=0)
 
 
 class Settings(BaseSettings):

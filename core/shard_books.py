@@ -15,7 +15,7 @@ from core.batch_planner import Engagement, PendingOrder
 from core.batch_result import BatchOrderResult
 from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
 from core.clock import Clock
-from core.collateral_ledger import CollateralError, CollateralLedger
+from core.collateral_ledger import CollateralError, CollateralLedger, InsufficientCollateral, whole_units
 from core.collateral_route import FeeCharge
 from core.deposit_reversal import BookReversal, cut_open_orders, reverse_in_book
 from core.index_order import IndexOrder, OrderStateError, user_key
@@ -27,6 +27,7 @@ from core.sell_plan import PendingSell
 from core.money import ZERO, quantize_up
 from core.side import Side
 from core.token_ledger import TokenLedger, TokenReversal
+from core.withdrawal import Withdrawal, WithdrawalError, WithdrawalRequest
 
 
 @dataclass(slots=True)
@@ -111,11 +112,13 @@ class ShardBooks:
         self.reversals: list[dict[str, Any]] = []  # deposits taken back after a reorg, for the operator
         self.tokens: dict[str, TokenLedger] = {}  # user key -> index tokens deposited for redemption
         self.token_owners: dict[str, str] = {}  # token deposit key -> user key (derived from the ledgers)
+        self.withdrawals: dict[str, WithdrawalRequest] = {}  # withdrawal id -> the request its hold was made for
         # What changed since the owner last stored it.
         self.touched: set[str] = set()
         self.new_fill_keys: set[str] = set()
         self.new_completed: set[str] = set()
         self.new_invoices: set[tuple[str, str]] = set()
+        self.new_withdrawals: set[str] = set()
 
     # ------------------------------------------------------------------ books
     def book(self, key: str) -> UserOrderBook:
@@ -281,6 +284,82 @@ class ShardBooks:
             step.warnings.append(f"token deposit {deposit_key} of {key} reversed by a reorg: {done.units} "
                                  f"{done.index} taken back, {done.debt} of it owed")
         return step
+    # ------------------------------------------------------------------ withdrawals
+    def hold_withdrawal(self, key: str, withdrawal_id: str, amount: Decimal | str, minimum: Decimal) -> bool:
+        """Hold `amount` of the user's free collateral for a withdrawal (never what orders reserved or a route holds).
+        True: held now; False: this withdrawal was held before with the same amount (a duplicate: the first answer
+        stands). Raises IndexOrderRefused (UNKNOWN_USER, DUPLICATE_WITHDRAWAL_ID, TOO_MUCH_PRECISION,
+        NON_POSITIVE_AMOUNT, BELOW_MINIMUM, DEBT_OUTSTANDING, INSUFFICIENT_COLLATERAL): nothing held."""
+        book = self.books.get(key)
+        if book is None or book.ledger.credited + book.ledger.debt == 0:
+            raise IndexOrderRefused("UNKNOWN_USER", "no deposit was ever credited to this user")
+        ledger = book.ledger
+        try:
+            value = whole_units(amount, self.unit, f"withdrawal {withdrawal_id}", allow_zero=True)
+        except CollateralError:
+            raise IndexOrderRefused("TOO_MUCH_PRECISION", f"{amount} is not a whole number of {self.unit}") from None
+        seen = ledger.withdrawal(withdrawal_id)
+        if seen:
+            if seen != value:
+                raise IndexOrderRefused("DUPLICATE_WITHDRAWAL_ID",
+                                        f"withdrawal {withdrawal_id!r} was asked before for {seen}")
+            return False
+        if value <= 0:
+            raise IndexOrderRefused("NON_POSITIVE_AMOUNT", f"amount must be positive, got {value}")
+        if value < minimum:
+            raise IndexOrderRefused("BELOW_MINIMUM", f"{value} is below the minimum withdrawal {minimum}")
+        if ledger.debt > 0:
+            raise IndexOrderRefused("DEBT_OUTSTANDING", f"{ledger.debt} owed: a deposit must pay it first")
+        try:
+            ledger.hold_withdrawal(withdrawal_id, value)
+        except InsufficientCollateral:
+            raise IndexOrderRefused("INSUFFICIENT_COLLATERAL", f"{value} asked, {ledger.available} available "
+                                    "(collateral of orders and routes is not)") from None
+        self.touched.add(key)
+        return True
+
+    def accept_withdrawal(self, request: WithdrawalRequest, minimum: Decimal) -> bool:
+        """`hold_withdrawal` for a signed request, kept with it (the owner stores both in one write and hands the
+        request to whoever drives it). True: new; False: the same request accepted before."""
+        wid = request.withdrawal_id
+        if self.hold_withdrawal(request.user, wid, request.amount, minimum):
+            self.withdrawals[wid] = request
+            self.new_withdrawals.add(wid)
+            return True
+        return False
+
+    def open_withdrawal_requests(self) -> list[WithdrawalRequest]:
+        """The requests whose hold is not settled yet, oldest first."""
+        out = []
+        for wid, r in self.withdrawals.items():
+            book = self.books.get(r.user)
+            if book is not None and wid in book.ledger.open_withdrawals():
+                out.append(r)
+        return sorted(out, key=lambda r: (r.accepted_ms, r.withdrawal_id))
+
+    def settle_withdrawals(self, done: Sequence[Withdrawal]) -> Step:
+        """Final withdrawals (core.withdrawal): each one's payout and fees leave its hold, the rest goes back to the
+        user (a refusal: all of it). Idempotent per withdrawal id (the ledger remembers what it settled)."""
+        step = Step()
+        for w in done:
+            book = self.books.get(user_key(w.user))
+            if book is None:
+                step.errors.append(f"withdrawal {w.withdrawal_id}: unknown user {w.user}")
+                continue
+            try:
+                paid, fees = w.settlement()
+                if book.ledger.settle_withdrawal(w.withdrawal_id, paid, fees):
+                    self.touched.add(book.user)
+                else:
+                    step.replays += 1
+            except (CollateralError, WithdrawalError) as exc:
+                step.errors.append(f"withdrawal {w.withdrawal_id}: {exc}")
+        return step
+
+    def open_withdrawals(self) -> dict[str, dict[str, Decimal]]:
+        """Per user key, the withdrawals held and not settled (id -> held): what a restarted owner drives on."""
+        out = {key: book.ledger.open_withdrawals() for key, book in self.books.items()}
+        return {key: held for key, held in out.items() if held}
 
     # ------------------------------------------------------------------ the solver's side
     def pending(self, limit: int) -> list[PendingOrder]:
@@ -414,7 +493,8 @@ class ShardBooks:
                 continue
             try:
                 if not order.is_terminal:
-                    book.release(cl, order.engaged, now, self.tokens.get(book.user))  # one batch at a time: all it holds is this batch's
+                    # One batch at a time: all it holds is this batch's.
+                    book.release(cl, order.engaged, now, self.tokens.get(book.user))
                 if not order.is_terminal:
                     dust = rest_threshold(order, self.order_dust, self.rest_return_ratio, self.unit)
                     if order.remaining < dust:

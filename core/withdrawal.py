@@ -13,10 +13,11 @@ events after a restart never holds, releases, spends or pays twice. The owner st
 record) before it carries out a transition's effects.
 
 Money: the user asks for `amount` (micro-USDC), all of it leaves their collateral. Each fee is rounded UP to the
-micro-USDC (the custody never pays a fraction the route did not bring) and the payout is what is left: amount less
+micro-USDC (the payer never pays a fraction the route did not bring) and the payout is what is left: amount less
 the exchange's withdraw fee, the bridge's fee and the Arbitrum gas, exact."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
@@ -44,6 +45,30 @@ FINAL = frozenset({WithdrawalStage.PAID, WithdrawalStage.REFUSED, WithdrawalStag
 
 class WithdrawalError(ValueError):
     """A request that cannot start a withdrawal (its numbers or address)."""
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalRequest:
+    """What the user signed, as their shard accepted it (the amount held then): the withdrawal's facts before any
+    hop. `client_id` is the user's id of it (unique per user); `withdrawal_id` the house's (unique overall)."""
+
+    user: str  # the user's key (lower-cased address)
+    client_id: str
+    to: str  # the address paid on the destination chain
+    chain_id: int  # the destination chain (Arbitrum)
+    amount: Decimal  # USDC, fees included
+    max_fee: Decimal | None  # the most the user accepts to pay in routing fees (None: whatever they are)
+    accepted_ms: int
+
+    @property
+    def withdrawal_id(self) -> str:
+        return withdrawal_id_of(self.user, self.client_id)
+
+
+def withdrawal_id_of(user: str, client_id: str) -> str:
+    """The house's id of a user's withdrawal: a digest of (user, client id), short enough that every hop's key built
+    from it fits (the exchange's withdrawOrderId takes 36 characters), and the same after any restart."""
+    return hashlib.sha256(f"{user.lower()}\n{client_id}".encode()).hexdigest()[:24]
 
 
 # ------------------------------------------------------------------------------------------------ events
@@ -304,6 +329,27 @@ class Withdrawal:
             self.paid_tx = event.tx_hash
             return self._move(S.PAID, SpendCollateral(self.held - self.spent))
         raise TypeError(f"not a withdrawal event: {event!r}")
+
+    def settlement(self) -> tuple[Decimal, dict[str, Decimal]]:
+        """What a final withdrawal takes from the user's hold: (paid to the user, fee id -> fee). A refusal or a
+        release takes nothing; a refund takes the exchange's fee; a payment its payout and each fee, the fees capped
+        in route order at what the amount covers (the user never loses more than the amount). The rest of the hold
+        goes back to the user."""
+        S = WithdrawalStage
+        if self.stage not in FINAL:
+            raise WithdrawalError(f"{self.withdrawal_id} is {self.stage.value}, not settled yet")
+        if self.stage in (S.REFUSED, S.RELEASED):
+            return ZERO, {}
+        paid = (self.payout or ZERO) if self.stage is S.PAID else ZERO
+        fees = {"exchange": self.exchange_fee}
+        if self.stage is S.PAID:
+            fees |= {"bridge": self.bridge_fee, "gas": self.gas_fee}
+        left = self.amount - paid
+        charges: dict[str, Decimal] = {}
+        for name, fee in fees.items():
+            charges[f"{self.payout_key}:{name}"] = min(fee, left)
+            left -= charges[f"{self.payout_key}:{name}"]
+        return paid, {k: v for k, v in charges.items() if v > 0}
 
     def _same_exchange(self, exchange_id: str | None) -> bool:
         return exchange_id is None or self.exchange_id is None or exchange_id == self.exchange_id

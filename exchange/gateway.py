@@ -674,6 +674,17 @@ class BinanceGateway:
             return known[-1].id  # ccxt sorts oldest first: a second one can only come from another client's apply
         return await self.withdraw(coin, amount, address, network, withdraw_order_id)
 
+    async def fetch_withdraw_fee(self, coin: str, network: str) -> Decimal:
+        """The network's withdrawFee for `coin` (GET /sapi/v1/capital/config/getall), exact. KeyError when the
+        exchange does not list the coin on that network."""
+        rows = await self._call(self._ex.sapi_get_capital_config_getall)
+        for row in rows:
+            if row.get("coin") == coin:
+                for net in row.get("networkList", ()):
+                    if net.get("network") == network:
+                        return D(str(net["withdrawFee"]))
+        raise KeyError(f"the exchange lists no {coin} withdrawals on {network}")
+
     async def fetch_withdrawals(self, coin: str | None = None, withdraw_order_id: str | None = None,
                                 since: int | None = None) -> list[WithdrawalRecord]:
         """Withdrawal history (GET /sapi/v1/capital/withdraw/history), optionally one withdrawOrderId's."""

@@ -19,11 +19,13 @@ from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.shard_books import ShardBooks, Step, TokenStep
 from core.shortfall import running_bps
 from core.side import Side
+from core.withdrawal import WithdrawalReport, WithdrawalRequest
 from protocol.envelope import UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
                                      DepositReversed, GetInvoice, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelRefused,
-                                     QuoteRefused, QuoteResult, TokenDepositReport)
+                                     QuoteRefused, QuoteResult, TokenDepositReport, Withdraw, WithdrawalAccepted,
+                                     WithdrawalProgress, WithdrawalRefused)
 from protocol.indexmaker_messages import FillStatus
 from protocol.reason_codes import ReasonCode, reason_from_core
 
@@ -35,12 +37,16 @@ _CLOSED_STATUS: dict[IndexOrderStatus, FillStatus] = {
 
 class BooksApp:
     def __init__(self, books: ShardBooks, *, default_chain_id: int, quoter: Quoter | None = None,
+                 withdrawal_minimum: Decimal | None = None, withdrawal_chains: frozenset[int] = frozenset(),
                  accept_sells: bool = False) -> None:
         """`default_chain_id`: the chain of a user known only by key (the engine's steps name orders, not
-        sessions); a request or a deposit brings the user's own."""
+        sessions); a request or a deposit brings the user's own. `withdrawal_minimum` (`[withdrawal] minimum`;
+        None: withdrawals are not offered) and `withdrawal_chains`: the destination chains withdrawals pay on."""
         self.books = books
         self.default_chain_id = default_chain_id
         self.quoter = quoter
+        self.withdrawal_minimum = withdrawal_minimum
+        self.withdrawal_chains = withdrawal_chains
         self.accept_sells = accept_sells
         self.refs: dict[str, UserRef] = {}  # user key -> the UserRef its reports go to
 
@@ -77,6 +83,8 @@ class BooksApp:
                                                "quotes are answered at once; none is pending")])
             elif isinstance(request, GetInvoice):
                 out.append([self._invoice(request)])
+            elif isinstance(request, Withdraw):
+                out.append([self._withdraw(request)])
             else:
                 out.append([])
         return out
@@ -90,6 +98,33 @@ class BooksApp:
         except IndexOrderRefused as exc:
             return OrderRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)
         return OrderAccepted(r.user, r.client_order_id)
+
+    def _withdraw(self, r: Withdraw) -> AppResponse:
+        """Hold the amount for the withdrawal, or refuse it (nothing held). A repeat of an accepted one is accepted
+        again (nothing more held); a refused one held nothing, so a repeat is looked at anew."""
+        if self.withdrawal_minimum is None or r.chain_id not in self.withdrawal_chains:
+            return WithdrawalRefused(r.user, r.withdrawal_id, ReasonCode.UNSUPPORTED_DESTINATION,
+                                     f"withdrawals are paid on chain(s) {sorted(self.withdrawal_chains)}, "
+                                     f"not {r.chain_id}")
+        key = user_key(r.user.address)
+        request = WithdrawalRequest(key, r.withdrawal_id, r.destination, r.chain_id, r.amount, r.max_fee,
+                                    self.clock.now_ms())
+        try:
+            self.books.accept_withdrawal(request, self.withdrawal_minimum)
+        except IndexOrderRefused as exc:
+            return WithdrawalRefused(r.user, r.withdrawal_id, reason_from_core(exc.code), exc.text)
+        return WithdrawalAccepted(r.user, r.withdrawal_id)
+
+    def withdrawal_reports(self, reports: Iterable[WithdrawalReport]) -> list[AppResponse]:
+        """Each stage a withdrawal reached, as its user's report (named by the user's own withdrawal id)."""
+        now = self.clock.now_ms()
+        out: list[AppResponse] = []
+        for rep in reports:
+            request = self.books.withdrawals.get(rep.withdrawal_id)
+            if request is None:
+                continue  # not this shard's (the caller routes by user): nobody to tell
+            out.append(WithdrawalProgress(self.ref(request.user), request.client_id, rep, now))
+        return out
 
     def _cancel(self, r: CancelOrder) -> list[AppResponse]:
         book = self.book(r.user)

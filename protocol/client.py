@@ -19,7 +19,7 @@ from core.clock import Clock, SystemClock
 from protocol.codec import Decoded, FrameError, canonical, decode, encode, header, parse_frame
 from protocol.envelope import Body, UserRef
 from protocol.indexmaker_messages import (INDEXMAKER_REPORTS, CancelIndexOrder, GetMintInvoice, NewIndexOrder,
-                                          NewQuoteRequest)
+                                          NewQuoteRequest, WithdrawCollateral)
 from protocol.reason_codes import NakCode
 from protocol.session_messages import SERVER_SESSION_BODIES, Ack, Heartbeat, Logon, Logout, Nak, TestRequest
 from protocol.signature import Signer, signer_matches
@@ -195,11 +195,9 @@ class GatewayClient:
     async def new_order(self, client_order_id: str, symbol: str, amount: str, side: str = "1",
                         min_usdc: str | None = None) -> int:
         """Side "1" buys for `amount` USDC; "2" sells `amount` index units for at least `min_usdc` (if given)."""
-        fields: dict[str, Any] = {"client_order_id": client_order_id, "symbol": symbol, "side": side,
-                                  "amount": amount}
-        if min_usdc is not None:
-            fields["min_usdc"] = min_usdc
-        return await self.request(NewIndexOrder.model_validate(fields))
+        return await self.request(NewIndexOrder.model_validate(
+            {"client_order_id": client_order_id, "symbol": symbol, "side": side, "amount": amount,
+             "min_usdc": min_usdc}))  # None: absent on the wire (bodies are written without None fields)
 
     async def cancel_order(self, client_order_id: str, symbol: str, amount: str | None = None) -> int:
         fields: dict[str, Any] = {"client_order_id": client_order_id, "symbol": symbol}
@@ -213,6 +211,14 @@ class GatewayClient:
 
     async def get_invoice(self, client_order_id: str) -> int:
         return await self.request(GetMintInvoice(client_order_id=client_order_id))
+
+    async def withdraw(self, withdrawal_id: str, amount: str, destination: str, destination_chain_id: int,
+                       max_fee: str | None = None) -> int:
+        fields: dict[str, Any] = {"withdrawal_id": withdrawal_id, "amount": amount, "destination": destination,
+                                  "destination_chain_id": destination_chain_id}
+        if max_fee is not None:
+            fields["max_fee"] = max_fee
+        return await self.request(WithdrawCollateral.model_validate(fields))
 
     async def send_raw(self, frame: str | bytes) -> None:
         """Send anything (tests of the server's refusals)."""

@@ -12,6 +12,7 @@ from typing import Protocol, Sequence, Union
 
 from core.invoice import MintInvoice as CoreMintInvoice
 from core.side import Side
+from core.withdrawal import WithdrawalReport as CoreWithdrawalReport
 from protocol.envelope import UserRef
 from protocol.indexmaker_messages import FillStatus
 from protocol.reason_codes import ReasonCode
@@ -63,7 +64,19 @@ class GetInvoice:
     client_order_id: str
 
 
-AppRequest = Union[NewOrder, CancelOrder, NewQuote, CancelQuote, GetInvoice]
+@dataclass(slots=True, frozen=True)
+class Withdraw:
+    """A signed WithdrawCollateral: `amount` of available USDC (fees included) to `destination` on `chain_id`."""
+
+    user: UserRef
+    withdrawal_id: str
+    amount: Decimal
+    destination: str
+    chain_id: int
+    max_fee: Decimal | None
+
+
+AppRequest = Union[NewOrder, CancelOrder, NewQuote, CancelQuote, GetInvoice, Withdraw]
 
 # --- responses (application -> gateway) --------------------------------------------------------------------------
 
@@ -202,9 +215,34 @@ class TokenDepositReport:
     timestamp_ms: int
 
 
+@dataclass(slots=True, frozen=True)
+class WithdrawalAccepted:
+    user: UserRef
+    withdrawal_id: str
+
+
+@dataclass(slots=True, frozen=True)
+class WithdrawalRefused:
+    user: UserRef
+    withdrawal_id: str
+    code: ReasonCode
+    text: str
+
+
+@dataclass(slots=True, frozen=True)
+class WithdrawalProgress:
+    """A withdrawal reached `report.stage` (core.withdrawal); `withdrawal_id` is the user's id of it."""
+
+    user: UserRef
+    withdrawal_id: str
+    report: CoreWithdrawalReport
+    timestamp_ms: int
+
+
 AppResponse = Union[OrderAccepted, OrderRefused, CancelDone, CancelRefused, OrderProgress, InvoiceIssued,
                     InvoiceRefused, QuoteAccepted, QuoteRefused, QuoteResult, QuoteCancelled, QuoteCancelRefused,
-                    DepositReversed, TokenDepositReport]
+                    DepositReversed, TokenDepositReport, WithdrawalAccepted, WithdrawalRefused,
+                    WithdrawalProgress]
 
 
 class IndexMakerApp(Protocol):

@@ -12,8 +12,8 @@ from pydantic import Field, model_validator
 
 from protocol.envelope import Body, WireModel
 from protocol.reason_codes import ReasonCode
-from protocol.wire_types import (EnumValue, DecimalStr, Id, LooseId, SignedDecimalStr, Symbol, Text, Timestamp, TxHash,
-                                 WireSide)
+from protocol.wire_types import (Address, EnumValue, DecimalStr, Id, LooseId, SignedDecimalStr, Symbol, Text,
+                                 Timestamp, TxHash, WireSide)
 
 # --- client -> server --------------------------------------------------------------------------------------------
 
@@ -68,6 +68,19 @@ class AccountToCustody(Body):
 
 class CustodyToAccount(Body):
     MSG_TYPE: ClassVar[str] = "CustodyToAccount"
+
+
+class WithdrawCollateral(Body):
+    """Withdraw `amount` of available USDC (routing fees included) to `destination` on chain
+    `destination_chain_id` (Arbitrum). `withdrawal_id` is the user's id of it (unique per user: a repeat gets the
+    first answer); `max_fee`: the most the user accepts in routing fees."""
+
+    MSG_TYPE: ClassVar[str] = "WithdrawCollateral"
+    withdrawal_id: Id
+    amount: DecimalStr
+    destination: Address
+    destination_chain_id: int = Field(gt=0)
+    max_fee: DecimalStr | None = None
 
 
 # --- server -> client --------------------------------------------------------------------------------------------
@@ -267,10 +280,38 @@ class TokenDeposit(_Refusable):
     timestamp: Timestamp
 
 
+class WithdrawCollateralReport(_Refusable):
+    """The answer to WithdrawCollateral: "new" (the amount is held for it) or "rejected" with the reason."""
+
+    MSG_TYPE: ClassVar[str] = "WithdrawCollateral"
+    status: Literal["new", "rejected"]
+    withdrawal_id: Id
+
+
+WithdrawalStageName = Literal["reserved", "applied", "on_base", "bridging", "bridged", "paid", "released",
+                              "refunded", "refused"]
+
+
+class CollateralWithdrawal(_Report):
+    """Server-initiated: a withdrawal reached `stage` (core/withdrawal.py). `fees` are the routing fees known so
+    far; `payout` what the user receives (from "bridged"); `tx_hash` the payment's transaction ("paid"); `reason`
+    why it ended without paying ("released", "refunded") or paid nothing."""
+
+    MSG_TYPE: ClassVar[str] = "CollateralWithdrawal"
+    withdrawal_id: Id
+    stage: WithdrawalStageName
+    amount: DecimalStr
+    fees: DecimalStr
+    payout: DecimalStr | None = None
+    tx_hash: TxHash | None = None
+    reason: Text | None = None
+    timestamp: Timestamp
+
+
 INDEXMAKER_REQUESTS: dict[str, type[Body]] = {
     m.MSG_TYPE: m for m in (NewIndexOrder, CancelIndexOrder, NewQuoteRequest, CancelQuoteRequest, GetMintInvoice,
-                            AccountToCustody, CustodyToAccount)}
+                            AccountToCustody, CustodyToAccount, WithdrawCollateral)}
 INDEXMAKER_REPORTS: dict[str, type[Body]] = {
     m.MSG_TYPE: m for m in (NewIndexOrderReport, CancelIndexOrderReport, IndexOrderFill, MintInvoice,
                             MintInvoiceRejected, NewIndexQuote, IndexQuoteResponse, CancelIndexQuote,
-                            DepositReversed, TokenDeposit)}
+                            DepositReversed, TokenDeposit, WithdrawCollateralReport, CollateralWithdrawal)}

@@ -15,12 +15,14 @@ from protocol.envelope import Body, UserRef
 from protocol.indexmaker_app import (AppRequest, AppResponse, CancelDone, CancelOrder, CancelQuote, CancelRefused,
                                      DepositReversed, GetInvoice, IndexMakerApp, InvoiceIssued, InvoiceRefused, NewOrder, NewQuote,
                                      OrderAccepted, OrderProgress, OrderRefused, QuoteAccepted, QuoteCancelled,
-                                     QuoteCancelRefused, QuoteRefused, QuoteResult, TokenDepositReport)
+                                     QuoteCancelRefused, QuoteRefused, QuoteResult, TokenDepositReport, Withdraw,
+                                     WithdrawalAccepted, WithdrawalProgress, WithdrawalRefused)
 from protocol.indexmaker_messages import (INDEXMAKER_REQUESTS, AccountToCustody, CancelIndexOrder,
                                           CancelIndexOrderReport, CancelIndexQuote, CancelQuoteRequest,
                                           CustodyToAccount, GetMintInvoice, IndexOrderFill, IndexQuoteResponse,
                                           InvoiceLine, MintInvoice, MintInvoiceRejected, NewIndexOrder,
-                                          NewIndexOrderReport, NewIndexQuote, NewQuoteRequest)
+                                          NewIndexOrderReport, NewIndexQuote, NewQuoteRequest, WithdrawCollateral,
+                                          WithdrawCollateralReport, CollateralWithdrawal)
 from protocol.indexmaker_messages import DepositReversed as DepositReversedReport
 from protocol.indexmaker_messages import TokenDeposit as TokenDepositWire
 from protocol.plugin import BasePlugin, Inbound, Refusal
@@ -53,7 +55,7 @@ class IndexMakerPlugin(BasePlugin):
     requests = INDEXMAKER_REQUESTS
     #: Per-message weights for the per-user limit (§10.8): the reference's configured table, actually used.
     message_weights = {"NewIndexOrder": 10, "CancelIndexOrder": 5, "NewQuoteRequest": 5, "CancelQuoteRequest": 3,
-                       "GetMintInvoice": 2}
+                       "GetMintInvoice": 2, "WithdrawCollateral": 10}
     unsigned_ok = frozenset({"NewQuoteRequest", "CancelQuoteRequest"})
 
     def __init__(self, app: IndexMakerApp | Handler, *, trading_mode: str | None = None) -> None:
@@ -83,6 +85,9 @@ class IndexMakerPlugin(BasePlugin):
             return CancelQuote(user, body.client_quote_id, body.symbol)
         if isinstance(body, GetMintInvoice):
             return GetInvoice(user, body.client_order_id)
+        if isinstance(body, WithdrawCollateral):
+            return Withdraw(user, body.withdrawal_id, body.amount, body.destination, body.destination_chain_id,
+                            body.max_fee)
         raise TypeError(f"no application request for {body.MSG_TYPE}")  # precheck refused the others
 
     async def on_requests(self, batch: Sequence[Inbound]) -> None:
@@ -114,11 +119,8 @@ class IndexMakerPlugin(BasePlugin):
 
     @staticmethod
     def to_wire(r: AppResponse) -> Body:
-        if isinstance(r, OrderAccepted):
-            return NewIndexOrderReport(status="new", client_order_id=r.client_order_id)
-        if isinstance(r, OrderRefused):
-            return NewIndexOrderReport(status="rejected", client_order_id=r.client_order_id, reason_code=r.code,
-                                       reason=_text(r.text))
+        if isinstance(r, (OrderAccepted, OrderRefused)):
+            return _answer(NewIndexOrderReport, client_order_id=r.client_order_id, refused=r)
         if isinstance(r, CancelDone):
             return CancelIndexOrderReport(status="canceled", client_order_id=r.client_order_id,
                                           cancelled_amount=r.cancelled, collateral_remaining=r.remaining,
@@ -164,7 +166,22 @@ class IndexMakerPlugin(BasePlugin):
                 reason=_text(f"token deposit {r.deposit_id} was dropped by a chain reorg: {r.units} {r.index} "
                              f"taken back") if reversed_ else None,
                 timestamp=format_timestamp(r.timestamp_ms))
+        if isinstance(r, (WithdrawalAccepted, WithdrawalRefused)):
+            return _answer(WithdrawCollateralReport, withdrawal_id=r.withdrawal_id, refused=r)
+        if isinstance(r, WithdrawalProgress):
+            rep = r.report
+            return CollateralWithdrawal(withdrawal_id=r.withdrawal_id, stage=rep.stage.value, amount=rep.amount,
+                                        fees=rep.fees, payout=rep.payout, tx_hash=rep.tx_hash,
+                                        reason=None if rep.reason is None else _text(rep.reason),
+                                        timestamp=format_timestamp(r.timestamp_ms))
         raise TypeError(f"unknown application response {type(r).__name__}")
+
+
+def _answer(report: type[Body], *, refused: Any, **ident: str) -> Body:
+    """A request's answer: status "new", or "rejected" with the refusal's code and text (a response with `code`)."""
+    if hasattr(refused, "code"):
+        return report(status="rejected", reason_code=refused.code, reason=_text(refused.text), **ident)
+    return report(status="new", **ident)
 
 
 def _price(p: Decimal | None) -> Decimal | None:
@@ -203,4 +220,6 @@ def _internal_error(request: AppRequest, text: str) -> Any:
         return QuoteRefused(user, request.client_quote_id, ReasonCode.INTERNAL_ERROR, text)
     if isinstance(request, CancelQuote):
         return QuoteCancelRefused(user, request.client_quote_id, ReasonCode.INTERNAL_ERROR, text)
+    if isinstance(request, Withdraw):
+        return WithdrawalRefused(user, request.withdrawal_id, ReasonCode.INTERNAL_ERROR, text)
     return InvoiceRefused(user, request.client_order_id, ReasonCode.INTERNAL_ERROR, text)

@@ -121,8 +121,9 @@ class InvoiceHttp:
                                                **token_view(view.get("tokens"))}))
 
 
-#: The ledger's parts, in the order of its identity: credited + debt = available + held + reserved + spent + fees.
-LEDGER_PARTS = ("credited", "debt", "available", "held", "reserved", "spent", "fees_charged")
+#: The ledger's parts, in the order of its identity: credited + debt = available + held + reserved + spent + fees
+#: + withdrawn.
+LEDGER_PARTS = ("credited", "debt", "available", "held", "reserved", "spent", "fees_charged", "withdrawn")
 
 
 def balance_view(ledger: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -49,6 +49,10 @@ class ReasonCode(str, Enum):
     TOKEN_DEBT_OUTSTANDING = "TOKEN_DEBT_OUTSTANDING"  # tokens of the index owed (a token deposit reversed)
     MIN_USDC_ON_BUY = "MIN_USDC_ON_BUY"  # `min_usdc` is a sell's; a buy spends its amount
     ENGINE_FAILED = "ENGINE_FAILED"  # the engine gave up on an accepted order (late rejection, §10.5)
+    UNKNOWN_USER = "UNKNOWN_USER"  # a withdrawal by an address that never deposited
+    BELOW_MINIMUM = "BELOW_MINIMUM"  # a withdrawal below `[withdrawal] minimum`
+    DUPLICATE_WITHDRAWAL_ID = "DUPLICATE_WITHDRAWAL_ID"  # the user's withdrawal id was used for another amount
+    UNSUPPORTED_DESTINATION = "UNSUPPORTED_DESTINATION"  # a withdrawal to a chain we do not pay on
     INTERNAL_ERROR = "INTERNAL_ERROR"
 
 
@@ -70,6 +74,9 @@ CORE_REJECTION_CODES: dict[str, ReasonCode] = {
     "INSUFFICIENT_TOKENS": ReasonCode.INSUFFICIENT_TOKENS,
     "TOKEN_DEBT_OUTSTANDING": ReasonCode.TOKEN_DEBT_OUTSTANDING,
     "MIN_USDC_ON_BUY": ReasonCode.MIN_USDC_ON_BUY,
+    "UNKNOWN_USER": ReasonCode.UNKNOWN_USER,
+    "BELOW_MINIMUM": ReasonCode.BELOW_MINIMUM,
+    "DUPLICATE_WITHDRAWAL_ID": ReasonCode.DUPLICATE_WITHDRAWAL_ID,
 }
 
 

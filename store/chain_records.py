@@ -12,7 +12,7 @@ from typing import Any, ClassVar, Literal, Mapping
 from core.collateral_ledger import CollateralLedger
 from core.collateral_route import CollateralRoute, RouteStage
 from core.route_batch import RouteMember
-from store.ledger_records import LedgerPart, ledger_v0
+from store.ledger_records import LedgerPart, ledger_v0, ledger_v1_to_v2
 from store.records import Record, held_in, record_kind, same_data
 
 
@@ -23,8 +23,9 @@ class RouterLedgerRecord(Record):
     """One user's collateral ledger as the router keeps it without the order-book shards (`ledgers:users`)."""
 
     KIND: ClassVar[str] = "router.ledger"
-    VERSION: ClassVar[int] = 1
-    MIGRATIONS = {0: lambda data: {"ledger": ledger_v0(data)}}  # version 0 stored the ledger's plain data bare
+    VERSION: ClassVar[int] = 2
+    MIGRATIONS = {0: lambda data: {"ledger": ledger_v0(data)},  # version 0 stored the ledger's plain data bare
+                  1: lambda data: data | {"ledger": ledger_v1_to_v2(data["ledger"])}}
 
     ledger: LedgerPart
 

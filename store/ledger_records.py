@@ -17,11 +17,14 @@ class LedgerPart(Part):
     fees_charged: Decimal
     credited: Decimal
     debt: Decimal
+    withdrawn: Decimal
     reservations: dict[str, Decimal]
     deposits: dict[str, Decimal]
     fees: dict[str, Decimal]
     holds: dict[str, Decimal]
     reversed: dict[str, Decimal]
+    withdrawals: dict[str, Decimal]
+    payouts: dict[str, Decimal]
 
 
 def ledger_v0(ledger: dict[str, Any]) -> dict[str, Any]:
@@ -29,3 +32,8 @@ def ledger_v0(ledger: dict[str, Any]) -> dict[str, Any]:
     reversed: they were zero. Every kind that stores a ledger fills them in its migration from version 0."""
     filled = {k: ledger.get(k, "0") for k in ("held", "debt")} | {k: ledger.get(k, {}) for k in ("holds", "reversed")}
     return ledger | filled
+
+
+def ledger_v1_to_v2(ledger: dict[str, Any]) -> dict[str, Any]:
+    """A ledger written before withdrawals had none: nothing withdrawn, held for or paid to any."""
+    return {"withdrawn": "0", "withdrawals": {}, "payouts": {}} | ledger

@@ -23,7 +23,7 @@ from core.side import Side
 from core.token_ledger import TokenLedger
 from protocol import indexmaker_app
 from protocol.envelope import UserRef
-from store.ledger_records import LedgerPart, ledger_v0
+from store.ledger_records import LedgerPart, ledger_v0, ledger_v1_to_v2
 from store.records import Part, Record, held_in, record_kind, same_data
 
 
@@ -112,7 +112,11 @@ def _user_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _user_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
-    # Version 4: orders carry a sell's minimum USDC; older orders are all buys, which have none.
+    return data | {"book": data["book"] | {"ledger": ledger_v1_to_v2(data["book"]["ledger"])}}
+
+
+def _user_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 5: orders carry a sell's minimum USDC; older orders are all buys, which have none.
     orders = [{"min_proceeds": None} | o for o in data["book"]["orders"]]
     return data | {"book": data["book"] | {"orders": orders}}
 
@@ -122,8 +126,8 @@ class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 4
-    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4}
+    VERSION: ClassVar[int] = 5
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4, 4: _user_v4_to_v5}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from core.withdrawal import Withdrawal
+from core.withdrawal import Withdrawal, WithdrawalRequest
 from store.records import Record, record_kind
 
 
@@ -16,3 +16,14 @@ class WithdrawalRecord(Record):
     VERSION: ClassVar[int] = 1
 
     withdrawal: Withdrawal
+
+
+@record_kind
+class ShardWithdrawal(Record):
+    """A withdrawal request its user's shard accepted (a field of the shard's withdrawals hash, written with the
+    hold in one commit): what a restarted shard hands again to the withdrawal actor while its hold is open."""
+
+    KIND: ClassVar[str] = "shard.withdrawal"
+    VERSION: ClassVar[int] = 1
+
+    request: WithdrawalRequest

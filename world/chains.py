@@ -30,6 +30,9 @@ from world.ports import LOOPBACK, port_is_free
 
 #: Who does what, by derivation index under the mnemonic. Users follow from `first_user_index`.
 DEFAULT_ROLES = {"admin": 0, "solver": 1, "relayer": 2, "base_wallet": 3, "custody": 4}
+#: The exchange's hot wallet (it pays the exchange's withdrawals on Base): the account right after the users, so
+#: that the users' addresses stay what they were.
+HOT_WALLET = "exchange_hot_wallet"
 
 
 @dataclass(frozen=True)
@@ -45,9 +48,11 @@ class LocalChainsConfig:
     roles: dict[str, int] = field(default_factory=lambda: dict(DEFAULT_ROLES))
     first_user_index: int = 5
     users: int = 3
-    #: USDC each user holds on Arbitrum at start, and the relayer's float on Base (whole USDC strings).
+    #: USDC each user holds on each chain at start, and the relayer's float on each chain (whole USDC strings).
     user_usdc: Decimal = Decimal("100000")
     relayer_usdc: Decimal = Decimal("10000000")
+    #: The exchange's hot wallet's USDC on Base (it pays the exchange's withdrawals).
+    hot_wallet_usdc: Decimal = Decimal("10000000")
     usdc_unit: Decimal = Decimal("0.000001")
     quote_time_buffer_s: int = 3600
     fill_deadline_buffer_s: int = 21600
@@ -78,7 +83,7 @@ class LocalChains:
 
     def _node(self, chain_id: int, name: str, port: int | None = None) -> AnvilNode:
         cfg = self.config
-        return AnvilNode(chain_id, port=port, accounts=cfg.first_user_index + cfg.users,
+        return AnvilNode(chain_id, port=port, accounts=cfg.first_user_index + cfg.users + 1,  # + the hot wallet
                          host=cfg.hosts.get(name, LOOPBACK),
                          slots_in_an_epoch=cfg.slots_in_an_epoch, mnemonic=cfg.mnemonic,
                          state_file=self.chain_state_file(name),
@@ -144,6 +149,8 @@ class LocalChains:
                 saved.unlink(missing_ok=True)
         try:
             roles = {role: AccountRef(self.account(i).address, i) for role, i in cfg.roles.items()}
+            hot = cfg.first_user_index + cfg.users
+            roles[HOT_WALLET] = AccountRef(self.account(hot).address, hot)
             users = [AccountRef(self.account(i).address, i)
                      for i in range(cfg.first_user_index, cfg.first_user_index + cfg.users)]
             with ThreadPoolExecutor(max_workers=len(self.nodes)) as pool:
@@ -177,11 +184,14 @@ class LocalChains:
         for user in users:
             mint_usdc(admin, deployed.usdc, user.address, to_units(cfg.user_usdc, cfg.usdc_unit))
         if name != "arbitrum":
-            mint_usdc(admin, deployed.usdc, roles["relayer"].address, to_units(cfg.relayer_usdc, cfg.usdc_unit))
-            # Relayers keep a standing approval of their float to the pool: a fill is then one transaction.
-            relayer = EvmSigner(w3, self.account(cfg.roles["relayer"]))
-            usdc = w3.eth.contract(address=deployed.usdc, abi=load_artifact("ExpandedERC20").abi)
-            relayer.transact(usdc.functions.approve(deployed.spoke_pool, 2**256 - 1))
+            mint_usdc(admin, deployed.usdc, roles[HOT_WALLET].address, to_units(cfg.hot_wallet_usdc, cfg.usdc_unit))
+        # The relayer fills on both chains: deposits towards Base (users' collateral) and towards Arbitrum (their
+        # withdrawals).
+        mint_usdc(admin, deployed.usdc, roles["relayer"].address, to_units(cfg.relayer_usdc, cfg.usdc_unit))
+        # Relayers keep a standing approval of their float to the pool: a fill is then one transaction.
+        relayer = EvmSigner(w3, self.account(cfg.roles["relayer"]))
+        usdc = w3.eth.contract(address=deployed.usdc, abi=load_artifact("ExpandedERC20").abi)
+        relayer.transact(usdc.functions.approve(deployed.spoke_pool, 2**256 - 1))
         return ChainDeployment(
             name=name, chain_id=node.chain_id, rpc_url=node.url, usdc=deployed.usdc, usdc_decimals=6,
             spoke_pool=deployed.spoke_pool, spoke_pool_abi=deployed.spoke_pool_abi, weth=deployed.weth,

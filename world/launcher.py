@@ -164,6 +164,7 @@ class LocalSystem:
         self.redis: Any = None
         self.chains: Any = None
         self.relayer: Any = None
+        self.return_relayer: Any = None  # fills the withdrawals' deposits, Base -> Arbitrum
         self.exchange: Any = None
         #: Paper mode: the exchange whose market data the paper exchange (`exchange`) mirrors.
         self.upstream: Any = None
@@ -194,7 +195,7 @@ class LocalSystem:
         from actors.exchange_deposits import ExchangeKeys
         from chain.keys import DEV_MNEMONIC
         from core.basket import load_indexes
-        from world.chains import LocalChains, LocalChainsConfig
+        from world.chains import HOT_WALLET, LocalChains, LocalChainsConfig
         from world.local_exchange import LocalExchange, LocalExchangeConfig
         from world.redis_server import RedisServer
         from world.relayer import AcrossRelayer
@@ -249,9 +250,14 @@ class LocalSystem:
         local = self.base_settings.local
         self.relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC,
                                                 poll_s=local.relayer_poll_ms / 1000).start()
+        self.return_relayer = AcrossRelayer.from_world(self.state, mnemonic=DEV_MNEMONIC, origin="base",
+                                                       destination="arbitrum",
+                                                       poll_s=local.relayer_poll_ms / 1000).start()
+        hot = self.state.accounts.get(HOT_WALLET)  # a world saved before it had one: withdrawals not paid on chain
         self.exchange = LocalExchange(self.state, LocalExchangeConfig(
             confirmations=local.exchange_confirmations, poll_ms=self.o.deposit_poll_ms, symbols=symbols,
-            update_ms=self.o.price_update_ms, state_file=str(exchange_file) if persistent else None)).start()
+            update_ms=self.o.price_update_ms, state_file=str(exchange_file) if persistent else None),
+            hot_wallet_index=None if hot is None else hot.index).start()
         if self.base_settings.exchange.mode == "paper":
             self._start_paper_exchange(symbols, state_dir / PAPER_EXCHANGE_FILE if persistent else None)
         with urllib.request.urlopen(self.exchange.url + "/api/v3/exchangeInfo", timeout=30) as resp:
@@ -461,7 +467,9 @@ class LocalSystem:
         with placed(IndexOrderBooks, table):
             shards = start_order_books(OrderBooksOptions.from_settings(
                 s, tuple(self.baskets), o.order_shards, redis_url=redis_url, minter_name="minter",
-                baskets={i: b.quantities() for i, b in self.baskets.items()}),
+                baskets={i: b.quantities() for i, b in self.baskets.items()},
+                withdrawals_name="withdrawals", withdrawal_minimum=s.withdrawal.minimum,
+                withdrawal_chains=frozenset({s.chain.arbitrum_chain_id})),
                                        namespace=ns, detached=detached)
         for k, sh in enumerate(shards):
             self.actors[f"orders-{k}"] = sh
@@ -491,6 +499,12 @@ class LocalSystem:
         with placed(Minter, table):
             self.actors["minter"] = start_minter(MinterOptions.from_settings(s, o.order_shards, namespace=ns),
                                                  detached=detached)
+        from actors.withdrawals import Withdrawals, WithdrawalsOptions, start_withdrawals
+
+        with placed(Withdrawals, table):
+            self.actors["withdrawals"] = start_withdrawals(WithdrawalsOptions.from_settings(
+                s, keys.api_key, keys.secret, o.order_shards, self.state.account("base_wallet").address,
+                namespace=ns), detached=detached)
         self.gateway_url = ray.get(gateway.start.remote())
         # Observability: `http` (GET /health, the signed invoice service) beside the gateway, and the `monitor`
         # polling every actor above (and `http`) for the metrics and the health verdict.
@@ -572,7 +586,7 @@ class LocalSystem:
             import ray
 
             if ray.is_initialized():
-                for name in ("minter", "solver", "gateway", "router", "chain"):
+                for name in ("withdrawals", "minter", "solver", "gateway", "router", "chain"):
                     handle = self.actors.get(name)
                     if handle is not None:
                         try:
@@ -591,8 +605,8 @@ class LocalSystem:
         finally:
             from world.child_process import stop_parts
 
-            stop_parts(self.exchange, self.upstream, self.relayer, self.chains, self.redis)
-            self.exchange = self.upstream = self.relayer = self.chains = self.redis = None
+            stop_parts(self.exchange, self.upstream, self.relayer, self.return_relayer, self.chains, self.redis)
+            self.exchange = self.upstream = self.relayer = self.return_relayer = self.chains = self.redis = None
             if self._tmp is not None:
                 self._tmp.cleanup()
                 self._tmp = None

@@ -149,6 +149,13 @@ def key_figures(name: str, info: dict[str, Any]) -> tuple[str, list[str]]:
     if name == "minter":
         c = info.get("counts") or {}
         return f"minted {c.get('minted')}, failed {c.get('failed')}, {info.get('owed', 0)} owed", warnings
+    if name == "withdrawals":
+        unsettled = info.get("unsettled") or []
+        if unsettled:
+            warnings.append(f"{len(unsettled)} ended withdrawal(s) not settled in their shard yet: "
+                            f"{', '.join(unsettled[:5])}")
+        return (f"withdrawals by stage {info.get('stages') or {}}, exchange errors {info.get('exchange_errors')}, "
+                f"chain errors {info.get('chain_errors')}"), warnings
     if name == "monitor":
         if info.get("healthy") is False:
             warnings.append("the monitor's last health verdict: NOT healthy")

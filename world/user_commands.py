@@ -102,8 +102,8 @@ def balance_lines(balance: dict[str, Any], tokens: dict[str, Decimal]) -> list[s
     parts = balance["parts"]
     lines = [f"user {balance['user']}"]
     lines += [f"  {name:13} {Decimal(parts[name]):>20f} USDC" for name in
-              ("available", "held", "reserved", "spent", "fees_charged", "debt", "credited")]
-    lines.append("  (credited + debt = available + held + reserved + spent + fees_charged)")
+              ("available", "held", "reserved", "spent", "fees_charged", "withdrawn", "debt", "credited")]
+    lines.append("  (credited + debt = available + held + reserved + spent + fees_charged + withdrawn)")
     for key, d in balance["deposits"].items():
         state = "reversed by a reorg" if d["reversed"] else (f"{d['held']} held for its route"
                                                              if Decimal(d["held"]) else "routed")
@@ -238,3 +238,46 @@ def dev_keys(world: WorldState) -> list[dict[str, Any]]:
             entry[f"usdc_{name}"] = str(Decimal(units).scaleb(-chain.usdc_decimals))
         out.append(entry)
     return out
+
+
+#: The stages after which a withdrawal moves no more (core.withdrawal.FINAL's values).
+WITHDRAWAL_ENDS = frozenset({"paid", "released", "refunded", "refused"})
+
+
+async def withdraw(gateway_url: str, signer: Signer, chain_id: int, withdrawal_id: str, amount: Decimal,
+                   destination: str, destination_chain_id: int, max_fee: Decimal | None, out: Callable[[str], None],
+                   *, timeout_s: float) -> dict[str, Any]:
+    """Send the signed WithdrawCollateral over the gateway's websocket and print its answer, then each stage it
+    reaches until it ends (paid: with the transaction hash); the last report, as plain data."""
+    import asyncio
+
+    from protocol.client import GatewayClient, NakError
+    from protocol.indexmaker_messages import CollateralWithdrawal, WithdrawCollateralReport
+
+    async with GatewayClient(gateway_url, signer, chain_id, reconnect=False) as client:
+        try:
+            await client.withdraw(withdrawal_id, f"{amount:f}", destination, destination_chain_id,
+                                  None if max_fee is None else f"{max_fee:f}")
+        except NakError as exc:
+            raise UserCommandError(f"the gateway refused the request: {exc}") from None
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        last: dict[str, Any] = {}
+        while True:
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise UserCommandError(f"withdrawal {withdrawal_id} still at {last.get('stage', 'new')} after "
+                                       f"{timeout_s} s (it goes on; `indexmaker balance` shows its hold)")
+            try:
+                body = (await client.next_report(left)).body
+            except asyncio.TimeoutError:
+                continue
+            if isinstance(body, WithdrawCollateralReport) and body.withdrawal_id == withdrawal_id:
+                if body.status == "rejected":
+                    raise UserCommandError(f"withdrawal refused: {body.reason_code.value}: {body.reason}")
+                out(f"accepted   {amount} USDC held for withdrawal {withdrawal_id} to {destination}")
+            elif isinstance(body, CollateralWithdrawal) and body.withdrawal_id == withdrawal_id:
+                last = body.model_dump(mode="json", exclude_none=True)
+                extra = "".join(f", {k} {last[k]}" for k in ("payout", "tx_hash", "reason") if k in last)
+                out(f"{body.stage:10} fees {body.fees} USDC{extra}")
+                if body.stage in WITHDRAWAL_ENDS:
+                    return last

@@ -5,8 +5,8 @@ What makes a round repeatable (and why a second, undisturbed system is the refer
 the same one):
 * prices are frozen (the simulator's price process is off: LauncherOptions.price_update_ms = 0), and every round
   starts from the very same book: the market maker's ladder is withdrawn while the round's orders come in and put
-  back exactly as seeded (`/_admin/liquidity`) once all of them are accepted, so the solver plans ONE batch with all
-  of them, on the same asks, whatever the timing;
+  back exactly as seeded (`/_admin/liquidity`) once all of them are accepted and a solver tick begun after that has
+  ended (`demand_seen`), so the solver plans ONE batch with all of them, on the same asks, whatever the timing;
 * each round has fresh users (three funded accounts of the world per round, the same ones in both systems, so their
   shards are the same) who deposit and order the same amounts, one order at a time (a fixed FIFO);
 * the solver carries inventory (rounding surplus) from one batch to the next, so round j's plan depends on every
@@ -384,6 +384,8 @@ class RoundResult:
     plan: list[list[tuple[str, str, str]]]
     #: (symbol, executed quantity) of every exchange order of the round, sorted
     executed: list[tuple[str, str]]
+    #: per batch: orders engaged, scale, deferrals, when it was planned and its tick's reads (why a plan differs)
+    why: list[str]
     inventory_before: dict[str, int]
     inventory_after: dict[str, int]
     notes: list[str]
@@ -485,6 +487,9 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
                 async def answered(u: DemoUser = u, cl: str = cl) -> bool:
                     return bool(_reports(u, "NewIndexOrderReport", cl))
                 await _wait(answered, f"{u.name} {cl} answered", WAIT_S)
+        # 3b. a solver tick that began after the last order was stored has ended: from here every demand read
+        #     holds all of them (see `demand_seen`)
+        await demand_seen(system)
         # 4. the strike, then the book back: one batch takes every order
         if scenario is not None:
             scenario.prepare(ctx)
@@ -536,12 +541,28 @@ async def run_round(system: Any, index: int, scenario: Scenario | None = None) -
     result = RoundResult(
         index=index, scenario=scenario.name if scenario else None, seconds=time.monotonic() - started,
         totals={}, plan=[[(cid.split(".")[1], price, qty) for cid, price, qty in h["asset_orders"]] for h in batches],
-        executed=[], inventory_before=inventory_before, inventory_after=dict(info["inventory_units"]),
+        executed=[], why=[f"{h['batch_id']}: {h['orders']} order(s) at scale {h['scale']}, deferred {h['deferred']}, "
+                          f"planned at {h['planned_ms']}, tick {h.get('tick_ms')}" for h in batches],
+        inventory_before=inventory_before, inventory_after=dict(info["inventory_units"]),
         notes=ctx.notes, lines=lines)
     after = restarts(system)
     result.restarted = {name: after[name] - n for name, n in restarts_before.items() if after[name] != n}
     check_round(system, users, batches, new_errors, result)
     return result
+
+
+async def demand_seen(system: Any) -> None:
+    """Wait until a solver tick that began after now has ended. A tick reads the shards' demand before the books,
+    and one shard's answer may come seconds later than another's (a call retried on a shard restarted by the round
+    before): a tick begun during the intake could see part of the round's orders and, the book back meanwhile,
+    plan them alone. Ticks run one after another and count themselves as they begin, so once the count has moved
+    on twice, the tick begun after now has ended (its demand read after every order was stored)."""
+    solver = system.actor("solver")
+    began = (await call(solver, "inspect"))["counts"]["ticks"]
+
+    async def moved_on() -> bool:
+        return (await call(solver, "inspect"))["counts"]["ticks"] >= began + 2
+    await _wait(moved_on, "a solver tick begun after the round's orders", WAIT_S)
 
 
 async def _book_state_is(system: Any, wanted: set[bool]) -> bool:
@@ -641,7 +662,8 @@ def compare(reference: RoundResult, disturbed: RoundResult) -> None:
     if disturbed.inventory_before != reference.inventory_before:
         raise RoundFailure(f"round {disturbed.index} started from another inventory than the reference "
                            f"(an earlier round diverged): {disturbed.inventory_before} vs {reference.inventory_before}")
-    assert disturbed.plan == reference.plan, f"plans differ:\n{disturbed.plan}\n{reference.plan}"
+    assert disturbed.plan == reference.plan, (f"plans differ:\n{disturbed.plan}\n{reference.plan}\nwhy: {disturbed.why}\n"
+                                              f"vs {reference.why}\n{disturbed.notes}\n" + "\n".join(disturbed.lines))
     assert disturbed.executed == reference.executed, f"exchange fills differ:\n{disturbed.executed}\n{reference.executed}"
     assert disturbed.totals == reference.totals, f"totals differ:\n{disturbed.totals}\n{reference.totals}"
     assert disturbed.inventory_after == reference.inventory_after

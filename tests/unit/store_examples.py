@@ -35,7 +35,7 @@ T0 = 1_700_000_000_000
 
 def shard_book():
     """A user's book as a shard holds it: a deposit credited with a routing hold, a fee taken from the hold, one
-    order partly filled in an engaged batch and one still waiting."""
+    order partly filled in an engaged batch and one still waiting, a withdrawal paid and one still held."""
     from core.collateral_ledger import USDC_UNIT, CollateralLedger
     from core.index_order_book import UserOrderBook
     from core.side import Side
@@ -51,6 +51,9 @@ def shard_book():
     book.apply_fill("c1", "0.0005", "29.4000001")
     book.get("c1").note_batch_touch(Decimal("58830.5"), Decimal("0.0005"))
     book.new_order("c2", INDEX, Side.BUY, Decimal("10.5"), T0 + 1)
+    book.ledger.hold_withdrawal("w1", "20")
+    book.ledger.settle_withdrawal("w1", "18.7", {"withdraw:w1:exchange": "1", "withdraw:w1:bridge": "0.3"})
+    book.ledger.hold_withdrawal("w2", "5")
     return book
 
 
@@ -330,3 +333,14 @@ def _withdrawal() -> Record:
 
 
 EXAMPLES["withdrawal"] = _withdrawal
+
+
+def _shard_withdrawal() -> Record:
+    from core.withdrawal import WithdrawalRequest
+    from store.withdrawal_records import ShardWithdrawal
+
+    return ShardWithdrawal(request=WithdrawalRequest(ALICE, "w-7", "0x" + "22" * 20, 42161, Decimal("250"),
+                                                     Decimal("1.5"), T0 + 9))
+
+
+EXAMPLES["shard.withdrawal"] = _shard_withdrawal

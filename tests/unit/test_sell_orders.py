@@ -211,9 +211,10 @@ def test_a_sell_and_its_minimum_come_back_from_the_users_snapshot() -> None:
     assert book.get("s1").min_proceeds == D("150.5")
 
 
-def test_a_version_3_user_snapshot_loads_its_orders_as_buys_without_a_minimum() -> None:
-    v3 = json.loads((FIXTURES / "shard.user.v3.json").read_text())
-    user = ShardUser.load(json.dumps(v3))
+@pytest.mark.parametrize("version", [3, 4])
+def test_an_older_user_snapshot_loads_its_orders_as_buys_without_a_minimum(version: int) -> None:
+    old = json.loads((FIXTURES / f"shard.user.v{version}.json").read_text())
+    user = ShardUser.load(json.dumps(old))
     assert user.book.orders and all(o.min_proceeds is None and o.side is Side.BUY for o in user.book.orders)
 
 

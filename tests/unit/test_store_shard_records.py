@@ -13,6 +13,7 @@ from actors.order_books import ShardReport
 from core.collateral_ledger import USDC_UNIT, CollateralLedger
 from core.index_order_book import UserOrderBook
 from core.side import Side
+from core.withdrawal import WithdrawalReport, WithdrawalStage
 from protocol import indexmaker_app as app
 from protocol.envelope import UserRef
 from protocol.reason_codes import ReasonCode
@@ -110,7 +111,13 @@ def _every_response() -> list[typing.Any]:
             app.DepositReversed(REF, "42161:0xold:3", d("5"), d("1.5"), ("c1",), ReasonCode.DEPOSIT_REVERSED, T0),
             app.TokenDepositReport(REF, "8453:0xtok:1", "SY100", "credited", d("0.01"), d("0.01"), d("0"), None, T0),
             app.TokenDepositReport(REF, "8453:0xtok:1", "SY100", "reversed", d("0.01"), d("0"), d("0.002"),
-                                   ReasonCode.DEPOSIT_REVERSED, T0 + 1)]
+                                   ReasonCode.DEPOSIT_REVERSED, T0 + 1),
+            app.WithdrawalAccepted(REF, "w1"),
+            app.WithdrawalRefused(REF, "w2", ReasonCode.BELOW_MINIMUM, "below 5"),
+            app.WithdrawalProgress(REF, "w1", WithdrawalReport("a1b2", WithdrawalStage.PAID, d("250"), d("0.85"),
+                                                               d("249.15"), tx_hash="0x" + "ab" * 32), T0),
+            app.WithdrawalProgress(REF, "w3", WithdrawalReport("c3d4", WithdrawalStage.RELEASED, d("10"), d("0"),
+                                                               reason="refused"), T0)]
 
 
 def test_every_response_type_round_trips_and_a_pickled_report_of_older_code_reads_once() -> None:
