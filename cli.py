@@ -16,7 +16,7 @@
     indexmaker dev-keys                               # the local world's funded user keys
     indexmaker reconcile [--state-dir DIR] [--json]   # books vs exchange and chain; exit 1 on a difference
     indexmaker config check|show [FILE]
-    indexmaker order buy|cancel|invoice ...           # a FIX/JSON user client (indexmaker order --help)
+    indexmaker order buy|sell|cancel|invoice ...      # a FIX/JSON user client (indexmaker order --help)
     indexmaker demo [--port N]                        # the whole flow on a throwaway local world
 """
 from __future__ import annotations

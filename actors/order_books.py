@@ -33,6 +33,7 @@ from core.index_order import user_key
 from core.invoice import MintInvoice
 from core.lot_assignment import AssignedFill
 from core.mint_request import MintRequest
+from core.sell_plan import PendingSell
 from core.shard_assignment import shard_name, shard_of
 from core.shard_books import ShardBooks, Step, TokenStep
 from core.withdrawal import Withdrawal, WithdrawalReport, WithdrawalRequest
@@ -548,6 +549,12 @@ class IndexOrderBooks:
         stored: a write in progress (new orders, which wake the solver before they are written) is waited for."""
         async with self._lock:
             return packed(self.shard.pending(limit))  # the solver's hot read: arrives as the list
+
+    async def pending_sells(self, limit: int = 10_000) -> list[PendingSell]:
+        """Sells that can be engaged now, oldest first, each with its minimum; like `pending`, only what is
+        stored."""
+        async with self._lock:
+            return packed(self.shard.pending_sells(limit))
 
     async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
         """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually

@@ -6,7 +6,11 @@ The collateral is accounted for to the last unit:
     collateral == remaining + engaged + spent + cancelled + returned
 
 `returned` is dust given back at close (no silent keep, §12.5). Every transition checks its preconditions before
-it mutates, so a refused call changes nothing."""
+it mutates, so a refused call changes nothing.
+
+A SELL (a redemption) uses the same fields for index units instead of collateral: `collateral` is the units to
+sell, `unit` the index token's smallest unit, and they are reserved in the user's token ledger
+(core/token_ledger.py), not in the USDC one; `min_proceeds` is the least USDC the user accepts for them."""
 from __future__ import annotations
 
 import dataclasses
@@ -94,6 +98,8 @@ class IndexOrder:
     #: order's batches met, weighted by what each bought (core.shortfall's Tb).
     touch_value: Decimal = ZERO
     touch_units: Decimal = ZERO
+    #: A SELL's minimum USDC for its units (None: any price within the slippage cap); always None for a BUY.
+    min_proceeds: Decimal | None = None
 
     def __post_init__(self) -> None:
         self.side = Side(self.side)
@@ -106,9 +112,9 @@ class IndexOrder:
 
     @classmethod
     def create(cls, user: str, cl_ord_id: str, index: str, side: Side, collateral: Decimal, now_ms: int,
-               unit: Decimal = USDC_UNIT) -> "IndexOrder":
+               unit: Decimal = USDC_UNIT, min_proceeds: Decimal | None = None) -> "IndexOrder":
         return cls(order_id=order_id_of(user, cl_ord_id), user=user, cl_ord_id=cl_ord_id, index=index, side=side,
-                   collateral=collateral, created_ms=now_ms, unit=unit)
+                   collateral=collateral, created_ms=now_ms, unit=unit, min_proceeds=min_proceeds)
 
     # --- views ------------------------------------------------------------------------------------------------------
 
@@ -328,6 +334,8 @@ class IndexOrder:
             raise OrderStateError(f"{self.order_id}: NEW but engaged or filled")
         if self.minted_tx is not None and self.filled_units == 0:
             raise OrderStateError(f"{self.order_id}: minted without fills")
+        if self.min_proceeds is not None and (self.side is not Side.SELL or self.min_proceeds <= 0):
+            raise OrderStateError(f"{self.order_id}: a minimum of {self.min_proceeds} USDC on a {self.side.value}")
 
     # --- persistence ------------------------------------------------------------------------------------------------
 
@@ -347,6 +355,7 @@ class IndexOrder:
             "arrival": None if self.arrival is None else self.arrival.to_dict(),
             "touch_value": str(self.touch_value),
             "touch_units": str(self.touch_units),
+            "min_proceeds": None if self.min_proceeds is None else str(self.min_proceeds),
         }
         for name in _DECIMAL_FIELDS:
             data[name] = str(getattr(self, name))
@@ -359,5 +368,6 @@ class IndexOrder:
         kwargs.update({name: D(data[name]) for name in _DECIMAL_FIELDS})
         arrival = data.get("arrival")
         kwargs.update(arrival=None if arrival is None else ArrivalValue.from_dict(arrival),
-                      touch_value=D(data.get("touch_value", "0")), touch_units=D(data.get("touch_units", "0")))
+                      touch_value=D(data.get("touch_value", "0")), touch_units=D(data.get("touch_units", "0")),
+                      min_proceeds=None if data.get("min_proceeds") is None else D(data["min_proceeds"]))
         return cls(side=Side(data["side"]), status=IndexOrderStatus(data["status"]), **kwargs)  # __post_init__ checks

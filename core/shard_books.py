@@ -17,12 +17,13 @@ from core.chain_events import CollateralDeposit, DepositReversal, TokenDeposit
 from core.clock import Clock
 from core.collateral_ledger import CollateralError, CollateralLedger, InsufficientCollateral, whole_units
 from core.collateral_route import FeeCharge
-from core.deposit_reversal import BookReversal, reverse_in_book
+from core.deposit_reversal import BookReversal, cut_open_orders, reverse_in_book
 from core.index_order import IndexOrder, OrderStateError, user_key
 from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
 from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
+from core.sell_plan import PendingSell
 from core.money import ZERO, quantize_up
 from core.side import Side
 from core.token_ledger import TokenLedger, TokenReversal
@@ -51,6 +52,8 @@ class TokenStep:
 
     credited: list[tuple[str, TokenDeposit]] = field(default_factory=list)
     reversed: list[tuple[str, TokenReversal]] = field(default_factory=list)
+    #: Per user key, the sells a reversal cut to give the units back, with the units each cancel freed.
+    cut: list[tuple[str, IndexOrder, Decimal]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -132,14 +135,26 @@ class ShardBooks:
         key, cl = order_id.split(":", 1)
         return self.book(key), cl
 
-    def new_order(self, key: str, cl_ord_id: str, index: str, side: Side | str, amount: Decimal | str) -> IndexOrder:
-        """Open an order (core.index_order_book's validation; raises OrderRejected), stamp it with its index's
-        latest arrival value (none if none is fresh) and queue it in the FIFO."""
+    def new_order(self, key: str, cl_ord_id: str, index: str, side: Side | str, amount: Decimal | str,
+                  min_proceeds: Decimal | str | None = None) -> IndexOrder:
+        """Open an order (core.index_order_book's validation; raises IndexOrderRefused), stamp it with its index's
+        latest arrival value (none if none is fresh) and queue it in the FIFO. A SELL's `amount` is index units,
+        reserved in the user's token ledger; `min_proceeds` (a sell's only) the least USDC the user accepts."""
         now = self.clock.now_ms()
-        order = self.book(key).new_order(cl_ord_id, index, side, amount, now)
+        if side == Side.SELL:
+            order = self.book(key).new_sell(cl_ord_id, index, amount, min_proceeds, now, self.token_ledger(key))
+        elif min_proceeds is not None:
+            raise IndexOrderRefused("MIN_USDC_ON_BUY", "a minimum USDC is a sell's; a buy spends its amount")
+        else:
+            order = self.book(key).new_order(cl_ord_id, index, side, amount, now)
         order.arrival = self.arrivals.stamp(order.index, now)
         self.fifo[order.order_id] = None
         return order
+
+    def cancel(self, key: str, cl_ord_id: str, amount: Decimal | None) -> tuple[IndexOrder, Decimal]:
+        """The user cancels `amount` (None: all) of an order's not-yet-engaged part (core.index_order_book): a
+        buy's collateral or a sell's units, each back where it was reserved. Raises IndexOrderRefused."""
+        return self.book(key).cancel(cl_ord_id, amount, self.clock.now_ms(), self.tokens.get(key))
 
     def add_invoice(self, key: str, cl: str, invoice: MintInvoice) -> None:
         """A new invoice: answers GetMintInvoice, shows in the user's view, and is stored by the next write."""
@@ -242,14 +257,24 @@ class ShardBooks:
 
     def reverse_tokens(self, deposit_keys: Sequence[str]) -> TokenStep:
         """Token deposits a reorg dropped after their credit: each taken back once (core.token_ledger: from the
-        available units, the rest is the user's debt in that index). Keys this shard never credited (the chain
+        available units, after cutting the user's open sells of that index as far as needed; the rest is the user's
+        debt in that index). Keys this shard never credited (the chain
         listener asks every shard: a key alone names no user) or reversed before are left out."""
         step = TokenStep()
         for deposit_key in deposit_keys:
             key = self.token_owners.get(deposit_key)
             if key is None:
                 continue
-            done = self.tokens[key].reverse(deposit_key)
+            ledger = self.tokens[key]
+            seen = ledger.deposits[deposit_key]
+            if deposit_key not in ledger.reversals:
+                # Open sells of the index give back their unengaged units first (newest first), so that no sell
+                # goes on with units the reorg took back; only what batches hold or sold becomes debt.
+                short = seen[1] - ledger.of(seen[0]).available
+                cut = cut_open_orders(self.book(key), short, self.clock.now_ms(), side=Side.SELL, index=seen[0],
+                                      tokens=ledger)
+                step.cut.extend((key, order, freed) for order, freed in cut)
+            done = ledger.reverse(deposit_key)
             if done is None:
                 step.replays += 1
                 continue
@@ -349,12 +374,27 @@ class ShardBooks:
             if order is None or order.is_terminal:
                 closed.append(oid)
                 continue
-            if order.engaged == 0 and order.remaining > 0:
+            if order.side is Side.BUY and order.engaged == 0 and order.remaining > 0:
                 out.append(PendingOrder(oid, order.index, order.remaining))
                 if len(out) >= limit:
                     break
         for oid in closed:
             self.fifo.pop(oid, None)
+        return out
+
+    def pending_sells(self, limit: int) -> list[PendingSell]:
+        """Sells that can be engaged now, oldest first (the same FIFO as buys): open, units remaining, nothing
+        engaged, each with the user's minimum."""
+        out: list[PendingSell] = []
+        for oid in self.fifo:
+            key, cl = oid.split(":", 1)
+            book = self.books.get(key)
+            order = book.get(cl) if book is not None else None
+            if (order is not None and order.side is Side.SELL and not order.is_terminal and order.engaged == 0
+                    and order.remaining > 0):
+                out.append(PendingSell(oid, order.index, order.remaining, order.min_proceeds))
+                if len(out) >= limit:
+                    break
         return out
 
     def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> Step:
@@ -453,11 +493,12 @@ class ShardBooks:
                 continue
             try:
                 if not order.is_terminal:
-                    book.release(cl, order.engaged, now)  # one batch at a time: all it holds is this batch's
+                    # One batch at a time: all it holds is this batch's.
+                    book.release(cl, order.engaged, now, self.tokens.get(book.user))
                 if not order.is_terminal:
                     dust = rest_threshold(order, self.order_dust, self.rest_return_ratio, self.unit)
                     if order.remaining < dust:
-                        book.finish(cl, dust, now)
+                        book.finish(cl, dust, now, self.tokens.get(book.user))
             except OrderStateError as exc:
                 step.errors.append(f"{batch_id}: closing {oid}: {exc}")
                 continue
@@ -485,7 +526,7 @@ class ShardBooks:
             order = book.get(cl)
             if order is None or order.is_terminal or order.engaged != 0:
                 continue  # closed or planned meanwhile: nothing to give up on
-            book.reject(cl, reason, now)
+            book.reject(cl, reason, now, self.tokens.get(book.user))
             step.closed.append(order)
             if order.mint_pending:
                 step.mints.append(self.mint_request(order))

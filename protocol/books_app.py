@@ -3,7 +3,8 @@
 Requests are answered as the books decide (validation order, reason codes); core's steps (orders filled or closed)
 become the users' reports here. It is in protocol/ because it speaks AppRequest/AppResponse and UserRef, which core
 may not import. Quotes need an injected `quoter(symbol, amount)` (index units, or None: MARKET_UNAVAILABLE); the
-shards have none, the gateway sends quotes to the solver.
+shards have none, the gateway sends quotes to the solver. Sells are refused (UNSUPPORTED_SIDE) unless
+`accept_sells`: the books take them, the path that sells, burns and pays them is wired only when that is set.
 """
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ _CLOSED_STATUS: dict[IndexOrderStatus, FillStatus] = {
 
 class BooksApp:
     def __init__(self, books: ShardBooks, *, default_chain_id: int, quoter: Quoter | None = None,
-                 withdrawal_minimum: Decimal | None = None, withdrawal_chains: frozenset[int] = frozenset()) -> None:
+                 withdrawal_minimum: Decimal | None = None, withdrawal_chains: frozenset[int] = frozenset(),
+                 accept_sells: bool = False) -> None:
         """`default_chain_id`: the chain of a user known only by key (the engine's steps name orders, not
         sessions); a request or a deposit brings the user's own. `withdrawal_minimum` (`[withdrawal] minimum`;
         None: withdrawals are not offered) and `withdrawal_chains`: the destination chains withdrawals pay on."""
@@ -45,6 +47,7 @@ class BooksApp:
         self.quoter = quoter
         self.withdrawal_minimum = withdrawal_minimum
         self.withdrawal_chains = withdrawal_chains
+        self.accept_sells = accept_sells
         self.refs: dict[str, UserRef] = {}  # user key -> the UserRef its reports go to
 
     @property
@@ -87,8 +90,11 @@ class BooksApp:
         return out
 
     def _new_order(self, r: NewOrder) -> AppResponse:
+        if r.side is Side.SELL and not self.accept_sells:
+            return OrderRefused(r.user, r.client_order_id, ReasonCode.UNSUPPORTED_SIDE, "sells are not served yet")
         try:
-            self.books.new_order(user_key(r.user.address), r.client_order_id, r.symbol, r.side, r.amount)
+            self.books.new_order(user_key(r.user.address), r.client_order_id, r.symbol, r.side, r.amount,
+                                 r.min_usdc)
         except IndexOrderRefused as exc:
             return OrderRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)
         return OrderAccepted(r.user, r.client_order_id)
@@ -130,7 +136,7 @@ class BooksApp:
         # At least what is left (or no amount): cancel all of it, including what engaged batches leave unspent.
         amount = None if r.amount is None or r.amount >= order.remaining else r.amount
         try:
-            order, cancelled = book.cancel(r.client_order_id, amount, self.clock.now_ms())
+            order, cancelled = self.books.cancel(book.user, r.client_order_id, amount)
         except IndexOrderRefused as exc:
             return [CancelRefused(r.user, r.client_order_id, reason_from_core(exc.code), exc.text)]
         out: list[AppResponse] = [CancelDone(r.user, r.client_order_id, cancelled, order.remaining, order.engaged)]
@@ -204,13 +210,19 @@ class BooksApp:
 
     def token_reports(self, step: TokenStep) -> list[AppResponse]:
         """A TokenDepositReport per deposit credited ("credited") or taken back by a reorg ("reversed"), with the
-        units of its index free to sell now (after the whole step)."""
+        units of its index free to sell now (after the whole step); before the reversals, a cancel report per sell
+        they cut (and its close)."""
         now = self.clock.now_ms()
         reports: list[AppResponse] = []
         for key, d in step.credited:
             held = self.books.tokens[key].of(d.index)
             reports.append(TokenDepositReport(self.ref(key), d.key, d.index, "credited", d.units, held.available,
                                               held.debt, None, now))
+        for key, order, freed in step.cut:
+            ref = self.ref(key)
+            reports.append(CancelDone(ref, order.cl_ord_id, freed, order.remaining, order.engaged))
+            if order.is_terminal:
+                reports.append(self.progress(ref, order))
         for key, r in step.reversed:
             held = self.books.tokens[key].of(r.index)
             reports.append(TokenDepositReport(self.ref(key), r.deposit_key, r.index, "reversed", r.units,

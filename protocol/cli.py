@@ -1,6 +1,7 @@
 """`indexmaker order ...`: send an order or a cancel over the gateway and print every report as it arrives.
 
     indexmaker order buy SY100 1000 --key env:MY_KEY [--url ws://HOST:8765/ws] [--id C-1] [--no-wait]
+    indexmaker order sell SY100 0.01 [--min-usdc 400] --key env:MY_KEY [--id C-2] [--no-wait]
     indexmaker order cancel C-1 --symbol SY100 [--amount 250] --key file:~/.keys/me
 
 `--url` defaults to $INDEXMAKER_GATEWAY_URL (`indexmaker order` fills in the running system's gateway).
@@ -43,6 +44,13 @@ def _parser() -> argparse.ArgumentParser:
     buy.add_argument("amount", help="collateral to spend, a decimal string (USDC)")
     buy.add_argument("--id", dest="client_order_id", help="client order id (default: C-<ms>)")
     buy.add_argument("--no-wait", action="store_true", help="exit once the order is accepted")
+    sell = sub.add_parser("sell", parents=[common], help="redeem index units credited for redemption "
+                                                         "(indexmaker deposit-tokens) for USDC")
+    sell.add_argument("symbol")
+    sell.add_argument("amount", help="index units to sell, a decimal string")
+    sell.add_argument("--min-usdc", dest="min_usdc", help="the least USDC to accept for them (default: no minimum)")
+    sell.add_argument("--id", dest="client_order_id", help="client order id (default: C-<ms>)")
+    sell.add_argument("--no-wait", action="store_true", help="exit once the order is accepted")
     cancel = sub.add_parser("cancel", parents=[common], help="cancel (part of) an order")
     cancel.add_argument("client_order_id")
     cancel.add_argument("--symbol", required=True)
@@ -80,13 +88,15 @@ def _outcome(d: Decoded, action: str, client_order_id: str, no_wait: bool) -> in
     body: Any = d.body
     if getattr(body, "client_order_id", None) != client_order_id:
         return None
-    if action == "buy":
+    if action in ("buy", "sell"):
         if d.msg_type == "NewIndexOrder":
             return EXIT_REFUSED if body.status == "rejected" else (EXIT_OK if no_wait else None)
         if d.msg_type == "IndexOrderFill" and body.status in ("canceled", "rejected"):
             return EXIT_OK if body.status == "canceled" else EXIT_REFUSED
-        if d.msg_type == "MintInvoice":
+        if action == "buy" and d.msg_type == "MintInvoice":
             return EXIT_OK
+        if action == "sell" and d.msg_type == "IndexOrderFill" and body.status == "filled":
+            return EXIT_OK  # sold: the proceeds are the user's collateral
         return None
     if action == "cancel" and d.msg_type == "CancelIndexOrder":
         return EXIT_OK if body.status == "canceled" else EXIT_REFUSED
@@ -108,9 +118,12 @@ async def _main(args: argparse.Namespace, out: Any) -> int:
         return EXIT_REFUSED
     try:
         try:
-            if args.action == "buy":
+            if args.action in ("buy", "sell"):
                 client_order_id = args.client_order_id or f"C-{time.time_ns() // 1_000_000}"
-                seq = await client.new_order(client_order_id, args.symbol, args.amount)
+                if args.action == "buy":
+                    seq = await client.new_order(client_order_id, args.symbol, args.amount)
+                else:
+                    seq = await client.new_order(client_order_id, args.symbol, args.amount, "2", args.min_usdc)
             elif args.action == "cancel":
                 client_order_id = args.client_order_id
                 seq = await client.cancel_order(client_order_id, args.symbol, args.amount)

@@ -192,9 +192,12 @@ class GatewayClient:
         ack = await self._request(body)
         return ack.ref_seq_num
 
-    async def new_order(self, client_order_id: str, symbol: str, amount: str, side: str = "1") -> int:
+    async def new_order(self, client_order_id: str, symbol: str, amount: str, side: str = "1",
+                        min_usdc: str | None = None) -> int:
+        """Side "1" buys for `amount` USDC; "2" sells `amount` index units for at least `min_usdc` (if given)."""
         return await self.request(NewIndexOrder.model_validate(
-            {"client_order_id": client_order_id, "symbol": symbol, "side": side, "amount": amount}))
+            {"client_order_id": client_order_id, "symbol": symbol, "side": side, "amount": amount,
+             "min_usdc": min_usdc}))  # None: absent on the wire (bodies are written without None fields)
 
     async def cancel_order(self, client_order_id: str, symbol: str, amount: str | None = None) -> int:
         fields: dict[str, Any] = {"client_order_id": client_order_id, "symbol": symbol}

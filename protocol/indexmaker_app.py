@@ -22,11 +22,14 @@ from protocol.reason_codes import ReasonCode
 
 @dataclass(slots=True, frozen=True)
 class NewOrder:
+    """A SELL's `amount` is index units; `min_usdc` its least proceeds (None: no minimum; a BUY has none)."""
+
     user: UserRef
     client_order_id: str
     symbol: str
     side: Side
     amount: Decimal
+    min_usdc: Decimal | None = None
 
 
 @dataclass(slots=True, frozen=True)

@@ -19,13 +19,15 @@ from protocol.wire_types import (Address, EnumValue, DecimalStr, Id, LooseId, Si
 
 
 class NewIndexOrder(Body):
-    """Spend `amount` of collateral (USDC) on index `symbol`."""
+    """Side 1: spend `amount` of collateral (USDC) on index `symbol`. Side 2: redeem `amount` index units (at most
+    the tokens credited for redemption) for at least `min_usdc` USDC, when given (a sell's only)."""
 
     MSG_TYPE: ClassVar[str] = "NewIndexOrder"
     client_order_id: Id
     symbol: Symbol
     side: WireSide
     amount: DecimalStr
+    min_usdc: DecimalStr | None = None
 
 
 class CancelIndexOrder(Body):

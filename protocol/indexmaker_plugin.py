@@ -76,7 +76,7 @@ class IndexMakerPlugin(BasePlugin):
     def to_app(inbound: Inbound) -> AppRequest:
         body, user = inbound.body, inbound.user
         if isinstance(body, NewIndexOrder):
-            return NewOrder(user, body.client_order_id, body.symbol, body.side, body.amount)
+            return NewOrder(user, body.client_order_id, body.symbol, body.side, body.amount, body.min_usdc)
         if isinstance(body, CancelIndexOrder):
             return CancelOrder(user, body.client_order_id, body.symbol, body.amount)
         if isinstance(body, NewQuoteRequest):

@@ -45,6 +45,9 @@ class ReasonCode(str, Enum):
     MARKET_UNAVAILABLE = "MARKET_UNAVAILABLE"
     DEBT_OUTSTANDING = "DEBT_OUTSTANDING"  # the user owes the house (routing cost beyond the hold, reversed deposit)
     DEPOSIT_REVERSED = "DEPOSIT_REVERSED"  # a credited deposit was dropped by a reorg: orders cut to give it back
+    INSUFFICIENT_TOKENS = "INSUFFICIENT_TOKENS"  # a sell of more index units than are credited and free
+    TOKEN_DEBT_OUTSTANDING = "TOKEN_DEBT_OUTSTANDING"  # tokens of the index owed (a token deposit reversed)
+    MIN_USDC_ON_BUY = "MIN_USDC_ON_BUY"  # `min_usdc` is a sell's; a buy spends its amount
     ENGINE_FAILED = "ENGINE_FAILED"  # the engine gave up on an accepted order (late rejection, §10.5)
     UNKNOWN_USER = "UNKNOWN_USER"  # a withdrawal by an address that never deposited
     BELOW_MINIMUM = "BELOW_MINIMUM"  # a withdrawal below `[withdrawal] minimum`
@@ -68,6 +71,9 @@ CORE_REJECTION_CODES: dict[str, ReasonCode] = {
     "UNKNOWN_ORDER": ReasonCode.UNKNOWN_ORDER,
     "ORDER_CLOSED": ReasonCode.NOT_CANCELABLE,
     "CANCEL_EXCEEDS_REMAINING": ReasonCode.INVALID_AMOUNT,
+    "INSUFFICIENT_TOKENS": ReasonCode.INSUFFICIENT_TOKENS,
+    "TOKEN_DEBT_OUTSTANDING": ReasonCode.TOKEN_DEBT_OUTSTANDING,
+    "MIN_USDC_ON_BUY": ReasonCode.MIN_USDC_ON_BUY,
     "UNKNOWN_USER": ReasonCode.UNKNOWN_USER,
     "BELOW_MINIMUM": ReasonCode.BELOW_MINIMUM,
     "DUPLICATE_WITHDRAWAL_ID": ReasonCode.DUPLICATE_WITHDRAWAL_ID,

@@ -61,6 +61,7 @@ class OrderPart(Part):
     arrival: ArrivalPart | None
     touch_value: Decimal
     touch_units: Decimal
+    min_proceeds: Decimal | None  # a sell's minimum USDC
 
 
 class BookPart(Part):
@@ -114,13 +115,19 @@ def _user_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"ledger": ledger_v1_to_v2(data["book"]["ledger"])}}
 
 
+def _user_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 5: orders carry a sell's minimum USDC; older orders are all buys, which have none.
+    orders = [{"min_proceeds": None} | o for o in data["book"]["orders"]]
+    return data | {"book": data["book"] | {"orders": orders}}
+
+
 @record_kind
 class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 4
-    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4}
+    VERSION: ClassVar[int] = 5
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4, 4: _user_v4_to_v5}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart

@@ -10,7 +10,9 @@ from decimal import Decimal
 
 import pytest
 
+from core.chain_events import TokenDeposit
 from core.invoice import InvoiceLine
+from core.side import Side
 from protocol.cli import run
 from protocol.envelope import UserRef
 from protocol.signature import Signer
@@ -104,6 +106,26 @@ def test_cancel_prints_what_was_cancelled(gateway, user) -> None:
     assert code == 0 and printed[-1]["cancelled_amount"] == "20" and printed[-1]["collateral_remaining"] == "30"
 
 
+def test_sell_sends_side_2_with_its_minimum_and_is_refused_while_sells_are_not_served(gateway, user) -> None:
+    who = UserRef(8453, user.address)
+    gateway.call(gateway.app.books.credit_tokens,
+                 [TokenDeposit(8453, "0x" + "0a" * 32, 0, 1, user.address, "SY100", Decimal("0.01"))])
+    code, printed = order_cli(gateway, "sell", "SY100", "0.004", "--min-usdc", "150", "--id", "CLI-S1")
+    assert code == 1 and printed[-1]["reason_code"] == "UNSUPPORTED_SIDE"
+    gateway.app.accept_sells = True
+    try:
+        code, printed = order_cli(gateway, "sell", "SY100", "0.004", "--min-usdc", "150", "--id", "CLI-S2",
+                                  "--no-wait")
+        assert code == 0 and [(p["msg_type"], p.get("status")) for p in printed] == [("ACK", None),
+                                                                                    ("NewIndexOrder", "new")]
+        order = gateway.call(lambda: gateway.app.book(who).get("CLI-S2"))
+        assert (order.side, order.collateral, order.min_proceeds) == (Side.SELL, Decimal("0.004"), Decimal("150"))
+        code, printed = order_cli(gateway, "sell", "SY100", "0.007", "--id", "CLI-S3")
+        assert code == 1 and printed[-1]["reason_code"] == "INSUFFICIENT_TOKENS"
+    finally:
+        gateway.app.accept_sells = False
+
+
 def test_reports_not_signed_by_the_named_server_are_refused(gateway, user) -> None:
     out = io.StringIO()
     code = run(["buy", "SY100", "1", "--key", "env:TEST_USER_KEY", "--url", gateway.url, "--timeout", str(WAIT_S),
@@ -116,7 +138,7 @@ def test_usage_and_connection_errors(gateway, monkeypatch) -> None:
     assert run(["order", "buy", "SY100", "10", "--url", gateway.url]) == 2  # no key at all
     assert run(["order", "buy", "SY100", "10", "--key", "0x1234", "--url", gateway.url]) == 2
     assert run(["order", "buy", "SY100", "10", "--key", "env:NOT_SET_ANYWHERE", "--url", gateway.url]) == 2
-    assert run(["order", "sell", "SY100", "10"]) == 2
+    assert run(["order", "short", "SY100", "10"]) == 2
     key = Signer.generate().private_key_hex
     assert run(["order", "buy", "SY100", "10", "--key", key, "--url", f"ws://127.0.0.1:{free_port()}/ws",
                 "--timeout", "2"]) == 3

@@ -70,15 +70,19 @@ def shard_lines() -> dict[str, dict[str, list]]:
                                         ["BTCUSDC:7", "BTCUSDC:8"]]}}
 
 
-def shard_tokens():  # noqa: ANN201
-    """A token ledger with a credit, a sell's reservation and a reversal: every part set."""
+def shard_tokens(book=None):  # noqa: ANN001, ANN201
+    """A token ledger with a credit, a sell's reservation and a reversal: every part set. With the user's book, the
+    reservation is a sell order in it (with a minimum), as the shard makes one."""
     from core.chain_events import TokenDeposit
     from core.token_ledger import TokenLedger
 
     tokens = TokenLedger()
     tokens.credit(TokenDeposit(8453, "0xtok1", 0, 10, ALICE, INDEX, Decimal("0.02")))
     tokens.credit(TokenDeposit(8453, "0xtok2", 1, 11, ALICE, INDEX, Decimal("0.005")))
-    tokens.reserve(INDEX, Decimal("0.01"))
+    if book is None:
+        tokens.reserve(INDEX, Decimal("0.01"))
+    else:
+        book.new_sell("s1", INDEX, Decimal("0.01"), Decimal("400"), T0 + 2, tokens)
     tokens.reverse("8453:0xtok2:1")
     return tokens
 
@@ -87,7 +91,8 @@ def _shard_user() -> Record:
     from protocol.envelope import UserRef
     from store.shard_records import ShardUser
 
-    return ShardUser.of(UserRef(42161, ALICE), shard_book(), shard_lines(), shard_tokens())
+    book = shard_book()
+    return ShardUser.of(UserRef(42161, ALICE), book, shard_lines(), shard_tokens(book))
 
 
 def _shard_meta() -> Record:
