@@ -13,10 +13,12 @@ from core.arrival import basket_touch
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
 from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
+from core.crossing import Crossing, plan_mixed, sell_quantity
 from core.lot_assignment import AssetLine, BatchAllocation, AssignedFill
 from core.lots import Lot, lot_from_fill
-from core.money import D, quantize_down
+from core.money import D, quantize_down, quantize_up
 from core.reserves import assigned_in, lots_cost, lots_held
+from core.sell_plan import PendingSell, SellEngagement, release_of
 from core.side import Side
 from core.symbol_filters import SymbolFilters
 
@@ -54,6 +56,10 @@ class _Batch:
     rounds: list[list[Lot]] = field(default_factory=list)  # lots given to each assign() round, for replay
     pending_lots: list[Lot] = field(default_factory=list)  # arrived since the last round
     touch: dict[str, Decimal] = field(default_factory=dict)  # index -> one unit at the best asks at planning
+    #: The batch's sells (core.sell_plan), what they release per index and asset, and each released asset's netting.
+    sells: tuple[SellEngagement, ...] = ()
+    release: dict[str, dict[str, int]] = field(default_factory=dict)
+    crossings: dict[str, Crossing] = field(default_factory=dict)
 
 
 class SolverEngine:
@@ -84,7 +90,20 @@ class SolverEngine:
 
     # ---- views --------------------------------------------------------------------------------------------------
     def engaged_order_ids(self) -> set[str]:
-        return {e.order_id for b in self.batches.values() for e in b.plan.engagements}
+        return {e.order_id for b in self.batches.values() for e in (*b.plan.engagements, *b.sells)}
+
+    def sells_of(self, batch_id: str) -> tuple[SellEngagement, ...]:
+        return self.batches[batch_id].sells
+
+    def crossings_of(self, batch_id: str) -> dict[str, Crossing]:
+        return dict(self.batches[batch_id].crossings)
+
+    def engage_requests(self, batch_id: str) -> tuple[Engagement, ...]:
+        """What the shards engage for the batch: each buy's collateral, then each sell's index units (a shard engages
+        a sell by its units: core.shard_books.engage caps at what the order has left either way)."""
+        batch = self.batches[batch_id]
+        return batch.plan.engagements + tuple(Engagement(e.order_id, e.index, e.units, e.units, Decimal(0))
+                                              for e in batch.sells)
 
     def inventory_units(self) -> dict[str, int]:
         return {s: sum(l.remaining for l in lots) for s, lots in self.inventory.items() if lots}
@@ -122,16 +141,39 @@ class SolverEngine:
     # ---- planning -----------------------------------------------------------------------------------------------
     def plan(self, pending: Sequence[PendingOrder], asks: Mapping[str, Sequence[Level]], order_budget: int,
              limits: PlannerLimits | None = None, stale: Collection[str] = frozenset(),
-             closed: Collection[str] = frozenset()) -> tuple[str | None, BatchPlan]:
+             closed: Collection[str] = frozenset(), *, sells: Sequence[PendingSell] = (),
+             bids: Mapping[str, Sequence[Level]] | None = None,
+             avg_prices: Mapping[str, Decimal] | None = None) -> tuple[str | None, BatchPlan]:
         """Plan the next batch from the orders not already in one (`stale`: symbols whose book may not be planned
-        on; `closed`: pairs the exchange halted). Returns (batch_id or None, plan)."""
+        on; `closed`: pairs the exchange halted). Returns (batch_id or None, plan). With free `sells` (and the
+        `bids` they sell into), buys and sells are planned together (core.crossing.plan_mixed): the plan's legs
+        carry the net sells too, its deferred the sells' deferrals; the batch keeps the sells and the crossings
+        (sells_of, crossings_of). Without them the batch is planned exactly as buys alone always were."""
         busy = self.engaged_order_ids()
         free = [o for o in pending if o.order_id not in busy]
-        plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
-                          inventory_prices=self.inventory_prices(), order_budget=order_budget,
-                          limits=limits or self.limits, stale=stale, closed=closed)
-        if plan.is_empty:
+        free_sells = [s for s in sells if s.order_id not in busy]
+        limits = limits or self.limits
+        if not free_sells:
+            plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
+                              inventory_prices=self.inventory_prices(), order_budget=order_budget,
+                              limits=limits, stale=stale, closed=closed)
+            if plan.is_empty:
+                return None, plan
+            return self._new_batch(plan, asks), plan
+        mixed = plan_mixed(free, free_sells, self.baskets, self.filters, bids or {}, asks, limits=limits,
+                           order_budget=order_budget, stale=stale, closed=closed, avg_prices=avg_prices,
+                           inventory_units=self.inventory_units(), inventory_prices=self.inventory_prices())
+        plan = replace(mixed.batch, deferred=mixed.deferred)
+        if mixed.is_empty:
             return None, plan
+        batch_id = self._new_batch(plan, asks)
+        batch = self.batches[batch_id]
+        batch.sells = mixed.sells.engagements
+        batch.release = {i: dict(r) for i, r in mixed.sells.release.items()}
+        batch.crossings = dict(mixed.crossings)
+        return batch_id, plan
+
+    def _new_batch(self, plan: BatchPlan, asks: Mapping[str, Sequence[Level]]) -> str:
         self.batch_seq += 1
         batch_id = f"b{self.batch_seq}"
         batch = self._open_batch(batch_id, plan)
@@ -139,7 +181,7 @@ class SolverEngine:
             touch = basket_touch(self.baskets[index].quantities(), asks)
             if touch is not None:
                 batch.touch[index] = touch
-        return batch_id, plan
+        return batch_id
 
     def _open_batch(self, batch_id: str, plan: BatchPlan, carried: Sequence[Lot] | None = None) -> _Batch:
         allocation = BatchAllocation(batch_id, plan.engagements, self.baskets, self.units(), self.limits.index_unit,
@@ -190,16 +232,71 @@ class SolverEngine:
             units = min(e.units, quantize_down((got - cu) / (e.index_price * ff), iu)) if got > cu else Decimal(0)
             if units > 0:
                 kept.append(e._replace(units=units, collateral=got))
-        if not changed:
+        sells_changed = self._resize_sells(batch, engaged, orders_out)
+        if not changed and not sells_changed:
             return True
-        if not kept and not orders_out:
+        if not kept and not batch.sells and not orders_out:
             self._return_to_stock(batch.pending_lots)  # carried inventory goes back to the front, as it came
             del self.batches[batch_id]
             return False
-        batch.plan = replace(batch.plan, engagements=tuple(kept))
-        batch.allocation = BatchAllocation(batch_id, batch.plan.engagements, self.baskets, self.units(),
-                                           self.limits.index_unit, self.limits.fee_factor)
-        return bool(kept)
+        if changed:
+            batch.plan = replace(batch.plan, engagements=tuple(kept))
+            batch.allocation = BatchAllocation(batch_id, batch.plan.engagements, self.baskets, self.units(),
+                                               self.limits.index_unit, self.limits.fee_factor)
+        return bool(kept or batch.sells)
+
+    def _resize_sells(self, batch: _Batch, engaged: Mapping[str, Decimal], orders_out: bool) -> bool:
+        """Sells engaged short (a cancel came first) keep the units the shards engaged, down to the index unit, their
+        minimum pro rata UP (never looser) and their expected payout pro rata DOWN; the release shrinks with them,
+        what the buys take of it first, then the exchange sell, and the rest is inventory's. A sell that already
+        left cannot shrink: a batch with sells is engaged before its exchange orders go out (else it would sell
+        assets backing tokens that stay in circulation), so a shrink then is a defect, raised."""
+        iu, cu = self.limits.index_unit, self.limits.collateral_unit
+        kept: list[SellEngagement] = []
+        changed = False
+        for e in batch.sells:
+            got = quantize_down(min(engaged.get(e.order_id, Decimal(0)), e.units), iu)
+            if got >= e.units:
+                kept.append(e)
+                continue
+            changed = True
+            if got > 0:
+                minimum = None if e.min_proceeds is None else quantize_up(e.min_proceeds * got / e.units, cu)
+                kept.append(e._replace(units=got, min_proceeds=minimum,
+                                       expected=quantize_down(e.expected * got / e.units, cu)))
+        if not changed:
+            return False
+        sell_legs = [s for s in batch.sent.values() if s.order.side is Side.SELL]
+        if orders_out and sell_legs:
+            raise AssertionError(f"batch {batch.batch_id}: sells engaged short after their exchange orders left")
+        units_by_index: dict[str, Decimal] = {}
+        for e in kept:
+            units_by_index[e.index] = units_by_index.get(e.index, Decimal(0)) + e.units
+        batch.sells = tuple(kept)
+        batch.release = {i: release_of(self.baskets[i], u, self.filters) for i, u in units_by_index.items()}
+        released: dict[str, int] = {}
+        for per_symbol in batch.release.values():
+            for symbol, n in per_symbol.items():
+                released[symbol] = released.get(symbol, 0) + n
+        for symbol, c in list(batch.crossings.items()):
+            r = released.get(symbol, 0)
+            crossed = min(c.crossed, r)  # the buys were sized on the release: they take it first, as planned
+            rest = r - crossed
+            sent = batch.sent.get(symbol)
+            qty = 0
+            if sent is not None and sent.order.side is Side.SELL:
+                f = self.filters[symbol]
+                qty = min(c.to_exchange, sell_quantity(f, rest, sent.order.price, self.limits))
+                if qty:
+                    batch.sent[symbol] = replace(sent, order=replace(sent.order, quantity=qty * f.base_unit,
+                                                                     need=rest * f.base_unit))
+                else:
+                    del batch.sent[symbol]
+                    batch.open.discard(symbol)
+            batch.crossings[symbol] = Crossing(symbol, r, crossed, qty, rest - qty, c.mid)
+        legs = tuple(s.order for s in batch.sent.values())
+        batch.plan = replace(batch.plan, legs=legs)
+        return True
 
     def _return_to_stock(self, lots: Sequence[Lot]) -> None:
         by_symbol: dict[str, list[Lot]] = {}
@@ -299,6 +396,13 @@ class SolverEngine:
                     "rounds": [[l.to_dict() | {"consumed": 0} for l in r] for r in b.rounds],
                     "pending_lots": [l.to_dict() for l in b.pending_lots],
                     "touch": {i: str(t) for i, t in sorted(b.touch.items())},
+                    # [order id, index, units, minimum or None, expected payout]
+                    "sells": [[e.order_id, e.index, str(e.units), None if e.min_proceeds is None else
+                               str(e.min_proceeds), str(e.expected)] for e in b.sells],
+                    "release": {i: dict(sorted(r.items())) for i, r in sorted(b.release.items())},
+                    # [symbol, released, crossed, to exchange, to inventory, mid]
+                    "crossings": [[c.symbol, c.released, c.crossed, c.to_exchange, c.to_inventory, str(c.mid)]
+                                  for c in b.crossings.values()],
                 }
                 for b in self.batches.values()
             ],
@@ -320,3 +424,8 @@ class SolverEngine:
             batch.pending_lots = [Lot.from_dict(l) for l in b["pending_lots"]]
             batch.open = set(b["open"])
             batch.touch = {i: D(t) for i, t in b.get("touch", {}).items()}
+            batch.sells = tuple(SellEngagement(o, i, D(u), None if m is None else D(m), D(x))
+                                for o, i, u, m, x in b.get("sells", ()))
+            batch.release = {i: {s: int(n) for s, n in r.items()} for i, r in b.get("release", {}).items()}
+            batch.crossings = {c[0]: Crossing(c[0], int(c[1]), int(c[2]), int(c[3]), int(c[4]), D(c[5]))
+                               for c in b.get("crossings", ())}

@@ -50,6 +50,11 @@ class BatchPart(Part):
     rounds: list[list[LotPart]]
     pending_lots: list[LotPart]
     touch: dict[str, Decimal]  # index -> one unit at the best asks when the batch was planned
+    #: The batch's sells: [order id, index, units, minimum USDC or None, expected payout]
+    sells: list[tuple[str, str, Decimal, Decimal | None, Decimal]]
+    release: dict[str, dict[str, int]]  # index -> symbol -> base units its sells release
+    #: Per released asset: [symbol, released, crossed, to exchange, to inventory, mid] (core.crossing.Crossing)
+    crossings: list[tuple[str, int, int, int, int, Decimal]]
 
 
 class EnginePart(Part):
@@ -177,6 +182,13 @@ def _state_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"engine": engine | {"batches": [{"touch": {}} | b for b in engine["batches"]]}}
 
 
+def _state_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 5 keeps each batch's sells, their release and the crossings; a batch planned before had none.
+    engine = data["engine"]
+    return data | {"engine": engine | {"batches": [{"sells": [], "release": {}, "crossings": []} | b
+                                                   for b in engine["batches"]]}}
+
+
 def _state_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     # The solver relayed mints, owed in a hash of its own (and inside older blobs); the shards hand them to the
     # minter now, which asks every shard for its mint-pending orders when it starts: nothing here is needed.
@@ -188,9 +200,9 @@ class SolverState(Record):
     """The solver's state blob, rewritten whole by every commit."""
 
     KIND: ClassVar[str] = "solver.state"
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
     MIGRATIONS = {0: _state_v0_to_v1, 1: _state_v1_to_v2, 2: lambda data: {"step_seqs": {}} | data,
-                  3: _state_v3_to_v4}
+                  3: _state_v3_to_v4, 4: _state_v4_to_v5}
 
     engine: EnginePart
     cursor: int  # the last sender seq consumed

@@ -163,6 +163,7 @@ def solver_world():
     from core.basket import load_indexes
     from core.batch_planner import PendingOrder, PlannerLimits
     from core.batch_result import BatchOrderResult
+    from core.sell_plan import PendingSell
     from core.solver_cycle import OutboxCall
     from core.solver_engine import SolverEngine
     from core.symbol_filters import parse_exchange_info
@@ -178,6 +179,10 @@ def solver_world():
     (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
     b2, plan = engine.plan([PendingOrder(f"{ALICE}:c2", "SY100.dev", Decimal(500))], asks, order_budget=10)
     deltas = engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
+    # A third batch of a buy and a sell of the same index: its sells, their release and the crossings are kept.
+    bids = {s: [(Decimal(p) - filters[s].tick_size * i, Decimal(10**5)) for i in range(5)] for s, p in BEST.items()}
+    engine.plan([PendingOrder(f"{ALICE}:c3", "SY100.dev", Decimal(400))], asks, order_budget=10,
+                sells=[PendingSell(f"{ALICE}:c4", "SY100.dev", Decimal("0.5"), Decimal(100))], bids=bids)
     results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]),
                                 done.touch.get(e.index)) for e in done.engagements]
     outbox = [OutboxCall("complete", b1, {0: results}),
