@@ -13,11 +13,12 @@ from core.arrival import basket_touch
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
 from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
-from core.crossing import Crossing, plan_mixed, sell_quantity
+from core.crossing import Crossing, crossing_lots, crossing_price, plan_mixed, sell_quantity
 from core.lot_assignment import AssetLine, BatchAllocation, AssignedFill
 from core.lots import Lot, lot_from_fill
 from core.money import D, quantize_down, quantize_up
 from core.reserves import assigned_in, lots_cost, lots_held
+from core.sell_assignment import SellAssignment, assign_sells, sale_lot_from_fill
 from core.sell_plan import PendingSell, SellEngagement, release_of
 from core.side import Side
 from core.symbol_filters import SymbolFilters
@@ -37,13 +38,19 @@ class CompletedBatch:
     engagements: tuple[Engagement, ...]
     filled_units: Mapping[str, Decimal]  # per index order of the batch
     lines: Mapping[str, tuple[AssetLine, ...]]  # per index order: what it got of each asset
-    inventory_in: Mapping[str, int]  # base units per symbol returned to inventory
+    inventory_in: Mapping[str, int]  # base units per symbol inventory gained (net: a sale may take some back)
     #: Fill deltas of the lots still unassigned when the batch completed (carried inventory that no exchange fill
     #: came after): the shards must get them before the completion.
     last_fills: tuple[AssignedFill, ...] = ()
     rounds: int = 0  # assignment rounds the batch had (the last one's number keys those fills)
     #: Per index of the batch, one unit at the best asks when it was planned (core.arrival.basket_touch).
     touch: Mapping[str, Decimal] = field(default_factory=dict)
+    #: The sale of the batch's sells (core.sell_assignment, checked): per order the units to redeem and the payout.
+    sale: SellAssignment | None = None
+    crossings: Mapping[str, Crossing] = field(default_factory=dict)
+    #: Base units per symbol sold of units not redeemed that inventory could not give back to the unburnt tokens'
+    #: backing (the reserves check shows them short); empty when inventory covered it, as it should.
+    backing_short: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -60,6 +67,9 @@ class _Batch:
     sells: tuple[SellEngagement, ...] = ()
     release: dict[str, dict[str, int]] = field(default_factory=dict)
     crossings: dict[str, Crossing] = field(default_factory=dict)
+    sale_lots: dict[str, list[Lot]] = field(default_factory=dict)  # the exchange sells' fills, per symbol
+    #: (price, gross quantity) of every exchange fill of a released asset, either side: its crossing price.
+    traded: dict[str, list[tuple[Decimal, Decimal]]] = field(default_factory=dict)
 
 
 class SolverEngine:
@@ -316,6 +326,14 @@ class SolverEngine:
         for cid, f in fills:
             batch, symbol = self._batch_of(cid)
             fl = self.filters[symbol]
+            if symbol in batch.crossings:
+                batch.traded.setdefault(symbol, []).append((f.price, f.quantity))
+            if batch.sent[symbol].order.side is Side.SELL:  # a sale lot: the sells' pool, not the buys' stock
+                batch.sale_lots.setdefault(symbol, []).append(sale_lot_from_fill(
+                    trade_id=f.trade_id, symbol=symbol, quote_asset=self.quote_asset, price=f.price,
+                    quantity=f.quantity, commission=f.commission, commission_asset=f.commission_asset,
+                    unit=fl.base_unit, timestamp_ms=f.time_ms))
+                continue
             lot = lot_from_fill(trade_id=f.trade_id, symbol=symbol, base_asset=fl.base_asset,
                                 quote_asset=self.quote_asset, price=f.price, quantity=f.quantity,
                                 commission=f.commission, commission_asset=f.commission_asset, unit=fl.base_unit,
@@ -333,8 +351,10 @@ class SolverEngine:
         fills, in the same round, or at completion)."""
         return self._assign(self.batches[batch_id])
 
-    def _assign(self, batch: _Batch) -> list[AssignedFill]:
-        if not batch.pending_lots:
+    def _assign(self, batch: _Batch, *, closing: bool = False) -> list[AssignedFill]:
+        """A batch whose buys cross sells assigns once, when it closes: its crossed lot is priced by all its fills,
+        and the buys take it first (crossing before inventory, before the exchange, as they were planned)."""
+        if not batch.pending_lots or (not closing and any(c.crossed for c in batch.crossings.values())):
             return []
         lots, batch.pending_lots = batch.pending_lots, []
         batch.allocation.add_lots(lots)
@@ -364,18 +384,64 @@ class SolverEngine:
         return self._complete(batch)
 
     def _complete(self, batch: _Batch) -> CompletedBatch:
-        last_fills = tuple(self._assign(batch))  # what is still pending is assigned before the batch closes
+        pools = self._cross(batch)
+        last_fills = tuple(self._assign(batch, closing=True))  # what is still pending is assigned before it closes
         alloc = batch.allocation
         alloc.check()
         back: dict[str, int] = {}
         for lot in alloc.leftovers():
             self.inventory.setdefault(lot.symbol, []).append(lot)
             back[lot.symbol] = back.get(lot.symbol, 0) + lot.quantity
+        sale, short = self._sell(batch, pools, back) if batch.sells or batch.crossings else (None, {})
         filled = {e.order_id: alloc.filled_units(e.order_id) for e in batch.plan.engagements}
         lines = {e.order_id: tuple(alloc.breakdown(e.order_id)) for e in batch.plan.engagements}
         del self.batches[batch.batch_id]
         return CompletedBatch(batch.batch_id, batch.plan.engagements, filled, lines, back, last_fills,
-                              len(batch.rounds), dict(batch.touch))
+                              len(batch.rounds), dict(batch.touch), sale, dict(batch.crossings), short)
+
+    def _cross(self, batch: _Batch) -> dict[str, list[Lot]]:
+        """Each released asset's crossing at its price (core.crossing.crossing_price: the batch's exchange fills of it,
+        either side, else the mid): the buys get their crossed lot first, and the sells' pool is the exchange sells' lots
+        with the crossed and inventory-taken lots (lots of their own: a lot is consumed as it is assigned)."""
+        pools: dict[str, list[Lot]] = {}
+        first: list[Lot] = []
+        for symbol, c in batch.crossings.items():
+            price = crossing_price(c.mid, batch.traded.get(symbol, ()))
+            unit = self.filters[symbol].base_unit
+            crossed, _ = crossing_lots(batch.batch_id, c, price, unit)
+            if crossed is not None:
+                first.append(crossed)
+            pools[symbol] = [*batch.sale_lots.get(symbol, ()),
+                             *(lot for lot in crossing_lots(batch.batch_id, c, price, unit) if lot is not None)]
+        batch.pending_lots[:0] = first
+        return pools
+
+    def _sell(self, batch: _Batch, pools: Mapping[str, list[Lot]],
+              back: dict[str, int]) -> tuple[SellAssignment, dict[str, int]]:
+        """The sale assigned to the sells, exactly (checked). Inventory takes what the exchange could not (the
+        inventory-taken lot, at the crossing price) and gives back what was sold of units not redeemed (a partial
+        IOC, an order stopped below its minimum): those units back the tokens that stay. `back` counts the net
+        change (it may go negative)."""
+        sale = assign_sells(batch.sells, self.baskets, batch.release, pools, self.units(),
+                            index_unit=self.limits.index_unit, collateral_unit=self.limits.collateral_unit)
+        sale.check()
+        for symbol, c in batch.crossings.items():
+            price = crossing_price(c.mid, batch.traded.get(symbol, ()))
+            _, taken = crossing_lots(batch.batch_id, c, price, self.filters[symbol].base_unit)
+            if taken is not None:
+                self.inventory.setdefault(symbol, []).append(taken)
+                back[symbol] = back.get(symbol, 0) + taken.quantity
+        short: dict[str, int] = {}
+        for symbol, p in sale.pools.items():
+            owed = p.house_units
+            if owed <= 0:
+                continue
+            given = min(owed, self.inventory_units().get(symbol, 0))
+            self._take_inventory({symbol: given})
+            back[symbol] = back.get(symbol, 0) - given
+            if owed > given:
+                short[symbol] = owed - given
+        return sale, short
 
     # ---- persistence --------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -399,10 +465,12 @@ class SolverEngine:
                     # [order id, index, units, minimum or None, expected payout]
                     "sells": [[e.order_id, e.index, str(e.units), None if e.min_proceeds is None else
                                str(e.min_proceeds), str(e.expected)] for e in b.sells],
-                    "release": {i: dict(sorted(r.items())) for i, r in sorted(b.release.items())},
+                    "release": {i: dict(r) for i, r in b.release.items()},  # in plan order: the sale's line order
                     # [symbol, released, crossed, to exchange, to inventory, mid]
                     "crossings": [[c.symbol, c.released, c.crossed, c.to_exchange, c.to_inventory, str(c.mid)]
                                   for c in b.crossings.values()],
+                    "sale_lots": {s: [l.to_dict() for l in lots] for s, lots in b.sale_lots.items()},
+                    "traded": {s: [[str(p), str(q)] for p, q in fills] for s, fills in b.traded.items()},
                 }
                 for b in self.batches.values()
             ],
@@ -429,3 +497,5 @@ class SolverEngine:
             batch.release = {i: {s: int(n) for s, n in r.items()} for i, r in b.get("release", {}).items()}
             batch.crossings = {c[0]: Crossing(c[0], int(c[1]), int(c[2]), int(c[3]), int(c[4]), D(c[5]))
                                for c in b.get("crossings", ())}
+            batch.sale_lots = {s: [Lot.from_dict(l) for l in lots] for s, lots in b.get("sale_lots", {}).items()}
+            batch.traded = {s: [(D(p), D(q)) for p, q in fills] for s, fills in b.get("traded", {}).items()}

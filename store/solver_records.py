@@ -55,6 +55,8 @@ class BatchPart(Part):
     release: dict[str, dict[str, int]]  # index -> symbol -> base units its sells release
     #: Per released asset: [symbol, released, crossed, to exchange, to inventory, mid] (core.crossing.Crossing)
     crossings: list[tuple[str, int, int, int, int, Decimal]]
+    sale_lots: dict[str, list[LotPart]]  # symbol -> the exchange sells' fills as lots of the sale
+    traded: dict[str, list[tuple[Decimal, Decimal]]]  # symbol -> [price, quantity] of the exchange fills
 
 
 class EnginePart(Part):
@@ -183,10 +185,11 @@ def _state_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _state_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
-    # Version 5 keeps each batch's sells, their release and the crossings; a batch planned before had none.
+    # Version 5 keeps each batch's sells, their release, the crossings, the sale's lots and the fills that price the
+    # crossings; a batch planned before had none.
     engine = data["engine"]
-    return data | {"engine": engine | {"batches": [{"sells": [], "release": {}, "crossings": []} | b
-                                                   for b in engine["batches"]]}}
+    before = {"sells": [], "release": {}, "crossings": [], "sale_lots": {}, "traded": {}}
+    return data | {"engine": engine | {"batches": [before | b for b in engine["batches"]]}}
 
 
 def _state_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:

@@ -163,6 +163,7 @@ def solver_world():
     from core.basket import load_indexes
     from core.batch_planner import PendingOrder, PlannerLimits
     from core.batch_result import BatchOrderResult
+    from core.asset_order import ExchangeFill
     from core.sell_plan import PendingSell
     from core.solver_cycle import OutboxCall
     from core.solver_engine import SolverEngine
@@ -181,8 +182,11 @@ def solver_world():
     deltas = engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
     # A third batch of a buy and a sell of the same index: its sells, their release and the crossings are kept.
     bids = {s: [(Decimal(p) - filters[s].tick_size * i, Decimal(10**5)) for i in range(5)] for s, p in BEST.items()}
-    engine.plan([PendingOrder(f"{ALICE}:c3", "SY100.dev", Decimal(400))], asks, order_budget=10,
-                sells=[PendingSell(f"{ALICE}:c4", "SY100.dev", Decimal("0.5"), Decimal(100))], bids=bids)
+    b3, _ = engine.plan([PendingOrder(f"{ALICE}:c3", "SY100.dev", Decimal(400))], asks, order_budget=10,
+                        sells=[PendingSell(f"{ALICE}:c4", "SY100.dev", Decimal("0.5"), Decimal(100))], bids=bids)
+    sold = next(s for s in engine.sent_orders(b3) if s.order.side.value == "SELL")  # one sale fill, fee in USDC
+    engine.on_fills([(sold.client_order_id, ExchangeFill(3000, bids[sold.order.symbol][0][0], sold.order.quantity,
+                                                         Decimal("0.01"), "USDC"))])
     results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]),
                                 done.touch.get(e.index)) for e in done.engagements]
     outbox = [OutboxCall("complete", b1, {0: results}),
