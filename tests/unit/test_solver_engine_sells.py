@@ -278,3 +278,22 @@ def test_a_mixed_batch_restored_after_its_fills_completes_the_same(world):
     _, _, _, restored, _ = _run(world, buys, sells, 70, restore_after_fills=True)
     assert restored.sale == straight.sale and restored.lines == straight.lines
     assert restored.inventory_in == straight.inventory_in and restored.crossings == straight.crossings
+
+
+def test_when_the_buys_were_cancelled_inventory_takes_the_crossed_units(world):
+    filters, baskets, asks, bids = world
+    engine = SolverEngine(baskets, filters, PlannerLimits())
+    sell = PendingSell("u2:c1", INDEX, Decimal("0.5"))
+    batch_id, _ = engine.plan([PendingOrder("u1:c1", INDEX, Decimal(400))], asks, 10, sells=[sell], bids=bids)
+    crossed = {s: c.crossed for s, c in engine.crossings_of(batch_id).items()}
+    taken = {s: c.crossed + c.to_inventory for s, c in engine.crossings_of(batch_id).items()}
+    assert any(crossed.values())
+    assert engine.adjust_engagements(batch_id, {"u2:c1": sell.units})  # the buy was cancelled before the engage
+    fills = mixed_fills(engine, batch_id, world, 100, 7000)
+    engine.on_fills(fills)
+    (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(batch_id))
+    (r,) = done.sale.results
+    assert r.units == sell.units and done.engagements == ()
+    # The crossed units and the sub-step rests: all inventory's, at the crossing price.
+    assert engine.inventory_units() == {s: n for s, n in taken.items() if n}
+    _conservation(world, engine, fills, done, {})
