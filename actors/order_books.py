@@ -409,7 +409,7 @@ class IndexOrderBooks:
                     if step.kind == "fills":
                         done = self.shard.apply_fills(step.key, step.fills)
                     elif step.kind == "complete":
-                        done, rest = self.shard.complete_batch(step.key, step.results), True
+                        done, rest = self.shard.complete_batch(step.key, step.results, step.sales), True
                     else:
                         done = self.shard.reject_orders(step.key, step.rejections)
                     self._log_step(done)

@@ -18,6 +18,7 @@ from pydantic import Field
 from core.batch_planner import BasketLeg, Engagement
 from core.batch_result import BatchOrderResult
 from core.lot_assignment import AssignedFill
+from core.sell_assignment import SellResult
 from core.side import Side
 from core.solver_cycle import OutboxCall, ShardStep
 from store.records import Record, record_kind, same_data
@@ -111,12 +112,18 @@ class ShardComplete(Part):
     kind: Literal["complete"]
     key: str  # the batch id
     results: list[BatchOrderResult]
+    sales: list[SellResult]  # the batch's sells of this shard: units redeemed, payout, lines
 
 
 class ShardReject(Part):
     kind: Literal["reject"]
     key: str
     rejections: list[tuple[str, str]]  # (order id, reason)
+
+
+def _shard_step_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    step = data["step"]
+    return data | {"step": ({"sales": []} | step) if step["kind"] == "complete" else step}
 
 
 @record_kind
@@ -126,9 +133,10 @@ class ShardStepRecord(Record):
     outbox had already driven is a replay the shard recognises."""
 
     KIND: ClassVar[str] = "solver.shard_step"
-    #: Version 2: a completion's results carry the batch touch of the order's index (None in older ones).
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {1: same_data}
+    #: Version 2: a completion's results carry the batch touch of the order's index (None in older ones); version 3:
+    #: a completion carries its sells' sales (none before).
+    VERSION: ClassVar[int] = 3
+    MIGRATIONS = {1: same_data, 2: _shard_step_v2_to_v3}
 
     step: Annotated[Union[ShardFills, ShardComplete, ShardReject], Field(discriminator="kind")]
 
@@ -139,8 +147,9 @@ _STEP_PAYLOAD = {"fills": "fills", "complete": "results", "reject": "rejections"
 
 def step_record(step: ShardStep) -> bytes:
     """A step queued for a shard (core.solver_cycle) as its hand-off record."""
+    sales = {"sales": list(step.sales)} if step.kind == "complete" else {}
     return ShardStepRecord.model_validate({"step": {"kind": step.kind, "key": step.key,
-                                                    _STEP_PAYLOAD[step.kind]: list(step.payload)}}).dump()
+                                                    _STEP_PAYLOAD[step.kind]: list(step.payload), **sales}}).dump()
 
 
 def step_data(action: Any) -> dict[str, Any]:

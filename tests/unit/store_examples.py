@@ -230,8 +230,13 @@ def _shard_step() -> Record:
 
     _, outbox = solver_world()
     done = next(a for a in outbox if a.kind == "complete")  # its results carry the batch touch
+    from core.sell_assignment import SellLine, SellResult
+    line = SellLine("BTCUSDC", 400000, Decimal("0.004"), Decimal("240.0016"), Decimal("0.24"), Decimal("0.001"),
+                    ("BTCUSDC:77", "cross:b1:BTCUSDC"))
+    sale = SellResult(f"{ALICE}:c4", "SY100.dev", Decimal("0.01"), Decimal("0.01"), (line,), Decimal("239.7616"),
+                      Decimal("239.761600"))
     return ShardStepRecord.model_validate({"step": {"kind": "complete", "key": done.key,
-                                                    "results": done.by_shard[0]}})
+                                                    "results": done.by_shard[0], "sales": [sale]}})
 
 
 EXAMPLES.update({"solver.state": _solver_state, "solver.history": _solver_history,
