@@ -556,6 +556,11 @@ class IndexOrderBooks:
         async with self._lock:
             return packed(self.shard.pending_sells(limit))
 
+    async def demand(self, limit: int = 10_000) -> tuple[list[PendingOrder], list[PendingSell]]:
+        """`pending` and `pending_sells` in one call, the solver's hot read: (buys, sells)."""
+        async with self._lock:
+            return packed((self.shard.pending(limit), self.shard.pending_sells(limit)))
+
     async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
         """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually
         engaged per order (less than asked if a cancel came in since `pending`; the solver sizes the batch's
