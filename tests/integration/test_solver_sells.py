@@ -5,7 +5,6 @@ goes to the exchange as one SELL per asset, A's shard redeems the units and cred
 once. The wire's sells are switched on for this shard only (`accept_sells`); the burn is not wired yet."""
 from __future__ import annotations
 
-import time
 import uuid
 from collections import defaultdict
 from decimal import Decimal
@@ -14,21 +13,15 @@ import pytest
 
 ray = pytest.importorskip("ray")
 
-from actors.market_data import MarketDataOptions, start_market_data  # noqa: E402
-from actors.order_books import OrderBooksOptions, start_order_books  # noqa: E402
-from actors.order_sender import OrderSender, SenderOptions  # noqa: E402
 from actors.solver import SolverOptions, start_solver  # noqa: E402
-from core.basket import load_indexes  # noqa: E402
 from core.batch_planner import PlannerLimits  # noqa: E402
 from core.chain_events import CollateralDeposit, TokenDeposit  # noqa: E402
 from core.money import quantize_down  # noqa: E402
 from core.side import Side  # noqa: E402
-from core.symbol_filters import parse_exchange_info  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.indexmaker_app import NewOrder, OrderAccepted  # noqa: E402
 from tests.integration.ray_calls import call_until_back  # noqa: E402
-from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
-from tests.integration.test_flow_core import ReportSink, rate_limits  # noqa: E402
+from tests.integration.test_flow_core import index_simulator, start_markets, start_sender_and_shard  # noqa: E402
 
 WAIT_S = 45.0
 INDEX = "SY100.dev"
@@ -39,28 +32,15 @@ D = Decimal
 
 
 def test_a_sell_crosses_a_buy_in_one_batch_and_pays_the_seller(ray_cluster, redis_server, data_dir):
-    basket = load_indexes(data_dir / "indexes")[INDEX]
-    symbols = [a.symbol for a in basket.assets]
     tag = uuid.uuid4().hex[:8]
     actors: list = []
-    with SimulatorProcess(symbols=symbols, update_ms=100, rate_limits=rate_limits()) as sim:
+    with index_simulator(data_dir, INDEX) as (basket, symbols, sim):
         try:
-            filters = parse_exchange_info(sim.get("/api/v3/exchangeInfo"))
-            markets = start_market_data(MarketDataOptions(sim.url, sim.ws_url, book_limit=100), symbols, 1,
-                                        namespace=ray_cluster)
+            filters, markets = start_markets(sim, symbols, 1, ray_cluster)
             actors += markets
-            sender_name = f"sender-{tag}"
-            sender = OrderSender.options(name=sender_name).remote(SenderOptions(
-                sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=redis_server.url, account=f"sells{tag}"))
-            actors.append(sender)
-            (shard,) = start_order_books(OrderBooksOptions(redis_server.url, 1, (INDEX,), key_prefix=f"orders-{tag}",
-                                                           solver_name=f"solver-{tag}", accept_sells=True),
-                                         namespace=ray_cluster)
-            actors.append(shard)
-            sink = ReportSink.options(name=f"reports-{tag}").remote()
-            actors.append(sink)
-            ray.get(sink.follow.remote(redis_server.url, f"orders-{tag}", 1))
-            ray.get(sender.start.remote())
+            sender_name, sender, shard, sink = start_sender_and_shard(
+                sim, redis_server.url, tag, f"sells{tag}", ray_cluster, actors, indexes=(INDEX,),
+                solver_name=f"solver-{tag}", accept_sells=True)
             assert all(ray.get([m.wait_ready.remote(WAIT_S) for m in markets]))
             ray.get(shard.credit.remote([CollateralDeposit(CHAIN, f"0x{1:064x}", 0, 1, A, D(2000)),
                                          CollateralDeposit(CHAIN, f"0x{2:064x}", 0, 1, B, D(1000))]))

@@ -9,7 +9,6 @@ from core.batch_planner import PendingOrder, PlannerLimits
 from core.chain_events import TokenDeposit
 from core.clock import ManualClock
 from core.index_order import IndexOrderStatus
-from core.sell_plan import PendingSell
 from core.sender_messages import OrderDone, SenderFill
 from core.shard_books import ShardBooks
 from core.side import Side
