@@ -158,7 +158,13 @@ class SolverEngine:
         on; `closed`: pairs the exchange halted). Returns (batch_id or None, plan). With free `sells` (and the
         `bids` they sell into), buys and sells are planned together (core.crossing.plan_mixed): the plan's legs
         carry the net sells too, its deferred the sells' deferrals; the batch keeps the sells and the crossings
-        (sells_of, crossings_of). Without them the batch is planned exactly as buys alone always were."""
+        (sells_of, crossings_of). Without them the batch is planned exactly as buys alone always were.
+
+        No balance is asked of the exchange before a SELL goes out: its quantity is at most what the engaged sells
+        release (core.crossing.Crossing), the release at most what the redeemed tokens hold (rounded down), and
+        the house keeps those assets on the exchange from the buys that minted the tokens (the reserves check
+        watches it). A SELL refused for balance all the same (-2010) trips the sender's account breaker: the
+        books and the exchange disagree, and nothing more is sent until an operator looks."""
         busy = self.engaged_order_ids()
         free = [o for o in pending if o.order_id not in busy]
         free_sells = [s for s in sells if s.order_id not in busy]
