@@ -23,7 +23,7 @@ from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
 from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
-from core.sell_assignment import SellResult
+from core.sell_assignment import SellLine, SellResult
 from core.sell_plan import PendingSell
 from core.money import ZERO, quantize_up
 from core.side import Side
@@ -80,8 +80,9 @@ def sale_credit_id(batch_id: str, order_id: str) -> str:
     return f"sale:{batch_id}:{order_id}"
 
 
-def merge_lines(acc: dict[str, list[Any]], lines: Iterable[AssetLine]) -> None:
-    """Accumulate an order's asset lines over its batches: [units, quantity, value, fee, lot_ids] per symbol."""
+def merge_lines(acc: dict[str, list[Any]], lines: Iterable[AssetLine | SellLine]) -> None:
+    """Accumulate an order's asset lines over its batches (a buy's, or a sell's): [units, quantity, value, fee,
+    lot_ids] per symbol."""
     for line in lines:
         row = acc.setdefault(line.symbol, [0, ZERO, ZERO, ZERO, []])
         row[0] += line.units
@@ -534,7 +535,8 @@ class ShardBooks:
 
     def _book_sale(self, batch_id: str, sale: SellResult, now: int, step: Step) -> None:
         """One sell's sale: the units redeemed leave its engagement and the token ledger, the payout is credited to
-        the user's USDC under sale_credit_id (once). A sale stopped below the minimum, or that sold nothing of the
+        the user's USDC under sale_credit_id (once), and its lines (what was sold for it, crossed lots named) are
+        kept like a buy's. A sale stopped below the minimum, or that sold nothing of the
         order, books nothing: the release that follows gives all its units back."""
         if sale.units <= 0:
             return
@@ -549,6 +551,7 @@ class ShardBooks:
         except (OrderStateError, CollateralError) as exc:
             step.errors.append(f"{batch_id}: booking the sale of {sale.order_id}: {exc}")
             return
+        merge_lines(self.lines.setdefault(sale.order_id, {}), sale.lines)  # what left the house for the units
         step.filled.append(order)
 
     def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> Step:
@@ -609,17 +612,22 @@ class ShardBooks:
     def holdings(self) -> tuple[dict[str, dict[str, Decimal]], dict[str, Decimal]]:
         """What the orders hold, for the reserves check: per index the units filled, "minted" (the mint landed) and
         "unminted" (open, or its mint owed), and their exact "cost" in the quote asset; per symbol the quantity the
-        completed batches delivered to them (the invoice lines, exact base units)."""
+        completed batches delivered to them (the invoice lines, exact base units), less what sales took for the
+        units sells redeemed (their lines). A sell is no buy: its units and proceeds are not in the index figures."""
         indexes: dict[str, dict[str, Decimal]] = {}
+        sold: set[str] = set()
         for book in self.books.values():
             for order in book:
-                if order.filled_units or order.cost_exact:
+                if order.side is Side.SELL:
+                    sold.add(order.order_id)
+                elif order.filled_units or order.cost_exact:
                     acc = indexes.setdefault(order.index, {"minted": Decimal(0), "unminted": Decimal(0),
                                                            "cost": Decimal(0)})
                     acc["minted" if order.minted_tx is not None else "unminted"] += order.filled_units
                     acc["cost"] += order.cost_exact
         delivered: dict[str, Decimal] = {}
-        for lines in self.lines.values():
+        for order_id, lines in self.lines.items():
+            sign = -1 if order_id in sold else 1
             for symbol, row in lines.items():
-                delivered[symbol] = delivered.get(symbol, Decimal(0)) + row[1]
+                delivered[symbol] = delivered.get(symbol, Decimal(0)) + sign * row[1]
         return indexes, delivered

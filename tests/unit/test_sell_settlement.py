@@ -10,7 +10,7 @@ from core.index_order import IndexOrder, IndexOrderStatus
 from core.sell_assignment import STOPPED_BELOW_MINIMUM, SellResult
 from core.side import Side
 from store.shard_records import ShardUser
-from tests.unit.test_sell_orders import INDEX, KA, books, tokens, with_tokens
+from tests.unit.test_sell_orders import A, INDEX, KA, books, tokens, with_tokens
 
 D = Decimal
 OID = f"{KA}:s1"
@@ -90,3 +90,25 @@ def test_a_sold_sell_is_stored_with_its_proceeds_and_older_orders_load_with_none
     from pathlib import Path
     old = (Path(__file__).parent.parent / "fixtures" / "records" / "shard.user.v5.json").read_text()
     assert all(o.proceeds == 0 for o in ShardUser.load(old).book.orders)
+
+
+def test_the_reserves_see_what_a_sale_took_and_no_sell_as_a_buy():
+    from core.batch_result import BatchOrderResult
+    from core.lot_assignment import AssetLine
+    from core.sell_assignment import SellLine
+
+    from core.chain_events import CollateralDeposit
+
+    shard = _engaged("0.004")
+    shard.credit([CollateralDeposit(42161, "0x01", 0, 1, A, D(1000))], {})
+    shard.new_order(KA, "b1", INDEX, Side.BUY, D(300))
+    shard.engage("b0", [Engagement(f"{KA}:b1", INDEX, D("0.005"), D(300), D(60000))])
+    bought = AssetLine("BTCUSDC", 500000, D("0.005"), D("300"), D("0.3"), ("BTCUSDC:1", "cross:b0:BTCUSDC"))
+    shard.complete_batch("b0", [BatchOrderResult(f"{KA}:b1", D(0), (bought,))])
+    sold = SellLine("BTCUSDC", 400000, D("0.004"), D("240"), D("0.24"), D("0.004"), ("cross:b0:BTCUSDC",))
+    sale = SellResult(OID, INDEX, D("0.004"), D("0.004"), (sold,), D("239.76"), D("239.76"))
+    shard.complete_batch("b1", [], [sale])
+    indexes, delivered = shard.holdings()
+    assert delivered == {"BTCUSDC": D("0.001")}  # 0.005 delivered to the buy, 0.004 sold for the redemption
+    assert indexes == {}  # the buy filled nothing; the sell's units and proceeds are no buy's
+    assert shard.lines[OID]["BTCUSDC"][4] == ["cross:b0:BTCUSDC"]  # the crossed lot is named on the sell's side
