@@ -17,6 +17,7 @@ from actors.solver import SolverOptions, start_solver  # noqa: E402
 from core.batch_planner import PlannerLimits  # noqa: E402
 from core.chain_events import CollateralDeposit, TokenDeposit  # noqa: E402
 from core.money import quantize_down  # noqa: E402
+from core.reserves import books_holdings, by_asset  # noqa: E402
 from core.side import Side  # noqa: E402
 from protocol.envelope import UserRef  # noqa: E402
 from protocol.indexmaker_app import NewOrder, OrderAccepted  # noqa: E402
@@ -96,6 +97,17 @@ def test_a_sell_crosses_a_buy_in_one_batch_and_pays_the_seller(ray_cluster, redi
             assert per_symbol and all(sides == ["SELL"] for sides in per_symbol.values())
             assert set(per_symbol) <= set(symbols)
             assert ray.get(sender.wait_idle.remote(WAIT_S))
+
+            # Per asset, what the exchange holds is what the books say: delivered to buys less what sales took for
+            # redeemed units, plus the solver's inventory (what crossing and the sale left the house).
+            held = ray.get(solver.holdings.remote())
+            assert held["unconsumed"] == [] and held["in_flight"] == {} and held["assigned"] == {}
+            books = books_holdings([by_asset({s: D(q) for s, q in ray.get(shard.holdings.remote())["delivered"]
+                                              .items()}, held["base_assets"]),
+                                    {a: D(q) for a, q in held["inventory"].items()}])
+            balances = {a: D(q) for a, q in ray.get(sender.balances.remote()).items()}
+            assets = set(held["baskets"][INDEX])
+            assert {a: books.get(a, D(0)) for a in assets} == {a: balances.get(a, D(0)) for a in assets}
         finally:
             for a in actors:
                 ray.kill(a)
