@@ -109,6 +109,9 @@ class OrderBooksOptions:
     market_shards: int = 0
     arrival_refresh_ms: int = 200
     arrival_max_age_ms: int = 2_000
+    #: Sells taken on the wire (protocol/books_app.py); off until the burn and the Redeem Invoice are wired: only
+    #: tests of the path that sells set it.
+    accept_sells: bool = False
 
     @classmethod
     def from_settings(cls, settings: Any, known_indexes: Iterable[str], shards: int, **overrides: Any
@@ -179,7 +182,7 @@ class IndexOrderBooks:
                                 rest_return_ratio=o.rest_return_ratio,
                                 arrivals=ArrivalBoard(o.baskets, o.arrival_max_age_ms))
         self.app = BooksApp(self.shard, default_chain_id=o.default_chain_id, withdrawal_minimum=o.withdrawal_minimum,
-                            withdrawal_chains=o.withdrawal_chains)
+                            withdrawal_chains=o.withdrawal_chains, accept_sells=o.accept_sells)
         self._report_seq = 0
         self._step_cursor = self._steps_acked = 0  # the last solver step applied; as stored (and trimmed to)
         self._backlog = 0  # the reports hand-off's length at the last view
@@ -409,7 +412,7 @@ class IndexOrderBooks:
                     if step.kind == "fills":
                         done = self.shard.apply_fills(step.key, step.fills)
                     elif step.kind == "complete":
-                        done, rest = self.shard.complete_batch(step.key, step.results), True
+                        done, rest = self.shard.complete_batch(step.key, step.results, step.sales), True
                     else:
                         done = self.shard.reject_orders(step.key, step.rejections)
                     self._log_step(done)
@@ -555,6 +558,11 @@ class IndexOrderBooks:
         stored."""
         async with self._lock:
             return packed(self.shard.pending_sells(limit))
+
+    async def demand(self, limit: int = 10_000) -> tuple[list[PendingOrder], list[PendingSell]]:
+        """`pending` and `pending_sells` in one call, the solver's hot read: (buys, sells)."""
+        async with self._lock:
+            return packed((self.shard.pending(limit), self.shard.pending_sells(limit)))
 
     async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
         """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually

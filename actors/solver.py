@@ -25,6 +25,7 @@ from actors.order_shards import orders_shard_name, shard_of_order
 from actors.packed import packed
 from core.basket import Basket
 from core.batch_planner import PendingOrder, PlannerLimits
+from core.sell_plan import PendingSell
 from core.sender_messages import Execution
 from core.shard_assignment import shard_name
 from core.side import Side
@@ -413,12 +414,18 @@ class Solver:
                 budget, pending, books = await asyncio.gather(timed("budget", self._order_budget()),
                                                               timed("pending", self._pending()),
                                                               timed("asks", self._asks_for(every if early else [])))
-            if self.cycle.nothing_to_plan(budget, pending):
+            pending, sells = pending
+            if self.cycle.nothing_to_plan(budget, pending, sells):
                 return None
             if not early:
-                books = await self._asks_for(symbols_for(pending, self.engine.baskets))
+                books = await self._asks_for(symbols_for([*pending, *sells], self.engine.baskets))
+            bids = None
+            if sells:  # what sells sell into (one liquidity call per market shard, only when there are sells)
+                bids = await self._bids_for(symbols_for(sells, self.engine.baskets))
+                books = Books(books.asks, books.stale | bids.stale)
             fetched = time.time()
-            batch_id, plan = self.cycle.plan(pending, books, budget, _now_ms())
+            batch_id, plan = self.cycle.plan(pending, books, budget, _now_ms(), sells,
+                                             None if bids is None else bids.asks)
             if batch_id is None:
                 if self.cycle.has_steps():
                     await self._commit()  # the give-ups go to their shards now
@@ -438,9 +445,18 @@ class Solver:
         self.cycle.closed_pairs = frozenset(closed)  # the indexes holding one wait (core.market_status)
         return order_budget(available, capacity, self.o.order_budget)
 
-    async def _pending(self) -> list[PendingOrder]:
-        return interleave(await asyncio.gather(*(self._call(orders_shard_name(k), "pending", self.o.pending_limit)
-                                                 for k in range(self.o.order_shards))))
+    async def _pending(self) -> tuple[list[PendingOrder], list[PendingSell]]:
+        """The shards' buys and sells that can be planned now, one call per shard."""
+        got = await asyncio.gather(*(self._call(orders_shard_name(k), "demand", self.o.pending_limit)
+                                     for k in range(self.o.order_shards)))
+        return interleave([buys for buys, _ in got]), interleave([sells for _, sells in got])
+
+    async def _bids_for(self, symbols: Sequence[str]) -> Books:
+        """The bid levels of `symbols` (in the read's `asks` field: the SELL side's levels) and the stale ones."""
+        groups = by_market_shard(symbols, self.o.market_shards)
+        return merge_liquidity(await asyncio.gather(*(self._call(shard_name(k), "liquidity", wanted, Side.SELL,
+                                                                 self.limits.max_levels, True)
+                                                      for k, wanted in groups.items())))
 
     async def _asks_for(self, symbols: Sequence[str]) -> Books:
         groups = by_market_shard(symbols, self.o.market_shards)

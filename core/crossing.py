@@ -18,6 +18,7 @@ from core.basket import Basket
 from core.batch_planner import (SCALE_QUANTUM, BasketLeg, BatchPlan, Deferred, Level, PendingOrder, PlannerLimits,
                                 plan_batch)
 from core.lots import Lot
+from core.market_status import closed_in, closed_reason
 from core.money import ONE, ZERO, quantize_down, quantize_up, to_units
 from core.sell_plan import PendingSell, SellPlan, plan_sells
 from core.side import Side
@@ -79,6 +80,7 @@ def plan_mixed(
     inventory_units: Mapping[str, int] | None = None,
     inventory_prices: Mapping[str, Decimal] | None = None,
     fit_liquidity: bool = True,
+    closed: Collection[str] = frozenset(),
 ) -> MixedPlan:
     """Plan one batch of buys and sells. Sells are planned first (they free what buys then take) and count every
     asset they touch against the order budget; the buy planner gets the rest (core.batch_planner.plan_batch).
@@ -87,10 +89,23 @@ def plan_mixed(
     factor (rounded down, like the buys') so the nets fit the bids, and the batch is planned again. Scaling the
     release by s scales each net by s or less (the buys' need is taken first), so one pass fits unless the buys'
     own sizing moved; then the IOC sells what the book holds and the sale is assigned at the rate it reached
-    (`fit_liquidity` False: that second pass, no scaling)."""
+    (`fit_liquidity` False: that second pass, no scaling). A sell whose index holds a `closed` pair waits, like a
+    buy of it."""
     inventory_units = dict(inventory_units or {})
+    halted: list[Deferred] = []
+    if closed:
+        open_sells = []
+        for s in sells:
+            pairs = closed_in(baskets[s.index], closed) if s.index in baskets else ()
+            if pairs:
+                halted.append(Deferred(s.order_id, closed_reason(pairs)))
+            else:
+                open_sells.append(s)
+        sells = open_sells
     sell_plan = plan_sells(sells, baskets, bids, filters, order_budget=order_budget, limits=limits, asks=asks,
                            stale=stale, avg_prices=avg_prices)
+    if halted:
+        sell_plan = replace(sell_plan, deferred=tuple(halted) + sell_plan.deferred)
     released = sell_plan.released()
 
     held = dict(inventory_units)
@@ -108,7 +123,7 @@ def plan_mixed(
         held[symbol] = own + r
 
     plan = plan_batch(buys, baskets, asks, filters, inventory_units=held, inventory_prices=prices,
-                      order_budget=order_budget, limits=limits, stale=stale,
+                      order_budget=order_budget, limits=limits, stale=stale, closed=closed,
                       reserved_symbols={s for s, r in released.items() if r})
 
     crossings: dict[str, Crossing] = {}
@@ -122,7 +137,7 @@ def plan_mixed(
         net = r - crossed
         quote = sell_plan.quotes[symbol]
         f = filters[symbol]
-        qty = _sell_quantity(f, net, quote.limit, limits)
+        qty = sell_quantity(f, net, quote.limit, limits)
         if qty:
             sell_legs.append(BasketLeg(symbol, Side.SELL, quote.limit, qty * f.base_unit, net * f.base_unit))
         crossings[symbol] = Crossing(symbol, r, crossed, qty, net - qty, quote.mid)
@@ -153,11 +168,11 @@ def plan_mixed(
         scaled.append(PendingSell(e.order_id, e.index, units, minimum))
     mixed = plan_mixed(buys, scaled, baskets, filters, bids, asks, limits=limits, order_budget=order_budget,
                        stale=stale, avg_prices=avg_prices, inventory_units=inventory_units,
-                       inventory_prices=inventory_prices, fit_liquidity=False)
+                       inventory_prices=inventory_prices, fit_liquidity=False, closed=closed)
     return replace(mixed, sells=replace(mixed.sells, deferred=tuple(dropped) + mixed.sells.deferred))
 
 
-def _sell_quantity(f: SymbolFilters, net: int, limit: Decimal, limits: PlannerLimits) -> int:
+def sell_quantity(f: SymbolFilters, net: int, limit: Decimal, limits: PlannerLimits) -> int:
     """Base units of the net sell that go to the exchange: down to the step (never more than released), nothing if
     that is below minQty or the minimum notional at the limit (a sell cannot be padded with what it does not hold),
     at most maxQty and the maximum notional (the IOC sells what it can; what it does not sell stays unsold)."""

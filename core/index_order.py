@@ -100,6 +100,8 @@ class IndexOrder:
     touch_units: Decimal = ZERO
     #: A SELL's minimum USDC for its units (None: any price within the slippage cap); always None for a BUY.
     min_proceeds: Decimal | None = None
+    #: A SELL's payouts credited to the user's USDC so far (core.sell_assignment's, exact); always 0 for a BUY.
+    proceeds: Decimal = ZERO
 
     def __post_init__(self) -> None:
         self.side = Side(self.side)
@@ -124,8 +126,8 @@ class IndexOrder:
 
     @property
     def mint_pending(self) -> bool:
-        """Closed with something bought, and the index tokens not yet minted to the user."""
-        return self.is_terminal and self.filled_units > 0 and self.minted_tx is None
+        """Closed with something bought, and the index tokens not yet minted to the user (never a sell's)."""
+        return self.side is Side.BUY and self.is_terminal and self.filled_units > 0 and self.minted_tx is None
 
     @property
     def fill_rate(self) -> Decimal | None:
@@ -192,6 +194,26 @@ class IndexOrder:
         self.status = IndexOrderStatus.PARTIALLY_FILLED
         self._touch(now_ms)
         return delta
+
+    def apply_sale(self, units: Decimal | str | int, payout: Decimal | str | int, now_ms: int | None = None) -> None:
+        """A SELL's batch redeemed `units` of its engaged index units for `payout` USDC: they leave `engaged` as spent
+        (for a sell, spent and cost_exact count the index units given up, whole units)."""
+        self._require_open("sell")
+        if self.side is not Side.SELL:
+            raise OrderStateError(f"{self.order_id}: a sale on a {self.side.value}")
+        if self.status is IndexOrderStatus.NEW:
+            raise OrderStateError(f"{self.order_id}: sale on an order that was never engaged")
+        value = self._collateral_amount(units, "sale", allow_zero=False)
+        paid = _number(payout, f"{self.order_id} payout")
+        if value > self.engaged:
+            raise OrderStateError(f"{self.order_id}: sale of {value} exceeds engaged {self.engaged}")
+        self.engaged -= value
+        self.spent += value
+        self.cost_exact += value
+        self.filled_units += value
+        self.proceeds += paid
+        self.status = IndexOrderStatus.PARTIALLY_FILLED
+        self._touch(now_ms)
 
     def release(self, amount: Decimal | str | int, now_ms: int | None = None) -> Decimal:
         """A batch completed: its unspent engaged collateral goes back to `remaining`.
@@ -336,6 +358,8 @@ class IndexOrder:
             raise OrderStateError(f"{self.order_id}: minted without fills")
         if self.min_proceeds is not None and (self.side is not Side.SELL or self.min_proceeds <= 0):
             raise OrderStateError(f"{self.order_id}: a minimum of {self.min_proceeds} USDC on a {self.side.value}")
+        if not isinstance(self.proceeds, Decimal) or self.proceeds < 0 or (self.proceeds and self.side is Side.BUY):
+            raise OrderStateError(f"{self.order_id}: proceeds {self.proceeds!r} on a {self.side.value}")
 
     # --- persistence ------------------------------------------------------------------------------------------------
 
@@ -356,6 +380,7 @@ class IndexOrder:
             "touch_value": str(self.touch_value),
             "touch_units": str(self.touch_units),
             "min_proceeds": None if self.min_proceeds is None else str(self.min_proceeds),
+            "proceeds": str(self.proceeds),
         }
         for name in _DECIMAL_FIELDS:
             data[name] = str(getattr(self, name))
@@ -369,5 +394,6 @@ class IndexOrder:
         arrival = data.get("arrival")
         kwargs.update(arrival=None if arrival is None else ArrivalValue.from_dict(arrival),
                       touch_value=D(data.get("touch_value", "0")), touch_units=D(data.get("touch_units", "0")),
-                      min_proceeds=None if data.get("min_proceeds") is None else D(data["min_proceeds"]))
+                      min_proceeds=None if data.get("min_proceeds") is None else D(data["min_proceeds"]),
+                      proceeds=D(data.get("proceeds", "0")))
         return cls(side=Side(data["side"]), status=IndexOrderStatus(data["status"]), **kwargs)  # __post_init__ checks

@@ -134,6 +134,18 @@ class UserOrderBook:
         self.ledger.spend(order.order_id, delta)
         return delta
 
+    def apply_sale(self, cl_ord_id: str, units: Decimal, payout: Decimal, sale_id: str, now_ms: int | None = None,
+                   tokens: TokenLedger | None = None) -> None:
+        """A sell's batch redeemed `units` of its engaged units for `payout` USDC: the units leave the token ledger
+        as redeemed (to be burnt) and the payout is credited to the user's USDC under `sale_id` (once)."""
+        order = self._require(cl_ord_id)
+        self._needs_tokens(order, tokens)
+        assert tokens is not None
+        order.apply_sale(units, payout, now_ms)
+        tokens.redeem(order.index, units)
+        if payout > 0:
+            self.ledger.credit(sale_id, payout)
+
     def release(self, cl_ord_id: str, amount: Decimal | str | int, now_ms: int | None = None,
                 tokens: TokenLedger | None = None) -> Decimal:
         """A batch completed: its unspent engaged collateral goes back to the order's remaining. Returns what was

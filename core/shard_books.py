@@ -23,6 +23,7 @@ from core.index_order_book import IndexOrderRefused, UserOrderBook
 from core.invoice import InvoiceLine, MintInvoice, build_invoice
 from core.lot_assignment import AssetLine, AssignedFill
 from core.mint_request import MintRequest
+from core.sell_assignment import SellLine, SellResult
 from core.sell_plan import PendingSell
 from core.money import ZERO, quantize_up
 from core.side import Side
@@ -67,8 +68,21 @@ def rest_threshold(order: IndexOrder, order_dust: Decimal, rest_return_ratio: De
     return max(order_dust, quantize_up((order.collateral - order.cancelled) * rest_return_ratio, unit))
 
 
-def merge_lines(acc: dict[str, list[Any]], lines: Iterable[AssetLine]) -> None:
-    """Accumulate an order's asset lines over its batches: [units, quantity, value, fee, lot_ids] per symbol."""
+def sell_rest_threshold(order: IndexOrder, rest_return_ratio: Decimal) -> Decimal:
+    """Below this, a completed batch's sell is finished and its unsold rest given back to the user's free tokens:
+    `rest_return_ratio` of the units the user did not cancel, rounded UP to the index unit (the USDC dust has no
+    meaning in index units)."""
+    return quantize_up((order.collateral - order.cancelled) * rest_return_ratio, order.unit)
+
+
+def sale_credit_id(batch_id: str, order_id: str) -> str:
+    """The key a sell's payout from one batch is credited under in the user's USDC ledger: once per batch."""
+    return f"sale:{batch_id}:{order_id}"
+
+
+def merge_lines(acc: dict[str, list[Any]], lines: Iterable[AssetLine | SellLine]) -> None:
+    """Accumulate an order's asset lines over its batches (a buy's, or a sell's): [units, quantity, value, fee,
+    lot_ids] per symbol."""
     for line in lines:
         row = acc.setdefault(line.symbol, [0, ZERO, ZERO, ZERO, []])
         row[0] += line.units
@@ -430,19 +444,21 @@ class ShardBooks:
         self._apply_fills(key, fills, step)
         return step
 
-    def complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult]) -> Step:
-        """Close this shard's side of a batch: release unspent engagement, finish orders whose rest is below
-        `rest_threshold`, and owe the mints of orders that finished with something filled."""
+    def complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult],
+                       sales: Sequence[SellResult] = ()) -> Step:
+        """Close this shard's side of a batch: book its sells' sales (`sales`: core.sell_assignment's results), release
+        unspent engagement, finish orders whose rest is below `rest_threshold`, and owe the mints of orders that
+        finished with something filled."""
         step = Step()
-        self._complete_batch(batch_id, results, step)
+        self._complete_batch(batch_id, results, step, sales)
         return step
 
     def settle(self, key: str, fills: Sequence[AssignedFill], batch_id: str,
-               results: Sequence[BatchOrderResult]) -> Step:
+               results: Sequence[BatchOrderResult], sales: Sequence[SellResult] = ()) -> Step:
         """A batch's last fill deltas and its completion; each part stays idempotent by its own key."""
         step = Step()
         self._apply_fills(key, fills, step)
-        self._complete_batch(batch_id, results, step)
+        self._complete_batch(batch_id, results, step, sales)
         return step
 
     def _apply_fills(self, key: str, fills: Sequence[AssignedFill], step: Step) -> None:
@@ -469,7 +485,8 @@ class ShardBooks:
         self.fill_keys.add(key)
         self.new_fill_keys.add(key)
 
-    def _complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult], step: Step) -> None:
+    def _complete_batch(self, batch_id: str, results: Sequence[BatchOrderResult], step: Step,
+                        sales: Sequence[SellResult] = ()) -> None:
         done = self.completed.get(batch_id)
         if done is not None:
             step.replays += 1
@@ -477,13 +494,16 @@ class ShardBooks:
             return
         now = self.clock.now_ms()
         engaged = self.engaged.pop(batch_id, [])
-        order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]))
+        order_ids = list(dict.fromkeys([oid for oid, _ in engaged] + [r.order_id for r in results]
+                                       + [s.order_id for s in sales]))
         for r in results:
             merge_lines(self.lines.setdefault(r.order_id, {}), r.lines)
             book, cl = self.order(r.order_id)
             got = book.get(cl)
             if got is not None:
                 got.note_batch_touch(r.touch, r.filled_units)
+        for sale in sales:
+            self._book_sale(batch_id, sale, now, step)
         mints: list[MintRequest] = []
         for oid in order_ids:
             book, cl = self.order(oid)
@@ -496,7 +516,8 @@ class ShardBooks:
                     # One batch at a time: all it holds is this batch's.
                     book.release(cl, order.engaged, now, self.tokens.get(book.user))
                 if not order.is_terminal:
-                    dust = rest_threshold(order, self.order_dust, self.rest_return_ratio, self.unit)
+                    dust = (sell_rest_threshold(order, self.rest_return_ratio) if order.side is Side.SELL else
+                            rest_threshold(order, self.order_dust, self.rest_return_ratio, self.unit))
                     if order.remaining < dust:
                         book.finish(cl, dust, now, self.tokens.get(book.user))
             except OrderStateError as exc:
@@ -511,6 +532,27 @@ class ShardBooks:
         self.completed[batch_id] = mints
         self.new_completed.add(batch_id)
         step.mints += mints
+
+    def _book_sale(self, batch_id: str, sale: SellResult, now: int, step: Step) -> None:
+        """One sell's sale: the units redeemed leave its engagement and the token ledger, the payout is credited to
+        the user's USDC under sale_credit_id (once), and its lines (what was sold for it, crossed lots named) are
+        kept like a buy's. A sale stopped below the minimum, or that sold nothing of the
+        order, books nothing: the release that follows gives all its units back."""
+        if sale.units <= 0:
+            return
+        book, cl = self.order(sale.order_id)
+        order = book.get(cl)
+        if order is None or order.side is not Side.SELL:
+            step.errors.append(f"{batch_id}: a sale of {sale.order_id}, which is no sell here")
+            return
+        try:
+            book.apply_sale(cl, sale.units, sale.payout, sale_credit_id(batch_id, sale.order_id), now,
+                            self.tokens.get(book.user))
+        except (OrderStateError, CollateralError) as exc:
+            step.errors.append(f"{batch_id}: booking the sale of {sale.order_id}: {exc}")
+            return
+        merge_lines(self.lines.setdefault(sale.order_id, {}), sale.lines)  # what left the house for the units
+        step.filled.append(order)
 
     def reject_orders(self, key: str, rejections: Sequence[tuple[str, str]]) -> Step:
         """The solver gives up on orders ((order id, reason) pairs): each open order with nothing engaged is closed
@@ -570,17 +612,22 @@ class ShardBooks:
     def holdings(self) -> tuple[dict[str, dict[str, Decimal]], dict[str, Decimal]]:
         """What the orders hold, for the reserves check: per index the units filled, "minted" (the mint landed) and
         "unminted" (open, or its mint owed), and their exact "cost" in the quote asset; per symbol the quantity the
-        completed batches delivered to them (the invoice lines, exact base units)."""
+        completed batches delivered to them (the invoice lines, exact base units), less what sales took for the
+        units sells redeemed (their lines). A sell is no buy: its units and proceeds are not in the index figures."""
         indexes: dict[str, dict[str, Decimal]] = {}
+        sold: set[str] = set()
         for book in self.books.values():
             for order in book:
-                if order.filled_units or order.cost_exact:
+                if order.side is Side.SELL:
+                    sold.add(order.order_id)
+                elif order.filled_units or order.cost_exact:
                     acc = indexes.setdefault(order.index, {"minted": Decimal(0), "unminted": Decimal(0),
                                                            "cost": Decimal(0)})
                     acc["minted" if order.minted_tx is not None else "unminted"] += order.filled_units
                     acc["cost"] += order.cost_exact
         delivered: dict[str, Decimal] = {}
-        for lines in self.lines.values():
+        for order_id, lines in self.lines.items():
+            sign = -1 if order_id in sold else 1
             for symbol, row in lines.items():
-                delivered[symbol] = delivered.get(symbol, Decimal(0)) + row[1]
+                delivered[symbol] = delivered.get(symbol, Decimal(0)) + sign * row[1]
         return indexes, delivered

@@ -13,10 +13,11 @@ from decimal import Decimal
 from typing import Any, Callable, Mapping, Sequence
 
 from core.asset_order import ExchangeFill
-from core.batch_planner import BatchPlan, Deferred, PendingOrder
+from core.batch_planner import BatchPlan, Deferred, Level, PendingOrder
 from core.batch_result import BatchOrderResult
 from core.late_reject import StuckOrders
 from core.money import ZERO
+from core.sell_plan import PendingSell
 from core.sender_messages import Execution, OrderDone, SenderFill
 from core.solver_engine import CompletedBatch, SolverEngine
 from core.solver_reads import Books, group_by_shard
@@ -57,6 +58,7 @@ class ShardStep:
     kind: str
     key: str
     payload: tuple[Any, ...]
+    sales: tuple[Any, ...] = ()  # a completion's sells' sales (core.sell_assignment.SellResult)
 
 
 class SolverCycle:
@@ -133,35 +135,40 @@ class SolverCycle:
         return bool(self.engine.batches or self.outbox or self.has_steps())
 
     # ------------------------------------------------------------------ a tick
-    def nothing_to_plan(self, budget: int, pending: Sequence[PendingOrder]) -> bool:
+    def nothing_to_plan(self, budget: int, pending: Sequence[PendingOrder],
+                        sells: Sequence[PendingSell] = ()) -> bool:
         """True if the tick stops here: no order may go out now (keep collecting), or no order waits."""
         if budget == 0:
             self.deferred = 1
             return True
-        if not pending:
+        if not pending and not sells:
             self.deferred = 0
             self.waiting_on_stale = {}
             return True
         return False
 
-    def plan(self, pending: Sequence[PendingOrder], books: Books, budget: int,
-             now_ms: int) -> tuple[str | None, BatchPlan]:
+    def plan(self, pending: Sequence[PendingOrder], books: Books, budget: int, now_ms: int,
+             sells: Sequence[PendingSell] = (), bids: Mapping[str, Sequence[Level]] | None = None,
+             ) -> tuple[str | None, BatchPlan]:
         """Plan one batch within the notional room left, give up on orders stuck too long, and queue the batch's
         engage with its exchange orders: those do not depend on the shards' answer (what a cancel in between
-        leaves unneeded becomes inventory), so both go out together, one shard round trip sooner."""
+        leaves unneeded becomes inventory), so both go out together, one shard round trip sooner. A batch with
+        sells (planned with the buys on `bids`: core.crossing) is engaged first and its orders go out once the
+        shards answered: a sell cancelled meanwhile must shrink what is sold, which an order already out cannot."""
         room = max(ZERO, self.max_in_flight_notional - self.engine.in_flight_notional())
         limits = dataclasses.replace(self.engine.limits, in_flight_room=room)
         batch_id, plan = self.engine.plan(pending, books.asks, budget, limits, stale=books.stale,
-                                          closed=self.closed_pairs)
+                                          closed=self.closed_pairs, sells=sells, bids=bids)
         self.deferred = len(plan.deferred)
         self._note_stale(plan.deferred)
         self._give_up_on(plan.deferred, now_ms)
         if batch_id is None:
             return None, plan
-        by_shard = group_by_shard(plan.engagements, lambda e: self.shard_of_order(e.order_id))
+        by_shard = group_by_shard(self.engine.engage_requests(batch_id), lambda e: self.shard_of_order(e.order_id))
         sent = self.engine.sent_orders(batch_id)
-        self.outbox.append(OutboxCall("engage", batch_id, by_shard, with_submit=bool(sent)))
-        if sent:
+        with_submit = bool(sent) and not self.engine.sells_of(batch_id)
+        self.outbox.append(OutboxCall("engage", batch_id, by_shard, with_submit=with_submit))
+        if with_submit:
             self.outbox.append(OutboxCall("submit", batch_id, {}, tuple(s.order for s in sent)))
             self.counts["asset_orders"] += len(sent)
         self.counts["batches"] += 1
@@ -320,18 +327,20 @@ class SolverCycle:
         results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]),
                                     done.touch.get(e.index))
                    for e in done.engagements]
-        for k, rows in group_by_shard(results, lambda r: self.shard_of_order(r.order_id)).items():
-            self._send_step(k, "complete", done.batch_id, rows)
+        by_shard = group_by_shard(results, lambda r: self.shard_of_order(r.order_id))
+        sales = group_by_shard(done.sale.results if done.sale else (), lambda r: self.shard_of_order(r.order_id))
+        for k in [*by_shard, *(k for k in sales if k not in by_shard)]:
+            self._send_step(k, "complete", done.batch_id, by_shard.get(k, ()), sales.get(k, ()))
         self.counts["completed"] += 1
         for entry in reversed(self.history):  # the batch time, for the monitor (diagnostic: memory only)
             if entry["batch_id"] == done.batch_id:
                 entry["completed_ms"] = now_ms
                 break
 
-    def _send_step(self, shard: int, kind: str, key: str, payload: Sequence[Any]) -> None:
+    def _send_step(self, shard: int, kind: str, key: str, payload: Sequence[Any], sales: Sequence[Any] = ()) -> None:
         """Queue a step for a shard's hand-off: the next commit appends it, with the state that implies it."""
         seq = self.step_seqs[shard] = self.step_seqs.get(shard, 0) + 1
-        self.steps_out.setdefault(shard, []).append(ShardStep(seq, kind, key, tuple(payload)))
+        self.steps_out.setdefault(shard, []).append(ShardStep(seq, kind, key, tuple(payload), tuple(sales)))
 
     # ------------------------------------------------------------------ views
     def view(self) -> dict[str, Any]:

@@ -13,10 +13,13 @@ from core.arrival import basket_touch
 from core.asset_order import ExchangeFill, client_order_id
 from core.basket import Basket
 from core.batch_planner import BasketLeg, BatchPlan, Engagement, Level, PendingOrder, PlannerLimits, plan_batch
+from core.crossing import Crossing, crossing_lots, crossing_price, plan_mixed, sell_quantity
 from core.lot_assignment import AssetLine, BatchAllocation, AssignedFill
 from core.lots import Lot, lot_from_fill
-from core.money import D, quantize_down
+from core.money import D, quantize_down, quantize_up
 from core.reserves import assigned_in, lots_cost, lots_held
+from core.sell_assignment import SellAssignment, assign_sells, sale_lot_from_fill
+from core.sell_plan import PendingSell, SellEngagement, release_of
 from core.side import Side
 from core.symbol_filters import SymbolFilters
 
@@ -35,13 +38,19 @@ class CompletedBatch:
     engagements: tuple[Engagement, ...]
     filled_units: Mapping[str, Decimal]  # per index order of the batch
     lines: Mapping[str, tuple[AssetLine, ...]]  # per index order: what it got of each asset
-    inventory_in: Mapping[str, int]  # base units per symbol returned to inventory
+    inventory_in: Mapping[str, int]  # base units per symbol inventory gained (net: a sale may take some back)
     #: Fill deltas of the lots still unassigned when the batch completed (carried inventory that no exchange fill
     #: came after): the shards must get them before the completion.
     last_fills: tuple[AssignedFill, ...] = ()
     rounds: int = 0  # assignment rounds the batch had (the last one's number keys those fills)
     #: Per index of the batch, one unit at the best asks when it was planned (core.arrival.basket_touch).
     touch: Mapping[str, Decimal] = field(default_factory=dict)
+    #: The sale of the batch's sells (core.sell_assignment, checked): per order the units to redeem and the payout.
+    sale: SellAssignment | None = None
+    crossings: Mapping[str, Crossing] = field(default_factory=dict)
+    #: Base units per symbol sold of units not redeemed that inventory could not give back to the unburnt tokens'
+    #: backing (the reserves check shows them short); empty when inventory covered it, as it should.
+    backing_short: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -54,6 +63,13 @@ class _Batch:
     rounds: list[list[Lot]] = field(default_factory=list)  # lots given to each assign() round, for replay
     pending_lots: list[Lot] = field(default_factory=list)  # arrived since the last round
     touch: dict[str, Decimal] = field(default_factory=dict)  # index -> one unit at the best asks at planning
+    #: The batch's sells (core.sell_plan), what they release per index and asset, and each released asset's netting.
+    sells: tuple[SellEngagement, ...] = ()
+    release: dict[str, dict[str, int]] = field(default_factory=dict)
+    crossings: dict[str, Crossing] = field(default_factory=dict)
+    sale_lots: dict[str, list[Lot]] = field(default_factory=dict)  # the exchange sells' fills, per symbol
+    #: (price, gross quantity) of every exchange fill of a released asset, either side: its crossing price.
+    traded: dict[str, list[tuple[Decimal, Decimal]]] = field(default_factory=dict)
 
 
 class SolverEngine:
@@ -84,7 +100,20 @@ class SolverEngine:
 
     # ---- views --------------------------------------------------------------------------------------------------
     def engaged_order_ids(self) -> set[str]:
-        return {e.order_id for b in self.batches.values() for e in b.plan.engagements}
+        return {e.order_id for b in self.batches.values() for e in (*b.plan.engagements, *b.sells)}
+
+    def sells_of(self, batch_id: str) -> tuple[SellEngagement, ...]:
+        return self.batches[batch_id].sells
+
+    def crossings_of(self, batch_id: str) -> dict[str, Crossing]:
+        return dict(self.batches[batch_id].crossings)
+
+    def engage_requests(self, batch_id: str) -> tuple[Engagement, ...]:
+        """What the shards engage for the batch: each buy's collateral, then each sell's index units (a shard engages
+        a sell by its units: core.shard_books.engage caps at what the order has left either way)."""
+        batch = self.batches[batch_id]
+        return batch.plan.engagements + tuple(Engagement(e.order_id, e.index, e.units, e.units, Decimal(0))
+                                              for e in batch.sells)
 
     def inventory_units(self) -> dict[str, int]:
         return {s: sum(l.remaining for l in lots) for s, lots in self.inventory.items() if lots}
@@ -122,16 +151,45 @@ class SolverEngine:
     # ---- planning -----------------------------------------------------------------------------------------------
     def plan(self, pending: Sequence[PendingOrder], asks: Mapping[str, Sequence[Level]], order_budget: int,
              limits: PlannerLimits | None = None, stale: Collection[str] = frozenset(),
-             closed: Collection[str] = frozenset()) -> tuple[str | None, BatchPlan]:
+             closed: Collection[str] = frozenset(), *, sells: Sequence[PendingSell] = (),
+             bids: Mapping[str, Sequence[Level]] | None = None,
+             avg_prices: Mapping[str, Decimal] | None = None) -> tuple[str | None, BatchPlan]:
         """Plan the next batch from the orders not already in one (`stale`: symbols whose book may not be planned
-        on; `closed`: pairs the exchange halted). Returns (batch_id or None, plan)."""
+        on; `closed`: pairs the exchange halted). Returns (batch_id or None, plan). With free `sells` (and the
+        `bids` they sell into), buys and sells are planned together (core.crossing.plan_mixed): the plan's legs
+        carry the net sells too, its deferred the sells' deferrals; the batch keeps the sells and the crossings
+        (sells_of, crossings_of). Without them the batch is planned exactly as buys alone always were.
+
+        No balance is asked of the exchange before a SELL goes out: its quantity is at most what the engaged sells
+        release (core.crossing.Crossing), the release at most what the redeemed tokens hold (rounded down), and
+        the house keeps those assets on the exchange from the buys that minted the tokens (the reserves check
+        watches it). A SELL refused for balance all the same (-2010) trips the sender's account breaker: the
+        books and the exchange disagree, and nothing more is sent until an operator looks."""
         busy = self.engaged_order_ids()
         free = [o for o in pending if o.order_id not in busy]
-        plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
-                          inventory_prices=self.inventory_prices(), order_budget=order_budget,
-                          limits=limits or self.limits, stale=stale, closed=closed)
-        if plan.is_empty:
+        free_sells = [s for s in sells if s.order_id not in busy]
+        limits = limits or self.limits
+        if not free_sells:
+            plan = plan_batch(free, self.baskets, asks, self.filters, inventory_units=self.inventory_units(),
+                              inventory_prices=self.inventory_prices(), order_budget=order_budget,
+                              limits=limits, stale=stale, closed=closed)
+            if plan.is_empty:
+                return None, plan
+            return self._new_batch(plan, asks), plan
+        mixed = plan_mixed(free, free_sells, self.baskets, self.filters, bids or {}, asks, limits=limits,
+                           order_budget=order_budget, stale=stale, closed=closed, avg_prices=avg_prices,
+                           inventory_units=self.inventory_units(), inventory_prices=self.inventory_prices())
+        plan = replace(mixed.batch, deferred=mixed.deferred)
+        if mixed.is_empty:
             return None, plan
+        batch_id = self._new_batch(plan, asks)
+        batch = self.batches[batch_id]
+        batch.sells = mixed.sells.engagements
+        batch.release = {i: dict(r) for i, r in mixed.sells.release.items()}
+        batch.crossings = dict(mixed.crossings)
+        return batch_id, plan
+
+    def _new_batch(self, plan: BatchPlan, asks: Mapping[str, Sequence[Level]]) -> str:
         self.batch_seq += 1
         batch_id = f"b{self.batch_seq}"
         batch = self._open_batch(batch_id, plan)
@@ -139,7 +197,7 @@ class SolverEngine:
             touch = basket_touch(self.baskets[index].quantities(), asks)
             if touch is not None:
                 batch.touch[index] = touch
-        return batch_id, plan
+        return batch_id
 
     def _open_batch(self, batch_id: str, plan: BatchPlan, carried: Sequence[Lot] | None = None) -> _Batch:
         allocation = BatchAllocation(batch_id, plan.engagements, self.baskets, self.units(), self.limits.index_unit,
@@ -190,16 +248,71 @@ class SolverEngine:
             units = min(e.units, quantize_down((got - cu) / (e.index_price * ff), iu)) if got > cu else Decimal(0)
             if units > 0:
                 kept.append(e._replace(units=units, collateral=got))
-        if not changed:
+        sells_changed = self._resize_sells(batch, engaged, orders_out)
+        if not changed and not sells_changed:
             return True
-        if not kept and not orders_out:
+        if not kept and not batch.sells and not orders_out:
             self._return_to_stock(batch.pending_lots)  # carried inventory goes back to the front, as it came
             del self.batches[batch_id]
             return False
-        batch.plan = replace(batch.plan, engagements=tuple(kept))
-        batch.allocation = BatchAllocation(batch_id, batch.plan.engagements, self.baskets, self.units(),
-                                           self.limits.index_unit, self.limits.fee_factor)
-        return bool(kept)
+        if changed:
+            batch.plan = replace(batch.plan, engagements=tuple(kept))
+            batch.allocation = BatchAllocation(batch_id, batch.plan.engagements, self.baskets, self.units(),
+                                               self.limits.index_unit, self.limits.fee_factor)
+        return bool(kept or batch.sells)
+
+    def _resize_sells(self, batch: _Batch, engaged: Mapping[str, Decimal], orders_out: bool) -> bool:
+        """Sells engaged short (a cancel came first) keep the units the shards engaged, down to the index unit, their
+        minimum pro rata UP (never looser) and their expected payout pro rata DOWN; the release shrinks with them,
+        what the buys take of it first, then the exchange sell, and the rest is inventory's. A sell that already
+        left cannot shrink: a batch with sells is engaged before its exchange orders go out (else it would sell
+        assets backing tokens that stay in circulation), so a shrink then is a defect, raised."""
+        iu, cu = self.limits.index_unit, self.limits.collateral_unit
+        kept: list[SellEngagement] = []
+        changed = False
+        for e in batch.sells:
+            got = quantize_down(min(engaged.get(e.order_id, Decimal(0)), e.units), iu)
+            if got >= e.units:
+                kept.append(e)
+                continue
+            changed = True
+            if got > 0:
+                minimum = None if e.min_proceeds is None else quantize_up(e.min_proceeds * got / e.units, cu)
+                kept.append(e._replace(units=got, min_proceeds=minimum,
+                                       expected=quantize_down(e.expected * got / e.units, cu)))
+        if not changed:
+            return False
+        sell_legs = [s for s in batch.sent.values() if s.order.side is Side.SELL]
+        if orders_out and sell_legs:
+            raise AssertionError(f"batch {batch.batch_id}: sells engaged short after their exchange orders left")
+        units_by_index: dict[str, Decimal] = {}
+        for e in kept:
+            units_by_index[e.index] = units_by_index.get(e.index, Decimal(0)) + e.units
+        batch.sells = tuple(kept)
+        batch.release = {i: release_of(self.baskets[i], u, self.filters) for i, u in units_by_index.items()}
+        released: dict[str, int] = {}
+        for per_symbol in batch.release.values():
+            for symbol, n in per_symbol.items():
+                released[symbol] = released.get(symbol, 0) + n
+        for symbol, c in list(batch.crossings.items()):
+            r = released.get(symbol, 0)
+            crossed = min(c.crossed, r)  # the buys were sized on the release: they take it first, as planned
+            rest = r - crossed
+            sent = batch.sent.get(symbol)
+            qty = 0
+            if sent is not None and sent.order.side is Side.SELL:
+                f = self.filters[symbol]
+                qty = min(c.to_exchange, sell_quantity(f, rest, sent.order.price, self.limits))
+                if qty:
+                    batch.sent[symbol] = replace(sent, order=replace(sent.order, quantity=qty * f.base_unit,
+                                                                     need=rest * f.base_unit))
+                else:
+                    del batch.sent[symbol]
+                    batch.open.discard(symbol)
+            batch.crossings[symbol] = Crossing(symbol, r, crossed, qty, rest - qty, c.mid)
+        legs = tuple(s.order for s in batch.sent.values())
+        batch.plan = replace(batch.plan, legs=legs)
+        return True
 
     def _return_to_stock(self, lots: Sequence[Lot]) -> None:
         by_symbol: dict[str, list[Lot]] = {}
@@ -219,6 +332,14 @@ class SolverEngine:
         for cid, f in fills:
             batch, symbol = self._batch_of(cid)
             fl = self.filters[symbol]
+            if symbol in batch.crossings:
+                batch.traded.setdefault(symbol, []).append((f.price, f.quantity))
+            if batch.sent[symbol].order.side is Side.SELL:  # a sale lot: the sells' pool, not the buys' stock
+                batch.sale_lots.setdefault(symbol, []).append(sale_lot_from_fill(
+                    trade_id=f.trade_id, symbol=symbol, quote_asset=self.quote_asset, price=f.price,
+                    quantity=f.quantity, commission=f.commission, commission_asset=f.commission_asset,
+                    unit=fl.base_unit, timestamp_ms=f.time_ms))
+                continue
             lot = lot_from_fill(trade_id=f.trade_id, symbol=symbol, base_asset=fl.base_asset,
                                 quote_asset=self.quote_asset, price=f.price, quantity=f.quantity,
                                 commission=f.commission, commission_asset=f.commission_asset, unit=fl.base_unit,
@@ -236,8 +357,10 @@ class SolverEngine:
         fills, in the same round, or at completion)."""
         return self._assign(self.batches[batch_id])
 
-    def _assign(self, batch: _Batch) -> list[AssignedFill]:
-        if not batch.pending_lots:
+    def _assign(self, batch: _Batch, *, closing: bool = False) -> list[AssignedFill]:
+        """A batch whose buys cross sells assigns once, when it closes: its crossed lot is priced by all its fills,
+        and the buys take it first (crossing before inventory, before the exchange, as they were planned)."""
+        if not batch.pending_lots or (not closing and any(c.crossed for c in batch.crossings.values())):
             return []
         lots, batch.pending_lots = batch.pending_lots, []
         batch.allocation.add_lots(lots)
@@ -267,18 +390,64 @@ class SolverEngine:
         return self._complete(batch)
 
     def _complete(self, batch: _Batch) -> CompletedBatch:
-        last_fills = tuple(self._assign(batch))  # what is still pending is assigned before the batch closes
+        pools = self._cross(batch)
+        last_fills = tuple(self._assign(batch, closing=True))  # what is still pending is assigned before it closes
         alloc = batch.allocation
         alloc.check()
         back: dict[str, int] = {}
         for lot in alloc.leftovers():
             self.inventory.setdefault(lot.symbol, []).append(lot)
             back[lot.symbol] = back.get(lot.symbol, 0) + lot.quantity
+        sale, short = self._sell(batch, pools, back) if batch.sells or batch.crossings else (None, {})
         filled = {e.order_id: alloc.filled_units(e.order_id) for e in batch.plan.engagements}
         lines = {e.order_id: tuple(alloc.breakdown(e.order_id)) for e in batch.plan.engagements}
         del self.batches[batch.batch_id]
         return CompletedBatch(batch.batch_id, batch.plan.engagements, filled, lines, back, last_fills,
-                              len(batch.rounds), dict(batch.touch))
+                              len(batch.rounds), dict(batch.touch), sale, dict(batch.crossings), short)
+
+    def _cross(self, batch: _Batch) -> dict[str, list[Lot]]:
+        """Each released asset's crossing at its price (core.crossing.crossing_price: the batch's exchange fills of it,
+        either side, else the mid): the buys get their crossed lot first, and the sells' pool is the exchange sells' lots
+        with the crossed and inventory-taken lots (lots of their own: a lot is consumed as it is assigned)."""
+        pools: dict[str, list[Lot]] = {}
+        first: list[Lot] = []
+        for symbol, c in batch.crossings.items():
+            price = crossing_price(c.mid, batch.traded.get(symbol, ()))
+            unit = self.filters[symbol].base_unit
+            crossed, _ = crossing_lots(batch.batch_id, c, price, unit)
+            if crossed is not None:
+                first.append(crossed)
+            pools[symbol] = [*batch.sale_lots.get(symbol, ()),
+                             *(lot for lot in crossing_lots(batch.batch_id, c, price, unit) if lot is not None)]
+        batch.pending_lots[:0] = first
+        return pools
+
+    def _sell(self, batch: _Batch, pools: Mapping[str, list[Lot]],
+              back: dict[str, int]) -> tuple[SellAssignment, dict[str, int]]:
+        """The sale assigned to the sells, exactly (checked). Inventory takes what the exchange could not (the
+        inventory-taken lot, at the crossing price) and gives back what was sold of units not redeemed (a partial
+        IOC, an order stopped below its minimum): those units back the tokens that stay. `back` counts the net
+        change (it may go negative)."""
+        sale = assign_sells(batch.sells, self.baskets, batch.release, pools, self.units(),
+                            index_unit=self.limits.index_unit, collateral_unit=self.limits.collateral_unit)
+        sale.check()
+        for symbol, c in batch.crossings.items():
+            price = crossing_price(c.mid, batch.traded.get(symbol, ()))
+            _, taken = crossing_lots(batch.batch_id, c, price, self.filters[symbol].base_unit)
+            if taken is not None:
+                self.inventory.setdefault(symbol, []).append(taken)
+                back[symbol] = back.get(symbol, 0) + taken.quantity
+        short: dict[str, int] = {}
+        for symbol, p in sale.pools.items():
+            owed = p.house_units
+            if owed <= 0:
+                continue
+            given = min(owed, self.inventory_units().get(symbol, 0))
+            self._take_inventory({symbol: given})
+            back[symbol] = back.get(symbol, 0) - given
+            if owed > given:
+                short[symbol] = owed - given
+        return sale, short
 
     # ---- persistence --------------------------------------------------------------------------------------------
     def snapshot(self) -> dict[str, Any]:
@@ -299,6 +468,15 @@ class SolverEngine:
                     "rounds": [[l.to_dict() | {"consumed": 0} for l in r] for r in b.rounds],
                     "pending_lots": [l.to_dict() for l in b.pending_lots],
                     "touch": {i: str(t) for i, t in sorted(b.touch.items())},
+                    # [order id, index, units, minimum or None, expected payout]
+                    "sells": [[e.order_id, e.index, str(e.units), None if e.min_proceeds is None else
+                               str(e.min_proceeds), str(e.expected)] for e in b.sells],
+                    "release": {i: dict(r) for i, r in b.release.items()},  # in plan order: the sale's line order
+                    # [symbol, released, crossed, to exchange, to inventory, mid]
+                    "crossings": [[c.symbol, c.released, c.crossed, c.to_exchange, c.to_inventory, str(c.mid)]
+                                  for c in b.crossings.values()],
+                    "sale_lots": {s: [l.to_dict() for l in lots] for s, lots in b.sale_lots.items()},
+                    "traded": {s: [[str(p), str(q)] for p, q in fills] for s, fills in b.traded.items()},
                 }
                 for b in self.batches.values()
             ],
@@ -320,3 +498,10 @@ class SolverEngine:
             batch.pending_lots = [Lot.from_dict(l) for l in b["pending_lots"]]
             batch.open = set(b["open"])
             batch.touch = {i: D(t) for i, t in b.get("touch", {}).items()}
+            batch.sells = tuple(SellEngagement(o, i, D(u), None if m is None else D(m), D(x))
+                                for o, i, u, m, x in b.get("sells", ()))
+            batch.release = {i: {s: int(n) for s, n in r.items()} for i, r in b.get("release", {}).items()}
+            batch.crossings = {c[0]: Crossing(c[0], int(c[1]), int(c[2]), int(c[3]), int(c[4]), D(c[5]))
+                               for c in b.get("crossings", ())}
+            batch.sale_lots = {s: [Lot.from_dict(l) for l in lots] for s, lots in b.get("sale_lots", {}).items()}
+            batch.traded = {s: [(D(p), D(q)) for p, q in fills] for s, fills in b.get("traded", {}).items()}

@@ -62,6 +62,7 @@ class OrderPart(Part):
     touch_value: Decimal
     touch_units: Decimal
     min_proceeds: Decimal | None  # a sell's minimum USDC
+    proceeds: Decimal  # a sell's payouts credited so far
 
 
 class BookPart(Part):
@@ -121,13 +122,20 @@ def _user_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"book": data["book"] | {"orders": orders}}
 
 
+def _user_v5_to_v6(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 6: orders carry a sell's proceeds; no sell was sold before.
+    orders = [{"proceeds": "0"} | o for o in data["book"]["orders"]]
+    return data | {"book": data["book"] | {"orders": orders}}
+
+
 @record_kind
 class ShardUser(Record):
     """One user's snapshot (a field of the shard's users hash), rewritten whenever the user is touched."""
 
     KIND: ClassVar[str] = "shard.user"
-    VERSION: ClassVar[int] = 5
-    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4, 4: _user_v4_to_v5}
+    VERSION: ClassVar[int] = 6
+    MIGRATIONS = {0: _user_v0_to_v1, 1: _user_v1_to_v2, 2: _user_v2_to_v3, 3: _user_v3_to_v4, 4: _user_v4_to_v5,
+                  5: _user_v5_to_v6}
 
     ref: tuple[int, str]  # (chain_id, address)
     book: BookPart

@@ -18,6 +18,7 @@ from pydantic import Field
 from core.batch_planner import BasketLeg, Engagement
 from core.batch_result import BatchOrderResult
 from core.lot_assignment import AssignedFill
+from core.sell_assignment import SellResult
 from core.side import Side
 from core.solver_cycle import OutboxCall, ShardStep
 from store.records import Record, record_kind, same_data
@@ -50,6 +51,13 @@ class BatchPart(Part):
     rounds: list[list[LotPart]]
     pending_lots: list[LotPart]
     touch: dict[str, Decimal]  # index -> one unit at the best asks when the batch was planned
+    #: The batch's sells: [order id, index, units, minimum USDC or None, expected payout]
+    sells: list[tuple[str, str, Decimal, Decimal | None, Decimal]]
+    release: dict[str, dict[str, int]]  # index -> symbol -> base units its sells release
+    #: Per released asset: [symbol, released, crossed, to exchange, to inventory, mid] (core.crossing.Crossing)
+    crossings: list[tuple[str, int, int, int, int, Decimal]]
+    sale_lots: dict[str, list[LotPart]]  # symbol -> the exchange sells' fills as lots of the sale
+    traded: dict[str, list[tuple[Decimal, Decimal]]]  # symbol -> [price, quantity] of the exchange fills
 
 
 class EnginePart(Part):
@@ -104,12 +112,18 @@ class ShardComplete(Part):
     kind: Literal["complete"]
     key: str  # the batch id
     results: list[BatchOrderResult]
+    sales: list[SellResult]  # the batch's sells of this shard: units redeemed, payout, lines
 
 
 class ShardReject(Part):
     kind: Literal["reject"]
     key: str
     rejections: list[tuple[str, str]]  # (order id, reason)
+
+
+def _shard_step_v2_to_v3(data: dict[str, Any]) -> dict[str, Any]:
+    step = data["step"]
+    return data | {"step": ({"sales": []} | step) if step["kind"] == "complete" else step}
 
 
 @record_kind
@@ -119,9 +133,10 @@ class ShardStepRecord(Record):
     outbox had already driven is a replay the shard recognises."""
 
     KIND: ClassVar[str] = "solver.shard_step"
-    #: Version 2: a completion's results carry the batch touch of the order's index (None in older ones).
-    VERSION: ClassVar[int] = 2
-    MIGRATIONS = {1: same_data}
+    #: Version 2: a completion's results carry the batch touch of the order's index (None in older ones); version 3:
+    #: a completion carries its sells' sales (none before).
+    VERSION: ClassVar[int] = 3
+    MIGRATIONS = {1: same_data, 2: _shard_step_v2_to_v3}
 
     step: Annotated[Union[ShardFills, ShardComplete, ShardReject], Field(discriminator="kind")]
 
@@ -132,8 +147,9 @@ _STEP_PAYLOAD = {"fills": "fills", "complete": "results", "reject": "rejections"
 
 def step_record(step: ShardStep) -> bytes:
     """A step queued for a shard (core.solver_cycle) as its hand-off record."""
+    sales = {"sales": list(step.sales)} if step.kind == "complete" else {}
     return ShardStepRecord.model_validate({"step": {"kind": step.kind, "key": step.key,
-                                                    _STEP_PAYLOAD[step.kind]: list(step.payload)}}).dump()
+                                                    _STEP_PAYLOAD[step.kind]: list(step.payload), **sales}}).dump()
 
 
 def step_data(action: Any) -> dict[str, Any]:
@@ -177,6 +193,14 @@ def _state_v3_to_v4(data: dict[str, Any]) -> dict[str, Any]:
     return data | {"engine": engine | {"batches": [{"touch": {}} | b for b in engine["batches"]]}}
 
 
+def _state_v4_to_v5(data: dict[str, Any]) -> dict[str, Any]:
+    # Version 5 keeps each batch's sells, their release, the crossings, the sale's lots and the fills that price the
+    # crossings; a batch planned before had none.
+    engine = data["engine"]
+    before = {"sells": [], "release": {}, "crossings": [], "sale_lots": {}, "traded": {}}
+    return data | {"engine": engine | {"batches": [before | b for b in engine["batches"]]}}
+
+
 def _state_v1_to_v2(data: dict[str, Any]) -> dict[str, Any]:
     # The solver relayed mints, owed in a hash of its own (and inside older blobs); the shards hand them to the
     # minter now, which asks every shard for its mint-pending orders when it starts: nothing here is needed.
@@ -188,9 +212,9 @@ class SolverState(Record):
     """The solver's state blob, rewritten whole by every commit."""
 
     KIND: ClassVar[str] = "solver.state"
-    VERSION: ClassVar[int] = 4
+    VERSION: ClassVar[int] = 5
     MIGRATIONS = {0: _state_v0_to_v1, 1: _state_v1_to_v2, 2: lambda data: {"step_seqs": {}} | data,
-                  3: _state_v3_to_v4}
+                  3: _state_v3_to_v4, 4: _state_v4_to_v5}
 
     engine: EnginePart
     cursor: int  # the last sender seq consumed

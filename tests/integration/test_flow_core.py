@@ -6,10 +6,13 @@ filled, closed as filled, USDC accounted for to the unit, then minted with an in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -22,7 +25,7 @@ from core.index_order import user_key  # noqa: E402
 from actors.order_sender import OrderSender, SenderOptions  # noqa: E402
 from actors.solver import SolverOptions, start_solver  # noqa: E402
 from core.shard_assignment import shard_of  # noqa: E402
-from core.basket import load_indexes  # noqa: E402
+from core.basket import Basket, load_indexes  # noqa: E402
 from core.batch_planner import PlannerLimits  # noqa: E402
 from core.chain_events import CollateralDeposit  # noqa: E402
 from core.money import quantize_up  # noqa: E402
@@ -96,18 +99,48 @@ class ReportSink:
         return {"reports": [self.reports[k] for k in sorted(self.reports)], "redelivered": self.redelivered}
 
 
+@contextlib.contextmanager
+def index_simulator(data_dir: Path, index: str) -> Iterator[tuple[Basket, list[str], SimulatorProcess]]:
+    """An index's basket, its symbols and the exchange simulator trading them (books updated every 100 ms)."""
+    basket = load_indexes(data_dir / "indexes")[index]
+    symbols = [a.symbol for a in basket.assets]
+    with SimulatorProcess(symbols=symbols, update_ms=100, rate_limits=rate_limits()) as sim:
+        yield basket, symbols, sim
+
+
+def start_markets(sim: SimulatorProcess, symbols: list[str], shards: int, namespace: str) -> tuple[dict, list]:
+    """The simulator's filters and the market-data shards of `symbols`, started on its books."""
+    filters = parse_exchange_info(sim.get("/api/v3/exchangeInfo"))
+    return filters, start_market_data(MarketDataOptions(sim.url, sim.ws_url, book_limit=100), symbols, shards,
+                                      namespace=namespace)
+
+
+def start_sender_and_shard(sim: SimulatorProcess, redis_url: str, tag: str, account: str, namespace: str,
+                           actors: list, **shard_options) -> tuple[str, object, object, object]:
+    """The order sender (started) and one order shard (`orders-<tag>`) whose reports a ReportSink follows, each
+    added to `actors`: (sender name, sender, shard, sink)."""
+    sender_name = f"sender-{tag}"
+    sender = OrderSender.options(name=sender_name).remote(SenderOptions(
+        sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=redis_url, account=account))
+    actors.append(sender)
+    (shard,) = start_order_books(OrderBooksOptions(redis_url, 1, shard_options.pop("indexes"),
+                                                   key_prefix=f"orders-{tag}", **shard_options), namespace=namespace)
+    actors.append(shard)
+    sink = ReportSink.options(name=f"reports-{tag}").remote()
+    actors.append(sink)
+    ray.get(sink.follow.remote(redis_url, f"orders-{tag}", 1))
+    ray.get(sender.start.remote())
+    return sender_name, sender, shard, sink
+
+
 @pytest.mark.parametrize("kill_solver", [False, True], ids=["undisturbed", "solver-killed-mid-batch"])
 def test_three_users_orders_filled_reported_and_minted(ray_cluster, redis_server, data_dir, kill_solver):
     started = time.monotonic()
-    basket = load_indexes(data_dir / "indexes")[INDEX]
-    symbols = [a.symbol for a in basket.assets]
     tag = uuid.uuid4().hex[:8]
     actors: list = []
-    with SimulatorProcess(symbols=symbols, update_ms=100, rate_limits=rate_limits()) as sim:
+    with index_simulator(data_dir, INDEX) as (basket, symbols, sim):
         try:
-            filters = parse_exchange_info(sim.get("/api/v3/exchangeInfo"))
-            markets = start_market_data(MarketDataOptions(sim.url, sim.ws_url, book_limit=100), symbols,
-                                        MARKET_SHARDS, namespace=ray_cluster)
+            filters, markets = start_markets(sim, symbols, MARKET_SHARDS, ray_cluster)
             actors += markets
             sender_name = f"sender-{tag}"
             sender = OrderSender.options(name=sender_name).remote(SenderOptions(

@@ -50,10 +50,10 @@ class FakeWorld:
         if method == "liquidity":  # (levels, stale symbols): the solver's read
             assert args[3] is True
             return {s: self.asks[s] for s in args[0]}, []
-        if method == "pending":
+        if method == "demand":  # (buys, sells): no sells here
             self.pending_calls += 1
             self.pending_asked.set()
-            return list(self.pending)
+            return list(self.pending), []
         if method == "engage":
             batch_id, engagements = args
             if self.engage_waits_for_submit:

@@ -20,8 +20,6 @@ ray = pytest.importorskip("ray")
 
 from actors.market_data import MarketDataOptions, start_market_data  # noqa: E402
 from actors.metrics import Metrics  # noqa: E402
-from actors.order_books import OrderBooksOptions, start_order_books  # noqa: E402
-from actors.order_sender import OrderSender, SenderOptions  # noqa: E402
 from actors.solver import SolverOptions, start_solver  # noqa: E402
 from actors.system_view import Observation, SystemView  # noqa: E402
 from core.basket import Basket, BasketAsset  # noqa: E402
@@ -34,7 +32,7 @@ from protocol.indexmaker_app import NewOrder, NewQuote, OrderAccepted  # noqa: E
 from protocol.reason_codes import ReasonCode  # noqa: E402
 from tests.integration.ray_calls import kill_all  # noqa: E402
 from tests.integration.simulator_process import SimulatorProcess  # noqa: E402
-from tests.integration.test_flow_core import ReportSink, rate_limits  # noqa: E402
+from tests.integration.test_flow_core import rate_limits, start_sender_and_shard  # noqa: E402
 from world.system_status import key_figures  # noqa: E402
 
 WAIT_S = 30.0
@@ -69,17 +67,8 @@ def test_an_index_waits_for_its_stale_book_then_fills(ray_cluster, redis_server)
                                                             stale_after_ms=STALE_AFTER_MS),
                                           [LIVE, SILENCED], 1, namespace=ray_cluster)
             actors.append(market)
-            sender_name = f"sender-{tag}"
-            sender = OrderSender.options(name=sender_name).remote(SenderOptions(
-                sim.url, sim.ws_url, sim.api_key, sim.secret, redis_url=redis_server.url, account=f"stale{tag}"))
-            actors.append(sender)
-            (shard,) = start_order_books(OrderBooksOptions(redis_server.url, 1, (INDEX,), key_prefix=f"orders-{tag}"),
-                                         namespace=ray_cluster)
-            actors.append(shard)
-            sink = ReportSink.options(name=f"reports-{tag}").remote()
-            actors.append(sink)
-            ray.get(sink.follow.remote(redis_server.url, f"orders-{tag}", 1))
-            ray.get(sender.start.remote())
+            sender_name, sender, shard, sink = start_sender_and_shard(sim, redis_server.url, tag, f"stale{tag}",
+                                                                      ray_cluster, actors, indexes=(INDEX,))
             assert ray.get(market.wait_stale.remote([LIVE, SILENCED], False, WAIT_S))
             ray.get(shard.credit.remote([CollateralDeposit(CHAIN, f"0x{7:064x}", 0, 1, USER, Decimal(500))]))
             solver = start_solver(SolverOptions(redis_server.url, 1, 1, namespace=ray_cluster, name=f"solver-{tag}",

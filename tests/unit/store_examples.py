@@ -163,6 +163,8 @@ def solver_world():
     from core.basket import load_indexes
     from core.batch_planner import PendingOrder, PlannerLimits
     from core.batch_result import BatchOrderResult
+    from core.asset_order import ExchangeFill
+    from core.sell_plan import PendingSell
     from core.solver_cycle import OutboxCall
     from core.solver_engine import SolverEngine
     from core.symbol_filters import parse_exchange_info
@@ -178,6 +180,13 @@ def solver_world():
     (done,) = engine.on_settled(s.client_order_id for s in engine.sent_orders(b1))
     b2, plan = engine.plan([PendingOrder(f"{ALICE}:c2", "SY100.dev", Decimal(500))], asks, order_budget=10)
     deltas = engine.on_fills(exchange_fills(engine, b2, filters, 50, 2000))
+    # A third batch of a buy and a sell of the same index: its sells, their release and the crossings are kept.
+    bids = {s: [(Decimal(p) - filters[s].tick_size * i, Decimal(10**5)) for i in range(5)] for s, p in BEST.items()}
+    b3, _ = engine.plan([PendingOrder(f"{ALICE}:c3", "SY100.dev", Decimal(400))], asks, order_budget=10,
+                        sells=[PendingSell(f"{ALICE}:c4", "SY100.dev", Decimal("0.5"), Decimal(100))], bids=bids)
+    sold = next(s for s in engine.sent_orders(b3) if s.order.side.value == "SELL")  # one sale fill, fee in USDC
+    engine.on_fills([(sold.client_order_id, ExchangeFill(3000, bids[sold.order.symbol][0][0], sold.order.quantity,
+                                                         Decimal("0.01"), "USDC"))])
     results = [BatchOrderResult(e.order_id, done.filled_units[e.order_id], tuple(done.lines[e.order_id]),
                                 done.touch.get(e.index)) for e in done.engagements]
     outbox = [OutboxCall("complete", b1, {0: results}),
@@ -221,8 +230,13 @@ def _shard_step() -> Record:
 
     _, outbox = solver_world()
     done = next(a for a in outbox if a.kind == "complete")  # its results carry the batch touch
+    from core.sell_assignment import SellLine, SellResult
+    line = SellLine("BTCUSDC", 400000, Decimal("0.004"), Decimal("240.0016"), Decimal("0.24"), Decimal("0.001"),
+                    ("BTCUSDC:77", "cross:b1:BTCUSDC"))
+    sale = SellResult(f"{ALICE}:c4", "SY100.dev", Decimal("0.01"), Decimal("0.01"), (line,), Decimal("239.7616"),
+                      Decimal("239.761600"))
     return ShardStepRecord.model_validate({"step": {"kind": "complete", "key": done.key,
-                                                    "results": done.by_shard[0]}})
+                                                    "results": done.by_shard[0], "sales": [sale]}})
 
 
 EXAMPLES.update({"solver.state": _solver_state, "solver.history": _solver_history,
