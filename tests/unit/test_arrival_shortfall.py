@@ -214,7 +214,7 @@ def test_the_solver_records_each_index_touch_at_planning_and_hands_it_with_the_c
     from tests.unit.test_solver_engine import BEST
 
     engine, outbox = solver_world()
-    (b2,) = engine.batches.values()  # planned from the asks whose best level is BEST
+    b2 = engine.batches["b2"]  # a buy batch in flight, planned from the asks whose best level is BEST
     quantities = engine.baskets["SY100.dev"].quantities()
     assert b2.touch == {"SY100.dev": sum((q * D(BEST[s]) for s, q in quantities.items()), D(0))}
     # Kept across a restart: the snapshot holds it, the restore gives it back.
