@@ -72,9 +72,13 @@ def test_the_shard_refreshes_arrival_values_in_the_background_and_stamps_orders(
             assert 0 <= order["created_ms"] - stamp["at_ms"] <= MAX_AGE_MS  # its age is known and bounded
             assert Decimal(stamp["touch"]) > Decimal(stamp["mid"]) > 0
 
-            # The market shard gone: no more tops, the value ages out, and an order carries none.
+            # The market shard gone: no more tops, the value ages out, and an order carries none. Gone means dead
+            # (a call fails), then a read of the shard's failed after that (an earlier failure, or a stalled loop,
+            # says nothing about the kill).
+            failures = ray.get(shard.inspect.remote())["arrival_reads"]["failures"]
             ray.kill(market, no_restart=True)
-            wait_until("the last value to age out", lambda: (lambda i: i["arrival_reads"]["failures"] > 0 and (
+            wait_until("the market shard dead", lambda: _dead(market))
+            wait_until("the last value to age out", lambda: (lambda i: i["arrival_reads"]["failures"] > failures and (
                 time.time() * 1000 - i["arrival"][INDEX]["at_ms"] > MAX_AGE_MS))(ray.get(shard.inspect.remote())))
             (answer,) = ray.get(shard.handle.remote([NewOrder(user, "c2", INDEX, Side.BUY, Decimal(100))]))
             assert answer == OrderAccepted(user, "c2")
@@ -82,3 +86,11 @@ def test_the_shard_refreshes_arrival_values_in_the_background_and_stamps_orders(
             assert orders["c2"]["arrival"] is None and orders["c1"]["arrival"] == stamp
         finally:
             kill_all(actors)
+
+
+def _dead(actor) -> bool:
+    try:
+        ray.get(actor.top.remote(), timeout=WAIT_S)
+    except ray.exceptions.RayActorError:
+        return True
+    return False
