@@ -553,16 +553,11 @@ class IndexOrderBooks:
         async with self._lock:
             return packed(self.shard.pending(limit))  # the solver's hot read: arrives as the list
 
-    async def pending_sells(self, limit: int = 10_000) -> list[PendingSell]:
-        """Sells that can be engaged now, oldest first, each with its minimum; like `pending`, only what is
-        stored."""
-        async with self._lock:
-            return packed(self.shard.pending_sells(limit))
-
     async def demand(self, limit: int = 10_000) -> tuple[list[PendingOrder], list[PendingSell]]:
-        """`pending` and `pending_sells` in one call, the solver's hot read: (buys, sells)."""
+        """The buys and sells that can be engaged now, one walk of the FIFO (core.shard_books `demand`): the
+        solver's hot read; like `pending`, only what is stored."""
         async with self._lock:
-            return packed((self.shard.pending(limit), self.shard.pending_sells(limit)))
+            return packed(self.shard.demand(limit))
 
     async def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> list[tuple[str, Decimal]] | None:
         """A batch takes the engaged collateral of its orders. Idempotent by batch id. Returns what was actually

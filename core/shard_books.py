@@ -376,10 +376,13 @@ class ShardBooks:
         return {key: held for key, held in out.items() if held}
 
     # ------------------------------------------------------------------ the solver's side
-    def pending(self, limit: int) -> list[PendingOrder]:
-        """Orders that can be engaged now, oldest first: open, collateral remaining, nothing engaged. Closed orders
-        leave the FIFO on the way (derived data: the next write stores the shorter list)."""
-        out: list[PendingOrder] = []
+    def demand(self, limit: int) -> tuple[list[PendingOrder], list[PendingSell]]:
+        """What can be engaged now, oldest first, in one walk of the FIFO (the solver's hot read): buys with
+        collateral remaining and sells with units remaining (each with the user's minimum), nothing engaged, at most
+        `limit` of each. Closed orders leave the FIFO on the way (derived data: the next write stores the shorter
+        list)."""
+        buys: list[PendingOrder] = []
+        sells: list[PendingSell] = []
         closed = []
         for oid in self.fifo:
             key, cl = oid.split(":", 1)
@@ -388,28 +391,26 @@ class ShardBooks:
             if order is None or order.is_terminal:
                 closed.append(oid)
                 continue
-            if order.side is Side.BUY and order.engaged == 0 and order.remaining > 0:
-                out.append(PendingOrder(oid, order.index, order.remaining))
-                if len(out) >= limit:
-                    break
+            if order.engaged != 0 or order.remaining <= 0:
+                continue
+            if order.side is Side.BUY:
+                if len(buys) < limit:
+                    buys.append(PendingOrder(oid, order.index, order.remaining))
+            elif len(sells) < limit:
+                sells.append(PendingSell(oid, order.index, order.remaining, order.min_proceeds))
+            if len(buys) >= limit and len(sells) >= limit:
+                break
         for oid in closed:
             self.fifo.pop(oid, None)
-        return out
+        return buys, sells
+
+    def pending(self, limit: int) -> list[PendingOrder]:
+        """The buys of `demand`."""
+        return self.demand(limit)[0]
 
     def pending_sells(self, limit: int) -> list[PendingSell]:
-        """Sells that can be engaged now, oldest first (the same FIFO as buys): open, units remaining, nothing
-        engaged, each with the user's minimum."""
-        out: list[PendingSell] = []
-        for oid in self.fifo:
-            key, cl = oid.split(":", 1)
-            book = self.books.get(key)
-            order = book.get(cl) if book is not None else None
-            if (order is not None and order.side is Side.SELL and not order.is_terminal and order.engaged == 0
-                    and order.remaining > 0):
-                out.append(PendingSell(oid, order.index, order.remaining, order.min_proceeds))
-                if len(out) >= limit:
-                    break
-        return out
+        """The sells of `demand`."""
+        return self.demand(limit)[1]
 
     def engage(self, batch_id: str, engagements: Sequence[Engagement]) -> Step:
         """A batch takes the engaged collateral of its orders, each capped at what the order has left (a cancel may

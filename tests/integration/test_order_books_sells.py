@@ -23,9 +23,11 @@ WAIT_S = 10
 D = Decimal
 
 
-async def offered(shard, read: str) -> list:  # noqa: ANN001
-    """What the solver gets from the shard's `read`, unpacked as a Ray call unpacks it."""
-    return pickle.loads(pickle.dumps(await getattr(shard, read)(10)))
+async def offered(shard, side: str) -> list:  # noqa: ANN001
+    """The `side` ("buys" or "sells") of what the solver gets from the shard's `demand`, unpacked as a Ray call
+    unpacks it."""
+    buys, sells = pickle.loads(pickle.dumps(await shard.demand(10)))
+    return {"buys": buys, "sells": sells}[side]
 
 
 def test_a_sell_is_offered_apart_stored_with_its_reservation_and_cancelled_back(redis_server, monkeypatch):
@@ -46,21 +48,21 @@ def test_a_sell_is_offered_apart_stored_with_its_reservation_and_cancelled_back(
         sell = NewOrder(user, "s1", INDEX, Side.SELL, D("0.004"), D("150"))
         [refused] = await shard.handle([sell])
         assert isinstance(refused, OrderRefused) and refused.code is ReasonCode.UNSUPPORTED_SIDE
-        assert await offered(shard, "pending_sells") == []
+        assert await offered(shard, "sells") == []
 
         shard.app.accept_sells = True
         answers = await shard.handle([sell, NewOrder(user, "b1", INDEX, Side.BUY, D("400")),
                                       NewOrder(user, "s2", INDEX, Side.SELL, D("0.007"))])
         assert answers[:2] == [OrderAccepted(user, "s1"), OrderAccepted(user, "b1")]
         assert isinstance(answers[2], OrderRefused) and answers[2].code is ReasonCode.INSUFFICIENT_TOKENS
-        sells = await offered(shard, "pending_sells")
+        sells = await offered(shard, "sells")
         assert sells == [PendingSell(f"{USER}:s1", INDEX, D("0.004"), D("150"))]
-        assert [p.order_id for p in await offered(shard, "pending")] == [f"{USER}:b1"]
+        assert [p.order_id for p in await offered(shard, "buys")] == [f"{USER}:b1"]
         await shard._redis.aclose()
 
         restarted = shard_instance()  # reads what the first one stored
         restarted.app.accept_sells = True
-        assert await offered(restarted, "pending_sells") == sells
+        assert await offered(restarted, "sells") == sells
         held = restarted.shard.tokens[USER].of(INDEX)
         assert (held.available, held.reserved) == (D("0.006"), D("0.004"))
         restarted.shard.books[USER].check(restarted.shard.tokens[USER])
@@ -70,7 +72,7 @@ def test_a_sell_is_offered_apart_stored_with_its_reservation_and_cancelled_back(
 
         again = shard_instance()
         held = again.shard.tokens[USER].of(INDEX)
-        assert (held.available, held.reserved) == (D("0.01"), 0) and await offered(again, "pending_sells") == []
+        assert (held.available, held.reserved) == (D("0.01"), 0) and await offered(again, "sells") == []
         await again._redis.aclose()
 
     asyncio.run(asyncio.wait_for(run(), 6 * WAIT_S))
